@@ -1,0 +1,121 @@
+//! Large payload buffers, recycled per thread.
+//!
+//! A fresh multi-megabyte allocation is served by `mmap`, and the first
+//! touch of each 4 KiB page costs a fault (about 1 s per GiB here). Keeping
+//! a few freed large buffers around makes repeated big transfers run at
+//! memory speed instead.
+
+use std::cell::RefCell;
+use std::ops::{Deref, DerefMut};
+
+/// Buffers below this size come from the allocator directly.
+const POOL_MIN: usize = 1 << 20;
+/// Most buffers kept per thread.
+const POOL_SLOTS: usize = 4;
+/// Most bytes kept per thread.
+const POOL_BYTES: usize = 2 << 30;
+
+thread_local! {
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A byte buffer that returns its memory to this thread's pool on drop.
+#[derive(Default)]
+pub struct PooledBuf(Vec<u8>);
+
+impl PooledBuf {
+    /// A buffer of exactly `len` bytes; contents are unspecified (zeroes or
+    /// bytes of an earlier message), so callers must overwrite all of it.
+    pub fn with_len(len: usize) -> PooledBuf {
+        if len >= POOL_MIN {
+            let reused = POOL.with(|p| {
+                let mut p = p.borrow_mut();
+                let best = p
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| b.capacity() >= len)
+                    .min_by_key(|(_, b)| b.capacity())
+                    .map(|(i, _)| i);
+                best.map(|i| p.swap_remove(i))
+            });
+            if let Some(mut v) = reused {
+                // Only bytes past the old length get written (and faulted in).
+                v.resize(len, 0);
+                return PooledBuf(v);
+            }
+        }
+        PooledBuf(vec![0; len])
+    }
+
+    /// Wraps an existing vector.
+    pub fn from_vec(v: Vec<u8>) -> PooledBuf {
+        PooledBuf(v)
+    }
+
+    /// Takes the vector out; it will not return to the pool.
+    pub fn into_vec(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        if self.0.capacity() < POOL_MIN {
+            return;
+        }
+        let v = std::mem::take(&mut self.0);
+        // try_with: the pool may already be gone while the thread exits.
+        let _ = POOL.try_with(|p| {
+            let mut p = p.borrow_mut();
+            let held: usize = p.iter().map(Vec::capacity).sum();
+            if held + v.capacity() <= POOL_BYTES {
+                if p.len() == POOL_SLOTS {
+                    // Keep the larger buffers: they are the expensive ones.
+                    if let Some((i, _)) = p.iter().enumerate().min_by_key(|(_, b)| b.capacity()) {
+                        if p[i].capacity() < v.capacity() {
+                            p[i] = v;
+                        }
+                    }
+                } else {
+                    p.push(v);
+                }
+            }
+        });
+    }
+}
+
+impl Deref for PooledBuf {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl DerefMut for PooledBuf {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}
+
+impl std::fmt::Debug for PooledBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PooledBuf({} bytes)", self.0.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_buffers_are_reused() {
+        let a = PooledBuf::with_len(3 << 20);
+        let ptr = a.as_ptr();
+        drop(a);
+        let b = PooledBuf::with_len(2 << 20);
+        assert_eq!(b.as_ptr(), ptr);
+        assert_eq!(b.len(), 2 << 20);
+        let small = PooledBuf::with_len(10);
+        assert_eq!(small.len(), 10);
+    }
+}

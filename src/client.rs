@@ -1,0 +1,402 @@
+//! A blocking DiME client, used by tests, benchmarks and the C ABI.
+
+use crate::buffer::PooledBuf;
+use crate::codec::dimeb::{self, CodecError};
+use crate::transport::{self, Address, Transport};
+use crate::value::Value;
+use crate::wire::{Frame, FrameReader, encode_head};
+use serde_json::{Map, Value as Json, json};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, IoSlice, Write};
+use std::time::Duration;
+
+/// What can go wrong talking to a server.
+#[derive(Debug)]
+pub enum Error {
+    /// Bad argument from the caller (address syntax, oversized value …).
+    InvalidArgument(String),
+    /// Could not connect, or the connection broke.
+    ConnectionLost(String),
+    /// The server sent something that is not valid DiME.
+    Protocol(String),
+    /// The server answered with `status < 0`; its error message.
+    Server(String),
+    /// A wait ran past its timeout.
+    Timeout,
+    /// A payload could not be decoded.
+    Codec(CodecError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
+            Error::ConnectionLost(m) => write!(f, "connection lost: {m}"),
+            Error::Protocol(m) => write!(f, "protocol error: {m}"),
+            Error::Server(m) => write!(f, "server error: {m}"),
+            Error::Timeout => f.write_str("timed out"),
+            Error::Codec(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::ConnectionLost(e.to_string())
+    }
+}
+
+impl From<CodecError> for Error {
+    fn from(e: CodecError) -> Error {
+        Error::Codec(e)
+    }
+}
+
+/// Result of client calls.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// One message received by `sync`, still encoded.
+#[derive(Debug)]
+pub struct Message {
+    /// The variable name.
+    pub varname: String,
+    /// The sender's serialization (`dimeb` for our clients).
+    pub serialization: String,
+    /// The encoded value.
+    pub payload: PooledBuf,
+}
+
+impl Message {
+    /// Decodes a dimeb payload.
+    pub fn decode(&self) -> Result<Value> {
+        if self.serialization != "dimeb" {
+            return Err(Error::Codec(CodecError(format!(
+                "variable '{}' uses the {} serialization, which only its own language can read",
+                self.varname, self.serialization
+            ))));
+        }
+        Ok(dimeb::decode(&self.payload)?)
+    }
+}
+
+/// Most requests written before reading their replies (as DiME2's Python client).
+const PIPELINE: usize = 16;
+
+/// A connection to a DiME server.
+pub struct Client {
+    stream: Box<dyn Transport>,
+    reader: FrameReader,
+    serialization: String,
+    /// Messages received but not yet handed out (after a partial failure).
+    stash: VecDeque<Message>,
+}
+
+impl Client {
+    /// Connects to `address` (`unix:PATH`, `ipc:PATH`, `tcp:HOST:PORT`) and
+    /// handshakes with the dimeb serialization.
+    pub fn connect(address: &str) -> Result<Client> {
+        let addr = Address::parse(address).map_err(Error::InvalidArgument)?;
+        Client::connect_to(&addr)
+    }
+
+    /// Connects to a parsed address.
+    pub fn connect_to(addr: &Address) -> Result<Client> {
+        let stream = transport::connect(addr).map_err(|e| Error::ConnectionLost(e.to_string()))?;
+        let mut c = Client {
+            stream,
+            reader: FrameReader::new(u64::MAX),
+            serialization: "dimeb".into(),
+            stash: VecDeque::new(),
+        };
+        let reply =
+            c.request(json!({"command": "handshake", "serialization": "dimeb", "tls": false}))?;
+        if let Some(s) = reply.get("serialization").and_then(Json::as_str) {
+            c.serialization = s.to_owned();
+        }
+        Ok(c)
+    }
+
+    /// The serialization the server asked for (we always send dimeb, and
+    /// receivers decode by each message's own header).
+    pub fn serialization(&self) -> &str {
+        &self.serialization
+    }
+
+    fn write_frame(&mut self, json: &Json, payload: &[u8]) -> Result<()> {
+        let head = encode_head(json.to_string().as_bytes(), payload.len());
+        let mut bufs = [IoSlice::new(&head), IoSlice::new(payload)];
+        let mut bufs = &mut bufs[..];
+        while !bufs.is_empty() && bufs.iter().any(|b| !b.is_empty()) {
+            match self.stream.write_vectored(bufs) {
+                Ok(0) => return Err(Error::ConnectionLost("server closed the connection".into())),
+                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the next frame, handling meta messages on the way.
+    fn read_frame(&mut self) -> Result<(Map<String, Json>, PooledBuf)> {
+        loop {
+            let frame = self.next_raw_frame()?;
+            let json: Json = serde_json::from_slice(frame.json())
+                .map_err(|e| Error::Protocol(format!("invalid JSON from server: {e}")))?;
+            let Json::Object(obj) = json else {
+                return Err(Error::Protocol("server header is not a JSON object".into()));
+            };
+            let is_meta = obj.get("meta").and_then(Json::as_bool) == Some(true)
+                && obj
+                    .get("status")
+                    .and_then(Json::as_i64)
+                    .is_some_and(|s| s > 0);
+            if is_meta {
+                if obj.get("command").and_then(Json::as_str) == Some("reregister") {
+                    if let Some(s) = obj.get("serialization").and_then(Json::as_str) {
+                        self.serialization = s.to_owned();
+                    }
+                }
+                continue;
+            }
+            return Ok((obj, frame.payload));
+        }
+    }
+
+    fn next_raw_frame(&mut self) -> Result<Frame> {
+        loop {
+            if let Some(f) = self
+                .reader
+                .next_frame()
+                .map_err(|e| Error::Protocol(e.to_string()))?
+            {
+                return Ok(f);
+            }
+            match self.reader.read_from(&mut *self.stream) {
+                Ok(0) => return Err(Error::ConnectionLost("server closed the connection".into())),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn read_status(&mut self) -> Result<Map<String, Json>> {
+        let (obj, _) = self.read_frame()?;
+        check_status(obj)
+    }
+
+    /// Sends any request and returns the success reply (extension point for
+    /// new command families).
+    pub fn request(&mut self, json: Json) -> Result<Map<String, Json>> {
+        self.request_with_payload(json, &[]).map(|(m, _)| m)
+    }
+
+    /// Sends a request with a payload; returns the reply and its payload.
+    pub fn request_with_payload(
+        &mut self,
+        json: Json,
+        payload: &[u8],
+    ) -> Result<(Map<String, Json>, PooledBuf)> {
+        self.write_frame(&json, payload)?;
+        let (obj, payload) = self.read_frame()?;
+        Ok((check_status(obj)?, payload))
+    }
+
+    /// Joins one or more groups.
+    pub fn join(&mut self, groups: &[&str]) -> Result<()> {
+        self.request(json!({"command": "join", "name": groups}))
+            .map(drop)
+    }
+
+    /// Leaves one or more groups.
+    pub fn leave(&mut self, groups: &[&str]) -> Result<()> {
+        self.request(json!({"command": "leave", "name": groups}))
+            .map(drop)
+    }
+
+    /// Sends one value to every member of `group`.
+    pub fn send(&mut self, group: &str, varname: &str, value: &Value) -> Result<()> {
+        self.send_many(group, &[(varname, value)])
+    }
+
+    /// Sends several values to `group`, pipelining the requests.
+    pub fn send_many(&mut self, group: &str, vars: &[(&str, &Value)]) -> Result<()> {
+        self.relay_many(Some(group), vars)
+    }
+
+    /// Sends one value to every other connected client.
+    pub fn broadcast(&mut self, varname: &str, value: &Value) -> Result<()> {
+        self.broadcast_many(&[(varname, value)])
+    }
+
+    /// Broadcasts several values, pipelining the requests.
+    pub fn broadcast_many(&mut self, vars: &[(&str, &Value)]) -> Result<()> {
+        self.relay_many(None, vars)
+    }
+
+    fn relay_many(&mut self, group: Option<&str>, vars: &[(&str, &Value)]) -> Result<()> {
+        // Encode everything first: a value that cannot be encoded sends nothing.
+        let payloads = vars
+            .iter()
+            .map(|(name, v)| {
+                dimeb::encode(v)
+                    .map_err(|e| Error::InvalidArgument(format!("variable '{name}': {}", e.0)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut first_err = None;
+        for chunk in vars
+            .iter()
+            .zip(&payloads)
+            .collect::<Vec<_>>()
+            .chunks(PIPELINE)
+        {
+            for ((name, _), payload) in chunk {
+                self.write_frame(&relay_header(group, name), payload)?;
+            }
+            for _ in chunk {
+                if let Err(e) = self.read_status() {
+                    if matches!(e, Error::ConnectionLost(_) | Error::Protocol(_)) {
+                        return Err(e);
+                    }
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Sends an already-encoded dimeb payload to `group` (no copy).
+    pub fn send_encoded(&mut self, group: &str, varname: &str, payload: &[u8]) -> Result<()> {
+        self.write_frame(&relay_header(Some(group), varname), payload)?;
+        self.read_status().map(drop)
+    }
+
+    /// Broadcasts an already-encoded dimeb payload (no copy).
+    pub fn broadcast_encoded(&mut self, varname: &str, payload: &[u8]) -> Result<()> {
+        self.write_frame(&relay_header(None, varname), payload)?;
+        self.read_status().map(drop)
+    }
+
+    /// Receives up to `n` queued messages (all when `n < 0`), undecoded.
+    pub fn sync_messages(&mut self, n: i64) -> Result<Vec<Message>> {
+        let mut out: Vec<Message> = Vec::new();
+        let mut want = n;
+        while want != 0 {
+            match self.stash.pop_front() {
+                Some(m) => {
+                    out.push(m);
+                    want -= 1;
+                }
+                None => break,
+            }
+        }
+        if want == 0 {
+            return Ok(out);
+        }
+        self.write_frame(&json!({"command": "sync", "n": want}), &[])?;
+        loop {
+            let (obj, payload) = self.read_frame()?;
+            if obj.contains_key("status") {
+                check_status(obj)?;
+                return Ok(out);
+            }
+            let field = |k: &str| {
+                obj.get(k)
+                    .and_then(Json::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            out.push(Message {
+                varname: field("varname"),
+                serialization: field("serialization"),
+                payload,
+            });
+        }
+    }
+
+    /// Receives up to `n` messages (all when `n < 0`) and decodes them.
+    /// If one cannot be decoded, the error names it and the messages after
+    /// it are kept for the next call.
+    pub fn sync(&mut self, n: i64) -> Result<Vec<(String, Value)>> {
+        let mut msgs = self.sync_messages(n)?.into_iter();
+        let mut out = Vec::new();
+        for m in msgs.by_ref() {
+            match m.decode() {
+                Ok(v) => out.push((m.varname, v)),
+                Err(e) => {
+                    // Keep the ones already decoded and the rest for the next sync.
+                    let rest: Vec<Message> = msgs.collect();
+                    for (name, v) in out.into_iter().rev() {
+                        self.stash.push_front(Message {
+                            varname: name,
+                            serialization: "dimeb".into(),
+                            payload: PooledBuf::from_vec(dimeb::encode(&v)?),
+                        });
+                    }
+                    self.stash.extend(rest);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Blocks until at least one message is queued for this client, or the
+    /// timeout passes (`None` waits forever). Returns the number queued.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<usize> {
+        if !self.stash.is_empty() {
+            return Ok(self.stash.len());
+        }
+        let req = match timeout {
+            Some(t) => json!({"command": "wait", "timeout": t.as_secs_f64() * 1000.0}),
+            None => json!({"command": "wait"}),
+        };
+        let reply = self.request(req)?;
+        if reply.get("timeout").and_then(Json::as_bool) == Some(true) {
+            return Err(Error::Timeout);
+        }
+        Ok(reply.get("n").and_then(Json::as_u64).unwrap_or(0) as usize)
+    }
+
+    /// Names of every group with at least one member.
+    pub fn devices(&mut self) -> Result<Vec<String>> {
+        let reply = self.request(json!({"command": "devices"}))?;
+        let list = reply
+            .get("devices")
+            .and_then(Json::as_array)
+            .ok_or_else(|| Error::Protocol("devices reply has no list".into()))?;
+        Ok(list
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Closes the connection (also done on drop).
+    pub fn close(self) {}
+}
+
+fn relay_header(group: Option<&str>, varname: &str) -> Json {
+    match group {
+        Some(g) => {
+            json!({"command": "send", "name": g, "varname": varname, "serialization": "dimeb"})
+        }
+        None => json!({"command": "broadcast", "varname": varname, "serialization": "dimeb"}),
+    }
+}
+
+fn check_status(obj: Map<String, Json>) -> Result<Map<String, Json>> {
+    match obj.get("status").and_then(Json::as_i64) {
+        Some(s) if s >= 0 => Ok(obj),
+        Some(_) => Err(Error::Server(
+            obj.get("error")
+                .and_then(Json::as_str)
+                .unwrap_or("unknown error")
+                .to_owned(),
+        )),
+        None => Err(Error::Protocol("reply has no status".into())),
+    }
+}

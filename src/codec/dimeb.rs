@@ -1,0 +1,493 @@
+//! dimeb, DiME2's binary value format (PROTOCOL.md §4): big-endian, one tag
+//! byte per value. Decoding never trusts a length before checking it against
+//! the bytes that are actually there.
+
+use crate::value::{Complex, ElemKind, Matrix, Value};
+use std::fmt;
+
+const TAG_NULL: u8 = 0x00;
+const TAG_TRUE: u8 = 0x01;
+const TAG_FALSE: u8 = 0x02;
+const TAG_MATRIX: u8 = 0x10;
+const TAG_STRING: u8 = 0x20;
+const TAG_LIST: u8 = 0x21;
+const TAG_MAP: u8 = 0x22;
+
+/// Deepest nesting of lists and maps accepted, so hostile input cannot
+/// exhaust the stack.
+pub const MAX_DEPTH: usize = 256;
+
+/// Why bytes could not be decoded or a value encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecError(pub String);
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dimeb: {}", self.0)
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, CodecError> {
+    Err(CodecError(msg.into()))
+}
+
+/// Encodes `value` into a fresh buffer.
+pub fn encode(value: &Value) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(encoded_len(value));
+    encode_into(value, &mut out)?;
+    Ok(out)
+}
+
+/// Exact number of bytes `encode` produces (lets callers allocate once).
+pub fn encoded_len(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 1,
+        Value::I8(_) | Value::U8(_) => 2,
+        Value::I16(_) | Value::U16(_) => 3,
+        Value::I32(_) | Value::U32(_) | Value::F32(_) => 5,
+        Value::I64(_) | Value::U64(_) | Value::F64(_) | Value::C32(_) => 9,
+        Value::C64(_) => 17,
+        Value::Matrix(m) => 2 + 4 * m.dims().len() + m.bytes().len(),
+        Value::String(s) => 5 + s.len(),
+        Value::List(items) => 5 + items.iter().map(encoded_len).sum::<usize>(),
+        Value::Map(pairs) => {
+            5 + pairs
+                .iter()
+                .map(|(k, v)| encoded_len(k) + encoded_len(v))
+                .sum::<usize>()
+        }
+    }
+}
+
+fn put_count(out: &mut Vec<u8>, n: usize, what: &str) -> Result<(), CodecError> {
+    let n =
+        u32::try_from(n).map_err(|_| CodecError(format!("{what} of {n} exceeds the u32 limit")))?;
+    out.extend_from_slice(&n.to_be_bytes());
+    Ok(())
+}
+
+/// Appends the encoding of `value` to `out`.
+pub fn encode_into(value: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    match value {
+        Value::Null => out.push(TAG_NULL),
+        Value::Bool(true) => out.push(TAG_TRUE),
+        Value::Bool(false) => out.push(TAG_FALSE),
+        Value::I8(x) => scalar(out, ElemKind::I8, &x.to_be_bytes()),
+        Value::I16(x) => scalar(out, ElemKind::I16, &x.to_be_bytes()),
+        Value::I32(x) => scalar(out, ElemKind::I32, &x.to_be_bytes()),
+        Value::I64(x) => scalar(out, ElemKind::I64, &x.to_be_bytes()),
+        Value::U8(x) => scalar(out, ElemKind::U8, &x.to_be_bytes()),
+        Value::U16(x) => scalar(out, ElemKind::U16, &x.to_be_bytes()),
+        Value::U32(x) => scalar(out, ElemKind::U32, &x.to_be_bytes()),
+        Value::U64(x) => scalar(out, ElemKind::U64, &x.to_be_bytes()),
+        Value::F32(x) => scalar(out, ElemKind::F32, &x.to_be_bytes()),
+        Value::F64(x) => scalar(out, ElemKind::F64, &x.to_be_bytes()),
+        Value::C32(c) => {
+            out.push(ElemKind::C32 as u8);
+            out.extend_from_slice(&c.re.to_be_bytes());
+            out.extend_from_slice(&c.im.to_be_bytes());
+        }
+        Value::C64(c) => {
+            out.push(ElemKind::C64 as u8);
+            out.extend_from_slice(&c.re.to_be_bytes());
+            out.extend_from_slice(&c.im.to_be_bytes());
+        }
+        Value::Matrix(m) => encode_matrix(m, out)?,
+        Value::String(s) => {
+            out.push(TAG_STRING);
+            put_count(out, s.len(), "string length")?;
+            out.extend_from_slice(s.as_bytes());
+        }
+        Value::List(items) => {
+            out.push(TAG_LIST);
+            put_count(out, items.len(), "list length")?;
+            for item in items {
+                encode_into(item, out)?;
+            }
+        }
+        Value::Map(pairs) => {
+            out.push(TAG_MAP);
+            put_count(out, pairs.len(), "map size")?;
+            for (k, v) in pairs {
+                encode_into(k, out)?;
+                encode_into(v, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn scalar(out: &mut Vec<u8>, kind: ElemKind, be: &[u8]) {
+    out.push(kind as u8);
+    out.extend_from_slice(be);
+}
+
+/// Appends a matrix: tag, rank, dims, then the elements byte-swapped to
+/// big-endian in one pass.
+pub fn encode_matrix(m: &Matrix, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let rank =
+        u8::try_from(m.dims().len()).map_err(|_| CodecError("matrix rank exceeds 255".into()))?;
+    out.push(TAG_MATRIX | m.kind() as u8);
+    out.push(rank);
+    for d in m.dims() {
+        put_count(out, *d, "matrix dimension")?;
+    }
+    swap_extend(m.bytes(), m.kind().swap_unit(), out);
+    Ok(())
+}
+
+/// Appends `src` to `out` with every `unit`-byte word reversed (big-endian
+/// ↔ native on little-endian hosts; a plain copy on big-endian ones).
+pub fn swap_extend(src: &[u8], unit: usize, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + src.len(), 0);
+    swap_copy(src, unit, &mut out[start..]);
+}
+
+/// Copies `src` into `dst` (same length) reversing each `unit`-byte word on
+/// little-endian hosts.
+pub fn swap_copy(src: &[u8], unit: usize, dst: &mut [u8]) {
+    debug_assert_eq!(src.len(), dst.len());
+    if cfg!(target_endian = "big") || unit == 1 {
+        dst.copy_from_slice(src);
+        return;
+    }
+    // Fixed-width chunks let the compiler vectorise the swap.
+    macro_rules! swap {
+        ($t:ty, $n:expr) => {
+            for (d, s) in dst.chunks_exact_mut($n).zip(src.chunks_exact($n)) {
+                let w = <$t>::from_ne_bytes(s.try_into().unwrap()).swap_bytes();
+                d.copy_from_slice(&w.to_ne_bytes());
+            }
+        };
+    }
+    match unit {
+        2 => swap!(u16, 2),
+        4 => swap!(u32, 4),
+        8 => swap!(u64, 8),
+        _ => unreachable!("element unit {unit}"),
+    }
+}
+
+/// Decodes one value that must fill `bytes` exactly.
+pub fn decode(bytes: &[u8]) -> Result<Value, CodecError> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    let v = r.value(0)?;
+    if r.pos != bytes.len() {
+        return err(format!(
+            "{} trailing bytes after the value",
+            bytes.len() - r.pos
+        ));
+    }
+    Ok(v)
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], CodecError> {
+        let left = self.buf.len() - self.pos;
+        if n > left {
+            return err(format!(
+                "truncated {what} at byte {}: needs {n} bytes, {left} left",
+                self.pos
+            ));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], CodecError> {
+        Ok(self.take(N, what)?.try_into().unwrap())
+    }
+
+    fn u32(&mut self, what: &str) -> Result<usize, CodecError> {
+        Ok(u32::from_be_bytes(self.array(what)?) as usize)
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, CodecError> {
+        if depth > MAX_DEPTH {
+            return err(format!("nesting deeper than {MAX_DEPTH}"));
+        }
+        let at = self.pos;
+        let tag = self.array::<1>("tag")?[0];
+        Ok(match tag {
+            TAG_NULL => Value::Null,
+            TAG_TRUE => Value::Bool(true),
+            TAG_FALSE => Value::Bool(false),
+            0x03 => Value::I8(i8::from_be_bytes(self.array("int8")?)),
+            0x04 => Value::I16(i16::from_be_bytes(self.array("int16")?)),
+            0x05 => Value::I32(i32::from_be_bytes(self.array("int32")?)),
+            0x06 => Value::I64(i64::from_be_bytes(self.array("int64")?)),
+            0x07 => Value::U8(u8::from_be_bytes(self.array("uint8")?)),
+            0x08 => Value::U16(u16::from_be_bytes(self.array("uint16")?)),
+            0x09 => Value::U32(u32::from_be_bytes(self.array("uint32")?)),
+            0x0A => Value::U64(u64::from_be_bytes(self.array("uint64")?)),
+            0x0B => Value::F32(f32::from_be_bytes(self.array("single")?)),
+            0x0C => Value::F64(f64::from_be_bytes(self.array("double")?)),
+            0x0D => Value::C32(Complex {
+                re: f32::from_be_bytes(self.array("complex single")?),
+                im: f32::from_be_bytes(self.array("complex single")?),
+            }),
+            0x0E => Value::C64(Complex {
+                re: f64::from_be_bytes(self.array("complex double")?),
+                im: f64::from_be_bytes(self.array("complex double")?),
+            }),
+            0x13..=0x1F => Value::Matrix(self.matrix(ElemKind::from_tag(tag & 0x0F).unwrap())?),
+            TAG_STRING => {
+                let n = self.u32("string length")?;
+                let bytes = self.take(n, "string")?;
+                match std::str::from_utf8(bytes) {
+                    Ok(s) => Value::String(s.to_owned()),
+                    Err(e) => return err(format!("string at byte {at} is not UTF-8: {e}")),
+                }
+            }
+            TAG_LIST => {
+                let n = self.u32("list length")?;
+                // Each item takes at least one byte: cap the reservation by what is left.
+                let mut items = Vec::with_capacity(n.min(self.buf.len() - self.pos));
+                for _ in 0..n {
+                    items.push(self.value(depth + 1)?);
+                }
+                Value::List(items)
+            }
+            TAG_MAP => {
+                let n = self.u32("map size")?;
+                let mut pairs = Vec::with_capacity(n.min((self.buf.len() - self.pos) / 2));
+                for _ in 0..n {
+                    let k = self.value(depth + 1)?;
+                    let v = self.value(depth + 1)?;
+                    pairs.push((k, v));
+                }
+                Value::Map(pairs)
+            }
+            other => return err(format!("unknown tag 0x{other:02X} at byte {at}")),
+        })
+    }
+
+    fn matrix(&mut self, kind: ElemKind) -> Result<Matrix, CodecError> {
+        let rank = self.array::<1>("matrix rank")?[0] as usize;
+        let mut dims = Vec::with_capacity(rank);
+        for _ in 0..rank {
+            dims.push(self.u32("matrix dimension")?);
+        }
+        let len = dims
+            .iter()
+            .try_fold(kind.size(), |acc, d| acc.checked_mul(*d))
+            .filter(|n| *n <= self.buf.len() - self.pos)
+            .ok_or_else(|| {
+                CodecError(format!(
+                    "truncated {} matrix of shape {dims:?}: {} bytes left",
+                    kind.name(),
+                    self.buf.len() - self.pos
+                ))
+            })?;
+        let src = self.take(len, "matrix elements")?;
+        let mut data = vec![0u8; len];
+        swap_copy(src, kind.swap_unit(), &mut data);
+        if kind == ElemKind::Bool && data.iter().any(|b| *b > 1) {
+            return err("logical matrix element is neither 0 nor 1");
+        }
+        Matrix::new(kind, dims, data).map_err(|e| CodecError(e.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt(v: Value) {
+        let bytes = encode(&v).unwrap();
+        assert_eq!(bytes.len(), encoded_len(&v));
+        assert_eq!(decode(&bytes).unwrap(), v);
+    }
+
+    #[test]
+    fn scalars_match_the_protocol_bytes() {
+        assert_eq!(encode(&Value::Null).unwrap(), [0x00]);
+        assert_eq!(encode(&Value::Bool(true)).unwrap(), [0x01]);
+        assert_eq!(encode(&Value::Bool(false)).unwrap(), [0x02]);
+        assert_eq!(encode(&Value::I16(-2)).unwrap(), [0x04, 0xFF, 0xFE]);
+        assert_eq!(encode(&Value::U32(1)).unwrap(), [0x09, 0, 0, 0, 1]);
+        assert_eq!(
+            encode(&Value::F64(1.0)).unwrap(),
+            [0x0C, 0x3F, 0xF0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(
+            encode(&Value::from("hé")).unwrap(),
+            [0x20, 0, 0, 0, 3, b'h', 0xC3, 0xA9]
+        );
+    }
+
+    #[test]
+    fn every_scalar_round_trips() {
+        for v in [
+            Value::Null,
+            Value::Bool(true),
+            Value::Bool(false),
+            Value::I8(i8::MIN),
+            Value::I16(i16::MAX),
+            Value::I32(-7),
+            Value::I64(i64::MIN),
+            Value::I64(i64::MAX),
+            Value::U8(255),
+            Value::U16(65535),
+            Value::U32(u32::MAX),
+            Value::U64(u64::MAX),
+            Value::F32(1.5),
+            Value::F64(-0.0),
+            Value::F64(f64::INFINITY),
+            Value::C32(Complex { re: 1.0, im: -2.0 }),
+            Value::C64(Complex { re: 0.5, im: 0.0 }),
+            Value::from(""),
+            Value::from("😀 ünïcode"),
+        ] {
+            rt(v);
+        }
+        let nan = encode(&Value::F64(f64::from_bits(0x7FF8_0000_0000_0001))).unwrap();
+        match decode(&nan).unwrap() {
+            Value::F64(x) => assert_eq!(x.to_bits(), 0x7FF8_0000_0000_0001),
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn matrices_of_every_kind_and_rank_round_trip() {
+        for kind in ElemKind::ALL {
+            for dims in [
+                vec![],
+                vec![3],
+                vec![2, 3],
+                vec![2, 3, 4],
+                vec![2, 1, 3, 2],
+                vec![0, 3],
+                vec![3, 0],
+            ] {
+                let n: usize = dims.iter().product();
+                let data: Vec<u8> = (0..n * kind.size())
+                    .map(|i| {
+                        if kind == ElemKind::Bool {
+                            (i % 2) as u8
+                        } else {
+                            i as u8
+                        }
+                    })
+                    .collect();
+                rt(Value::Matrix(Matrix::new(kind, dims, data).unwrap()));
+            }
+        }
+    }
+
+    #[test]
+    fn matrix_elements_are_big_endian_column_major() {
+        // 2x2 double [[1,2],[3,4]] column-major is 1,3,2,4.
+        let m = Matrix::from_elems(vec![2, 2], &[1.0f64, 3.0, 2.0, 4.0]).unwrap();
+        let b = encode(&Value::Matrix(m)).unwrap();
+        assert_eq!(&b[..10], &[0x1C, 2, 0, 0, 0, 2, 0, 0, 0, 2]);
+        assert_eq!(&b[10..18], &1.0f64.to_be_bytes());
+        assert_eq!(&b[18..26], &3.0f64.to_be_bytes());
+        let c = Matrix::from_elems(
+            vec![1],
+            &[Complex {
+                re: 1.0f32,
+                im: 2.0,
+            }],
+        )
+        .unwrap();
+        let b = encode(&Value::Matrix(c)).unwrap();
+        assert_eq!(&b[6..], &[0x3F, 0x80, 0, 0, 0x40, 0, 0, 0]);
+    }
+
+    #[test]
+    fn nested_lists_and_maps_round_trip() {
+        rt(Value::List(vec![
+            Value::I64(1),
+            Value::List(vec![Value::Null, Value::from("x")]),
+            Value::Map(vec![
+                (Value::from("a"), Value::F64(2.0)),
+                (Value::from("b"), Value::Map(vec![])),
+                (Value::I64(3), Value::List(vec![])),
+            ]),
+        ]));
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_not_a_panic() {
+        for bad in [
+            &[][..],
+            &[0x06, 1, 2],
+            &[0x20, 0, 0, 0, 9, b'a'],
+            &[0x20, 0, 0, 0, 2, 0xFF, 0xFE],
+            &[0x21, 0xFF, 0xFF, 0xFF, 0xFF],
+            &[0x1C, 2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+            &[0x1F, 1, 0, 0, 0, 1, 7],
+            &[0x99],
+            &[0x00, 0x00],
+        ] {
+            assert!(decode(bad).is_err(), "{bad:?}");
+        }
+        let deep: Vec<u8> = std::iter::repeat_n([0x21u8, 0, 0, 0, 1], 10_000)
+            .flatten()
+            .collect();
+        assert!(decode(&deep).unwrap_err().0.contains("nesting"));
+    }
+
+    use proptest::prelude::*;
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i8>().prop_map(Value::I8),
+            any::<i64>().prop_map(Value::I64),
+            any::<u64>().prop_map(Value::U64),
+            any::<u16>().prop_map(Value::U16),
+            any::<f32>()
+                .prop_filter("nan", |x| !x.is_nan())
+                .prop_map(Value::F32),
+            any::<f64>()
+                .prop_filter("nan", |x| !x.is_nan())
+                .prop_map(Value::F64),
+            ".*".prop_map(Value::String),
+            (prop::collection::vec(0usize..4, 0..4), any::<u8>()).prop_map(|(dims, seed)| {
+                let n: usize = dims.iter().product();
+                let vals: Vec<i32> = (0..n).map(|i| i as i32 * seed as i32).collect();
+                Value::Matrix(Matrix::from_elems(dims, &vals).unwrap())
+            }),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::List),
+                prop::collection::vec((".*".prop_map(Value::String), inner), 0..8)
+                    .prop_map(Value::Map),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_value_round_trips(v in arb_value()) {
+            let bytes = encode(&v).unwrap();
+            prop_assert_eq!(decode(&bytes).unwrap(), v);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn every_truncation_is_an_error(v in arb_value()) {
+            let bytes = encode(&v).unwrap();
+            for cut in 0..bytes.len() {
+                prop_assert!(decode(&bytes[..cut]).is_err());
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Value encodings carried in DiME payloads.
+
+pub mod dimeb;

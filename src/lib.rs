@@ -1,0 +1,14 @@
+//! dime: a broker and client library for sharing typed data between
+//! MATLAB, C, Python and JavaScript processes, speaking the DiME2 protocol.
+#![warn(missing_docs)]
+
+pub mod buffer;
+pub mod client;
+pub mod codec;
+pub mod server;
+pub mod transport;
+pub mod value;
+pub mod wire;
+
+pub use client::{Client, Error};
+pub use value::{Complex, ElemKind, Matrix, Value};

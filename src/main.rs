@@ -1,0 +1,83 @@
+//! `dime`: the broker server.
+
+use clap::{ArgAction, Parser};
+use dime::server::{Config, Server};
+use dime::transport::Address;
+use std::process::ExitCode;
+
+/// A DiME2-compatible message broker for MATLAB, Python, C and JavaScript.
+#[derive(Parser, Debug)]
+#[command(name = "dime", version, about, long_about = None)]
+struct Args {
+    /// Listen on an address: unix:PATH, ipc:PATH, tcp:PORT (binds 127.0.0.1),
+    /// tcp:HOST:PORT. Repeat for several. Default: unix:/tmp/dime.sock
+    #[arg(short = 'l', long = "listen", value_name = "ADDRESS")]
+    listen: Vec<Address>,
+
+    /// More logging on stderr (-v, -vv, -vvv).
+    #[arg(short = 'v', action = ArgAction::Count)]
+    verbose: u8,
+
+    /// File mode of unix socket files, in octal.
+    #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_octal)]
+    socket_mode: u32,
+
+    /// Largest message (JSON header + payload) accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 30)]
+    max_message: u64,
+
+    /// Largest total of unsynced bytes queued for one client.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 30)]
+    max_queue: u64,
+}
+
+fn parse_octal(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("'{s}' is not an octal file mode"))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let level = match args.verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        2 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .format_timestamp_micros()
+        .init();
+    let mut config = Config {
+        socket_mode: args.socket_mode,
+        max_message: args.max_message,
+        max_queue: args.max_queue,
+        ..Config::default()
+    };
+    if !args.listen.is_empty() {
+        config.listen = args.listen;
+    }
+    let mut server = match Server::bind(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = server.stop_on_signals() {
+        eprintln!("dime: cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+    for addr in server.local_addrs() {
+        eprintln!("dime: listening on {addr}");
+    }
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

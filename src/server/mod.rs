@@ -1,0 +1,392 @@
+//! The broker: one single-threaded event loop on the `polling` crate
+//! serving every listener and connection.
+
+mod commands;
+mod conn;
+mod groups;
+mod outqueue;
+mod state;
+
+use crate::transport::{Address, Listener};
+use crate::wire::Frame;
+use conn::Connection;
+use groups::ConnId;
+use polling::{Event, Events, Poller};
+use state::State;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Addresses to listen on.
+    pub listen: Vec<Address>,
+    /// File mode of unix socket files.
+    pub socket_mode: u32,
+    /// Largest frame (JSON + payload) accepted, in bytes.
+    pub max_message: u64,
+    /// Largest total of queued, unsynced bytes per client.
+    pub max_queue: u64,
+}
+
+/// Default unix socket path.
+pub const DEFAULT_SOCKET: &str = "/tmp/dime.sock";
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: vec![Address::Unix(DEFAULT_SOCKET.into())],
+            socket_mode: 0o600,
+            max_message: 4 << 30,
+            max_queue: 8 << 30,
+        }
+    }
+}
+
+/// Listener keys are their index; connection keys start above them.
+const FIRST_CONN_KEY: usize = 1 << 16;
+/// Key of the signal pipe.
+const SIGNAL_KEY: usize = FIRST_CONN_KEY - 1;
+/// Stop reading a client's requests while this much output awaits it.
+const BACKLOG_HIGH: usize = 16 << 20;
+/// Bytes read from one connection per event before serving others.
+const READ_BUDGET: usize = 8 << 20;
+/// Pause before retrying accept after an error such as EMFILE.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Stops a running server from another thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    stop: Arc<AtomicBool>,
+    poller: Arc<Poller>,
+}
+
+impl ShutdownHandle {
+    /// Asks the loop to stop; `run` returns soon after.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.poller.notify();
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    poller: Arc<Poller>,
+    listeners: Vec<Listener>,
+    accept_paused: Vec<Option<Instant>>,
+    signals: Option<UnixStream>,
+    state: State,
+    stop: Arc<AtomicBool>,
+    next_key: usize,
+}
+
+impl Server {
+    /// Binds every listener in `config`.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let poller = Arc::new(Poller::new()?);
+        let mut listeners = Vec::new();
+        for addr in &config.listen {
+            let l = Listener::bind(addr, config.socket_mode)?;
+            // SAFETY: the listener is deleted from the poller in Drop before it closes.
+            unsafe { poller.add(l.as_raw_fd(), Event::readable(listeners.len()))? };
+            listeners.push(l);
+        }
+        Ok(Server {
+            accept_paused: vec![None; listeners.len()],
+            poller,
+            listeners,
+            signals: None,
+            state: State::new(config),
+            stop: Arc::new(AtomicBool::new(false)),
+            next_key: FIRST_CONN_KEY,
+        })
+    }
+
+    /// The addresses actually bound, in `-l` syntax.
+    pub fn local_addrs(&self) -> Vec<String> {
+        self.listeners.iter().map(Listener::local_addr).collect()
+    }
+
+    /// A handle that stops `run` from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            stop: self.stop.clone(),
+            poller: self.poller.clone(),
+        }
+    }
+
+    /// Makes SIGINT and SIGTERM stop the loop cleanly.
+    pub fn stop_on_signals(&mut self) -> io::Result<()> {
+        let (rx, tx) = UnixStream::pair()?;
+        rx.set_nonblocking(true)?;
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::low_level::pipe::register(sig, tx.try_clone()?)?;
+        }
+        // SAFETY: deleted from the poller in Drop before it closes.
+        unsafe {
+            self.poller
+                .add(rx.as_raw_fd(), Event::readable(SIGNAL_KEY))?
+        };
+        self.signals = Some(rx);
+        Ok(())
+    }
+
+    /// Serves until shut down by a signal or a [`ShutdownHandle`].
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::new();
+        while !self.stop.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            let mut deadline = self.state.expire_waits(now);
+            for (i, paused) in self.accept_paused.iter_mut().enumerate() {
+                if let Some(t) = *paused {
+                    if t <= now {
+                        *paused = None;
+                        self.poller
+                            .modify(self.listeners[i].as_raw_fd_borrowed(), Event::readable(i))?;
+                    } else {
+                        deadline = Some(deadline.map_or(t, |d| d.min(t)));
+                    }
+                }
+            }
+            self.flush_dirty();
+            events.clear();
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match self.poller.wait(&mut events, timeout) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for ev in events.iter() {
+                match ev.key {
+                    SIGNAL_KEY => {
+                        log::info!("signal received; shutting down");
+                        self.stop.store(true, Ordering::SeqCst);
+                    }
+                    k if k < self.listeners.len() => self.accept(k),
+                    k => self.on_conn_event(k, ev.readable, ev.writable),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, idx: usize) {
+        loop {
+            match self.listeners[idx].accept() {
+                Ok(stream) => {
+                    let id = self.next_key;
+                    self.next_key += 1;
+                    // SAFETY: every connection is deleted from the poller before it drops.
+                    if let Err(e) =
+                        unsafe { self.poller.add(stream.as_raw_fd(), Event::readable(id)) }
+                    {
+                        log::warn!("cannot watch new connection: {e}");
+                        continue;
+                    }
+                    log::info!("client {id} connected ({})", stream.peer());
+                    let conn = Connection::new(stream, self.state.config.max_message);
+                    self.state.conns.insert(id, conn);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => {
+                    log::warn!(
+                        "accept on {} failed: {e}; retrying shortly",
+                        self.listeners[idx].local_addr()
+                    );
+                    self.accept_paused[idx] = Some(Instant::now() + ACCEPT_RETRY);
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.poller.modify(
+            self.listeners[idx].as_raw_fd_borrowed(),
+            Event::readable(idx),
+        ) {
+            log::error!("cannot re-arm listener: {e}");
+        }
+    }
+
+    fn on_conn_event(&mut self, id: ConnId, readable: bool, writable: bool) {
+        if readable {
+            self.read_conn(id);
+        }
+        if writable || readable {
+            self.state.dirty.insert(id);
+        }
+    }
+
+    /// Reads what is available, then handles each complete frame.
+    fn read_conn(&mut self, id: ConnId) {
+        let mut frames = Vec::new();
+        let mut fatal: Option<String> = None;
+        let mut eof = false;
+        {
+            let Some(c) = self.state.conns.get_mut(&id) else {
+                return;
+            };
+            if c.closing {
+                return;
+            }
+            let mut budget = READ_BUDGET;
+            loop {
+                match c.reader.read_from(&mut *c.stream) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => budget = budget.saturating_sub(n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        log::info!("client {id}: read error: {e}");
+                        eof = true;
+                        break;
+                    }
+                }
+                loop {
+                    match c.reader.next_frame() {
+                        Ok(Some(f)) => frames.push(f),
+                        Ok(None) => break,
+                        Err(e) => {
+                            fatal = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                if fatal.is_some() || budget == 0 {
+                    break;
+                }
+            }
+            if eof && c.reader.is_mid_frame() {
+                log::info!("client {id} disconnected mid-frame");
+            }
+        }
+        for f in frames {
+            if self.state.conns.get(&id).is_none_or(|c| c.closing) {
+                break;
+            }
+            self.handle_frame(id, f);
+        }
+        if let Some(msg) = fatal {
+            self.fail_and_close(id, &msg);
+        }
+        if eof {
+            self.close(id);
+        }
+    }
+
+    fn handle_frame(&mut self, id: ConnId, frame: Frame) {
+        let parsed: serde_json::Value = match serde_json::from_slice(frame.json()) {
+            Ok(v) => v,
+            Err(e) => return self.fail_and_close(id, &format!("JSON parsing error: {e}")),
+        };
+        let serde_json::Value::Object(obj) = parsed else {
+            return self.fail_and_close(id, "JSON parsing error: the header is not a JSON object");
+        };
+        let Some(command) = obj.get("command").and_then(|c| c.as_str()) else {
+            self.state.reply_error(id, "Unknown command");
+            return;
+        };
+        log::debug!("client {id}: {command}");
+        let Some(handler) = commands::lookup(command) else {
+            self.state
+                .reply_error(id, &format!("Unknown command: {command}"));
+            return;
+        };
+        match handler(&mut self.state, id, &obj, frame) {
+            Ok(()) => {}
+            Err(commands::CommandError::Failed(msg)) => self.state.reply_error(id, &msg),
+            Err(commands::CommandError::Malformed(msg)) => self.fail_and_close(id, &msg),
+        }
+    }
+
+    /// Replies with an error, then closes once the reply is written.
+    fn fail_and_close(&mut self, id: ConnId, msg: &str) {
+        log::info!("client {id}: {msg}; closing");
+        self.state.reply_error(id, msg);
+        if let Some(c) = self.state.conns.get_mut(&id) {
+            // The error must reach the client even if a wait holds replies.
+            if c.waiting.is_some() {
+                c.waiting = None;
+                while let Some(conn::Held::Item(item)) = c.held.pop_front() {
+                    c.out.push(item);
+                }
+                c.held.clear();
+            }
+            c.closing = true;
+        }
+    }
+
+    fn close(&mut self, id: ConnId) {
+        if let Some(c) = self.state.forget(id) {
+            let _ = self.poller.delete(c.stream.as_raw_fd_borrowed());
+            log::info!("client {id} disconnected");
+        }
+    }
+
+    /// Writes pending output and re-arms interest for touched connections.
+    fn flush_dirty(&mut self) {
+        let dirty: Vec<ConnId> = self.state.dirty.drain().collect();
+        for id in dirty {
+            let Some(c) = self.state.conns.get_mut(&id) else {
+                continue;
+            };
+            let done = match c.out.flush(&mut *c.stream) {
+                Ok(done) => done,
+                Err(e) => {
+                    log::info!("client {id}: write error: {e}");
+                    self.close(id);
+                    continue;
+                }
+            };
+            if c.closing && done {
+                self.close(id);
+                continue;
+            }
+            let read = !c.closing && c.backlog() < BACKLOG_HIGH;
+            let interest = match (read, !done) {
+                (true, true) => Event::all(id),
+                (true, false) => Event::readable(id),
+                (false, true) => Event::writable(id),
+                (false, false) => Event::none(id),
+            };
+            if let Err(e) = self.poller.modify(c.stream.as_raw_fd_borrowed(), interest) {
+                log::warn!("client {id}: cannot re-arm: {e}");
+                self.close(id);
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for l in &self.listeners {
+            let _ = self.poller.delete(l.as_raw_fd_borrowed());
+        }
+        if let Some(s) = &self.signals {
+            let _ = self.poller.delete(s.as_raw_fd_borrowed());
+        }
+        let ids: Vec<ConnId> = self.state.conns.keys().copied().collect();
+        for id in ids {
+            self.close(id);
+        }
+    }
+}
+
+/// Borrows any raw-fd owner as a `BorrowedFd` for the poller.
+trait AsFdBorrowed {
+    fn as_raw_fd_borrowed(&self) -> BorrowedFd<'_>;
+}
+
+impl<T: AsRawFd + ?Sized> AsFdBorrowed for T {
+    fn as_raw_fd_borrowed(&self) -> BorrowedFd<'_> {
+        // SAFETY: the fd is owned by `self`, which outlives the borrow.
+        unsafe { BorrowedFd::borrow_raw(self.as_raw_fd()) }
+    }
+}

@@ -1,0 +1,169 @@
+//! A connection's pending output, written with vectored I/O.
+//!
+//! Relayed messages are queued as shared references to the one stored
+//! frame, so sending a large payload to many clients never copies it.
+
+use crate::wire::Frame;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
+
+/// Most slices handed to one `writev`.
+const MAX_SLICES: usize = 64;
+
+/// One queued item.
+pub enum OutItem {
+    /// A reply built for this connection only.
+    Bytes(Vec<u8>),
+    /// A relayed message shared with other recipients.
+    Shared(Arc<Frame>),
+}
+
+impl OutItem {
+    fn parts(&self) -> [&[u8]; 2] {
+        match self {
+            OutItem::Bytes(b) => [b, &[]],
+            OutItem::Shared(f) => [&f.head, &f.payload],
+        }
+    }
+
+    /// Bytes this item puts on the wire.
+    pub fn wire_len(&self) -> usize {
+        let [a, b] = self.parts();
+        a.len() + b.len()
+    }
+}
+
+/// FIFO of items not yet written.
+#[derive(Default)]
+pub struct OutQueue {
+    items: VecDeque<OutItem>,
+    /// Bytes of the front item already written.
+    offset: usize,
+    bytes: usize,
+}
+
+impl OutQueue {
+    /// Appends an item.
+    pub fn push(&mut self, item: OutItem) {
+        self.bytes += item.wire_len();
+        self.items.push_back(item);
+    }
+
+    /// Bytes still to write.
+    pub fn pending(&self) -> usize {
+        self.bytes - self.offset
+    }
+
+    /// Writes until done or the socket would block. Returns true when the
+    /// queue is empty.
+    pub fn flush<W: Write + ?Sized>(&mut self, w: &mut W) -> io::Result<bool> {
+        while !self.items.is_empty() {
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_SLICES);
+            let mut skip = self.offset;
+            'fill: for item in &self.items {
+                for part in item.parts() {
+                    if skip >= part.len() {
+                        skip -= part.len();
+                        continue;
+                    }
+                    slices.push(IoSlice::new(&part[skip..]));
+                    skip = 0;
+                    if slices.len() == MAX_SLICES {
+                        break 'fill;
+                    }
+                }
+            }
+            let n = match w.write_vectored(&slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            self.advance(n);
+        }
+        Ok(true)
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let front = self
+                .items
+                .front()
+                .expect("advance past the queue")
+                .wire_len();
+            let left = front - self.offset;
+            if n < left {
+                self.offset += n;
+                return;
+            }
+            n -= left;
+            self.bytes -= front;
+            self.offset = 0;
+            self.items.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::PooledBuf;
+
+    /// Accepts at most `cap` bytes per call, then would block after `calls`.
+    struct Choppy {
+        got: Vec<u8>,
+        cap: usize,
+        calls: usize,
+    }
+    impl Write for Choppy {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(b)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.calls == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls -= 1;
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.cap - n);
+                self.got.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.cap {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_writes_resume_in_order() {
+        let frame = Arc::new(Frame::new(b"{}", PooledBuf::from_vec(vec![9; 50])));
+        let mut q = OutQueue::default();
+        q.push(OutItem::Bytes(b"abc".to_vec()));
+        q.push(OutItem::Shared(frame.clone()));
+        q.push(OutItem::Bytes(b"xyz".to_vec()));
+        let total = q.pending();
+        let mut w = Choppy {
+            got: vec![],
+            cap: 7,
+            calls: 3,
+        };
+        assert!(!q.flush(&mut w).unwrap());
+        assert_eq!(q.pending(), total - 21);
+        w.calls = usize::MAX;
+        assert!(q.flush(&mut w).unwrap());
+        let mut want = b"abc".to_vec();
+        want.extend_from_slice(&frame.head);
+        want.extend_from_slice(&frame.payload);
+        want.extend_from_slice(b"xyz");
+        assert_eq!(w.got, want);
+        assert_eq!(q.pending(), 0);
+    }
+}

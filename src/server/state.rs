@@ -1,0 +1,138 @@
+//! Everything the server knows between events: connections, groups, the
+//! negotiated serialization, pending wait deadlines.
+
+use super::Config;
+use super::conn::{Connection, json_item, wait_reply};
+use super::groups::{ConnId, Groups};
+use crate::wire::Frame;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Server state shared by command handlers.
+pub struct State {
+    /// Live connections by poller key.
+    pub conns: HashMap<ConnId, Connection>,
+    /// Group membership.
+    pub groups: Groups,
+    /// The server-wide serialization (PROTOCOL.md §3); None until the first handshake.
+    pub serialization: Option<String>,
+    /// Limits and listeners.
+    pub config: Config,
+    /// Connections with new output or state to re-arm after this round.
+    pub dirty: HashSet<ConnId>,
+    /// Pending `wait` deadlines.
+    pub timers: BTreeSet<(Instant, ConnId)>,
+}
+
+impl State {
+    /// Empty state.
+    pub fn new(config: Config) -> State {
+        State {
+            conns: HashMap::new(),
+            groups: Groups::default(),
+            serialization: None,
+            config,
+            dirty: HashSet::new(),
+            timers: BTreeSet::new(),
+        }
+    }
+
+    /// Queues `json` as a reply to `id`.
+    pub fn reply(&mut self, id: ConnId, json: serde_json::Value) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.reply(json_item(&json));
+            self.dirty.insert(id);
+        }
+    }
+
+    /// Queues `{"status":-1,"error":msg}` for `id`.
+    pub fn reply_error(&mut self, id: ConnId, msg: &str) {
+        self.reply(id, serde_json::json!({"status": -1, "error": msg}));
+    }
+
+    /// Checks that every recipient can take `bytes` more without passing
+    /// `--max-queue`; the error names the limit.
+    pub fn check_queue_room(&self, recipients: &[ConnId], bytes: u64) -> Result<(), String> {
+        let limit = self.config.max_queue;
+        for id in recipients {
+            if let Some(c) = self.conns.get(id) {
+                if c.inbox_bytes + bytes > limit {
+                    return Err(format!(
+                        "Queue limit exceeded: a recipient already has {} bytes waiting and this message adds {bytes}; the limit (--max-queue) is {limit} bytes",
+                        c.inbox_bytes
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues one shared frame for every recipient and wakes their waits.
+    pub fn deliver(&mut self, recipients: &[ConnId], frame: Frame) {
+        let frame = Arc::new(frame);
+        let len = frame.wire_len() as u64;
+        for id in recipients {
+            let Some(c) = self.conns.get_mut(id) else {
+                continue;
+            };
+            c.inbox.push_back(frame.clone());
+            c.inbox_bytes += len;
+            if let Some(deadline) = c.waiting {
+                if let Some(d) = deadline {
+                    self.timers.remove(&(d, *id));
+                }
+                if let Some(Some(d)) = c.answer_wait(wait_reply(c.inbox.len(), false)) {
+                    self.timers.insert((d, *id));
+                }
+                self.dirty.insert(*id);
+            }
+        }
+    }
+
+    /// Answers every wait whose deadline has passed; returns the next deadline.
+    pub fn expire_waits(&mut self, now: Instant) -> Option<Instant> {
+        while let Some(&(deadline, id)) = self.timers.first() {
+            if deadline > now {
+                return Some(deadline);
+            }
+            self.timers.pop_first();
+            if let Some(c) = self.conns.get_mut(&id) {
+                if c.waiting == Some(Some(deadline)) {
+                    if let Some(Some(d)) = c.answer_wait(wait_reply(0, true)) {
+                        self.timers.insert((d, id));
+                    }
+                    self.dirty.insert(id);
+                }
+            }
+        }
+        None
+    }
+
+    /// Sends a meta message to every connection but `except`.
+    pub fn meta_to_others(&mut self, except: ConnId, json: &serde_json::Value) {
+        for (id, c) in self.conns.iter_mut() {
+            if *id != except {
+                c.meta(json_item(json));
+                self.dirty.insert(*id);
+            }
+        }
+    }
+
+    /// Forgets a closed connection: groups, queue, timers.
+    pub fn forget(&mut self, id: ConnId) -> Option<Connection> {
+        let c = self.conns.remove(&id)?;
+        for g in &c.groups {
+            self.groups.leave(g, id);
+        }
+        if let Some(Some(d)) = c.waiting {
+            self.timers.remove(&(d, id));
+        }
+        self.dirty.remove(&id);
+        if self.conns.is_empty() {
+            // A fresh session negotiates afresh.
+            self.serialization = None;
+        }
+        Some(c)
+    }
+}

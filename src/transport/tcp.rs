@@ -1,0 +1,87 @@
+//! TCP sockets (Nagle off: DiME traffic is request/response).
+
+use super::{BACKLOG, Transport};
+use socket2::{Domain, Socket, Type};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+
+impl Transport for TcpStream {
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        TcpStream::set_nonblocking(self, on)
+    }
+    fn peer(&self) -> String {
+        self.peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| "tcp peer".into())
+    }
+    fn shutdown(&self) -> io::Result<()> {
+        TcpStream::shutdown(self, std::net::Shutdown::Both)
+    }
+}
+
+/// A listening TCP socket.
+pub struct TcpTransportListener {
+    listener: TcpListener,
+}
+
+fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
+    (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("host '{host}' has no address"),
+        )
+    })
+}
+
+impl TcpTransportListener {
+    /// Binds `host:port` with SO_REUSEADDR.
+    pub fn bind(host: &str, port: u16) -> io::Result<TcpTransportListener> {
+        let addr = resolve(host, port)?;
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket
+            .bind(&addr.into())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind tcp:{addr}: {e}")))?;
+        socket.listen(BACKLOG)?;
+        socket.set_nonblocking(true)?;
+        Ok(TcpTransportListener {
+            listener: socket.into(),
+        })
+    }
+
+    /// Accepts one connection as a non-blocking stream.
+    pub fn accept(&self) -> io::Result<Box<dyn Transport>> {
+        let (s, _) = self.listener.accept()?;
+        s.set_nonblocking(true)?;
+        s.set_nodelay(true)?;
+        Ok(Box::new(s))
+    }
+
+    /// `tcp:HOST:PORT` as bound (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> String {
+        match self.listener.local_addr() {
+            Ok(SocketAddr::V6(a)) => format!("tcp:[{}]:{}", a.ip(), a.port()),
+            Ok(a) => format!("tcp:{a}"),
+            Err(_) => "tcp:?".into(),
+        }
+    }
+}
+
+impl AsRawFd for TcpTransportListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+}
+
+/// Connects to `host:port`, blocking, with Nagle off.
+pub fn connect(host: &str, port: u16) -> io::Result<Box<dyn Transport>> {
+    let s = TcpStream::connect((host, port)).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot connect to tcp:{host}:{port}: {e}"),
+        )
+    })?;
+    s.set_nodelay(true)?;
+    Ok(Box::new(s))
+}

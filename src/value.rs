@@ -1,0 +1,468 @@
+//! The type table shared by every language: one Rust enum for every value
+//! that can travel between MATLAB, Python, C and JavaScript.
+
+use std::fmt;
+
+/// The element class of a matrix, numbered as its dimeb scalar tag
+/// (`matrix tag = 0x10 | kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ElemKind {
+    /// Signed 8-bit integers.
+    I8 = 0x03,
+    /// Signed 16-bit integers.
+    I16 = 0x04,
+    /// Signed 32-bit integers.
+    I32 = 0x05,
+    /// Signed 64-bit integers.
+    I64 = 0x06,
+    /// Unsigned 8-bit integers.
+    U8 = 0x07,
+    /// Unsigned 16-bit integers.
+    U16 = 0x08,
+    /// Unsigned 32-bit integers.
+    U32 = 0x09,
+    /// Unsigned 64-bit integers.
+    U64 = 0x0A,
+    /// IEEE single precision.
+    F32 = 0x0B,
+    /// IEEE double precision.
+    F64 = 0x0C,
+    /// Complex single precision (re, im interleaved).
+    C32 = 0x0D,
+    /// Complex double precision (re, im interleaved).
+    C64 = 0x0E,
+    /// Logical (our extension, tag 0x1F): one byte per element, 0 or 1.
+    Bool = 0x0F,
+}
+
+impl ElemKind {
+    /// Every kind, in tag order.
+    pub const ALL: [ElemKind; 13] = [
+        ElemKind::I8,
+        ElemKind::I16,
+        ElemKind::I32,
+        ElemKind::I64,
+        ElemKind::U8,
+        ElemKind::U16,
+        ElemKind::U32,
+        ElemKind::U64,
+        ElemKind::F32,
+        ElemKind::F64,
+        ElemKind::C32,
+        ElemKind::C64,
+        ElemKind::Bool,
+    ];
+
+    /// The kind whose scalar tag is `tag` (`0x03..=0x0F`).
+    pub fn from_tag(tag: u8) -> Option<ElemKind> {
+        ElemKind::ALL.into_iter().find(|k| *k as u8 == tag)
+    }
+
+    /// Bytes one element occupies (complex counts both parts).
+    pub fn size(self) -> usize {
+        match self {
+            ElemKind::I8 | ElemKind::U8 | ElemKind::Bool => 1,
+            ElemKind::I16 | ElemKind::U16 => 2,
+            ElemKind::I32 | ElemKind::U32 | ElemKind::F32 => 4,
+            ElemKind::I64 | ElemKind::U64 | ElemKind::F64 | ElemKind::C32 => 8,
+            ElemKind::C64 => 16,
+        }
+    }
+
+    /// Width of the byte-swapped unit: complex elements swap each part.
+    pub fn swap_unit(self) -> usize {
+        match self {
+            ElemKind::C32 => 4,
+            ElemKind::C64 => 8,
+            k => k.size(),
+        }
+    }
+
+    /// The MATLAB class name of this kind (`"double"`, `"int8"`, `"logical"` …).
+    pub fn name(self) -> &'static str {
+        match self {
+            ElemKind::I8 => "int8",
+            ElemKind::I16 => "int16",
+            ElemKind::I32 => "int32",
+            ElemKind::I64 => "int64",
+            ElemKind::U8 => "uint8",
+            ElemKind::U16 => "uint16",
+            ElemKind::U32 => "uint32",
+            ElemKind::U64 => "uint64",
+            ElemKind::F32 => "single",
+            ElemKind::F64 => "double",
+            ElemKind::C32 => "complex single",
+            ElemKind::C64 => "complex double",
+            ElemKind::Bool => "logical",
+        }
+    }
+}
+
+/// Where a matrix's elements live.
+pub enum MatrixData {
+    /// Elements owned by the value, native byte order.
+    Owned(Vec<u8>),
+    /// Elements borrowed from a caller (C, numpy, MATLAB) without a copy.
+    Borrowed {
+        /// First byte of the elements.
+        ptr: *const u8,
+        /// Length in bytes.
+        len: usize,
+    },
+}
+
+// SAFETY: a borrowed buffer is only read, and `Matrix::borrowed`'s contract
+// makes the lender keep it alive and unchanged while the value exists.
+unsafe impl Send for MatrixData {}
+unsafe impl Sync for MatrixData {}
+
+/// An N-dimensional array, column-major, elements in native byte order.
+pub struct Matrix {
+    kind: ElemKind,
+    dims: Vec<usize>,
+    data: MatrixData,
+}
+
+/// Why a matrix could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeError(pub String);
+
+impl fmt::Display for ShapeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ShapeError {}
+
+fn expected_len(kind: ElemKind, dims: &[usize]) -> Result<usize, ShapeError> {
+    if dims.len() > u8::MAX as usize {
+        return Err(ShapeError(format!("rank {} exceeds 255", dims.len())));
+    }
+    if let Some(d) = dims.iter().find(|d| **d > u32::MAX as usize) {
+        return Err(ShapeError(format!("dimension {d} exceeds the u32 limit")));
+    }
+    dims.iter()
+        .try_fold(kind.size(), |acc, d| acc.checked_mul(*d))
+        .ok_or_else(|| ShapeError("matrix size overflows".into()))
+}
+
+impl Matrix {
+    /// A matrix owning `data` (native byte order, column-major); fails when
+    /// `data.len()` does not equal the product of `dims` times the element size.
+    pub fn new(kind: ElemKind, dims: Vec<usize>, data: Vec<u8>) -> Result<Matrix, ShapeError> {
+        let want = expected_len(kind, &dims)?;
+        if data.len() != want {
+            return Err(ShapeError(format!(
+                "{} matrix of shape {:?} needs {want} bytes, got {}",
+                kind.name(),
+                dims,
+                data.len()
+            )));
+        }
+        Ok(Matrix {
+            kind,
+            dims,
+            data: MatrixData::Owned(data),
+        })
+    }
+
+    /// A matrix over a caller's buffer, without copying it.
+    ///
+    /// # Safety
+    /// `ptr` must point to `len` readable bytes (or be dangling with `len == 0`)
+    /// that stay alive and unchanged for as long as the returned matrix exists.
+    pub unsafe fn borrowed(
+        kind: ElemKind,
+        dims: Vec<usize>,
+        ptr: *const u8,
+        len: usize,
+    ) -> Result<Matrix, ShapeError> {
+        let want = expected_len(kind, &dims)?;
+        if len != want {
+            return Err(ShapeError(format!(
+                "{} matrix of shape {:?} needs {want} bytes, got {len}",
+                kind.name(),
+                dims
+            )));
+        }
+        Ok(Matrix {
+            kind,
+            dims,
+            data: MatrixData::Borrowed { ptr, len },
+        })
+    }
+
+    /// A matrix built from typed elements.
+    pub fn from_elems<T: Element>(dims: Vec<usize>, elems: &[T]) -> Result<Matrix, ShapeError> {
+        let mut bytes = Vec::with_capacity(std::mem::size_of_val(elems));
+        for e in elems {
+            e.push_ne(&mut bytes);
+        }
+        Matrix::new(T::KIND, dims, bytes)
+    }
+
+    /// The element class.
+    pub fn kind(&self) -> ElemKind {
+        self.kind
+    }
+
+    /// The shape (rank = `dims().len()`).
+    pub fn dims(&self) -> &[usize] {
+        &self.dims
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    /// True when some dimension is zero.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements as native-order bytes, column-major.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            MatrixData::Owned(v) => v,
+            MatrixData::Borrowed { len: 0, .. } => &[],
+            // SAFETY: upheld by the contract of `Matrix::borrowed`.
+            MatrixData::Borrowed { ptr, len } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
+        }
+    }
+
+    /// The elements decoded as `T` (fails if `T` is not this matrix's class).
+    pub fn to_vec<T: Element>(&self) -> Option<Vec<T>> {
+        if T::KIND != self.kind {
+            return None;
+        }
+        Some(
+            self.bytes()
+                .chunks_exact(self.kind.size())
+                .map(T::from_ne)
+                .collect(),
+        )
+    }
+
+    /// Takes the owned element buffer out (copying a borrowed one).
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self.data {
+            MatrixData::Owned(v) => v,
+            MatrixData::Borrowed { .. } => self.bytes().to_vec(),
+        }
+    }
+}
+
+impl Clone for Matrix {
+    fn clone(&self) -> Matrix {
+        Matrix {
+            kind: self.kind,
+            dims: self.dims.clone(),
+            data: MatrixData::Owned(self.bytes().to_vec()),
+        }
+    }
+}
+
+impl PartialEq for Matrix {
+    /// Equal when class, shape and bytes agree (so NaN equals the same NaN).
+    fn eq(&self, other: &Matrix) -> bool {
+        self.kind == other.kind && self.dims == other.dims && self.bytes() == other.bytes()
+    }
+}
+
+impl fmt::Debug for Matrix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Matrix<{}>{:?}", self.kind.name(), self.dims)
+    }
+}
+
+/// A Rust element type that maps onto an [`ElemKind`].
+pub trait Element: Copy {
+    /// The matching element class.
+    const KIND: ElemKind;
+    /// Appends the native-order bytes of `self`.
+    fn push_ne(&self, out: &mut Vec<u8>);
+    /// Reads one element from native-order bytes.
+    fn from_ne(b: &[u8]) -> Self;
+}
+
+macro_rules! element {
+    ($t:ty, $k:ident) => {
+        impl Element for $t {
+            const KIND: ElemKind = ElemKind::$k;
+            fn push_ne(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_ne_bytes());
+            }
+            fn from_ne(b: &[u8]) -> Self {
+                <$t>::from_ne_bytes(b.try_into().expect("element width"))
+            }
+        }
+    };
+}
+element!(i8, I8);
+element!(i16, I16);
+element!(i32, I32);
+element!(i64, I64);
+element!(u8, U8);
+element!(u16, U16);
+element!(u32, U32);
+element!(u64, U64);
+element!(f32, F32);
+element!(f64, F64);
+
+impl Element for bool {
+    const KIND: ElemKind = ElemKind::Bool;
+    fn push_ne(&self, out: &mut Vec<u8>) {
+        out.push(*self as u8);
+    }
+    fn from_ne(b: &[u8]) -> Self {
+        b[0] != 0
+    }
+}
+
+impl Element for Complex<f32> {
+    const KIND: ElemKind = ElemKind::C32;
+    fn push_ne(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.re.to_ne_bytes());
+        out.extend_from_slice(&self.im.to_ne_bytes());
+    }
+    fn from_ne(b: &[u8]) -> Self {
+        Complex {
+            re: f32::from_ne(&b[..4]),
+            im: f32::from_ne(&b[4..]),
+        }
+    }
+}
+
+impl Element for Complex<f64> {
+    const KIND: ElemKind = ElemKind::C64;
+    fn push_ne(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.re.to_ne_bytes());
+        out.extend_from_slice(&self.im.to_ne_bytes());
+    }
+    fn from_ne(b: &[u8]) -> Self {
+        Complex {
+            re: f64::from_ne(&b[..8]),
+            im: f64::from_ne(&b[8..]),
+        }
+    }
+}
+
+/// A complex number.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct Complex<T> {
+    /// Real part.
+    pub re: T,
+    /// Imaginary part.
+    pub im: T,
+}
+
+/// One value of the type table.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// MATLAB `[]`, Python `None`, JS `null`.
+    Null,
+    /// Logical scalar.
+    Bool(bool),
+    /// int8 scalar.
+    I8(i8),
+    /// int16 scalar.
+    I16(i16),
+    /// int32 scalar.
+    I32(i32),
+    /// int64 scalar (Python `int`).
+    I64(i64),
+    /// uint8 scalar.
+    U8(u8),
+    /// uint16 scalar.
+    U16(u16),
+    /// uint32 scalar.
+    U32(u32),
+    /// uint64 scalar.
+    U64(u64),
+    /// single scalar.
+    F32(f32),
+    /// double scalar (Python `float`).
+    F64(f64),
+    /// complex single scalar.
+    C32(Complex<f32>),
+    /// complex double scalar (Python `complex`).
+    C64(Complex<f64>),
+    /// N-dimensional matrix.
+    Matrix(Matrix),
+    /// UTF-8 string.
+    String(String),
+    /// Ordered list (cell array, Python list).
+    List(Vec<Value>),
+    /// Ordered map (struct, dict); keys are values, strings in practice.
+    Map(Vec<(Value, Value)>),
+}
+
+impl Value {
+    /// A short name of the value's type, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::I8(_) => "int8",
+            Value::I16(_) => "int16",
+            Value::I32(_) => "int32",
+            Value::I64(_) => "int64",
+            Value::U8(_) => "uint8",
+            Value::U16(_) => "uint16",
+            Value::U32(_) => "uint32",
+            Value::U64(_) => "uint64",
+            Value::F32(_) => "single",
+            Value::F64(_) => "double",
+            Value::C32(_) => "complex single",
+            Value::C64(_) => "complex double",
+            Value::Matrix(_) => "matrix",
+            Value::String(_) => "string",
+            Value::List(_) => "list",
+            Value::Map(_) => "map",
+        }
+    }
+
+    /// Looks a string key up in a map value.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Map(pairs) => pairs
+                .iter()
+                .find(|(k, _)| matches!(k, Value::String(s) if s == key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::String(s.to_owned())
+    }
+}
+
+impl From<f64> for Value {
+    fn from(x: f64) -> Value {
+        Value::F64(x)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(x: i64) -> Value {
+        Value::I64(x)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(x: bool) -> Value {
+        Value::Bool(x)
+    }
+}
+
+impl From<Matrix> for Value {
+    fn from(m: Matrix) -> Value {
+        Value::Matrix(m)
+    }
+}

@@ -1,0 +1,318 @@
+//! DiME framing (PROTOCOL.md §1): `DiME`, u32 JSON length, u32 payload
+//! length (big-endian), the JSON header, the payload. [`FrameReader`] parses
+//! frames incrementally from reads of any size.
+
+use crate::buffer::PooledBuf;
+use std::fmt;
+use std::io::{self, Read};
+
+/// The four magic bytes that open every frame.
+pub const MAGIC: &[u8; 4] = b"DiME";
+/// Bytes before the JSON header.
+pub const PREFIX_LEN: usize = 12;
+/// Largest JSON header accepted, whatever the message limit: headers are
+/// small, and a huge one is an attack or a bug.
+pub const MAX_JSON: usize = 64 << 20;
+/// Bytes read per syscall into the staging buffer.
+const STAGING: usize = 64 << 10;
+
+/// One frame: its 12-byte prefix and JSON header kept as received, so the
+/// server can relay it unchanged, and its payload.
+#[derive(Debug)]
+pub struct Frame {
+    /// Prefix + JSON bytes.
+    pub head: Vec<u8>,
+    /// Binary payload (may be empty).
+    pub payload: PooledBuf,
+}
+
+impl Frame {
+    /// Builds a frame from a JSON header and a payload.
+    pub fn new(json: &[u8], payload: PooledBuf) -> Frame {
+        Frame {
+            head: encode_head(json, payload.len()),
+            payload,
+        }
+    }
+
+    /// Builds a frame from a JSON value.
+    pub fn from_json(json: &serde_json::Value, payload: PooledBuf) -> Frame {
+        Frame::new(json.to_string().as_bytes(), payload)
+    }
+
+    /// The JSON header bytes.
+    pub fn json(&self) -> &[u8] {
+        &self.head[PREFIX_LEN..]
+    }
+
+    /// Total bytes on the wire.
+    pub fn wire_len(&self) -> usize {
+        self.head.len() + self.payload.len()
+    }
+}
+
+/// The prefix and JSON of a frame whose payload is `payload_len` bytes.
+pub fn encode_head(json: &[u8], payload_len: usize) -> Vec<u8> {
+    let mut head = Vec::with_capacity(PREFIX_LEN + json.len());
+    head.extend_from_slice(MAGIC);
+    head.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    head.extend_from_slice(&(payload_len as u32).to_be_bytes());
+    head.extend_from_slice(json);
+    head
+}
+
+/// Why a byte stream is not a valid frame sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireError {
+    /// The first four bytes of a frame were not `DiME`.
+    BadMagic([u8; 4]),
+    /// The frame declares more bytes than the limit allows.
+    TooLarge {
+        /// Bytes the frame declared (JSON + payload).
+        declared: u64,
+        /// The limit in force.
+        limit: u64,
+    },
+    /// The JSON header alone is larger than [`MAX_JSON`].
+    JsonTooLarge(usize),
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::BadMagic(m) => write!(f, "Invalid DiME message: bad magic {m:02X?}"),
+            WireError::TooLarge { declared, limit } => write!(
+                f,
+                "Message too large: {declared} bytes declared, the limit (--max-message) is {limit}"
+            ),
+            WireError::JsonTooLarge(n) => {
+                write!(
+                    f,
+                    "JSON header too large: {n} bytes, the limit is {MAX_JSON}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+struct Partial {
+    head: Vec<u8>,
+    head_len: usize,
+    payload: PooledBuf,
+    filled: usize,
+}
+
+/// Incremental frame parser over a byte stream.
+pub struct FrameReader {
+    staging: Vec<u8>,
+    start: usize,
+    end: usize,
+    partial: Option<Partial>,
+    max_message: u64,
+}
+
+impl FrameReader {
+    /// A parser refusing frames whose JSON + payload exceed `max_message`.
+    pub fn new(max_message: u64) -> FrameReader {
+        FrameReader {
+            staging: vec![0; STAGING],
+            start: 0,
+            end: 0,
+            partial: None,
+            max_message,
+        }
+    }
+
+    /// True while a frame has been started but not completed.
+    pub fn is_mid_frame(&self) -> bool {
+        self.partial.is_some() || self.start != self.end
+    }
+
+    /// Appends bytes that arrived some other way (WebSocket, tests).
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let room = self.make_room();
+            let n = room.len().min(bytes.len());
+            room[..n].copy_from_slice(&bytes[..n]);
+            self.end += n;
+            bytes = &bytes[n..];
+        }
+    }
+
+    fn make_room(&mut self) -> &mut [u8] {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.staging.len() {
+            if self.start > 0 {
+                self.staging.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                let len = self.staging.len();
+                self.staging.resize(len * 2, 0);
+            }
+        }
+        &mut self.staging[self.end..]
+    }
+
+    /// Performs one read from `src`; returns the bytes read (0 at end of
+    /// stream). Large payloads are read straight into their final buffer.
+    pub fn read_from<R: Read + ?Sized>(&mut self, src: &mut R) -> io::Result<usize> {
+        if self.start == self.end {
+            if let Some(p) = &mut self.partial {
+                if p.head.len() == p.head_len && p.payload.len() - p.filled >= STAGING {
+                    let n = src.read(&mut p.payload[p.filled..])?;
+                    p.filled += n;
+                    return Ok(n);
+                }
+            }
+        }
+        let n = src.read(self.make_room())?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// The next complete frame, if the bytes so far hold one.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, WireError> {
+        if self.partial.is_none() {
+            if self.end - self.start < PREFIX_LEN {
+                return Ok(None);
+            }
+            let prefix = &self.staging[self.start..self.start + PREFIX_LEN];
+            let magic: [u8; 4] = prefix[..4].try_into().unwrap();
+            if &magic != MAGIC {
+                return Err(WireError::BadMagic(magic));
+            }
+            let json_len = u32::from_be_bytes(prefix[4..8].try_into().unwrap()) as usize;
+            let payload_len = u32::from_be_bytes(prefix[8..12].try_into().unwrap()) as usize;
+            let declared = json_len as u64 + payload_len as u64;
+            if declared > self.max_message {
+                return Err(WireError::TooLarge {
+                    declared,
+                    limit: self.max_message,
+                });
+            }
+            if json_len > MAX_JSON {
+                return Err(WireError::JsonTooLarge(json_len));
+            }
+            let mut head = Vec::with_capacity(PREFIX_LEN + json_len);
+            head.extend_from_slice(prefix);
+            self.start += PREFIX_LEN;
+            self.partial = Some(Partial {
+                head,
+                head_len: PREFIX_LEN + json_len,
+                payload: PooledBuf::with_len(payload_len),
+                filled: 0,
+            });
+        }
+        let p = self.partial.as_mut().unwrap();
+        let avail = &self.staging[self.start..self.end];
+        let want_head = p.head_len - p.head.len();
+        let n = want_head.min(avail.len());
+        p.head.extend_from_slice(&avail[..n]);
+        let avail = &avail[n..];
+        let m = (p.payload.len() - p.filled).min(avail.len());
+        p.payload[p.filled..p.filled + m].copy_from_slice(&avail[..m]);
+        p.filled += m;
+        self.start += n + m;
+        if p.head.len() == p.head_len && p.filled == p.payload.len() {
+            let p = self.partial.take().unwrap();
+            return Ok(Some(Frame {
+                head: p.head,
+                payload: p.payload,
+            }));
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames() -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for (json, payload) in [
+            (&br#"{"command":"sync","n":-1}"#[..], &b""[..]),
+            (&br#"{"command":"send","name":"g"}"#[..], &[7u8; 300][..]),
+            (&br#"{}"#[..], &b"x"[..]),
+        ] {
+            let f = Frame::new(json, PooledBuf::from_vec(payload.to_vec()));
+            bytes.extend_from_slice(&f.head);
+            bytes.extend_from_slice(&f.payload);
+        }
+        bytes
+    }
+
+    fn parse_all(r: &mut FrameReader) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(f) = r.next_frame().unwrap() {
+            out.push((f.json().to_vec(), f.payload.to_vec()));
+        }
+        out
+    }
+
+    #[test]
+    fn split_at_every_byte_boundary() {
+        let bytes = frames();
+        let mut whole = FrameReader::new(u64::MAX);
+        whole.feed(&bytes);
+        let expected = parse_all(&mut whole);
+        assert_eq!(expected.len(), 3);
+        assert_eq!(expected[1].1, vec![7u8; 300]);
+        for cut in 0..=bytes.len() {
+            let mut r = FrameReader::new(u64::MAX);
+            r.feed(&bytes[..cut]);
+            let mut got = parse_all(&mut r);
+            r.feed(&bytes[cut..]);
+            got.extend(parse_all(&mut r));
+            assert_eq!(got, expected, "cut at {cut}");
+            assert!(!r.is_mid_frame());
+        }
+    }
+
+    #[test]
+    fn one_byte_reads_and_large_direct_reads() {
+        let mut bytes = frames();
+        let big = Frame::new(
+            b"{}",
+            PooledBuf::from_vec((0..200_000u32).map(|i| i as u8).collect()),
+        );
+        bytes.extend_from_slice(&big.head);
+        bytes.extend_from_slice(&big.payload);
+        struct Trickle<'a>(&'a [u8], usize);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(self.1);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        for step in [1, 7, 100_000] {
+            let mut src = Trickle(&bytes, step);
+            let mut r = FrameReader::new(u64::MAX);
+            let mut got = Vec::new();
+            while r.read_from(&mut src).unwrap() > 0 {
+                got.extend(parse_all(&mut r));
+            }
+            assert_eq!(got.len(), 4, "step {step}");
+            assert_eq!(got[3].1, big.payload.to_vec());
+        }
+    }
+
+    #[test]
+    fn bad_magic_and_oversize_are_errors() {
+        let mut r = FrameReader::new(1000);
+        r.feed(b"HTTP/1.1 200");
+        assert!(matches!(r.next_frame(), Err(WireError::BadMagic(_))));
+        let mut r2 = FrameReader::new(1000);
+        r2.feed(b"DiME\0\0\0\x02\xff\xff\xff\xff");
+        assert!(matches!(r2.next_frame(), Err(WireError::TooLarge { .. })));
+        let e = r2.next_frame().unwrap_err().to_string();
+        assert!(e.contains("--max-message"), "{e}");
+    }
+}
