@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         .filter_level(level)
         .format_timestamp_micros()
         .init();
+    raise_fd_limit();
     let mut config = Config {
         socket_mode: args.socket_mode,
         max_message: args.max_message,
@@ -78,6 +79,28 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("dime: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Lifts the soft open-file limit to the hard one: every client is a file
+/// descriptor, and the usual soft default of 1024 would cap the server at
+/// about a thousand clients.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a stack struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                log::warn!(
+                    "cannot raise the open-file limit: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
         }
     }
 }

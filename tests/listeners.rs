@@ -1,0 +1,187 @@
+//! The `dime` binary: listeners, command line, socket files and signals.
+
+use dime::Value;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Proc {
+    child: Child,
+    addrs: Vec<String>,
+    _stderr: BufReader<ChildStderr>,
+}
+
+fn spawn(args: &[&str]) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dime"))
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let want = args.iter().filter(|a| **a == "-l").count().max(1);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut addrs = Vec::new();
+    while addrs.len() < want {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited early"
+        );
+        if let Some(a) = line.trim().strip_prefix("dime: listening on ") {
+            addrs.push(a.to_owned());
+        }
+    }
+    Proc {
+        child,
+        addrs,
+        _stderr: stderr,
+    }
+}
+
+fn signal(p: &mut Proc, sig: i32) -> i32 {
+    unsafe { libc::kill(p.child.id() as i32, sig) };
+    let t = Instant::now();
+    loop {
+        if let Some(st) = p.child.try_wait().unwrap() {
+            return st.code().expect("exited by itself, not killed");
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "server ignored signal {sig}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn unix_and_tcp_at_once_share_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("d.sock");
+    let mut p = spawn(&[
+        "-l",
+        &format!("unix:{}", sock.display()),
+        "-l",
+        "tcp:127.0.0.1:0",
+    ]);
+    assert_eq!(p.addrs[0], format!("unix:{}", sock.display()));
+    assert!(p.addrs[1].starts_with("tcp:127.0.0.1:"));
+    let mut u = dime::Client::connect(&p.addrs[0]).unwrap();
+    let mut t = dime::Client::connect(&p.addrs[1]).unwrap();
+    u.join(&["u"]).unwrap();
+    t.join(&["t"]).unwrap();
+    t.send("u", "from_tcp", &Value::F64(1.5)).unwrap();
+    u.send("t", "from_unix", &Value::from("x")).unwrap();
+    assert_eq!(
+        u.sync(-1).unwrap(),
+        vec![("from_tcp".to_owned(), Value::F64(1.5))]
+    );
+    assert_eq!(
+        t.sync(-1).unwrap(),
+        vec![("from_unix".to_owned(), Value::from("x"))]
+    );
+    assert_eq!(signal(&mut p, libc::SIGTERM), 0);
+    assert!(!sock.exists(), "socket file left behind");
+}
+
+#[test]
+fn tcp_port_alone_binds_loopback_and_ipc_is_an_alias() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("i.sock");
+    let mut p = spawn(&["-l", &format!("ipc:{}", sock.display()), "-l", "tcp:0"]);
+    assert_eq!(p.addrs[0], format!("unix:{}", sock.display()));
+    assert!(p.addrs[1].starts_with("tcp:127.0.0.1:"), "{}", p.addrs[1]);
+    assert_eq!(signal(&mut p, libc::SIGINT), 0);
+    assert!(!sock.exists());
+}
+
+#[test]
+fn socket_files_are_private_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.sock");
+    let b = dir.path().join("b.sock");
+    let mut pa = spawn(&["-l", &format!("unix:{}", a.display())]);
+    let mut pb = spawn(&[
+        "-l",
+        &format!("unix:{}", b.display()),
+        "--socket-mode",
+        "660",
+    ]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&a), 0o600);
+    assert_eq!(mode(&b), 0o660);
+    signal(&mut pa, libc::SIGTERM);
+    signal(&mut pb, libc::SIGTERM);
+}
+
+#[test]
+fn stale_socket_is_replaced_and_live_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    let addr = format!("unix:{}", sock.display());
+    let mut first = spawn(&["-l", &addr]);
+    let out = Command::new(env!("CARGO_BIN_EXE_dime"))
+        .args(["-l", &addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already listening"), "{err}");
+    // The first server is untouched.
+    let mut c = dime::Client::connect(&addr).unwrap();
+    assert!(c.devices().unwrap().is_empty());
+    signal(&mut first, libc::SIGTERM);
+}
+
+#[test]
+fn a_regular_file_is_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("precious");
+    std::fs::write(&f, "data").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dime"))
+        .args(["-l", &format!("unix:{}", f.display())])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "data");
+}
+
+#[test]
+fn help_and_bad_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dime"))
+        .arg("-h")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("-l") && help.contains("unix:PATH") && help.contains("--max-queue"),
+        "{help}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_dime"))
+        .args(["-l", "udp:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scheme"));
+}
+
+#[test]
+fn verbose_logs_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("v.sock");
+    let mut p = spawn(&["-vv", "-l", &format!("unix:{}", sock.display())]);
+    let mut c = dime::Client::connect(&p.addrs[0]).unwrap();
+    c.devices().unwrap();
+    drop(c);
+    std::thread::sleep(Duration::from_millis(100));
+    signal(&mut p, libc::SIGTERM);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut p._stderr, &mut rest).unwrap();
+    assert!(
+        rest.contains("connected") && rest.contains("devices"),
+        "{rest}"
+    );
+}

@@ -1,0 +1,66 @@
+//! sync drains the queue front first, n at a time, resending the sender's
+//! header and payload unchanged.
+
+mod common;
+
+use common::TestServer;
+use dime::Value;
+use serde_json::json;
+
+#[test]
+fn sync_with_n_drains_in_fifo_order() {
+    let srv = TestServer::start();
+    let mut a = srv.client();
+    let mut b = srv.client();
+    b.join(&["b"]).unwrap();
+    for i in 0..5 {
+        a.send("b", &format!("v{i}"), &Value::I64(i)).unwrap();
+    }
+    let first = b.sync(2).unwrap();
+    assert_eq!(
+        first.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["v0", "v1"]
+    );
+    let rest = b.sync(-1).unwrap();
+    assert_eq!(
+        rest.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["v2", "v3", "v4"]
+    );
+    assert!(b.sync(-1).unwrap().is_empty());
+    assert!(b.sync(3).unwrap().is_empty());
+}
+
+#[test]
+fn sync_resends_the_original_header_and_payload_unchanged() {
+    let srv = TestServer::start();
+    let mut a = srv.raw();
+    let mut b = srv.raw();
+    b.call(json!({"command": "join", "name": ["b"]}));
+    let header = json!({"command": "send", "name": "b", "varname": "x", "serialization": "pickle", "extra": [1, 2]});
+    a.send(header.clone(), b"\x80\x04opaque");
+    assert_eq!(a.recv().0, json!({"status": 0}));
+    b.send(json!({"command": "sync", "n": -1}), &[]);
+    let (h, p) = b.recv();
+    assert_eq!(h, header);
+    assert_eq!(p, b"\x80\x04opaque");
+    assert_eq!(b.recv().0, json!({"status": 0}));
+}
+
+#[test]
+fn undecodable_messages_are_reported_not_dropped() {
+    let srv = TestServer::start();
+    let mut raw = srv.raw();
+    let mut b = srv.client();
+    b.join(&["b"]).unwrap();
+    raw.send(
+        json!({"command": "send", "name": "b", "varname": "p", "serialization": "pickle"}),
+        b"xx",
+    );
+    raw.recv();
+    let mut a = srv.client();
+    a.send("b", "ok", &Value::I64(1)).unwrap();
+    let err = b.sync(-1).unwrap_err().to_string();
+    assert!(err.contains("'p'") && err.contains("pickle"), "{err}");
+    // The decodable message after it is kept for the next sync.
+    assert_eq!(b.sync(-1).unwrap(), vec![("ok".to_owned(), Value::I64(1))]);
+}
