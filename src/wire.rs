@@ -315,4 +315,19 @@ mod tests {
         let e = r2.next_frame().unwrap_err().to_string();
         assert!(e.contains("--max-message"), "{e}");
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn random_streams_never_panic(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..8)) {
+            let mut r = FrameReader::new(1 << 16);
+            for c in chunks {
+                let mut with_magic = b"DiME".to_vec();
+                with_magic.extend_from_slice(&c);
+                r.feed(&with_magic);
+                while let Ok(Some(_)) = r.next_frame() {}
+            }
+        }
+    }
 }

@@ -483,6 +483,16 @@ mod tests {
         }
 
         #[test]
+        fn mutated_encodings_never_panic(v in arb_value(), flips in prop::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+            let mut bytes = encode(&v).unwrap();
+            for (at, byte) in flips {
+                let n = bytes.len();
+                bytes[at % n] = byte;
+            }
+            let _ = decode(&bytes);
+        }
+
+        #[test]
         fn every_truncation_is_an_error(v in arb_value()) {
             let bytes = encode(&v).unwrap();
             for cut in 0..bytes.len() {
