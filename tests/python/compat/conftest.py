@@ -10,6 +10,10 @@ listener: ``dime: listening on unix:/path`` and ``dime: listening on
 tcp:127.0.0.1:PORT``. At teardown it gets SIGTERM and must exit with code 0
 and remove its socket file.
 
+A test still running after $DIME_TEST_WATCHDOG seconds (default 30) has
+its server killed, so a hung client call fails instead of hanging the run.
+Tests marked ``@pytest.mark.server_args(...)`` pass extra server arguments.
+
 Each test gets its own server because the server's serialization is global
 state (the first client's choice, switched to dimeb by later clients).
 """
@@ -35,7 +39,7 @@ STARTUP_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 #: A test that runs longer than this has hung: the server is killed so the
 #: blocked client calls fail instead of hanging the suite.
-WATCHDOG_SECONDS = 30.0
+WATCHDOG_SECONDS = float(os.environ.get("DIME_TEST_WATCHDOG", "30"))
 
 LISTENING = re.compile(r"^dime: listening on (?P<kind>[a-z]+):(?P<addr>.+)$")
 
@@ -49,6 +53,7 @@ class DimeServer:
         self._lines = queue.Queue()
         self._clients = []
         self.watchdog_fired = False
+        self.stopped = False
         if not (os.path.isfile(DIME_BIN) and os.access(DIME_BIN, os.X_OK)):
             pytest.fail(f"server binary not found or not executable: {DIME_BIN} (set DIME_BIN)")
         self.argv = [DIME_BIN, "-l", f"unix:{self.sock_path}", "-l", "tcp:127.0.0.1:0", *extra_args]
@@ -124,13 +129,25 @@ class DimeServer:
         return client
 
     # -- teardown --------------------------------------------------------
-    def stop(self):
-        self._watchdog.cancel()
+    def close_clients(self):
         for client in self._clients:
             try:
                 client.close()
             except OSError:
                 pass
+
+    def stop(self, close_clients=True):
+        """SIGTERM the server and check it exits with 0 and removes its socket.
+
+        Idempotent. With ``close_clients=False`` the clients stay connected
+        while the server shuts down.
+        """
+        if self.stopped:
+            return
+        self.stopped = True
+        self._watchdog.cancel()
+        if close_clients:
+            self.close_clients()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -141,6 +158,8 @@ class DimeServer:
             pytest.fail(f"server did not exit within {STOP_TIMEOUT}s of SIGTERM\nstderr:\n"
                         + "\n".join(self.stderr_lines))
         self._reader.join(timeout=2)
+        if not close_clients:
+            self.close_clients()
         log = "\n".join(self.stderr_lines)
         if self.watchdog_fired:
             pytest.fail(f"test hung: server killed by the {WATCHDOG_SECONDS}s watchdog\nstderr:\n{log}")

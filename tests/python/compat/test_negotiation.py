@@ -80,6 +80,10 @@ def test_handshake_missing_fields_is_a_json_parsing_error(net):
     assert reply.get("status", 0) < 0, reply
     assert isinstance(reply.get("error"), str)
     assert reply["error"].startswith("JSON parsing error"), reply
+    # Missing fields make the request malformed: error, then close (issue 2);
+    # other clients are unaffected.
+    c.assert_closed()
+    assert net.raw().handshake("dimeb") == hs_reply("dimeb")
 
 
 def test_handshake_extra_fields_are_allowed(net):
@@ -147,3 +151,37 @@ def test_raw_dimeb_client_talks_to_dime_client(net):
     got = a.sync_r()
     assert_same(np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), got["m"])
     assert a.serialization == "dimeb"
+
+
+def test_reregister_arrives_during_wait(net):
+    """A meta message may come while the client is blocked in wait; the
+    original client handles it and keeps waiting for the real reply."""
+    import threading
+    import time
+
+    a = net.client("g")
+    b = net.client("g")
+    errors = []
+
+    def later():
+        try:
+            time.sleep(0.2)
+            forcer = net.raw()
+            assert forcer.handshake("dimeb") == hs_reply("dimeb")
+            time.sleep(0.2)
+            # Let b take its meta message first: if it arrived among send_r's
+            # replies, the original client would send everything again.
+            b.devices()
+            b.send_r("g", x=np.arange(3, dtype=np.uint16))
+        except Exception as e:  # surfaced below
+            errors.append(e)
+
+    t = threading.Thread(target=later)
+    t.start()
+    n = a.wait()
+    t.join(10)
+    assert not errors, errors
+    assert n == 1
+    assert a.serialization == "dimeb"
+    assert b.serialization == "dimeb"
+    assert_same(np.arange(3, dtype=np.uint16), a.sync_r()["x"])

@@ -51,9 +51,12 @@ def test_join_twice_error_message(net):
 
 
 def test_join_non_string_name(net):
+    # A mistyped field is a malformed request: error, then close (issue 2).
     c = net.raw("dimeb")
+    bystander = net.raw("dimeb")
     assert_error(c.request({"command": "join", "name": [1]}), prefix="JSON parsing error")
-    assert_usable(c)
+    c.assert_closed()
+    assert_usable(bystander)
 
 
 def test_leave_not_joined_error_message(net):
@@ -267,3 +270,20 @@ def test_client_vanishing_mid_frame_does_not_disturb_others(net):
     time.sleep(0.05)
     assert other.sync() == []
     _assert_bystander_fine(net, other)
+
+
+def test_thousands_of_pipelined_requests(net):
+    a = net.raw("dimeb")
+    b = net.raw("dimeb")
+    assert b.request({"command": "join", "name": ["g"]}) == {"status": 0}
+    count = 2000
+    frames = b"".join(
+        encode_frame({"command": "send", "name": "g", "varname": f"v{i}",
+                      "serialization": "dimeb"}, struct.pack("!Bq", 0x06, i))
+        for i in range(count))
+    a.send_bytes(frames)
+    for _ in range(count):
+        assert a.recv()[0] == {"status": 0}
+    messages = b.sync()
+    assert [h["varname"] for h, _ in messages] == [f"v{i}" for i in range(count)]
+    assert [struct.unpack("!Bq", p)[1] for _, p in messages] == list(range(count))
