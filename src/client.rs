@@ -391,6 +391,7 @@ fn relay_header(group: Option<&str>, varname: &str) -> Json {
 fn check_status(obj: Map<String, Json>) -> Result<Map<String, Json>> {
     match obj.get("status").and_then(Json::as_i64) {
         Some(s) if s >= 0 => Ok(obj),
+        Some(_) if obj.get("timeout") == Some(&Json::Bool(true)) => Err(Error::Timeout),
         Some(_) => Err(Error::Server(
             obj.get("error")
                 .and_then(Json::as_str)

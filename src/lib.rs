@@ -5,7 +5,9 @@
 pub mod buffer;
 pub mod client;
 pub mod codec;
+pub mod ffi;
 pub mod server;
+pub mod share;
 pub mod transport;
 pub mod value;
 pub mod wire;

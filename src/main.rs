@@ -10,7 +10,8 @@ use std::process::ExitCode;
 #[command(name = "dime", version, about, long_about = None)]
 struct Args {
     /// Listen on an address: unix:PATH, ipc:PATH, tcp:PORT (binds 127.0.0.1),
-    /// tcp:HOST:PORT. Repeat for several. Default: unix:/tmp/dime.sock
+    /// tcp:HOST:PORT, ws:PORT (WebSocket, binds 127.0.0.1), ws:HOST:PORT.
+    /// Repeat for several. Default: unix:/tmp/dime.sock
     #[arg(short = 'l', long = "listen", value_name = "ADDRESS")]
     listen: Vec<Address>,
 
@@ -29,6 +30,13 @@ struct Args {
     /// Largest total of unsynced bytes queued for one client.
     #[arg(long, value_name = "BYTES", default_value_t = 8 << 30)]
     max_queue: u64,
+
+    /// Allow browser pages from this origin (e.g. http://localhost:8000) on
+    /// ws: listeners; repeat for several. Without it every origin may
+    /// connect. Clients that send no Origin header (non-browsers) are
+    /// always allowed.
+    #[arg(long = "ws-origin", value_name = "ORIGIN")]
+    ws_origins: Vec<String>,
 }
 
 fn parse_octal(s: &str) -> Result<u32, String> {
@@ -55,6 +63,7 @@ fn main() -> ExitCode {
         socket_mode: args.socket_mode,
         max_message: args.max_message,
         max_queue: args.max_queue,
+        ws_origins: args.ws_origins,
         ..Config::default()
     };
     if !args.listen.is_empty() {

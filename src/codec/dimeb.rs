@@ -184,6 +184,47 @@ pub fn decode(bytes: &[u8]) -> Result<Value, CodecError> {
     Ok(v)
 }
 
+/// Length of the one encoded value at the start of `bytes`, checked but
+/// not decoded (the server uses it to split maps without copying values).
+pub fn value_len(bytes: &[u8]) -> Result<usize, CodecError> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    r.skip(0)?;
+    Ok(r.pos)
+}
+
+/// One encoded (key, value) pair of a map.
+pub type MapEntry<'a> = (&'a [u8], &'a [u8]);
+
+/// Splits an encoded map into (key, value) byte slices, in order.
+pub fn split_map(bytes: &[u8]) -> Result<Vec<MapEntry<'_>>, CodecError> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    if r.array::<1>("tag")?[0] != TAG_MAP {
+        return err("expected a map");
+    }
+    let n = r.u32("map size")?;
+    let mut out = Vec::with_capacity(n.min(bytes.len() / 2));
+    for _ in 0..n {
+        let k0 = r.pos;
+        r.skip(1)?;
+        let v0 = r.pos;
+        r.skip(1)?;
+        out.push((&bytes[k0..v0], &bytes[v0..r.pos]));
+    }
+    if r.pos != bytes.len() {
+        return err(format!(
+            "{} trailing bytes after the map",
+            bytes.len() - r.pos
+        ));
+    }
+    Ok(out)
+}
+
+/// Encodes a map header for `n` pairs; the caller appends the pairs.
+pub fn map_header(n: usize, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    out.push(TAG_MAP);
+    put_count(out, n, "map size")
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -269,6 +310,43 @@ impl<'a> Reader<'a> {
             }
             other => return err(format!("unknown tag 0x{other:02X} at byte {at}")),
         })
+    }
+
+    fn skip(&mut self, depth: usize) -> Result<(), CodecError> {
+        if depth > MAX_DEPTH {
+            return err(format!("nesting deeper than {MAX_DEPTH}"));
+        }
+        let at = self.pos;
+        let tag = self.array::<1>("tag")?[0];
+        match tag {
+            TAG_NULL | TAG_TRUE | TAG_FALSE => {}
+            0x03..=0x0E => {
+                self.take(ElemKind::from_tag(tag).unwrap().size(), "scalar")?;
+            }
+            0x13..=0x1F => {
+                self.matrix(ElemKind::from_tag(tag & 0x0F).unwrap())?;
+            }
+            TAG_STRING => {
+                let n = self.u32("string length")?;
+                let bytes = self.take(n, "string")?;
+                if let Err(e) = std::str::from_utf8(bytes) {
+                    return err(format!("string at byte {at} is not UTF-8: {e}"));
+                }
+            }
+            TAG_LIST => {
+                for _ in 0..self.u32("list length")? {
+                    self.skip(depth + 1)?;
+                }
+            }
+            TAG_MAP => {
+                for _ in 0..self.u32("map size")? {
+                    self.skip(depth + 1)?;
+                    self.skip(depth + 1)?;
+                }
+            }
+            other => return err(format!("unknown tag 0x{other:02X} at byte {at}")),
+        }
+        Ok(())
     }
 
     fn matrix(&mut self, kind: ElemKind) -> Result<Matrix, CodecError> {
@@ -402,6 +480,28 @@ mod tests {
         .unwrap();
         let b = encode(&Value::Matrix(c)).unwrap();
         assert_eq!(&b[6..], &[0x3F, 0x80, 0, 0, 0x40, 0, 0, 0]);
+    }
+
+    #[test]
+    fn value_len_and_split_map_walk_without_decoding() {
+        let m = Value::Map(vec![
+            (
+                Value::from("a"),
+                Value::List(vec![Value::I64(1), Value::from("x")]),
+            ),
+            (Value::from("b"), Value::Null),
+        ]);
+        let bytes = encode(&m).unwrap();
+        assert_eq!(value_len(&bytes).unwrap(), bytes.len());
+        let pairs = split_map(&bytes).unwrap();
+        assert_eq!(decode(pairs[0].0).unwrap(), Value::from("a"));
+        assert_eq!(
+            decode(pairs[0].1).unwrap(),
+            Value::List(vec![Value::I64(1), Value::from("x")])
+        );
+        assert_eq!(decode(pairs[1].1).unwrap(), Value::Null);
+        assert!(split_map(&bytes[..bytes.len() - 1]).is_err());
+        assert!(split_map(&encode(&Value::I64(1)).unwrap()).is_err());
     }
 
     #[test]

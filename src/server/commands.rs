@@ -39,6 +39,7 @@ pub const COMMANDS: &[(&str, Handler)] = &[
 pub fn lookup(command: &str) -> Option<Handler> {
     COMMANDS
         .iter()
+        .chain(super::share::COMMANDS)
         .find(|(name, _)| *name == command)
         .map(|(_, h)| *h)
 }

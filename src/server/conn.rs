@@ -16,6 +16,27 @@ pub enum Held {
     Wait(Option<Instant>),
 }
 
+/// What a blocked request waits for (share and tuple-space commands).
+pub enum BlockedOn {
+    /// The whole-share lock of a share.
+    ShareLock(String),
+    /// A write held back by another client's share lock.
+    ShareWrite(String),
+    /// A per-key lock (share, key).
+    KeyLock(String, String),
+    /// A key to appear (share, key).
+    ShareKey(String, String),
+}
+
+/// A request that cannot be answered yet; later requests from the same
+/// client wait behind it so replies stay in order.
+pub struct Blocked {
+    /// When to give up, if ever.
+    pub deadline: Option<Instant>,
+    /// What it waits for.
+    pub on: BlockedOn,
+}
+
 /// A connected client.
 pub struct Connection {
     /// The socket.
@@ -36,6 +57,10 @@ pub struct Connection {
     pub held: VecDeque<Held>,
     /// Close once `out` is flushed (after a fatal error reply).
     pub closing: bool,
+    /// The request this client is blocked on, if any.
+    pub blocked: Option<Blocked>,
+    /// Requests received while blocked, run once it is unblocked.
+    pub deferred: VecDeque<Frame>,
 }
 
 impl Connection {
@@ -51,6 +76,8 @@ impl Connection {
             waiting: None,
             held: VecDeque::new(),
             closing: false,
+            blocked: None,
+            deferred: VecDeque::new(),
         }
     }
 
@@ -100,6 +127,7 @@ impl Connection {
                     Held::Wait(_) => 0,
                 })
                 .sum::<usize>()
+            + self.deferred.iter().map(Frame::wire_len).sum::<usize>()
     }
 }
 

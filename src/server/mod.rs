@@ -5,9 +5,10 @@ mod commands;
 mod conn;
 mod groups;
 mod outqueue;
+mod share;
 mod state;
 
-use crate::transport::{Address, Listener};
+use crate::transport::{Address, Listener, WsOptions};
 use crate::wire::Frame;
 use conn::Connection;
 use groups::ConnId;
@@ -31,6 +32,8 @@ pub struct Config {
     pub max_message: u64,
     /// Largest total of queued, unsynced bytes per client.
     pub max_queue: u64,
+    /// Browser origins allowed on `ws:` listeners; empty allows all.
+    pub ws_origins: Vec<String>,
 }
 
 /// Default unix socket path.
@@ -43,6 +46,7 @@ impl Default for Config {
             socket_mode: 0o600,
             max_message: 4 << 30,
             max_queue: 8 << 30,
+            ws_origins: Vec::new(),
         }
     }
 }
@@ -82,6 +86,9 @@ pub struct Server {
     state: State,
     stop: Arc<AtomicBool>,
     next_key: usize,
+    /// Connections whose transport already holds input that no readable
+    /// event will announce (WebSocket); read again before sleeping.
+    buffered_input: Vec<ConnId>,
 }
 
 impl Server {
@@ -89,8 +96,12 @@ impl Server {
     pub fn bind(config: Config) -> io::Result<Server> {
         let poller = Arc::new(Poller::new()?);
         let mut listeners = Vec::new();
+        let ws = WsOptions {
+            max_message: config.max_message,
+            origins: config.ws_origins.clone(),
+        };
         for addr in &config.listen {
-            let l = Listener::bind(addr, config.socket_mode)?;
+            let l = Listener::bind(addr, config.socket_mode, &ws)?;
             // SAFETY: the listener is deleted from the poller in Drop before it closes.
             unsafe { poller.add(l.as_raw_fd(), Event::readable(listeners.len()))? };
             listeners.push(l);
@@ -103,6 +114,7 @@ impl Server {
             state: State::new(config),
             stop: Arc::new(AtomicBool::new(false)),
             next_key: FIRST_CONN_KEY,
+            buffered_input: Vec::new(),
         })
     }
 
@@ -152,9 +164,14 @@ impl Server {
                     }
                 }
             }
+            self.resume_deferred();
             self.flush_dirty();
             events.clear();
-            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = if self.buffered_input.is_empty() {
+                deadline.map(|d| d.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
             match self.poller.wait(&mut events, timeout) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -169,6 +186,9 @@ impl Server {
                     k if k < self.listeners.len() => self.accept(k),
                     k => self.on_conn_event(k, ev.readable, ev.writable),
                 }
+            }
+            for id in std::mem::take(&mut self.buffered_input) {
+                self.on_conn_event(id, true, false);
             }
         }
         Ok(())
@@ -268,10 +288,13 @@ impl Server {
             }
         }
         for f in frames {
-            if self.state.conns.get(&id).is_none_or(|c| c.closing) {
-                break;
+            match self.state.conns.get_mut(&id) {
+                None => break,
+                Some(c) if c.closing => break,
+                // Replies stay in request order: wait behind a blocked request.
+                Some(c) if c.blocked.is_some() || !c.deferred.is_empty() => c.deferred.push_back(f),
+                Some(_) => self.handle_frame(id, f),
             }
-            self.handle_frame(id, f);
         }
         if let Some(msg) = fatal {
             self.fail_and_close(id, &msg);
@@ -306,6 +329,22 @@ impl Server {
         }
     }
 
+    /// Runs requests that arrived while their client was blocked, until it
+    /// blocks again or none are left.
+    fn resume_deferred(&mut self) {
+        while let Some(id) = self.state.resume.pop() {
+            while let Some(c) = self.state.conns.get_mut(&id) {
+                if c.blocked.is_some() || c.closing {
+                    break;
+                }
+                let Some(f) = c.deferred.pop_front() else {
+                    break;
+                };
+                self.handle_frame(id, f);
+            }
+        }
+    }
+
     /// Replies with an error, then closes once the reply is written.
     fn fail_and_close(&mut self, id: ConnId, msg: &str) {
         log::info!("client {id}: {msg}; closing");
@@ -337,7 +376,16 @@ impl Server {
             let Some(c) = self.state.conns.get_mut(&id) else {
                 continue;
             };
-            let done = match c.out.flush(&mut *c.stream) {
+            // A transport may keep back output it accepted (WebSocket);
+            // the connection is only flushed once that is written too.
+            let flushed = c.out.flush(&mut *c.stream).and_then(|done| {
+                if done {
+                    c.stream.flush_buffered()
+                } else {
+                    Ok(false)
+                }
+            });
+            let done = match flushed {
                 Ok(done) => done,
                 Err(e) => {
                     log::info!("client {id}: write error: {e}");
@@ -350,6 +398,9 @@ impl Server {
                 continue;
             }
             let read = !c.closing && c.backlog() < BACKLOG_HIGH;
+            if read && c.stream.has_buffered_input() {
+                self.buffered_input.push(id);
+            }
             let interest = match (read, !done) {
                 (true, true) => Event::all(id),
                 (true, false) => Event::readable(id),

@@ -3,6 +3,7 @@
 //! Relayed messages are queued as shared references to the one stored
 //! frame, so sending a large payload to many clients never copies it.
 
+use crate::buffer::PooledBuf;
 use crate::wire::Frame;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -17,6 +18,8 @@ pub enum OutItem {
     Bytes(Vec<u8>),
     /// A relayed message shared with other recipients.
     Shared(Arc<Frame>),
+    /// A reply head with a body shared with stored state (share values).
+    WithBody(Vec<u8>, Arc<PooledBuf>),
 }
 
 impl OutItem {
@@ -24,6 +27,7 @@ impl OutItem {
         match self {
             OutItem::Bytes(b) => [b, &[]],
             OutItem::Shared(f) => [&f.head, &f.payload],
+            OutItem::WithBody(h, b) => [h, b],
         }
     }
 
@@ -109,7 +113,6 @@ impl OutQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buffer::PooledBuf;
 
     /// Accepts at most `cap` bytes per call, then would block after `calls`.
     struct Choppy {

@@ -4,6 +4,7 @@
 use super::Config;
 use super::conn::{Connection, json_item, wait_reply};
 use super::groups::{ConnId, Groups};
+use super::share::{self, Shares};
 use crate::wire::Frame;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -21,8 +22,12 @@ pub struct State {
     pub config: Config,
     /// Connections with new output or state to re-arm after this round.
     pub dirty: HashSet<ConnId>,
-    /// Pending `wait` deadlines.
+    /// Pending `wait` and blocked-request deadlines.
     pub timers: BTreeSet<(Instant, ConnId)>,
+    /// Shared dictionaries.
+    pub shares: Shares,
+    /// Connections unblocked this round whose deferred requests must run.
+    pub resume: Vec<ConnId>,
 }
 
 impl State {
@@ -35,6 +40,8 @@ impl State {
             config,
             dirty: HashSet::new(),
             timers: BTreeSet::new(),
+            shares: Shares::default(),
+            resume: Vec::new(),
         }
     }
 
@@ -90,20 +97,35 @@ impl State {
         }
     }
 
-    /// Answers every wait whose deadline has passed; returns the next deadline.
+    /// Answers every wait or blocked request whose deadline has passed;
+    /// returns the next deadline.
     pub fn expire_waits(&mut self, now: Instant) -> Option<Instant> {
         while let Some(&(deadline, id)) = self.timers.first() {
             if deadline > now {
                 return Some(deadline);
             }
             self.timers.pop_first();
-            if let Some(c) = self.conns.get_mut(&id) {
-                if c.waiting == Some(Some(deadline)) {
-                    if let Some(Some(d)) = c.answer_wait(wait_reply(0, true)) {
-                        self.timers.insert((d, id));
-                    }
-                    self.dirty.insert(id);
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if c.waiting == Some(Some(deadline)) {
+                if let Some(Some(d)) = c.answer_wait(wait_reply(0, true)) {
+                    self.timers.insert((d, id));
                 }
+                self.dirty.insert(id);
+            }
+            if c.blocked
+                .as_ref()
+                .is_some_and(|b| b.deadline == Some(deadline))
+            {
+                let blocked = c.blocked.take().expect("checked");
+                share::withdraw(self, id, &blocked.on);
+                let msg = share::timeout_message(&blocked.on);
+                self.reply(
+                    id,
+                    serde_json::json!({"status": -1, "error": msg, "timeout": true}),
+                );
+                self.resume.push(id);
             }
         }
         None
@@ -128,6 +150,13 @@ impl State {
         if let Some(Some(d)) = c.waiting {
             self.timers.remove(&(d, id));
         }
+        if let Some(b) = &c.blocked {
+            if let Some(d) = b.deadline {
+                self.timers.remove(&(d, id));
+            }
+            share::withdraw(self, id, &b.on);
+        }
+        share::release_all(self, id);
         self.dirty.remove(&id);
         if self.conns.is_empty() {
             // A fresh session negotiates afresh.

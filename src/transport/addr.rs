@@ -10,14 +10,17 @@ pub enum Address {
     Unix(PathBuf),
     /// TCP host (name or IP) and port.
     Tcp(String, u16),
+    /// WebSocket over TCP: host and port.
+    Ws(String, u16),
 }
 
 impl Address {
     /// Parses `unix:PATH`, `ipc:PATH`, `unix:///PATH`, `tcp:PORT` (loopback),
-    /// `tcp:HOST:PORT`, `tcp://HOST:PORT` and `[v6]` hosts.
+    /// `tcp:HOST:PORT`, `tcp://HOST:PORT`, the same three forms for `ws`
+    /// (`ws://HOST:PORT/` as browsers write it) and `[v6]` hosts.
     pub fn parse(s: &str) -> Result<Address, String> {
         let (scheme, rest) = s.split_once(':').ok_or_else(|| {
-            format!("address '{s}' has no scheme; use unix:PATH or tcp:[HOST:]PORT")
+            format!("address '{s}' has no scheme; use unix:PATH, tcp:[HOST:]PORT or ws:[HOST:]PORT")
         })?;
         let rest = rest.strip_prefix("//").unwrap_or(rest);
         match scheme {
@@ -27,7 +30,13 @@ impl Address {
                 }
                 Ok(Address::Unix(PathBuf::from(rest)))
             }
-            "tcp" => {
+            "tcp" | "ws" => {
+                // A URL's root path is allowed for ws (`ws://h:8889/`).
+                let rest = if scheme == "ws" {
+                    rest.strip_suffix('/').unwrap_or(rest)
+                } else {
+                    rest
+                };
                 let (host, port) = match rest.rsplit_once(':') {
                     Some((h, p)) => (
                         h.trim_start_matches('[').trim_end_matches(']').to_owned(),
@@ -41,10 +50,14 @@ impl Address {
                 if host.is_empty() {
                     return Err(format!("address '{s}' has an empty host"));
                 }
-                Ok(Address::Tcp(host, port))
+                if scheme == "ws" {
+                    Ok(Address::Ws(host, port))
+                } else {
+                    Ok(Address::Tcp(host, port))
+                }
             }
             other => Err(format!(
-                "address '{s}': unknown scheme '{other}' (expected unix, ipc or tcp)"
+                "address '{s}': unknown scheme '{other}' (expected unix, ipc, tcp or ws)"
             )),
         }
     }
@@ -56,6 +69,8 @@ impl fmt::Display for Address {
             Address::Unix(p) => write!(f, "unix:{}", p.display()),
             Address::Tcp(h, p) if h.contains(':') => write!(f, "tcp:[{h}]:{p}"),
             Address::Tcp(h, p) => write!(f, "tcp:{h}:{p}"),
+            Address::Ws(h, p) if h.contains(':') => write!(f, "ws:[{h}]:{p}"),
+            Address::Ws(h, p) => write!(f, "ws:{h}:{p}"),
         }
     }
 }
@@ -105,7 +120,28 @@ mod tests {
             Address::parse("tcp:[::1]:3").unwrap().to_string(),
             "tcp:[::1]:3"
         );
-        for bad in ["", "x", "tcp:", "tcp:h:99999", "udp:1", "unix:"] {
+        assert_eq!(
+            Address::parse("ws:8889").unwrap(),
+            Address::Ws("127.0.0.1".into(), 8889)
+        );
+        assert_eq!(
+            Address::parse("ws://0.0.0.0:8889/").unwrap(),
+            Address::Ws("0.0.0.0".into(), 8889)
+        );
+        assert_eq!(
+            Address::parse("ws:[::1]:5").unwrap().to_string(),
+            "ws:[::1]:5"
+        );
+        for bad in [
+            "",
+            "x",
+            "tcp:",
+            "tcp:h:99999",
+            "udp:1",
+            "unix:",
+            "ws:",
+            "ws:h:x",
+        ] {
             assert!(Address::parse(bad).is_err(), "{bad}");
         }
     }

@@ -1,11 +1,14 @@
-//! Byte-stream transports: listeners and connected streams for unix and
-//! tcp, behind one trait so the server and client never care which.
+//! Byte-stream transports: listeners and connected streams for unix, tcp
+//! and WebSocket, behind one trait so the server and client never care
+//! which.
 
 mod addr;
 mod tcp;
 mod unix;
+mod ws;
 
 pub use addr::Address;
+pub use ws::WsOptions;
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -18,6 +21,19 @@ pub trait Transport: Read + Write + AsRawFd + Send {
     fn peer(&self) -> String;
     /// Shuts both directions down (wakes a peer blocked on us).
     fn shutdown(&self) -> io::Result<()>;
+    /// Writes output the transport has accepted but kept back (WebSocket
+    /// keeps a message the socket could not take whole). Returns true when
+    /// nothing is left; until then the server keeps waiting for the socket
+    /// to become writable. Plain sockets keep nothing back.
+    fn flush_buffered(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
+    /// True when input already taken off the socket waits to be read
+    /// (WebSocket messages decoded in one go), which no readable event
+    /// would announce. Plain sockets buffer nothing.
+    fn has_buffered_input(&self) -> bool {
+        false
+    }
 }
 
 /// A listening socket of any transport.
@@ -26,12 +42,15 @@ pub enum Listener {
     Unix(unix::UnixTransportListener),
     /// TCP socket.
     Tcp(tcp::TcpTransportListener),
+    /// TCP socket whose connections speak WebSocket.
+    Ws(ws::WsTransportListener),
 }
 
 impl Listener {
     /// Binds `addr` (non-blocking). Unix sockets get file mode `socket_mode`;
-    /// a stale socket file is replaced, a live one is an error.
-    pub fn bind(addr: &Address, socket_mode: u32) -> io::Result<Listener> {
+    /// a stale socket file is replaced, a live one is an error. WebSocket
+    /// listeners take their limits and origin allow-list from `ws`.
+    pub fn bind(addr: &Address, socket_mode: u32, ws: &WsOptions) -> io::Result<Listener> {
         match addr {
             Address::Unix(path) => Ok(Listener::Unix(unix::UnixTransportListener::bind(
                 path,
@@ -40,6 +59,9 @@ impl Listener {
             Address::Tcp(host, port) => {
                 Ok(Listener::Tcp(tcp::TcpTransportListener::bind(host, *port)?))
             }
+            Address::Ws(host, port) => Ok(Listener::Ws(ws::WsTransportListener::bind(
+                host, *port, ws,
+            )?)),
         }
     }
 
@@ -48,6 +70,7 @@ impl Listener {
         match self {
             Listener::Unix(l) => l.accept(),
             Listener::Tcp(l) => l.accept(),
+            Listener::Ws(l) => l.accept(),
         }
     }
 
@@ -56,6 +79,7 @@ impl Listener {
         match self {
             Listener::Unix(l) => l.local_addr(),
             Listener::Tcp(l) => l.local_addr(),
+            Listener::Ws(l) => l.local_addr(),
         }
     }
 }
@@ -65,6 +89,7 @@ impl AsRawFd for Listener {
         match self {
             Listener::Unix(l) => l.as_raw_fd(),
             Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Ws(l) => l.as_raw_fd(),
         }
     }
 }
@@ -74,6 +99,7 @@ pub fn connect(addr: &Address) -> io::Result<Box<dyn Transport>> {
     match addr {
         Address::Unix(path) => unix::connect(path),
         Address::Tcp(host, port) => tcp::connect(host, *port),
+        Address::Ws(host, port) => ws::connect(host, *port),
     }
 }
 

@@ -52,18 +52,29 @@ impl TcpTransportListener {
 
     /// Accepts one connection as a non-blocking stream.
     pub fn accept(&self) -> io::Result<Box<dyn Transport>> {
+        Ok(Box::new(self.accept_stream()?))
+    }
+
+    /// Accepts one connection as a non-blocking socket with Nagle off
+    /// (the WebSocket listener wraps it).
+    pub fn accept_stream(&self) -> io::Result<TcpStream> {
         let (s, _) = self.listener.accept()?;
         s.set_nonblocking(true)?;
         s.set_nodelay(true)?;
-        Ok(Box::new(s))
+        Ok(s)
     }
 
     /// `tcp:HOST:PORT` as bound (the real port when 0 was asked for).
     pub fn local_addr(&self) -> String {
+        format!("tcp:{}", self.host_port())
+    }
+
+    /// `HOST:PORT` as bound, IPv6 hosts in brackets.
+    pub fn host_port(&self) -> String {
         match self.listener.local_addr() {
-            Ok(SocketAddr::V6(a)) => format!("tcp:[{}]:{}", a.ip(), a.port()),
-            Ok(a) => format!("tcp:{a}"),
-            Err(_) => "tcp:?".into(),
+            Ok(SocketAddr::V6(a)) => format!("[{}]:{}", a.ip(), a.port()),
+            Ok(a) => a.to_string(),
+            Err(_) => "?".into(),
         }
     }
 }

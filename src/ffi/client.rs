@@ -1,0 +1,303 @@
+//! `dime_client`: connecting, closing, groups, sending and waiting.
+//!
+//! Threads: a `dime_client` is internally locked, so any of these functions
+//! may be called on the same client from several threads at once; calls run
+//! one at a time, in lock order. A thread blocked in `dime_wait` holds the
+//! lock, so other calls on that client (including `dime_close`) wait until
+//! it returns: use a timeout, or a second client, when another thread must
+//! keep sending. `dime_client_free` must not overlap any other call on the
+//! same client.
+
+use super::args::{slice_arg, str_arg, str_array_arg, write_out};
+use super::sigpipe::SigpipeGuard;
+use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
+use super::value::{dime_value, into_raw};
+use crate::client::{Client, Error};
+use crate::value::Value;
+use std::ffi::c_char;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Pass to `dime_wait` as `timeout_ms` to wait with no time limit (any
+/// negative number does the same).
+pub const DIME_WAIT_FOREVER: i64 = -1;
+
+/// An opaque connection to a DiME server, from `dime_connect`; release it
+/// with `dime_client_free`. Internally locked: usable from several threads.
+#[allow(non_camel_case_types)]
+pub struct dime_client {
+    conn: Mutex<Conn>,
+}
+
+/// Where a client handle stands.
+enum Conn {
+    Open(Client),
+    /// Closed by `dime_close`.
+    Closed,
+    /// The connection failed; the message says how.
+    Broken(String),
+}
+
+// The handle is shared between C threads, so its contents must be Send.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Client>();
+};
+
+fn lock(client: &dime_client) -> MutexGuard<'_, Conn> {
+    match client.conn.lock() {
+        Ok(g) => g,
+        Err(poisoned) => {
+            // A call panicked mid-request: the stream may hold half a
+            // frame, so the connection cannot be trusted any more.
+            client.conn.clear_poison();
+            let mut g = poisoned.into_inner();
+            *g = Conn::Broken("an earlier call on this client failed internally".into());
+            g
+        }
+    }
+}
+
+/// Runs `f` on the open connection of `client`, turning a lost or garbled
+/// connection into a broken handle so later calls fail fast.
+pub(crate) fn with_client<T>(
+    client: *const dime_client,
+    f: impl FnOnce(&mut Client) -> Result<T, Error>,
+) -> Result<T, Fail> {
+    let handle = check_arg!(ref client as dime_client);
+    let _sigpipe = SigpipeGuard::new();
+    let mut conn = lock(handle);
+    let c = match &mut *conn {
+        Conn::Open(c) => c,
+        Conn::Closed => return Err(Fail::new(dime_status::Closed, "the client is closed")),
+        Conn::Broken(why) => {
+            return Err(Fail::new(
+                dime_status::ConnectionLost,
+                format!("connection lost earlier: {why}"),
+            ));
+        }
+    };
+    f(c).map_err(|e| {
+        if matches!(e, Error::ConnectionLost(_) | Error::Protocol(_)) {
+            *conn = Conn::Broken(e.to_string());
+        }
+        Fail::from(e)
+    })
+}
+
+/// Connects to a DiME server and handshakes; on success writes a new client
+/// to `*out`, owned by the caller (release with `dime_client_free`).
+///
+/// `address` (NUL-terminated): `unix:/path/to.sock`, `ipc:/path/to.sock`
+/// (the same), `tcp:host:port` or `tcp:port` (127.0.0.1).
+/// `DIME_STATUS_INVALID_ARGUMENT` if it does not parse;
+/// `DIME_STATUS_CONNECTION_LOST` if nothing answers there;
+/// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Blocks until the
+/// handshake completes.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_connect(address: *const c_char, out: *mut *mut dime_client) -> dime_status {
+    ffi_status! {
+        let address = str_arg(address, "address")?;
+        check_arg!(out);
+        let c = {
+            let _sigpipe = SigpipeGuard::new();
+            Client::connect(address)?
+        };
+        let handle = Box::new(dime_client { conn: Mutex::new(Conn::Open(c)) });
+        write_out(out, Box::into_raw(handle));
+        Ok(())
+    }
+}
+
+/// Closes the connection but keeps the handle: later calls on it fail with
+/// `DIME_STATUS_CLOSED`, and it must still be released with
+/// `dime_client_free`. Closing a closed (or broken) client does nothing and
+/// returns `DIME_STATUS_OK`, so double close is harmless.
+/// `DIME_STATUS_NULL_ARGUMENT` if `client` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_close(client: *mut dime_client) -> dime_status {
+    ffi_status! {
+        let handle = check_arg!(ref client as dime_client);
+        let mut conn = lock(handle);
+        if matches!(*conn, Conn::Open(_)) {
+            // Dropping the Client closes its socket.
+            *conn = Conn::Closed;
+        }
+        Ok(())
+    }
+}
+
+/// Closes the connection if open and frees the handle. NULL is accepted
+/// and does nothing. No other call on this client may be running or follow.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_client_free(client: *mut dime_client) {
+    ffi_value!((), {
+        if !client.is_null() {
+            // SAFETY: the caller's contract: `client` came from dime_connect
+            // and is not used again.
+            drop(unsafe { Box::from_raw(client) });
+        }
+    })
+}
+
+/// Joins the `count` groups named in `groups` (NUL-terminated UTF-8
+/// strings; read only during the call). Groups are created on first join.
+/// `DIME_STATUS_SERVER_ERROR` if the client is already in one of them;
+/// `DIME_STATUS_NULL_ARGUMENT` if `client`, `groups` (with `count` > 0) or
+/// any name is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_join(
+    client: *mut dime_client,
+    groups: *const *const c_char,
+    count: usize,
+) -> dime_status {
+    ffi_status! {
+        let names = str_array_arg(groups, count, "groups")?;
+        with_client(client, |c| c.join(&names))
+    }
+}
+
+/// Leaves the `count` groups named in `groups`. `DIME_STATUS_SERVER_ERROR`
+/// if the client is not in one of them; other errors as for `dime_join`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_leave(
+    client: *mut dime_client,
+    groups: *const *const c_char,
+    count: usize,
+) -> dime_status {
+    ffi_status! {
+        let names = str_array_arg(groups, count, "groups")?;
+        with_client(client, |c| c.leave(&names))
+    }
+}
+
+/// Reads `count` (name, value) pairs from parallel arrays.
+fn named_values<'a>(
+    names: *const *const c_char,
+    values: *const *const dime_value,
+    count: usize,
+) -> Result<Vec<(&'a str, &'a Value)>, Fail> {
+    let names = str_array_arg(names, count, "names")?;
+    let values = slice_arg(values, count, "values")?;
+    names
+        .into_iter()
+        .zip(values)
+        .enumerate()
+        .map(|(i, (n, v))| {
+            // SAFETY: NULL is handled; validity is the caller's contract.
+            match unsafe { v.cast::<Value>().as_ref() } {
+                Some(v) => Ok((n, v)),
+                None => Err(Fail::null(&format!("values[{i}]"))),
+            }
+        })
+        .collect()
+}
+
+/// Sends `value` as variable `name` to every member of `group` (including
+/// this client if it is a member). `value` is only read (not consumed: free
+/// it afterwards as usual); a borrowing matrix's buffer is read during this
+/// call. Blocks until the server has accepted it.
+/// `DIME_STATUS_SERVER_ERROR` if the group does not exist;
+/// `DIME_STATUS_INVALID_ARGUMENT` if the value is too large for the wire
+/// format; `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_send(
+    client: *mut dime_client,
+    group: *const c_char,
+    name: *const c_char,
+    value: *const dime_value,
+) -> dime_status {
+    ffi_status! {
+        let group = str_arg(group, "group")?;
+        let name = str_arg(name, "name")?;
+        let value = check_arg!(ref value as Value);
+        with_client(client, |c| c.send(group, name, value))
+    }
+}
+
+/// Sends `count` variables to `group` in one pipelined batch: `names[i]`
+/// with `values[i]` (both only read). Every value is encoded before anything
+/// is sent, so an unencodable value sends nothing; if the server refuses
+/// some, the rest are still sent and the first refusal is reported
+/// (`DIME_STATUS_SERVER_ERROR`). Other errors as for `dime_send`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_send_many(
+    client: *mut dime_client,
+    group: *const c_char,
+    names: *const *const c_char,
+    values: *const *const dime_value,
+    count: usize,
+) -> dime_status {
+    ffi_status! {
+        let group = str_arg(group, "group")?;
+        let vars = named_values(names, values, count)?;
+        with_client(client, |c| c.send_many(group, &vars))
+    }
+}
+
+/// Sends `value` as variable `name` to every other connected client (never
+/// to this one), whether or not they joined a group. Errors and ownership
+/// as for `dime_send`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_broadcast(
+    client: *mut dime_client,
+    name: *const c_char,
+    value: *const dime_value,
+) -> dime_status {
+    ffi_status! {
+        let name = str_arg(name, "name")?;
+        let value = check_arg!(ref value as Value);
+        with_client(client, |c| c.broadcast(name, value))
+    }
+}
+
+/// Broadcasts `count` variables (`names[i]`, `values[i]`) in one pipelined
+/// batch. Errors and ownership as for `dime_send_many`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_broadcast_many(
+    client: *mut dime_client,
+    names: *const *const c_char,
+    values: *const *const dime_value,
+    count: usize,
+) -> dime_status {
+    ffi_status! {
+        let vars = named_values(names, values, count)?;
+        with_client(client, |c| c.broadcast_many(&vars))
+    }
+}
+
+/// Blocks until at least one message is queued for this client, or
+/// `timeout_ms` milliseconds pass (`DIME_WAIT_FOREVER` or any negative
+/// number: no limit; 0: just check). On success writes the number of queued
+/// messages (≥ 1) to `*out_count`; then `dime_sync` fetches them.
+/// `DIME_STATUS_TIMEOUT` if the time ran out (the client stays usable);
+/// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Holds the client's
+/// lock while waiting (see the thread note above).
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_wait(
+    client: *mut dime_client,
+    timeout_ms: i64,
+    out_count: *mut usize,
+) -> dime_status {
+    ffi_status! {
+        check_arg!(out_count);
+        let timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
+        let n = with_client(client, |c| c.wait(timeout))?;
+        write_out(out_count, n);
+        Ok(())
+    }
+}
+
+/// Writes to `*out` a new list value (owned by the caller; free with
+/// `dime_value_free`) of strings: the names of every group that has at least
+/// one member. `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_devices(client: *mut dime_client, out: *mut *mut dime_value) -> dime_status {
+    ffi_status! {
+        check_arg!(out);
+        let names = with_client(client, |c| c.devices())?;
+        let list = Value::List(names.into_iter().map(Value::String).collect());
+        write_out(out, into_raw(list));
+        Ok(())
+    }
+}

@@ -1,0 +1,140 @@
+//! `dime_sync` and `dime_messages`, the list of received (name, value)
+//! pairs it returns.
+//!
+//! Threads: a `dime_messages` is not locked; reading functions (const
+//! first argument) may run concurrently, `dime_messages_take` and
+//! `dime_messages_free` need exclusive access. It may move between threads.
+
+use super::args::write_out;
+use super::client::{dime_client, with_client};
+use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
+use super::value::{as_raw, dime_value, into_raw};
+use crate::value::Value;
+use std::ffi::{CString, c_char};
+
+/// Pass to `dime_sync` as `n` to receive every queued message (any negative
+/// number does the same).
+pub const DIME_SYNC_ALL: i64 = -1;
+
+/// An opaque list of received messages, from `dime_sync`, in arrival order;
+/// release it with `dime_messages_free`.
+#[allow(non_camel_case_types)]
+pub struct dime_messages {
+    items: Vec<(CString, Value)>,
+}
+
+/// A variable name as a C string. A name with an embedded NUL (possible on
+/// the wire, never produced by our clients) is cut at the NUL.
+fn c_name(name: String) -> CString {
+    CString::new(name).unwrap_or_else(|e| {
+        let cut = e.nul_position();
+        let mut bytes = e.into_vec();
+        bytes.truncate(cut);
+        CString::new(bytes).unwrap_or_default()
+    })
+}
+
+/// Receives up to `n` queued messages (`DIME_SYNC_ALL` or any negative
+/// number: all of them; 0: none) without waiting for more, and writes them
+/// to `*out`, a new list owned by the caller (release with
+/// `dime_messages_free`); it may be empty.
+///
+/// `DIME_STATUS_CODEC_ERROR` if a message cannot be decoded (say, a pickle
+/// sent by an old client); the message names the variable, and the messages
+/// after it stay queued for the next call. `DIME_STATUS_NULL_ARGUMENT` if a
+/// pointer is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_sync(
+    client: *mut dime_client,
+    n: i64,
+    out: *mut *mut dime_messages,
+) -> dime_status {
+    ffi_status! {
+        check_arg!(out);
+        let received = with_client(client, |c| c.sync(n))?;
+        let items = received.into_iter().map(|(name, v)| (c_name(name), v)).collect();
+        write_out(out, Box::into_raw(Box::new(dime_messages { items })));
+        Ok(())
+    }
+}
+
+/// The number of messages in the list; 0 if `messages` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_messages_len(messages: *const dime_messages) -> usize {
+    ffi_value!(0, {
+        // SAFETY: NULL is handled; validity is the caller's contract.
+        unsafe { messages.as_ref() }.map_or(0, |m| m.items.len())
+    })
+}
+
+fn index_check(messages: &dime_messages, index: usize) -> Result<(), Fail> {
+    if index < messages.items.len() {
+        Ok(())
+    } else {
+        Err(Fail::new(
+            dime_status::OutOfRange,
+            format!(
+                "message index {index} is out of range for a list of {}",
+                messages.items.len()
+            ),
+        ))
+    }
+}
+
+/// Points `*name` at the variable name (NUL-terminated UTF-8) and `*value`
+/// at the value of message `index` (from 0). Both are **borrowed** from the
+/// list: do not free them; they stay valid until the list is freed (and
+/// `*value` until that message is taken). `DIME_STATUS_OUT_OF_RANGE` past
+/// the end; `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_messages_get(
+    messages: *const dime_messages,
+    index: usize,
+    name: *mut *const c_char,
+    value: *mut *const dime_value,
+) -> dime_status {
+    ffi_status! {
+        let m = check_arg!(ref messages as dime_messages);
+        check_arg!(name);
+        check_arg!(value);
+        index_check(m, index)?;
+        let (n, v) = &m.items[index];
+        write_out(name, n.as_ptr());
+        write_out(value, as_raw(v));
+        Ok(())
+    }
+}
+
+/// Moves the value of message `index` out of the list into `*out`, owned by
+/// the caller (free with `dime_value_free`); the message keeps its name and
+/// a null value. Use this to keep a value beyond the list, or to take a
+/// matrix's buffer with `dime_matrix_take_data`. Errors as for
+/// `dime_messages_get`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_messages_take(
+    messages: *mut dime_messages,
+    index: usize,
+    out: *mut *mut dime_value,
+) -> dime_status {
+    ffi_status! {
+        let m = check_arg!(mut messages as dime_messages);
+        check_arg!(out);
+        index_check(m, index)?;
+        write_out(out, into_raw(std::mem::replace(&mut m.items[index].1, Value::Null)));
+        Ok(())
+    }
+}
+
+/// Frees a message list and every value still in it. NULL is accepted and
+/// does nothing. Pointers from `dime_messages_get` die with it; values moved
+/// out with `dime_messages_take` do not.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_messages_free(messages: *mut dime_messages) {
+    ffi_value!((), {
+        if !messages.is_null() {
+            // SAFETY: the caller's contract: `messages` came from dime_sync
+            // and is not used again.
+            drop(unsafe { Box::from_raw(messages) });
+        }
+    })
+}

@@ -1,0 +1,576 @@
+//! WebSocket transport (PROTOCOL.md §1): DiME frames carried in binary
+//! WebSocket messages, with `tungstenite` doing the RFC 6455 work.
+//!
+//! [`WsStream`] turns a WebSocket into the plain byte stream the server
+//! loop and client expect. Reading yields the payloads of incoming binary
+//! messages back to back (a DiME frame may span messages). Writing cuts the
+//! outgoing byte stream at DiME frame boundaries and sends each whole frame
+//! as exactly one binary message, because the original JavaScript client
+//! decodes one frame per message.
+//!
+//! On the server the stream is non-blocking and starts mid-handshake: the
+//! loop's first reads drive the HTTP upgrade. Anything that is not a valid
+//! upgrade gets an HTTP error answer and the connection ends; nothing here
+//! ever waits for a slow or vanished peer.
+
+use super::Transport;
+use super::tcp::TcpTransportListener;
+use crate::wire::{MAGIC, PREFIX_LEN};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tungstenite::handshake::HandshakeError;
+use tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response, ServerHandshake};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::{Bytes, Message, WebSocket};
+
+/// Settings a `ws:` listener takes from the server's configuration.
+#[derive(Clone, Debug, Default)]
+pub struct WsOptions {
+    /// Largest DiME frame body (JSON + payload) the server accepts; it also
+    /// bounds single WebSocket frames and messages.
+    pub max_message: u64,
+    /// Browser origins allowed to connect; empty allows every origin.
+    pub origins: Vec<String>,
+}
+
+/// The socket shared between tungstenite (which owns a handle for the
+/// whole handshake and session) and [`WsStream`], which must keep the file
+/// descriptor open until the server has removed it from its poller, even
+/// when tungstenite drops its handle after a failed handshake.
+struct Sock(Arc<TcpStream>);
+
+impl Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for Sock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self.0).write_vectored(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Handshake callback: enforces the origin allow-list and records that the
+/// request has been read, i.e. that the handshake has moved on to writing
+/// its answer (tungstenite does not expose its stage otherwise).
+struct OriginCheck {
+    origins: Arc<Vec<String>>,
+    request_read: Arc<AtomicBool>,
+}
+
+impl Callback for OriginCheck {
+    fn on_request(self, request: &Request, response: Response) -> Result<Response, ErrorResponse> {
+        self.request_read.store(true, Ordering::Relaxed);
+        // Only browsers send Origin, and only browsers need protecting from
+        // hostile pages; other programs could forge the header anyway.
+        let Some(origin) = request.headers().get("origin") else {
+            return Ok(response);
+        };
+        if self.origins.is_empty()
+            || self
+                .origins
+                .iter()
+                .any(|o| o.as_bytes() == origin.as_bytes())
+        {
+            return Ok(response);
+        }
+        let body = format!(
+            "origin {} is not allowed (see --ws-origin)\n",
+            String::from_utf8_lossy(origin.as_bytes())
+        );
+        let mut resp = ErrorResponse::new(Some(body));
+        *resp.status_mut() = tungstenite::http::StatusCode::FORBIDDEN;
+        Err(resp)
+    }
+}
+
+type ServerMid = tungstenite::handshake::MidHandshake<ServerHandshake<Sock, OriginCheck>>;
+
+enum State {
+    /// Server side, HTTP upgrade not finished.
+    Handshaking(Box<ServerMid>),
+    /// Messages flow.
+    Open(Box<WebSocket<Sock>>),
+    /// The handshake failed or the session ended: reads see end of stream.
+    Closed,
+}
+
+/// A DiME byte stream over one WebSocket connection.
+pub struct WsStream {
+    sock: Arc<TcpStream>,
+    state: State,
+    /// Set by the handshake callback once the upgrade request is read.
+    request_read: Arc<AtomicBool>,
+    /// The binary message being handed out to `read`, and how far.
+    rx: Bytes,
+    rx_pos: usize,
+    /// tungstenite may hold further messages it read in the same syscall;
+    /// true from a received message until a read reports `WouldBlock`.
+    maybe_buffered: bool,
+    /// Output queued before the upgrade finished (a reregister meta
+    /// message), sent once it has.
+    pre_open: Vec<u8>,
+    /// Outgoing bytes of the DiME frame not yet complete.
+    tx: Vec<u8>,
+    /// Total length of the frame being collected in `tx`, once known.
+    tx_frame_len: Option<usize>,
+    peer: String,
+}
+
+/// Outgoing bytes taken per `write` call beyond the frame in progress, so
+/// one call never copies a whole queue of large frames.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// Most bytes of a rejected connection drained before closing it, so the
+/// kernel sends FIN after our HTTP answer rather than a reset that could
+/// destroy it.
+const REJECT_DRAIN: usize = 64 << 10;
+
+impl WsStream {
+    fn new(sock: Arc<TcpStream>, state: State, request_read: Arc<AtomicBool>) -> WsStream {
+        let peer = sock
+            .peer_addr()
+            .map(|a| format!("ws {a}"))
+            .unwrap_or_else(|_| "ws peer".into());
+        WsStream {
+            sock,
+            state,
+            request_read,
+            rx: Bytes::new(),
+            rx_pos: 0,
+            maybe_buffered: false,
+            pre_open: Vec::new(),
+            tx: Vec::new(),
+            tx_frame_len: None,
+            peer,
+        }
+    }
+
+    /// Runs the server handshake as far as the socket allows.
+    fn drive_handshake(&mut self) -> io::Result<()> {
+        let State::Handshaking(mid) = std::mem::replace(&mut self.state, State::Closed) else {
+            return Ok(());
+        };
+        match mid.handshake() {
+            Ok(ws) => {
+                self.state = State::Open(Box::new(ws));
+                // tungstenite keeps what the socket cannot take yet, and
+                // this output is small, so it all goes in at once.
+                let pre = std::mem::take(&mut self.pre_open);
+                let mut rest = &pre[..];
+                while !rest.is_empty() {
+                    let (n, _) = self.push_bytes(rest)?;
+                    rest = &rest[n..];
+                }
+                Ok(())
+            }
+            Err(HandshakeError::Interrupted(mid)) => {
+                self.state = State::Handshaking(Box::new(mid));
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            Err(HandshakeError::Failure(e)) => {
+                self.reject(&e);
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("WebSocket handshake failed: {e}"),
+                ))
+            }
+        }
+    }
+
+    /// Answers a failed upgrade with `400 Bad Request` (unless tungstenite
+    /// already answered, as for a refused origin, or the peer is gone) and
+    /// half-closes the socket.
+    fn reject(&mut self, e: &tungstenite::Error) {
+        use tungstenite::error::{Error, ProtocolError};
+        let answered = matches!(
+            e,
+            Error::Http(_)
+                | Error::Io(_)
+                | Error::ConnectionClosed
+                | Error::Protocol(ProtocolError::HandshakeIncomplete)
+        );
+        let mut s = &*self.sock;
+        if !answered {
+            let body = format!("This is a DiME WebSocket endpoint: {e}\n");
+            let resp = format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            // Best effort on a non-blocking socket: the answer is small and
+            // the socket fresh, and a peer that does not read loses nothing.
+            let _ = s.write_all(resp.as_bytes());
+        }
+        let _ = self.sock.shutdown(Shutdown::Write);
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < REJECT_DRAIN {
+            match s.read(&mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    }
+
+    /// Starts the WebSocket closing handshake with `code` and returns the
+    /// error that ends the connection for the server loop.
+    fn fail(&mut self, code: CloseCode, reason: &str) -> io::Error {
+        if let State::Open(ws) = &mut self.state {
+            // A close reason is limited to 123 bytes by RFC 6455.
+            let mut short = reason.to_owned();
+            while short.len() > 123 {
+                short.pop();
+            }
+            let _ = ws.close(Some(CloseFrame {
+                code,
+                reason: short.into(),
+            }));
+        }
+        io::Error::new(io::ErrorKind::InvalidData, reason.to_owned())
+    }
+
+    /// Bytes still needed to complete the frame being collected in `tx`.
+    fn tx_needed(&mut self) -> io::Result<usize> {
+        if self.tx.len() < PREFIX_LEN {
+            return Ok(PREFIX_LEN - self.tx.len());
+        }
+        let total = match self.tx_frame_len {
+            Some(t) => t,
+            None => {
+                if &self.tx[..4] != MAGIC {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "WebSocket output is not a DiME frame",
+                    ));
+                }
+                let json = u32::from_be_bytes(self.tx[4..8].try_into().unwrap()) as usize;
+                let payload = u32::from_be_bytes(self.tx[8..12].try_into().unwrap()) as usize;
+                let total = PREFIX_LEN + json + payload;
+                self.tx.reserve_exact(total - self.tx.len());
+                self.tx_frame_len = Some(total);
+                total
+            }
+        };
+        Ok(total - self.tx.len())
+    }
+
+    /// Takes bytes of the outgoing stream up to the end of the current
+    /// frame, sending the frame if that completes it. Returns the bytes
+    /// taken and whether the socket took everything sent so far.
+    fn push_bytes(&mut self, b: &[u8]) -> io::Result<(usize, bool)> {
+        let n = self.tx_needed()?.min(b.len());
+        self.tx.extend_from_slice(&b[..n]);
+        if self.tx.len() >= PREFIX_LEN {
+            // Learns the frame's length as soon as its prefix is complete.
+            self.tx_needed()?;
+        }
+        Ok((n, self.send_complete_frames()?))
+    }
+
+    /// Sends the frame in `tx` as one message once it is complete. Returns
+    /// false when the socket could not take all of it yet.
+    fn send_complete_frames(&mut self) -> io::Result<bool> {
+        let State::Open(ws) = &mut self.state else {
+            return Ok(true);
+        };
+        if self.tx_frame_len.is_some_and(|t| t == self.tx.len()) {
+            self.tx_frame_len = None;
+            let frame = std::mem::take(&mut self.tx);
+            match ws.write(Message::binary(frame)) {
+                Ok(()) => {}
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(false);
+                }
+                Err(e) => return Err(to_io(e)),
+            }
+        }
+        flush_ws(ws)
+    }
+}
+
+/// Flushes tungstenite's pending output; false if the socket is full.
+fn flush_ws(ws: &mut WebSocket<Sock>) -> io::Result<bool> {
+    match ws.flush() {
+        Ok(()) => Ok(true),
+        Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(to_io(e)),
+    }
+}
+
+fn to_io(e: tungstenite::Error) -> io::Error {
+    match e {
+        tungstenite::Error::Io(e) => e,
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
+            io::ErrorKind::BrokenPipe.into()
+        }
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+impl Read for WsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.rx_pos < self.rx.len() {
+                let n = buf.len().min(self.rx.len() - self.rx_pos);
+                buf[..n].copy_from_slice(&self.rx[self.rx_pos..self.rx_pos + n]);
+                self.rx_pos += n;
+                return Ok(n);
+            }
+            let ws = match &mut self.state {
+                State::Handshaking(_) => {
+                    self.drive_handshake()?;
+                    continue;
+                }
+                State::Closed => return Ok(0),
+                State::Open(ws) => ws,
+            };
+            match ws.read() {
+                Ok(Message::Binary(b)) => {
+                    self.rx = b;
+                    self.rx_pos = 0;
+                    self.maybe_buffered = true;
+                }
+                Ok(Message::Text(_)) => {
+                    return Err(self.fail(
+                        CloseCode::Unsupported,
+                        "DiME expects binary WebSocket messages, not text",
+                    ));
+                }
+                // tungstenite answers pings itself.
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Ok(Message::Close(_)) => {
+                    // Sends tungstenite's reply to the close, if it can.
+                    let _ = ws.flush();
+                    self.state = State::Closed;
+                    return Ok(0);
+                }
+                Err(tungstenite::Error::Io(e)) => {
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        self.maybe_buffered = false;
+                    }
+                    return Err(e);
+                }
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    self.state = State::Closed;
+                    return Ok(0);
+                }
+                Err(tungstenite::Error::Protocol(
+                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                )) => {
+                    self.state = State::Closed;
+                    return Ok(0);
+                }
+                Err(tungstenite::Error::Capacity(e)) => {
+                    return Err(self.fail(CloseCode::Size, &format!("{e} (see --max-message)")));
+                }
+                Err(e) => return Err(self.fail(CloseCode::Protocol, &e.to_string())),
+            }
+        }
+    }
+}
+
+impl Write for WsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match &mut self.state {
+            State::Closed => return Err(io::ErrorKind::BrokenPipe.into()),
+            // Keeping earlier output queued in tungstenite is what makes
+            // the server's queue, and so its backpressure, see a full socket.
+            State::Open(ws) => {
+                if !flush_ws(ws)? {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+            }
+            State::Handshaking(_) => {}
+        }
+        if matches!(self.state, State::Handshaking(_)) {
+            let before = self.pre_open.len();
+            for b in bufs {
+                self.pre_open.extend_from_slice(b);
+            }
+            return Ok(self.pre_open.len() - before);
+        }
+        let mut accepted = 0;
+        for b in bufs {
+            let mut b: &[u8] = b;
+            while !b.is_empty() {
+                let (n, sent_all) = self.push_bytes(b)?;
+                accepted += n;
+                b = &b[n..];
+                if !sent_all || accepted >= WRITE_CHUNK {
+                    return Ok(accepted);
+                }
+            }
+        }
+        Ok(accepted)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.state {
+            State::Open(ws) => {
+                if flush_ws(ws)? {
+                    Ok(())
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl AsRawFd for WsStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+impl Transport for WsStream {
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.sock.set_nonblocking(on)
+    }
+    fn peer(&self) -> String {
+        self.peer.clone()
+    }
+    fn shutdown(&self) -> io::Result<()> {
+        self.sock.shutdown(Shutdown::Both)
+    }
+    fn flush_buffered(&mut self) -> io::Result<bool> {
+        match &mut self.state {
+            State::Open(ws) => flush_ws(ws),
+            // Before the request is read there is nothing to write; after
+            // it, the answer may still be going out.
+            State::Handshaking(_) if self.request_read.load(Ordering::Relaxed) => {
+                match self.drive_handshake() {
+                    Ok(()) => self.flush_buffered(),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            State::Handshaking(_) | State::Closed => Ok(true),
+        }
+    }
+    fn has_buffered_input(&self) -> bool {
+        matches!(self.state, State::Open(_)) && (self.rx_pos < self.rx.len() || self.maybe_buffered)
+    }
+}
+
+impl Drop for WsStream {
+    fn drop(&mut self) {
+        // Tells the peer the session is over (after, say, a fatal DiME
+        // error reply) instead of leaving it to notice a bare TCP close.
+        if let State::Open(ws) = &mut self.state {
+            if ws.can_write() {
+                let _ = ws.close(Some(CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "".into(),
+                }));
+            }
+        }
+    }
+}
+
+fn ws_config(max_message: u64) -> WebSocketConfig {
+    // A DiME frame travels in one message: its prefix plus the limit.
+    let limit =
+        usize::try_from(max_message.saturating_add(PREFIX_LEN as u64)).unwrap_or(usize::MAX);
+    WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
+}
+
+/// A listening TCP socket whose connections speak WebSocket.
+pub struct WsTransportListener {
+    tcp: TcpTransportListener,
+    options: WsOptions,
+    origins: Arc<Vec<String>>,
+}
+
+impl WsTransportListener {
+    /// Binds `host:port`.
+    pub fn bind(host: &str, port: u16, options: &WsOptions) -> io::Result<WsTransportListener> {
+        Ok(WsTransportListener {
+            tcp: TcpTransportListener::bind(host, port)?,
+            origins: Arc::new(options.origins.clone()),
+            options: options.clone(),
+        })
+    }
+
+    /// Accepts one connection; its handshake runs on the loop's first reads.
+    pub fn accept(&self) -> io::Result<Box<dyn Transport>> {
+        let s = Arc::new(self.tcp.accept_stream()?);
+        let request_read = Arc::new(AtomicBool::new(false));
+        let callback = OriginCheck {
+            origins: self.origins.clone(),
+            request_read: request_read.clone(),
+        };
+        let mid = ServerHandshake::start(
+            Sock(s.clone()),
+            callback,
+            Some(ws_config(self.options.max_message)),
+        );
+        Ok(Box::new(WsStream::new(
+            s,
+            State::Handshaking(Box::new(mid)),
+            request_read,
+        )))
+    }
+
+    /// `ws:HOST:PORT` as bound.
+    pub fn local_addr(&self) -> String {
+        format!("ws:{}", self.tcp.host_port())
+    }
+}
+
+impl AsRawFd for WsTransportListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.tcp.as_raw_fd()
+    }
+}
+
+/// Connects to `ws://host:port/`, blocking, and completes the upgrade.
+pub fn connect(host: &str, port: u16) -> io::Result<Box<dyn Transport>> {
+    let s = TcpStream::connect((host, port)).map_err(|e| {
+        io::Error::new(e.kind(), format!("cannot connect to ws:{host}:{port}: {e}"))
+    })?;
+    s.set_nodelay(true)?;
+    let s = Arc::new(s);
+    let url = if host.contains(':') {
+        format!("ws://[{host}]:{port}/")
+    } else {
+        format!("ws://{host}:{port}/")
+    };
+    // The client trusts its server's sizes; the DiME reader has no limit either.
+    let config = WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None);
+    let (ws, _) =
+        tungstenite::client::client_with_config(url.as_str(), Sock(s.clone()), Some(config))
+            .map_err(|e| match e {
+                HandshakeError::Failure(e) => io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    format!("WebSocket upgrade to ws:{host}:{port} failed: {e}"),
+                ),
+                HandshakeError::Interrupted(_) => io::ErrorKind::WouldBlock.into(),
+            })?;
+    Ok(Box::new(WsStream::new(
+        s,
+        State::Open(Box::new(ws)),
+        Arc::new(AtomicBool::new(true)),
+    )))
+}

@@ -1,0 +1,356 @@
+//! Builds the C tests in `tests/c/` and `examples/c/` against
+//! `include/dime.h` and `libdime.so` with `-Wall -Wextra -Wpedantic
+//! -Werror` (the header once as C++ too), runs them against a live server,
+//! and once more under valgrind. Each C program prints its own checks; these
+//! tests assert that it exited 0.
+//!
+//! The compiler is `$CC` (default `cc`) and `$CXX` (default `c++`). The
+//! library is the `libdime.so` cargo built next to this test binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const WARNINGS: [&str; 4] = ["-Wall", "-Wextra", "-Wpedantic", "-Werror"];
+
+/// `target/debug` (or whichever profile built this test), where cargo puts
+/// `libdime.so`.
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/c_api-<hash>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    assert!(
+        dir.join("libdime.so").exists(),
+        "{} has no libdime.so (the cdylib is built with the library)",
+        dir.display()
+    );
+    dir
+}
+
+/// A `dime` server on a unix socket in its own temporary directory.
+struct Server {
+    child: Child,
+    dir: tempfile::TempDir,
+    address: String,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sock = dir.path().join("dime.sock");
+        let address = format!("unix:{}", sock.display());
+        let child = Command::new(env!("CARGO_BIN_EXE_dime"))
+            .args(["-l", &address])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the dime server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "server did not create {}",
+                sock.display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Server {
+            child,
+            dir,
+            address,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Compiles `sources` into `out` with the strict warning flags, linking
+/// `libdime.so` (found at run time through an rpath).
+fn compile(sources: &[PathBuf], out: &Path, cxx: bool) {
+    let lib = lib_dir();
+    let compiler = if cxx {
+        std::env::var("CXX").unwrap_or_else(|_| "c++".into())
+    } else {
+        std::env::var("CC").unwrap_or_else(|_| "cc".into())
+    };
+    let mut cmd = Command::new(&compiler);
+    if !cxx {
+        cmd.arg("-std=c99");
+    }
+    cmd.args(WARNINGS)
+        .arg("-g")
+        .arg(format!("-I{ROOT}/include"))
+        .args(sources)
+        .arg("-o")
+        .arg(out)
+        .arg(format!("-L{}", lib.display()))
+        .arg("-ldime")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-lm")
+        .arg("-pthread");
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
+    assert!(
+        output.status.success(),
+        "{compiler} failed on {sources:?}:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Compiles one C test from `tests/c/` into `dir`.
+fn build_test(name: &str, dir: &Path) -> PathBuf {
+    let exe = dir.join(name);
+    compile(
+        &[Path::new(ROOT).join(format!("tests/c/{name}.c"))],
+        &exe,
+        false,
+    );
+    exe
+}
+
+/// Shows a program's output and asserts it succeeded.
+fn assert_ran(what: &str, output: Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("--- {what} ---\n{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{what} failed ({})", output.status);
+    stdout
+}
+
+/// Shows a program's output and returns it, without judging.
+fn assert_ran_lenient(what: &str, output: Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("--- {what} ---\n{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+fn run(exe: &Path, args: &[&str]) -> Output {
+    Command::new(exe).args(args).output().expect("run C test")
+}
+
+#[test]
+fn every_value_kind_round_trips() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("values", dir.path());
+    let out = assert_ran("values", run(&exe, &[&server.address]));
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
+fn errors_give_the_right_status_and_message() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("errors", dir.path());
+    let scratch = server.dir.path().to_str().unwrap();
+    let out = assert_ran(
+        "errors",
+        run(
+            &exe,
+            &[&server.address, env!("CARGO_BIN_EXE_dime"), scratch],
+        ),
+    );
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
+fn one_client_is_safe_to_share_between_threads() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("threads", dir.path());
+    let out = assert_ran("threads", run(&exe, &[&server.address]));
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
+fn header_compiles_as_cxx() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("header_cxx");
+    compile(&[Path::new(ROOT).join("tests/c/header.cpp")], &exe, true);
+    assert_ran("header.cpp", run(&exe, &[]));
+}
+
+#[test]
+fn send_matrix_example_runs() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("send_matrix");
+    compile(
+        &[Path::new(ROOT).join("examples/c/send_matrix.c")],
+        &exe,
+        false,
+    );
+    let out = assert_ran("send_matrix", run(&exe, &[&server.address]));
+    assert!(out.contains("M (3 x 3):"), "{out}");
+    assert!(
+        out.contains("    1    2    3\n    4    5    6\n    7    8    9"),
+        "{out}"
+    );
+}
+
+/// The Python interpreter of the compat venv, if it has `dime` and numpy.
+fn compat_python() -> Option<PathBuf> {
+    let python = Path::new(ROOT).join(".venv/compat/bin/python");
+    let ok = Command::new(&python)
+        .args(["-c", "import dime, numpy"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(python)
+}
+
+#[test]
+fn c_and_python_exchange_matrices() {
+    let Some(python) = compat_python() else {
+        eprintln!(
+            "\n*** SKIPPED c_and_python_exchange_matrices: .venv/compat is missing or lacks \
+             dime-client/numpy.\n*** Create it with: python3 -m venv .venv/compat && \
+             .venv/compat/bin/pip install dime-client==0.0.1 numpy\n"
+        );
+        return;
+    };
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("python_peer", dir.path());
+    let sock = server.address.strip_prefix("unix:").unwrap().to_string();
+    let mut py = Command::new(python)
+        .arg(Path::new(ROOT).join("tests/c/python_peer.py"))
+        .arg(&sock)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python peer");
+    let c_out = run(&exe, &[&server.address]);
+    // If the C side gave up early, Python may block in wait() forever.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while py.try_wait().expect("python peer").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = py.kill();
+    let py_out = py.wait_with_output().expect("python peer");
+    // Show both sides before judging either.
+    let (c_ok, py_ok) = (c_out.status.success(), py_out.status.success());
+    let c_text = assert_ran_lenient("python_peer (C)", c_out);
+    let py_text = assert_ran_lenient("python_peer.py", py_out);
+    assert!(
+        c_ok && py_ok,
+        "C side ok: {c_ok}, Python side ok: {py_ok}\n{c_text}\n{py_text}"
+    );
+}
+
+#[test]
+fn installed_pkg_config_builds_the_example() {
+    if Command::new("pkg-config")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("\n*** SKIPPED installed_pkg_config_builds_the_example: no pkg-config\n");
+        return;
+    }
+    let prefix = tempfile::tempdir().unwrap();
+    let lib = lib_dir();
+    assert_ran(
+        "install-c.sh",
+        Command::new(Path::new(ROOT).join("scripts/install-c.sh"))
+            .arg(prefix.path())
+            .arg(&lib)
+            .output()
+            .unwrap(),
+    );
+    let pc_path = prefix.path().join("lib/pkgconfig");
+    let pkg = |args: &[&str]| {
+        let out = Command::new("pkg-config")
+            .args(args)
+            .arg("dime")
+            .env("PKG_CONFIG_PATH", &pc_path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pkg-config {args:?} failed");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(pkg(&["--modversion"]), env!("CARGO_PKG_VERSION"));
+    let flags = pkg(&["--cflags", "--libs"]);
+
+    let exe = prefix.path().join("send_matrix");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(&cc)
+        .args(WARNINGS)
+        .arg(Path::new(ROOT).join("examples/c/send_matrix.c"))
+        .args(flags.split_whitespace())
+        .arg(format!(
+            "-Wl,-rpath,{}",
+            prefix.path().join("lib").display()
+        ))
+        .arg("-o")
+        .arg(&exe)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "cc $(pkg-config --cflags --libs dime) failed"
+    );
+    let server = Server::start();
+    assert_ran("installed send_matrix", run(&exe, &[&server.address]));
+}
+
+/// Runs the C tests and the example under valgrind: no memory errors and
+/// no definite leaks.
+#[test]
+fn c_tests_are_clean_under_valgrind() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!(
+            "\n**********************************************************\n\
+             *** SKIPPED c_tests_are_clean_under_valgrind: valgrind is not\n\
+             *** installed, so the C suite was NOT checked for leaks.\n\
+             **********************************************************\n"
+        );
+        return;
+    }
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let values = build_test("values", dir.path());
+    let errors = build_test("errors", dir.path());
+    let example = dir.path().join("send_matrix");
+    compile(
+        &[Path::new(ROOT).join("examples/c/send_matrix.c")],
+        &example,
+        false,
+    );
+    let scratch = server.dir.path().to_str().unwrap().to_string();
+    let threads = build_test("threads", dir.path());
+    let runs: [(&Path, Vec<&str>); 4] = [
+        (&values, vec![&server.address]),
+        (&threads, vec![&server.address]),
+        (
+            &errors,
+            vec![&server.address, env!("CARGO_BIN_EXE_dime"), &scratch],
+        ),
+        (&example, vec![&server.address]),
+    ];
+    for (exe, args) in runs {
+        let output = Command::new("valgrind")
+            .args([
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite",
+                "--error-exitcode=1",
+                "--quiet",
+            ])
+            .arg(exe)
+            .args(&args)
+            .output()
+            .expect("run valgrind");
+        assert_ran(&format!("valgrind {}", exe.display()), output);
+    }
+}
