@@ -657,7 +657,8 @@ enum dime_status dime_matrix_data(const struct dime_value *value,
  * Moves a matrix's element buffer out to the caller: `*data` receives the
  * buffer (column-major, native byte order, malloc-aligned) and `*nbytes`
  * its size. The caller owns it and must release it with
- * `dime_data_free(data, nbytes)` (not `free()`). `value` itself becomes a
+ * `dime_data_free(data, nbytes)` (not `free()`); with 0 bytes `*data` is a
+ * non-NULL placeholder that must not be read. `value` itself becomes a
  * null value (`DIME_KIND_NULL`), still to be freed with `dime_value_free`,
  * so read the class and dims first.
  *

@@ -6,9 +6,11 @@ pub mod buffer;
 pub mod client;
 pub mod codec;
 pub mod ffi;
+pub mod pattern;
 pub mod server;
 pub mod share;
 pub mod transport;
+pub mod tuple;
 pub mod value;
 pub mod wire;
 

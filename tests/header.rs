@@ -19,7 +19,10 @@ fn read(path: &str) -> String {
 fn checked_in_header_matches_generated() {
     let fresh = read(GENERATED);
     if std::env::var_os("DIME_BLESS_HEADER").is_some() {
-        std::fs::write(CHECKED_IN, &fresh).expect("write include/dime.h");
+        // Write then rename, so the other tests here never read half a file.
+        let tmp = format!("{CHECKED_IN}.tmp");
+        std::fs::write(&tmp, &fresh).expect("write include/dime.h.tmp");
+        std::fs::rename(&tmp, CHECKED_IN).expect("replace include/dime.h");
         return;
     }
     let current = if Path::new(CHECKED_IN).exists() {

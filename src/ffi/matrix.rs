@@ -67,6 +67,11 @@ fn shape(
     dims: *const usize,
 ) -> Result<(ElemKind, Vec<usize>, usize), Fail> {
     let kind = elem_kind(cls)?;
+    // Checked before `dims` is read, so a garbage rank cannot make us read
+    // far past the caller's array.
+    if rank > u8::MAX as usize {
+        return Err(Fail::invalid(format!("rank {rank} exceeds 255")));
+    }
     let dims = slice_arg(dims, rank, "dims")?.to_vec();
     // Matrix::new/borrowed check rank and dimension limits; the byte count
     // is needed first to know how much of `data` to read.
@@ -234,7 +239,8 @@ pub extern "C" fn dime_matrix_data(
 /// Moves a matrix's element buffer out to the caller: `*data` receives the
 /// buffer (column-major, native byte order, malloc-aligned) and `*nbytes`
 /// its size. The caller owns it and must release it with
-/// `dime_data_free(data, nbytes)` (not `free()`). `value` itself becomes a
+/// `dime_data_free(data, nbytes)` (not `free()`); with 0 bytes `*data` is a
+/// non-NULL placeholder that must not be read. `value` itself becomes a
 /// null value (`DIME_KIND_NULL`), still to be freed with `dime_value_free`,
 /// so read the class and dims first.
 ///

@@ -40,6 +40,7 @@ pub fn lookup(command: &str) -> Option<Handler> {
     COMMANDS
         .iter()
         .chain(super::share::COMMANDS)
+        .chain(super::tuples::COMMANDS)
         .find(|(name, _)| *name == command)
         .map(|(_, h)| *h)
 }

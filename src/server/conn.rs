@@ -26,6 +26,8 @@ pub enum BlockedOn {
     KeyLock(String, String),
     /// A key to appear (share, key).
     ShareKey(String, String),
+    /// A matching tuple (space name).
+    Tuple(String),
 }
 
 /// A request that cannot be answered yet; later requests from the same

@@ -7,6 +7,7 @@ mod groups;
 mod outqueue;
 mod share;
 mod state;
+mod tuples;
 
 use crate::transport::{Address, Listener, WsOptions};
 use crate::wire::Frame;

@@ -643,6 +643,10 @@ impl Shares {
 
 /// Withdraws a blocked request (timeout or disconnect) from its queue.
 pub fn withdraw(st: &mut State, id: ConnId, on: &BlockedOn) {
+    if let BlockedOn::Tuple(space) = on {
+        st.spaces.withdraw(space, id);
+        return;
+    }
     let Some(share) = st.shares.map.get_mut(on.share()) else {
         return;
     };
@@ -655,6 +659,7 @@ pub fn withdraw(st: &mut State, id: ConnId, on: &BlockedOn) {
                 l.waiters.retain(|c| *c != id);
             }
         }
+        BlockedOn::Tuple(_) => unreachable!("handled above"),
         BlockedOn::ShareKey(_, k) => {
             if let Some(w) = share.key_waiters.get_mut(k) {
                 w.retain(|c| *c != id);
@@ -677,6 +682,7 @@ pub fn timeout_message(on: &BlockedOn) -> String {
             format!("Timed out waiting for the lock on key '{k}' of share '{s}'")
         }
         BlockedOn::ShareKey(s, k) => format!("Timed out waiting for key '{k}' in share '{s}'"),
+        BlockedOn::Tuple(s) => format!("Timed out waiting for a matching tuple in space '{s}'"),
     }
 }
 
@@ -737,7 +743,8 @@ impl BlockedOn {
             BlockedOn::ShareLock(s)
             | BlockedOn::ShareWrite(s)
             | BlockedOn::KeyLock(s, _)
-            | BlockedOn::ShareKey(s, _) => s,
+            | BlockedOn::ShareKey(s, _)
+            | BlockedOn::Tuple(s) => s,
         }
     }
 }

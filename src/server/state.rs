@@ -5,6 +5,7 @@ use super::Config;
 use super::conn::{Connection, json_item, wait_reply};
 use super::groups::{ConnId, Groups};
 use super::share::{self, Shares};
+use super::tuples::Spaces;
 use crate::wire::Frame;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct State {
     pub timers: BTreeSet<(Instant, ConnId)>,
     /// Shared dictionaries.
     pub shares: Shares,
+    /// Tuple spaces.
+    pub spaces: Spaces,
     /// Connections unblocked this round whose deferred requests must run.
     pub resume: Vec<ConnId>,
 }
@@ -41,6 +44,7 @@ impl State {
             dirty: HashSet::new(),
             timers: BTreeSet::new(),
             shares: Shares::default(),
+            spaces: Spaces::default(),
             resume: Vec::new(),
         }
     }

@@ -1,0 +1,304 @@
+//! Linda tuple spaces: `out`, blocking `in`/`rd` with timeouts, `inp`/`rdp`,
+//! `count`. Tuples are dimeb lists kept as bytes; matching compares encoded
+//! fields (see `crate::pattern`) and is indexed by arity and first field so
+//! a request does not scan unrelated tuples.
+
+use super::commands::{CommandError, Handler};
+use super::conn::BlockedOn;
+use super::groups::ConnId;
+use super::outqueue::OutItem;
+use super::share::deadline;
+use super::state::State;
+use crate::buffer::PooledBuf;
+use crate::pattern::{self, Matcher};
+use crate::wire::{Frame, encode_head};
+use serde_json::{Map, Value as Json, json};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+type Result<T = ()> = std::result::Result<T, CommandError>;
+
+struct Tuple {
+    bytes: Arc<PooledBuf>,
+    fields: Vec<(usize, usize)>,
+}
+
+impl Tuple {
+    fn field(&self, i: usize) -> &[u8] {
+        let (a, b) = self.fields[i];
+        &self.bytes[a..b]
+    }
+
+    fn matches(&self, pattern: &[Matcher]) -> bool {
+        self.fields.len() == pattern.len()
+            && pattern
+                .iter()
+                .enumerate()
+                .all(|(i, m)| m.matches(self.field(i)))
+    }
+}
+
+/// A blocked `in` or `rd`.
+struct Waiter {
+    conn: ConnId,
+    take: bool,
+    pattern: Vec<Matcher>,
+}
+
+#[derive(Default)]
+struct Space {
+    next_seq: u64,
+    tuples: BTreeMap<u64, Tuple>,
+    by_arity: HashMap<usize, BTreeSet<u64>>,
+    by_first: HashMap<(usize, Vec<u8>), BTreeSet<u64>>,
+    by_first_tag: HashMap<(usize, u8), BTreeSet<u64>>,
+    waiters: VecDeque<Waiter>,
+}
+
+fn remove_from<K: std::hash::Hash + Eq>(index: &mut HashMap<K, BTreeSet<u64>>, key: K, seq: u64) {
+    if let Some(set) = index.get_mut(&key) {
+        set.remove(&seq);
+        if set.is_empty() {
+            index.remove(&key);
+        }
+    }
+}
+
+impl Space {
+    fn insert(&mut self, t: Tuple) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let arity = t.fields.len();
+        self.by_arity.entry(arity).or_default().insert(seq);
+        if arity > 0 {
+            let first = t.field(0);
+            self.by_first
+                .entry((arity, first.to_vec()))
+                .or_default()
+                .insert(seq);
+            self.by_first_tag
+                .entry((arity, first[0]))
+                .or_default()
+                .insert(seq);
+        }
+        self.tuples.insert(seq, t);
+    }
+
+    fn remove(&mut self, seq: u64) -> Tuple {
+        let t = self.tuples.remove(&seq).expect("indexed tuple exists");
+        let arity = t.fields.len();
+        remove_from(&mut self.by_arity, arity, seq);
+        if arity > 0 {
+            remove_from(&mut self.by_first, (arity, t.field(0).to_vec()), seq);
+            remove_from(&mut self.by_first_tag, (arity, t.field(0)[0]), seq);
+        }
+        t
+    }
+
+    /// Oldest first match in one index bucket.
+    fn first_in(&self, set: Option<&BTreeSet<u64>>, pattern: &[Matcher]) -> Option<u64> {
+        set?.iter()
+            .copied()
+            .find(|s| self.tuples[s].matches(pattern))
+    }
+
+    /// The oldest stored tuple matching `pattern`, using the narrowest index.
+    fn find(&self, pattern: &[Matcher]) -> Option<u64> {
+        let arity = pattern.len();
+        match pattern.first() {
+            Some(Matcher::Exact(b)) => {
+                self.first_in(self.by_first.get(&(arity, b.clone())), pattern)
+            }
+            Some(Matcher::Tags(tags)) => tags
+                .iter()
+                .filter_map(|t| self.first_in(self.by_first_tag.get(&(arity, *t)), pattern))
+                .min(),
+            Some(Matcher::Matrix { tag: Some(t), .. }) => {
+                self.first_in(self.by_first_tag.get(&(arity, *t)), pattern)
+            }
+            _ => self.first_in(self.by_arity.get(&arity), pattern),
+        }
+    }
+
+    fn count(&self, pattern: &[Matcher]) -> usize {
+        self.by_arity.get(&pattern.len()).map_or(0, |set| {
+            set.iter()
+                .filter(|s| self.tuples[s].matches(pattern))
+                .count()
+        })
+    }
+
+    fn is_idle(&self) -> bool {
+        self.tuples.is_empty() && self.waiters.is_empty()
+    }
+}
+
+/// Every tuple space, by name ("" is the default).
+#[derive(Default)]
+pub struct Spaces {
+    map: HashMap<String, Space>,
+}
+
+/// The tuple-space commands; merged into the server's command table.
+pub const COMMANDS: &[(&str, Handler)] = &[
+    ("ts_out", out),
+    ("ts_in", take_blocking),
+    ("ts_rd", read_blocking),
+    ("ts_inp", take_now),
+    ("ts_rdp", read_now),
+    ("ts_count", count),
+];
+
+fn space_name(obj: &Map<String, Json>) -> Result<String> {
+    match obj.get("space") {
+        None | Some(Json::Null) => Ok(String::new()),
+        Some(Json::String(s)) => Ok(s.clone()),
+        Some(_) => Err(CommandError::Malformed(
+            "JSON parsing error: space: expected string".into(),
+        )),
+    }
+}
+
+fn reply_tuple(st: &mut State, id: ConnId, bytes: Option<Arc<PooledBuf>>) {
+    let item = match bytes {
+        Some(b) => OutItem::WithBody(
+            encode_head(
+                json!({"status": 0, "found": true}).to_string().as_bytes(),
+                b.len(),
+            ),
+            b,
+        ),
+        None => super::conn::json_item(&json!({"status": 0, "found": false})),
+    };
+    if let Some(c) = st.conns.get_mut(&id) {
+        c.reply(item);
+        st.dirty.insert(id);
+    }
+}
+
+fn out(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
+    let name = space_name(obj)?;
+    let fields = pattern::split_list(&frame.payload).map_err(|e| {
+        CommandError::Failed(format!("ts_out: the tuple must be a dimeb list: {}", e.0))
+    })?;
+    let tuple = Tuple {
+        bytes: Arc::new(frame.payload),
+        fields,
+    };
+    let space = st.spaces.map.entry(name.clone()).or_default();
+    // Every matching rd gets a copy; then the longest-waiting matching in takes it.
+    let mut readers = Vec::new();
+    let mut taker = None;
+    let mut i = 0;
+    while i < space.waiters.len() {
+        let w = &space.waiters[i];
+        if tuple.matches(&w.pattern) {
+            if !w.take {
+                readers.push(space.waiters.remove(i).expect("in range").conn);
+                continue;
+            } else if taker.is_none() {
+                taker = Some(i);
+            }
+        }
+        i += 1;
+    }
+    let taker = taker.map(|i| space.waiters.remove(i).expect("in range").conn);
+    let bytes = tuple.bytes.clone();
+    if taker.is_none() {
+        space.insert(tuple);
+    }
+    for r in readers {
+        st.unblock(r);
+        reply_tuple(st, r, Some(bytes.clone()));
+    }
+    if let Some(t) = taker {
+        st.unblock(t);
+        reply_tuple(st, t, Some(bytes));
+    }
+    st.reply(id, json!({"status": 0}));
+    Ok(())
+}
+
+fn compiled(obj: &Map<String, Json>, frame: &Frame) -> Result<Vec<Matcher>> {
+    let spec = obj.get("pattern").ok_or_else(|| {
+        CommandError::Malformed("JSON parsing error: missing field: pattern".into())
+    })?;
+    pattern::compile(spec, &frame.payload).map_err(|e| CommandError::Failed(e.to_string()))
+}
+
+/// Shared body of in/rd/inp/rdp.
+fn lookup(
+    st: &mut State,
+    id: ConnId,
+    obj: &Map<String, Json>,
+    frame: Frame,
+    take: bool,
+    block: bool,
+) -> Result {
+    let name = space_name(obj)?;
+    let pattern = compiled(obj, &frame)?;
+    let d = if block { deadline(obj)? } else { None };
+    let space = st.spaces.map.entry(name.clone()).or_default();
+    match space.find(&pattern) {
+        Some(seq) => {
+            let bytes = if take {
+                space.remove(seq).bytes
+            } else {
+                space.tuples[&seq].bytes.clone()
+            };
+            reply_tuple(st, id, Some(bytes));
+        }
+        None if block => {
+            space.waiters.push_back(Waiter {
+                conn: id,
+                take,
+                pattern,
+            });
+            st.block(id, d, BlockedOn::Tuple(name.clone()));
+        }
+        None => reply_tuple(st, id, None),
+    }
+    st.spaces.cleanup(&name);
+    Ok(())
+}
+
+fn take_blocking(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
+    lookup(st, id, obj, frame, true, true)
+}
+
+fn read_blocking(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
+    lookup(st, id, obj, frame, false, true)
+}
+
+fn take_now(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
+    lookup(st, id, obj, frame, true, false)
+}
+
+fn read_now(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
+    lookup(st, id, obj, frame, false, false)
+}
+
+fn count(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
+    let name = space_name(obj)?;
+    let pattern = compiled(obj, &frame)?;
+    let n = st.spaces.map.get(&name).map_or(0, |s| s.count(&pattern));
+    st.reply(id, json!({"status": 0, "count": n}));
+    Ok(())
+}
+
+impl Spaces {
+    fn cleanup(&mut self, name: &str) {
+        if self.map.get(name).is_some_and(Space::is_idle) {
+            self.map.remove(name);
+        }
+    }
+
+    /// Drops `id`'s blocked request from space `name` (timeout or disconnect):
+    /// it will never take a tuple afterwards.
+    pub fn withdraw(&mut self, name: &str, id: ConnId) {
+        if let Some(s) = self.map.get_mut(name) {
+            s.waiters.retain(|w| w.conn != id);
+        }
+        self.cleanup(name);
+    }
+}
