@@ -324,7 +324,17 @@ impl<'a> Reader<'a> {
                 self.take(ElemKind::from_tag(tag).unwrap().size(), "scalar")?;
             }
             0x13..=0x1F => {
-                self.matrix(ElemKind::from_tag(tag & 0x0F).unwrap())?;
+                // Validate the shape and length without copying the elements.
+                let kind = ElemKind::from_tag(tag & 0x0F).unwrap();
+                let rank = self.array::<1>("matrix rank")?[0] as usize;
+                let mut len = kind.size();
+                for _ in 0..rank {
+                    len = len.saturating_mul(self.u32("matrix dimension")?);
+                }
+                let elems = self.take(len, "matrix elements")?;
+                if kind == ElemKind::Bool && elems.iter().any(|b| *b > 1) {
+                    return err("logical matrix element is neither 0 nor 1");
+                }
             }
             TAG_STRING => {
                 let n = self.u32("string length")?;

@@ -63,6 +63,9 @@ pub struct Connection {
     pub blocked: Option<Blocked>,
     /// Requests received while blocked, run once it is unblocked.
     pub deferred: VecDeque<Frame>,
+    /// Interest registered with the poller (readable, writable); connections
+    /// are level-triggered, so it only changes when this does.
+    pub armed: (bool, bool),
 }
 
 impl Connection {
@@ -80,6 +83,7 @@ impl Connection {
             closing: false,
             blocked: None,
             deferred: VecDeque::new(),
+            armed: (true, false),
         }
     }
 

@@ -1,0 +1,319 @@
+//! Shared-dictionary benchmark against Redis, in one run:
+//! `cargo bench --bench share` starts `redis-server` (Debian package) on a
+//! unix socket and our server in-process on another, then measures SET and
+//! GET of a 64-byte and a 1 MB value with 1 and 50 clients: ops/s and p50
+//! latency. Both servers are driven by the same single-threaded driver here
+//! (one non-blocking connection per client, one request in flight per
+//! connection, as `redis-benchmark -P 1`), speaking DiME to ours and RESP
+//! to Redis; `redis-benchmark`'s own figures are printed for reference.
+
+use dime::codec::dimeb;
+use dime::server::{Config, Server};
+use dime::transport::Address;
+use dime::wire::encode_head;
+use dime::{Matrix, Value};
+use polling::{Event, Events, Poller};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Cell {
+    ops: f64,
+    p50_us: f64,
+}
+
+/// One request frame per operation, pre-encoded: the driver measures the
+/// server, not our encoder.
+fn request(op: &str, value_len: usize) -> Vec<u8> {
+    // A uint8 vector whose dimeb encoding is exactly `value_len` bytes.
+    let elems = value_len - 6;
+    let v = Value::Matrix(Matrix::from_elems(vec![elems], &vec![7u8; elems]).unwrap());
+    let payload = dimeb::encode(&v).unwrap();
+    assert_eq!(payload.len(), value_len);
+    match op {
+        "set" => {
+            let json = br#"{"command":"share_set","share":"bench","key":"key:0"}"#;
+            let mut f = encode_head(json, payload.len());
+            f.extend_from_slice(&payload);
+            f
+        }
+        _ => encode_head(
+            br#"{"command":"share_get","share":"bench","key":"key:0"}"#,
+            0,
+        ),
+    }
+}
+
+/// Length of the first complete reply in `buf`, if there is one.
+type Framer = fn(&[u8]) -> Option<usize>;
+
+fn dime_reply(buf: &[u8]) -> Option<usize> {
+    if buf.len() < 12 {
+        return None;
+    }
+    assert_eq!(&buf[..4], b"DiME");
+    let jl = u32::from_be_bytes(buf[4..8].try_into().unwrap()) as usize;
+    let pl = u32::from_be_bytes(buf[8..12].try_into().unwrap()) as usize;
+    assert!(!buf[12..].starts_with(br#"{"error""#), "server error");
+    (buf.len() >= 12 + jl + pl).then_some(12 + jl + pl)
+}
+
+fn resp_reply(buf: &[u8]) -> Option<usize> {
+    let line_end = buf.windows(2).position(|w| w == b"\r\n")?;
+    match buf[0] {
+        b'+' => Some(line_end + 2),
+        b'$' => {
+            let n: usize = std::str::from_utf8(&buf[1..line_end])
+                .unwrap()
+                .parse()
+                .unwrap();
+            let total = line_end + 2 + n + 2;
+            (buf.len() >= total).then_some(total)
+        }
+        _ => panic!("redis error: {}", String::from_utf8_lossy(&buf[..line_end])),
+    }
+}
+
+fn resp_request(op: &str, value_len: usize) -> Vec<u8> {
+    match op {
+        "set" => {
+            let mut r = format!("*3\r\n$3\r\nSET\r\n$5\r\nkey:0\r\n${value_len}\r\n").into_bytes();
+            r.extend(std::iter::repeat_n(7u8, value_len));
+            r.extend_from_slice(b"\r\n");
+            r
+        }
+        _ => b"*2\r\n$3\r\nGET\r\n$5\r\nkey:0\r\n".to_vec(),
+    }
+}
+
+/// Drives `clients` connections, one request in flight each, until `total`
+/// replies have arrived; the same driver serves both servers.
+fn drive(addr: &str, clients: usize, total: usize, frame: &[u8], reply: Framer) -> Cell {
+    let poller = Poller::new().unwrap();
+    let mut conns: Vec<(UnixStream, Vec<u8>, Instant)> = (0..clients)
+        .map(|_| {
+            let s = UnixStream::connect(addr).unwrap();
+            s.set_nonblocking(true).unwrap();
+            (s, Vec::with_capacity(64 << 10), Instant::now())
+        })
+        .collect();
+    for (i, c) in conns.iter().enumerate() {
+        unsafe { poller.add(&c.0, Event::readable(i)).unwrap() };
+    }
+    let send = |s: &mut UnixStream| {
+        // Requests are small or the socket drains fast; finish the write.
+        let mut off = 0;
+        while off < frame.len() {
+            match s.write(&frame[off..]) {
+                Ok(n) => off += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    let mut lat = Vec::with_capacity(total);
+    let mut sent = 0;
+    let start = Instant::now();
+    for c in conns.iter_mut() {
+        c.2 = Instant::now();
+        send(&mut c.0);
+        sent += 1;
+    }
+    let mut events = Events::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    while lat.len() < total {
+        events.clear();
+        poller
+            .wait(&mut events, Some(Duration::from_secs(10)))
+            .unwrap();
+        for ev in events.iter() {
+            let c = &mut conns[ev.key];
+            loop {
+                match c.0.read(&mut chunk) {
+                    Ok(0) => panic!("server closed"),
+                    Ok(n) => c.1.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            while let Some(n) = reply(&c.1) {
+                c.1.drain(..n);
+                lat.push(c.2.elapsed().as_nanos() as u64);
+                if sent < total {
+                    c.2 = Instant::now();
+                    send(&mut c.0);
+                    sent += 1;
+                }
+            }
+            poller.modify(&c.0, Event::readable(ev.key)).unwrap();
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    for c in &conns {
+        poller.delete(&c.0).unwrap();
+    }
+    lat.sort_unstable();
+    Cell {
+        ops: total as f64 / secs,
+        p50_us: lat[lat.len() / 2] as f64 / 1e3,
+    }
+}
+
+fn redis_cells(sock: &str, clients: usize, total: usize, size: usize) -> (Cell, Cell) {
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-s",
+            sock,
+            "-t",
+            "set,get",
+            "-c",
+            &clients.to_string(),
+            "-n",
+            &total.to_string(),
+        ])
+        .args(["-d", &size.to_string(), "-r", "1", "--csv", "-q"])
+        .output()
+        .expect("redis-benchmark");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut cells = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("\"SET\"") || l.starts_with("\"GET\""))
+    {
+        let cols: Vec<f64> = line
+            .split(',')
+            .skip(1)
+            .map(|c| c.trim_matches('"').parse().unwrap_or(0.0))
+            .collect();
+        // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
+        cells.push(Cell {
+            ops: cols[0],
+            p50_us: cols[3] * 1e3,
+        });
+    }
+    assert_eq!(cells.len(), 2, "unexpected redis-benchmark output: {text}");
+    let get = cells.pop().unwrap();
+    let set = cells.pop().unwrap();
+    (set, get)
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis_sock = dir.path().join("redis.sock").display().to_string();
+    let mut redis = match Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--unixsocket",
+            &redis_sock,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("redis-server not available ({e}); install Debian's redis-server package");
+            std::process::exit(1);
+        }
+    };
+    let mut server = Server::bind(Config {
+        listen: vec![Address::Unix(dir.path().join("dime.sock"))],
+        ..Config::default()
+    })
+    .unwrap();
+    let addr = dir.path().join("dime.sock").display().to_string();
+    let stop = server.shutdown_handle();
+    let thread = std::thread::spawn(move || server.run().unwrap());
+    let t = Instant::now();
+    while !std::path::Path::new(&redis_sock).exists() {
+        assert!(t.elapsed() < Duration::from_secs(5), "redis did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    println!(
+        "shared dictionary vs Redis {} (both on unix sockets, one request in flight per client)\n",
+        String::from_utf8_lossy(
+            &Command::new("redis-server")
+                .arg("--version")
+                .output()
+                .unwrap()
+                .stdout
+        )
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or("?")
+    );
+    println!(
+        "{:<22} {:>12} {:>12} {:>7}   {:>9} {:>9} {:>7}   {:>16}",
+        "cell",
+        "dime ops/s",
+        "redis ops/s",
+        "ratio",
+        "dime p50",
+        "redis p50",
+        "ratio",
+        "redis-benchmark"
+    );
+    let mut misses = 0;
+    for (size, label) in [(64usize, "64 B"), (1 << 20, "1 MB")] {
+        for clients in [1usize, 50] {
+            let total = if size > 1000 { 2_000 } else { 50_000 };
+            let (bset, bget) = redis_cells(&redis_sock, clients, total, size);
+            // Warm up (creates the keys), then measure both with the same driver.
+            drive(
+                &addr,
+                clients,
+                clients * 4,
+                &request("set", size),
+                dime_reply,
+            );
+            drive(
+                &redis_sock,
+                clients,
+                clients * 4,
+                &resp_request("set", size),
+                resp_reply,
+            );
+            for (op, b) in [("set", bset), ("get", bget)] {
+                let d = drive(&addr, clients, total, &request(op, size), dime_reply);
+                let r = drive(
+                    &redis_sock,
+                    clients,
+                    total,
+                    &resp_request(op, size),
+                    resp_reply,
+                );
+                let ops_ratio = d.ops / r.ops;
+                let p50_ratio = d.p50_us / r.p50_us;
+                let ok = ops_ratio >= 1.0 && p50_ratio <= 1.0;
+                misses += usize::from(!ok);
+                println!(
+                    "{:<22} {:>12.0} {:>12.0} {:>6.2}×   {:>7.1}µs {:>7.1}µs {:>6.2}×   {:>7.0} {:>6.0}µs  {}",
+                    format!("{} {label}, {clients} cl", op.to_uppercase()),
+                    d.ops,
+                    r.ops,
+                    ops_ratio,
+                    d.p50_us,
+                    r.p50_us,
+                    p50_ratio,
+                    b.ops,
+                    b.p50_us,
+                    if ok { "PASS" } else { "MISS" }
+                );
+            }
+        }
+    }
+    println!("\ntarget: dime ops/s ≥ Redis and p50 ≤ Redis in every cell; {misses} cell(s) missed");
+    println!(
+        "(one driver measures both servers; the last columns are redis-benchmark's own ops/s and p50, for reference)"
+    );
+    let _ = redis.kill();
+    let _ = redis.wait();
+    stop.shutdown();
+    thread.join().unwrap();
+}
