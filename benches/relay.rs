@@ -5,14 +5,16 @@
 //! 1. Small-message round trip A → server → B → server → A with the Rust
 //!    client (B: `wait` + `sync` + `send`; A: `send` + `wait` + `sync`),
 //!    against floors built from unix socket pairs and relay threads that
-//!    copy bytes without parsing them (see [`floor_rtt`]).
+//!    copy bytes without parsing them (see [`Floor`]). All setups are
+//!    timed in interleaved blocks, because this VM's speed drifts.
 //! 2. A 100 MB float64 matrix sent (`send_encoded`) and synced
 //!    (`sync_messages`), against a raw unix-socket stream of the same bytes,
 //!    plus the end-to-end figure with dimeb encode and decode.
 //!
 //! The server runs in this process, on its own thread, bound to a unix
 //! socket in a temporary directory. Optional arguments pick sections
-//! (`rtt`, `floor`, `bulk`); `RELAY_RTT_N` and `RELAY_BULK_REPS` override
+//! (`rtt`: the broker round trip only, `floor`: the byte floors only,
+//! `bulk`); `RELAY_RTT_N` and `RELAY_BULK_REPS` override
 //! the iteration counts (handy under valgrind).
 
 use dime::codec::dimeb;
@@ -30,10 +32,12 @@ use std::time::Instant;
 /// Round trips timed, after [`RTT_WARMUP`] untimed ones.
 const RTT_N: usize = 20_000;
 const RTT_WARMUP: usize = 2_000;
+/// Blocks the timed round trips are split into, alternating between setups.
+const RTT_BLOCKS: usize = 20;
 /// Bulk payload: 12.5 M doubles = 100,000,000 bytes of elements.
 const BULK_DIMS: [usize; 2] = [3_125, 4_000];
 /// Timed bulk repetitions, after one untimed warm-up.
-const BULK_REPS: usize = 5;
+const BULK_REPS: usize = 7;
 /// Targets from the issue.
 const RTT_TARGET: f64 = 1.3;
 const BULK_TARGET: f64 = 0.4;
@@ -144,39 +148,102 @@ fn sync_frame() -> Vec<u8> {
     )
 }
 
-/// DiME round trips through the real broker and client.
-fn dime_rtt(addr: &str, n: usize, warmup: usize) -> Lat {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let b_addr = addr.to_owned();
-    let b = thread::spawn(move || {
-        let mut b = Client::connect(&b_addr).expect("B connect");
-        b.join(&["b"]).unwrap();
-        ready_tx.send(()).unwrap();
-        for _ in 0..warmup + n {
-            b.wait(None).unwrap();
-            let got = b.sync(-1).unwrap();
-            assert_eq!(got.len(), 1);
-            b.send("a", &got[0].0, &got[0].1).unwrap();
-        }
-    });
-    let mut a = Client::connect(addr).expect("A connect");
-    a.join(&["a"]).unwrap();
-    ready_rx.recv().unwrap();
-    let v = tiny();
-    let mut ns = Vec::with_capacity(n);
-    for i in 0..warmup + n {
-        let t0 = Instant::now();
-        a.send("b", "x", &v).unwrap();
-        a.wait(None).unwrap();
-        let got = a.sync(-1).unwrap();
-        let dt = t0.elapsed();
-        debug_assert_eq!(got.len(), 1);
-        if i >= warmup {
-            ns.push(dt.as_nanos() as u64);
+/// A round-trip setup kept alive, so that all setups can be timed in
+/// interleaved blocks: this VM's speed drifts by up to 2x within seconds,
+/// and interleaving exposes every setup to the same drift.
+trait RoundTrip {
+    /// One round trip, in nanoseconds.
+    fn round(&mut self) -> u64;
+    /// Stops B and any relay threads.
+    fn finish(self: Box<Self>);
+}
+
+/// The real broker and client. With `classic`, A does `send`, `wait`,
+/// `sync` and B loops on `wait`, `sync`, `send` (DiME2's calls); otherwise
+/// both use `send_receive` (send, then wait for the reply, in one exchange).
+struct DimePath {
+    a: Client,
+    value: Value,
+    b: thread::JoinHandle<()>,
+    classic: bool,
+}
+
+fn take(c: &mut Client, classic: bool) -> Vec<(String, Value)> {
+    if classic {
+        c.wait(None).unwrap();
+        c.sync(-1).unwrap()
+    } else {
+        c.receive(-1, None).unwrap()
+    }
+}
+
+/// Group names, distinct per path so both paths can run side by side.
+fn group(classic: bool, side: &str) -> &'static str {
+    match (classic, side) {
+        (false, "a") => "a",
+        (false, _) => "b",
+        (true, "a") => "classic-a",
+        (true, _) => "classic-b",
+    }
+}
+
+impl DimePath {
+    fn new(addr: &str, classic: bool) -> DimePath {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let b_addr = addr.to_owned();
+        let b = thread::spawn(move || {
+            let mut b = Client::connect(&b_addr).expect("B connect");
+            b.join(&[group(classic, "b")]).unwrap();
+            ready_tx.send(()).unwrap();
+            let mut got = take(&mut b, classic);
+            loop {
+                let (name, v) = got.pop().expect("one message per round");
+                if v == Value::Null {
+                    return;
+                }
+                got = if classic {
+                    b.send(group(classic, "a"), &name, &v).unwrap();
+                    take(&mut b, classic)
+                } else {
+                    b.send_receive(group(classic, "a"), &name, &v, -1, None)
+                        .unwrap()
+                };
+            }
+        });
+        let mut a = Client::connect(addr).expect("A connect");
+        a.join(&[group(classic, "a")]).unwrap();
+        ready_rx.recv().unwrap();
+        DimePath {
+            a,
+            value: tiny(),
+            b,
+            classic,
         }
     }
-    b.join().unwrap();
-    lat(ns)
+}
+
+impl RoundTrip for DimePath {
+    fn round(&mut self) -> u64 {
+        let t0 = Instant::now();
+        let got = if self.classic {
+            self.a.send(group(true, "b"), "x", &self.value).unwrap();
+            take(&mut self.a, true)
+        } else {
+            self.a
+                .send_receive(group(false, "b"), "x", &self.value, -1, None)
+                .unwrap()
+        };
+        let dt = t0.elapsed().as_nanos() as u64;
+        assert_eq!(got.len(), 1);
+        dt
+    }
+
+    fn finish(mut self: Box<Self>) {
+        self.a
+            .send(group(self.classic, "b"), "x", &Value::Null)
+            .unwrap();
+        self.b.join().unwrap();
+    }
 }
 
 /// Copies bytes from `from` to `to` until EOF: one relay direction.
@@ -197,132 +264,138 @@ fn forward(mut from: UnixStream, mut to: UnixStream) -> thread::JoinHandle<()> {
     })
 }
 
-/// A relayed path: the endpoint's end of a socket pair whose other end is
-/// read by a forwarding thread.
-struct Relay {
+/// An endpoint whose writes a relay thread sends straight back to it.
+fn echo_relay(threads: &mut Vec<thread::JoinHandle<()>>) -> UnixStream {
+    let (x, rx) = UnixStream::pair().unwrap();
+    threads.push(forward(rx.try_clone().unwrap(), rx));
+    x
+}
+
+/// Which byte-level path to time.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Floor {
+    /// A and B on one socket pair: no relay at all (reference only).
+    Direct,
+    /// The floor: A writes the bytes of its `send` frame, a relay thread
+    /// forwards them to B, B reads them and writes the bytes of its own
+    /// `send` frame, a second relay thread forwards them to A. Two relay
+    /// traversals: the minimum any broker needs.
+    Relay,
+    /// As `Relay`, plus the same number of sequential relay traversals as
+    /// our client's critical path (4): after receiving, B and then A each
+    /// write their `sync` request bytes to a relay that echoes them back,
+    /// standing in for the sync exchange. The off-path `send` status
+    /// replies and `wait` requests are not modelled.
+    Matched,
+}
+
+/// Endpoints A and B exchanging fixed frames over unix sockets, through
+/// relay threads that copy bytes without parsing them.
+struct BytePath {
+    a: UnixStream,
+    echo: Option<UnixStream>,
+    to_b: Vec<u8>,
+    sync: Vec<u8>,
+    reply_len: usize,
+    buf: Vec<u8>,
     threads: Vec<thread::JoinHandle<()>>,
 }
 
-impl Relay {
-    /// Two endpoints whose writes the relay forwards to each other.
-    fn cross() -> (Relay, UnixStream, UnixStream) {
-        let (a, ra) = UnixStream::pair().unwrap();
-        let (b, rb) = UnixStream::pair().unwrap();
-        let threads = vec![
-            forward(ra.try_clone().unwrap(), rb.try_clone().unwrap()),
-            forward(rb, ra),
-        ];
-        (Relay { threads }, a, b)
+impl BytePath {
+    fn new(kind: Floor) -> BytePath {
+        let to_b = send_frame("b");
+        let to_a = send_frame("a");
+        let sync = sync_frame();
+        let mut threads = Vec::new();
+        let (a, mut b) = if kind == Floor::Direct {
+            UnixStream::pair().unwrap()
+        } else {
+            let (a, ra) = UnixStream::pair().unwrap();
+            let (b, rb) = UnixStream::pair().unwrap();
+            threads.push(forward(ra.try_clone().unwrap(), rb.try_clone().unwrap()));
+            threads.push(forward(rb, ra));
+            (a, b)
+        };
+        let (echo_a, mut echo_b) = if kind == Floor::Matched {
+            (
+                Some(echo_relay(&mut threads)),
+                Some(echo_relay(&mut threads)),
+            )
+        } else {
+            (None, None)
+        };
+        let (to_b_len, b_sync) = (to_b.len(), sync.clone());
+        let reply_len = to_a.len();
+        threads.push(thread::spawn(move || {
+            let mut buf = vec![0u8; to_b_len.max(b_sync.len())];
+            // Ends when A hangs up.
+            while b.read_exact(&mut buf[..to_b_len]).is_ok() {
+                if let Some(e) = &mut echo_b {
+                    e.write_all(&b_sync).unwrap();
+                    e.read_exact(&mut buf[..b_sync.len()]).unwrap();
+                }
+                if b.write_all(&to_a).is_err() {
+                    break;
+                }
+            }
+        }));
+        BytePath {
+            a,
+            echo: echo_a,
+            buf: vec![0; reply_len.max(sync.len())],
+            to_b,
+            sync,
+            reply_len,
+            threads,
+        }
+    }
+}
+
+impl RoundTrip for BytePath {
+    fn round(&mut self) -> u64 {
+        let t0 = Instant::now();
+        self.a.write_all(&self.to_b).unwrap();
+        self.a.read_exact(&mut self.buf[..self.reply_len]).unwrap();
+        if let Some(e) = &mut self.echo {
+            e.write_all(&self.sync).unwrap();
+            e.read_exact(&mut self.buf[..self.sync.len()]).unwrap();
+        }
+        t0.elapsed().as_nanos() as u64
     }
 
-    /// One endpoint whose writes the relay sends straight back to it.
-    fn echo() -> (Relay, UnixStream) {
-        let (x, rx) = UnixStream::pair().unwrap();
-        let threads = vec![forward(rx.try_clone().unwrap(), rx)];
-        (Relay { threads }, x)
-    }
-
-    fn join(self) {
-        for t in self.threads {
+    fn finish(self: Box<Self>) {
+        let BytePath {
+            a, echo, threads, ..
+        } = *self;
+        drop(a);
+        drop(echo);
+        for t in threads {
             t.join().unwrap();
         }
     }
 }
 
-/// The floor: the round trip through relay threads that forward bytes
-/// without parsing them.
-///
-/// * `matched == false` (the issue's floor): A writes the bytes of its
-///   `send` frame; the relay forwards them to B; B reads them and writes
-///   the bytes of its own `send` frame; the relay forwards them to A.
-///   Two relay traversals, the minimum any broker needs.
-/// * `matched == true`: the same number of sequential relay traversals as
-///   our client's critical path (4): after receiving, B and then A each also
-///   do a request/reply through the relay (its `sync` request bytes,
-///   echoed back), standing in for the sync exchange. The off-path
-///   `send` status replies and `wait` requests are not modelled.
-fn floor_rtt(n: usize, warmup: usize, matched: bool) -> Lat {
-    let to_b = send_frame("b");
-    let to_a = send_frame("a");
-    let sync = sync_frame();
-    let (cross, mut a, mut b) = Relay::cross();
-    let (echo_a, echo_b) = if matched {
-        let (ra, ea) = Relay::echo();
-        let (rb, eb) = Relay::echo();
-        (Some((ra, ea)), Some((rb, eb)))
-    } else {
-        (None, None)
-    };
-    let (to_a_len, to_b_len) = (to_a.len(), to_b.len());
-    let b_sync = sync.clone();
-    let bt = thread::spawn(move || {
-        let mut buf = vec![0u8; to_b_len.max(b_sync.len())];
-        let mut echo_b = echo_b;
-        for _ in 0..warmup + n {
-            b.read_exact(&mut buf[..to_b_len]).unwrap();
-            if let Some((_, e)) = &mut echo_b {
-                e.write_all(&b_sync).unwrap();
-                e.read_exact(&mut buf[..b_sync.len()]).unwrap();
+/// Times `n` round trips of every path (after `warmup` each), interleaved
+/// in [`RTT_BLOCKS`] blocks.
+fn time_rtt(mut paths: Vec<Box<dyn RoundTrip>>, n: usize, warmup: usize) -> Vec<Lat> {
+    for p in &mut paths {
+        for _ in 0..warmup {
+            p.round();
+        }
+    }
+    let mut ns = vec![Vec::with_capacity(n); paths.len()];
+    for blk in 0..RTT_BLOCKS {
+        let k = n / RTT_BLOCKS + usize::from(blk < n % RTT_BLOCKS);
+        for (p, out) in paths.iter_mut().zip(&mut ns) {
+            for _ in 0..k {
+                out.push(p.round());
             }
-            b.write_all(&to_a).unwrap();
-        }
-        drop(b);
-        if let Some((r, e)) = echo_b {
-            drop(e);
-            r.join();
-        }
-    });
-    let mut echo_a = echo_a;
-    let mut buf = vec![0u8; to_a_len.max(sync.len())];
-    let mut ns = Vec::with_capacity(n);
-    for i in 0..warmup + n {
-        let t0 = Instant::now();
-        a.write_all(&to_b).unwrap();
-        a.read_exact(&mut buf[..to_a_len]).unwrap();
-        if let Some((_, e)) = &mut echo_a {
-            e.write_all(&sync).unwrap();
-            e.read_exact(&mut buf[..sync.len()]).unwrap();
-        }
-        let dt = t0.elapsed();
-        if i >= warmup {
-            ns.push(dt.as_nanos() as u64);
         }
     }
-    bt.join().unwrap();
-    drop(a);
-    cross.join();
-    if let Some((r, e)) = echo_a {
-        drop(e);
-        r.join();
+    for p in paths {
+        p.finish();
     }
-    lat(ns)
-}
-
-/// Reference: A and B on one socket pair, no relay at all.
-fn direct_rtt(n: usize, warmup: usize) -> Lat {
-    let to_b = send_frame("b");
-    let to_a = send_frame("a");
-    let (mut a, mut b) = UnixStream::pair().unwrap();
-    let (la, lb) = (to_a.len(), to_b.len());
-    let bt = thread::spawn(move || {
-        let mut buf = vec![0u8; lb];
-        for _ in 0..warmup + n {
-            b.read_exact(&mut buf).unwrap();
-            b.write_all(&to_a).unwrap();
-        }
-    });
-    let mut buf = vec![0u8; la];
-    let mut ns = Vec::with_capacity(n);
-    for i in 0..warmup + n {
-        let t0 = Instant::now();
-        a.write_all(&to_b).unwrap();
-        a.read_exact(&mut buf).unwrap();
-        if i >= warmup {
-            ns.push(t0.elapsed().as_nanos() as u64);
-        }
-    }
-    bt.join().unwrap();
-    lat(ns)
+    ns.into_iter().map(lat).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -335,91 +408,164 @@ fn bulk_matrix() -> Matrix {
     Matrix::from_elems(BULK_DIMS.to_vec(), &elems).unwrap()
 }
 
-/// Seconds per transfer through the broker, one per repetition (after one
-/// warm-up). `encoded`: A sends pre-encoded bytes and B syncs them
-/// undecoded; otherwise A sends the `Value` (encode) and B decodes it.
-fn dime_bulk(addr: &str, value: &Value, reps: usize, encoded: bool) -> Vec<f64> {
-    let payload = if encoded {
-        dimeb::encode(value).unwrap()
-    } else {
-        Vec::new()
-    };
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let (done_tx, done_rx) = mpsc::channel::<Instant>();
-    let b_addr = addr.to_owned();
-    let group = if encoded { "bulk_raw" } else { "bulk_val" };
-    let b = thread::spawn(move || {
-        let mut b = Client::connect(&b_addr).expect("B connect");
-        b.join(&[group]).unwrap();
-        ready_tx.send(()).unwrap();
-        for _ in 0..=reps {
-            b.wait(None).unwrap();
-            if encoded {
-                let msgs = b.sync_messages(-1).unwrap();
-                let t = Instant::now();
-                assert_eq!(msgs.len(), 1);
-                // Dropped here, on B's thread, so its buffer pool recycles it.
-                drop(msgs);
-                done_tx.send(t).unwrap();
-            } else {
-                let vals = b.sync(-1).unwrap();
-                let t = Instant::now();
-                assert!(matches!(&vals[0].1, Value::Matrix(m) if m.kind() == ElemKind::F64));
-                drop(vals);
-                done_tx.send(t).unwrap();
-            }
-        }
-    });
-    let mut a = Client::connect(addr).expect("A connect");
-    ready_rx.recv().unwrap();
-    let mut secs = Vec::new();
-    for i in 0..=reps {
-        let t0 = Instant::now();
-        if encoded {
-            a.send_encoded(group, "m", &payload).unwrap();
-        } else {
-            a.send(group, "m", value).unwrap();
-        }
-        let t1 = done_rx.recv().unwrap();
-        if i > 0 {
-            secs.push((t1 - t0).as_secs_f64());
-        }
-    }
-    b.join().unwrap();
-    secs
+/// A bulk-transfer setup kept alive so that setups can be timed in turn.
+trait Transfer {
+    /// Seconds for one transfer of the payload, until the receiver has it.
+    fn rep(&mut self) -> f64;
+    /// Stops the receiver.
+    fn finish(self: Box<Self>);
 }
 
-/// Seconds per raw stream of `len` bytes between two threads over a unix
-/// socket pair (default buffer sizes); the reader reads into one reused
-/// buffer.
-fn raw_bulk(len: usize, reps: usize) -> Vec<f64> {
-    let (mut w, mut r) = UnixStream::pair().unwrap();
-    let (done_tx, done_rx) = mpsc::channel::<Instant>();
-    let reader = thread::spawn(move || {
-        let mut buf = vec![0u8; len];
-        for _ in 0..=reps {
-            let mut filled = 0;
-            while filled < len {
-                match r.read(&mut buf[filled..]) {
-                    Ok(0) => panic!("raw stream ended early"),
-                    Ok(n) => filled += n,
-                    Err(e) => panic!("raw read: {e}"),
-                }
+/// Through the broker. `encoded`: A sends pre-encoded bytes
+/// (`send_encoded`) and B takes them undecoded (`sync_messages`);
+/// otherwise A sends the `Value` (encode) and B decodes it (`sync`).
+struct DimeTransfer {
+    a: Client,
+    group: &'static str,
+    value: Value,
+    payload: Vec<u8>,
+    encoded: bool,
+    done: mpsc::Receiver<Instant>,
+    b: thread::JoinHandle<()>,
+}
+
+impl DimeTransfer {
+    fn new(addr: &str, value: &Value, encoded: bool) -> DimeTransfer {
+        let group = if encoded { "bulk_raw" } else { "bulk_val" };
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        let b_addr = addr.to_owned();
+        let b = thread::spawn(move || {
+            let mut b = Client::connect(&b_addr).expect("B connect");
+            b.join(&[group]).unwrap();
+            ready_tx.send(()).unwrap();
+            loop {
+                b.wait(None).unwrap();
+                let t = if encoded {
+                    let msgs = b.sync_messages(-1).unwrap();
+                    let t = Instant::now();
+                    if msgs[0].payload.is_empty() {
+                        return;
+                    }
+                    // Dropped here, on B's thread, so its buffer pool recycles it.
+                    drop(msgs);
+                    t
+                } else {
+                    let vals = b.sync(-1).unwrap();
+                    let t = Instant::now();
+                    match &vals[0].1 {
+                        Value::Matrix(m) if m.kind() == ElemKind::F64 => {}
+                        _ => return,
+                    }
+                    t
+                };
+                done_tx.send(t).unwrap();
             }
-            done_tx.send(Instant::now()).unwrap();
-        }
-    });
-    let src: Vec<u8> = (0..len).map(|i| i as u8).collect();
-    let mut secs = Vec::new();
-    for i in 0..=reps {
-        let t0 = Instant::now();
-        w.write_all(&src).unwrap();
-        let t1 = done_rx.recv().unwrap();
-        if i > 0 {
-            secs.push((t1 - t0).as_secs_f64());
+        });
+        let a = Client::connect(addr).expect("A connect");
+        ready_rx.recv().unwrap();
+        DimeTransfer {
+            a,
+            group,
+            value: value.clone(),
+            payload: if encoded {
+                dimeb::encode(value).unwrap()
+            } else {
+                Vec::new()
+            },
+            encoded,
+            done,
+            b,
         }
     }
-    reader.join().unwrap();
+}
+
+impl Transfer for DimeTransfer {
+    fn rep(&mut self) -> f64 {
+        let t0 = Instant::now();
+        if self.encoded {
+            self.a.send_encoded(self.group, "m", &self.payload).unwrap();
+        } else {
+            self.a.send(self.group, "m", &self.value).unwrap();
+        }
+        (self.done.recv().unwrap() - t0).as_secs_f64()
+    }
+
+    fn finish(mut self: Box<Self>) {
+        // An empty payload / a null value tells B to stop.
+        if self.encoded {
+            self.a.send_encoded(self.group, "m", &[]).unwrap();
+        } else {
+            self.a.send(self.group, "m", &Value::Null).unwrap();
+        }
+        self.b.join().unwrap();
+    }
+}
+
+/// A raw stream of the same bytes between two threads over a unix socket
+/// pair (default buffer sizes); the reader reads into one reused buffer.
+struct RawTransfer {
+    w: UnixStream,
+    src: Vec<u8>,
+    done: mpsc::Receiver<Instant>,
+    reader: thread::JoinHandle<()>,
+}
+
+impl RawTransfer {
+    fn new(len: usize) -> RawTransfer {
+        let (w, mut r) = UnixStream::pair().unwrap();
+        let (done_tx, done) = mpsc::channel();
+        let reader = thread::spawn(move || {
+            let mut buf = vec![0u8; len];
+            loop {
+                let mut filled = 0;
+                while filled < len {
+                    match r.read(&mut buf[filled..]) {
+                        Ok(0) => return,
+                        Ok(n) => filled += n,
+                        Err(e) => panic!("raw read: {e}"),
+                    }
+                }
+                done_tx.send(Instant::now()).unwrap();
+            }
+        });
+        RawTransfer {
+            w,
+            src: (0..len).map(|i| i as u8).collect(),
+            done,
+            reader,
+        }
+    }
+}
+
+impl Transfer for RawTransfer {
+    fn rep(&mut self) -> f64 {
+        let t0 = Instant::now();
+        self.w.write_all(&self.src).unwrap();
+        (self.done.recv().unwrap() - t0).as_secs_f64()
+    }
+
+    fn finish(self: Box<Self>) {
+        drop(self.w);
+        self.reader.join().unwrap();
+    }
+}
+
+/// Times `reps` transfers of every setup (after one warm-up each), taking
+/// turns so that all of them see the same machine.
+fn time_bulk(mut setups: Vec<Box<dyn Transfer>>, reps: usize) -> Vec<Vec<f64>> {
+    for s in &mut setups {
+        s.rep();
+    }
+    let mut secs = vec![Vec::new(); setups.len()];
+    for _ in 0..reps {
+        for (s, out) in setups.iter_mut().zip(&mut secs) {
+            out.push(s.rep());
+        }
+    }
+    for s in setups {
+        s.finish();
+    }
     secs
 }
 
@@ -450,22 +596,39 @@ fn main() {
     );
 
     if want("rtt") || want("floor") {
-        let d = want("rtt").then(|| dime_rtt(&server.addr, rtt_n, warm));
+        let mut paths: Vec<Box<dyn RoundTrip>> = Vec::new();
+        if want("rtt") {
+            paths.push(Box::new(DimePath::new(&server.addr, false)));
+            paths.push(Box::new(DimePath::new(&server.addr, true)));
+        }
+        if want("floor") {
+            for kind in [Floor::Relay, Floor::Matched, Floor::Direct] {
+                paths.push(Box::new(BytePath::new(kind)));
+            }
+        }
+        let mut lats = time_rtt(paths, rtt_n, warm).into_iter();
+        let d = want("rtt").then(|| lats.next().unwrap());
+        let classic = want("rtt").then(|| lats.next().unwrap());
         let floors = want("floor").then(|| {
             (
-                floor_rtt(rtt_n, warm, false),
-                floor_rtt(rtt_n, warm, true),
-                direct_rtt(rtt_n, warm),
+                lats.next().unwrap(),
+                lats.next().unwrap(),
+                lats.next().unwrap(),
             )
         });
         println!();
-        println!("1. small-message round trip A -> B -> A ({rtt_n} timed, {warm} warm-up)");
+        println!(
+            "1. small-message round trip A -> B -> A ({rtt_n} timed per row, interleaved in {RTT_BLOCKS} blocks, {warm} warm-up)"
+        );
         println!("   {:<58} {:>9} {:>9}", "", "median us", "p99 us");
         let row = |name: &str, l: Lat| {
             println!("   {name:<58} {:>9.1} {:>9.1}", l.median, l.p99);
         };
         if let Some(d) = d {
-            row("dime: send | wait+sync+send | wait+sync (Rust client)", d);
+            row("dime: send_receive | send_receive (Rust client)", d);
+        }
+        if let Some(c) = classic {
+            row("dime, DiME2 calls: send | wait+sync+send | wait+sync", c);
         }
         if let Some((f_min, f_match, direct)) = floors {
             row("floor: byte relay, 2 traversals (A->B, B->A)", f_min);
@@ -491,12 +654,17 @@ fn main() {
     if want("bulk") {
         let value = Value::Matrix(bulk_matrix());
         let bytes = dimeb::encoded_len(&value);
-        let raw = rate(bytes, raw_bulk(bytes, reps));
-        let enc = rate(bytes, dime_bulk(&server.addr, &value, reps, true));
-        let e2e = rate(bytes, dime_bulk(&server.addr, &value, reps, false));
+        let setups: Vec<Box<dyn Transfer>> = vec![
+            Box::new(RawTransfer::new(bytes)),
+            Box::new(DimeTransfer::new(&server.addr, &value, true)),
+            Box::new(DimeTransfer::new(&server.addr, &value, false)),
+        ];
+        let mut secs = time_bulk(setups, reps).into_iter();
+        let mut next = || rate(bytes, secs.next().unwrap());
+        let (raw, enc, e2e) = (next(), next(), next());
         println!();
         println!(
-            "2. bulk: {:.0} MB float64 matrix ({} bytes dimeb), {reps} timed + 1 warm-up",
+            "2. bulk: {:.0} MB float64 matrix ({} bytes dimeb), {reps} timed + 1 warm-up, rows taking turns",
             bytes as f64 / 1e6,
             bytes
         );

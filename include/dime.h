@@ -8,16 +8,22 @@
  * - Every fallible call returns a dime_status; DIME_STATUS_OK is 0.
  *   Outputs come last and are written only on success. The reason for a
  *   failure is in dime_last_error() (per thread).
- * - NULL arguments give DIME_STATUS_NULL_ARGUMENT, never a crash; every
- *   *_free function accepts NULL and does nothing.
+ * - NULL arguments give DIME_STATUS_NULL_ARGUMENT, never a crash, unless
+ *   the function's comment gives NULL a meaning (a default share or space
+ *   name, the whole-share lock, "absent" in dime_share_cas); every *_free
+ *   function accepts NULL and does nothing.
  * - Whatever a *_new*, *_take, dime_connect, dime_sync or dime_devices call
- *   hands out is owned by the caller and has a matching *_free. Pointers
- *   from *_get / *_at / dime_matrix_* accessors are borrowed from their
- *   owner and live as long as it (unmodified).
+ *   hands out, and every value written through a `dime_value **` output
+ *   (dime_share_get, dime_in, ...), is owned by the caller and has a
+ *   matching *_free. Pointers written through a `const dime_value **`
+ *   output (value and message accessors) or returned by dime_matrix_*
+ *   accessors are borrowed from their owner and live as long as it
+ *   (unmodified).
  * - Matrices are column-major, native byte order, complex interleaved
  *   (re, im), logical one byte per element (0 or 1).
- * - Threads: dime_client is internally locked (safe to share);
- *   dime_value and dime_messages are not locked (concurrent reads only).
+ * - Threads: dime_client is internally locked (safe to share; a blocked
+ *   call holds it); dime_value, dime_messages and dime_pattern are not
+ *   locked (concurrent reads only).
  */
 
 #ifndef DIME_H
@@ -35,7 +41,8 @@
 #define DIME_VERSION_STRING "0.1.0"
 
 /**
- * Pass to `dime_wait` as `timeout_ms` to wait with no time limit (any
+ * Pass as `timeout_ms` (to `dime_wait`, `share_wait_key`,
+ * `share_lock`, `dime_in`, `dime_rd`) to wait with no time limit (any
  * negative number does the same).
  */
 #define DIME_WAIT_FOREVER -1
@@ -45,6 +52,12 @@
  * number does the same).
  */
 #define DIME_SYNC_ALL -1
+
+/**
+ * Pass to `dime_pattern_add_matrix` as `rank` to match a matrix of any
+ * rank (any negative number does the same).
+ */
+#define DIME_RANK_ANY -1
 
 /**
  * What a value is, as returned by `dime_value_kind`. Scalar kinds are
@@ -213,6 +226,19 @@ typedef struct dime_client dime_client;
 typedef struct dime_messages dime_messages;
 
 /**
+ * An opaque tuple pattern: one matcher per field, in order (a tuple
+ * matches only if it has exactly as many fields). Create it with
+ * `dime_pattern_new`, add fields with `dime_pattern_add_*`, use it with
+ * any number of `dime_in`/`dime_rd`/`dime_inp`/`dime_rdp`/`dime_count`
+ * calls, and release it with `dime_pattern_free`.
+ *
+ * Not locked: several threads may use one pattern in lookups at once
+ * (they only read it), but adding fields or freeing it needs exclusive
+ * access. It may move between threads.
+ */
+typedef struct dime_pattern dime_pattern;
+
+/**
  * An opaque value of the type table (null, bool, integer and float
  * scalars, complex, N-d matrix, string, list, map).
  *
@@ -295,6 +321,12 @@ typedef uint32_t dime_class;
  * logical elements (one byte each, 0 or 1; dimeb tag 0x1F, our extension).
  */
 #define DIME_CLASS_LOGICAL 15
+
+/**
+ * Pass to `dime_pattern_add_matrix` as `cls` to match a matrix of any
+ * element class.
+ */
+#define DIME_CLASS_ANY 0
 
 #ifdef __cplusplus
 extern "C" {
@@ -966,6 +998,417 @@ enum dime_status dime_messages_take(struct dime_messages *messages,
  * out with `dime_messages_take` do not.
  */
 void dime_messages_free(struct dime_messages *messages);
+
+/**
+ * Stores a copy of `value` under `key` in the share, replacing any old
+ * value, and wakes every `share_wait_key` waiting for that key.
+ *
+ * - `client`: from `dime_connect`.
+ * - `share`: NULL or `""` for the default share, else a NUL-terminated
+ *   UTF-8 name. `key`: NUL-terminated UTF-8. Both are read only during the
+ *   call.
+ * - `value`: any value; only read (a borrowing matrix's buffer is read
+ *   during this call). The caller still owns it and frees it as usual.
+ *
+ * If another client holds the whole-share lock, this blocks until it is
+ * released (holding this client's lock meanwhile). Errors:
+ * `DIME_STATUS_NULL_ARGUMENT` if `client`, `key` or `value` is NULL;
+ * `DIME_STATUS_INVALID_ARGUMENT` if a string is not UTF-8 or the value is
+ * too large for the wire format; the client errors of `dime_send`.
+ */
+enum dime_status share_set(struct dime_client *client,
+                           const char *share,
+                           const char *key,
+                           const struct dime_value *value);
+
+/**
+ * Reads the value under `key` and writes a copy to `*out`, a new value
+ * owned by the caller (free with `dime_value_free`). Never blocks (reads
+ * do not wait for share locks).
+ *
+ * `DIME_STATUS_NOT_FOUND` if the share has no such key (`*out` is left
+ * untouched). Other arguments and errors as for `share_set`; `out`
+ * must not be NULL.
+ */
+enum dime_status share_get(struct dime_client *client,
+                           const char *share,
+                           const char *key,
+                           struct dime_value **out);
+
+/**
+ * Removes `key` from the share and writes to `*out_found` whether it was
+ * there (removing a missing key is not an error). Blocks behind another
+ * client's share lock like `share_set`. Arguments and errors as for
+ * `share_set`; `out_found` must not be NULL.
+ */
+enum dime_status share_del(struct dime_client *client,
+                           const char *share,
+                           const char *key,
+                           bool *out_found);
+
+/**
+ * Removes `key` from the share and moves its value to `*out`, a new value
+ * owned by the caller (free with `dime_value_free`), in one atomic step:
+ * of several clients popping the same key, exactly one gets the value.
+ *
+ * `DIME_STATUS_NOT_FOUND` if the share has no such key. Blocks behind
+ * another client's share lock like `share_set`. Other arguments and
+ * errors as for `share_get`.
+ */
+enum dime_status share_pop(struct dime_client *client,
+                           const char *share,
+                           const char *key,
+                           struct dime_value **out);
+
+/**
+ * Writes to `*out` whether the share holds `key`. Never blocks. Arguments
+ * and errors as for `share_set`; `out` must not be NULL.
+ */
+enum dime_status share_contains(struct dime_client *client,
+                                const char *share,
+                                const char *key,
+                                bool *out);
+
+/**
+ * Writes to `*out` a new list value (owned by the caller; free with
+ * `dime_value_free`) of strings: every key of the share, sorted by bytes.
+ * An empty or unknown share gives an empty list. Never blocks.
+ * `DIME_STATUS_NULL_ARGUMENT` if `client` or `out` is NULL; `share` as for
+ * `share_set`.
+ */
+enum dime_status share_keys(struct dime_client *client,
+                            const char *share,
+                            struct dime_value **out);
+
+/**
+ * Writes the number of keys in the share to `*out`. Never blocks.
+ * Arguments and errors as for `share_keys`.
+ */
+enum dime_status share_len(struct dime_client *client,
+                           const char *share,
+                           size_t *out);
+
+/**
+ * Removes every key of the share (locks and waiters are unaffected).
+ * Blocks behind another client's share lock like `share_set`.
+ * `DIME_STATUS_NULL_ARGUMENT` if `client` is NULL; `share` as for
+ * `share_set`.
+ */
+enum dime_status share_clear(struct dime_client *client,
+                             const char *share);
+
+/**
+ * Reads several keys in one request: writes to `*out` a new map value
+ * (owned by the caller; free with `dime_value_free`) from each of the
+ * `count` keys in `keys` that the share holds to its value; missing keys
+ * are simply absent from the map (look entries up with
+ * `dime_value_map_get`). Never blocks.
+ *
+ * `keys` points to `count` NUL-terminated UTF-8 strings, read only during
+ * the call; it may be NULL when `count` is 0. `DIME_STATUS_NULL_ARGUMENT`
+ * if `client`, `out`, `keys` (with `count` > 0) or any key is NULL;
+ * `share` as for `share_set`.
+ */
+enum dime_status share_get_many(struct dime_client *client,
+                                const char *share,
+                                const char *const *keys,
+                                size_t count,
+                                struct dime_value **out);
+
+/**
+ * Stores every entry of `map` (a map value whose keys are all strings) in
+ * the share in one atomic step: other clients see all of them or none.
+ * `map` is only read; the caller still owns it. Blocks behind another
+ * client's share lock like `share_set`.
+ *
+ * `DIME_STATUS_WRONG_TYPE` if `map` is not a map;
+ * `DIME_STATUS_INVALID_ARGUMENT` if one of its keys is not a string
+ * (nothing is stored); other errors as for `share_set`.
+ */
+enum dime_status share_set_many(struct dime_client *client,
+                                const char *share,
+                                const struct dime_value *map);
+
+/**
+ * Atomically adds `delta` to the number under `key` (a missing key starts
+ * at 0) and writes the new value to `*out`, a new value owned by the
+ * caller (free with `dime_value_free`). Several clients incrementing at
+ * once never lose an update.
+ *
+ * `delta` is a numeric scalar (integer, single or double), only read. Two
+ * integers give an integer of the stored kind (an int64 when the key was
+ * missing); a single or double on either side gives a double (single if
+ * both are single). `DIME_STATUS_SERVER_ERROR` if the stored value or
+ * `delta` is not a number, or an integer would overflow (nothing changes;
+ * the client stays usable). Blocks behind another client's share lock like
+ * `share_set`. Other arguments and errors as for `share_get`;
+ * `delta` must not be NULL.
+ */
+enum dime_status share_incr(struct dime_client *client,
+                            const char *share,
+                            const char *key,
+                            const struct dime_value *delta,
+                            struct dime_value **out);
+
+/**
+ * Compare-and-swap: atomically sets `key` to `new_value` only if its
+ * current value equals `expected`, and writes to `*out_swapped` whether it
+ * did (a mismatch is not an error).
+ *
+ * - `expected`: NULL means "only if the key is absent"; otherwise the
+ *   stored value must have the same type and the same bits (`int64 1` is
+ *   not `double 1.0`; a NaN equals the same NaN). Only read.
+ * - `new_value`: only read; the caller still owns it.
+ *
+ * Blocks behind another client's share lock like `share_set`.
+ * `DIME_STATUS_NULL_ARGUMENT` if `client`, `key`, `new_value` or
+ * `out_swapped` is NULL; other errors as for `share_set`.
+ */
+enum dime_status share_cas(struct dime_client *client,
+                           const char *share,
+                           const char *key,
+                           const struct dime_value *expected,
+                           const struct dime_value *new_value,
+                           bool *out_swapped);
+
+/**
+ * Blocks until the share holds `key`, then writes a copy of its value to
+ * `*out`, a new value owned by the caller (free with `dime_value_free`).
+ * Returns at once if the key already exists; otherwise the server wakes
+ * this call when another client writes the key (no polling). The key is
+ * not removed.
+ *
+ * `timeout_ms`: `DIME_WAIT_FOREVER` (or any negative number) for no
+ * limit; 0 to only check. `DIME_STATUS_TIMEOUT` if the time ran out (the
+ * client stays usable and the wait is withdrawn). Holds the client's lock
+ * while waiting. Other arguments and errors as for `share_get`.
+ */
+enum dime_status share_wait_key(struct dime_client *client,
+                                const char *share,
+                                const char *key,
+                                int64_t timeout_ms,
+                                struct dime_value **out);
+
+/**
+ * Takes a lock owned by this client's connection, waiting in FIFO order
+ * behind earlier requests for it.
+ *
+ * - `key` NULL: the **whole-share lock**. While this client holds it,
+ *   other clients' writes to the share (set, del, pop, clear, set_many,
+ *   incr, cas) wait until it is released; reads do not wait; this client
+ *   writes freely.
+ * - `key` a NUL-terminated UTF-8 name: the **named lock** `key` of the
+ *   share, an advisory mutex independent of writes (and of the key of the
+ *   same name).
+ * - `timeout_ms`: `DIME_WAIT_FOREVER` (or any negative number) for no
+ *   limit; 0 to only take it if free (see `share_try_lock`).
+ *
+ * Locks are not re-entrant: asking for a lock this client already holds
+ * fails with `DIME_STATUS_SERVER_ERROR`. A lock is released by
+ * `share_unlock`, and automatically when this client closes,
+ * disconnects or its process dies (the next waiter gets it at once).
+ * `DIME_STATUS_TIMEOUT` if the time ran out (the request is withdrawn and
+ * the client stays usable). Holds the client's lock while waiting.
+ * `DIME_STATUS_NULL_ARGUMENT` if `client` is NULL; strings as for
+ * `share_set`.
+ */
+enum dime_status share_lock(struct dime_client *client,
+                            const char *share,
+                            const char *key,
+                            int64_t timeout_ms);
+
+/**
+ * Takes the lock only if it is free right now: the same as
+ * `share_lock` with `timeout_ms` 0. `key` NULL is the
+ * whole-share lock, as there.
+ *
+ * `DIME_STATUS_OK` if this client now holds it; `DIME_STATUS_TIMEOUT` if
+ * another client holds it (nothing changes); `DIME_STATUS_SERVER_ERROR` if
+ * this client already holds it. Other errors as for `share_lock`.
+ */
+enum dime_status share_try_lock(struct dime_client *client,
+                                const char *share,
+                                const char *key);
+
+/**
+ * Releases a lock this client holds: `key` NULL for the whole-share lock,
+ * else the named lock `key`. The longest-waiting request for it (a lock,
+ * or writes held back by a share lock) proceeds at once.
+ * `DIME_STATUS_SERVER_ERROR` if this client does not hold that lock.
+ * Other errors as for `share_lock`.
+ */
+enum dime_status share_unlock(struct dime_client *client,
+                              const char *share,
+                              const char *key);
+
+/**
+ * A new empty pattern (it matches only the empty tuple until fields are
+ * added), owned by the caller. Never NULL; free with `dime_pattern_free`.
+ */
+struct dime_pattern *dime_pattern_new(void);
+
+/**
+ * Frees a pattern and the values copied into it. NULL is accepted and
+ * does nothing. No lookup may be using it.
+ */
+void dime_pattern_free(struct dime_pattern *pattern);
+
+/**
+ * The number of fields in the pattern; 0 if `pattern` is NULL.
+ */
+size_t dime_pattern_len(const struct dime_pattern *pattern);
+
+/**
+ * Appends a field matching exactly `value`: same type and same bits
+ * (`int64 1` does not match `double 1.0`; matrices must match in class,
+ * shape and every element; lists and maps item by item).
+ *
+ * `value` is **copied** (a borrowing matrix's elements too): the caller
+ * keeps ownership, may free or change it right after, and the pattern
+ * does not change. `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+ */
+enum dime_status dime_pattern_add_value(struct dime_pattern *pattern,
+                                        const struct dime_value *value);
+
+/**
+ * Appends a field matching any value at all.
+ * `DIME_STATUS_NULL_ARGUMENT` if `pattern` is NULL.
+ */
+enum dime_status dime_pattern_add_any(struct dime_pattern *pattern);
+
+/**
+ * Appends a field matching any value of the type `type_name`
+ * (NUL-terminated, read only during the call), one of:
+ * - `"null"`, `"bool"`, `"string"`, `"list"`, `"map"`;
+ * - `"int"` (a scalar of any of the eight integer classes), `"float"`
+ *   (single or double scalar), `"complex"` (complex single or double
+ *   scalar);
+ * - a scalar class name for exactly that class: `"int8"`, `"int16"`,
+ *   `"int32"`, `"int64"`, `"uint8"`, `"uint16"`, `"uint32"`, `"uint64"`,
+ *   `"single"`, `"double"`, `"complex single"`, `"complex double"`;
+ * - `"matrix"`: any matrix (`dime_pattern_add_matrix` narrows it by class
+ *   and rank).
+ *
+ * `DIME_STATUS_INVALID_ARGUMENT` for any other name (the pattern is left
+ * unchanged); `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+ */
+enum dime_status dime_pattern_add_type(struct dime_pattern *pattern,
+                                       const char *type_name);
+
+/**
+ * Appends a field matching a matrix of class `cls` (a `DIME_CLASS_*`
+ * constant, or `DIME_CLASS_ANY` for any class) and rank `rank` (0 to 255,
+ * or `DIME_RANK_ANY` / any negative number for any rank). Scalars never
+ * match, even of the same class.
+ *
+ * `DIME_STATUS_INVALID_ARGUMENT` for an unknown class or a rank above 255
+ * (the pattern is left unchanged); `DIME_STATUS_NULL_ARGUMENT` if
+ * `pattern` is NULL.
+ */
+enum dime_status dime_pattern_add_matrix(struct dime_pattern *pattern,
+                                         dime_class cls,
+                                         int32_t rank);
+
+/**
+ * Appends a field matching a real numeric scalar (any integer class,
+ * single or double; not complex, not a matrix) `v` with `min ≤ v ≤ max`.
+ *
+ * Each bound applies only if its `has_*` flag is true (`has_min` false:
+ * no lower bound); `-INFINITY` as `min` and `INFINITY` as `max` also mean
+ * no bound. Bounds are doubles; integers are compared with them exactly.
+ * A NaN value never matches. `DIME_STATUS_INVALID_ARGUMENT` if a used
+ * bound is NaN or the wrong infinity, or `min > max` (a field nothing
+ * could match); the pattern is then left unchanged.
+ * `DIME_STATUS_NULL_ARGUMENT` if `pattern` is NULL.
+ */
+enum dime_status dime_pattern_add_range(struct dime_pattern *pattern,
+                                        double min,
+                                        double max,
+                                        bool has_min,
+                                        bool has_max);
+
+/**
+ * Puts a tuple into the space `space` (NULL or `""`: the default space).
+ * Blocked `dime_rd` calls whose pattern matches each get a copy, then the
+ * longest-waiting matching `dime_in` takes it; if none does, it is stored.
+ *
+ * `tuple` is a list value whose items are the fields; it is only read
+ * (the caller still owns it and frees it as usual). `space` is read only
+ * during the call. `DIME_STATUS_WRONG_TYPE` if `tuple` is not a list;
+ * `DIME_STATUS_INVALID_ARGUMENT` if it is too large for the wire format or
+ * `space` is not UTF-8; `DIME_STATUS_NULL_ARGUMENT` if `client` or `tuple`
+ * is NULL; the client errors of `dime_send`.
+ */
+enum dime_status dime_out(struct dime_client *client,
+                          const char *space,
+                          const struct dime_value *tuple);
+
+/**
+ * Linda's `in`: removes the oldest tuple of `space` matching `pattern` and
+ * writes it to `*out`, a new list value owned by the caller (free with
+ * `dime_value_free`). If none matches, blocks until another client's
+ * `dime_out` delivers one (waiters are served in FIFO order).
+ *
+ * - `space`: NULL or `""` for the default space; read during the call.
+ * - `pattern`: only read; the caller still owns it.
+ * - `timeout_ms`: `DIME_WAIT_FOREVER` (or any negative number) for no
+ *   limit; 0 to only check.
+ *
+ * `DIME_STATUS_TIMEOUT` if the time ran out: the request is withdrawn and
+ * never takes a tuple afterwards; the client stays usable.
+ * `DIME_STATUS_INVALID_ARGUMENT` if an exact value of the pattern is too
+ * large for the wire format or `space` is not UTF-8. Holds the client's
+ * lock while waiting.
+ * `DIME_STATUS_NULL_ARGUMENT` if `client`, `pattern` or `out` is NULL.
+ */
+enum dime_status dime_in(struct dime_client *client,
+                         const char *space,
+                         const struct dime_pattern *pattern,
+                         int64_t timeout_ms,
+                         struct dime_value **out);
+
+/**
+ * Linda's `rd`: like `dime_in`, but the tuple stays in the space and
+ * `*out` receives a copy (a new list value owned by the caller). A blocked
+ * `dime_rd` receives a copy of the first matching tuple any client puts,
+ * even if a blocked `dime_in` then takes it. Arguments and errors as for
+ * `dime_in`.
+ */
+enum dime_status dime_rd(struct dime_client *client,
+                         const char *space,
+                         const struct dime_pattern *pattern,
+                         int64_t timeout_ms,
+                         struct dime_value **out);
+
+/**
+ * Linda's `inp`: removes the oldest matching tuple if one is stored right
+ * now and writes it to `*out` (a new list value owned by the caller);
+ * never blocks. `DIME_STATUS_NOT_FOUND` if none matches (`*out` is left
+ * untouched). Other arguments and errors as for `dime_in`.
+ */
+enum dime_status dime_inp(struct dime_client *client,
+                          const char *space,
+                          const struct dime_pattern *pattern,
+                          struct dime_value **out);
+
+/**
+ * Linda's `rdp`: like `dime_inp`, but the tuple stays and `*out` receives
+ * a copy. `DIME_STATUS_NOT_FOUND` if none matches. Never blocks.
+ */
+enum dime_status dime_rdp(struct dime_client *client,
+                          const char *space,
+                          const struct dime_pattern *pattern,
+                          struct dime_value **out);
+
+/**
+ * Writes to `*out` the number of tuples stored in `space` that match
+ * `pattern` (tuples handed straight to waiters are never stored). Never
+ * blocks. Arguments and errors as for `dime_inp`.
+ */
+enum dime_status dime_count(struct dime_client *client,
+                            const char *space,
+                            const struct dime_pattern *pattern,
+                            size_t *out);
 
 #ifdef __cplusplus
 }  // extern "C"

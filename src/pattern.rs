@@ -58,6 +58,12 @@ pub fn class_by_name(name: &str) -> Option<ElemKind> {
     ElemKind::ALL.into_iter().find(|k| k.name() == name)
 }
 
+/// True if `name` is a type a [`Field::Type`] may name (see the module
+/// docs), so clients can refuse a misspelt type before asking the server.
+pub fn is_type_name(name: &str) -> bool {
+    name == "matrix" || tags_of(name).is_some()
+}
+
 /// Encodes a pattern as (JSON header array, dimeb payload of exact values).
 pub fn encode(fields: &[Field]) -> Result<(Json, Vec<u8>), PatternError> {
     let mut exact = Vec::new();
@@ -80,16 +86,10 @@ pub fn encode(fields: &[Field]) -> Result<(Json, Vec<u8>), PatternError> {
                 }
                 o
             }
-            Field::Range { min, max } => {
-                let mut o = json!({});
-                if let Some(m) = min {
-                    o["min"] = json!(m);
-                }
-                if let Some(m) = max {
-                    o["max"] = json!(m);
-                }
-                o
-            }
+            // Both keys always, null for "no bound": `{}` would not say
+            // this is a range, so an unbounded one (any real number)
+            // would be refused.
+            Field::Range { min, max } => json!({"min": min, "max": max}),
         })
         .collect();
     let payload = dimeb::encode(&Value::List(exact)).map_err(|e| PatternError(e.0))?;
@@ -345,6 +345,20 @@ mod tests {
         let mat3 = crate::value::Matrix::from_elems(vec![1, 1, 1], &[1.0f64]).unwrap();
         assert!(!m[3].matches(&enc(&Value::Matrix(mat3))));
         assert!(m[4].matches(&enc(&Value::Null)));
+    }
+
+    #[test]
+    fn an_unbounded_range_matches_any_real_number_but_nan() {
+        let (spec, payload) = encode(&[Field::Range {
+            min: None,
+            max: None,
+        }])
+        .unwrap();
+        let m = compile(&spec, &payload).unwrap();
+        assert!(m[0].matches(&enc(&Value::U64(u64::MAX))));
+        assert!(m[0].matches(&enc(&Value::F32(-1.5))));
+        assert!(!m[0].matches(&enc(&Value::F64(f64::NAN))));
+        assert!(!m[0].matches(&enc(&Value::from("1"))));
     }
 
     #[test]

@@ -111,6 +111,8 @@ pub struct FrameReader {
     end: usize,
     partial: Option<Partial>,
     max_message: u64,
+    /// Bytes the last `read_from` offered to the source.
+    last_room: usize,
 }
 
 impl FrameReader {
@@ -122,6 +124,7 @@ impl FrameReader {
             end: 0,
             partial: None,
             max_message,
+            last_room: 0,
         }
     }
 
@@ -164,15 +167,25 @@ impl FrameReader {
         if self.start == self.end {
             if let Some(p) = &mut self.partial {
                 if p.head.len() == p.head_len && p.payload.len() - p.filled >= STAGING {
+                    self.last_room = p.payload.len() - p.filled;
                     let n = src.read(&mut p.payload[p.filled..])?;
                     p.filled += n;
                     return Ok(n);
                 }
             }
         }
-        let n = src.read(self.make_room())?;
+        let room = self.make_room();
+        let offered = room.len();
+        let n = src.read(room)?;
+        self.last_room = offered;
         self.end += n;
         Ok(n)
+    }
+
+    /// True when the last read filled all the room it was offered, so more
+    /// may be waiting; a short read means the source is drained for now.
+    pub fn last_read_was_full(&self, n: usize) -> bool {
+        n == self.last_room
     }
 
     /// The next complete frame, if the bytes so far hold one.

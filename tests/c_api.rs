@@ -24,12 +24,48 @@ fn lib_dir() -> PathBuf {
         .and_then(Path::parent)
         .expect("target dir")
         .to_path_buf();
+    let lib = dir.join("libdime.so");
     assert!(
-        dir.join("libdime.so").exists(),
+        lib.exists(),
         "{} has no libdime.so (the cdylib is built with the library)",
         dir.display()
     );
+    // `cargo test` builds the rlib for the tests but never relinks the
+    // cdylib, so after a change to src/ the C programs would silently run
+    // against the old library. Only `cargo build` (which tests/run-all
+    // runs first) refreshes it.
+    let built = modified(&lib);
+    if let Some(newer) = newest_source(&Path::new(ROOT).join("src")).filter(|(t, _)| *t > built) {
+        panic!(
+            "{} is older than {}: run `cargo build` before `cargo test` so the C tests \
+             use the current library",
+            lib.display(),
+            newer.1.display()
+        );
+    }
     dir
+}
+
+fn modified(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("cannot stat {}: {e}", path.display()))
+}
+
+/// The most recently modified file under `dir`, with its time.
+fn newest_source(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                newest_source(&path)
+            } else {
+                Some((modified(&path), path))
+            }
+        })
+        .max()
 }
 
 /// A `dime` server on a unix socket in its own temporary directory.
@@ -170,6 +206,24 @@ fn one_client_is_safe_to_share_between_threads() {
     let dir = tempfile::tempdir().unwrap();
     let exe = build_test("threads", dir.path());
     let out = assert_ran("threads", run(&exe, &[&server.address]));
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
+fn shares_store_every_kind_lock_and_wait() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("shares", dir.path());
+    let out = assert_ran("shares", run(&exe, &[&server.address]));
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
+fn tuple_spaces_match_every_field_kind_and_block() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("tuples", dir.path());
+    let out = assert_ran("tuples", run(&exe, &[&server.address]));
     assert!(out.contains(", 0 failed"));
 }
 
@@ -330,9 +384,13 @@ fn c_tests_are_clean_under_valgrind() {
     );
     let scratch = server.dir.path().to_str().unwrap().to_string();
     let threads = build_test("threads", dir.path());
-    let runs: [(&Path, Vec<&str>); 4] = [
+    let shares = build_test("shares", dir.path());
+    let tuples = build_test("tuples", dir.path());
+    let runs: [(&Path, Vec<&str>); 6] = [
         (&values, vec![&server.address]),
         (&threads, vec![&server.address]),
+        (&shares, vec![&server.address]),
+        (&tuples, vec![&server.address]),
         (
             &errors,
             vec![&server.address, env!("CARGO_BIN_EXE_dime"), &scratch],

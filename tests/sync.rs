@@ -64,3 +64,69 @@ fn undecodable_messages_are_reported_not_dropped() {
     // The decodable message after it is kept for the next sync.
     assert_eq!(b.sync(-1).unwrap(), vec![("ok".to_owned(), Value::I64(1))]);
 }
+
+#[test]
+fn sync_with_wait_blocks_until_a_message_then_delivers_it() {
+    let srv = TestServer::start();
+    let mut b = srv.client();
+    b.join(&["b"]).unwrap();
+    let t = std::time::Instant::now();
+    assert!(matches!(
+        b.receive(-1, Some(std::time::Duration::from_millis(100))),
+        Err(dime::Error::Timeout)
+    ));
+    assert!(t.elapsed() >= std::time::Duration::from_millis(90));
+    let addr = srv.unix();
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let mut a = dime::Client::connect(&addr).unwrap();
+        a.send("b", "x", &Value::I64(1)).unwrap();
+        a.send("b", "y", &Value::I64(2)).unwrap();
+    });
+    let first = b.receive(-1, None).unwrap();
+    assert_eq!(first[0], ("x".to_owned(), Value::I64(1)));
+    sender.join().unwrap();
+    // Already queued: answered at once, n respected.
+    let rest = b.receive(1, None).unwrap();
+    assert_eq!(rest.len() + first.len(), 2);
+}
+
+#[test]
+fn send_receive_is_a_request_and_reply_in_one_exchange() {
+    let srv = TestServer::start();
+    let mut a = srv.client();
+    a.join(&["a"]).unwrap();
+    let addr = srv.unix();
+    let echo = std::thread::spawn(move || {
+        let mut b = dime::Client::connect(&addr).unwrap();
+        b.join(&["b"]).unwrap();
+        let mut got = b.receive(-1, None).unwrap();
+        for _ in 0..3 {
+            let (name, v) = got.remove(0);
+            let Value::I64(x) = v else { panic!() };
+            got = b
+                .send_receive("a", &name, &Value::I64(x + 1), -1, None)
+                .unwrap();
+        }
+    });
+    while a.devices().unwrap() != ["a", "b"] {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let mut x = 0;
+    for _ in 0..3 {
+        let reply = a.send_receive("b", "x", &Value::I64(x), -1, None).unwrap();
+        assert_eq!(reply, vec![("x".to_owned(), Value::I64(x + 1))]);
+        x += 10;
+    }
+    a.send("b", "x", &Value::I64(0)).unwrap();
+    echo.join().unwrap();
+    // A failed send returns its error and receives nothing.
+    let err = a
+        .send_receive("nobody", "x", &Value::Null, -1, None)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "server error: No such group exists: nobody"
+    );
+    assert_eq!(a.devices().unwrap(), ["a"]);
+}

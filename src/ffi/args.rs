@@ -3,6 +3,7 @@
 
 use super::status::Fail;
 use std::ffi::{CStr, c_char};
+use std::time::Duration;
 
 /// Reads a NUL-terminated UTF-8 string argument named `what`.
 ///
@@ -16,6 +17,22 @@ pub(crate) fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, Fail>
     let c = unsafe { CStr::from_ptr(p) };
     c.to_str()
         .map_err(|e| Fail::invalid(format!("argument '{what}' is not UTF-8: {e}")))
+}
+
+/// Reads the name of a share or tuple space: NULL and `""` both mean the
+/// default one, so C callers need not spell out an empty string.
+pub(crate) fn name_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, Fail> {
+    if p.is_null() {
+        Ok("")
+    } else {
+        str_arg(p, what)
+    }
+}
+
+/// A C timeout in milliseconds: any negative number (`DIME_WAIT_FOREVER`)
+/// means no limit, 0 means "only if it can be done at once".
+pub(crate) fn timeout_arg(ms: i64) -> Option<Duration> {
+    u64::try_from(ms).ok().map(Duration::from_millis)
 }
 
 /// Borrows `len` elements at `p` as a slice; `p` may be NULL only when

@@ -8,7 +8,7 @@
 //! keep sending. `dime_client_free` must not overlap any other call on the
 //! same client.
 
-use super::args::{slice_arg, str_arg, str_array_arg, write_out};
+use super::args::{slice_arg, str_arg, str_array_arg, timeout_arg, write_out};
 use super::sigpipe::SigpipeGuard;
 use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
 use super::value::{dime_value, into_raw};
@@ -16,9 +16,9 @@ use crate::client::{Client, Error};
 use crate::value::Value;
 use std::ffi::c_char;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
-/// Pass to `dime_wait` as `timeout_ms` to wait with no time limit (any
+/// Pass as `timeout_ms` (to `dime_wait`, `share_wait_key`,
+/// `share_lock`, `dime_in`, `dime_rd`) to wait with no time limit (any
 /// negative number does the same).
 pub const DIME_WAIT_FOREVER: i64 = -1;
 
@@ -281,8 +281,7 @@ pub extern "C" fn dime_wait(
 ) -> dime_status {
     ffi_status! {
         check_arg!(out_count);
-        let timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
-        let n = with_client(client, |c| c.wait(timeout))?;
+        let n = with_client(client, |c| c.wait(timeout_arg(timeout_ms)))?;
         write_out(out_count, n);
         Ok(())
     }

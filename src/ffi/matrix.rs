@@ -46,7 +46,8 @@ pub const DIME_CLASS_COMPLEX_DOUBLE: dime_class = 14;
 /// logical elements (one byte each, 0 or 1; dimeb tag 0x1F, our extension).
 pub const DIME_CLASS_LOGICAL: dime_class = 15;
 
-fn elem_kind(cls: dime_class) -> Result<ElemKind, Fail> {
+/// The element kind of a `DIME_CLASS_*` constant.
+pub(crate) fn elem_kind(cls: dime_class) -> Result<ElemKind, Fail> {
     u8::try_from(cls)
         .ok()
         .and_then(ElemKind::from_tag)

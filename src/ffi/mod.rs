@@ -6,11 +6,16 @@
 //!   written only on `DIME_STATUS_OK`; the reason for a failure is in
 //!   `dime_last_error()` (per thread).
 //! - NULL pointers give `DIME_STATUS_NULL_ARGUMENT` (free functions accept
-//!   NULL and do nothing); no panic crosses into C.
+//!   NULL and do nothing) unless a doc comment gives NULL a meaning (the
+//!   default share or space name, the whole-share lock, "absent" in
+//!   `share_cas`); no panic crosses into C.
 //! - Anything from a `*_new*`, `*_take`, `dime_connect`, `dime_sync` or
-//!   `dime_devices` is owned by the caller and has a matching free
-//!   function; pointers from `*_get`/`*_at`/`dime_matrix_*` accessors are
-//!   borrowed from their owner.
+//!   `dime_devices`, and every value written through a `dime_value **`
+//!   output (`share_get`, `dime_in` …), is owned by the caller and has
+//!   a matching free function; pointers written through a
+//!   `const dime_value **` output (`*_get`/`*_at` accessors of values and
+//!   messages) and from `dime_matrix_*` accessors are borrowed from their
+//!   owner.
 
 // Exports take raw pointers from C and dereference them after NULL checks;
 // C cannot see a Rust `unsafe`, so each function's doc comment states the
@@ -33,6 +38,10 @@ pub mod container;
 pub mod client;
 
 pub mod messages;
+
+pub mod share;
+
+pub mod tuple;
 
 mod args;
 mod sigpipe;

@@ -1,7 +1,7 @@
 //! The command table: one function per DiME2 command (PROTOCOL.md §2).
 //! New command families add rows here; the event loop never changes.
 
-use super::conn::{Held, wait_reply};
+use super::conn::{BlockedOn, Held, wait_reply};
 use super::groups::ConnId;
 use super::outqueue::OutItem;
 use super::state::State;
@@ -154,6 +154,11 @@ fn relay(
     st.check_queue_room(&recipients, frame.wire_len() as u64)
         .map_err(CommandError::Failed)?;
     st.deliver(&recipients, frame);
+    // "receive": true (our extension) answers with the sender's own next
+    // messages instead of a bare status: a request/reply in one exchange.
+    if obj.get("receive").and_then(Json::as_bool) == Some(true) {
+        return receive(st, id, obj, sync_count(obj)?);
+    }
     st.reply(id, json!({"status": 0}));
     Ok(())
 }
@@ -177,15 +182,41 @@ fn broadcast(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) 
 }
 
 fn sync(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result {
-    let n = match obj.get("n") {
-        None | Some(Json::Null) => -1,
+    let n = sync_count(obj)?;
+    // "wait": true (our extension) blocks until a message is queued, saving
+    // the separate wait exchange on the critical path of a round trip.
+    if obj.get("wait").and_then(Json::as_bool) == Some(true) {
+        return receive(st, id, obj, n);
+    }
+    drain_inbox(st, id, n);
+    Ok(())
+}
+
+fn sync_count(obj: &Map<String, Json>) -> Result<i64> {
+    match obj.get("n") {
+        None | Some(Json::Null) => Ok(-1),
         Some(v) => v
             .as_i64()
             .or_else(|| v.as_f64().map(|f| f as i64))
             .ok_or_else(|| {
                 CommandError::Malformed("JSON parsing error: n: expected integer".into())
-            })?,
-    };
+            }),
+    }
+}
+
+/// Sends queued messages now, or blocks until one arrives (or `timeout`).
+fn receive(st: &mut State, id: ConnId, obj: &Map<String, Json>, n: i64) -> Result {
+    if st.conns[&id].inbox.is_empty() {
+        let deadline = super::share::deadline(obj)?;
+        st.block(id, deadline, BlockedOn::Inbox(n));
+    } else {
+        drain_inbox(st, id, n);
+    }
+    Ok(())
+}
+
+/// Sends up to `n` queued messages (all if `n < 0`), then `{"status":0}`.
+pub fn drain_inbox(st: &mut State, id: ConnId, n: i64) {
     let conn = st.conns.get_mut(&id).expect("live connection");
     let count = if n < 0 {
         conn.inbox.len()
@@ -198,7 +229,6 @@ fn sync(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result
         conn.reply(OutItem::Shared(frame));
     }
     st.reply(id, json!({"status": 0}));
-    Ok(())
 }
 
 fn wait(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result {

@@ -28,6 +28,8 @@ pub enum BlockedOn {
     ShareKey(String, String),
     /// A matching tuple (space name).
     Tuple(String),
+    /// A message for a `sync` with `"wait":true`; up to `n` are then sent.
+    Inbox(i64),
 }
 
 /// A request that cannot be answered yet; later requests from the same

@@ -643,9 +643,10 @@ impl Shares {
 
 /// Withdraws a blocked request (timeout or disconnect) from its queue.
 pub fn withdraw(st: &mut State, id: ConnId, on: &BlockedOn) {
-    if let BlockedOn::Tuple(space) = on {
-        st.spaces.withdraw(space, id);
-        return;
+    match on {
+        BlockedOn::Tuple(space) => return st.spaces.withdraw(space, id),
+        BlockedOn::Inbox(_) => return,
+        _ => {}
     }
     let Some(share) = st.shares.map.get_mut(on.share()) else {
         return;
@@ -659,7 +660,7 @@ pub fn withdraw(st: &mut State, id: ConnId, on: &BlockedOn) {
                 l.waiters.retain(|c| *c != id);
             }
         }
-        BlockedOn::Tuple(_) => unreachable!("handled above"),
+        BlockedOn::Tuple(_) | BlockedOn::Inbox(_) => unreachable!("handled above"),
         BlockedOn::ShareKey(_, k) => {
             if let Some(w) = share.key_waiters.get_mut(k) {
                 w.retain(|c| *c != id);
@@ -683,6 +684,7 @@ pub fn timeout_message(on: &BlockedOn) -> String {
         }
         BlockedOn::ShareKey(s, k) => format!("Timed out waiting for key '{k}' in share '{s}'"),
         BlockedOn::Tuple(s) => format!("Timed out waiting for a matching tuple in space '{s}'"),
+        BlockedOn::Inbox(_) => "Timed out waiting for a message".to_owned(),
     }
 }
 
@@ -745,6 +747,7 @@ impl BlockedOn {
             | BlockedOn::KeyLock(s, _)
             | BlockedOn::ShareKey(s, _)
             | BlockedOn::Tuple(s) => s,
+            BlockedOn::Inbox(_) => "",
         }
     }
 }

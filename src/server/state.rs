@@ -2,7 +2,7 @@
 //! negotiated serialization, pending wait deadlines.
 
 use super::Config;
-use super::conn::{Connection, json_item, wait_reply};
+use super::conn::{Blocked, BlockedOn, Connection, json_item, wait_reply};
 use super::groups::{ConnId, Groups};
 use super::share::{self, Shares};
 use super::tuples::Spaces;
@@ -89,6 +89,15 @@ impl State {
             };
             c.inbox.push_back(frame.clone());
             c.inbox_bytes += len;
+            if let Some(Blocked {
+                on: BlockedOn::Inbox(n),
+                ..
+            }) = c.blocked
+            {
+                self.unblock(*id);
+                super::commands::drain_inbox(self, *id, n);
+                continue;
+            }
             if let Some(deadline) = c.waiting {
                 if let Some(d) = deadline {
                     self.timers.remove(&(d, *id));
