@@ -4,6 +4,7 @@ use clap::{ArgAction, Parser};
 use dime::server::{Config, Server};
 use dime::transport::Address;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// A DiME2-compatible message broker for MATLAB, Python, C and JavaScript.
 #[derive(Parser, Debug)]
@@ -37,6 +38,11 @@ struct Args {
     /// always allowed.
     #[arg(long = "ws-origin", value_name = "ORIGIN")]
     ws_origins: Vec<String>,
+
+    /// Exit cleanly once no client has been connected for this many seconds
+    /// (remoteD's AutoKill; used by servers that clients start on demand).
+    #[arg(long, value_name = "SECONDS")]
+    exit_when_idle: Option<f64>,
 }
 
 fn parse_octal(s: &str) -> Result<u32, String> {
@@ -64,6 +70,7 @@ fn main() -> ExitCode {
         max_message: args.max_message,
         max_queue: args.max_queue,
         ws_origins: args.ws_origins,
+        exit_when_idle: args.exit_when_idle.map(Duration::from_secs_f64),
         ..Config::default()
     };
     if !args.listen.is_empty() {

@@ -185,3 +185,40 @@ fn verbose_logs_connections() {
         "{rest}"
     );
 }
+
+#[test]
+fn exit_when_idle_waits_for_the_last_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("idle.sock");
+    let mut p = spawn(&[
+        "-l",
+        &format!("unix:{}", sock.display()),
+        "--exit-when-idle",
+        "0.3",
+    ]);
+    let mut c = dime::Client::connect(&p.addrs[0]).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        p.child.try_wait().unwrap().is_none(),
+        "exited with a client connected"
+    );
+    c.devices().unwrap();
+    drop(c);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = p.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "idle server did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "exited too early"
+    );
+    assert_eq!(status.code(), Some(0));
+    assert!(!sock.exists());
+}

@@ -35,6 +35,8 @@ pub struct Config {
     pub max_queue: u64,
     /// Browser origins allowed on `ws:` listeners; empty allows all.
     pub ws_origins: Vec<String>,
+    /// Stop once no client has been connected for this long.
+    pub exit_when_idle: Option<Duration>,
 }
 
 /// Default unix socket path.
@@ -48,6 +50,7 @@ impl Default for Config {
             max_message: 4 << 30,
             max_queue: 8 << 30,
             ws_origins: Vec::new(),
+            exit_when_idle: None,
         }
     }
 }
@@ -151,9 +154,27 @@ impl Server {
     /// Serves until shut down by a signal or a [`ShutdownHandle`].
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::new();
+        let mut idle_since = Instant::now();
+        let mut had_clients = false;
         while !self.stop.load(Ordering::SeqCst) {
             let now = Instant::now();
             let mut deadline = self.state.expire_waits(now);
+            if let Some(idle) = self.state.config.exit_when_idle {
+                // The clock restarts when the last client leaves.
+                let has_clients = !self.state.conns.is_empty();
+                if has_clients || had_clients {
+                    idle_since = now;
+                }
+                had_clients = has_clients;
+                if !has_clients {
+                    if now >= idle_since + idle {
+                        log::info!("no clients for {idle:?}; exiting");
+                        break;
+                    }
+                    let t = idle_since + idle;
+                    deadline = Some(deadline.map_or(t, |d| d.min(t)));
+                }
+            }
             for (i, paused) in self.accept_paused.iter_mut().enumerate() {
                 if let Some(t) = *paused {
                     if t <= now {
