@@ -78,7 +78,8 @@ impl Message {
                 self.varname, self.serialization
             ))));
         }
-        Ok(dimeb::decode(&self.payload)?)
+        dimeb::decode(&self.payload)
+            .map_err(|e| Error::Codec(CodecError(format!("variable '{}': {}", self.varname, e.0))))
     }
 }
 
@@ -410,15 +411,13 @@ impl Client {
         if !self.stash.is_empty() {
             return Ok(self.stash.len());
         }
-        let req = match timeout {
-            Some(t) => json!({"command": "wait", "timeout": t.as_secs_f64() * 1000.0}),
-            None => json!({"command": "wait"}),
-        };
-        let reply = self.request(req)?;
-        if reply.get("timeout").and_then(Json::as_bool) == Some(true) {
-            return Err(Error::Timeout);
-        }
-        Ok(reply.get("n").and_then(Json::as_u64).unwrap_or(0) as usize)
+        // Fetch the messages in the same exchange (a sync that waits) and
+        // keep them for the next sync: DiME2's wait-then-sync costs one
+        // round trip to the server instead of two.
+        let msgs = self.receive_messages(-1, timeout)?;
+        let n = msgs.len();
+        self.stash.extend(msgs);
+        Ok(n)
     }
 
     /// Names of every group with at least one member.

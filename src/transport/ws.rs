@@ -396,14 +396,14 @@ impl Write for WsStream {
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
             }
-            State::Handshaking(_) => {}
-        }
-        if matches!(self.state, State::Handshaking(_)) {
-            let before = self.pre_open.len();
-            for b in bufs {
-                self.pre_open.extend_from_slice(b);
+            // Held until the upgrade is done (see `pre_open`).
+            State::Handshaking(_) => {
+                let before = self.pre_open.len();
+                for b in bufs {
+                    self.pre_open.extend_from_slice(b);
+                }
+                return Ok(self.pre_open.len() - before);
             }
-            return Ok(self.pre_open.len() - before);
         }
         let mut accepted = 0;
         for b in bufs {

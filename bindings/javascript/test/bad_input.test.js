@@ -49,20 +49,20 @@ function rawWs() {
   });
 }
 
-test("plain HTTP without an upgrade gets 400 and a close", async () => {
+test("plain HTTP without an upgrade gets 400 and a close", { timeout: 60000 }, async () => {
   const answer = await rawExchange("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
   assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/);
   assert.match(answer, /DiME WebSocket endpoint/);
   await bystanderServed();
 });
 
-test("garbage bytes get 400 and a close", async () => {
+test("garbage bytes get 400 and a close", { timeout: 60000 }, async () => {
   const answer = await rawExchange(Buffer.from([0, 1, 2, 0xff, 0x13, 0x37, 13, 10, 13, 10]));
   assert.match(answer, /^HTTP\/1\.1 400 /);
   await bystanderServed();
 });
 
-test("a text message is closed with 1003 and a reason", async () => {
+test("a text message is closed with 1003 and a reason", { timeout: 60000 }, async () => {
   const ws = await rawWs();
   const closed = new Promise((r) => ws.once("close", (code, reason) => r([code, reason.toString()])));
   ws.send(JSON.stringify({ command: "devices" }));
@@ -72,7 +72,7 @@ test("a text message is closed with 1003 and a reason", async () => {
   await bystanderServed();
 });
 
-test("a 5 GB length claim gets an error frame, then a close", async () => {
+test("a 5 GB length claim gets an error frame, then a close", { timeout: 60000 }, async () => {
   const ws = await rawWs();
   const messages = [];
   ws.on("message", (m) => messages.push(new Uint8Array(m)));
@@ -91,7 +91,7 @@ test("a 5 GB length claim gets an error frame, then a close", async () => {
   await bystanderServed();
 });
 
-test("a client that closes mid-handshake leaves the server serving", async () => {
+test("a client that closes mid-handshake leaves the server serving", { timeout: 60000 }, async () => {
   const [host, port] = srv.wsHostPort.split(":");
   await new Promise((resolve) => {
     const s = net.connect(Number(port), host, () => {

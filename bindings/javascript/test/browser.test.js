@@ -18,7 +18,7 @@ const FILES = {
   "/dimeb.js": [path.join(ROOT, "dimeb.js"), "text/javascript"],
 };
 
-test("a page in headless Chromium exchanges a matrix with Python", async (t) => {
+test("a page in headless Chromium exchanges a matrix with Python", { timeout: 60000 }, async (t) => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install -y chromium`);
   const srv = await startServer();
   t.after(() => srv.stop());
@@ -31,7 +31,10 @@ test("a page in headless Chromium exchanges a matrix with Python", async (t) => 
     res.writeHead(200, { "Content-Type": f[1] }).end(readFileSync(f[0]));
   });
   await new Promise((r) => web.listen(0, "127.0.0.1", r));
-  t.after(() => new Promise((r) => web.close(r)));
+  t.after(() => {
+    web.closeAllConnections();
+    return new Promise((r) => web.close(r));
+  });
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     // playwright gives every launch a fresh, temporary user-data-dir.

@@ -20,11 +20,16 @@ test.after(async () => {
 async function pythonPeer(args) {
   const py = runPython(args);
   await until(() => py.stdout().includes("READY") || py.proc.exitCode !== null, 20000, "the Python peer");
+  if (!py.stdout().includes("READY")) {
+    const r = await py.done;
+    throw new Error(`the Python peer exited before joining (${r.code}): ${r.stderr}`);
+  }
   return py;
 }
 
-test("a 100x100 float64 matrix from Python, and one back", async () => {
+test("a 100x100 float64 matrix from Python, and one back", { timeout: 60000 }, async (t) => {
   const d = new DimeClient(srv.ws, opts);
+  t.after(() => d.close());
   await d.join("js-matrix");
   const py = await pythonPeer(["matrix", srv.unix, "js-matrix", "py-matrix"]);
   await d.wait();
@@ -43,11 +48,11 @@ test("a 100x100 float64 matrix from Python, and one back", async () => {
   const r = await py.done;
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /OK/);
-  d.close();
 });
 
-test("every Python type reaches JS and goes back unchanged", async () => {
+test("every Python type reaches JS and goes back unchanged", { timeout: 60000 }, async (t) => {
   const d = new DimeClient(srv.ws, opts);
+  t.after(() => d.close());
   await d.join("js-types");
   const py = await pythonPeer(["types", srv.unix, "js-types", "py-types"]);
   const names = new Set();
@@ -84,11 +89,11 @@ test("every Python type reaches JS and goes back unchanged", async () => {
   const r = await py.done;
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /OK/);
-  d.close();
 });
 
-test("JS values reach Python with the right classes, shapes and values", async () => {
+test("JS values reach Python with the right classes, shapes and values", { timeout: 60000 }, async (t) => {
   const d = new DimeClient(srv.ws, opts);
+  t.after(() => d.close());
   await d.ready;
   const vars = {
     m: new Matrix(Float64Array.from({ length: 6 }, (_, i) => i), [2, 3]),
@@ -120,5 +125,4 @@ test("JS values reach Python with the right classes, shapes and values", async (
     type: "dict",
     value: { k: { type: "dict", value: { inner: { type: "list", value: [{ type: "bool", value: true }, { type: "NoneType", value: null }] } } } },
   });
-  d.close();
 });

@@ -53,9 +53,10 @@ const VALUES = {
   empty03: new Matrix(new Float64Array(0), [0, 3]),
 };
 
-test("every type round-trips JS → server → JS", async () => {
+test("every type round-trips JS → server → JS", { timeout: 60000 }, async (t) => {
   const a = new DimeClient(srv.ws, opts);
   const b = new DimeClient(srv.ws, opts);
+  t.after(() => [a, b].forEach((c) => c.close()));
   await Promise.all([a.ready, b.ready]);
   await b.join("rt-b");
   Object.assign(a.workspace, VALUES);
@@ -64,6 +65,7 @@ test("every type round-trips JS → server → JS", async () => {
   const names = await b.sync();
   assert.deepEqual(names, Object.keys(VALUES));
   const typed = new DimeClient(srv.ws, { ...opts, decode: { scalars: "typed" } });
+  t.after(() => typed.close());
   await typed.join("rt-typed");
   for (const [name, v] of Object.entries(VALUES)) {
     const got = b.workspace[name];
@@ -79,13 +81,13 @@ test("every type round-trips JS → server → JS", async () => {
   await typed.sync();
   assert.ok(sameValue(VALUES.int16, typed.workspace.int16));
   assert.ok(sameValue(VALUES.single, typed.workspace.single));
-  for (const c of [a, b, typed]) c.close();
 });
 
-test("broadcast, devices, leave, and pipelined calls keep their order", async () => {
+test("broadcast, devices, leave, and pipelined calls keep their order", { timeout: 60000 }, async (t) => {
   const a = new DimeClient(srv.ws, opts);
   const [host, port] = srv.wsHostPort.split(":");
   const b = new DimeClient(host, Number(port), opts);
+  t.after(() => [a, b].forEach((c) => c.close()));
   await b.join("pipe-b", "pipe-c");
   a.workspace.x = 1;
   a.workspace.big = new Matrix(Float64Array.from({ length: 1_000_000 }, (_, i) => i), [1000, 1000]);
@@ -105,13 +107,12 @@ test("broadcast, devices, leave, and pipelined calls keep their order", async ()
   a.workspace.bad = new Set();
   await assert.rejects(a.send("pipe-b", "bad"), /cannot encode a Set/);
   assert.deepEqual(await b.sync(), []);
-  a.close();
-  b.close();
 });
 
-test("a pending wait is answered by a later send", async () => {
+test("a pending wait is answered by a later send", { timeout: 60000 }, async (t) => {
   const a = new DimeClient(srv.ws, opts);
   const b = new DimeClient(srv.ws, opts);
+  t.after(() => [a, b].forEach((c) => c.close()));
   await b.join("wait-b");
   const waiting = b.wait();
   const devices = b.devices(); // held behind the wait, answered after it
@@ -122,11 +123,9 @@ test("a pending wait is answered by a later send", async () => {
   assert.ok((await devices).includes("wait-b"));
   assert.deepEqual(await b.sync(1), ["v"]);
   assert.equal(b.workspace.v, "hi");
-  a.close();
-  b.close();
 });
 
-test("close rejects pending calls and later calls", async () => {
+test("close rejects pending calls and later calls", { timeout: 60000 }, async (t) => {
   const a = new DimeClient(srv.ws, opts);
   await a.join("close-a");
   const waiting = a.wait();
@@ -137,11 +136,16 @@ test("close rejects pending calls and later calls", async () => {
   await assert.rejects(bad.ready, /cannot connect/);
 });
 
-test("meta messages between replies and frames split across messages", async () => {
+test("meta messages between replies and frames split across messages", { timeout: 60000 }, async (t) => {
   // A stand-in server: checks what the client sends and answers with a
   // reregister meta message and a reply cut over two WebSocket messages.
   const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
   await new Promise((r) => wss.once("listening", r));
+  t.after(() => {
+    // ws's close waits for its connections: end them first.
+    for (const c of wss.clients) c.terminate();
+    return new Promise((r) => wss.close(r));
+  });
   const seen = [];
   wss.on("connection", (sock) => {
     sock.on("message", (data) => {
@@ -163,6 +167,7 @@ test("meta messages between replies and frames split across messages", async () 
     });
   });
   const d = new DimeClient(`ws://127.0.0.1:${wss.address().port}`, opts);
+  t.after(() => d.close());
   await d.join("g");
   assert.equal(d.serialization, "json");
   d.workspace.m = new Matrix(new Float64Array([1, 2]), [2]);
@@ -173,6 +178,4 @@ test("meta messages between replies and frames split across messages", async () 
   const m = JSON.parse(new TextDecoder().decode(sends[0].payload));
   assert.deepEqual([m.__dime_type, m.dtype, m.shape], ["matrix", "float64", [2]]);
   assert.deepEqual(JSON.parse(new TextDecoder().decode(sends[1].payload)), { __dime_type: "complex", real: 1, imag: 2 });
-  d.close();
-  await new Promise((r) => wss.close(r));
 });

@@ -1,0 +1,34 @@
+"""dime: Python binding of libdime, a drop-in for the DiME2 Python client.
+
+    from dime import DimeClient
+    with DimeClient("ipc", "/tmp/dime.sock") as d:
+        d.join("py")
+        d.send_r("matlab", x=numpy.eye(3))
+        d.wait(timeout=5)
+        names = d.sync()        # received variables are now d[name]
+
+The shared library is found through $DIME_LIBRARY, next to this package, or
+in the dime repository's target/release then target/debug.
+"""
+
+from ._errors import (DimeCodecError, DimeConnectionError, DimeError, DimeProtocolError,
+                      DimeServerError, DimeTimeoutError)
+from ._convert import LibBuffer
+from .client import DimeClient
+from ._lib import lib as _libdime
+
+__all__ = ["DimeClient", "DimeError", "DimeServerError", "DimeTimeoutError",
+           "DimeConnectionError", "DimeProtocolError", "DimeCodecError", "LibBuffer",
+           "library_path", "library_version", "__version__"]
+
+__version__ = "0.1.0"
+
+
+def library_path():
+    """The path of the loaded libdime."""
+    return _libdime.path
+
+
+def library_version():
+    """libdime's version string (``dime_version()``)."""
+    return _libdime.dime_version().decode()

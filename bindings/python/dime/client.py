@@ -1,0 +1,284 @@
+"""``DimeClient``: the DiME2 Python client's API over libdime."""
+
+import collections.abc
+import ctypes
+import math
+import re
+import time
+from ctypes import byref, c_char_p, c_size_t, c_void_p
+
+from . import _lib
+from ._convert import from_value, to_value
+from ._errors import DimeTimeoutError, check, error
+from ._handle import Handle
+from ._lib import lib
+
+__all__ = ["DimeClient", "address_of"]
+
+DEFAULT_SOCKET = "/tmp/dime.sock"
+
+#: Longest single dime_wait call: an endless wait is a loop of these so that
+#: Ctrl-C (and close() from another thread) get a chance between them.
+WAIT_SLICE = 0.5
+
+_URL = re.compile(r"(?P<proto>[a-z]+)://(?P<rest>.+)")
+
+
+def address_of(proto="ipc", *args):
+    """The libdime address string for the DiME2 constructor arguments.
+
+    ``("ipc", path)``, ``("unix", path)``, ``("tcp", host, port)``,
+    ``("tcp", port)``, ``"unix:///path"``, ``"ipc:///path"``,
+    ``"tcp://host:port"``, or libdime's own ``"unix:/path"`` /
+    ``"tcp:host:port"``. No arguments: ``unix:/tmp/dime.sock``.
+    """
+    if proto in ("ipc", "unix"):
+        if len(args) > 1:
+            raise TypeError(f"DimeClient({proto!r}, path) takes one path, got {len(args)} arguments")
+        path = args[0] if args else DEFAULT_SOCKET
+        return f"unix:{_fspath(path)}"
+    if proto == "tcp":
+        if len(args) == 2:
+            host, port = args
+        elif len(args) == 1:
+            host, port = "127.0.0.1", args[0]
+        else:
+            raise TypeError(f"DimeClient('tcp', host, port) takes a host and a port, got {args!r}")
+        return f"tcp:{host}:{_port(port)}"
+    if not isinstance(proto, str):
+        raise TypeError(f"DimeClient address must be a str, not {type(proto).__name__}")
+    if args:
+        raise TypeError(f"unknown protocol {proto!r} (expected 'ipc', 'unix' or 'tcp')")
+    m = _URL.fullmatch(proto)
+    if m:
+        scheme, rest = m.group("proto"), m.group("rest")
+        if scheme in ("ipc", "unix"):
+            return f"unix:{rest}"
+        if scheme == "tcp":
+            host, sep, port = rest.rpartition(":")
+            if not sep or not host:
+                raise ValueError(f"tcp address {proto!r} needs host:port")
+            return f"tcp:{host}:{_port(port)}"
+        raise ValueError(f"unknown protocol in address {proto!r} (expected ipc, unix or tcp)")
+    if re.match(r"(unix|ipc|tcp):", proto):
+        return proto            # libdime's own syntax
+    raise ValueError(f"not a dime address: {proto!r} (try 'unix:///tmp/dime.sock' or 'tcp://host:port')")
+
+
+def _fspath(p):
+    import os
+    p = os.fspath(p)
+    return p.decode() if isinstance(p, bytes) else p
+
+
+def _port(port):
+    try:
+        n = int(port)
+    except (TypeError, ValueError):
+        raise ValueError(f"not a port number: {port!r}") from None
+    if not 0 < n < 65536:
+        raise ValueError(f"port out of range: {n}")
+    return n
+
+
+def _cstr(s, what):
+    if not isinstance(s, str):
+        raise TypeError(f"{what} must be a str, not {type(s).__name__}")
+    if "\0" in s:
+        raise ValueError(f"{what} contains a NUL character: {s!r}")
+    return s.encode("utf-8")
+
+
+def _cstrs(names, what):
+    return (c_char_p * len(names))(*[_cstr(n, what) for n in names])
+
+
+class DimeClient(Handle, collections.abc.MutableMapping):
+    """A DiME client: a drop-in for the DiME2 Python client (``dime-client``).
+
+    The instance is a mutable mapping, the "workspace": ``send`` and
+    ``broadcast`` read variables from it and ``sync`` writes received ones
+    into it. Failures raise ``DimeError`` subclasses (a ``RuntimeError``):
+    ``DimeTimeoutError`` (also a ``TimeoutError``), ``DimeConnectionError``
+    (also a ``ConnectionError``), ``DimeServerError``, ``DimeCodecError``;
+    values that cannot be sent raise ``TypeError``/``OverflowError``.
+    """
+
+    _free = "dime_client_free"
+    _what = "DimeClient"
+
+    def __init__(self, proto="ipc", *args):
+        super().__init__(None)
+        self.proto = proto
+        self.args = args
+        self.workspace = {}
+        self.serialization = "dimeb"
+        self.open()
+
+    # -- connection --------------------------------------------------------
+    def open(self, proto=None, *args):
+        """(Re)connects, to the constructor's address or to a new one."""
+        if proto is None:
+            proto, args = self.proto, self.args
+        address = address_of(proto, *args)
+        out = c_void_p()
+        st = lib.dime_connect(address.encode("utf-8"), byref(out))
+        if st:
+            raise error(st, f"cannot connect to {address}")
+        with self._lock:
+            old, self._ptr = self._ptr, out.value
+            self.address = address
+        if old is not None:
+            self._release(old)
+
+    # close(), __enter__/__exit__ and __del__ come from Handle.
+
+    # -- groups ------------------------------------------------------------
+    def join(self, *names):
+        """Joins the named groups (an error if already in one of them)."""
+        arr = _cstrs(names, "group name")
+        with self._lock:
+            check(lib.dime_join(self._handle(), arr, len(names)))
+
+    def leave(self, *names):
+        """Leaves the named groups (an error if not in one of them)."""
+        arr = _cstrs(names, "group name")
+        with self._lock:
+            check(lib.dime_leave(self._handle(), arr, len(names)))
+
+    def devices(self):
+        """The names of every group with at least one member."""
+        out = c_void_p()
+        with self._lock:
+            check(lib.dime_devices(self._handle(), byref(out)))
+        try:
+            return from_value(out.value)
+        finally:
+            lib.dime_value_free(out.value)
+
+    # -- sending -----------------------------------------------------------
+    def send(self, name, *varnames):
+        """Sends workspace variables ``varnames`` to every member of group ``name``."""
+        self.send_r(name, **{v: self.workspace[v] for v in varnames})
+
+    def send_r(self, name, **kvpairs):
+        """Sends ``kvpairs`` (variable name = value) to every member of group ``name``."""
+        group = _cstr(name, "group name")
+        self._send_many(group, kvpairs)
+
+    def broadcast(self, *varnames):
+        """Sends workspace variables ``varnames`` to every other client."""
+        self.broadcast_r(**{v: self.workspace[v] for v in varnames})
+
+    def broadcast_r(self, **kvpairs):
+        """Sends ``kvpairs`` (variable name = value) to every other client."""
+        self._send_many(None, kvpairs)
+
+    def _send_many(self, group, kvpairs):
+        n = len(kvpairs)
+        if n == 0:
+            return
+        names = _cstrs(list(kvpairs), "variable name")
+        values = (c_void_p * n)()
+        keep = []               # arrays lent to the library, alive until freed
+        try:
+            for i, (k, v) in enumerate(kvpairs.items()):
+                values[i] = to_value(v, keep, k)
+            with self._lock:
+                ptr = self._handle()
+                if group is None:
+                    st = lib.dime_broadcast_many(ptr, names, values, n)
+                else:
+                    st = lib.dime_send_many(ptr, group, names, values, n)
+            check(st)
+        finally:
+            for v in values:
+                if v:
+                    lib.dime_value_free(v)
+            del keep
+
+    # -- receiving ---------------------------------------------------------
+    def sync(self, n=-1):
+        """Receives up to ``n`` queued variables (all if ``n`` < 0) into the
+        workspace; returns the set of their names."""
+        updates = self.sync_r(n)
+        self.workspace.update(updates)
+        return set(updates)
+
+    def sync_r(self, n=-1):
+        """Receives up to ``n`` queued variables (all if ``n`` < 0) and
+        returns them as a dict (a later value of a name wins)."""
+        n = _lib_int(n, "n")
+        msgs = c_void_p()
+        with self._lock:
+            check(lib.dime_sync(self._handle(), n, byref(msgs)))
+        msgs = msgs.value
+        try:
+            count = lib.dime_messages_len(msgs)
+            ret = {}
+            name_p = c_void_p()
+            value_p = c_void_p()
+            for i in range(count):
+                check(lib.dime_messages_get(msgs, i, byref(name_p), byref(value_p)))
+                name = ctypes.string_at(name_p.value).decode("utf-8", "replace")
+                check(lib.dime_messages_take(msgs, i, byref(value_p)))
+                try:
+                    ret[name] = from_value(value_p.value, True, name)
+                finally:
+                    lib.dime_value_free(value_p.value)
+            return ret
+        finally:
+            lib.dime_messages_free(msgs)
+
+    def wait(self, timeout=None):
+        """Blocks until a variable is queued for this client; returns how
+        many are. With ``timeout`` (seconds), raises ``DimeTimeoutError``
+        (a ``TimeoutError``) if none arrives in time."""
+        if timeout is None:
+            deadline = math.inf
+        else:
+            timeout = float(timeout)
+            if math.isnan(timeout) or timeout < 0:
+                raise ValueError(f"timeout must be a non-negative number of seconds, not {timeout}")
+            deadline = time.monotonic() + timeout
+        count = c_size_t()
+        while True:
+            left = deadline - time.monotonic()
+            slice_ms = int(max(0.0, min(left, WAIT_SLICE)) * 1000)
+            with self._lock:
+                st = lib.dime_wait(self._handle(), slice_ms, byref(count))
+            if st == _lib.STATUS_OK:
+                return count.value
+            if st != _lib.STATUS_TIMEOUT:
+                raise error(st)
+            if time.monotonic() >= deadline:
+                raise DimeTimeoutError(f"no message arrived within {timeout} s", st)
+
+    # -- the workspace (MutableMapping) ------------------------------------
+    def __getitem__(self, varname):
+        return self.workspace[varname]
+
+    def __setitem__(self, varname, var):
+        self.workspace[varname] = var
+
+    def __delitem__(self, varname):
+        del self.workspace[varname]
+
+    def __iter__(self):
+        return iter(self.workspace)
+
+    def __len__(self):
+        return len(self.workspace)
+
+    def __repr__(self):
+        state = "closed" if self.closed else getattr(self, "address", "?")
+        return f"<DimeClient {state}, {len(self.workspace)} variables>"
+
+
+def _lib_int(n, what):
+    if isinstance(n, bool) or not isinstance(n, int):
+        try:
+            n = n.__index__()
+        except AttributeError:
+            raise TypeError(f"{what} must be an int, not {type(n).__name__}") from None
+    return max(min(n, (1 << 63) - 1), -1)
