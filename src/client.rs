@@ -9,7 +9,7 @@ use serde_json::{Map, Value as Json, json};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What can go wrong talking to a server.
 #[derive(Debug)]
@@ -80,6 +80,21 @@ impl Message {
         }
         dimeb::decode(&self.payload)
             .map_err(|e| Error::Codec(CodecError(format!("variable '{}': {}", self.varname, e.0))))
+    }
+}
+
+/// How long to poll for a reply before blocking.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// A `Read` over a transport's non-blocking read (`Unsupported` where the
+/// transport has none).
+struct DontWait<'a>(&'a mut dyn Transport);
+
+impl io::Read for DontWait<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0
+            .read_nonblocking(buf)
+            .unwrap_or_else(|| Err(io::ErrorKind::Unsupported.into()))
     }
 }
 
@@ -176,7 +191,30 @@ impl Client {
             {
                 return Ok(f);
             }
-            match self.reader.read_from(&mut *self.stream) {
+            // A reply usually arrives within tens of microseconds: poll for
+            // it briefly (yielding the CPU to anything runnable, such as the
+            // server) before a blocking read, which would pay a sleep and a
+            // wake-up, the larger part of a small round trip here.
+            let spin_until = Instant::now() + SPIN;
+            let read = loop {
+                match self.reader.read_from(&mut DontWait(&mut *self.stream)) {
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < spin_until =>
+                    {
+                        std::thread::yield_now()
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Unsupported
+                        ) =>
+                    {
+                        break self.reader.read_from(&mut *self.stream);
+                    }
+                    other => break other,
+                }
+            };
+            match read {
                 Ok(0) => return Err(Error::ConnectionLost("server closed the connection".into())),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -34,6 +34,11 @@ pub trait Transport: Read + Write + AsRawFd + Send {
     fn has_buffered_input(&self) -> bool {
         false
     }
+    /// Reads without blocking even on a blocking socket (`MSG_DONTWAIT`),
+    /// or None where the transport cannot (WebSocket framing).
+    fn read_nonblocking(&mut self, _buf: &mut [u8]) -> Option<io::Result<usize>> {
+        None
+    }
 }
 
 /// A listening socket of any transport.
@@ -100,6 +105,18 @@ pub fn connect(addr: &Address) -> io::Result<Box<dyn Transport>> {
         Address::Unix(path) => unix::connect(path),
         Address::Tcp(host, port) => tcp::connect(host, *port),
         Address::Ws(host, port) => ws::connect(host, *port),
+    }
+}
+
+/// `recv(MSG_DONTWAIT)` on a socket: one non-blocking read without
+/// switching the socket's mode.
+fn recv_dontwait(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` writable bytes.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 

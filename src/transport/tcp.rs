@@ -18,6 +18,9 @@ impl Transport for TcpStream {
     fn shutdown(&self) -> io::Result<()> {
         TcpStream::shutdown(self, std::net::Shutdown::Both)
     }
+    fn read_nonblocking(&mut self, buf: &mut [u8]) -> Option<io::Result<usize>> {
+        Some(super::recv_dontwait(self.as_raw_fd(), buf))
+    }
 }
 
 /// A listening TCP socket.
