@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# tests/octave/run.sh — the MATLAB binding (matlab/) tested under GNU Octave.
+#
+#   tests/octave/run.sh              build, start a server, run every test
+#   tests/octave/run.sh api errors   run only test_api.m and test_errors.m
+#
+# Builds libdime and the server (cargo build, debug), the MEX file
+# (matlab/build.sh debug) and the C peer; starts target/debug/dime on a
+# temporary unix socket and tcp:0 (and on /tmp/dime.sock, for the DiME2
+# example run verbatim, when nothing is there yet); runs each
+# tests/octave/test_<name>.m in its own octave-cli. Tests print one
+# "PASS name" / "FAIL name: why" line per check; this script prints them
+# and ends with "octave: N passed, M failed". Exit status 0 only if all
+# passed. A test that crashes or prints nothing counts as one failure.
+#
+# Environment: DIME_PYTHON (default .venv/py/bin/python, with our binding
+# installed), DIME_SKIP_CARGO=1 to skip cargo build, TEST_TIMEOUT (s, per test).
+
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+cd "$REPO" || exit 2
+
+TESTS=(roundtrip seed api errors python c)
+(($# > 0)) && TESTS=("$@")
+
+PASSED=0
+FAILED=0
+finish() {
+    echo "octave: $PASSED passed, $FAILED failed"
+    ((FAILED == 0 && PASSED > 0))
+    exit $?
+}
+setup_failed() {
+    echo "FAIL setup: $*"
+    FAILED=$((FAILED + 1))
+    finish
+}
+
+command -v octave-cli >/dev/null \
+    || setup_failed "octave-cli not found (apt-get install octave liboctave-dev)"
+
+if [[ "${DIME_SKIP_CARGO:-}" != 1 ]]; then
+    cargo build -q || setup_failed "cargo build failed"
+fi
+DIME_BIN="$REPO/target/debug/dime"
+LIBDIR="$REPO/target/debug"
+[[ -x "$DIME_BIN" && -f "$LIBDIR/libdime.so" ]] || setup_failed "no target/debug/dime or libdime.so"
+
+matlab/build.sh debug || setup_failed "MEX build (matlab/build.sh) failed"
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/dime-octave.XXXXXX")"
+SERVER_PID=""
+cleanup() {
+    if [[ -n "$SERVER_PID" ]]; then
+        kill -TERM "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+gcc -std=c99 -Wall -Wextra -Wpedantic -Werror -I include "$HERE/c_peer.c" \
+    -L "$LIBDIR" -ldime -Wl,-rpath,"$LIBDIR" -lm -o "$TMP/c_peer" \
+    || setup_failed "building tests/octave/c_peer.c failed"
+
+# The server. /tmp/dime.sock is served too when free, so the DiME2 example
+# runs verbatim; if another server already answers there, the example uses
+# that one (it only talks to itself).
+SOCK="$TMP/dime.sock"
+listen=(-l "unix:$SOCK" -l "tcp:0")
+DEFAULT_SOCK=0
+if [[ ! -e /tmp/dime.sock ]]; then
+    listen+=(-l unix:/tmp/dime.sock)
+    DEFAULT_SOCK=1
+elif [[ -S /tmp/dime.sock ]] && python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect("/tmp/dime.sock")' 2>/dev/null; then
+    DEFAULT_SOCK=1
+fi
+"$DIME_BIN" "${listen[@]}" 2>"$TMP/server.log" &
+SERVER_PID=$!
+for _ in $(seq 100); do
+    grep -q "listening on tcp:" "$TMP/server.log" 2>/dev/null && [[ -S "$SOCK" ]] && break
+    sleep 0.05
+done
+TCP_PORT="$(sed -n 's/.*listening on tcp:[^ ]*:\([0-9][0-9]*\).*/\1/p' "$TMP/server.log" | head -1)"
+[[ -S "$SOCK" && -n "$TCP_PORT" ]] || setup_failed "server did not start: $(cat "$TMP/server.log")"
+
+PY="${DIME_PYTHON:-$REPO/.venv/py/bin/python}"
+
+export DIME_SOCK="$SOCK" DIME_TCP_PORT="$TCP_PORT" DIME_DEFAULT_SOCK="$DEFAULT_SOCK" \
+    DIME_BIN DIME_PYTHON="$PY" DIME_C_PEER="$TMP/c_peer" \
+    DIME_LIBRARY="${DIME_LIBRARY:-$LIBDIR/libdime.so}"
+
+for t in "${TESTS[@]}"; do
+    file="$HERE/test_$t.m"
+    if [[ ! -f "$file" ]]; then
+        echo "FAIL $t: no such test ($file)"
+        FAILED=$((FAILED + 1))
+        continue
+    fi
+    if [[ "$t" == python ]] && ! "$PY" -c 'import dime, numpy' 2>/dev/null; then
+        echo "FAIL python: $PY cannot import our binding (dime) and numpy;"
+        echo "     create .venv/py (tests/run-all python_binding does) or set DIME_PYTHON"
+        FAILED=$((FAILED + 1))
+        continue
+    fi
+    out="$TMP/$t.out"
+    started=$SECONDS
+    timeout "${TEST_TIMEOUT:-150}" octave-cli --no-gui --norc --no-history --quiet \
+        --eval "addpath('$REPO/matlab', '$HERE'); test_$t" >"$out" 2>&1
+    rc=$?
+    # Octave 7 prints this at every exit in some environments; it is noise.
+    grep -v "ignoring const execution_exception& while preparing to exit" "$out" \
+        | grep -v '^$' || true
+    p=$(grep -c '^PASS ' "$out")
+    f=$(grep -c '^FAIL ' "$out")
+    PASSED=$((PASSED + p))
+    FAILED=$((FAILED + f))
+    if ((rc != 0 || p + f == 0)); then
+        echo "FAIL $t: octave exited with status $rc after $((SECONDS - started))s"
+        FAILED=$((FAILED + 1))
+    fi
+done
+
+if grep -qi "panic" "$TMP/server.log"; then
+    echo "FAIL server: panicked (see below)"
+    cat "$TMP/server.log"
+    FAILED=$((FAILED + 1))
+fi
+finish
