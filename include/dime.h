@@ -641,6 +641,23 @@ enum dime_status dime_value_new_matrix_borrowed(dime_class cls,
                                                 struct dime_value **out);
 
 /**
+ * As `dime_value_new_matrix_borrowed`, but `data` is laid out
+ * **row-major** (C order: the last index varies fastest, as a C array
+ * `double m[rows][cols]` or a C-ordered numpy array) while `dims` keep
+ * their usual meaning. Nothing is copied now; sending transposes to the
+ * wire's column-major order while it byte-swaps, in one pass, so a
+ * C-ordered buffer costs no extra copy. Same lifetime rules as
+ * `dime_value_new_matrix_borrowed`. `dime_matrix_data` on this value
+ * returns `data` itself (row-major); `dime_value_clone` gives an owning
+ * column-major copy. Rank 0 and 1 are the same in both orders.
+ */
+enum dime_status dime_value_new_matrix_borrowed_row_major(dime_class cls,
+                                                          size_t rank,
+                                                          const size_t *dims,
+                                                          const void *data,
+                                                          struct dime_value **out);
+
+/**
  * Writes the element class of a matrix (a `DIME_CLASS_*` constant) to
  * `*out`. `DIME_STATUS_WRONG_TYPE` unless `value` is `DIME_KIND_MATRIX`;
  * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. `value` is only read.

@@ -117,11 +117,14 @@ pub enum MatrixData {
 unsafe impl Send for MatrixData {}
 unsafe impl Sync for MatrixData {}
 
-/// An N-dimensional array, column-major, elements in native byte order.
+/// An N-dimensional array, elements in native byte order, column-major
+/// (or, for a borrowed C-ordered buffer, row-major until it is encoded or
+/// copied: see [`Matrix::borrowed_row_major`]).
 pub struct Matrix {
     kind: ElemKind,
     dims: Vec<usize>,
     data: MatrixData,
+    row_major: bool,
 }
 
 /// Why a matrix could not be built.
@@ -165,7 +168,49 @@ impl Matrix {
             kind,
             dims,
             data: MatrixData::Owned(data),
+            row_major: false,
         })
+    }
+
+    /// A matrix over a caller's buffer laid out row-major (C order, last
+    /// index fastest), without copying it: the encoder transposes while it
+    /// byte-swaps, so a C-ordered numpy array costs one pass, not two.
+    ///
+    /// # Safety
+    /// As [`Matrix::borrowed`].
+    pub unsafe fn borrowed_row_major(
+        kind: ElemKind,
+        dims: Vec<usize>,
+        ptr: *const u8,
+        len: usize,
+    ) -> Result<Matrix, ShapeError> {
+        // SAFETY: forwarded contract.
+        let mut m = unsafe { Matrix::borrowed(kind, dims, ptr, len)? };
+        m.row_major = m.dims.len() >= 2;
+        Ok(m)
+    }
+
+    /// True while the elements are stored row-major (a borrowed C-ordered
+    /// buffer); [`Matrix::bytes`] is then in that order and
+    /// [`Matrix::column_major_bytes`] gives the canonical order.
+    pub fn is_row_major(&self) -> bool {
+        self.row_major
+    }
+
+    /// The elements in column-major order (copied only for a row-major matrix).
+    pub fn column_major_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        if !self.row_major {
+            return std::borrow::Cow::Borrowed(self.bytes());
+        }
+        let mut out = vec![0u8; self.bytes().len()];
+        transpose_into(
+            self.bytes(),
+            &self.dims,
+            self.kind.size(),
+            &mut out,
+            |s, d| d.copy_from_slice(s),
+        );
+        std::borrow::Cow::Owned(out)
     }
 
     /// A matrix over a caller's buffer, without copying it.
@@ -191,6 +236,7 @@ impl Matrix {
             kind,
             dims,
             data: MatrixData::Borrowed { ptr, len },
+            row_major: false,
         })
     }
 
@@ -239,7 +285,7 @@ impl Matrix {
             return None;
         }
         Some(
-            self.bytes()
+            self.column_major_bytes()
                 .chunks_exact(self.kind.size())
                 .map(T::from_ne)
                 .collect(),
@@ -250,7 +296,7 @@ impl Matrix {
     pub fn into_bytes(self) -> Vec<u8> {
         match self.data {
             MatrixData::Owned(v) => v,
-            MatrixData::Borrowed { .. } => self.bytes().to_vec(),
+            MatrixData::Borrowed { .. } => self.column_major_bytes().into_owned(),
         }
     }
 }
@@ -260,7 +306,8 @@ impl Clone for Matrix {
         Matrix {
             kind: self.kind,
             dims: self.dims.clone(),
-            data: MatrixData::Owned(self.bytes().to_vec()),
+            data: MatrixData::Owned(self.column_major_bytes().into_owned()),
+            row_major: false,
         }
     }
 }
@@ -268,13 +315,69 @@ impl Clone for Matrix {
 impl PartialEq for Matrix {
     /// Equal when class, shape and bytes agree (so NaN equals the same NaN).
     fn eq(&self, other: &Matrix) -> bool {
-        self.kind == other.kind && self.dims == other.dims && self.bytes() == other.bytes()
+        self.kind == other.kind
+            && self.dims == other.dims
+            && self.column_major_bytes() == other.column_major_bytes()
     }
 }
 
 impl fmt::Debug for Matrix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Matrix<{}>{:?}", self.kind.name(), self.dims)
+    }
+}
+
+/// Copies the elements of a row-major array of shape `dims` into `out` in
+/// column-major order, `elem` bytes at a time through `put(src, dst)`.
+/// Rank 2 goes in cache-sized tiles; higher ranks walk the index space.
+pub fn transpose_into(
+    src: &[u8],
+    dims: &[usize],
+    elem: usize,
+    out: &mut [u8],
+    put: impl Fn(&[u8], &mut [u8]),
+) {
+    debug_assert_eq!(src.len(), out.len());
+    let n: usize = dims.iter().product();
+    if n == 0 {
+        return;
+    }
+    if dims.len() == 2 {
+        const TILE: usize = 64;
+        let (rows, cols) = (dims[0], dims[1]);
+        for ib in (0..rows).step_by(TILE) {
+            for jb in (0..cols).step_by(TILE) {
+                for i in ib..(ib + TILE).min(rows) {
+                    for j in jb..(jb + TILE).min(cols) {
+                        let s = (i * cols + j) * elem;
+                        let d = (j * rows + i) * elem;
+                        put(&src[s..s + elem], &mut out[d..d + elem]);
+                    }
+                }
+            }
+        }
+        return;
+    }
+    // Walk the row-major source in order, tracking the column-major offset.
+    let rank = dims.len();
+    let mut col_stride = vec![1usize; rank];
+    for k in 1..rank {
+        col_stride[k] = col_stride[k - 1] * dims[k - 1];
+    }
+    let mut idx = vec![0usize; rank];
+    for s in 0..n {
+        let d: usize = idx.iter().zip(&col_stride).map(|(i, st)| i * st).sum();
+        put(
+            &src[s * elem..(s + 1) * elem],
+            &mut out[d * elem..(d + 1) * elem],
+        );
+        for k in (0..rank).rev() {
+            idx[k] += 1;
+            if idx[k] < dims[k] {
+                break;
+            }
+            idx[k] = 0;
+        }
     }
 }
 

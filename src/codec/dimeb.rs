@@ -134,8 +134,39 @@ pub fn encode_matrix(m: &Matrix, out: &mut Vec<u8>) -> Result<(), CodecError> {
     for d in m.dims() {
         put_count(out, *d, "matrix dimension")?;
     }
-    swap_extend(m.bytes(), m.kind().swap_unit(), out);
+    if m.is_row_major() {
+        // Transpose and byte-swap in one pass over the caller's buffer.
+        let start = out.len();
+        out.resize(start + m.bytes().len(), 0);
+        transpose_swapped(m, &mut out[start..]);
+    } else {
+        swap_extend(m.bytes(), m.kind().swap_unit(), out);
+    }
     Ok(())
+}
+
+/// Writes a row-major matrix's elements column-major and big-endian.
+fn transpose_swapped(m: &Matrix, out: &mut [u8]) {
+    let (src, dims, size) = (m.bytes(), m.dims(), m.kind().size());
+    // One closure per word width, so each loop compiles to plain loads,
+    // byte swaps and stores.
+    macro_rules! go {
+        ($t:ty) => {
+            crate::value::transpose_into(src, dims, size, out, |s, d| {
+                const W: usize = std::mem::size_of::<$t>();
+                for (sc, dc) in s.chunks_exact(W).zip(d.chunks_exact_mut(W)) {
+                    let w = <$t>::from_ne_bytes(sc.try_into().unwrap());
+                    dc.copy_from_slice(&w.to_be_bytes());
+                }
+            })
+        };
+    }
+    match m.kind().swap_unit() {
+        1 => go!(u8),
+        2 => go!(u16),
+        4 => go!(u32),
+        _ => go!(u64),
+    }
 }
 
 /// Appends `src` to `out` with every `unit`-byte word reversed (big-endian
@@ -512,6 +543,81 @@ mod tests {
         assert_eq!(decode(pairs[1].1).unwrap(), Value::Null);
         assert!(split_map(&bytes[..bytes.len() - 1]).is_err());
         assert!(split_map(&encode(&Value::I64(1)).unwrap()).is_err());
+    }
+
+    #[test]
+    fn row_major_borrowed_matrices_encode_as_their_column_major_twin() {
+        for kind in ElemKind::ALL {
+            for dims in [
+                vec![3usize, 4],
+                vec![2, 3, 4],
+                vec![1, 5],
+                vec![130, 70],
+                vec![0, 3],
+            ] {
+                let n: usize = dims.iter().product();
+                let row_major: Vec<u8> = (0..n * kind.size())
+                    .map(|i| {
+                        if kind == ElemKind::Bool {
+                            (i % 2) as u8
+                        } else {
+                            (i * 7) as u8
+                        }
+                    })
+                    .collect();
+                // The column-major twin, built element by element.
+                let elem = kind.size();
+                let mut col = vec![0u8; row_major.len()];
+                let rank = dims.len();
+                let mut idx = vec![0usize; rank];
+                for s in 0..n {
+                    let mut d = 0;
+                    let mut stride = 1;
+                    for k in 0..rank {
+                        d += idx[k] * stride;
+                        stride *= dims[k];
+                    }
+                    col[d * elem..(d + 1) * elem]
+                        .copy_from_slice(&row_major[s * elem..(s + 1) * elem]);
+                    for k in (0..rank).rev() {
+                        idx[k] += 1;
+                        if idx[k] < dims[k] {
+                            break;
+                        }
+                        idx[k] = 0;
+                    }
+                }
+                let twin = Matrix::new(kind, dims.clone(), col).unwrap();
+                let borrowed = unsafe {
+                    Matrix::borrowed_row_major(
+                        kind,
+                        dims.clone(),
+                        row_major.as_ptr(),
+                        row_major.len(),
+                    )
+                }
+                .unwrap();
+                let a = encode(&Value::Matrix(borrowed.clone())).unwrap();
+                let b = encode(&Value::Matrix(twin.clone())).unwrap();
+                assert_eq!(a, b, "{kind:?} {dims:?}");
+                assert_eq!(
+                    encode(&Value::Matrix(
+                        unsafe {
+                            Matrix::borrowed_row_major(
+                                kind,
+                                dims.clone(),
+                                row_major.as_ptr(),
+                                row_major.len(),
+                            )
+                        }
+                        .unwrap()
+                    ))
+                    .unwrap(),
+                    b
+                );
+                assert!(borrowed == twin);
+            }
+        }
     }
 
     #[test]

@@ -150,6 +150,35 @@ pub extern "C" fn dime_value_new_matrix_borrowed(
     }
 }
 
+/// As `dime_value_new_matrix_borrowed`, but `data` is laid out
+/// **row-major** (C order: the last index varies fastest, as a C array
+/// `double m[rows][cols]` or a C-ordered numpy array) while `dims` keep
+/// their usual meaning. Nothing is copied now; sending transposes to the
+/// wire's column-major order while it byte-swaps, in one pass, so a
+/// C-ordered buffer costs no extra copy. Same lifetime rules as
+/// `dime_value_new_matrix_borrowed`. `dime_matrix_data` on this value
+/// returns `data` itself (row-major); `dime_value_clone` gives an owning
+/// column-major copy. Rank 0 and 1 are the same in both orders.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_value_new_matrix_borrowed_row_major(
+    cls: dime_class,
+    rank: usize,
+    dims: *const usize,
+    data: *const c_void,
+    out: *mut *mut dime_value,
+) -> dime_status {
+    ffi_status! {
+        check_arg!(out);
+        let (kind, dims, len) = shape(cls, rank, dims)?;
+        let bytes = slice_arg(data.cast::<u8>(), len, "data")?;
+        // SAFETY: as in `dime_value_new_matrix_borrowed`.
+        let m = unsafe { Matrix::borrowed_row_major(kind, dims, bytes.as_ptr(), len) }
+            .map_err(|e| Fail::invalid(e.0))?;
+        write_out(out, into_raw(Value::Matrix(m)));
+        Ok(())
+    }
+}
+
 /// The matrix inside `value`, or `DIME_STATUS_WRONG_TYPE`.
 fn matrix<'a>(value: *const dime_value) -> Result<&'a Matrix, Fail> {
     match check_arg!(ref value as Value) {

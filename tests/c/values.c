@@ -277,6 +277,18 @@ static void matrices(void)
         check_matrix(copy, DIME_CLASS_DOUBLE, 2, dims23, keep, sizeof keep);
         dime_value_free(copy);
     }
+
+    /* A row-major (C-order) buffer arrives column-major, transposed. */
+    {
+        int32_t rows[2][3] = {{1, 2, 3}, {4, 5, 6}};
+        int32_t col[6] = {1, 4, 2, 5, 3, 6};
+        dime_value *back;
+        REQUIRE_OK(dime_value_new_matrix_borrowed_row_major(DIME_CLASS_INT32, 2, dims23, rows, &v));
+        back = round_trip(v);
+        check_matrix(back, DIME_CLASS_INT32, 2, dims23, col, sizeof col);
+        dime_value_free(back);
+        dime_value_free(v);
+    }
 }
 
 static void strings(void)

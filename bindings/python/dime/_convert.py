@@ -176,15 +176,19 @@ def _new_matrix(a, keep, path):
     if cls is None:
         raise TypeError(f"cannot send a numpy array of dtype {dt}{_where(path)}: dime sends "
                         f"int8..int64, uint8..uint64, float32, float64, complex64, complex128, bool")
+    new = lib.dime_value_new_matrix_borrowed
     if not dt.isnative:
         a = a.astype(dt.newbyteorder("="), order="F")     # one copy, swapped
     elif not a.flags.f_contiguous:
-        a = _to_fortran(a)                                # one copy, column-major
+        if a.flags.c_contiguous:
+            # Lent as is: the library transposes while it byte-swaps.
+            new = lib.dime_value_new_matrix_borrowed_row_major
+        else:
+            a = _to_fortran(a)                            # one copy, column-major
     rank = a.ndim
     dims = (c_size_t * rank)(*a.shape)
     out = c_void_p()
-    check(lib.dime_value_new_matrix_borrowed(cls, rank, dims, a.ctypes.data, byref(out)),
-          path or None)
+    check(new(cls, rank, dims, a.ctypes.data, byref(out)), path or None)
     keep.append(a)
     return out.value
 

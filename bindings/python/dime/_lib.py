@@ -131,6 +131,7 @@ SIGNATURES = {
     "dime_class_size": (c_size_t, [cls]),
     "dime_value_new_matrix": (status, [cls, c_size_t, P(c_size_t), c_void_p, ph]),
     "dime_value_new_matrix_borrowed": (status, [cls, c_size_t, P(c_size_t), c_void_p, ph]),
+    "dime_value_new_matrix_borrowed_row_major": (status, [cls, c_size_t, P(c_size_t), c_void_p, ph]),
     "dime_matrix_class": (status, [h, P(cls)]),
     "dime_matrix_rank": (status, [h, P(c_size_t)]),
     "dime_matrix_dims": (status, [h, P(P(c_size_t))]),

@@ -80,12 +80,25 @@ def test_sending_a_large_logical_does_not_copy(pair):
     assert peak < MB, peak
 
 
-def test_sending_a_c_ordered_array_copies_exactly_once(pair):
+def test_sending_a_c_ordered_array_does_not_copy(pair):
+    """C order is lent as is: the library transposes while it byte-swaps."""
+    a, b = pair
+    x = np.ones((3125, 4000))
+    peak = traced_peak(lambda: a.send_r("g", x=x))
+    assert peak < MB, peak
+    got = b.sync_r()["x"]
+    assert got.shape == x.shape and np.array_equal(got, x)
+
+
+def test_sending_a_strided_view_copies_exactly_once(pair):
     """The control for the tests above: tracemalloc does see numpy's copies."""
     a, b = pair
-    x = np.ones((3125, 4000))                       # C order: one copy to Fortran order
+    base = np.arange(3125 * 8000, dtype=np.float64).reshape(3125, 8000)
+    x = base[:, ::2]                                 # neither C nor Fortran contiguous
     peak = traced_peak(lambda: a.send_r("g", x=x))
     assert x.nbytes <= peak < x.nbytes + MB, peak
+    got = b.sync_r()["x"]
+    assert np.array_equal(got, x)
 
 
 def test_receiving_does_not_copy(pair):
