@@ -240,7 +240,7 @@ fn lindypy_sum_example_with_five_workers() {
 }
 
 #[test]
-fn eight_clients_out_and_in_lose_and_duplicate_nothing() {
+fn eight_clients_times_10000_out_and_in_lose_and_duplicate_nothing() {
     let srv = TestServer::start();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let threads: Vec<_> = (0..8i64)
@@ -250,7 +250,7 @@ fn eight_clients_out_and_in_lose_and_duplicate_nothing() {
             std::thread::spawn(move || {
                 let mut c = dime::Client::connect(&addr).unwrap();
                 let mut mine = Vec::new();
-                for i in 0..2000i64 {
+                for i in 0..10_000i64 {
                     c.space("x").out(&[Value::I64(w * 1_000_000 + i)]).unwrap();
                     let t = c
                         .space("x")
@@ -269,7 +269,7 @@ fn eight_clients_out_and_in_lose_and_duplicate_nothing() {
     let mut seen = seen.lock().unwrap().clone();
     seen.sort();
     let mut want: Vec<i64> = (0..8i64)
-        .flat_map(|w| (0..2000).map(move |i| w * 1_000_000 + i))
+        .flat_map(|w| (0..10_000).map(move |i| w * 1_000_000 + i))
         .collect();
     want.sort();
     assert_eq!(seen, want);
