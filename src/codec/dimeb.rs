@@ -148,6 +148,14 @@ pub fn encode_matrix(m: &Matrix, out: &mut Vec<u8>) -> Result<(), CodecError> {
 /// Writes a row-major matrix's elements column-major and big-endian.
 fn transpose_swapped(m: &Matrix, out: &mut [u8]) {
     let (src, dims, size) = (m.bytes(), m.dims(), m.kind().size());
+    if dims.len() == 2 && size == m.kind().swap_unit() {
+        match size {
+            1 => return transpose_2d_be::<u8>(src, dims[0], dims[1], out),
+            2 => return transpose_2d_be::<u16>(src, dims[0], dims[1], out),
+            4 => return transpose_2d_be::<u32>(src, dims[0], dims[1], out),
+            _ => return transpose_2d_be::<u64>(src, dims[0], dims[1], out),
+        }
+    }
     // One closure per word width, so each loop compiles to plain loads,
     // byte swaps and stores.
     macro_rules! go {
@@ -166,6 +174,45 @@ fn transpose_swapped(m: &Matrix, out: &mut [u8]) {
         2 => go!(u16),
         4 => go!(u32),
         _ => go!(u64),
+    }
+}
+
+/// A machine word that can be written big-endian.
+trait Word: Copy {
+    fn to_be(self) -> Self;
+}
+
+macro_rules! word {
+    ($($t:ty),*) => {$(
+        impl Word for $t {
+            fn to_be(self) -> Self {
+                <$t>::to_be(self)
+            }
+        }
+    )*};
+}
+word!(u8, u16, u32, u64);
+
+/// The hot case of sending a C-ordered 2-D array: tile by tile, read rows,
+/// write columns, byte-swapped, with the bounds checked once up front.
+fn transpose_2d_be<T: Word>(src: &[u8], rows: usize, cols: usize, out: &mut [u8]) {
+    const TILE: usize = 64;
+    let w = std::mem::size_of::<T>();
+    assert!(src.len() == rows * cols * w && out.len() == src.len());
+    let (s, d) = (src.as_ptr(), out.as_mut_ptr());
+    for ib in (0..rows).step_by(TILE) {
+        for jb in (0..cols).step_by(TILE) {
+            for i in ib..(ib + TILE).min(rows) {
+                for j in jb..(jb + TILE).min(cols) {
+                    // SAFETY: i < rows and j < cols, so both offsets are
+                    // within the `rows * cols * w` bytes asserted above.
+                    unsafe {
+                        let v = (s.add((i * cols + j) * w) as *const T).read_unaligned();
+                        (d.add((j * rows + i) * w) as *mut T).write_unaligned(v.to_be());
+                    }
+                }
+            }
+        }
     }
 }
 
