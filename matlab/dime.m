@@ -15,9 +15,17 @@ classdef dime < handle
     %
     % Methods: join, leave, send (alias send_var), send_r, broadcast,
     % broadcast_r, sync, sync_r, wait, devices (alias get_devices), close,
-    % delete. Every failure raises an error whose identifier is
+    % delete.
+    % Shared dictionaries: share_set, share_get, share_pop, share_del,
+    % share_contains, share_keys, share_len, share_clear, share_get_many,
+    % share_set_many, share_incr, share_cas (dime.absent()), share_wait_key,
+    % share_lock, share_try_lock, share_unlock; option 'share', NAME.
+    % Tuple spaces: out, in (aliases take, in_), rd, inp, rdp, count;
+    % pattern wildcards dime.any(), dime.type(T), dime.matrix(C, R),
+    % dime.range(LO, HI); option 'space', NAME.
+    % Every failure raises an error whose identifier is
     % dime:<kind> (dime:connection, dime:closed, dime:timeout, dime:server,
-    % dime:type, dime:argument, dime:codec, ...) and whose message is the
+    % dime:type, dime:argument, dime:notfound, dime:codec, ...) and whose message is the
     % library's; after dime:server, dime:type, dime:argument, dime:timeout
     % and dime:codec the connection stays usable.
     %
@@ -36,6 +44,9 @@ classdef dime < handle
         % Field of the 1x1 struct standing for a map whose keys are not all
         % valid field names (containers.Map); must match dime_mex.c.
         MARK = 'dime__containers_Map__'
+        % Field of the marker structs of dime.any, dime.type, dime.matrix,
+        % dime.range and dime.absent (pattern wildcards, cas "absent").
+        PMARK = 'dime__pattern__'
     end
 
     methods
@@ -228,6 +239,299 @@ classdef dime < handle
             % GET_DEVICES  Alias of DEVICES.
             names = dime_mex('devices', obj.h);
         end
+
+        % ------------------------------------------- shared dictionaries
+        % Options come last, as a name-value pair: 'share', NAME (default
+        % '', the default share). Semantics: docs/protocol-extensions.md.
+
+        function share_set(obj, key, value, varargin)
+            % SHARE_SET  Store value under key: d.share_set(key, value, ['share', S]).
+            % Waits while another client holds the whole-share lock.
+            if nargin < 3
+                dime.missing('share_set', 2);
+            end
+            s = dime.share_opt(varargin, 0, 'share_set(key, value, [''share'', S])');
+            dime_mex('share_set', obj.h, s, dime.str(key), dime.to_wire(value));
+        end
+
+        function v = share_get(obj, key, varargin)
+            % SHARE_GET  The value under key; dime:notfound if there is none.
+            if nargin < 2
+                dime.missing('share_get', 1);
+            end
+            s = dime.share_opt(varargin, 0, 'share_get(key, [''share'', S])');
+            [v, fix] = dime_mex('share_get', obj.h, s, dime.str(key));
+            if fix
+                v = dime.from_wire(v);
+            end
+        end
+
+        function v = share_pop(obj, key, varargin)
+            % SHARE_POP  Remove key and return its value, atomically (of
+            % several clients popping one key exactly one gets it);
+            % dime:notfound if there is none.
+            if nargin < 2
+                dime.missing('share_pop', 1);
+            end
+            s = dime.share_opt(varargin, 0, 'share_pop(key, [''share'', S])');
+            [v, fix] = dime_mex('share_pop', obj.h, s, dime.str(key));
+            if fix
+                v = dime.from_wire(v);
+            end
+        end
+
+        function found = share_del(obj, key, varargin)
+            % SHARE_DEL  Remove key; returns whether it was there (a missing
+            % key is not an error).
+            if nargin < 2
+                dime.missing('share_del', 1);
+            end
+            s = dime.share_opt(varargin, 0, 'share_del(key, [''share'', S])');
+            found = dime_mex('share_del', obj.h, s, dime.str(key));
+        end
+
+        function tf = share_contains(obj, key, varargin)
+            % SHARE_CONTAINS  Whether the share holds key.
+            if nargin < 2
+                dime.missing('share_contains', 1);
+            end
+            s = dime.share_opt(varargin, 0, 'share_contains(key, [''share'', S])');
+            tf = dime_mex('share_contains', obj.h, s, dime.str(key));
+        end
+
+        function k = share_keys(obj, varargin)
+            % SHARE_KEYS  Every key of the share, sorted (1xN cell of char;
+            % {} when empty).
+            s = dime.share_opt(varargin, 0, 'share_keys([''share'', S])');
+            k = dime_mex('share_keys', obj.h, s);
+        end
+
+        function n = share_len(obj, varargin)
+            % SHARE_LEN  The number of keys in the share.
+            s = dime.share_opt(varargin, 0, 'share_len([''share'', S])');
+            n = dime_mex('share_len', obj.h, s);
+        end
+
+        function share_clear(obj, varargin)
+            % SHARE_CLEAR  Remove every key of the share (locks stay).
+            s = dime.share_opt(varargin, 0, 'share_clear([''share'', S])');
+            dime_mex('share_clear', obj.h, s);
+        end
+
+        function m = share_get_many(obj, keys, varargin)
+            % SHARE_GET_MANY  The keys (a cellstr) that exist, read in one
+            % request, as a struct (or a containers.Map if some key is not
+            % a valid field name).
+            if nargin < 2
+                dime.missing('share_get_many', 1);
+            end
+            s = dime.share_opt(varargin, 0, 'share_get_many(keys, [''share'', S])');
+            if ~iscell(keys)
+                keys = {keys};
+            end
+            for i = 1:numel(keys)
+                keys{i} = dime.str(keys{i});
+            end
+            [m, fix] = dime_mex('share_get_many', obj.h, s, keys);
+            if fix
+                m = dime.from_wire(m);
+            end
+        end
+
+        function share_set_many(obj, m, varargin)
+            % SHARE_SET_MANY  Store every field of a scalar struct (or entry
+            % of a char-keyed containers.Map) in one atomic step.
+            if nargin < 2
+                dime.missing('share_set_many', 1);
+            end
+            s = dime.share_opt(varargin, 0, 'share_set_many(struct_or_map, [''share'', S])');
+            if ~(isstruct(m) && isscalar(m)) && ~isa(m, 'containers.Map')
+                error('dime:argument', 'share_set_many takes a scalar struct or a containers.Map');
+            end
+            dime_mex('share_set_many', obj.h, s, dime.to_wire(m));
+        end
+
+        function v = share_incr(obj, key, varargin)
+            % SHARE_INCR  Add delta (default int64(1)) to the number under
+            % key, atomically, and return the new value. A missing key
+            % starts at 0; integer + integer keeps the stored class (int64
+            % for a new key); a double or single on either side gives a
+            % double (so d.share_incr(k, 1) makes k a double). dime:server
+            % if the stored value is not a number or an integer overflows.
+            if nargin < 2
+                dime.missing('share_incr', 1);
+            end
+            [pos, s] = dime.share_opt(varargin, 1, 'share_incr(key, [delta], [''share'', S])');
+            delta = int64(1);
+            if ~isempty(pos)
+                delta = pos{1};
+            end
+            if ~(isnumeric(delta) && isscalar(delta) && isreal(delta))
+                error('dime:argument', 'share_incr: delta must be a real numeric scalar');
+            end
+            [v, fix] = dime_mex('share_incr', obj.h, s, dime.str(key), delta);
+            if fix
+                v = dime.from_wire(v);
+            end
+        end
+
+        function swapped = share_cas(obj, key, expected, new, varargin)
+            % SHARE_CAS  Compare-and-swap: set key to new only if its value
+            % equals expected (same class and bits: int64(1) is not 1), or,
+            % with expected = dime.absent(), only if key does not exist.
+            % Returns whether it did.
+            if nargin < 4
+                dime.missing('share_cas', 3);
+            end
+            s = dime.share_opt(varargin, 0, 'share_cas(key, expected, new, [''share'', S])');
+            if dime.is_marker(expected, 'absent')
+                swapped = dime_mex('share_cas', obj.h, s, dime.str(key), dime.to_wire(new));
+            else
+                swapped = dime_mex('share_cas', obj.h, s, dime.str(key), dime.to_wire(new), ...
+                                   dime.to_wire(expected));
+            end
+        end
+
+        function v = share_wait_key(obj, key, varargin)
+            % SHARE_WAIT_KEY  The value of key as soon as it exists (at once
+            % if it does), woken by the write that creates it. Timeout in
+            % seconds (default: forever); dime:timeout when it runs out.
+            if nargin < 2
+                dime.missing('share_wait_key', 1);
+            end
+            [pos, s] = dime.share_opt(varargin, 1, 'share_wait_key(key, [timeout], [''share'', S])');
+            [v, fix] = dime_mex('share_wait_key', obj.h, s, dime.str(key), dime.to_ms(pos));
+            if fix
+                v = dime.from_wire(v);
+            end
+        end
+
+        function share_lock(obj, varargin)
+            % SHARE_LOCK  d.share_lock() takes the whole-share lock (other
+            % clients' writes to the share wait while it is held; reads do
+            % not); d.share_lock(key) a named advisory lock;
+            % d.share_lock(key_or_[], timeout) gives up after timeout
+            % seconds with dime:timeout. FIFO; not re-entrant (dime:server);
+            % released by share_unlock or when this connection closes.
+            [pos, s] = dime.share_opt(varargin, 2, 'share_lock([key], [timeout], [''share'', S])');
+            key = [];
+            if ~isempty(pos)
+                key = dime.str(pos{1});
+            end
+            dime_mex('share_lock', obj.h, s, key, dime.to_ms(pos(2:end)));
+        end
+
+        function ok = share_try_lock(obj, varargin)
+            % SHARE_TRY_LOCK  Take the lock (whole-share, or key) only if it
+            % is free now; returns whether it was taken.
+            [pos, s] = dime.share_opt(varargin, 1, 'share_try_lock([key], [''share'', S])');
+            key = [];
+            if ~isempty(pos)
+                key = dime.str(pos{1});
+            end
+            ok = dime_mex('share_try_lock', obj.h, s, key);
+        end
+
+        function share_unlock(obj, varargin)
+            % SHARE_UNLOCK  Release the whole-share lock, or the lock key.
+            [pos, s] = dime.share_opt(varargin, 1, 'share_unlock([key], [''share'', S])');
+            key = [];
+            if ~isempty(pos)
+                key = dime.str(pos{1});
+            end
+            dime_mex('share_unlock', obj.h, s, key);
+        end
+
+        % ---------------------------------------------------- tuple spaces
+        % A tuple is a cell row {f1, f2, ...}; received tuples are 1xN
+        % cells. A pattern is a cell with one field per tuple field: plain
+        % values match exactly (same class and bits), dime.any(),
+        % dime.type(T), dime.matrix(C, R) and dime.range(LO, HI) are
+        % wildcards. Option (last): 'space', NAME (default '').
+
+        function out(obj, tuple, varargin)
+            % OUT  Put a tuple into the space: d.out({'job', int64(3), rand(2)}).
+            if nargin < 2
+                dime.missing('out', 1);
+            end
+            sp = dime.space_opt(varargin, 0, 'out(tuple, [''space'', S])');
+            if ~iscell(tuple)
+                error('dime:argument', 'a tuple is a cell array, e.g. {''job'', 1}');
+            end
+            for i = 1:numel(tuple)
+                if dime.is_marker(tuple{i}, '')
+                    error('dime:argument', ...
+                          'tuple field %d: wildcards (dime.any, dime.type, ...) belong in patterns', i);
+                end
+            end
+            dime_mex('ts_out', obj.h, sp, dime.to_wire(tuple));
+        end
+
+        function t = in(obj, pattern, varargin)
+            % IN  Remove and return the oldest tuple matching pattern,
+            % waiting for one (timeout in seconds, default forever;
+            % dime:timeout). Aliases: take, in_.
+            if nargin < 2
+                dime.missing('in', 1);
+            end
+            [pos, sp] = dime.space_opt(varargin, 1, 'in(pattern, [timeout], [''space'', S])');
+            t = obj.blocking('ts_in', pattern, pos, sp);
+        end
+
+        function t = take(obj, pattern, varargin)
+            % TAKE  Alias of IN.
+            if nargin < 2
+                dime.missing('take', 1);
+            end
+            [pos, sp] = dime.space_opt(varargin, 1, 'take(pattern, [timeout], [''space'', S])');
+            t = obj.blocking('ts_in', pattern, pos, sp);
+        end
+
+        function t = in_(obj, pattern, varargin)
+            % IN_  Alias of IN (the Python binding's name).
+            if nargin < 2
+                dime.missing('in_', 1);
+            end
+            [pos, sp] = dime.space_opt(varargin, 1, 'in_(pattern, [timeout], [''space'', S])');
+            t = obj.blocking('ts_in', pattern, pos, sp);
+        end
+
+        function t = rd(obj, pattern, varargin)
+            % RD  A copy of the oldest tuple matching pattern (it stays),
+            % waiting for one (timeout in seconds, default forever).
+            if nargin < 2
+                dime.missing('rd', 1);
+            end
+            [pos, sp] = dime.space_opt(varargin, 1, 'rd(pattern, [timeout], [''space'', S])');
+            t = obj.blocking('ts_rd', pattern, pos, sp);
+        end
+
+        function t = inp(obj, pattern, varargin)
+            % INP  Like IN but never waits: the tuple, or [] if none matches.
+            if nargin < 2
+                dime.missing('inp', 1);
+            end
+            sp = dime.space_opt(varargin, 0, 'inp(pattern, [''space'', S])');
+            t = obj.nonblocking('ts_inp', pattern, sp);
+        end
+
+        function t = rdp(obj, pattern, varargin)
+            % RDP  Like RD but never waits: a copy, or [] if none matches.
+            if nargin < 2
+                dime.missing('rdp', 1);
+            end
+            sp = dime.space_opt(varargin, 0, 'rdp(pattern, [''space'', S])');
+            t = obj.nonblocking('ts_rdp', pattern, sp);
+        end
+
+        function n = count(obj, pattern, varargin)
+            % COUNT  How many stored tuples match pattern.
+            if nargin < 2
+                dime.missing('count', 1);
+            end
+            sp = dime.space_opt(varargin, 0, 'count(pattern, [''space'', S])');
+            n = dime_mex('ts_count', obj.h, sp, dime.compile_pattern(pattern));
+        end
     end
 
     methods (Access = private)
@@ -236,6 +540,140 @@ classdef dime < handle
             for i = find(fix)
                 values{i} = dime.from_wire(values{i});
             end
+        end
+
+        function t = blocking(obj, cmd, pattern, pos, sp)
+            spec = dime.compile_pattern(pattern);
+            [t, fix] = dime_mex(cmd, obj.h, sp, spec, dime.to_ms(pos));
+            t = dime.tuple_back(t, fix);
+        end
+
+        function t = nonblocking(obj, cmd, pattern, sp)
+            spec = dime.compile_pattern(pattern);
+            [t, fix] = dime_mex(cmd, obj.h, sp, spec);
+            if iscell(t)
+                t = dime.tuple_back(t, fix);
+            end
+        end
+    end
+
+    methods (Static)
+        % Pattern wildcards for in/rd/inp/rdp/count, and dime.absent() for
+        % share_cas. Each returns a marker struct; use them as top-level
+        % fields of a pattern cell.
+
+        function m = any()
+            % DIME.ANY  Pattern field matching any value.
+            m = struct(dime.PMARK, {{'any'}});
+        end
+
+        function m = type(name)
+            % DIME.TYPE  Pattern field matching any value of a class:
+            %   'double', 'single', 'int8' ... 'uint64'  a scalar of exactly that class
+            %   'logical' (or 'bool')                    a logical scalar
+            %   'char' (or 'string')                     a string
+            %   'cell' (or 'list')                       a list (cell)
+            %   'struct', 'containers.Map' (or 'map')    a map
+            %   'null'                                   [] (null)
+            %   'int', 'float', 'complex'                a scalar of any integer class /
+            %                                            single or double / complex class
+            %   'complex double', 'complex single'       a complex scalar of that class
+            %   'matrix'                                 any matrix (see dime.matrix)
+            %   'any'                                    anything (as dime.any)
+            % Scalars and matrices differ: [1 2] is a matrix, 5 a double scalar.
+            name = dime.str(name);
+            if ~ischar(name)
+                error('dime:argument', 'dime.type takes a class name');
+            end
+            switch name
+                case {'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32', ...
+                      'uint64', 'single', 'double', 'int', 'float', 'complex', ...
+                      'complex double', 'complex single', 'null', 'matrix'}
+                    t = name;
+                case {'logical', 'bool'}
+                    t = 'bool';
+                case {'char', 'string'}
+                    t = 'string';
+                case {'cell', 'list'}
+                    t = 'list';
+                case {'struct', 'map', 'containers.Map'}
+                    t = 'map';
+                case 'any'
+                    m = dime.any();
+                    return;
+                otherwise
+                    error('dime:argument', 'dime.type: unknown class ''%s''', name);
+            end
+            m = struct(dime.PMARK, {{'type', t}});
+        end
+
+        function m = matrix(cls, rank)
+            % DIME.MATRIX  Pattern field matching a matrix (a numeric or
+            % logical array sent as such; never a scalar) of class cls
+            % ('double', 'single', 'int8' ... 'uint64', 'logical',
+            % 'complex double', 'complex single'; '' or 'any' or omitted:
+            % any class) and rank (number of dimensions as sent: 2 for a
+            % 1xN or MxN array; [] or omitted: any).
+            if nargin < 1 || isempty(cls)
+                cls = '';
+            end
+            cls = dime.str(cls);
+            if nargin < 2
+                rank = [];
+            end
+            known = {'', 'any', 'double', 'single', 'int8', 'int16', 'int32', 'int64', ...
+                     'uint8', 'uint16', 'uint32', 'uint64', 'logical', 'complex double', ...
+                     'complex single'};
+            if ~ischar(cls) || ~any(strcmp(cls, known))
+                error('dime:argument', 'dime.matrix: unknown class ''%s''', num2str(cls));
+            end
+            if ~isempty(rank) && ~(isnumeric(rank) && isscalar(rank) && isreal(rank) ...
+                                   && rank >= 0 && rank <= 255 && rank == round(rank))
+                error('dime:argument', 'dime.matrix: the rank must be an integer 0..255 or []');
+            end
+            m = struct(dime.PMARK, {{'matrix', {cls, double(rank)}}});
+        end
+
+        function m = range(lo, hi)
+            % DIME.RANGE  Pattern field matching a real numeric scalar (any
+            % integer class, single or double) v with lo <= v <= hi; [] or
+            % omitted (or -Inf / Inf) leaves a side open. NaN never matches.
+            % Bounds travel as doubles (integers are compared exactly).
+            if nargin < 1
+                lo = [];
+            end
+            if nargin < 2
+                hi = [];
+            end
+            b = [0 0 0 0];
+            bounds = {lo, hi};
+            for i = 1:2
+                x = bounds{i};
+                if isempty(x)
+                    continue;
+                end
+                if ~(isnumeric(x) && isscalar(x) && isreal(x))
+                    error('dime:argument', 'dime.range: bounds must be real numeric scalars or []');
+                end
+                if isnan(x)
+                    error('dime:argument', 'dime.range: a bound cannot be NaN');
+                end
+                if isinteger(x) && cast(double(x), class(x)) ~= x
+                    error('dime:argument', 'dime.range: bound %s is not exact as a double', ...
+                          num2str(x));
+                end
+                b(i) = double(x);
+                b(i + 2) = 1;
+            end
+            if b(3) && b(4) && b(1) > b(2)
+                error('dime:argument', 'dime.range: empty range (lo > hi)');
+            end
+            m = struct(dime.PMARK, {{'range', b}});
+        end
+
+        function m = absent()
+            % DIME.ABSENT  As share_cas's expected value: "the key must not exist".
+            m = struct(dime.PMARK, {{'absent'}});
         end
     end
 
@@ -317,6 +755,110 @@ classdef dime < handle
     end
 
     methods (Static, Access = private)
+        function missing(method, n)
+            error('dime:argument', '%s needs at least %d argument(s); see help dime', method, n);
+        end
+
+        function [pos, name] = share_opt(args, nmax, usage)
+            [pos, name] = dime.split_opt(args, 'share', nmax, usage);
+            if nargout < 2
+                if ~isempty(pos)
+                    error('dime:argument', 'usage: d.%s', usage);
+                end
+                pos = name;
+            end
+        end
+
+        function [pos, name] = space_opt(args, nmax, usage)
+            [pos, name] = dime.split_opt(args, 'space', nmax, usage);
+            if nargout < 2
+                if ~isempty(pos)
+                    error('dime:argument', 'usage: d.%s', usage);
+                end
+                pos = name;
+            end
+        end
+
+        function [pos, name] = split_opt(args, opt, nmax, usage)
+            % Trailing option pair (opt, NAME) off args; at most nmax
+            % positional arguments remain.
+            name = '';
+            n = numel(args);
+            if n >= 2 && ischar(dime.str(args{n - 1})) && strcmpi(dime.str(args{n - 1}), opt)
+                name = dime.str(args{n});
+                if ~ischar(name)
+                    error('dime:argument', 'the %s name must be a char row vector', opt);
+                end
+                args = args(1:n - 2);
+            end
+            if numel(args) > nmax
+                error('dime:argument', 'usage: d.%s', usage);
+            end
+            pos = args;
+        end
+
+        function x = str(x)
+            if ~exist('OCTAVE_VERSION', 'builtin') && isstring(x) && isscalar(x)
+                x = char(x);
+            end
+        end
+
+        function ms = to_ms(pos)
+            % Timeout in seconds (first of the cell pos; absent, [] or Inf:
+            % forever) as milliseconds (-1: forever).
+            if isempty(pos) || isempty(pos{1}) || isinf(pos{1})
+                ms = -1;
+                return;
+            end
+            t = pos{1};
+            if ~(isnumeric(t) && isscalar(t) && isreal(t)) || isnan(t)
+                error('dime:argument', 'a timeout must be a number of seconds');
+            end
+            ms = max(0, round(double(t) * 1000));
+        end
+
+        function tf = is_marker(x, kind)
+            tf = isstruct(x) && isscalar(x) && isfield(x, dime.PMARK) ...
+                 && numel(fieldnames(x)) == 1 && iscell(x.(dime.PMARK)) ...
+                 && ~isempty(x.(dime.PMARK)) ...
+                 && (isempty(kind) || strcmp(x.(dime.PMARK){1}, kind));
+        end
+
+        function spec = compile_pattern(pattern)
+            % A pattern cell as the 2xN cell dime_mex reads: kinds, arguments.
+            if ~iscell(pattern)
+                error('dime:argument', 'a pattern is a cell array, e.g. {''job'', dime.type(''int64'')}');
+            end
+            n = numel(pattern);
+            spec = cell(2, n);
+            for i = 1:n
+                f = pattern{i};
+                if dime.is_marker(f, '')
+                    m = f.(dime.PMARK);
+                    switch m{1}
+                        case 'any'
+                            spec(:, i) = {'any'; []};
+                        case {'type', 'matrix', 'range'}
+                            spec(:, i) = {m{1}; m{2}};
+                        otherwise
+                            error('dime:argument', 'pattern field %d: dime.%s() is not a pattern field', ...
+                                  i, m{1});
+                    end
+                else
+                    spec(:, i) = {'value'; dime.to_wire(f)};
+                end
+            end
+        end
+
+        function t = tuple_back(t, fix)
+            if fix
+                t = dime.from_wire(t);
+            end
+            if isempty(t)
+                t = cell(1, 0);
+            end
+        end
+
         function name = var_name(name)
             if ~ischar(name) || ~isvarname(name)
                 error('dime:argument', 'variable names must be valid MATLAB names');

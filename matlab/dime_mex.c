@@ -18,6 +18,9 @@
  *   g     = dime_mex('devices', h)                % 1xN cell of char
  *   y     = dime_mex('convert', x)                % mx -> dime -> mx, no server
  *   k     = dime_mex('open_count')                % open connections
+ *   ...   = dime_mex('share_<op>', h, share, ...)  % shared dictionaries
+ *   ...   = dime_mex('ts_<op>', h, space, ...)     % tuple spaces
+ *           (see share_cmd and ts_cmd below; dime.m wraps them)
  *
  * Every failure raises mexErrMsgIdAndTxt("dime:<kind>", library message),
  * <kind> derived from the dime_status (see status_kind). Values are
@@ -145,6 +148,24 @@ static size_t g_nclients, g_capclients;
 static dime_messages *g_pending; /* freed if a conversion raised mid-sync */
 static dime_value *g_pending_value; /* likewise for devices/convert */
 
+/* Values and patterns a share or tuple-space command owns while it runs;
+ * freed when it ends, or at the next call if it raised (mexErrMsg* does
+ * not return). */
+#define MAX_TRACKED 4
+static dime_value *g_tracked[MAX_TRACKED];
+static dime_pattern *g_tracked_pattern;
+
+static void release_tracked(void)
+{
+    size_t i;
+    for (i = 0; i < MAX_TRACKED; i++) {
+        dime_value_free(g_tracked[i]);
+        g_tracked[i] = NULL;
+    }
+    dime_pattern_free(g_tracked_pattern);
+    g_tracked_pattern = NULL;
+}
+
 static void close_all(void)
 {
     size_t i;
@@ -157,6 +178,7 @@ static void close_all(void)
     g_pending = NULL;
     dime_value_free(g_pending_value);
     g_pending_value = NULL;
+    release_tracked();
 }
 
 static void register_client(dime_client *c)
@@ -1063,6 +1085,341 @@ static void sync_cmd(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
         mxDestroyArray(fix);
 }
 
+/* ------------------------------------------- shares and tuple spaces */
+
+/* Owns `v` until the command ends (or the next call, if it raises). */
+static dime_value *track(dime_value *v)
+{
+    size_t i;
+    for (i = 0; i < MAX_TRACKED; i++) {
+        if (!g_tracked[i]) {
+            g_tracked[i] = v;
+            return v;
+        }
+    }
+    dime_value_free(v);
+    fail("internal", "too many values in one command");
+    return NULL;
+}
+
+/* A key (or share/space name): a char row with no NUL inside. */
+static char *name_arg(const mxArray *a, const char *what)
+{
+    char *s = string_arg(a, what);
+    size_t n = mxGetNumberOfElements(a);
+    if (sizeof(mxChar) == 1 && strlen(s) != n)
+        fail("argument", "%s must not contain NUL characters", what);
+    return s;
+}
+
+/* A lock key, or NULL (the whole-share lock) for [] / ''. */
+static const char *lock_key_arg(int nrhs, const mxArray *prhs[], int i)
+{
+    if (i >= nrhs || mxIsEmpty(prhs[i]))
+        return NULL;
+    return name_arg(prhs[i], "a lock key");
+}
+
+/* Milliseconds; negative, NaN or Inf: forever. */
+static int64_t ms_arg(int nrhs, const mxArray *prhs[], int i)
+{
+    double t;
+    if (i >= nrhs || mxIsEmpty(prhs[i]))
+        return DIME_WAIT_FOREVER;
+    t = scalar_arg(prhs[i], "the timeout");
+    if (t < 0 || t != t || t > 9.2e18)
+        return DIME_WAIT_FOREVER;
+    return (int64_t)t;
+}
+
+/* plhs[0] = the value `v` (owned; freed here or at the next call if the
+ * conversion raises), plhs[1] = whether dime.m must resolve map markers. */
+static void return_value(int nlhs, mxArray *plhs[], dime_value *v)
+{
+    mxArray *out;
+    g_has_marker = 0;
+    g_pending_value = v;
+    out = from_dime(v);
+    g_pending_value = NULL;
+    dime_value_free(v);
+    plhs[0] = out;
+    if (nlhs > 1)
+        plhs[1] = mxCreateLogicalScalar(g_has_marker != 0);
+}
+
+static void return_none(int nlhs, mxArray *plhs[])
+{
+    plhs[0] = mxCreateDoubleMatrix(0, 0, mxREAL);
+    if (nlhs > 1)
+        plhs[1] = mxCreateLogicalScalar(0);
+}
+
+#define SHARE_USAGE "dime_mex('share_<op>', h, share, ...); see dime_mex.c"
+
+/*   dime_mex('share_set', h, share, key, value)
+ *   [v, fix] = dime_mex('share_get' | 'share_pop', h, share, key)
+ *   found = dime_mex('share_del' | 'share_contains', h, share, key)
+ *   keys  = dime_mex('share_keys', h, share)           % 1xN cell
+ *   n     = dime_mex('share_len', h, share)
+ *           dime_mex('share_clear', h, share)
+ *   [m, fix] = dime_mex('share_get_many', h, share, keys)  % cellstr -> map
+ *           dime_mex('share_set_many', h, share, map)
+ *   [v, fix] = dime_mex('share_incr', h, share, key, delta)
+ *   swapped = dime_mex('share_cas', h, share, key, new [, expected])  % no expected: absent
+ *   [v, fix] = dime_mex('share_wait_key', h, share, key, timeout_ms)
+ *           dime_mex('share_lock', h, share, key_or_[], timeout_ms)
+ *   ok    = dime_mex('share_try_lock', h, share, key_or_[])
+ *           dime_mex('share_unlock', h, share, key_or_[]) */
+static void share_cmd(const char *cmd, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
+{
+    const char *op = cmd + 6;
+    dime_client *c;
+    const char *share, *key = NULL;
+    dime_value *out = NULL;
+    int keyed = strcmp(op, "keys") && strcmp(op, "len") && strcmp(op, "clear")
+                && strcmp(op, "get_many") && strcmp(op, "set_many") && strcmp(op, "lock")
+                && strcmp(op, "try_lock") && strcmp(op, "unlock");
+    need_args(nrhs, keyed ? 4 : 3, SHARE_USAGE);
+    c = client_arg(prhs[1]);
+    share = name_arg(prhs[2], "the share name");
+    if (keyed)
+        key = name_arg(prhs[3], "the key");
+
+    if (strcmp(op, "set") == 0) {
+        dime_value *v;
+        need_args(nrhs, 5, "dime_mex('share_set', h, share, key, value)");
+        v = track(value_arg(prhs[4], NULL));
+        CHECK(share_set(c, share, key, v), "share_set");
+    } else if (strcmp(op, "get") == 0 || strcmp(op, "pop") == 0) {
+        int pop = op[0] == 'p';
+        dime_status st = pop ? share_pop(c, share, key, &out) : share_get(c, share, key, &out);
+        if (st != DIME_STATUS_OK)
+            fail_status(st, pop ? "share_pop" : "share_get");
+        return_value(nlhs, plhs, out);
+    } else if (strcmp(op, "del") == 0 || strcmp(op, "contains") == 0) {
+        bool found = false;
+        if (op[0] == 'd')
+            CHECK(share_del(c, share, key, &found), "share_del");
+        else
+            CHECK(share_contains(c, share, key, &found), "share_contains");
+        plhs[0] = mxCreateLogicalScalar(found);
+    } else if (strcmp(op, "keys") == 0) {
+        CHECK(share_keys(c, share, &out), "share_keys");
+        return_value(0, plhs, out);
+    } else if (strcmp(op, "len") == 0) {
+        size_t n = 0;
+        CHECK(share_len(c, share, &n), "share_len");
+        plhs[0] = mxCreateDoubleScalar((double)n);
+    } else if (strcmp(op, "clear") == 0) {
+        CHECK(share_clear(c, share), "share_clear");
+    } else if (strcmp(op, "get_many") == 0) {
+        const mxArray *k;
+        const char **keys;
+        size_t n, i;
+        need_args(nrhs, 4, "dime_mex('share_get_many', h, share, keys)");
+        k = prhs[3];
+        if (mxIsChar(k)) {
+            n = 1;
+            keys = (const char **)mxMalloc(sizeof *keys);
+            keys[0] = name_arg(k, "a key");
+        } else if (mxIsCell(k)) {
+            n = mxGetNumberOfElements(k);
+            keys = (const char **)mxMalloc((n ? n : 1) * sizeof *keys);
+            for (i = 0; i < n; i++) {
+                const mxArray *x = mxGetCell(k, i);
+                if (!x)
+                    fail("argument", "keys must be character row vectors");
+                keys[i] = name_arg(x, "a key");
+            }
+        } else {
+            fail("argument", "keys must be a cell array of character row vectors");
+            return;
+        }
+        CHECK(share_get_many(c, share, keys, n, &out), "share_get_many");
+        return_value(nlhs, plhs, out);
+    } else if (strcmp(op, "set_many") == 0) {
+        dime_value *m;
+        need_args(nrhs, 4, "dime_mex('share_set_many', h, share, map)");
+        m = track(value_arg(prhs[3], NULL));
+        CHECK(share_set_many(c, share, m), "share_set_many");
+    } else if (strcmp(op, "incr") == 0) {
+        dime_value *d;
+        need_args(nrhs, 5, "dime_mex('share_incr', h, share, key, delta)");
+        d = track(value_arg(prhs[4], NULL));
+        CHECK(share_incr(c, share, key, d, &out), "share_incr");
+        return_value(nlhs, plhs, out);
+    } else if (strcmp(op, "cas") == 0) {
+        dime_value *nv, *ev = NULL;
+        bool swapped = false;
+        need_args(nrhs, 5, "dime_mex('share_cas', h, share, key, new [, expected])");
+        nv = track(value_arg(prhs[4], NULL));
+        if (nrhs > 5)
+            ev = track(value_arg(prhs[5], NULL));
+        CHECK(share_cas(c, share, key, ev, nv, &swapped), "share_cas");
+        plhs[0] = mxCreateLogicalScalar(swapped);
+    } else if (strcmp(op, "wait_key") == 0) {
+        dime_status st = share_wait_key(c, share, key, ms_arg(nrhs, prhs, 4), &out);
+        if (st != DIME_STATUS_OK)
+            fail_status(st, "share_wait_key");
+        return_value(nlhs, plhs, out);
+    } else if (strcmp(op, "lock") == 0) {
+        const char *k = lock_key_arg(nrhs, prhs, 3);
+        CHECK(share_lock(c, share, k, ms_arg(nrhs, prhs, 4)), "share_lock");
+    } else if (strcmp(op, "try_lock") == 0) {
+        const char *k = lock_key_arg(nrhs, prhs, 3);
+        dime_status st = share_try_lock(c, share, k);
+        if (st != DIME_STATUS_OK && st != DIME_STATUS_TIMEOUT)
+            fail_status(st, "share_try_lock");
+        plhs[0] = mxCreateLogicalScalar(st == DIME_STATUS_OK);
+    } else if (strcmp(op, "unlock") == 0) {
+        CHECK(share_unlock(c, share, lock_key_arg(nrhs, prhs, 3)), "share_unlock");
+    } else {
+        fail("argument", "unknown command '%s'", cmd);
+    }
+    release_tracked();
+}
+
+static dime_class matrix_class_named(const char *s)
+{
+    static const struct {
+        const char *name;
+        dime_class cls;
+    } t[] = {
+        {"", DIME_CLASS_ANY}, {"any", DIME_CLASS_ANY},
+        {"int8", DIME_CLASS_INT8}, {"int16", DIME_CLASS_INT16},
+        {"int32", DIME_CLASS_INT32}, {"int64", DIME_CLASS_INT64},
+        {"uint8", DIME_CLASS_UINT8}, {"uint16", DIME_CLASS_UINT16},
+        {"uint32", DIME_CLASS_UINT32}, {"uint64", DIME_CLASS_UINT64},
+        {"single", DIME_CLASS_SINGLE}, {"double", DIME_CLASS_DOUBLE},
+        {"complex single", DIME_CLASS_COMPLEX_SINGLE},
+        {"complex double", DIME_CLASS_COMPLEX_DOUBLE},
+        {"logical", DIME_CLASS_LOGICAL},
+    };
+    size_t i;
+    for (i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (strcmp(s, t[i].name) == 0)
+            return t[i].cls;
+    fail("argument", "unknown matrix class '%s'", s);
+    return DIME_CLASS_ANY;
+}
+
+/* The pattern dime.m compiled: a 2xN cell, row 1 the kinds ('value',
+ * 'any', 'type', 'matrix', 'range'), row 2 their arguments (the value; [];
+ * a dime type name; {class name, rank}; [lo hi has_lo has_hi]). */
+static dime_pattern *pattern_arg(const mxArray *spec)
+{
+    dime_pattern *p;
+    size_t n, i;
+    if (!mxIsCell(spec) || (mxGetNumberOfElements(spec) > 0 && mxGetM(spec) != 2))
+        fail("argument", "a compiled pattern must be a 2xN cell (use dime.m)");
+    n = mxGetNumberOfElements(spec) / 2; /* not mxGetN: Octave 7 leaks its dims cache */
+    p = dime_pattern_new();
+    g_tracked_pattern = p;
+    for (i = 0; i < n; i++) {
+        const mxArray *k = mxGetCell(spec, 2 * i), *a = mxGetCell(spec, 2 * i + 1);
+        char *kind;
+        dime_status st;
+        char ctx[48];
+        snprintf(ctx, sizeof ctx, "pattern field %u", (unsigned)(i + 1));
+        if (!k)
+            fail("argument", "%s: no kind", ctx);
+        kind = string_arg(k, "a pattern kind");
+        if (strcmp(kind, "value") == 0) {
+            dime_value *v;
+            conv_err e;
+            e.kind = NULL;
+            e.msg[0] = 0;
+            v = a ? to_dime(a, &e, 0) : dime_value_new_null();
+            if (!v)
+                fail(e.kind ? e.kind : "internal", "%s: %s", ctx, e.msg);
+            st = dime_pattern_add_value(p, v); /* copies v */
+            if (st != DIME_STATUS_OK) {
+                char msg[sizeof g_msg];
+                snprintf(msg, sizeof msg, "%s", dime_last_error());
+                dime_value_free(v);
+                fail(status_kind(st), "%s: %s", ctx, msg);
+            }
+            dime_value_free(v);
+        } else if (strcmp(kind, "any") == 0) {
+            CHECK(dime_pattern_add_any(p), ctx);
+        } else if (strcmp(kind, "type") == 0) {
+            if (!a)
+                fail("argument", "%s: no type name", ctx);
+            CHECK(dime_pattern_add_type(p, string_arg(a, "a type name")), ctx);
+        } else if (strcmp(kind, "matrix") == 0) {
+            const mxArray *cn, *rk;
+            double r;
+            if (!a || !mxIsCell(a) || mxGetNumberOfElements(a) != 2 || !(cn = mxGetCell(a, 0))
+                || !(rk = mxGetCell(a, 1)))
+                fail("argument", "%s: a matrix field needs {class, rank}", ctx);
+            r = mxIsEmpty(rk) ? -1 : scalar_arg(rk, "a rank");
+            if (r != r || r > 255 || (r >= 0 && r != (double)(int32_t)r))
+                fail("argument", "%s: the rank must be an integer 0..255 (or [] for any)", ctx);
+            CHECK(dime_pattern_add_matrix(p, matrix_class_named(string_arg(cn, "a class name")),
+                                          r < 0 ? DIME_RANK_ANY : (int32_t)r),
+                  ctx);
+        } else if (strcmp(kind, "range") == 0) {
+            const double *b;
+            if (!a || !mxIsDouble(a) || mxIsComplex(a) || mxGetNumberOfElements(a) != 4)
+                fail("argument", "%s: a range field needs [lo hi has_lo has_hi]", ctx);
+            b = (const double *)mxGetData(a);
+            CHECK(dime_pattern_add_range(p, b[0], b[1], b[2] != 0, b[3] != 0), ctx);
+        } else {
+            fail("argument", "%s: unknown kind '%s'", ctx, kind);
+        }
+    }
+    return p;
+}
+
+/*   dime_mex('ts_out', h, space, tuple)                  % tuple: a cell
+ *   [t, fix] = dime_mex('ts_in' | 'ts_rd', h, space, spec, timeout_ms)
+ *   [t, fix] = dime_mex('ts_inp' | 'ts_rdp', h, space, spec)   % [] if none
+ *   n = dime_mex('ts_count', h, space, spec)
+ * spec: the 2xN cell dime.m compiles from a pattern (see pattern_arg). */
+static void ts_cmd(const char *cmd, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
+{
+    const char *op = cmd + 3;
+    dime_client *c;
+    const char *space;
+    dime_value *out = NULL;
+    need_args(nrhs, 4, "dime_mex('ts_<op>', h, space, tuple_or_pattern, ...)");
+    c = client_arg(prhs[1]);
+    space = name_arg(prhs[2], "the space name");
+    if (strcmp(op, "out") == 0) {
+        dime_value *t;
+        if (!mxIsCell(prhs[3]))
+            fail("argument", "a tuple must be a cell array");
+        t = track(value_arg(prhs[3], NULL));
+        CHECK(dime_out(c, space, t), "out");
+    } else if (strcmp(op, "in") == 0 || strcmp(op, "rd") == 0) {
+        int in = op[0] == 'i';
+        dime_pattern *p = pattern_arg(prhs[3]);
+        int64_t ms = ms_arg(nrhs, prhs, 4);
+        dime_status st = in ? dime_in(c, space, p, ms, &out) : dime_rd(c, space, p, ms, &out);
+        if (st != DIME_STATUS_OK)
+            fail_status(st, in ? "in" : "rd");
+        return_value(nlhs, plhs, out);
+    } else if (strcmp(op, "inp") == 0 || strcmp(op, "rdp") == 0) {
+        int in = op[0] == 'i';
+        dime_pattern *p = pattern_arg(prhs[3]);
+        dime_status st = in ? dime_inp(c, space, p, &out) : dime_rdp(c, space, p, &out);
+        if (st == DIME_STATUS_NOT_FOUND)
+            return_none(nlhs, plhs);
+        else if (st != DIME_STATUS_OK)
+            fail_status(st, in ? "inp" : "rdp");
+        else
+            return_value(nlhs, plhs, out);
+    } else if (strcmp(op, "count") == 0) {
+        size_t n = 0;
+        dime_pattern *p = pattern_arg(prhs[3]);
+        CHECK(dime_count(c, space, p, &n), "count");
+        plhs[0] = mxCreateDoubleScalar((double)n);
+    } else {
+        fail("argument", "unknown command '%s'", cmd);
+    }
+    release_tracked();
+}
+
 void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
 {
     static int at_exit_set = 0;
@@ -1075,6 +1432,7 @@ void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
     g_pending = NULL;
     dime_value_free(g_pending_value);
     g_pending_value = NULL;
+    release_tracked();
     if (nrhs < 1 || !mxIsChar(prhs[0]))
         fail("argument", "usage: dime_mex(command, ...); see dime_mex.c");
     cmd = string_arg(prhs[0], "the command");
@@ -1158,6 +1516,10 @@ void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
         plhs[0] = out;
         if (nlhs > 1)
             plhs[1] = mxCreateLogicalScalar(g_has_marker != 0);
+    } else if (strncmp(cmd, "share_", 6) == 0) {
+        share_cmd(cmd, nlhs, plhs, nrhs, prhs);
+    } else if (strncmp(cmd, "ts_", 3) == 0) {
+        ts_cmd(cmd, nlhs, plhs, nrhs, prhs);
     } else if (strcmp(cmd, "open_count") == 0) {
         plhs[0] = mxCreateDoubleScalar((double)g_nclients);
     } else {

@@ -278,11 +278,19 @@ fn number(field: &[u8]) -> Option<Bound> {
     }
 }
 
+/// `a <= b`, exact even where an integer has no exact double (beyond 2^53):
+/// an integer is at most a float when it is at most the float's floor.
 fn le(a: Bound, b: Bound) -> bool {
+    // Integers here fit in 65 bits; floats beyond this are beyond them all.
+    const HUGE: f64 = 1e30;
     match (a, b) {
         (Bound::Int(a), Bound::Int(b)) => a <= b,
-        (Bound::Int(a), Bound::Float(b)) => (a as f64) <= b,
-        (Bound::Float(a), Bound::Int(b)) => a <= b as f64,
+        (Bound::Int(a), Bound::Float(b)) => {
+            !b.is_nan() && (b >= HUGE || (b > -HUGE && a <= b.floor() as i128))
+        }
+        (Bound::Float(a), Bound::Int(b)) => {
+            !a.is_nan() && (a <= -HUGE || (a < HUGE && a.ceil() as i128 <= b))
+        }
         (Bound::Float(a), Bound::Float(b)) => a <= b,
     }
 }
@@ -359,6 +367,36 @@ mod tests {
         assert!(m[0].matches(&enc(&Value::F32(-1.5))));
         assert!(!m[0].matches(&enc(&Value::F64(f64::NAN))));
         assert!(!m[0].matches(&enc(&Value::from("1"))));
+    }
+
+    #[test]
+    fn integer_ranges_are_exact_beyond_two_to_the_53() {
+        let two53 = 9_007_199_254_740_992i64;
+        let below = Matcher::Range {
+            min: None,
+            max: Some(Bound::Float(two53 as f64)),
+        };
+        assert!(below.matches(&enc(&Value::I64(two53))));
+        assert!(!below.matches(&enc(&Value::I64(two53 + 1))));
+        let above = Matcher::Range {
+            min: Some(Bound::Float((two53 + 4) as f64)),
+            max: None,
+        };
+        assert!(!above.matches(&enc(&Value::I64(two53 + 3))));
+        assert!(above.matches(&enc(&Value::I64(two53 + 4))));
+        let huge = Matcher::Range {
+            min: Some(Bound::Float(18446744073709551616.0)),
+            max: None,
+        };
+        assert!(!huge.matches(&enc(&Value::U64(u64::MAX))));
+        let int_max = Matcher::Range {
+            min: None,
+            max: Some(Bound::Int(3)),
+        };
+        assert!(
+            int_max.matches(&enc(&Value::F64(3.0))) && !int_max.matches(&enc(&Value::F64(3.5)))
+        );
+        assert!(int_max.matches(&enc(&Value::F64(f64::NEG_INFINITY))));
     }
 
     #[test]
