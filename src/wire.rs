@@ -35,11 +35,6 @@ impl Frame {
         }
     }
 
-    /// Builds a frame from a JSON value.
-    pub fn from_json(json: &serde_json::Value, payload: PooledBuf) -> Frame {
-        Frame::new(json.to_string().as_bytes(), payload)
-    }
-
     /// The JSON header bytes.
     pub fn json(&self) -> &[u8] {
         &self.head[PREFIX_LEN..]

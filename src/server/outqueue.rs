@@ -63,7 +63,9 @@ impl OutQueue {
     /// queue is empty.
     pub fn flush<W: Write + ?Sized>(&mut self, w: &mut W) -> io::Result<bool> {
         while !self.items.is_empty() {
-            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_SLICES);
+            // On the stack: this runs for every reply written.
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut used = 0;
             let mut skip = self.offset;
             'fill: for item in &self.items {
                 for part in item.parts() {
@@ -71,14 +73,15 @@ impl OutQueue {
                         skip -= part.len();
                         continue;
                     }
-                    slices.push(IoSlice::new(&part[skip..]));
+                    slices[used] = IoSlice::new(&part[skip..]);
+                    used += 1;
                     skip = 0;
-                    if slices.len() == MAX_SLICES {
+                    if used == MAX_SLICES {
                         break 'fill;
                     }
                 }
             }
-            let n = match w.write_vectored(&slices) {
+            let n = match w.write_vectored(&slices[..used]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
