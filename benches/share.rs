@@ -221,14 +221,24 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut server = Server::bind(Config {
-        listen: vec![Address::Unix(dir.path().join("dime.sock"))],
-        ..Config::default()
-    })
-    .unwrap();
-    let addr = dir.path().join("dime.sock").display().to_string();
-    let stop = server.shutdown_handle();
-    let thread = std::thread::spawn(move || server.run().unwrap());
+    // DIME_BENCH_ADDR=/path/to.sock measures a separately started `dime`
+    // (to profile it alone); otherwise the server runs on a thread here.
+    let (addr, server) = match std::env::var("DIME_BENCH_ADDR") {
+        Ok(a) => (a, None),
+        Err(_) => {
+            let mut server = Server::bind(Config {
+                listen: vec![Address::Unix(dir.path().join("dime.sock"))],
+                ..Config::default()
+            })
+            .unwrap();
+            let stop = server.shutdown_handle();
+            let thread = std::thread::spawn(move || server.run().unwrap());
+            let addr = dir.path().join("dime.sock").display().to_string();
+            (addr, Some((stop, thread)))
+        }
+    };
+    // `cargo bench --bench share -- "SET 64 B"` runs only the matching cells.
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let t = Instant::now();
     while !std::path::Path::new(&redis_sock).exists() {
         assert!(t.elapsed() < Duration::from_secs(5), "redis did not start");
@@ -262,7 +272,18 @@ fn main() {
     let mut misses = 0;
     for (size, label) in [(64usize, "64 B"), (1 << 20, "1 MB")] {
         for clients in [1usize, 50] {
-            let total = if size > 1000 { 2_000 } else { 50_000 };
+            let label_of = |op: &str| format!("{} {label}, {clients} cl", op.to_uppercase());
+            if let Some(f) = &filter {
+                if !label_of("set").contains(f.as_str()) && !label_of("get").contains(f.as_str()) {
+                    continue;
+                }
+            }
+            // DIME_BENCH_SCALE=10 runs longer, for profiling.
+            let scale: usize = std::env::var("DIME_BENCH_SCALE")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1);
+            let total = scale * if size > 1000 { 2_000 } else { 50_000 };
             let (bset, bget) = redis_cells(&redis_sock, clients, total, size);
             // Warm up (creates the keys), then measure both with the same driver.
             drive(
@@ -280,6 +301,12 @@ fn main() {
                 resp_reply,
             );
             for (op, b) in [("set", bset), ("get", bget)] {
+                if filter
+                    .as_ref()
+                    .is_some_and(|f| !label_of(op).contains(f.as_str()))
+                {
+                    continue;
+                }
                 let d = drive(&addr, clients, total, &request(op, size), dime_reply);
                 let r = drive(
                     &redis_sock,
@@ -294,7 +321,7 @@ fn main() {
                 misses += usize::from(!ok);
                 println!(
                     "{:<22} {:>12.0} {:>12.0} {:>6.2}×   {:>7.1}µs {:>7.1}µs {:>6.2}×   {:>7.0} {:>6.0}µs  {}",
-                    format!("{} {label}, {clients} cl", op.to_uppercase()),
+                    label_of(op),
                     d.ops,
                     r.ops,
                     ops_ratio,
@@ -314,6 +341,8 @@ fn main() {
     );
     let _ = redis.kill();
     let _ = redis.wait();
-    stop.shutdown();
-    thread.join().unwrap();
+    if let Some((stop, thread)) = server {
+        stop.shutdown();
+        thread.join().unwrap();
+    }
 }

@@ -3,11 +3,12 @@
 
 use super::conn::{BlockedOn, Held, wait_reply};
 use super::groups::ConnId;
+use super::header::{FieldError, Header};
 use super::outqueue::OutItem;
 use super::state::State;
 use crate::wire::Frame;
-use serde_json::{Map, Value as Json, json};
-use std::time::{Duration, Instant};
+use serde_json::{Value as Json, json};
+use std::borrow::Cow;
 
 /// Why a command failed.
 pub enum CommandError {
@@ -19,9 +20,15 @@ pub enum CommandError {
 
 type Result<T = ()> = std::result::Result<T, CommandError>;
 
+impl From<FieldError> for CommandError {
+    fn from(e: FieldError) -> CommandError {
+        CommandError::Malformed(format!("JSON parsing error: {e}"))
+    }
+}
+
 /// A command handler: the connection, its parsed JSON header, and the frame
 /// (kept whole so relayed messages go out unchanged).
-pub type Handler = fn(&mut State, ConnId, &Map<String, Json>, Frame) -> Result;
+pub type Handler = fn(&mut State, ConnId, &Header, Frame) -> Result;
 
 /// Every command the server knows.
 pub const COMMANDS: &[(&str, Handler)] = &[
@@ -45,22 +52,18 @@ pub fn lookup(command: &str) -> Option<Handler> {
         .map(|(_, h)| *h)
 }
 
-fn str_field<'a>(obj: &'a Map<String, Json>, key: &str) -> Result<&'a str> {
-    match obj.get(key) {
-        Some(Json::String(s)) => Ok(s),
-        Some(_) => Err(CommandError::Malformed(format!(
-            "JSON parsing error: {key}: expected string"
-        ))),
-        None => Err(CommandError::Malformed(format!(
-            "JSON parsing error: missing field: {key}"
-        ))),
-    }
+/// A string field that must be present.
+pub fn str_field<'a>(h: &'a Header, key: &str) -> Result<Cow<'a, str>> {
+    h.str(key)?
+        .ok_or_else(|| CommandError::Malformed(format!("JSON parsing error: missing field: {key}")))
 }
 
 /// Group names from `name`: a list of strings, or one string.
-fn names(obj: &Map<String, Json>) -> Result<Vec<String>> {
-    match obj.get("name") {
-        Some(Json::String(s)) => Ok(vec![s.clone()]),
+fn names(h: &Header) -> Result<Vec<String>> {
+    if h.raw("name").is_some_and(|r| r.starts_with('"')) {
+        return Ok(vec![str_field(h, "name")?.into_owned()]);
+    }
+    match h.json("name") {
         Some(Json::Array(items)) => items
             .iter()
             .map(|v| match v {
@@ -81,8 +84,9 @@ fn names(obj: &Map<String, Json>) -> Result<Vec<String>> {
 
 const SERIALIZATIONS: [&str; 4] = ["matlab", "pickle", "dimeb", "json"];
 
-fn handshake(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result {
-    let wanted = str_field(obj, "serialization")?;
+fn handshake(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let wanted = str_field(h, "serialization")?;
+    let wanted = wanted.as_ref();
     if !SERIALIZATIONS.contains(&wanted) {
         return Err(CommandError::Failed(format!(
             "Unknown serialization: {wanted} (expected one of matlab, pickle, dimeb, json)"
@@ -107,8 +111,8 @@ fn handshake(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> R
     Ok(())
 }
 
-fn join(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result {
-    let groups = names(obj)?;
+fn join(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let groups = names(h)?;
     // Check all names first so a failed join changes nothing.
     for (i, g) in groups.iter().enumerate() {
         if st.groups.contains(g, id) || groups[..i].contains(g) {
@@ -122,12 +126,12 @@ fn join(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result
         st.groups.join(&g, id);
         conn.groups.insert(g);
     }
-    st.reply(id, json!({"status": 0}));
+    st.reply_ok(id);
     Ok(())
 }
 
-fn leave(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result {
-    let groups = names(obj)?;
+fn leave(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let groups = names(h)?;
     for (i, g) in groups.iter().enumerate() {
         if !st.groups.contains(g, id) || groups[..i].contains(g) {
             return Err(CommandError::Failed(format!("Client is not in group: {g}")));
@@ -138,34 +142,28 @@ fn leave(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Resul
         st.groups.leave(&g, id);
         conn.groups.remove(&g);
     }
-    st.reply(id, json!({"status": 0}));
+    st.reply_ok(id);
     Ok(())
 }
 
-fn relay(
-    st: &mut State,
-    id: ConnId,
-    obj: &Map<String, Json>,
-    frame: Frame,
-    recipients: Vec<ConnId>,
-) -> Result {
-    str_field(obj, "varname")?;
-    str_field(obj, "serialization")?;
+fn relay(st: &mut State, id: ConnId, h: &Header, frame: Frame, recipients: Vec<ConnId>) -> Result {
+    str_field(h, "varname")?;
+    str_field(h, "serialization")?;
     st.check_queue_room(&recipients, frame.wire_len() as u64)
         .map_err(CommandError::Failed)?;
     st.deliver(&recipients, frame);
     // "receive": true (our extension) answers with the sender's own next
     // messages instead of a bare status: a request/reply in one exchange.
-    if obj.get("receive").and_then(Json::as_bool) == Some(true) {
-        return receive(st, id, obj, sync_count(obj)?);
+    if h.flag("receive") {
+        return receive(st, id, h, sync_count(h)?);
     }
-    st.reply(id, json!({"status": 0}));
+    st.reply_ok(id);
     Ok(())
 }
 
-fn send(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
-    let group = str_field(obj, "name")?;
-    let recipients: Vec<ConnId> = match st.groups.members(group) {
+fn send(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    let group = str_field(h, "name")?;
+    let recipients: Vec<ConnId> = match st.groups.members(&group) {
         Some(m) => m.iter().copied().collect(),
         None => {
             return Err(CommandError::Failed(format!(
@@ -173,41 +171,40 @@ fn send(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Re
             )));
         }
     };
-    relay(st, id, obj, frame, recipients)
+    relay(st, id, h, frame, recipients)
 }
 
-fn broadcast(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
+fn broadcast(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let recipients: Vec<ConnId> = st.conns.keys().copied().filter(|c| *c != id).collect();
-    relay(st, id, obj, frame, recipients)
+    relay(st, id, h, frame, recipients)
 }
 
-fn sync(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result {
-    let n = sync_count(obj)?;
+fn sync(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let n = sync_count(h)?;
     // "wait": true (our extension) blocks until a message is queued, saving
     // the separate wait exchange on the critical path of a round trip.
-    if obj.get("wait").and_then(Json::as_bool) == Some(true) {
-        return receive(st, id, obj, n);
+    if h.flag("wait") {
+        return receive(st, id, h, n);
     }
     drain_inbox(st, id, n);
     Ok(())
 }
 
-fn sync_count(obj: &Map<String, Json>) -> Result<i64> {
-    match obj.get("n") {
-        None | Some(Json::Null) => Ok(-1),
-        Some(v) => v
-            .as_i64()
-            .or_else(|| v.as_f64().map(|f| f as i64))
-            .ok_or_else(|| {
-                CommandError::Malformed("JSON parsing error: n: expected integer".into())
-            }),
+fn sync_count(h: &Header) -> Result<i64> {
+    if h.is_absent("n") {
+        return Ok(-1);
     }
+    let raw = h.raw("n").unwrap_or_default();
+    raw.parse::<i64>()
+        .ok()
+        .or_else(|| raw.parse::<f64>().ok().map(|f| f as i64))
+        .ok_or_else(|| CommandError::Malformed("JSON parsing error: n: expected integer".into()))
 }
 
 /// Sends queued messages now, or blocks until one arrives (or `timeout`).
-fn receive(st: &mut State, id: ConnId, obj: &Map<String, Json>, n: i64) -> Result {
+fn receive(st: &mut State, id: ConnId, h: &Header, n: i64) -> Result {
     if st.conns[&id].inbox.is_empty() {
-        let deadline = super::share::deadline(obj)?;
+        let deadline = super::share::deadline(h)?;
         st.block(id, deadline, BlockedOn::Inbox(n));
     } else {
         drain_inbox(st, id, n);
@@ -228,22 +225,12 @@ pub fn drain_inbox(st: &mut State, id: ConnId, n: i64) {
         conn.inbox_bytes -= frame.wire_len() as u64;
         conn.reply(OutItem::Shared(frame));
     }
-    st.reply(id, json!({"status": 0}));
+    st.reply_ok(id);
 }
 
-fn wait(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result {
+fn wait(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     // "timeout" (milliseconds) is our extension; the original blocks forever.
-    let deadline = match obj.get("timeout") {
-        None | Some(Json::Null) => None,
-        Some(v) => {
-            let ms = v.as_f64().filter(|ms| *ms >= 0.0).ok_or_else(|| {
-                CommandError::Malformed(
-                    "JSON parsing error: timeout: expected a number of milliseconds".into(),
-                )
-            })?;
-            Some(Instant::now() + Duration::from_secs_f64(ms / 1000.0))
-        }
-    };
+    let deadline = super::share::deadline(h)?;
     let conn = st.conns.get_mut(&id).expect("live connection");
     if conn.waiting.is_some() {
         conn.held.push_back(Held::Wait(deadline));
@@ -259,7 +246,7 @@ fn wait(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result
     Ok(())
 }
 
-fn devices(st: &mut State, id: ConnId, _: &Map<String, Json>, _: Frame) -> Result {
+fn devices(st: &mut State, id: ConnId, _: &Header, _: Frame) -> Result {
     let devices: Vec<&str> = st.groups.names().collect();
     let reply = json!({"status": 0, "devices": devices});
     st.reply(id, reply);

@@ -150,6 +150,28 @@ pub fn wait_reply(n: usize, timed_out: bool) -> OutItem {
     json_item(&json)
 }
 
+/// Declares constant payload-less reply frames, encoded on first use.
+macro_rules! constant_replies {
+    ($($(#[$doc:meta])* $name:ident = $json:literal;)*) => {$(
+        $(#[$doc])*
+        pub fn $name() -> OutItem {
+            static FRAME: std::sync::LazyLock<Vec<u8>> =
+                std::sync::LazyLock::new(|| crate::wire::encode_head($json.as_bytes(), 0));
+            OutItem::Static(&FRAME)
+        }
+    )*};
+}
+
+constant_replies! {
+    /// `{"status":0}`: the reply to most successful commands.
+    ok_item = r#"{"status":0}"#;
+    /// `{"status":0,"found":false}`.
+    not_found_item = r#"{"status":0,"found":false}"#;
+}
+
+/// JSON of `{"status":0,"found":true}`, the head of a reply carrying a value.
+pub const FOUND_JSON: &[u8] = br#"{"status":0,"found":true}"#;
+
 /// A payload-less frame carrying `json`.
 pub fn json_item(json: &serde_json::Value) -> OutItem {
     OutItem::Bytes(crate::wire::encode_head(json.to_string().as_bytes(), 0))

@@ -4,6 +4,7 @@
 mod commands;
 mod conn;
 mod groups;
+mod header;
 mod outqueue;
 mod share;
 mod state;
@@ -93,6 +94,11 @@ pub struct Server {
     /// Connections whose transport already holds input that no readable
     /// event will announce (WebSocket); read again before sleeping.
     buffered_input: Vec<ConnId>,
+    /// Reused per read and per flush round, so the hot path does not allocate.
+    scratch_frames: Vec<Frame>,
+    scratch_ids: Vec<ConnId>,
+    /// The header being handled, reusing its buffers from request to request.
+    header: header::Header,
 }
 
 impl Server {
@@ -119,6 +125,9 @@ impl Server {
             stop: Arc::new(AtomicBool::new(false)),
             next_key: FIRST_CONN_KEY,
             buffered_input: Vec::new(),
+            scratch_frames: Vec::new(),
+            scratch_ids: Vec::new(),
+            header: header::Header::default(),
         })
     }
 
@@ -277,7 +286,7 @@ impl Server {
 
     /// Reads what is available, then handles each complete frame.
     fn read_conn(&mut self, id: ConnId) {
-        let mut frames = Vec::new();
+        let mut frames = std::mem::take(&mut self.scratch_frames);
         let mut fatal: Option<String> = None;
         let mut eof = false;
         {
@@ -329,7 +338,7 @@ impl Server {
                 log::info!("client {id} disconnected mid-frame");
             }
         }
-        for f in frames {
+        for f in frames.drain(..) {
             match self.state.conns.get_mut(&id) {
                 None => break,
                 Some(c) if c.closing => break,
@@ -338,6 +347,8 @@ impl Server {
                 Some(_) => self.handle_frame(id, f),
             }
         }
+        frames.clear();
+        self.scratch_frames = frames;
         if let Some(msg) = fatal {
             self.fail_and_close(id, &msg);
         }
@@ -347,24 +358,20 @@ impl Server {
     }
 
     fn handle_frame(&mut self, id: ConnId, frame: Frame) {
-        let parsed: serde_json::Value = match serde_json::from_slice(frame.json()) {
-            Ok(v) => v,
-            Err(e) => return self.fail_and_close(id, &format!("JSON parsing error: {e}")),
-        };
-        let serde_json::Value::Object(obj) = parsed else {
-            return self.fail_and_close(id, "JSON parsing error: the header is not a JSON object");
-        };
-        let Some(command) = obj.get("command").and_then(|c| c.as_str()) else {
+        if let Err(e) = self.header.parse_into(frame.json()) {
+            return self.fail_and_close(id, &format!("JSON parsing error: {e}"));
+        }
+        let Ok(Some(command)) = self.header.str("command") else {
             self.state.reply_error(id, "Unknown command");
             return;
         };
         log::debug!("client {id}: {command}");
-        let Some(handler) = commands::lookup(command) else {
+        let Some(handler) = commands::lookup(&command) else {
             self.state
                 .reply_error(id, &format!("Unknown command: {command}"));
             return;
         };
-        match handler(&mut self.state, id, &obj, frame) {
+        match handler(&mut self.state, id, &self.header, frame) {
             Ok(()) => {}
             Err(commands::CommandError::Failed(msg)) => self.state.reply_error(id, &msg),
             Err(commands::CommandError::Malformed(msg)) => self.fail_and_close(id, &msg),
@@ -413,10 +420,16 @@ impl Server {
 
     /// Writes pending output and re-arms interest for touched connections.
     fn flush_dirty(&mut self) {
-        let dirty: Vec<ConnId> = self.state.dirty.drain().collect();
-        for id in dirty {
+        if self.state.dirty.is_empty() {
+            return;
+        }
+        let mut ids = std::mem::take(&mut self.scratch_ids);
+        ids.extend(self.state.dirty.drain());
+        for &id in &ids {
             self.flush_conn(id);
         }
+        ids.clear();
+        self.scratch_ids = ids;
     }
 
     /// Writes one connection's pending output and updates its interest.

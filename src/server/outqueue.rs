@@ -16,6 +16,8 @@ const MAX_SLICES: usize = 64;
 pub enum OutItem {
     /// A reply built for this connection only.
     Bytes(Vec<u8>),
+    /// A constant reply (`{"status":0}` and the like), built once.
+    Static(&'static [u8]),
     /// A relayed message shared with other recipients.
     Shared(Arc<Frame>),
     /// A reply head with a body shared with stored state (share values).
@@ -26,6 +28,7 @@ impl OutItem {
     fn parts(&self) -> [&[u8]; 2] {
         match self {
             OutItem::Bytes(b) => [b, &[]],
+            OutItem::Static(b) => [b, &[]],
             OutItem::Shared(f) => [&f.head, &f.payload],
             OutItem::WithBody(h, b) => [h, b],
         }
@@ -63,25 +66,7 @@ impl OutQueue {
     /// queue is empty.
     pub fn flush<W: Write + ?Sized>(&mut self, w: &mut W) -> io::Result<bool> {
         while !self.items.is_empty() {
-            // On the stack: this runs for every reply written.
-            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let mut used = 0;
-            let mut skip = self.offset;
-            'fill: for item in &self.items {
-                for part in item.parts() {
-                    if skip >= part.len() {
-                        skip -= part.len();
-                        continue;
-                    }
-                    slices[used] = IoSlice::new(&part[skip..]);
-                    used += 1;
-                    skip = 0;
-                    if used == MAX_SLICES {
-                        break 'fill;
-                    }
-                }
-            }
-            let n = match w.write_vectored(&slices[..used]) {
+            let n = match self.write_some(w) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -91,6 +76,39 @@ impl OutQueue {
             self.advance(n);
         }
         Ok(true)
+    }
+
+    /// One vectored write of the queue's front.
+    fn write_some<W: Write + ?Sized>(&self, w: &mut W) -> io::Result<usize> {
+        // The usual case, a single reply, needs no gathering.
+        if self.items.len() == 1 {
+            let [a, b] = self.items[0].parts();
+            let (a, b) = if self.offset < a.len() {
+                (&a[self.offset..], b)
+            } else {
+                (&b[self.offset - a.len()..], &[][..])
+            };
+            return w.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]);
+        }
+        // On the stack: this runs for every batch of replies written.
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut used = 0;
+        let mut skip = self.offset;
+        'fill: for item in &self.items {
+            for part in item.parts() {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                slices[used] = IoSlice::new(&part[skip..]);
+                used += 1;
+                skip = 0;
+                if used == MAX_SLICES {
+                    break 'fill;
+                }
+            }
+        }
+        w.write_vectored(&slices[..used])
     }
 
     fn advance(&mut self, mut n: usize) {
@@ -171,5 +189,19 @@ mod tests {
         want.extend_from_slice(b"xyz");
         assert_eq!(w.got, want);
         assert_eq!(q.pending(), 0);
+    }
+
+    #[test]
+    fn a_lone_item_resumes_across_its_parts() {
+        let body = Arc::new(PooledBuf::from_vec(b"0123456789".to_vec()));
+        let mut q = OutQueue::default();
+        q.push(OutItem::WithBody(b"head".to_vec(), body));
+        let mut w = Choppy {
+            got: vec![],
+            cap: 3,
+            calls: usize::MAX,
+        };
+        assert!(q.flush(&mut w).unwrap());
+        assert_eq!(w.got, b"head0123456789");
     }
 }

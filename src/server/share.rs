@@ -8,13 +8,15 @@
 use super::commands::{CommandError, Handler};
 use super::conn::{Blocked, BlockedOn, json_item};
 use super::groups::ConnId;
+use super::header::Header;
 use super::outqueue::OutItem;
 use super::state::State;
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb;
 use crate::value::Value;
 use crate::wire::{Frame, encode_head};
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,54 +85,28 @@ pub const COMMANDS: &[(&str, Handler)] = &[
     ("share_unlock", unlock),
 ];
 
-fn share_name(obj: &Map<String, Json>) -> Result<String> {
-    match obj.get("share") {
-        None | Some(Json::Null) => Ok(String::new()),
-        Some(Json::String(s)) => Ok(s.clone()),
-        Some(_) => Err(CommandError::Malformed(
-            "JSON parsing error: share: expected string".into(),
-        )),
-    }
+fn share_name(h: &Header) -> Result<Cow<'_, str>> {
+    Ok(h.str("share")?.unwrap_or_default())
 }
 
-fn key(obj: &Map<String, Json>) -> Result<String> {
-    match obj.get("key") {
-        Some(Json::String(s)) => Ok(s.clone()),
-        Some(_) => Err(CommandError::Malformed(
-            "JSON parsing error: key: expected string".into(),
-        )),
-        None => Err(CommandError::Malformed(
-            "JSON parsing error: missing field: key".into(),
-        )),
-    }
+fn key(h: &Header) -> Result<Cow<'_, str>> {
+    super::commands::str_field(h, "key")
 }
 
-fn opt_key(obj: &Map<String, Json>) -> Result<Option<String>> {
-    match obj.get("key") {
-        None | Some(Json::Null) => Ok(None),
-        _ => key(obj).map(Some),
-    }
-}
-
-fn flag(obj: &Map<String, Json>, name: &str) -> bool {
-    obj.get(name).and_then(Json::as_bool).unwrap_or(false)
+fn opt_key(h: &Header) -> Result<Option<Cow<'_, str>>> {
+    Ok(h.str("key")?)
 }
 
 /// Deadline from an optional `"timeout"` in milliseconds.
-pub fn deadline(obj: &Map<String, Json>) -> Result<Option<Instant>> {
-    match obj.get("timeout") {
-        None | Some(Json::Null) => Ok(None),
-        Some(v) => {
-            let ms = v
-                .as_f64()
-                .filter(|ms| *ms >= 0.0 && ms.is_finite())
-                .ok_or_else(|| {
-                    CommandError::Malformed(
-                        "JSON parsing error: timeout: expected a number of milliseconds".into(),
-                    )
-                })?;
+pub fn deadline(h: &Header) -> Result<Option<Instant>> {
+    match h.f64("timeout") {
+        Ok(None) => Ok(None),
+        Ok(Some(ms)) if ms >= 0.0 && ms.is_finite() => {
             Ok(Some(Instant::now() + Duration::from_secs_f64(ms / 1000.0)))
         }
+        _ => Err(CommandError::Malformed(
+            "JSON parsing error: timeout: expected a number of milliseconds".into(),
+        )),
     }
 }
 
@@ -150,26 +126,23 @@ fn reply_with(st: &mut State, id: ConnId, json: Json, body: Option<Stored>) {
 }
 
 fn shares<'a>(st: &'a mut State, name: &str) -> &'a mut Share {
-    st.shares.map.entry(name.to_owned()).or_default()
+    // Look up before inserting: `entry` would allocate the name every time.
+    if !st.shares.map.contains_key(name) {
+        st.shares.map.insert(name.to_owned(), Share::default());
+    }
+    st.shares.map.get_mut(name).expect("inserted above")
 }
 
 /// Lets a write through, or parks it behind another client's share lock.
 /// Returns the frame back when the write may proceed now.
-fn gate(
-    st: &mut State,
-    id: ConnId,
-    name: &str,
-    obj: &Map<String, Json>,
-    frame: Frame,
-) -> Result<Option<Frame>> {
-    let d = deadline(obj)?;
-    let share = shares(st, name);
-    match share.lock {
+fn gate(st: &mut State, id: ConnId, name: &str, h: &Header, frame: Frame) -> Result<Option<Frame>> {
+    let d = deadline(h)?;
+    match st.shares.map.get(name).and_then(|s| s.lock) {
         Some(owner) if owner != id => {
-            if flag(obj, "nowait") {
+            if h.flag("nowait") {
                 return failed(format!("Share '{name}' is locked by another client"));
             }
-            share.queue.push_back(Queued::Write(id, frame));
+            shares(st, name).queue.push_back(Queued::Write(id, frame));
             st.block(id, d, BlockedOn::ShareWrite(name.to_owned()));
             Ok(None)
         }
@@ -180,23 +153,26 @@ fn gate(
 /// Stores `value` under `key` and hands it to every `wait_key` waiter.
 fn store(st: &mut State, name: &str, key: &str, value: Stored) {
     let share = shares(st, name);
-    share.entries.insert(key.to_owned(), value.clone());
+    match share.entries.get_mut(key) {
+        Some(slot) => *slot = value.clone(),
+        None => {
+            share.entries.insert(key.to_owned(), value.clone());
+        }
+    }
+    if share.key_waiters.is_empty() {
+        return;
+    }
     if let Some(waiters) = share.key_waiters.remove(key) {
         for w in waiters {
             st.unblock(w);
-            reply_with(
-                st,
-                w,
-                json!({"status": 0, "found": true}),
-                Some(value.clone()),
-            );
+            st.reply_found(w, Some(value.clone()));
         }
     }
 }
 
-fn set(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
-    let (name, k) = (share_name(obj)?, key(obj)?);
-    let Some(frame) = gate(st, id, &name, obj, frame)? else {
+fn set(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    let (name, k) = (share_name(h)?, key(h)?);
+    let Some(frame) = gate(st, id, &name, h, frame)? else {
         return Ok(());
     };
     if let Err(e) = dimeb::value_len(&frame.payload).and_then(|n| {
@@ -211,88 +187,89 @@ fn set(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Res
         ));
     }
     store(st, &name, &k, Arc::new(frame.payload));
-    reply_with(st, id, json!({"status": 0}), None);
+    st.reply_ok(id);
     Ok(())
 }
 
-fn get(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result {
-    let (name, k) = (share_name(obj)?, key(obj)?);
+fn get(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let (name, k) = (share_name(h)?, key(h)?);
     let v = st
         .shares
         .map
-        .get(&name)
-        .and_then(|s| s.entries.get(&k))
+        .get(&*name)
+        .and_then(|s| s.entries.get(&*k))
         .cloned();
-    reply_with(st, id, json!({"status": 0, "found": v.is_some()}), v);
+    st.reply_found(id, v);
     Ok(())
 }
 
-fn contains(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result {
-    let (name, k) = (share_name(obj)?, key(obj)?);
+fn contains(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let (name, k) = (share_name(h)?, key(h)?);
     let found = st
         .shares
         .map
-        .get(&name)
-        .is_some_and(|s| s.entries.contains_key(&k));
+        .get(&*name)
+        .is_some_and(|s| s.entries.contains_key(&*k));
     reply_with(st, id, json!({"status": 0, "found": found}), None);
     Ok(())
 }
 
-fn keys(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result {
-    let name = share_name(obj)?;
+fn keys(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let name = share_name(h)?;
     let keys: Vec<String> = st
         .shares
         .map
-        .get(&name)
+        .get(&*name)
         .map(|s| s.entries.keys().cloned().collect())
         .unwrap_or_default();
     reply_with(st, id, json!({"status": 0, "keys": keys}), None);
     Ok(())
 }
 
-fn len(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result {
-    let name = share_name(obj)?;
-    let n = st.shares.map.get(&name).map_or(0, |s| s.entries.len());
+fn len(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let name = share_name(h)?;
+    let n = st.shares.map.get(&*name).map_or(0, |s| s.entries.len());
     reply_with(st, id, json!({"status": 0, "len": n}), None);
     Ok(())
 }
 
-fn del(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
-    let (name, k) = (share_name(obj)?, key(obj)?);
-    if gate(st, id, &name, obj, frame)?.is_none() {
+fn del(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    let (name, k) = (share_name(h)?, key(h)?);
+    if gate(st, id, &name, h, frame)?.is_none() {
         return Ok(());
     }
-    let found = shares(st, &name).entries.remove(&k).is_some();
+    let found = shares(st, &name).entries.remove(&*k).is_some();
     reply_with(st, id, json!({"status": 0, "found": found}), None);
     st.shares.cleanup(&name);
     Ok(())
 }
 
-fn pop(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
-    let (name, k) = (share_name(obj)?, key(obj)?);
-    if gate(st, id, &name, obj, frame)?.is_none() {
+fn pop(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    let (name, k) = (share_name(h)?, key(h)?);
+    if gate(st, id, &name, h, frame)?.is_none() {
         return Ok(());
     }
-    let v = shares(st, &name).entries.remove(&k);
-    reply_with(st, id, json!({"status": 0, "found": v.is_some()}), v);
+    let v = shares(st, &name).entries.remove(&*k);
+    st.reply_found(id, v);
     st.shares.cleanup(&name);
     Ok(())
 }
 
-fn clear(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
-    let name = share_name(obj)?;
-    if gate(st, id, &name, obj, frame)?.is_none() {
+fn clear(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    let name = share_name(h)?;
+    if gate(st, id, &name, h, frame)?.is_none() {
         return Ok(());
     }
     shares(st, &name).entries.clear();
-    reply_with(st, id, json!({"status": 0}), None);
+    st.reply_ok(id);
     st.shares.cleanup(&name);
     Ok(())
 }
 
-fn get_many(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result {
-    let name = share_name(obj)?;
-    let wanted: Vec<&str> = match obj.get("keys") {
+fn get_many(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let name = share_name(h)?;
+    let keys = h.json("keys");
+    let wanted: Vec<&str> = match &keys {
         Some(Json::Array(a)) => a
             .iter()
             .map(|k| {
@@ -307,7 +284,7 @@ fn get_many(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Re
             ));
         }
     };
-    let share = st.shares.map.get(&name);
+    let share = st.shares.map.get(&*name);
     let found: Vec<(&str, &Stored)> = wanted
         .iter()
         .filter_map(|k| share.and_then(|s| s.entries.get(*k)).map(|v| (*k, v)))
@@ -328,9 +305,9 @@ fn get_many(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Re
     Ok(())
 }
 
-fn set_many(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
-    let name = share_name(obj)?;
-    let Some(frame) = gate(st, id, &name, obj, frame)? else {
+fn set_many(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    let name = share_name(h)?;
+    let Some(frame) = gate(st, id, &name, h, frame)? else {
         return Ok(());
     };
     let pairs = dimeb::split_map(&frame.payload).map_err(|e| {
@@ -348,7 +325,7 @@ fn set_many(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -
     for (k, v) in items {
         store(st, &name, &k, v);
     }
-    reply_with(st, id, json!({"status": 0}), None);
+    st.reply_ok(id);
     Ok(())
 }
 
@@ -410,9 +387,9 @@ fn add(name: &str, current: &Value, delta: &Value) -> std::result::Result<Value,
     }
 }
 
-fn incr(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
-    let (name, k) = (share_name(obj)?, key(obj)?);
-    let Some(frame) = gate(st, id, &name, obj, frame)? else {
+fn incr(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    let (name, k) = (share_name(h)?, key(h)?);
+    let Some(frame) = gate(st, id, &name, h, frame)? else {
         return Ok(());
     };
     let delta = if frame.payload.is_empty() {
@@ -421,7 +398,7 @@ fn incr(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Re
         dimeb::decode(&frame.payload)
             .map_err(|e| CommandError::Failed(format!("share_incr '{k}': {e}")))?
     };
-    let current = match shares(st, &name).entries.get(&k) {
+    let current = match shares(st, &name).entries.get(&*k) {
         Some(bytes) => dimeb::decode(bytes).map_err(|e| CommandError::Failed(e.to_string()))?,
         None => match delta {
             Value::F32(_) => Value::F32(0.0),
@@ -438,14 +415,14 @@ fn incr(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Re
     Ok(())
 }
 
-fn cas(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
-    let (name, k) = (share_name(obj)?, key(obj)?);
-    let Some(frame) = gate(st, id, &name, obj, frame)? else {
+fn cas(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    let (name, k) = (share_name(h)?, key(h)?);
+    let Some(frame) = gate(st, id, &name, h, frame)? else {
         return Ok(());
     };
     let bad = |e: String| CommandError::Failed(format!("share_cas '{k}': {e}"));
     // Payload: the new value when "absent" is set, else a list [expected, new].
-    let (expected, new): (Option<&[u8]>, &[u8]) = if flag(obj, "absent") {
+    let (expected, new): (Option<&[u8]>, &[u8]) = if h.flag("absent") {
         (None, &frame.payload[..])
     } else {
         let p = &frame.payload[..];
@@ -458,7 +435,7 @@ fn cas(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Res
     if dimeb::value_len(new).map_err(|e| bad(e.to_string()))? != new.len() {
         return Err(bad("trailing bytes after the new value".into()));
     }
-    let current = shares(st, &name).entries.get(&k).cloned();
+    let current = shares(st, &name).entries.get(&*k).cloned();
     let swapped = match (expected, &current) {
         (None, None) => true,
         (Some(e), Some(c)) => e == &c[..],
@@ -471,34 +448,38 @@ fn cas(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Res
     Ok(())
 }
 
-fn wait_key(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result {
-    let (name, k) = (share_name(obj)?, key(obj)?);
-    let d = deadline(obj)?;
+fn wait_key(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let (name, k) = (share_name(h)?, key(h)?);
+    let d = deadline(h)?;
     if let Some(v) = st
         .shares
         .map
-        .get(&name)
-        .and_then(|s| s.entries.get(&k))
+        .get(&*name)
+        .and_then(|s| s.entries.get(&*k))
         .cloned()
     {
-        reply_with(st, id, json!({"status": 0, "found": true}), Some(v));
+        st.reply_found(id, Some(v));
         return Ok(());
     }
     shares(st, &name)
         .key_waiters
-        .entry(k.clone())
+        .entry(k.clone().into_owned())
         .or_default()
         .push(id);
-    st.block(id, d, BlockedOn::ShareKey(name, k));
+    st.block(
+        id,
+        d,
+        BlockedOn::ShareKey(name.into_owned(), k.into_owned()),
+    );
     Ok(())
 }
 
-fn lock(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result {
-    let name = share_name(obj)?;
-    let d = deadline(obj)?;
-    let nowait = flag(obj, "nowait");
+fn lock(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let name = share_name(h)?;
+    let d = deadline(h)?;
+    let nowait = h.flag("nowait");
     let share = shares(st, &name);
-    match opt_key(obj)? {
+    match opt_key(h)? {
         None => {
             if share.lock == Some(id) {
                 return failed(format!(
@@ -507,24 +488,24 @@ fn lock(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result
             }
             if share.lock.is_none() {
                 share.lock = Some(id);
-                reply_with(st, id, json!({"status": 0}), None);
+                st.reply_ok(id);
             } else if nowait {
                 return failed(format!("Share '{name}' is locked by another client"));
             } else {
                 share.queue.push_back(Queued::Lock(id));
-                st.block(id, d, BlockedOn::ShareLock(name));
+                st.block(id, d, BlockedOn::ShareLock(name.into_owned()));
             }
         }
-        Some(k) => match share.key_locks.get_mut(&k) {
+        Some(k) => match share.key_locks.get_mut(&*k) {
             None => {
                 share.key_locks.insert(
-                    k,
+                    k.into_owned(),
                     KeyLock {
                         owner: id,
                         waiters: VecDeque::new(),
                     },
                 );
-                reply_with(st, id, json!({"status": 0}), None);
+                st.reply_ok(id);
             }
             Some(l) if l.owner == id => {
                 return failed(format!(
@@ -538,38 +519,38 @@ fn lock(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result
             }
             Some(l) => {
                 l.waiters.push_back(id);
-                st.block(id, d, BlockedOn::KeyLock(name, k));
+                st.block(id, d, BlockedOn::KeyLock(name.into_owned(), k.into_owned()));
             }
         },
     }
     Ok(())
 }
 
-fn unlock(st: &mut State, id: ConnId, obj: &Map<String, Json>, _: Frame) -> Result {
-    let name = share_name(obj)?;
-    match opt_key(obj)? {
+fn unlock(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let name = share_name(h)?;
+    match opt_key(h)? {
         None => {
-            if st.shares.map.get(&name).and_then(|s| s.lock) != Some(id) {
+            if st.shares.map.get(&*name).and_then(|s| s.lock) != Some(id) {
                 return failed(format!(
                     "This client does not hold the lock on share '{name}'"
                 ));
             }
-            reply_with(st, id, json!({"status": 0}), None);
+            st.reply_ok(id);
             release_share_lock(st, &name);
         }
         Some(k) => {
             let owner = st
                 .shares
                 .map
-                .get(&name)
-                .and_then(|s| s.key_locks.get(&k))
+                .get(&*name)
+                .and_then(|s| s.key_locks.get(&*k))
                 .map(|l| l.owner);
             if owner != Some(id) {
                 return failed(format!(
                     "This client does not hold the lock on key '{k}' of share '{name}'"
                 ));
             }
-            reply_with(st, id, json!({"status": 0}), None);
+            st.reply_ok(id);
             release_key_lock(st, &name, &k);
         }
     }
@@ -590,7 +571,7 @@ fn release_share_lock(st: &mut State, name: &str) {
             Queued::Lock(w) => {
                 st.unblock(w);
                 shares(st, name).lock = Some(w);
-                reply_with(st, w, json!({"status": 0}), None);
+                st.reply_ok(w);
                 return;
             }
         }
@@ -599,17 +580,18 @@ fn release_share_lock(st: &mut State, name: &str) {
 
 /// Runs a write that waited for a lock, as if it had just arrived.
 fn replay(st: &mut State, id: ConnId, frame: Frame) {
-    let obj = match serde_json::from_slice::<Json>(frame.json()) {
-        Ok(Json::Object(o)) => o,
-        _ => return,
+    let Ok(header) = Header::parse(frame.json()) else {
+        return;
     };
-    let handler = obj
-        .get("command")
-        .and_then(Json::as_str)
+    let handler = header
+        .str("command")
+        .ok()
+        .flatten()
         .and_then(|c| COMMANDS.iter().find(|(n, _)| *n == c))
         .map(|(_, h)| *h);
     if let Some(h) = handler {
-        if let Err(CommandError::Failed(m) | CommandError::Malformed(m)) = h(st, id, &obj, frame) {
+        if let Err(CommandError::Failed(m) | CommandError::Malformed(m)) = h(st, id, &header, frame)
+        {
             st.reply_error(id, &m);
         }
     }
@@ -624,7 +606,7 @@ fn release_key_lock(st: &mut State, name: &str, key: &str) {
         Some(next) => {
             l.owner = next;
             st.unblock(next);
-            reply_with(st, next, json!({"status": 0}), None);
+            st.reply_ok(next);
         }
         None => {
             share.key_locks.remove(key);

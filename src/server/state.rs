@@ -2,19 +2,26 @@
 //! negotiated serialization, pending wait deadlines.
 
 use super::Config;
-use super::conn::{Blocked, BlockedOn, Connection, json_item, wait_reply};
+use super::conn::{
+    Blocked, BlockedOn, Connection, FOUND_JSON, json_item, not_found_item, ok_item, wait_reply,
+};
 use super::groups::{ConnId, Groups};
+use super::outqueue::OutItem;
 use super::share::{self, Shares};
 use super::tuples::Spaces;
+use crate::buffer::PooledBuf;
 use crate::wire::Frame;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use crate::wire::encode_head;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Server state shared by command handlers.
 pub struct State {
     /// Live connections by poller key.
-    pub conns: HashMap<ConnId, Connection>,
+    // Keys are our own small integers, so a fast non-keyed hash is safe.
+    pub conns: FxHashMap<ConnId, Connection>,
     /// Group membership.
     pub groups: Groups,
     /// The server-wide serialization (PROTOCOL.md §3); None until the first handshake.
@@ -22,7 +29,7 @@ pub struct State {
     /// Limits and listeners.
     pub config: Config,
     /// Connections with new output or state to re-arm after this round.
-    pub dirty: HashSet<ConnId>,
+    pub dirty: FxHashSet<ConnId>,
     /// Pending `wait` and blocked-request deadlines.
     pub timers: BTreeSet<(Instant, ConnId)>,
     /// Shared dictionaries.
@@ -37,11 +44,11 @@ impl State {
     /// Empty state.
     pub fn new(config: Config) -> State {
         State {
-            conns: HashMap::new(),
+            conns: FxHashMap::default(),
             groups: Groups::default(),
             serialization: None,
             config,
-            dirty: HashSet::new(),
+            dirty: FxHashSet::default(),
             timers: BTreeSet::new(),
             shares: Shares::default(),
             spaces: Spaces::default(),
@@ -51,10 +58,29 @@ impl State {
 
     /// Queues `json` as a reply to `id`.
     pub fn reply(&mut self, id: ConnId, json: serde_json::Value) {
+        self.reply_item(id, json_item(&json));
+    }
+
+    /// Queues an encoded reply to `id`.
+    pub fn reply_item(&mut self, id: ConnId, item: OutItem) {
         if let Some(c) = self.conns.get_mut(&id) {
-            c.reply(json_item(&json));
+            c.reply(item);
             self.dirty.insert(id);
         }
+    }
+
+    /// Queues `{"status":0,"found":…}`, followed by the value when there is one.
+    pub fn reply_found(&mut self, id: ConnId, value: Option<Arc<PooledBuf>>) {
+        let item = match value {
+            Some(v) => OutItem::WithBody(encode_head(FOUND_JSON, v.len()), v),
+            None => not_found_item(),
+        };
+        self.reply_item(id, item);
+    }
+
+    /// Queues `{"status":0}` for `id`.
+    pub fn reply_ok(&mut self, id: ConnId) {
+        self.reply_item(id, ok_item());
     }
 
     /// Queues `{"status":-1,"error":msg}` for `id`.

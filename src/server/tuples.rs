@@ -6,13 +6,13 @@
 use super::commands::{CommandError, Handler};
 use super::conn::BlockedOn;
 use super::groups::ConnId;
-use super::outqueue::OutItem;
+use super::header::Header;
 use super::share::deadline;
 use super::state::State;
 use crate::buffer::PooledBuf;
 use crate::pattern::{self, Matcher};
-use crate::wire::{Frame, encode_head};
-use serde_json::{Map, Value as Json, json};
+use crate::wire::Frame;
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -149,35 +149,12 @@ pub const COMMANDS: &[(&str, Handler)] = &[
     ("ts_count", count),
 ];
 
-fn space_name(obj: &Map<String, Json>) -> Result<String> {
-    match obj.get("space") {
-        None | Some(Json::Null) => Ok(String::new()),
-        Some(Json::String(s)) => Ok(s.clone()),
-        Some(_) => Err(CommandError::Malformed(
-            "JSON parsing error: space: expected string".into(),
-        )),
-    }
+fn space_name(h: &Header) -> Result<String> {
+    Ok(h.str("space")?.unwrap_or_default().into_owned())
 }
 
-fn reply_tuple(st: &mut State, id: ConnId, bytes: Option<Arc<PooledBuf>>) {
-    let item = match bytes {
-        Some(b) => OutItem::WithBody(
-            encode_head(
-                json!({"status": 0, "found": true}).to_string().as_bytes(),
-                b.len(),
-            ),
-            b,
-        ),
-        None => super::conn::json_item(&json!({"status": 0, "found": false})),
-    };
-    if let Some(c) = st.conns.get_mut(&id) {
-        c.reply(item);
-        st.dirty.insert(id);
-    }
-}
-
-fn out(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
-    let name = space_name(obj)?;
+fn out(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    let name = space_name(h)?;
     let fields = pattern::split_list(&frame.payload).map_err(|e| {
         CommandError::Failed(format!("ts_out: the tuple must be a dimeb list: {}", e.0))
     })?;
@@ -209,35 +186,28 @@ fn out(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Res
     }
     for r in readers {
         st.unblock(r);
-        reply_tuple(st, r, Some(bytes.clone()));
+        st.reply_found(r, Some(bytes.clone()));
     }
     if let Some(t) = taker {
         st.unblock(t);
-        reply_tuple(st, t, Some(bytes));
+        st.reply_found(t, Some(bytes));
     }
-    st.reply(id, json!({"status": 0}));
+    st.reply_ok(id);
     Ok(())
 }
 
-fn compiled(obj: &Map<String, Json>, frame: &Frame) -> Result<Vec<Matcher>> {
-    let spec = obj.get("pattern").ok_or_else(|| {
+fn compiled(h: &Header, frame: &Frame) -> Result<Vec<Matcher>> {
+    let spec = h.json("pattern").ok_or_else(|| {
         CommandError::Malformed("JSON parsing error: missing field: pattern".into())
     })?;
-    pattern::compile(spec, &frame.payload).map_err(|e| CommandError::Failed(e.to_string()))
+    pattern::compile(&spec, &frame.payload).map_err(|e| CommandError::Failed(e.to_string()))
 }
 
 /// Shared body of in/rd/inp/rdp.
-fn lookup(
-    st: &mut State,
-    id: ConnId,
-    obj: &Map<String, Json>,
-    frame: Frame,
-    take: bool,
-    block: bool,
-) -> Result {
-    let name = space_name(obj)?;
-    let pattern = compiled(obj, &frame)?;
-    let d = if block { deadline(obj)? } else { None };
+fn lookup(st: &mut State, id: ConnId, h: &Header, frame: Frame, take: bool, block: bool) -> Result {
+    let name = space_name(h)?;
+    let pattern = compiled(h, &frame)?;
+    let d = if block { deadline(h)? } else { None };
     let space = st.spaces.map.entry(name.clone()).or_default();
     match space.find(&pattern) {
         Some(seq) => {
@@ -246,7 +216,7 @@ fn lookup(
             } else {
                 space.tuples[&seq].bytes.clone()
             };
-            reply_tuple(st, id, Some(bytes));
+            st.reply_found(id, Some(bytes));
         }
         None if block => {
             space.waiters.push_back(Waiter {
@@ -256,31 +226,31 @@ fn lookup(
             });
             st.block(id, d, BlockedOn::Tuple(name.clone()));
         }
-        None => reply_tuple(st, id, None),
+        None => st.reply_found(id, None),
     }
     st.spaces.cleanup(&name);
     Ok(())
 }
 
-fn take_blocking(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
-    lookup(st, id, obj, frame, true, true)
+fn take_blocking(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    lookup(st, id, h, frame, true, true)
 }
 
-fn read_blocking(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
-    lookup(st, id, obj, frame, false, true)
+fn read_blocking(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    lookup(st, id, h, frame, false, true)
 }
 
-fn take_now(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
-    lookup(st, id, obj, frame, true, false)
+fn take_now(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    lookup(st, id, h, frame, true, false)
 }
 
-fn read_now(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
-    lookup(st, id, obj, frame, false, false)
+fn read_now(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    lookup(st, id, h, frame, false, false)
 }
 
-fn count(st: &mut State, id: ConnId, obj: &Map<String, Json>, frame: Frame) -> Result {
-    let name = space_name(obj)?;
-    let pattern = compiled(obj, &frame)?;
+fn count(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    let name = space_name(h)?;
+    let pattern = compiled(h, &frame)?;
     let n = st.spaces.map.get(&name).map_or(0, |s| s.count(&pattern));
     st.reply(id, json!({"status": 0, "count": n}));
     Ok(())
