@@ -3,10 +3,11 @@
 
 use super::conn::{BlockedOn, Held, wait_reply};
 use super::groups::ConnId;
-use super::header::{FieldError, Header};
+use super::header::{Header, Text};
 use super::outqueue::OutItem;
 use super::state::State;
 use crate::wire::Frame;
+use serde_json::value::RawValue;
 use serde_json::{Value as Json, json};
 use std::borrow::Cow;
 
@@ -19,12 +20,6 @@ pub enum CommandError {
 }
 
 type Result<T = ()> = std::result::Result<T, CommandError>;
-
-impl From<FieldError> for CommandError {
-    fn from(e: FieldError) -> CommandError {
-        CommandError::Malformed(format!("JSON parsing error: {e}"))
-    }
-}
 
 /// A command handler: the connection, its parsed JSON header, and the frame
 /// (kept whole so relayed messages go out unchanged).
@@ -53,17 +48,31 @@ pub fn lookup(command: &str) -> Option<Handler> {
 }
 
 /// A string field that must be present.
-pub fn str_field<'a>(h: &'a Header, key: &str) -> Result<Cow<'a, str>> {
-    h.str(key)?
-        .ok_or_else(|| CommandError::Malformed(format!("JSON parsing error: missing field: {key}")))
+pub fn required<'h>(field: &'h Option<Text<'_>>, name: &str) -> Result<&'h str> {
+    field.as_deref().ok_or_else(|| {
+        CommandError::Malformed(format!("JSON parsing error: missing field: {name}"))
+    })
+}
+
+/// A raw JSON value that must be a string.
+fn raw_str<'h>(raw: Option<&'h RawValue>, name: &str) -> Result<Cow<'h, str>> {
+    let raw = raw.ok_or_else(|| {
+        CommandError::Malformed(format!("JSON parsing error: missing field: {name}"))
+    })?;
+    super::header::raw_str(raw).ok_or_else(|| {
+        CommandError::Malformed(format!("JSON parsing error: {name}: expected string"))
+    })
 }
 
 /// Group names from `name`: a list of strings, or one string.
 fn names(h: &Header) -> Result<Vec<String>> {
-    if h.raw("name").is_some_and(|r| r.starts_with('"')) {
-        return Ok(vec![str_field(h, "name")?.into_owned()]);
+    if h.name.is_some_and(|r| r.get().starts_with('"')) {
+        return Ok(vec![raw_str(h.name, "name")?.into_owned()]);
     }
-    match h.json("name") {
+    match h
+        .name
+        .and_then(|r| serde_json::from_str::<Json>(r.get()).ok())
+    {
         Some(Json::Array(items)) => items
             .iter()
             .map(|v| match v {
@@ -85,8 +94,7 @@ fn names(h: &Header) -> Result<Vec<String>> {
 const SERIALIZATIONS: [&str; 4] = ["matlab", "pickle", "dimeb", "json"];
 
 fn handshake(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
-    let wanted = str_field(h, "serialization")?;
-    let wanted = wanted.as_ref();
+    let wanted = required(&h.serialization, "serialization")?;
     if !SERIALIZATIONS.contains(&wanted) {
         return Err(CommandError::Failed(format!(
             "Unknown serialization: {wanted} (expected one of matlab, pickle, dimeb, json)"
@@ -147,14 +155,14 @@ fn leave(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
 }
 
 fn relay(st: &mut State, id: ConnId, h: &Header, frame: Frame, recipients: Vec<ConnId>) -> Result {
-    str_field(h, "varname")?;
-    str_field(h, "serialization")?;
+    required(&h.varname, "varname")?;
+    required(&h.serialization, "serialization")?;
     st.check_queue_room(&recipients, frame.wire_len() as u64)
         .map_err(CommandError::Failed)?;
     st.deliver(&recipients, frame);
     // "receive": true (our extension) answers with the sender's own next
     // messages instead of a bare status: a request/reply in one exchange.
-    if h.flag("receive") {
+    if Header::flag(h.receive) {
         return receive(st, id, h, sync_count(h)?);
     }
     st.reply_ok(id);
@@ -162,7 +170,7 @@ fn relay(st: &mut State, id: ConnId, h: &Header, frame: Frame, recipients: Vec<C
 }
 
 fn send(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    let group = str_field(h, "name")?;
+    let group = raw_str(h.name, "name")?;
     let recipients: Vec<ConnId> = match st.groups.members(&group) {
         Some(m) => m.iter().copied().collect(),
         None => {
@@ -183,7 +191,7 @@ fn sync(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let n = sync_count(h)?;
     // "wait": true (our extension) blocks until a message is queued, saving
     // the separate wait exchange on the critical path of a round trip.
-    if h.flag("wait") {
+    if Header::flag(h.wait) {
         return receive(st, id, h, n);
     }
     drain_inbox(st, id, n);
@@ -191,14 +199,7 @@ fn sync(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
 }
 
 fn sync_count(h: &Header) -> Result<i64> {
-    if h.is_absent("n") {
-        return Ok(-1);
-    }
-    let raw = h.raw("n").unwrap_or_default();
-    raw.parse::<i64>()
-        .ok()
-        .or_else(|| raw.parse::<f64>().ok().map(|f| f as i64))
-        .ok_or_else(|| CommandError::Malformed("JSON parsing error: n: expected integer".into()))
+    Ok(h.n.map_or(-1, |n| n as i64))
 }
 
 /// Sends queued messages now, or blocks until one arrives (or `timeout`).

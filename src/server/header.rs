@@ -1,172 +1,122 @@
-//! A request's JSON header, indexed rather than turned into a tree.
+//! A request's JSON header, parsed into typed fields that borrow its text.
 //!
 //! Parsing every header into a `serde_json::Value` cost about half of the
 //! server's own (non-kernel) work per request: a map node and a string per
-//! field, all freed again microseconds later. Here the header is scanned
-//! once into a reused buffer with the byte ranges of each field; handlers
-//! then read the fields they need, typed, straight from the text.
+//! field, all freed again microseconds later. Every field any command
+//! reads is declared here once, so serde matches names at compile time and
+//! strings without escapes are borrowed, not copied; fields that take more
+//! than one shape (`name`, `pattern`) are kept as raw JSON until asked for.
+//! Unknown fields are ignored, as the original server does.
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::fmt;
-use std::ops::Range;
 
-/// Where a field's name is: in the text, or unescaped when it had escapes.
-enum Name {
-    Span(Range<usize>),
-    Unescaped(String),
+/// The fields of one request header (PROTOCOL.md §2 and our extensions).
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct Header<'a> {
+    /// The command to run; kept raw so that a non-string is an unknown
+    /// command (the connection stays open), not a malformed header.
+    #[serde(borrow)]
+    pub command: Option<&'a RawValue>,
+    /// `handshake`, `send`, `broadcast`: a serialization name.
+    #[serde(borrow)]
+    pub serialization: Option<Text<'a>>,
+    /// `send`, `broadcast`: the variable's name.
+    #[serde(borrow)]
+    pub varname: Option<Text<'a>>,
+    /// `join`, `leave`: a group or a list of groups; `send`: a group.
+    #[serde(borrow)]
+    pub name: Option<&'a RawValue>,
+    /// `sync`, `send` with `receive`: how many messages (absent: all).
+    pub n: Option<f64>,
+    /// Milliseconds to wait before giving up (our extension).
+    pub timeout: Option<f64>,
+    /// `send`: answer with the sender's own next messages (our extension).
+    pub receive: Option<bool>,
+    /// `sync`: block until a message is queued (our extension).
+    pub wait: Option<bool>,
+    /// Share commands: the share (absent: the default share).
+    #[serde(borrow)]
+    pub share: Option<Text<'a>>,
+    /// Share commands: the key.
+    #[serde(borrow)]
+    pub key: Option<Text<'a>>,
+    /// `share_get_many`: the keys.
+    #[serde(borrow)]
+    pub keys: Option<Vec<Text<'a>>>,
+    /// Share writes and locks: fail instead of waiting for a lock.
+    pub nowait: Option<bool>,
+    /// `share_cas`: succeed only if the key is absent.
+    pub absent: Option<bool>,
+    /// Tuple-space commands: the space (absent: the default space).
+    #[serde(borrow)]
+    pub space: Option<Text<'a>>,
+    /// Tuple-space lookups: the pattern (see `crate::pattern`).
+    #[serde(borrow)]
+    pub pattern: Option<&'a RawValue>,
 }
 
-/// The fields of one JSON-object header.
-#[derive(Default)]
-pub struct Header {
-    text: String,
-    fields: Vec<(Name, Range<usize>)>,
-}
+/// A string that borrows from the header unless it had escapes. (serde's
+/// own `Cow<str>` inside an `Option` always copies.)
+#[derive(Debug, PartialEq)]
+pub struct Text<'a>(pub Cow<'a, str>);
 
-/// Why a field cannot be read as the type asked for.
-#[derive(Debug)]
-pub struct FieldError(pub String);
-
-impl Header {
-    /// Parses `json`, which must be one JSON object.
-    pub fn parse(json: &[u8]) -> Result<Header, String> {
-        let mut h = Header::default();
-        h.parse_into(json)?;
-        Ok(h)
-    }
-
-    /// Parses `json` into `self`, reusing its buffers.
-    pub fn parse_into(&mut self, json: &[u8]) -> Result<(), String> {
-        self.text.clear();
-        self.fields.clear();
-        self.text
-            .push_str(std::str::from_utf8(json).map_err(|e| format!("invalid UTF-8: {e}"))?);
-        if !self.text.trim_start().starts_with('{') {
-            return Err("the header is not a JSON object".into());
-        }
-        let mut de = serde_json::Deserializer::from_str(&self.text);
-        de.deserialize_any(Indexer {
-            base: self.text.as_ptr() as usize,
-            fields: &mut self.fields,
-        })
-        .map_err(|e| e.to_string())?;
-        de.end().map_err(|e| e.to_string())
-    }
-
-    /// The raw JSON text of field `name` (the last one, if repeated).
-    pub fn raw(&self, name: &str) -> Option<&str> {
-        self.fields.iter().rev().find_map(|(n, v)| {
-            let matches = match n {
-                Name::Span(r) => &self.text[r.clone()] == name,
-                Name::Unescaped(s) => s == name,
-            };
-            matches.then(|| &self.text[v.clone()])
-        })
-    }
-
-    /// True when field `name` is absent or `null`.
-    pub fn is_absent(&self, name: &str) -> bool {
-        self.raw(name).is_none_or(|r| r == "null")
-    }
-
-    /// Field `name` as a string; `None` when absent or `null`.
-    pub fn str(&self, name: &str) -> Result<Option<Cow<'_, str>>, FieldError> {
-        match self.raw(name) {
-            None | Some("null") => Ok(None),
-            // Without escapes the text between the quotes is the string.
-            Some(raw) if raw.len() >= 2 && raw.starts_with('"') && !raw.contains('\\') => {
-                Ok(Some(Cow::Borrowed(&raw[1..raw.len() - 1])))
-            }
-            Some(raw) => serde_json::from_str::<Text>(raw)
-                .map(|t| Some(t.0))
-                .map_err(|_| FieldError(format!("{name}: expected string"))),
-        }
-    }
-
-    /// Field `name` as a number; `None` when absent or `null`.
-    pub fn f64(&self, name: &str) -> Result<Option<f64>, FieldError> {
-        match self.raw(name) {
-            None | Some("null") => Ok(None),
-            Some(raw) => serde_json::from_str::<f64>(raw)
-                .map(Some)
-                .map_err(|_| FieldError(format!("{name}: expected a number"))),
-        }
-    }
-
-    /// Field `name` if it is `true`; anything else counts as false.
-    pub fn flag(&self, name: &str) -> bool {
-        self.raw(name) == Some("true")
-    }
-
-    /// Field `name` as a JSON tree, for the rare structured fields.
-    pub fn json(&self, name: &str) -> Option<serde_json::Value> {
-        self.raw(name).and_then(|r| serde_json::from_str(r).ok())
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
     }
 }
 
-/// A string that borrows from the header unless it had escapes.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a string")
             }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Text<'de>, E> {
+            fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Text<'a>, E> {
                 Ok(Text(Cow::Borrowed(s)))
             }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Text<'de>, E> {
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text<'a>, E> {
                 Ok(Text(Cow::Owned(s.to_owned())))
             }
         }
-        d.deserialize_str(V)
+        d.deserialize_str(V(std::marker::PhantomData))
     }
 }
 
-/// Records each field's name and value span, relative to `base`.
-struct Indexer<'f> {
-    base: usize,
-    fields: &'f mut Vec<(Name, Range<usize>)>,
-}
-
-impl Indexer<'_> {
-    fn span(&self, s: &str) -> Range<usize> {
-        let start = s.as_ptr() as usize - self.base;
-        start..start + s.len()
-    }
-}
-
-impl<'de> Visitor<'de> for Indexer<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("the header to be a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Text(name)) = map.next_key::<Text<'de>>()? {
-            let value: &'de RawValue = map.next_value()?;
-            let name = match name {
-                Cow::Borrowed(s) => Name::Span(self.span(s)),
-                Cow::Owned(s) => Name::Unescaped(s),
-            };
-            let value = self.span(value.get());
-            self.fields.push((name, value));
+impl<'a> Header<'a> {
+    /// Parses `text`, which must be one JSON object.
+    pub fn parse(text: &'a str) -> Result<Header<'a>, String> {
+        if !text.trim_start().starts_with('{') {
+            return Err("the header is not a JSON object".into());
         }
-        Ok(())
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The command name, if it is a string.
+    pub fn command(&self) -> Option<Cow<'a, str>> {
+        self.command.and_then(raw_str)
+    }
+
+    /// Whether a boolean option is set.
+    pub fn flag(option: Option<bool>) -> bool {
+        option == Some(true)
     }
 }
 
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(&self.0)
+/// A raw JSON value as a string, if it is one.
+pub fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    // Without escapes the text between the quotes is the string itself.
+    if text.len() >= 2 && text.starts_with('"') && !text.contains('\\') {
+        return Some(Cow::Borrowed(&text[1..text.len() - 1]));
     }
+    serde_json::from_str::<String>(text).ok().map(Cow::Owned)
 }
 
 #[cfg(test)]
@@ -174,44 +124,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_typed_fields() {
-        let h = Header::parse(
-            br#"{"command":"share_set","key":"a\"b","n":3,"t":2.5,"w":true,"x":null,"l":[1,{"y":2}]}"#,
-        )
-        .unwrap();
-        assert_eq!(h.str("command").unwrap().as_deref(), Some("share_set"));
-        assert_eq!(h.str("key").unwrap().as_deref(), Some("a\"b"));
-        assert_eq!(h.f64("n").unwrap(), Some(3.0));
-        assert_eq!(h.f64("t").unwrap(), Some(2.5));
-        assert!(h.flag("w") && !h.flag("n") && !h.flag("missing"));
-        assert!(h.is_absent("x") && h.is_absent("missing") && !h.is_absent("n"));
-        assert_eq!(h.str("x").unwrap(), None);
-        assert_eq!(h.json("l").unwrap(), serde_json::json!([1, {"y": 2}]));
-        assert_eq!(h.str("n").unwrap_err().0, "n: expected string");
-        assert_eq!(h.f64("key").unwrap_err().0, "key: expected a number");
+    fn reads_typed_fields_and_borrows_plain_strings() {
+        let text = r#"{"command":"share_set","key":"a\"b","share":"s","n":3,"timeout":2.5,
+            "nowait":true,"absent":null,"name":["g",1],"keys":["x","y"],"other":{"z":[1]}}"#;
+        let h = Header::parse(text).unwrap();
+        assert_eq!(h.command().as_deref(), Some("share_set"));
+        assert!(matches!(h.share, Some(Text(Cow::Borrowed("s")))));
+        assert!(matches!(h.key, Some(Text(Cow::Owned(ref k))) if k == "a\"b"));
+        assert_eq!((h.n, h.timeout), (Some(3.0), Some(2.5)));
+        assert!(Header::flag(h.nowait) && !Header::flag(h.absent) && !Header::flag(h.wait));
+        assert_eq!(h.name.unwrap().get(), r#"["g",1]"#);
+        let keys: Vec<&str> = h.keys.iter().flatten().map(|k| &**k).collect();
+        assert_eq!(keys, ["x", "y"]);
+        assert!(h.space.is_none() && h.pattern.is_none());
+        let odd = Header::parse(r#"{"command":5}"#).unwrap();
+        assert_eq!(odd.command(), None);
+        let escaped = Header::parse(r#"{"command":"s\u0065nd"}"#).unwrap();
+        assert_eq!(escaped.command().as_deref(), Some("send"));
     }
 
     #[test]
-    fn escaped_names_and_repeats() {
-        let h = Header::parse(br#"{"comm\u0061nd":"a","k":1,"k":2}"#).unwrap();
-        assert_eq!(h.str("command").unwrap().as_deref(), Some("a"));
-        assert_eq!(h.f64("k").unwrap(), Some(2.0), "the last repeat wins");
-    }
-
-    #[test]
-    fn refuses_what_is_not_one_object() {
+    fn refuses_what_is_not_one_well_typed_object() {
         for bad in [
-            &b"[1,2]"[..],
-            b"\"s\"",
-            b"{not json",
-            b"{} {}",
-            b"{\"a\":1",
-            b"\xff",
+            "[1,2]",
+            "\"s\"",
+            "{not json",
+            "{} {}",
+            "{\"a\":1",
+            r#"{"key":5}"#,
+            r#"{"timeout":"soon"}"#,
         ] {
-            assert!(Header::parse(bad).is_err(), "{bad:?}");
+            assert!(Header::parse(bad).is_err(), "{bad}");
         }
-        let mut h = Header::parse(br#"{"a":1}"#).unwrap();
-        h.parse_into(br#"{"b":2}"#).unwrap();
-        assert!(h.raw("a").is_none() && h.raw("b") == Some("2"));
+        assert_eq!(
+            Header::parse("[]").unwrap_err(),
+            "the header is not a JSON object"
+        );
     }
 }

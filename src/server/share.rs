@@ -16,8 +16,11 @@ use crate::codec::dimeb;
 use crate::value::Value;
 use crate::wire::{Frame, encode_head};
 use serde_json::{Value as Json, json};
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+// hashbrown for `entry_ref` (one lookup, allocating the name only when it
+// is new) and its seeded foldhash, several times faster than SipHash on
+// short names while still randomized against collision flooding.
+use hashbrown::HashMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,23 +88,23 @@ pub const COMMANDS: &[(&str, Handler)] = &[
     ("share_unlock", unlock),
 ];
 
-fn share_name(h: &Header) -> Result<Cow<'_, str>> {
-    Ok(h.str("share")?.unwrap_or_default())
+fn share_name<'h>(h: &'h Header) -> Result<&'h str> {
+    Ok(h.share.as_deref().unwrap_or(""))
 }
 
-fn key(h: &Header) -> Result<Cow<'_, str>> {
-    super::commands::str_field(h, "key")
+fn key<'h>(h: &'h Header) -> Result<&'h str> {
+    super::commands::required(&h.key, "key")
 }
 
-fn opt_key(h: &Header) -> Result<Option<Cow<'_, str>>> {
-    Ok(h.str("key")?)
+fn opt_key<'h>(h: &'h Header) -> Result<Option<&'h str>> {
+    Ok(h.key.as_deref())
 }
 
 /// Deadline from an optional `"timeout"` in milliseconds.
 pub fn deadline(h: &Header) -> Result<Option<Instant>> {
-    match h.f64("timeout") {
-        Ok(None) => Ok(None),
-        Ok(Some(ms)) if ms >= 0.0 && ms.is_finite() => {
+    match h.timeout {
+        None => Ok(None),
+        Some(ms) if ms >= 0.0 && ms.is_finite() => {
             Ok(Some(Instant::now() + Duration::from_secs_f64(ms / 1000.0)))
         }
         _ => Err(CommandError::Malformed(
@@ -126,11 +129,7 @@ fn reply_with(st: &mut State, id: ConnId, json: Json, body: Option<Stored>) {
 }
 
 fn shares<'a>(st: &'a mut State, name: &str) -> &'a mut Share {
-    // Look up before inserting: `entry` would allocate the name every time.
-    if !st.shares.map.contains_key(name) {
-        st.shares.map.insert(name.to_owned(), Share::default());
-    }
-    st.shares.map.get_mut(name).expect("inserted above")
+    st.shares.map.entry_ref(name).or_default()
 }
 
 /// Lets a write through, or parks it behind another client's share lock.
@@ -139,7 +138,7 @@ fn gate(st: &mut State, id: ConnId, name: &str, h: &Header, frame: Frame) -> Res
     let d = deadline(h)?;
     match st.shares.map.get(name).and_then(|s| s.lock) {
         Some(owner) if owner != id => {
-            if h.flag("nowait") {
+            if Header::flag(h.nowait) {
                 return failed(format!("Share '{name}' is locked by another client"));
             }
             shares(st, name).queue.push_back(Queued::Write(id, frame));
@@ -172,7 +171,7 @@ fn store(st: &mut State, name: &str, key: &str, value: Stored) {
 
 fn set(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let (name, k) = (share_name(h)?, key(h)?);
-    let Some(frame) = gate(st, id, &name, h, frame)? else {
+    let Some(frame) = gate(st, id, name, h, frame)? else {
         return Ok(());
     };
     if let Err(e) = dimeb::value_len(&frame.payload).and_then(|n| {
@@ -186,7 +185,7 @@ fn set(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
             "share_set '{k}': the payload is not one dimeb value: {e}"
         ));
     }
-    store(st, &name, &k, Arc::new(frame.payload));
+    store(st, name, k, Arc::new(frame.payload));
     st.reply_ok(id);
     Ok(())
 }
@@ -196,7 +195,7 @@ fn get(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let v = st
         .shares
         .map
-        .get(&*name)
+        .get(name)
         .and_then(|s| s.entries.get(&*k))
         .cloned();
     st.reply_found(id, v);
@@ -208,7 +207,7 @@ fn contains(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let found = st
         .shares
         .map
-        .get(&*name)
+        .get(name)
         .is_some_and(|s| s.entries.contains_key(&*k));
     reply_with(st, id, json!({"status": 0, "found": found}), None);
     Ok(())
@@ -219,7 +218,7 @@ fn keys(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let keys: Vec<String> = st
         .shares
         .map
-        .get(&*name)
+        .get(name)
         .map(|s| s.entries.keys().cloned().collect())
         .unwrap_or_default();
     reply_with(st, id, json!({"status": 0, "keys": keys}), None);
@@ -228,63 +227,55 @@ fn keys(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
 
 fn len(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let name = share_name(h)?;
-    let n = st.shares.map.get(&*name).map_or(0, |s| s.entries.len());
+    let n = st.shares.map.get(name).map_or(0, |s| s.entries.len());
     reply_with(st, id, json!({"status": 0, "len": n}), None);
     Ok(())
 }
 
 fn del(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let (name, k) = (share_name(h)?, key(h)?);
-    if gate(st, id, &name, h, frame)?.is_none() {
+    if gate(st, id, name, h, frame)?.is_none() {
         return Ok(());
     }
-    let found = shares(st, &name).entries.remove(&*k).is_some();
+    let found = shares(st, name).entries.remove(k).is_some();
     reply_with(st, id, json!({"status": 0, "found": found}), None);
-    st.shares.cleanup(&name);
+    st.shares.cleanup(name);
     Ok(())
 }
 
 fn pop(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let (name, k) = (share_name(h)?, key(h)?);
-    if gate(st, id, &name, h, frame)?.is_none() {
+    if gate(st, id, name, h, frame)?.is_none() {
         return Ok(());
     }
-    let v = shares(st, &name).entries.remove(&*k);
+    let v = shares(st, name).entries.remove(k);
     st.reply_found(id, v);
-    st.shares.cleanup(&name);
+    st.shares.cleanup(name);
     Ok(())
 }
 
 fn clear(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let name = share_name(h)?;
-    if gate(st, id, &name, h, frame)?.is_none() {
+    if gate(st, id, name, h, frame)?.is_none() {
         return Ok(());
     }
-    shares(st, &name).entries.clear();
+    shares(st, name).entries.clear();
     st.reply_ok(id);
-    st.shares.cleanup(&name);
+    st.shares.cleanup(name);
     Ok(())
 }
 
 fn get_many(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let name = share_name(h)?;
-    let keys = h.json("keys");
-    let wanted: Vec<&str> = match &keys {
-        Some(Json::Array(a)) => a
-            .iter()
-            .map(|k| {
-                k.as_str().ok_or_else(|| {
-                    CommandError::Malformed("JSON parsing error: keys: expected strings".into())
-                })
-            })
-            .collect::<Result<_>>()?,
-        _ => {
+    let wanted: Vec<&str> = match &h.keys {
+        Some(keys) => keys.iter().map(|k| &**k).collect(),
+        None => {
             return Err(CommandError::Malformed(
                 "JSON parsing error: keys: expected a list of strings".into(),
             ));
         }
     };
-    let share = st.shares.map.get(&*name);
+    let share = st.shares.map.get(name);
     let found: Vec<(&str, &Stored)> = wanted
         .iter()
         .filter_map(|k| share.and_then(|s| s.entries.get(*k)).map(|v| (*k, v)))
@@ -307,7 +298,7 @@ fn get_many(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
 
 fn set_many(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let name = share_name(h)?;
-    let Some(frame) = gate(st, id, &name, h, frame)? else {
+    let Some(frame) = gate(st, id, name, h, frame)? else {
         return Ok(());
     };
     let pairs = dimeb::split_map(&frame.payload).map_err(|e| {
@@ -323,7 +314,7 @@ fn set_many(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
         }
     }
     for (k, v) in items {
-        store(st, &name, &k, v);
+        store(st, name, &k, v);
     }
     st.reply_ok(id);
     Ok(())
@@ -389,7 +380,7 @@ fn add(name: &str, current: &Value, delta: &Value) -> std::result::Result<Value,
 
 fn incr(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let (name, k) = (share_name(h)?, key(h)?);
-    let Some(frame) = gate(st, id, &name, h, frame)? else {
+    let Some(frame) = gate(st, id, name, h, frame)? else {
         return Ok(());
     };
     let delta = if frame.payload.is_empty() {
@@ -398,7 +389,7 @@ fn incr(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
         dimeb::decode(&frame.payload)
             .map_err(|e| CommandError::Failed(format!("share_incr '{k}': {e}")))?
     };
-    let current = match shares(st, &name).entries.get(&*k) {
+    let current = match shares(st, name).entries.get(k) {
         Some(bytes) => dimeb::decode(bytes).map_err(|e| CommandError::Failed(e.to_string()))?,
         None => match delta {
             Value::F32(_) => Value::F32(0.0),
@@ -406,23 +397,23 @@ fn incr(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
             _ => Value::I64(0),
         },
     };
-    let sum = add(&k, &current, &delta).map_err(CommandError::Failed)?;
+    let sum = add(k, &current, &delta).map_err(CommandError::Failed)?;
     let bytes = Arc::new(PooledBuf::from_vec(
         dimeb::encode(&sum).map_err(|e| CommandError::Failed(e.to_string()))?,
     ));
-    store(st, &name, &k, bytes.clone());
+    store(st, name, k, bytes.clone());
     reply_with(st, id, json!({"status": 0}), Some(bytes));
     Ok(())
 }
 
 fn cas(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let (name, k) = (share_name(h)?, key(h)?);
-    let Some(frame) = gate(st, id, &name, h, frame)? else {
+    let Some(frame) = gate(st, id, name, h, frame)? else {
         return Ok(());
     };
     let bad = |e: String| CommandError::Failed(format!("share_cas '{k}': {e}"));
     // Payload: the new value when "absent" is set, else a list [expected, new].
-    let (expected, new): (Option<&[u8]>, &[u8]) = if h.flag("absent") {
+    let (expected, new): (Option<&[u8]>, &[u8]) = if Header::flag(h.absent) {
         (None, &frame.payload[..])
     } else {
         let p = &frame.payload[..];
@@ -435,14 +426,14 @@ fn cas(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     if dimeb::value_len(new).map_err(|e| bad(e.to_string()))? != new.len() {
         return Err(bad("trailing bytes after the new value".into()));
     }
-    let current = shares(st, &name).entries.get(&*k).cloned();
+    let current = shares(st, name).entries.get(k).cloned();
     let swapped = match (expected, &current) {
         (None, None) => true,
         (Some(e), Some(c)) => e == &c[..],
         _ => false,
     };
     if swapped {
-        store(st, &name, &k, Arc::new(PooledBuf::from_vec(new.to_vec())));
+        store(st, name, k, Arc::new(PooledBuf::from_vec(new.to_vec())));
     }
     reply_with(st, id, json!({"status": 0, "swapped": swapped}), None);
     Ok(())
@@ -454,31 +445,27 @@ fn wait_key(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     if let Some(v) = st
         .shares
         .map
-        .get(&*name)
+        .get(name)
         .and_then(|s| s.entries.get(&*k))
         .cloned()
     {
         st.reply_found(id, Some(v));
         return Ok(());
     }
-    shares(st, &name)
+    shares(st, name)
         .key_waiters
-        .entry(k.clone().into_owned())
+        .entry(k.to_owned())
         .or_default()
         .push(id);
-    st.block(
-        id,
-        d,
-        BlockedOn::ShareKey(name.into_owned(), k.into_owned()),
-    );
+    st.block(id, d, BlockedOn::ShareKey(name.to_owned(), k.to_owned()));
     Ok(())
 }
 
 fn lock(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let name = share_name(h)?;
     let d = deadline(h)?;
-    let nowait = h.flag("nowait");
-    let share = shares(st, &name);
+    let nowait = Header::flag(h.nowait);
+    let share = shares(st, name);
     match opt_key(h)? {
         None => {
             if share.lock == Some(id) {
@@ -493,13 +480,13 @@ fn lock(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
                 return failed(format!("Share '{name}' is locked by another client"));
             } else {
                 share.queue.push_back(Queued::Lock(id));
-                st.block(id, d, BlockedOn::ShareLock(name.into_owned()));
+                st.block(id, d, BlockedOn::ShareLock(name.to_owned()));
             }
         }
-        Some(k) => match share.key_locks.get_mut(&*k) {
+        Some(k) => match share.key_locks.get_mut(k) {
             None => {
                 share.key_locks.insert(
-                    k.into_owned(),
+                    k.to_owned(),
                     KeyLock {
                         owner: id,
                         waiters: VecDeque::new(),
@@ -519,7 +506,7 @@ fn lock(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
             }
             Some(l) => {
                 l.waiters.push_back(id);
-                st.block(id, d, BlockedOn::KeyLock(name.into_owned(), k.into_owned()));
+                st.block(id, d, BlockedOn::KeyLock(name.to_owned(), k.to_owned()));
             }
         },
     }
@@ -530,19 +517,19 @@ fn unlock(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let name = share_name(h)?;
     match opt_key(h)? {
         None => {
-            if st.shares.map.get(&*name).and_then(|s| s.lock) != Some(id) {
+            if st.shares.map.get(name).and_then(|s| s.lock) != Some(id) {
                 return failed(format!(
                     "This client does not hold the lock on share '{name}'"
                 ));
             }
             st.reply_ok(id);
-            release_share_lock(st, &name);
+            release_share_lock(st, name);
         }
         Some(k) => {
             let owner = st
                 .shares
                 .map
-                .get(&*name)
+                .get(name)
                 .and_then(|s| s.key_locks.get(&*k))
                 .map(|l| l.owner);
             if owner != Some(id) {
@@ -551,10 +538,10 @@ fn unlock(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
                 ));
             }
             st.reply_ok(id);
-            release_key_lock(st, &name, &k);
+            release_key_lock(st, name, k);
         }
     }
-    st.shares.cleanup(&name);
+    st.shares.cleanup(name);
     Ok(())
 }
 
@@ -580,13 +567,13 @@ fn release_share_lock(st: &mut State, name: &str) {
 
 /// Runs a write that waited for a lock, as if it had just arrived.
 fn replay(st: &mut State, id: ConnId, frame: Frame) {
-    let Ok(header) = Header::parse(frame.json()) else {
+    // It parsed when it arrived; a copy of the text, as the frame moves on.
+    let text = String::from_utf8_lossy(frame.json()).into_owned();
+    let Ok(header) = Header::parse(&text) else {
         return;
     };
     let handler = header
-        .str("command")
-        .ok()
-        .flatten()
+        .command()
         .and_then(|c| COMMANDS.iter().find(|(n, _)| *n == c))
         .map(|(_, h)| *h);
     if let Some(h) = handler {

@@ -150,7 +150,7 @@ pub const COMMANDS: &[(&str, Handler)] = &[
 ];
 
 fn space_name(h: &Header) -> Result<String> {
-    Ok(h.str("space")?.unwrap_or_default().into_owned())
+    Ok(h.space.as_deref().unwrap_or("").to_owned())
 }
 
 fn out(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
@@ -197,9 +197,12 @@ fn out(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
 }
 
 fn compiled(h: &Header, frame: &Frame) -> Result<Vec<Matcher>> {
-    let spec = h.json("pattern").ok_or_else(|| {
-        CommandError::Malformed("JSON parsing error: missing field: pattern".into())
-    })?;
+    let spec: serde_json::Value = h
+        .pattern
+        .and_then(|r| serde_json::from_str(r.get()).ok())
+        .ok_or_else(|| {
+            CommandError::Malformed("JSON parsing error: missing field: pattern".into())
+        })?;
     pattern::compile(&spec, &frame.payload).map_err(|e| CommandError::Failed(e.to_string()))
 }
 
