@@ -13,6 +13,14 @@ struct Proc {
     _stderr: BufReader<ChildStderr>,
 }
 
+/// A failing test must not leave its server running.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn spawn(args: &[&str]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dime"))
         .args(args)
@@ -221,4 +229,59 @@ fn exit_when_idle_waits_for_the_last_client() {
     );
     assert_eq!(status.code(), Some(0));
     assert!(!sock.exists());
+}
+
+/// User + system CPU time of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised name; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Many round trips, each a send to itself and a sync.
+fn dense_traffic(addr: &str) {
+    let mut c = dime::Client::connect(addr).unwrap();
+    c.join(&["me"]).unwrap();
+    for i in 0..2000 {
+        c.send("me", "x", &Value::I64(i)).unwrap();
+        assert_eq!(c.sync(-1).unwrap(), vec![("x".to_owned(), Value::I64(i))]);
+    }
+}
+
+#[test]
+fn busy_poll_stops_when_traffic_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("d.sock");
+    let mut p = spawn(&["-l", &format!("unix:{}", sock.display())]);
+    dense_traffic(&p.addrs[0]);
+    // Past the busy-poll window the server must sleep: no CPU at all.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_ticks(p.child.id());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(p.child.id()) - before;
+    assert!(used <= 2, "idle server used {used} ticks in 1 s");
+    assert_eq!(signal(&mut p, libc::SIGTERM), 0);
+}
+
+#[test]
+fn busy_poll_can_be_turned_off_or_tuned() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, window) in ["0", "200"].iter().enumerate() {
+        let sock = dir.path().join(format!("d{i}.sock"));
+        let mut p = spawn(&[
+            "-l",
+            &format!("unix:{}", sock.display()),
+            "--busy-poll",
+            window,
+        ]);
+        dense_traffic(&p.addrs[0]);
+        assert_eq!(signal(&mut p, libc::SIGTERM), 0);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_dime"))
+        .args(["--busy-poll", "-5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a negative window was accepted");
 }
