@@ -88,16 +88,13 @@ pub const COMMANDS: &[(&str, Handler)] = &[
     ("share_unlock", unlock),
 ];
 
-fn share_name<'h>(h: &'h Header) -> Result<&'h str> {
-    Ok(h.share.as_deref().unwrap_or(""))
+/// The share a request names ("" is the default share).
+fn share_name<'h>(h: &'h Header) -> &'h str {
+    h.share.as_deref().unwrap_or("")
 }
 
 fn key<'h>(h: &'h Header) -> Result<&'h str> {
     super::commands::required(&h.key, "key")
-}
-
-fn opt_key<'h>(h: &'h Header) -> Result<Option<&'h str>> {
-    Ok(h.key.as_deref())
 }
 
 /// Deadline from an optional `"timeout"` in milliseconds.
@@ -170,7 +167,7 @@ fn store(st: &mut State, name: &str, key: &str, value: Stored) {
 }
 
 fn set(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    let (name, k) = (share_name(h)?, key(h)?);
+    let (name, k) = (share_name(h), key(h)?);
     let Some(frame) = gate(st, id, name, h, frame)? else {
         return Ok(());
     };
@@ -191,7 +188,7 @@ fn set(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
 }
 
 fn get(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
-    let (name, k) = (share_name(h)?, key(h)?);
+    let (name, k) = (share_name(h), key(h)?);
     let v = st
         .shares
         .map
@@ -203,7 +200,7 @@ fn get(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
 }
 
 fn contains(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
-    let (name, k) = (share_name(h)?, key(h)?);
+    let (name, k) = (share_name(h), key(h)?);
     let found = st
         .shares
         .map
@@ -214,7 +211,7 @@ fn contains(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
 }
 
 fn keys(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
-    let name = share_name(h)?;
+    let name = share_name(h);
     let keys: Vec<String> = st
         .shares
         .map
@@ -226,14 +223,14 @@ fn keys(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
 }
 
 fn len(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
-    let name = share_name(h)?;
+    let name = share_name(h);
     let n = st.shares.map.get(name).map_or(0, |s| s.entries.len());
     reply_with(st, id, json!({"status": 0, "len": n}), None);
     Ok(())
 }
 
 fn del(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    let (name, k) = (share_name(h)?, key(h)?);
+    let (name, k) = (share_name(h), key(h)?);
     if gate(st, id, name, h, frame)?.is_none() {
         return Ok(());
     }
@@ -244,7 +241,7 @@ fn del(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
 }
 
 fn pop(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    let (name, k) = (share_name(h)?, key(h)?);
+    let (name, k) = (share_name(h), key(h)?);
     if gate(st, id, name, h, frame)?.is_none() {
         return Ok(());
     }
@@ -255,7 +252,7 @@ fn pop(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
 }
 
 fn clear(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    let name = share_name(h)?;
+    let name = share_name(h);
     if gate(st, id, name, h, frame)?.is_none() {
         return Ok(());
     }
@@ -266,7 +263,7 @@ fn clear(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
 }
 
 fn get_many(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
-    let name = share_name(h)?;
+    let name = share_name(h);
     let wanted: Vec<&str> = match &h.keys {
         Some(keys) => keys.iter().map(|k| &**k).collect(),
         None => {
@@ -297,7 +294,7 @@ fn get_many(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
 }
 
 fn set_many(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    let name = share_name(h)?;
+    let name = share_name(h);
     let Some(frame) = gate(st, id, name, h, frame)? else {
         return Ok(());
     };
@@ -379,7 +376,7 @@ fn add(name: &str, current: &Value, delta: &Value) -> std::result::Result<Value,
 }
 
 fn incr(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    let (name, k) = (share_name(h)?, key(h)?);
+    let (name, k) = (share_name(h), key(h)?);
     let Some(frame) = gate(st, id, name, h, frame)? else {
         return Ok(());
     };
@@ -407,7 +404,7 @@ fn incr(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
 }
 
 fn cas(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    let (name, k) = (share_name(h)?, key(h)?);
+    let (name, k) = (share_name(h), key(h)?);
     let Some(frame) = gate(st, id, name, h, frame)? else {
         return Ok(());
     };
@@ -440,7 +437,7 @@ fn cas(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
 }
 
 fn wait_key(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
-    let (name, k) = (share_name(h)?, key(h)?);
+    let (name, k) = (share_name(h), key(h)?);
     let d = deadline(h)?;
     if let Some(v) = st
         .shares
@@ -462,11 +459,11 @@ fn wait_key(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
 }
 
 fn lock(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
-    let name = share_name(h)?;
+    let name = share_name(h);
     let d = deadline(h)?;
     let nowait = Header::flag(h.nowait);
     let share = shares(st, name);
-    match opt_key(h)? {
+    match h.key.as_deref() {
         None => {
             if share.lock == Some(id) {
                 return failed(format!(
@@ -514,8 +511,8 @@ fn lock(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
 }
 
 fn unlock(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
-    let name = share_name(h)?;
-    match opt_key(h)? {
+    let name = share_name(h);
+    match h.key.as_deref() {
         None => {
             if st.shares.map.get(name).and_then(|s| s.lock) != Some(id) {
                 return failed(format!(

@@ -149,12 +149,13 @@ pub const COMMANDS: &[(&str, Handler)] = &[
     ("ts_count", count),
 ];
 
-fn space_name(h: &Header) -> Result<String> {
-    Ok(h.space.as_deref().unwrap_or("").to_owned())
+/// The space a request names ("" is the default space).
+fn space_name(h: &Header) -> String {
+    h.space.as_deref().unwrap_or("").to_owned()
 }
 
 fn out(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    let name = space_name(h)?;
+    let name = space_name(h);
     let fields = pattern::split_list(&frame.payload).map_err(|e| {
         CommandError::Failed(format!("ts_out: the tuple must be a dimeb list: {}", e.0))
     })?;
@@ -208,7 +209,7 @@ fn compiled(h: &Header, frame: &Frame) -> Result<Vec<Matcher>> {
 
 /// Shared body of in/rd/inp/rdp.
 fn lookup(st: &mut State, id: ConnId, h: &Header, frame: Frame, take: bool, block: bool) -> Result {
-    let name = space_name(h)?;
+    let name = space_name(h);
     let pattern = compiled(h, &frame)?;
     let d = if block { deadline(h)? } else { None };
     let space = st.spaces.map.entry(name.clone()).or_default();
@@ -252,7 +253,7 @@ fn read_now(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
 }
 
 fn count(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    let name = space_name(h)?;
+    let name = space_name(h);
     let pattern = compiled(h, &frame)?;
     let n = st.spaces.map.get(&name).map_or(0, |s| s.count(&pattern));
     st.reply(id, json!({"status": 0, "count": n}));
