@@ -174,10 +174,22 @@ fn drive(addr: &str, clients: usize, total: usize, frame: &[u8], reply: Framer) 
         poller.delete(&c.0).unwrap();
     }
     lat.sort_unstable();
-    Cell {
+    let cell = Cell {
         ops: total as f64 / secs,
         p50_us: lat[lat.len() / 2] as f64 / 1e3,
+    };
+    // DIME_BENCH_VERBOSE=1 shows every run, with its tail, to tell a slow
+    // server from a stalled machine.
+    if std::env::var_os("DIME_BENCH_VERBOSE").is_some() {
+        println!(
+            "    run on {addr}: {:.0} ops/s, p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+            cell.ops,
+            cell.p50_us,
+            lat[lat.len() * 99 / 100] as f64 / 1e3,
+            lat[lat.len() - 1] as f64 / 1e3
+        );
     }
+    cell
 }
 
 fn redis_cells(sock: &str, clients: usize, total: usize, size: usize) -> (Cell, Cell) {
@@ -304,7 +316,7 @@ fn main() {
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1);
-            let total = scale * if size > 1000 { 2_000 } else { 50_000 };
+            let total = scale * if size > 1000 { 5_000 } else { 50_000 };
             let (bset, bget) = redis_cells(&redis_sock, clients, total, size);
             // Warm up (creates the keys), then measure both with the same driver.
             drive(
