@@ -136,7 +136,8 @@ impl Space {
 /// Every tuple space, by name ("" is the default).
 #[derive(Default)]
 pub struct Spaces {
-    map: HashMap<String, Space>,
+    // hashbrown, as for shares: one lookup, the name copied only when new.
+    map: hashbrown::HashMap<String, Space>,
 }
 
 /// The tuple-space commands; merged into the server's command table.
@@ -150,8 +151,8 @@ pub const COMMANDS: &[(&str, Handler)] = &[
 ];
 
 /// The space a request names ("" is the default space).
-fn space_name(h: &Header) -> String {
-    h.space.as_deref().unwrap_or("").to_owned()
+fn space_name<'h>(h: &'h Header) -> &'h str {
+    h.space.as_deref().unwrap_or("")
 }
 
 fn out(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
@@ -163,7 +164,7 @@ fn out(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
         bytes: Arc::new(frame.payload),
         fields,
     };
-    let space = st.spaces.map.entry(name.clone()).or_default();
+    let space = st.spaces.map.entry_ref(name).or_default();
     // Every matching rd gets a copy; then the longest-waiting matching in takes it.
     let mut readers = Vec::new();
     let mut taker = None;
@@ -212,7 +213,7 @@ fn lookup(st: &mut State, id: ConnId, h: &Header, frame: Frame, take: bool, bloc
     let name = space_name(h);
     let pattern = compiled(h, &frame)?;
     let d = if block { deadline(h)? } else { None };
-    let space = st.spaces.map.entry(name.clone()).or_default();
+    let space = st.spaces.map.entry_ref(name).or_default();
     match space.find(&pattern) {
         Some(seq) => {
             let bytes = if take {
@@ -228,11 +229,11 @@ fn lookup(st: &mut State, id: ConnId, h: &Header, frame: Frame, take: bool, bloc
                 take,
                 pattern,
             });
-            st.block(id, d, BlockedOn::Tuple(name.clone()));
+            st.block(id, d, BlockedOn::Tuple(name.to_owned()));
         }
         None => st.reply_found(id, None),
     }
-    st.spaces.cleanup(&name);
+    st.spaces.cleanup(name);
     Ok(())
 }
 
@@ -255,7 +256,7 @@ fn read_now(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
 fn count(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let name = space_name(h);
     let pattern = compiled(h, &frame)?;
-    let n = st.spaces.map.get(&name).map_or(0, |s| s.count(&pattern));
+    let n = st.spaces.map.get(name).map_or(0, |s| s.count(&pattern));
     st.reply(id, json!({"status": 0, "count": n}));
     Ok(())
 }
