@@ -9,6 +9,7 @@ import os
 
 from . import _lib
 from ._errors import DimeConnectionError
+from ._wait import seconds
 from .client import DimeClient, _cstr, address_of
 
 DEFAULT_ADDRESS = "unix:/tmp/dime.sock"
@@ -44,13 +45,10 @@ def normalize_address(address):
 
 
 def timeout_ms(timeout):
-    """libdime's ``timeout_ms`` for ``timeout`` seconds (``None``: forever)."""
-    if timeout is None:
-        return _lib.WAIT_FOREVER
-    t = float(timeout)
-    if math.isnan(t) or t < 0:
-        raise ValueError(f"timeout must be None or a non-negative number of seconds, not {timeout!r}")
-    if math.isinf(t):
+    """libdime's ``timeout_ms`` for ``timeout`` seconds (``None``: forever),
+    for a wait made in one call (``dime._wait.sliced`` makes the others)."""
+    t = seconds(timeout)
+    if t is None:
         return _lib.WAIT_FOREVER
     return min(int(math.ceil(t * 1000)), (1 << 63) - 1)
 
@@ -62,7 +60,8 @@ class Remote:
     stays the client's: closing this object does not close it), or an
     address to connect to (``None``: ``$DIME_ADDRESS``, else
     ``unix:/tmp/dime.sock``). Blocking calls hold the connection while they
-    wait, so a thread that must not wait behind them needs its own object.
+    wait (the sliced ones, ``dime._wait``, one slice at a time), so a
+    thread that must not wait behind them needs its own object.
     """
 
     _kind = "remote"

@@ -2,9 +2,7 @@
 
 import collections.abc
 import ctypes
-import math
 import re
-import time
 from ctypes import byref, c_char_p, c_size_t, c_void_p
 
 from . import _lib
@@ -12,14 +10,11 @@ from ._convert import from_value, to_value
 from ._errors import DimeTimeoutError, check, error
 from ._handle import Handle
 from ._lib import lib
+from ._wait import seconds, sliced
 
 __all__ = ["DimeClient", "address_of"]
 
 DEFAULT_SOCKET = "/tmp/dime.sock"
-
-#: Longest single dime_wait call: an endless wait is a loop of these so that
-#: Ctrl-C (and close() from another thread) get a chance between them.
-WAIT_SLICE = 0.5
 
 _URL = re.compile(r"(?P<proto>[a-z]+)://(?P<rest>.+)")
 
@@ -233,26 +228,23 @@ class DimeClient(Handle, collections.abc.MutableMapping):
     def wait(self, timeout=None):
         """Blocks until a variable is queued for this client; returns how
         many are. With ``timeout`` (seconds), raises ``DimeTimeoutError``
-        (a ``TimeoutError``) if none arrives in time."""
-        if timeout is None:
-            deadline = math.inf
-        else:
-            timeout = float(timeout)
-            if math.isnan(timeout) or timeout < 0:
-                raise ValueError(f"timeout must be a non-negative number of seconds, not {timeout}")
-            deadline = time.monotonic() + timeout
+        (a ``TimeoutError``) if none arrives in time. Ctrl-C interrupts it
+        (see ``dime._wait``)."""
+        timeout = seconds(timeout)
         count = c_size_t()
-        while True:
-            left = deadline - time.monotonic()
-            slice_ms = int(max(0.0, min(left, WAIT_SLICE)) * 1000)
+
+        def once(ms):
+            # The lock is taken per slice, so close() from another thread
+            # gets in between slices and ends the wait.
             with self._lock:
-                st = lib.dime_wait(self._handle(), slice_ms, byref(count))
-            if st == _lib.STATUS_OK:
-                return count.value
-            if st != _lib.STATUS_TIMEOUT:
-                raise error(st)
-            if time.monotonic() >= deadline:
-                raise DimeTimeoutError(f"no message arrived within {timeout} s", st)
+                return lib.dime_wait(self._handle(), ms, byref(count))
+
+        st = sliced(once, timeout)
+        if st == _lib.STATUS_OK:
+            return count.value
+        if st == _lib.STATUS_TIMEOUT:
+            raise DimeTimeoutError(f"no message arrived within {timeout} s", st)
+        raise error(st)
 
     # -- the workspace (MutableMapping) ------------------------------------
     def __getitem__(self, varname):

@@ -29,6 +29,7 @@ from ._convert import from_value, to_value
 from ._errors import DimeConnectionError, check, error
 from ._lib import lib
 from ._remote import Remote, normalize_address, timeout_ms
+from ._wait import seconds, sliced
 from .client import _cstr
 
 __all__ = ["Share", "ShareLock", "ABSENT", "init_share", "find_server"]
@@ -283,11 +284,13 @@ class Share(Remote, collections.abc.MutableMapping):
         """The value of ``key`` as soon as it exists (at once if it does),
         woken by the write that creates it (no polling). With ``timeout``
         (seconds), raises ``DimeTimeoutError`` (a ``TimeoutError``) when
-        it runs out. Holds this object's connection while waiting."""
+        it runs out. Holds this object's connection while waiting, and waits
+        in slices that Ctrl-C interrupts (see ``dime._wait``; a key that is
+        created and removed again between two slices is missed)."""
         k = _key(key)
-        ms = timeout_ms(timeout)
         out = c_void_p()
-        st = self._call(lib.share_wait_key, k, ms, byref(out))
+        st = sliced(lambda ms: self._call(lib.share_wait_key, k, ms, byref(out)),
+                    seconds(timeout))
         if st:
             raise error(st, f"waiting for key {key!r}")
         return _take(out)
@@ -304,8 +307,16 @@ class Share(Remote, collections.abc.MutableMapping):
         for one this connection holds raises ``DimeServerError``), and are
         released when the connection closes or the process dies.
         ``timeout`` (seconds): ``DimeTimeoutError`` when it runs out.
+
+        Unlike the other blocking calls, the wait is one request, so Ctrl-C
+        does not interrupt it until it ends: the server can only withdraw a
+        request when it times out, and asking again every fraction of a
+        second would send this waiter to the back of the queue each time.
+        For a wait you can interrupt, loop over ``lock(key, timeout=...)``
+        yourself, giving up that place in line.
         """
         k = None if key is None else _key(key)
+        # One request for the whole timeout: it keeps its place in the FIFO.
         st = self._call(lib.share_lock, k, timeout_ms(timeout))
         if st:
             what = "the whole-share lock" if key is None else f"lock {key!r}"

@@ -53,6 +53,7 @@ from ._convert import CLASS_OF_DTYPE, from_value, to_value
 from ._errors import check, error
 from ._lib import lib
 from ._remote import Remote, timeout_ms
+from ._wait import seconds, sliced
 
 __all__ = ["TupleSpace", "Range", "Matrix", "compile_pattern"]
 
@@ -273,11 +274,17 @@ class TupleSpace(Remote):
         finally:
             lib.dime_value_free(v)
 
-    def _blocking(self, fn, pattern, timeout, what):
-        ms = timeout_ms(timeout)
+    def _blocking(self, fn, pattern, timeout, what, fifo):
+        # fifo: one request for the whole timeout, since a timed-out request
+        # leaves the server's FIFO and slices would lose its place in it.
+        ms = timeout_ms(timeout) if fifo else None
+        t = None if fifo else seconds(timeout)
         out = c_void_p()
         with _Pattern(pattern) as p:
-            st = self._call(fn, p, ms, byref(out))
+            if fifo:
+                st = self._call(fn, p, ms, byref(out))
+            else:
+                st = sliced(lambda slice_ms: self._call(fn, p, slice_ms, byref(out)), t)
         if st:
             raise error(st, f"{what}{tuple(pattern)!r}")
         return _tuple(out)
@@ -285,15 +292,20 @@ class TupleSpace(Remote):
     def in_(self, pattern, timeout=None):
         """Removes and returns the oldest tuple matching ``pattern``,
         waiting for one if none is stored (waiters are served in FIFO
-        order)."""
-        return self._blocking(lib.dime_in, pattern, timeout, "in_")
+        order). To keep this waiter's place in that order the wait is one
+        request, which Ctrl-C does not interrupt until it ends (see
+        ``Share.lock``); for a wait you can interrupt, loop over
+        ``in_(pattern, timeout=...)`` yourself."""
+        return self._blocking(lib.dime_in, pattern, timeout, "in_", fifo=True)
 
     take = in_
 
     def rd(self, pattern, timeout=None):
         """Returns a copy of the oldest tuple matching ``pattern``, waiting
-        for one if none is stored; the tuple stays in the space."""
-        return self._blocking(lib.dime_rd, pattern, timeout, "rd")
+        for one if none is stored; the tuple stays in the space. Waits in
+        slices that Ctrl-C interrupts (see ``dime._wait``; a tuple that is
+        put and taken again between two slices is missed)."""
+        return self._blocking(lib.dime_rd, pattern, timeout, "rd", fifo=False)
 
     read = rd
 
