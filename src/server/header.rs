@@ -161,4 +161,54 @@ mod tests {
             "the header is not a JSON object"
         );
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever text a client sends, parsing answers and never panics.
+        #[test]
+        fn any_text_parses_or_is_refused(
+            text in "\\PC{0,80}",
+            cut in 0usize..120,
+            with in "[{}\\[\\]\",:\\\\a0 ]{0,3}",
+        ) {
+            let _ = Header::parse(&text).map(|h| h.command());
+            // And a real header with a piece cut out and something put in.
+            let real = r#"{"command":"share_set","share":"s","key":"k\"q","timeout":5,"name":["a"]}"#;
+            let at = real.char_indices().map(|(i, _)| i).nth(cut % real.len()).unwrap_or(0);
+            let end = real.len().min(at + cut % 7);
+            let mutated = format!("{}{with}{}", &real[..at], &real[end..]);
+            let _ = Header::parse(&mutated).map(|h| (h.command(), h.name.map(|n| n.get().len())));
+        }
+
+        /// Strings of any content, escapes included, come back exactly.
+        #[test]
+        fn fields_round_trip(
+            command in "\\PC{0,12}",
+            key in "\\PC{0,12}",
+            share in proptest::option::of("\\PC{0,12}"),
+            timeout in proptest::option::of(0.0f64..1e9),
+            nowait in any::<bool>(),
+            junk in "[a-z]{1,8}",
+        ) {
+            let mut obj = serde_json::json!({
+                "command": command, "key": key, "nowait": nowait,
+                "timeout": timeout, "share": share,
+            });
+            // A field no command reads must not disturb the others.
+            obj[format!("x_{junk}")] = serde_json::json!([1, {"a": null}]);
+            let text = obj.to_string();
+            let h = Header::parse(&text).unwrap();
+            let got = h.command();
+            prop_assert_eq!(got.as_deref(), Some(command.as_str()));
+            prop_assert_eq!(h.key.as_deref(), Some(key.as_str()));
+            prop_assert_eq!(h.share.as_deref(), share.as_deref());
+            // serde_json's default float parsing may differ in the last bit.
+            prop_assert_eq!(h.timeout.is_some(), timeout.is_some());
+            if let (Some(a), Some(b)) = (h.timeout, timeout) {
+                prop_assert!((a - b).abs() <= b * 1e-15, "{a} vs {b}");
+            }
+            prop_assert_eq!(Header::flag(h.nowait), nowait);
+        }
+    }
 }
