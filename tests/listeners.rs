@@ -1,5 +1,8 @@
 //! The `dime` binary: listeners, command line, socket files and signals.
 
+mod common;
+
+use common::cpu_ticks;
 use dime::Value;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -229,15 +232,6 @@ fn exit_when_idle_waits_for_the_last_client() {
     );
     assert_eq!(status.code(), Some(0));
     assert!(!sock.exists());
-}
-
-/// User + system CPU time of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the parenthesised name; utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
 /// Many round trips, each a send to itself and a sync.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestServer, frame};
+use common::{KillOnDrop, TestServer, cpu_ticks, frame};
 use dime::transport::Address;
 use dime::{Client, Matrix, Value};
 use serde_json::{Value as Json, json};
@@ -318,25 +318,19 @@ fn origin_allow_list() {
     assert_bystander_served(&srv);
 }
 
-/// CPU time (user + system, in clock ticks) the process has used.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
 #[test]
 fn clients_closing_mid_handshake_do_not_busy_loop() {
     // A separate server process, so its CPU time is its own.
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("d.sock");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dime"))
-        .args(["-l", &format!("unix:{}", sock.display()), "-l", "ws:0"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_dime"))
+            .args(["-l", &format!("unix:{}", sock.display()), "-l", "ws:0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
     let mut ws = None;
     let mut line = String::new();
     while ws.is_none() {
@@ -361,10 +355,10 @@ fn clients_closing_mid_handshake_do_not_busy_loop() {
     // A client still mid-handshake, silent, stays connected meanwhile.
     let mut idle = TcpStream::connect(&hp).unwrap();
     idle.write_all(b"GET / HTTP/1.1\r\n").unwrap();
-    let before = cpu_ticks(child.id());
+    let before = cpu_ticks(child.0.id());
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(1000));
-    let used = cpu_ticks(child.id()) - before;
+    let used = cpu_ticks(child.0.id()) - before;
     let ticks_per_sec = 100; // USER_HZ on Linux
     let elapsed = start.elapsed().as_secs_f64();
     assert!(
@@ -375,6 +369,4 @@ fn clients_closing_mid_handshake_do_not_busy_loop() {
     c.join(&["alive"]).unwrap();
     assert_eq!(c.devices().unwrap(), ["alive"]);
     drop(idle);
-    let _ = child.kill();
-    let _ = child.wait();
 }
