@@ -15,7 +15,7 @@ try
         error('dime:test', 'expected ''ready''');
     end
 catch e
-    dt_check('c peer started', false, [e.message ' / peer log: ' fileread_or(log)]);
+    dt_check('c peer started', false, [e.message ' / peer log: ' dt_read_log(log)]);
     return;
 end
 
@@ -52,7 +52,7 @@ while ~isfield(got, 'done') && toc(t0) < 30
     end
 end
 if ~isfield(got, 'done')
-    dt_check('c peer finished', false, ['timed out; peer log: ' fileread_or(log)]);
+    dt_check('c peer finished', false, ['timed out; peer log: ' dt_read_log(log)]);
     return;
 end
 for i = 1:numel(got.report)
@@ -69,22 +69,6 @@ want = {
     'ce',  zeros(0, 4, 'single')
     'c4',  reshape(int16([1 -2 3 -4 5 -6 7 -8 9 -10 11 -12]), 1, 2, 3, 2)
 };
-for i = 1:size(want, 1)
-    name = want{i, 1};
-    if ~isfield(got, name)
-        dt_check(['octave receives ' name ' from c'], false, 'not received');
-        continue;
-    end
-    [ok, why] = dt_same(got.(name), want{i, 2}, name);
-    dt_check(['octave receives ' name ' from c'], ok, why);
-end
+dt_check_received(got, want, 'c');
 d.close();
-end
-
-function s = fileread_or(path)
-try
-    s = fileread(path);
-catch
-    s = '(no log)';
-end
 end

@@ -16,7 +16,7 @@ try
         error('dime:test', 'expected ''ready'', got %s', strjoin(names, ','));
     end
 catch e
-    dt_check('python peer started', false, [e.message ' / peer log: ' fileread_or(log)]);
+    dt_check('python peer started', false, [e.message ' / peer log: ' dt_read_log(log)]);
     return;
 end
 
@@ -47,7 +47,7 @@ while ~isfield(got, 'done') && toc(t0) < 60
     end
 end
 if ~isfield(got, 'done')
-    dt_check('python peer finished', false, ['timed out; peer log: ' fileread_or(log)]);
+    dt_check('python peer finished', false, ['timed out; peer log: ' dt_read_log(log)]);
     return;
 end
 if isfield(got, 'report')
@@ -57,22 +57,6 @@ if isfield(got, 'report')
 else
     dt_check('python report received', false, 'no report');
 end
-for i = 1:size(want, 1)
-    name = want{i, 1};
-    if ~isfield(got, name)
-        dt_check(['octave receives ' name ' from python'], false, 'not received');
-        continue;
-    end
-    [ok, why] = dt_same(got.(name), want{i, 2}, name);
-    dt_check(['octave receives ' name ' from python'], ok, why);
-end
+dt_check_received(got, want, 'python');
 d.close();
-end
-
-function s = fileread_or(path)
-try
-    s = fileread(path);
-catch
-    s = '(no log)';
-end
 end

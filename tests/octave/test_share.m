@@ -143,9 +143,9 @@ try
     t0 = tic;
     v = d.share_wait_key('py_locked', 60, 'share', P);
     dt_check('wait_key woken by a python write', isequal(v, true) && toc(t0) > 0.1, ...
-             sprintf('%s after %.3f s', disp_str(v), toc(t0)));
+             sprintf('%s after %.3f s', dt_describe(v), toc(t0)));
 catch e
-    dt_check('wait_key woken by a python write', false, [e.message ' / peer log: ' fileread_or(log)]);
+    dt_check('wait_key woken by a python write', false, [e.message ' / peer log: ' dt_read_log(log)]);
     return;
 end
 dt_check('python holds the share lock: try_lock false', ~d.share_try_lock('share', P), '');
@@ -184,7 +184,7 @@ d.share_set('oct_done', true, 'share', P);
 try
     report = d.share_wait_key('py_report', 60, 'share', P);
 catch e
-    dt_check('python report received', false, [e.message ' / peer log: ' fileread_or(log)]);
+    dt_check('python report received', false, [e.message ' / peer log: ' dt_read_log(log)]);
     return;
 end
 for i = 1:numel(report)
@@ -196,20 +196,4 @@ d.share_clear('share', P);
 d.share_clear('share', S);
 d.close();
 d2.close();
-end
-
-function s = disp_str(v)
-try
-    s = mat2str(v);
-catch
-    s = class(v);
-end
-end
-
-function s = fileread_or(path)
-try
-    s = fileread(path);
-catch
-    s = '(no log)';
-end
 end

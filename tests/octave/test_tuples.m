@@ -190,7 +190,7 @@ t = d.in_({'case', 3, dime.any()}, 0, 'space', S);
 dt_check('in_ (alias of in) takes it', isequal(t, {'case', 3, []}), '');
 first = find(cellfun(@(v) ischar(v) && rows(v) <= 1, cases(:, 2))' > 0 & (1:n) > 3, 1);
 t = d2.in({'case', dime.type('double'), dime.type('char')}, 1, 'space', S);
-dt_check('another connection takes the oldest match', isequal(t, {'case', first, cases{first, 2}}), disp_str(t));
+dt_check('another connection takes the oldest match', isequal(t, {'case', first, cases{first, 2}}), dt_describe(t));
 while ~isempty(d.inp({'case', dime.any(), dime.any()}, 'space', S))
 end
 dt_check('space emptied', d.count({'case', dime.any(), dime.any()}, 'space', S) == 0, '');
@@ -207,7 +207,7 @@ end
 dt_check('oldest first', isequal(got, 1:5), mat2str(got));
 d.out({}, 'space', S);
 t = d.in({}, 1, 'space', S);
-dt_check('empty tuple comes back as a 1x0 cell', iscell(t) && isequal(size(t), [1 0]), disp_str(size(t)));
+dt_check('empty tuple comes back as a 1x0 cell', iscell(t) && isequal(size(t), [1 0]), dt_describe(size(t)));
 d.out({'default-space', int64(1)});
 dt_check('default space', isequal(d2.inp({'default-space', dime.type('int64')}), {'default-space', int64(1)}), '');
 d.out({'big', reshape(1:1e5, 100, 1000)}, 'space', S);
@@ -268,7 +268,7 @@ for i = 1:size(want, 1)
     catch e
         ok = false;
         timed_out = strcmp(e.identifier, 'dime:timeout');
-        why = [e.identifier ': ' e.message ' / peer log: ' fileread_or(log)];
+        why = [e.identifier ': ' e.message ' / peer log: ' dt_read_log(log)];
     end
     dt_check(['octave takes python tuple field ' name], ok, why);
     if timed_out
@@ -287,17 +287,17 @@ try
          && isequal(t{9}, single(1)) && isequal(t{10}, int16(3)) && isequal(t{11}, []) ...
          && isequal(t{12}, complex(1, 2)) && isequal(t{13}, [true; false]) ...
          && isequal(t{14}, int64(-3)) && isequal(t{15}, intmax('uint64'));
-    dt_check('octave takes python tuple with type wildcards', ok, disp_str(t));
+    dt_check('octave takes python tuple with type wildcards', ok, dt_describe(t));
 catch e
-    dt_check('octave takes python tuple with type wildcards', false, [e.message ' / ' fileread_or(log)]);
+    dt_check('octave takes python tuple with type wildcards', false, [e.message ' / ' dt_read_log(log)]);
 end
 try
     t0 = tic;
     t = d.in({'py_late', dime.type('int64')}, 30, 'space', P);
     dt_check('octave in woken by python''s out', isequal(t, {'py_late', int64(42)}), ...
-             sprintf('%s after %.3f s', disp_str(t), toc(t0)));
+             sprintf('%s after %.3f s', dt_describe(t), toc(t0)));
 catch e
-    dt_check('octave in woken by python''s out', false, [e.message ' / ' fileread_or(log)]);
+    dt_check('octave in woken by python''s out', false, [e.message ' / ' dt_read_log(log)]);
 end
 d.out({'oct_late', 'hi from octave'}, 'space', P);
 try
@@ -306,27 +306,11 @@ try
         printf('%s\n', t{2}{i});
     end
 catch e
-    dt_check('python report received', false, [e.message ' / peer log: ' fileread_or(log)]);
+    dt_check('python report received', false, [e.message ' / peer log: ' dt_read_log(log)]);
 end
 dt_check('python left nothing behind', d.count({'o2p_rd', 'stay'}, 'space', P) == 1 ...
          && d.count({'o2p', dime.any(), dime.any()}, 'space', P) == 0, '');
 d.inp({'o2p_rd', 'stay'}, 'space', P);
 d.close();
 d2.close();
-end
-
-function s = disp_str(v)
-try
-    s = strtrim(evalc('disp(v)'));
-catch
-    s = class(v);
-end
-end
-
-function s = fileread_or(path)
-try
-    s = fileread(path);
-catch
-    s = '(no log)';
-end
 end
