@@ -16,24 +16,10 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "clock.h"
 #include "same_value.h"
 
 static const char *address;
-
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec t;
-    t.tv_sec = ms / 1000;
-    t.tv_nsec = (ms % 1000) * 1000000L;
-    nanosleep(&t, NULL);
-}
 
 static dime_client *connect_or_die(void)
 {

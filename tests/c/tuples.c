@@ -13,22 +13,8 @@
 #include <time.h>
 
 #include "check.h"
+#include "clock.h"
 #include "same_value.h"
-
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec t;
-    t.tv_sec = ms / 1000;
-    t.tv_nsec = (ms % 1000) * 1000000L;
-    nanosleep(&t, NULL);
-}
 
 /* A tuple (list value) of n fields, taking ownership of each. */
 static dime_value *tuple(size_t n, ...)
