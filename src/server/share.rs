@@ -189,23 +189,14 @@ fn set(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
 
 fn get(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
-    let v = st
-        .shares
-        .map
-        .get(name)
-        .and_then(|s| s.entries.get(&*k))
-        .cloned();
+    let v = st.shares.value(name, k).cloned();
     st.reply_found(id, v);
     Ok(())
 }
 
 fn contains(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
-    let found = st
-        .shares
-        .map
-        .get(name)
-        .is_some_and(|s| s.entries.contains_key(&*k));
+    let found = st.shares.value(name, k).is_some();
     reply_with(st, id, json!({"status": 0, "found": found}), None);
     Ok(())
 }
@@ -386,7 +377,7 @@ fn incr(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
         dimeb::decode(&frame.payload)
             .map_err(|e| CommandError::Failed(format!("share_incr '{k}': {e}")))?
     };
-    let current = match shares(st, name).entries.get(k) {
+    let current = match st.shares.value(name, k) {
         Some(bytes) => dimeb::decode(bytes).map_err(|e| CommandError::Failed(e.to_string()))?,
         None => match delta {
             Value::F32(_) => Value::F32(0.0),
@@ -423,7 +414,7 @@ fn cas(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     if dimeb::value_len(new).map_err(|e| bad(e.to_string()))? != new.len() {
         return Err(bad("trailing bytes after the new value".into()));
     }
-    let current = shares(st, name).entries.get(k).cloned();
+    let current = st.shares.value(name, k).cloned();
     let swapped = match (expected, &current) {
         (None, None) => true,
         (Some(e), Some(c)) => e == &c[..],
@@ -439,13 +430,7 @@ fn cas(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
 fn wait_key(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
     let d = deadline(h)?;
-    if let Some(v) = st
-        .shares
-        .map
-        .get(name)
-        .and_then(|s| s.entries.get(&*k))
-        .cloned()
-    {
+    if let Some(v) = st.shares.value(name, k).cloned() {
         st.reply_found(id, Some(v));
         return Ok(());
     }
@@ -599,6 +584,11 @@ fn release_key_lock(st: &mut State, name: &str, key: &str) {
 }
 
 impl Shares {
+    /// The value stored under `key` in share `name`, if any.
+    fn value(&self, name: &str, key: &str) -> Option<&Stored> {
+        self.map.get(name).and_then(|s| s.entries.get(key))
+    }
+
     /// Drops a share that holds nothing and has nobody waiting.
     fn cleanup(&mut self, name: &str) {
         if self.map.get(name).is_some_and(Share::is_idle) {
