@@ -160,8 +160,11 @@ impl Client {
     fn read_frame(&mut self) -> Result<(Map<String, Json>, PooledBuf)> {
         loop {
             let frame = self.next_raw_frame()?;
-            let json: Json = serde_json::from_slice(frame.json())
-                .map_err(|e| Error::Protocol(format!("invalid JSON from server: {e}")))?;
+            let json: Json = match serde_json::from_slice(frame.json()) {
+                Ok(json) => json,
+                Err(e) => relayed_fields(frame.json())
+                    .ok_or_else(|| Error::Protocol(format!("invalid JSON from server: {e}")))?,
+            };
             let Json::Object(obj) = json else {
                 return Err(Error::Protocol("server header is not a JSON object".into()));
             };
@@ -506,4 +509,20 @@ fn check_status(obj: Map<String, Json>) -> Result<Map<String, Json>> {
         )),
         None => Err(Error::Protocol("reply has no status".into())),
     }
+}
+
+/// The fields a client reads from a relayed message's header, when the
+/// whole header does not parse as a `serde_json::Value`. Another client
+/// wrote that header and the server relays it unchanged; a number no f64
+/// holds (`1e400`, which other JSON readers take as infinity) in a field
+/// nobody reads must not make every recipient's sync fail. Unknown fields
+/// are skipped without converting their numbers.
+fn relayed_fields(text: &[u8]) -> Option<Json> {
+    #[derive(serde::Deserialize)]
+    struct Relayed {
+        varname: String,
+        serialization: String,
+    }
+    let r: Relayed = serde_json::from_slice(text).ok()?;
+    Some(json!({"varname": r.varname, "serialization": r.serialization}))
 }

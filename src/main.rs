@@ -41,8 +41,8 @@ struct Args {
 
     /// Exit cleanly once no client has been connected for this many seconds
     /// (remoteD's AutoKill; used by servers that clients start on demand).
-    #[arg(long, value_name = "SECONDS")]
-    exit_when_idle: Option<f64>,
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    exit_when_idle: Option<Duration>,
 
     /// After serving a request, keep polling for this many microseconds
     /// before sleeping, while clients are in a tight request/reply exchange
@@ -57,6 +57,14 @@ fn parse_octal(s: &str) -> Result<u32, String> {
         .ok()
         .filter(|m| *m <= 0o777)
         .ok_or_else(|| format!("'{s}' is not an octal file mode"))
+}
+
+/// A non-negative number of seconds that a `Duration` can hold.
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|x| Duration::try_from_secs_f64(x).ok())
+        .ok_or_else(|| format!("'{s}' is not a non-negative number of seconds"))
 }
 
 fn main() -> ExitCode {
@@ -77,7 +85,7 @@ fn main() -> ExitCode {
         max_message: args.max_message,
         max_queue: args.max_queue,
         ws_origins: args.ws_origins,
-        exit_when_idle: args.exit_when_idle.map(Duration::from_secs_f64),
+        exit_when_idle: args.exit_when_idle,
         busy_poll: Duration::from_micros(args.busy_poll),
         ..Config::default()
     };

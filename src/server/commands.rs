@@ -157,6 +157,14 @@ fn leave(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
 fn relay(st: &mut State, id: ConnId, h: &Header, frame: Frame, recipients: Vec<ConnId>) -> Result {
     required(&h.varname, "varname")?;
     required(&h.serialization, "serialization")?;
+    // Recipients tell a relayed message from the reply that ends a sync by
+    // its "status" (and meta messages by "meta"); a message carrying either
+    // would end their sync early and desynchronize every later reply.
+    if h.status.is_some() || h.meta.is_some() {
+        return Err(CommandError::Failed(
+            "A message header may not carry \"status\" or \"meta\": recipients would take it for a reply".into(),
+        ));
+    }
     st.check_queue_room(&recipients, frame.wire_len() as u64)
         .map_err(CommandError::Failed)?;
     st.deliver(&recipients, frame);
@@ -252,4 +260,10 @@ fn devices(st: &mut State, id: ConnId, _: &Header, _: Frame) -> Result {
     let reply = json!({"status": 0, "devices": devices});
     st.reply(id, reply);
     Ok(())
+}
+
+/// `_test_panic`: panics, so tests can check the loop survives a handler
+/// bug (registered only with `Config::test_panic_command`).
+pub fn test_panic(_: &mut State, _: ConnId, _: &Header, _: Frame) -> Result {
+    panic!("_test_panic was asked to panic");
 }

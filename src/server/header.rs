@@ -53,6 +53,13 @@ pub struct Header<'a> {
     /// Tuple-space commands: the space (absent: the default space).
     #[serde(borrow)]
     pub space: Option<Text<'a>>,
+    /// Never in a request: present only so that `send`/`broadcast` can
+    /// refuse a header that would pass for a reply at its recipients.
+    #[serde(borrow)]
+    pub status: Option<&'a RawValue>,
+    /// Never in a request; refused in relayed headers like `status`.
+    #[serde(borrow)]
+    pub meta: Option<&'a RawValue>,
     /// Tuple-space lookups: the pattern (see `crate::pattern`).
     #[serde(borrow)]
     pub pattern: Option<&'a RawValue>,

@@ -20,6 +20,7 @@ use state::State;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -42,6 +43,11 @@ pub struct Config {
     /// How long to poll without blocking after serving traffic (see
     /// [`busy_poll`]); zero always sleeps.
     pub busy_poll: Duration,
+    /// Registers `_test_panic`, a command whose handler panics, so tests can
+    /// check that a panic while handling one request closes only that
+    /// client. The `dime` binary never sets it.
+    #[doc(hidden)]
+    pub test_panic_command: bool,
 }
 
 /// Default busy-poll window: longer than a typical client's turnaround
@@ -62,6 +68,7 @@ impl Default for Config {
             ws_origins: Vec::new(),
             exit_when_idle: None,
             busy_poll: DEFAULT_BUSY_POLL,
+            test_panic_command: false,
         }
     }
 }
@@ -188,12 +195,12 @@ impl Server {
                     idle_since = now;
                 }
                 had_clients = has_clients;
-                if !has_clients {
-                    if now >= idle_since + idle {
+                // An idle time past the clock's range never ends.
+                if let (false, Some(t)) = (has_clients, idle_since.checked_add(idle)) {
+                    if now >= t {
                         log::info!("no clients for {idle:?}; exiting");
                         break;
                     }
-                    let t = idle_since + idle;
                     deadline = Some(deadline.map_or(t, |d| d.min(t)));
                 }
             }
@@ -389,15 +396,37 @@ impl Server {
             return;
         };
         log::debug!("client {id}: {command}");
-        let Some(handler) = commands::lookup(&command) else {
-            self.state
-                .reply_error(id, &format!("Unknown command: {command}"));
-            return;
+        let handler = match commands::lookup(&command) {
+            Some(h) => h,
+            None if command == "_test_panic" && self.state.config.test_panic_command => {
+                commands::test_panic
+            }
+            None => {
+                self.state
+                    .reply_error(id, &format!("Unknown command: {command}"));
+                return;
+            }
         };
-        match handler(&mut self.state, id, &header, frame) {
-            Ok(()) => {}
-            Err(commands::CommandError::Failed(msg)) => self.state.reply_error(id, &msg),
-            Err(commands::CommandError::Malformed(msg)) => self.fail_and_close(id, &msg),
+        // Defence in depth: the loop is one thread, so a bug that panics
+        // on one client's request must not take every client down with it.
+        // The state a handler left half-changed belongs to that request;
+        // its client is closed, everyone else carries on.
+        let state = &mut self.state;
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler(state, id, &header, frame)));
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(commands::CommandError::Failed(msg))) => self.state.reply_error(id, &msg),
+            Ok(Err(commands::CommandError::Malformed(msg))) => self.fail_and_close(id, &msg),
+            Err(payload) => {
+                let why = panic_message(&*payload);
+                log::error!("client {id}: internal error handling '{command}': {why}");
+                self.fail_and_close(
+                    id,
+                    &format!(
+                        "Internal server error while handling '{command}'; closing this connection"
+                    ),
+                );
+            }
         }
     }
 
@@ -515,6 +544,17 @@ impl Drop for Server {
         for id in ids {
             self.close(id);
         }
+    }
+}
+
+/// The text a panic was raised with, if it has one.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "(no message)"
     }
 }
 

@@ -99,15 +99,31 @@ fn key<'h>(h: &'h Header) -> Result<&'h str> {
 
 /// Deadline from an optional `"timeout"` in milliseconds.
 pub fn deadline(h: &Header) -> Result<Option<Instant>> {
-    match h.timeout {
-        None => Ok(None),
-        Some(ms) if ms >= 0.0 && ms.is_finite() => {
-            Ok(Some(Instant::now() + Duration::from_secs_f64(ms / 1000.0)))
-        }
-        _ => Err(CommandError::Malformed(
-            "JSON parsing error: timeout: expected a number of milliseconds".into(),
-        )),
+    deadline_after(Instant::now(), h.timeout).map_err(CommandError::Malformed)
+}
+
+/// When a wait of `timeout` milliseconds from `now` ends: None for no
+/// timeout, and also for one too long to represent (1e22 ms is longer than
+/// any server will run, so it means "no deadline", not an error). A
+/// negative timeout is refused; JSON has no NaN or infinity, so only a
+/// caller of this function could pass those, and they are refused too.
+pub fn deadline_after(
+    now: Instant,
+    timeout: Option<f64>,
+) -> std::result::Result<Option<Instant>, String> {
+    let Some(ms) = timeout else {
+        return Ok(None);
+    };
+    if !ms.is_finite() || ms < 0.0 {
+        return Err(format!(
+            "JSON parsing error: timeout: expected a non-negative number of milliseconds, got {ms}"
+        ));
     }
+    // Both steps are checked: seconds past Duration's range, and an
+    // instant past the clock's range, are each "never".
+    Ok(Duration::try_from_secs_f64(ms / 1000.0)
+        .ok()
+        .and_then(|d| now.checked_add(d)))
 }
 
 fn failed<T>(msg: String) -> Result<T> {
