@@ -1,4 +1,4 @@
-//! DiME framing (PROTOCOL.md §1): `DiME`, u32 JSON length, u32 payload
+//! DiME framing (docs/protocol.md §1): `DiME`, u32 JSON length, u32 payload
 //! length (big-endian), the JSON header, the payload. [`FrameReader`] parses
 //! frames incrementally from reads of any size.
 

@@ -1,4 +1,4 @@
-//! The handshake's serialization negotiation (PROTOCOL.md §3).
+//! The handshake's serialization negotiation (docs/protocol.md §3).
 
 mod common;
 

@@ -124,8 +124,8 @@ class FrameParser {
 }
 
 // The JSON serialization of DiME2's Python client, for servers whose
-// first client chose "json" (PROTOCOL.md §3). Lossy where JSON is: BigInt
-// travels as a number.
+// first client chose "json" (docs/protocol.md §3). Lossy where JSON is:
+// BigInt travels as a number.
 const JSON_DTYPES = {
   int8: Int8Array, int16: Int16Array, int32: Int32Array, int64: BigInt64Array,
   uint8: Uint8Array, uint16: Uint16Array, uint32: Uint32Array, uint64: BigUint64Array,
@@ -267,7 +267,7 @@ export class DimeClient {
   #onFrame(frame) {
     const { json } = frame;
     if (json.meta === true && typeof json.status === "number" && json.status > 0) {
-      // Meta messages may arrive between replies (PROTOCOL.md §3).
+      // Meta messages may arrive between replies (docs/protocol.md §3).
       if (json.command === "reregister") {
         try {
           this.#setSerialization(json.serialization);

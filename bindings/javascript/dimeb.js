@@ -1,5 +1,5 @@
-// dimeb: DiME2's binary value format (PROTOCOL.md §4), for browsers and
-// Node.js. Big-endian, one tag byte per value.
+// dimeb: DiME2's binary value format (docs/protocol.md §4), for browsers
+// and Node.js. Big-endian, one tag byte per value.
 //
 // JavaScript ↔ dimeb:
 //   null / undefined      ↔ null (0x00)            (undefined encodes as null)

@@ -1,6 +1,6 @@
-//! dimeb, DiME2's binary value format (PROTOCOL.md §4): big-endian, one tag
-//! byte per value. Decoding never trusts a length before checking it against
-//! the bytes that are actually there.
+//! dimeb, DiME2's binary value format (docs/protocol.md §4): big-endian,
+//! one tag byte per value. Decoding never trusts a length before checking it
+//! against the bytes that are actually there.
 
 use crate::value::{Complex, ElemKind, Matrix, Value};
 use std::fmt;

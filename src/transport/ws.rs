@@ -1,4 +1,4 @@
-//! WebSocket transport (PROTOCOL.md §1): DiME frames carried in binary
+//! WebSocket transport (docs/protocol.md §1): DiME frames carried in binary
 //! WebSocket messages, with `tungstenite` doing the RFC 6455 work.
 //!
 //! [`WsStream`] turns a WebSocket into the plain byte stream the server

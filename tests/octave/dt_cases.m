@@ -1,5 +1,6 @@
 function c = dt_cases()
-% DT_CASES  Rows of the type table (TYPES.md) as {name, value, value back}:
+% DT_CASES  Type-table rows and edge cases (docs/protocol.md §4) as
+% {name, value, value back}:
 % what an Octave value becomes after Octave -> server -> Octave.
 nan_payload = typecast(uint32([hex2dec('BEEF0001') hex2dec('7FF8DEAD')]), 'double');  % little-endian words
 c = {

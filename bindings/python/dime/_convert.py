@@ -1,4 +1,4 @@
-"""Python values <-> libdime values (the type table of TYPES.md).
+"""Python values <-> libdime values (the type table of docs/protocol.md §4).
 
 Sending (``to_value``):
 

@@ -1,5 +1,5 @@
-"""Every row of TYPES.md, Python -> server -> Python, over unix and tcp:
-type, dtype, shape and bit-exact values."""
+"""Every type edge case of docs/protocol.md §4, Python -> server -> Python,
+over unix and tcp: type, dtype, shape and bit-exact values."""
 
 import struct
 

@@ -1,4 +1,4 @@
-"""A minimal DiME2 wire client for protocol tests (see shared PROTOCOL.md).
+"""A minimal DiME2 wire client for protocol tests (see docs/protocol.md).
 
 It speaks raw frames with nothing but ``socket`` and ``struct`` so tests can
 see exactly what the server sends: every header, every payload, every

@@ -1,4 +1,4 @@
-"""Serialization negotiation (PROTOCOL.md section 3), seen on the wire and by the
+"""Serialization negotiation (docs/protocol.md §3), seen on the wire and by the
 original Python client."""
 
 import numpy as np

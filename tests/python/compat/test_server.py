@@ -1,4 +1,4 @@
-"""The server process itself: socket file, shutdown (PROTOCOL.md section 5)."""
+"""The server process itself: socket file, shutdown (docs/protocol.md §5)."""
 
 import os
 import stat

@@ -9,7 +9,7 @@ A raw observer in the same group checks that the server relays the
 sender's header and payload bytes unchanged.
 
 dimeb quirks of the original client: a rank-2 array with a dimension of 1
-decodes as 1-D (PROTOCOL.md section 4); rank-0 arrays and numpy scalars cannot be
+decodes as 1-D (docs/protocol.md §4); rank-0 arrays and numpy scalars cannot be
 sent with dimeb (so they are tested with pickle only).
 """
 

@@ -1,4 +1,4 @@
-"""Protocol edges on raw frames (PROTOCOL.md sections 1, 2 and 5)."""
+"""Protocol edges on raw frames (docs/protocol.md §1, §2 and §5)."""
 
 import struct
 import time
