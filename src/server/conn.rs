@@ -3,6 +3,7 @@
 use super::outqueue::{OutItem, OutQueue};
 use crate::transport::Transport;
 use crate::wire::{Frame, FrameReader};
+use std::any::Any;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,29 +17,19 @@ pub enum Held {
     Wait(Option<Instant>),
 }
 
-/// What a blocked request waits for (share and tuple-space commands).
-pub enum BlockedOn {
-    /// The whole-share lock of a share.
-    ShareLock(String),
-    /// A write held back by another client's share lock.
-    ShareWrite(String),
-    /// A per-key lock (share, key).
-    KeyLock(String, String),
-    /// A key to appear (share, key).
-    ShareKey(String, String),
-    /// A matching tuple (space name).
-    Tuple(String),
-    /// A message for a `sync` with `"wait":true`; up to `n` are then sent.
-    Inbox(i64),
-}
+/// Connection identifier (the poller key).
+pub type ConnId = usize;
 
 /// A request that cannot be answered yet; later requests from the same
 /// client wait behind it so replies stay in order.
 pub struct Blocked {
     /// When to give up, if ever.
     pub deadline: Option<Instant>,
-    /// What it waits for.
-    pub on: BlockedOn,
+    /// What it waits for: a value of the blocking service's own
+    /// `Service::Blocked` type, which the dispatcher hands back to that
+    /// service to withdraw it (see `dispatch`). Type-erased so that this
+    /// layer knows no service.
+    pub on: Box<dyn Any + Send>,
 }
 
 /// A connected client.

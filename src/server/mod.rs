@@ -1,21 +1,31 @@
 //! The broker: one single-threaded event loop on the `polling` crate
 //! serving every listener and connection.
 
-pub mod busy_poll;
-mod commands;
-mod conn;
-mod groups;
-mod header;
-mod outqueue;
-mod share;
-mod state;
-mod tuples;
+//!
+//! Layers, each using only those below it (no module imports one above):
+//! the event loop here → [`dispatch`] (the service registry) → `services/`
+//! (one module per service, on the [`service`] seam) → the shared
+//! machinery: `blocking`, `request`, `state`, `conn`, `outqueue`.
+//! `docs/architecture.md` walks through it.
 
-use crate::transport::{Address, Listener, WsOptions};
+mod blocking;
+pub mod busy_poll;
+mod config;
+mod conn;
+mod dispatch;
+mod outqueue;
+mod request;
+mod service;
+mod services;
+mod state;
+
+use crate::transport::{Listener, WsOptions};
 use crate::wire::Frame;
+use conn::ConnId;
 use conn::Connection;
-use groups::ConnId;
+use dispatch::Services;
 use polling::{Event, Events, PollMode, Poller};
+use request::CommandError;
 use state::State;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -25,53 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Server settings.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Addresses to listen on.
-    pub listen: Vec<Address>,
-    /// File mode of unix socket files.
-    pub socket_mode: u32,
-    /// Largest frame (JSON + payload) accepted, in bytes.
-    pub max_message: u64,
-    /// Largest total of queued, unsynced bytes per client.
-    pub max_queue: u64,
-    /// Browser origins allowed on `ws:` listeners; empty allows all.
-    pub ws_origins: Vec<String>,
-    /// Stop once no client has been connected for this long.
-    pub exit_when_idle: Option<Duration>,
-    /// How long to poll without blocking after serving traffic (see
-    /// [`busy_poll`]); zero always sleeps.
-    pub busy_poll: Duration,
-    /// Registers `_test_panic`, a command whose handler panics, so tests can
-    /// check that a panic while handling one request closes only that
-    /// client. The `dime` binary never sets it.
-    #[doc(hidden)]
-    pub test_panic_command: bool,
-}
-
-/// Default busy-poll window: longer than a typical client's turnaround
-/// between a reply and its next request (about 20 µs measured), shorter
-/// than a wake-up saves.
-pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
-
-/// Default unix socket path.
-pub const DEFAULT_SOCKET: &str = "/tmp/dime.sock";
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            listen: vec![Address::Unix(DEFAULT_SOCKET.into())],
-            socket_mode: 0o600,
-            max_message: 4 << 30,
-            max_queue: 8 << 30,
-            ws_origins: Vec::new(),
-            exit_when_idle: None,
-            busy_poll: DEFAULT_BUSY_POLL,
-            test_panic_command: false,
-        }
-    }
-}
+pub use config::{Config, DEFAULT_BUSY_POLL, DEFAULT_SOCKET};
 
 /// Listener keys are their index; connection keys start above them.
 const FIRST_CONN_KEY: usize = 1 << 16;
@@ -106,6 +70,8 @@ pub struct Server {
     accept_paused: Vec<Option<Instant>>,
     signals: Option<UnixStream>,
     state: State,
+    /// Every service's data, and the routing of requests to them.
+    services: Services,
     stop: Arc<AtomicBool>,
     next_key: usize,
     /// Connections whose transport already holds input that no readable
@@ -141,6 +107,7 @@ impl Server {
             listeners,
             signals: None,
             state: State::new(config),
+            services: Services::default(),
             stop: Arc::new(AtomicBool::new(false)),
             next_key: FIRST_CONN_KEY,
             buffered_input: Vec::new(),
@@ -187,7 +154,7 @@ impl Server {
         let mut had_clients = false;
         while !self.stop.load(Ordering::SeqCst) {
             let now = Instant::now();
-            let mut deadline = self.state.expire_waits(now);
+            let mut deadline = self.services.expire(&mut self.state, now);
             if let Some(idle) = self.state.config.exit_when_idle {
                 // The clock restarts when the last client leaves.
                 let has_clients = !self.state.conns.is_empty();
@@ -387,36 +354,34 @@ impl Server {
             Ok(text) => self.header_text.push_str(text),
             Err(e) => return self.fail_and_close(id, &format!("JSON parsing error: {e}")),
         }
-        let header = match header::Header::parse(&self.header_text) {
+        let header = match request::parse::<request::CommandHeader>(&self.header_text) {
             Ok(h) => h,
             Err(e) => return self.fail_and_close(id, &format!("JSON parsing error: {e}")),
         };
-        let Some(command) = header.command() else {
+        let Some(command) = header.name() else {
             self.state.reply_error(id, "Unknown command");
             return;
         };
         log::debug!("client {id}: {command}");
-        let handler = match commands::lookup(&command) {
-            Some(h) => h,
-            None if command == "_test_panic" && self.state.config.test_panic_command => {
-                commands::test_panic
-            }
-            None => {
-                self.state
-                    .reply_error(id, &format!("Unknown command: {command}"));
-                return;
-            }
-        };
+        let test_panic = command == "_test_panic" && self.state.config.test_panic_command;
         // Defence in depth: the loop is one thread, so a bug that panics
         // on one client's request must not take every client down with it.
         // The state a handler left half-changed belongs to that request;
         // its client is closed, everyone else carries on.
-        let state = &mut self.state;
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler(state, id, &header, frame)));
+        let (services, state, text) = (&mut self.services, &mut self.state, &self.header_text);
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            if test_panic {
+                return Some(dispatch::test_panic());
+            }
+            services.dispatch(state, id, &command, text, frame)
+        }));
         match outcome {
-            Ok(Ok(())) => {}
-            Ok(Err(commands::CommandError::Failed(msg))) => self.state.reply_error(id, &msg),
-            Ok(Err(commands::CommandError::Malformed(msg))) => self.fail_and_close(id, &msg),
+            Ok(Some(Ok(()))) => {}
+            Ok(Some(Err(CommandError::Failed(msg)))) => self.state.reply_error(id, &msg),
+            Ok(Some(Err(CommandError::Malformed(msg)))) => self.fail_and_close(id, &msg),
+            Ok(None) => self
+                .state
+                .reply_error(id, &format!("Unknown command: {command}")),
             Err(payload) => {
                 let why = panic_message(&*payload);
                 log::error!("client {id}: internal error handling '{command}': {why}");
@@ -464,7 +429,7 @@ impl Server {
     }
 
     fn close(&mut self, id: ConnId) {
-        if let Some(c) = self.state.forget(id) {
+        if let Some(c) = self.services.forget(&mut self.state, id) {
             let _ = self.poller.delete(c.stream.as_raw_fd_borrowed());
             log::info!("client {id} disconnected");
         }

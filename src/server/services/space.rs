@@ -3,20 +3,39 @@
 //! fields (see `crate::pattern`) and is indexed by arity and first field so
 //! a request does not scan unrelated tuples.
 
-use super::commands::{CommandError, Handler};
-use super::conn::BlockedOn;
-use super::groups::ConnId;
-use super::header::Header;
-use super::share::deadline;
-use super::state::State;
 use crate::buffer::PooledBuf;
 use crate::pattern::{self, Matcher};
+use crate::server::blocking::deadline;
+use crate::server::conn::{ConnId, Connection};
+use crate::server::request::{CommandError, Result, Text};
+use crate::server::service::{Handler, Service};
+use crate::server::state::State;
 use crate::wire::Frame;
+use serde::Deserialize;
 use serde_json::json;
+use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
-type Result<T = ()> = std::result::Result<T, CommandError>;
+/// The fields tuple-space commands read.
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct SpaceHeader<'a> {
+    /// The space (absent: the default space).
+    #[serde(borrow)]
+    pub space: Option<Text<'a>>,
+    /// Lookups: the pattern (see `crate::pattern`).
+    #[serde(borrow)]
+    pub pattern: Option<&'a RawValue>,
+    /// `ts_in`, `ts_rd`: milliseconds to wait before giving up.
+    pub timeout: Option<f64>,
+}
+
+type Header<'a> = SpaceHeader<'a>;
+
+/// What a blocked `ts_in`/`ts_rd` waits for: a matching tuple in the
+/// named space.
+pub struct TupleWait(String);
 
 struct Tuple {
     bytes: Arc<PooledBuf>,
@@ -140,22 +159,12 @@ pub struct Spaces {
     map: hashbrown::HashMap<String, Space>,
 }
 
-/// The tuple-space commands; merged into the server's command table.
-pub const COMMANDS: &[(&str, Handler)] = &[
-    ("ts_out", out),
-    ("ts_in", take_blocking),
-    ("ts_rd", read_blocking),
-    ("ts_inp", take_now),
-    ("ts_rdp", read_now),
-    ("ts_count", count),
-];
-
 /// The space a request names ("" is the default space).
 fn space_name<'h>(h: &'h Header) -> &'h str {
     h.space.as_deref().unwrap_or("")
 }
 
-fn out(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+fn out(svc: &mut Spaces, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let name = space_name(h);
     let fields = pattern::split_list(&frame.payload).map_err(|e| {
         CommandError::Failed(format!("ts_out: the tuple must be a dimeb list: {}", e.0))
@@ -164,7 +173,7 @@ fn out(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
         bytes: Arc::new(frame.payload),
         fields,
     };
-    let space = st.spaces.map.entry_ref(name).or_default();
+    let space = svc.map.entry_ref(name).or_default();
     // Every matching rd gets a copy; then the longest-waiting matching in takes it.
     let mut readers = Vec::new();
     let mut taker = None;
@@ -209,11 +218,19 @@ fn compiled(h: &Header, frame: &Frame) -> Result<Vec<Matcher>> {
 }
 
 /// Shared body of in/rd/inp/rdp.
-fn lookup(st: &mut State, id: ConnId, h: &Header, frame: Frame, take: bool, block: bool) -> Result {
+fn lookup(
+    svc: &mut Spaces,
+    st: &mut State,
+    id: ConnId,
+    h: &Header,
+    frame: Frame,
+    take: bool,
+    block: bool,
+) -> Result {
     let name = space_name(h);
     let pattern = compiled(h, &frame)?;
-    let d = if block { deadline(h)? } else { None };
-    let space = st.spaces.map.entry_ref(name).or_default();
+    let d = if block { deadline(h.timeout)? } else { None };
+    let space = svc.map.entry_ref(name).or_default();
     match space.find(&pattern) {
         Some(seq) => {
             let bytes = if take {
@@ -229,34 +246,34 @@ fn lookup(st: &mut State, id: ConnId, h: &Header, frame: Frame, take: bool, bloc
                 take,
                 pattern,
             });
-            st.block(id, d, BlockedOn::Tuple(name.to_owned()));
+            st.block(id, d, TupleWait(name.to_owned()));
         }
         None => st.reply_found(id, None),
     }
-    st.spaces.cleanup(name);
+    svc.cleanup(name);
     Ok(())
 }
 
-fn take_blocking(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    lookup(st, id, h, frame, true, true)
+fn take_blocking(svc: &mut Spaces, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    lookup(svc, st, id, h, frame, true, true)
 }
 
-fn read_blocking(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    lookup(st, id, h, frame, false, true)
+fn read_blocking(svc: &mut Spaces, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    lookup(svc, st, id, h, frame, false, true)
 }
 
-fn take_now(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    lookup(st, id, h, frame, true, false)
+fn take_now(svc: &mut Spaces, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    lookup(svc, st, id, h, frame, true, false)
 }
 
-fn read_now(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    lookup(st, id, h, frame, false, false)
+fn read_now(svc: &mut Spaces, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    lookup(svc, st, id, h, frame, false, false)
 }
 
-fn count(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+fn count(svc: &mut Spaces, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let name = space_name(h);
     let pattern = compiled(h, &frame)?;
-    let n = st.spaces.map.get(name).map_or(0, |s| s.count(&pattern));
+    let n = svc.map.get(name).map_or(0, |s| s.count(&pattern));
     st.reply(id, json!({"status": 0, "count": n}));
     Ok(())
 }
@@ -267,13 +284,34 @@ impl Spaces {
             self.map.remove(name);
         }
     }
+}
 
-    /// Drops `id`'s blocked request from space `name` (timeout or disconnect):
-    /// it will never take a tuple afterwards.
-    pub fn withdraw(&mut self, name: &str, id: ConnId) {
-        if let Some(s) = self.map.get_mut(name) {
+impl Service for Spaces {
+    type Header<'h> = SpaceHeader<'h>;
+    type Blocked = TupleWait;
+
+    const COMMANDS: &'static [(&'static str, Handler<Self>)] = &[
+        ("ts_out", out),
+        ("ts_in", take_blocking),
+        ("ts_rd", read_blocking),
+        ("ts_inp", take_now),
+        ("ts_rdp", read_now),
+        ("ts_count", count),
+    ];
+
+    /// Drops the blocked request from its space: it will never take a
+    /// tuple afterwards.
+    fn withdraw(&mut self, _: &mut State, id: ConnId, TupleWait(name): TupleWait) {
+        if let Some(s) = self.map.get_mut(name.as_str()) {
             s.waiters.retain(|w| w.conn != id);
         }
-        self.cleanup(name);
+        self.cleanup(&name);
     }
+
+    fn timeout_message(TupleWait(name): &TupleWait) -> String {
+        format!("Timed out waiting for a matching tuple in space '{name}'")
+    }
+
+    /// Nothing to release: a client holds no tuples.
+    fn disconnect(&mut self, _: &mut State, _: ConnId, _: &Connection) {}
 }

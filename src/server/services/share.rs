@@ -5,26 +5,58 @@
 //! `incr` decodes (numbers) and `cas` compares encodings byte for byte
 //! (equality by type and bit-exact value).
 
-use super::commands::{CommandError, Handler};
-use super::conn::{Blocked, BlockedOn, json_item};
-use super::groups::ConnId;
-use super::header::Header;
-use super::outqueue::OutItem;
-use super::state::State;
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb;
+use crate::server::blocking::deadline;
+use crate::server::conn::{ConnId, Connection};
+use crate::server::request::{self, CommandError, Result, Text, failed, flag, required};
+use crate::server::service::{Handler, Service};
+use crate::server::state::State;
 use crate::value::Value;
-use crate::wire::{Frame, encode_head};
-use serde_json::{Value as Json, json};
+use crate::wire::Frame;
+use serde::Deserialize;
+use serde_json::json;
 // hashbrown for `entry_ref` (one lookup, allocating the name only when it
 // is new) and its seeded foldhash, several times faster than SipHash on
 // short names while still randomized against collision flooding.
 use hashbrown::HashMap;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-type Result<T = ()> = std::result::Result<T, CommandError>;
+/// The fields share commands read.
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct ShareHeader<'a> {
+    /// The share (absent: the default share).
+    #[serde(borrow)]
+    pub share: Option<Text<'a>>,
+    /// The key.
+    #[serde(borrow)]
+    pub key: Option<Text<'a>>,
+    /// `share_get_many`: the keys.
+    #[serde(borrow)]
+    pub keys: Option<Vec<Text<'a>>>,
+    /// Milliseconds to wait before giving up.
+    pub timeout: Option<f64>,
+    /// Writes and locks: fail instead of waiting for a lock.
+    pub nowait: Option<bool>,
+    /// `share_cas`: succeed only if the key is absent.
+    pub absent: Option<bool>,
+}
+
+type Header<'a> = ShareHeader<'a>;
+
+/// What a blocked share request waits for.
+pub enum ShareWait {
+    /// The whole-share lock of a share.
+    Lock(String),
+    /// A write held back by another client's share lock.
+    Write(String),
+    /// A per-key lock (share, key).
+    KeyLock(String, String),
+    /// A key to appear (share, key).
+    Key(String, String),
+}
 
 /// A stored value: its dimeb encoding, shared with replies in flight.
 type Stored = Arc<PooledBuf>;
@@ -69,93 +101,33 @@ pub struct Shares {
     map: HashMap<String, Share>,
 }
 
-/// The share commands; merged into the server's command table.
-pub const COMMANDS: &[(&str, Handler)] = &[
-    ("share_set", set),
-    ("share_get", get),
-    ("share_del", del),
-    ("share_contains", contains),
-    ("share_keys", keys),
-    ("share_len", len),
-    ("share_clear", clear),
-    ("share_get_many", get_many),
-    ("share_set_many", set_many),
-    ("share_incr", incr),
-    ("share_cas", cas),
-    ("share_pop", pop),
-    ("share_wait_key", wait_key),
-    ("share_lock", lock),
-    ("share_unlock", unlock),
-];
-
 /// The share a request names ("" is the default share).
 fn share_name<'h>(h: &'h Header) -> &'h str {
     h.share.as_deref().unwrap_or("")
 }
 
 fn key<'h>(h: &'h Header) -> Result<&'h str> {
-    super::commands::required(&h.key, "key")
-}
-
-/// Deadline from an optional `"timeout"` in milliseconds.
-pub fn deadline(h: &Header) -> Result<Option<Instant>> {
-    deadline_after(Instant::now(), h.timeout).map_err(CommandError::Malformed)
-}
-
-/// When a wait of `timeout` milliseconds from `now` ends: None for no
-/// timeout, and also for one too long to represent (1e22 ms is longer than
-/// any server will run, so it means "no deadline", not an error). A
-/// negative timeout is refused; JSON has no NaN or infinity, so only a
-/// caller of this function could pass those, and they are refused too.
-pub fn deadline_after(
-    now: Instant,
-    timeout: Option<f64>,
-) -> std::result::Result<Option<Instant>, String> {
-    let Some(ms) = timeout else {
-        return Ok(None);
-    };
-    if !ms.is_finite() || ms < 0.0 {
-        return Err(format!(
-            "JSON parsing error: timeout: expected a non-negative number of milliseconds, got {ms}"
-        ));
-    }
-    // Both steps are checked: seconds past Duration's range, and an
-    // instant past the clock's range, are each "never".
-    Ok(Duration::try_from_secs_f64(ms / 1000.0)
-        .ok()
-        .and_then(|d| now.checked_add(d)))
-}
-
-fn failed<T>(msg: String) -> Result<T> {
-    Err(CommandError::Failed(msg))
-}
-
-fn reply_with(st: &mut State, id: ConnId, json: Json, body: Option<Stored>) {
-    let item = match body {
-        Some(b) => OutItem::WithBody(encode_head(json.to_string().as_bytes(), b.len()), b),
-        None => json_item(&json),
-    };
-    if let Some(c) = st.conns.get_mut(&id) {
-        c.reply(item);
-        st.dirty.insert(id);
-    }
-}
-
-fn shares<'a>(st: &'a mut State, name: &str) -> &'a mut Share {
-    st.shares.map.entry_ref(name).or_default()
+    required(&h.key, "key")
 }
 
 /// Lets a write through, or parks it behind another client's share lock.
 /// Returns the frame back when the write may proceed now.
-fn gate(st: &mut State, id: ConnId, name: &str, h: &Header, frame: Frame) -> Result<Option<Frame>> {
-    let d = deadline(h)?;
-    match st.shares.map.get(name).and_then(|s| s.lock) {
+fn gate(
+    svc: &mut Shares,
+    st: &mut State,
+    id: ConnId,
+    name: &str,
+    h: &Header,
+    frame: Frame,
+) -> Result<Option<Frame>> {
+    let d = deadline(h.timeout)?;
+    match svc.map.get(name).and_then(|s| s.lock) {
         Some(owner) if owner != id => {
-            if Header::flag(h.nowait) {
+            if flag(h.nowait) {
                 return failed(format!("Share '{name}' is locked by another client"));
             }
-            shares(st, name).queue.push_back(Queued::Write(id, frame));
-            st.block(id, d, BlockedOn::ShareWrite(name.to_owned()));
+            svc.share(name).queue.push_back(Queued::Write(id, frame));
+            st.block(id, d, ShareWait::Write(name.to_owned()));
             Ok(None)
         }
         _ => Ok(Some(frame)),
@@ -163,8 +135,8 @@ fn gate(st: &mut State, id: ConnId, name: &str, h: &Header, frame: Frame) -> Res
 }
 
 /// Stores `value` under `key` and hands it to every `wait_key` waiter.
-fn store(st: &mut State, name: &str, key: &str, value: Stored) {
-    let share = shares(st, name);
+fn store(svc: &mut Shares, st: &mut State, name: &str, key: &str, value: Stored) {
+    let share = svc.share(name);
     match share.entries.get_mut(key) {
         Some(slot) => *slot = value.clone(),
         None => {
@@ -182,9 +154,9 @@ fn store(st: &mut State, name: &str, key: &str, value: Stored) {
     }
 }
 
-fn set(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+fn set(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
-    let Some(frame) = gate(st, id, name, h, frame)? else {
+    let Some(frame) = gate(svc, st, id, name, h, frame)? else {
         return Ok(());
     };
     if let Err(e) = dimeb::value_len(&frame.payload).and_then(|n| {
@@ -198,78 +170,77 @@ fn set(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
             "share_set '{k}': the payload is not one dimeb value: {e}"
         ));
     }
-    store(st, name, k, Arc::new(frame.payload));
+    store(svc, st, name, k, Arc::new(frame.payload));
     st.reply_ok(id);
     Ok(())
 }
 
-fn get(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+fn get(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
-    let v = st.shares.value(name, k).cloned();
+    let v = svc.value(name, k).cloned();
     st.reply_found(id, v);
     Ok(())
 }
 
-fn contains(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+fn contains(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
-    let found = st.shares.value(name, k).is_some();
-    reply_with(st, id, json!({"status": 0, "found": found}), None);
+    let found = svc.value(name, k).is_some();
+    st.reply_with(id, &json!({"status": 0, "found": found}), None);
     Ok(())
 }
 
-fn keys(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+fn keys(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let name = share_name(h);
-    let keys: Vec<String> = st
-        .shares
+    let keys: Vec<String> = svc
         .map
         .get(name)
         .map(|s| s.entries.keys().cloned().collect())
         .unwrap_or_default();
-    reply_with(st, id, json!({"status": 0, "keys": keys}), None);
+    st.reply_with(id, &json!({"status": 0, "keys": keys}), None);
     Ok(())
 }
 
-fn len(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+fn len(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let name = share_name(h);
-    let n = st.shares.map.get(name).map_or(0, |s| s.entries.len());
-    reply_with(st, id, json!({"status": 0, "len": n}), None);
+    let n = svc.map.get(name).map_or(0, |s| s.entries.len());
+    st.reply_with(id, &json!({"status": 0, "len": n}), None);
     Ok(())
 }
 
-fn del(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+fn del(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
-    if gate(st, id, name, h, frame)?.is_none() {
+    if gate(svc, st, id, name, h, frame)?.is_none() {
         return Ok(());
     }
-    let found = shares(st, name).entries.remove(k).is_some();
-    reply_with(st, id, json!({"status": 0, "found": found}), None);
-    st.shares.cleanup(name);
+    let found = svc.share(name).entries.remove(k).is_some();
+    st.reply_with(id, &json!({"status": 0, "found": found}), None);
+    svc.cleanup(name);
     Ok(())
 }
 
-fn pop(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+fn pop(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
-    if gate(st, id, name, h, frame)?.is_none() {
+    if gate(svc, st, id, name, h, frame)?.is_none() {
         return Ok(());
     }
-    let v = shares(st, name).entries.remove(k);
+    let v = svc.share(name).entries.remove(k);
     st.reply_found(id, v);
-    st.shares.cleanup(name);
+    svc.cleanup(name);
     Ok(())
 }
 
-fn clear(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+fn clear(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let name = share_name(h);
-    if gate(st, id, name, h, frame)?.is_none() {
+    if gate(svc, st, id, name, h, frame)?.is_none() {
         return Ok(());
     }
-    shares(st, name).entries.clear();
+    svc.share(name).entries.clear();
     st.reply_ok(id);
-    st.shares.cleanup(name);
+    svc.cleanup(name);
     Ok(())
 }
 
-fn get_many(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+fn get_many(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let name = share_name(h);
     let wanted: Vec<&str> = match &h.keys {
         Some(keys) => keys.iter().map(|k| &**k).collect(),
@@ -279,7 +250,7 @@ fn get_many(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
             ));
         }
     };
-    let share = st.shares.map.get(name);
+    let share = svc.map.get(name);
     let found: Vec<(&str, &Stored)> = wanted
         .iter()
         .filter_map(|k| share.and_then(|s| s.entries.get(*k)).map(|v| (*k, v)))
@@ -291,18 +262,17 @@ fn get_many(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
             .map_err(|e| CommandError::Failed(e.to_string()))?;
         body.extend_from_slice(v);
     }
-    reply_with(
-        st,
+    st.reply_with(
         id,
-        json!({"status": 0}),
+        &json!({"status": 0}),
         Some(Arc::new(PooledBuf::from_vec(body))),
     );
     Ok(())
 }
 
-fn set_many(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+fn set_many(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let name = share_name(h);
-    let Some(frame) = gate(st, id, name, h, frame)? else {
+    let Some(frame) = gate(svc, st, id, name, h, frame)? else {
         return Ok(());
     };
     let pairs = dimeb::split_map(&frame.payload).map_err(|e| {
@@ -318,7 +288,7 @@ fn set_many(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
         }
     }
     for (k, v) in items {
-        store(st, name, &k, v);
+        store(svc, st, name, &k, v);
     }
     st.reply_ok(id);
     Ok(())
@@ -382,9 +352,9 @@ fn add(name: &str, current: &Value, delta: &Value) -> std::result::Result<Value,
     }
 }
 
-fn incr(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+fn incr(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
-    let Some(frame) = gate(st, id, name, h, frame)? else {
+    let Some(frame) = gate(svc, st, id, name, h, frame)? else {
         return Ok(());
     };
     let delta = if frame.payload.is_empty() {
@@ -393,7 +363,7 @@ fn incr(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
         dimeb::decode(&frame.payload)
             .map_err(|e| CommandError::Failed(format!("share_incr '{k}': {e}")))?
     };
-    let current = match st.shares.value(name, k) {
+    let current = match svc.value(name, k) {
         Some(bytes) => dimeb::decode(bytes).map_err(|e| CommandError::Failed(e.to_string()))?,
         None => match delta {
             Value::F32(_) => Value::F32(0.0),
@@ -405,19 +375,19 @@ fn incr(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let bytes = Arc::new(PooledBuf::from_vec(
         dimeb::encode(&sum).map_err(|e| CommandError::Failed(e.to_string()))?,
     ));
-    store(st, name, k, bytes.clone());
-    reply_with(st, id, json!({"status": 0}), Some(bytes));
+    store(svc, st, name, k, bytes.clone());
+    st.reply_with(id, &json!({"status": 0}), Some(bytes));
     Ok(())
 }
 
-fn cas(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+fn cas(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
-    let Some(frame) = gate(st, id, name, h, frame)? else {
+    let Some(frame) = gate(svc, st, id, name, h, frame)? else {
         return Ok(());
     };
     let bad = |e: String| CommandError::Failed(format!("share_cas '{k}': {e}"));
     // Payload: the new value when "absent" is set, else a list [expected, new].
-    let (expected, new): (Option<&[u8]>, &[u8]) = if Header::flag(h.absent) {
+    let (expected, new): (Option<&[u8]>, &[u8]) = if flag(h.absent) {
         (None, &frame.payload[..])
     } else {
         let p = &frame.payload[..];
@@ -430,40 +400,46 @@ fn cas(st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     if dimeb::value_len(new).map_err(|e| bad(e.to_string()))? != new.len() {
         return Err(bad("trailing bytes after the new value".into()));
     }
-    let current = st.shares.value(name, k).cloned();
+    let current = svc.value(name, k).cloned();
     let swapped = match (expected, &current) {
         (None, None) => true,
         (Some(e), Some(c)) => e == &c[..],
         _ => false,
     };
     if swapped {
-        store(st, name, k, Arc::new(PooledBuf::from_vec(new.to_vec())));
+        store(
+            svc,
+            st,
+            name,
+            k,
+            Arc::new(PooledBuf::from_vec(new.to_vec())),
+        );
     }
-    reply_with(st, id, json!({"status": 0, "swapped": swapped}), None);
+    st.reply_with(id, &json!({"status": 0, "swapped": swapped}), None);
     Ok(())
 }
 
-fn wait_key(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+fn wait_key(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
-    let d = deadline(h)?;
-    if let Some(v) = st.shares.value(name, k).cloned() {
+    let d = deadline(h.timeout)?;
+    if let Some(v) = svc.value(name, k).cloned() {
         st.reply_found(id, Some(v));
         return Ok(());
     }
-    shares(st, name)
+    svc.share(name)
         .key_waiters
         .entry(k.to_owned())
         .or_default()
         .push(id);
-    st.block(id, d, BlockedOn::ShareKey(name.to_owned(), k.to_owned()));
+    st.block(id, d, ShareWait::Key(name.to_owned(), k.to_owned()));
     Ok(())
 }
 
-fn lock(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+fn lock(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let name = share_name(h);
-    let d = deadline(h)?;
-    let nowait = Header::flag(h.nowait);
-    let share = shares(st, name);
+    let d = deadline(h.timeout)?;
+    let nowait = flag(h.nowait);
+    let share = svc.share(name);
     match h.key.as_deref() {
         None => {
             if share.lock == Some(id) {
@@ -478,7 +454,7 @@ fn lock(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
                 return failed(format!("Share '{name}' is locked by another client"));
             } else {
                 share.queue.push_back(Queued::Lock(id));
-                st.block(id, d, BlockedOn::ShareLock(name.to_owned()));
+                st.block(id, d, ShareWait::Lock(name.to_owned()));
             }
         }
         Some(k) => match share.key_locks.get_mut(k) {
@@ -504,28 +480,27 @@ fn lock(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
             }
             Some(l) => {
                 l.waiters.push_back(id);
-                st.block(id, d, BlockedOn::KeyLock(name.to_owned(), k.to_owned()));
+                st.block(id, d, ShareWait::KeyLock(name.to_owned(), k.to_owned()));
             }
         },
     }
     Ok(())
 }
 
-fn unlock(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+fn unlock(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let name = share_name(h);
     match h.key.as_deref() {
         None => {
-            if st.shares.map.get(name).and_then(|s| s.lock) != Some(id) {
+            if svc.map.get(name).and_then(|s| s.lock) != Some(id) {
                 return failed(format!(
                     "This client does not hold the lock on share '{name}'"
                 ));
             }
             st.reply_ok(id);
-            release_share_lock(st, name);
+            release_share_lock(svc, st, name);
         }
         Some(k) => {
-            let owner = st
-                .shares
+            let owner = svc
                 .map
                 .get(name)
                 .and_then(|s| s.key_locks.get(&*k))
@@ -536,26 +511,26 @@ fn unlock(st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
                 ));
             }
             st.reply_ok(id);
-            release_key_lock(st, name, k);
+            release_key_lock(svc, st, name, k);
         }
     }
-    st.shares.cleanup(name);
+    svc.cleanup(name);
     Ok(())
 }
 
 /// Frees a share lock: replays queued writes in order until a queued lock
 /// request takes it.
-fn release_share_lock(st: &mut State, name: &str) {
-    shares(st, name).lock = None;
-    while let Some(q) = shares(st, name).queue.pop_front() {
+fn release_share_lock(svc: &mut Shares, st: &mut State, name: &str) {
+    svc.share(name).lock = None;
+    while let Some(q) = svc.share(name).queue.pop_front() {
         match q {
             Queued::Write(w, frame) => {
                 st.unblock(w);
-                replay(st, w, frame);
+                replay(svc, st, w, frame);
             }
             Queued::Lock(w) => {
                 st.unblock(w);
-                shares(st, name).lock = Some(w);
+                svc.share(name).lock = Some(w);
                 st.reply_ok(w);
                 return;
             }
@@ -564,26 +539,30 @@ fn release_share_lock(st: &mut State, name: &str) {
 }
 
 /// Runs a write that waited for a lock, as if it had just arrived.
-fn replay(st: &mut State, id: ConnId, frame: Frame) {
+fn replay(svc: &mut Shares, st: &mut State, id: ConnId, frame: Frame) {
     // It parsed when it arrived; a copy of the text, as the frame moves on.
     let text = String::from_utf8_lossy(frame.json()).into_owned();
-    let Ok(header) = Header::parse(&text) else {
+    let (Ok(command), Ok(header)) = (
+        request::parse::<request::CommandHeader>(&text),
+        request::parse::<Header>(&text),
+    ) else {
         return;
     };
-    let handler = header
-        .command()
-        .and_then(|c| COMMANDS.iter().find(|(n, _)| *n == c))
+    let handler = command
+        .name()
+        .and_then(|c| Shares::COMMANDS.iter().find(|(n, _)| *n == c))
         .map(|(_, h)| *h);
     if let Some(h) = handler {
-        if let Err(CommandError::Failed(m) | CommandError::Malformed(m)) = h(st, id, &header, frame)
+        if let Err(CommandError::Failed(m) | CommandError::Malformed(m)) =
+            h(svc, st, id, &header, frame)
         {
             st.reply_error(id, &m);
         }
     }
 }
 
-fn release_key_lock(st: &mut State, name: &str, key: &str) {
-    let share = shares(st, name);
+fn release_key_lock(svc: &mut Shares, st: &mut State, name: &str, key: &str) {
+    let share = svc.share(name);
     let Some(l) = share.key_locks.get_mut(key) else {
         return;
     };
@@ -600,6 +579,11 @@ fn release_key_lock(st: &mut State, name: &str, key: &str) {
 }
 
 impl Shares {
+    /// Share `name`, created empty if it does not exist.
+    fn share(&mut self, name: &str) -> &mut Share {
+        self.map.entry_ref(name).or_default()
+    }
+
     /// The value stored under `key` in share `name`, if any.
     fn value(&self, name: &str, key: &str) -> Option<&Stored> {
         self.map.get(name).and_then(|s| s.entries.get(key))
@@ -613,113 +597,91 @@ impl Shares {
     }
 }
 
-/// Withdraws a blocked request (timeout or disconnect) from its queue.
-pub fn withdraw(st: &mut State, id: ConnId, on: &BlockedOn) {
-    match on {
-        BlockedOn::Tuple(space) => return st.spaces.withdraw(space, id),
-        BlockedOn::Inbox(_) => return,
-        _ => {}
-    }
-    let Some(share) = st.shares.map.get_mut(on.share()) else {
-        return;
-    };
-    match on {
-        BlockedOn::ShareLock(_) | BlockedOn::ShareWrite(_) => share.queue.retain(|q| match q {
-            Queued::Lock(c) | Queued::Write(c, _) => *c != id,
-        }),
-        BlockedOn::KeyLock(_, k) => {
-            if let Some(l) = share.key_locks.get_mut(k) {
-                l.waiters.retain(|c| *c != id);
+impl Service for Shares {
+    type Header<'h> = ShareHeader<'h>;
+    type Blocked = ShareWait;
+
+    const COMMANDS: &'static [(&'static str, Handler<Self>)] = &[
+        ("share_set", set),
+        ("share_get", get),
+        ("share_del", del),
+        ("share_contains", contains),
+        ("share_keys", keys),
+        ("share_len", len),
+        ("share_clear", clear),
+        ("share_get_many", get_many),
+        ("share_set_many", set_many),
+        ("share_incr", incr),
+        ("share_cas", cas),
+        ("share_pop", pop),
+        ("share_wait_key", wait_key),
+        ("share_lock", lock),
+        ("share_unlock", unlock),
+    ];
+
+    fn withdraw(&mut self, _: &mut State, id: ConnId, on: ShareWait) {
+        let name = match &on {
+            ShareWait::Lock(s)
+            | ShareWait::Write(s)
+            | ShareWait::KeyLock(s, _)
+            | ShareWait::Key(s, _) => s,
+        };
+        let Some(share) = self.map.get_mut(name.as_str()) else {
+            return;
+        };
+        match &on {
+            ShareWait::Lock(_) | ShareWait::Write(_) => share.queue.retain(|q| match q {
+                Queued::Lock(c) | Queued::Write(c, _) => *c != id,
+            }),
+            ShareWait::KeyLock(_, k) => {
+                if let Some(l) = share.key_locks.get_mut(k) {
+                    l.waiters.retain(|c| *c != id);
+                }
             }
-        }
-        BlockedOn::Tuple(_) | BlockedOn::Inbox(_) => unreachable!("handled above"),
-        BlockedOn::ShareKey(_, k) => {
-            if let Some(w) = share.key_waiters.get_mut(k) {
-                w.retain(|c| *c != id);
-                if w.is_empty() {
-                    share.key_waiters.remove(k);
+            ShareWait::Key(_, k) => {
+                if let Some(w) = share.key_waiters.get_mut(k) {
+                    w.retain(|c| *c != id);
+                    if w.is_empty() {
+                        share.key_waiters.remove(k);
+                    }
                 }
             }
         }
+        self.cleanup(name);
     }
-    let name = on.share().to_owned();
-    st.shares.cleanup(&name);
-}
 
-/// The error a timed-out blocked request gets.
-pub fn timeout_message(on: &BlockedOn) -> String {
-    match on {
-        BlockedOn::ShareLock(s) => format!("Timed out waiting for the lock on share '{s}'"),
-        BlockedOn::ShareWrite(s) => format!("Timed out waiting for share '{s}' to be unlocked"),
-        BlockedOn::KeyLock(s, k) => {
-            format!("Timed out waiting for the lock on key '{k}' of share '{s}'")
+    fn timeout_message(on: &ShareWait) -> String {
+        match on {
+            ShareWait::Lock(s) => format!("Timed out waiting for the lock on share '{s}'"),
+            ShareWait::Write(s) => format!("Timed out waiting for share '{s}' to be unlocked"),
+            ShareWait::KeyLock(s, k) => {
+                format!("Timed out waiting for the lock on key '{k}' of share '{s}'")
+            }
+            ShareWait::Key(s, k) => format!("Timed out waiting for key '{k}' in share '{s}'"),
         }
-        BlockedOn::ShareKey(s, k) => format!("Timed out waiting for key '{k}' in share '{s}'"),
-        BlockedOn::Tuple(s) => format!("Timed out waiting for a matching tuple in space '{s}'"),
-        BlockedOn::Inbox(_) => "Timed out waiting for a message".to_owned(),
     }
-}
 
-/// Releases every lock `id` holds (it disconnected), waking the next waiters.
-pub fn release_all(st: &mut State, id: ConnId) {
-    let mut share_locks = Vec::new();
-    let mut key_locks = Vec::new();
-    for (name, s) in &st.shares.map {
-        if s.lock == Some(id) {
-            share_locks.push(name.clone());
-        }
-        for (k, l) in &s.key_locks {
-            if l.owner == id {
-                key_locks.push((name.clone(), k.clone()));
+    /// Releases every lock the client held, waking the next waiters.
+    fn disconnect(&mut self, st: &mut State, id: ConnId, _: &Connection) {
+        let mut share_locks = Vec::new();
+        let mut key_locks = Vec::new();
+        for (name, s) in &self.map {
+            if s.lock == Some(id) {
+                share_locks.push(name.clone());
+            }
+            for (k, l) in &s.key_locks {
+                if l.owner == id {
+                    key_locks.push((name.clone(), k.clone()));
+                }
             }
         }
-    }
-    for name in share_locks {
-        release_share_lock(st, &name);
-        st.shares.cleanup(&name);
-    }
-    for (name, k) in key_locks {
-        release_key_lock(st, &name, &k);
-        st.shares.cleanup(&name);
-    }
-}
-
-/// Blocked-state bookkeeping on [`State`].
-impl State {
-    /// Parks `id` until its request completes or `deadline` passes.
-    pub fn block(&mut self, id: ConnId, deadline: Option<Instant>, on: BlockedOn) {
-        if let Some(c) = self.conns.get_mut(&id) {
-            c.blocked = Some(Blocked { deadline, on });
-            if let Some(d) = deadline {
-                self.timers.insert((d, id));
-            }
+        for name in share_locks {
+            release_share_lock(self, st, &name);
+            self.cleanup(&name);
         }
-    }
-
-    /// Ends `id`'s blocked state; its deferred requests run next round.
-    pub fn unblock(&mut self, id: ConnId) {
-        if let Some(c) = self.conns.get_mut(&id) {
-            if let Some(Blocked {
-                deadline: Some(d), ..
-            }) = c.blocked.take()
-            {
-                self.timers.remove(&(d, id));
-            }
-            self.resume.push(id);
-            self.dirty.insert(id);
-        }
-    }
-}
-
-impl BlockedOn {
-    fn share(&self) -> &str {
-        match self {
-            BlockedOn::ShareLock(s)
-            | BlockedOn::ShareWrite(s)
-            | BlockedOn::KeyLock(s, _)
-            | BlockedOn::ShareKey(s, _)
-            | BlockedOn::Tuple(s) => s,
-            BlockedOn::Inbox(_) => "",
+        for (name, k) in key_locks {
+            release_key_lock(self, st, &name, &k);
+            self.cleanup(&name);
         }
     }
 }

@@ -1,68 +1,85 @@
-//! A request's JSON header, parsed into typed fields that borrow its text.
+//! What every service uses to read a request and refuse a bad one: the
+//! errors a handler returns, header parsing into a service's own typed
+//! header (borrowing its text), and argument helpers.
 //!
-//! Parsing every header into a `serde_json::Value` cost about half of the
-//! server's own (non-kernel) work per request: a map node and a string per
-//! field, all freed again microseconds later. Every field any command
-//! reads is declared here once, so serde matches names at compile time and
-//! strings without escapes are borrowed, not copied; fields that take more
-//! than one shape (`name`, `pattern`) are kept as raw JSON until asked for.
-//! Unknown fields are ignored, as the original server does.
+//! Each service declares a small `#[derive(Deserialize)]` header with only
+//! the fields its commands read (see `services::share::ShareHeader`), so
+//! serde matches names at compile time and strings without escapes are
+//! borrowed, not copied. Fields that take more than one shape are kept as
+//! raw JSON until asked for. Unknown fields are ignored, as the original
+//! server does; a known field of the wrong type, or repeated, makes the
+//! request malformed.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
-/// The fields of one request header (PROTOCOL.md §2 and our extensions).
+/// Why a command failed.
+pub enum CommandError {
+    /// The command failed; the connection stays usable.
+    Failed(String),
+    /// The request itself is malformed; the connection is closed after the reply.
+    Malformed(String),
+}
+
+/// What a command handler returns.
+pub type Result<T = ()> = std::result::Result<T, CommandError>;
+
+/// A failed command with `msg`.
+pub fn failed<T>(msg: String) -> Result<T> {
+    Err(CommandError::Failed(msg))
+}
+
+/// The part of every header the dispatcher reads: which command it is.
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
-pub struct Header<'a> {
+pub struct CommandHeader<'a> {
     /// The command to run; kept raw so that a non-string is an unknown
     /// command (the connection stays open), not a malformed header.
     #[serde(borrow)]
     pub command: Option<&'a RawValue>,
-    /// `handshake`, `send`, `broadcast`: a serialization name.
-    #[serde(borrow)]
-    pub serialization: Option<Text<'a>>,
-    /// `send`, `broadcast`: the variable's name.
-    #[serde(borrow)]
-    pub varname: Option<Text<'a>>,
-    /// `join`, `leave`: a group or a list of groups; `send`: a group.
-    #[serde(borrow)]
-    pub name: Option<&'a RawValue>,
-    /// `sync`, `send` with `receive`: how many messages (absent: all).
-    pub n: Option<f64>,
-    /// Milliseconds to wait before giving up (our extension).
-    pub timeout: Option<f64>,
-    /// `send`: answer with the sender's own next messages (our extension).
-    pub receive: Option<bool>,
-    /// `sync`: block until a message is queued (our extension).
-    pub wait: Option<bool>,
-    /// Share commands: the share (absent: the default share).
-    #[serde(borrow)]
-    pub share: Option<Text<'a>>,
-    /// Share commands: the key.
-    #[serde(borrow)]
-    pub key: Option<Text<'a>>,
-    /// `share_get_many`: the keys.
-    #[serde(borrow)]
-    pub keys: Option<Vec<Text<'a>>>,
-    /// Share writes and locks: fail instead of waiting for a lock.
-    pub nowait: Option<bool>,
-    /// `share_cas`: succeed only if the key is absent.
-    pub absent: Option<bool>,
-    /// Tuple-space commands: the space (absent: the default space).
-    #[serde(borrow)]
-    pub space: Option<Text<'a>>,
-    /// Never in a request: present only so that `send`/`broadcast` can
-    /// refuse a header that would pass for a reply at its recipients.
-    #[serde(borrow)]
-    pub status: Option<&'a RawValue>,
-    /// Never in a request; refused in relayed headers like `status`.
-    #[serde(borrow)]
-    pub meta: Option<&'a RawValue>,
-    /// Tuple-space lookups: the pattern (see `crate::pattern`).
-    #[serde(borrow)]
-    pub pattern: Option<&'a RawValue>,
+}
+
+impl<'a> CommandHeader<'a> {
+    /// The command name, if it is a string.
+    pub fn name(&self) -> Option<Cow<'a, str>> {
+        self.command.and_then(raw_str)
+    }
+}
+
+/// Parses `text`, which must be one JSON object, into a header type.
+pub fn parse<'a, T: Deserialize<'a>>(text: &'a str) -> std::result::Result<T, String> {
+    if !text.trim_start().starts_with('{') {
+        return Err("the header is not a JSON object".into());
+    }
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+/// Parses a service's header; a bad one makes the request malformed.
+pub fn parse_header<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T> {
+    parse(text).map_err(|e| CommandError::Malformed(format!("JSON parsing error: {e}")))
+}
+
+/// Whether a boolean option is set.
+pub fn flag(option: Option<bool>) -> bool {
+    option == Some(true)
+}
+
+/// A string field that must be present.
+pub fn required<'h>(field: &'h Option<Text<'_>>, name: &str) -> Result<&'h str> {
+    field.as_deref().ok_or_else(|| {
+        CommandError::Malformed(format!("JSON parsing error: missing field: {name}"))
+    })
+}
+
+/// A raw JSON field that must be present and a string.
+pub fn required_raw_str<'h>(raw: Option<&'h RawValue>, name: &str) -> Result<Cow<'h, str>> {
+    let raw = raw.ok_or_else(|| {
+        CommandError::Malformed(format!("JSON parsing error: missing field: {name}"))
+    })?;
+    raw_str(raw).ok_or_else(|| {
+        CommandError::Malformed(format!("JSON parsing error: {name}: expected string"))
+    })
 }
 
 /// A string that borrows from the header unless it had escapes. (serde's
@@ -78,41 +95,24 @@ impl std::ops::Deref for Text<'_> {
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         struct V<'a>(std::marker::PhantomData<&'a ()>);
         impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
             type Value = Text<'a>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a string")
             }
-            fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Text<'a>, E> {
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                s: &'de str,
+            ) -> std::result::Result<Text<'a>, E> {
                 Ok(Text(Cow::Borrowed(s)))
             }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text<'a>, E> {
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Text<'a>, E> {
                 Ok(Text(Cow::Owned(s.to_owned())))
             }
         }
         d.deserialize_str(V(std::marker::PhantomData))
-    }
-}
-
-impl<'a> Header<'a> {
-    /// Parses `text`, which must be one JSON object.
-    pub fn parse(text: &'a str) -> Result<Header<'a>, String> {
-        if !text.trim_start().starts_with('{') {
-            return Err("the header is not a JSON object".into());
-        }
-        serde_json::from_str(text).map_err(|e| e.to_string())
-    }
-
-    /// The command name, if it is a string.
-    pub fn command(&self) -> Option<Cow<'a, str>> {
-        self.command.and_then(raw_str)
-    }
-
-    /// Whether a boolean option is set.
-    pub fn flag(option: Option<bool>) -> bool {
-        option == Some(true)
     }
 }
 
@@ -129,6 +129,43 @@ pub fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A header with fields of every shape the services' headers use.
+    #[derive(Deserialize, Default, Debug)]
+    #[serde(default)]
+    struct Header<'a> {
+        #[serde(borrow)]
+        command: Option<&'a RawValue>,
+        #[serde(borrow)]
+        name: Option<&'a RawValue>,
+        n: Option<f64>,
+        timeout: Option<f64>,
+        wait: Option<bool>,
+        #[serde(borrow)]
+        share: Option<Text<'a>>,
+        #[serde(borrow)]
+        key: Option<Text<'a>>,
+        #[serde(borrow)]
+        keys: Option<Vec<Text<'a>>>,
+        nowait: Option<bool>,
+        absent: Option<bool>,
+        #[serde(borrow)]
+        space: Option<Text<'a>>,
+        #[serde(borrow)]
+        pattern: Option<&'a RawValue>,
+    }
+
+    impl<'a> Header<'a> {
+        fn parse(text: &'a str) -> std::result::Result<Header<'a>, String> {
+            parse(text)
+        }
+        fn command(&self) -> Option<Cow<'a, str>> {
+            self.command.and_then(raw_str)
+        }
+        fn flag(option: Option<bool>) -> bool {
+            flag(option)
+        }
+    }
 
     #[test]
     fn reads_typed_fields_and_borrows_plain_strings() {

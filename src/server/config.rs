@@ -1,0 +1,52 @@
+//! The server's settings.
+
+use crate::transport::Address;
+use std::time::Duration;
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Addresses to listen on.
+    pub listen: Vec<Address>,
+    /// File mode of unix socket files.
+    pub socket_mode: u32,
+    /// Largest frame (JSON + payload) accepted, in bytes.
+    pub max_message: u64,
+    /// Largest total of queued, unsynced bytes per client.
+    pub max_queue: u64,
+    /// Browser origins allowed on `ws:` listeners; empty allows all.
+    pub ws_origins: Vec<String>,
+    /// Stop once no client has been connected for this long.
+    pub exit_when_idle: Option<Duration>,
+    /// How long to poll without blocking after serving traffic (see
+    /// [`super::busy_poll`]); zero always sleeps.
+    pub busy_poll: Duration,
+    /// Registers `_test_panic`, a command whose handler panics, so tests can
+    /// check that a panic while handling one request closes only that
+    /// client. The `dime` binary never sets it.
+    #[doc(hidden)]
+    pub test_panic_command: bool,
+}
+
+/// Default busy-poll window: longer than a typical client's turnaround
+/// between a reply and its next request (about 20 µs measured), shorter
+/// than a wake-up saves.
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
+
+/// Default unix socket path.
+pub const DEFAULT_SOCKET: &str = "/tmp/dime.sock";
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: vec![Address::Unix(DEFAULT_SOCKET.into())],
+            socket_mode: 0o600,
+            max_message: 4 << 30,
+            max_queue: 8 << 30,
+            ws_origins: Vec::new(),
+            exit_when_idle: None,
+            busy_poll: DEFAULT_BUSY_POLL,
+            test_panic_command: false,
+        }
+    }
+}

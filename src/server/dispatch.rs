@@ -1,0 +1,123 @@
+//! The service registry and the one route from a request to its handler.
+//! To add a service, write `services/NAME.rs` implementing
+//! [`Service`](super::service::Service) and add one line to the
+//! `services!` list below.
+
+use super::conn::{Blocked, ConnId};
+use super::request::{Result, parse_header};
+use super::service::{Handler, Service};
+use super::services::{messaging::Messaging, share::Shares, space::Spaces};
+use super::state::State;
+use crate::wire::Frame;
+use std::time::Instant;
+
+/// Declares every service: a field of [`Services`] each, and the routing
+/// of commands, timeouts and disconnects to them.
+macro_rules! services {
+    ($($field:ident: $ty:ty,)*) => {
+        /// Every service's data, one field per service.
+        #[derive(Default)]
+        pub struct Services {
+            $(
+                #[doc = concat!("The `", stringify!($ty), "` service.")]
+                pub $field: $ty,
+            )*
+        }
+
+        impl Services {
+            /// Runs `command` if a service has it: None if nobody does.
+            pub fn dispatch(
+                &mut self,
+                st: &mut State,
+                id: ConnId,
+                command: &str,
+                text: &str,
+                frame: Frame,
+            ) -> Option<Result> {
+                $(
+                    if let Some(h) = find::<$ty>(command) {
+                        return Some(run::<$ty>(&mut self.$field, st, id, h, text, frame));
+                    }
+                )*
+                None
+            }
+
+            /// Hands a blocked request back to the service that blocked it;
+            /// `timed_out` also sends that service's timeout error.
+            fn withdraw(&mut self, st: &mut State, id: ConnId, blocked: Blocked, timed_out: bool) {
+                let on = blocked.on;
+                $(
+                    let on = match on.downcast::<<$ty as Service>::Blocked>() {
+                        Ok(on) => {
+                            if timed_out {
+                                let msg = <$ty as Service>::timeout_message(&on);
+                                st.reply(id, serde_json::json!({"status": -1, "error": msg, "timeout": true}));
+                            }
+                            return self.$field.withdraw(st, id, *on);
+                        }
+                        Err(other) => other,
+                    };
+                )*
+                let _ = on;
+                unreachable!("a request was blocked by an unregistered service");
+            }
+
+            /// Forgets a closed connection: its blocked request is
+            /// withdrawn, then every service releases what it held.
+            pub fn forget(&mut self, st: &mut State, id: ConnId) -> Option<crate::server::conn::Connection> {
+                let mut conn = st.forget(id)?;
+                if let Some(blocked) = conn.blocked.take() {
+                    self.withdraw(st, id, blocked, false);
+                }
+                $( self.$field.disconnect(st, id, &conn); )*
+                Some(conn)
+            }
+        }
+    };
+}
+
+services! {
+    messaging: Messaging,
+    shares: Shares,
+    spaces: Spaces,
+}
+
+impl Services {
+    /// Answers every wait and blocked request whose deadline has passed;
+    /// returns the next deadline.
+    pub fn expire(&mut self, st: &mut State, now: Instant) -> Option<Instant> {
+        let mut expired = Vec::new();
+        let next = st.expire(now, &mut expired);
+        for (id, blocked) in expired {
+            self.withdraw(st, id, blocked, true);
+        }
+        next
+    }
+}
+
+/// The handler of `command` in service `S`, if it has one.
+fn find<S: Service>(command: &str) -> Option<Handler<S>> {
+    S::COMMANDS
+        .iter()
+        .find(|(name, _)| *name == command)
+        .map(|(_, h)| *h)
+}
+
+/// Parses the service's own header from `text` and runs the handler.
+fn run<S: Service>(
+    svc: &mut S,
+    st: &mut State,
+    id: ConnId,
+    handler: Handler<S>,
+    text: &str,
+    frame: Frame,
+) -> Result {
+    let header: S::Header<'_> = parse_header(text)?;
+    handler(svc, st, id, &header, frame)
+}
+
+/// `_test_panic`: panics, so tests can check the loop survives a handler
+/// bug (routed only with `Config::test_panic_command`).
+pub fn test_panic() -> Result {
+    panic!("_test_panic was asked to panic");
+}

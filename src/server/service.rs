@@ -1,0 +1,44 @@
+//! The seam every service plugs into. A service owns its data, parses its
+//! own small header, and declares its commands, how a blocked request of
+//! its own is withdrawn, its timeout reply, and what a disconnect does.
+//! Services are registered in one place, `dispatch::services!`.
+
+use super::conn::{ConnId, Connection};
+use super::request::Result;
+use super::state::State;
+use crate::wire::Frame;
+use serde::Deserialize;
+use std::any::Any;
+
+/// A command handler: the service's data, the shared state, the client,
+/// its parsed header, and the frame (kept whole so relayed messages go
+/// out unchanged).
+pub type Handler<S> =
+    for<'h> fn(&mut S, &mut State, ConnId, &<S as Service>::Header<'h>, Frame) -> Result;
+
+/// One family of commands with its own data (DiME2 messaging, shares,
+/// tuple spaces, …).
+pub trait Service: Default + 'static {
+    /// The fields this service's commands read, parsed from a request's
+    /// JSON header (borrowing its text; see `request`).
+    type Header<'h>: Deserialize<'h>;
+
+    /// What a blocked request of this service waits for. Each service's
+    /// type must be its own: the dispatcher finds the service by it.
+    type Blocked: Any + Send;
+
+    /// The commands, by name.
+    const COMMANDS: &'static [(&'static str, Handler<Self>)];
+
+    /// Takes a blocked request of this service out of its queues; it timed
+    /// out or its client is gone, and must never be answered now.
+    fn withdraw(&mut self, st: &mut State, id: ConnId, on: Self::Blocked);
+
+    /// The error a blocked request gets when its timeout passes.
+    fn timeout_message(on: &Self::Blocked) -> String;
+
+    /// Releases what client `id` held; its blocked request, if any, has
+    /// already been withdrawn. `conn` is the connection, already removed
+    /// from `st.conns`.
+    fn disconnect(&mut self, st: &mut State, id: ConnId, conn: &Connection);
+}
