@@ -280,7 +280,7 @@ static mxArray *utf8_to_mx(const char *s, size_t len)
     mwSize dims[2];
     mxArray *a;
     mxChar *c;
-    size_t i, k = 0;
+    size_t i, k = 0, units;
     if (sizeof(mxChar) == 1) {
         dims[0] = len ? 1 : 0;
         dims[1] = len;
@@ -295,12 +295,16 @@ static mxArray *utf8_to_mx(const char *s, size_t len)
         if ((b & 0xC0) != 0x80)
             k += (b >= 0xF0) ? 2 : 1;
     }
+    units = k;
     dims[0] = k ? 1 : 0;
     dims[1] = k;
     a = mxCreateCharArray(2, dims);
     c = mxGetChars(a);
     k = 0;
-    for (i = 0; i < len;) {
+    /* The count above trusts that `s` is valid UTF-8 (libdime's strings
+     * are); the bound keeps a malformed sequence from writing past the
+     * array, whatever it decodes to. */
+    for (i = 0; i < len && k < units;) {
         unsigned char b = (unsigned char)s[i];
         uint32_t u;
         int extra;
@@ -311,7 +315,7 @@ static mxArray *utf8_to_mx(const char *s, size_t len)
         i++;
         while (extra-- > 0 && i < len)
             u = (u << 6) | ((unsigned char)s[i++] & 0x3F);
-        if (u >= 0x10000) {
+        if (u >= 0x10000 && k + 1 < units) {
             u -= 0x10000;
             c[k++] = (mxChar)(0xD800 + (u >> 10));
             c[k++] = (mxChar)(0xDC00 + (u & 0x3FF));
@@ -816,7 +820,9 @@ static int valid_field_name(const char *s, size_t len)
               || c == '_'))
             return 0;
     }
-    return strcmp(s, MAP_MARKER) != 0;
+    /* `s` is not NUL-terminated (dime_value_get_string): compare lengths,
+     * then bytes; strcmp would read past the key (issue 21). */
+    return !(len == sizeof MAP_MARKER - 1 && memcmp(s, MAP_MARKER, len) == 0);
 }
 
 static mxArray *map_to_mx(const dime_value *v)
