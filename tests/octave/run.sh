@@ -9,8 +9,7 @@
 # temporary unix socket and tcp:0 (and on /tmp/dime.sock, for the DiME2
 # example run verbatim, when nothing is there yet); runs each
 # tests/octave/test_<name>.m in its own octave-cli. Tests print one
-# "PASS name" / "FAIL name: why" line per check (and "XFAIL ..." for a
-# known bug outside the binding, not counted); this script prints them
+# "PASS name" / "FAIL name: why" line per check; this script prints them
 # and ends with "octave: N passed, M failed". Exit status 0 only if all
 # passed. A test that crashes or prints nothing counts as one failure.
 #
