@@ -5,7 +5,7 @@ for Octave to read (our binding, ``dime.Share``).
 
 The keys are chosen around dime_mex's map rules: a map becomes a struct
 only when every key is a distinct valid field name other than the marker
-``dime__containers_Map__`` (see valid_field_name in matlab/dime_mex.c).
+``dime__containers_Map__`` (see valid_field_name in matlab/mex_convert.c).
 Keys that are prefixes of the marker, the marker itself, the marker with
 something appended, keys with a NUL, non-ASCII keys and keys
 at MATLAB's 63-character field-name limit are each stored under the share
