@@ -30,14 +30,17 @@ if ~exist(fullfile(libdir, 'libdime.so'), 'file')
           fullfile(libdir, 'libdime.so'), flag, repo);
 end
 inc = fullfile(repo, 'include');
-src = fullfile(here, 'dime_mex.c');
+% dime_mex.c (mexFunction) and the files it is split into by job; see
+% dime_mex.h. Add a new .c file here, used by both branches below.
+src = fullfile(here, {'dime_mex.c', 'mex_errors.c', 'mex_handles.c', 'mex_text.c', ...
+                      'mex_convert.c', 'mex_commands.c'});
 
 if exist('OCTAVE_VERSION', 'builtin')
     % Octave's interleaved-complex MEX API (-R2018a) corrupts memory when
     % creating complex arrays in Octave 7, so Octave uses the split API.
     [out, status] = mkoctfile('--mex', '-DDIME_OCTAVE', ['-I' inc], ...
                               ['-L' libdir], '-ldime', ['-Wl,-rpath,' libdir], ...
-                              '-o', fullfile(here, 'dime_mex.mex'), src);
+                              '-o', fullfile(here, 'dime_mex.mex'), src{:});
     if status ~= 0
         error('dime:build', 'mkoctfile failed:\n%s', out);
     end
@@ -46,7 +49,8 @@ if exist('OCTAVE_VERSION', 'builtin')
     end
 else
     mex('-R2018a', ['-I' inc], ['-L' libdir], '-ldime', ...
-        ['LDFLAGS=$LDFLAGS -Wl,-rpath,' libdir], '-outdir', here, src);
+        ['LDFLAGS=$LDFLAGS -Wl,-rpath,' libdir], '-outdir', here, '-output', 'dime_mex', ...
+        src{:});
 end
 fprintf('dime_mex built against %s\n', fullfile(libdir, 'libdime.so'));
 end

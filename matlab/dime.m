@@ -42,7 +42,7 @@ classdef dime < handle
 
     properties (Constant, Access = private)
         % Field of the 1x1 struct standing for a map whose keys are not all
-        % valid field names (containers.Map); must match dime_mex.c.
+        % valid field names (containers.Map); must match MAP_MARKER in dime_mex.h.
         MARK = 'dime__containers_Map__'
         % Field of the marker structs of dime.any, dime.type, dime.matrix,
         % dime.range and dime.absent (pattern wildcards, cas "absent").

@@ -78,6 +78,14 @@ dt_expect_error('errors dime_mex bad handle', @() dime_mex('join', uint64(12345)
 dt_expect_error('errors dime_mex handle not uint64', @() dime_mex('join', 1, 'g'), 'dime:argument');
 h = dime_mex('connect', ['unix:' sock]);
 dt_expect_error('errors dime_mex odd name/value list', @() dime_mex('broadcast', h, 'a'), 'dime:argument');
+% A NUL would cut a name short where libdime takes a C string (the
+% command, group, variable, pattern kind): refused, not truncated.
+dt_expect_error('errors dime_mex command with a NUL', @() dime_mex(['version' char(0) 'x']), 'dime:argument');
+dt_expect_error('errors group name with a NUL', @() dime_mex('join', h, ['g' char(0) 'x']), 'dime:argument');
+dt_expect_error('errors variable name with a NUL', ...
+                @() dime_mex('broadcast', h, ['a' char(0) 'b'], 1), 'dime:argument');
+dt_expect_error('errors pattern kind with a NUL', ...
+                @() dime_mex('ts_count', h, 's', {['any' char(0) 'x']; []}), 'dime:argument');
 dime_mex('close', h);
 dt_expect_error('errors group name not a string', @() d.join(42), 'dime:argument');
 check_usable(d, 'errors usable after argument errors');

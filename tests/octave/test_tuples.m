@@ -145,11 +145,6 @@ cases = {
 for i = 1:size(cases, 1)
     d.out({'case', i, cases{i, 2}}, 'space', S);
 end
-% The server compares an integer with a range bound after rounding it to
-% a double (src/pattern.rs, le()), against the documented "integers
-% compared exactly": these cases print XFAIL (not counted) while that
-% holds, and PASS once it is fixed.
-server_bug = {'range int64 exact hi', 'range int64 exact lo', 'range uint64 max / 2^64'};
 for i = 1:size(cases, 1)
     try
         n = d.count({'case', i, cases{i, 3}}, 'space', S);
@@ -158,11 +153,6 @@ for i = 1:size(cases, 1)
     catch e
         ok = false;
         why = [e.identifier ': ' e.message];
-    end
-    if ~ok && any(strcmp(cases{i, 1}, server_bug))
-        printf('XFAIL pattern %s: %s (known server bug: integer vs range bound compared as doubles)\n', ...
-               cases{i, 1}, why);
-        continue;
     end
     dt_check(['pattern ' cases{i, 1}], ok, why);
 end
