@@ -228,6 +228,14 @@ fn tuple_spaces_match_every_field_kind_and_block() {
 }
 
 #[test]
+fn impossible_shapes_are_refused_before_the_buffer_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("shapes", dir.path());
+    let out = assert_ran("shapes", run(&exe, &[]));
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
 fn header_compiles_as_cxx() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("header_cxx");
@@ -386,7 +394,9 @@ fn c_tests_are_clean_under_valgrind() {
     let threads = build_test("threads", dir.path());
     let shares = build_test("shares", dir.path());
     let tuples = build_test("tuples", dir.path());
-    let runs: [(&Path, Vec<&str>); 6] = [
+    let shapes = build_test("shapes", dir.path());
+    let runs: [(&Path, Vec<&str>); 7] = [
+        (&shapes, vec![]),
         (&values, vec![&server.address]),
         (&threads, vec![&server.address]),
         (&shares, vec![&server.address]),

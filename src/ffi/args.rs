@@ -46,8 +46,34 @@ pub(crate) fn slice_arg<'a, T>(p: *const T, len: usize, what: &str) -> Result<&'
     if p.is_null() {
         return Err(Fail::null(what));
     }
-    // SAFETY: non-NULL and len > 0; validity is the caller's contract.
+    // No buffer can be that large, and `from_raw_parts` would be undefined
+    // behaviour: refuse it instead of trusting the caller's count.
+    if len
+        .checked_mul(std::mem::size_of::<T>())
+        .is_none_or(|n| n > isize::MAX as usize)
+    {
+        return Err(Fail::invalid(format!(
+            "argument '{what}' is too large: {len} elements cannot fit in memory"
+        )));
+    }
+    // SAFETY: non-NULL, len > 0 and within isize::MAX bytes; validity is
+    // the caller's contract.
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// Copies a caller's buffer into a new `Vec`, turning an allocation
+/// failure into an error: the size is the caller's, and `to_vec` would
+/// abort the whole process (no `catch_unwind` stops an abort).
+pub(crate) fn copy_arg<T: Copy>(src: &[T]) -> Result<Vec<T>, Fail> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(src.len()).map_err(|e| {
+        Fail::invalid(format!(
+            "cannot allocate {} bytes for a copy: {e}",
+            std::mem::size_of_val(src)
+        ))
+    })?;
+    v.extend_from_slice(src);
+    Ok(v)
 }
 
 /// Reads `count` NUL-terminated UTF-8 strings from an array of pointers.
@@ -69,4 +95,23 @@ pub(crate) fn write_out<T>(out: *mut T, value: T) {
     // writability is the caller's contract. `write` does not drop the old
     // (possibly uninitialised) contents.
     unsafe { out.write(value) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A count whose bytes cannot exist is refused before `from_raw_parts`
+    /// (undefined behaviour there), whatever the pointer.
+    #[test]
+    fn impossible_lengths_are_refused() {
+        let p = std::ptr::dangling::<u64>();
+        for len in [usize::MAX, usize::MAX / 8 + 1, isize::MAX as usize / 8 + 1] {
+            let e = slice_arg(p, len, "values").unwrap_err();
+            assert_eq!(e.status, super::super::status::dime_status::InvalidArgument);
+            assert!(e.message.contains("'values' is too large"), "{}", e.message);
+        }
+        assert_eq!(slice_arg(p, 0, "values").unwrap(), &[] as &[u64]);
+        assert_eq!(copy_arg(&[1u8, 2, 3]).unwrap(), vec![1, 2, 3]);
+    }
 }
