@@ -2,6 +2,8 @@
 //! into Rust values, with NULL and UTF-8 checks, in one place.
 
 use super::status::Fail;
+use super::value::{dime_value, into_raw};
+use crate::value::Value;
 use std::ffi::{CStr, c_char};
 use std::time::Duration;
 
@@ -27,6 +29,23 @@ pub(crate) fn name_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, Fail
     } else {
         str_arg(p, what)
     }
+}
+
+/// Reads an optional string argument: NULL means "none" (for a share
+/// lock, the whole-share lock rather than a named one), so it is not a
+/// NULL-argument error.
+pub(crate) fn opt_str_arg<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, Fail> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        str_arg(p, what).map(Some)
+    }
+}
+
+/// How a share or space name reads in a message: the default one is `""`,
+/// which would print as nothing.
+pub(crate) fn shown_name(name: &str) -> &str {
+    if name.is_empty() { "(default)" } else { name }
 }
 
 /// A C timeout in milliseconds: any negative number (`DIME_WAIT_FOREVER`)
@@ -89,6 +108,12 @@ pub(crate) fn str_array_arg<'a>(
         .collect()
 }
 
+/// Hands `value` to C through `out` (already checked non-NULL) as a new
+/// value the caller owns and frees with `dime_value_free`.
+pub(crate) fn write_value(out: *mut *mut dime_value, value: Value) {
+    write_out(out, into_raw(value));
+}
+
 /// Writes `value` to the output pointer `out` (already checked non-NULL).
 pub(crate) fn write_out<T>(out: *mut T, value: T) {
     // SAFETY: callers check `out` with check_arg! before doing any work;
@@ -113,5 +138,22 @@ mod tests {
         }
         assert_eq!(slice_arg(p, 0, "values").unwrap(), &[] as &[u64]);
         assert_eq!(copy_arg(&[1u8, 2, 3]).unwrap(), vec![1, 2, 3]);
+    }
+
+    /// NULL means "none" for an optional string and "the default" for a
+    /// name, and the default name is shown readably in messages.
+    #[test]
+    fn null_strings_mean_none_or_the_default() {
+        assert_eq!(opt_str_arg(std::ptr::null(), "key").unwrap(), None);
+        assert_eq!(opt_str_arg(c"k".as_ptr(), "key").unwrap(), Some("k"));
+        let bad = opt_str_arg(c"\xff".as_ptr(), "key").unwrap_err();
+        assert!(
+            bad.message.contains("'key' is not UTF-8"),
+            "{}",
+            bad.message
+        );
+        assert_eq!(name_arg(std::ptr::null(), "share").unwrap(), "");
+        assert_eq!(shown_name(""), "(default)");
+        assert_eq!(shown_name("jobs"), "jobs");
     }
 }
