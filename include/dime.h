@@ -578,7 +578,9 @@ enum dime_status dime_value_get_complex_double(const struct dime_value *value,
  * owned by the caller (free with `dime_value_free`).
  *
  * `utf8` may be NULL only when `len` is 0. `DIME_STATUS_INVALID_ARGUMENT`
- * if the bytes are not valid UTF-8 (nothing is created).
+ * if the bytes are not valid UTF-8, or if `len` exceeds 4294967295 (the
+ * wire's u32 string length; refused before any byte is read) or cannot be
+ * allocated; nothing is created then.
  */
 enum dime_status dime_value_new_string(const char *utf8,
                                        size_t len,
@@ -608,13 +610,16 @@ size_t dime_class_size(dime_class cls);
  * - `cls`: a `DIME_CLASS_*` constant.
  * - `rank`, `dims`: the shape; `dims` points to `rank` sizes and may be
  *   NULL when `rank` is 0. Rank and each dimension must fit the wire
- *   format (rank ≤ 255, dimension ≤ 4294967295).
+ *   format (rank ≤ 255, dimension ≤ 4294967295), and the byte count
+ *   below must fit one frame's payload (≤ 4294967295); a zero dimension
+ *   makes an empty matrix whatever the others are. All of this is checked
+ *   before `data` is read.
  * - `data`: the elements, column-major, `dime_class_size(cls)` × the
  *   product of `dims` bytes; may be NULL when that is 0. Only read during
  *   the call. For `DIME_CLASS_LOGICAL`, any non-zero byte is stored as 1.
  *
- * `DIME_STATUS_INVALID_ARGUMENT` for an unknown class or a shape that does
- * not fit; `DIME_STATUS_NULL_ARGUMENT` for a NULL `out`, or a NULL `dims`
+ * `DIME_STATUS_INVALID_ARGUMENT` for an unknown class, a shape that does
+ * not fit, or a copy that cannot be allocated; `DIME_STATUS_NULL_ARGUMENT` for a NULL `out`, or a NULL `dims`
  * / `data` that should hold something.
  */
 enum dime_status dime_value_new_matrix(dime_class cls,

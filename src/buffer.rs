@@ -6,6 +6,7 @@
 //! memory speed instead.
 
 use std::cell::RefCell;
+use std::collections::TryReserveError;
 use std::ops::{Deref, DerefMut};
 
 /// Buffers below this size come from the allocator directly.
@@ -19,6 +20,24 @@ thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The smallest pooled block of this thread with room for `len` bytes,
+/// taken out of the pool (None for small sizes, which the pool never holds).
+fn take_pooled(len: usize) -> Option<Vec<u8>> {
+    if len < POOL_MIN {
+        return None;
+    }
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        let best = p
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= len)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        best.map(|i| p.swap_remove(i))
+    })
+}
+
 /// A byte buffer that returns its memory to this thread's pool on drop.
 #[derive(Default)]
 pub struct PooledBuf(Vec<u8>);
@@ -27,24 +46,25 @@ impl PooledBuf {
     /// A buffer of exactly `len` bytes; contents are unspecified (zeroes or
     /// bytes of an earlier message), so callers must overwrite all of it.
     pub fn with_len(len: usize) -> PooledBuf {
-        if len >= POOL_MIN {
-            let reused = POOL.with(|p| {
-                let mut p = p.borrow_mut();
-                let best = p
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, b)| b.capacity() >= len)
-                    .min_by_key(|(_, b)| b.capacity())
-                    .map(|(i, _)| i);
-                best.map(|i| p.swap_remove(i))
-            });
-            if let Some(mut v) = reused {
-                // Only bytes past the old length get written (and faulted in).
-                v.resize(len, 0);
-                return PooledBuf(v);
-            }
+        if let Some(mut v) = take_pooled(len) {
+            // Only bytes past the old length get written (and faulted in).
+            v.resize(len, 0);
+            return PooledBuf(v);
         }
         PooledBuf(vec![0; len])
+    }
+
+    /// An empty buffer with room for `cap` bytes, or the allocation error:
+    /// for sizes that come from a caller's value, where running out of
+    /// memory must be reported rather than abort the process.
+    pub fn try_with_capacity(cap: usize) -> Result<PooledBuf, TryReserveError> {
+        if let Some(mut v) = take_pooled(cap) {
+            v.clear();
+            return Ok(PooledBuf(v));
+        }
+        let mut v = Vec::new();
+        v.try_reserve_exact(cap)?;
+        Ok(PooledBuf(v))
     }
 
     /// Wraps an existing vector.

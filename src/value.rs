@@ -139,23 +139,61 @@ impl fmt::Display for ShapeError {
 
 impl std::error::Error for ShapeError {}
 
-fn expected_len(kind: ElemKind, dims: &[usize]) -> Result<usize, ShapeError> {
+/// Largest element buffer a matrix may have: a DiME frame declares its
+/// payload length in a u32, so anything larger could never be sent, and
+/// slices must stay within `isize::MAX` bytes (which matters on 32-bit).
+pub const MAX_MATRIX_BYTES: usize = if (u32::MAX as u64) < (isize::MAX as u64) {
+    u32::MAX as usize
+} else {
+    isize::MAX as usize
+};
+
+/// The byte length of a `kind` matrix of shape `dims`, or why no such
+/// matrix can exist. Needs only the shape, so callers check it before they
+/// read (or allocate) a single element byte.
+pub fn matrix_byte_len(kind: ElemKind, dims: &[usize]) -> Result<usize, ShapeError> {
     if dims.len() > u8::MAX as usize {
         return Err(ShapeError(format!("rank {} exceeds 255", dims.len())));
     }
-    if let Some(d) = dims.iter().find(|d| **d > u32::MAX as usize) {
-        return Err(ShapeError(format!("dimension {d} exceeds the u32 limit")));
+    if let Some((i, d)) = dims
+        .iter()
+        .enumerate()
+        .find(|(_, d)| **d > u32::MAX as usize)
+    {
+        return Err(ShapeError(format!(
+            "dimension {i} ({d}) is too large: the wire carries at most {} per dimension",
+            u32::MAX
+        )));
     }
-    dims.iter()
+    // A zero dimension means no elements however large the others are;
+    // checking it first keeps an early overflow from refusing a valid shape.
+    if dims.contains(&0) {
+        return Ok(0);
+    }
+    let len = dims
+        .iter()
         .try_fold(kind.size(), |acc, d| acc.checked_mul(*d))
-        .ok_or_else(|| ShapeError("matrix size overflows".into()))
+        .ok_or_else(|| {
+            ShapeError(format!(
+                "{} matrix of shape {dims:?} is too large: its byte count overflows",
+                kind.name()
+            ))
+        })?;
+    if len > MAX_MATRIX_BYTES {
+        return Err(ShapeError(format!(
+            "{} matrix of shape {dims:?} is too large: {len} bytes, but a DiME frame \
+             carries at most {MAX_MATRIX_BYTES}",
+            kind.name()
+        )));
+    }
+    Ok(len)
 }
 
 impl Matrix {
     /// A matrix owning `data` (native byte order, column-major); fails when
     /// `data.len()` does not equal the product of `dims` times the element size.
     pub fn new(kind: ElemKind, dims: Vec<usize>, data: Vec<u8>) -> Result<Matrix, ShapeError> {
-        let want = expected_len(kind, &dims)?;
+        let want = matrix_byte_len(kind, &dims)?;
         if data.len() != want {
             return Err(ShapeError(format!(
                 "{} matrix of shape {:?} needs {want} bytes, got {}",
@@ -224,7 +262,7 @@ impl Matrix {
         ptr: *const u8,
         len: usize,
     ) -> Result<Matrix, ShapeError> {
-        let want = expected_len(kind, &dims)?;
+        let want = matrix_byte_len(kind, &dims)?;
         if len != want {
             return Err(ShapeError(format!(
                 "{} matrix of shape {:?} needs {want} bytes, got {len}",
@@ -261,7 +299,13 @@ impl Matrix {
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.dims.iter().product()
+        // Constructors bound the product unless a dimension is zero, when
+        // the other dimensions' partial product can still overflow.
+        if self.dims.contains(&0) {
+            0
+        } else {
+            self.dims.iter().product()
+        }
     }
 
     /// True when some dimension is zero.
@@ -338,10 +382,12 @@ pub fn transpose_into(
     put: impl Fn(&[u8], &mut [u8]),
 ) {
     debug_assert_eq!(src.len(), out.len());
-    let n: usize = dims.iter().product();
-    if n == 0 {
+    // From the byte length, not the product of `dims`: with a zero
+    // dimension the other dimensions' partial product can overflow.
+    if src.is_empty() || elem == 0 {
         return;
     }
+    let n = src.len() / elem;
     if dims.len() == 2 {
         const TILE: usize = 64;
         let (rows, cols) = (dims[0], dims[1]);
@@ -567,5 +613,68 @@ impl From<bool> for Value {
 impl From<Matrix> for Value {
     fn from(m: Matrix) -> Value {
         Value::Matrix(m)
+    }
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use super::*;
+
+    /// Shapes the wire cannot carry fail on their dims alone, so no buffer
+    /// of that size is ever needed (or read): the pointer here is dangling.
+    #[test]
+    fn impossible_shapes_fail_before_any_byte_is_read() {
+        let max = u32::MAX as usize;
+        let cases: [(&[usize], &str); 5] = [
+            (&[1 << 33], "dimension 0"),
+            (&[3, 1 << 40], "dimension 1"),
+            (&[max, max], "bytes"),
+            (&[max, max, max], "overflows"),
+            (&[max, 2], "bytes"),
+        ];
+        for (dims, text) in cases {
+            let e = matrix_byte_len(ElemKind::U8, dims).unwrap_err();
+            assert!(
+                e.0.contains("too large") && e.0.contains(text),
+                "{dims:?}: {e}"
+            );
+            // SAFETY: the shape is refused before the pointer is used.
+            let b =
+                unsafe { Matrix::borrowed(ElemKind::U8, dims.to_vec(), std::ptr::dangling(), 16) };
+            assert_eq!(b.err(), Some(e));
+        }
+        assert!(
+            matrix_byte_len(ElemKind::U8, &[0; 256])
+                .unwrap_err()
+                .0
+                .contains("rank")
+        );
+    }
+
+    #[test]
+    fn zero_dims_make_empty_matrices_and_the_limit_is_inclusive() {
+        let max = u32::MAX as usize;
+        assert_eq!(matrix_byte_len(ElemKind::C64, &[max, max, max, 0]), Ok(0));
+        assert!(matrix_byte_len(ElemKind::C64, &[0, max + 1]).is_err());
+        assert_eq!(matrix_byte_len(ElemKind::U8, &[max]), Ok(MAX_MATRIX_BYTES));
+        assert!(matrix_byte_len(ElemKind::U16, &[max]).is_err());
+        assert_eq!(matrix_byte_len(ElemKind::F64, &[]), Ok(8));
+        // Such an empty matrix reports 0 elements and survives encoding
+        // (row-major too: its transpose is skipped) and decoding.
+        let dims = vec![max, max, max, 0];
+        // SAFETY: 0 bytes are never read.
+        let m = unsafe {
+            Matrix::borrowed_row_major(ElemKind::C64, dims.clone(), std::ptr::dangling(), 0)
+        }
+        .unwrap();
+        assert_eq!(m.len(), 0);
+        let bytes = crate::codec::dimeb::encode(&Value::Matrix(m)).unwrap();
+        match crate::codec::dimeb::decode(&bytes).unwrap() {
+            Value::Matrix(back) => assert_eq!(
+                (back.kind(), back.dims(), back.len()),
+                (ElemKind::C64, &dims[..], 0)
+            ),
+            v => panic!("decoded a {}", v.type_name()),
+        }
     }
 }

@@ -46,14 +46,41 @@ impl Frame {
     }
 }
 
-/// The prefix and JSON of a frame whose payload is `payload_len` bytes.
-pub fn encode_head(json: &[u8], payload_len: usize) -> Vec<u8> {
+/// Largest JSON header or payload one frame can declare: the prefix
+/// carries each length as a big-endian u32.
+pub const MAX_FIELD_LEN: usize = u32::MAX as usize;
+
+/// A frame length as the prefix's u32 field, or [`WireError::FieldTooLarge`]:
+/// a silently truncated length would make the peer read the wrong number
+/// of bytes and lose the stream.
+pub fn field_len(what: &'static str, len: usize) -> Result<u32, WireError> {
+    u32::try_from(len).map_err(|_| WireError::FieldTooLarge { what, len })
+}
+
+/// The prefix and JSON of a frame whose payload is `payload_len` bytes, or
+/// an error if either length does not fit the prefix's u32 fields.
+pub fn try_encode_head(json: &[u8], payload_len: usize) -> Result<Vec<u8>, WireError> {
+    let json_len = field_len("JSON header", json.len())?;
+    let payload_len = field_len("payload", payload_len)?;
     let mut head = Vec::with_capacity(PREFIX_LEN + json.len());
     head.extend_from_slice(MAGIC);
-    head.extend_from_slice(&(json.len() as u32).to_be_bytes());
-    head.extend_from_slice(&(payload_len as u32).to_be_bytes());
+    head.extend_from_slice(&json_len.to_be_bytes());
+    head.extend_from_slice(&payload_len.to_be_bytes());
     head.extend_from_slice(json);
-    head
+    Ok(head)
+}
+
+/// The prefix and JSON of a frame whose payload is `payload_len` bytes.
+///
+/// For frames whose lengths are known to fit (the server's replies carry
+/// small headers and payloads it received in frames of its own). Anything
+/// built from a caller's value goes through [`try_encode_head`].
+///
+/// # Panics
+/// If a length exceeds [`MAX_FIELD_LEN`]: wrapping it would desync the
+/// stream for the peer, which is worse than failing here.
+pub fn encode_head(json: &[u8], payload_len: usize) -> Vec<u8> {
+    try_encode_head(json, payload_len).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Why a byte stream is not a valid frame sequence.
@@ -70,6 +97,14 @@ pub enum WireError {
     },
     /// The JSON header alone is larger than [`MAX_JSON`].
     JsonTooLarge(usize),
+    /// A frame to send has a JSON header or payload longer than its u32
+    /// length field can say ([`MAX_FIELD_LEN`]).
+    FieldTooLarge {
+        /// Which part: "JSON header" or "payload".
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+    },
 }
 
 impl fmt::Display for WireError {
@@ -79,6 +114,11 @@ impl fmt::Display for WireError {
             WireError::TooLarge { declared, limit } => write!(
                 f,
                 "Message too large: {declared} bytes declared, the limit (--max-message) is {limit}"
+            ),
+            WireError::FieldTooLarge { what, len } => write!(
+                f,
+                "frame {what} of {len} bytes is too large: a DiME frame carries at most \
+                 {MAX_FIELD_LEN}"
             ),
             WireError::JsonTooLarge(n) => {
                 write!(
@@ -310,6 +350,41 @@ mod tests {
             assert_eq!(got.len(), 4, "step {step}");
             assert_eq!(got[3].1, big.payload.to_vec());
         }
+    }
+
+    /// Lengths the u32 prefix fields cannot hold are refused, not wrapped
+    /// (a wrapped length desyncs the stream); the largest that fits is
+    /// encoded exactly. No 4 GiB buffer is needed: only lengths are checked.
+    #[test]
+    fn lengths_beyond_u32_are_refused_not_wrapped() {
+        let over = MAX_FIELD_LEN + 1;
+        assert_eq!(
+            try_encode_head(b"{}", over),
+            Err(WireError::FieldTooLarge {
+                what: "payload",
+                len: over
+            })
+        );
+        assert_eq!(
+            field_len("JSON header", over),
+            Err(WireError::FieldTooLarge {
+                what: "JSON header",
+                len: over
+            })
+        );
+        assert_eq!(
+            field_len("payload", usize::MAX).map_err(|e| e.to_string()),
+            Err(format!(
+                "frame payload of {} bytes is too large: a DiME frame carries at most 4294967295",
+                usize::MAX
+            ))
+        );
+        let head = try_encode_head(b"{}", MAX_FIELD_LEN).unwrap();
+        assert_eq!(&head[..4], MAGIC);
+        assert_eq!(&head[4..8], &2u32.to_be_bytes());
+        assert_eq!(&head[8..12], &[0xFF; 4]);
+        assert_eq!(&head[12..], b"{}");
+        assert_eq!(encode_head(b"{}", 7), try_encode_head(b"{}", 7).unwrap());
     }
 
     #[test]

@@ -228,6 +228,14 @@ fn tuple_spaces_match_every_field_kind_and_block() {
 }
 
 #[test]
+fn impossible_shapes_are_refused_before_the_buffer_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("shapes", dir.path());
+    let out = assert_ran("shapes", run(&exe, &[]));
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
 fn header_compiles_as_cxx() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("header_cxx");
@@ -253,27 +261,43 @@ fn send_matrix_example_runs() {
     );
 }
 
-/// The Python interpreter of the compat venv, if it has `dime` and numpy.
-fn compat_python() -> Option<PathBuf> {
+/// The Python interpreter of the compat venv; panics (failing the test,
+/// never skipping it) when the venv is missing or lacks `dime` or numpy.
+fn compat_python() -> PathBuf {
     let python = Path::new(ROOT).join(".venv/compat/bin/python");
     let ok = Command::new(&python)
         .args(["-c", "import dime, numpy"])
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    ok.then_some(python)
+    assert!(
+        ok,
+        "{} is missing or lacks dime-client/numpy, so C cannot be tested against the \
+         original Python client. Run tests/run-all once (it creates the venv before the Rust \
+         suite), or python3 -m venv .venv/compat && \
+         .venv/compat/bin/pip install -r tests/python/requirements-compat.txt",
+        python.display()
+    );
+    python
+}
+
+/// Panics (failing the test) unless `tool --version` runs: a test that
+/// passes without its tool would claim a check that never happened.
+fn require_tool(tool: &str, package: &str) {
+    let found = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "`{tool}` is not installed, so this test cannot check anything: \
+         apt-get install {package} (bash .ci/run installs it on CI)"
+    );
 }
 
 #[test]
 fn c_and_python_exchange_matrices() {
-    let Some(python) = compat_python() else {
-        eprintln!(
-            "\n*** SKIPPED c_and_python_exchange_matrices: .venv/compat is missing or lacks \
-             dime-client/numpy.\n*** Create it with: python3 -m venv .venv/compat && \
-             .venv/compat/bin/pip install dime-client==0.0.1 numpy\n"
-        );
-        return;
-    };
+    let python = compat_python();
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
     let exe = build_test("python_peer", dir.path());
@@ -305,14 +329,7 @@ fn c_and_python_exchange_matrices() {
 
 #[test]
 fn installed_pkg_config_builds_the_example() {
-    if Command::new("pkg-config")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("\n*** SKIPPED installed_pkg_config_builds_the_example: no pkg-config\n");
-        return;
-    }
+    require_tool("pkg-config", "pkg-config");
     let prefix = tempfile::tempdir().unwrap();
     let lib = lib_dir();
     assert_ran(
@@ -363,15 +380,7 @@ fn installed_pkg_config_builds_the_example() {
 /// no definite leaks.
 #[test]
 fn c_tests_are_clean_under_valgrind() {
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        eprintln!(
-            "\n**********************************************************\n\
-             *** SKIPPED c_tests_are_clean_under_valgrind: valgrind is not\n\
-             *** installed, so the C suite was NOT checked for leaks.\n\
-             **********************************************************\n"
-        );
-        return;
-    }
+    require_tool("valgrind", "valgrind");
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
     let values = build_test("values", dir.path());
@@ -386,7 +395,9 @@ fn c_tests_are_clean_under_valgrind() {
     let threads = build_test("threads", dir.path());
     let shares = build_test("shares", dir.path());
     let tuples = build_test("tuples", dir.path());
-    let runs: [(&Path, Vec<&str>); 6] = [
+    let shapes = build_test("shapes", dir.path());
+    let runs: [(&Path, Vec<&str>); 7] = [
+        (&shapes, vec![]),
         (&values, vec![&server.address]),
         (&threads, vec![&server.address]),
         (&shares, vec![&server.address]),

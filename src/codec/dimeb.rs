@@ -2,7 +2,8 @@
 //! one tag byte per value. Decoding never trusts a length before checking it
 //! against the bytes that are actually there.
 
-use crate::value::{Complex, ElemKind, Matrix, Value};
+use crate::value::{Complex, ElemKind, Matrix, Value, matrix_byte_len};
+use crate::wire::MAX_FIELD_LEN;
 use std::fmt;
 
 const TAG_NULL: u8 = 0x00;
@@ -34,13 +35,38 @@ fn err<T>(msg: impl Into<String>) -> Result<T, CodecError> {
 }
 
 /// Encodes `value` into a fresh buffer.
+///
+/// Fails, before allocating, when the encoding would not fit one frame's
+/// u32 payload length, and when the buffer cannot be allocated (the size
+/// comes from a caller's value, so running out of memory is an error to
+/// report, not a reason to abort the process).
 pub fn encode(value: &Value) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::with_capacity(encoded_len(value));
+    let len = checked_encoded_len(value)?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(len).map_err(|e| {
+        CodecError(format!(
+            "cannot allocate {len} bytes to encode a value: {e}"
+        ))
+    })?;
     encode_into(value, &mut out)?;
     Ok(out)
 }
 
-/// Exact number of bytes `encode` produces (lets callers allocate once).
+/// [`encoded_len`], or an error if that many bytes cannot be one frame's
+/// payload (its length field is a u32).
+pub fn checked_encoded_len(value: &Value) -> Result<usize, CodecError> {
+    let len = encoded_len(value);
+    if len > MAX_FIELD_LEN {
+        return err(format!(
+            "value encodes to {len} bytes, too large: a DiME frame payload carries at most \
+             {MAX_FIELD_LEN}"
+        ));
+    }
+    Ok(len)
+}
+
+/// Exact number of bytes `encode` produces (lets callers allocate once);
+/// saturates at `usize::MAX` rather than wrapping.
 pub fn encoded_len(value: &Value) -> usize {
     match value {
         Value::Null | Value::Bool(_) => 1,
@@ -49,15 +75,17 @@ pub fn encoded_len(value: &Value) -> usize {
         Value::I32(_) | Value::U32(_) | Value::F32(_) => 5,
         Value::I64(_) | Value::U64(_) | Value::F64(_) | Value::C32(_) => 9,
         Value::C64(_) => 17,
-        Value::Matrix(m) => 2 + 4 * m.dims().len() + m.bytes().len(),
-        Value::String(s) => 5 + s.len(),
-        Value::List(items) => 5 + items.iter().map(encoded_len).sum::<usize>(),
-        Value::Map(pairs) => {
-            5 + pairs
-                .iter()
-                .map(|(k, v)| encoded_len(k) + encoded_len(v))
-                .sum::<usize>()
-        }
+        Value::Matrix(m) => (2 + 4 * m.dims().len()).saturating_add(m.bytes().len()),
+        Value::String(s) => s.len().saturating_add(5),
+        // Borrowed matrices take no memory of their own, so a list of many
+        // views of one large buffer could add up past usize.
+        Value::List(items) => items
+            .iter()
+            .fold(5usize, |acc, v| acc.saturating_add(encoded_len(v))),
+        Value::Map(pairs) => pairs.iter().fold(5usize, |acc, (k, v)| {
+            acc.saturating_add(encoded_len(k))
+                .saturating_add(encoded_len(v))
+        }),
     }
 }
 
@@ -443,9 +471,10 @@ impl<'a> Reader<'a> {
         for _ in 0..rank {
             dims.push(self.u32("matrix dimension")?);
         }
-        let len = dims
-            .iter()
-            .try_fold(kind.size(), |acc, d| acc.checked_mul(*d))
+        // The same rule as every constructor, so any shape a sender could
+        // build (an empty one with huge other dimensions, say) decodes.
+        let len = matrix_byte_len(kind, &dims).map_err(|e| CodecError(e.0))?;
+        let len = Some(len)
             .filter(|n| *n <= self.buf.len() - self.pos)
             .ok_or_else(|| {
                 CodecError(format!(

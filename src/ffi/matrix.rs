@@ -6,10 +6,10 @@
 //! column-major (first index fastest) in native byte order; complex
 //! elements are interleaved (re, im); logical elements are one byte, 0 or 1.
 
-use super::args::{slice_arg, write_out};
+use super::args::{copy_arg, slice_arg, write_out};
 use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
 use super::value::{dime_value, into_raw};
-use crate::value::{ElemKind, Matrix, Value};
+use crate::value::{ElemKind, Matrix, Value, matrix_byte_len};
 use std::ffi::c_void;
 
 /// The element class of a matrix: one of the `DIME_CLASS_*` constants.
@@ -61,7 +61,13 @@ pub extern "C" fn dime_class_size(cls: dime_class) -> usize {
     ffi_value!(0, elem_kind(cls).map_or(0, ElemKind::size))
 }
 
-/// Checks the shape and returns the kind, dims and byte length.
+/// Checks the class and shape and returns the kind, dims and byte length.
+///
+/// Everything is decided from `rank` and `dims` alone, before the caller's
+/// `data` is read: a shape the wire cannot carry (rank over 255, a
+/// dimension over u32, a byte count that overflows or exceeds a frame's
+/// u32 payload) must fail without touching a buffer that was never that
+/// large.
 fn shape(
     cls: dime_class,
     rank: usize,
@@ -74,12 +80,7 @@ fn shape(
         return Err(Fail::invalid(format!("rank {rank} exceeds 255")));
     }
     let dims = slice_arg(dims, rank, "dims")?.to_vec();
-    // Matrix::new/borrowed check rank and dimension limits; the byte count
-    // is needed first to know how much of `data` to read.
-    let len = dims
-        .iter()
-        .try_fold(kind.size(), |acc, d| acc.checked_mul(*d))
-        .ok_or_else(|| Fail::invalid(format!("matrix of shape {dims:?} is too large")))?;
+    let len = matrix_byte_len(kind, &dims).map_err(|e| Fail::invalid(e.0))?;
     Ok((kind, dims, len))
 }
 
@@ -89,13 +90,16 @@ fn shape(
 /// - `cls`: a `DIME_CLASS_*` constant.
 /// - `rank`, `dims`: the shape; `dims` points to `rank` sizes and may be
 ///   NULL when `rank` is 0. Rank and each dimension must fit the wire
-///   format (rank ≤ 255, dimension ≤ 4294967295).
+///   format (rank ≤ 255, dimension ≤ 4294967295), and the byte count
+///   below must fit one frame's payload (≤ 4294967295); a zero dimension
+///   makes an empty matrix whatever the others are. All of this is checked
+///   before `data` is read.
 /// - `data`: the elements, column-major, `dime_class_size(cls)` × the
 ///   product of `dims` bytes; may be NULL when that is 0. Only read during
 ///   the call. For `DIME_CLASS_LOGICAL`, any non-zero byte is stored as 1.
 ///
-/// `DIME_STATUS_INVALID_ARGUMENT` for an unknown class or a shape that does
-/// not fit; `DIME_STATUS_NULL_ARGUMENT` for a NULL `out`, or a NULL `dims`
+/// `DIME_STATUS_INVALID_ARGUMENT` for an unknown class, a shape that does
+/// not fit, or a copy that cannot be allocated; `DIME_STATUS_NULL_ARGUMENT` for a NULL `out`, or a NULL `dims`
 /// / `data` that should hold something.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_value_new_matrix(
@@ -108,7 +112,7 @@ pub extern "C" fn dime_value_new_matrix(
     ffi_status! {
         check_arg!(out);
         let (kind, dims, len) = shape(cls, rank, dims)?;
-        let mut bytes = slice_arg(data.cast::<u8>(), len, "data")?.to_vec();
+        let mut bytes = copy_arg(slice_arg(data.cast::<u8>(), len, "data")?)?;
         if kind == ElemKind::Bool {
             // Receivers expect 0 or 1 (the decoder rejects anything else).
             bytes.iter_mut().for_each(|b| *b = (*b != 0) as u8);

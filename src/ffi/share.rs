@@ -12,20 +12,21 @@
 //! write waiting behind another client's share lock) holds up other calls
 //! on the same client until it returns. Use a timeout, or a second client.
 
-use super::args::{name_arg, str_arg, str_array_arg, timeout_arg, write_out};
+use super::args::{
+    name_arg, opt_str_arg, shown_name, str_arg, str_array_arg, timeout_arg, write_out, write_value,
+};
 use super::client::{dime_client, with_client};
 use super::status::{Fail, check_arg, dime_status, ffi_status};
-use super::value::{dime_value, into_raw};
+use super::value::dime_value;
 use crate::value::Value;
 use std::ffi::c_char;
 use std::time::Duration;
 
 /// The failure for a key the share does not hold.
 fn no_key(share: &str, key: &str) -> Fail {
-    let share = if share.is_empty() { "(default)" } else { share };
     Fail::new(
         dime_status::NotFound,
-        format!("share '{share}' has no key '{key}'"),
+        format!("share '{}' has no key '{key}'", shown_name(share)),
     )
 }
 
@@ -79,7 +80,7 @@ pub extern "C" fn share_get(
         check_arg!(out);
         let v = with_client(client, |c| c.share(share).get(key))?
             .ok_or_else(|| no_key(share, key))?;
-        write_out(out, into_raw(v));
+        write_value(out, v);
         Ok(())
     }
 }
@@ -125,7 +126,7 @@ pub extern "C" fn share_pop(
         check_arg!(out);
         let v = with_client(client, |c| c.share(share).pop(key))?
             .ok_or_else(|| no_key(share, key))?;
-        write_out(out, into_raw(v));
+        write_value(out, v);
         Ok(())
     }
 }
@@ -165,7 +166,7 @@ pub extern "C" fn share_keys(
         check_arg!(out);
         let keys = with_client(client, |c| c.share(share).keys())?;
         let list = Value::List(keys.into_iter().map(Value::String).collect());
-        write_out(out, into_raw(list));
+        write_value(out, list);
         Ok(())
     }
 }
@@ -223,7 +224,7 @@ pub extern "C" fn share_get_many(
         check_arg!(out);
         let found = with_client(client, |c| c.share(share).get_many(&keys))?;
         let map = Value::Map(found.into_iter().map(|(k, v)| (Value::String(k), v)).collect());
-        write_out(out, into_raw(map));
+        write_value(out, map);
         Ok(())
     }
 }
@@ -290,7 +291,7 @@ pub extern "C" fn share_incr(
         let delta = check_arg!(ref delta as Value);
         check_arg!(out);
         let v = with_client(client, |c| c.share(share).incr(key, delta))?;
-        write_out(out, into_raw(v));
+        write_value(out, v);
         Ok(())
     }
 }
@@ -353,7 +354,7 @@ pub extern "C" fn share_wait_key(
         let key = str_arg(key, "key")?;
         check_arg!(out);
         let v = with_client(client, |c| c.share(share).wait_key(key, timeout_arg(timeout_ms)))?;
-        write_out(out, into_raw(v));
+        write_value(out, v);
         Ok(())
     }
 }
@@ -367,11 +368,7 @@ fn lock(
 ) -> Result<(), Fail> {
     let share = name_arg(share, "share")?;
     // NULL is meaningful here: the whole-share lock.
-    let key = if key.is_null() {
-        None
-    } else {
-        Some(str_arg(key, "key")?)
-    };
+    let key = opt_str_arg(key, "key")?;
     with_client(client, |c| match key {
         None => c.share(share).lock(timeout),
         Some(k) => c.share(share).lock_key(k, timeout),
@@ -441,7 +438,8 @@ pub extern "C" fn share_unlock(
 ) -> dime_status {
     ffi_status! {
         let share = name_arg(share, "share")?;
-        let key = if key.is_null() { None } else { Some(str_arg(key, "key")?) };
+        // NULL is meaningful here: the whole-share lock.
+        let key = opt_str_arg(key, "key")?;
         with_client(client, |c| match key {
             None => c.share(share).unlock(),
             Some(k) => c.share(share).unlock_key(k),

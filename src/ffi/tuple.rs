@@ -11,11 +11,11 @@
 //! `dime_pattern_add_*` and `dime_pattern_free` need exclusive access. A
 //! blocked `dime_in`/`dime_rd` holds its client's lock (see `dime_wait`).
 
-use super::args::{name_arg, str_arg, timeout_arg, write_out};
+use super::args::{name_arg, shown_name, str_arg, timeout_arg, write_out, write_value};
 use super::client::{dime_client, with_client};
 use super::matrix::{dime_class, elem_kind};
 use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
-use super::value::{dime_value, into_raw};
+use super::value::dime_value;
 use crate::pattern::{self, Field};
 use crate::value::Value;
 use std::ffi::c_char;
@@ -243,13 +243,15 @@ pub extern "C" fn dime_out(
 /// Writes a found tuple to `out`, or reports that none matched.
 fn found(out: *mut *mut dime_value, tuple: Option<Vec<Value>>, space: &str) -> Result<(), Fail> {
     let items = tuple.ok_or_else(|| {
-        let space = if space.is_empty() { "(default)" } else { space };
         Fail::new(
             dime_status::NotFound,
-            format!("no tuple in space '{space}' matches the pattern"),
+            format!(
+                "no tuple in space '{}' matches the pattern",
+                shown_name(space)
+            ),
         )
     })?;
-    write_out(out, into_raw(Value::List(items)));
+    write_value(out, Value::List(items));
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 //! functions taking `dime_value *` need exclusive access. A value may be
 //! created on one thread and used or freed on another.
 
-use super::args::{slice_arg, write_out};
+use super::args::{copy_arg, slice_arg, write_out};
 use super::status::{Fail, FfiResult, check_arg, dime_status, ffi_status, ffi_value};
 use crate::value::{Complex, Value};
 use std::ffi::c_char;
@@ -422,7 +422,9 @@ pub extern "C" fn dime_value_get_complex_double(
 /// owned by the caller (free with `dime_value_free`).
 ///
 /// `utf8` may be NULL only when `len` is 0. `DIME_STATUS_INVALID_ARGUMENT`
-/// if the bytes are not valid UTF-8 (nothing is created).
+/// if the bytes are not valid UTF-8, or if `len` exceeds 4294967295 (the
+/// wire's u32 string length; refused before any byte is read) or cannot be
+/// allocated; nothing is created then.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_value_new_string(
     utf8: *const c_char,
@@ -431,10 +433,20 @@ pub extern "C" fn dime_value_new_string(
 ) -> dime_status {
     ffi_status! {
         check_arg!(out);
-        let bytes = slice_arg(utf8.cast::<u8>(), len, "utf8")?;
-        let s = std::str::from_utf8(bytes)
-            .map_err(|e| Fail::invalid(format!("string is not valid UTF-8: {e}")))?;
-        write_out(out, into_raw(Value::String(s.to_owned())));
+        // Checked before the bytes are read (validating UTF-8 reads them
+        // all): a length the wire cannot carry is a caller's mistake, and
+        // the buffer behind it is almost certainly not that long.
+        if len > u32::MAX as usize {
+            return Err(Fail::invalid(format!(
+                "string of {len} bytes is too large: the wire carries at most {}",
+                u32::MAX
+            )));
+        }
+        let bytes = copy_arg(slice_arg(utf8.cast::<u8>(), len, "utf8")?)?;
+        let s = String::from_utf8(bytes).map_err(|e| {
+            Fail::invalid(format!("string is not valid UTF-8: {}", e.utf8_error()))
+        })?;
+        write_out(out, into_raw(Value::String(s)));
         Ok(())
     }
 }

@@ -466,6 +466,39 @@ static void several_clients(const char *address)
     dime_value_free(q);
 }
 
+/* A value whose encoding exceeds a frame's u32 payload length is refused
+ * by the send with DIME_STATUS_INVALID_ARGUMENT (its length used to wrap
+ * and desync the stream), and the client stays usable. 65 borrowed views
+ * of one 64 MiB block encode to more than 4 GiB without that memory. */
+static void too_large_to_send(void)
+{
+    const size_t n = (size_t)64 << 20;
+    const size_t dims[] = {n};
+    unsigned char *block = calloc(n, 1);
+    dime_value *list = dime_value_new_list(), *small = NULL, *b;
+    CHECK(list != NULL && block != NULL);
+    for (int i = 0; block != NULL && i < 65; i++) {
+        dime_value *view = NULL;
+        REQUIRE_OK(dime_value_new_matrix_borrowed(DIME_CLASS_UINT8, 1, dims, block, &view));
+        CHECK_OK(dime_value_list_append(list, view));
+    }
+    CHECK_STATUS(dime_send(client, "self", "x", list), DIME_STATUS_INVALID_ARGUMENT);
+    CHECK_ERROR_HAS("too large");
+    CHECK_ERROR_HAS("4294967295");
+    dime_value_free(list);
+    free(block);
+    /* Nothing went out: the next message through is the small one. */
+    small = dime_value_new_double(2.5);
+    b = round_trip(small);
+    {
+        double x = 0;
+        CHECK_OK(dime_value_get_double(b, &x));
+        CHECK(x == 2.5);
+    }
+    dime_value_free(small);
+    dime_value_free(b);
+}
+
 int main(int argc, char **argv)
 {
     const char *groups[] = {"self"};
@@ -481,6 +514,7 @@ int main(int argc, char **argv)
     strings();
     lists_and_maps();
     several_clients(argv[1]);
+    too_large_to_send();
     CHECK_OK(dime_close(client));
     dime_client_free(client);
     return check_done();
