@@ -2,17 +2,24 @@
 //! MATLAB, C, Python and JavaScript processes, speaking the DiME2 protocol.
 #![warn(missing_docs)]
 
+//!
+//! Layers: [`proto`] (framing, encoding, types) under [`transport`] (unix,
+//! tcp, WebSocket) under [`client`] and [`server`]; [`ffi`] is the C ABI
+//! over the client. `docs/architecture.md` has the map.
+
 pub mod buffer;
 pub mod client;
-pub mod codec;
 pub mod ffi;
-pub mod pattern;
+pub mod proto;
 pub mod server;
-pub mod share;
 pub mod transport;
-pub mod tuple;
-pub mod value;
-pub mod wire;
+
+// The protocol modules at the crate root too: `dime::wire`, `dime::codec`
+// … are the paths users, tests and benches already name.
+pub use proto::{codec, pattern, value, wire};
+// Likewise the client's services: `dime::share`, `dime::tuple`.
+pub use client::share;
+pub use client::space as tuple;
 
 pub use client::{Client, Error};
 pub use value::{Complex, ElemKind, Matrix, Value};

@@ -41,7 +41,7 @@ pub mod messages;
 
 pub mod share;
 
-pub mod tuple;
+pub mod space;
 
 mod args;
 mod sigpipe;

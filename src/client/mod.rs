@@ -1,4 +1,8 @@
-//! A blocking DiME client, used by tests, benchmarks and the C ABI.
+//! A blocking DiME client, used by tests, benchmarks and the C ABI: DiME2
+//! messaging here, one module per further service ([`share`], [`space`]).
+
+pub mod share;
+pub mod space;
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb::{self, CodecError};
