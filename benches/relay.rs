@@ -16,6 +16,10 @@
 //! (`rtt`: the broker round trip only, `floor`: the byte floors only,
 //! `bulk`); `RELAY_RTT_N` and `RELAY_BULK_REPS` override
 //! the iteration counts (handy under valgrind).
+//!
+//! Each target prints a PASS or MISS line. With `--check`
+//! (`cargo bench --bench relay -- --check`) the process exits with status 1
+//! after the whole report if any line is MISS, so a perf job can gate on it.
 
 use dime::codec::dimeb;
 use dime::server::{Config, Server};
@@ -573,12 +577,21 @@ fn time_bulk(mut setups: Vec<Box<dyn Transfer>>, reps: usize) -> Vec<Vec<f64>> {
 // Report
 // ---------------------------------------------------------------------------
 
-fn verdict(ok: bool) -> &'static str {
-    if ok { "PASS" } else { "MISS" }
+/// PASS or MISS, counting the misses for `--check`.
+fn verdict(ok: bool, misses: &mut usize) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        *misses += 1;
+        "MISS"
+    }
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; other arguments select sections.
+    // `cargo bench` passes `--bench`; `--check` exits 1 on a MISS; other
+    // arguments select sections.
+    let check = std::env::args().any(|a| a == "--check");
+    let mut misses = 0;
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -641,7 +654,7 @@ fn main() {
                 let r = d.median / f_min.median;
                 println!(
                     "   ratio dime/floor (median)         {r:>6.2}x   target <= {RTT_TARGET}x   {}",
-                    verdict(r <= RTT_TARGET)
+                    verdict(r <= RTT_TARGET, &mut misses)
                 );
                 let rm = d.median / f_match.median;
                 println!(
@@ -678,7 +691,7 @@ fn main() {
         let r = enc.median / raw.median;
         println!(
             "   ratio dime/raw (median)           {r:>6.2}x   target >= {BULK_TARGET}x   {}",
-            verdict(r >= BULK_TARGET)
+            verdict(r >= BULK_TARGET, &mut misses)
         );
         println!(
             "   ratio end-to-end/raw (median)     {:>6.2}x   (info)",
@@ -688,4 +701,8 @@ fn main() {
     drop(server);
     println!();
     println!("total {:.1} s", started.elapsed().as_secs_f64());
+    if check && misses > 0 {
+        eprintln!("relay bench --check: {misses} target(s) missed");
+        std::process::exit(1);
+    }
 }

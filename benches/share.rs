@@ -6,6 +6,10 @@
 //! (one non-blocking connection per client, one request in flight per
 //! connection, as `redis-benchmark -P 1`), speaking DiME to ours and RESP
 //! to Redis; `redis-benchmark`'s own figures are printed for reference.
+//!
+//! Each cell prints PASS or MISS. With `--check`
+//! (`cargo bench --bench share -- --check`) the process exits with status 1
+//! after the whole report if any cell is MISS, so a perf job can gate on it.
 
 use dime::codec::dimeb;
 use dime::wire::encode_head;
@@ -383,5 +387,9 @@ fn main() {
     if let Some(child) = server.as_mut() {
         let _ = child.kill();
         let _ = child.wait();
+    }
+    if std::env::args().any(|a| a == "--check") && misses > 0 {
+        eprintln!("share bench --check: {misses} cell(s) missed");
+        std::process::exit(1);
     }
 }

@@ -234,11 +234,14 @@ fn exit_when_idle_waits_for_the_last_client() {
     assert!(!sock.exists());
 }
 
+/// Round trips made by [`dense_traffic`].
+const DENSE_ROUND_TRIPS: i64 = 2000;
+
 /// Many round trips, each a send to itself and a sync.
 fn dense_traffic(addr: &str) {
     let mut c = dime::Client::connect(addr).unwrap();
     c.join(&["me"]).unwrap();
-    for i in 0..2000 {
+    for i in 0..DENSE_ROUND_TRIPS {
         c.send("me", "x", &Value::I64(i)).unwrap();
         assert_eq!(c.sync(-1).unwrap(), vec![("x".to_owned(), Value::I64(i))]);
     }
@@ -259,6 +262,39 @@ fn busy_poll_stops_when_traffic_does() {
     assert_eq!(signal(&mut p, libc::SIGTERM), 0);
 }
 
+/// How many times the process `pid` went to sleep (blocked in a system
+/// call such as `epoll_wait`): the voluntary context switches of all its
+/// threads. A busy-polling loop does not block (its `sched_yield`s count
+/// as involuntary switches), so this tells sleeping from spinning however
+/// cheap the spin is in CPU ticks.
+fn sleeps(pid: u32) -> u64 {
+    let mut n = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .expect("no voluntary_ctxt_switches in /proc status");
+        n += line.trim().parse::<u64>().unwrap();
+    }
+    n
+}
+
+/// `--busy-poll 0` must really turn polling off, and another window must
+/// still serve. Dense round trips tell polling from not polling: each one
+/// leaves the server a gap of a few microseconds while the client turns
+/// around. A polling server (the default 50 µs window, say, if `0` were
+/// ignored) spins through those gaps and hardly ever sleeps (measured: 8 to
+/// 187 sleeps in these 2,000 round trips); a server that does not poll
+/// sleeps in `epoll_wait` at least once per round trip, since the client
+/// cannot send the next request before it has the reply (measured: 2 per
+/// round trip, with or without other load). CPU ticks cannot tell them
+/// apart here: the spin yields, and both used about the same ticks. Load
+/// can only add sleeps (lengthening gaps past a window), never remove them,
+/// so the `0` check does not flake; for the same reason a loaded machine
+/// makes a polling server sleep too (measured: ~1 per round trip with 200
+/// µs and three CPU hogs on two cores), so the nonzero window is only
+/// checked to serve, not to spin.
 #[test]
 fn busy_poll_can_be_turned_off_or_tuned() {
     let dir = tempfile::tempdir().unwrap();
@@ -270,7 +306,16 @@ fn busy_poll_can_be_turned_off_or_tuned() {
             "--busy-poll",
             window,
         ]);
+        let before = sleeps(p.child.id());
         dense_traffic(&p.addrs[0]);
+        let slept = sleeps(p.child.id()) - before;
+        if *window == "0" {
+            assert!(
+                slept >= DENSE_ROUND_TRIPS as u64 * 3 / 4,
+                "--busy-poll 0: the server slept only {slept} times in {DENSE_ROUND_TRIPS} round trips, \
+                 so it polled between them"
+            );
+        }
         assert_eq!(signal(&mut p, libc::SIGTERM), 0);
     }
     let out = Command::new(env!("CARGO_BIN_EXE_dime"))

@@ -24,7 +24,8 @@ anything else (set, object, ...)           ``TypeError`` naming the type
 A Fortran-contiguous array (every 1-D contiguous array and 0-d array is one)
 is lent to the library by pointer, no copy; C-ordered and non-contiguous
 arrays are copied once to Fortran order; non-native byte order is swapped
-once.
+once. A bool array whose bytes are not all 0 or 1 (a ``uint8`` array viewed
+as ``bool``) is copied once to clean 0/1 bytes first.
 
 Receiving (``from_value``): null -> ``None``, bool -> ``bool``, int64 ->
 ``int``, double -> ``float``, complex double -> ``complex``, the other
@@ -177,6 +178,13 @@ def _new_matrix(a, keep, path):
         raise TypeError(f"cannot send a numpy array of dtype {dt}{_where(path)}: dime sends "
                         f"int8..int64, uint8..uint64, float32, float64, complex64, complex128, bool")
     new = lib.dime_value_new_matrix_borrowed
+    if cls == _lib.CLASS_LOGICAL and a.size and a.view(np.uint8).max() > 1:
+        # A bool view of other bytes (np.uint8 data .view(bool)) may hold
+        # 2..255, which receivers reject and the borrowing constructor must
+        # not be given: one copy to clean 0/1 bytes, in the same memory order.
+        # Ordinary bool arrays pass the check (a reduction, no temporary) and
+        # stay lent as they are.
+        a = np.asarray(np.not_equal(a.view(np.uint8), 0))
     if not dt.isnative:
         a = a.astype(dt.newbyteorder("="), order="F")     # one copy, swapped
     elif not a.flags.f_contiguous:

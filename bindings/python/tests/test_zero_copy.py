@@ -1,9 +1,17 @@
 """No needless copies: sent arrays are lent by pointer, received matrices are
-numpy views of the library's buffer, freed when collected."""
+numpy views of the library's buffer, freed when collected. Checked in
+Python's heap (tracemalloc), in what libdime holds (its element pointer is
+the array's own), and in the whole process (peak resident set of a fresh
+process around one large send or receive, via rss_probe.py)."""
 
 import gc
+import os
+import pathlib
+import subprocess
+import sys
 import tracemalloc
 import weakref
+from ctypes import byref, c_size_t, c_void_p
 
 import numpy as np
 import pytest
@@ -121,3 +129,93 @@ def test_many_small_arrays_are_freed(pair, n):
         del got
     gc.collect()
     assert all(r() is None for r in refs)
+
+
+# ------------------------------------------------ inside libdime as well
+#
+# tracemalloc above sees only Python's heap. The tests below look at what
+# the library does: the borrowing constructor must be handed the array's own
+# buffer, and a send or receive of a large array must not grow the process
+# by more than the one buffer it cannot avoid (measured in a fresh process
+# from its peak resident set, VmHWM).
+
+def library_pointer(x):
+    """The element pointer libdime holds for the value made from ``x``, and
+    the arrays lent to it."""
+    from dime._convert import to_value
+    from dime._lib import lib
+
+    keep = []
+    v = to_value(x, keep)
+    try:
+        data, n = c_void_p(), c_size_t()
+        assert lib.dime_matrix_data(v, byref(data), byref(n)) == 0
+        return data.value, n.value, keep
+    finally:
+        lib.dime_value_free(v)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: np.asfortranarray(np.ones((300, 400))),
+    lambda: np.ones(5000),
+    lambda: np.ones((300, 400)),                      # C order: lent row-major
+    lambda: np.zeros((300, 400), bool, order="F"),
+    lambda: np.arange(24, dtype=np.int16).reshape(2, 3, 4),
+], ids=["fortran", "1d", "c-order", "logical", "int16-3d-c"])
+def test_the_library_is_lent_the_arrays_own_buffer(make):
+    x = make()
+    ptr, nbytes, keep = library_pointer(x)
+    assert ptr == x.ctypes.data, "libdime holds a copy, not the array's buffer"
+    assert nbytes == x.nbytes and keep[0] is x
+
+
+def test_a_strided_view_is_lent_as_one_copy():
+    """The control: a view numpy must copy is not lent by its own address."""
+    x = np.ones((300, 800))[:, ::2]
+    ptr, nbytes, keep = library_pointer(x)
+    assert ptr != x.ctypes.data and ptr == keep[0].ctypes.data
+    assert nbytes == x.nbytes and keep[0].flags.f_contiguous
+
+
+PROBE = pathlib.Path(__file__).with_name("rss_probe.py")
+PROBE_MB = 128
+
+
+def probe(*args):
+    env = dict(os.environ, PYTHONPATH=str(PROBE.parents[1]))
+    return subprocess.Popen([sys.executable, str(PROBE), *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def growth_of(proc):
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    growth, nbytes = map(int, out.split()[-2:])
+    print(f"peak growth {growth} for {nbytes} bytes")
+    return growth, nbytes
+
+
+@pytest.mark.parametrize("order", ["F", "C", "bool"])
+def test_sending_grows_the_process_by_one_frame_at_most(server, order):
+    """Sending encodes the elements once, into the library's frame buffer
+    (the wire is big-endian); lending must add no copy before that. A copy
+    anywhere, in the binding or the library, would double the growth."""
+    b = server.client("unix")
+    b.join("probe")
+    growth, nbytes = growth_of(probe("send", order, PROBE_MB, server.unix_path))
+    assert nbytes > 100 * MB
+    assert growth < 1.5 * nbytes, f"sending {nbytes} bytes grew the process by {growth}"
+    got = b.sync_r()["x"]
+    assert got.nbytes == nbytes and bool(got.all())
+
+
+def test_receiving_grows_the_process_by_one_buffer_at_most(server):
+    """The received frame's buffer becomes the array's: a copy while
+    decoding or taking the data would double the growth."""
+    p = probe("recv", PROBE_MB, server.unix_path)
+    assert p.stdout.readline().strip() == "ready"
+    a = server.client("unix")
+    a.send_r("probe", x=np.ones((PROBE_MB << 20) // 8))
+    growth, nbytes = growth_of(p)
+    assert nbytes == PROBE_MB << 20
+    assert growth < 1.5 * nbytes, f"receiving {nbytes} bytes grew the process by {growth}"
