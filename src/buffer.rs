@@ -54,6 +54,20 @@ impl PooledBuf {
         PooledBuf(vec![0; len])
     }
 
+    /// As [`PooledBuf::with_len`], or the allocation error: for sizes a
+    /// peer declares, where running out of memory must be reported to that
+    /// peer rather than abort the process.
+    pub fn try_with_len(len: usize) -> Result<PooledBuf, TryReserveError> {
+        if let Some(mut v) = take_pooled(len) {
+            v.resize(len, 0);
+            return Ok(PooledBuf(v));
+        }
+        let mut v = Vec::new();
+        v.try_reserve_exact(len)?;
+        v.resize(len, 0);
+        Ok(PooledBuf(v))
+    }
+
     /// An empty buffer with room for `cap` bytes, or the allocation error:
     /// for sizes that come from a caller's value, where running out of
     /// memory must be reported rather than abort the process.

@@ -97,6 +97,8 @@ pub enum WireError {
     },
     /// The JSON header alone is larger than [`MAX_JSON`].
     JsonTooLarge(usize),
+    /// No memory could be had for a declared payload of this many bytes.
+    OutOfMemory(usize),
     /// A frame to send has a JSON header or payload longer than its u32
     /// length field can say ([`MAX_FIELD_LEN`]).
     FieldTooLarge {
@@ -119,6 +121,10 @@ impl fmt::Display for WireError {
                 f,
                 "frame {what} of {len} bytes is too large: a DiME frame carries at most \
                  {MAX_FIELD_LEN}"
+            ),
+            WireError::OutOfMemory(n) => write!(
+                f,
+                "Out of memory: cannot allocate the {n}-byte payload this message declares"
             ),
             WireError::JsonTooLarge(n) => {
                 write!(
@@ -246,13 +252,15 @@ impl FrameReader {
             if json_len > MAX_JSON {
                 return Err(WireError::JsonTooLarge(json_len));
             }
+            let payload = PooledBuf::try_with_len(payload_len)
+                .map_err(|_| WireError::OutOfMemory(payload_len))?;
             let mut head = Vec::with_capacity(PREFIX_LEN + json_len);
             head.extend_from_slice(prefix);
             self.start += PREFIX_LEN;
             self.partial = Some(Partial {
                 head,
                 head_len: PREFIX_LEN + json_len,
-                payload: PooledBuf::with_len(payload_len),
+                payload,
                 filled: 0,
             });
         }
