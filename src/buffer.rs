@@ -46,26 +46,36 @@ impl PooledBuf {
     /// A buffer of exactly `len` bytes; contents are unspecified (zeroes or
     /// bytes of an earlier message), so callers must overwrite all of it.
     pub fn with_len(len: usize) -> PooledBuf {
+        PooledBuf::try_with_len(len).unwrap_or_else(|| {
+            std::alloc::handle_alloc_error(std::alloc::Layout::array::<u8>(len).expect("len fits"))
+        })
+    }
+
+    /// As [`PooledBuf::with_len`], or None when the memory cannot be had:
+    /// for sizes a peer declares, where running out of memory must be
+    /// reported to that peer rather than abort the process.
+    pub fn try_with_len(len: usize) -> Option<PooledBuf> {
         if let Some(mut v) = take_pooled(len) {
             // Only bytes past the old length get written (and faulted in).
             v.resize(len, 0);
-            return PooledBuf(v);
+            return Some(PooledBuf(v));
         }
-        PooledBuf(vec![0; len])
-    }
-
-    /// As [`PooledBuf::with_len`], or the allocation error: for sizes a
-    /// peer declares, where running out of memory must be reported to that
-    /// peer rather than abort the process.
-    pub fn try_with_len(len: usize) -> Result<PooledBuf, TryReserveError> {
-        if let Some(mut v) = take_pooled(len) {
-            v.resize(len, 0);
-            return Ok(PooledBuf(v));
+        if len == 0 {
+            return Some(PooledBuf(Vec::new()));
         }
-        let mut v = Vec::new();
-        v.try_reserve_exact(len)?;
-        v.resize(len, 0);
-        Ok(PooledBuf(v))
+        // Zeroed allocation, as `vec![0; len]` does: a fresh multi-megabyte
+        // block arrives as untouched zero pages, where `resize` would write
+        // every byte once before the payload overwrites it.
+        let layout = std::alloc::Layout::array::<u8>(len).ok()?;
+        // SAFETY: the layout's size is non-zero.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: `ptr` holds `len` initialised (zero) bytes, allocated by
+        // the global allocator with the layout of `[u8; len]`, as `Vec`
+        // requires of its buffer.
+        Some(PooledBuf(unsafe { Vec::from_raw_parts(ptr, len, len) }))
     }
 
     /// An empty buffer with room for `cap` bytes, or the allocation error:

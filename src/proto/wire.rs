@@ -252,8 +252,8 @@ impl FrameReader {
             if json_len > MAX_JSON {
                 return Err(WireError::JsonTooLarge(json_len));
             }
-            let payload = PooledBuf::try_with_len(payload_len)
-                .map_err(|_| WireError::OutOfMemory(payload_len))?;
+            let payload =
+                PooledBuf::try_with_len(payload_len).ok_or(WireError::OutOfMemory(payload_len))?;
             let mut head = Vec::with_capacity(PREFIX_LEN + json_len);
             head.extend_from_slice(prefix);
             self.start += PREFIX_LEN;

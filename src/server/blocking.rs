@@ -68,11 +68,6 @@ impl State {
         }
     }
 
-    /// What `id` is blocked on, if it is blocked on a `B`.
-    pub fn blocked_on<B: Any>(&self, id: ConnId) -> Option<&B> {
-        self.conns.get(&id)?.blocked.as_ref()?.on.downcast_ref()
-    }
-
     /// Answers every DiME2 `wait` whose deadline has passed, and moves every
     /// blocked request whose deadline has passed into `expired` (the
     /// dispatcher has its service withdraw it and reply). Returns the next

@@ -363,7 +363,7 @@ impl Server {
             return;
         };
         log::debug!("client {id}: {command}");
-        let test_panic = command == "_test_panic" && self.state.config.test_panic_command;
+        let test_panic = self.state.config.test_panic_command && command == "_test_panic";
         // Defence in depth: the loop is one thread, so a bug that panics
         // on one client's request must not take every client down with it.
         // The state a handler left half-changed belongs to that request;

@@ -325,12 +325,15 @@ fn deliver(st: &mut State, recipients: &[ConnId], frame: Frame) {
         };
         c.inbox.push_back(frame.clone());
         c.inbox_bytes += len;
-        if let Some(&InboxWait(n)) = st.blocked_on::<InboxWait>(*id) {
+        let sync_wait = c
+            .blocked
+            .as_ref()
+            .and_then(|b| b.on.downcast_ref::<InboxWait>());
+        if let Some(&InboxWait(n)) = sync_wait {
             st.unblock(*id);
             drain_inbox(st, *id, n);
             continue;
         }
-        let c = st.conns.get_mut(id).expect("looked up above");
         if let Some(deadline) = c.waiting {
             if let Some(d) = deadline {
                 st.timers.remove(&(d, *id));
