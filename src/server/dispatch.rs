@@ -49,11 +49,12 @@ macro_rules! services {
                 $(
                     let on = match on.downcast::<<$ty as Service>::Blocked>() {
                         Ok(on) => {
-                            if timed_out {
-                                let msg = <$ty as Service>::timeout_message(&on);
+                            let msg = timed_out.then(|| <$ty as Service>::timeout_message(&on));
+                            self.$field.withdraw(st, id, *on);
+                            if let Some(msg) = msg {
                                 st.reply(id, serde_json::json!({"status": -1, "error": msg, "timeout": true}));
                             }
-                            return self.$field.withdraw(st, id, *on);
+                            return;
                         }
                         Err(other) => other,
                     };

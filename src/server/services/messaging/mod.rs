@@ -254,7 +254,7 @@ fn receive(st: &mut State, id: ConnId, h: &Header, n: i64) -> Result {
 }
 
 /// Sends up to `n` queued messages (all if `n < 0`), then `{"status":0}`.
-pub fn drain_inbox(st: &mut State, id: ConnId, n: i64) {
+fn drain_inbox(st: &mut State, id: ConnId, n: i64) {
     let conn = st.conns.get_mut(&id).expect("live connection");
     let count = if n < 0 {
         conn.inbox.len()
