@@ -1,6 +1,7 @@
 //! A blocking DiME client, used by tests, benchmarks and the C ABI: DiME2
 //! messaging here, one module per further service ([`share`], [`space`]).
 
+pub mod rpc;
 pub mod share;
 pub mod space;
 
