@@ -43,5 +43,9 @@ pub mod share;
 
 pub mod space;
 
+pub mod rpc;
+
+pub mod server;
+
 mod args;
 mod sigpipe;
