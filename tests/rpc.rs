@@ -186,8 +186,10 @@ fn a_lost_caller_leaves_nothing_behind() {
         let _queued = caller.call("f", &Value::I64(2), None).unwrap();
         let call = provider.next_call(LONG).unwrap().unwrap();
         caller.close();
-        // Answering the gone caller's call is harmless.
-        std::thread::sleep(Duration::from_millis(50));
+        // Answering the gone caller's call is harmless. (Give the broker
+        // time to see the close first: answering earlier would free the
+        // slot for the queued call while it still counts.)
+        std::thread::sleep(Duration::from_millis(300));
         provider.reply(call.id, &Value::Null).unwrap();
     }
     // The queued call was dropped: the next call the provider sees is new.

@@ -19,7 +19,7 @@ use serde_json::{Map, Value as Json, json};
 use socket2::Socket;
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -198,7 +198,7 @@ impl Rpc {
         let mut read_sock = sock.try_clone()?;
         let mut reader = FrameReader::new(u64::MAX);
         write_frame(
-            &mut &sock,
+            &sock,
             &json!({"command": "handshake", "serialization": "dimeb", "tls": false}),
             &[],
         )?;
@@ -584,7 +584,7 @@ impl Shared {
 
     fn write(&self, head: &Json, payload: &[u8]) -> Result<()> {
         let w = self.writer();
-        write_frame(&mut &*w, head, payload).inspect_err(|_| {
+        write_frame(&w, head, payload).inspect_err(|_| {
             let _ = w.shutdown(std::net::Shutdown::Both);
         })
     }
@@ -604,7 +604,7 @@ impl Shared {
                 }
                 inner.acks.push_back(ack.clone());
             }
-            write_frame(&mut &*w, head, &[])?;
+            write_frame(&w, head, &[])?;
         }
         let mut r = ack.reply.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -868,19 +868,23 @@ fn open(addr: &Address) -> io::Result<Socket> {
     }
 }
 
-/// Writes one frame whole.
-fn write_frame<W: Write>(w: &mut W, head: &Json, payload: &[u8]) -> Result<()> {
+/// Writes one frame whole. Sends with `MSG_NOSIGNAL`: these writes happen
+/// on library threads (reader, callback workers) where a broken connection
+/// must be an error, never a SIGPIPE that kills the host process.
+fn write_frame(w: &Socket, head: &Json, payload: &[u8]) -> Result<()> {
     let head = try_encode_head(head.to_string().as_bytes(), payload.len())
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     if payload.len() <= COALESCE {
         let mut buf = head;
         buf.extend_from_slice(payload);
-        return w.write_all(&buf).map_err(Error::from);
+        return send_all(w, &mut [IoSlice::new(&buf)]);
     }
-    let mut bufs = [IoSlice::new(&head), IoSlice::new(payload)];
-    let mut bufs = &mut bufs[..];
+    send_all(w, &mut [IoSlice::new(&head), IoSlice::new(payload)])
+}
+
+fn send_all(w: &Socket, mut bufs: &mut [IoSlice<'_>]) -> Result<()> {
     while bufs.iter().any(|b| !b.is_empty()) {
-        match w.write_vectored(bufs) {
+        match w.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL) {
             Ok(0) => {
                 return Err(Error::ConnectionLost(
                     "the broker closed the connection".into(),
