@@ -859,6 +859,7 @@ fn open(addr: &Address) -> io::Result<Socket> {
                 )
             })?;
             s.set_nodelay(true)?;
+            crate::transport::set_tcp_keepalive(&s)?;
             Ok(Socket::from(s))
         }
         Address::Ws(..) => Err(io::Error::new(
