@@ -4,6 +4,7 @@
 pub mod rpc;
 pub mod share;
 pub mod space;
+pub mod stream;
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb::{self, CodecError};
