@@ -224,6 +224,10 @@ typedef enum dime_status {
    */
   DIME_STATUS_NO_PROVIDER = 7204,
   /**
+   * `dime_stream_next`: the stream has ended; there are no more items.
+   */
+  DIME_STATUS_END_OF_STREAM = 7205,
+  /**
    * The library hit an internal bug and recovered. Please report it with
    * the message from `dime_last_error()`.
    */
@@ -276,6 +280,12 @@ typedef struct dime_request dime_request;
 typedef struct dime_server dime_server;
 
 /**
+ * A stream being consumed, from `dime_stream_open`; release it with
+ * `dime_stream_close` (which stops the producer if it has not ended).
+ */
+typedef struct dime_stream dime_stream;
+
+/**
  * An opaque value of the type table (null, bool, integer and float
  * scalars, complex, N-d matrix, string, list, map).
  *
@@ -309,6 +319,16 @@ typedef int32_t (*dime_call_fn)(void *userdata,
  * Releases a provider callback's userdata once no worker uses it.
  */
 typedef void (*dime_drop_fn)(void *userdata);
+
+/**
+ * A stream producer callback: sends items with `dime_stream_send(request,
+ * …)` (stop when it returns `DIME_STATUS_CANCELLED`) and returns 0 to end
+ * the stream normally, non-zero to end it with an error. `args` and
+ * `request` are borrowed for the call; do not free them.
+ */
+typedef int32_t (*dime_stream_fn)(void *userdata,
+                                  const struct dime_value *args,
+                                  struct dime_request *request);
 
 /**
  * int8 elements (`int8_t`).
@@ -1642,6 +1662,92 @@ enum dime_status dime_provide_callback(struct dime_client *client,
                                        dime_call_fn callback,
                                        void *userdata,
                                        dime_drop_fn drop);
+
+/**
+ * Opens a stream from the generator `function` provides, called with
+ * `args` (borrowed; NULL means a null value). `window_items` and
+ * `window_bytes` bound how far the producer runs ahead of your reading (0
+ * picks the default: 1024 items, 64 MiB); `timeout_ms` bounds the wait for
+ * a provider (`DIME_WAIT_FOREVER`: no limit). On success writes a new
+ * stream to `*out`, owned by the caller (`dime_stream_close`).
+ */
+enum dime_status dime_stream_open(struct dime_client *client,
+                                  const char *function,
+                                  const struct dime_value *args,
+                                  uint64_t window_items,
+                                  uint64_t window_bytes,
+                                  int64_t timeout_ms,
+                                  struct dime_stream **out);
+
+/**
+ * Reads the next item: writes a new value to `*out`, owned by the caller.
+ * `DIME_STATUS_END_OF_STREAM` once the producer has ended (and on every
+ * call after); `DIME_STATUS_TIMEOUT` if no item came within `timeout_ms`
+ * (`DIME_WAIT_FOREVER`: no limit). If the stream failed, after the items
+ * sent before the failure: `DIME_STATUS_REMOTE_ERROR` (the producer
+ * raised; see `dime_stream_error`), `DIME_STATUS_PROVIDER_LOST`,
+ * `DIME_STATUS_NO_PROVIDER`, `DIME_STATUS_CONNECTION_LOST` or
+ * `DIME_STATUS_SERVER_ERROR`.
+ */
+enum dime_status dime_stream_next(struct dime_stream *stream,
+                                  int64_t timeout_ms,
+                                  struct dime_value **out);
+
+/**
+ * How a failed stream failed: writes borrowed, NUL-terminated strings
+ * (valid until `dime_stream_close`) to each non-NULL output: the
+ * producer's error type (empty unless it raised), the message, and its
+ * traceback. `DIME_STATUS_NOT_FOUND` if the stream has not failed.
+ */
+enum dime_status dime_stream_error(const struct dime_stream *stream,
+                                   const char **error_type,
+                                   const char **message,
+                                   const char **traceback);
+
+/**
+ * Closes a stream and frees it: a producer still running is stopped (its
+ * next `dime_stream_send` returns `DIME_STATUS_CANCELLED`). NULL is
+ * accepted and does nothing.
+ */
+void dime_stream_close(struct dime_stream *stream);
+
+/**
+ * 1 if `request` is a stream call (answer it with `dime_stream_send` and
+ * `dime_stream_end`), 0 for a plain call or NULL.
+ */
+int32_t dime_request_is_stream(const struct dime_request *request);
+
+/**
+ * Sends the next item of a stream call (`item` borrowed; NULL means a null
+ * value), waiting while the consumer's window is full. Returns
+ * `DIME_STATUS_CANCELLED` once the consumer has stopped (closed the stream
+ * early, or gone): stop producing and end the call. `DIME_STATUS_TIMEOUT`
+ * if no room came within `timeout_ms` (`DIME_WAIT_FOREVER`: no limit).
+ */
+enum dime_status dime_stream_send(struct dime_request *request,
+                                  const struct dime_value *item,
+                                  int64_t timeout_ms);
+
+/**
+ * Ends a stream call normally (the consumer's `dime_stream_next` then
+ * returns `DIME_STATUS_END_OF_STREAM`); `dime_reply_error` ends it with an
+ * error instead. The request must still be freed.
+ */
+enum dime_status dime_stream_end(struct dime_request *request);
+
+/**
+ * Offers the stream `function`, produced by `workers` library threads
+ * (0 counts as 1), each running `callback(userdata, args, request)` for
+ * one stream at a time; as `dime_provide_callback` otherwise (the
+ * callback may run on several threads at once; `drop(userdata)` once
+ * after the client closes).
+ */
+enum dime_status dime_provide_stream_callback(struct dime_client *client,
+                                              const char *function,
+                                              uint32_t workers,
+                                              dime_stream_fn callback,
+                                              void *userdata,
+                                              dime_drop_fn drop);
 
 /**
  * Starts a broker in this process listening on the `n` addresses in

@@ -45,6 +45,8 @@ pub mod space;
 
 pub mod rpc;
 
+pub mod stream;
+
 pub mod server;
 
 mod args;

@@ -56,6 +56,8 @@ pub enum dime_status {
     Cancelled = 7203,
     /// No provider of the function took the call before its timeout.
     NoProvider = 7204,
+    /// `dime_stream_next`: the stream has ended; there are no more items.
+    EndOfStream = 7205,
     /// The library hit an internal bug and recovered. Please report it with
     /// the message from `dime_last_error()`.
     Panic = 7999,

@@ -293,6 +293,100 @@ static void in_flight_cap(const char *address)
     dime_client_free(c);
 }
 
+/* Produces the ints 0..n-1 where n is the argument; counts cancellations. */
+static int stream_cancels = 0;
+static int32_t count_up(void *userdata, const dime_value *args, dime_request *rq)
+{
+    int64_t n = as_int(args), i;
+    (void)userdata;
+    if (n < 0) return 7; /* an error end */
+    for (i = 0; i < n; i++) {
+        dime_value *v = dime_value_new_int64(i);
+        dime_status st = dime_stream_send(rq, v, DIME_WAIT_FOREVER);
+        dime_value_free(v);
+        if (st == DIME_STATUS_CANCELLED) {
+            __atomic_add_fetch(&stream_cancels, 1, __ATOMIC_SEQ_CST);
+            return 0;
+        }
+        if (st != DIME_STATUS_OK) return 1;
+    }
+    return 0;
+}
+
+static void streams(const char *address)
+{
+    dime_client *p = connect_to(address), *c = connect_to(address);
+    dime_stream *s = NULL;
+    dime_value *n = int_value(10000), *v = NULL, *neg = int_value(-1);
+    int64_t expect = 0;
+    int ok = 1, i;
+    const char *type = NULL, *msg = NULL;
+
+    CHECK_OK(dime_provide_stream_callback(p, "count", 2, count_up, NULL, NULL));
+    /* Every item in order, then the end, also on later calls. */
+    CHECK_OK(dime_stream_open(c, "count", n, 16, 0, DIME_WAIT_FOREVER, &s));
+    while (dime_stream_next(s, 10000, &v) == DIME_STATUS_OK) {
+        ok &= as_int(v) == expect++;
+        dime_value_free(v);
+        v = NULL;
+    }
+    CHECK(ok);
+    CHECK(expect == 10000);
+    CHECK_STATUS(dime_stream_next(s, 0, &v), DIME_STATUS_END_OF_STREAM);
+    CHECK_STATUS(dime_stream_error(s, &type, &msg, NULL), DIME_STATUS_NOT_FOUND);
+    dime_stream_close(s);
+
+    /* Closing early stops the producer. */
+    CHECK_OK(dime_stream_open(c, "count", n, 4, 0, DIME_WAIT_FOREVER, &s));
+    CHECK_OK(dime_stream_next(s, 10000, &v));
+    CHECK(as_int(v) == 0);
+    dime_value_free(v);
+    dime_stream_close(s);
+    for (i = 0; i < 300 && __atomic_load_n(&stream_cancels, __ATOMIC_SEQ_CST) == 0; i++) sleep_ms(10);
+    CHECK(__atomic_load_n(&stream_cancels, __ATOMIC_SEQ_CST) == 1);
+
+    /* A producer's error ends the stream with REMOTE_ERROR, and stays. */
+    CHECK_OK(dime_stream_open(c, "count", neg, 0, 0, DIME_WAIT_FOREVER, &s));
+    CHECK_STATUS(dime_stream_next(s, 10000, &v), DIME_STATUS_REMOTE_ERROR);
+    CHECK_ERROR_HAS("returned 7");
+    CHECK_STATUS(dime_stream_next(s, 10000, &v), DIME_STATUS_REMOTE_ERROR);
+    CHECK_OK(dime_stream_error(s, &type, &msg, NULL));
+    CHECK(strcmp(type, "Error") == 0 && strstr(msg, "returned 7") != NULL);
+    dime_stream_close(s);
+
+    /* Pull form: a stream request, items, and an explicit end. */
+    {
+        dime_request *rq = NULL;
+        dime_value *one = int_value(1);
+        CHECK_OK(dime_provide(p, "pulled", 1));
+        CHECK_OK(dime_stream_open(c, "pulled", NULL, 0, 0, DIME_WAIT_FOREVER, &s));
+        CHECK_OK(dime_next_call(p, 10000, &rq));
+        CHECK(dime_request_is_stream(rq) == 1);
+        CHECK_STATUS(dime_reply(rq, NULL), DIME_STATUS_OK); /* a plain answer ends it too */
+        CHECK_STATUS(dime_stream_send(rq, one, 0), DIME_STATUS_INVALID_ARGUMENT);
+        dime_request_free(rq);
+        CHECK_STATUS(dime_stream_next(s, 10000, &v), DIME_STATUS_END_OF_STREAM);
+        dime_stream_close(s);
+        CHECK_OK(dime_stream_open(c, "pulled", NULL, 0, 0, DIME_WAIT_FOREVER, &s));
+        CHECK_OK(dime_next_call(p, 10000, &rq));
+        CHECK_OK(dime_stream_send(rq, one, 10000));
+        CHECK_OK(dime_stream_end(rq));
+        CHECK_STATUS(dime_stream_end(rq), DIME_STATUS_INVALID_ARGUMENT);
+        dime_request_free(rq);
+        CHECK_OK(dime_stream_next(s, 10000, &v));
+        CHECK(as_int(v) == 1);
+        dime_value_free(v);
+        CHECK_STATUS(dime_stream_next(s, 10000, &v), DIME_STATUS_END_OF_STREAM);
+        dime_stream_close(s);
+        dime_value_free(one);
+    }
+    dime_stream_close(NULL);
+    dime_value_free(n);
+    dime_value_free(neg);
+    dime_client_free(p);
+    dime_client_free(c);
+}
+
 static void embedded_server(void)
 {
     const char *addrs[] = {"tcp:127.0.0.1:0"};
@@ -327,6 +421,7 @@ int main(int argc, char **argv)
     pull_provider(argv[1]);
     no_provider_cancel_and_lost(argv[1]);
     in_flight_cap(argv[1]);
+    streams(argv[1]);
     embedded_server();
     return check_done();
 }
