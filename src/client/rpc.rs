@@ -14,7 +14,7 @@ use crate::codec::dimeb;
 use crate::transport::Address;
 use crate::value::Value;
 use crate::wire::{Frame, FrameReader, try_encode_head};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde_json::{Map, Value as Json, json};
 use socket2::Socket;
 use std::collections::VecDeque;
@@ -160,8 +160,6 @@ struct Shared {
     changed: Condvar,
     next_id: AtomicU64,
     options: RpcOptions,
-    /// Functions whose calls go to their own queue.
-    own: Mutex<FxHashSet<String>>,
 }
 
 /// An endpoint for remote calls: one connection to the broker with a
@@ -235,7 +233,6 @@ impl Rpc {
             changed: Condvar::new(),
             next_id: AtomicU64::new(1),
             options,
-            own: Mutex::new(FxHashSet::default()),
         });
         let s = shared.clone();
         let reader = std::thread::Builder::new()
@@ -314,7 +311,6 @@ impl Rpc {
     /// at once. Its calls arrive through [`Rpc::next_call`].
     pub fn provide(&self, function: &str, capacity: u32) -> Result<()> {
         self.shared.lock().own_queues.remove(function);
-        self.shared.own().remove(function);
         self.shared
             .request(&json!({"command": "provide", "function": function, "capacity": capacity}))
             .map(drop)
@@ -324,7 +320,6 @@ impl Rpc {
     /// own, taken with [`Rpc::next_call_of`] (library worker threads that
     /// serve one function each).
     pub fn provide_own_queue(&self, function: &str, capacity: u32) -> Result<()> {
-        self.shared.own().insert(function.to_owned());
         self.shared
             .lock()
             .own_queues
@@ -743,10 +738,6 @@ impl Shared {
 
     fn writer(&self) -> MutexGuard<'_, Socket> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn own(&self) -> MutexGuard<'_, FxHashSet<String>> {
-        self.own.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits on `changed` until `deadline`; None once it has passed.
