@@ -207,6 +207,14 @@ typedef enum dime_status {
    */
   DIME_STATUS_CODEC_ERROR = 7106,
   /**
+   * The server does not support what was asked: it is an original DiME2
+   * server (its handshake announces no extensions) or does not announce
+   * the extension needed (shares, tuple spaces …); the message says
+   * which. Nothing was sent; the client stays usable.
+   * `dime_server_supports` asks beforehand.
+   */
+  DIME_STATUS_UNSUPPORTED = 7107,
+  /**
    * The library hit an internal bug and recovered. Please report it with
    * the message from `dime_last_error()`.
    */
@@ -970,6 +978,29 @@ enum dime_status dime_wait(struct dime_client *client,
  */
 enum dime_status dime_devices(struct dime_client *client,
                               struct dime_value **out);
+
+/**
+ * Writes to `*out` whether the server announced extension `extension`
+ * (NUL-terminated: `"share"`, `"space"`, `"sync_wait"` …, listed in
+ * `docs/protocol-extensions.md`) in its handshake. An original DiME2
+ * server announces none, so every name gives false; DiME2's own calls
+ * (`dime_join`, `dime_send`, `dime_sync`, `dime_wait` …) work with it
+ * anyway, while the calls of an unsupported extension (`share_*`,
+ * `dime_out` …) fail with `DIME_STATUS_UNSUPPORTED`. Sends nothing.
+ * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+ */
+enum dime_status dime_server_supports(const struct dime_client *client,
+                                      const char *extension,
+                                      bool *out);
+
+/**
+ * Writes to `*out` a new list value (owned by the caller; free with
+ * `dime_value_free`) of strings: the extensions the server announced in
+ * its handshake, empty for an original DiME2 server. Sends nothing.
+ * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+ */
+enum dime_status dime_server_extensions(const struct dime_client *client,
+                                        struct dime_value **out);
 
 /**
  * Receives up to `n` queued messages (`DIME_SYNC_ALL` or any negative

@@ -31,7 +31,8 @@ pub struct dime_client {
 
 /// Where a client handle stands.
 enum Conn {
-    Open(Client),
+    /// Boxed: a client is much larger than the other states.
+    Open(Box<Client>),
     /// Closed by `dime_close`.
     Closed,
     /// The connection failed; the message says how.
@@ -103,7 +104,7 @@ pub extern "C" fn dime_connect(address: *const c_char, out: *mut *mut dime_clien
             let _sigpipe = SigpipeGuard::new();
             Client::connect(address)?
         };
-        let handle = Box::new(dime_client { conn: Mutex::new(Conn::Open(c)) });
+        let handle = Box::new(dime_client { conn: Mutex::new(Conn::Open(Box::new(c))) });
         write_out(out, Box::into_raw(handle));
         Ok(())
     }
@@ -295,6 +296,49 @@ pub extern "C" fn dime_devices(client: *mut dime_client, out: *mut *mut dime_val
     ffi_status! {
         check_arg!(out);
         let names = with_client(client, |c| c.devices())?;
+        let list = Value::List(names.into_iter().map(Value::String).collect());
+        write_out(out, into_raw(list));
+        Ok(())
+    }
+}
+
+/// Writes to `*out` whether the server announced extension `extension`
+/// (NUL-terminated: `"share"`, `"space"`, `"sync_wait"` …, listed in
+/// `docs/protocol-extensions.md`) in its handshake. An original DiME2
+/// server announces none, so every name gives false; DiME2's own calls
+/// (`dime_join`, `dime_send`, `dime_sync`, `dime_wait` …) work with it
+/// anyway, while the calls of an unsupported extension (`share_*`,
+/// `dime_out` …) fail with `DIME_STATUS_UNSUPPORTED`. Sends nothing.
+/// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_server_supports(
+    client: *const dime_client,
+    extension: *const c_char,
+    out: *mut bool,
+) -> dime_status {
+    ffi_status! {
+        let extension = str_arg(extension, "extension")?;
+        check_arg!(out);
+        let yes = with_client(client, |c| Ok(c.supports(extension)))?;
+        write_out(out, yes);
+        Ok(())
+    }
+}
+
+/// Writes to `*out` a new list value (owned by the caller; free with
+/// `dime_value_free`) of strings: the extensions the server announced in
+/// its handshake, empty for an original DiME2 server. Sends nothing.
+/// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_server_extensions(
+    client: *const dime_client,
+    out: *mut *mut dime_value,
+) -> dime_status {
+    ffi_status! {
+        check_arg!(out);
+        let names = with_client(client, |c| {
+            Ok(c.server_extensions().unwrap_or_default().to_vec())
+        })?;
         let list = Value::List(names.into_iter().map(Value::String).collect());
         write_out(out, into_raw(list));
         Ok(())
