@@ -273,7 +273,11 @@ pub extern "C" fn dime_broadcast_many(
 /// messages (≥ 1) to `*out_count`; then `dime_sync` fetches them.
 /// `DIME_STATUS_TIMEOUT` if the time ran out (the client stays usable);
 /// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Holds the client's
-/// lock while waiting (see the thread note above).
+/// lock while waiting (see the thread note above). With an original DiME2
+/// server (see `dime_server_supports`) a wait without a limit is DiME2's
+/// own `wait`, which blocks in the server; one with a limit polls it with
+/// `sync`, 1 ms apart at first and at most 50 ms, since that server
+/// cannot time a wait out.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_wait(
     client: *mut dime_client,
