@@ -144,6 +144,15 @@ fn header(command: &str, field: &str, value: &str, plausible: bool) -> String {
             ("keys", json!(["k"])),
             ("space", json!("sp")),
             ("pattern", json!([{"any": true}, {"any": true}])),
+            // Remote calls: a stream call to a function nobody provides
+            // (so it queues), answering or crediting call 0.
+            ("function", json!("f")),
+            ("id", json!(1)),
+            ("call", json!(0)),
+            ("stream", json!(true)),
+            ("items", json!(2)),
+            ("bytes", json!(100)),
+            ("timeout", json!(50)),
         ] {
             base.insert(k.into(), v);
         }
@@ -304,6 +313,48 @@ impl Bystander {
 
 #[test]
 fn no_field_value_stops_the_server() {
+    let (sent, _) = sweep(COMMANDS, FIELDS);
+    assert!(sent > 10_000, "the sweep sent only {sent} requests");
+}
+
+/// Remote-call commands (calls and streams) with every field they read.
+const RPC_COMMANDS: &[&str] = &[
+    "provide",
+    "unprovide",
+    "call",
+    "return",
+    "cancel",
+    "ping",
+    "yield",
+    "credit",
+];
+
+/// Every header field a remote-call command reads.
+const RPC_FIELDS: &[&str] = &[
+    "command",
+    "function",
+    "capacity",
+    "id",
+    "call",
+    "timeout",
+    "error",
+    "error_type",
+    "traceback",
+    "stream",
+    "items",
+    "bytes",
+];
+
+#[test]
+fn no_remote_call_field_value_stops_the_server() {
+    let (sent, _) = sweep(RPC_COMMANDS, RPC_FIELDS);
+    assert!(sent > 5_000, "the sweep sent only {sent} requests");
+}
+
+/// Sends every command with each field set to every hostile value, each on
+/// a fresh connection followed by a probe; checks the server, a bystander
+/// and (mostly) the hostile connection survive. Returns (sent, usable).
+fn sweep(commands: &[&str], fields: &[&str]) -> (usize, usize) {
     let mut srv = spawn();
     let mut bystander = Bystander::new(&srv.sock);
     let payload = dime::codec::dimeb::encode(&Value::List(vec![Value::I64(1), Value::I64(2)]))
@@ -311,8 +362,8 @@ fn no_field_value_stops_the_server() {
     let mut values: Vec<String> = NUMBERS.iter().map(|s| s.to_string()).collect();
     values.extend(other_values());
     let (mut sent, mut usable) = (0usize, 0usize);
-    for (i, command) in COMMANDS.iter().enumerate() {
-        for field in FIELDS {
+    for (i, command) in commands.iter().enumerate() {
+        for field in fields {
             for value in &values {
                 // Alternate between a handshaken connection with every other
                 // field plausible, and a bare one with only the command.
@@ -355,13 +406,13 @@ fn no_field_value_stops_the_server() {
         "the server panicked during the sweep of {sent} requests:\n{}",
         log.lines().take(20).collect::<Vec<_>>().join("\n")
     );
-    assert!(sent > 10_000, "the sweep sent only {sent} requests");
     // Most hostile requests are refused (a bad field) or answered at once;
     // only those left waiting for a message, key or tuple hold the probe.
     assert!(
         usable * 10 > sent * 8,
         "the probe was answered after only {usable} of {sent} requests"
     );
+    (sent, usable)
 }
 
 #[test]
