@@ -23,8 +23,8 @@ expected one exactly. Nodes:
     ("L", items)                  a list / Array
     ("T", items)                  a Python tuple
     ("C", dims, items)            a MATLAB cell array (items column-major)
-    ("D", pairs)                  a map / dict / plain object / MATLAB struct
-                                  is "ST": pairs is a tuple of (key, value)
+    ("D", pairs)                  a map / Python dict / JavaScript plain
+                                  object: pairs is a tuple of (key, value)
     ("ST", dims, names, values)   a MATLAB struct array: names are bytes,
                                   values element by element, field by field
     ("MAP", keytype, pairs)       a JavaScript Map or a MATLAB

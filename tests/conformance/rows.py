@@ -119,6 +119,14 @@ CATEGORIES = {
 }
 
 
+def _deep(depth):
+    """[[[… ['bottom'] …]]], `depth` lists deep."""
+    node = lst(string("bottom"))
+    for _ in range(depth - 1):
+        node = lst(node)
+    return node
+
+
 def _seq(n, start=1, step=1):
     return [start + i * step for i in range(n)]
 
@@ -184,7 +192,8 @@ ROWS = [
     Row("matrix_int16", "matrix", "int16 2×3 (numpy: big-endian dtype)",
         matrix("int16", (2, 3), [-32768, 32767, 0, -1, 1, 300]), hints={"py": ["bigendian"]}),
     Row("matrix_int32", "matrix", "int32 2×3", matrix("int32", (2, 3), [-(1 << 31), (1 << 31) - 1, 0, -1, 1, 70000])),
-    Row("matrix_int64", "matrix", "int64 extremes", matrix("int64", (2, 2), [INT64_MIN, INT64_MAX, -1, 9007199254740993])),
+    Row("matrix_int64", "matrix", "int64 extremes (and 2**53 + 1)",
+        matrix("int64", (2, 2), [INT64_MIN, INT64_MAX, -1, 9007199254740993])),
     Row("matrix_uint8", "matrix", "uint8 2×3", matrix("uint8", (2, 3), [0, 255, 1, 2, 128, 7])),
     Row("matrix_uint16", "matrix", "uint16 2×3", matrix("uint16", (2, 3), [0, 65535, 1, 2, 40000, 7])),
     Row("matrix_uint32", "matrix", "uint32 2×3", matrix("uint32", (2, 3), [0, 4294967295, 1, 2, 3000000000, 7])),
@@ -221,6 +230,7 @@ ROWS = [
     Row("string_emoji", "string", "emoji and astral characters", string("😀 emoji 🚀 𝄞")),
     Row("string_cjk", "string", "CJK '日本語テキスト'", string("日本語テキスト")),
     Row("string_nul", "string", "a string holding NUL", string("a\0b")),
+    Row("string_long", "string", "10,000 two-byte characters", string("é" * 10000)),
     Row("char_rows", "string", "MATLAB multi-row char array → list of row strings",
         lst(string("abc"), string("def")), hints={"matlab": ["charmat"]}, only=("matlab",)),
     # -- lists / cells
@@ -230,7 +240,8 @@ ROWS = [
         lst(boolean(True), scalar("int64", 1), boolean(False), scalar("int64", 0))),
     Row("list_nested", "list", "nested lists", lst(d(1), lst(d(2), lst(string("x"), lst())), lst())),
     Row("list_special_floats", "list", "NaN payload, −0 and −Inf inside a list, bit-exact",
-        lst(d(NAN_PAYLOAD), d(-0.0), d(-INF), scalar("single", F32_NAN_PAYLOAD))),
+        lst(d(NAN_PAYLOAD), d(-0.0), d(-INF))),
+    Row("list_deep", "list", "lists nested 32 deep", _deep(32)),
     Row("list_strings", "list", "list of strings", lst(string("row one"), string("row two"), string(""))),
     Row("list_matrices", "list", "list of matrices",
         lst(matrix("double", (1, 3), [1, 2, 3]), matrix("int8", (2, 2), [1, -2, 3, -4]))),
@@ -251,9 +262,16 @@ ROWS = [
         dmap(("1x", d(2)), ("a b", d(1)), ("ünï", string("u")))),
     Row("map_nested_other_keys", "map", "`containers.Map` inside `containers.Map`",
         dmap(("x y", dmap(("p q", d(2)))))),
+    Row("map_key_63", "map", "a 63-character key: still a MATLAB field name",
+        dmap(("k" * 63, d(1)), ("b", d(2)))),
+    Row("map_key_64", "map", "a 64-character key: too long for a field name → `containers.Map`",
+        dmap(("k" * 64, d(1)), ("b", d(2)))),
+    Row("map_proto_key", "map", "keys `__proto__` and `constructor` stay plain data",
+        dmap(("__proto__", d(1)), ("constructor", string("x")))),
     Row("map_integer_like_keys", "map", "string keys that look like integers, in their order",
         dmap(("b", d(1)), ("10", d(2)), ("2", d(3))), hints={"js": ["map"]}),
-    Row("map_double_keys", "map", "numeric (double) keys", dmap((d(1), string("one")), (d(2.5), string("two and a half")))),
+    Row("map_double_keys", "map", "numeric (double) keys",
+        dmap((d(1), string("one")), (d(2.5), string("two and a half")))),
     Row("map_int_keys", "map", "int64 keys (Python `int`)", dmap((scalar("int64", 1), string("one")),
                                                                 (scalar("int64", 2), string("two")))),
     Row("map_mixed_keys", "map", "keys of mixed types", dmap((scalar("int64", 1), string("a")), ("b", d(2)),

@@ -168,7 +168,8 @@ function arrayBytes(cls, data) {
 
 function classOf(m) {
   if (m.logical) return "logical";
-  const name = Object.keys(ARRAY).find((c) => !["csingle", "cdouble", "logical"].includes(c) && m.data instanceof ARRAY[c]);
+  const real = Object.keys(ARRAY).filter((c) => !["csingle", "cdouble", "logical"].includes(c));
+  const name = real.find((c) => m.data instanceof ARRAY[c]);
   if (!name) return null;
   if (m.complex) return name === "single" ? "csingle" : "cdouble";
   return name;

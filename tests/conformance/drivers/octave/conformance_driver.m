@@ -121,7 +121,10 @@ end
 end
 
 function tf = field_names(keys)
-tf = all(cellfun(@(k) ischar(k) && isvarname(k), keys)) && numel(unique(keys)) == numel(keys);
+% Whether keys can be the fields of a struct: MATLAB's rule, which Octave's
+% isvarname does not apply in full (it accepts names over 63 characters).
+tf = all(cellfun(@(k) ischar(k) && isvarname(k) && numel(k) <= 63, keys)) ...
+     && numel(unique(keys)) == numel(keys);
 end
 
 function [v, pos] = build(tok, pos, hints)
