@@ -91,7 +91,7 @@ def receive_instead(receiver, wire):
 
 
 class _Refused(Exception):
-    pass
+    """The original decoder raises on this value (the whole value is lost)."""
 
 
 def _original(wire, ids):

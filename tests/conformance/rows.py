@@ -46,10 +46,12 @@ def _elem(cls, x):
 
 
 def null():
+    """The null value."""
     return ("N",)
 
 
 def boolean(b):
+    """true or false."""
     return ("B", b)
 
 
@@ -66,10 +68,12 @@ def matrix(cls, dims, values):
 
 
 def string(s):
+    """A string (stored as its UTF-8 bytes)."""
     return ("U", s.encode("utf-8"))
 
 
 def lst(*items):
+    """A list of the given values."""
     return ("L", tuple(items))
 
 
@@ -79,6 +83,7 @@ def dmap(*pairs):
 
 
 def d(x):
+    """A double scalar."""
     return scalar("double", x)
 
 

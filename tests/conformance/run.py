@@ -54,6 +54,7 @@ RECEIVE_SECONDS = 30
 
 
 def log(msg):
+    """One progress line."""
     print(f"conformance: {msg}", flush=True)
 
 
@@ -149,6 +150,8 @@ class Driver:
 
 
 def start_server(tmp, logdir):
+    """target/debug/dime (or $DIME_BIN) on a unix socket in tmp and on
+    ws:127.0.0.1:0; returns (process, its log, socket path, ws URL)."""
     dime_bin = os.environ.get("DIME_BIN") or os.path.join(REPO, "target", "debug", "dime")
     if not os.access(dime_bin, os.X_OK):
         raise SystemExit(f"conformance: no server binary at {dime_bin} (run cargo build)")
@@ -171,6 +174,8 @@ def start_server(tmp, logdir):
 
 
 def build_c_driver(outdir):
+    """Compiles drivers/driver.c against include/dime.h and target/debug's
+    libdime.so, as the C tests are; returns (executable, None) or (None, why)."""
     lib = os.path.join(REPO, "target", "debug")
     exe = os.path.join(outdir, "c_driver")
     cc = os.environ.get("CC", "cc")
@@ -183,6 +188,7 @@ def build_c_driver(outdir):
 
 
 def build_mex():
+    """Builds the MEX file for Octave (matlab/build.sh debug); None or why not."""
     if not shutil.which("octave-cli"):
         return "octave-cli not found (apt-get install octave liboctave-dev)"
     r = subprocess.run([os.path.join(REPO, "matlab", "build.sh"), "debug"], capture_output=True, text=True)
@@ -218,8 +224,11 @@ def start_drivers(sock, ws_url, outdir, logdir):
     drivers["js"] = Driver("js", ["node", os.path.join(HERE, "drivers", "driver.mjs"), ws_url, GROUP], logdir)
     if not os.path.isdir(os.path.join(js_dir, "node_modules", "ws")):
         drivers["js"].problem = f"{CLIENTS['js']}: no bindings/javascript/node_modules/ws (run npm ci there)"
-    for d in drivers.values():
-        d.until("ready", STARTUP_SECONDS)
+    for cid, d in drivers.items():
+        _, line = d.until("ready", STARTUP_SECONDS)
+        ours = os.path.join(REPO, "bindings", "python", "dime")
+        if cid == "py" and line and line.split(" ", 2)[-1] != ours:
+            d.fail(f"imported dime from {line.split(' ', 2)[-1]}, not the working copy {ours}")
     drivers["dime_client"] = Driver("dime_client", [compat, os.path.join(HERE, "drivers", "driver.py"),
                                                     sock, GROUP], logdir, env=env)
     _, line = drivers["dime_client"].until("ready", STARTUP_SECONDS)
@@ -301,6 +310,8 @@ def judge(plan, sent_ok, received, rerrors, drivers):
 
 
 def _judge_cell(s, r, row, sent_ok, received, rerrors, drivers):
+    """One cell's result: what s did with the row, then what r got, against
+    the type table and the documented differences."""
     refusal_ids = send_failures(s, row)
     if row.id not in sent_ok[s]:
         why = drivers[s].problem or "the driver did not report this row"
@@ -333,6 +344,7 @@ def _judge_cell(s, r, row, sent_ok, received, rerrors, drivers):
 
 
 def main():
+    """Runs the whole matrix; the exit status is the verdict."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.join(REPO, "target", "conformance"))
     ap.add_argument("--update-docs", action="store_true",

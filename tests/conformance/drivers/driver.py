@@ -74,6 +74,7 @@ BE = {"int8": ">i1", "int16": ">i2", "int32": ">i4", "int64": ">i8", "uint8": ">
 
 
 def native(cls):
+    """The native-endian numpy dtype of a class."""
     return np.dtype(np.bool_) if cls == "logical" else np.dtype(BE[cls]).newbyteorder("=")
 
 
@@ -127,6 +128,7 @@ CLASS_OF[np.dtype(np.bool_)] = "logical"
 
 
 def big_endian(a, cls):
+    """An array (or numpy scalar) of a class, big-endian, for its bytes."""
     if cls == "logical":
         return np.asarray(a, np.uint8)
     return np.asarray(a).astype(np.dtype(BE[cls]))
@@ -172,15 +174,18 @@ def describe(v):
 
 
 def say(*words):
+    """One line to the orchestrator."""
     sys.stdout.write(" ".join(words) + "\n")
     sys.stdout.flush()
 
 
 def hexmsg(e):
+    """An exception as one hex token."""
     return f"{type(e).__name__}: {e}".encode("utf-8").hex() or "-"
 
 
 def receive(d, senders, seconds):
+    """The recv command: see the module docstring."""
     deadline = time.monotonic() + seconds
     announced = {s: None for s in senders}    # rows each sender says it sent
     arrived = {s: 0 for s in senders}
@@ -213,6 +218,7 @@ def receive(d, senders, seconds):
 
 
 def main():
+    """Connects, joins, then runs the commands on stdin."""
     sock, group = sys.argv[1], sys.argv[2]
     d = dime.DimeClient("ipc", sock)
     d.join(group)
