@@ -53,7 +53,9 @@ def _matlab_gap(node, reasons):
             reasons.append("MATLAB drops trailing singleton dimensions (2×3×1 is 2×3)")
     elif kind == "D":
         keys = [k for k, _ in node[1]]
-        if not _struct_keys(keys) and not _map_keys(keys):
+        if any(k == ("U", b"") for k in keys):
+            reasons.append("neither a struct nor Octave's `containers.Map` can have an empty key")
+        elif not _struct_keys(keys) and not _map_keys(keys):
             reasons.append("a `containers.Map` has keys of one type (all char or all of one numeric class)")
     return False
 
@@ -182,8 +184,8 @@ def _matlab(node):
     of their class; rank 0 -> 1×1, rank 1 -> N×1, trailing singleton
     dimensions dropped; strings -> char rows (UTF-8 bytes in Octave; '' is
     0×0); lists -> 1×N cells ({} when empty); maps -> a struct when every key
-    is a distinct valid field name, else a containers.Map with char keys, or
-    double keys when every key is a real number, else an N×2 cell
+    is a distinct valid field name, else a containers.Map with char keys (none
+    empty), or double keys when every key is a real number, else an N×2 cell
     {key, value; …}."""
     kind = node[0]
     if kind == "N":
@@ -212,7 +214,7 @@ def _matlab(node):
         if _struct_keys(keys):
             return ("ST", (1, 1), tuple(k[1] for k in keys), tuple(_matlab(v) for _, v in node[1]))
         pairs = [(k, _matlab(v)) for k, v in node[1]]
-        if all(k[0] == "U" for k in keys):
+        if all(k[0] == "U" and k[1] for k in keys):
             pairs.sort(key=lambda p: p[0][1])
             return ("MAP", "char", tuple((_matlab(k), v) for k, v in pairs))
         if all(k[0] == "S" and k[1] not in COMPLEX for k in keys):

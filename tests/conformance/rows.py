@@ -271,6 +271,8 @@ ROWS = [
         dmap(("k" * 63, d(1)), ("b", d(2)))),
     Row("map_key_64", "map", "a 64-character key: too long for a field name → `containers.Map`",
         dmap(("k" * 64, d(1)), ("b", d(2)))),
+    Row("map_empty_key", "map", "an empty key (MATLAB: an N×2 cell, as `containers.Map` cannot hold it)",
+        dmap(("", d(1)), ("a b", d(2)))),
     Row("map_proto_key", "map", "keys `__proto__` and `constructor` stay plain data",
         dmap(("__proto__", d(1)), ("constructor", string("x")))),
     Row("map_integer_like_keys", "map", "string keys that look like integers, in their order",
