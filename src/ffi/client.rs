@@ -12,9 +12,12 @@ use super::args::{slice_arg, str_arg, str_array_arg, timeout_arg, write_out};
 use super::sigpipe::SigpipeGuard;
 use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
 use super::value::{dime_value, into_raw};
+use crate::client::rpc::{Rpc, RpcOptions};
 use crate::client::{Client, Error};
+use crate::transport::Address;
 use crate::value::Value;
 use std::ffi::c_char;
+use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard};
 
 /// Pass as `timeout_ms` (to `dime_wait`, `share_wait_key`,
@@ -27,11 +30,62 @@ pub const DIME_WAIT_FOREVER: i64 = -1;
 #[allow(non_camel_case_types)]
 pub struct dime_client {
     conn: Mutex<Conn>,
+    /// Where it connected: remote calls open their own connection there.
+    address: Address,
+    /// The remote-call endpoint, opened on first use (see `ffi::rpc`).
+    pub(crate) rpc: Mutex<RpcSlot>,
+}
+
+/// A client's remote-call endpoint and the options it opens with.
+#[derive(Default)]
+pub(crate) struct RpcSlot {
+    /// Settings for the endpoint; fixed once it is open.
+    pub(crate) options: RpcOptions,
+    /// The open endpoint.
+    pub(crate) endpoint: Option<Arc<Rpc>>,
+    /// Set by `dime_close`: no endpoint opens any more.
+    pub(crate) closed: bool,
+}
+
+/// The remote-call endpoint of `client`, opened on first use.
+pub(crate) fn rpc_endpoint(client: &dime_client) -> Result<Arc<Rpc>, Fail> {
+    let mut slot = client.rpc.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.closed {
+        return Err(Fail::new(dime_status::Closed, "the client is closed"));
+    }
+    if let Some(e) = &slot.endpoint {
+        return Ok(e.clone());
+    }
+    let _sigpipe = SigpipeGuard::new();
+    let e = Arc::new(Rpc::connect_to(&client.address, slot.options.clone())?);
+    slot.endpoint = Some(e.clone());
+    Ok(e)
+}
+
+impl Drop for dime_client {
+    fn drop(&mut self) {
+        // Callback workers hold the endpoint too: close it explicitly so
+        // they stop and their userdata is dropped.
+        close_rpc(self);
+    }
+}
+
+/// Closes the remote-call endpoint, if open: its calls in flight fail.
+fn close_rpc(client: &dime_client) {
+    let endpoint = {
+        let mut slot = client.rpc.lock().unwrap_or_else(|p| p.into_inner());
+        slot.closed = true;
+        slot.endpoint.take()
+    };
+    if let Some(e) = endpoint {
+        e.close();
+    }
 }
 
 /// Where a client handle stands.
 enum Conn {
-    Open(Client),
+    /// Boxed: a client is much larger than the other states.
+    Open(Box<Client>),
     /// Closed by `dime_close`.
     Closed,
     /// The connection failed; the message says how.
@@ -99,11 +153,16 @@ pub extern "C" fn dime_connect(address: *const c_char, out: *mut *mut dime_clien
     ffi_status! {
         let address = str_arg(address, "address")?;
         check_arg!(out);
+        let addr = Address::parse(address).map_err(Fail::invalid)?;
         let c = {
             let _sigpipe = SigpipeGuard::new();
-            Client::connect(address)?
+            Client::connect_to(&addr)?
         };
-        let handle = Box::new(dime_client { conn: Mutex::new(Conn::Open(c)) });
+        let handle = Box::new(dime_client {
+            conn: Mutex::new(Conn::Open(Box::new(c))),
+            address: addr,
+            rpc: Mutex::new(RpcSlot::default()),
+        });
         write_out(out, Box::into_raw(handle));
         Ok(())
     }
@@ -118,6 +177,7 @@ pub extern "C" fn dime_connect(address: *const c_char, out: *mut *mut dime_clien
 pub extern "C" fn dime_close(client: *mut dime_client) -> dime_status {
     ffi_status! {
         let handle = check_arg!(ref client as dime_client);
+        close_rpc(handle);
         let mut conn = lock(handle);
         if matches!(*conn, Conn::Open(_)) {
             // Dropping the Client closes its socket.
@@ -272,7 +332,11 @@ pub extern "C" fn dime_broadcast_many(
 /// messages (≥ 1) to `*out_count`; then `dime_sync` fetches them.
 /// `DIME_STATUS_TIMEOUT` if the time ran out (the client stays usable);
 /// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Holds the client's
-/// lock while waiting (see the thread note above).
+/// lock while waiting (see the thread note above). With an original DiME2
+/// server (see `dime_server_supports`) a wait without a limit is DiME2's
+/// own `wait`, which blocks in the server; one with a limit polls it with
+/// `sync`, 1 ms apart at first and at most 50 ms, since that server
+/// cannot time a wait out.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_wait(
     client: *mut dime_client,
@@ -295,6 +359,49 @@ pub extern "C" fn dime_devices(client: *mut dime_client, out: *mut *mut dime_val
     ffi_status! {
         check_arg!(out);
         let names = with_client(client, |c| c.devices())?;
+        let list = Value::List(names.into_iter().map(Value::String).collect());
+        write_out(out, into_raw(list));
+        Ok(())
+    }
+}
+
+/// Writes to `*out` whether the server announced extension `extension`
+/// (NUL-terminated: `"share"`, `"space"`, `"sync_wait"` …, listed in
+/// `docs/protocol-extensions.md`) in its handshake. An original DiME2
+/// server announces none, so every name gives false; DiME2's own calls
+/// (`dime_join`, `dime_send`, `dime_sync`, `dime_wait` …) work with it
+/// anyway, while the calls of an unsupported extension (`share_*`,
+/// `dime_out` …) fail with `DIME_STATUS_UNSUPPORTED`. Sends nothing.
+/// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_server_supports(
+    client: *const dime_client,
+    extension: *const c_char,
+    out: *mut bool,
+) -> dime_status {
+    ffi_status! {
+        let extension = str_arg(extension, "extension")?;
+        check_arg!(out);
+        let yes = with_client(client, |c| Ok(c.supports(extension)))?;
+        write_out(out, yes);
+        Ok(())
+    }
+}
+
+/// Writes to `*out` a new list value (owned by the caller; free with
+/// `dime_value_free`) of strings: the extensions the server announced in
+/// its handshake, empty for an original DiME2 server. Sends nothing.
+/// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_server_extensions(
+    client: *const dime_client,
+    out: *mut *mut dime_value,
+) -> dime_status {
+    ffi_status! {
+        check_arg!(out);
+        let names = with_client(client, |c| {
+            Ok(c.server_extensions().unwrap_or_default().to_vec())
+        })?;
         let list = Value::List(names.into_iter().map(Value::String).collect());
         write_out(out, into_raw(list));
         Ok(())

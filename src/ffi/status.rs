@@ -47,6 +47,23 @@ pub enum dime_status {
     /// A received payload could not be decoded (corrupt, or in another
     /// language's serialization such as pickle). The client stays usable.
     CodecError = 7106,
+    /// The server does not support what was asked: it is an original DiME2
+    /// server (its handshake announces no extensions) or does not announce
+    /// the extension needed (shares, tuple spaces …); the message says
+    /// which. Nothing was sent; the client stays usable.
+    /// `dime_server_supports` asks beforehand.
+    Unsupported = 7107,
+    /// A remote call's provider raised an error; `dime_future_error`
+    /// gives its type, message and traceback.
+    RemoteError = 7201,
+    /// A remote call's provider went away while running it.
+    ProviderLost = 7202,
+    /// The remote call was cancelled with `dime_future_cancel`.
+    Cancelled = 7203,
+    /// No provider of the function took the call before its timeout.
+    NoProvider = 7204,
+    /// `dime_stream_next`: the stream has ended; there are no more items.
+    EndOfStream = 7205,
     /// The library hit an internal bug and recovered. Please report it with
     /// the message from `dime_last_error()`.
     Panic = 7999,
@@ -101,6 +118,7 @@ impl From<crate::client::Error> for Fail {
             Error::Server(_) => dime_status::ServerError,
             Error::Timeout => dime_status::Timeout,
             Error::Codec(_) => dime_status::CodecError,
+            Error::Unsupported(_) => dime_status::Unsupported,
         };
         Fail::new(status, e.to_string())
     }

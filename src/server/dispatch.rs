@@ -6,7 +6,7 @@
 use super::conn::{Blocked, ConnId};
 use super::request::{Result, parse_header};
 use super::service::{Handler, Service};
-use super::services::{messaging::Messaging, share::Shares, space::Spaces};
+use super::services::{messaging::Messaging, rpc::Rpc, share::Shares, space::Spaces};
 use super::state::State;
 use crate::wire::Frame;
 use std::time::Instant;
@@ -25,6 +25,14 @@ macro_rules! services {
         }
 
         impl Services {
+            /// Every service's extension names, in registration order:
+            /// the handshake's `"extensions"` list.
+            pub fn extensions() -> Vec<&'static str> {
+                let mut all = Vec::new();
+                $( all.extend_from_slice(<$ty as Service>::EXTENSIONS); )*
+                all
+            }
+
             /// Runs `command` if a service has it: None if nobody does.
             pub fn dispatch(
                 &mut self,
@@ -73,6 +81,23 @@ macro_rules! services {
                 $( self.$field.disconnect(st, id, &conn); )*
                 Some(conn)
             }
+
+            /// Answers every wait and blocked request whose deadline has
+            /// passed, and lets each service end its own expired work;
+            /// returns the next deadline.
+            pub fn expire(&mut self, st: &mut State, now: Instant) -> Option<Instant> {
+                let mut expired = Vec::new();
+                let mut next = st.expire(now, &mut expired);
+                for (id, blocked) in expired {
+                    self.withdraw(st, id, blocked, true);
+                }
+                $(
+                    if let Some(d) = self.$field.expire(st, now) {
+                        next = Some(next.map_or(d, |n: Instant| n.min(d)));
+                    }
+                )*
+                next
+            }
         }
     };
 }
@@ -81,19 +106,7 @@ services! {
     messaging: Messaging,
     shares: Shares,
     spaces: Spaces,
-}
-
-impl Services {
-    /// Answers every wait and blocked request whose deadline has passed;
-    /// returns the next deadline.
-    pub fn expire(&mut self, st: &mut State, now: Instant) -> Option<Instant> {
-        let mut expired = Vec::new();
-        let next = st.expire(now, &mut expired);
-        for (id, blocked) in expired {
-            self.withdraw(st, id, blocked, true);
-        }
-        next
-    }
+    rpc: Rpc,
 }
 
 /// The handler of `command` in service `S`, if it has one.
@@ -121,4 +134,22 @@ fn run<S: Service>(
 /// bug (routed only with `Config::test_panic_command`).
 pub fn test_panic() -> Result {
     panic!("_test_panic was asked to panic");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Services;
+
+    #[test]
+    fn every_extension_is_announced_once_by_name() {
+        let all = Services::extensions();
+        for (i, name) in all.iter().enumerate() {
+            assert!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name:?} is not a lowercase name"
+            );
+            assert!(!all[..i].contains(name), "{name} is announced twice");
+        }
+        assert!(all.contains(&"share") && all.contains(&"space"));
+    }
 }

@@ -9,6 +9,7 @@ use super::state::State;
 use crate::wire::Frame;
 use serde::Deserialize;
 use std::any::Any;
+use std::time::Instant;
 
 /// A command handler: the service's data, the shared state, the client,
 /// its parsed header, and the frame (kept whole so relayed messages go
@@ -30,6 +31,13 @@ pub trait Service: Default + 'static {
     /// The commands, by name.
     const COMMANDS: &'static [(&'static str, Handler<Self>)];
 
+    /// The names this service adds to the handshake reply's `"extensions"`
+    /// list (from [`crate::proto::extensions`]), so clients know what they
+    /// may use beyond DiME2: a service of new commands lists its own name;
+    /// DiME2 messaging lists the extra fields its commands accept. There is
+    /// no default, so no service can be registered without declaring them.
+    const EXTENSIONS: &'static [&'static str];
+
     /// Takes a blocked request of this service out of its queues; it timed
     /// out or its client is gone, and must never be answered now.
     fn withdraw(&mut self, st: &mut State, id: ConnId, on: Self::Blocked);
@@ -41,4 +49,11 @@ pub trait Service: Default + 'static {
     /// already been withdrawn. `conn` is the connection, already removed
     /// from `st.conns`.
     fn disconnect(&mut self, st: &mut State, id: ConnId, conn: &Connection);
+
+    /// Ends whatever of this service's own deadlines (deadlines not tied
+    /// to a blocked connection, e.g. queued remote calls) have passed at
+    /// `now`; returns the next one.
+    fn expire(&mut self, _st: &mut State, _now: Instant) -> Option<Instant> {
+        None
+    }
 }

@@ -41,7 +41,14 @@ class DimeCodecError(DimeError, ValueError):
     client). The client stays usable."""
 
 
+class DimeUnsupportedError(DimeError, NotImplementedError):
+    """The server does not support the feature (an original DiME2 server,
+    which announces no extensions, asked for a share, say); nothing was
+    sent and the client stays usable. ``DimeClient.supports`` asks first."""
+
+
 _CLASSES = {
+    _lib.STATUS_UNSUPPORTED: DimeUnsupportedError,
     _lib.STATUS_CONNECTION_LOST: DimeConnectionError,
     _lib.STATUS_CLOSED: DimeConnectionError,
     _lib.STATUS_PROTOCOL_ERROR: DimeProtocolError,

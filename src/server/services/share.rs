@@ -7,6 +7,7 @@
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb;
+use crate::proto::extensions;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
 use crate::server::request::{self, CommandError, Result, Text, failed, flag, required};
@@ -245,7 +246,7 @@ fn get_many(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) 
     let wanted: Vec<&str> = match &h.keys {
         Some(keys) => keys.iter().map(|k| &**k).collect(),
         None => {
-            return Err(CommandError::Malformed(
+            return Err(CommandError::Failed(
                 "JSON parsing error: keys: expected a list of strings".into(),
             ));
         }
@@ -553,9 +554,7 @@ fn replay(svc: &mut Shares, st: &mut State, id: ConnId, frame: Frame) {
         .and_then(|c| Shares::COMMANDS.iter().find(|(n, _)| *n == c))
         .map(|(_, h)| *h);
     if let Some(h) = handler {
-        if let Err(CommandError::Failed(m) | CommandError::Malformed(m)) =
-            h(svc, st, id, &header, frame)
-        {
+        if let Err(CommandError::Failed(m)) = h(svc, st, id, &header, frame) {
             st.reply_error(id, &m);
         }
     }
@@ -618,6 +617,8 @@ impl Service for Shares {
         ("share_lock", lock),
         ("share_unlock", unlock),
     ];
+
+    const EXTENSIONS: &'static [&'static str] = &[extensions::SHARE];
 
     fn withdraw(&mut self, _: &mut State, id: ConnId, on: ShareWait) {
         let name = match &on {

@@ -5,6 +5,7 @@
 
 use crate::buffer::PooledBuf;
 use crate::pattern::{self, Matcher};
+use crate::proto::extensions;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
 use crate::server::request::{CommandError, Result, Text};
@@ -211,9 +212,7 @@ fn compiled(h: &Header, frame: &Frame) -> Result<Vec<Matcher>> {
     let spec: serde_json::Value = h
         .pattern
         .and_then(|r| serde_json::from_str(r.get()).ok())
-        .ok_or_else(|| {
-            CommandError::Malformed("JSON parsing error: missing field: pattern".into())
-        })?;
+        .ok_or_else(|| CommandError::Failed("JSON parsing error: missing field: pattern".into()))?;
     pattern::compile(&spec, &frame.payload).map_err(|e| CommandError::Failed(e.to_string()))
 }
 
@@ -298,6 +297,8 @@ impl Service for Spaces {
         ("ts_rdp", read_now),
         ("ts_count", count),
     ];
+
+    const EXTENSIONS: &'static [&'static str] = &[extensions::SPACE];
 
     /// Drops the blocked request from its space: it will never take a
     /// tuple afterwards.

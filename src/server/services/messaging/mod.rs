@@ -4,6 +4,7 @@
 
 mod groups;
 
+use crate::proto::extensions;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection, Held, json_item, wait_reply};
 use crate::server::outqueue::OutItem;
@@ -21,7 +22,8 @@ use std::sync::Arc;
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
 pub struct MessagingHeader<'a> {
-    /// `handshake`, `send`, `broadcast`: a serialization name.
+    /// `handshake`: a serialization name; `send`, `broadcast`: the
+    /// payload's (optional there).
     #[serde(borrow)]
     pub serialization: Option<Text<'a>>,
     /// `send`, `broadcast`: the variable's name.
@@ -77,6 +79,12 @@ impl Service for Messaging {
         ("devices", devices),
     ];
 
+    const EXTENSIONS: &'static [&'static str] = &[
+        extensions::WAIT_TIMEOUT,
+        extensions::SYNC_WAIT,
+        extensions::SEND_RECEIVE,
+    ];
+
     fn withdraw(&mut self, _: &mut State, _: ConnId, _: InboxWait) {
         // Nothing is queued anywhere for a waiting sync.
     }
@@ -109,15 +117,15 @@ fn names(h: &Header) -> Result<Vec<String>> {
             .iter()
             .map(|v| match v {
                 Json::String(s) => Ok(s.clone()),
-                _ => Err(CommandError::Malformed(
+                _ => Err(CommandError::Failed(
                     "JSON parsing error: expected string".into(),
                 )),
             })
             .collect(),
-        Some(_) => Err(CommandError::Malformed(
+        Some(_) => Err(CommandError::Failed(
             "JSON parsing error: expected string".into(),
         )),
-        None => Err(CommandError::Malformed(
+        None => Err(CommandError::Failed(
             "JSON parsing error: missing field: name".into(),
         )),
     }
@@ -145,9 +153,12 @@ fn handshake(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Fra
         }
     };
     svc.serialization = Some(current.clone());
+    // "extensions" is ours: what this server understands beyond DiME2, so
+    // our clients fall back to DiME2's own commands where a server (an
+    // original one) sends no such list. Old clients ignore the field.
     st.reply(
         id,
-        json!({"status": 0, "serialization": current, "tls": false}),
+        json!({"status": 0, "serialization": current, "tls": false, "extensions": st.extensions}),
     );
     Ok(())
 }
@@ -189,7 +200,9 @@ fn leave(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) 
 
 fn relay(st: &mut State, id: ConnId, h: &Header, frame: Frame, recipients: Vec<ConnId>) -> Result {
     required(&h.varname, "varname")?;
-    required(&h.serialization, "serialization")?;
+    // "serialization" stays optional, as in the original server: the frame
+    // is relayed as given and recipients fall back on the session's
+    // negotiated serialization (docs/protocol.md §2).
     // Recipients tell a relayed message from the reply that ends a sync by
     // its "status" (and meta messages by "meta"); a message carrying either
     // would end their sync early and desynchronize every later reply.
