@@ -186,6 +186,11 @@ static const struct {
 };
 #define NCLASSES (sizeof CLASSES / sizeof CLASSES[0])
 
+static int is_complex(dime_class cls)
+{
+    return cls == DIME_CLASS_COMPLEX_SINGLE || cls == DIME_CLASS_COMPLEX_DOUBLE;
+}
+
 static int class_index(const char *name)
 {
     size_t i;
@@ -264,7 +269,7 @@ static dime_value *check_new(dime_status st, dime_value **v, const char *what)
 static dime_value *build_scalar(int ci, unsigned char *b, size_t n)
 {
     size_t part = CLASSES[ci].part;
-    int cplx = CLASSES[ci].cls == DIME_CLASS_COMPLEX_SINGLE || CLASSES[ci].cls == DIME_CLASS_COMPLEX_DOUBLE;
+    int cplx = is_complex(CLASSES[ci].cls);
     if (n != part * (cplx ? 2 : 1)) {
         set_error("%s scalar of %zu bytes", CLASSES[ci].name, n);
         return NULL;
@@ -305,8 +310,8 @@ static dime_value *build_scalar(int ci, unsigned char *b, size_t n)
 }
 
 /* Column-major elements -> row-major (C order), `esize` bytes each. */
-static void to_row_major(const unsigned char *src, unsigned char *dst, size_t rank, const size_t *dims,
-                         size_t esize)
+static void to_row_major(const unsigned char *src, unsigned char *dst, size_t rank,
+                         const size_t *dims, size_t esize)
 {
     size_t total = 1, i, d;
     for (d = 0; d < rank; d++)
@@ -349,7 +354,7 @@ static dime_value *build_matrix(tokens *t, int rowmajor, keep_list *keep)
     }
     if (!(h = next_token(t)) || !(data = unhex(h, &n)))
         return NULL;
-    cplx = CLASSES[ci].cls == DIME_CLASS_COMPLEX_SINGLE || CLASSES[ci].cls == DIME_CLASS_COMPLEX_DOUBLE;
+    cplx = is_complex(CLASSES[ci].cls);
     esize = CLASSES[ci].part * (cplx ? 2 : 1);
     if (n != total * esize) {
         set_error("matrix data of %zu bytes, expected %zu", n, total * esize);
@@ -359,11 +364,13 @@ static dime_value *build_matrix(tokens *t, int rowmajor, keep_list *keep)
     swap_parts(data, n, CLASSES[ci].part);
     if (rowmajor && keep->n < sizeof keep->p / sizeof keep->p[0]) {
         unsigned char *rm = xmalloc(n);
+        dime_status st;
         to_row_major(data, rm, rank, dims, esize);
         free(data);
         keep->p[keep->n++] = rm;
-        return check_new(dime_value_new_matrix_borrowed_row_major(CLASSES[ci].cls, rank, dims, n ? rm : NULL, &v),
-                         &v, "dime_value_new_matrix_borrowed_row_major");
+        st = dime_value_new_matrix_borrowed_row_major(CLASSES[ci].cls, rank, dims, n ? rm : NULL,
+                                                      &v);
+        return check_new(st, &v, "dime_value_new_matrix_borrowed_row_major");
     }
     v = check_new(dime_value_new_matrix(CLASSES[ci].cls, rank, dims, n ? data : NULL, &v), &v,
                   "dime_value_new_matrix");
@@ -521,8 +528,8 @@ static int describe_matrix(const dime_value *v, buf *out)
     const void *data = NULL;
     unsigned char *copy;
     int ci;
-    if (dime_matrix_class(v, &cls) || dime_matrix_rank(v, &rank) || (rank && dime_matrix_dims(v, &dims)) ||
-        dime_matrix_data(v, &data, &nbytes)) {
+    if (dime_matrix_class(v, &cls) || dime_matrix_rank(v, &rank) ||
+        (rank && dime_matrix_dims(v, &dims)) || dime_matrix_data(v, &data, &nbytes)) {
         set_error("reading a matrix: %s", dime_last_error());
         return 0;
     }
@@ -597,7 +604,8 @@ static int describe(const dime_value *v, buf *out)
         for (i = 0; i < n; i++) {
             const dime_value *k = NULL, *x = NULL;
             if (dime_value_map_key_at(v, i, &k) != DIME_STATUS_OK ||
-                dime_value_map_value_at(v, i, &x) != DIME_STATUS_OK || !describe(k, out) || !describe(x, out))
+                dime_value_map_value_at(v, i, &x) != DIME_STATUS_OK || !describe(k, out) ||
+                !describe(x, out))
                 return 0;
         }
         return 1;
@@ -665,7 +673,8 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void send_rows(dime_client *c, row *rows, size_t nrows, const char *group, const char *prefix)
+static void send_rows(dime_client *c, row *rows, size_t nrows, const char *group,
+                      const char *prefix)
 {
     size_t i, j, count = 0;
     char name[256], text[32];
