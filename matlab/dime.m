@@ -755,9 +755,10 @@ classdef dime < handle
 
         function m = make_map(k, v)
             % A containers.Map with char keys, or double keys when every key
-            % is a real numeric scalar; otherwise (mixed keys) an Nx2 cell
-            % {key, value; ...}.
-            if all(cellfun(@ischar, k))
+            % is a real numeric scalar; otherwise (mixed keys, or an empty
+            % char key, which Octave's containers.Map cannot hold) an Nx2
+            % cell {key, value; ...}.
+            if all(cellfun(@ischar, k)) && ~any(cellfun(@isempty, k))
                 m = containers.Map('KeyType', 'char', 'ValueType', 'any');
                 for i = 1:numel(k)
                     m(k{i}) = v{i};
