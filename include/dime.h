@@ -212,6 +212,27 @@ typedef enum dime_status {
    */
   DIME_STATUS_CODEC_ERROR = 7106,
   /**
+   * A remote call's provider raised an error; `dime_future_error`
+   * gives its type, message and traceback.
+   */
+  DIME_STATUS_REMOTE_ERROR = 7201,
+  /**
+   * A remote call's provider went away while running it.
+   */
+  DIME_STATUS_PROVIDER_LOST = 7202,
+  /**
+   * The remote call was cancelled with `dime_future_cancel`.
+   */
+  DIME_STATUS_CANCELLED = 7203,
+  /**
+   * No provider of the function took the call before its timeout.
+   */
+  DIME_STATUS_NO_PROVIDER = 7204,
+  /**
+   * `dime_stream_next`: the stream has ended; there are no more items.
+   */
+  DIME_STATUS_END_OF_STREAM = 7205,
+  /**
    * The library hit an internal bug and recovered. Please report it with
    * the message from `dime_last_error()`.
    */
@@ -223,6 +244,12 @@ typedef enum dime_status {
  * with `dime_client_free`. Internally locked: usable from several threads.
  */
 typedef struct dime_client dime_client;
+
+/**
+ * A remote call in flight, from `dime_call`; release it with
+ * `dime_future_free` (which does not cancel the call).
+ */
+typedef struct dime_future dime_future;
 
 /**
  * An opaque list of received messages, from `dime_sync`, in arrival order;
@@ -244,6 +271,26 @@ typedef struct dime_messages dime_messages;
 typedef struct dime_pattern dime_pattern;
 
 /**
+ * A call this client was asked to run, from `dime_next_call`; answer it
+ * with `dime_reply` or `dime_reply_error`, then release it with
+ * `dime_request_free`. Freeing an unanswered request answers it with an
+ * error, so its caller never waits forever.
+ */
+typedef struct dime_request dime_request;
+
+/**
+ * A broker running in this process, from `dime_server_start`; stop and
+ * release it with `dime_server_stop`.
+ */
+typedef struct dime_server dime_server;
+
+/**
+ * A stream being consumed, from `dime_stream_open`; release it with
+ * `dime_stream_close` (which stops the producer if it has not ended).
+ */
+typedef struct dime_stream dime_stream;
+
+/**
  * An opaque value of the type table (null, bool, integer and float
  * scalars, complex, N-d matrix, string, list, map).
  *
@@ -261,6 +308,32 @@ typedef struct dime_value dime_value;
  * is defined behaviour (unknown numbers give `DIME_STATUS_INVALID_ARGUMENT`).
  */
 typedef uint32_t dime_class;
+
+/**
+ * A provider callback: runs one call. `args` is borrowed for the call.
+ * Return 0 and set `*result` to a value you own (the library takes and
+ * frees it; leaving it NULL answers a null value), or return non-zero to
+ * fail the call: then `*result`, if set to a string value, is the error
+ * message (also taken and freed by the library).
+ */
+typedef int32_t (*dime_call_fn)(void *userdata,
+                                const struct dime_value *args,
+                                struct dime_value **result);
+
+/**
+ * Releases a provider callback's userdata once no worker uses it.
+ */
+typedef void (*dime_drop_fn)(void *userdata);
+
+/**
+ * A stream producer callback: sends items with `dime_stream_send(request,
+ * …)` (stop when it returns `DIME_STATUS_CANCELLED`) and returns 0 to end
+ * the stream normally, non-zero to end it with an error. `args` and
+ * `request` are borrowed for the call; do not free them.
+ */
+typedef int32_t (*dime_stream_fn)(void *userdata,
+                                  const struct dime_value *args,
+                                  struct dime_request *request);
 
 /**
  * int8 elements (`int8_t`).
@@ -1454,6 +1527,280 @@ enum dime_status dime_count(struct dime_client *client,
                             const char *space,
                             const struct dime_pattern *pattern,
                             size_t *out);
+
+/**
+ * Sets the remote-call options of `client`; they apply when its
+ * remote-call connection opens (at the first `dime_call`, `dime_provide`
+ * or `dime_provide_callback`), so call this before those.
+ * `max_in_flight`: most calls in flight at once, `dime_call` waits for
+ * room (0: no cap). `maxage_ms`: fail every call in flight when the broker
+ * has sent nothing for this long, pinging it after half (negative: never).
+ * `DIME_STATUS_INVALID_ARGUMENT` once the connection is open.
+ */
+enum dime_status dime_call_options(struct dime_client *client,
+                                   size_t max_in_flight,
+                                   int64_t maxage_ms);
+
+/**
+ * Calls the function `function` that some client provides, with `args`
+ * (borrowed; NULL means a null value). On success writes a new future to
+ * `*out`, owned by the caller. Returns once the call is written; the
+ * result comes later (`dime_future_wait`). `timeout_ms` bounds the wait
+ * for a provider to take the call (`DIME_WAIT_FOREVER`: no limit); past
+ * it the future fails with `DIME_STATUS_NO_PROVIDER`.
+ */
+enum dime_status dime_call(struct dime_client *client,
+                           const char *function,
+                           const struct dime_value *args,
+                           int64_t timeout_ms,
+                           struct dime_future **out);
+
+/**
+ * Waits until the call has finished (with a result or an error):
+ * `DIME_STATUS_OK` when it has, `DIME_STATUS_TIMEOUT` if `timeout_ms`
+ * passed first (`DIME_WAIT_FOREVER`: no limit; 0: just look).
+ */
+enum dime_status dime_future_wait(struct dime_future *future,
+                                  int64_t timeout_ms);
+
+/**
+ * 1 if the call has finished, 0 if not (or `future` is NULL).
+ */
+int32_t dime_future_done(const struct dime_future *future);
+
+/**
+ * Takes the result of a finished call: writes a new value to `*out`,
+ * owned by the caller, and returns `DIME_STATUS_OK`. If the call failed,
+ * returns why: `DIME_STATUS_REMOTE_ERROR` (see `dime_future_error`),
+ * `DIME_STATUS_PROVIDER_LOST`, `DIME_STATUS_NO_PROVIDER`,
+ * `DIME_STATUS_CANCELLED`, `DIME_STATUS_CONNECTION_LOST` or
+ * `DIME_STATUS_SERVER_ERROR`, with the message in `dime_last_error()`.
+ * `DIME_STATUS_TIMEOUT` if it has not finished; `DIME_STATUS_NOT_FOUND`
+ * if its value was already taken.
+ */
+enum dime_status dime_future_result(struct dime_future *future,
+                                    struct dime_value **out);
+
+/**
+ * The remote error of a call that ended with `DIME_STATUS_REMOTE_ERROR`:
+ * writes borrowed, NUL-terminated strings (valid until
+ * `dime_future_free`) to each non-NULL output: the error's type name
+ * (e.g. `ValueError`), its message and the provider's traceback (may be
+ * empty). For other failures the type is empty and the message says what
+ * happened. `DIME_STATUS_NOT_FOUND` if the call succeeded,
+ * `DIME_STATUS_TIMEOUT` if it has not finished.
+ */
+enum dime_status dime_future_error(struct dime_future *future,
+                                   const char **error_type,
+                                   const char **message,
+                                   const char **traceback);
+
+/**
+ * Withdraws the call: one not yet taken by a provider never runs; a
+ * running one's result is discarded. The future then fails with
+ * `DIME_STATUS_CANCELLED`. `DIME_STATUS_NOT_FOUND` if it had already
+ * finished (its result stays readable).
+ */
+enum dime_status dime_future_cancel(struct dime_future *future);
+
+/**
+ * Releases a future. The call itself goes on if it has not finished (its
+ * result is dropped). NULL is accepted and does nothing.
+ */
+void dime_future_free(struct dime_future *future);
+
+/**
+ * Offers the function `function` to callers, running up to `capacity`
+ * calls at once (0 counts as 1). Its calls arrive through
+ * `dime_next_call`.
+ */
+enum dime_status dime_provide(struct dime_client *client,
+                              const char *function,
+                              uint32_t capacity);
+
+/**
+ * Stops offering `function`; calls already taken still run and may be
+ * answered. `DIME_STATUS_SERVER_ERROR` if this client does not provide it.
+ */
+enum dime_status dime_unprovide(struct dime_client *client,
+                                const char *function);
+
+/**
+ * Takes the next call of a function provided with `dime_provide`: writes
+ * a new request to `*out`, owned by the caller (`dime_request_free`).
+ * `DIME_STATUS_TIMEOUT` if none came within `timeout_ms`
+ * (`DIME_WAIT_FOREVER`: no limit).
+ */
+enum dime_status dime_next_call(struct dime_client *client,
+                                int64_t timeout_ms,
+                                struct dime_request **out);
+
+/**
+ * The name of the function called (borrowed, valid until
+ * `dime_request_free`); NULL if `request` is NULL.
+ */
+const char *dime_request_function(const struct dime_request *request);
+
+/**
+ * The call's arguments (borrowed, valid until `dime_request_free`); NULL
+ * if `request` is NULL.
+ */
+const struct dime_value *dime_request_args(const struct dime_request *request);
+
+/**
+ * Answers a call with `result` (borrowed; NULL means a null value). A
+ * request is answered once: `DIME_STATUS_INVALID_ARGUMENT` after that.
+ * The request must still be freed.
+ */
+enum dime_status dime_reply(struct dime_request *request,
+                            const struct dime_value *result);
+
+/**
+ * Answers a call with an error: the caller's future fails with
+ * `DIME_STATUS_REMOTE_ERROR`, and `dime_future_error` gives it
+ * `error_type` (NULL: `"Error"`), `message` and `traceback` (NULL: empty).
+ */
+enum dime_status dime_reply_error(struct dime_request *request,
+                                  const char *error_type,
+                                  const char *message,
+                                  const char *traceback);
+
+/**
+ * Releases a request, answering it with an error if it was not answered.
+ * NULL is accepted and does nothing.
+ */
+void dime_request_free(struct dime_request *request);
+
+/**
+ * Offers `function`, run by `workers` library threads (0 counts as 1),
+ * each calling `callback(userdata, args, &result)` for one call at a
+ * time. The callback must be safe to run on several threads at once when
+ * `workers` > 1. The workers stop when the client is closed or freed;
+ * then `drop(userdata)` is called once (if `drop` is not NULL), on a
+ * worker thread.
+ */
+enum dime_status dime_provide_callback(struct dime_client *client,
+                                       const char *function,
+                                       uint32_t workers,
+                                       dime_call_fn callback,
+                                       void *userdata,
+                                       dime_drop_fn drop);
+
+/**
+ * Opens a stream from the generator `function` provides, called with
+ * `args` (borrowed; NULL means a null value). `window_items` and
+ * `window_bytes` bound how far the producer runs ahead of your reading (0
+ * picks the default: 1024 items, 64 MiB); `timeout_ms` bounds the wait for
+ * a provider (`DIME_WAIT_FOREVER`: no limit). On success writes a new
+ * stream to `*out`, owned by the caller (`dime_stream_close`).
+ */
+enum dime_status dime_stream_open(struct dime_client *client,
+                                  const char *function,
+                                  const struct dime_value *args,
+                                  uint64_t window_items,
+                                  uint64_t window_bytes,
+                                  int64_t timeout_ms,
+                                  struct dime_stream **out);
+
+/**
+ * Reads the next item: writes a new value to `*out`, owned by the caller.
+ * `DIME_STATUS_END_OF_STREAM` once the producer has ended (and on every
+ * call after); `DIME_STATUS_TIMEOUT` if no item came within `timeout_ms`
+ * (`DIME_WAIT_FOREVER`: no limit). If the stream failed, after the items
+ * sent before the failure: `DIME_STATUS_REMOTE_ERROR` (the producer
+ * raised; see `dime_stream_error`), `DIME_STATUS_PROVIDER_LOST`,
+ * `DIME_STATUS_NO_PROVIDER`, `DIME_STATUS_CONNECTION_LOST` or
+ * `DIME_STATUS_SERVER_ERROR`.
+ */
+enum dime_status dime_stream_next(struct dime_stream *stream,
+                                  int64_t timeout_ms,
+                                  struct dime_value **out);
+
+/**
+ * How a failed stream failed: writes borrowed, NUL-terminated strings
+ * (valid until `dime_stream_close`) to each non-NULL output: the
+ * producer's error type (empty unless it raised), the message, and its
+ * traceback. `DIME_STATUS_NOT_FOUND` if the stream has not failed.
+ */
+enum dime_status dime_stream_error(const struct dime_stream *stream,
+                                   const char **error_type,
+                                   const char **message,
+                                   const char **traceback);
+
+/**
+ * Closes a stream and frees it: a producer still running is stopped (its
+ * next `dime_stream_send` returns `DIME_STATUS_CANCELLED`). NULL is
+ * accepted and does nothing.
+ */
+void dime_stream_close(struct dime_stream *stream);
+
+/**
+ * 1 if `request` is a stream call (answer it with `dime_stream_send` and
+ * `dime_stream_end`), 0 for a plain call or NULL.
+ */
+int32_t dime_request_is_stream(const struct dime_request *request);
+
+/**
+ * Sends the next item of a stream call (`item` borrowed; NULL means a null
+ * value), waiting while the consumer's window is full. Returns
+ * `DIME_STATUS_CANCELLED` once the consumer has stopped (closed the stream
+ * early, or gone): stop producing and end the call. `DIME_STATUS_TIMEOUT`
+ * if no room came within `timeout_ms` (`DIME_WAIT_FOREVER`: no limit).
+ */
+enum dime_status dime_stream_send(struct dime_request *request,
+                                  const struct dime_value *item,
+                                  int64_t timeout_ms);
+
+/**
+ * Ends a stream call normally (the consumer's `dime_stream_next` then
+ * returns `DIME_STATUS_END_OF_STREAM`); `dime_reply_error` ends it with an
+ * error instead. The request must still be freed.
+ */
+enum dime_status dime_stream_end(struct dime_request *request);
+
+/**
+ * Offers the stream `function`, produced by `workers` library threads
+ * (0 counts as 1), each running `callback(userdata, args, request)` for
+ * one stream at a time; as `dime_provide_callback` otherwise (the
+ * callback may run on several threads at once; `drop(userdata)` once
+ * after the client closes).
+ */
+enum dime_status dime_provide_stream_callback(struct dime_client *client,
+                                              const char *function,
+                                              uint32_t workers,
+                                              dime_stream_fn callback,
+                                              void *userdata,
+                                              dime_drop_fn drop);
+
+/**
+ * Starts a broker in this process listening on the `n` addresses in
+ * `addresses` (`unix:/path`, `tcp:HOST:PORT`, `ws:HOST:PORT`; port 0
+ * picks a free port, see `dime_server_address`), with the `dime`
+ * command's default limits. On success writes a new server to `*out`,
+ * owned by the caller (`dime_server_stop`). Binding happens before this
+ * returns: `DIME_STATUS_INVALID_ARGUMENT` for an address that does not
+ * parse, `DIME_STATUS_CONNECTION_LOST` if one cannot be bound (in use,
+ * no permission), with the reason in `dime_last_error()`.
+ */
+enum dime_status dime_server_start(const char *const *addresses,
+                                   size_t n,
+                                   struct dime_server **out);
+
+/**
+ * The `i`-th address the server listens on, as bound (`tcp:127.0.0.1:0`
+ * reads back with its real port), borrowed until `dime_server_stop`; NULL
+ * if `server` is NULL or `i` is out of range.
+ */
+const char *dime_server_address(const struct dime_server *server,
+                                size_t i);
+
+/**
+ * Stops the server (its clients are disconnected, unix socket files
+ * removed), waits for its thread, and frees the handle. NULL is accepted
+ * and does nothing. Returns `DIME_STATUS_CONNECTION_LOST` if the server
+ * had failed while running (the handle is freed all the same).
+ */
+enum dime_status dime_server_stop(struct dime_server *server);
 
 #ifdef __cplusplus
 }  // extern "C"

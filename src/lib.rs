@@ -18,6 +18,7 @@ pub mod transport;
 // … are the paths users, tests and benches already name.
 pub use proto::{codec, pattern, value, wire};
 // Likewise the client's services: `dime::share`, `dime::tuple`.
+pub use client::rpc;
 pub use client::share;
 pub use client::space as tuple;
 

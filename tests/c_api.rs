@@ -219,6 +219,15 @@ fn shares_store_every_kind_lock_and_wait() {
 }
 
 #[test]
+fn remote_calls_route_fail_and_cancel() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("rpc", dir.path());
+    let out = assert_ran("rpc", run(&exe, &[&server.address]));
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
 fn tuple_spaces_match_every_field_kind_and_block() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
@@ -396,12 +405,14 @@ fn c_tests_are_clean_under_valgrind() {
     let shares = build_test("shares", dir.path());
     let tuples = build_test("tuples", dir.path());
     let shapes = build_test("shapes", dir.path());
-    let runs: [(&Path, Vec<&str>); 7] = [
+    let rpc = build_test("rpc", dir.path());
+    let runs: [(&Path, Vec<&str>); 8] = [
         (&shapes, vec![]),
         (&values, vec![&server.address]),
         (&threads, vec![&server.address]),
         (&shares, vec![&server.address]),
         (&tuples, vec![&server.address]),
+        (&rpc, vec![&server.address]),
         (
             &errors,
             vec![&server.address, env!("CARGO_BIN_EXE_dime"), &scratch],

@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("services::messaging", 4),
     ("services::share", 4),
     ("services::space", 4),
+    ("services::rpc", 4),
     ("services", 5),
     ("dispatch", 6),
     ("mod", 7),

@@ -1,8 +1,10 @@
 //! A blocking DiME client, used by tests, benchmarks and the C ABI: DiME2
 //! messaging here, one module per further service ([`share`], [`space`]).
 
+pub mod rpc;
 pub mod share;
 pub mod space;
+pub mod stream;
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb::{self, CodecError};
@@ -94,12 +96,20 @@ fn errno_of(e: &io::Error) -> Option<i32> {
     })
 }
 
-/// The error for a peer that closed the connection (a read or write of 0
-/// bytes): `UnexpectedEof`, which `Error::os_error` reports as ECONNRESET.
-fn closed_by_server() -> Error {
+impl Error {
+    /// A lost connection described by `why`, with no OS error behind it.
+    pub fn lost(why: impl Into<String>) -> Error {
+        Error::ConnectionLost(io::Error::other(why.into()))
+    }
+}
+
+/// The error for a peer (`"server"`, `"broker"`) that closed the
+/// connection (a read or write of 0 bytes): `UnexpectedEof`, which
+/// `Error::os_error` reports as ECONNRESET.
+fn closed_by(peer: &str) -> Error {
     Error::ConnectionLost(io::Error::new(
         io::ErrorKind::UnexpectedEof,
-        "the server closed the connection",
+        format!("the {peer} closed the connection"),
     ))
 }
 
@@ -220,7 +230,7 @@ impl Client {
         let mut bufs = &mut bufs[..];
         while !bufs.is_empty() && bufs.iter().any(|b| !b.is_empty()) {
             match self.stream.write_vectored(bufs) {
-                Ok(0) => return Err(closed_by_server()),
+                Ok(0) => return Err(closed_by("server")),
                 Ok(n) => IoSlice::advance_slices(&mut bufs, n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
@@ -291,7 +301,7 @@ impl Client {
                 }
             };
             match read {
-                Ok(0) => return Err(closed_by_server()),
+                Ok(0) => return Err(closed_by("server")),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),

@@ -12,9 +12,12 @@ use super::args::{slice_arg, str_arg, str_array_arg, timeout_arg, write_out};
 use super::sigpipe::SigpipeGuard;
 use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
 use super::value::{dime_value, into_raw};
+use crate::client::rpc::{Rpc, RpcOptions};
 use crate::client::{Client, Error};
+use crate::transport::Address;
 use crate::value::Value;
 use std::ffi::c_char;
+use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard};
 
 /// Pass as `timeout_ms` (to `dime_wait`, `share_wait_key`,
@@ -27,6 +30,56 @@ pub const DIME_WAIT_FOREVER: i64 = -1;
 #[allow(non_camel_case_types)]
 pub struct dime_client {
     conn: Mutex<Conn>,
+    /// Where it connected: remote calls open their own connection there.
+    address: Address,
+    /// The remote-call endpoint, opened on first use (see `ffi::rpc`).
+    pub(crate) rpc: Mutex<RpcSlot>,
+}
+
+/// A client's remote-call endpoint and the options it opens with.
+#[derive(Default)]
+pub(crate) struct RpcSlot {
+    /// Settings for the endpoint; fixed once it is open.
+    pub(crate) options: RpcOptions,
+    /// The open endpoint.
+    pub(crate) endpoint: Option<Arc<Rpc>>,
+    /// Set by `dime_close`: no endpoint opens any more.
+    pub(crate) closed: bool,
+}
+
+/// The remote-call endpoint of `client`, opened on first use.
+pub(crate) fn rpc_endpoint(client: &dime_client) -> Result<Arc<Rpc>, Fail> {
+    let mut slot = client.rpc.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.closed {
+        return Err(Fail::new(dime_status::Closed, "the client is closed"));
+    }
+    if let Some(e) = &slot.endpoint {
+        return Ok(e.clone());
+    }
+    let _sigpipe = SigpipeGuard::new();
+    let e = Arc::new(Rpc::connect_to(&client.address, slot.options.clone())?);
+    slot.endpoint = Some(e.clone());
+    Ok(e)
+}
+
+impl Drop for dime_client {
+    fn drop(&mut self) {
+        // Callback workers hold the endpoint too: close it explicitly so
+        // they stop and their userdata is dropped.
+        close_rpc(self);
+    }
+}
+
+/// Closes the remote-call endpoint, if open: its calls in flight fail.
+fn close_rpc(client: &dime_client) {
+    let endpoint = {
+        let mut slot = client.rpc.lock().unwrap_or_else(|p| p.into_inner());
+        slot.closed = true;
+        slot.endpoint.take()
+    };
+    if let Some(e) = endpoint {
+        e.close();
+    }
 }
 
 /// Where a client handle stands.
@@ -119,11 +172,16 @@ pub extern "C" fn dime_connect(address: *const c_char, out: *mut *mut dime_clien
     ffi_status! {
         let address = str_arg(address, "address")?;
         check_arg!(out);
+        let addr = Address::parse(address).map_err(Fail::invalid)?;
         let c = {
             let _sigpipe = SigpipeGuard::new();
-            Client::connect(address)?
+            Client::connect_to(&addr)?
         };
-        let handle = Box::new(dime_client { conn: Mutex::new(Conn::Open(c)) });
+        let handle = Box::new(dime_client {
+            conn: Mutex::new(Conn::Open(c)),
+            address: addr,
+            rpc: Mutex::new(RpcSlot::default()),
+        });
         write_out(out, Box::into_raw(handle));
         Ok(())
     }
@@ -138,6 +196,7 @@ pub extern "C" fn dime_connect(address: *const c_char, out: *mut *mut dime_clien
 pub extern "C" fn dime_close(client: *mut dime_client) -> dime_status {
     ffi_status! {
         let handle = check_arg!(ref client as dime_client);
+        close_rpc(handle);
         let mut conn = lock(handle);
         if matches!(*conn, Conn::Open(_)) {
             // Dropping the Client closes its socket.

@@ -44,5 +44,11 @@ pub mod share;
 
 pub mod space;
 
+pub mod rpc;
+
+pub mod stream;
+
+pub mod server;
+
 mod args;
 mod sigpipe;

@@ -52,6 +52,17 @@ pub enum dime_status {
     /// A received payload could not be decoded (corrupt, or in another
     /// language's serialization such as pickle). The client stays usable.
     CodecError = 7106,
+    /// A remote call's provider raised an error; `dime_future_error`
+    /// gives its type, message and traceback.
+    RemoteError = 7201,
+    /// A remote call's provider went away while running it.
+    ProviderLost = 7202,
+    /// The remote call was cancelled with `dime_future_cancel`.
+    Cancelled = 7203,
+    /// No provider of the function took the call before its timeout.
+    NoProvider = 7204,
+    /// `dime_stream_next`: the stream has ended; there are no more items.
+    EndOfStream = 7205,
     /// The library hit an internal bug and recovered. Please report it with
     /// the message from `dime_last_error()`.
     Panic = 7999,

@@ -6,7 +6,7 @@
 use super::conn::{Blocked, ConnId};
 use super::request::{Result, parse_header};
 use super::service::{Handler, Service};
-use super::services::{messaging::Messaging, share::Shares, space::Spaces};
+use super::services::{messaging::Messaging, rpc::Rpc, share::Shares, space::Spaces};
 use super::state::State;
 use crate::wire::Frame;
 use std::time::Instant;
@@ -73,6 +73,23 @@ macro_rules! services {
                 $( self.$field.disconnect(st, id, &conn); )*
                 Some(conn)
             }
+
+            /// Answers every wait and blocked request whose deadline has
+            /// passed, and lets each service end its own expired work;
+            /// returns the next deadline.
+            pub fn expire(&mut self, st: &mut State, now: Instant) -> Option<Instant> {
+                let mut expired = Vec::new();
+                let mut next = st.expire(now, &mut expired);
+                for (id, blocked) in expired {
+                    self.withdraw(st, id, blocked, true);
+                }
+                $(
+                    if let Some(d) = self.$field.expire(st, now) {
+                        next = Some(next.map_or(d, |n: Instant| n.min(d)));
+                    }
+                )*
+                next
+            }
         }
     };
 }
@@ -81,19 +98,7 @@ services! {
     messaging: Messaging,
     shares: Shares,
     spaces: Spaces,
-}
-
-impl Services {
-    /// Answers every wait and blocked request whose deadline has passed;
-    /// returns the next deadline.
-    pub fn expire(&mut self, st: &mut State, now: Instant) -> Option<Instant> {
-        let mut expired = Vec::new();
-        let next = st.expire(now, &mut expired);
-        for (id, blocked) in expired {
-            self.withdraw(st, id, blocked, true);
-        }
-        next
-    }
+    rpc: Rpc,
 }
 
 /// The handler of `command` in service `S`, if it has one.

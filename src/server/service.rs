@@ -9,6 +9,7 @@ use super::state::State;
 use crate::wire::Frame;
 use serde::Deserialize;
 use std::any::Any;
+use std::time::Instant;
 
 /// A command handler: the service's data, the shared state, the client,
 /// its parsed header, and the frame (kept whole so relayed messages go
@@ -41,4 +42,11 @@ pub trait Service: Default + 'static {
     /// already been withdrawn. `conn` is the connection, already removed
     /// from `st.conns`.
     fn disconnect(&mut self, st: &mut State, id: ConnId, conn: &Connection);
+
+    /// Ends whatever of this service's own deadlines (deadlines not tied
+    /// to a blocked connection, e.g. queued remote calls) have passed at
+    /// `now`; returns the next one.
+    fn expire(&mut self, _st: &mut State, _now: Instant) -> Option<Instant> {
+        None
+    }
 }

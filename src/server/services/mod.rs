@@ -2,5 +2,6 @@
 //! [`Service`](super::service::Service) and is registered in `dispatch`.
 
 pub mod messaging;
+pub mod rpc;
 pub mod share;
 pub mod space;

@@ -1,0 +1,611 @@
+//! Remote calls (docs/protocol-extensions.md, "Remote calls"): a client
+//! `provide`s a named function, any client `call`s it by name, and the
+//! broker routes each call to the least loaded provider of that name and
+//! the result back to its caller.
+//!
+//! Calls and results are pushed, not answered: a `call` gets no reply of
+//! its own, and its result arrives later as a frame carrying
+//! `"result": <the caller's id>`; a provider gets each call as a frame
+//! carrying `"call": <the broker's id>` and answers it with `return`. So a
+//! client can keep any number of calls in flight on one connection, and
+//! the payloads (arguments, results) move from frame to frame without
+//! being copied or decoded.
+//!
+//! A call to a name with no free provider waits in that name's queue until
+//! a provider has room or the call's timeout passes. A provider that goes
+//! away fails its running calls at once (`"lost": true`); a caller that
+//! goes away has its queued calls dropped and its running calls' results
+//! discarded.
+
+use crate::buffer::PooledBuf;
+use crate::server::blocking::deadline;
+use crate::server::conn::{ConnId, Connection};
+use crate::server::outqueue::OutItem;
+use crate::server::request::{CommandError, Result, Text, flag, required};
+use crate::server::service::{Handler, Service};
+use crate::server::state::State;
+use crate::wire::{Frame, encode_head};
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The fields remote-call commands read.
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct RpcHeader<'a> {
+    /// `provide`, `unprovide`, `call`: the function's name.
+    #[serde(borrow)]
+    pub function: Option<Text<'a>>,
+    /// `provide`: how many calls of it this provider runs at once.
+    pub capacity: Option<u32>,
+    /// `call`, `cancel`: the caller's own id for the call.
+    pub id: Option<u64>,
+    /// `return`: the broker's id of the call being answered.
+    pub call: Option<u64>,
+    /// `call`: milliseconds to wait for a provider before failing.
+    pub timeout: Option<f64>,
+    /// `return`: the provider's error message (absent: success).
+    #[serde(borrow)]
+    pub error: Option<Text<'a>>,
+    /// `return` with `error`: the error's type name (e.g. `ValueError`).
+    #[serde(borrow)]
+    pub error_type: Option<Text<'a>>,
+    /// `return` with `error`: the provider's traceback, as text.
+    #[serde(borrow)]
+    pub traceback: Option<Text<'a>>,
+    /// `call`: the result is a stream of items (see "Streams").
+    pub stream: Option<bool>,
+    /// `call` with `stream`, `credit`: items the producer may send.
+    pub items: Option<u64>,
+    /// `call` with `stream`, `credit`: bytes the producer may send.
+    pub bytes: Option<u64>,
+}
+
+type Header<'a> = RpcHeader<'a>;
+
+/// Remote calls never block a connection: calls wait in queues instead.
+pub enum NeverBlocked {}
+
+/// A call and who made it.
+struct Call {
+    caller: ConnId,
+    /// The caller's id for it, echoed as `"result"`.
+    caller_id: u64,
+    function: Arc<str>,
+    args: PooledBuf,
+    /// For a stream: the consumer's initial window.
+    window: Option<Window>,
+}
+
+/// What a stream's producer may still send before the consumer grants
+/// more: it may send while both are positive (so one item larger than the
+/// whole byte window still goes, alone).
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    items: i64,
+    bytes: i64,
+}
+
+/// A call waiting for a provider.
+struct Queued {
+    call: Call,
+    deadline: Option<Instant>,
+    /// Orders the queue's timer entries.
+    seq: u64,
+}
+
+/// A call handed to a provider.
+struct Running {
+    /// None once the caller has gone or cancelled: the result is dropped.
+    caller: Option<(ConnId, u64)>,
+    provider: ConnId,
+    function: Arc<str>,
+    /// For a stream: the producer's remaining window.
+    window: Option<Window>,
+}
+
+/// One provider of one function.
+struct Slot {
+    provider: ConnId,
+    capacity: u32,
+    running: u32,
+}
+
+/// A function name's providers and the calls waiting for one.
+#[derive(Default)]
+struct Function {
+    slots: Vec<Slot>,
+    /// Rotates ties between equally loaded providers.
+    next: usize,
+    queue: VecDeque<Queued>,
+}
+
+impl Function {
+    /// The least loaded provider with room, ties taken in turn.
+    fn pick(&mut self) -> Option<usize> {
+        let n = self.slots.len();
+        let mut best: Option<(usize, u64)> = None;
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            let s = &self.slots[i];
+            if s.running >= s.capacity {
+                continue;
+            }
+            // Load as a fraction of capacity, compared without division.
+            let load = (u64::from(s.running) << 32) / u64::from(s.capacity);
+            if best.is_none_or(|(_, b)| load < b) {
+                best = Some((i, load));
+            }
+        }
+        let (i, _) = best?;
+        self.next = (i + 1) % n;
+        Some(i)
+    }
+}
+
+/// A caller's call, by the caller's id.
+enum CallerEntry {
+    Queued(Arc<str>, u64),
+    Running(u64),
+}
+
+/// The remote-call service's data.
+#[derive(Default)]
+pub struct Rpc {
+    functions: FxHashMap<Arc<str>, Function>,
+    running: FxHashMap<u64, Running>,
+    /// Each caller's calls in flight, so cancel and disconnect find them.
+    by_caller: FxHashMap<(ConnId, u64), CallerEntry>,
+    /// Functions each provider provides.
+    provided: FxHashMap<ConnId, Vec<Arc<str>>>,
+    /// Deadlines of queued calls: (when, function, seq).
+    timers: BTreeSet<(Instant, Arc<str>, u64)>,
+    next_call: u64,
+    next_seq: u64,
+}
+
+impl Service for Rpc {
+    type Header<'h> = RpcHeader<'h>;
+    type Blocked = NeverBlocked;
+
+    const COMMANDS: &'static [(&'static str, Handler<Self>)] = &[
+        ("provide", provide),
+        ("unprovide", unprovide),
+        ("call", call),
+        ("return", give_back),
+        ("cancel", cancel),
+        ("ping", ping),
+        ("yield", give_item),
+        ("credit", credit),
+    ];
+
+    fn withdraw(&mut self, _: &mut State, _: ConnId, on: NeverBlocked) {
+        match on {}
+    }
+
+    fn timeout_message(on: &NeverBlocked) -> String {
+        match *on {}
+    }
+
+    fn disconnect(&mut self, st: &mut State, id: ConnId, _: &Connection) {
+        // As a provider: its running calls fail now, its slots go.
+        if let Some(names) = self.provided.remove(&id) {
+            for name in names {
+                if let Some(f) = self.functions.get_mut(&name) {
+                    f.slots.retain(|s| s.provider != id);
+                }
+            }
+            let lost: Vec<u64> = self
+                .running
+                .iter()
+                .filter(|(_, r)| r.provider == id)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in lost {
+                let r = self.running.remove(&k).expect("listed above");
+                if let Some((caller, caller_id)) = r.caller {
+                    self.by_caller.remove(&(caller, caller_id));
+                    push_result(
+                        st,
+                        caller,
+                        &json!({"status": -1, "result": caller_id, "lost": true,
+                            "error": format!("The provider of '{}' disconnected during the call", r.function)}),
+                        None,
+                    );
+                }
+            }
+        }
+        // As a caller: queued calls go, running ones are orphaned.
+        let mine: Vec<(ConnId, u64)> = self
+            .by_caller
+            .keys()
+            .filter(|(c, _)| *c == id)
+            .copied()
+            .collect();
+        for key in mine {
+            match self.by_caller.remove(&key).expect("listed above") {
+                CallerEntry::Queued(name, seq) => self.unqueue(&name, seq),
+                CallerEntry::Running(k) => self.detach(st, k),
+            }
+        }
+        self.drop_unused_functions();
+    }
+
+    fn expire(&mut self, st: &mut State, now: Instant) -> Option<Instant> {
+        while let Some((when, name, seq)) = self.timers.first().cloned() {
+            if when > now {
+                return Some(when);
+            }
+            self.timers.pop_first();
+            let Some(f) = self.functions.get_mut(&name) else {
+                continue;
+            };
+            let Some(pos) = f.queue.iter().position(|q| q.seq == seq) else {
+                continue;
+            };
+            let q = f.queue.remove(pos).expect("found above");
+            self.by_caller.remove(&(q.call.caller, q.call.caller_id));
+            push_result(
+                st,
+                q.call.caller,
+                &json!({"status": -1, "result": q.call.caller_id, "timeout": true,
+                    "error": format!("No provider of '{name}' took the call before its timeout")}),
+                None,
+            );
+        }
+        self.drop_unused_functions();
+        None
+    }
+}
+
+impl Rpc {
+    /// Hands queued calls of `name` to providers with room.
+    fn drain(&mut self, st: &mut State, name: &Arc<str>) {
+        let Some(f) = self.functions.get_mut(name) else {
+            return;
+        };
+        while !f.queue.is_empty() {
+            let Some(i) = f.pick() else { break };
+            let q = f.queue.pop_front().expect("not empty");
+            if let Some(d) = q.deadline {
+                self.timers.remove(&(d, name.clone(), q.seq));
+            }
+            f.slots[i].running += 1;
+            let provider = f.slots[i].provider;
+            let k = self.next_call;
+            self.next_call += 1;
+            let call = q.call;
+            self.by_caller
+                .insert((call.caller, call.caller_id), CallerEntry::Running(k));
+            let mut head = json!({"call": k, "function": &*call.function});
+            if let Some(w) = call.window {
+                head["stream"] = json!(true);
+                head["items"] = json!(w.items);
+                head["bytes"] = json!(w.bytes);
+            }
+            self.running.insert(
+                k,
+                Running {
+                    caller: Some((call.caller, call.caller_id)),
+                    provider,
+                    function: call.function,
+                    window: call.window,
+                },
+            );
+            push_result(st, provider, &head, Some(call.args));
+        }
+    }
+
+    /// Removes queued call `seq` of `name` and its timer.
+    fn unqueue(&mut self, name: &Arc<str>, seq: u64) {
+        if let Some(f) = self.functions.get_mut(name) {
+            if let Some(pos) = f.queue.iter().position(|q| q.seq == seq) {
+                let q = f.queue.remove(pos).expect("found above");
+                if let Some(d) = q.deadline {
+                    self.timers.remove(&(d, name.clone(), seq));
+                }
+            }
+        }
+    }
+
+    /// Ends running call `k`: frees its provider's slot and pushes `head`
+    /// (plus `"result"`) and `body` to its caller, if it still has one.
+    fn end_call_with(&mut self, st: &mut State, k: u64, mut head: Json, body: Option<PooledBuf>) {
+        let Some(r) = self.running.remove(&k) else {
+            return;
+        };
+        if let Some(f) = self.functions.get_mut(&r.function) {
+            if let Some(s) = f.slots.iter_mut().find(|s| s.provider == r.provider) {
+                s.running = s.running.saturating_sub(1);
+            }
+        }
+        if let Some((caller, caller_id)) = r.caller {
+            self.by_caller.remove(&(caller, caller_id));
+            head["result"] = json!(caller_id);
+            push_result(st, caller, &head, body);
+        }
+        self.drain(st, &r.function);
+        self.drop_unused_functions();
+    }
+
+    /// Ends running call `k` with `head` and no body.
+    fn end_call(&mut self, st: &mut State, k: u64, head: &Json) {
+        self.end_call_with(st, k, head.clone(), None);
+    }
+
+    /// Running call `k` lost its caller (cancelled or gone): its result
+    /// will be dropped, and its provider is told, so it can skip the call
+    /// if it has not started it, and must close a stream's producer.
+    fn detach(&mut self, st: &mut State, k: u64) {
+        if let Some(r) = self.running.get_mut(&k) {
+            r.caller = None;
+            push_result(st, r.provider, &json!({"cancel": k}), None);
+        }
+    }
+
+    /// Forgets names with neither providers nor waiting calls.
+    fn drop_unused_functions(&mut self) {
+        self.functions
+            .retain(|_, f| !f.slots.is_empty() || !f.queue.is_empty());
+    }
+
+    /// The interned name, creating its entry.
+    fn function(&mut self, name: &str) -> Arc<str> {
+        match self.functions.get_key_value(name) {
+            Some((k, _)) => k.clone(),
+            None => {
+                let k: Arc<str> = name.into();
+                self.functions.insert(k.clone(), Function::default());
+                k
+            }
+        }
+    }
+}
+
+/// Queues a pushed frame (a call for a provider, a result for a caller)
+/// ahead of any replies held behind a DiME2 `wait`: pushes are not replies.
+fn push_result(st: &mut State, id: ConnId, head: &Json, body: Option<PooledBuf>) {
+    let Some(c) = st.conns.get_mut(&id) else {
+        return;
+    };
+    let text = head.to_string();
+    let item = match body {
+        Some(b) if !b.is_empty() => {
+            OutItem::WithBody(encode_head(text.as_bytes(), b.len()), Arc::new(b))
+        }
+        _ => OutItem::Bytes(encode_head(text.as_bytes(), 0)),
+    };
+    c.meta(item);
+    st.dirty.insert(id);
+}
+
+fn provide(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let name = required(&h.function, "function")?;
+    let capacity = h.capacity.unwrap_or(1);
+    if capacity == 0 {
+        return Err(CommandError::Failed(
+            "capacity must be at least 1".to_owned(),
+        ));
+    }
+    let name = svc.function(name);
+    let f = svc.functions.get_mut(&name).expect("just made");
+    match f.slots.iter_mut().find(|s| s.provider == id) {
+        Some(s) => s.capacity = capacity,
+        None => {
+            f.slots.push(Slot {
+                provider: id,
+                capacity,
+                running: 0,
+            });
+            svc.provided.entry(id).or_default().push(name.clone());
+        }
+    }
+    st.reply_ok(id);
+    svc.drain(st, &name);
+    Ok(())
+}
+
+fn unprovide(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let name = required(&h.function, "function")?;
+    let Some(f) = svc.functions.get_mut(name) else {
+        return Err(CommandError::Failed(format!(
+            "This client does not provide '{name}'"
+        )));
+    };
+    let before = f.slots.len();
+    f.slots.retain(|s| s.provider != id);
+    if f.slots.len() == before {
+        return Err(CommandError::Failed(format!(
+            "This client does not provide '{name}'"
+        )));
+    }
+    if let Some(names) = svc.provided.get_mut(&id) {
+        names.retain(|n| &**n != name);
+    }
+    // Its running calls still finish: `return` accepts them.
+    svc.drop_unused_functions();
+    st.reply_ok(id);
+    Ok(())
+}
+
+fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    let name = required(&h.function, "function")?;
+    let caller_id = h.id.ok_or_else(|| {
+        CommandError::Malformed("JSON parsing error: missing field: id".to_owned())
+    })?;
+    let fail = |st: &mut State, msg: String| {
+        push_result(
+            st,
+            id,
+            &json!({"status": -1, "result": caller_id, "error": msg}),
+            None,
+        );
+        Ok(())
+    };
+    let deadline = match deadline(h.timeout) {
+        Ok(d) => d,
+        Err(CommandError::Malformed(m) | CommandError::Failed(m)) => return fail(st, m),
+    };
+    if svc.by_caller.contains_key(&(id, caller_id)) {
+        return fail(
+            st,
+            format!("A call with id {caller_id} is already in flight"),
+        );
+    }
+    let window = match (flag(h.stream), h.items, h.bytes) {
+        (false, ..) => None,
+        (true, Some(items @ 1..), Some(bytes @ 1..)) => Some(Window {
+            items: clamp(items),
+            bytes: clamp(bytes),
+        }),
+        (true, ..) => {
+            return fail(
+                st,
+                "A stream needs a window: \"items\" and \"bytes\", both at least 1".to_owned(),
+            );
+        }
+    };
+    let name = svc.function(name);
+    let seq = svc.next_seq;
+    svc.next_seq += 1;
+    let queued = Queued {
+        call: Call {
+            caller: id,
+            caller_id,
+            function: name.clone(),
+            args: frame.payload,
+            window,
+        },
+        deadline,
+        seq,
+    };
+    svc.by_caller
+        .insert((id, caller_id), CallerEntry::Queued(name.clone(), seq));
+    if let Some(d) = deadline {
+        svc.timers.insert((d, name.clone(), seq));
+    }
+    svc.functions
+        .get_mut(&name)
+        .expect("just made")
+        .queue
+        .push_back(queued);
+    svc.drain(st, &name);
+    Ok(())
+}
+
+/// `return`: a provider's result (or error) for call `call`.
+fn give_back(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    let k = h.call.ok_or_else(|| {
+        CommandError::Malformed("JSON parsing error: missing field: call".to_owned())
+    })?;
+    // A result nobody waits for any more (cancelled, caller gone), or one
+    // this client was never given, is dropped without a word: the provider
+    // cannot do anything about it.
+    if svc.running.get(&k).is_none_or(|r| r.provider != id) {
+        return Ok(());
+    }
+    let head = match &h.error {
+        None => json!({"status": 0}),
+        Some(msg) => json!({"status": -1, "remote": true,
+            "error": &**msg,
+            "error_type": h.error_type.as_deref().unwrap_or("Exception"),
+            "traceback": h.traceback.as_deref().unwrap_or("")}),
+    };
+    let body = h.error.is_none().then_some(frame.payload);
+    svc.end_call_with(st, k, head, body);
+    Ok(())
+}
+
+/// `cancel`: withdraws a queued call, or discards a running call's result.
+/// No reply: the caller has already given up on it.
+fn cancel(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let caller_id = h.id.ok_or_else(|| {
+        CommandError::Malformed("JSON parsing error: missing field: id".to_owned())
+    })?;
+    match svc.by_caller.remove(&(id, caller_id)) {
+        Some(CallerEntry::Queued(name, seq)) => svc.unqueue(&name, seq),
+        Some(CallerEntry::Running(k)) => svc.detach(st, k),
+        None => {}
+    }
+    svc.drop_unused_functions();
+    Ok(())
+}
+
+/// `yield`: the next item of stream `call`, within the producer's window.
+fn give_item(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    let k = h.call.ok_or_else(|| {
+        CommandError::Malformed("JSON parsing error: missing field: call".to_owned())
+    })?;
+    // As for `return`: an item nobody waits for any more is dropped.
+    let Some(r) = svc.running.get_mut(&k).filter(|r| r.provider == id) else {
+        return Ok(());
+    };
+    let Some((caller, caller_id)) = r.caller else {
+        return Ok(());
+    };
+    let fault = match &r.window {
+        None => Some(format!(
+            "The provider of '{}' sent a stream item for a plain call",
+            r.function
+        )),
+        // A producer past its window would make the broker hold what the
+        // consumer has not asked for.
+        Some(w) if w.items <= 0 || w.bytes <= 0 => Some(format!(
+            "The producer of '{}' sent past the consumer's window",
+            r.function
+        )),
+        Some(_) => None,
+    };
+    if let Some(msg) = fault {
+        // `yield` has no reply: the call ends for both sides instead.
+        svc.end_call(st, k, &json!({"status": -1, "error": msg}));
+        push_result(st, id, &json!({"cancel": k}), None);
+        return Ok(());
+    }
+    let w = r.window.as_mut().expect("checked above");
+    w.items -= 1;
+    w.bytes -= clamp(frame.payload.len() as u64);
+    push_result(st, caller, &json!({"item": caller_id}), Some(frame.payload));
+    Ok(())
+}
+
+/// `credit`: the consumer of stream `id` grants its producer more room.
+fn credit(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let caller_id = h.id.ok_or_else(|| {
+        CommandError::Malformed("JSON parsing error: missing field: id".to_owned())
+    })?;
+    let (items, bytes) = (clamp(h.items.unwrap_or(0)), clamp(h.bytes.unwrap_or(0)));
+    // A stream still queued, finished or unknown: nothing to grant to.
+    let Some(CallerEntry::Running(k)) = svc.by_caller.get(&(id, caller_id)) else {
+        return Ok(());
+    };
+    let k = *k;
+    let Some(r) = svc.running.get_mut(&k) else {
+        return Ok(());
+    };
+    if let Some(w) = &mut r.window {
+        w.items = w.items.saturating_add(items);
+        w.bytes = w.bytes.saturating_add(bytes);
+        push_result(
+            st,
+            r.provider,
+            &json!({"credit": k, "items": items, "bytes": bytes}),
+            None,
+        );
+    }
+    Ok(())
+}
+
+/// A window count from the wire, kept in i64 range.
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// `ping`: proves the broker is alive to a client watching for silence.
+fn ping(_: &mut Rpc, st: &mut State, id: ConnId, _: &Header, _: Frame) -> Result {
+    st.reply_ok(id);
+    Ok(())
+}
