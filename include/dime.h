@@ -212,6 +212,14 @@ typedef enum dime_status {
    */
   DIME_STATUS_CODEC_ERROR = 7106,
   /**
+   * The server does not support what was asked: it is an original DiME2
+   * server (its handshake announces no extensions) or does not announce
+   * the extension needed (shares, tuple spaces …); the message says
+   * which. Nothing was sent; the client stays usable.
+   * `dime_server_supports` asks beforehand.
+   */
+  DIME_STATUS_UNSUPPORTED = 7107,
+  /**
    * A remote call's provider raised an error; `dime_future_error`
    * gives its type, message and traceback.
    */
@@ -1053,7 +1061,11 @@ enum dime_status dime_broadcast_many(struct dime_client *client,
  * messages (≥ 1) to `*out_count`; then `dime_sync` fetches them.
  * `DIME_STATUS_TIMEOUT` if the time ran out (the client stays usable);
  * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Holds the client's
- * lock while waiting (see the thread note above).
+ * lock while waiting (see the thread note above). With an original DiME2
+ * server (see `dime_server_supports`) a wait without a limit is DiME2's
+ * own `wait`, which blocks in the server; one with a limit polls it with
+ * `sync`, 1 ms apart at first and at most 50 ms, since that server
+ * cannot time a wait out.
  */
 enum dime_status dime_wait(struct dime_client *client,
                            int64_t timeout_ms,
@@ -1066,6 +1078,29 @@ enum dime_status dime_wait(struct dime_client *client,
  */
 enum dime_status dime_devices(struct dime_client *client,
                               struct dime_value **out);
+
+/**
+ * Writes to `*out` whether the server announced extension `extension`
+ * (NUL-terminated: `"share"`, `"space"`, `"sync_wait"` …, listed in
+ * `docs/protocol-extensions.md`) in its handshake. An original DiME2
+ * server announces none, so every name gives false; DiME2's own calls
+ * (`dime_join`, `dime_send`, `dime_sync`, `dime_wait` …) work with it
+ * anyway, while the calls of an unsupported extension (`share_*`,
+ * `dime_out` …) fail with `DIME_STATUS_UNSUPPORTED`. Sends nothing.
+ * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+ */
+enum dime_status dime_server_supports(const struct dime_client *client,
+                                      const char *extension,
+                                      bool *out);
+
+/**
+ * Writes to `*out` a new list value (owned by the caller; free with
+ * `dime_value_free`) of strings: the extensions the server announced in
+ * its handshake, empty for an original DiME2 server. Sends nothing.
+ * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+ */
+enum dime_status dime_server_extensions(const struct dime_client *client,
+                                        struct dime_value **out);
 
 /**
  * Receives up to `n` queued messages (`DIME_SYNC_ALL` or any negative

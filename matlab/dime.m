@@ -15,7 +15,9 @@ classdef dime < handle
     %
     % Methods: join, leave, send (alias send_var), send_r, broadcast,
     % broadcast_r, sync, sync_r, wait, devices (alias get_devices), close,
-    % delete.
+    % delete; supports and server_extensions (what the server offers beyond
+    % DiME2: an original DiME2 server offers nothing, and shares and tuple
+    % spaces then raise dime:unsupported).
     % Shared dictionaries: share_set, share_get, share_pop, share_del,
     % share_contains, share_keys, share_len, share_clear, share_get_many,
     % share_set_many, share_incr, share_cas (dime.absent()), share_wait_key,
@@ -25,9 +27,10 @@ classdef dime < handle
     % dime.range(LO, HI); option 'space', NAME.
     % Every failure raises an error whose identifier is
     % dime:<kind> (dime:connection, dime:closed, dime:timeout, dime:server,
-    % dime:type, dime:argument, dime:notfound, dime:codec, ...) and whose message is the
-    % library's; after dime:server, dime:type, dime:argument, dime:timeout
-    % and dime:codec the connection stays usable.
+    % dime:type, dime:argument, dime:notfound, dime:codec, dime:unsupported,
+    % ...) and whose message is the library's; after dime:server,
+    % dime:type, dime:argument, dime:timeout, dime:codec and
+    % dime:unsupported the connection stays usable.
     %
     % Values travel in the dimeb format; see matlab/README.md for the type
     % table. Build the MEX file once with build_mex (in this folder).
@@ -236,6 +239,22 @@ classdef dime < handle
             % cell of char, as the original client's (sort(d.devices()) is
             % {'a'; 'b'; ...}); {} when there is none.
             names = dime_mex('devices', obj.h);
+        end
+
+        function tf = supports(obj, name)
+            % SUPPORTS  Whether the server announced extension NAME ('share',
+            % 'space', 'sync_wait', ...; see docs/protocol-extensions.md).
+            % Always false for an original DiME2 server.
+            tf = dime_mex('server_supports', obj.h, dime.str(name));
+        end
+
+        function names = server_extensions(obj)
+            % SERVER_EXTENSIONS  The extensions the server announced (Nx1
+            % cell of char; 0x1 for an original DiME2 server, with which
+            % DiME2's methods work and shares and tuple spaces raise
+            % dime:unsupported).
+            names = dime_mex('server_extensions', obj.h);
+            names = reshape(names, [], 1);
         end
 
         function names = get_devices(obj)

@@ -12,6 +12,8 @@
  *   [names, values, fix] = dime_mex('sync', h, n) % Kx1 cell, 1xK cell, 1xK logical
  *   n     = dime_mex('wait', h, timeout_ms)       % negative / Inf: forever
  *   g     = dime_mex('devices', h)                % Nx1 cell of char
+ *   tf    = dime_mex('server_supports', h, name)  % logical: extension announced?
+ *   e     = dime_mex('server_extensions', h)      % 1xN cell of char; {} for DiME2
  *   [y, fix] = dime_mex('convert', x)             % mx -> dime -> mx, no server
  *   k     = dime_mex('open_count')                % open connections
  *   ...   = dime_mex('share_<op>', h, share, ...)  % shared dictionaries
@@ -326,6 +328,34 @@ static void cmd_devices(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, con
     CHECK(dime_devices(c, &list), "devices");
     (void)nlhs;
     return_names(call, plhs, list, "devices");
+}
+
+/* What the server announced in its handshake (docs/protocol-extensions.md):
+ * an original DiME2 server announces nothing. */
+static void cmd_server_supports(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                                const mxArray *prhs[])
+{
+    dime_client *c;
+    const char *name;
+    bool yes = false;
+    (void)call, (void)nlhs;
+    need_args(nrhs, 3, "tf = dime_mex('server_supports', h, name)");
+    c = handles_client_arg(prhs[1]);
+    name = name_arg(prhs[2], "the extension name");
+    CHECK(dime_server_supports(c, name, &yes), "server_supports");
+    plhs[0] = mxCreateLogicalScalar(yes);
+}
+
+static void cmd_server_extensions(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                                  const mxArray *prhs[])
+{
+    dime_client *c;
+    dime_value *list = NULL;
+    (void)nlhs;
+    need_args(nrhs, 2, "e = dime_mex('server_extensions', h)");
+    c = handles_client_arg(prhs[1]);
+    CHECK(dime_server_extensions(c, &list), "server_extensions");
+    return_value(call, 0, plhs, list); /* a list of strings: no fix flag */
 }
 
 static void cmd_convert(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
@@ -759,6 +789,8 @@ static const command COMMANDS[] = {
     {"leave", cmd_leave},
     {"open_count", cmd_open_count},
     {"send", cmd_send},
+    {"server_extensions", cmd_server_extensions},
+    {"server_supports", cmd_server_supports},
     {"share_cas", cmd_share_cas},
     {"share_clear", cmd_share_clear},
     {"share_contains", cmd_share_contains},

@@ -434,3 +434,60 @@ fn c_tests_are_clean_under_valgrind() {
         assert_ran(&format!("valgrind {}", exe.display()), output);
     }
 }
+
+/// The DiME2-only test double (`tests/dime2_double.py`) on a unix socket,
+/// logging each request's command to `requests.log`; killed on drop.
+struct Dime2Double {
+    child: Child,
+    dir: tempfile::TempDir,
+    address: String,
+}
+
+impl Dime2Double {
+    fn start() -> Dime2Double {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let address = format!("unix:{}", dir.path().join("dime2.sock").display());
+        let mut child = Command::new("python3")
+            .arg(Path::new(ROOT).join("tests/dime2_double.py"))
+            .args(["-l", &address, "--log"])
+            .arg(dir.path().join("requests.log"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start python3 tests/dime2_double.py");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("dime: listening on"), "{line:?}");
+        Dime2Double {
+            child,
+            dir,
+            address,
+        }
+    }
+}
+
+impl Drop for Dime2Double {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn c_against_an_original_dime2_server() {
+    let double = Dime2Double::start();
+    let ours = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("original_server", dir.path());
+    let log = double.dir.path().join("requests.log");
+    let out = assert_ran(
+        "original_server",
+        run(
+            &exe,
+            &[&double.address, log.to_str().unwrap(), &ours.address],
+        ),
+    );
+    assert!(out.contains(", 0 failed"));
+}

@@ -307,7 +307,10 @@ fn a_silent_broker_fails_calls_after_maxage() {
             stream: listener.accept().unwrap().0,
         };
         let _handshake = raw.recv();
-        raw.send(json!({"status": 0, "serialization": "dimeb"}), &[]);
+        raw.send(
+            json!({"status": 0, "serialization": "dimeb", "extensions": ["rpc", "stream"]}),
+            &[],
+        );
         // Swallow whatever comes until the client gives up.
         while raw.try_recv().is_some() {}
     });
@@ -332,6 +335,51 @@ fn a_silent_broker_fails_calls_after_maxage() {
     );
     drop(caller);
     t.join().unwrap();
+}
+
+#[test]
+fn an_original_dime2_server_is_told_apart_at_connect() {
+    // A broker whose handshake announces no extensions (an original DiME2
+    // server), and one announcing remote calls but not streams.
+    for (extensions, rpc_ok) in [(None, false), (Some(json!(["rpc"])), true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let t = std::thread::spawn(move || {
+            let mut raw = common::Raw {
+                stream: listener.accept().unwrap().0,
+            };
+            let _handshake = raw.recv();
+            let mut reply = json!({"status": 0, "serialization": "dimeb"});
+            if let Some(e) = extensions {
+                reply["extensions"] = e;
+            }
+            raw.send(reply, &[]);
+            while raw.try_recv().is_some() {}
+        });
+        let r = Rpc::connect(&format!("unix:{}", path.display()), RpcOptions::default());
+        if rpc_ok {
+            let rpc = r.unwrap();
+            match rpc.open_stream("s", &Value::Null, StreamOptions::default(), None) {
+                Err(dime::Error::Unsupported(m)) => assert!(m.contains("streams"), "{m}"),
+                Err(other) => panic!("expected unsupported, got {other}"),
+                Ok(_) => panic!("expected unsupported, got a stream"),
+            }
+            drop(rpc);
+        } else {
+            match r {
+                Err(dime::Error::Unsupported(m)) => {
+                    assert!(
+                        m.contains("remote calls") && m.contains("original DiME2"),
+                        "{m}"
+                    )
+                }
+                Err(other) => panic!("expected unsupported, got {other}"),
+                Ok(_) => panic!("expected unsupported, got an endpoint"),
+            }
+        }
+        t.join().unwrap();
+    }
 }
 
 #[test]

@@ -250,6 +250,13 @@ export class DimeClient {
     this.serialization = "dimeb";
     /** Names of received variables in a serialization JS cannot read (pickle, matlab). */
     this.skipped = [];
+    /**
+     * What the server announced beyond DiME2 in its handshake (names such as
+     * "share"; docs/protocol-extensions.md), once `ready` resolves. Empty for
+     * an original DiME2 server, with which every method here works: they
+     * use only DiME2's commands.
+     */
+    this.serverExtensions = [];
     this.decodeOptions = options.decode || {};
     this.ws = null;
     this.pending = [];
@@ -284,6 +291,17 @@ export class DimeClient {
     };
     const reply = await this.#request({ command: "handshake", serialization: "dimeb", tls: false });
     this.#setSerialization(reply.serialization || "dimeb");
+    // An original DiME2 server sends no list: it supports nothing extra.
+    const ext = reply.extensions;
+    if (ext !== undefined && !(Array.isArray(ext) && ext.every((e) => typeof e === "string"))) {
+      throw new DimeError(`the server's handshake has a malformed "extensions": ${JSON.stringify(ext)}`);
+    }
+    this.serverExtensions = ext || [];
+  }
+
+  /** Whether the server announced extension `name` (after `ready`); always false for an original DiME2 server. */
+  supports(name) {
+    return this.serverExtensions.includes(name);
   }
 
   #setSerialization(s) {

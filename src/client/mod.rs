@@ -8,6 +8,7 @@ pub mod stream;
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb::{self, CodecError};
+use crate::proto::extensions;
 use crate::transport::{self, Address, Transport};
 use crate::value::Value;
 use crate::wire::{Frame, FrameReader, try_encode_head};
@@ -42,6 +43,10 @@ pub enum Error {
     Timeout,
     /// A payload could not be decoded.
     Codec(CodecError),
+    /// The server does not offer what was asked (an original DiME2 server,
+    /// which announces no extensions, asked for a share, say). The message
+    /// names the feature and why; the client stays usable.
+    Unsupported(String),
 }
 
 impl fmt::Display for Error {
@@ -56,6 +61,7 @@ impl fmt::Display for Error {
             Error::Server(m) => write!(f, "server error: {m}"),
             Error::Timeout => f.write_str("timed out"),
             Error::Codec(e) => write!(f, "{e}"),
+            Error::Unsupported(m) => f.write_str(m),
         }
     }
 }
@@ -125,6 +131,40 @@ impl From<CodecError> for Error {
     }
 }
 
+/// `Ok` if `extensions` (from a handshake reply; None for an original
+/// DiME2 server) holds `name`, else [`Error::Unsupported`] saying the
+/// server does not support `what` and why.
+pub(crate) fn require(extensions: Option<&[String]>, name: &str, what: &str) -> Result<()> {
+    match extensions {
+        Some(e) if e.iter().any(|n| n == name) => Ok(()),
+        None => Err(Error::Unsupported(format!(
+            "this server does not support {what} (it is an original DiME2 server: its \
+             handshake announces no extensions)"
+        ))),
+        Some(_) => Err(Error::Unsupported(format!(
+            "this server does not support {what} (its handshake does not announce the \
+             \"{name}\" extension)"
+        ))),
+    }
+}
+
+/// The `"extensions"` list of a handshake reply; None when it has none
+/// (an original DiME2 server).
+pub(crate) fn announced_extensions(reply: &Map<String, Json>) -> Result<Option<Vec<String>>> {
+    match reply.get("extensions") {
+        None => Ok(None),
+        Some(Json::Array(names)) => names
+            .iter()
+            .map(|n| n.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .map(Some)
+            .ok_or_else(|| Error::Protocol("handshake \"extensions\" holds a non-string".into())),
+        Some(_) => Err(Error::Protocol(
+            "handshake \"extensions\" is not a list".into(),
+        )),
+    }
+}
+
 /// Result of client calls.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -171,6 +211,14 @@ impl io::Read for DontWait<'_> {
 /// Most requests written before reading their replies (as DiME2's Python client).
 const PIPELINE: usize = 16;
 
+/// The first and the longest pause between two polls for messages, when a
+/// wait with a timeout must poll: an original DiME2 server cannot wait
+/// with a timeout, and a `wait` sent to it cannot be withdrawn. Doubling
+/// from 1 ms to 50 ms answers a quick reply quickly and costs an idle
+/// waiter about 20 small requests a second.
+const POLL_FIRST: Duration = Duration::from_millis(1);
+const POLL_LONGEST: Duration = Duration::from_millis(50);
+
 /// A connection to a DiME server.
 pub struct Client {
     stream: Box<dyn Transport>,
@@ -178,6 +226,13 @@ pub struct Client {
     serialization: String,
     /// Messages received but not yet handed out (after a partial failure).
     stash: VecDeque<Message>,
+    /// The extensions the server announced in its handshake; None for an
+    /// original DiME2 server, whose reply has no list.
+    extensions: Option<Vec<String>>,
+    /// The pause before the next poll for messages (see `poll_messages`):
+    /// it keeps growing across the slices of a long wait and starts over
+    /// once messages arrive.
+    poll_pause: Duration,
 }
 
 impl Client {
@@ -200,6 +255,8 @@ impl Client {
             reader: FrameReader::new(u64::MAX),
             serialization: "dimeb".into(),
             stash: VecDeque::new(),
+            extensions: None,
+            poll_pause: POLL_FIRST,
         };
         // A connection that ends during the handshake never was one: report
         // it as a failed connect, not as a lost connection.
@@ -212,7 +269,31 @@ impl Client {
         if let Some(s) = reply.get("serialization").and_then(Json::as_str) {
             c.serialization = s.to_owned();
         }
+        c.extensions = announced_extensions(&reply)?;
         Ok(c)
+    }
+
+    /// The extensions the server announced in its handshake reply
+    /// (`docs/protocol-extensions.md`; names in [`crate::proto::extensions`]),
+    /// or None for an original DiME2 server, which announces none: this
+    /// client then keeps to DiME2's own commands, and features that need an
+    /// extension fail with [`Error::Unsupported`].
+    pub fn server_extensions(&self) -> Option<&[String]> {
+        self.extensions.as_deref()
+    }
+
+    /// Whether the server announced extension `name`.
+    pub fn supports(&self, name: &str) -> bool {
+        self.extensions
+            .as_ref()
+            .is_some_and(|e| e.iter().any(|n| n == name))
+    }
+
+    /// `Ok` if the server announced extension `name`, else
+    /// [`Error::Unsupported`] saying the server does not support `what`
+    /// (a description such as "shared dictionaries") and why.
+    pub fn require(&self, name: &str, what: &str) -> Result<()> {
+        require(self.extensions.as_deref(), name, what)
     }
 
     /// The serialization the server asked for (we always send dimeb, and
@@ -438,6 +519,12 @@ impl Client {
         n: i64,
         timeout: Option<Duration>,
     ) -> Result<Vec<(String, Value)>> {
+        if !self.supports(extensions::SEND_RECEIVE) {
+            // DiME2's way, in two exchanges (an original server would relay
+            // "receive" and answer a bare status).
+            self.send(group, varname, value)?;
+            return self.receive(n, timeout);
+        }
         let payload = encode_pooled(value)
             .map_err(|e| Error::InvalidArgument(format!("variable '{varname}': {}", e.0)))?;
         let mut req = relay_header(Some(group), varname);
@@ -468,6 +555,15 @@ impl Client {
         }
         if want == 0 {
             return Ok(out);
+        }
+        // Messages already in hand end a wait.
+        let wait = wait.filter(|_| out.is_empty());
+        if wait.is_some() && !self.supports(extensions::SYNC_WAIT) {
+            // An original DiME2 server answers a sync with "wait" as a plain
+            // sync, at once: wait its own way, then sync.
+            let wait = wait.flatten();
+            self.wait_dime2(wait)?;
+            return self.sync_request(want, None);
         }
         let mut req = json!({"command": "sync", "n": want});
         if let Some(timeout) = wait {
@@ -535,6 +631,9 @@ impl Client {
         if !self.stash.is_empty() {
             return Ok(self.stash.len());
         }
+        if !self.supports(extensions::SYNC_WAIT) {
+            return self.wait_dime2(timeout);
+        }
         // Fetch the messages in the same exchange (a sync that waits) and
         // keep them for the next sync: DiME2's wait-then-sync costs one
         // round trip to the server instead of two.
@@ -542,6 +641,51 @@ impl Client {
         let n = msgs.len();
         self.stash.extend(msgs);
         Ok(n)
+    }
+
+    /// `wait` with DiME2's commands only (for an original server): without
+    /// a timeout DiME2's own `wait`, which blocks in the server; with one,
+    /// polls with `sync`, since the original server ignores a `wait`'s
+    /// timeout and a `wait` once sent cannot be withdrawn. Polled messages
+    /// are kept for the next sync. Returns the number of messages queued.
+    fn wait_dime2(&mut self, timeout: Option<Duration>) -> Result<usize> {
+        if !self.stash.is_empty() {
+            return Ok(self.stash.len());
+        }
+        let Some(timeout) = timeout else {
+            let reply = self.request(json!({"command": "wait"}))?;
+            return reply
+                .get("n")
+                .and_then(Json::as_u64)
+                .map(|n| n as usize)
+                .ok_or_else(|| Error::Protocol("wait reply has no count".into()));
+        };
+        let msgs = self.poll_messages(timeout)?;
+        let n = msgs.len();
+        self.stash.extend(msgs);
+        Ok(n)
+    }
+
+    /// Syncs until at least one message comes, pausing between polls
+    /// (`POLL_FIRST` doubling up to `POLL_LONGEST`, never past the
+    /// deadline); `Error::Timeout` once `timeout` has passed.
+    fn poll_messages(&mut self, timeout: Duration) -> Result<Vec<Message>> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let msgs = self.sync_messages(-1)?;
+            if !msgs.is_empty() {
+                self.poll_pause = POLL_FIRST;
+                return Ok(msgs);
+            }
+            let now = Instant::now();
+            let left = match deadline {
+                Some(d) if d <= now => return Err(Error::Timeout),
+                Some(d) => d - now,
+                None => Duration::MAX,
+            };
+            std::thread::sleep(self.poll_pause.min(left));
+            self.poll_pause = (self.poll_pause * 2).min(POLL_LONGEST);
+        }
     }
 
     /// Names of every group with at least one member.

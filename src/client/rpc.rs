@@ -11,6 +11,7 @@
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb;
+use crate::proto::extensions;
 use crate::transport::Address;
 use crate::value::Value;
 use crate::wire::{Frame, FrameReader, try_encode_head};
@@ -160,6 +161,8 @@ struct Shared {
     changed: Condvar,
     next_id: AtomicU64,
     options: RpcOptions,
+    /// Why streams cannot be opened, when the broker does not announce them.
+    streams_unsupported: Option<String>,
 }
 
 /// An endpoint for remote calls: one connection to the broker with a
@@ -216,7 +219,13 @@ impl Rpc {
             &[],
         )?;
         let (hs, _) = read_one(&mut reader, &mut read_sock)?;
-        super::check_status(hs)?;
+        let hs = super::check_status(hs)?;
+        let extensions = super::announced_extensions(&hs)?;
+        super::require(extensions.as_deref(), extensions::RPC, "remote calls")?;
+        let streams_unsupported =
+            super::require(extensions.as_deref(), extensions::STREAM, "streams")
+                .err()
+                .map(|e| e.to_string());
         if let Some(maxage) = options.maxage {
             read_sock.set_read_timeout(Some((maxage / 4).max(Duration::from_millis(5))))?;
         }
@@ -238,6 +247,7 @@ impl Rpc {
             changed: Condvar::new(),
             next_id: AtomicU64::new(1),
             options,
+            streams_unsupported,
         });
         let s = shared.clone();
         let reader = std::thread::Builder::new()
@@ -416,6 +426,9 @@ impl Rpc {
             ));
         }
         let sh = &self.shared;
+        if let Some(m) = &sh.streams_unsupported {
+            return Err(Error::Unsupported(m.clone()));
+        }
         let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
         let consumer = Arc::new(stream::Consumer::new(window));
         {

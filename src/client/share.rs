@@ -4,6 +4,7 @@
 
 use crate::client::{Client, Error, Result};
 use crate::codec::dimeb;
+use crate::proto::extensions;
 use crate::value::Value;
 use serde_json::{Map, Value as Json, json};
 use std::time::Duration;
@@ -49,6 +50,8 @@ impl Share<'_> {
         req: Json,
         payload: &[u8],
     ) -> Result<(Map<String, Json>, crate::buffer::PooledBuf)> {
+        self.client
+            .require(extensions::SHARE, "shared dictionaries (shares)")?;
         self.client.request_with_payload(req, payload)
     }
 

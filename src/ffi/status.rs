@@ -52,6 +52,12 @@ pub enum dime_status {
     /// A received payload could not be decoded (corrupt, or in another
     /// language's serialization such as pickle). The client stays usable.
     CodecError = 7106,
+    /// The server does not support what was asked: it is an original DiME2
+    /// server (its handshake announces no extensions) or does not announce
+    /// the extension needed (shares, tuple spaces …); the message says
+    /// which. Nothing was sent; the client stays usable.
+    /// `dime_server_supports` asks beforehand.
+    Unsupported = 7107,
     /// A remote call's provider raised an error; `dime_future_error`
     /// gives its type, message and traceback.
     RemoteError = 7201,
@@ -125,6 +131,7 @@ impl From<crate::client::Error> for Fail {
             Error::Server(_) => dime_status::ServerError,
             Error::Timeout => dime_status::Timeout,
             Error::Codec(_) => dime_status::CodecError,
+            Error::Unsupported(_) => dime_status::Unsupported,
         };
         Fail::new(status, e.to_string()).with_errno(e.os_error().unwrap_or(0))
     }

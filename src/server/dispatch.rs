@@ -25,6 +25,14 @@ macro_rules! services {
         }
 
         impl Services {
+            /// Every service's extension names, in registration order:
+            /// the handshake's `"extensions"` list.
+            pub fn extensions() -> Vec<&'static str> {
+                let mut all = Vec::new();
+                $( all.extend_from_slice(<$ty as Service>::EXTENSIONS); )*
+                all
+            }
+
             /// Runs `command` if a service has it: None if nobody does.
             pub fn dispatch(
                 &mut self,
@@ -126,4 +134,22 @@ fn run<S: Service>(
 /// bug (routed only with `Config::test_panic_command`).
 pub fn test_panic() -> Result {
     panic!("_test_panic was asked to panic");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Services;
+
+    #[test]
+    fn every_extension_is_announced_once_by_name() {
+        let all = Services::extensions();
+        for (i, name) in all.iter().enumerate() {
+            assert!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name:?} is not a lowercase name"
+            );
+            assert!(!all[..i].contains(name), "{name} is announced twice");
+        }
+        assert!(all.contains(&"share") && all.contains(&"space"));
+    }
 }

@@ -106,7 +106,7 @@ impl Server {
             poller,
             listeners,
             signals: None,
-            state: State::new(config),
+            state: State::new(config, Services::extensions()),
             services: Services::default(),
             stop: Arc::new(AtomicBool::new(false)),
             next_key: FIRST_CONN_KEY,

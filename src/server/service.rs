@@ -31,6 +31,13 @@ pub trait Service: Default + 'static {
     /// The commands, by name.
     const COMMANDS: &'static [(&'static str, Handler<Self>)];
 
+    /// The names this service adds to the handshake reply's `"extensions"`
+    /// list (from [`crate::proto::extensions`]), so clients know what they
+    /// may use beyond DiME2: a service of new commands lists its own name;
+    /// DiME2 messaging lists the extra fields its commands accept. There is
+    /// no default, so no service can be registered without declaring them.
+    const EXTENSIONS: &'static [&'static str];
+
     /// Takes a blocked request of this service out of its queues; it timed
     /// out or its client is gone, and must never be answered now.
     fn withdraw(&mut self, st: &mut State, id: ConnId, on: Self::Blocked);

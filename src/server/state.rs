@@ -27,12 +27,16 @@ pub struct State {
     pub timers: BTreeSet<(Instant, ConnId)>,
     /// Connections unblocked this round whose deferred requests must run.
     pub resume: Vec<ConnId>,
+    /// What the handshake announces in `"extensions"`: every registered
+    /// service's `Service::EXTENSIONS`, given by the registry.
+    pub extensions: Vec<&'static str>,
 }
 
 impl State {
-    /// Empty state.
-    pub fn new(config: Config) -> State {
+    /// Empty state; `extensions` is what the handshake announces.
+    pub fn new(config: Config, extensions: Vec<&'static str>) -> State {
         State {
+            extensions,
             conns: FxHashMap::default(),
             config,
             dirty: FxHashSet::default(),

@@ -24,7 +24,7 @@ from ._errors import (DimeAddressError, DimeArgumentError, DimeBrokenPipeError, 
                       DimeConnectionRefusedError, DimeConnectionResetError,
                       DimeConnectionTimeoutError, DimeError, DimeFileNotFoundError,
                       DimeHostNotFoundError, DimePermissionError, DimePortError,
-                      DimeProtocolError, DimeServerError, DimeTimeoutError)
+                      DimeProtocolError, DimeServerError, DimeTimeoutError, DimeUnsupportedError)
 from ._convert import LibBuffer
 from .client import DimeClient
 from .share import ABSENT, Share, ShareLock, find_server, init_share
@@ -36,7 +36,8 @@ __all__ = ["DimeClient", "DimeError", "DimeServerError", "DimeTimeoutError",
            "DimeConnectionRefusedError", "DimeConnectionResetError",
            "DimeConnectionAbortedError", "DimeBrokenPipeError", "DimeConnectionTimeoutError",
            "DimeHostNotFoundError", "DimeProtocolError", "DimeCodecError",
-           "DimeArgumentError", "DimeAddressError", "DimePortError", "LibBuffer",
+           "DimeArgumentError", "DimeAddressError", "DimePortError", "DimeUnsupportedError",
+           "LibBuffer",
            "Share", "ShareLock", "ABSENT", "init_share", "find_server",
            "TupleSpace", "Range", "Matrix",
            "library_path", "library_version", "__version__"]

@@ -147,6 +147,12 @@ class DimeCodecError(DimeError, ValueError):
     client). The client stays usable."""
 
 
+class DimeUnsupportedError(DimeError, NotImplementedError):
+    """The server does not support the feature (an original DiME2 server,
+    which announces no extensions, asked for a share, say); nothing was
+    sent and the client stays usable. ``DimeClient.supports`` asks first."""
+
+
 # The built-in class Python itself picks for an errno (OSError(errno, ...)
 # does the picking, aliases such as EPERM/EACCES included) -> ours.
 _BY_BUILTIN = {
@@ -160,6 +166,7 @@ _BY_BUILTIN = {
 }
 
 _CLASSES = {
+    _lib.STATUS_UNSUPPORTED: DimeUnsupportedError,
     _lib.STATUS_INVALID_ARGUMENT: DimeArgumentError,
     _lib.STATUS_PROTOCOL_ERROR: DimeProtocolError,
     _lib.STATUS_SERVER_ERROR: DimeServerError,

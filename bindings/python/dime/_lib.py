@@ -38,6 +38,7 @@ STATUS_PROTOCOL_ERROR = 7103
 STATUS_SERVER_ERROR = 7104
 STATUS_TIMEOUT = 7105
 STATUS_CODEC_ERROR = 7106
+STATUS_UNSUPPORTED = 7107
 STATUS_PANIC = 7999
 
 KIND_INVALID = -1
@@ -166,6 +167,8 @@ SIGNATURES = {
     "dime_broadcast_many": (status, [h, strs, ph, c_size_t]),
     "dime_wait": (status, [h, c_int64, P(c_size_t)]),
     "dime_devices": (status, [h, ph]),
+    "dime_server_supports": (status, [h, c_char_p, P(c_bool)]),
+    "dime_server_extensions": (status, [h, ph]),
     "dime_sync": (status, [h, c_int64, ph]),
     "dime_messages_len": (c_size_t, [h]),
     "dime_messages_get": (status, [h, c_size_t, P(c_void_p), ph]),

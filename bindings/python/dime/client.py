@@ -158,6 +158,31 @@ class DimeClient(Handle, collections.abc.MutableMapping):
 
     # close(), __enter__/__exit__ and __del__ come from Handle.
 
+    # -- what the server supports -------------------------------------------
+    @property
+    def server_extensions(self):
+        """The extensions the server announced when this client connected
+        (``docs/protocol-extensions.md``), as a frozenset of names such as
+        ``"share"``; empty for an original DiME2 server. DiME2's own calls
+        work either way; ``Share``, ``TupleSpace`` and other extensions
+        raise ``DimeUnsupportedError`` where the server lacks them."""
+        out = c_void_p()
+        with self._lock:
+            check(lib.dime_server_extensions(self._handle(), byref(out)))
+        try:
+            return frozenset(from_value(out.value))
+        finally:
+            lib.dime_value_free(out.value)
+
+    def supports(self, extension):
+        """Whether the server announced ``extension`` (``"share"``,
+        ``"space"``, ...); always False for an original DiME2 server."""
+        name = _cstr(extension, "extension name")
+        yes = ctypes.c_bool()
+        with self._lock:
+            check(lib.dime_server_supports(self._handle(), name, byref(yes)))
+        return yes.value
+
     # -- groups ------------------------------------------------------------
     def join(self, *names):
         """Joins the named groups (an error if already in one of them)."""

@@ -18,6 +18,7 @@
 //! discarded.
 
 use crate::buffer::PooledBuf;
+use crate::proto::extensions;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
 use crate::server::outqueue::OutItem;
@@ -170,6 +171,8 @@ pub struct Rpc {
 impl Service for Rpc {
     type Header<'h> = RpcHeader<'h>;
     type Blocked = NeverBlocked;
+
+    const EXTENSIONS: &'static [&'static str] = &[extensions::RPC, extensions::STREAM];
 
     const COMMANDS: &'static [(&'static str, Handler<Self>)] = &[
         ("provide", provide),

@@ -7,6 +7,7 @@
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb;
+use crate::proto::extensions;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
 use crate::server::request::{self, CommandError, Result, Text, failed, flag, required};
@@ -618,6 +619,8 @@ impl Service for Shares {
         ("share_lock", lock),
         ("share_unlock", unlock),
     ];
+
+    const EXTENSIONS: &'static [&'static str] = &[extensions::SHARE];
 
     fn withdraw(&mut self, _: &mut State, id: ConnId, on: ShareWait) {
         let name = match &on {

@@ -5,6 +5,7 @@
 
 use crate::buffer::PooledBuf;
 use crate::pattern::{self, Matcher};
+use crate::proto::extensions;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
 use crate::server::request::{CommandError, Result, Text};
@@ -298,6 +299,8 @@ impl Service for Spaces {
         ("ts_rdp", read_now),
         ("ts_count", count),
     ];
+
+    const EXTENSIONS: &'static [&'static str] = &[extensions::SPACE];
 
     /// Drops the blocked request from its space: it will never take a
     /// tuple afterwards.

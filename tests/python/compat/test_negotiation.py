@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 from dime import dimeb
 
+from dimewire import handshake_reply
 from samevalue import assert_same
 
 REREGISTER = {"status": 1, "meta": True, "command": "reregister", "serialization": "dimeb"}
 
 
 def hs_reply(serialization):
-    return {"status": 0, "serialization": serialization, "tls": False}
+    return handshake_reply(serialization)
 
 
 def test_first_client_sets_serialization(net):

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from dimewire import encode_frame
+from dimewire import encode_frame, handshake_reply
 
 
 def assert_error(reply, message=None, prefix=None):
@@ -130,7 +130,7 @@ def test_frame_split_into_single_bytes(net):
         if i % 7 == 0:
             time.sleep(0.002)
     reply, _ = c.recv()
-    assert reply == {"status": 0, "serialization": "dimeb", "tls": False}
+    assert reply == handshake_reply("dimeb")
 
 
 def test_several_frames_in_one_write(net):
@@ -144,7 +144,7 @@ def test_several_frames_in_one_write(net):
         encode_frame({"command": "sync", "n": -1}),
     ])
     c.send_bytes(data)
-    assert c.recv()[0] == {"status": 0, "serialization": "dimeb", "tls": False}
+    assert c.recv()[0] == handshake_reply("dimeb")
     assert c.recv()[0] == {"status": 0}
     assert c.recv()[0] == {"status": 0}
     assert c.recv()[0] == {"status": 0, "devices": ["g"]}

@@ -4,6 +4,7 @@
 
 mod groups;
 
+use crate::proto::extensions;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection, Held, json_item, wait_reply};
 use crate::server::outqueue::OutItem;
@@ -77,6 +78,12 @@ impl Service for Messaging {
         ("devices", devices),
     ];
 
+    const EXTENSIONS: &'static [&'static str] = &[
+        extensions::WAIT_TIMEOUT,
+        extensions::SYNC_WAIT,
+        extensions::SEND_RECEIVE,
+    ];
+
     fn withdraw(&mut self, _: &mut State, _: ConnId, _: InboxWait) {
         // Nothing is queued anywhere for a waiting sync.
     }
@@ -145,9 +152,12 @@ fn handshake(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Fra
         }
     };
     svc.serialization = Some(current.clone());
+    // "extensions" is ours: what this server understands beyond DiME2, so
+    // our clients fall back to DiME2's own commands where a server (an
+    // original one) sends no such list. Old clients ignore the field.
     st.reply(
         id,
-        json!({"status": 0, "serialization": current, "tls": false}),
+        json!({"status": 0, "serialization": current, "tls": false, "extensions": st.extensions}),
     );
     Ok(())
 }
