@@ -458,8 +458,11 @@ export class DimeClient {
     const { messages } = await this.#call({ command: "sync", n }, undefined, true);
     const out = [];
     for (const { json, payload } of messages) {
-      if (json.serialization === "dimeb") out.push([json.varname, dimeb.decode(payload, this.decodeOptions)]);
-      else if (json.serialization === "json") out.push([json.varname, jsonDecode(payload)]);
+      // DiME2 senders may leave "serialization" out: the payload is then in
+      // the one the session negotiated.
+      const serialization = json.serialization ?? this.serialization;
+      if (serialization === "dimeb") out.push([json.varname, dimeb.decode(payload, this.decodeOptions)]);
+      else if (serialization === "json") out.push([json.varname, jsonDecode(payload)]);
       else this.skipped.push(json.varname);
     }
     return out;

@@ -173,7 +173,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub struct Message {
     /// The variable name.
     pub varname: String,
-    /// The sender's serialization (`dimeb` for our clients).
+    /// The sender's serialization (`dimeb` for our clients); the session's
+    /// negotiated one when the sender's header names none.
     pub serialization: String,
     /// The encoded value.
     pub payload: PooledBuf,
@@ -584,15 +585,14 @@ impl Client {
                 check_status(obj)?;
                 return Ok(out);
             }
-            let field = |k: &str| {
-                obj.get(k)
-                    .and_then(Json::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
+            let field = |k: &str| obj.get(k).and_then(Json::as_str);
             out.push(Message {
-                varname: field("varname"),
-                serialization: field("serialization"),
+                varname: field("varname").unwrap_or_default().to_owned(),
+                // DiME2 makes "serialization" optional in a send: such a
+                // payload is in the one the session negotiated.
+                serialization: field("serialization")
+                    .unwrap_or(&self.serialization)
+                    .to_owned(),
                 payload,
             });
         }
@@ -750,13 +750,21 @@ fn check_status(obj: Map<String, Json>) -> Result<Map<String, Json>> {
 /// wrote that header and the server relays it unchanged; a number no f64
 /// holds (`1e400`, which other JSON readers take as infinity) in a field
 /// nobody reads must not make every recipient's sync fail. Unknown fields
-/// are skipped without converting their numbers.
+/// are skipped without converting their numbers; either field may be
+/// absent, as DiME2 senders need not give them.
 fn relayed_fields(text: &[u8]) -> Option<Json> {
     #[derive(serde::Deserialize)]
     struct Relayed {
-        varname: String,
-        serialization: String,
+        varname: Option<String>,
+        serialization: Option<String>,
     }
     let r: Relayed = serde_json::from_slice(text).ok()?;
-    Some(json!({"varname": r.varname, "serialization": r.serialization}))
+    let mut fields = Map::new();
+    if let Some(v) = r.varname {
+        fields.insert("varname".into(), Json::String(v));
+    }
+    if let Some(s) = r.serialization {
+        fields.insert("serialization".into(), Json::String(s));
+    }
+    Some(Json::Object(fields))
 }

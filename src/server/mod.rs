@@ -347,16 +347,28 @@ impl Server {
         }
     }
 
+    /// Runs one request. Whatever is wrong with its header, the frame
+    /// arrived whole and the next one starts right after it, so a bad
+    /// header is an error reply and the connection carries on (as the
+    /// original server does for bad fields); only a broken frame closes it.
     fn handle_frame(&mut self, id: ConnId, frame: Frame) {
         // Parsed from a reused copy: the handler takes the frame itself.
         self.header_text.clear();
         match std::str::from_utf8(frame.json()) {
             Ok(text) => self.header_text.push_str(text),
-            Err(e) => return self.fail_and_close(id, &format!("JSON parsing error: {e}")),
+            Err(e) => {
+                self.state
+                    .reply_error(id, &format!("JSON parsing error: {e}"));
+                return;
+            }
         }
         let header = match request::parse::<request::CommandHeader>(&self.header_text) {
             Ok(h) => h,
-            Err(e) => return self.fail_and_close(id, &format!("JSON parsing error: {e}")),
+            Err(e) => {
+                self.state
+                    .reply_error(id, &format!("JSON parsing error: {e}"));
+                return;
+            }
         };
         let Some(command) = header.name() else {
             self.state.reply_error(id, "Unknown command");
@@ -378,7 +390,6 @@ impl Server {
         match outcome {
             Ok(Some(Ok(()))) => {}
             Ok(Some(Err(CommandError::Failed(msg)))) => self.state.reply_error(id, &msg),
-            Ok(Some(Err(CommandError::Malformed(msg)))) => self.fail_and_close(id, &msg),
             Ok(None) => self
                 .state
                 .reply_error(id, &format!("Unknown command: {command}")),
@@ -411,7 +422,8 @@ impl Server {
         }
     }
 
-    /// Replies with an error, then closes once the reply is written.
+    /// Replies with an error, then closes once the reply is written: for a
+    /// broken frame (the stream can no longer be parsed) or a handler panic.
     fn fail_and_close(&mut self, id: ConnId, msg: &str) {
         log::info!("client {id}: {msg}; closing");
         self.state.reply_error(id, msg);

@@ -436,9 +436,9 @@ fn unprovide(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, _: Frame) ->
 
 fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let name = required(&h.function, "function")?;
-    let caller_id = h.id.ok_or_else(|| {
-        CommandError::Malformed("JSON parsing error: missing field: id".to_owned())
-    })?;
+    let caller_id = h
+        .id
+        .ok_or_else(|| CommandError::Failed("JSON parsing error: missing field: id".to_owned()))?;
     let fail = |st: &mut State, msg: String| {
         push_result(
             st,
@@ -450,7 +450,7 @@ fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> 
     };
     let deadline = match deadline(h.timeout) {
         Ok(d) => d,
-        Err(CommandError::Malformed(m) | CommandError::Failed(m)) => return fail(st, m),
+        Err(CommandError::Failed(m)) => return fail(st, m),
     };
     if svc.by_caller.contains_key(&(id, caller_id)) {
         return fail(
@@ -502,7 +502,7 @@ fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> 
 /// `return`: a provider's result (or error) for call `call`.
 fn give_back(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let k = h.call.ok_or_else(|| {
-        CommandError::Malformed("JSON parsing error: missing field: call".to_owned())
+        CommandError::Failed("JSON parsing error: missing field: call".to_owned())
     })?;
     // A result nobody waits for any more (cancelled, caller gone), or one
     // this client was never given, is dropped without a word: the provider
@@ -525,9 +525,9 @@ fn give_back(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame
 /// `cancel`: withdraws a queued call, or discards a running call's result.
 /// No reply: the caller has already given up on it.
 fn cancel(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
-    let caller_id = h.id.ok_or_else(|| {
-        CommandError::Malformed("JSON parsing error: missing field: id".to_owned())
-    })?;
+    let caller_id = h
+        .id
+        .ok_or_else(|| CommandError::Failed("JSON parsing error: missing field: id".to_owned()))?;
     match svc.by_caller.remove(&(id, caller_id)) {
         Some(CallerEntry::Queued(name, seq)) => svc.unqueue(&name, seq),
         Some(CallerEntry::Running(k)) => svc.detach(st, k),
@@ -540,7 +540,7 @@ fn cancel(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Re
 /// `yield`: the next item of stream `call`, within the producer's window.
 fn give_item(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let k = h.call.ok_or_else(|| {
-        CommandError::Malformed("JSON parsing error: missing field: call".to_owned())
+        CommandError::Failed("JSON parsing error: missing field: call".to_owned())
     })?;
     // As for `return`: an item nobody waits for any more is dropped.
     let Some(r) = svc.running.get_mut(&k).filter(|r| r.provider == id) else {
@@ -577,9 +577,9 @@ fn give_item(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame
 
 /// `credit`: the consumer of stream `id` grants its producer more room.
 fn credit(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
-    let caller_id = h.id.ok_or_else(|| {
-        CommandError::Malformed("JSON parsing error: missing field: id".to_owned())
-    })?;
+    let caller_id = h
+        .id
+        .ok_or_else(|| CommandError::Failed("JSON parsing error: missing field: id".to_owned()))?;
     let (items, bytes) = (clamp(h.items.unwrap_or(0)), clamp(h.bytes.unwrap_or(0)));
     // A stream still queued, finished or unknown: nothing to grant to.
     let Some(CallerEntry::Running(k)) = svc.by_caller.get(&(id, caller_id)) else {

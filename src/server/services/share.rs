@@ -246,7 +246,7 @@ fn get_many(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) 
     let wanted: Vec<&str> = match &h.keys {
         Some(keys) => keys.iter().map(|k| &**k).collect(),
         None => {
-            return Err(CommandError::Malformed(
+            return Err(CommandError::Failed(
                 "JSON parsing error: keys: expected a list of strings".into(),
             ));
         }
@@ -554,9 +554,7 @@ fn replay(svc: &mut Shares, st: &mut State, id: ConnId, frame: Frame) {
         .and_then(|c| Shares::COMMANDS.iter().find(|(n, _)| *n == c))
         .map(|(_, h)| *h);
     if let Some(h) = handler {
-        if let Err(CommandError::Failed(m) | CommandError::Malformed(m)) =
-            h(svc, st, id, &header, frame)
-        {
+        if let Err(CommandError::Failed(m)) = h(svc, st, id, &header, frame) {
             st.reply_error(id, &m);
         }
     }

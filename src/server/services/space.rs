@@ -212,9 +212,7 @@ fn compiled(h: &Header, frame: &Frame) -> Result<Vec<Matcher>> {
     let spec: serde_json::Value = h
         .pattern
         .and_then(|r| serde_json::from_str(r.get()).ok())
-        .ok_or_else(|| {
-            CommandError::Malformed("JSON parsing error: missing field: pattern".into())
-        })?;
+        .ok_or_else(|| CommandError::Failed("JSON parsing error: missing field: pattern".into()))?;
     pattern::compile(&spec, &frame.payload).map_err(|e| CommandError::Failed(e.to_string()))
 }
 

@@ -81,9 +81,9 @@ def test_handshake_missing_fields_is_a_json_parsing_error(net):
     assert reply.get("status", 0) < 0, reply
     assert isinstance(reply.get("error"), str)
     assert reply["error"].startswith("JSON parsing error"), reply
-    # Missing fields make the request malformed: error, then close (issue 2);
-    # other clients are unaffected.
-    c.assert_closed()
+    # A missing field fails the request only; the connection stays usable,
+    # as in the original server.
+    assert c.handshake("dimeb") == hs_reply("dimeb")
     assert net.raw().handshake("dimeb") == hs_reply("dimeb")
 
 

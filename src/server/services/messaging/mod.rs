@@ -22,7 +22,8 @@ use std::sync::Arc;
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
 pub struct MessagingHeader<'a> {
-    /// `handshake`, `send`, `broadcast`: a serialization name.
+    /// `handshake`: a serialization name; `send`, `broadcast`: the
+    /// payload's (optional there).
     #[serde(borrow)]
     pub serialization: Option<Text<'a>>,
     /// `send`, `broadcast`: the variable's name.
@@ -116,15 +117,15 @@ fn names(h: &Header) -> Result<Vec<String>> {
             .iter()
             .map(|v| match v {
                 Json::String(s) => Ok(s.clone()),
-                _ => Err(CommandError::Malformed(
+                _ => Err(CommandError::Failed(
                     "JSON parsing error: expected string".into(),
                 )),
             })
             .collect(),
-        Some(_) => Err(CommandError::Malformed(
+        Some(_) => Err(CommandError::Failed(
             "JSON parsing error: expected string".into(),
         )),
-        None => Err(CommandError::Malformed(
+        None => Err(CommandError::Failed(
             "JSON parsing error: missing field: name".into(),
         )),
     }
@@ -199,7 +200,9 @@ fn leave(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) 
 
 fn relay(st: &mut State, id: ConnId, h: &Header, frame: Frame, recipients: Vec<ConnId>) -> Result {
     required(&h.varname, "varname")?;
-    required(&h.serialization, "serialization")?;
+    // "serialization" stays optional, as in the original server: the frame
+    // is relayed as given and recipients fall back on the session's
+    // negotiated serialization (docs/protocol.md §2).
     // Recipients tell a relayed message from the reply that ends a sync by
     // its "status" (and meta messages by "meta"); a message carrying either
     // would end their sync early and desynchronize every later reply.
