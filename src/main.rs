@@ -50,6 +50,12 @@ struct Args {
     /// polls. Costs CPU only while traffic is dense.
     #[arg(long, value_name = "MICROS", default_value_t = 50)]
     busy_poll: u64,
+
+    /// Let every client use the admin commands behind `dime ls`, `dime
+    /// stats` and `dime monitor`. Without it only clients of the same user
+    /// on a unix socket may.
+    #[arg(long)]
+    admin: bool,
 }
 
 fn parse_octal(s: &str) -> Result<u32, String> {
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
         ws_origins: args.ws_origins,
         exit_when_idle: args.exit_when_idle,
         busy_poll: Duration::from_micros(args.busy_poll),
+        admin: args.admin,
         ..Config::default()
     };
     if !args.listen.is_empty() {

@@ -9,6 +9,7 @@ use std::path::Path;
 /// Every module of `src/server/` and its layer (higher uses lower).
 const LAYERS: &[(&str, u8)] = &[
     ("outqueue", 0),
+    ("stats", 0),
     ("busy_poll", 0),
     ("request", 0),
     ("config", 1),
@@ -23,7 +24,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("services::rpc", 4),
     ("services", 5),
     ("dispatch", 6),
-    ("mod", 7),
+    ("admin", 7),
+    ("mod", 8),
 ];
 
 /// Module path (`services::share`) of a file under `src/server/`.

@@ -71,6 +71,23 @@ macro_rules! services {
                 unreachable!("a request was blocked by an unregistered service");
             }
 
+            /// Every service's `inspect`, by field name.
+            pub fn inspect(&self, st: &State) -> serde_json::Value {
+                let mut out = serde_json::Map::new();
+                $( out.insert(stringify!($field).to_owned(), self.$field.inspect(st)); )*
+                serde_json::Value::Object(out)
+            }
+
+            /// The static name of `command`, if a service has it.
+            pub fn known(command: &str) -> Option<&'static str> {
+                $(
+                    if let Some((name, _)) = <$ty as Service>::COMMANDS.iter().find(|(n, _)| *n == command) {
+                        return Some(name);
+                    }
+                )*
+                None
+            }
+
             /// Forgets a closed connection: its blocked request is
             /// withdrawn, then every service releases what it held.
             pub fn forget(&mut self, st: &mut State, id: ConnId) -> Option<crate::server::conn::Connection> {

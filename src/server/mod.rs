@@ -8,6 +8,7 @@
 //! machinery: `blocking`, `request`, `state`, `conn`, `outqueue`.
 //! `docs/architecture.md` walks through it.
 
+mod admin;
 mod blocking;
 pub mod busy_poll;
 mod config;
@@ -18,6 +19,7 @@ mod request;
 mod service;
 mod services;
 mod state;
+mod stats;
 
 use crate::transport::{Listener, WsOptions};
 use crate::wire::Frame;
@@ -235,8 +237,14 @@ impl Server {
                         continue;
                     }
                     log::info!("client {id} connected ({})", stream.peer());
-                    let conn = Connection::new(stream, self.state.config.max_message);
+                    let mut conn = Connection::new(stream, self.state.config.max_message);
+                    conn.peer = conn.stream.peer();
+                    conn.admin =
+                        self.state.config.admin || admin::same_user(conn.stream.as_raw_fd());
                     self.state.conns.insert(id, conn);
+                    self.state.stats.accepted += 1;
+                    let n = self.state.conns.len();
+                    self.state.stats.peak_clients = self.state.stats.peak_clients.max(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -294,6 +302,7 @@ impl Server {
                         break;
                     }
                     Ok(n) => {
+                        self.state.stats.bytes_in += n as u64;
                         budget = budget.saturating_sub(n);
                         // A short read drained the socket: skip the read that
                         // would only say EAGAIN (level-triggered polling
@@ -381,12 +390,20 @@ impl Server {
         // The state a handler left half-changed belongs to that request;
         // its client is closed, everyone else carries on.
         let (services, state, text) = (&mut self.services, &mut self.state, &self.header_text);
+        let started = Instant::now();
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
             if test_panic {
                 return Some(dispatch::test_panic());
             }
+            if let Some(r) = admin::dispatch(services, state, id, &command, text) {
+                return Some(r);
+            }
             services.dispatch(state, id, &command, text, frame)
         }));
+        let name = Services::known(&command)
+            .or_else(|| admin::COMMANDS.iter().copied().find(|c| *c == command));
+        let failed = !matches!(outcome, Ok(Some(Ok(()))));
+        self.state.stats.request(name, started.elapsed(), failed);
         match outcome {
             Ok(Some(Ok(()))) => {}
             Ok(Some(Err(CommandError::Failed(msg)))) => self.state.reply_error(id, &msg),
@@ -468,6 +485,7 @@ impl Server {
         };
         // A transport may keep back output it accepted (WebSocket);
         // the connection is only flushed once that is written too.
+        let before = c.out.pending();
         let flushed = c.out.flush(&mut *c.stream).and_then(|done| {
             if done {
                 c.stream.flush_buffered()
@@ -475,6 +493,7 @@ impl Server {
                 Ok(false)
             }
         });
+        self.state.stats.bytes_out += (before - c.out.pending()) as u64;
         let done = match flushed {
             Ok(done) => done,
             Err(e) => {

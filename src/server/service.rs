@@ -56,4 +56,10 @@ pub trait Service: Default + 'static {
     fn expire(&mut self, _st: &mut State, _now: Instant) -> Option<Instant> {
         None
     }
+
+    /// What this service holds, for `inspect` (`dime ls`): names, sizes,
+    /// holders and waiters, never the values themselves.
+    fn inspect(&self, _st: &State) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }

@@ -172,6 +172,10 @@ impl Service for Rpc {
     type Header<'h> = RpcHeader<'h>;
     type Blocked = NeverBlocked;
 
+    fn inspect(&self, _: &State) -> Json {
+        self.describe()
+    }
+
     const EXTENSIONS: &'static [&'static str] = &[extensions::RPC, extensions::STREAM];
 
     const COMMANDS: &'static [(&'static str, Handler<Self>)] = &[
@@ -611,4 +615,33 @@ fn clamp(n: u64) -> i64 {
 fn ping(_: &mut Rpc, st: &mut State, id: ConnId, _: &Header, _: Frame) -> Result {
     st.reply_ok(id);
     Ok(())
+}
+
+impl Rpc {
+    /// Each function's providers, running and queued calls, for `inspect`.
+    fn describe(&self) -> Json {
+        let mut names: Vec<&Arc<str>> = self.functions.keys().collect();
+        names.sort();
+        let functions: serde_json::Map<String, Json> = names
+            .into_iter()
+            .map(|n| {
+                let f = &self.functions[n];
+                let providers: Vec<Json> = f
+                    .slots
+                    .iter()
+                    .map(|s| json!({"client": s.provider, "capacity": s.capacity, "running": s.running}))
+                    .collect();
+                let streams = self
+                    .running
+                    .values()
+                    .filter(|r| &r.function == n && r.window.is_some())
+                    .count();
+                (
+                    n.to_string(),
+                    json!({"providers": providers, "queued": f.queue.len(), "streams": streams}),
+                )
+            })
+            .collect();
+        Json::Object(functions)
+    }
 }

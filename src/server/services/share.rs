@@ -16,7 +16,7 @@ use crate::server::state::State;
 use crate::value::Value;
 use crate::wire::Frame;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value as Json, json};
 // hashbrown for `entry_ref` (one lookup, allocating the name only when it
 // is new) and its seeded foldhash, several times faster than SipHash on
 // short names while still randomized against collision flooding.
@@ -600,6 +600,10 @@ impl Service for Shares {
     type Header<'h> = ShareHeader<'h>;
     type Blocked = ShareWait;
 
+    fn inspect(&self, _: &State) -> Json {
+        self.describe()
+    }
+
     const COMMANDS: &'static [(&'static str, Handler<Self>)] = &[
         ("share_set", set),
         ("share_get", get),
@@ -684,5 +688,38 @@ impl Service for Shares {
             release_key_lock(self, st, &name, &k);
             self.cleanup(&name);
         }
+    }
+}
+
+impl Shares {
+    /// Each share's keys, bytes, locks and waiters, for `inspect`.
+    fn describe(&self) -> Json {
+        let mut names: Vec<&String> = self.map.keys().collect();
+        names.sort();
+        let shares: serde_json::Map<String, Json> = names
+            .into_iter()
+            .map(|n| {
+                let s = &self.map[n];
+                let bytes: usize = s.entries.values().map(|v| v.len()).sum();
+                let key_locks: serde_json::Map<String, Json> = s
+                    .key_locks
+                    .iter()
+                    .map(|(k, l)| (k.clone(), json!({"holder": l.owner, "waiters": l.waiters.len()})))
+                    .collect();
+                (
+                    n.clone(),
+                    json!({
+                        "keys": s.entries.len(),
+                        "bytes": bytes,
+                        "lock": s.lock,
+                        "lock_waiters": s.queue.iter().filter(|q| matches!(q, Queued::Lock(_))).count(),
+                        "blocked_writes": s.queue.iter().filter(|q| matches!(q, Queued::Write(..))).count(),
+                        "key_locks": key_locks,
+                        "key_waiters": s.key_waiters.values().map(Vec::len).sum::<usize>(),
+                    }),
+                )
+            })
+            .collect();
+        Json::Object(shares)
     }
 }

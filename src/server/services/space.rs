@@ -13,8 +13,8 @@ use crate::server::service::{Handler, Service};
 use crate::server::state::State;
 use crate::wire::Frame;
 use serde::Deserialize;
-use serde_json::json;
 use serde_json::value::RawValue;
+use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -289,6 +289,10 @@ impl Service for Spaces {
     type Header<'h> = SpaceHeader<'h>;
     type Blocked = TupleWait;
 
+    fn inspect(&self, _: &State) -> Json {
+        self.describe()
+    }
+
     const COMMANDS: &'static [(&'static str, Handler<Self>)] = &[
         ("ts_out", out),
         ("ts_in", take_blocking),
@@ -315,4 +319,23 @@ impl Service for Spaces {
 
     /// Nothing to release: a client holds no tuples.
     fn disconnect(&mut self, _: &mut State, _: ConnId, _: &Connection) {}
+}
+
+impl Spaces {
+    /// Each space's tuples and waiters, for `inspect`.
+    fn describe(&self) -> Json {
+        let mut names: Vec<&String> = self.map.keys().collect();
+        names.sort();
+        let spaces: serde_json::Map<String, Json> = names
+            .into_iter()
+            .map(|n| {
+                let s = &self.map[n];
+                (
+                    n.clone(),
+                    json!({"tuples": s.tuples.len(), "waiters": s.waiters.len()}),
+                )
+            })
+            .collect();
+        Json::Object(spaces)
+    }
 }

@@ -68,6 +68,10 @@ impl Service for Messaging {
     type Header<'h> = MessagingHeader<'h>;
     type Blocked = InboxWait;
 
+    fn inspect(&self, _: &State) -> Json {
+        self.describe()
+    }
+
     const COMMANDS: &'static [(&'static str, Handler<Self>)] = &[
         ("handshake", handshake),
         ("join", join),
@@ -198,8 +202,15 @@ fn leave(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) 
     Ok(())
 }
 
-fn relay(st: &mut State, id: ConnId, h: &Header, frame: Frame, recipients: Vec<ConnId>) -> Result {
-    required(&h.varname, "varname")?;
+fn relay(
+    st: &mut State,
+    id: ConnId,
+    h: &Header,
+    frame: Frame,
+    group: Option<&str>,
+    recipients: Vec<ConnId>,
+) -> Result {
+    let varname = required(&h.varname, "varname")?;
     // "serialization" stays optional, as in the original server: the frame
     // is relayed as given and recipients fall back on the session's
     // negotiated serialization (docs/protocol.md §2).
@@ -212,6 +223,9 @@ fn relay(st: &mut State, id: ConnId, h: &Header, frame: Frame, recipients: Vec<C
         ));
     }
     check_queue_room(st, &recipients, frame.wire_len() as u64).map_err(CommandError::Failed)?;
+    let frame = Arc::new(frame);
+    st.stats.messages += 1;
+    st.show_monitors(id, group, varname, recipients.len(), &frame);
     deliver(st, &recipients, frame);
     // "receive": true (our extension) answers with the sender's own next
     // messages instead of a bare status: a request/reply in one exchange.
@@ -232,12 +246,18 @@ fn send(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, frame: Fram
             )));
         }
     };
-    relay(st, id, h, frame, recipients)
+    relay(st, id, h, frame, Some(&group), recipients)
 }
 
 fn broadcast(_: &mut Messaging, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    let recipients: Vec<ConnId> = st.conns.keys().copied().filter(|c| *c != id).collect();
-    relay(st, id, h, frame, recipients)
+    // Monitors watch traffic; they are not its recipients.
+    let recipients: Vec<ConnId> = st
+        .conns
+        .keys()
+        .copied()
+        .filter(|c| *c != id && !st.monitors.contains_key(c))
+        .collect();
+    relay(st, id, h, frame, None, recipients)
 }
 
 fn sync(_: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
@@ -329,8 +349,7 @@ fn check_queue_room(
 }
 
 /// Queues one shared frame for every recipient and wakes their waits.
-fn deliver(st: &mut State, recipients: &[ConnId], frame: Frame) {
-    let frame = Arc::new(frame);
+fn deliver(st: &mut State, recipients: &[ConnId], frame: Arc<Frame>) {
     let len = frame.wire_len() as u64;
     for id in recipients {
         let Some(c) = st.conns.get_mut(id) else {
@@ -366,5 +385,24 @@ fn meta_to_others(st: &mut State, except: ConnId, json: &Json) {
             c.meta(json_item(json));
             st.dirty.insert(*id);
         }
+    }
+}
+
+impl Messaging {
+    /// Groups and their members, for `inspect`.
+    fn describe(&self) -> Json {
+        let groups: serde_json::Map<String, Json> = self
+            .groups
+            .names()
+            .map(|g| {
+                let members: Vec<ConnId> = self
+                    .groups
+                    .members(g)
+                    .map(|m| m.iter().copied().collect())
+                    .unwrap_or_default();
+                (g.to_owned(), json!(members))
+            })
+            .collect();
+        json!({"groups": groups, "serialization": self.serialization})
     }
 }
