@@ -7,7 +7,8 @@
  * Conventions (true of every function below):
  * - Every fallible call returns a dime_status; DIME_STATUS_OK is 0.
  *   Outputs come last and are written only on success. The reason for a
- *   failure is in dime_last_error() (per thread).
+ *   failure is in dime_last_error() (per thread), and the operating
+ *   system's errno behind it, if any, in dime_last_errno().
  * - NULL arguments give DIME_STATUS_NULL_ARGUMENT, never a crash, unless
  *   the function's comment gives NULL a meaning (a default share or space
  *   name, the whole-share lock, "absent" in dime_share_cas); every *_free
@@ -148,7 +149,8 @@ typedef enum dime_kind {
  * never reused: a retired kind keeps its number.
  *
  * On any status other than `DIME_STATUS_OK`, `dime_last_error()` describes
- * what went wrong and no output parameter was written.
+ * what went wrong, `dime_last_errno()` gives the operating system's error
+ * number behind it (if any), and no output parameter was written.
  */
 typedef enum dime_status {
   /**
@@ -179,7 +181,10 @@ typedef enum dime_status {
   DIME_STATUS_NOT_FOUND = 7005,
   /**
    * Could not connect, or the connection broke. The client is unusable
-   * afterwards; free it and connect again.
+   * afterwards; free it and connect again. `dime_last_errno()` tells
+   * why: `ENOENT` (no such unix socket), `ECONNREFUSED`, `EACCES`,
+   * `ETIMEDOUT`, `EPIPE`, `ECONNRESET` (also when the server closed the
+   * connection) …
    */
   DIME_STATUS_CONNECTION_LOST = 7101,
   /**
@@ -423,6 +428,21 @@ extern "C" {
  * only right after a call returned a failure. Each thread has its own.
  */
 const char *dime_last_error(void);
+
+/**
+ * The operating system's error number (`errno`: `ENOENT`, `ECONNREFUSED`,
+ * `EACCES`, `ETIMEDOUT`, `EPIPE`, `ECONNRESET` … from `<errno.h>`) behind
+ * this thread's most recent failed call, or 0 if that failure did not come
+ * from the operating system (a bad argument, a server refusal, a timeout
+ * of `dime_wait`, a closed client, a host name that did not resolve …).
+ *
+ * Set and kept exactly like `dime_last_error()`: read it right after a
+ * call returned a failure. Failures with `DIME_STATUS_CONNECTION_LOST`
+ * carry one whenever the OS reported one; a connection the server closed
+ * reports `ECONNRESET`, and later calls on a client whose connection
+ * broke repeat the errno of the original failure. Each thread has its own.
+ */
+int dime_last_errno(void);
 
 /**
  * The library's version as a NUL-terminated string, e.g. `"0.1.0"`; equal
@@ -945,7 +965,10 @@ enum dime_status dime_value_map_take_at(struct dime_value *map,
  * `address` (NUL-terminated): `unix:/path/to.sock`, `ipc:/path/to.sock`
  * (the same), `tcp:host:port` or `tcp:port` (127.0.0.1).
  * `DIME_STATUS_INVALID_ARGUMENT` if it does not parse;
- * `DIME_STATUS_CONNECTION_LOST` if nothing answers there;
+ * `DIME_STATUS_CONNECTION_LOST` if nothing answers there, with the reason
+ * in `dime_last_errno()` (`ENOENT`: no such unix socket, `ECONNREFUSED`:
+ * nobody listening, `EACCES`: no permission, `ETIMEDOUT` …; 0 when a host
+ * name did not resolve);
  * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Blocks until the
  * handshake completes.
  */

@@ -179,7 +179,8 @@ classdef dime < handle
 
         function varargout = sync(obj, n)
             % SYNC  Receive up to n queued variables (all by default) and
-            % assign them in the caller's workspace; returns their names.
+            % assign them in the caller's workspace; returns their names
+            % (a Kx1 cell of char, in arrival order; {} if none).
             %
             %   d.sync();  names = d.sync(1);
             if nargin < 2
@@ -234,7 +235,9 @@ classdef dime < handle
         end
 
         function names = devices(obj)
-            % DEVICES  Names of the groups with at least one member (1xN cell).
+            % DEVICES  Names of the groups with at least one member: an Nx1
+            % cell of char, as the original client's (sort(d.devices()) is
+            % {'a'; 'b'; ...}); {} when there is none.
             names = dime_mex('devices', obj.h);
         end
 
@@ -319,8 +322,8 @@ classdef dime < handle
         end
 
         function k = share_keys(obj, varargin)
-            % SHARE_KEYS  Every key of the share, sorted (1xN cell of char;
-            % {} when empty).
+            % SHARE_KEYS  Every key of the share, sorted (Nx1 cell of char,
+            % like devices; {} when empty).
             s = dime.share_opt(varargin, 0, 'share_keys([''share'', S])');
             k = dime_mex('share_keys', obj.h, s);
         end
@@ -755,9 +758,10 @@ classdef dime < handle
 
         function m = make_map(k, v)
             % A containers.Map with char keys, or double keys when every key
-            % is a real numeric scalar; otherwise (mixed keys) an Nx2 cell
-            % {key, value; ...}.
-            if all(cellfun(@ischar, k))
+            % is a real numeric scalar; otherwise (mixed keys, or an empty
+            % char key, which Octave's containers.Map cannot hold) an Nx2
+            % cell {key, value; ...}.
+            if all(cellfun(@ischar, k)) && ~any(cellfun(@isempty, k))
                 m = containers.Map('KeyType', 'char', 'ValueType', 'any');
                 for i = 1:numel(k)
                     m(k{i}) = v{i};

@@ -9,9 +9,9 @@
  *           dime_mex('leave', h, group, ...)
  *           dime_mex('send', h, group, name1, val1, name2, val2, ...)
  *           dime_mex('broadcast', h, name1, val1, ...)
- *   [names, values, fix] = dime_mex('sync', h, n) % 1xK cells, 1xK logical
+ *   [names, values, fix] = dime_mex('sync', h, n) % Kx1 cell, 1xK cell, 1xK logical
  *   n     = dime_mex('wait', h, timeout_ms)       % negative / Inf: forever
- *   g     = dime_mex('devices', h)                % 1xN cell of char
+ *   g     = dime_mex('devices', h)                % Nx1 cell of char
  *   tf    = dime_mex('server_supports', h, name)  % logical: extension announced?
  *   e     = dime_mex('server_extensions', h)      % 1xN cell of char; {} for DiME2
  *   [y, fix] = dime_mex('convert', x)             % mx -> dime -> mx, no server
@@ -21,7 +21,9 @@
  *           (see the share_ and ts_ sections below; dime.m wraps them)
  *
  * `fix` (a logical) says a returned value holds map markers dime.m must
- * turn into containers.Map. Values are converted completely before
+ * turn into containers.Map. Lists of names (groups, received variables,
+ * share keys) are Nx1 cells, {} (0x0) when empty: the original dime.m
+ * returned `jsondecode` of a JSON array, a column. Values are converted completely before
  * anything is sent, so a value that cannot be sent raises dime:type and
  * sends nothing; the connection stays usable.
  */
@@ -79,6 +81,30 @@ static void return_value(mex_call *call, int nlhs, mxArray *plhs[], dime_value *
     plhs[0] = out;
     if (nlhs > 1)
         plhs[1] = mxCreateLogicalScalar(call->has_marker != 0);
+}
+
+/* An Nx1 cell ({} when n is 0): how lists of names are returned. */
+static mxArray *name_column(size_t n)
+{
+    return n ? mxCreateCellMatrix(n, 1) : mxCreateCellMatrix(0, 0);
+}
+
+/* plhs[0] = the list of names `list` (from the library, owned by the call
+ * until converted) as an Nx1 cell of char. */
+static void return_names(mex_call *call, mxArray *plhs[], dime_value *list, const char *what)
+{
+    size_t n = 0, i;
+    mxArray *out;
+    mex_call_own(call, list);
+    CHECK(dime_value_list_len(list, &n), what);
+    out = name_column(n);
+    for (i = 0; i < n; i++) {
+        const dime_value *x = NULL;
+        CHECK(dime_value_list_get(list, i, &x), what);
+        mxSetCell(out, i, from_dime(call, x));
+    }
+    mex_call_free(call, list);
+    plhs[0] = out;
 }
 
 static void return_none(int nlhs, mxArray *plhs[])
@@ -251,7 +277,7 @@ static void cmd_sync(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const 
     CHECK(dime_sync(c, (n < 0 || n != n || n > 9.2e18) ? DIME_SYNC_ALL : (int64_t)n, &msgs), "sync");
     call->messages = msgs; /* freed by mex_call_release if a conversion raises */
     len = dime_messages_len(msgs);
-    names = mxCreateCellMatrix(1, len);
+    names = name_column(len);
     values = mxCreateCellMatrix(1, len);
     fix = mxCreateLogicalMatrix(1, len);
     fx = mxGetLogicals(fix);
@@ -301,7 +327,7 @@ static void cmd_devices(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, con
     c = handles_client_arg(prhs[1]);
     CHECK(dime_devices(c, &list), "devices");
     (void)nlhs;
-    return_value(call, 0, plhs, list); /* a list of strings: no fix flag */
+    return_names(call, plhs, list, "devices");
 }
 
 /* What the server announced in its handshake (docs/protocol-extensions.md):
@@ -350,7 +376,7 @@ static void cmd_convert(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, con
 /*   dime_mex('share_set', h, share, key, value)
  *   [v, fix] = dime_mex('share_get' | 'share_pop', h, share, key)
  *   found = dime_mex('share_del' | 'share_contains', h, share, key)
- *   keys  = dime_mex('share_keys', h, share)           % 1xN cell
+ *   keys  = dime_mex('share_keys', h, share)           % Nx1 cell
  *   n     = dime_mex('share_len', h, share)
  *           dime_mex('share_clear', h, share)
  *   [m, fix] = dime_mex('share_get_many', h, share, keys)  % cellstr -> map
@@ -437,7 +463,7 @@ static void cmd_share_keys(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
     dime_value *out = NULL;
     (void)nlhs;
     CHECK(share_keys(a.c, a.share, &out), "share_keys");
-    return_value(call, 0, plhs, out); /* a list of strings: no fix flag */
+    return_names(call, plhs, out, "share_keys");
 }
 
 static void cmd_share_len(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,

@@ -101,6 +101,18 @@ fn root_installs_exactly_what_the_chosen_suites_miss() {
 }
 
 #[test]
+fn the_conformance_run_gets_octave_for_its_matlab_client() {
+    let m = Machine::new(&[], 0, false, true);
+    let out = m.run(&["conformance"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        m.calls(),
+        "apt-get update -q\n\
+         apt-get install -y -q --no-install-recommends octave liboctave-dev\n"
+    );
+}
+
+#[test]
 fn others_install_through_password_less_sudo() {
     let m = Machine::new(&[], 1000, true, false);
     let out = m.run(&["rust"]);

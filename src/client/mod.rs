@@ -23,8 +23,18 @@ use std::time::{Duration, Instant};
 pub enum Error {
     /// Bad argument from the caller (address syntax, oversized value …).
     InvalidArgument(String),
-    /// Could not connect, or the connection broke.
-    ConnectionLost(String),
+    /// Could not connect to `address` (a libdime address): what the
+    /// operating system said, or how the connection ended during the
+    /// handshake.
+    Connect {
+        /// The address connected to, as `unix:PATH`, `tcp:HOST:PORT` …
+        address: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// The connection broke while in use (a write or read failed, or the
+    /// server closed it).
+    ConnectionLost(io::Error),
     /// The server sent something that is not valid DiME.
     Protocol(String),
     /// The server answered with `status < 0`; its error message.
@@ -43,7 +53,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
-            Error::ConnectionLost(m) => write!(f, "connection lost: {m}"),
+            Error::Connect { address, source } => {
+                write!(f, "cannot connect to {address}: {source}")
+            }
+            Error::ConnectionLost(e) => write!(f, "connection lost: {e}"),
             Error::Protocol(m) => write!(f, "protocol error: {m}"),
             Error::Server(m) => write!(f, "server error: {m}"),
             Error::Timeout => f.write_str("timed out"),
@@ -55,9 +68,60 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl Error {
+    /// The operating system's error number (`errno`) behind a failed
+    /// connect or a lost connection: `ENOENT` for a missing unix socket,
+    /// `ECONNREFUSED`, `EACCES`, `ETIMEDOUT`, `EPIPE`, `ECONNRESET` …
+    /// A connection the server closed counts as `ECONNRESET`. `None` for
+    /// failures that did not come from the operating system (including a
+    /// host name that did not resolve).
+    pub fn os_error(&self) -> Option<i32> {
+        match self {
+            Error::Connect { source, .. } | Error::ConnectionLost(source) => errno_of(source),
+            _ => None,
+        }
+    }
+}
+
+/// `e`'s errno: the raw one when the OS gave it, else the one its kind
+/// stands for (errors built by std or by us carry only a kind).
+fn errno_of(e: &io::Error) -> Option<i32> {
+    use io::ErrorKind as K;
+    e.raw_os_error().or(match e.kind() {
+        K::NotFound => Some(libc::ENOENT),
+        K::PermissionDenied => Some(libc::EACCES),
+        K::ConnectionRefused => Some(libc::ECONNREFUSED),
+        K::ConnectionReset | K::UnexpectedEof => Some(libc::ECONNRESET),
+        K::ConnectionAborted => Some(libc::ECONNABORTED),
+        K::BrokenPipe => Some(libc::EPIPE),
+        K::TimedOut => Some(libc::ETIMEDOUT),
+        K::AddrNotAvailable => Some(libc::EADDRNOTAVAIL),
+        K::NotConnected => Some(libc::ENOTCONN),
+        K::InvalidInput => Some(libc::EINVAL),
+        _ => None,
+    })
+}
+
+impl Error {
+    /// A lost connection described by `why`, with no OS error behind it.
+    pub fn lost(why: impl Into<String>) -> Error {
+        Error::ConnectionLost(io::Error::other(why.into()))
+    }
+}
+
+/// The error for a peer (`"server"`, `"broker"`) that closed the
+/// connection (a read or write of 0 bytes): `UnexpectedEof`, which
+/// `Error::os_error` reports as ECONNRESET.
+fn closed_by(peer: &str) -> Error {
+    Error::ConnectionLost(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("the {peer} closed the connection"),
+    ))
+}
+
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Error {
-        Error::ConnectionLost(e.to_string())
+        Error::ConnectionLost(e)
     }
 }
 
@@ -182,7 +246,11 @@ impl Client {
 
     /// Connects to a parsed address.
     pub fn connect_to(addr: &Address) -> Result<Client> {
-        let stream = transport::connect(addr).map_err(|e| Error::ConnectionLost(e.to_string()))?;
+        let failed = |source| Error::Connect {
+            address: addr.to_string(),
+            source,
+        };
+        let stream = transport::connect(addr).map_err(failed)?;
         let mut c = Client {
             stream,
             reader: FrameReader::new(u64::MAX),
@@ -191,8 +259,14 @@ impl Client {
             extensions: None,
             poll_pause: POLL_FIRST,
         };
-        let reply =
-            c.request(json!({"command": "handshake", "serialization": "dimeb", "tls": false}))?;
+        // A connection that ends during the handshake never was one: report
+        // it as a failed connect, not as a lost connection.
+        let reply = c
+            .request(json!({"command": "handshake", "serialization": "dimeb", "tls": false}))
+            .map_err(|e| match e {
+                Error::ConnectionLost(source) => failed(source),
+                other => other,
+            })?;
         if let Some(s) = reply.get("serialization").and_then(Json::as_str) {
             c.serialization = s.to_owned();
         }
@@ -238,7 +312,7 @@ impl Client {
         let mut bufs = &mut bufs[..];
         while !bufs.is_empty() && bufs.iter().any(|b| !b.is_empty()) {
             match self.stream.write_vectored(bufs) {
-                Ok(0) => return Err(Error::ConnectionLost("server closed the connection".into())),
+                Ok(0) => return Err(closed_by("server")),
                 Ok(n) => IoSlice::advance_slices(&mut bufs, n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
@@ -309,7 +383,7 @@ impl Client {
                 }
             };
             match read {
-                Ok(0) => return Err(Error::ConnectionLost("server closed the connection".into())),
+                Ok(0) => return Err(closed_by("server")),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),

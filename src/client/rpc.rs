@@ -203,7 +203,12 @@ impl Rpc {
                 {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(e) => return Err(Error::ConnectionLost(e.to_string())),
+                Err(source) => {
+                    return Err(Error::Connect {
+                        address: addr.to_string(),
+                        source,
+                    });
+                }
             }
         };
         let mut read_sock = sock.try_clone()?;
@@ -248,7 +253,7 @@ impl Rpc {
         let reader = std::thread::Builder::new()
             .name("dime-rpc-reader".into())
             .spawn(move || read_loop(&s, reader, read_sock))
-            .map_err(|e| Error::ConnectionLost(format!("cannot start the reader thread: {e}")))?;
+            .map_err(|e| Error::lost(format!("cannot start the reader thread: {e}")))?;
         Ok(Rpc {
             shared,
             reader: Mutex::new(Some(reader)),
@@ -289,7 +294,7 @@ impl Rpc {
             }
         }
         if let Some(why) = &inner.closed {
-            return Err(Error::ConnectionLost(why.clone()));
+            return Err(Error::lost(why.clone()));
         }
         let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
@@ -429,7 +434,7 @@ impl Rpc {
         {
             let mut inner = sh.lock();
             if let Some(why) = &inner.closed {
-                return Err(Error::ConnectionLost(why.clone()));
+                return Err(Error::lost(why.clone()));
             }
             if inner.pending.is_empty() && inner.streams.is_empty() {
                 inner.last_heard = Instant::now();
@@ -528,7 +533,7 @@ impl Rpc {
                 return Ok(Some(id));
             }
             if let Some(why) = &inner.closed {
-                return Err(Error::ConnectionLost(why.clone()));
+                return Err(Error::lost(why.clone()));
             }
             inner = match sh.wait_until(inner, deadline) {
                 Some(g) => g,
@@ -794,7 +799,7 @@ impl Shared {
             {
                 let mut inner = self.lock();
                 if let Some(why) = &inner.closed {
-                    return Err(Error::ConnectionLost(why.clone()));
+                    return Err(Error::lost(why.clone()));
                 }
                 inner.acks.push_back(ack.clone());
             }
@@ -825,7 +830,7 @@ impl Shared {
                 return Ok(Some(c));
             }
             if let Some(why) = &inner.closed {
-                return Err(Error::ConnectionLost(why.clone()));
+                return Err(Error::lost(why.clone()));
             }
             inner = match self.wait_until(inner, deadline) {
                 Some(g) => g,
@@ -876,7 +881,7 @@ impl Shared {
         }
         for ack in inner.acks.drain(..) {
             *ack.reply.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(Err(Error::ConnectionLost(why.clone())));
+                Some(Err(Error::lost(why.clone())));
             ack.done.notify_all();
         }
         drop(inner);
@@ -1119,9 +1124,7 @@ fn send_all(w: &Socket, mut bufs: &mut [IoSlice<'_>]) -> Result<()> {
     while bufs.iter().any(|b| !b.is_empty()) {
         match w.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL) {
             Ok(0) => {
-                return Err(Error::ConnectionLost(
-                    "the broker closed the connection".into(),
-                ));
+                return Err(super::closed_by("broker"));
             }
             Ok(n) => IoSlice::advance_slices(&mut bufs, n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1144,9 +1147,7 @@ fn read_one(reader: &mut FrameReader, sock: &mut Socket) -> Result<(Map<String, 
         }
         match reader.read_from(sock) {
             Ok(0) => {
-                return Err(Error::ConnectionLost(
-                    "the broker closed the connection".into(),
-                ));
+                return Err(super::closed_by("broker"));
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -88,8 +88,9 @@ enum Conn {
     Open(Box<Client>),
     /// Closed by `dime_close`.
     Closed,
-    /// The connection failed; the message says how.
-    Broken(String),
+    /// The connection failed: how, and the OS error number behind it (0:
+    /// none), repeated by every later call.
+    Broken { why: String, errno: i32 },
 }
 
 // The handle is shared between C threads, so its contents must be Send.
@@ -106,7 +107,10 @@ fn lock(client: &dime_client) -> MutexGuard<'_, Conn> {
             // frame, so the connection cannot be trusted any more.
             client.conn.clear_poison();
             let mut g = poisoned.into_inner();
-            *g = Conn::Broken("an earlier call on this client failed internally".into());
+            *g = Conn::Broken {
+                why: "an earlier call on this client failed internally".into(),
+                errno: 0,
+            };
             g
         }
     }
@@ -124,16 +128,26 @@ pub(crate) fn with_client<T>(
     let c = match &mut *conn {
         Conn::Open(c) => c,
         Conn::Closed => return Err(Fail::new(dime_status::Closed, "the client is closed")),
-        Conn::Broken(why) => {
+        Conn::Broken { why, errno } => {
             return Err(Fail::new(
                 dime_status::ConnectionLost,
                 format!("connection lost earlier: {why}"),
-            ));
+            )
+            .with_errno(*errno));
         }
     };
     f(c).map_err(|e| {
         if matches!(e, Error::ConnectionLost(_) | Error::Protocol(_)) {
-            *conn = Conn::Broken(e.to_string());
+            // "connection lost earlier: Broken pipe", not "… earlier:
+            // connection lost: Broken pipe".
+            let why = match &e {
+                Error::ConnectionLost(source) => source.to_string(),
+                other => other.to_string(),
+            };
+            *conn = Conn::Broken {
+                why,
+                errno: e.os_error().unwrap_or(0),
+            };
         }
         Fail::from(e)
     })
@@ -145,7 +159,10 @@ pub(crate) fn with_client<T>(
 /// `address` (NUL-terminated): `unix:/path/to.sock`, `ipc:/path/to.sock`
 /// (the same), `tcp:host:port` or `tcp:port` (127.0.0.1).
 /// `DIME_STATUS_INVALID_ARGUMENT` if it does not parse;
-/// `DIME_STATUS_CONNECTION_LOST` if nothing answers there;
+/// `DIME_STATUS_CONNECTION_LOST` if nothing answers there, with the reason
+/// in `dime_last_errno()` (`ENOENT`: no such unix socket, `ECONNREFUSED`:
+/// nobody listening, `EACCES`: no permission, `ETIMEDOUT` …; 0 when a host
+/// name did not resolve);
 /// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Blocks until the
 /// handshake completes.
 #[unsafe(no_mangle)]

@@ -108,12 +108,9 @@ pub fn set_keepalive(s: &TcpStream) -> io::Result<()> {
 
 /// Connects to `host:port`, blocking, with Nagle off.
 pub fn connect(host: &str, port: u16) -> io::Result<Box<dyn Transport>> {
-    let s = TcpStream::connect((host, port)).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot connect to tcp:{host}:{port}: {e}"),
-        )
-    })?;
+    // The error goes back as the OS gave it (its errno intact); the caller
+    // names the address.
+    let s = TcpStream::connect((host, port))?;
     s.set_nodelay(true)?;
     Ok(Box::new(s))
 }

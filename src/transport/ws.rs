@@ -671,9 +671,9 @@ impl AsRawFd for WsTransportListener {
 
 /// Connects to `ws://host:port/`, blocking, and completes the upgrade.
 pub fn connect(host: &str, port: u16) -> io::Result<Box<dyn Transport>> {
-    let s = TcpStream::connect((host, port)).map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot connect to ws:{host}:{port}: {e}"))
-    })?;
+    // The error goes back as the OS gave it (its errno intact); the caller
+    // names the address.
+    let s = TcpStream::connect((host, port))?;
     s.set_nodelay(true)?;
     let s = Arc::new(s);
     let sock = Sock {
@@ -693,7 +693,7 @@ pub fn connect(host: &str, port: u16) -> io::Result<Box<dyn Transport>> {
         .map_err(|e| match e {
             HandshakeError::Failure(e) => io::Error::new(
                 io::ErrorKind::ConnectionRefused,
-                format!("WebSocket upgrade to ws:{host}:{port} failed: {e}"),
+                format!("the WebSocket upgrade failed: {e}"),
             ),
             HandshakeError::Interrupted(_) => io::ErrorKind::WouldBlock.into(),
         })?;

@@ -19,9 +19,12 @@ The shared library is found through $DIME_LIBRARY, next to this package, or
 in the dime repository's target/release then target/debug.
 """
 
-from ._errors import (DimeCodecError, DimeConnectionError, DimeError, DimeProtocolError,
-                      DimeServerError, DimeTimeoutError)
-from ._errors import DimeUnsupportedError
+from ._errors import (DimeAddressError, DimeArgumentError, DimeBrokenPipeError, DimeCodecError,
+                      DimeConnectionAbortedError, DimeConnectionError,
+                      DimeConnectionRefusedError, DimeConnectionResetError,
+                      DimeConnectionTimeoutError, DimeError, DimeFileNotFoundError,
+                      DimeHostNotFoundError, DimePermissionError, DimePortError,
+                      DimeProtocolError, DimeServerError, DimeTimeoutError, DimeUnsupportedError)
 from ._convert import LibBuffer
 from .client import DimeClient
 from .share import ABSENT, Share, ShareLock, find_server, init_share
@@ -29,8 +32,12 @@ from .tuplespace import Matrix, Range, TupleSpace
 from ._lib import lib as _libdime
 
 __all__ = ["DimeClient", "DimeError", "DimeServerError", "DimeTimeoutError",
-           "DimeConnectionError", "DimeProtocolError", "DimeCodecError", "LibBuffer",
-           "DimeUnsupportedError",
+           "DimeConnectionError", "DimeFileNotFoundError", "DimePermissionError",
+           "DimeConnectionRefusedError", "DimeConnectionResetError",
+           "DimeConnectionAbortedError", "DimeBrokenPipeError", "DimeConnectionTimeoutError",
+           "DimeHostNotFoundError", "DimeProtocolError", "DimeCodecError",
+           "DimeArgumentError", "DimeAddressError", "DimePortError", "DimeUnsupportedError",
+           "LibBuffer",
            "Share", "ShareLock", "ABSENT", "init_share", "find_server",
            "TupleSpace", "Range", "Matrix",
            "library_path", "library_version", "__version__"]

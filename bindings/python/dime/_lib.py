@@ -95,6 +95,7 @@ strs = P(c_char_p)  # const char *const *
 #: name -> (restype, argtypes), one entry per function of include/dime.h.
 SIGNATURES = {
     "dime_last_error": (c_char_p, []),
+    "dime_last_errno": (c_int, []),
     "dime_version": (c_char_p, []),
     # values
     "dime_value_kind": (kind, [h]),
