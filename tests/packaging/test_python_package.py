@@ -1,7 +1,7 @@
 """The Python package (bindings/python, distribution dime-broker) installed
 as a user gets it: ``pip wheel ./bindings/python`` (build isolation, cargo
 through setuptools-rust) then the wheel in a fresh venv in a temporary
-directory, with no DIME_LIBRARY, DIME_BIN or repository in reach; and
+directory, with no DIME_LIBRARY, DIME_BIN, repository or cargo in reach; and
 ``pip install ./bindings/python`` into another fresh venv.
 
 The build reuses the repository's target/ (or $CARGO_TARGET_DIR), so a
@@ -14,6 +14,7 @@ import email.parser
 import os
 import pathlib
 import re
+import shutil
 import stat
 import zipfile
 
@@ -29,6 +30,16 @@ PIP = ["-m", "pip", "--disable-pip-version-check", "--no-input"]
 def build_env():
     """A clean environment whose cargo builds into the repository's target/."""
     return clean_env(CARGO_TARGET_DIR=os.environ.get("CARGO_TARGET_DIR", str(REPO / "target")))
+
+
+def user_env(**extra):
+    """A clean environment whose PATH has no cargo (nor rustc): what a user of
+    the wheel has on a machine without Rust."""
+    dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep)
+            if d and not any(os.access(os.path.join(d, t), os.X_OK) for t in ("cargo", "rustc"))]
+    env = clean_env(PATH=os.pathsep.join(dirs), **extra)
+    assert shutil.which("cargo", path=env["PATH"]) is None
+    return env
 
 
 def make_venv(where):
@@ -52,7 +63,7 @@ def venv(wheel, tmp_path_factory):
     """A fresh venv, outside the repository, with the wheel (and numpy) installed."""
     home = tmp_path_factory.mktemp("user")
     python = make_venv(home / "venv")
-    run([python, *PIP, "install", wheel], cwd=home, timeout=900)
+    run([python, *PIP, "install", wheel], cwd=home, env=user_env(), timeout=900)
     return python
 
 
@@ -93,7 +104,7 @@ def test_installed_package_loads_its_bundled_library_and_server(venv):
     out = run([venv, "-c", "import dime, dime.__main__ as m; print(dime.library_path()); "
                            "print(m.server_path()); print(dime.library_version()); "
                            "print(dime.__version__)"],
-              cwd=site).stdout.split("\n")
+              cwd=site, env=user_env()).stdout.split("\n")
     lib, server, lib_version, py_version = out[:4]
     assert pathlib.Path(lib).resolve().is_relative_to(site.resolve()), lib
     assert pathlib.Path(lib).name == "libdime.so"
@@ -103,7 +114,8 @@ def test_installed_package_loads_its_bundled_library_and_server(venv):
 
 def test_dime_on_path_and_python_m_dime_run_the_bundled_server(venv):
     bindir = venv.parent
-    env = clean_env(PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = user_env()
+    env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
     cwd = bindir.parent
     on_path = run(["dime", "--version"], cwd=cwd, env=env).stdout.strip()
     as_module = run([venv, "-m", "dime", "--version"], cwd=cwd, env=env).stdout.strip()
@@ -116,7 +128,7 @@ def test_dime_on_path_and_python_m_dime_run_the_bundled_server(venv):
 def test_two_clients_exchange_a_matrix_through_the_installed_server(venv, start_server):
     home = venv.parent.parent.parent
     sock = home / "dime.sock"
-    server = start_server([venv.parent / "dime", "-l", f"unix:{sock}"], cwd=home)
+    server = start_server([venv.parent / "dime", "-l", f"unix:{sock}"], cwd=home, env=user_env())
     # `dime` replaced its Python process with the bundled server (exec).
     exe = pathlib.Path(os.readlink(f"/proc/{server.proc.pid}/exe"))
     assert exe.name == "dime" and exe.parent.name == "bin" and exe.parent.parent.name == "dime"
@@ -138,7 +150,7 @@ def test_two_clients_exchange_a_matrix_through_the_installed_server(venv, start_
         "assert (back == 2 * m).all(), back\n"
         "a.close(); b.close()\n"
         "print('round trip ok')\n")
-    out = run([venv, script, sock], cwd=home, timeout=60)
+    out = run([venv, script, sock], cwd=home, env=user_env(), timeout=60)
     assert out.stdout.strip() == "round trip ok"
     assert server.stop() == 0, "\n".join(server.lines)
 
