@@ -61,7 +61,7 @@ class build_rust_with_library(build_rust):
         shutil.copyfile(built, tmp)
         os.replace(tmp, dest)
         os.chmod(dest, 0o755)
-        if sys.platform != "win32" and not self._is_debug_build(ext):
+        if sys.platform != "win32" and not self._is_debug_build(ext) and shutil.which("strip"):
             # The release profile keeps debug info (Cargo.toml); the wheel
             # needs none. -S keeps the exported (dynamic) symbols.
             subprocess.run(["strip", "-S", str(dest)], check=False)

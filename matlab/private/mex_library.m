@@ -62,7 +62,13 @@ function c = canonical(path)
 % compare equal.
 if exist('OCTAVE_VERSION', 'builtin')
     c = canonicalize_file_name(path);
+elseif usejava('jvm')
+    f = java.io.File(path);
+    if ~f.isAbsolute()   % java resolves against MATLAB's start folder, not pwd
+        f = java.io.File(fullfile(pwd, path));
+    end
+    c = char(f.getCanonicalPath());
 else
-    c = char(java.io.File(path).getCanonicalPath());
+    c = path;   % matlab -nojvm: as given (a rebuild at worst)
 end
 end
