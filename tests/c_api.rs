@@ -172,7 +172,46 @@ fn assert_ran_lenient(what: &str, output: Output) -> String {
 }
 
 fn run(exe: &Path, args: &[&str]) -> Output {
-    Command::new(exe).args(args).output().expect("run C test")
+    let mut cmd = Command::new(exe);
+    cmd.args(args);
+    bounded_output(cmd, Duration::from_secs(120))
+}
+
+/// Runs `cmd` to completion and collects its output, which goes to files
+/// rather than pipes: a process it leaves behind (a server a C test
+/// started) cannot hold the output open and hang the test. Killed, and
+/// reported as failed, after `limit`.
+fn bounded_output(mut cmd: Command, limit: Duration) -> Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = cmd
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("run C test");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for C test") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let status = child.wait().expect("wait for C test");
+            let mut stderr = std::fs::read(&err).unwrap_or_default();
+            stderr.extend_from_slice(format!("\n(killed after {limit:?})\n").as_bytes());
+            return Output {
+                status,
+                stdout: std::fs::read(&out).unwrap_or_default(),
+                stderr,
+            };
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out).unwrap_or_default(),
+        stderr: std::fs::read(&err).unwrap_or_default(),
+    }
 }
 
 #[test]
@@ -512,17 +551,16 @@ fn c_tests_are_clean_under_valgrind() {
         (&example, vec![&server.address]),
     ];
     for (exe, args) in runs {
-        let output = Command::new("valgrind")
-            .args([
-                "--leak-check=full",
-                "--errors-for-leak-kinds=definite",
-                "--error-exitcode=1",
-                "--quiet",
-            ])
-            .arg(exe)
-            .args(&args)
-            .output()
-            .expect("run valgrind");
+        let mut cmd = Command::new("valgrind");
+        cmd.args([
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--error-exitcode=1",
+            "--quiet",
+        ])
+        .arg(exe)
+        .args(&args);
+        let output = bounded_output(cmd, Duration::from_secs(300));
         assert_ran(&format!("valgrind {}", exe.display()), output);
     }
 }
