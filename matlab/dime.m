@@ -33,7 +33,9 @@ classdef dime < handle
     % dime:unsupported the connection stays usable.
     %
     % Values travel in the dimeb format; see matlab/README.md for the type
-    % table. Build the MEX file once with build_mex (in this folder).
+    % table. The first use builds the MEX file (dime_mex) when it is missing
+    % or older than libdime (build_mex in this folder chooses another
+    % library); dime.version() reports the versions.
 
     properties (SetAccess = private)
         address = ''        % the libdime address connected to
@@ -90,6 +92,7 @@ classdef dime < handle
                               'unknown protocol ''%s'' (use ''ipc'' or ''tcp'')', proto);
                     end
             end
+            mex_ready();   % builds dime_mex on first use; refuses another libdime version
             obj.h = dime_mex('connect', addr);
             obj.address = addr;
         end
@@ -580,6 +583,15 @@ classdef dime < handle
     end
 
     methods (Static)
+        function v = version()
+            % DIME.VERSION  The versions of libdime and of this binding, as a
+            % struct: binding, library (the loaded libdime's), mex (the
+            % dime.h dime_mex was compiled against) and library_path. Builds
+            % dime_mex first if needed; raises dime:version, naming both,
+            % when libdime's version is not the binding's.
+            v = mex_ready();
+        end
+
         % Pattern wildcards for in/rd/inp/rdp/count, and dime.absent() for
         % share_cas. Each returns a marker struct; use them as top-level
         % fields of a pattern cell.

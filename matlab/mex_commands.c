@@ -2,7 +2,7 @@
  * mex_commands.c: the commands of dime_mex, one function each, and the
  * {name, fn} table mexFunction looks them up in (see find_command).
  *
- *   v     = dime_mex('version')
+ *   [v, h] = dime_mex('version')                % libdime's, and dime.h's at compile time
  *   h     = dime_mex('connect', address)          % uint64 handle
  *           dime_mex('close', h)                  % idempotent
  *           dime_mex('join', h, group, ...)       % or a cellstr
@@ -116,10 +116,15 @@ static void return_none(int nlhs, mxArray *plhs[])
 
 /* ------------------------------------------------- connections, messages */
 
+/* [library, compiled] = dime_mex('version'): the loaded libdime's version
+ * and the dime.h version this MEX file was compiled against (they differ
+ * when the library was swapped under it; dime.version() refuses that). */
 static void cmd_version(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
 {
-    (void)call, (void)nlhs, (void)nrhs, (void)prhs;
+    (void)call, (void)nrhs, (void)prhs;
     plhs[0] = mxCreateString(dime_version()); /* a static C string */
+    if (nlhs > 1)
+        plhs[1] = mxCreateString(DIME_VERSION_STRING);
 }
 
 static void cmd_connect(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])

@@ -424,6 +424,98 @@ fn installed_pkg_config_builds_the_example() {
     assert_ran("installed send_matrix", run(&exe, &[&server.address]));
 }
 
+/// `scripts/install-c.sh` into a temporary prefix, then `examples/c` built
+/// with CMake through `find_package(dime)` (shared and static targets,
+/// warnings as errors) and both programs run against a server; the package
+/// version file accepts this major (and major.minor) version and refuses the next.
+#[test]
+fn installed_cmake_package_builds_the_example() {
+    require_tool("cmake", "cmake");
+    let prefix = tempfile::tempdir().unwrap();
+    let lib = lib_dir();
+    assert_ran(
+        "install-c.sh",
+        Command::new(Path::new(ROOT).join("scripts/install-c.sh"))
+            .arg(prefix.path())
+            .arg(&lib)
+            .output()
+            .unwrap(),
+    );
+    let build = prefix.path().join("build");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    assert_ran(
+        "cmake configure",
+        Command::new("cmake")
+            .arg("-S")
+            .arg(Path::new(ROOT).join("examples/c"))
+            .arg("-B")
+            .arg(&build)
+            .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.path().display()))
+            .arg(format!("-DCMAKE_C_COMPILER={cc}"))
+            .arg(format!("-DCMAKE_C_FLAGS={}", WARNINGS.join(" ")))
+            .output()
+            .unwrap(),
+    );
+    assert_ran(
+        "cmake --build",
+        Command::new("cmake")
+            .arg("--build")
+            .arg(&build)
+            .output()
+            .unwrap(),
+    );
+    let server = Server::start();
+    // Neither needs LD_LIBRARY_PATH: the build tree's rpath finds the
+    // installed libdime.so, and the static one carries libdime in itself.
+    for exe in ["send_matrix", "send_matrix_static"] {
+        assert_ran(
+            &format!("cmake-built {exe}"),
+            run(&build.join(exe), &[&server.address]),
+        );
+    }
+
+    let (major, minor) = (
+        env!("CARGO_PKG_VERSION_MAJOR"),
+        env!("CARGO_PKG_VERSION_MINOR"),
+    );
+    let finds = |wanted: &str| {
+        let dir = prefix.path().join(format!("find-{wanted}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("CMakeLists.txt"),
+            format!(
+                "cmake_minimum_required(VERSION 3.16)\nproject(v LANGUAGES C)\n\
+                 find_package(dime {wanted} REQUIRED)\n"
+            ),
+        )
+        .unwrap();
+        Command::new("cmake")
+            .arg("-S")
+            .arg(&dir)
+            .arg("-B")
+            .arg(dir.join("build"))
+            .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.path().display()))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(
+        finds(&format!("{major}.{minor}")),
+        "find_package(dime {major}.{minor}) failed"
+    );
+    assert!(finds(major), "find_package(dime {major}) failed");
+    let next = if major == "0" {
+        format!("0.{}", minor.parse::<u32>().unwrap() + 1)
+    } else {
+        format!("{}.0", major.parse::<u32>().unwrap() + 1)
+    };
+    assert!(
+        !finds(&next),
+        "find_package(dime {next}) accepted version {major}.{minor}"
+    );
+}
+
 /// Runs the C tests and the example under valgrind: no memory errors and
 /// no definite leaks.
 #[test]

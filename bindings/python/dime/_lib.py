@@ -2,12 +2,13 @@
 
 The library is looked for, in order:
 
-1. ``$DIME_LIBRARY`` (a path to the shared library);
-2. next to this package (``dime/libdime.so``);
-3. ``target/release/libdime.so`` then ``target/debug/libdime.so`` of the
-   repository this package sits in (searched upwards from the package and
-   from the virtual environment, so both an in-tree checkout and
-   ``pip install ./bindings/python`` into ``<repo>/.venv/...`` find it).
+1. ``$DIME_LIBRARY`` (a path to the shared library), an explicit override;
+2. the one bundled in this package (``dime/libdime.so``), which the
+   dime-broker wheel carries (``pip install ./bindings/python`` builds it);
+3. for development, ``target/release/libdime.so`` then
+   ``target/debug/libdime.so`` of the repository this package sits in
+   (searched upwards from the package and from the virtual environment, so
+   an in-tree checkout and a venv inside the repository find it).
 
 ``SIGNATURES`` declares ``restype``/``argtypes`` for every function of
 ``include/dime.h``; ``tests/test_header.py`` checks the two agree.
@@ -239,8 +240,10 @@ def find_library():
     for p in _repo_candidates():
         return str(p)
     raise ImportError(
-        f"cannot find {LIBNAME}: set DIME_LIBRARY to its path, copy it next to the "
-        f"dime package, or build it with `cargo build --release` in the dime repository")
+        f"cannot find {LIBNAME}: this dime package has none bundled ({beside} is "
+        f"missing); install the dime-broker wheel (pip install ./bindings/python builds "
+        f"it), set DIME_LIBRARY to the library's path, or build it with "
+        f"`cargo build --release` in the dime repository")
 
 
 def load(path=None):
