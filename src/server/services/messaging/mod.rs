@@ -1,6 +1,6 @@
 //! DiME2 messaging (docs/protocol.md §2): groups, `send`, `broadcast`,
 //! `sync`, `wait`, `devices`, and the handshake's serialization
-//! negotiation (§3).
+//! negotiation (§3); and, our extension, watches of group membership.
 
 mod groups;
 
@@ -10,6 +10,7 @@ use crate::server::outqueue::OutItem;
 use crate::server::request::{CommandError, Result, Text, flag, required, required_raw_str};
 use crate::server::service::{Handler, Service};
 use crate::server::state::State;
+use crate::server::watch::{Feed, WatchSpec};
 use crate::wire::Frame;
 use groups::Groups;
 use serde::Deserialize;
@@ -45,6 +46,15 @@ pub struct MessagingHeader<'a> {
     /// Never in a request; refused in relayed headers like `status`.
     #[serde(borrow)]
     pub meta: Option<&'a RawValue>,
+    /// `group_watch`, `group_unwatch`: the client's id for the watch.
+    pub watch: Option<u64>,
+    /// `group_watch`: only groups whose name starts with this.
+    #[serde(borrow)]
+    pub prefix: Option<Text<'a>>,
+    /// `group_watch`: resume after this event number …
+    pub since: Option<u64>,
+    /// … of the feed with this epoch.
+    pub epoch: Option<u64>,
 }
 
 type Header<'a> = MessagingHeader<'a>;
@@ -60,6 +70,25 @@ pub struct Messaging {
     groups: Groups,
     /// The server-wide serialization (§3); None until the first handshake.
     serialization: Option<String>,
+    /// Joins and leaves, for watchers.
+    feed: MembershipFeed,
+}
+
+/// The feed of joins and leaves: events name the group and the client.
+struct MembershipFeed(Feed);
+
+impl Default for MembershipFeed {
+    fn default() -> MembershipFeed {
+        MembershipFeed(Feed::new("topic", "group"))
+    }
+}
+
+impl MembershipFeed {
+    fn publish(&mut self, st: &mut State, group: &str, kind: &'static str, client: ConnId) {
+        let group: Arc<str> = group.into();
+        self.0
+            .publish(st, None, Some(&group), kind, None, Some(client));
+    }
 }
 
 impl Service for Messaging {
@@ -75,6 +104,8 @@ impl Service for Messaging {
         ("sync", sync),
         ("wait", wait),
         ("devices", devices),
+        ("group_watch", group_watch),
+        ("group_unwatch", group_unwatch),
     ];
 
     fn withdraw(&mut self, _: &mut State, _: ConnId, _: InboxWait) {
@@ -86,8 +117,10 @@ impl Service for Messaging {
     }
 
     fn disconnect(&mut self, st: &mut State, id: ConnId, conn: &Connection) {
+        self.feed.0.forget(id);
         for g in &conn.groups {
             self.groups.leave(g, id);
+            self.feed.publish(st, g, "leave", id);
         }
         if st.conns.is_empty() {
             // A fresh session negotiates afresh.
@@ -163,11 +196,14 @@ fn join(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -
         }
     }
     let conn = st.conns.get_mut(&id).expect("live connection");
-    for g in groups {
-        svc.groups.join(&g, id);
-        conn.groups.insert(g);
+    for g in &groups {
+        svc.groups.join(g, id);
+        conn.groups.insert(g.clone());
     }
     st.reply_ok(id);
+    for g in &groups {
+        svc.feed.publish(st, g, "join", id);
+    }
     Ok(())
 }
 
@@ -179,12 +215,47 @@ fn leave(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) 
         }
     }
     let conn = st.conns.get_mut(&id).expect("live connection");
-    for g in groups {
-        svc.groups.leave(&g, id);
-        conn.groups.remove(&g);
+    for g in &groups {
+        svc.groups.leave(g, id);
+        conn.groups.remove(g);
+    }
+    st.reply_ok(id);
+    for g in &groups {
+        svc.feed.publish(st, g, "leave", id);
+    }
+    Ok(())
+}
+
+/// `group_watch`: pushes every join and leave (of groups under `prefix`).
+fn group_watch(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let spec = WatchSpec {
+        id: watch_id(h)?,
+        topic: None,
+        prefix: h.prefix.as_deref().unwrap_or(""),
+        since: h.since,
+        epoch: h.epoch,
+    };
+    svc.feed
+        .0
+        .watch(st, id, &spec)
+        .map_err(CommandError::Failed)
+}
+
+/// `group_unwatch`: ends a watch.
+fn group_unwatch(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let w = watch_id(h)?;
+    if !svc.feed.0.unwatch(id, w) {
+        return Err(CommandError::Failed(format!(
+            "This connection has no group watch with id {w}"
+        )));
     }
     st.reply_ok(id);
     Ok(())
+}
+
+fn watch_id(h: &Header) -> Result<u64> {
+    h.watch
+        .ok_or_else(|| CommandError::Malformed("JSON parsing error: missing field: watch".into()))
 }
 
 fn relay(st: &mut State, id: ConnId, h: &Header, frame: Frame, recipients: Vec<ConnId>) -> Result {
