@@ -5,6 +5,7 @@ pub mod rpc;
 pub mod share;
 pub mod space;
 pub mod stream;
+pub mod watch;
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb::{self, CodecError};
@@ -109,6 +110,8 @@ const PIPELINE: usize = 16;
 
 /// A connection to a DiME server.
 pub struct Client {
+    /// Where it is connected (watches open their own connection there).
+    address: Address,
     stream: Box<dyn Transport>,
     reader: FrameReader,
     serialization: String,
@@ -128,6 +131,7 @@ impl Client {
     pub fn connect_to(addr: &Address) -> Result<Client> {
         let stream = transport::connect(addr).map_err(|e| Error::ConnectionLost(e.to_string()))?;
         let mut c = Client {
+            address: addr.clone(),
             stream,
             reader: FrameReader::new(u64::MAX),
             serialization: "dimeb".into(),
@@ -165,10 +169,26 @@ impl Client {
         Ok(())
     }
 
+    /// The address this client is connected to.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
     /// Reads the next frame, handling meta messages on the way.
     fn read_frame(&mut self) -> Result<(Map<String, Json>, PooledBuf)> {
+        self.read_frame_until(None)?
+            .ok_or_else(|| Error::Protocol("no frame and no deadline".into()))
+    }
+
+    /// As `read_frame`, giving up (None) at `deadline`.
+    pub(crate) fn read_frame_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<(Map<String, Json>, PooledBuf)>> {
         loop {
-            let frame = self.next_raw_frame()?;
+            let Some(frame) = self.next_raw_frame(deadline)? else {
+                return Ok(None);
+            };
             let json: Json = match serde_json::from_slice(frame.json()) {
                 Ok(json) => json,
                 Err(e) => relayed_fields(frame.json())
@@ -190,18 +210,24 @@ impl Client {
                 }
                 continue;
             }
-            return Ok((obj, frame.payload));
+            return Ok(Some((obj, frame.payload)));
         }
     }
 
-    fn next_raw_frame(&mut self) -> Result<Frame> {
+    /// The next frame; None once `deadline` passes without one.
+    fn next_raw_frame(&mut self, deadline: Option<Instant>) -> Result<Option<Frame>> {
         loop {
             if let Some(f) = self
                 .reader
                 .next_frame()
                 .map_err(|e| Error::Protocol(e.to_string()))?
             {
-                return Ok(f);
+                return Ok(Some(f));
+            }
+            if let Some(d) = deadline {
+                if !self.stream.has_buffered_input() && !readable_before(&*self.stream, d)? {
+                    return Ok(None);
+                }
             }
             // A reply usually arrives within tens of microseconds: poll for
             // it briefly (yielding the CPU to anything runnable, such as the
@@ -483,8 +509,50 @@ impl Client {
             .collect())
     }
 
+    /// Watches joins and leaves of groups whose names start with `prefix`
+    /// ("" for all), on a connection of its own, resuming after `resume`
+    /// if given.
+    pub fn watch_groups(
+        &self,
+        prefix: &str,
+        resume: Option<watch::Position>,
+    ) -> Result<watch::Watch> {
+        let target = watch::Target::Groups {
+            prefix: prefix.to_owned(),
+        };
+        watch::Watch::open(&self.address, target, resume)
+    }
+
     /// Closes the connection (also done on drop).
     pub fn close(self) {}
+}
+
+/// Waits until `stream` has input or `deadline` passes; true if it has.
+fn readable_before(stream: &dyn Transport, deadline: Instant) -> Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+        let mut p = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut p, 1, ms) };
+        if n > 0 {
+            return Ok(true);
+        }
+        if n == 0 {
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e.into());
+        }
+    }
 }
 
 /// Encodes into a buffer from this thread's pool: sending a large value

@@ -1,6 +1,7 @@
 //! The client side of tuple spaces: `client.space("name")` gives a handle
 //! with Linda's `out`, `in`, `rd`, `inp`, `rdp` and `count`.
 
+use crate::client::watch::{Position, Target, Watch};
 use crate::client::{Client, Error, Result};
 use crate::codec::dimeb;
 use crate::pattern::{self, Field};
@@ -99,5 +100,14 @@ impl TupleSpace<'_> {
         let req = json!({"command": "ts_count", "space": self.name, "pattern": spec});
         let (reply, _) = self.client.request_with_payload(req, &payload)?;
         Ok(reply.get("count").and_then(Json::as_u64).unwrap_or(0) as usize)
+    }
+
+    /// Watches every tuple put into or taken from this space, on a
+    /// connection of its own, resuming after `resume` if given.
+    pub fn watch(&self, resume: Option<Position>) -> Result<Watch> {
+        let target = Target::Space {
+            name: self.name.clone(),
+        };
+        Watch::open(self.client.address(), target, resume)
     }
 }

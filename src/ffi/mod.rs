@@ -49,5 +49,7 @@ pub mod stream;
 
 pub mod server;
 
+pub mod watch;
+
 mod args;
 mod sigpipe;
