@@ -34,7 +34,7 @@ impl Broker {
     /// Starts the broker and waits until it listens; Err(stderr) if it
     /// exits first.
     fn try_start(sock: &Path, data: &Path, extra: &[&str]) -> Result<Broker, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dime"))
+        let child = Command::new(env!("CARGO_BIN_EXE_dime"))
             .arg("-l")
             .arg(format!("unix:{}", sock.display()))
             .arg("--data-dir")
@@ -44,28 +44,28 @@ impl Broker {
             .spawn()
             .unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut b = Broker {
+            child,
+            addr: String::new(),
+            stderr: lines.clone(),
+        };
+        let mut stderr = BufReader::new(b.child.stderr.take().unwrap());
         loop {
             let mut line = String::new();
-            if stderr.read_line(&mut line).unwrap() == 0 {
-                let _ = child.wait();
+            if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+                let _ = b.child.wait();
                 return Err(lines.lock().unwrap().join(""));
             }
             lines.lock().unwrap().push(line.clone());
             if let Some(a) = line.trim().strip_prefix("dime: listening on ") {
-                let addr = a.to_owned();
-                let l = lines.clone();
+                b.addr = a.to_owned();
                 std::thread::spawn(move || {
                     for line in stderr.lines() {
                         let Ok(line) = line else { break };
-                        l.lock().unwrap().push(line);
+                        lines.lock().unwrap().push(line);
                     }
                 });
-                return Ok(Broker {
-                    child,
-                    addr,
-                    stderr: lines,
-                });
+                return Ok(b);
             }
         }
     }
