@@ -2,7 +2,7 @@
 //! `dime_watch_groups` open a watch on a connection of its own;
 //! `dime_watch_next` takes the next event (see [`crate::client::watch`]).
 //! A watch whose connection breaks reconnects on the next
-//! `dime_watch_next` and resumes where it was; `dime_watch_position`
+//! `dime_watch_next` and resumes where it was; `dime_watch_get_position`
 //! gives a position to resume from after a restart of the program.
 
 use super::args::{name_arg, opt_str_arg, timeout_arg, write_out};
@@ -24,7 +24,7 @@ pub struct dime_watch {
     watch: Mutex<Watch>,
 }
 
-/// Where a watch is in its feed (`dime_watch_position`); pass it to a new
+/// Where a watch is in its feed (`dime_watch_get_position`); pass it to a new
 /// watch to resume after the last event seen.
 #[repr(C)]
 #[allow(non_camel_case_types)]
@@ -36,11 +36,11 @@ pub struct dime_watch_position {
     pub seq: u64,
 }
 
-/// What an event says happened.
+/// What an event says happened (`dime_event_kind`).
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum dime_event_kind {
+pub enum dime_change {
     /// Not an event (`dime_event_kind` of NULL).
     None = 0,
     /// A share key was set (set, set_many, incr, a swapping cas).
@@ -65,7 +65,7 @@ pub enum dime_event_kind {
 #[allow(non_camel_case_types)]
 pub struct dime_event {
     seq: u64,
-    kind: dime_event_kind,
+    kind: dime_change,
     topic: Option<CString>,
     key: Option<CString>,
     value: Option<Value>,
@@ -111,8 +111,8 @@ fn open(
 /// starting with `prefix` (NULL or `""`: every key) that is set or
 /// removed, and every clear, is pushed to the watch as it happens.
 /// `resume`: NULL to start from now, or a position from
-/// `dime_watch_position` to first receive what happened after it (or one
-/// `DIME_EVENT_KIND_LOST` event when that is no longer known). On success
+/// `dime_watch_get_position` to first receive what happened after it (or one
+/// `DIME_CHANGE_LOST` event when that is no longer known). On success
 /// writes a new watch to `*out`, owned by the caller (`dime_watch_free`).
 /// The watch has its own connection; the client is only read.
 #[unsafe(no_mangle)]
@@ -131,7 +131,7 @@ pub extern "C" fn dime_watch_share(
 }
 
 /// Watches tuple space `space` (NULL or `""`: the default space): every
-/// tuple put in (`DIME_EVENT_KIND_OUT`) or taken out (`DIME_EVENT_KIND_IN`).
+/// tuple put in (`DIME_CHANGE_OUT`) or taken out (`DIME_CHANGE_IN`).
 /// `resume` and `out` as for `dime_watch_share`.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_watch_space(
@@ -192,14 +192,14 @@ pub extern "C" fn dime_watch_next(
             .transpose()
             .map_err(|e| Fail::from(Error::Codec(e)))?;
         let kind = match ev.kind {
-            EventKind::Set => dime_event_kind::Set,
-            EventKind::Del => dime_event_kind::Del,
-            EventKind::Clear => dime_event_kind::Clear,
-            EventKind::Out => dime_event_kind::Out,
-            EventKind::In => dime_event_kind::In,
-            EventKind::Join => dime_event_kind::Join,
-            EventKind::Leave => dime_event_kind::Leave,
-            EventKind::Lost => dime_event_kind::Lost,
+            EventKind::Set => dime_change::Set,
+            EventKind::Del => dime_change::Del,
+            EventKind::Clear => dime_change::Clear,
+            EventKind::Out => dime_change::Out,
+            EventKind::In => dime_change::In,
+            EventKind::Join => dime_change::Join,
+            EventKind::Leave => dime_change::Leave,
+            EventKind::Lost => dime_change::Lost,
         };
         let event = dime_event {
             seq: ev.seq,
@@ -218,7 +218,7 @@ pub extern "C" fn dime_watch_next(
 /// Writes the watch's position (the last event seen, or where the feed
 /// was when the watch began) to `*out`, for resuming a later watch.
 #[unsafe(no_mangle)]
-pub extern "C" fn dime_watch_position(
+pub extern "C" fn dime_watch_get_position(
     watch: *const dime_watch,
     out: *mut dime_watch_position,
 ) -> dime_status {
@@ -243,12 +243,12 @@ pub extern "C" fn dime_watch_free(watch: *mut dime_watch) {
     })
 }
 
-/// The event's kind; `DIME_EVENT_KIND_NONE` for NULL.
+/// The event's kind; `DIME_CHANGE_NONE` for NULL.
 #[unsafe(no_mangle)]
-pub extern "C" fn dime_event_kind(event: *const dime_event) -> dime_event_kind {
-    ffi_value!(dime_event_kind::None, {
+pub extern "C" fn dime_event_kind(event: *const dime_event) -> dime_change {
+    ffi_value!(dime_change::None, {
         // SAFETY: the caller's contract: NULL or from dime_watch_next.
-        unsafe { event.as_ref() }.map_or(dime_event_kind::None, |e| e.kind)
+        unsafe { event.as_ref() }.map_or(dime_change::None, |e| e.kind)
     })
 }
 

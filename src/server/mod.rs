@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 pub use config::{Config, DEFAULT_BUSY_POLL, DEFAULT_SOCKET};
 pub use persist::{Durability, FsyncPolicy};
+pub use watch::HISTORY_EVENTS as WATCH_HISTORY_EVENTS;
 
 /// Listener keys are their index; connection keys start above them.
 const FIRST_CONN_KEY: usize = 1 << 16;
