@@ -270,10 +270,10 @@ fn a_rewrite_of_a_large_state_does_not_hold_clients_up() {
 }
 
 /// One storm client: sets its own key to 1, 2, 3 … and puts a tuple per
-/// step, until the broker dies; returns the last step acknowledged.
-fn storm_client(addr: &str, who: i64, stop: &AtomicBool) -> i64 {
+/// step, until the broker dies; returns when each step was acknowledged.
+fn storm_client(addr: &str, who: i64, stop: &AtomicBool) -> Vec<Instant> {
     let mut c = Client::connect(addr).unwrap();
-    let mut acked = 0;
+    let mut acked = Vec::new();
     for step in 1.. {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -288,13 +288,13 @@ fn storm_client(addr: &str, who: i64, stop: &AtomicBool) -> i64 {
         {
             break;
         }
-        acked = step;
+        acked.push(Instant::now());
     }
     acked
 }
 
 #[test]
-fn a_killed_broker_keeps_every_acknowledged_write() {
+fn a_killed_broker_loses_nothing_acknowledged_beyond_its_policy() {
     for policy in ["always", "everysec", "no"] {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("d.sock");
@@ -312,29 +312,46 @@ fn a_killed_broker_keeps_every_acknowledged_write() {
                 std::thread::spawn(move || storm_client(&addr, who, &stop))
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(700));
+        std::thread::sleep(Duration::from_millis(1500));
+        let killed = Instant::now();
         b.kill();
         stop.store(true, Ordering::SeqCst);
-        let acked: Vec<i64> = clients.into_iter().map(|t| t.join().unwrap()).collect();
-        assert!(acked.iter().all(|n| *n > 0), "{policy}: {acked:?}");
+        let acked: Vec<Vec<Instant>> = clients.into_iter().map(|t| t.join().unwrap()).collect();
 
         let b = Broker::start(&sock, &data, &["--fsync", policy]);
         let mut c = b.client();
-        for (who, &n) in acked.iter().enumerate() {
-            let got = c.share("storm").get(&format!("c{who}")).unwrap();
-            let Some(Value::I64(v)) = got else {
-                panic!("{policy}: c{who} is {got:?}")
+        for (who, times) in acked.iter().enumerate() {
+            let n = times.len() as i64;
+            assert!(n > 0, "{policy}: c{who} did nothing");
+            // `always` keeps every acknowledged step; the others a process
+            // kill may cost what the log writer had not written yet (about
+            // a millisecond), and never more than the last second.
+            let must = if policy == "always" {
+                n
+            } else {
+                times
+                    .iter()
+                    .filter(|t| **t + Duration::from_secs(1) <= killed)
+                    .count() as i64
             };
-            // Acknowledged, so there; at most the one in flight beyond it.
-            assert!(v >= n && v <= n + 1, "{policy}: c{who}: {v}, acked {n}");
-            let tuples = c
-                .space("storm")
-                .count(&[Field::Value(Value::I64(who as i64)), Field::Any])
-                .unwrap() as i64;
-            assert!(
-                tuples >= n && tuples <= n + 1,
-                "{policy}: {tuples} tuples of c{who}, acked {n}"
-            );
+            let got = c.share("storm").get(&format!("c{who}")).unwrap();
+            let v = match got {
+                Some(Value::I64(v)) => v,
+                None => 0,
+                other => panic!("{policy}: c{who} is {other:?}"),
+            };
+            assert!(v >= must && v <= n + 1, "{policy}: c{who}: {v}, acked {n}, must {must}");
+            // The log is replayed as a prefix: each step's set comes before
+            // its tuple, so there are v or v - 1 tuples, one of each step.
+            let mut steps = Vec::new();
+            let pat = [Field::Value(Value::I64(who as i64)), Field::Any];
+            while let Some(t) = c.space("storm").try_take(&pat).unwrap() {
+                steps.push(t[1].clone());
+            }
+            let t = steps.len() as i64;
+            assert!(t == v || t == v - 1, "{policy}: c{who}: value {v}, {t} tuples");
+            let want: Vec<Value> = (1..=t).map(Value::I64).collect();
+            assert_eq!(steps, want, "{policy}: c{who}: tuples out of order or repeated");
         }
         b.stop();
     }

@@ -80,66 +80,193 @@ fn new_instance() -> u64 {
     h.finish()
 }
 
-/// The background fsync of the `everysec` policy.
-struct Syncer {
-    shared: Arc<SyncShared>,
+/// The log writer of the `everysec` and `no` policies: a thread that
+/// takes the records the loop hands over and writes them to the log
+/// within about a millisecond, in order (so a crash loses at most that
+/// last millisecond, a power cut at most the last second), and with
+/// `everysec` syncs the log about once a second. The loop then never
+/// makes a system call for the log: handing over is a lock and a swap.
+struct Writer {
+    shared: Arc<WriterShared>,
     thread: Option<JoinHandle<()>>,
 }
 
-struct SyncShared {
-    /// The log being appended to.
-    file: Mutex<Arc<File>>,
-    /// Written since the last fsync.
-    dirty: AtomicBool,
-    stop: Mutex<bool>,
-    wake: Condvar,
+/// What the loop hands the writer, in order.
+enum Chunk {
+    /// Records for the current log.
+    Bytes(Vec<u8>),
+    /// From here on, write to this log (a rewrite started a new one).
+    Switch(Arc<File>),
 }
 
-impl Syncer {
-    fn start(file: Arc<File>) -> io::Result<Syncer> {
-        let shared = Arc::new(SyncShared {
-            file: Mutex::new(file),
-            dirty: AtomicBool::new(false),
-            stop: Mutex::new(false),
+#[derive(Default)]
+struct WriterQueue {
+    chunks: std::collections::VecDeque<Chunk>,
+    /// Emptied buffers, handed back for reuse.
+    spare: Vec<Vec<u8>>,
+    stop: bool,
+}
+
+struct WriterShared {
+    queue: Mutex<WriterQueue>,
+    wake: Condvar,
+    /// The writer sleeps until woken: the next hand-over must wake it.
+    parked: AtomicBool,
+}
+
+/// How long the writer gathers records between writes while busy.
+const WRITE_EVERY: Duration = Duration::from_millis(1);
+
+impl Writer {
+    fn start(file: Arc<File>, fsync: FsyncPolicy) -> io::Result<Writer> {
+        let shared = Arc::new(WriterShared {
+            queue: Mutex::new(WriterQueue::default()),
             wake: Condvar::new(),
+            parked: AtomicBool::new(false),
         });
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
-            .name("dime-fsync".into())
-            .spawn(move || {
-                let mut stop = sh.stop.lock().unwrap_or_else(|p| p.into_inner());
-                while !*stop {
-                    stop = sh
-                        .wake
-                        .wait_timeout(stop, Duration::from_secs(1))
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                    if sh.dirty.swap(false, Ordering::SeqCst) {
-                        let f = sh.file.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                        if let Err(e) = f.sync_data() {
-                            log::error!("cannot fsync the log: {e}");
-                        }
-                    }
-                }
-            })?;
-        Ok(Syncer {
+            .name("dime-log".into())
+            .spawn(move || write_loop(&sh, file, fsync))?;
+        Ok(Writer {
             shared,
             thread: Some(thread),
         })
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, WriterQueue> {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands `buf` over, leaving an empty buffer in its place.
+    fn hand_over(&self, buf: &mut Vec<u8>) {
+        let mut q = self.lock();
+        let next = q.spare.pop().unwrap_or_default();
+        q.chunks.push_back(Chunk::Bytes(std::mem::replace(buf, next)));
+        drop(q);
+        self.wake_if_parked();
+    }
+
     fn switch_to(&self, file: Arc<File>) {
-        *self.shared.file.lock().unwrap_or_else(|p| p.into_inner()) = file;
+        self.lock().chunks.push_back(Chunk::Switch(file));
+        self.wake_if_parked();
+    }
+
+    fn wake_if_parked(&self) {
+        if self.shared.parked.swap(false, Ordering::SeqCst) {
+            self.shared.wake.notify_one();
+        }
     }
 }
 
-impl Drop for Syncer {
+impl Drop for Writer {
+    /// Writes (and syncs) everything handed over, then stops.
     fn drop(&mut self) {
-        *self.shared.stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.shared.wake.notify_all();
+        self.lock().stop = true;
+        self.shared.wake.notify_one();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// The writer thread.
+fn write_loop(sh: &WriterShared, mut file: Arc<File>, fsync: FsyncPolicy) {
+    let mut last_sync = Instant::now();
+    let mut unsynced = false;
+    let mut failing = false;
+    loop {
+        let (chunks, stop) = {
+            let mut q = sh.queue.lock().unwrap_or_else(|p| p.into_inner());
+            while q.chunks.is_empty() && !q.stop {
+                sh.parked.store(true, Ordering::SeqCst);
+                // Parked: woken by the next hand-over, or in time to sync.
+                let wait = if unsynced {
+                    Duration::from_secs(1).saturating_sub(last_sync.elapsed())
+                } else {
+                    Duration::from_secs(3600)
+                };
+                q = sh
+                    .wake
+                    .wait_timeout(q, wait)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+                if unsynced && last_sync.elapsed() >= Duration::from_secs(1) {
+                    break;
+                }
+            }
+            sh.parked.store(false, Ordering::SeqCst);
+            (std::mem::take(&mut q.chunks), q.stop)
+        };
+        let mut spare = Vec::new();
+        let mut rest = chunks.into_iter();
+        while let Some(chunk) = rest.next() {
+            match chunk {
+                Chunk::Bytes(mut b) => {
+                    if let Err(e) = (&*file).write_all(&b) {
+                        // Keep this and what follows, and retry shortly.
+                        if !failing {
+                            log::error!("cannot write the log: {e}; retrying");
+                            failing = true;
+                        }
+                        let mut q = sh.queue.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut back: std::collections::VecDeque<Chunk> =
+                            std::iter::once(Chunk::Bytes(b)).chain(rest).collect();
+                        back.extend(q.chunks.drain(..));
+                        q.chunks = back;
+                        break;
+                    }
+                    if failing {
+                        log::warn!("writing the log works again");
+                        failing = false;
+                    }
+                    unsynced = fsync == FsyncPolicy::EverySec;
+                    b.clear();
+                    spare.push(b);
+                }
+                Chunk::Switch(f) => {
+                    // The old log's records must be on disk before the new
+                    // log's, or a power cut could leave a gap between them.
+                    if fsync != FsyncPolicy::No {
+                        let _ = file.sync_data();
+                    }
+                    file = f;
+                }
+            }
+        }
+        if !spare.is_empty() {
+            let mut q = sh.queue.lock().unwrap_or_else(|p| p.into_inner());
+            spare.truncate(4usize.saturating_sub(q.spare.len()));
+            q.spare.append(&mut spare);
+        }
+        if unsynced && fsync == FsyncPolicy::EverySec && last_sync.elapsed() >= Duration::from_secs(1) {
+            if let Err(e) = file.sync_data() {
+                log::error!("cannot fsync the log: {e}");
+            }
+            last_sync = Instant::now();
+            unsynced = false;
+        }
+        if stop {
+            let left = !sh
+                .queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .chunks
+                .is_empty();
+            if !left || failing {
+                if fsync != FsyncPolicy::No {
+                    let _ = file.sync_data();
+                }
+                return;
+            }
+            continue;
+        }
+        // Busy: gather the next records for a moment, so one write
+        // carries many of them.
+        std::thread::sleep(if failing { Duration::from_millis(100) } else { WRITE_EVERY });
     }
 }
 
@@ -162,12 +289,12 @@ pub struct Journal {
     log_len: u64,
     /// Size of the last snapshot written or loaded.
     snapshot_len: u64,
-    syncer: Option<Syncer>,
+    /// The background writer (`everysec`, `no`); None with `always`,
+    /// which writes and syncs on the loop before replies leave.
+    writer: Option<Writer>,
     rewrite: Option<Rewrite>,
     /// No rewrite before then (after one failed).
     rewrite_after_time: Option<Instant>,
-    /// A write error was reported and not yet cleared, so it is logged once.
-    write_failing: bool,
     /// Holds the directory's lock while open.
     _lock: File,
 }
@@ -309,9 +436,9 @@ impl Journal {
             }
         };
         let file = Arc::new(file);
-        let syncer = match settings.fsync {
-            FsyncPolicy::EverySec => Some(Syncer::start(file.clone())?),
-            _ => None,
+        let writer = match settings.fsync {
+            FsyncPolicy::Always => None,
+            policy => Some(Writer::start(file.clone(), policy)?),
         };
         Ok(Journal {
             settings: settings.clone(),
@@ -321,10 +448,9 @@ impl Journal {
             buf: Vec::new(),
             log_len,
             snapshot_len,
-            syncer,
+            writer,
             rewrite: None,
             rewrite_after_time: None,
-            write_failing: false,
             _lock: lock,
         })
     }
@@ -350,35 +476,21 @@ impl Journal {
         !self.buf.is_empty()
     }
 
-    /// Writes the pending records to the log, and with `always` forces
-    /// them to disk, before any reply leaves. An error is returned only
-    /// when the policy is `always` (an acknowledgement would be a lie);
-    /// otherwise it is logged and the records are kept to retry next time.
+    /// Makes the pending records safe before any reply leaves: with
+    /// `always`, writes them and forces them to disk (an error is returned:
+    /// an acknowledgement would be a lie); otherwise hands them to the
+    /// writer thread, which writes them within about a millisecond.
     pub fn barrier(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let res = self
-            .write_pending()
-            .and_then(|()| match self.settings.fsync {
-                FsyncPolicy::Always => self.file.sync_data(),
-                FsyncPolicy::EverySec => {
-                    if let Some(s) = &self.syncer {
-                        s.shared.dirty.store(true, Ordering::SeqCst);
-                    }
-                    Ok(())
-                }
-                FsyncPolicy::No => Ok(()),
-            });
-        match res {
-            Ok(()) => {
-                if self.write_failing {
-                    log::warn!("writing the log works again");
-                    self.write_failing = false;
-                }
-                Ok(())
-            }
-            Err(e) if self.settings.fsync == FsyncPolicy::Always => Err(io::Error::new(
+        if let Some(w) = &self.writer {
+            w.hand_over(&mut self.buf);
+            return Ok(());
+        }
+        match self.write_pending().and_then(|()| self.file.sync_data()) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(io::Error::new(
                 e.kind(),
                 format!(
                     "cannot write the log in {} with fsync always, so no write can be \
@@ -386,17 +498,6 @@ impl Journal {
                     self.settings.dir.display()
                 ),
             )),
-            Err(e) => {
-                if !self.write_failing {
-                    log::error!(
-                        "cannot write the log in {}: {e}; keeping the records in memory \
-                         and retrying",
-                        self.settings.dir.display()
-                    );
-                    self.write_failing = true;
-                }
-                Ok(())
-            }
         }
     }
 
@@ -443,8 +544,8 @@ impl Journal {
             sync_dir(&dir)?;
         }
         let old = std::mem::replace(&mut self.file, f.clone());
-        if let Some(s) = &self.syncer {
-            s.switch_to(f);
+        if let Some(w) = &self.writer {
+            w.switch_to(f);
         }
         self.generation = next;
         self.log_len = len;
@@ -503,7 +604,15 @@ impl Journal {
     /// Writes and syncs everything pending and waits for a running
     /// rewrite: the server is stopping.
     pub fn close(&mut self) -> io::Result<()> {
-        let res = self.write_pending().and_then(|()| self.file.sync_data());
+        let res = match self.writer.take() {
+            Some(w) => {
+                w.hand_over(&mut self.buf);
+                // Dropping it writes and syncs everything handed over.
+                drop(w);
+                Ok(())
+            }
+            None => self.write_pending().and_then(|()| self.file.sync_data()),
+        };
         if let Some(r) = self.rewrite.take() {
             self.finish_rewrite(r);
         }
