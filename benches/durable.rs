@@ -52,7 +52,8 @@ fn wait_for(socks: &[&str]) {
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let path = |n: &str| dir.path().join(n).display().to_string();
-    let (mem_sock, disk_sock, redis_sock) = (path("mem.sock"), path("disk.sock"), path("redis.sock"));
+    let (mem_sock, disk_sock, redis_sock) =
+        (path("mem.sock"), path("disk.sock"), path("redis.sock"));
     let (data, redis_dir) = (path("data"), path("redis"));
     std::fs::create_dir_all(&redis_dir).unwrap();
     let redis = match Command::new("redis-server")

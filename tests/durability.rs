@@ -340,7 +340,10 @@ fn a_killed_broker_loses_nothing_acknowledged_beyond_its_policy() {
                 None => 0,
                 other => panic!("{policy}: c{who} is {other:?}"),
             };
-            assert!(v >= must && v <= n + 1, "{policy}: c{who}: {v}, acked {n}, must {must}");
+            assert!(
+                v >= must && v <= n + 1,
+                "{policy}: c{who}: {v}, acked {n}, must {must}"
+            );
             // The log is replayed as a prefix: each step's set comes before
             // its tuple, so there are v or v - 1 tuples, one of each step.
             let mut steps = Vec::new();
@@ -349,9 +352,15 @@ fn a_killed_broker_loses_nothing_acknowledged_beyond_its_policy() {
                 steps.push(t[1].clone());
             }
             let t = steps.len() as i64;
-            assert!(t == v || t == v - 1, "{policy}: c{who}: value {v}, {t} tuples");
+            assert!(
+                t == v || t == v - 1,
+                "{policy}: c{who}: value {v}, {t} tuples"
+            );
             let want: Vec<Value> = (1..=t).map(Value::I64).collect();
-            assert_eq!(steps, want, "{policy}: c{who}: tuples out of order or repeated");
+            assert_eq!(
+                steps, want,
+                "{policy}: c{who}: tuples out of order or repeated"
+            );
         }
         b.stop();
     }

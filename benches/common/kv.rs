@@ -188,4 +188,3 @@ pub fn drive(addr: &str, clients: usize, total: usize, frame: &[u8], reply: Fram
     }
     cell
 }
-

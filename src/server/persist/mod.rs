@@ -135,17 +135,25 @@ impl Writer {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WriterQueue> {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.shared.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hands `buf` over, leaving an empty buffer in its place.
+    /// Hands the records in `buf` over, leaving it empty. Records handed
+    /// over before the writer takes them join one chunk, so the writer
+    /// makes one write for all of them.
     fn hand_over(&self, buf: &mut Vec<u8>) {
         let mut q = self.lock();
-        let next = q.spare.pop().unwrap_or_default();
-        q.chunks.push_back(Chunk::Bytes(std::mem::replace(buf, next)));
+        match q.chunks.back_mut() {
+            Some(Chunk::Bytes(last)) => {
+                last.extend_from_slice(buf);
+                buf.clear();
+            }
+            _ => {
+                let next = q.spare.pop().unwrap_or_default();
+                q.chunks
+                    .push_back(Chunk::Bytes(std::mem::replace(buf, next)));
+            }
+        }
         drop(q);
         self.wake_if_parked();
     }
@@ -242,7 +250,10 @@ fn write_loop(sh: &WriterShared, mut file: Arc<File>, fsync: FsyncPolicy) {
             spare.truncate(4usize.saturating_sub(q.spare.len()));
             q.spare.append(&mut spare);
         }
-        if unsynced && fsync == FsyncPolicy::EverySec && last_sync.elapsed() >= Duration::from_secs(1) {
+        if unsynced
+            && fsync == FsyncPolicy::EverySec
+            && last_sync.elapsed() >= Duration::from_secs(1)
+        {
             if let Err(e) = file.sync_data() {
                 log::error!("cannot fsync the log: {e}");
             }
@@ -266,7 +277,11 @@ fn write_loop(sh: &WriterShared, mut file: Arc<File>, fsync: FsyncPolicy) {
         }
         // Busy: gather the next records for a moment, so one write
         // carries many of them.
-        std::thread::sleep(if failing { Duration::from_millis(100) } else { WRITE_EVERY });
+        std::thread::sleep(if failing {
+            Duration::from_millis(100)
+        } else {
+            WRITE_EVERY
+        });
     }
 }
 
