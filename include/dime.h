@@ -248,10 +248,57 @@ typedef enum dime_status {
 } dime_status;
 
 /**
+ * What an event says happened (`dime_event_kind`).
+ */
+typedef enum dime_change {
+  /**
+   * Not an event (`dime_event_kind` of NULL).
+   */
+  DIME_CHANGE_NONE = 0,
+  /**
+   * A share key was set (set, set_many, incr, a swapping cas).
+   */
+  DIME_CHANGE_SET = 1,
+  /**
+   * A share key was removed (del, pop).
+   */
+  DIME_CHANGE_DEL = 2,
+  /**
+   * Every key of a share was removed.
+   */
+  DIME_CHANGE_CLEAR = 3,
+  /**
+   * A tuple was put into a space.
+   */
+  DIME_CHANGE_OUT = 4,
+  /**
+   * A tuple was taken from a space.
+   */
+  DIME_CHANGE_IN = 5,
+  /**
+   * A client joined a group.
+   */
+  DIME_CHANGE_JOIN = 6,
+  /**
+   * A client left a group (or disconnected).
+   */
+  DIME_CHANGE_LEAVE = 7,
+  /**
+   * Events were missed and are no longer known: re-read the state.
+   */
+  DIME_CHANGE_LOST = 8,
+} dime_change;
+
+/**
  * An opaque connection to a DiME server, from `dime_connect`; release it
  * with `dime_client_free`. Internally locked: usable from several threads.
  */
 typedef struct dime_client dime_client;
+
+/**
+ * One event, from `dime_watch_next`; release it with `dime_event_free`.
+ */
+typedef struct dime_event dime_event;
 
 /**
  * A remote call in flight, from `dime_call`; release it with
@@ -310,6 +357,13 @@ typedef struct dime_stream dime_stream;
 typedef struct dime_value dime_value;
 
 /**
+ * A watch, from `dime_watch_share`, `dime_watch_space` or
+ * `dime_watch_groups`; release it with `dime_watch_free`. Internally
+ * locked; one thread at a time waits in `dime_watch_next`.
+ */
+typedef struct dime_watch dime_watch;
+
+/**
  * The element class of a matrix: one of the `DIME_CLASS_*` constants.
  *
  * A plain integer rather than a C enum so that any number a caller passes
@@ -342,6 +396,21 @@ typedef void (*dime_drop_fn)(void *userdata);
 typedef int32_t (*dime_stream_fn)(void *userdata,
                                   const struct dime_value *args,
                                   struct dime_request *request);
+
+/**
+ * Where a watch is in its feed (`dime_watch_get_position`); pass it to a new
+ * watch to resume after the last event seen.
+ */
+typedef struct dime_watch_position {
+  /**
+   * Identifies the feed and the broker run the number belongs to.
+   */
+  uint64_t epoch;
+  /**
+   * The last event number seen.
+   */
+  uint64_t seq;
+} dime_watch_position;
 
 /**
  * int8 elements (`int8_t`).
@@ -1395,6 +1464,65 @@ enum dime_status share_unlock(struct dime_client *client,
                               const char *key);
 
 /**
+ * Takes a lock as `share_lock` does (`key` NULL: the whole-share lock),
+ * with a **lease**: unless renewed with `share_lock_renew`, the broker
+ * releases it `ttl_ms` milliseconds after the grant, even if this client
+ * is alive but stuck (paused, swapped out, in a debugger), and the next
+ * waiter gets it. `ttl_ms` <= 0 takes it with no lease (held until
+ * released, as `share_lock`).
+ *
+ * On success writes the grant's **fencing token** to `*out_token`: a
+ * number that grows with every grant (and survives broker restarts with
+ * `--data-dir`). Pass it to `share_set_fenced` / `share_del_fenced`: the
+ * broker refuses a write whose token is older than the lock's newest
+ * grant, so a holder whose lease ran out cannot overwrite the next
+ * holder's work. `timeout_ms` as for `share_lock` (0: only if free now,
+ * else `DIME_STATUS_TIMEOUT`). Other errors as for `share_lock`;
+ * `out_token` must not be NULL.
+ */
+enum dime_status share_lock_lease(struct dime_client *client,
+                                  const char *share,
+                                  const char *key,
+                                  int64_t timeout_ms,
+                                  int64_t ttl_ms,
+                                  uint64_t *out_token);
+
+/**
+ * Extends the lease of a lock this client holds (`key` NULL: the
+ * whole-share lock) to `ttl_ms` milliseconds from now (<= 0: the length
+ * it was taken or last renewed with), and writes its fencing token to
+ * `*out_token`. `DIME_STATUS_SERVER_ERROR` if this client does not hold
+ * the lock, for instance because the lease already ran out: it must not
+ * go on as if it did. Other errors as for `share_lock`.
+ */
+enum dime_status share_lock_renew(struct dime_client *client,
+                                  const char *share,
+                                  const char *key,
+                                  int64_t ttl_ms,
+                                  uint64_t *out_token);
+
+/**
+ * As `share_set`, carrying fencing token `fence` (from `share_lock_lease`):
+ * refused with `DIME_STATUS_SERVER_ERROR` (and nothing written) if a newer
+ * grant of the share's lock or of the named lock `key` exists.
+ */
+enum dime_status share_set_fenced(struct dime_client *client,
+                                  const char *share,
+                                  const char *key,
+                                  const struct dime_value *value,
+                                  uint64_t fence);
+
+/**
+ * As `share_del`, carrying fencing token `fence`: refused like
+ * `share_set_fenced`.
+ */
+enum dime_status share_del_fenced(struct dime_client *client,
+                                  const char *share,
+                                  const char *key,
+                                  uint64_t fence,
+                                  bool *out_found);
+
+/**
  * A new empty pattern (it matches only the empty tuple until fields are
  * added), owned by the caller. Never NULL; free with `dime_pattern_free`.
  */
@@ -1836,6 +1964,112 @@ const char *dime_server_address(const struct dime_server *server,
  * had failed while running (the handle is freed all the same).
  */
 enum dime_status dime_server_stop(struct dime_server *server);
+
+/**
+ * Watches share `share` (NULL or `""`: the default share): every key
+ * starting with `prefix` (NULL or `""`: every key) that is set or
+ * removed, and every clear, is pushed to the watch as it happens.
+ * `resume`: NULL to start from now, or a position from
+ * `dime_watch_get_position` to first receive what happened after it (or one
+ * `DIME_CHANGE_LOST` event when that is no longer known). On success
+ * writes a new watch to `*out`, owned by the caller (`dime_watch_free`).
+ * The watch has its own connection; the client is only read.
+ */
+enum dime_status dime_watch_share(struct dime_client *client,
+                                  const char *share,
+                                  const char *prefix,
+                                  const struct dime_watch_position *resume,
+                                  struct dime_watch **out);
+
+/**
+ * Watches tuple space `space` (NULL or `""`: the default space): every
+ * tuple put in (`DIME_CHANGE_OUT`) or taken out (`DIME_CHANGE_IN`).
+ * `resume` and `out` as for `dime_watch_share`.
+ */
+enum dime_status dime_watch_space(struct dime_client *client,
+                                  const char *space,
+                                  const struct dime_watch_position *resume,
+                                  struct dime_watch **out);
+
+/**
+ * Watches group membership: every join and leave (a disconnect leaves
+ * every group) of groups whose names start with `prefix` (NULL or `""`:
+ * every group). `resume` and `out` as for `dime_watch_share`.
+ */
+enum dime_status dime_watch_groups(struct dime_client *client,
+                                   const char *prefix,
+                                   const struct dime_watch_position *resume,
+                                   struct dime_watch **out);
+
+/**
+ * Waits up to `timeout_ms` (`DIME_WAIT_FOREVER`: no limit; 0: only check)
+ * for the next event and writes it to `*out`, a new event owned by the
+ * caller (`dime_event_free`). `DIME_STATUS_TIMEOUT` if none came. If the
+ * connection broke, it is reopened once and the watch resumes where it
+ * was; `DIME_STATUS_CONNECTION_LOST` if that failed too (the watch stays
+ * usable: the next call tries again).
+ */
+enum dime_status dime_watch_next(struct dime_watch *watch,
+                                 int64_t timeout_ms,
+                                 struct dime_event **out);
+
+/**
+ * Writes the watch's position (the last event seen, or where the feed
+ * was when the watch began) to `*out`, for resuming a later watch.
+ */
+enum dime_status dime_watch_get_position(const struct dime_watch *watch,
+                                         struct dime_watch_position *out);
+
+/**
+ * Closes the watch's connection and frees it. NULL is accepted.
+ */
+void dime_watch_free(struct dime_watch *watch);
+
+/**
+ * The event's kind; `DIME_CHANGE_NONE` for NULL.
+ */
+enum dime_change dime_event_kind(const struct dime_event *event);
+
+/**
+ * The event's number (events of one feed are numbered in order); 0 for NULL.
+ */
+uint64_t dime_event_seq(const struct dime_event *event);
+
+/**
+ * The share or space the event happened in, borrowed from the event
+ * (valid until `dime_event_free`); NULL for group events, `LOST` and NULL.
+ */
+const char *dime_event_topic(const struct dime_event *event);
+
+/**
+ * The share key, or the group name, the event is about, borrowed like
+ * `dime_event_topic`; NULL for clears, tuple events, `LOST` and NULL.
+ */
+const char *dime_event_key(const struct dime_event *event);
+
+/**
+ * The new value (`SET`) or the tuple (`OUT`, `IN`), borrowed from the
+ * event (valid until `dime_event_free`; `dime_value_clone` to keep it);
+ * NULL when the event has none, and for NULL.
+ */
+const struct dime_value *dime_event_value(const struct dime_event *event);
+
+/**
+ * The broker's id of the client that joined or left; -1 for other
+ * events and NULL.
+ */
+int64_t dime_event_client(const struct dime_event *event);
+
+/**
+ * For `LOST`: why the history is lost, borrowed like `dime_event_topic`;
+ * NULL otherwise.
+ */
+const char *dime_event_message(const struct dime_event *event);
+
+/**
+ * Frees an event. NULL is accepted.
+ */
+void dime_event_free(struct dime_event *event);
 
 #ifdef __cplusplus
 }  // extern "C"

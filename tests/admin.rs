@@ -190,3 +190,24 @@ fn admin_commands_need_the_same_user_or_admin() {
         0
     );
 }
+
+#[test]
+fn side_connections_take_no_broadcasts() {
+    let srv = TestServer::start();
+    let mut a = srv.client();
+    let mut b = srv.client();
+    let rpc = dime::rpc::Rpc::connect(&srv.unix(), Default::default()).unwrap();
+    rpc.provide("f", 1).unwrap();
+    let _watch = a.share("s").watch("", None).unwrap();
+    for i in 0..3 {
+        a.broadcast("x", &Value::I64(i)).unwrap();
+    }
+    assert_eq!(b.sync(-1).unwrap().len(), 3);
+    let mut admin = handshaken(&srv);
+    let r = admin.call(json!({"command": "inspect"}));
+    let clients = r["clients"].as_array().unwrap();
+    // a, b, the remote-call and watch connections, and this one.
+    assert_eq!(clients.len(), 5, "{r}");
+    let queued: u64 = clients.iter().map(|c| c["queued"].as_u64().unwrap()).sum();
+    assert_eq!(queued, 0, "broadcasts piled up in a side connection: {r}");
+}

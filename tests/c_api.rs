@@ -4,8 +4,11 @@
 //! and once more under valgrind. Each C program prints its own checks; these
 //! tests assert that it exited 0.
 //!
-//! The compiler is `$CC` (default `cc`) and `$CXX` (default `c++`). The
-//! library is the `libdime.so` cargo built next to this test binary.
+//! The compiler is found and driven by the `cc` crate, as a build script
+//! would: `CC`/`CXX`, `CFLAGS`/`CXXFLAGS` and their per-target forms
+//! (`CC_x86_64_unknown_linux_gnu` …) are honoured, and the target is the
+//! one cargo built for. The library is the `libdime.so` cargo built next to
+//! this test binary.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -109,22 +112,40 @@ impl Drop for Server {
     }
 }
 
+/// The C (or C++) compiler for the target cargo built, with the flags the
+/// `cc` crate gives it (those of `CFLAGS`/`CXXFLAGS` included) and ours:
+/// debug info, no optimisation, C99, and every warning an error.
+fn compiler(cxx: bool) -> Command {
+    let mut build = cc::Build::new();
+    build
+        .cpp(cxx)
+        .target(env!("DIME_BUILD_TARGET"))
+        .host(env!("DIME_BUILD_HOST"))
+        .opt_level(0)
+        .debug(true)
+        .cargo_metadata(false)
+        .warnings(true)
+        .extra_warnings(true)
+        .warnings_into_errors(true);
+    if !cxx {
+        build.std("c99");
+    }
+    let tool = build
+        .try_get_compiler()
+        .unwrap_or_else(|e| panic!("the cc crate found no compiler: {e}"));
+    let mut cmd = tool.to_command();
+    // cc adds -Wall/-Wextra/-Werror itself; -Wpedantic is ours. Listed in
+    // full anyway, so the strictness does not hang on cc's defaults.
+    cmd.args(WARNINGS);
+    cmd
+}
+
 /// Compiles `sources` into `out` with the strict warning flags, linking
 /// `libdime.so` (found at run time through an rpath).
 fn compile(sources: &[PathBuf], out: &Path, cxx: bool) {
     let lib = lib_dir();
-    let compiler = if cxx {
-        std::env::var("CXX").unwrap_or_else(|_| "c++".into())
-    } else {
-        std::env::var("CC").unwrap_or_else(|_| "cc".into())
-    };
-    let mut cmd = Command::new(&compiler);
-    if !cxx {
-        cmd.arg("-std=c99");
-    }
-    cmd.args(WARNINGS)
-        .arg("-g")
-        .arg(format!("-I{ROOT}/include"))
+    let mut cmd = compiler(cxx);
+    cmd.arg(format!("-I{ROOT}/include"))
         .args(sources)
         .arg("-o")
         .arg(out)
@@ -133,12 +154,20 @@ fn compile(sources: &[PathBuf], out: &Path, cxx: bool) {
         .arg(format!("-Wl,-rpath,{}", lib.display()))
         .arg("-lm")
         .arg("-pthread");
+    let shown = format!(
+        "{} {}",
+        cmd.get_program().to_string_lossy(),
+        cmd.get_args()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let output = cmd
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
     assert!(
         output.status.success(),
-        "{compiler} failed on {sources:?}:\n{}",
+        "{shown} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
 }
@@ -276,6 +305,15 @@ fn tuple_spaces_match_every_field_kind_and_block() {
 }
 
 #[test]
+fn leases_fencing_and_watches() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("watch", dir.path());
+    let out = assert_ran("watch", run(&exe, &[&server.address]));
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
 fn impossible_shapes_are_refused_before_the_buffer_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let exe = build_test("shapes", dir.path());
@@ -403,9 +441,7 @@ fn installed_pkg_config_builds_the_example() {
     let flags = pkg(&["--cflags", "--libs"]);
 
     let exe = prefix.path().join("send_matrix");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let status = Command::new(&cc)
-        .args(WARNINGS)
+    let status = compiler(false)
         .arg(Path::new(ROOT).join("examples/c/send_matrix.c"))
         .args(flags.split_whitespace())
         .arg(format!(
@@ -537,13 +573,15 @@ fn c_tests_are_clean_under_valgrind() {
     let tuples = build_test("tuples", dir.path());
     let shapes = build_test("shapes", dir.path());
     let rpc = build_test("rpc", dir.path());
-    let runs: [(&Path, Vec<&str>); 8] = [
+    let watch = build_test("watch", dir.path());
+    let runs: [(&Path, Vec<&str>); 9] = [
         (&shapes, vec![]),
         (&values, vec![&server.address]),
         (&threads, vec![&server.address]),
         (&shares, vec![&server.address]),
         (&tuples, vec![&server.address]),
         (&rpc, vec![&server.address]),
+        (&watch, vec![&server.address]),
         (
             &errors,
             vec![&server.address, env!("CARGO_BIN_EXE_dime"), &scratch],

@@ -215,7 +215,9 @@ impl Rpc {
         let mut reader = FrameReader::new(u64::MAX);
         write_frame(
             &sock,
-            &json!({"command": "handshake", "serialization": "dimeb", "tls": false}),
+            // A side connection: it never syncs, so it takes no broadcasts.
+            &json!({"command": "handshake", "serialization": "dimeb", "tls": false,
+                "broadcasts": false}),
             &[],
         )?;
         let (hs, _) = read_one(&mut reader, &mut read_sock)?;

@@ -50,5 +50,7 @@ pub mod stream;
 
 pub mod server;
 
+pub mod watch;
+
 mod args;
 mod sigpipe;

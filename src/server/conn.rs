@@ -65,6 +65,8 @@ pub struct Connection {
     pub peer: String,
     /// May use the admin commands (`inspect`, `stats`, `monitor`).
     pub admin: bool,
+    /// Receives broadcasts (false for side connections that never sync).
+    pub broadcasts: bool,
 }
 
 impl Connection {
@@ -86,6 +88,7 @@ impl Connection {
             since: std::time::SystemTime::now(),
             peer: String::new(),
             admin: false,
+            broadcasts: true,
         }
     }
 

@@ -15,11 +15,13 @@ mod config;
 mod conn;
 mod dispatch;
 mod outqueue;
+pub mod persist;
 mod request;
 mod service;
 mod services;
 mod state;
 mod stats;
+mod watch;
 
 use crate::transport::{Listener, WsOptions};
 use crate::wire::Frame;
@@ -38,6 +40,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use config::{Config, DEFAULT_BUSY_POLL, DEFAULT_SOCKET};
+pub use persist::{Durability, FsyncPolicy};
+pub use watch::HISTORY_EVENTS as WATCH_HISTORY_EVENTS;
 
 /// Listener keys are their index; connection keys start above them.
 const FIRST_CONN_KEY: usize = 1 << 16;
@@ -85,6 +89,9 @@ pub struct Server {
     /// The text of the header being handled, reused from request to request.
     header_text: String,
     busy: busy_poll::BusyPoll,
+    /// Why the loop must stop: the log could not be written with fsync
+    /// `always`, so nothing more may be acknowledged.
+    fatal: Option<io::Error>,
 }
 
 impl Server {
@@ -103,13 +110,20 @@ impl Server {
             listeners.push(l);
         }
         let busy = busy_poll::BusyPoll::new(config.busy_poll);
+        let mut services = Services::default();
+        let journal = match &config.durability {
+            Some(d) => Some(recover(d, &mut services)?),
+            None => None,
+        };
+        let mut state = State::new(config, Services::extensions());
+        state.journal = journal;
         Ok(Server {
             accept_paused: vec![None; listeners.len()],
             poller,
             listeners,
             signals: None,
-            state: State::new(config, Services::extensions()),
-            services: Services::default(),
+            state,
+            services,
             stop: Arc::new(AtomicBool::new(false)),
             next_key: FIRST_CONN_KEY,
             buffered_input: Vec::new(),
@@ -117,6 +131,7 @@ impl Server {
             scratch_ids: Vec::new(),
             header_text: String::new(),
             busy,
+            fatal: None,
         })
     }
 
@@ -186,6 +201,7 @@ impl Server {
             }
             self.resume_deferred();
             self.flush_dirty();
+            self.maintain_journal();
             events.clear();
             let spin = self.busy.poll_without_blocking(Instant::now());
             let timeout = if self.buffered_input.is_empty() && !spin {
@@ -214,7 +230,61 @@ impl Server {
                 self.on_conn_event(id, true, false);
             }
         }
-        Ok(())
+        if let Some(j) = &mut self.state.journal {
+            if let Err(e) = j.close() {
+                log::error!("cannot write the log on shutdown: {e}");
+            }
+        }
+        match self.fatal.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends a finished log rewrite and starts one when the log has grown.
+    fn maintain_journal(&mut self) {
+        let Some(j) = &mut self.state.journal else {
+            return;
+        };
+        j.poll_rewrite();
+        if j.wants_rewrite() {
+            let started = Instant::now();
+            let images = self.services.images();
+            if let Err(e) = j.start_rewrite(images) {
+                log::error!("cannot start rewriting the log: {e}");
+            }
+            log::debug!("log rewrite started in {:?}", started.elapsed());
+        }
+    }
+
+    /// Writes the changes logged so far before any reply (which may
+    /// acknowledge them) leaves. False when replies must not go out: the
+    /// log cannot be written under fsync `always`, and the server stops.
+    fn sync_journal(&mut self) -> bool {
+        let Some(j) = &mut self.state.journal else {
+            return true;
+        };
+        if !j.has_pending() {
+            return true;
+        }
+        match j.barrier() {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("{e}; stopping");
+                self.fatal = Some(e);
+                self.stop.store(true, Ordering::SeqCst);
+                false
+            }
+        }
+    }
+
+    /// True while replies should wait for the end of the round: with fsync
+    /// `always`, one fsync then covers every client served in it.
+    fn group_commit(&self) -> bool {
+        self.state
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.has_pending() && j.fsync_policy() == FsyncPolicy::Always)
     }
 
     fn accept(&mut self, idx: usize) {
@@ -271,7 +341,9 @@ impl Server {
         if readable {
             self.read_conn(id);
         }
-        if writable || readable {
+        if (writable || readable) && self.group_commit() {
+            self.state.dirty.insert(id);
+        } else if writable || readable {
             // Write now rather than after every other ready client has been
             // served (it halves the median wait under load), and deliver to
             // woken recipients before the requester's own status reply:
@@ -480,6 +552,9 @@ impl Server {
 
     /// Writes one connection's pending output and updates its interest.
     fn flush_conn(&mut self, id: ConnId) {
+        if !self.sync_journal() {
+            return;
+        }
         let Some(c) = self.state.conns.get_mut(&id) else {
             return;
         };
@@ -541,6 +616,23 @@ impl Drop for Server {
             self.close(id);
         }
     }
+}
+
+/// Opens the data directory and loads what it holds into the services.
+fn recover(d: &Durability, services: &mut Services) -> io::Result<persist::Journal> {
+    let started = Instant::now();
+    let mut scratch = State::new(Config::default(), Vec::new());
+    let mut records = 0u64;
+    let journal = persist::Journal::open(d, &mut |item| {
+        records += u64::from(matches!(item, persist::Loaded::Record(..)));
+        services.load(&mut scratch, item)
+    })?;
+    log::info!(
+        "loaded {} ({records} log records) in {:?}",
+        d.dir.display(),
+        started.elapsed()
+    );
+    Ok(journal)
 }
 
 /// The text a panic was raised with, if it has one.

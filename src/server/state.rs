@@ -7,6 +7,7 @@
 use super::config::Config;
 use super::conn::{ConnId, Connection, FOUND_JSON, json_item, not_found_item, ok_item};
 use super::outqueue::OutItem;
+use super::persist::Journal;
 use super::stats::Stats;
 use crate::buffer::PooledBuf;
 use crate::wire::encode_head;
@@ -35,6 +36,8 @@ pub struct State {
     pub stats: Stats,
     /// Connections watching traffic (`monitor`), and what they watch.
     pub monitors: FxHashMap<ConnId, Monitor>,
+    /// The data directory's log, with `--data-dir`.
+    pub journal: Option<Journal>,
 }
 
 /// What a `monitor` connection asked to see.
@@ -58,6 +61,16 @@ impl State {
             dirty: FxHashSet::default(),
             timers: BTreeSet::new(),
             resume: Vec::new(),
+            journal: None,
+        }
+    }
+
+    /// Logs a change a service made to its persisted state (a no-op
+    /// without a data directory); `tag` is the service's
+    /// `Service::PERSIST_TAG`.
+    pub fn persist<R: serde::Serialize + ?Sized>(&mut self, tag: u8, record: &R) {
+        if let Some(j) = &mut self.journal {
+            j.append(tag, record);
         }
     }
 

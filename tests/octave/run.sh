@@ -25,7 +25,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 cd "$REPO" || exit 2
 
-TESTS=(roundtrip seed api shapes errors python c share tuples map_keys original_server install)
+TESTS=(roundtrip seed api shapes errors python c share tuples map_keys original_server install watch)
 (($# > 0)) && TESTS=("$@")
 
 PASSED=0

@@ -12,6 +12,8 @@ Shared dictionaries and Linda tuple spaces on the same server:
     s = dime.init_share()                 # dime.Share; starts a server if needed
     s["x"] = 1; s.incr("x"); s.wait_for("result", timeout=5)
     with s.lock(): ...
+    with s.lock("job", ttl=5) as token: s.set("job", 1, fence=token)
+    for ev in s.watch(prefix="jobs/"): ...
     with dime.TupleSpace() as ts:
         ts.out(("sum", 0)); ts.in_(("sum", int), timeout=5)
 
@@ -29,6 +31,7 @@ from ._convert import LibBuffer
 from .client import DimeClient
 from .share import ABSENT, Share, ShareLock, find_server, init_share
 from .tuplespace import Matrix, Range, TupleSpace
+from .watch import Event, Position, Watch
 from ._lib import lib as _libdime
 
 __all__ = ["DimeClient", "DimeError", "DimeServerError", "DimeTimeoutError",
@@ -39,7 +42,7 @@ __all__ = ["DimeClient", "DimeError", "DimeServerError", "DimeTimeoutError",
            "DimeArgumentError", "DimeAddressError", "DimePortError", "DimeUnsupportedError",
            "LibBuffer",
            "Share", "ShareLock", "ABSENT", "init_share", "find_server",
-           "TupleSpace", "Range", "Matrix",
+           "TupleSpace", "Range", "Matrix", "Watch", "Event", "Position",
            "library_path", "library_version", "__version__"]
 
 __version__ = "0.1.0"

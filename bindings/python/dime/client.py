@@ -302,6 +302,21 @@ class DimeClient(Handle, collections.abc.MutableMapping):
         raise error(st)
 
     # -- the workspace (MutableMapping) ------------------------------------
+    def watch_groups(self, prefix="", resume=None, callback=None):
+        """A ``dime.Watch`` of group membership: an ``Event`` of kind
+        ``"join"`` or ``"leave"`` (a disconnect leaves every group) for each
+        group whose name starts with ``prefix``, ``key`` the group and
+        ``client`` the server's id of the client. See ``dime.watch``."""
+        from .share import _position_arg
+        from .watch import Watch
+        p = _cstr(prefix, "prefix")
+
+        def opener(out):
+            with self._lock:
+                return lib.dime_watch_groups(self._handle(), p, _position_arg(resume), out)
+
+        return Watch(opener, callback=callback)
+
     def __getitem__(self, varname):
         return self.workspace[varname]
 

@@ -1,6 +1,6 @@
 //! DiME2 messaging (docs/protocol.md §2): groups, `send`, `broadcast`,
 //! `sync`, `wait`, `devices`, and the handshake's serialization
-//! negotiation (§3).
+//! negotiation (§3); and, our extension, watches of group membership.
 
 mod groups;
 
@@ -11,6 +11,7 @@ use crate::server::outqueue::OutItem;
 use crate::server::request::{CommandError, Result, Text, flag, required, required_raw_str};
 use crate::server::service::{Handler, Service};
 use crate::server::state::State;
+use crate::server::watch::{Feed, WatchSpec};
 use crate::wire::Frame;
 use groups::Groups;
 use serde::Deserialize;
@@ -36,6 +37,10 @@ pub struct MessagingHeader<'a> {
     pub n: Option<f64>,
     /// Milliseconds to wait before giving up (our extension).
     pub timeout: Option<f64>,
+    /// `handshake` with `false`: this connection is not a recipient of
+    /// broadcasts (our clients' side connections for remote calls,
+    /// watches and monitors, which never sync).
+    pub broadcasts: Option<bool>,
     /// `send`: answer with the sender's own next messages (our extension).
     pub receive: Option<bool>,
     /// `sync`: block until a message is queued (our extension).
@@ -47,6 +52,15 @@ pub struct MessagingHeader<'a> {
     /// Never in a request; refused in relayed headers like `status`.
     #[serde(borrow)]
     pub meta: Option<&'a RawValue>,
+    /// `group_watch`, `group_unwatch`: the client's id for the watch.
+    pub watch: Option<u64>,
+    /// `group_watch`: only groups whose name starts with this.
+    #[serde(borrow)]
+    pub prefix: Option<Text<'a>>,
+    /// `group_watch`: resume after this event number …
+    pub since: Option<u64>,
+    /// … of the feed with this epoch.
+    pub epoch: Option<u64>,
 }
 
 type Header<'a> = MessagingHeader<'a>;
@@ -62,6 +76,25 @@ pub struct Messaging {
     groups: Groups,
     /// The server-wide serialization (§3); None until the first handshake.
     serialization: Option<String>,
+    /// Joins and leaves, for watchers.
+    feed: MembershipFeed,
+}
+
+/// The feed of joins and leaves: events name the group and the client.
+struct MembershipFeed(Feed);
+
+impl Default for MembershipFeed {
+    fn default() -> MembershipFeed {
+        MembershipFeed(Feed::new("topic", "group"))
+    }
+}
+
+impl MembershipFeed {
+    fn publish(&mut self, st: &mut State, group: &str, kind: &'static str, client: ConnId) {
+        let group: Arc<str> = group.into();
+        self.0
+            .publish(st, None, Some(&group), kind, None, Some(client));
+    }
 }
 
 impl Service for Messaging {
@@ -81,6 +114,8 @@ impl Service for Messaging {
         ("sync", sync),
         ("wait", wait),
         ("devices", devices),
+        ("group_watch", group_watch),
+        ("group_unwatch", group_unwatch),
     ];
 
     const EXTENSIONS: &'static [&'static str] = &[
@@ -98,8 +133,10 @@ impl Service for Messaging {
     }
 
     fn disconnect(&mut self, st: &mut State, id: ConnId, conn: &Connection) {
+        self.feed.0.forget(id);
         for g in &conn.groups {
             self.groups.leave(g, id);
+            self.feed.publish(st, g, "leave", id);
         }
         if st.conns.is_empty() {
             // A fresh session negotiates afresh.
@@ -157,6 +194,11 @@ fn handshake(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Fra
         }
     };
     svc.serialization = Some(current.clone());
+    if h.broadcasts == Some(false) {
+        if let Some(c) = st.conns.get_mut(&id) {
+            c.broadcasts = false;
+        }
+    }
     // "extensions" is ours: what this server understands beyond DiME2, so
     // our clients fall back to DiME2's own commands where a server (an
     // original one) sends no such list. Old clients ignore the field.
@@ -178,11 +220,14 @@ fn join(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -
         }
     }
     let conn = st.conns.get_mut(&id).expect("live connection");
-    for g in groups {
-        svc.groups.join(&g, id);
-        conn.groups.insert(g);
+    for g in &groups {
+        svc.groups.join(g, id);
+        conn.groups.insert(g.clone());
     }
     st.reply_ok(id);
+    for g in &groups {
+        svc.feed.publish(st, g, "join", id);
+    }
     Ok(())
 }
 
@@ -194,12 +239,47 @@ fn leave(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) 
         }
     }
     let conn = st.conns.get_mut(&id).expect("live connection");
-    for g in groups {
-        svc.groups.leave(&g, id);
-        conn.groups.remove(&g);
+    for g in &groups {
+        svc.groups.leave(g, id);
+        conn.groups.remove(g);
+    }
+    st.reply_ok(id);
+    for g in &groups {
+        svc.feed.publish(st, g, "leave", id);
+    }
+    Ok(())
+}
+
+/// `group_watch`: pushes every join and leave (of groups under `prefix`).
+fn group_watch(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let spec = WatchSpec {
+        id: watch_id(h)?,
+        topic: None,
+        prefix: h.prefix.as_deref().unwrap_or(""),
+        since: h.since,
+        epoch: h.epoch,
+    };
+    svc.feed
+        .0
+        .watch(st, id, &spec)
+        .map_err(CommandError::Failed)
+}
+
+/// `group_unwatch`: ends a watch.
+fn group_unwatch(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let w = watch_id(h)?;
+    if !svc.feed.0.unwatch(id, w) {
+        return Err(CommandError::Failed(format!(
+            "This connection has no group watch with id {w}"
+        )));
     }
     st.reply_ok(id);
     Ok(())
+}
+
+fn watch_id(h: &Header) -> Result<u64> {
+    h.watch
+        .ok_or_else(|| CommandError::Failed("JSON parsing error: missing field: watch".into()))
 }
 
 fn relay(
@@ -250,12 +330,13 @@ fn send(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, frame: Fram
 }
 
 fn broadcast(_: &mut Messaging, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    // Monitors watch traffic; they are not its recipients.
+    // Side connections (remote calls, watches) and monitors never sync:
+    // they are not recipients.
     let recipients: Vec<ConnId> = st
         .conns
-        .keys()
-        .copied()
-        .filter(|c| *c != id && !st.monitors.contains_key(c))
+        .iter()
+        .filter(|(c, conn)| **c != id && conn.broadcasts && !st.monitors.contains_key(c))
+        .map(|(c, _)| *c)
         .collect();
     relay(st, id, h, frame, None, recipients)
 }
