@@ -10,10 +10,11 @@
 //! from several threads at once (a binding's caller thread and the thread
 //! that resolves futures as they finish); only freeing it is exclusive.
 
-use super::args::{str_arg, timeout_arg, write_out};
+use super::args::{slice_arg, str_arg, timeout_arg, write_out};
 use super::client::{dime_client, rpc_endpoint};
 use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
 use super::value::{as_raw, dime_value, from_raw, into_raw};
+use crate::buffer::PooledBuf;
 use crate::client::rpc::{CallError, CallFuture, IncomingCall, Rpc};
 use crate::codec::dimeb;
 use crate::value::Value;
@@ -40,8 +41,10 @@ impl dime_future {
     }
 }
 
-/// A finished call, decoded.
+/// A finished call.
 enum Outcome {
+    /// The result as it came (dimeb), until `dime_future_result` decodes it.
+    Encoded(PooledBuf),
     Value(Value),
     Failed {
         error: CallError,
@@ -60,9 +63,11 @@ enum Outcome {
 pub struct dime_request {
     call: IncomingCall,
     function: CString,
-    /// The decoded arguments; None once `dime_request_take_args` moved
-    /// them out.
+    /// The decoded arguments, once asked for; None again after
+    /// `dime_request_take_args` moved them out.
     args: Option<Value>,
+    /// The arguments were decoded (and maybe taken).
+    decoded: bool,
     endpoint: Arc<Rpc>,
     answered: bool,
 }
@@ -121,6 +126,47 @@ pub extern "C" fn dime_call(
     }
 }
 
+/// Like `dime_call`, with the arguments given as dimeb bytes
+/// (docs/protocol.md §4): `len` bytes at `args`, borrowed for the call,
+/// which must hold exactly one value (`DIME_STATUS_INVALID_ARGUMENT`
+/// otherwise). For bindings that encode small values faster themselves.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_call_encoded(
+    client: *mut dime_client,
+    function: *const c_char,
+    args: *const c_void,
+    len: usize,
+    timeout_ms: i64,
+    out: *mut *mut dime_future,
+) -> dime_status {
+    ffi_status! {
+        let handle = check_arg!(ref client as dime_client);
+        let function = str_arg(function, "function")?;
+        check_arg!(out);
+        let bytes = slice_arg(args.cast::<u8>(), len, "args")?;
+        check_encoded(bytes, "args")?;
+        let endpoint = rpc_endpoint(handle)?;
+        let future = endpoint.call_encoded(function, bytes, timeout_arg(timeout_ms))?;
+        write_out(out, Box::into_raw(Box::new(dime_future { future, outcome: Mutex::new(None) })));
+        Ok(())
+    }
+}
+
+/// Refuses bytes that are not exactly one dimeb value.
+fn check_encoded(bytes: &[u8], what: &str) -> Result<(), Fail> {
+    match dimeb::value_len(bytes) {
+        Ok(n) if n == bytes.len() => Ok(()),
+        Ok(n) => Err(Fail::invalid(format!(
+            "argument '{what}' holds {} bytes after its value",
+            bytes.len() - n
+        ))),
+        Err(e) => Err(Fail::invalid(format!(
+            "argument '{what}' is not a dimeb value: {}",
+            e.0
+        ))),
+    }
+}
+
 /// Waits until the call has finished (with a result or an error):
 /// `DIME_STATUS_OK` when it has, `DIME_STATUS_TIMEOUT` if `timeout_ms`
 /// passed first (`DIME_WAIT_FOREVER`: no limit; 0: just look).
@@ -168,7 +214,17 @@ pub extern "C" fn dime_future_result(
         let f = check_arg!(ref future as dime_future);
         check_arg!(out);
         let mut outcome = settle(f)?;
+        if let Some(Outcome::Encoded(buf)) = &*outcome {
+            let v = dimeb::decode(buf).map_err(|e| {
+                Fail::new(
+                    dime_status::CodecError,
+                    format!("the call's result cannot be decoded: {}", e.0),
+                )
+            })?;
+            *outcome = Some(Outcome::Value(v));
+        }
         match outcome.as_mut().expect("settled") {
+            Outcome::Encoded(_) => unreachable!("decoded above"),
             Outcome::Value(_) => {
                 let Some(Outcome::Value(v)) = outcome.replace(Outcome::Taken) else {
                     unreachable!("matched above")
@@ -178,6 +234,38 @@ pub extern "C" fn dime_future_result(
             }
             Outcome::Failed { error, .. } => Err(call_fail(error)),
             Outcome::Taken => Err(Fail::new(
+                dime_status::NotFound,
+                "the result of this call was already taken",
+            )),
+        }
+    }
+}
+
+/// Like `dime_future_result`, but lends the result as it came: its dimeb
+/// bytes (docs/protocol.md §4), for bindings that decode small values
+/// faster themselves. Writes a pointer to `len` bytes to `*data`, borrowed
+/// until `dime_future_free` or `dime_future_result` (which may still be
+/// called once to take the decoded value). Failures as for
+/// `dime_future_result`; `DIME_STATUS_NOT_FOUND` once the value was taken.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_future_payload(
+    future: *mut dime_future,
+    data: *mut *const c_void,
+    len: *mut usize,
+) -> dime_status {
+    ffi_status! {
+        let f = check_arg!(ref future as dime_future);
+        check_arg!(data);
+        check_arg!(len);
+        let outcome = settle(f)?;
+        match outcome.as_ref().expect("settled") {
+            Outcome::Encoded(buf) => {
+                write_out(data, buf.as_ptr().cast());
+                write_out(len, buf.len());
+                Ok(())
+            }
+            Outcome::Failed { error, .. } => Err(call_fail(error)),
+            Outcome::Value(_) | Outcome::Taken => Err(Fail::new(
                 dime_status::NotFound,
                 "the result of this call was already taken",
             )),
@@ -306,15 +394,7 @@ fn settle(f: &dime_future) -> Result<MutexGuard<'_, Option<Outcome>>, Fail> {
         ));
     };
     *outcome = Some(match result {
-        Ok(buf) => match dimeb::decode(&buf) {
-            Ok(v) => Outcome::Value(v),
-            Err(e) => {
-                return Err(Fail::new(
-                    dime_status::CodecError,
-                    format!("the call's result cannot be decoded: {}", e.0),
-                ));
-            }
-        },
+        Ok(buf) => Outcome::Encoded(buf),
         Err(error) => {
             let (t, m, tb) = match &error {
                 CallError::Remote {
@@ -451,24 +531,41 @@ fn hand_out(
     Ok(())
 }
 
-/// Decodes an incoming call; one that cannot be decoded is answered with
-/// an error at once.
+/// A request for an incoming call; its arguments are decoded when asked for.
 fn make_request(call: IncomingCall, endpoint: Arc<Rpc>) -> Result<dime_request, Fail> {
-    let args = match call.decode() {
-        Ok(v) => v,
-        Err(e) => {
-            let msg = format!("the arguments cannot be decoded: {e}");
-            let _ = endpoint.reply_error(call.id, "CodecError", &msg, "");
-            return Err(Fail::new(dime_status::CodecError, msg));
-        }
-    };
     Ok(dime_request {
         function: CString::new(call.function.replace('\0', "\\0")).unwrap_or_default(),
         call,
-        args: Some(args),
+        args: None,
+        decoded: false,
         endpoint,
         answered: false,
     })
+}
+
+/// Decodes the request's arguments on first use; arguments that cannot be
+/// decoded answer the call with an error at once.
+fn decode_args(r: &mut dime_request) -> Result<(), Fail> {
+    if r.decoded {
+        return Ok(());
+    }
+    match r.call.decode() {
+        Ok(v) => {
+            r.args = Some(v);
+            r.decoded = true;
+            // The encoded copy is not needed any more.
+            r.call.args = PooledBuf::default();
+            Ok(())
+        }
+        Err(e) => {
+            let msg = format!("the arguments cannot be decoded: {e}");
+            if !r.answered {
+                let _ = r.endpoint.reply_error(r.call.id, "CodecError", &msg, "");
+                r.answered = true;
+            }
+            Err(Fail::new(dime_status::CodecError, msg))
+        }
+    }
 }
 
 /// The name of the function called (borrowed, valid until
@@ -485,26 +582,31 @@ pub extern "C" fn dime_request_function(request: *const dime_request) -> *const 
 }
 
 /// The call's arguments (borrowed, valid until `dime_request_free`); NULL
-/// if `request` is NULL or its arguments were taken with
-/// `dime_request_take_args`.
+/// if `request` is NULL, its arguments were taken with
+/// `dime_request_take_args`, or they cannot be decoded (the call is then
+/// answered with an error; `dime_last_error()` says why).
 #[unsafe(no_mangle)]
-pub extern "C" fn dime_request_args(request: *const dime_request) -> *const dime_value {
+pub extern "C" fn dime_request_args(request: *mut dime_request) -> *const dime_value {
     ffi_value!(std::ptr::null(), {
         if request.is_null() {
             return std::ptr::null();
         }
         // SAFETY: non-NULL; validity is the caller's contract.
-        unsafe { &*request }
-            .args
-            .as_ref()
-            .map_or(std::ptr::null(), as_raw)
+        let r = unsafe { &mut *request };
+        if let Err(f) = decode_args(r) {
+            super::status::set_last_error(&f.message);
+            return std::ptr::null();
+        }
+        r.args.as_ref().map_or(std::ptr::null(), as_raw)
     })
 }
 
 /// Moves the call's arguments out of the request: writes them to `*out`,
 /// owned by the caller (`dime_value_free`), so their matrices can be taken
 /// without copying (`dime_matrix_take_data`). The request can still be
-/// answered. `DIME_STATUS_NOT_FOUND` if they were already taken.
+/// answered. `DIME_STATUS_NOT_FOUND` if they were already taken;
+/// `DIME_STATUS_CODEC_ERROR` if they cannot be decoded (the call is then
+/// answered with an error).
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_request_take_args(
     request: *mut dime_request,
@@ -513,10 +615,35 @@ pub extern "C" fn dime_request_take_args(
     ffi_status! {
         let r = check_arg!(mut request as dime_request);
         check_arg!(out);
+        decode_args(r)?;
         let Some(args) = r.args.take() else {
             return Err(Fail::new(dime_status::NotFound, "the arguments were already taken"));
         };
         write_out(out, into_raw(args));
+        Ok(())
+    }
+}
+
+/// Lends the call's arguments as they came: their dimeb bytes
+/// (docs/protocol.md §4), for bindings that decode small values faster
+/// themselves. Writes a pointer to `len` bytes to `*data`, borrowed until
+/// `dime_request_free`. `DIME_STATUS_NOT_FOUND` once the arguments were
+/// decoded (`dime_request_args`, `dime_request_take_args`).
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_request_payload(
+    request: *const dime_request,
+    data: *mut *const c_void,
+    len: *mut usize,
+) -> dime_status {
+    ffi_status! {
+        let r = check_arg!(ref request as dime_request);
+        check_arg!(data);
+        check_arg!(len);
+        if r.decoded {
+            return Err(Fail::new(dime_status::NotFound, "the arguments were already decoded"));
+        }
+        write_out(data, r.call.args.as_ptr().cast());
+        write_out(len, r.call.args.len());
         Ok(())
     }
 }
@@ -531,6 +658,24 @@ pub extern "C" fn dime_reply(request: *mut dime_request, result: *const dime_val
         let null = Value::Null;
         let result = if result.is_null() { &null } else { check_arg!(ref result as Value) };
         answer(r, |e, id| e.reply(id, result))
+    }
+}
+
+/// Like `dime_reply`, with the result given as dimeb bytes
+/// (docs/protocol.md §4): `len` bytes at `result`, borrowed for the call,
+/// which must hold exactly one value (`DIME_STATUS_INVALID_ARGUMENT`
+/// otherwise).
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_reply_encoded(
+    request: *mut dime_request,
+    result: *const c_void,
+    len: usize,
+) -> dime_status {
+    ffi_status! {
+        let r = check_arg!(mut request as dime_request);
+        let bytes = slice_arg(result.cast::<u8>(), len, "result")?;
+        check_encoded(bytes, "result")?;
+        answer(r, |e, id| e.reply_encoded(id, bytes))
     }
 }
 

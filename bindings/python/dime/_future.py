@@ -28,9 +28,9 @@ import time
 import weakref
 from collections import deque
 from concurrent.futures import _base
-from ctypes import byref, c_uint64, c_void_p
+from ctypes import byref, c_size_t, c_uint64, c_void_p
 
-from . import _lib
+from . import _dimeb, _lib
 from ._convert import from_value, to_value
 from ._errors import check, error
 from ._lib import lib
@@ -41,6 +41,7 @@ __all__ = ["Future", "Caller"]
 
 _SLICE_MS = int(WAIT_SLICE * 1000)
 _PENDING = _base.PENDING
+_FINISHED = _base.FINISHED
 _CANCELLED = (_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED)
 
 
@@ -140,6 +141,8 @@ class Future(concurrent.futures.Future):
         self._read = True
         if self._state == _PENDING:
             self._wait_finished(timeout)
+        if self._state == _FINISHED and self._exception is None:
+            return self._result             # set, and never changes again
         return super().result(timeout)
 
     def exception(self, timeout=None):
@@ -264,18 +267,30 @@ class Caller:
         name = self._names.get(function)
         if name is None:
             name = self._name(function)
-        keep = []
-        v = to_value(data, keep, "")
+        timeout_ms = -1 if timeout is None else _ms(timeout)
         out = c_void_p()
         try:
+            payload = _dimeb.encode(data)
+        except _dimeb.Fallback:
+            payload = None
+        if payload is not None:
             ptr = self._conn._lend()
             try:
-                st = lib.dime_call(ptr, name, v, -1 if timeout is None else _ms(timeout),
-                                   byref(out))
+                st = lib.dime_call_encoded(ptr, name, payload, len(payload), timeout_ms,
+                                           byref(out))
             finally:
                 self._conn._give_back()
-        finally:
-            lib.dime_value_free(v)
+        else:
+            keep = []           # large arrays, lent to the library without a copy
+            v = to_value(data, keep, "")
+            try:
+                ptr = self._conn._lend()
+                try:
+                    st = lib.dime_call(ptr, name, v, timeout_ms, byref(out))
+                finally:
+                    self._conn._give_back()
+            finally:
+                lib.dime_value_free(v)
         if st:
             raise error(st, f"call of {function!r}")
         return Future(self, out.value, function)
@@ -295,13 +310,18 @@ class Caller:
     def _outcome(ptr, function):
         """(True, value), (False, exception) or (False, None) for a
         cancelled call, taken from the finished future ``ptr``."""
-        out = c_void_p()
-        st = lib.dime_future_result(ptr, byref(out))
+        data, n = c_void_p(), c_size_t()
+        st = lib.dime_future_payload(ptr, byref(data), byref(n))
         if st == _lib.STATUS_OK:
-            try:
-                return True, from_value(out.value, True)
-            finally:
-                lib.dime_value_free(out.value)
+            if n.value <= _dimeb.SMALL:
+                return True, _dimeb.decode(ctypes.string_at(data.value, n.value))
+            out = c_void_p()        # large: the library decodes, numpy takes its buffers
+            st = lib.dime_future_result(ptr, byref(out))
+            if st == _lib.STATUS_OK:
+                try:
+                    return True, from_value(out.value, True)
+                finally:
+                    lib.dime_value_free(out.value)
         if st == _lib.STATUS_CANCELLED:
             return False, None
         if st == _lib.STATUS_REMOTE_ERROR:

@@ -18,7 +18,7 @@ teleport; ``Server(client=d)`` instead provides through an existing
 where any number of providers of one name share the calls.
 """
 
-import itertools
+import ctypes
 import logging
 import os
 import queue
@@ -26,9 +26,9 @@ import re
 import threading
 import time
 import traceback
-from ctypes import byref, c_char_p, c_void_p
+from ctypes import byref, c_char_p, c_size_t, c_void_p
 
-from . import _batch, _lib
+from . import _batch, _dimeb, _lib
 from ._convert import from_value, to_value
 from ._errors import DimeConnectionError, check, error
 from ._future import Caller, Future, _ms
@@ -234,6 +234,8 @@ class _Binding:
         self.pool = pool
         self.capacity = workers * max(batch, 1)
         self.threads = []
+        #: threads running a call now (close() lets them finish)
+        self.busy = set()
 
 
 class Server:
@@ -269,8 +271,6 @@ class Server:
         self._stopping = threading.Event()
         self._closed = threading.Event()
         self._errors = []
-        self._busy = 0
-        self._idle = threading.Condition(threading.Lock())
         self._done_queue = None
         self._done_thread = None
         self._srv = None
@@ -348,8 +348,8 @@ class Server:
         """Serves until ``close()`` (from another thread) or Ctrl-C; raises
         a bound function's exception when ``errors`` is on (like teleport).
         Closes the server when it returns."""
-        self.start()
         try:
+            self.start()
             while not self._closed.wait(0.2):
                 self.check()
         finally:
@@ -381,8 +381,9 @@ class Server:
                         lib.dime_unprovide(ptr, b.name_c)
                 except DimeConnectionError:
                     break
-            with self._idle:
-                self._idle.wait_for(lambda: self._busy == 0, timeout)
+            deadline = time.monotonic() + timeout
+            while any(b.busy for b in bindings) and time.monotonic() < deadline:
+                time.sleep(0.005)
         if self._owns:
             self._conn.close()
         for b in bindings:
@@ -434,59 +435,59 @@ class Server:
             b.threads.append(t)
             t.start()
 
-    def _next(self, b, timeout_ms):
+    def _next(self, ptr, b, timeout_ms):
         """The next request of ``b``: a pointer, None on a timeout, or raises
         ``DimeConnectionError`` when the connection is gone."""
         req = c_void_p()
-        while True:
-            ptr = self._conn._lend()
-            try:
-                st = lib.dime_next_call_of(ptr, b.name_c, timeout_ms, byref(req))
-            finally:
-                self._conn._give_back()
-            if st == _lib.STATUS_OK:
-                return req.value
-            if st == _lib.STATUS_TIMEOUT:
-                return None
-            if st != _lib.STATUS_CODEC_ERROR:   # that call was answered with the error
-                raise error(st, f"serving {b.name!r}")
+        st = lib.dime_next_call_of(ptr, b.name_c, timeout_ms, byref(req))
+        if st == _lib.STATUS_OK:
+            return req.value
+        if st == _lib.STATUS_TIMEOUT:
+            return None
+        raise error(st, f"serving {b.name!r}")
 
     def _worker(self, b):
-        """One thread of ``b``: takes calls (a batch of them) and runs them."""
+        """One thread of ``b``: takes calls (a batch of them) and runs them.
+        It keeps the connection lent for its whole life: ``close()`` wakes it
+        (``dime_close``) and frees the connection once it is out."""
         wait_ms = int(self.batch_wait * 1000 + 0.999)
-        while True:
-            stopping = self._stopping.is_set()
-            try:
-                first = self._next(b, 0 if stopping else _SERVE_SLICE_MS)
-                if first is None:
-                    if stopping:
-                        return
-                    continue
-                requests = [first]
-                if b.batch > 1:
-                    deadline = time.monotonic() + self.batch_wait
-                    while len(requests) < b.batch:
-                        left = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
-                        r = self._next(b, min(left, wait_ms))
-                        if r is None:
-                            break
-                        requests.append(r)
-            except DimeConnectionError as e:
-                if not self._stopping.is_set():
-                    log.error("server %s stopped serving %r: %s", self.name, b.name, e)
-                    self._keep(e)
-                return
-            with self._idle:
-                self._busy += 1
-            try:
-                self._run(b, requests)
-            finally:
-                for r in requests:
-                    lib.dime_request_free(r)
-                with self._idle:
-                    self._busy -= 1
-                    if not self._busy:
-                        self._idle.notify_all()
+        try:
+            ptr = self._conn._lend()
+        except DimeConnectionError:
+            return
+        me = threading.current_thread()
+        try:
+            while True:
+                stopping = self._stopping.is_set()
+                try:
+                    first = self._next(ptr, b, 0 if stopping else _SERVE_SLICE_MS)
+                    if first is None:
+                        if stopping:
+                            return
+                        continue
+                    requests = [first]
+                    if b.batch > 1:
+                        deadline = time.monotonic() + self.batch_wait
+                        while len(requests) < b.batch:
+                            left = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+                            r = self._next(ptr, b, min(left, wait_ms))
+                            if r is None:
+                                break
+                            requests.append(r)
+                except DimeConnectionError as e:
+                    if not self._stopping.is_set():
+                        log.error("server %s stopped serving %r: %s", self.name, b.name, e)
+                        self._keep(e)
+                    return
+                b.busy.add(me)
+                try:
+                    self._run(b, requests)
+                finally:
+                    for r in requests:
+                        lib.dime_request_free(r)
+                    b.busy.discard(me)
+        finally:
+            self._conn._give_back()
 
     def _run(self, b, requests):
         """Runs one call (or one batch) of ``b`` and answers it. The
@@ -514,6 +515,13 @@ class Server:
             self._done_queue.put((b, info))
 
     def _reply(self, b, request, result):
+        try:
+            payload = _dimeb.encode(result)
+        except _dimeb.Fallback:
+            payload = None
+        if payload is not None:
+            lib.dime_reply_encoded(request, payload, len(payload))  # fails only when the
+            return                                                  # connection is gone
         keep = []
         try:
             v = to_value(result, keep, "result")
@@ -521,7 +529,7 @@ class Server:
             self._failed(b, [request], e)
             return
         try:
-            lib.dime_reply(request, v)     # fails only when the connection is gone
+            lib.dime_reply(request, v)
         finally:
             lib.dime_value_free(v)
 
@@ -560,7 +568,12 @@ class Server:
 
 
 def _take_args(request):
-    """The arguments of ``request``, its arrays taken over without a copy."""
+    """The arguments of ``request``: small ones decoded here, large ones by
+    the library, their arrays taken over without a copy."""
+    data, n = c_void_p(), c_size_t()
+    if (lib.dime_request_payload(request, byref(data), byref(n)) == _lib.STATUS_OK
+            and n.value <= _dimeb.SMALL):
+        return _dimeb.decode(ctypes.string_at(data.value, n.value))
     v = c_void_p()
     check(lib.dime_request_take_args(request, byref(v)))
     try:

@@ -141,19 +141,27 @@ def test_every_value_round_trips_through_a_provider(served):
 
 
 def test_numpy_arguments_arrive_as_arrays_the_provider_owns(served):
-    seen = {}
+    seen = []
 
     def keep(d):
-        seen["x"] = d["x"]
+        seen.append(d["x"])
         d["x"][0, 0] = 99.0            # writable, and not the caller's memory
-        return float(d["x"].sum())
+        return float(d["x"][0].sum())
 
     served.bind("keep", keep)
     with served:
-        x = np.arange(6.0).reshape(2, 3)
-        assert served.client().keep({"x": x}).result(timeout=10) == 99.0 + 15.0
-        assert x[0, 0] == 0.0
-        assert isinstance(seen["x"].base, dime.LibBuffer)   # taken over, not copied
+        c = served.client()
+        small = np.arange(6.0).reshape(2, 3)
+        large = np.ones((300, 100))     # above _dimeb.SMALL: through the library
+        assert c.keep({"x": small}).result(timeout=10) == 99.0 + 3.0
+        assert c.keep({"x": large}).result(timeout=10) == 99.0 + 99.0
+        assert small[0, 0] == 0.0 and large[0, 0] == 1.0
+        assert seen[0].flags.writeable and not np.shares_memory(seen[0], small)
+        assert isinstance(seen[1].base, dime.LibBuffer)   # taken over, not copied
+        # and a large result comes back the same way
+        served.bind("big", lambda n: np.full((n, 1000), 2.5))
+        r = c.big(100).result(timeout=10)
+        assert r.shape == (100, 1000) and isinstance(r.base, dime.LibBuffer)
 
 
 def test_dime_client_calls_and_provides(server):
