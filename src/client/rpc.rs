@@ -20,7 +20,7 @@
 //! (and a silent broker noticed) even then.
 
 use crate::buffer::PooledBuf;
-use crate::codec::dimeb;
+use crate::codec::dimeb::{self, Piece};
 use crate::transport::Address;
 use crate::value::Value;
 use crate::wire::{Frame, FrameReader, try_encode_head};
@@ -240,6 +240,12 @@ pub struct CallFuture {
 /// rather than two writes.
 const COALESCE: usize = 16 << 10;
 
+/// Values whose encoding is at least this large are encoded as they are
+/// written, in pieces of [`STREAM_CHUNK`] bytes: no buffer the size of the
+/// value, and one pass over its matrices instead of two.
+const STREAM_MIN: usize = 4 << 20;
+const STREAM_CHUNK: usize = 256 << 10;
+
 /// How long the background thread leaves the reading to waiting threads
 /// after the last one left: longer than a caller's turnaround between two
 /// calls, so a tight loop of calls never hands the socket to it.
@@ -320,15 +326,24 @@ impl Rpc {
     }
 
     /// Calls `function` with `args`; `timeout` bounds the wait for a
-    /// provider (None: wait as long as it takes).
+    /// provider (None: wait as long as it takes). Large arguments are
+    /// encoded as they are written (see [`dimeb::encode_pieces`]).
     pub fn call(
         &self,
         function: &str,
         args: &Value,
         timeout: Option<Duration>,
     ) -> Result<CallFuture> {
-        let payload = encode_pooled(args).map_err(|e| Error::InvalidArgument(e.0))?;
-        self.call_encoded(function, &payload, timeout)
+        let len = dimeb::checked_encoded_len(args).map_err(|e| Error::InvalidArgument(e.0))?;
+        if len < STREAM_MIN {
+            let payload = encode_pooled(args).map_err(|e| Error::InvalidArgument(e.0))?;
+            return self.call_encoded(function, &payload, timeout);
+        }
+        let pieces =
+            dimeb::encode_pieces(args, STREAM_CHUNK).map_err(|e| Error::InvalidArgument(e.0))?;
+        self.start_call(function, timeout, |sh, head| {
+            sh.write_pieces(head, len, &pieces)
+        })
     }
 
     /// Calls `function` with already-encoded dimeb arguments (no copy).
@@ -337,6 +352,16 @@ impl Rpc {
         function: &str,
         args: &[u8],
         timeout: Option<Duration>,
+    ) -> Result<CallFuture> {
+        self.start_call(function, timeout, |sh, head| sh.write(head, args))
+    }
+
+    /// Registers a call, then has `write` send its frame with `head`.
+    fn start_call(
+        &self,
+        function: &str,
+        timeout: Option<Duration>,
+        write: impl FnOnce(&Shared, &Json) -> Result<()>,
     ) -> Result<CallFuture> {
         let sh = &self.shared;
         let mut inner = sh.lock();
@@ -375,7 +400,7 @@ impl Rpc {
         if let Some(t) = timeout {
             head["timeout"] = json!(t.as_secs_f64() * 1000.0);
         }
-        if let Err(e) = sh.write(&head, args) {
+        if let Err(e) = write(sh, &head) {
             let mut inner = sh.lock();
             if inner.calls.remove(&id).is_some_and(|c| c.result.is_none()) {
                 inner.in_flight -= 1;
@@ -442,10 +467,18 @@ impl Rpc {
             .write(&json!({"command": "return", "call": id}), result)
     }
 
-    /// Answers call `id` with a value.
+    /// Answers call `id` with a value (a large one encoded as it is
+    /// written).
     pub fn reply(&self, id: u64, result: &Value) -> Result<()> {
-        let payload = encode_pooled(result).map_err(|e| Error::InvalidArgument(e.0))?;
-        self.reply_encoded(id, &payload)
+        let len = dimeb::checked_encoded_len(result).map_err(|e| Error::InvalidArgument(e.0))?;
+        if len < STREAM_MIN {
+            let payload = encode_pooled(result).map_err(|e| Error::InvalidArgument(e.0))?;
+            return self.reply_encoded(id, &payload);
+        }
+        let pieces =
+            dimeb::encode_pieces(result, STREAM_CHUNK).map_err(|e| Error::InvalidArgument(e.0))?;
+        self.shared
+            .write_pieces(&json!({"command": "return", "call": id}), len, &pieces)
     }
 
     /// Answers call `id` with an error, which the caller sees as
@@ -772,6 +805,34 @@ impl Shared {
         let w = self.writer();
         write_frame(&mut &*w, head, payload).inspect_err(|_| {
             let _ = w.shutdown(std::net::Shutdown::Both);
+        })
+    }
+
+    /// Writes one frame whose `len`-byte payload is `pieces`, encoding large
+    /// matrices as they go out.
+    fn write_pieces(&self, head: &Json, len: usize, pieces: &[Piece<'_>]) -> Result<()> {
+        let mut pending = try_encode_head(head.to_string().as_bytes(), len)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let w = self.writer();
+        let mut sock: &Socket = &w;
+        let mut buf = Vec::new();
+        let mut send = || -> io::Result<()> {
+            for p in pieces {
+                match p {
+                    Piece::Bytes(b) => pending.extend_from_slice(b),
+                    Piece::Elements(m) => {
+                        sock.write_all(&pending)?;
+                        pending.clear();
+                        dimeb::stream_elements(m, STREAM_CHUNK, &mut buf, |b| sock.write_all(b))?;
+                    }
+                }
+            }
+            sock.write_all(&pending)
+        };
+        send().map_err(|e| {
+            // Half a frame went out: the connection cannot be used any more.
+            let _ = w.shutdown(std::net::Shutdown::Both);
+            Error::from(e)
         })
     }
 

@@ -164,6 +164,25 @@ def test_numpy_arguments_arrive_as_arrays_the_provider_owns(served):
         assert r.shape == (100, 1000) and isinstance(r.base, dime.LibBuffer)
 
 
+def test_large_arrays_go_both_ways_exactly(served):
+    """Large values are encoded as they are written (C and Fortran order)."""
+    rng = np.random.default_rng(5)
+    c_order = rng.standard_normal((1200, 1000))                      # 9.6 MB
+    f_order = np.asfortranarray(rng.integers(-9, 9, (3000, 1000), dtype=np.int16))
+    cube = rng.standard_normal((40, 50, 600)).astype(np.float32)    # N-d, C order
+
+    def swap(d):
+        return {"c": d["f"], "f": d["c"], "cube": d["cube"], "n": len(d)}
+
+    served.bind("swap", swap)
+    with served:
+        r = served.client().swap({"c": c_order, "f": f_order, "cube": cube}).result(timeout=60)
+    assert_same(f_order, r["c"])
+    assert_same(c_order, r["f"])
+    assert_same(cube, r["cube"])
+    assert r["n"] == 3
+
+
 def test_dime_client_calls_and_provides(server):
     """The DiME-style client: Server(client=d) provides, d.call calls."""
     d1 = server.client("unix")
