@@ -100,8 +100,13 @@ class Future(concurrent.futures.Future):
             self._claimed = True
         try:
             ok, value = self._caller._outcome(self._ptr, self.function)
-        except BaseException as e:      # a result that cannot be converted
-            ok, value = False, e
+        except BaseException as e:
+            # A result that cannot be converted fails the future; Ctrl-C
+            # during the conversion too, and then goes on up.
+            self.set_exception(e)
+            if not isinstance(e, Exception):
+                raise
+            return
         if ok:
             self.set_result(value)
         elif value is None:
