@@ -233,8 +233,8 @@ def test_futures_work_with_concurrent_futures(served):
 # ---------------------------------------------------------------- the embedded broker
 
 def test_embedded_server_over_tcp_and_ipc(tmp_path):
-    for address in ["tcp://127.0.0.1:0", f"ipc://{tmp_path}/rpc.sock", "tcp://*:0",
-                    f"unix:{tmp_path}/rpc2.sock"]:
+    for address in ["tcp://127.0.0.1:0", f"ipc://{tmp_path}/rpc.sock",
+                    f"unix:{tmp_path}/rpc2.sock", "tcp:127.0.0.1:0"]:
         server = dime.Server(address)
         server.bind("add", lambda d: {"sum": d["x"] + d["y"]})
         with server:
@@ -243,17 +243,30 @@ def test_embedded_server_over_tcp_and_ipc(tmp_path):
                 port = int(server.address.rpartition(":")[2])
                 client = dime.Client(f"tcp://localhost:{port}")
             else:
-                assert os.path.exists(server.address.split(":", 1)[1].lstrip("/").join(["/", ""]))
+                assert server.address.startswith("ipc:///")        # the socket's path
+                assert os.path.exists(server.address[len("ipc://"):])
                 client = dime.Client(server.address)
             client.connect(retry=False)
             assert client.add({"x": 1, "y": 2}).result(timeout=10) == {"sum": 3}
             client.close()
         assert server.closed
         if not address.startswith("tcp"):       # the broker is gone with its socket file
-            path = address.split(":", 1)[1].replace("//", "")
+            path = address[len("ipc://"):] if address.startswith("ipc:") else address[len("unix:"):]
             assert not os.path.exists(path)
             with pytest.raises(dime.DimeConnectionError):
                 dime.Client(address).connect(retry=False)
+
+
+def test_teleport_addresses_become_dime_listen_addresses():
+    from dime.rpc import _connect_address, _listen_address, _url
+    # (tests never listen beyond 127.0.0.1, so "*" is only translated here)
+    assert _listen_address("tcp://*:2222") == "tcp:0.0.0.0:2222"
+    assert _listen_address("tcp://127.0.0.1:0") == "tcp://127.0.0.1:0"
+    assert _listen_address("/tmp/x.sock") == "unix:/tmp/x.sock"
+    assert _connect_address("tcp:0.0.0.0:2222") == "tcp:127.0.0.1:2222"
+    assert _connect_address("unix:/tmp/x.sock") == "unix:/tmp/x.sock"
+    assert _url("tcp:127.0.0.1:5") == "tcp://127.0.0.1:5"
+    assert _url("unix:/tmp/x.sock") == "ipc:///tmp/x.sock"
 
 
 def test_teleport_topology_clients_connect_to_the_serving_process(tmp_path, providers):
