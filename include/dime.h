@@ -1719,6 +1719,19 @@ enum dime_status dime_call(struct dime_client *client,
                            struct dime_future **out);
 
 /**
+ * Like `dime_call`, with the arguments given as dimeb bytes
+ * (docs/protocol.md §4): `len` bytes at `args`, borrowed for the call,
+ * which must hold exactly one value (`DIME_STATUS_INVALID_ARGUMENT`
+ * otherwise). For bindings that encode small values faster themselves.
+ */
+enum dime_status dime_call_encoded(struct dime_client *client,
+                                   const char *function,
+                                   const void *args,
+                                   size_t len,
+                                   int64_t timeout_ms,
+                                   struct dime_future **out);
+
+/**
  * Waits until the call has finished (with a result or an error):
  * `DIME_STATUS_OK` when it has, `DIME_STATUS_TIMEOUT` if `timeout_ms`
  * passed first (`DIME_WAIT_FOREVER`: no limit; 0: just look).
@@ -1743,6 +1756,18 @@ int32_t dime_future_done(const struct dime_future *future);
  */
 enum dime_status dime_future_result(struct dime_future *future,
                                     struct dime_value **out);
+
+/**
+ * Like `dime_future_result`, but lends the result as it came: its dimeb
+ * bytes (docs/protocol.md §4), for bindings that decode small values
+ * faster themselves. Writes a pointer to `len` bytes to `*data`, borrowed
+ * until `dime_future_free` or `dime_future_result` (which may still be
+ * called once to take the decoded value). Failures as for
+ * `dime_future_result`; `DIME_STATUS_NOT_FOUND` once the value was taken.
+ */
+enum dime_status dime_future_payload(struct dime_future *future,
+                                     const void **data,
+                                     size_t *len);
 
 /**
  * The remote error of a call that ended with `DIME_STATUS_REMOTE_ERROR`:
@@ -1773,6 +1798,33 @@ enum dime_status dime_future_cancel(struct dime_future *future);
 void dime_future_free(struct dime_future *future);
 
 /**
+ * The id of the call, unique among the calls of its client; the number
+ * `dime_next_completed` reports when it finishes. 0 if `future` is NULL.
+ */
+uint64_t dime_future_id(const struct dime_future *future);
+
+/**
+ * Starts recording the calls of `client` that finish, for
+ * `dime_next_completed`; calls that finished before are not recorded
+ * (look at them with `dime_future_done`). Opens the remote-call
+ * connection if it is not open yet. Calling it again does nothing.
+ */
+enum dime_status dime_track_completions(struct dime_client *client);
+
+/**
+ * Writes to `*out` the id (`dime_future_id`) of the next call of
+ * `client` to finish, in the order they finished, once
+ * `dime_track_completions` was called; for a thread that resolves futures
+ * as they finish. `DIME_STATUS_TIMEOUT` if none finished within
+ * `timeout_ms` (`DIME_WAIT_FOREVER`: no limit); `DIME_STATUS_CONNECTION_LOST`
+ * once the remote-call connection is gone and every finished call was
+ * reported.
+ */
+enum dime_status dime_next_completed(struct dime_client *client,
+                                     int64_t timeout_ms,
+                                     uint64_t *out);
+
+/**
  * Offers the function `function` to callers, running up to `capacity`
  * calls at once (0 counts as 1). Its calls arrive through
  * `dime_next_call`.
@@ -1799,6 +1851,27 @@ enum dime_status dime_next_call(struct dime_client *client,
                                 struct dime_request **out);
 
 /**
+ * Like `dime_provide`, but the calls of `function` wait in a queue of
+ * their own, taken with `dime_next_call_of` (not `dime_next_call`): the
+ * threads serving one function never take another function's calls, so
+ * each function can have its own workers.
+ */
+enum dime_status dime_provide_own_queue(struct dime_client *client,
+                                        const char *function,
+                                        uint32_t capacity);
+
+/**
+ * Takes the next call of `function`, provided with
+ * `dime_provide_own_queue`: writes a new request to `*out`, owned by the
+ * caller (`dime_request_free`). `DIME_STATUS_TIMEOUT` if none came within
+ * `timeout_ms` (`DIME_WAIT_FOREVER`: no limit).
+ */
+enum dime_status dime_next_call_of(struct dime_client *client,
+                                   const char *function,
+                                   int64_t timeout_ms,
+                                   struct dime_request **out);
+
+/**
  * The name of the function called (borrowed, valid until
  * `dime_request_free`); NULL if `request` is NULL.
  */
@@ -1806,9 +1879,33 @@ const char *dime_request_function(const struct dime_request *request);
 
 /**
  * The call's arguments (borrowed, valid until `dime_request_free`); NULL
- * if `request` is NULL.
+ * if `request` is NULL, its arguments were taken with
+ * `dime_request_take_args`, or they cannot be decoded (the call is then
+ * answered with an error; `dime_last_error()` says why).
  */
-const struct dime_value *dime_request_args(const struct dime_request *request);
+const struct dime_value *dime_request_args(struct dime_request *request);
+
+/**
+ * Moves the call's arguments out of the request: writes them to `*out`,
+ * owned by the caller (`dime_value_free`), so their matrices can be taken
+ * without copying (`dime_matrix_take_data`). The request can still be
+ * answered. `DIME_STATUS_NOT_FOUND` if they were already taken;
+ * `DIME_STATUS_CODEC_ERROR` if they cannot be decoded (the call is then
+ * answered with an error).
+ */
+enum dime_status dime_request_take_args(struct dime_request *request,
+                                        struct dime_value **out);
+
+/**
+ * Lends the call's arguments as they came: their dimeb bytes
+ * (docs/protocol.md §4), for bindings that decode small values faster
+ * themselves. Writes a pointer to `len` bytes to `*data`, borrowed until
+ * `dime_request_free`. `DIME_STATUS_NOT_FOUND` once the arguments were
+ * decoded (`dime_request_args`, `dime_request_take_args`).
+ */
+enum dime_status dime_request_payload(const struct dime_request *request,
+                                      const void **data,
+                                      size_t *len);
 
 /**
  * Answers a call with `result` (borrowed; NULL means a null value). A
@@ -1817,6 +1914,16 @@ const struct dime_value *dime_request_args(const struct dime_request *request);
  */
 enum dime_status dime_reply(struct dime_request *request,
                             const struct dime_value *result);
+
+/**
+ * Like `dime_reply`, with the result given as dimeb bytes
+ * (docs/protocol.md §4): `len` bytes at `result`, borrowed for the call,
+ * which must hold exactly one value (`DIME_STATUS_INVALID_ARGUMENT`
+ * otherwise).
+ */
+enum dime_status dime_reply_encoded(struct dime_request *request,
+                                    const void *result,
+                                    size_t len);
 
 /**
  * Answers a call with an error: the caller's future fails with

@@ -322,7 +322,10 @@ pub extern "C" fn dime_data_free(data: *mut c_void, nbytes: usize) {
             let slice = std::ptr::slice_from_raw_parts_mut(data.cast::<u8>(), nbytes);
             // SAFETY: the caller's contract: (data, nbytes) came from
             // dime_matrix_take_data, i.e. from Box::<[u8]>::into_raw.
-            drop(unsafe { Box::from_raw(slice) });
+            let block = unsafe { Box::from_raw(slice) };
+            // Large blocks go back to this thread's pool, for the next
+            // large matrix it receives (see `buffer`).
+            drop(crate::buffer::PooledBuf::from_vec(block.into_vec()));
         }
     })
 }

@@ -155,13 +155,7 @@ fn scalar(out: &mut Vec<u8>, kind: ElemKind, be: &[u8]) {
 /// Appends a matrix: tag, rank, dims, then the elements byte-swapped to
 /// big-endian in one pass.
 pub fn encode_matrix(m: &Matrix, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    let rank =
-        u8::try_from(m.dims().len()).map_err(|_| CodecError("matrix rank exceeds 255".into()))?;
-    out.push(TAG_MATRIX | m.kind() as u8);
-    out.push(rank);
-    for d in m.dims() {
-        put_count(out, *d, "matrix dimension")?;
-    }
+    matrix_header(m, out)?;
     if m.is_row_major() {
         // Transpose and byte-swap in one pass over the caller's buffer.
         let start = out.len();
@@ -171,6 +165,149 @@ pub fn encode_matrix(m: &Matrix, out: &mut Vec<u8>) -> Result<(), CodecError> {
         swap_extend(m.bytes(), m.kind().swap_unit(), out);
     }
     Ok(())
+}
+
+/// Appends a matrix's tag, rank and dims (what precedes its elements).
+fn matrix_header(m: &Matrix, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let rank =
+        u8::try_from(m.dims().len()).map_err(|_| CodecError("matrix rank exceeds 255".into()))?;
+    out.push(TAG_MATRIX | m.kind() as u8);
+    out.push(rank);
+    for d in m.dims() {
+        put_count(out, *d, "matrix dimension")?;
+    }
+    Ok(())
+}
+
+/// A piece of a value's encoding, for sending a value without building its
+/// encoding whole (see [`encode_pieces`]).
+pub enum Piece<'a> {
+    /// Encoded bytes.
+    Bytes(Vec<u8>),
+    /// The elements of a large matrix, still to be encoded with
+    /// [`stream_elements`] (its tag, rank and dims are in the bytes before).
+    Elements(&'a Matrix),
+}
+
+/// The encoding of `value` as pieces: everything is encoded except the
+/// elements of matrices larger than `large` bytes, which are left for
+/// [`stream_elements`]. Every check of [`encode_into`] happens here, so a
+/// value that passes can be streamed out without failing half way.
+pub fn encode_pieces(value: &Value, large: usize) -> Result<Vec<Piece<'_>>, CodecError> {
+    fn walk<'a>(
+        v: &'a Value,
+        large: usize,
+        cur: &mut Vec<u8>,
+        out: &mut Vec<Piece<'a>>,
+    ) -> Result<(), CodecError> {
+        match v {
+            Value::Matrix(m) if m.bytes().len() > large => {
+                matrix_header(m, cur)?;
+                out.push(Piece::Bytes(std::mem::take(cur)));
+                out.push(Piece::Elements(m));
+            }
+            Value::List(items) => {
+                cur.push(TAG_LIST);
+                put_count(cur, items.len(), "list length")?;
+                for item in items {
+                    walk(item, large, cur, out)?;
+                }
+            }
+            Value::Map(pairs) => {
+                cur.push(TAG_MAP);
+                put_count(cur, pairs.len(), "map size")?;
+                for (k, item) in pairs {
+                    walk(k, large, cur, out)?;
+                    walk(item, large, cur, out)?;
+                }
+            }
+            other => encode_into(other, cur)?,
+        }
+        Ok(())
+    }
+    let mut cur = Vec::new();
+    let mut out = Vec::new();
+    walk(value, large, &mut cur, &mut out)?;
+    if !cur.is_empty() {
+        out.push(Piece::Bytes(cur));
+    }
+    Ok(out)
+}
+
+/// Encodes the elements of `m` (big-endian, column-major, as
+/// [`encode_matrix`] does) a piece of about `chunk` bytes at a time into
+/// `buf`, handing each piece to `emit`: one pass over the elements, and the
+/// pieces stay in cache on their way to a socket.
+pub fn stream_elements<E>(
+    m: &Matrix,
+    chunk: usize,
+    buf: &mut Vec<u8>,
+    mut emit: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let (src, size, unit) = (m.bytes(), m.kind().size(), m.kind().swap_unit());
+    let chunk = chunk.max(size);
+    if !m.is_row_major() {
+        let step = chunk - chunk % size;
+        for piece in src.chunks(step) {
+            buf.clear();
+            buf.resize(piece.len(), 0);
+            swap_copy(piece, unit, buf);
+            emit(buf)?;
+        }
+        return Ok(());
+    }
+    let dims = m.dims();
+    if dims.len() == 2 && size == unit && dims[0] > 0 {
+        // A C-ordered 2-D array: a block of whole columns per piece, read
+        // row by row from the caller's buffer.
+        let (rows, cols) = (dims[0], dims[1]);
+        let per = (chunk / (rows * size)).max(1);
+        for jb in (0..cols).step_by(per) {
+            let je = (jb + per).min(cols);
+            buf.clear();
+            buf.resize(rows * (je - jb) * size, 0);
+            match size {
+                1 => transpose_block_be::<u8>(src, rows, cols, jb, je, buf),
+                2 => transpose_block_be::<u16>(src, rows, cols, jb, je, buf),
+                4 => transpose_block_be::<u32>(src, rows, cols, jb, je, buf),
+                _ => transpose_block_be::<u64>(src, rows, cols, jb, je, buf),
+            }
+            emit(buf)?;
+        }
+        return Ok(());
+    }
+    // Rarer layouts (N-d C order, complex C order): transposed whole.
+    buf.clear();
+    buf.resize(src.len(), 0);
+    transpose_swapped(m, buf);
+    for piece in buf.chunks(chunk) {
+        emit(piece)?;
+    }
+    Ok(())
+}
+
+/// Columns `jb..je` of a row-major `rows` x `cols` matrix, column-major and
+/// big-endian, into `out` (exactly `rows * (je - jb)` words).
+fn transpose_block_be<T: Word>(
+    src: &[u8],
+    rows: usize,
+    cols: usize,
+    jb: usize,
+    je: usize,
+    out: &mut [u8],
+) {
+    let w = std::mem::size_of::<T>();
+    assert!(src.len() == rows * cols * w && out.len() == rows * (je - jb) * w && je <= cols);
+    let (s, d) = (src.as_ptr(), out.as_mut_ptr());
+    for i in 0..rows {
+        for j in jb..je {
+            // SAFETY: i < rows, j < je <= cols: within the lengths asserted above.
+            unsafe {
+                let v = (s.add((i * cols + j) * w) as *const T).read_unaligned();
+                (d.add(((j - jb) * rows + i) * w) as *mut T).write_unaligned(v.to_be());
+            }
+        }
+    }
 }
 
 /// Writes a row-major matrix's elements column-major and big-endian.
@@ -484,7 +621,9 @@ impl<'a> Reader<'a> {
                 ))
             })?;
         let src = self.take(len, "matrix elements")?;
-        let mut data = vec![0u8; len];
+        // A recycled block when this thread has one (see `buffer`): large
+        // matrices that arrive again and again land in warm memory.
+        let mut data = crate::buffer::PooledBuf::with_len(len).into_vec();
         swap_copy(src, kind.swap_unit(), &mut data);
         if kind == ElemKind::Bool && data.iter().any(|b| *b > 1) {
             return err("logical matrix element is neither 0 nor 1");
@@ -576,6 +715,67 @@ mod tests {
                     .collect();
                 rt(Value::Matrix(Matrix::new(kind, dims, data).unwrap()));
             }
+        }
+    }
+
+    /// The pieces, with the elements streamed, concatenated.
+    fn streamed(v: &Value, large: usize, chunk: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        for p in encode_pieces(v, large).unwrap() {
+            match p {
+                Piece::Bytes(b) => out.extend_from_slice(&b),
+                Piece::Elements(m) => stream_elements(m, chunk, &mut buf, |b| {
+                    out.extend_from_slice(b);
+                    Ok::<(), ()>(())
+                })
+                .unwrap(),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn streamed_encoding_is_the_encoding() {
+        let col =
+            Matrix::from_elems(vec![3, 5], &(0..15).map(f64::from).collect::<Vec<_>>()).unwrap();
+        let row_data: Vec<i16> = (0..35).collect();
+        // SAFETY: row_data outlives the matrices borrowing it.
+        let row = unsafe {
+            Matrix::borrowed_row_major(ElemKind::I16, vec![5, 7], row_data.as_ptr().cast(), 70)
+        }
+        .unwrap();
+        let c_data: Vec<f32> = (0..24).map(|x| x as f32).collect();
+        // SAFETY: as above.
+        let row3 = unsafe {
+            Matrix::borrowed_row_major(ElemKind::F32, vec![2, 3, 4], c_data.as_ptr().cast(), 96)
+        }
+        .unwrap();
+        let v = Value::Map(vec![
+            (Value::String("a".into()), Value::Matrix(col)),
+            (
+                Value::String("b".into()),
+                Value::List(vec![
+                    Value::Matrix(row),
+                    Value::F64(2.5),
+                    Value::Matrix(row3),
+                ]),
+            ),
+        ]);
+        let whole = encode(&v).unwrap();
+        for (large, chunk) in [
+            (0, 1),
+            (0, 7),
+            (0, 16),
+            (0, 1 << 20),
+            (40, 24),
+            (1 << 20, 8),
+        ] {
+            assert_eq!(
+                streamed(&v, large, chunk),
+                whole,
+                "large {large} chunk {chunk}"
+            );
         }
     }
 
