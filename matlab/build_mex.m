@@ -33,7 +33,7 @@ inc = fullfile(repo, 'include');
 % dime_mex.c (mexFunction) and the files it is split into by job; see
 % dime_mex.h. Add a new .c file here, used by both branches below.
 src = fullfile(here, {'dime_mex.c', 'mex_errors.c', 'mex_handles.c', 'mex_text.c', ...
-                      'mex_convert.c', 'mex_commands.c'});
+                      'mex_convert.c', 'mex_commands.c', 'mex_rpc.c'});
 
 if exist('OCTAVE_VERSION', 'builtin')
     % Octave's interleaved-complex MEX API (-R2018a) corrupts memory when
