@@ -26,7 +26,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 cd "$REPO" || exit 2
 
-TESTS=(roundtrip seed api errors python c share tuples map_keys rpc)
+TESTS=(roundtrip seed api errors python c share tuples map_keys rpc rpc_python)
 (($# > 0)) && TESTS=("$@")
 
 PASSED=0
