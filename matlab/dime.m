@@ -53,6 +53,7 @@ classdef dime < handle
         % Longest a remote-call wait stays inside the library (s): the
         % most Ctrl-C waits before it gets through.
         SLICE = 0.2
+        SLICE_MS = 200
         % How long d.call waits past its timeout for the broker's verdict
         % on a call no provider took (dime:noProvider) (s).
         GRACE = 0.25
@@ -571,23 +572,56 @@ classdef dime < handle
             if nargin < 2
                 dime.missing('call', 1);
             end
-            [args, timeout, name] = dime.call_args(name, varargin, 'call');
-            f = dime_mex('call', obj.h, name, dime.to_wire(args), dime.seconds_to_ms(timeout));
+            if numel(varargin) <= 1 && ischar(name) && size(name, 1) == 1 && ~isempty(name)
+                % The common case without the option parser: each static
+                % method call costs tens of microseconds in Octave.
+                timeout = Inf;
+                args = [];
+                if ~isempty(varargin)
+                    args = varargin{1};
+                end
+            else
+                [args, timeout, name] = dime.call_args(name, varargin, 'call');
+            end
+            if ~(isnumeric(args) || islogical(args) || ischar(args))
+                args = dime.to_wire(args);
+            end
+            if isinf(timeout)
+                f = dime_mex('call', obj.h, name, args, -1);
+            else
+                f = dime_mex('call', obj.h, name, args, round(timeout * 1000));
+            end
             % On every way out (result, error, Ctrl-C): cancel the call if
             % it has not finished, and free it.
-            release = onCleanup(@() dime.future_release(f, true));
-            done = dime.future_wait(f, timeout);
-            if ~done && ~isinf(timeout)
-                % A call no provider took fails with dime:noProvider at
-                % the deadline, as the broker measures it: give its
-                % verdict a moment to arrive before calling it a timeout.
-                done = dime.future_wait(f, dime.GRACE);
-            end
-            if ~done && ~dime_mex('future_cancel', f)
-                done = true; % it finished in the meantime
+            release = onCleanup(@() dime_mex('future_free', f, true));
+            if isinf(timeout)
+                slice = dime.SLICE_MS;
+                while ~dime_mex('future_wait', f, slice)
+                end
+                done = true;
+            else
+                done = dime.future_wait(f, timeout);
+                if ~done
+                    % A call no provider took fails with dime:noProvider at
+                    % the deadline, as the broker measures it: give its
+                    % verdict a moment to arrive before calling it a timeout.
+                    done = dime.future_wait(f, dime.GRACE);
+                end
+                if ~done && ~dime_mex('future_cancel', f)
+                    done = true; % it finished in the meantime
+                end
             end
             if done
-                [ok, r, failure] = dime.future_take(f, name);
+                [ok, r, fix] = dime_mex('future_result', f);
+                if ok
+                    failure = [];
+                    if fix
+                        r = dime.from_wire(r);
+                    end
+                else
+                    failure = dime.failure_of(r, name);
+                    r = [];
+                end
             else
                 ok = false;
                 r = [];
@@ -675,9 +709,12 @@ classdef dime < handle
             dime_mex('provide', h, name, 1);
             stop = onCleanup(@() dime.serve_end(h, name));
             idle = tic;
+            slice = dime.SLICE_MS;
             while n < count
-                [rq, args, fix] = dime_mex('next_call', h, name, ...
-                                           dime.slice_ms(timeout - toc(idle)));
+                if ~isinf(timeout)
+                    slice = dime.slice_ms(timeout - toc(idle));
+                end
+                [rq, args, fix] = dime_mex('next_call', h, name, slice);
                 if rq == 0
                     if toc(idle) >= timeout
                         error('dime:timeout', 'serve: no call of ''%s'' came within %g s (%d served)', ...
@@ -944,10 +981,16 @@ classdef dime < handle
                 if fix
                     r = dime.from_wire(r);
                 end
-                return;
+            else
+                failure = dime.failure_of(r, name);
+                r = [];
             end
-            e = r;
-            r = [];
+        end
+
+        function failure = failure_of(e, name)
+            % The failure of a call of name, from the struct future_result
+            % returns: the message as raised names the function and, for a
+            % remote error, holds its type, message and traceback.
             if strcmp(e.identifier, 'dime:remoteError')
                 msg = sprintf('''%s'' raised %s: %s', name, e.type, e.message);
                 if ~isempty(e.traceback)
@@ -961,19 +1004,12 @@ classdef dime < handle
 
         function future_release(f, cancel)
             % Frees future handle f (cancelling its call first if cancel and
-            % it has not finished). Quiet: it runs from onCleanup and
-            % delete, also after the MEX file or the connection went away.
+            % it has not finished). Quiet: it runs from delete, also after
+            % the connection went away.
             try
-                if cancel
-                    dime_mex('future_cancel', f);
-                end
+                dime_mex('future_free', f, cancel);
             catch
-                % already released with its connection
-            end
-            try
-                dime_mex('future_free', f);
-            catch
-                % the MEX file was cleared: its futures are gone
+                % nothing left to free
             end
         end
 
@@ -1098,7 +1134,10 @@ classdef dime < handle
                 return;
             end
             try
-                dime_mex('reply', rq, dime.to_wire(result));
+                if ~(isnumeric(result) || islogical(result) || ischar(result))
+                    result = dime.to_wire(result);
+                end
+                dime_mex('reply', rq, result);
             catch err
                 if ~any(strcmp(err.identifier, {'dime:type', 'dime:argument', 'dime:codec'}))
                     rethrow(err); % the connection: serving cannot go on

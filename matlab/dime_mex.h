@@ -115,9 +115,10 @@ uint64_t handles_of(const void *p);
 void handles_add_future(dime_client *owner, dime_future *f);
 /* The future of a handle argument; dime:closed if it was released. */
 dime_future *handles_future_arg(const mxArray *a);
-/* Frees the future of a handle argument if registered (idempotent; the
- * call itself goes on unless it was cancelled first). */
-void handles_free_future_arg(const mxArray *a);
+/* Frees the future of a handle argument if registered (idempotent),
+ * cancelling its call first if `cancel` and it has not finished;
+ * otherwise the call goes on (its result is dropped). */
+void handles_free_future_arg(const mxArray *a, int cancel);
 /* Registers a request taken on `owner`; `stashed`: kept for a later wait
  * for its function, not handed to MATLAB (raises dime:internal, freeing
  * it, if out of memory). */

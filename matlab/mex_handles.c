@@ -182,11 +182,14 @@ dime_future *handles_future_arg(const mxArray *a)
     return g_objects[i].future;
 }
 
-void handles_free_future_arg(const mxArray *a)
+void handles_free_future_arg(const mxArray *a, int cancel)
 {
     long i = find_object(handle_arg(a, "a future handle"), 1);
-    if (i >= 0)
-        free_object((size_t)i);
+    if (i < 0)
+        return;
+    if (cancel)
+        (void)dime_future_cancel(g_objects[i].future); /* NOT_FOUND: it had finished */
+    free_object((size_t)i);
 }
 
 void handles_add_request(dime_client *owner, dime_request *r, int stashed)

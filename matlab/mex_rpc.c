@@ -17,7 +17,9 @@
  *          dime:timeout if the call has not finished, dime:notfound if
  *          its result was already taken.
  *   ok   = dime_mex('future_cancel', f)       % false: it had finished
- *          dime_mex('future_free', f)         % idempotent; does not cancel
+ *          dime_mex('future_free', f, cancel) % idempotent; cancels the call
+ *                                             % first if cancel is true and it
+ *                                             % has not finished
  * Providing:
  *          dime_mex('provide', h, function, capacity)
  *          dime_mex('unprovide', h, function)
@@ -173,9 +175,16 @@ void cmd_future_cancel(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
 
 void cmd_future_free(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
 {
+    int cancel = 0;
     (void)call, (void)nlhs, (void)plhs;
-    need_args(nrhs, 2, "dime_mex('future_free', f)");
-    handles_free_future_arg(prhs[1]);
+    need_args(nrhs, 2, "dime_mex('future_free', f, cancel)");
+    if (nrhs > 2) {
+        const mxArray *c = prhs[2];
+        if ((!mxIsLogical(c) && !mxIsNumeric(c)) || mxGetNumberOfElements(c) != 1)
+            fail("argument", "cancel must be a logical scalar");
+        cancel = mxGetScalar(c) != 0;
+    }
+    handles_free_future_arg(prhs[1], cancel);
 }
 
 void cmd_provide(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
