@@ -53,7 +53,7 @@ classdef dime < handle
         % Longest a remote-call wait stays inside the library (s): the
         % most Ctrl-C waits before it gets through.
         SLICE = 0.2
-        SLICE_MS = 200
+        SLICE_MS = 200      % the same in milliseconds, for the hot loops
         % How long d.call waits past its timeout for the broker's verdict
         % on a call no provider took (dime:noProvider) (s).
         GRACE = 0.25
