@@ -1567,6 +1567,33 @@ enum dime_status dime_future_cancel(struct dime_future *future);
 void dime_future_free(struct dime_future *future);
 
 /**
+ * The id of the call, unique among the calls of its client; the number
+ * `dime_next_completed` reports when it finishes. 0 if `future` is NULL.
+ */
+uint64_t dime_future_id(const struct dime_future *future);
+
+/**
+ * Starts recording the calls of `client` that finish, for
+ * `dime_next_completed`; calls that finished before are not recorded
+ * (look at them with `dime_future_done`). Opens the remote-call
+ * connection if it is not open yet. Calling it again does nothing.
+ */
+enum dime_status dime_track_completions(struct dime_client *client);
+
+/**
+ * Writes to `*out` the id (`dime_future_id`) of the next call of
+ * `client` to finish, in the order they finished, once
+ * `dime_track_completions` was called; for a thread that resolves futures
+ * as they finish. `DIME_STATUS_TIMEOUT` if none finished within
+ * `timeout_ms` (`DIME_WAIT_FOREVER`: no limit); `DIME_STATUS_CONNECTION_LOST`
+ * once the remote-call connection is gone and every finished call was
+ * reported.
+ */
+enum dime_status dime_next_completed(struct dime_client *client,
+                                     int64_t timeout_ms,
+                                     uint64_t *out);
+
+/**
  * Offers the function `function` to callers, running up to `capacity`
  * calls at once (0 counts as 1). Its calls arrive through
  * `dime_next_call`.
@@ -1593,6 +1620,27 @@ enum dime_status dime_next_call(struct dime_client *client,
                                 struct dime_request **out);
 
 /**
+ * Like `dime_provide`, but the calls of `function` wait in a queue of
+ * their own, taken with `dime_next_call_of` (not `dime_next_call`): the
+ * threads serving one function never take another function's calls, so
+ * each function can have its own workers.
+ */
+enum dime_status dime_provide_own_queue(struct dime_client *client,
+                                        const char *function,
+                                        uint32_t capacity);
+
+/**
+ * Takes the next call of `function`, provided with
+ * `dime_provide_own_queue`: writes a new request to `*out`, owned by the
+ * caller (`dime_request_free`). `DIME_STATUS_TIMEOUT` if none came within
+ * `timeout_ms` (`DIME_WAIT_FOREVER`: no limit).
+ */
+enum dime_status dime_next_call_of(struct dime_client *client,
+                                   const char *function,
+                                   int64_t timeout_ms,
+                                   struct dime_request **out);
+
+/**
  * The name of the function called (borrowed, valid until
  * `dime_request_free`); NULL if `request` is NULL.
  */
@@ -1600,9 +1648,19 @@ const char *dime_request_function(const struct dime_request *request);
 
 /**
  * The call's arguments (borrowed, valid until `dime_request_free`); NULL
- * if `request` is NULL.
+ * if `request` is NULL or its arguments were taken with
+ * `dime_request_take_args`.
  */
 const struct dime_value *dime_request_args(const struct dime_request *request);
+
+/**
+ * Moves the call's arguments out of the request: writes them to `*out`,
+ * owned by the caller (`dime_value_free`), so their matrices can be taken
+ * without copying (`dime_matrix_take_data`). The request can still be
+ * answered. `DIME_STATUS_NOT_FOUND` if they were already taken.
+ */
+enum dime_status dime_request_take_args(struct dime_request *request,
+                                        struct dime_value **out);
 
 /**
  * Answers a call with `result` (borrowed; NULL means a null value). A

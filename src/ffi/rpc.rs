@@ -6,7 +6,9 @@
 //! Remote calls travel on a second connection of the client, opened on
 //! first use, with a reader thread of its own: calls never wait behind a
 //! blocked `dime_wait` on the same client, and any thread may call, wait
-//! and reply at once.
+//! and reply at once. A future may be waited on, looked at and cancelled
+//! from several threads at once (a binding's caller thread and the thread
+//! that resolves futures as they finish); only freeing it is exclusive.
 
 use super::args::{str_arg, timeout_arg, write_out};
 use super::client::{dime_client, rpc_endpoint};
@@ -16,8 +18,8 @@ use crate::client::rpc::{CallError, CallFuture, IncomingCall, Rpc};
 use crate::codec::dimeb;
 use crate::value::Value;
 use std::ffi::{CString, c_char, c_void};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// A remote call in flight, from `dime_call`; release it with
@@ -25,8 +27,17 @@ use std::time::Duration;
 #[allow(non_camel_case_types)]
 pub struct dime_future {
     future: CallFuture,
-    /// The finished call's outcome once taken from the future.
-    outcome: Option<Outcome>,
+    /// The finished call's outcome once taken from the future. Behind a
+    /// lock so that every function but `dime_future_free` may run on
+    /// several threads at once; a `Failed` outcome is never replaced, so
+    /// the strings `dime_future_error` lends stay put.
+    outcome: Mutex<Option<Outcome>>,
+}
+
+impl dime_future {
+    fn outcome(&self) -> MutexGuard<'_, Option<Outcome>> {
+        self.outcome.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// A finished call, decoded.
@@ -49,7 +60,9 @@ enum Outcome {
 pub struct dime_request {
     call: IncomingCall,
     function: CString,
-    args: Value,
+    /// The decoded arguments; None once `dime_request_take_args` moved
+    /// them out.
+    args: Option<Value>,
     endpoint: Arc<Rpc>,
     answered: bool,
 }
@@ -103,7 +116,7 @@ pub extern "C" fn dime_call(
         let args = if args.is_null() { &null } else { check_arg!(ref args as Value) };
         let endpoint = rpc_endpoint(handle)?;
         let future = endpoint.call(function, args, timeout_arg(timeout_ms))?;
-        write_out(out, Box::into_raw(Box::new(dime_future { future, outcome: None })));
+        write_out(out, Box::into_raw(Box::new(dime_future { future, outcome: Mutex::new(None) })));
         Ok(())
     }
 }
@@ -115,7 +128,9 @@ pub extern "C" fn dime_call(
 pub extern "C" fn dime_future_wait(future: *mut dime_future, timeout_ms: i64) -> dime_status {
     ffi_status! {
         let f = check_arg!(ref future as dime_future);
-        if f.outcome.is_some() || f.future.wait(timeout_arg(timeout_ms)) {
+        // Once the outcome is taken the slot reads as finished too, so the
+        // outcome lock is not needed (nor held while waiting).
+        if f.future.wait(timeout_arg(timeout_ms)) {
             Ok(())
         } else {
             Err(Fail::new(dime_status::Timeout, "the call has not finished yet"))
@@ -132,7 +147,7 @@ pub extern "C" fn dime_future_done(future: *const dime_future) -> i32 {
         }
         // SAFETY: non-NULL; validity is the caller's contract.
         let f = unsafe { &*future };
-        i32::from(f.outcome.is_some() || f.future.is_done())
+        i32::from(f.future.is_done())
     })
 }
 
@@ -150,12 +165,12 @@ pub extern "C" fn dime_future_result(
     out: *mut *mut dime_value,
 ) -> dime_status {
     ffi_status! {
-        let f = check_arg!(mut future as dime_future);
+        let f = check_arg!(ref future as dime_future);
         check_arg!(out);
-        settle(f)?;
-        match f.outcome.as_mut().expect("settled") {
+        let mut outcome = settle(f)?;
+        match outcome.as_mut().expect("settled") {
             Outcome::Value(_) => {
-                let Some(Outcome::Value(v)) = f.outcome.replace(Outcome::Taken) else {
+                let Some(Outcome::Value(v)) = outcome.replace(Outcome::Taken) else {
                     unreachable!("matched above")
                 };
                 write_out(out, into_raw(v));
@@ -185,9 +200,9 @@ pub extern "C" fn dime_future_error(
     traceback: *mut *const c_char,
 ) -> dime_status {
     ffi_status! {
-        let f = check_arg!(mut future as dime_future);
-        settle(f)?;
-        let Some(Outcome::Failed { texts, .. }) = &f.outcome else {
+        let f = check_arg!(ref future as dime_future);
+        let outcome = settle(f)?;
+        let Some(Outcome::Failed { texts, .. }) = &*outcome else {
             return Err(Fail::new(dime_status::NotFound, "the call did not fail"));
         };
         for (out, text) in [error_type, message, traceback].into_iter().zip(texts.iter()) {
@@ -207,7 +222,7 @@ pub extern "C" fn dime_future_error(
 pub extern "C" fn dime_future_cancel(future: *mut dime_future) -> dime_status {
     ffi_status! {
         let f = check_arg!(ref future as dime_future);
-        if f.outcome.is_none() && f.future.cancel() {
+        if f.outcome().is_none() && f.future.cancel() {
             Ok(())
         } else {
             Err(Fail::new(dime_status::NotFound, "the call has already finished"))
@@ -227,10 +242,62 @@ pub extern "C" fn dime_future_free(future: *mut dime_future) {
     })
 }
 
-/// Moves a finished call's outcome into `f.outcome`.
-fn settle(f: &mut dime_future) -> Result<(), Fail> {
-    if f.outcome.is_some() {
-        return Ok(());
+/// The id of the call, unique among the calls of its client; the number
+/// `dime_next_completed` reports when it finishes. 0 if `future` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_future_id(future: *const dime_future) -> u64 {
+    ffi_value!(0, {
+        if future.is_null() {
+            return 0;
+        }
+        // SAFETY: non-NULL; validity is the caller's contract.
+        unsafe { &*future }.future.id()
+    })
+}
+
+/// Starts recording the calls of `client` that finish, for
+/// `dime_next_completed`; calls that finished before are not recorded
+/// (look at them with `dime_future_done`). Opens the remote-call
+/// connection if it is not open yet. Calling it again does nothing.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_track_completions(client: *mut dime_client) -> dime_status {
+    ffi_status! {
+        let handle = check_arg!(ref client as dime_client);
+        rpc_endpoint(handle)?.track_completions();
+        Ok(())
+    }
+}
+
+/// Writes to `*out` the id (`dime_future_id`) of the next call of
+/// `client` to finish, in the order they finished, once
+/// `dime_track_completions` was called; for a thread that resolves futures
+/// as they finish. `DIME_STATUS_TIMEOUT` if none finished within
+/// `timeout_ms` (`DIME_WAIT_FOREVER`: no limit); `DIME_STATUS_CONNECTION_LOST`
+/// once the remote-call connection is gone and every finished call was
+/// reported.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_next_completed(
+    client: *mut dime_client,
+    timeout_ms: i64,
+    out: *mut u64,
+) -> dime_status {
+    ffi_status! {
+        let handle = check_arg!(ref client as dime_client);
+        check_arg!(out);
+        let endpoint = rpc_endpoint(handle)?;
+        let Some(id) = endpoint.next_completed(timeout_arg(timeout_ms))? else {
+            return Err(Fail::new(dime_status::Timeout, "no call finished before the timeout"));
+        };
+        write_out(out, id);
+        Ok(())
+    }
+}
+
+/// Moves a finished call's outcome into `f.outcome`; the locked outcome.
+fn settle(f: &dime_future) -> Result<MutexGuard<'_, Option<Outcome>>, Fail> {
+    let mut outcome = f.outcome();
+    if outcome.is_some() {
+        return Ok(outcome);
     }
     let Some(result) = f.future.take() else {
         return Err(Fail::new(
@@ -238,7 +305,7 @@ fn settle(f: &mut dime_future) -> Result<(), Fail> {
             "the call has not finished yet",
         ));
     };
-    f.outcome = Some(match result {
+    *outcome = Some(match result {
         Ok(buf) => match dimeb::decode(&buf) {
             Ok(v) => Outcome::Value(v),
             Err(e) => {
@@ -264,7 +331,7 @@ fn settle(f: &mut dime_future) -> Result<(), Fail> {
             }
         }
     });
-    Ok(())
+    Ok(outcome)
 }
 
 /// The status and message of a failed call.
@@ -323,13 +390,65 @@ pub extern "C" fn dime_next_call(
         let handle = check_arg!(ref client as dime_client);
         check_arg!(out);
         let endpoint = rpc_endpoint(handle)?;
-        let Some(call) = endpoint.next_call(timeout_arg(timeout_ms))? else {
-            return Err(Fail::new(dime_status::Timeout, "no call came before the timeout"));
-        };
-        let request = make_request(call, endpoint)?;
-        write_out(out, Box::into_raw(Box::new(request)));
+        let call = endpoint.next_call(timeout_arg(timeout_ms))?;
+        hand_out(call, endpoint, out)
+    }
+}
+
+/// Like `dime_provide`, but the calls of `function` wait in a queue of
+/// their own, taken with `dime_next_call_of` (not `dime_next_call`): the
+/// threads serving one function never take another function's calls, so
+/// each function can have its own workers.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_provide_own_queue(
+    client: *mut dime_client,
+    function: *const c_char,
+    capacity: u32,
+) -> dime_status {
+    ffi_status! {
+        let handle = check_arg!(ref client as dime_client);
+        let function = str_arg(function, "function")?;
+        rpc_endpoint(handle)?.provide_own_queue(function, capacity.max(1))?;
         Ok(())
     }
+}
+
+/// Takes the next call of `function`, provided with
+/// `dime_provide_own_queue`: writes a new request to `*out`, owned by the
+/// caller (`dime_request_free`). `DIME_STATUS_TIMEOUT` if none came within
+/// `timeout_ms` (`DIME_WAIT_FOREVER`: no limit).
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_next_call_of(
+    client: *mut dime_client,
+    function: *const c_char,
+    timeout_ms: i64,
+    out: *mut *mut dime_request,
+) -> dime_status {
+    ffi_status! {
+        let handle = check_arg!(ref client as dime_client);
+        let function = str_arg(function, "function")?;
+        check_arg!(out);
+        let endpoint = rpc_endpoint(handle)?;
+        let call = endpoint.next_call_of(function, timeout_arg(timeout_ms))?;
+        hand_out(call, endpoint, out)
+    }
+}
+
+/// Writes the request for `call` to `*out`, or says why there is none.
+fn hand_out(
+    call: Option<IncomingCall>,
+    endpoint: Arc<Rpc>,
+    out: *mut *mut dime_request,
+) -> Result<(), Fail> {
+    let Some(call) = call else {
+        return Err(Fail::new(
+            dime_status::Timeout,
+            "no call came before the timeout",
+        ));
+    };
+    let request = make_request(call, endpoint)?;
+    write_out(out, Box::into_raw(Box::new(request)));
+    Ok(())
 }
 
 /// Decodes an incoming call; one that cannot be decoded is answered with
@@ -346,7 +465,7 @@ fn make_request(call: IncomingCall, endpoint: Arc<Rpc>) -> Result<dime_request, 
     Ok(dime_request {
         function: CString::new(call.function.replace('\0', "\\0")).unwrap_or_default(),
         call,
-        args,
+        args: Some(args),
         endpoint,
         answered: false,
     })
@@ -366,7 +485,8 @@ pub extern "C" fn dime_request_function(request: *const dime_request) -> *const 
 }
 
 /// The call's arguments (borrowed, valid until `dime_request_free`); NULL
-/// if `request` is NULL.
+/// if `request` is NULL or its arguments were taken with
+/// `dime_request_take_args`.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_request_args(request: *const dime_request) -> *const dime_value {
     ffi_value!(std::ptr::null(), {
@@ -374,8 +494,31 @@ pub extern "C" fn dime_request_args(request: *const dime_request) -> *const dime
             return std::ptr::null();
         }
         // SAFETY: non-NULL; validity is the caller's contract.
-        as_raw(&unsafe { &*request }.args)
+        unsafe { &*request }
+            .args
+            .as_ref()
+            .map_or(std::ptr::null(), as_raw)
     })
+}
+
+/// Moves the call's arguments out of the request: writes them to `*out`,
+/// owned by the caller (`dime_value_free`), so their matrices can be taken
+/// without copying (`dime_matrix_take_data`). The request can still be
+/// answered. `DIME_STATUS_NOT_FOUND` if they were already taken.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_request_take_args(
+    request: *mut dime_request,
+    out: *mut *mut dime_value,
+) -> dime_status {
+    ffi_status! {
+        let r = check_arg!(mut request as dime_request);
+        check_arg!(out);
+        let Some(args) = r.args.take() else {
+            return Err(Fail::new(dime_status::NotFound, "the arguments were already taken"));
+        };
+        write_out(out, into_raw(args));
+        Ok(())
+    }
 }
 
 /// Answers a call with `result` (borrowed; NULL means a null value). A

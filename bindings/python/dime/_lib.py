@@ -18,8 +18,9 @@ import ctypes
 import os
 import pathlib
 import sys
-from ctypes import (POINTER, c_bool, c_char_p, c_double, c_float, c_int, c_int8, c_int16,
-                    c_int32, c_int64, c_size_t, c_uint8, c_uint16, c_uint32, c_uint64, c_void_p)
+from ctypes import (CFUNCTYPE, POINTER, c_bool, c_char_p, c_double, c_float, c_int, c_int8,
+                    c_int16, c_int32, c_int64, c_size_t, c_uint8, c_uint16, c_uint32, c_uint64,
+                    c_void_p)
 
 _LIBNAMES = {"darwin": "libdime.dylib", "win32": "dime.dll"}
 LIBNAME = _LIBNAMES.get(sys.platform, "libdime.so")
@@ -38,6 +39,10 @@ STATUS_PROTOCOL_ERROR = 7103
 STATUS_SERVER_ERROR = 7104
 STATUS_TIMEOUT = 7105
 STATUS_CODEC_ERROR = 7106
+STATUS_REMOTE_ERROR = 7201
+STATUS_PROVIDER_LOST = 7202
+STATUS_CANCELLED = 7203
+STATUS_NO_PROVIDER = 7204
 STATUS_PANIC = 7999
 
 KIND_INVALID = -1
@@ -89,6 +94,11 @@ cls = c_uint32      # dime_class
 h = c_void_p        # any opaque handle: dime_client *, dime_value *, dime_messages *
 ph = P(c_void_p)    # an out handle (dime_value **) or an array of handles
 strs = P(c_char_p)  # const char *const *
+
+#: dime_call_fn: int32_t (*)(void *userdata, const dime_value *args, dime_value **result)
+CALL_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, P(c_void_p))
+#: dime_drop_fn: void (*)(void *userdata)
+DROP_FN = CFUNCTYPE(None, c_void_p)
 
 #: name -> (restype, argtypes), one entry per function of include/dime.h.
 SIGNATURES = {
@@ -202,6 +212,35 @@ SIGNATURES = {
     "dime_inp": (status, [h, c_char_p, h, ph]),
     "dime_rdp": (status, [h, c_char_p, h, ph]),
     "dime_count": (status, [h, c_char_p, h, P(c_size_t)]),
+    # remote calls: calling (dime_future *)
+    "dime_call_options": (status, [h, c_size_t, c_int64]),
+    "dime_call": (status, [h, c_char_p, h, c_int64, ph]),
+    "dime_future_wait": (status, [h, c_int64]),
+    "dime_future_done": (c_int32, [h]),
+    "dime_future_result": (status, [h, ph]),
+    "dime_future_error": (status, [h, ph, ph, ph]),
+    "dime_future_cancel": (status, [h]),
+    "dime_future_free": (None, [h]),
+    "dime_future_id": (c_uint64, [h]),
+    "dime_track_completions": (status, [h]),
+    "dime_next_completed": (status, [h, c_int64, P(c_uint64)]),
+    # remote calls: providing (dime_request *)
+    "dime_provide": (status, [h, c_char_p, c_uint32]),
+    "dime_provide_own_queue": (status, [h, c_char_p, c_uint32]),
+    "dime_unprovide": (status, [h, c_char_p]),
+    "dime_next_call": (status, [h, c_int64, ph]),
+    "dime_next_call_of": (status, [h, c_char_p, c_int64, ph]),
+    "dime_request_function": (c_char_p, [h]),
+    "dime_request_args": (h, [h]),
+    "dime_request_take_args": (status, [h, ph]),
+    "dime_reply": (status, [h, h]),
+    "dime_reply_error": (status, [h, c_char_p, c_char_p, c_char_p]),
+    "dime_request_free": (None, [h]),
+    "dime_provide_callback": (status, [h, c_char_p, c_uint32, CALL_FN, c_void_p, DROP_FN]),
+    # the broker inside this process (dime_server *)
+    "dime_server_start": (status, [strs, c_size_t, ph]),
+    "dime_server_address": (c_char_p, [h, c_size_t]),
+    "dime_server_stop": (status, [h]),
 }
 
 

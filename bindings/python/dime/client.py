@@ -100,6 +100,7 @@ class DimeClient(Handle, collections.abc.MutableMapping):
     """
 
     _free = "dime_client_free"
+    _shutdown = "dime_close"        # wakes remote calls blocked on a borrowed handle
     _what = "DimeClient"
 
     def __init__(self, proto="ipc", *args):
@@ -121,10 +122,8 @@ class DimeClient(Handle, collections.abc.MutableMapping):
         if st:
             raise error(st, f"cannot connect to {address}")
         with self._lock:
-            old, self._ptr = self._ptr, out.value
             self.address = address
-        if old is not None:
-            self._release(old)
+            self._swap(out.value)
 
     # close(), __enter__/__exit__ and __del__ come from Handle.
 

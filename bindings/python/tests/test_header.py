@@ -12,7 +12,8 @@ from dime import _lib
 
 HEADER = REPO / "include" / "dime.h"
 
-OPAQUE = {"dime_client", "dime_value", "dime_messages", "dime_pattern"}
+OPAQUE = {"dime_client", "dime_value", "dime_messages", "dime_pattern", "dime_future",
+          "dime_request", "dime_server"}
 SCALARS = {
     "bool": ctypes.c_bool, "int8_t": ctypes.c_int8, "int16_t": ctypes.c_int16,
     "int32_t": ctypes.c_int32, "int64_t": ctypes.c_int64, "uint8_t": ctypes.c_uint8,
@@ -20,6 +21,7 @@ SCALARS = {
     "float": ctypes.c_float, "double": ctypes.c_double, "size_t": ctypes.c_size_t,
     "int": ctypes.c_int, "dime_status": ctypes.c_int, "dime_kind": ctypes.c_int,
     "dime_class": ctypes.c_uint32,
+    "dime_call_fn": _lib.CALL_FN, "dime_drop_fn": _lib.DROP_FN,
 }
 
 
