@@ -7,6 +7,15 @@
         d.wait(timeout=5)
         names = d.sync()        # received variables are now d[name]
 
+Remote calls, shaped like teleport (change the import, keep the code):
+
+    server = dime.Server("tcp://*:2222")     # the broker runs in this process
+    server.bind("add", lambda d: {"sum": d["x"] + d["y"]}, workers=2)
+    server.run()
+    # elsewhere:
+    client = dime.Client("tcp://localhost:2222"); client.connect()
+    client.add({"x": 1, "y": 2}).result()      # {'sum': 3}
+
 Shared dictionaries and Linda tuple spaces on the same server:
 
     s = dime.init_share()                 # dime.Share; starts a server if needed
@@ -25,12 +34,16 @@ from ._convert import LibBuffer
 from .client import DimeClient
 from .share import ABSENT, Share, ShareLock, find_server, init_share
 from .tuplespace import Matrix, Range, TupleSpace
+from ._rpc_errors import NoProvider, ProviderLost, RemoteError
+from ._future import Future
+from .rpc import Client, Server
 from ._lib import lib as _libdime
 
 __all__ = ["DimeClient", "DimeError", "DimeServerError", "DimeTimeoutError",
            "DimeConnectionError", "DimeProtocolError", "DimeCodecError", "LibBuffer",
            "Share", "ShareLock", "ABSENT", "init_share", "find_server",
            "TupleSpace", "Range", "Matrix",
+           "Client", "Server", "Future", "RemoteError", "ProviderLost", "NoProvider",
            "library_path", "library_version", "__version__"]
 
 __version__ = "0.1.0"

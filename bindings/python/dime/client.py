@@ -3,6 +3,7 @@
 import collections.abc
 import ctypes
 import re
+import threading
 from ctypes import byref, c_char_p, c_size_t, c_void_p
 
 from . import _lib
@@ -17,6 +18,8 @@ __all__ = ["DimeClient", "address_of"]
 DEFAULT_SOCKET = "/tmp/dime.sock"
 
 _URL = re.compile(r"(?P<proto>[a-z]+)://(?P<rest>.+)")
+
+_CALLER_LOCK = threading.Lock()
 
 
 def address_of(proto="ipc", *args):
@@ -244,6 +247,21 @@ class DimeClient(Handle, collections.abc.MutableMapping):
         if st == _lib.STATUS_TIMEOUT:
             raise DimeTimeoutError(f"no message arrived within {timeout} s", st)
         raise error(st)
+
+    # -- remote calls ------------------------------------------------------
+    def call(self, function, data=None, timeout=None):
+        """Calls ``function``, which some client provides on the server
+        (``dime.Server(client=...)``, C's ``dime_provide``, MATLAB's
+        ``d.serve``), with ``data``; returns a ``dime.Future``. ``timeout``
+        (seconds, None: no limit) bounds the wait for a provider. Remote
+        calls use a second connection, opened at the first one, so they
+        never wait behind ``wait()``. See ``dime.Client`` for the options."""
+        caller = self.__dict__.get("_caller")
+        if caller is None:
+            from ._future import Caller
+            with _CALLER_LOCK:
+                caller = self.__dict__.setdefault("_caller", Caller(self))
+        return caller.call(function, data, timeout)
 
     # -- the workspace (MutableMapping) ------------------------------------
     def __getitem__(self, varname):
