@@ -104,8 +104,8 @@ for t in "${TESTS[@]}"; do
         continue
     fi
     if [[ "$t" == python || "$t" == share || "$t" == tuples || "$t" == map_keys || "$t" == rpc_python ]] \
-        && ! "$PY" -c 'import dime, numpy; dime.Share, dime.TupleSpace' 2>/dev/null; then
-        echo "FAIL $t: $PY cannot import our binding (dime, with Share and TupleSpace) and numpy;"
+        && ! "$PY" -c 'import dime, numpy; dime.Share, dime.TupleSpace, dime.Client, dime.Server' 2>/dev/null; then
+        echo "FAIL $t: $PY cannot import our binding (dime, with Share, TupleSpace, Client and Server) and numpy;"
         echo "     create .venv/py (tests/run-all python_binding does) or set DIME_PYTHON"
         FAILED=$((FAILED + 1))
         continue

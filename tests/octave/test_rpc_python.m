@@ -1,5 +1,6 @@
 function test_rpc_python()
-% Remote calls between Octave and Python (py_rpc_peer.py), both ways:
+% Remote calls between Octave and Python (py_rpc_peer.py, on the Python
+% binding's dime.Server(client=d) and dime.Client), both ways:
 % every row of the type table as an argument, checked on arrival by the
 % provider, and as a result, checked by the caller; remote errors both
 % ways with type, message and traceback; a Python provider SIGKILLed
