@@ -29,12 +29,15 @@ classdef dime < handle
     % Tuple spaces: out, in (aliases take, in_), rd, inp, rdp, count;
     % pattern wildcards dime.any(), dime.type(T), dime.matrix(C, R),
     % dime.range(LO, HI); option 'space', NAME.
+    % Remote calls: call (r = d.call('add', args, 'timeout', T)), call_async
+    % (a dime_future), serve (d.serve('add', @fn, 'count', N)).
     % Every failure raises an error whose identifier is
     % dime:<kind> (dime:connection, dime:closed, dime:timeout, dime:server,
     % dime:type, dime:argument, dime:notfound, dime:codec, dime:unsupported,
     % ...) and whose message is the library's; after dime:server,
     % dime:type, dime:argument, dime:timeout, dime:codec and
-    % dime:unsupported the connection stays usable.
+    % dime:unsupported the connection stays usable. Remote calls add
+    % dime:remoteError, dime:providerLost, dime:noProvider, dime:cancelled.
     %
     % Values travel in the dimeb format; see matlab/README.md for the type
     % table. The first use builds the MEX file (dime_mex) when it is missing
@@ -56,6 +59,13 @@ classdef dime < handle
         % Field of the marker structs of dime.any, dime.type, dime.matrix,
         % dime.range and dime.absent (pattern wildcards, cas "absent").
         PMARK = 'dime__pattern__'
+        % Longest a remote-call wait stays inside the library (s): the
+        % most Ctrl-C waits before it gets through.
+        SLICE = 0.2
+        SLICE_MS = 200      % the same in milliseconds, for the hot loops
+        % How long d.call waits past its timeout for the broker's verdict
+        % on a call no provider took (dime:noProvider) (s).
+        GRACE = 0.25
     end
 
     methods
@@ -707,6 +717,196 @@ classdef dime < handle
             sp = dime.space_opt(varargin, 0, 'count(pattern, [''space'', S])');
             n = dime_mex('ts_count', obj.h, sp, dime.compile_pattern(pattern));
         end
+
+        % ---------------------------------------------------- remote calls
+        % A client provides a named function (d.serve); any client calls it
+        % by name (d.call) and the broker routes the call to a provider
+        % and the result back. Arguments and results are any value of the
+        % type table. Semantics: docs/protocol-extensions.md ("Remote
+        % calls"). Waits run in slices of dime.SLICE seconds, so Ctrl-C
+        % gets through; an interrupted d.call cancels its call, an
+        % interrupted d.serve stops providing.
+
+        function varargout = call(obj, name, varargin)
+            % CALL  Call a function some client provides, and wait for its result.
+            %
+            %   r = d.call('add', struct('x', 1))
+            %   r = d.call('add', args, 'timeout', 5)   % seconds (default: forever)
+            %   [r, err] = d.call(...)                  % no error raised for a failed call
+            %
+            % Errors: dime:remoteError (the provider's function failed; the
+            % message holds the remote error's type, message and traceback),
+            % dime:providerLost (the provider went away during the call),
+            % dime:noProvider (no provider took the call before the
+            % timeout), dime:timeout (a provider took it but its result did
+            % not come in time: the call is cancelled), dime:connection.
+            % With a second output, such failures return r = [] and err, a
+            % struct with fields identifier, message (as raised), type and
+            % traceback (the remote error's; '' otherwise); err = [] when
+            % the call succeeded. Interrupting (Ctrl-C) cancels the call.
+            if nargin < 2
+                dime.missing('call', 1);
+            end
+            if numel(varargin) <= 1 && ischar(name) && size(name, 1) == 1 && ~isempty(name)
+                % The common case without the option parser: each static
+                % method call costs tens of microseconds in Octave.
+                timeout = Inf;
+                args = [];
+                if ~isempty(varargin)
+                    args = varargin{1};
+                end
+            else
+                [args, timeout, name] = dime.call_args(name, varargin, 'call');
+            end
+            if ~(isnumeric(args) || islogical(args) || ischar(args))
+                args = dime.to_wire(args);
+            end
+            if isinf(timeout)
+                f = dime_mex('call', obj.h, name, args, -1);
+            else
+                f = dime_mex('call', obj.h, name, args, round(timeout * 1000));
+            end
+            % On every way out (result, error, Ctrl-C): cancel the call if
+            % it has not finished, and free it.
+            release = onCleanup(@() dime_mex('future_free', f, true));
+            if isinf(timeout)
+                slice = dime.SLICE_MS;
+                while ~dime_mex('future_wait', f, slice)
+                end
+                done = true;
+            else
+                done = dime.future_wait(f, timeout);
+                if ~done
+                    % A call no provider took fails with dime:noProvider at
+                    % the deadline, as the broker measures it: give its
+                    % verdict a moment to arrive before calling it a timeout.
+                    done = dime.future_wait(f, dime.GRACE);
+                end
+                if ~done && ~dime_mex('future_cancel', f)
+                    done = true; % it finished in the meantime
+                end
+            end
+            if done
+                [ok, r, fix] = dime_mex('future_result', f);
+                if ok
+                    failure = [];
+                    if fix
+                        r = dime.from_wire(r);
+                    end
+                else
+                    failure = dime.failure_of(r, name);
+                    r = [];
+                end
+            else
+                ok = false;
+                r = [];
+                failure = dime.failure('dime:timeout', sprintf( ...
+                    '''%s'' did not return within %g s; the call was cancelled', name, timeout));
+            end
+            if ~ok && nargout < 2
+                error(failure.identifier, '%s', failure.message);
+            end
+            varargout{1} = r;
+            if nargout > 1
+                varargout{2} = failure;
+            end
+        end
+
+        function f = call_async(obj, name, varargin)
+            % CALL_ASYNC  Call a function some client provides, without waiting.
+            %
+            %   f = d.call_async('add', args)          % a dime_future
+            %   f = d.call_async('add', args, 'timeout', 5)
+            %   r = f.result();  tf = f.done();  f.cancel();
+            %
+            % 'timeout' bounds the wait for a provider to take the call
+            % (then the future fails with dime:noProvider); f.result(t)
+            % bounds a wait for the result. Clearing f does not cancel the
+            % call. See dime_future.
+            if nargin < 2
+                dime.missing('call_async', 1);
+            end
+            [args, timeout, name] = dime.call_args(name, varargin, 'call_async');
+            h = dime_mex('call', obj.h, name, dime.to_wire(args), dime.seconds_to_ms(timeout));
+            f = dime_future(h, name);
+        end
+
+        function n = serve(obj, name, fn, varargin)
+            % SERVE  Provide a function to callers and serve its calls here.
+            %
+            %   d.serve('add', @(s) s.x + 1)              % until interrupted (Ctrl-C)
+            %   n = d.serve('add', @fn, 'count', 3)        % serve 3 calls, then return
+            %   d.serve('add', @fn, 'timeout', 10)         % dime:timeout after 10 s
+            %                                              % without a call
+            %
+            % fn takes the call's argument value (or nothing, if it takes
+            % no arguments) and returns the result value (or nothing: the
+            % caller gets []). An error fn raises goes back to the caller
+            % as a remote error with its identifier as the type (or
+            % 'MException' if it has none), its message, and its stack as
+            % the traceback; serving goes on. A result that cannot be sent
+            % (e.g. a function handle) goes back as a dime:type error.
+            % Calls are served one at a time. Before returning (also on an
+            % error or Ctrl-C) the function stops being provided; a call
+            % the broker had already handed over but that never ran fails
+            % with a remote dime:providerStopped error, a call interrupted
+            % while running with a remote error. Returns how many calls
+            % were served.
+            if nargin < 3
+                dime.missing('serve', 2);
+            end
+            [pos, opts] = dime.options(varargin, {'count', 'timeout'}, 0, ...
+                                       'serve(function, fn, [''count'', N], [''timeout'', seconds])');
+            count = Inf;
+            if isfield(opts, 'count')
+                count = opts.count;
+                if ~(isnumeric(count) && isscalar(count) && isreal(count) && count >= 0 ...
+                     && (count == round(count) || isinf(count)))
+                    error('dime:argument', 'serve: count must be a whole number >= 0 (or Inf)');
+                end
+            end
+            timeout = Inf;
+            if isfield(opts, 'timeout')
+                timeout = dime.seconds(opts.timeout);
+            end
+            name = dime.function_name(name);
+            if ischar(fn)
+                fn = str2func(fn);
+            end
+            if ~isa(fn, 'function_handle')
+                error('dime:argument', 'serve: fn must be a function handle');
+            end
+            n = 0;
+            if count == 0
+                return;
+            end
+            h = obj.h;
+            dime_mex('provide', h, name, 1);
+            stop = onCleanup(@() dime.serve_end(h, name));
+            idle = tic;
+            slice = dime.SLICE_MS;
+            while n < count
+                if ~isinf(timeout)
+                    slice = dime.slice_ms(timeout - toc(idle));
+                end
+                [rq, args, fix] = dime_mex('next_call', h, name, slice);
+                if rq == 0
+                    if toc(idle) >= timeout
+                        error('dime:timeout', 'serve: no call of ''%s'' came within %g s (%d served)', ...
+                              name, timeout, n);
+                    end
+                    continue;
+                end
+                if n + 1 >= count
+                    % Stop providing before answering the last call, so
+                    % the broker hands this provider no call it will not run.
+                    dime_mex('unprovide', h, name);
+                end
+                dime.run_call(rq, fn, args, fix, name);
+                n = n + 1;
+                idle = tic;
+            end
+        end
     end
 
     methods (Access = private)
@@ -937,11 +1137,243 @@ classdef dime < handle
                 m = [k(:), v(:)];
             end
         end
+
+        % --------------------------------------- remote calls (dime_future too)
+
+        function done = future_wait(f, timeout)
+            % Whether the call of future handle f finished within timeout
+            % seconds (Inf: wait until it does), asking the library at most
+            % dime.SLICE s at a time so Ctrl-C gets through in between.
+            t0 = tic;
+            while true
+                if dime_mex('future_wait', f, dime.slice_ms(timeout - toc(t0)))
+                    done = true;
+                    return;
+                end
+                if toc(t0) >= timeout
+                    done = false;
+                    return;
+                end
+            end
+        end
+
+        function [ok, r, failure] = future_take(f, name)
+            % The outcome of a finished call: ok and its result r (failure
+            % = []), or not ok, r = [] and failure (see dime.failure).
+            [ok, r, fix] = dime_mex('future_result', f);
+            failure = [];
+            if ok
+                if fix
+                    r = dime.from_wire(r);
+                end
+            else
+                failure = dime.failure_of(r, name);
+                r = [];
+            end
+        end
+
+        function failure = failure_of(e, name)
+            % The failure of a call of name, from the struct future_result
+            % returns: the message as raised names the function and, for a
+            % remote error, holds its type, message and traceback.
+            if strcmp(e.identifier, 'dime:remoteError')
+                msg = sprintf('''%s'' raised %s: %s', name, e.type, e.message);
+                if ~isempty(e.traceback)
+                    msg = sprintf('%s\nRemote traceback:\n%s', msg, e.traceback);
+                end
+            else
+                msg = sprintf('''%s'': %s', name, e.message);
+            end
+            failure = dime.failure(e.identifier, msg, e.type, e.traceback);
+        end
+
+        function future_release(f, cancel)
+            % Frees future handle f (cancelling its call first if cancel and
+            % it has not finished). Quiet: it runs from delete, also after
+            % the connection went away.
+            try
+                dime_mex('future_free', f, cancel);
+            catch
+                % nothing left to free
+            end
+        end
+
+        function e = failure(identifier, message, type, traceback)
+            % The err output of d.call / f.result for a failed call.
+            if nargin < 3
+                type = '';
+                traceback = '';
+            end
+            e = struct('identifier', identifier, 'message', message, 'type', type, ...
+                       'traceback', traceback);
+        end
+
+        function t = seconds(t)
+            % A timeout in seconds, checked: a real non-negative number
+            % (Inf, or [] for forever).
+            if isempty(t)
+                t = Inf;
+                return;
+            end
+            if ~(isnumeric(t) && isscalar(t) && isreal(t)) || isnan(t) || t < 0
+                error('dime:argument', 'a timeout must be a number of seconds >= 0 (Inf: forever)');
+            end
+            t = double(t);
+        end
+
+        function ms = slice_ms(left)
+            % One slice of a sliced wait with `left` seconds to go, in
+            % milliseconds: at most dime.SLICE, never negative (which the
+            % library reads as "forever"), rounded up so a slice never
+            % ends before the deadline.
+            ms = ceil(max(0, min(dime.SLICE, left)) * 1000);
+        end
     end
 
     methods (Static, Access = private)
         function missing(method, n)
             error('dime:argument', '%s needs at least %d argument(s); see help dime', method, n);
+        end
+
+        function [args, timeout, name] = call_args(name, rest, method)
+            % d.call / d.call_async arguments: [args], ['timeout', seconds].
+            [pos, opts] = dime.options(rest, {'timeout'}, 1, ...
+                                       [method '(function, [args], [''timeout'', seconds])']);
+            name = dime.function_name(name);
+            args = [];
+            if ~isempty(pos)
+                args = pos{1};
+            end
+            timeout = Inf;
+            if isfield(opts, 'timeout')
+                timeout = dime.seconds(opts.timeout);
+            end
+        end
+
+        function [pos, opts] = options(args, names, nmax, usage)
+            % Trailing name/value option pairs (names: a cellstr) off args,
+            % into the struct opts; at most nmax positional arguments
+            % remain in pos. A trailing pair whose name is one of names is
+            % always read as the option.
+            opts = struct();
+            n = numel(args);
+            while n >= 2 && ischar(dime.str(args{n - 1})) ...
+                  && any(strcmpi(dime.str(args{n - 1}), names)) ...
+                  && ~isfield(opts, lower(dime.str(args{n - 1})))
+                opts.(lower(dime.str(args{n - 1}))) = args{n};
+                n = n - 2;
+            end
+            pos = args(1:n);
+            if numel(pos) > nmax
+                error('dime:argument', 'usage: d.%s', usage);
+            end
+        end
+
+        function name = function_name(name)
+            name = dime.str(name);
+            if ~ischar(name) || isempty(name) || size(name, 1) ~= 1
+                error('dime:argument', 'a function name must be a non-empty char row vector');
+            end
+        end
+
+        function ms = seconds_to_ms(t)
+            if isinf(t)
+                ms = -1;
+            else
+                ms = round(t * 1000);
+            end
+        end
+
+        function run_call(rq, fn, args, fix, name)
+            % Runs fn on one call's arguments and answers it: with the
+            % result, or with the error fn raised. Frees request rq.
+            try
+                if fix
+                    args = dime.from_wire(args);
+                end
+                try
+                    nin = nargin(fn);
+                catch
+                    nin = 1; % a builtin: give it the argument
+                end
+                try
+                    nout = nargout(fn);
+                catch
+                    nout = 1;
+                end
+                if nin == 0
+                    in = {};
+                else
+                    in = {args};
+                end
+                if nout == 0
+                    fn(in{:});
+                    result = [];
+                else
+                    result = fn(in{:});
+                end
+            catch err
+                dime_mex('reply_error', rq, dime.error_type(err), dime.no_nul(err.message), ...
+                         dime.format_stack(err));
+                dime_mex('request_free', rq);
+                return;
+            end
+            try
+                if ~(isnumeric(result) || islogical(result) || ischar(result))
+                    result = dime.to_wire(result);
+                end
+                dime_mex('reply', rq, result);
+            catch err
+                if ~any(strcmp(err.identifier, {'dime:type', 'dime:argument', 'dime:codec'}))
+                    rethrow(err); % the connection: serving cannot go on
+                end
+                dime_mex('reply_error', rq, err.identifier, dime.no_nul(sprintf( ...
+                    'the result of ''%s'' cannot be sent: %s', name, err.message)), '');
+            end
+            dime_mex('request_free', rq);
+        end
+
+        function t = error_type(err)
+            t = err.identifier;
+            if isempty(t)
+                t = 'MException';
+            end
+        end
+
+        function s = no_nul(s)
+            s = strrep(s, char(0), '\0');
+        end
+
+        function tb = format_stack(err)
+            % The frames of err's stack inside the served function (up to
+            % the first frame of dime.m), one per line, innermost first.
+            tb = '';
+            self = [mfilename('fullpath') '.m'];
+            for i = 1:numel(err.stack)
+                s = err.stack(i);
+                if strcmp(s.file, self)
+                    break;
+                end
+                line = sprintf('  at %s (%s:%d)', s.name, s.file, s.line);
+                if isempty(tb)
+                    tb = line;
+                else
+                    tb = sprintf('%s\n%s', tb, line);
+                end
+            end
+            tb = dime.no_nul(tb);
+        end
+
+        function serve_end(h, name)
+            % d.serve's cleanup: stop providing name, fail the calls handed
+            % over that never ran, release the rest. Quiet: it runs from
+            % onCleanup, also after the connection went away.
+            try
+                dime_mex('serve_end', h, name, ...
+                         sprintf('the provider of ''%s'' stopped serving before running this call', name));
+            catch
+                % closed (or the MEX file cleared): nothing is left to stop
+            end
         end
 
         function [pos, name] = share_opt(args, nmax, usage)

@@ -20,6 +20,9 @@
  *   ...   = dime_mex('ts_<op>', h, space, ...)     % tuple spaces
  *   ...   = dime_mex('watch_<op>', ...)            % change events
  *           (see the share_, ts_ and watch_ sections below; dime.m wraps them)
+ *           (see the share_ and ts_ sections below; dime.m wraps them)
+ *   ...   = dime_mex('call' | 'future_<op>' | 'provide' | 'next_call' |
+ *                    'reply' | ..., ...)            % remote calls, in mex_rpc.c
  *
  * `fix` (a logical) says a returned value holds map markers dime.m must
  * turn into containers.Map. Lists of names (groups, received variables,
@@ -36,13 +39,13 @@
 
 /* ------------------------------------------------------- argument helpers */
 
-static void need_args(int nrhs, int n, const char *usage)
+void need_args(int nrhs, int n, const char *usage)
 {
     if (nrhs < n)
         fail("argument", "usage: %s", usage);
 }
 
-static double scalar_arg(const mxArray *a, const char *what)
+double scalar_arg(const mxArray *a, const char *what)
 {
     if (!mxIsNumeric(a) || mxIsComplex(a) || mxGetNumberOfElements(a) != 1)
         fail("argument", "%s must be a real numeric scalar", what);
@@ -50,7 +53,7 @@ static double scalar_arg(const mxArray *a, const char *what)
 }
 
 /* Milliseconds from argument i; missing, [], negative, NaN or Inf: forever. */
-static int64_t ms_arg(int nrhs, const mxArray *prhs[], int i)
+int64_t ms_arg(int nrhs, const mxArray *prhs[], int i)
 {
     double t;
     if (i >= nrhs || mxIsEmpty(prhs[i]))
@@ -72,7 +75,7 @@ static const char *lock_key_arg(int nrhs, const mxArray *prhs[], int i)
 /* plhs[0] = the value `v` (from the library, owned by the call until it is
  * converted, so a conversion that raises does not leak it), plhs[1] =
  * whether dime.m must resolve map markers. */
-static void return_value(mex_call *call, int nlhs, mxArray *plhs[], dime_value *v)
+void return_value(mex_call *call, int nlhs, mxArray *plhs[], dime_value *v)
 {
     mxArray *out;
     mex_call_own(call, v);
@@ -1026,16 +1029,29 @@ typedef struct {
  * command added out of order fails loudly instead of going missing. */
 static const command COMMANDS[] = {
     {"broadcast", cmd_broadcast},
+    {"call", cmd_call},
     {"close", cmd_close},
     {"connect", cmd_connect},
     {"convert", cmd_convert},
     {"devices", cmd_devices},
+    {"future_cancel", cmd_future_cancel},
+    {"future_done", cmd_future_done},
+    {"future_free", cmd_future_free},
+    {"future_result", cmd_future_result},
+    {"future_wait", cmd_future_wait},
     {"join", cmd_join},
     {"leave", cmd_leave},
+    {"next_call", cmd_next_call},
     {"open_count", cmd_open_count},
+    {"provide", cmd_provide},
+    {"reply", cmd_reply},
+    {"reply_error", cmd_reply_error},
+    {"request_free", cmd_request_free},
+    {"rpc_count", cmd_rpc_count},
     {"send", cmd_send},
     {"server_extensions", cmd_server_extensions},
     {"server_supports", cmd_server_supports},
+    {"serve_end", cmd_serve_end},
     {"share_cas", cmd_share_cas},
     {"share_clear", cmd_share_clear},
     {"share_contains", cmd_share_contains},
@@ -1063,6 +1079,7 @@ static const command COMMANDS[] = {
     {"ts_out", cmd_ts_out},
     {"ts_rd", cmd_ts_rd},
     {"ts_rdp", cmd_ts_rdp},
+    {"unprovide", cmd_unprovide},
     {"version", cmd_version},
     {"wait", cmd_wait},
     {"watch_close", cmd_watch_close},
