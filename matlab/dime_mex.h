@@ -136,6 +136,13 @@ size_t handles_release_requests(const dime_client *owner, const char *function,
                                 const char *error_type, const char *message);
 /* How many futures and requests are registered. */
 void handles_count_objects(size_t *futures, size_t *requests);
+/* Watches, held the same way (a uint64 handle each). */
+void handles_add_watch(dime_watch *w);
+uint64_t handles_of_watch(const dime_watch *w);
+/* The watch of a handle argument (raises dime:closed if closed or unknown). */
+dime_watch *handles_watch_arg(const mxArray *a);
+/* Closes the watch of a handle argument if open (idempotent). */
+void handles_close_watch_arg(const mxArray *a);
 
 /* ------------------------------------------------ text (mex_text.c) */
 
