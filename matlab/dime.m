@@ -852,8 +852,9 @@ classdef dime < handle
             % error or Ctrl-C) the function stops being provided; a call
             % the broker had already handed over but that never ran fails
             % with a remote dime:providerStopped error, a call interrupted
-            % while running with a remote error. Returns how many calls
-            % were served.
+            % while running with a remote error. A reader that opens the
+            % name as a stream (d.stream) gets a remote dime:notStream
+            % error (not counted). Returns how many calls were served.
             if nargin < 3
                 dime.missing('serve', 2);
             end
@@ -897,6 +898,12 @@ classdef dime < handle
                         error('dime:timeout', 'serve: no call of ''%s'' came within %g s (%d served)', ...
                               name, timeout, n);
                     end
+                    continue;
+                end
+                if dime_mex('request_is_stream', rq)
+                    dime_mex('reply_error', rq, 'dime:notStream', sprintf( ...
+                        '''%s'' is a plain function, not a stream: call it with d.call', name), '');
+                    dime_mex('request_free', rq);
                     continue;
                 end
                 if n + 1 >= count

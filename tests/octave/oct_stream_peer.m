@@ -1,6 +1,8 @@
 function oct_stream_peer(sock)
 % OCT_STREAM_PEER  The producing Octave process of test_stream.m. Sends its
 % pid to the group 'oct' as 'peer_pid', then serves, in this order:
+%   st_plain  a plain function (d.serve, 1 call): returns 2 * its argument
+%             (a d.stream of it first gets dime:notStream)
 %   st_items  (2 readers) args.n items 1..n, doubles, in order
 %   st_types  (1 reader)  the value column of every dt_cases row, in order
 %             (a plain d.call of it first gets dime:notStream)
@@ -11,6 +13,7 @@ function oct_stream_peer(sock)
 %             (test_stream kills it there)
 d = dime('ipc', sock);
 d.send_r('oct', 'peer_pid', getpid());
+d.serve('st_plain', @(x) 2 * x, 'count', 1, 'timeout', 60);
 d.serve_stream('st_items', @items, 'count', 2, 'timeout', 60);
 c = dt_cases();
 d.serve_stream('st_types', @(args, emit) types(c, emit), 'count', 1, 'timeout', 60);

@@ -3,9 +3,10 @@ function test_stream()
 % in order through a small window, 0 items, every dt_cases row as an
 % item, an early close that stops the producer, a producer that raises
 % (items before the error, then dime:remoteError, again on every next),
-% a killed producer (dime:providerLost), a plain call of a stream
-% (dime:notStream), no provider, bad options, and that every stream is
-% freed (closed, cleared, or with its connection). The producer is
+% a d.stream of a plain d.serve function and a d.call of a stream (both
+% dime:notStream), a killed producer (dime:providerLost), no provider,
+% timeouts, bad options, and that every stream is freed (closed, cleared,
+% or with its connection). The producer is
 % oct_stream_peer.m in a second octave-cli.
 sock = getenv('DIME_SOCK');
 d = dime('ipc', sock);
@@ -22,6 +23,19 @@ catch e
     return;
 end
 guard = onCleanup(@() system(sprintf('kill -9 %d 2>/dev/null', pid)));
+
+% a stream of a plain function: a remote dime:notStream; the call works
+try
+    s = d.stream('st_plain', 1, 'timeout', 60);
+    [~, ~] = s.next(30);
+    dt_check('stream of a plain function -> remote dime:notStream', false, 'no error');
+catch e
+    dt_check('stream of a plain function -> remote dime:notStream', ...
+             strcmp(e.identifier, 'dime:remoteError') && has(e.message, 'dime:notStream'), ...
+             [e.identifier ' ' e.message]);
+end
+r = d.call('st_plain', 21, 'timeout', 30);
+dt_check('stream plain function still served after a stream reader', isequal(r, 42), dt_describe(r));
 
 % 1000 items in order, through a window of 16 items
 try
