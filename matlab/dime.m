@@ -950,12 +950,12 @@ classdef dime < handle
                 timeout = dime.seconds(opts.timeout);
             end
             window = [0 0];
-            keys = {'items', 'bytes'};
+            opt = {'items', 'bytes'};
             for i = 1:2
-                if isfield(opts, keys{i})
-                    w = opts.(keys{i});
+                if isfield(opts, opt{i})
+                    w = opts.(opt{i});
                     if ~(isnumeric(w) && isscalar(w) && isreal(w) && w >= 1 && w == round(w))
-                        error('dime:argument', 'stream: %s must be a whole number >= 1', keys{i});
+                        error('dime:argument', 'stream: %s must be a whole number >= 1', opt{i});
                     end
                     window(i) = double(w);
                 end
