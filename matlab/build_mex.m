@@ -30,7 +30,7 @@ check_compiler();
 % dime_mex.c (mexFunction) and the files it is split into by job; see
 % dime_mex.h. Add a new .c file here, used by both branches below.
 src = fullfile(here, {'dime_mex.c', 'mex_errors.c', 'mex_handles.c', 'mex_text.c', ...
-                      'mex_convert.c', 'mex_commands.c', 'mex_rpc.c'});
+                      'mex_convert.c', 'mex_commands.c', 'mex_rpc.c', 'mex_stream.c'});
 
 % A failed build leaves no record, so the next use tries again.
 if exist(p.record, 'file')

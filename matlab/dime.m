@@ -31,6 +31,8 @@ classdef dime < handle
     % dime.range(LO, HI); option 'space', NAME.
     % Remote calls: call (r = d.call('add', args, 'timeout', T)), call_async
     % (a dime_future), serve (d.serve('add', @fn, 'count', N)).
+    % Streams: stream (s = d.stream('gen', args), a dime_stream: s.next(),
+    % s.close()), serve_stream (d.serve_stream('gen', @fn), fn(args, emit)).
     % Every failure raises an error whose identifier is
     % dime:<kind> (dime:connection, dime:closed, dime:timeout, dime:server,
     % dime:type, dime:argument, dime:notfound, dime:codec, dime:unsupported,
@@ -850,8 +852,9 @@ classdef dime < handle
             % error or Ctrl-C) the function stops being provided; a call
             % the broker had already handed over but that never ran fails
             % with a remote dime:providerStopped error, a call interrupted
-            % while running with a remote error. Returns how many calls
-            % were served.
+            % while running with a remote error. A reader that opens the
+            % name as a stream (d.stream) gets a remote dime:notStream
+            % error (not counted). Returns how many calls were served.
             if nargin < 3
                 dime.missing('serve', 2);
             end
@@ -897,12 +900,159 @@ classdef dime < handle
                     end
                     continue;
                 end
+                if dime_mex('request_is_stream', rq)
+                    dime_mex('reply_error', rq, 'dime:notStream', sprintf( ...
+                        '''%s'' is a plain function, not a stream: call it with d.call', name), '');
+                    dime_mex('request_free', rq);
+                    continue;
+                end
                 if n + 1 >= count
                     % Stop providing before answering the last call, so
                     % the broker hands this provider no call it will not run.
                     dime_mex('unprovide', h, name);
                 end
                 dime.run_call(rq, fn, args, fix, name);
+                n = n + 1;
+                idle = tic;
+            end
+        end
+
+        % --------------------------------------------------------- streams
+        % A client provides a named stream (d.serve_stream); any client
+        % reads it (d.stream), item by item, in order. A credit window
+        % (items and bytes) bounds how far the producer runs ahead of the
+        % reader, so a slow reader slows the producer.
+
+        function s = stream(obj, name, varargin)
+            % STREAM  Open a stream some client provides (a dime_stream).
+            %
+            %   s = d.stream('count', 5)
+            %   s = d.stream('count', 5, 'timeout', 10, 'items', 64, 'bytes', 2^20)
+            %   [v, ok] = s.next();  s.close();
+            %
+            % 'timeout' (seconds, default forever) bounds the wait for a
+            % provider (then next raises dime:noProvider); 'items' and
+            % 'bytes' set the credit window (default 1024 items, 64 MiB).
+            % See dime_stream.
+            if nargin < 2
+                dime.missing('stream', 1);
+            end
+            [pos, opts] = dime.options(varargin, {'timeout', 'items', 'bytes'}, 1, ...
+                ['stream(function, [args], [''timeout'', seconds], [''items'', N], ' ...
+                 '[''bytes'', N])']);
+            name = dime.function_name(name);
+            args = [];
+            if ~isempty(pos)
+                args = pos{1};
+            end
+            timeout = Inf;
+            if isfield(opts, 'timeout')
+                timeout = dime.seconds(opts.timeout);
+            end
+            window = [0 0];
+            opt = {'items', 'bytes'};
+            for i = 1:2
+                if isfield(opts, opt{i})
+                    w = opts.(opt{i});
+                    if ~(isnumeric(w) && isscalar(w) && isreal(w) && w >= 1 && w == round(w))
+                        error('dime:argument', 'stream: %s must be a whole number >= 1', opt{i});
+                    end
+                    window(i) = double(w);
+                end
+            end
+            h = dime_mex('stream_open', obj.h, name, dime.to_wire(args), window(1), window(2), ...
+                         dime.seconds_to_ms(timeout));
+            s = dime_stream(h, name);
+        end
+
+        function n = serve_stream(obj, name, fn, varargin)
+            % SERVE_STREAM  Provide a stream to readers and produce it here.
+            %
+            %   d.serve_stream('count', @produce)                  % until interrupted (Ctrl-C)
+            %   n = d.serve_stream('count', @produce, 'count', 2)  % 2 streams, then return
+            %   d.serve_stream('count', @produce, 'timeout', 10)   % dime:timeout after
+            %                                                      % 10 s without a reader
+            %
+            %   function produce(args, emit)
+            %       for i = 1:args
+            %           if ~emit(i), return; end   % false: the reader stopped
+            %       end
+            %   end
+            %
+            % fn(args, emit) (or fn(emit) if fn takes one argument) is
+            % called once per reader with the reader's argument value; it
+            % calls emit(item) for each item, in order. emit waits while
+            % the reader's window is full (in slices, so Ctrl-C gets
+            % through) and returns true once the item is sent, false once
+            % the reader has stopped (closed the stream or gone): fn should
+            % then return. When fn returns the stream ends normally; an
+            % error fn raises ends it with a remote error at the reader,
+            % after the items already sent (identifier as the type, or
+            % 'MException', message, stack as the traceback); serving goes
+            % on. An item that cannot be sent (e.g. a function handle)
+            % raises dime:type from emit (so, unless fn catches it, it ends
+            % the stream with that error). Readers are served one at a
+            % time; a plain d.call of the name fails with a remote
+            % dime:notStream error. Returns how many streams were served;
+            % stops providing before returning, as d.serve.
+            if nargin < 3
+                dime.missing('serve_stream', 2);
+            end
+            [pos, opts] = dime.options(varargin, {'count', 'timeout'}, 0, ...
+                'serve_stream(function, fn, [''count'', N], [''timeout'', seconds])');
+            count = Inf;
+            if isfield(opts, 'count')
+                count = opts.count;
+                if ~(isnumeric(count) && isscalar(count) && isreal(count) && count >= 0 ...
+                     && (count == round(count) || isinf(count)))
+                    error('dime:argument', 'serve_stream: count must be a whole number >= 0 (or Inf)');
+                end
+            end
+            timeout = Inf;
+            if isfield(opts, 'timeout')
+                timeout = dime.seconds(opts.timeout);
+            end
+            name = dime.function_name(name);
+            if ischar(fn)
+                fn = str2func(fn);
+            end
+            if ~isa(fn, 'function_handle')
+                error('dime:argument', 'serve_stream: fn must be a function handle');
+            end
+            n = 0;
+            if count == 0
+                return;
+            end
+            h = obj.h;
+            dime_mex('provide', h, name, 1);
+            stop = onCleanup(@() dime.serve_end(h, name));
+            idle = tic;
+            slice = dime.SLICE_MS;
+            while n < count
+                if ~isinf(timeout)
+                    slice = dime.slice_ms(timeout - toc(idle));
+                end
+                [rq, args, fix] = dime_mex('next_call', h, name, slice);
+                if rq == 0
+                    if toc(idle) >= timeout
+                        error('dime:timeout', ...
+                              'serve_stream: no reader of ''%s'' came within %g s (%d served)', ...
+                              name, timeout, n);
+                    end
+                    continue;
+                end
+                if ~dime_mex('request_is_stream', rq)
+                    dime_mex('reply_error', rq, 'dime:notStream', sprintf( ...
+                        '''%s'' is a stream: read it with d.stream', name), '');
+                    dime_mex('request_free', rq);
+                    continue;
+                end
+                if n + 1 >= count
+                    % Stop providing before producing the last stream, so
+                    % the broker hands this provider no reader it will not serve.
+                    dime_mex('unprovide', h, name);
+                end
+                dime.run_stream(rq, fn, args, fix);
                 n = n + 1;
                 idle = tic;
             end
@@ -1331,6 +1481,64 @@ classdef dime < handle
                     'the result of ''%s'' cannot be sent: %s', name, err.message)), '');
             end
             dime_mex('request_free', rq);
+        end
+
+        function run_stream(rq, fn, args, fix)
+            % Runs fn on one stream call's arguments with an emit function
+            % sending to it, then ends the stream: normally, or with the
+            % error fn raised. Frees request rq on every way out.
+            release = onCleanup(@() dime_mex('request_free', rq));
+            emit = @(item) dime.stream_emit(rq, item);
+            try
+                if fix
+                    args = dime.from_wire(args);
+                end
+                try
+                    nin = nargin(fn);
+                catch
+                    nin = 2;
+                end
+                if nin == 1
+                    fn(emit);
+                else
+                    fn(args, emit);
+                end
+            catch err
+                if any(strcmp(err.identifier, {'dime:connection', 'dime:closed'}))
+                    rethrow(err); % the connection: serving cannot go on
+                end
+                try
+                    dime_mex('reply_error', rq, dime.error_type(err), ...
+                             dime.no_nul(err.message), dime.format_stack(err));
+                catch
+                    % the reader had stopped: the stream is over already
+                end
+                return;
+            end
+            try
+                dime_mex('stream_end', rq);
+            catch err
+                if any(strcmp(err.identifier, {'dime:connection', 'dime:closed'}))
+                    rethrow(err);
+                end
+                % the reader had stopped: the stream is over already
+            end
+        end
+
+        function sent = stream_emit(rq, item)
+            % The emit function of d.serve_stream: sends item on stream
+            % call rq, waiting in slices while the reader's window is full;
+            % false once the reader has stopped.
+            if ~(isnumeric(item) || islogical(item) || ischar(item))
+                item = dime.to_wire(item);
+            end
+            while true
+                st = dime_mex('stream_send', rq, item, dime.SLICE_MS);
+                if st >= 0
+                    sent = st == 1;
+                    return;
+                end
+            end
         end
 
         function t = error_type(err)

@@ -134,8 +134,16 @@ dime_request *handles_unstash(const dime_client *owner, const char *function);
  * started) are first answered with error_type/message. Returns how many. */
 size_t handles_release_requests(const dime_client *owner, const char *function,
                                 const char *error_type, const char *message);
-/* How many futures and requests are registered. */
-void handles_count_objects(size_t *futures, size_t *requests);
+/* Registers a stream opened on `owner` (raises dime:internal, closing
+ * it, if out of memory). The registry owns it from then on. */
+void handles_add_stream(dime_client *owner, dime_stream *st);
+/* The stream of a handle argument; dime:closed if it was closed. */
+dime_stream *handles_stream_arg(const mxArray *a);
+/* Closes the stream of a handle argument if registered (idempotent),
+ * stopping its producer if it has not ended. */
+void handles_close_stream_arg(const mxArray *a);
+/* How many futures, requests and streams are registered. */
+void handles_count_objects(size_t *futures, size_t *requests, size_t *streams);
 /* Watches, held the same way (a uint64 handle each). */
 void handles_add_watch(dime_watch *w);
 uint64_t handles_of_watch(const dime_watch *w);
@@ -207,5 +215,15 @@ void cmd_reply_error(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const 
 void cmd_request_free(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
 void cmd_serve_end(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
 void cmd_rpc_count(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+
+/* ------------------------------------------------ streams (mex_stream.c) */
+
+void cmd_stream_open(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_stream_next(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_stream_close(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_request_is_stream(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                           const mxArray *prhs[]);
+void cmd_stream_send(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_stream_end(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
 
 #endif

@@ -20,9 +20,9 @@
  *   ...   = dime_mex('ts_<op>', h, space, ...)     % tuple spaces
  *   ...   = dime_mex('watch_<op>', ...)            % change events
  *           (see the share_, ts_ and watch_ sections below; dime.m wraps them)
- *           (see the share_ and ts_ sections below; dime.m wraps them)
  *   ...   = dime_mex('call' | 'future_<op>' | 'provide' | 'next_call' |
  *                    'reply' | ..., ...)            % remote calls, in mex_rpc.c
+ *   ...   = dime_mex('stream_<op>', ...)           % streams, in mex_stream.c
  *
  * `fix` (a logical) says a returned value holds map markers dime.m must
  * turn into containers.Map. Lists of names (groups, received variables,
@@ -1047,11 +1047,12 @@ static const command COMMANDS[] = {
     {"reply", cmd_reply},
     {"reply_error", cmd_reply_error},
     {"request_free", cmd_request_free},
+    {"request_is_stream", cmd_request_is_stream},
     {"rpc_count", cmd_rpc_count},
     {"send", cmd_send},
+    {"serve_end", cmd_serve_end},
     {"server_extensions", cmd_server_extensions},
     {"server_supports", cmd_server_supports},
-    {"serve_end", cmd_serve_end},
     {"share_cas", cmd_share_cas},
     {"share_clear", cmd_share_clear},
     {"share_contains", cmd_share_contains},
@@ -1072,6 +1073,11 @@ static const command COMMANDS[] = {
     {"share_try_lock", cmd_share_try_lock},
     {"share_unlock", cmd_share_unlock},
     {"share_wait_key", cmd_share_wait_key},
+    {"stream_close", cmd_stream_close},
+    {"stream_end", cmd_stream_end},
+    {"stream_next", cmd_stream_next},
+    {"stream_open", cmd_stream_open},
+    {"stream_send", cmd_stream_send},
     {"sync", cmd_sync},
     {"ts_count", cmd_ts_count},
     {"ts_in", cmd_ts_in},

@@ -24,10 +24,11 @@
 static dime_client **g_clients;
 static size_t g_nclients, g_capclients;
 
-/* A future or a request, and the connection it belongs to. */
+/* A future, a request or a stream, and the connection it belongs to. */
 typedef struct {
-    dime_future *future;   /* exactly one of future, request is set */
+    dime_future *future;   /* exactly one of future, request, stream is set */
     dime_request *request;
+    dime_stream *stream;
     dime_client *owner;
     int stashed;           /* a request not handed to MATLAB yet */
 } rpc_object;
@@ -98,9 +99,10 @@ static void free_object(size_t i)
     g_objects[i] = g_objects[--g_nobjects];
     dime_future_free(o.future);
     dime_request_free(o.request);
+    dime_stream_close(o.stream); /* stops its producer if still running */
 }
 
-/* Frees every future and request of `owner`. */
+/* Frees every future, request and stream of `owner`. */
 static void free_objects_of(const dime_client *owner)
 {
     size_t i = 0;
@@ -205,18 +207,23 @@ static void add_object(rpc_object o)
     if (!grow((void **)&g_objects, g_nobjects, &g_capobjects, sizeof *g_objects)) {
         dime_future_free(o.future);
         dime_request_free(o.request);
+        dime_stream_close(o.stream);
         fail("internal", "out of memory");
     }
     g_objects[g_nobjects++] = o;
 }
 
-/* The index of the future (want_future) or request with handle h. */
-static long find_object(uint64_t h, int want_future)
+enum object_kind { KIND_REQUEST, KIND_FUTURE, KIND_STREAM };
+
+/* The index of the object of that kind with handle h. */
+static long find_object(uint64_t h, enum object_kind kind)
 {
     size_t i;
     for (i = 0; i < g_nobjects; i++) {
         const rpc_object *o = &g_objects[i];
-        const void *p = want_future ? (const void *)o->future : (const void *)o->request;
+        const void *p = kind == KIND_FUTURE   ? (const void *)o->future
+                        : kind == KIND_STREAM ? (const void *)o->stream
+                                              : (const void *)o->request;
         if (p && handles_of(p) == h)
             return (long)i;
     }
@@ -233,7 +240,7 @@ void handles_add_future(dime_client *owner, dime_future *f)
 
 dime_future *handles_future_arg(const mxArray *a)
 {
-    long i = find_object(handle_arg(a, "a future handle"), 1);
+    long i = find_object(handle_arg(a, "a future handle"), KIND_FUTURE);
     if (i < 0)
         fail("closed", "this call's future was released (or its connection closed)");
     return g_objects[i].future;
@@ -241,12 +248,35 @@ dime_future *handles_future_arg(const mxArray *a)
 
 void handles_free_future_arg(const mxArray *a, int cancel)
 {
-    long i = find_object(handle_arg(a, "a future handle"), 1);
+    long i = find_object(handle_arg(a, "a future handle"), KIND_FUTURE);
     if (i < 0)
         return;
     if (cancel)
         (void)dime_future_cancel(g_objects[i].future); /* NOT_FOUND: it had finished */
     free_object((size_t)i);
+}
+
+void handles_add_stream(dime_client *owner, dime_stream *st)
+{
+    rpc_object o = {0};
+    o.stream = st;
+    o.owner = owner;
+    add_object(o);
+}
+
+dime_stream *handles_stream_arg(const mxArray *a)
+{
+    long i = find_object(handle_arg(a, "a stream handle"), KIND_STREAM);
+    if (i < 0)
+        fail("closed", "this stream was closed (or its connection closed)");
+    return g_objects[i].stream;
+}
+
+void handles_close_stream_arg(const mxArray *a)
+{
+    long i = find_object(handle_arg(a, "a stream handle"), KIND_STREAM);
+    if (i >= 0)
+        free_object((size_t)i);
 }
 
 void handles_add_request(dime_client *owner, dime_request *r, int stashed)
@@ -260,7 +290,7 @@ void handles_add_request(dime_client *owner, dime_request *r, int stashed)
 
 dime_request *handles_request_arg(const mxArray *a)
 {
-    long i = find_object(handle_arg(a, "a request handle"), 0);
+    long i = find_object(handle_arg(a, "a request handle"), KIND_REQUEST);
     if (i < 0 || g_objects[i].stashed)
         fail("closed", "this request was released (or its connection closed)");
     return g_objects[i].request;
@@ -268,7 +298,7 @@ dime_request *handles_request_arg(const mxArray *a)
 
 void handles_free_request_arg(const mxArray *a)
 {
-    long i = find_object(handle_arg(a, "a request handle"), 0);
+    long i = find_object(handle_arg(a, "a request handle"), KIND_REQUEST);
     if (i >= 0 && !g_objects[i].stashed)
         free_object((size_t)i);
 }
@@ -312,13 +342,15 @@ size_t handles_release_requests(const dime_client *owner, const char *function,
     return n;
 }
 
-void handles_count_objects(size_t *futures, size_t *requests)
+void handles_count_objects(size_t *futures, size_t *requests, size_t *streams)
 {
     size_t i;
-    *futures = *requests = 0;
+    *futures = *requests = *streams = 0;
     for (i = 0; i < g_nobjects; i++) {
         if (g_objects[i].future)
             (*futures)++;
+        else if (g_objects[i].stream)
+            (*streams)++;
         else
             (*requests)++;
     }

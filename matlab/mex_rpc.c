@@ -35,7 +35,7 @@
  *          stop providing `function` (no error if it was not provided),
  *          answer its calls taken but never started with dime:providerStopped
  *          and `message`, release its requests; n: how many there were
- *   [futures, requests] = dime_mex('rpc_count')   % registered, for tests
+ *   [futures, requests, streams] = dime_mex('rpc_count')   % registered, for tests
  *
  * Futures and requests live in the handle registry (mex_handles.c), owned
  * by their connection: closing it frees them.
@@ -331,10 +331,12 @@ void cmd_serve_end(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mx
 
 void cmd_rpc_count(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
 {
-    size_t futures, requests;
+    size_t futures, requests, streams;
     (void)call, (void)nrhs, (void)prhs;
-    handles_count_objects(&futures, &requests);
+    handles_count_objects(&futures, &requests, &streams);
     plhs[0] = mxCreateDoubleScalar((double)futures);
     if (nlhs > 1)
         plhs[1] = mxCreateDoubleScalar((double)requests);
+    if (nlhs > 2)
+        plhs[2] = mxCreateDoubleScalar((double)streams);
 }
