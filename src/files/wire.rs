@@ -8,6 +8,9 @@ use super::{Error, Result};
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb;
 use crate::value::{ElemKind, Matrix, Value};
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
 
 /// `NAME.info`: `{"name", "writable"}`; clients call it first to find the
 /// server (and a read-only one before uploading).
@@ -64,11 +67,12 @@ pub fn encode_value(v: &Value) -> Result<PooledBuf> {
 }
 
 /// Encodes a map whose first entry is `data`, a uint8 vector of
-/// `data_len` bytes that `fill` writes in place; `fill` returns the
-/// remaining fields (computed from the data, such as its hash).
+/// `data_len` bytes that `fill` appends to the buffer it is given (e.g.
+/// with [`append_from_file`]); `fill` returns the remaining fields
+/// (computed from the data, such as its hash).
 pub fn encode_with_data<'k>(
     data_len: usize,
-    fill: impl FnOnce(&mut [u8]) -> Result<Vec<(&'k str, Value)>>,
+    fill: impl FnOnce(&mut Vec<u8>) -> Result<Vec<(&'k str, Value)>>,
 ) -> Result<PooledBuf> {
     let len32 = u32::try_from(data_len)
         .map_err(|_| Error::InvalidInput(format!("a piece of {data_len} bytes is too large")))?;
@@ -82,8 +86,13 @@ pub fn encode_with_data<'k>(
     out.push(1);
     out.extend_from_slice(&len32.to_be_bytes());
     let at = out.len();
-    out.resize(at + data_len, 0);
-    let rest = fill(&mut out[at..])?;
+    let rest = fill(&mut out)?;
+    if out.len() != at + data_len {
+        return Err(Error::Io(format!(
+            "a piece of {data_len} bytes came out as {}",
+            out.len() - at
+        )));
+    }
     for (k, v) in &rest {
         put_key(&mut out, k);
         dimeb::encode_into(v, &mut out).map_err(|e| Error::InvalidInput(e.to_string()))?;
@@ -91,6 +100,46 @@ pub fn encode_with_data<'k>(
     let count = 1 + rest.len() as u32;
     out[count_at..count_at + 4].copy_from_slice(&count.to_be_bytes());
     Ok(out)
+}
+
+/// Appends `len` bytes of `file` from offset `off` to `out`, read straight
+/// into the buffer's spare room (a piece is not zeroed first only to be
+/// overwritten).
+pub fn append_from_file(out: &mut Vec<u8>, file: &File, off: u64, len: usize) -> io::Result<()> {
+    out.try_reserve(len).map_err(io::Error::other)?;
+    let start = out.len();
+    let mut done = 0;
+    while done < len {
+        let at = off
+            .checked_add(done as u64)
+            .and_then(|o| libc::off_t::try_from(o).ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "offset out of range"))?;
+        let spare = out.spare_capacity_mut();
+        // SAFETY: `spare` has room for the `len - done` bytes still
+        // missing (reserved above, nothing appended since), and pread
+        // writes at most that many into it.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare[done..].as_mut_ptr().cast(),
+                len - done,
+                at,
+            )
+        };
+        match n {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n if n > 0 => done += n as usize,
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    // SAFETY: pread initialised the `len` bytes after `start`.
+    unsafe { out.set_len(start + len) };
+    Ok(())
 }
 
 fn put_key(out: &mut Vec<u8>, k: &str) {
@@ -247,7 +296,7 @@ mod tests {
     #[test]
     fn data_maps_round_trip_in_place() {
         let buf = encode_with_data(5, |d| {
-            d.copy_from_slice(b"hello");
+            d.extend_from_slice(b"hello");
             Ok(vec![("n", Value::U64(7)), ("name", Value::from("x"))])
         })
         .unwrap();
@@ -267,5 +316,20 @@ mod tests {
             mtime_ns: -5,
         };
         assert_eq!(Entry::from_value(&e.to_value()).unwrap(), e);
+        // A fill that comes out short is an error, not a bad frame.
+        assert!(
+            encode_with_data(5, |d| {
+                d.push(1);
+                Ok(vec![])
+            })
+            .is_err()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"0123456789").unwrap();
+        let f = File::open(dir.path().join("f")).unwrap();
+        let mut out = b"ab".to_vec();
+        append_from_file(&mut out, &f, 3, 4).unwrap();
+        assert_eq!(out, b"ab3456");
+        assert!(append_from_file(&mut out, &f, 8, 4).is_err());
     }
 }

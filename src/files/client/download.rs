@@ -35,6 +35,9 @@ struct Incoming {
     left: AtomicU64,
     /// A piece failed: skip the rest, keep the part for a rerun.
     failed: AtomicBool,
+    /// Held while writing into the part: one writer at a time sleeps the
+    /// others, where the file system's own lock would have them spin.
+    writing: Mutex<()>,
 }
 
 impl Incoming {
@@ -181,6 +184,7 @@ fn plan(
             hashes: Mutex::new(Vec::new()),
             left: AtomicU64::new(n),
             failed: AtomicBool::new(false),
+            writing: Mutex::new(()),
             entry,
         };
         let i = files.len();
@@ -310,8 +314,11 @@ fn fetch_piece(
             .custom_flags(libc::O_NOFOLLOW)
             .open(&p)
             .map_err(io)?;
-        file.write_all_at(data, piece_range(f.entry.size, piece, index).0)
-            .map_err(io)?;
+        {
+            let _one = f.writing.lock().unwrap_or_else(|p| p.into_inner());
+            file.write_all_at(data, piece_range(f.entry.size, piece, index).0)
+                .map_err(io)?;
+        }
         Manifest::append(&m)
             .and_then(|man| man.record(index, &hash))
             .map_err(io)?;

@@ -10,11 +10,10 @@ use crate::client::rpc::Rpc;
 use crate::files::hash::{PieceHash, file_hash, piece_hash, piece_range, pieces};
 use crate::files::paths::{Root, relative, to_wire};
 use crate::files::select::{self, Selection, mtime_ns};
-use crate::files::wire::{self, Entry, Fields, bytes_value, encode_with_data};
+use crate::files::wire::{self, Entry, Fields, append_from_file, bytes_value, encode_with_data};
 use crate::files::{Error, Result};
 use crate::value::Value;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -183,11 +182,14 @@ fn begin(pool: &Pool, entry: &Entry, piece: u64) -> Result<Vec<Option<PieceHash>
 /// A file of one piece, sent and committed in one call.
 fn send_whole(pool: &Pool, ep: &Rpc, f: &Outgoing, piece: u64, c: &Counters) -> Result<()> {
     let sent = f.open().and_then(|file| {
-        let args = encode_with_data(f.entry.size as usize, |buf| {
-            file.read_exact_at(buf, 0)
-                .map_err(|e| Error::io(f.local.display(), &e))?;
+        let n = f.entry.size as usize;
+        let args = encode_with_data(n, |buf| {
+            append_from_file(buf, &file, 0, n).map_err(|e| Error::io(f.local.display(), &e))?;
             let mut fields = f.fields(piece);
-            fields.push(("hash", bytes_value(blake3::hash(buf).as_bytes())));
+            fields.push((
+                "hash",
+                bytes_value(blake3::hash(&buf[buf.len() - n..]).as_bytes()),
+            ));
             Ok(fields)
         })?;
         f.unchanged(&file)?;
@@ -216,9 +218,9 @@ fn send_piece(
     let sent = f.open().and_then(|file| {
         let mut hash = [0u8; 32];
         let args = encode_with_data(len as usize, |buf| {
-            file.read_exact_at(buf, off)
+            append_from_file(buf, &file, off, len as usize)
                 .map_err(|e| Error::io(f.local.display(), &e))?;
-            hash = piece_hash(buf, f.entry.size, piece, index);
+            hash = piece_hash(&buf[buf.len() - len as usize..], f.entry.size, piece, index);
             let mut fields = f.fields(piece);
             fields.push(("index", Value::U64(index)));
             fields.push(("hash", bytes_value(&hash)));

@@ -5,11 +5,11 @@ use crate::buffer::PooledBuf;
 use crate::files::hash::{piece_hash, piece_range, pieces, valid_piece_size};
 use crate::files::paths::Root;
 use crate::files::select::{self, Selection, mtime_ns};
-use crate::files::wire::{Fields, bytes_value, encode_map, encode_with_data};
+use crate::files::wire::{Fields, append_from_file, bytes_value, encode_map, encode_with_data};
 use crate::files::{Error, Result};
 use crate::value::Value;
 use std::fs::{File, Metadata, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 
 /// `NAME.list`: `{"paths": […]}`, `{"glob": G}` or `{"regex": R}` →
 /// `{"files": [{path, rel, size, mode, mtime_ns}, …]}`.
@@ -61,9 +61,9 @@ pub fn piece(root: &Root, f: &Fields<'_>) -> Result<PooledBuf> {
     unchanged(&file)?;
     let (off, len) = piece_range(size, piece, index);
     let reply = encode_with_data(len as usize, |buf| {
-        file.read_exact_at(buf, off)
+        append_from_file(buf, &file, off, len as usize)
             .map_err(|e| Error::io(format!("'{path}'"), &e))?;
-        let h = piece_hash(buf, size, piece, index);
+        let h = piece_hash(&buf[buf.len() - len as usize..], size, piece, index);
         Ok(vec![("hash", bytes_value(&h))])
     })?;
     // Written to while being read: the piece may mix two versions.
