@@ -47,5 +47,7 @@ pub mod rpc;
 
 pub mod server;
 
+pub mod files;
+
 mod args;
 mod sigpipe;

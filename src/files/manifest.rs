@@ -136,6 +136,35 @@ pub fn verified_pieces(path: &Path, part: &File, id: &Identity) -> Option<Vec<Op
     Some(out)
 }
 
+/// The identity in the header of the manifest at `path`, if there is one.
+pub fn identity_of(path: &Path) -> Option<Identity> {
+    let mut head = [0u8; 160];
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let n = f.read_at(&mut head, 0).ok()?;
+    let text = std::str::from_utf8(&head[..n]).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != "dime-part 1" {
+        return None;
+    }
+    let mut field = |k: &str| {
+        lines
+            .next()?
+            .strip_prefix(k)?
+            .strip_prefix(' ')
+            .map(str::to_owned)
+    };
+    let id = Identity {
+        size: field("size")?.parse().ok()?,
+        mtime_ns: field("mtime_ns")?.parse().ok()?,
+        piece: field("piece")?.parse().ok()?,
+    };
+    (crate::files::hash::valid_piece_size(id.piece) && id.header().len() <= n).then_some(id)
+}
+
 /// True if the manifest at `path` is for `id` (its header matches).
 pub fn is_for(path: &Path, id: &Identity) -> bool {
     let header = id.header();
@@ -191,5 +220,8 @@ mod tests {
         let other = Identity { mtime_ns: 8, ..id };
         assert!(verified_pieces(&m, &part, &other).is_none());
         assert!(verified_pieces(&dir.path().join("none"), &part, &id).is_none());
+        assert_eq!(identity_of(&m), Some(id));
+        assert!(is_for(&m, &id) && !is_for(&m, &other));
+        assert_eq!(identity_of(&p), None);
     }
 }

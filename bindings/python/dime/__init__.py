@@ -26,6 +26,7 @@ from .client import DimeClient
 from .share import ABSENT, Share, ShareLock, find_server, init_share
 from .tuplespace import Matrix, Range, TupleSpace
 from ._lib import lib as _libdime
+from . import files  # noqa: E402,F401  (dime.files: parallel file transfer)
 
 __all__ = ["DimeClient", "DimeError", "DimeServerError", "DimeTimeoutError",
            "DimeConnectionError", "DimeProtocolError", "DimeCodecError", "LibBuffer",

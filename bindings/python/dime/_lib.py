@@ -40,6 +40,15 @@ STATUS_TIMEOUT = 7105
 STATUS_CODEC_ERROR = 7106
 STATUS_PANIC = 7999
 
+# file transfer (dime_files_*)
+STATUS_CANCELLED = 7203
+STATUS_NO_PROVIDER = 7204
+STATUS_FILE_NOT_FOUND = 7301
+STATUS_PERMISSION_DENIED = 7302
+STATUS_CHECKSUM_MISMATCH = 7303
+STATUS_FILE_CHANGED = 7304
+STATUS_IO_ERROR = 7305
+
 KIND_INVALID = -1
 KIND_NULL = 0
 KIND_BOOL = 1
@@ -89,6 +98,7 @@ cls = c_uint32      # dime_class
 h = c_void_p        # any opaque handle: dime_client *, dime_value *, dime_messages *
 ph = P(c_void_p)    # an out handle (dime_value **) or an array of handles
 strs = P(c_char_p)  # const char *const *
+fnptr = c_void_p    # a C function pointer (pass ctypes.cast(CFUNCTYPE(...)(f), c_void_p))
 
 #: name -> (restype, argtypes), one entry per function of include/dime.h.
 SIGNATURES = {
@@ -202,6 +212,15 @@ SIGNATURES = {
     "dime_inp": (status, [h, c_char_p, h, ph]),
     "dime_rdp": (status, [h, c_char_p, h, ph]),
     "dime_count": (status, [h, c_char_p, h, P(c_size_t)]),
+    # file transfer (dime.files)
+    "dime_files_serve": (status, [c_char_p, c_char_p, c_char_p, c_bool, ph]),
+    "dime_files_serve_embedded": (status, [strs, c_size_t, c_char_p, c_char_p, c_bool, ph]),
+    "dime_files_server_address": (c_char_p, [h, c_size_t]),
+    "dime_files_server_stop": (status, [h]),
+    "dime_files_download": (status, [c_char_p, c_char_p, c_int32, strs, c_size_t, c_char_p,
+                                     h, fnptr, c_void_p, h]),
+    "dime_files_upload": (status, [c_char_p, c_char_p, c_int32, strs, c_size_t, c_char_p,
+                                   c_char_p, h, fnptr, c_void_p, h]),
 }
 
 

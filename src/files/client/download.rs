@@ -26,6 +26,8 @@ use std::time::Instant;
 /// A file being downloaded.
 struct Incoming {
     entry: Entry,
+    /// Its piece size: the transfer's, or an interrupted run's.
+    piece: u64,
     /// Its directory and name at the destination.
     dir: PathBuf,
     name: OsString,
@@ -45,11 +47,11 @@ impl Incoming {
         self.dir.join(&self.name)
     }
 
-    fn id(&self, piece: u64) -> Identity {
+    fn id(&self) -> Identity {
         Identity {
             size: self.entry.size,
             mtime_ns: self.entry.mtime_ns,
-            piece,
+            piece: self.piece,
         }
     }
 
@@ -111,10 +113,9 @@ pub fn download(
     );
     counters.files_done.fetch_add(skipped.0, Ordering::Relaxed);
     counters.bytes_done.fetch_add(skipped.1, Ordering::Relaxed);
-    let piece = options.piece;
     let work = |ep: &Rpc, t: Task| match t {
-        Task::Whole(i) => fetch_whole(&pool, ep, &files[i], piece, &counters),
-        Task::Piece(i, k) => fetch_piece(&pool, ep, &files[i], piece, k, &counters),
+        Task::Whole(i) => fetch_whole(&pool, ep, &files[i], &counters),
+        Task::Piece(i, k) => fetch_piece(&pool, ep, &files[i], k, &counters),
     };
     let outcome = engine::run(
         &pool,
@@ -177,8 +178,14 @@ fn plan(
             fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), &e))?;
             made_dirs = Some(dir.clone());
         }
+        // An interrupted run of this version may have used another size.
+        let (_, m) = part::paths(&dir, name);
+        let piece = manifest::identity_of(&m)
+            .filter(|id| id.size == entry.size && id.mtime_ns == entry.mtime_ns)
+            .map_or(piece, |id| id.piece);
         let n = pieces(entry.size, piece);
         let f = Incoming {
+            piece,
             dir,
             name: name.to_owned(),
             hashes: Mutex::new(Vec::new()),
@@ -191,7 +198,7 @@ fn plan(
         if n == 1 {
             tasks.push(Task::Whole(i));
         } else {
-            let have = resume(&f, piece)?;
+            let have = resume(&f)?;
             let mut left = 0;
             for (k, h) in have.iter().enumerate() {
                 match h {
@@ -215,9 +222,9 @@ fn plan(
 
 /// The verified pieces of an earlier run's part of `f`, or a fresh part
 /// and manifest if there is none for this version.
-fn resume(f: &Incoming, piece: u64) -> Result<Vec<Option<PieceHash>>> {
+fn resume(f: &Incoming) -> Result<Vec<Option<PieceHash>>> {
     let (p, m) = part::paths(&f.dir, &f.name);
-    let id = f.id(piece);
+    let id = f.id();
     let io = |e: std::io::Error| Error::io(p.display(), &e);
     let file = part::open(&p, false).map_err(io)?;
     if let Some(have) = manifest::verified_pieces(&m, &file, &id) {
@@ -230,17 +237,11 @@ fn resume(f: &Incoming, piece: u64) -> Result<Vec<Option<PieceHash>>> {
 }
 
 /// Reads piece `index` of `f` from the server and checks its hash.
-fn read(
-    pool: &Pool,
-    ep: &Rpc,
-    f: &Incoming,
-    piece: u64,
-    index: u64,
-) -> Result<crate::buffer::PooledBuf> {
+fn read(pool: &Pool, ep: &Rpc, f: &Incoming, index: u64) -> Result<crate::buffer::PooledBuf> {
     let args = wire::encode_map(vec![
         ("path", Value::from(f.entry.path.as_str())),
         ("index", Value::U64(index)),
-        ("piece", Value::U64(piece)),
+        ("piece", Value::U64(f.piece)),
         ("size", Value::U64(f.entry.size)),
         ("mtime_ns", Value::I64(f.entry.mtime_ns)),
     ])?;
@@ -248,12 +249,8 @@ fn read(
 }
 
 /// The data and hash of a read's reply, the data checked against the hash.
-fn verified<'a>(
-    reply: &'a [u8],
-    f: &Incoming,
-    piece: u64,
-    index: u64,
-) -> Result<(&'a [u8], PieceHash)> {
+fn verified<'a>(reply: &'a [u8], f: &Incoming, index: u64) -> Result<(&'a [u8], PieceHash)> {
+    let piece = f.piece;
     let r = Fields::parse(reply)?;
     let (data, hash) = (r.bytes("data")?, r.hash("hash")?);
     let want = piece_range(f.entry.size, piece, index).1;
@@ -275,9 +272,9 @@ fn verified<'a>(
 
 /// A file of one piece: fetched, checked, written under a fresh part
 /// name and renamed.
-fn fetch_whole(pool: &Pool, ep: &Rpc, f: &Incoming, piece: u64, c: &Counters) -> Result<()> {
-    let reply = read(pool, ep, f, piece, 0)?;
-    let (data, _) = verified(&reply, f, piece, 0)?;
+fn fetch_whole(pool: &Pool, ep: &Rpc, f: &Incoming, c: &Counters) -> Result<()> {
+    let reply = read(pool, ep, f, 0)?;
+    let (data, _) = verified(&reply, f, 0)?;
     let p = part::unique_part(&f.dir, &f.name);
     let written = part::create_new(&p).and_then(|mut file| {
         std::io::Write::write_all(&mut file, data)?;
@@ -294,19 +291,13 @@ fn fetch_whole(pool: &Pool, ep: &Rpc, f: &Incoming, piece: u64, c: &Counters) ->
 
 /// One piece of a larger file: fetched, checked, written into the part
 /// and recorded in the manifest; the last one finishes the file.
-fn fetch_piece(
-    pool: &Pool,
-    ep: &Rpc,
-    f: &Incoming,
-    piece: u64,
-    index: u64,
-    c: &Counters,
-) -> Result<()> {
+fn fetch_piece(pool: &Pool, ep: &Rpc, f: &Incoming, index: u64, c: &Counters) -> Result<()> {
+    let piece = f.piece;
     if f.failed.load(Ordering::SeqCst) {
         return Ok(());
     }
-    let stored = read(pool, ep, f, piece, index).and_then(|reply| {
-        let (data, hash) = verified(&reply, f, piece, index)?;
+    let stored = read(pool, ep, f, index).and_then(|reply| {
+        let (data, hash) = verified(&reply, f, index)?;
         let (p, m) = part::paths(&f.dir, &f.name);
         let io = |e: std::io::Error| Error::io(p.display(), &e);
         let file = OpenOptions::new()

@@ -39,7 +39,7 @@ impl Default for TransferOptions {
             connections: 4,
             in_flight: 3,
             piece: DEFAULT_PIECE,
-            wait_for_server: Duration::from_secs(10),
+            wait_for_server: Duration::from_secs(5),
             progress_interval: Duration::from_millis(100),
         }
     }

@@ -23,6 +23,8 @@ use std::time::Instant;
 struct Outgoing {
     /// Where it is here.
     local: PathBuf,
+    /// Its piece size (the server may ask for an interrupted upload's).
+    piece: u64,
     /// Its entry, `path` being where it goes on the server.
     entry: Entry,
     /// Pieces the server already holds from an earlier run.
@@ -110,17 +112,19 @@ pub fn upload(
     for x in found {
         let mut entry = x.entry;
         entry.path = to_wire(&dest_dir.join(&entry.rel));
-        let n = pieces(entry.size, piece);
         let i = files.len();
-        let have = if n == 1 {
+        let (piece, have) = if pieces(entry.size, piece) == 1 {
             tasks.push(Task::Whole(i));
-            Vec::new()
+            (piece, Vec::new())
         } else {
-            tasks.extend((0..n).map(|k| Task::Piece(i, k)));
-            begin(&pool, &entry, piece)?
+            let (piece, have) = begin(&pool, &entry, piece)?;
+            tasks.extend((0..have.len() as u64).map(|k| Task::Piece(i, k)));
+            (piece, have)
         };
+        let n = pieces(entry.size, piece);
         files.push(Outgoing {
             local: x.abs,
+            piece,
             hashes: Mutex::new(vec![None; n as usize]),
             left: AtomicU64::new(n),
             failed: AtomicBool::new(false),
@@ -130,8 +134,8 @@ pub fn upload(
     }
     let totals = (files.len() as u64, files.iter().map(|f| f.entry.size).sum());
     let work = |ep: &Rpc, t: Task| match t {
-        Task::Whole(i) => send_whole(&pool, ep, &files[i], piece, &counters),
-        Task::Piece(i, k) => send_piece(&pool, ep, &files[i], piece, k, &counters),
+        Task::Whole(i) => send_whole(&pool, ep, &files[i], files[i].piece, &counters),
+        Task::Piece(i, k) => send_piece(&pool, ep, &files[i], files[i].piece, k, &counters),
     };
     let outcome = engine::run(
         &pool,
@@ -155,8 +159,9 @@ pub fn upload(
     })
 }
 
-/// Begins a file of several pieces on the server; the pieces it holds.
-fn begin(pool: &Pool, entry: &Entry, piece: u64) -> Result<Vec<Option<PieceHash>>> {
+/// Begins a file of several pieces on the server: the piece size to use
+/// and the pieces it holds.
+fn begin(pool: &Pool, entry: &Entry, piece: u64) -> Result<(u64, Vec<Option<PieceHash>>)> {
     let args = wire::encode_map(vec![
         ("path", Value::from(entry.path.as_str())),
         ("size", Value::U64(entry.size)),
@@ -164,8 +169,15 @@ fn begin(pool: &Pool, entry: &Entry, piece: u64) -> Result<Vec<Option<PieceHash>
         ("piece", Value::U64(piece)),
     ])?;
     let reply = pool.call(pool.endpoint(0), wire::PUT_BEGIN, &args, None)?;
+    let r = Fields::parse(&reply)?;
+    let piece = r.u64("piece")?;
+    if !crate::files::hash::valid_piece_size(piece) {
+        return Err(Error::InvalidInput(format!(
+            "the server asked for pieces of {piece} bytes"
+        )));
+    }
     let mut have = vec![None; pieces(entry.size, piece) as usize];
-    if let Value::List(items) = Fields::parse(&reply)?.value("have")? {
+    if let Value::List(items) = r.value("have")? {
         for item in items {
             if let Value::List(pair) = item {
                 if let [Value::U64(k), Value::Matrix(h)] = pair.as_slice() {
@@ -176,7 +188,7 @@ fn begin(pool: &Pool, entry: &Entry, piece: u64) -> Result<Vec<Option<PieceHash>
             }
         }
     }
-    Ok(have)
+    Ok((piece, have))
 }
 
 /// A file of one piece, sent and committed in one call.

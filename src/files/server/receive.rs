@@ -55,12 +55,17 @@ fn open_existing(p: &Path, path: &str) -> Result<File> {
         })
 }
 
-/// `NAME.put_begin`: `{path, size, mtime_ns, piece}` → `{"have": [[index,
-/// hash], …]}`, the pieces already received intact for this version.
+/// `NAME.put_begin`: `{path, size, mtime_ns, piece}` → `{"piece", "have":
+/// [[index, hash], …]}`: the pieces already received intact for this
+/// version, and the piece size to go on with (an interrupted upload's,
+/// if it used another).
 pub fn begin(root: &Root, f: &Fields<'_>) -> Result<PooledBuf> {
     let path = f.str("path")?;
-    let id = identity(f)?;
+    let asked = identity(f)?;
     let (_, p, m) = places(root, &path)?;
+    let id = manifest::identity_of(&m)
+        .filter(|e| e.size == asked.size && e.mtime_ns == asked.mtime_ns)
+        .unwrap_or(asked);
     let io = |e: std::io::Error| Error::io(format!("'{path}'"), &e);
     let resumed = open_existing(&p, &path)
         .ok()
@@ -79,7 +84,10 @@ pub fn begin(root: &Root, f: &Fields<'_>) -> Result<PooledBuf> {
         .enumerate()
         .filter_map(|(i, h)| h.map(|h| Value::List(vec![Value::U64(i as u64), bytes_value(&h)])))
         .collect();
-    encode_map(vec![("have", Value::List(have))])
+    encode_map(vec![
+        ("piece", Value::U64(id.piece)),
+        ("have", Value::List(have)),
+    ])
 }
 
 /// `NAME.put_piece`: `{path, size, mtime_ns, piece, index, hash, data}`.
