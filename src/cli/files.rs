@@ -64,6 +64,9 @@ pub struct TransferArgs {
     /// Calls in flight per connection.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     in_flight: u16,
+    /// Seconds to wait for the file server to answer at all.
+    #[arg(short = 't', long, default_value = "5", value_parser = parse_timeout)]
+    timeout: Duration,
     /// No progress bar and no summary line.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -96,7 +99,8 @@ pub struct PutArgs {
 
 /// Fails the command with one line on stderr.
 fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("dime {what}: {e}");
+    let text = e.to_string();
+    eprintln!("dime {what}: {}", text.trim().replace('\n', "; "));
     ExitCode::FAILURE
 }
 
@@ -105,6 +109,14 @@ fn default_address() -> String {
         .ok()
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| format!("unix:{}", dime::server::DEFAULT_SOCKET))
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|x| *x > 0.0)
+        .and_then(|x| Duration::try_from_secs_f64(x).ok())
+        .ok_or_else(|| format!("'{s}' is not a positive number of seconds"))
 }
 
 /// `1M`, `64K`, `4096`.
@@ -215,6 +227,7 @@ fn options(t: &TransferArgs) -> TransferOptions {
         connections: t.connections.into(),
         in_flight: t.in_flight.into(),
         piece: t.piece,
+        wait_for_server: t.timeout,
         ..TransferOptions::default()
     }
 }

@@ -127,8 +127,14 @@ pub fn find(root: &Root, what: &Selection) -> Result<Vec<Found>> {
         }
         Selection::Glob(g) => find_glob(root, g, &mut out)?,
         Selection::Regex(r) => {
-            let re = regex::Regex::new(r)
-                .map_err(|e| Error::InvalidInput(format!("bad regular expression: {e}")))?;
+            let re = regex::Regex::new(r).map_err(|e| {
+                // The parser's message draws the pattern over several
+                // lines; its last line says what is wrong.
+                let text = e.to_string();
+                let why = text.lines().last().unwrap_or_default();
+                let why = why.strip_prefix("error: ").unwrap_or(why);
+                Error::InvalidInput(format!("bad regular expression '{r}': {why}"))
+            })?;
             walk(root, root.path(), Path::new(""), &mut |path, abs, meta| {
                 let shown = to_wire(path);
                 if meta.is_file() && re.is_match(&shown) {

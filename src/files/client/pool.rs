@@ -20,7 +20,8 @@ impl Pool {
     /// Opens `n` connections to the broker at `address`.
     pub fn connect(address: &str, server: &str, n: usize, wait: Duration) -> Result<Pool> {
         let options = RpcOptions {
-            retry_until: Some(Instant::now() + wait),
+            // A broker just starting gets a moment; a wrong address fails soon.
+            retry_until: Some(Instant::now() + wait.min(Duration::from_secs(1))),
             // A broker silent this long while calls are in flight is gone.
             maxage: Some(Duration::from_secs(30)),
             ..RpcOptions::default()
