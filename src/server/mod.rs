@@ -13,6 +13,7 @@ pub mod busy_poll;
 mod config;
 mod conn;
 mod dispatch;
+pub mod local;
 mod outqueue;
 mod request;
 mod service;
@@ -83,6 +84,11 @@ pub struct Server {
     /// The text of the header being handled, reused from request to request.
     header_text: String,
     busy: busy_poll::BusyPoll,
+    /// Replies of in-process providers ([`Server::local_provider`]).
+    replies: Arc<local::Replies>,
+    /// Ids handed to in-process providers, counting down from the top so
+    /// they never meet a connection's.
+    next_local: usize,
 }
 
 impl Server {
@@ -101,7 +107,10 @@ impl Server {
             listeners.push(l);
         }
         let busy = busy_poll::BusyPoll::new(config.busy_poll);
+        let replies = Arc::new(local::Replies::new(poller.clone()));
         Ok(Server {
+            replies,
+            next_local: usize::MAX,
             accept_paused: vec![None; listeners.len()],
             poller,
             listeners,
@@ -121,6 +130,25 @@ impl Server {
     /// The addresses actually bound, in `-l` syntax.
     pub fn local_addrs(&self) -> Vec<String> {
         self.listeners.iter().map(Listener::local_addr).collect()
+    }
+
+    /// Provides `functions` from threads of this process: calls for them
+    /// go to the returned handle's queue (up to `capacity` of each at
+    /// once) instead of through a socket, and replies come back the same
+    /// way. For a service that lives in the broker's process (an embedded
+    /// file server). Its queue closes when `run` returns.
+    pub fn local_provider(&mut self, functions: &[&str], capacity: u32) -> local::LocalProvider {
+        let id = self.next_local;
+        self.next_local -= 1;
+        let queue = Arc::new(local::CallQueue::default());
+        self.services
+            .rpc
+            .add_local(&mut self.state, id, queue.clone(), functions, capacity);
+        local::LocalProvider {
+            id,
+            queue,
+            replies: self.replies.clone(),
+        }
     }
 
     /// A handle that stops `run` from another thread.
@@ -196,7 +224,14 @@ impl Server {
                 Ok(0) => {}
                 Ok(_) => self.busy.on_events(Instant::now()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.services.rpc.close_locals();
+                    return Err(e);
+                }
+            }
+            let replies = self.replies.take();
+            if !replies.is_empty() {
+                self.services.rpc.local_replies(&mut self.state, replies);
             }
             for ev in events.iter() {
                 match ev.key {
@@ -212,6 +247,7 @@ impl Server {
                 self.on_conn_event(id, true, false);
             }
         }
+        self.services.rpc.close_locals();
         Ok(())
     }
 
@@ -499,6 +535,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A server dropped without running still releases its providers' workers.
+        self.services.rpc.close_locals();
         for l in &self.listeners {
             let _ = self.poller.delete(l.as_raw_fd_borrowed());
         }

@@ -15,7 +15,9 @@ mod receive;
 use super::paths::Root;
 use super::wire::{self, Fields};
 use super::{Error, Result};
-use crate::client::rpc::{IncomingCall, Rpc, RpcOptions};
+use crate::buffer::PooledBuf;
+use crate::client::rpc::{Rpc, RpcOptions};
+use crate::server::local::LocalProvider;
 use crate::transport::Address;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -71,43 +73,12 @@ pub struct FileServer {
 }
 
 impl FileServer {
-    /// Serves `root` through the broker at `address`.
+    /// Serves `root` through the broker at `address`, on
+    /// `options.connections` connections with `options.workers` worker
+    /// threads each.
     pub fn start(root: &Path, address: &str, options: ServeOptions) -> Result<FileServer> {
-        FileServer::start_on(root, address, options, None)
-    }
-
-    /// Runs a broker in this process listening on `listen`, and serves
-    /// `root` through it: a transfer is then one hop.
-    pub fn start_embedded(
-        root: &Path,
-        listen: &[Address],
-        options: ServeOptions,
-    ) -> Result<FileServer> {
-        let (embedded, address) = broker::Embedded::start(listen)?;
-        FileServer::start_on(root, &address, options, Some(embedded))
-    }
-
-    fn start_on(
-        root: &Path,
-        address: &str,
-        options: ServeOptions,
-        broker: Option<broker::Embedded>,
-    ) -> Result<FileServer> {
-        check_name(&options.name)?;
-        let root = Root::confined(root)?;
-        let ctx = Arc::new(Context {
-            root,
-            prefix: format!("{}.", options.name),
-            name: options.name.clone(),
-            writable: options.writable,
-        });
-        let mut server = FileServer {
-            name: options.name.clone(),
-            endpoints: Vec::new(),
-            workers: Vec::new(),
-            stop: Arc::new(AtomicBool::new(false)),
-            broker,
-        };
+        let ctx = context(root, &options)?;
+        let mut server = FileServer::new(&options, None);
         let workers = options.workers.max(1);
         for _ in 0..options.connections.max(1) {
             let ep = Arc::new(Rpc::connect(
@@ -121,16 +92,56 @@ impl FileServer {
                 ep.provide(&wire::function(&options.name, op), workers as u32)?;
             }
             for _ in 0..workers {
-                let (ep, ctx, stop) = (ep.clone(), ctx.clone(), server.stop.clone());
-                let t = std::thread::Builder::new()
-                    .name("dime-files".into())
-                    .spawn(move || work(&ep, &ctx, &stop))
-                    .map_err(|e| Error::Io(format!("cannot start a worker thread: {e}")))?;
-                server.workers.push(t);
+                server.spawn(Source::Broker(ep.clone()), &ctx)?;
             }
             server.endpoints.push(ep);
         }
         Ok(server)
+    }
+
+    /// Runs a broker in this process listening on `listen`, and serves
+    /// `root` as its in-process provider (`connections × workers` worker
+    /// threads): a transfer is then one hop, with no socket between the
+    /// broker and the file server.
+    pub fn start_embedded(
+        root: &Path,
+        listen: &[Address],
+        options: ServeOptions,
+    ) -> Result<FileServer> {
+        let ctx = context(root, &options)?;
+        let names: Vec<String> = wire::FUNCTIONS
+            .iter()
+            .map(|op| wire::function(&options.name, op))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let threads = options.connections.max(1) * options.workers.max(1);
+        let (embedded, provider) = broker::Embedded::start(listen, &names, threads as u32)?;
+        let mut server = FileServer::new(&options, Some(embedded));
+        for _ in 0..threads {
+            server.spawn(Source::Local(provider.clone()), &ctx)?;
+        }
+        Ok(server)
+    }
+
+    fn new(options: &ServeOptions, broker: Option<broker::Embedded>) -> FileServer {
+        FileServer {
+            name: options.name.clone(),
+            endpoints: Vec::new(),
+            workers: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            broker,
+        }
+    }
+
+    /// Starts a worker thread answering calls from `source`.
+    fn spawn(&mut self, source: Source, ctx: &Arc<Context>) -> Result<()> {
+        let (ctx, stop) = (ctx.clone(), self.stop.clone());
+        let t = std::thread::Builder::new()
+            .name("dime-files".into())
+            .spawn(move || work(&source, &ctx, &stop))
+            .map_err(|e| Error::Io(format!("cannot start a worker thread: {e}")))?;
+        self.workers.push(t);
+        Ok(())
     }
 
     /// The server's name on the broker.
@@ -147,9 +158,11 @@ impl FileServer {
             .unwrap_or_default()
     }
 
-    /// True while the broker connection of every worker is up.
+    /// True while every broker connection is up (an embedded server:
+    /// while it runs).
     pub fn is_running(&self) -> bool {
-        self.endpoints.iter().all(|e| !e.is_closed())
+        !self.workers.iter().any(|w| w.is_finished())
+            && self.endpoints.iter().all(|e| !e.is_closed())
     }
 
     /// Stops offering the functions, lets calls already taken finish,
@@ -179,6 +192,77 @@ impl Drop for FileServer {
     }
 }
 
+/// What every worker of a server for `root` needs.
+fn context(root: &Path, options: &ServeOptions) -> Result<Arc<Context>> {
+    check_name(&options.name)?;
+    Ok(Arc::new(Context {
+        root: Root::confined(root)?,
+        prefix: format!("{}.", options.name),
+        name: options.name.clone(),
+        writable: options.writable,
+    }))
+}
+
+/// Where a worker takes calls from: a connection to a broker, or the
+/// broker of this process directly.
+enum Source {
+    Broker(Arc<Rpc>),
+    Local(LocalProvider),
+}
+
+/// A call a worker took.
+struct Call {
+    id: u64,
+    function: String,
+    args: PooledBuf,
+    stream: bool,
+}
+
+impl Source {
+    /// The next call; Ok(None) when none came within `timeout`, Err when
+    /// no more will come.
+    fn next(&self, timeout: Duration) -> std::result::Result<Option<Call>, ()> {
+        match self {
+            Source::Broker(ep) => match ep.next_call(Some(timeout)) {
+                Ok(c) => Ok(c.map(|c| Call {
+                    id: c.id,
+                    function: c.function,
+                    args: c.args,
+                    stream: c.stream,
+                })),
+                Err(_) => Err(()),
+            },
+            Source::Local(p) => match p.next_call(Some(timeout)) {
+                Some(c) => Ok(Some(Call {
+                    id: c.id,
+                    function: c.function.to_string(),
+                    args: c.args,
+                    stream: c.stream,
+                })),
+                None if p.is_closed() => Err(()),
+                None => Ok(None),
+            },
+        }
+    }
+
+    fn reply(&self, id: u64, outcome: Result<PooledBuf>) {
+        let sent = match (self, outcome) {
+            (Source::Broker(ep), Ok(reply)) => ep.reply_encoded(id, &reply),
+            (Source::Broker(ep), Err(e)) => ep.reply_error(id, e.type_name(), e.message(), ""),
+            (Source::Local(p), outcome) => {
+                p.reply(
+                    id,
+                    outcome.map_err(|e| (e.type_name().to_owned(), e.message().to_owned())),
+                );
+                Ok(())
+            }
+        };
+        if let Err(e) = sent {
+            log::warn!("cannot answer call {id}: {e}");
+        }
+    }
+}
+
 /// A server name must make plain function names.
 fn check_name(name: &str) -> Result<()> {
     if name.is_empty() || name.contains(['.', '/', ':']) || name.chars().any(char::is_whitespace) {
@@ -189,36 +273,28 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A worker: answers calls until the server stops or the connection ends.
-fn work(ep: &Rpc, ctx: &Context, stop: &AtomicBool) {
+/// A worker: answers calls until the server stops or its source ends.
+/// A failure goes back to the caller as its error, and a bug in a handler
+/// is an error too, never a call left unanswered.
+fn work(source: &Source, ctx: &Context, stop: &AtomicBool) {
     loop {
-        match ep.next_call(Some(Duration::from_millis(50))) {
-            Ok(Some(call)) => answer(ep, ctx, call),
+        match source.next(Duration::from_millis(50)) {
+            Ok(Some(call)) => {
+                let outcome = catch_unwind(AssertUnwindSafe(|| run(ctx, &call)))
+                    .unwrap_or_else(|_| Err(Error::Io("internal error in the file server".into())));
+                if let Err(e) = &outcome {
+                    log::debug!("{}: {e}", call.function);
+                }
+                source.reply(call.id, outcome);
+            }
             Ok(None) if stop.load(Ordering::SeqCst) => return,
             Ok(None) => {}
-            Err(_) => return,
+            Err(()) => return,
         }
     }
 }
 
-/// Runs one call and replies; a failure goes back to the caller as its
-/// error, and a bug in a handler is an error too, never a silent call.
-fn answer(ep: &Rpc, ctx: &Context, call: IncomingCall) {
-    let outcome = catch_unwind(AssertUnwindSafe(|| run(ctx, &call)))
-        .unwrap_or_else(|_| Err(Error::Io("internal error in the file server".into())));
-    let sent = match outcome {
-        Ok(reply) => ep.reply_encoded(call.id, &reply),
-        Err(e) => {
-            log::debug!("{}: {e}", call.function);
-            ep.reply_error(call.id, e.type_name(), e.message(), "")
-        }
-    };
-    if let Err(e) = sent {
-        log::warn!("cannot answer {}: {e}", call.function);
-    }
-}
-
-fn run(ctx: &Context, call: &IncomingCall) -> Result<crate::buffer::PooledBuf> {
+fn run(ctx: &Context, call: &Call) -> Result<PooledBuf> {
     if call.stream {
         return Err(Error::InvalidInput(format!(
             "{} is not a stream",
