@@ -272,7 +272,7 @@ fn main() {
     );
     let r = dime_rate / raw_rate;
     println!(
-        "   ratio dime/raw   {r:>6.2}x   target >= {RATIO_TARGET}x   {}",
+        "   ratio dime/raw   {r:>6.3}x   target >= {RATIO_TARGET}x   {}",
         verdict(r >= RATIO_TARGET, &mut misses)
     );
     println!(

@@ -16,7 +16,7 @@ use crate::files::wire::{self, Entry, Fields};
 use crate::files::{Error, Result, part};
 use crate::value::Value;
 use std::ffi::OsString;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -37,9 +37,10 @@ struct Incoming {
     left: AtomicU64,
     /// A piece failed: skip the rest, keep the part for a rerun.
     failed: AtomicBool,
-    /// Held while writing into the part: one writer at a time sleeps the
-    /// others, where the file system's own lock would have them spin.
-    writing: Mutex<()>,
+    /// The part and its manifest, opened at the first piece and held
+    /// while writing: one writer at a time sleeps the others, where the
+    /// file system's own lock would have them spin.
+    writing: Mutex<Option<(File, Manifest)>>,
 }
 
 impl Incoming {
@@ -191,7 +192,7 @@ fn plan(
             hashes: Mutex::new(Vec::new()),
             left: AtomicU64::new(n),
             failed: AtomicBool::new(false),
-            writing: Mutex::new(()),
+            writing: Mutex::new(None),
             entry,
         };
         let i = files.len();
@@ -300,19 +301,20 @@ fn fetch_piece(pool: &Pool, ep: &Rpc, f: &Incoming, index: u64, c: &Counters) ->
         let (data, hash) = verified(&reply, f, index)?;
         let (p, m) = part::paths(&f.dir, &f.name);
         let io = |e: std::io::Error| Error::io(p.display(), &e);
-        let file = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&p)
-            .map_err(io)?;
-        {
-            let _one = f.writing.lock().unwrap_or_else(|p| p.into_inner());
-            file.write_all_at(data, piece_range(f.entry.size, piece, index).0)
+        let mut open = f.writing.lock().unwrap_or_else(|p| p.into_inner());
+        if open.is_none() {
+            let file = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&p)
                 .map_err(io)?;
+            *open = Some((file, Manifest::append(&m).map_err(io)?));
         }
-        Manifest::append(&m)
-            .and_then(|man| man.record(index, &hash))
+        let (file, man) = open.as_ref().expect("opened above");
+        file.write_all_at(data, piece_range(f.entry.size, piece, index).0)
             .map_err(io)?;
+        man.record(index, &hash).map_err(io)?;
+        drop(open);
         f.hashes.lock().unwrap_or_else(|p| p.into_inner())[index as usize] = Some(hash);
         c.moved(data.len() as u64);
         Ok(())
@@ -337,6 +339,8 @@ fn finish(f: &Incoming, c: &Counters) -> Result<()> {
     let hash = file_hash(&hashes);
     let (p, m) = part::paths(&f.dir, &f.name);
     let io = |e: std::io::Error| Error::io(f.dest().display(), &e);
+    // Every piece is written: the handles are no longer needed.
+    f.writing.lock().unwrap_or_else(|p| p.into_inner()).take();
     let file = OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NOFOLLOW)
