@@ -33,6 +33,9 @@ impl Embedded {
         }
         let mut server = Server::bind(Config {
             listen: listen.to_vec(),
+            // Bulk transfers keep the loop busy anyway; spinning between
+            // events would only take a core from the workers.
+            busy_poll: std::time::Duration::ZERO,
             ..Config::default()
         })
         .map_err(|e| Error::Io(format!("cannot start the broker: {e}")))?;
