@@ -458,11 +458,14 @@ fn stop_at(at: u64) -> impl FnMut(&Progress) -> bool {
     move |p: &Progress| p.bytes_done < at
 }
 
+/// One small piece at a time: a transfer of a few MiB takes about a
+/// thousand round trips, so the progress callback sees it under way even
+/// on a loaded machine.
 fn slow_opts() -> TransferOptions {
     TransferOptions {
         connections: 1,
         in_flight: 1,
-        piece: 16 << 10,
+        piece: 4 << 10,
         progress_interval: Duration::from_millis(1),
         ..opts(1)
     }
@@ -555,7 +558,7 @@ fn an_interrupted_upload_resumes_and_the_server_serves_on() {
         None,
     )
     .unwrap();
-    assert!(sum.resumed >= (1 << 20) - (16 << 10), "{sum:?}");
+    assert!(sum.resumed >= (1 << 20) - (4 << 10), "{sum:?}");
     assert_eq!(sum.bytes + sum.resumed, size as u64);
     same_file(&src.path().join("big"), &s.root.path().join("up/big"));
     assert_eq!(tree(&s.root.path().join("up")), ["big"]);
@@ -565,13 +568,33 @@ fn an_interrupted_upload_resumes_and_the_server_serves_on() {
 fn a_file_that_changes_during_the_download_fails_and_a_missing_server_is_reported() {
     let s = Setup::new();
     let path = s.root.path().join("grows");
-    write(&path, &bytes(2 << 20, 8), 0o644, 1_600_000_000);
-    let _server = s.serve(false);
+    write(&path, &bytes(4 << 20, 8), 0o644, 1_600_000_000);
+    let server = s.serve(false);
+    // The server refuses a read of a version the client did not list.
+    let rpc = dime::rpc::Rpc::connect(&s.srv.unix(), Default::default()).unwrap();
+    let args = dime::files::wire::encode_map(vec![
+        ("path", "grows".into()),
+        ("index", dime::Value::U64(0)),
+        ("piece", dime::Value::U64(1 << 20)),
+        ("size", dime::Value::U64(4 << 20)),
+        ("mtime_ns", dime::Value::I64(1_600_000_000_000_000_000)),
+    ])
+    .unwrap();
+    let r = rpc.call_encoded("files.read", &args, None).unwrap();
+    match r.result(Some(Duration::from_secs(5))).unwrap() {
+        Err(dime::rpc::CallError::Remote { error_type, .. }) => {
+            assert_eq!(error_type, "FileChangedError")
+        }
+        other => panic!("{other:?}"),
+    }
+    // And a client whose file changes under it fails it: changed at the
+    // first progress report, a thousand pieces before the end.
     let mut touched = false;
     let mut touch = |p: &Progress| {
-        if p.bytes_done > 0 && !touched {
+        if !touched {
             touched = true;
-            write(&path, &bytes(2 << 20, 9), 0o644, 1_600_000_100);
+            assert!(p.bytes_done < p.bytes_total / 2, "{p:?}");
+            write(&path, &bytes(4 << 20, 9), 0o644, 1_600_000_100);
         }
         true
     };
@@ -588,6 +611,7 @@ fn a_file_that_changes_during_the_download_fails_and_a_missing_server_is_reporte
         "{r:?}"
     );
     assert!(!s.dest.path().join("grows").exists());
+    drop(server);
     let quick = TransferOptions {
         wait_for_server: Duration::from_millis(200),
         ..opts(1)

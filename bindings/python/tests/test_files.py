@@ -139,7 +139,7 @@ def test_an_interrupted_download_resumes(served, root, tmp_path):
     # transfer half done.
     with pytest.raises(KeyboardInterrupt):
         files.download("files", "big.bin", dest, connections=1, progress=stop_after_a_while,
-                       address=served.address, piece=16 << 10, progress_interval=0.001)
+                       address=served.address, piece=4 << 10, progress_interval=0.001)
     assert not (dest / "big.bin").exists()
     assert sorted(os.listdir(dest)) == [".big.bin.dime-part", ".big.bin.dime-part.manifest"]
     s = files.download("files", "big.bin", dest, address=served.address)
@@ -150,7 +150,7 @@ def test_an_interrupted_download_resumes(served, root, tmp_path):
     # A callback returning False cancels too.
     with pytest.raises(dime.DimeError, match="cancelled"):
         files.download("files", "big.bin", tmp_path / "e", progress=lambda p: False,
-                       address=served.address, piece=16 << 10, progress_interval=0.001)
+                       address=served.address, piece=4 << 10, progress_interval=0.001)
     with pytest.raises(ValueError):
         files.download("files", "big.bin", dest, piece=1000, address=served.address)
 
