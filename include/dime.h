@@ -61,6 +61,22 @@
 #define DIME_RANK_ANY -1
 
 /**
+ * The selection is a list of paths (files or directories).
+ */
+#define DIME_FILES_PATHS 0
+
+/**
+ * The selection is one glob (`*`, `?`, `[…]`, `**`).
+ */
+#define DIME_FILES_GLOB 1
+
+/**
+ * The selection is one regular expression, searched for in each file's
+ * path from the root.
+ */
+#define DIME_FILES_REGEX 2
+
+/**
  * What a value is, as returned by `dime_value_kind`. Scalar kinds are
  * numbered as their dimeb tag.
  */
@@ -233,13 +249,35 @@ typedef enum dime_status {
    */
   DIME_STATUS_CANCELLED = 7203,
   /**
-   * No provider of the function took the call before its timeout.
+   * No provider of the function took the call before its timeout (for
+   * file transfers: no file server of that name answered).
    */
   DIME_STATUS_NO_PROVIDER = 7204,
   /**
    * `dime_stream_next`: the stream has ended; there are no more items.
    */
   DIME_STATUS_END_OF_STREAM = 7205,
+  /**
+   * A file or directory does not exist, or a pattern matched nothing.
+   */
+  DIME_STATUS_FILE_NOT_FOUND = 7301,
+  /**
+   * Refused: a path outside the served directory, or an upload to a
+   * read-only file server.
+   */
+  DIME_STATUS_PERMISSION_DENIED = 7302,
+  /**
+   * Received bytes did not match the sender's BLAKE3 hash.
+   */
+  DIME_STATUS_CHECKSUM_MISMATCH = 7303,
+  /**
+   * A file changed while it was being sent; run the transfer again.
+   */
+  DIME_STATUS_FILE_CHANGED = 7304,
+  /**
+   * A file-system error (on either side); the message says which file.
+   */
+  DIME_STATUS_IO_ERROR = 7305,
   /**
    * The library hit an internal bug and recovered. Please report it with
    * the message from `dime_last_error()`.
@@ -299,6 +337,13 @@ typedef struct dime_client dime_client;
  * One event, from `dime_watch_next`; release it with `dime_event_free`.
  */
 typedef struct dime_event dime_event;
+
+/**
+ * A running file server, from `dime_files_serve` or
+ * `dime_files_serve_embedded`; stop and release it with
+ * `dime_files_server_stop`.
+ */
+typedef struct dime_files_server dime_files_server;
 
 /**
  * A remote call in flight, from `dime_call`; release it with
@@ -396,6 +441,104 @@ typedef void (*dime_drop_fn)(void *userdata);
 typedef int32_t (*dime_stream_fn)(void *userdata,
                                   const struct dime_value *args,
                                   struct dime_request *request);
+
+/**
+ * How a transfer runs; pass NULL for the defaults (all of them), or set
+ * a field to 0 for its default.
+ */
+typedef struct dime_files_options {
+  /**
+   * Parallel connections to the broker (default 4).
+   */
+  size_t connections;
+  /**
+   * Calls in flight per connection (default 3).
+   */
+  size_t in_flight;
+  /**
+   * Piece size in bytes: a power of two from 1 KiB to 64 MiB (default
+   * 1 MiB). Files up to this size travel in one call.
+   */
+  uint64_t piece;
+  /**
+   * Milliseconds between progress callbacks (default 100).
+   */
+  uint64_t progress_interval_ms;
+  /**
+   * Milliseconds to wait for the broker and the file server to answer
+   * at all before failing (default 5000).
+   */
+  uint64_t server_timeout_ms;
+} dime_files_options;
+
+/**
+ * How far a transfer has come, as the progress callback sees it.
+ */
+typedef struct dime_files_progress {
+  /**
+   * Files complete (including those already at the destination).
+   */
+  uint64_t files_done;
+  /**
+   * Files in the transfer.
+   */
+  uint64_t files_total;
+  /**
+   * Bytes complete (including verified pieces of earlier runs).
+   */
+  uint64_t bytes_done;
+  /**
+   * Bytes in the transfer.
+   */
+  uint64_t bytes_total;
+  /**
+   * Seconds since the transfer started.
+   */
+  double elapsed;
+  /**
+   * Bytes sent per second in this run.
+   */
+  double rate;
+  /**
+   * Estimated seconds left; negative while unknown.
+   */
+  double eta;
+} dime_files_progress;
+
+/**
+ * A progress callback, called on the thread that started the transfer
+ * (every 100 ms and once at the end) with `progress` borrowed for the
+ * call. Return true to go on, false to cancel: the transfer then fails
+ * with `DIME_STATUS_CANCELLED`, leaving part files a rerun resumes.
+ */
+typedef bool (*dime_files_progress_fn)(void *userdata,
+                                       const struct dime_files_progress *progress);
+
+/**
+ * What a finished transfer did.
+ */
+typedef struct dime_files_summary {
+  /**
+   * Files that arrived in this run.
+   */
+  uint64_t files;
+  /**
+   * Files already complete at the destination, not sent again.
+   */
+  uint64_t skipped;
+  /**
+   * Bytes sent in this run.
+   */
+  uint64_t bytes;
+  /**
+   * Bytes of an interrupted transfer's verified pieces, not sent again.
+   */
+  uint64_t resumed;
+  /**
+   * Seconds the transfer took.
+   */
+  double elapsed;
+} dime_files_summary;
 
 /**
  * Where a watch is in its feed (`dime_watch_get_position`); pass it to a new
@@ -2071,6 +2214,95 @@ const char *dime_server_address(const struct dime_server *server,
  * had failed while running (the handle is freed all the same).
  */
 enum dime_status dime_server_stop(struct dime_server *server);
+
+/**
+ * Serves the directory `root` as file server `name` (NULL: `"files"`)
+ * through the broker at `address`, read-only unless `writable`. Returns
+ * once its functions are registered; worker threads serve until
+ * `dime_files_server_stop`. On success writes the new server to `*out`,
+ * owned by the caller. `DIME_STATUS_FILE_NOT_FOUND` if `root` is not a
+ * directory, `DIME_STATUS_CONNECTION_LOST` if the broker cannot be
+ * reached (within 5 s).
+ */
+enum dime_status dime_files_serve(const char *address,
+                                  const char *root,
+                                  const char *name,
+                                  bool writable,
+                                  struct dime_files_server **out);
+
+/**
+ * Like `dime_files_serve`, but runs a broker in this process listening on
+ * the `n` addresses in `listen` (port 0 picks a free port; see
+ * `dime_files_server_address`), so transfers are one hop.
+ */
+enum dime_status dime_files_serve_embedded(const char *const *listen,
+                                           size_t n,
+                                           const char *root,
+                                           const char *name,
+                                           bool writable,
+                                           struct dime_files_server **out);
+
+/**
+ * The `i`-th address the embedded broker listens on, as bound, borrowed
+ * until `dime_files_server_stop`; NULL if `server` is NULL, has no
+ * embedded broker, or `i` is out of range.
+ */
+const char *dime_files_server_address(const struct dime_files_server *server,
+                                      size_t i);
+
+/**
+ * Stops the file server (calls it has taken finish first), stops its
+ * embedded broker if any, and frees the handle. NULL does nothing.
+ */
+enum dime_status dime_files_server_stop(struct dime_files_server *server);
+
+/**
+ * Downloads from file server `name` (through the broker at `address`)
+ * the files a selection names into directory `dest` (created if
+ * needed): `kind` is `DIME_FILES_PATHS` (the `n` strings in `what` are
+ * paths of files or directories), `DIME_FILES_GLOB` or `DIME_FILES_REGEX`
+ * (one string). `options` may be NULL (defaults: 4 connections, 1 MiB
+ * pieces). `progress` (may be NULL) is called on this thread with
+ * `userdata`.
+ * Files already complete at `dest` (same size and modification time)
+ * are skipped; an interrupted download resumes. On success, if `summary`
+ * is not NULL, writes what was done there. Statuses:
+ * `DIME_STATUS_FILE_NOT_FOUND` (a path or nothing matched),
+ * `DIME_STATUS_PERMISSION_DENIED` (a path outside the served tree),
+ * `DIME_STATUS_NO_PROVIDER` (no file server of that name),
+ * `DIME_STATUS_CHECKSUM_MISMATCH`, `DIME_STATUS_FILE_CHANGED`,
+ * `DIME_STATUS_IO_ERROR`, `DIME_STATUS_CANCELLED`,
+ * `DIME_STATUS_CONNECTION_LOST`, `DIME_STATUS_INVALID_ARGUMENT` (a bad
+ * pattern or option).
+ */
+enum dime_status dime_files_download(const char *address,
+                                     const char *name,
+                                     int32_t kind,
+                                     const char *const *what,
+                                     size_t n,
+                                     const char *dest,
+                                     const struct dime_files_options *options,
+                                     dime_files_progress_fn progress,
+                                     void *userdata,
+                                     struct dime_files_summary *summary);
+
+/**
+ * Uploads the files a selection names on this machine (relative paths
+ * and patterns are taken from directory `base`; NULL: the current
+ * directory) into directory `dest_dir` of file server `name` (`""`: its
+ * root), which must be writable. Otherwise as `dime_files_download`.
+ */
+enum dime_status dime_files_upload(const char *address,
+                                   const char *name,
+                                   int32_t kind,
+                                   const char *const *what,
+                                   size_t n,
+                                   const char *base,
+                                   const char *dest_dir,
+                                   const struct dime_files_options *options,
+                                   dime_files_progress_fn progress,
+                                   void *userdata,
+                                   struct dime_files_summary *summary);
 
 /**
  * Watches share `share` (NULL or `""`: the default share): every key

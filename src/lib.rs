@@ -10,6 +10,7 @@
 pub mod buffer;
 pub mod client;
 pub mod ffi;
+pub mod files;
 pub mod proto;
 pub mod server;
 pub mod transport;

@@ -62,7 +62,10 @@ fn newest_source(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
         .filter_map(Result::ok)
         .filter_map(|e| {
             let path = e.path();
-            if path.is_dir() {
+            // The `dime` command's own code is not in the library.
+            if path.ends_with("src/main.rs") || path.ends_with("src/cli") {
+                None
+            } else if path.is_dir() {
                 newest_source(&path)
             } else {
                 Some((modified(&path), path))

@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("persist::format", 0),
     ("persist::policy", 0),
     ("persist", 1),
+    ("local", 0),
     ("config", 1),
     ("services::messaging::groups", 0),
     ("conn", 1),

@@ -50,6 +50,7 @@ pub mod stream;
 
 pub mod server;
 
+pub mod files;
 pub mod watch;
 
 mod args;

@@ -14,6 +14,7 @@ pub mod busy_poll;
 mod config;
 mod conn;
 mod dispatch;
+pub mod local;
 mod outqueue;
 pub mod persist;
 mod request;
@@ -92,6 +93,11 @@ pub struct Server {
     /// Why the loop must stop: the log could not be written with fsync
     /// `always`, so nothing more may be acknowledged.
     fatal: Option<io::Error>,
+    /// Replies of in-process providers ([`Server::local_provider`]).
+    replies: Arc<local::Replies>,
+    /// Ids handed to in-process providers, counting down from the top so
+    /// they never meet a connection's.
+    next_local: usize,
 }
 
 impl Server {
@@ -117,7 +123,10 @@ impl Server {
         };
         let mut state = State::new(config, Services::extensions());
         state.journal = journal;
+        let replies = Arc::new(local::Replies::new(poller.clone()));
         Ok(Server {
+            replies,
+            next_local: usize::MAX,
             accept_paused: vec![None; listeners.len()],
             poller,
             listeners,
@@ -138,6 +147,25 @@ impl Server {
     /// The addresses actually bound, in `-l` syntax.
     pub fn local_addrs(&self) -> Vec<String> {
         self.listeners.iter().map(Listener::local_addr).collect()
+    }
+
+    /// Provides `functions` from threads of this process: calls for them
+    /// go to the returned handle's queue (up to `capacity` of each at
+    /// once) instead of through a socket, and replies come back the same
+    /// way. For a service that lives in the broker's process (an embedded
+    /// file server). Its queue closes when `run` returns.
+    pub fn local_provider(&mut self, functions: &[&str], capacity: u32) -> local::LocalProvider {
+        let id = self.next_local;
+        self.next_local -= 1;
+        let queue = Arc::new(local::CallQueue::default());
+        self.services
+            .rpc
+            .add_local(&mut self.state, id, queue.clone(), functions, capacity);
+        local::LocalProvider {
+            id,
+            queue,
+            replies: self.replies.clone(),
+        }
     }
 
     /// A handle that stops `run` from another thread.
@@ -214,7 +242,14 @@ impl Server {
                 Ok(0) => {}
                 Ok(_) => self.busy.on_events(Instant::now()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.services.rpc.close_locals();
+                    return Err(e);
+                }
+            }
+            let replies = self.replies.take();
+            if !replies.is_empty() {
+                self.services.rpc.local_replies(&mut self.state, replies);
             }
             for ev in events.iter() {
                 match ev.key {
@@ -230,6 +265,7 @@ impl Server {
                 self.on_conn_event(id, true, false);
             }
         }
+        self.services.rpc.close_locals();
         if let Some(j) = &mut self.state.journal {
             if let Err(e) = j.close() {
                 log::error!("cannot write the log on shutdown: {e}");
@@ -605,6 +641,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A server dropped without running still releases its providers' workers.
+        self.services.rpc.close_locals();
         for l in &self.listeners {
             let _ = self.poller.delete(l.as_raw_fd_borrowed());
         }

@@ -45,6 +45,7 @@ from ._rpc_errors import NoProvider, ProviderLost, RemoteError
 from ._future import Future
 from .rpc import Client, Server
 from ._lib import lib as _libdime
+from . import files  # noqa: E402,F401  (dime.files: parallel file transfer)
 
 __all__ = ["DimeClient", "DimeError", "DimeServerError", "DimeTimeoutError",
            "DimeConnectionError", "DimeFileNotFoundError", "DimePermissionError",

@@ -48,6 +48,15 @@ STATUS_NO_PROVIDER = 7204
 STATUS_END_OF_STREAM = 7205
 STATUS_PANIC = 7999
 
+# file transfer (dime_files_*)
+STATUS_CANCELLED = 7203
+STATUS_NO_PROVIDER = 7204
+STATUS_FILE_NOT_FOUND = 7301
+STATUS_PERMISSION_DENIED = 7302
+STATUS_CHECKSUM_MISMATCH = 7303
+STATUS_FILE_CHANGED = 7304
+STATUS_IO_ERROR = 7305
+
 KIND_INVALID = -1
 KIND_NULL = 0
 KIND_BOOL = 1
@@ -97,6 +106,7 @@ cls = c_uint32      # dime_class
 h = c_void_p        # any opaque handle: dime_client *, dime_value *, dime_messages *
 ph = P(c_void_p)    # an out handle (dime_value **) or an array of handles
 strs = P(c_char_p)  # const char *const *
+fnptr = c_void_p    # a C function pointer (pass ctypes.cast(CFUNCTYPE(...)(f), c_void_p))
 
 #: dime_call_fn: int32_t (*)(void *userdata, const dime_value *args, dime_value **result)
 CALL_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, P(c_void_p))
@@ -281,6 +291,15 @@ SIGNATURES = {
     "dime_server_start": (status, [strs, c_size_t, ph]),
     "dime_server_address": (c_char_p, [h, c_size_t]),
     "dime_server_stop": (status, [h]),
+    # file transfer (dime.files)
+    "dime_files_serve": (status, [c_char_p, c_char_p, c_char_p, c_bool, ph]),
+    "dime_files_serve_embedded": (status, [strs, c_size_t, c_char_p, c_char_p, c_bool, ph]),
+    "dime_files_server_address": (c_char_p, [h, c_size_t]),
+    "dime_files_server_stop": (status, [h]),
+    "dime_files_download": (status, [c_char_p, c_char_p, c_int32, strs, c_size_t, c_char_p,
+                                     h, fnptr, c_void_p, h]),
+    "dime_files_upload": (status, [c_char_p, c_char_p, c_int32, strs, c_size_t, c_char_p,
+                                   c_char_p, h, fnptr, c_void_p, h]),
 }
 
 

@@ -21,6 +21,7 @@ use crate::buffer::PooledBuf;
 use crate::proto::extensions;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
+use crate::server::local::{CallQueue, LocalCall, LocalResult};
 use crate::server::outqueue::OutItem;
 use crate::server::request::{CommandError, Result, Text, flag, required};
 use crate::server::service::{Handler, Service};
@@ -166,6 +167,8 @@ pub struct Rpc {
     timers: BTreeSet<(Instant, Arc<str>, u64)>,
     next_call: u64,
     next_seq: u64,
+    /// In-process providers' call queues, by their provider id.
+    locals: FxHashMap<ConnId, Arc<CallQueue>>,
 }
 
 impl Service for Rpc {
@@ -302,7 +305,68 @@ impl Rpc {
                     window: call.window,
                 },
             );
-            push_result(st, provider, &head, Some(call.args));
+            match self.locals.get(&provider) {
+                Some(q) => q.push(LocalCall {
+                    id: k,
+                    function: self.running[&k].function.clone(),
+                    args: call.args,
+                    stream: call.window.is_some(),
+                }),
+                None => push_result(st, provider, &head, Some(call.args)),
+            }
+        }
+    }
+
+    /// Registers an in-process provider `id` of `functions`, running up to
+    /// `capacity` calls of each at once; its calls go to `queue`.
+    pub fn add_local(
+        &mut self,
+        st: &mut State,
+        id: ConnId,
+        queue: Arc<CallQueue>,
+        functions: &[&str],
+        capacity: u32,
+    ) {
+        self.locals.insert(id, queue);
+        for name in functions {
+            let name = self.function(name);
+            self.functions
+                .get_mut(&name)
+                .expect("just made")
+                .slots
+                .push(Slot {
+                    provider: id,
+                    capacity: capacity.max(1),
+                    running: 0,
+                });
+            self.provided.entry(id).or_default().push(name.clone());
+            self.drain(st, &name);
+        }
+    }
+
+    /// Routes in-process providers' replies, as `return` does a
+    /// connection's: (provider, call id, result).
+    pub fn local_replies(&mut self, st: &mut State, replies: Vec<(ConnId, u64, LocalResult)>) {
+        for (provider, k, result) in replies {
+            if self.running.get(&k).is_none_or(|r| r.provider != provider) {
+                continue;
+            }
+            let (head, body) = match result {
+                Ok(body) => (json!({"status": 0}), Some(body)),
+                Err((error_type, message)) => (
+                    json!({"status": -1, "remote": true, "error": message,
+                        "error_type": error_type, "traceback": ""}),
+                    None,
+                ),
+            };
+            self.end_call_with(st, k, head, body);
+        }
+    }
+
+    /// The broker is stopping: in-process providers' workers stop waiting.
+    pub fn close_locals(&mut self) {
+        for q in self.locals.values() {
+            q.close();
         }
     }
 
