@@ -231,6 +231,15 @@ fn remote_calls_route_fail_and_cancel() {
 }
 
 #[test]
+fn files_are_served_downloaded_and_uploaded() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("files", dir.path());
+    let out = assert_ran("files", run(&exe, &[&server.address]));
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
 fn tuple_spaces_match_every_field_kind_and_block() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
@@ -409,13 +418,15 @@ fn c_tests_are_clean_under_valgrind() {
     let tuples = build_test("tuples", dir.path());
     let shapes = build_test("shapes", dir.path());
     let rpc = build_test("rpc", dir.path());
-    let runs: [(&Path, Vec<&str>); 8] = [
+    let files = build_test("files", dir.path());
+    let runs: [(&Path, Vec<&str>); 9] = [
         (&shapes, vec![]),
         (&values, vec![&server.address]),
         (&threads, vec![&server.address]),
         (&shares, vec![&server.address]),
         (&tuples, vec![&server.address]),
         (&rpc, vec![&server.address]),
+        (&files, vec![&server.address]),
         (
             &errors,
             vec![&server.address, env!("CARGO_BIN_EXE_dime"), &scratch],
