@@ -299,6 +299,15 @@ fn remote_calls_route_fail_and_cancel() {
 }
 
 #[test]
+fn files_are_served_downloaded_and_uploaded() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("files", dir.path());
+    let out = assert_ran("files", run(&exe, &[&server.address]));
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
 fn tuple_spaces_match_every_field_kind_and_block() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
@@ -577,7 +586,8 @@ fn c_tests_are_clean_under_valgrind() {
     let shapes = build_test("shapes", dir.path());
     let rpc = build_test("rpc", dir.path());
     let watch = build_test("watch", dir.path());
-    let runs: [(&Path, Vec<&str>); 9] = [
+    let files = build_test("files", dir.path());
+    let runs: [(&Path, Vec<&str>); 10] = [
         (&shapes, vec![]),
         (&values, vec![&server.address]),
         (&threads, vec![&server.address]),
@@ -585,6 +595,7 @@ fn c_tests_are_clean_under_valgrind() {
         (&tuples, vec![&server.address]),
         (&rpc, vec![&server.address]),
         (&watch, vec![&server.address]),
+        (&files, vec![&server.address]),
         (
             &errors,
             vec![&server.address, env!("CARGO_BIN_EXE_dime"), &scratch],

@@ -434,6 +434,27 @@ fn uploads_many_files_and_a_large_one() {
         &src.path().join("set/f7"),
         &s.root.path().join("in/coming/set/f7"),
     );
+    // A rerun sends only what changed: here one file, given a new time.
+    write(&src.path().join("set/f3"), b"new", 0o600, 1_700_000_123);
+    let again = upload(
+        &s.srv.unix(),
+        "files",
+        &Selection::Paths(vec!["set".into(), "big".into()]),
+        src.path(),
+        "in/coming",
+        &opts(4),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        (again.files, again.skipped, again.bytes),
+        (1, 120, 3),
+        "{again:?}"
+    );
+    same_file(
+        &src.path().join("set/f3"),
+        &s.root.path().join("in/coming/set/f3"),
+    );
     assert_eq!(
         tree(&s.root.path().join("in/coming")).len(),
         121,

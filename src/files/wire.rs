@@ -15,6 +15,9 @@ use std::os::fd::AsRawFd;
 /// `NAME.info`: `{"name", "writable"}`; clients call it first to find the
 /// server (and a read-only one before uploading).
 pub const INFO: &str = "info";
+/// `NAME.have`: which of some files are already in place (same size and
+/// modification time), so an upload need not send them again.
+pub const HAVE: &str = "have";
 /// `NAME.list`: which files a selection names.
 pub const LIST: &str = "list";
 /// `NAME.read`: one piece of a file, with its hash.
@@ -29,8 +32,8 @@ pub const PUT_COMMIT: &str = "put_commit";
 pub const PUT_WHOLE: &str = "put_whole";
 
 /// Every function a file server provides.
-pub const FUNCTIONS: [&str; 7] = [
-    INFO, LIST, READ, PUT_BEGIN, PUT_PIECE, PUT_COMMIT, PUT_WHOLE,
+pub const FUNCTIONS: [&str; 8] = [
+    INFO, HAVE, LIST, READ, PUT_BEGIN, PUT_PIECE, PUT_COMMIT, PUT_WHOLE,
 ];
 
 /// The broker name of file server `server`'s function `op`.

@@ -107,11 +107,21 @@ pub fn upload(
     }
     let piece = options.piece;
     let counters = Counters::default();
+    let mut found = found;
+    for x in &mut found {
+        x.entry.path = to_wire(&dest_dir.join(&x.entry.rel));
+    }
+    let same = in_place(&pool, &found)?;
+    let mut skipped = (0, 0);
     let mut files = Vec::with_capacity(found.len());
     let mut tasks = Vec::with_capacity(found.len());
-    for x in found {
-        let mut entry = x.entry;
-        entry.path = to_wire(&dest_dir.join(&entry.rel));
+    for (x, same) in found.into_iter().zip(same) {
+        if same {
+            skipped.0 += 1;
+            skipped.1 += x.entry.size;
+            continue;
+        }
+        let entry = x.entry;
         let i = files.len();
         let (piece, have) = if pieces(entry.size, piece) == 1 {
             tasks.push(Task::Whole(i));
@@ -132,7 +142,12 @@ pub fn upload(
             entry,
         });
     }
-    let totals = (files.len() as u64, files.iter().map(|f| f.entry.size).sum());
+    let totals = (
+        files.len() as u64 + skipped.0,
+        files.iter().map(|f| f.entry.size).sum::<u64>() + skipped.1,
+    );
+    counters.files_done.fetch_add(skipped.0, Ordering::Relaxed);
+    counters.bytes_done.fetch_add(skipped.1, Ordering::Relaxed);
     let work = |ep: &Rpc, t: Task| match t {
         Task::Whole(i) => send_whole(&pool, ep, &files[i], files[i].piece, &counters),
         Task::Piece(i, k) => send_piece(&pool, ep, &files[i], files[i].piece, k, &counters),
@@ -152,11 +167,42 @@ pub fn upload(
     outcome.map_err(engine::combine)?;
     Ok(Summary {
         files: counters.files_moved.load(Ordering::Relaxed),
-        skipped: 0,
+        skipped: skipped.0,
         bytes: counters.bytes_moved.load(Ordering::Relaxed),
         resumed: counters.bytes_resumed.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
     })
+}
+
+/// Which files are already on the server with the same size and
+/// modification time (asked in batches, so no message grows too large).
+fn in_place(pool: &Pool, found: &[crate::files::select::Found]) -> Result<Vec<bool>> {
+    let mut same = Vec::with_capacity(found.len());
+    for batch in found.chunks(4096) {
+        let files = batch
+            .iter()
+            .map(|x| {
+                Value::Map(vec![
+                    ("path".into(), Value::from(x.entry.path.as_str())),
+                    ("size".into(), Value::U64(x.entry.size)),
+                    ("mtime_ns".into(), Value::I64(x.entry.mtime_ns)),
+                ])
+            })
+            .collect();
+        let args = wire::encode_map(vec![("files", Value::List(files))])?;
+        let reply = pool.call(pool.endpoint(0), wire::HAVE, &args, None)?;
+        match Fields::parse(&reply)?.value("same")? {
+            Value::List(v) if v.len() == batch.len() => {
+                same.extend(v.iter().map(|b| matches!(b, Value::Bool(true))))
+            }
+            _ => {
+                return Err(Error::InvalidInput(
+                    "the server's 'have' reply does not match".into(),
+                ));
+            }
+        }
+    }
+    Ok(same)
 }
 
 /// Begins a file of several pieces on the server: the piece size to use

@@ -321,6 +321,7 @@ fn run(ctx: &Context, call: &Call) -> Result<PooledBuf> {
             ("writable", crate::value::Value::Bool(ctx.writable)),
         ]),
         wire::LIST => read::list(&ctx.root, &f),
+        wire::HAVE => read::have(&ctx.root, &f),
         wire::READ => read::piece(&ctx.root, &f),
         wire::PUT_BEGIN => receive::begin(&ctx.root, &f),
         wire::PUT_PIECE => receive::piece(&ctx.root, &f),

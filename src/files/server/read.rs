@@ -20,6 +20,37 @@ pub fn list(root: &Root, f: &Fields<'_>) -> Result<PooledBuf> {
     encode_map(vec![("files", Value::List(files))])
 }
 
+/// `NAME.have`: `{"files": [{path, size, mtime_ns}, …]}` → `{"same":
+/// [bool, …]}`: whether each file is already in place with that size and
+/// modification time (a path that is missing, refused or not a regular
+/// file is not).
+pub fn have(root: &Root, f: &Fields<'_>) -> Result<PooledBuf> {
+    let Value::List(items) = f.value("files")? else {
+        return Err(Error::InvalidInput("'files' should be a list".into()));
+    };
+    let same = items
+        .iter()
+        .map(|v| {
+            let (Some(Value::String(path)), Some(size), Some(mtime)) =
+                (v.get("path"), v.get("size"), v.get("mtime_ns"))
+            else {
+                return Value::Bool(false);
+            };
+            let found = root
+                .resolve(path)
+                .ok()
+                .and_then(|abs| std::fs::metadata(abs).ok())
+                .is_some_and(|m| {
+                    m.is_file()
+                        && Value::U64(m.len()) == *size
+                        && Value::I64(mtime_ns(&m)) == *mtime
+                });
+            Value::Bool(found)
+        })
+        .collect();
+    encode_map(vec![("same", Value::List(same))])
+}
+
 /// `NAME.read`: `{path, index, piece, size, mtime_ns}` → `{data, hash}`:
 /// piece `index` of the file, which must still have the size and time it
 /// was listed with.
