@@ -7,7 +7,8 @@
  * Conventions (true of every function below):
  * - Every fallible call returns a dime_status; DIME_STATUS_OK is 0.
  *   Outputs come last and are written only on success. The reason for a
- *   failure is in dime_last_error() (per thread).
+ *   failure is in dime_last_error() (per thread), and the operating
+ *   system's errno behind it, if any, in dime_last_errno().
  * - NULL arguments give DIME_STATUS_NULL_ARGUMENT, never a crash, unless
  *   the function's comment gives NULL a meaning (a default share or space
  *   name, the whole-share lock, "absent" in dime_share_cas); every *_free
@@ -148,7 +149,8 @@ typedef enum dime_kind {
  * never reused: a retired kind keeps its number.
  *
  * On any status other than `DIME_STATUS_OK`, `dime_last_error()` describes
- * what went wrong and no output parameter was written.
+ * what went wrong, `dime_last_errno()` gives the operating system's error
+ * number behind it (if any), and no output parameter was written.
  */
 typedef enum dime_status {
   /**
@@ -179,7 +181,10 @@ typedef enum dime_status {
   DIME_STATUS_NOT_FOUND = 7005,
   /**
    * Could not connect, or the connection broke. The client is unusable
-   * afterwards; free it and connect again.
+   * afterwards; free it and connect again. `dime_last_errno()` tells
+   * why: `ENOENT` (no such unix socket), `ECONNREFUSED`, `EACCES`,
+   * `ETIMEDOUT`, `EPIPE`, `ECONNRESET` (also when the server closed the
+   * connection) …
    */
   DIME_STATUS_CONNECTION_LOST = 7101,
   /**
@@ -207,6 +212,14 @@ typedef enum dime_status {
    */
   DIME_STATUS_CODEC_ERROR = 7106,
   /**
+   * The server does not support what was asked: it is an original DiME2
+   * server (its handshake announces no extensions) or does not announce
+   * the extension needed (shares, tuple spaces …); the message says
+   * which. Nothing was sent; the client stays usable.
+   * `dime_server_supports` asks beforehand.
+   */
+  DIME_STATUS_UNSUPPORTED = 7107,
+  /**
    * A remote call's provider raised an error; `dime_future_error`
    * gives its type, message and traceback.
    */
@@ -224,6 +237,10 @@ typedef enum dime_status {
    */
   DIME_STATUS_NO_PROVIDER = 7204,
   /**
+   * `dime_stream_next`: the stream has ended; there are no more items.
+   */
+  DIME_STATUS_END_OF_STREAM = 7205,
+  /**
    * The library hit an internal bug and recovered. Please report it with
    * the message from `dime_last_error()`.
    */
@@ -231,10 +248,57 @@ typedef enum dime_status {
 } dime_status;
 
 /**
+ * What an event says happened (`dime_event_kind`).
+ */
+typedef enum dime_change {
+  /**
+   * Not an event (`dime_event_kind` of NULL).
+   */
+  DIME_CHANGE_NONE = 0,
+  /**
+   * A share key was set (set, set_many, incr, a swapping cas).
+   */
+  DIME_CHANGE_SET = 1,
+  /**
+   * A share key was removed (del, pop).
+   */
+  DIME_CHANGE_DEL = 2,
+  /**
+   * Every key of a share was removed.
+   */
+  DIME_CHANGE_CLEAR = 3,
+  /**
+   * A tuple was put into a space.
+   */
+  DIME_CHANGE_OUT = 4,
+  /**
+   * A tuple was taken from a space.
+   */
+  DIME_CHANGE_IN = 5,
+  /**
+   * A client joined a group.
+   */
+  DIME_CHANGE_JOIN = 6,
+  /**
+   * A client left a group (or disconnected).
+   */
+  DIME_CHANGE_LEAVE = 7,
+  /**
+   * Events were missed and are no longer known: re-read the state.
+   */
+  DIME_CHANGE_LOST = 8,
+} dime_change;
+
+/**
  * An opaque connection to a DiME server, from `dime_connect`; release it
  * with `dime_client_free`. Internally locked: usable from several threads.
  */
 typedef struct dime_client dime_client;
+
+/**
+ * One event, from `dime_watch_next`; release it with `dime_event_free`.
+ */
+typedef struct dime_event dime_event;
 
 /**
  * A remote call in flight, from `dime_call`; release it with
@@ -276,6 +340,12 @@ typedef struct dime_request dime_request;
 typedef struct dime_server dime_server;
 
 /**
+ * A stream being consumed, from `dime_stream_open`; release it with
+ * `dime_stream_close` (which stops the producer if it has not ended).
+ */
+typedef struct dime_stream dime_stream;
+
+/**
  * An opaque value of the type table (null, bool, integer and float
  * scalars, complex, N-d matrix, string, list, map).
  *
@@ -285,6 +355,13 @@ typedef struct dime_server dime_server;
  * `*_at` accessor is borrowed from its container and must not be freed.
  */
 typedef struct dime_value dime_value;
+
+/**
+ * A watch, from `dime_watch_share`, `dime_watch_space` or
+ * `dime_watch_groups`; release it with `dime_watch_free`. Internally
+ * locked; one thread at a time waits in `dime_watch_next`.
+ */
+typedef struct dime_watch dime_watch;
 
 /**
  * The element class of a matrix: one of the `DIME_CLASS_*` constants.
@@ -309,6 +386,31 @@ typedef int32_t (*dime_call_fn)(void *userdata,
  * Releases a provider callback's userdata once no worker uses it.
  */
 typedef void (*dime_drop_fn)(void *userdata);
+
+/**
+ * A stream producer callback: sends items with `dime_stream_send(request,
+ * …)` (stop when it returns `DIME_STATUS_CANCELLED`) and returns 0 to end
+ * the stream normally, non-zero to end it with an error. `args` and
+ * `request` are borrowed for the call; do not free them.
+ */
+typedef int32_t (*dime_stream_fn)(void *userdata,
+                                  const struct dime_value *args,
+                                  struct dime_request *request);
+
+/**
+ * Where a watch is in its feed (`dime_watch_get_position`); pass it to a new
+ * watch to resume after the last event seen.
+ */
+typedef struct dime_watch_position {
+  /**
+   * Identifies the feed and the broker run the number belongs to.
+   */
+  uint64_t epoch;
+  /**
+   * The last event number seen.
+   */
+  uint64_t seq;
+} dime_watch_position;
 
 /**
  * int8 elements (`int8_t`).
@@ -395,6 +497,21 @@ extern "C" {
  * only right after a call returned a failure. Each thread has its own.
  */
 const char *dime_last_error(void);
+
+/**
+ * The operating system's error number (`errno`: `ENOENT`, `ECONNREFUSED`,
+ * `EACCES`, `ETIMEDOUT`, `EPIPE`, `ECONNRESET` … from `<errno.h>`) behind
+ * this thread's most recent failed call, or 0 if that failure did not come
+ * from the operating system (a bad argument, a server refusal, a timeout
+ * of `dime_wait`, a closed client, a host name that did not resolve …).
+ *
+ * Set and kept exactly like `dime_last_error()`: read it right after a
+ * call returned a failure. Failures with `DIME_STATUS_CONNECTION_LOST`
+ * carry one whenever the OS reported one; a connection the server closed
+ * reports `ECONNRESET`, and later calls on a client whose connection
+ * broke repeat the errno of the original failure. Each thread has its own.
+ */
+int dime_last_errno(void);
 
 /**
  * The library's version as a NUL-terminated string, e.g. `"0.1.0"`; equal
@@ -917,7 +1034,10 @@ enum dime_status dime_value_map_take_at(struct dime_value *map,
  * `address` (NUL-terminated): `unix:/path/to.sock`, `ipc:/path/to.sock`
  * (the same), `tcp:host:port` or `tcp:port` (127.0.0.1).
  * `DIME_STATUS_INVALID_ARGUMENT` if it does not parse;
- * `DIME_STATUS_CONNECTION_LOST` if nothing answers there;
+ * `DIME_STATUS_CONNECTION_LOST` if nothing answers there, with the reason
+ * in `dime_last_errno()` (`ENOENT`: no such unix socket, `ECONNREFUSED`:
+ * nobody listening, `EACCES`: no permission, `ETIMEDOUT` …; 0 when a host
+ * name did not resolve);
  * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Blocks until the
  * handshake completes.
  */
@@ -1010,7 +1130,11 @@ enum dime_status dime_broadcast_many(struct dime_client *client,
  * messages (≥ 1) to `*out_count`; then `dime_sync` fetches them.
  * `DIME_STATUS_TIMEOUT` if the time ran out (the client stays usable);
  * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Holds the client's
- * lock while waiting (see the thread note above).
+ * lock while waiting (see the thread note above). With an original DiME2
+ * server (see `dime_server_supports`) a wait without a limit is DiME2's
+ * own `wait`, which blocks in the server; one with a limit polls it with
+ * `sync`, 1 ms apart at first and at most 50 ms, since that server
+ * cannot time a wait out.
  */
 enum dime_status dime_wait(struct dime_client *client,
                            int64_t timeout_ms,
@@ -1023,6 +1147,29 @@ enum dime_status dime_wait(struct dime_client *client,
  */
 enum dime_status dime_devices(struct dime_client *client,
                               struct dime_value **out);
+
+/**
+ * Writes to `*out` whether the server announced extension `extension`
+ * (NUL-terminated: `"share"`, `"space"`, `"sync_wait"` …, listed in
+ * `docs/protocol-extensions.md`) in its handshake. An original DiME2
+ * server announces none, so every name gives false; DiME2's own calls
+ * (`dime_join`, `dime_send`, `dime_sync`, `dime_wait` …) work with it
+ * anyway, while the calls of an unsupported extension (`share_*`,
+ * `dime_out` …) fail with `DIME_STATUS_UNSUPPORTED`. Sends nothing.
+ * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+ */
+enum dime_status dime_server_supports(const struct dime_client *client,
+                                      const char *extension,
+                                      bool *out);
+
+/**
+ * Writes to `*out` a new list value (owned by the caller; free with
+ * `dime_value_free`) of strings: the extensions the server announced in
+ * its handshake, empty for an original DiME2 server. Sends nothing.
+ * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+ */
+enum dime_status dime_server_extensions(const struct dime_client *client,
+                                        struct dime_value **out);
 
 /**
  * Receives up to `n` queued messages (`DIME_SYNC_ALL` or any negative
@@ -1315,6 +1462,65 @@ enum dime_status share_try_lock(struct dime_client *client,
 enum dime_status share_unlock(struct dime_client *client,
                               const char *share,
                               const char *key);
+
+/**
+ * Takes a lock as `share_lock` does (`key` NULL: the whole-share lock),
+ * with a **lease**: unless renewed with `share_lock_renew`, the broker
+ * releases it `ttl_ms` milliseconds after the grant, even if this client
+ * is alive but stuck (paused, swapped out, in a debugger), and the next
+ * waiter gets it. `ttl_ms` <= 0 takes it with no lease (held until
+ * released, as `share_lock`).
+ *
+ * On success writes the grant's **fencing token** to `*out_token`: a
+ * number that grows with every grant (and survives broker restarts with
+ * `--data-dir`). Pass it to `share_set_fenced` / `share_del_fenced`: the
+ * broker refuses a write whose token is older than the lock's newest
+ * grant, so a holder whose lease ran out cannot overwrite the next
+ * holder's work. `timeout_ms` as for `share_lock` (0: only if free now,
+ * else `DIME_STATUS_TIMEOUT`). Other errors as for `share_lock`;
+ * `out_token` must not be NULL.
+ */
+enum dime_status share_lock_lease(struct dime_client *client,
+                                  const char *share,
+                                  const char *key,
+                                  int64_t timeout_ms,
+                                  int64_t ttl_ms,
+                                  uint64_t *out_token);
+
+/**
+ * Extends the lease of a lock this client holds (`key` NULL: the
+ * whole-share lock) to `ttl_ms` milliseconds from now (<= 0: the length
+ * it was taken or last renewed with), and writes its fencing token to
+ * `*out_token`. `DIME_STATUS_SERVER_ERROR` if this client does not hold
+ * the lock, for instance because the lease already ran out: it must not
+ * go on as if it did. Other errors as for `share_lock`.
+ */
+enum dime_status share_lock_renew(struct dime_client *client,
+                                  const char *share,
+                                  const char *key,
+                                  int64_t ttl_ms,
+                                  uint64_t *out_token);
+
+/**
+ * As `share_set`, carrying fencing token `fence` (from `share_lock_lease`):
+ * refused with `DIME_STATUS_SERVER_ERROR` (and nothing written) if a newer
+ * grant of the share's lock or of the named lock `key` exists.
+ */
+enum dime_status share_set_fenced(struct dime_client *client,
+                                  const char *share,
+                                  const char *key,
+                                  const struct dime_value *value,
+                                  uint64_t fence);
+
+/**
+ * As `share_del`, carrying fencing token `fence`: refused like
+ * `share_set_fenced`.
+ */
+enum dime_status share_del_fenced(struct dime_client *client,
+                                  const char *share,
+                                  const char *key,
+                                  uint64_t fence,
+                                  bool *out_found);
 
 /**
  * A new empty pattern (it matches only the empty tuple until fields are
@@ -1751,6 +1957,92 @@ enum dime_status dime_provide_callback(struct dime_client *client,
                                        dime_drop_fn drop);
 
 /**
+ * Opens a stream from the generator `function` provides, called with
+ * `args` (borrowed; NULL means a null value). `window_items` and
+ * `window_bytes` bound how far the producer runs ahead of your reading (0
+ * picks the default: 1024 items, 64 MiB); `timeout_ms` bounds the wait for
+ * a provider (`DIME_WAIT_FOREVER`: no limit). On success writes a new
+ * stream to `*out`, owned by the caller (`dime_stream_close`).
+ */
+enum dime_status dime_stream_open(struct dime_client *client,
+                                  const char *function,
+                                  const struct dime_value *args,
+                                  uint64_t window_items,
+                                  uint64_t window_bytes,
+                                  int64_t timeout_ms,
+                                  struct dime_stream **out);
+
+/**
+ * Reads the next item: writes a new value to `*out`, owned by the caller.
+ * `DIME_STATUS_END_OF_STREAM` once the producer has ended (and on every
+ * call after); `DIME_STATUS_TIMEOUT` if no item came within `timeout_ms`
+ * (`DIME_WAIT_FOREVER`: no limit). If the stream failed, after the items
+ * sent before the failure: `DIME_STATUS_REMOTE_ERROR` (the producer
+ * raised; see `dime_stream_error`), `DIME_STATUS_PROVIDER_LOST`,
+ * `DIME_STATUS_NO_PROVIDER`, `DIME_STATUS_CONNECTION_LOST` or
+ * `DIME_STATUS_SERVER_ERROR`.
+ */
+enum dime_status dime_stream_next(struct dime_stream *stream,
+                                  int64_t timeout_ms,
+                                  struct dime_value **out);
+
+/**
+ * How a failed stream failed: writes borrowed, NUL-terminated strings
+ * (valid until `dime_stream_close`) to each non-NULL output: the
+ * producer's error type (empty unless it raised), the message, and its
+ * traceback. `DIME_STATUS_NOT_FOUND` if the stream has not failed.
+ */
+enum dime_status dime_stream_error(const struct dime_stream *stream,
+                                   const char **error_type,
+                                   const char **message,
+                                   const char **traceback);
+
+/**
+ * Closes a stream and frees it: a producer still running is stopped (its
+ * next `dime_stream_send` returns `DIME_STATUS_CANCELLED`). NULL is
+ * accepted and does nothing.
+ */
+void dime_stream_close(struct dime_stream *stream);
+
+/**
+ * 1 if `request` is a stream call (answer it with `dime_stream_send` and
+ * `dime_stream_end`), 0 for a plain call or NULL.
+ */
+int32_t dime_request_is_stream(const struct dime_request *request);
+
+/**
+ * Sends the next item of a stream call (`item` borrowed; NULL means a null
+ * value), waiting while the consumer's window is full. Returns
+ * `DIME_STATUS_CANCELLED` once the consumer has stopped (closed the stream
+ * early, or gone): stop producing and end the call. `DIME_STATUS_TIMEOUT`
+ * if no room came within `timeout_ms` (`DIME_WAIT_FOREVER`: no limit).
+ */
+enum dime_status dime_stream_send(struct dime_request *request,
+                                  const struct dime_value *item,
+                                  int64_t timeout_ms);
+
+/**
+ * Ends a stream call normally (the consumer's `dime_stream_next` then
+ * returns `DIME_STATUS_END_OF_STREAM`); `dime_reply_error` ends it with an
+ * error instead. The request must still be freed.
+ */
+enum dime_status dime_stream_end(struct dime_request *request);
+
+/**
+ * Offers the stream `function`, produced by `workers` library threads
+ * (0 counts as 1), each running `callback(userdata, args, request)` for
+ * one stream at a time; as `dime_provide_callback` otherwise (the
+ * callback may run on several threads at once; `drop(userdata)` once
+ * after the client closes).
+ */
+enum dime_status dime_provide_stream_callback(struct dime_client *client,
+                                              const char *function,
+                                              uint32_t workers,
+                                              dime_stream_fn callback,
+                                              void *userdata,
+                                              dime_drop_fn drop);
+
+/**
  * Starts a broker in this process listening on the `n` addresses in
  * `addresses` (`unix:/path`, `tcp:HOST:PORT`, `ws:HOST:PORT`; port 0
  * picks a free port, see `dime_server_address`), with the `dime`
@@ -1779,6 +2071,112 @@ const char *dime_server_address(const struct dime_server *server,
  * had failed while running (the handle is freed all the same).
  */
 enum dime_status dime_server_stop(struct dime_server *server);
+
+/**
+ * Watches share `share` (NULL or `""`: the default share): every key
+ * starting with `prefix` (NULL or `""`: every key) that is set or
+ * removed, and every clear, is pushed to the watch as it happens.
+ * `resume`: NULL to start from now, or a position from
+ * `dime_watch_get_position` to first receive what happened after it (or one
+ * `DIME_CHANGE_LOST` event when that is no longer known). On success
+ * writes a new watch to `*out`, owned by the caller (`dime_watch_free`).
+ * The watch has its own connection; the client is only read.
+ */
+enum dime_status dime_watch_share(struct dime_client *client,
+                                  const char *share,
+                                  const char *prefix,
+                                  const struct dime_watch_position *resume,
+                                  struct dime_watch **out);
+
+/**
+ * Watches tuple space `space` (NULL or `""`: the default space): every
+ * tuple put in (`DIME_CHANGE_OUT`) or taken out (`DIME_CHANGE_IN`).
+ * `resume` and `out` as for `dime_watch_share`.
+ */
+enum dime_status dime_watch_space(struct dime_client *client,
+                                  const char *space,
+                                  const struct dime_watch_position *resume,
+                                  struct dime_watch **out);
+
+/**
+ * Watches group membership: every join and leave (a disconnect leaves
+ * every group) of groups whose names start with `prefix` (NULL or `""`:
+ * every group). `resume` and `out` as for `dime_watch_share`.
+ */
+enum dime_status dime_watch_groups(struct dime_client *client,
+                                   const char *prefix,
+                                   const struct dime_watch_position *resume,
+                                   struct dime_watch **out);
+
+/**
+ * Waits up to `timeout_ms` (`DIME_WAIT_FOREVER`: no limit; 0: only check)
+ * for the next event and writes it to `*out`, a new event owned by the
+ * caller (`dime_event_free`). `DIME_STATUS_TIMEOUT` if none came. If the
+ * connection broke, it is reopened once and the watch resumes where it
+ * was; `DIME_STATUS_CONNECTION_LOST` if that failed too (the watch stays
+ * usable: the next call tries again).
+ */
+enum dime_status dime_watch_next(struct dime_watch *watch,
+                                 int64_t timeout_ms,
+                                 struct dime_event **out);
+
+/**
+ * Writes the watch's position (the last event seen, or where the feed
+ * was when the watch began) to `*out`, for resuming a later watch.
+ */
+enum dime_status dime_watch_get_position(const struct dime_watch *watch,
+                                         struct dime_watch_position *out);
+
+/**
+ * Closes the watch's connection and frees it. NULL is accepted.
+ */
+void dime_watch_free(struct dime_watch *watch);
+
+/**
+ * The event's kind; `DIME_CHANGE_NONE` for NULL.
+ */
+enum dime_change dime_event_kind(const struct dime_event *event);
+
+/**
+ * The event's number (events of one feed are numbered in order); 0 for NULL.
+ */
+uint64_t dime_event_seq(const struct dime_event *event);
+
+/**
+ * The share or space the event happened in, borrowed from the event
+ * (valid until `dime_event_free`); NULL for group events, `LOST` and NULL.
+ */
+const char *dime_event_topic(const struct dime_event *event);
+
+/**
+ * The share key, or the group name, the event is about, borrowed like
+ * `dime_event_topic`; NULL for clears, tuple events, `LOST` and NULL.
+ */
+const char *dime_event_key(const struct dime_event *event);
+
+/**
+ * The new value (`SET`) or the tuple (`OUT`, `IN`), borrowed from the
+ * event (valid until `dime_event_free`; `dime_value_clone` to keep it);
+ * NULL when the event has none, and for NULL.
+ */
+const struct dime_value *dime_event_value(const struct dime_event *event);
+
+/**
+ * The broker's id of the client that joined or left; -1 for other
+ * events and NULL.
+ */
+int64_t dime_event_client(const struct dime_event *event);
+
+/**
+ * For `LOST`: why the history is lost, borrowed like `dime_event_topic`;
+ * NULL otherwise.
+ */
+const char *dime_event_message(const struct dime_event *event);
+
+/**
+ * Frees an event. NULL is accepted.
+ */
+void dime_event_free(struct dime_event *event);
 
 #ifdef __cplusplus
 }  // extern "C"

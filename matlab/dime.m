@@ -15,22 +15,31 @@ classdef dime < handle
     %
     % Methods: join, leave, send (alias send_var), send_r, broadcast,
     % broadcast_r, sync, sync_r, wait, devices (alias get_devices), close,
-    % delete.
+    % delete; supports and server_extensions (what the server offers beyond
+    % DiME2: an original DiME2 server offers nothing, and shares and tuple
+    % spaces then raise dime:unsupported).
     % Shared dictionaries: share_set, share_get, share_pop, share_del,
     % share_contains, share_keys, share_len, share_clear, share_get_many,
     % share_set_many, share_incr, share_cas (dime.absent()), share_wait_key,
-    % share_lock, share_try_lock, share_unlock; option 'share', NAME.
+    % share_lock, share_try_lock, share_unlock; leases and fencing tokens:
+    % share_lock_lease, share_lock_renew, share_set_fenced,
+    % share_del_fenced; option 'share', NAME.
+    % Change events: watch_share, watch_space, watch_groups, watch_next,
+    % watch_position, watch_close.
     % Tuple spaces: out, in (aliases take, in_), rd, inp, rdp, count;
     % pattern wildcards dime.any(), dime.type(T), dime.matrix(C, R),
     % dime.range(LO, HI); option 'space', NAME.
     % Every failure raises an error whose identifier is
     % dime:<kind> (dime:connection, dime:closed, dime:timeout, dime:server,
-    % dime:type, dime:argument, dime:notfound, dime:codec, ...) and whose message is the
-    % library's; after dime:server, dime:type, dime:argument, dime:timeout
-    % and dime:codec the connection stays usable.
+    % dime:type, dime:argument, dime:notfound, dime:codec, dime:unsupported,
+    % ...) and whose message is the library's; after dime:server,
+    % dime:type, dime:argument, dime:timeout, dime:codec and
+    % dime:unsupported the connection stays usable.
     %
     % Values travel in the dimeb format; see matlab/README.md for the type
-    % table. Build the MEX file once with build_mex (in this folder).
+    % table. The first use builds the MEX file (dime_mex) when it is missing
+    % or older than libdime (build_mex in this folder chooses another
+    % library); dime.version() reports the versions.
 
     properties (SetAccess = private)
         address = ''        % the libdime address connected to
@@ -87,6 +96,7 @@ classdef dime < handle
                               'unknown protocol ''%s'' (use ''ipc'' or ''tcp'')', proto);
                     end
             end
+            mex_ready();   % builds dime_mex on first use; refuses another libdime version
             obj.h = dime_mex('connect', addr);
             obj.address = addr;
         end
@@ -176,7 +186,8 @@ classdef dime < handle
 
         function varargout = sync(obj, n)
             % SYNC  Receive up to n queued variables (all by default) and
-            % assign them in the caller's workspace; returns their names.
+            % assign them in the caller's workspace; returns their names
+            % (a Kx1 cell of char, in arrival order; {} if none).
             %
             %   d.sync();  names = d.sync(1);
             if nargin < 2
@@ -231,8 +242,26 @@ classdef dime < handle
         end
 
         function names = devices(obj)
-            % DEVICES  Names of the groups with at least one member (1xN cell).
+            % DEVICES  Names of the groups with at least one member: an Nx1
+            % cell of char, as the original client's (sort(d.devices()) is
+            % {'a'; 'b'; ...}); {} when there is none.
             names = dime_mex('devices', obj.h);
+        end
+
+        function tf = supports(obj, name)
+            % SUPPORTS  Whether the server announced extension NAME ('share',
+            % 'space', 'sync_wait', ...; see docs/protocol-extensions.md).
+            % Always false for an original DiME2 server.
+            tf = dime_mex('server_supports', obj.h, dime.str(name));
+        end
+
+        function names = server_extensions(obj)
+            % SERVER_EXTENSIONS  The extensions the server announced (Nx1
+            % cell of char; 0x1 for an original DiME2 server, with which
+            % DiME2's methods work and shares and tuple spaces raise
+            % dime:unsupported).
+            names = dime_mex('server_extensions', obj.h);
+            names = reshape(names, [], 1);
         end
 
         function names = get_devices(obj)
@@ -300,8 +329,8 @@ classdef dime < handle
         end
 
         function k = share_keys(obj, varargin)
-            % SHARE_KEYS  Every key of the share, sorted (1xN cell of char;
-            % {} when empty).
+            % SHARE_KEYS  Every key of the share, sorted (Nx1 cell of char,
+            % like devices; {} when empty).
             s = dime.share_opt(varargin, 0, 'share_keys([''share'', S])');
             k = dime_mex('share_keys', obj.h, s);
         end
@@ -406,19 +435,165 @@ classdef dime < handle
             end
         end
 
-        function share_lock(obj, varargin)
+        function token = share_lock(obj, varargin)
             % SHARE_LOCK  d.share_lock() takes the whole-share lock (other
             % clients' writes to the share wait while it is held; reads do
             % not); d.share_lock(key) a named advisory lock;
             % d.share_lock(key_or_[], timeout) gives up after timeout
             % seconds with dime:timeout. FIFO; not re-entrant (dime:server);
             % released by share_unlock or when this connection closes.
+            % Returns the grant's fencing token (uint64; see share_lock_lease).
             [pos, s] = dime.share_opt(varargin, 2, 'share_lock([key], [timeout], [''share'', S])');
             key = [];
             if ~isempty(pos)
                 key = dime.str(pos{1});
             end
-            dime_mex('share_lock', obj.h, s, key, dime.to_ms(pos(2:end)));
+            token = dime_mex('share_lock_lease', obj.h, s, key, dime.to_ms(pos(2:end)), 0);
+        end
+
+        function token = share_lock_lease(obj, key, ttl, varargin)
+            % SHARE_LOCK_LEASE  token = d.share_lock_lease(key_or_[], ttl)
+            % takes the lock (key [] : whole-share) with a lease of ttl
+            % seconds: unless renewed (share_lock_renew) the server releases
+            % it then, even if this process is alive but stuck, and the next
+            % waiter gets it. Optional third argument: a timeout in seconds.
+            % Returns the fencing token (uint64), which grows with every
+            % grant; writes given it (share_set_fenced, share_del_fenced)
+            % are refused (dime:server) once a newer grant exists.
+            if nargin < 3
+                dime.missing('share_lock_lease', 2);
+            end
+            [pos, s] = dime.share_opt(varargin, 1, 'share_lock_lease(key_or_[], ttl, [timeout], [''share'', S])');
+            if ~isempty(key)
+                key = dime.str(key);
+            end
+            token = dime_mex('share_lock_lease', obj.h, s, key, dime.to_ms(pos), dime.lease_ms(ttl));
+        end
+
+        function token = share_lock_renew(obj, key, ttl, varargin)
+            % SHARE_LOCK_RENEW  d.share_lock_renew(key_or_[], ttl) extends
+            % the lease of a lock this connection holds to ttl seconds from
+            % now ([]: its last length); returns its token. dime:server if
+            % the lock is no longer held (the lease already ran out).
+            if nargin < 2
+                dime.missing('share_lock_renew', 1);
+            end
+            if nargin < 3
+                ttl = [];
+            end
+            s = dime.share_opt(varargin, 0, 'share_lock_renew(key_or_[], [ttl], [''share'', S])');
+            if ~isempty(key)
+                key = dime.str(key);
+            end
+            ms = 0;
+            if ~isempty(ttl)
+                ms = dime.lease_ms(ttl);
+            end
+            token = dime_mex('share_lock_renew', obj.h, s, key, ms);
+        end
+
+        function share_set_fenced(obj, key, value, token, varargin)
+            % SHARE_SET_FENCED  share_set carrying a fencing token: refused
+            % (dime:server, nothing written) if a newer grant of the share's
+            % lock or of the lock named key exists.
+            if nargin < 4
+                dime.missing('share_set_fenced', 3);
+            end
+            s = dime.share_opt(varargin, 0, 'share_set_fenced(key, value, token, [''share'', S])');
+            dime_mex('share_set_fenced', obj.h, s, dime.str(key), dime.to_wire(value), token);
+        end
+
+        function found = share_del_fenced(obj, key, token, varargin)
+            % SHARE_DEL_FENCED  share_del carrying a fencing token (see
+            % share_set_fenced).
+            if nargin < 3
+                dime.missing('share_del_fenced', 2);
+            end
+            s = dime.share_opt(varargin, 0, 'share_del_fenced(key, token, [''share'', S])');
+            found = dime_mex('share_del_fenced', obj.h, s, dime.str(key), token);
+        end
+
+        % -------------------------------------------------- change events
+        % A watch has its own connection to the server; events are structs
+        % with fields kind ('set', 'del', 'clear', 'out', 'in', 'join',
+        % 'leave' or 'lost': re-read, events were missed), seq, topic (the
+        % share or space), key (share key or group), value and client ([]
+        % when not applicable).
+
+        function w = watch_share(obj, varargin)
+            % WATCH_SHARE  w = d.watch_share([prefix], [resume]) watches the
+            % share's keys starting with prefix (default: all); resume: a
+            % position from watch_position, to first get what happened after
+            % it. Option 'share', NAME. Read events with watch_next.
+            [pos, s] = dime.share_opt(varargin, 2, 'watch_share([prefix], [resume], [''share'', S])');
+            prefix = '';
+            if ~isempty(pos) && ~isempty(pos{1})
+                prefix = dime.str(pos{1});
+            end
+            resume = [];
+            if numel(pos) > 1
+                resume = pos{2};
+            end
+            w = dime_mex('watch_share', obj.h, s, prefix, resume);
+        end
+
+        function w = watch_space(obj, varargin)
+            % WATCH_SPACE  w = d.watch_space([resume]): an 'out' event for
+            % every tuple put in, 'in' for every tuple taken (value: the
+            % tuple). Option 'space', NAME.
+            [pos, sp] = dime.space_opt(varargin, 1, 'watch_space([resume], [''space'', S])');
+            resume = [];
+            if ~isempty(pos)
+                resume = pos{1};
+            end
+            w = dime_mex('watch_space', obj.h, sp, resume);
+        end
+
+        function w = watch_groups(obj, prefix, resume)
+            % WATCH_GROUPS  w = d.watch_groups([prefix], [resume]): 'join'
+            % and 'leave' events (key: the group, client: the server's id
+            % of the client) of groups whose names start with prefix.
+            if nargin < 2
+                prefix = '';
+            end
+            if nargin < 3
+                resume = [];
+            end
+            w = dime_mex('watch_groups', obj.h, dime.str(prefix), resume);
+        end
+
+        function ev = watch_next(obj, w, timeout) %#ok<INUSL>
+            % WATCH_NEXT  ev = d.watch_next(w, [timeout]): the next event of
+            % watch w, waiting up to timeout seconds (default: forever); []
+            % if none came. A broken connection is reopened, resuming.
+            if nargin < 2
+                dime.missing('watch_next', 1);
+            end
+            if nargin < 3
+                timeout = [];
+            end
+            [ev, fix] = dime_mex('watch_next', w, dime.to_ms({timeout}));
+            if isempty(ev)
+                ev = [];
+                return;
+            end
+            if fix
+                ev.value = dime.from_wire(ev.value);
+            end
+            if any(strcmp(ev.kind, {'out', 'in'}))
+                ev.value = dime.tuple_back(ev.value, false);
+            end
+        end
+
+        function p = watch_position(obj, w) %#ok<INUSL>
+            % WATCH_POSITION  The uint64 [epoch seq] of the last event seen,
+            % to resume a later watch from (watch_share(..., p)).
+            p = dime_mex('watch_position', w);
+        end
+
+        function watch_close(obj, w) %#ok<INUSL>
+            % WATCH_CLOSE  Ends watch w and closes its connection (idempotent).
+            dime_mex('watch_close', w);
         end
 
         function ok = share_try_lock(obj, varargin)
@@ -558,6 +733,15 @@ classdef dime < handle
     end
 
     methods (Static)
+        function v = version()
+            % DIME.VERSION  The versions of libdime and of this binding, as a
+            % struct: binding, library (the loaded libdime's), mex (the
+            % dime.h dime_mex was compiled against) and library_path. Builds
+            % dime_mex first if needed; raises dime:version, naming both,
+            % when libdime's version is not the binding's.
+            v = mex_ready();
+        end
+
         % Pattern wildcards for in/rd/inp/rdp/count, and dime.absent() for
         % share_cas. Each returns a marker struct; use them as top-level
         % fields of a pattern cell.
@@ -736,9 +920,10 @@ classdef dime < handle
 
         function m = make_map(k, v)
             % A containers.Map with char keys, or double keys when every key
-            % is a real numeric scalar; otherwise (mixed keys) an Nx2 cell
-            % {key, value; ...}.
-            if all(cellfun(@ischar, k))
+            % is a real numeric scalar; otherwise (mixed keys, or an empty
+            % char key, which Octave's containers.Map cannot hold) an Nx2
+            % cell {key, value; ...}.
+            if all(cellfun(@ischar, k)) && ~any(cellfun(@isempty, k))
                 m = containers.Map('KeyType', 'char', 'ValueType', 'any');
                 for i = 1:numel(k)
                     m(k{i}) = v{i};
@@ -801,6 +986,14 @@ classdef dime < handle
             if ~exist('OCTAVE_VERSION', 'builtin') && isstring(x) && isscalar(x)
                 x = char(x);
             end
+        end
+
+        function ms = lease_ms(ttl)
+            % A lease in seconds as positive milliseconds.
+            if ~(isnumeric(ttl) && isscalar(ttl) && isreal(ttl)) || ~(ttl > 0) || isinf(ttl)
+                error('dime:argument', 'a lease (ttl) must be a positive number of seconds');
+            end
+            ms = max(1, round(double(ttl) * 1000));
         end
 
         function ms = to_ms(pos)

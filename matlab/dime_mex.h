@@ -104,6 +104,13 @@ size_t handles_count(void);
 void handles_close_all(void);
 /* The handle MATLAB sees for a connection. */
 uint64_t handles_of(const dime_client *c);
+/* Watches, held the same way (a uint64 handle each). */
+void handles_add_watch(dime_watch *w);
+uint64_t handles_of_watch(const dime_watch *w);
+/* The watch of a handle argument (raises dime:closed if closed or unknown). */
+dime_watch *handles_watch_arg(const mxArray *a);
+/* Closes the watch of a handle argument if open (idempotent). */
+void handles_close_watch_arg(const mxArray *a);
 
 /* ------------------------------------------------ text (mex_text.c) */
 

@@ -2,24 +2,29 @@
  * mex_commands.c: the commands of dime_mex, one function each, and the
  * {name, fn} table mexFunction looks them up in (see find_command).
  *
- *   v     = dime_mex('version')
+ *   [v, h] = dime_mex('version')                % libdime's, and dime.h's at compile time
  *   h     = dime_mex('connect', address)          % uint64 handle
  *           dime_mex('close', h)                  % idempotent
  *           dime_mex('join', h, group, ...)       % or a cellstr
  *           dime_mex('leave', h, group, ...)
  *           dime_mex('send', h, group, name1, val1, name2, val2, ...)
  *           dime_mex('broadcast', h, name1, val1, ...)
- *   [names, values, fix] = dime_mex('sync', h, n) % 1xK cells, 1xK logical
+ *   [names, values, fix] = dime_mex('sync', h, n) % Kx1 cell, 1xK cell, 1xK logical
  *   n     = dime_mex('wait', h, timeout_ms)       % negative / Inf: forever
- *   g     = dime_mex('devices', h)                % 1xN cell of char
+ *   g     = dime_mex('devices', h)                % Nx1 cell of char
+ *   tf    = dime_mex('server_supports', h, name)  % logical: extension announced?
+ *   e     = dime_mex('server_extensions', h)      % 1xN cell of char; {} for DiME2
  *   [y, fix] = dime_mex('convert', x)             % mx -> dime -> mx, no server
  *   k     = dime_mex('open_count')                % open connections
  *   ...   = dime_mex('share_<op>', h, share, ...)  % shared dictionaries
  *   ...   = dime_mex('ts_<op>', h, space, ...)     % tuple spaces
- *           (see the share_ and ts_ sections below; dime.m wraps them)
+ *   ...   = dime_mex('watch_<op>', ...)            % change events
+ *           (see the share_, ts_ and watch_ sections below; dime.m wraps them)
  *
  * `fix` (a logical) says a returned value holds map markers dime.m must
- * turn into containers.Map. Values are converted completely before
+ * turn into containers.Map. Lists of names (groups, received variables,
+ * share keys) are Nx1 cells, {} (0x0) when empty: the original dime.m
+ * returned `jsondecode` of a JSON array, a column. Values are converted completely before
  * anything is sent, so a value that cannot be sent raises dime:type and
  * sends nothing; the connection stays usable.
  */
@@ -79,6 +84,30 @@ static void return_value(mex_call *call, int nlhs, mxArray *plhs[], dime_value *
         plhs[1] = mxCreateLogicalScalar(call->has_marker != 0);
 }
 
+/* An Nx1 cell ({} when n is 0): how lists of names are returned. */
+static mxArray *name_column(size_t n)
+{
+    return n ? mxCreateCellMatrix(n, 1) : mxCreateCellMatrix(0, 0);
+}
+
+/* plhs[0] = the list of names `list` (from the library, owned by the call
+ * until converted) as an Nx1 cell of char. */
+static void return_names(mex_call *call, mxArray *plhs[], dime_value *list, const char *what)
+{
+    size_t n = 0, i;
+    mxArray *out;
+    mex_call_own(call, list);
+    CHECK(dime_value_list_len(list, &n), what);
+    out = name_column(n);
+    for (i = 0; i < n; i++) {
+        const dime_value *x = NULL;
+        CHECK(dime_value_list_get(list, i, &x), what);
+        mxSetCell(out, i, from_dime(call, x));
+    }
+    mex_call_free(call, list);
+    plhs[0] = out;
+}
+
 static void return_none(int nlhs, mxArray *plhs[])
 {
     plhs[0] = mxCreateDoubleMatrix(0, 0, mxREAL);
@@ -88,10 +117,15 @@ static void return_none(int nlhs, mxArray *plhs[])
 
 /* ------------------------------------------------- connections, messages */
 
+/* [library, compiled] = dime_mex('version'): the loaded libdime's version
+ * and the dime.h version this MEX file was compiled against (they differ
+ * when the library was swapped under it; dime.version() refuses that). */
 static void cmd_version(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
 {
-    (void)call, (void)nlhs, (void)nrhs, (void)prhs;
+    (void)call, (void)nrhs, (void)prhs;
     plhs[0] = mxCreateString(dime_version()); /* a static C string */
+    if (nlhs > 1)
+        plhs[1] = mxCreateString(DIME_VERSION_STRING);
 }
 
 static void cmd_connect(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
@@ -249,7 +283,7 @@ static void cmd_sync(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const 
     CHECK(dime_sync(c, (n < 0 || n != n || n > 9.2e18) ? DIME_SYNC_ALL : (int64_t)n, &msgs), "sync");
     call->messages = msgs; /* freed by mex_call_release if a conversion raises */
     len = dime_messages_len(msgs);
-    names = mxCreateCellMatrix(1, len);
+    names = name_column(len);
     values = mxCreateCellMatrix(1, len);
     fix = mxCreateLogicalMatrix(1, len);
     fx = mxGetLogicals(fix);
@@ -299,6 +333,34 @@ static void cmd_devices(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, con
     c = handles_client_arg(prhs[1]);
     CHECK(dime_devices(c, &list), "devices");
     (void)nlhs;
+    return_names(call, plhs, list, "devices");
+}
+
+/* What the server announced in its handshake (docs/protocol-extensions.md):
+ * an original DiME2 server announces nothing. */
+static void cmd_server_supports(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                                const mxArray *prhs[])
+{
+    dime_client *c;
+    const char *name;
+    bool yes = false;
+    (void)call, (void)nlhs;
+    need_args(nrhs, 3, "tf = dime_mex('server_supports', h, name)");
+    c = handles_client_arg(prhs[1]);
+    name = name_arg(prhs[2], "the extension name");
+    CHECK(dime_server_supports(c, name, &yes), "server_supports");
+    plhs[0] = mxCreateLogicalScalar(yes);
+}
+
+static void cmd_server_extensions(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                                  const mxArray *prhs[])
+{
+    dime_client *c;
+    dime_value *list = NULL;
+    (void)nlhs;
+    need_args(nrhs, 2, "e = dime_mex('server_extensions', h)");
+    c = handles_client_arg(prhs[1]);
+    CHECK(dime_server_extensions(c, &list), "server_extensions");
     return_value(call, 0, plhs, list); /* a list of strings: no fix flag */
 }
 
@@ -320,7 +382,7 @@ static void cmd_convert(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, con
 /*   dime_mex('share_set', h, share, key, value)
  *   [v, fix] = dime_mex('share_get' | 'share_pop', h, share, key)
  *   found = dime_mex('share_del' | 'share_contains', h, share, key)
- *   keys  = dime_mex('share_keys', h, share)           % 1xN cell
+ *   keys  = dime_mex('share_keys', h, share)           % Nx1 cell
  *   n     = dime_mex('share_len', h, share)
  *           dime_mex('share_clear', h, share)
  *   [m, fix] = dime_mex('share_get_many', h, share, keys)  % cellstr -> map
@@ -330,7 +392,11 @@ static void cmd_convert(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, con
  *   [v, fix] = dime_mex('share_wait_key', h, share, key, timeout_ms)
  *           dime_mex('share_lock', h, share, key_or_[], timeout_ms)
  *   ok    = dime_mex('share_try_lock', h, share, key_or_[])
- *           dime_mex('share_unlock', h, share, key_or_[]) */
+ *           dime_mex('share_unlock', h, share, key_or_[])
+ *   token = dime_mex('share_lock_lease', h, share, key_or_[], timeout_ms, ttl_ms)  % uint64
+ *   token = dime_mex('share_lock_renew', h, share, key_or_[], ttl_ms)
+ *           dime_mex('share_set_fenced', h, share, key, value, token)
+ *   found = dime_mex('share_del_fenced', h, share, key, token) */
 
 #define SHARE_USAGE "dime_mex('share_<op>', h, share, ...); see mex_commands.c"
 
@@ -407,7 +473,7 @@ static void cmd_share_keys(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
     dime_value *out = NULL;
     (void)nlhs;
     CHECK(share_keys(a.c, a.share, &out), "share_keys");
-    return_value(call, 0, plhs, out); /* a list of strings: no fix flag */
+    return_names(call, plhs, out, "share_keys");
 }
 
 static void cmd_share_len(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
@@ -532,6 +598,241 @@ static void cmd_share_unlock(mex_call *call, int nlhs, mxArray *plhs[], int nrhs
     share_args a = share_begin(nrhs, prhs, 0);
     (void)call, (void)nlhs, (void)plhs;
     CHECK(share_unlock(a.c, a.share, lock_key_arg(nrhs, prhs, 3)), "share_unlock");
+}
+
+/* A fencing token argument: a uint64 scalar, or a whole non-negative double. */
+static uint64_t token_arg(const mxArray *a)
+{
+    double d;
+    if (mxIsUint64(a) && !mxIsComplex(a) && mxGetNumberOfElements(a) == 1)
+        return *(const uint64_t *)mxGetData(a);
+    d = scalar_arg(a, "a fencing token");
+    if (d < 0 || d != d || d != (double)(uint64_t)d)
+        fail("argument", "a fencing token must be a whole non-negative number");
+    return (uint64_t)d;
+}
+
+static mxArray *uint64_scalar(uint64_t x)
+{
+    mxArray *m = mxCreateNumericMatrix(1, 1, mxUINT64_CLASS, mxREAL);
+    *(uint64_t *)mxGetData(m) = x;
+    return m;
+}
+
+/* Milliseconds of a lease from argument i; missing or [] (or <= 0): none. */
+static int64_t ttl_arg(int nrhs, const mxArray *prhs[], int i)
+{
+    double t;
+    if (i >= nrhs || mxIsEmpty(prhs[i]))
+        return 0;
+    t = scalar_arg(prhs[i], "the lease");
+    if (t != t || t > 9.2e18)
+        fail("argument", "the lease must be a finite number of milliseconds");
+    return t > 0 ? (int64_t)(t < 1 ? 1 : t) : 0;
+}
+
+static void cmd_share_lock_lease(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                                 const mxArray *prhs[])
+{
+    share_args a = share_begin(nrhs, prhs, 0);
+    const char *k = lock_key_arg(nrhs, prhs, 3);
+    uint64_t token = 0;
+    (void)call, (void)nlhs;
+    CHECK(share_lock_lease(a.c, a.share, k, ms_arg(nrhs, prhs, 4), ttl_arg(nrhs, prhs, 5), &token),
+          "share_lock");
+    plhs[0] = uint64_scalar(token);
+}
+
+static void cmd_share_lock_renew(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                                 const mxArray *prhs[])
+{
+    share_args a = share_begin(nrhs, prhs, 0);
+    const char *k = lock_key_arg(nrhs, prhs, 3);
+    uint64_t token = 0;
+    (void)call, (void)nlhs;
+    CHECK(share_lock_renew(a.c, a.share, k, ttl_arg(nrhs, prhs, 4), &token), "share_lock_renew");
+    plhs[0] = uint64_scalar(token);
+}
+
+static void cmd_share_set_fenced(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                                 const mxArray *prhs[])
+{
+    share_args a = share_begin(nrhs, prhs, 1);
+    dime_value *v;
+    uint64_t token;
+    (void)nlhs, (void)plhs;
+    need_args(nrhs, 6, "dime_mex('share_set_fenced', h, share, key, value, token)");
+    token = token_arg(prhs[5]);
+    v = value_arg(call, prhs[4], NULL);
+    CHECK(share_set_fenced(a.c, a.share, a.key, v, token), "share_set");
+}
+
+static void cmd_share_del_fenced(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                                 const mxArray *prhs[])
+{
+    share_args a = share_begin(nrhs, prhs, 1);
+    bool found = false;
+    (void)call, (void)nlhs;
+    need_args(nrhs, 5, "dime_mex('share_del_fenced', h, share, key, token)");
+    CHECK(share_del_fenced(a.c, a.share, a.key, token_arg(prhs[4]), &found), "share_del");
+    plhs[0] = mxCreateLogicalScalar(found);
+}
+
+/* ------------------------------------------------------- change events */
+
+/*   w   = dime_mex('watch_share', h, share, prefix, resume_or_[])  % uint64 handle
+ *   w   = dime_mex('watch_space', h, space, resume_or_[])
+ *   w   = dime_mex('watch_groups', h, prefix, resume_or_[])
+ *   [ev, fix] = dime_mex('watch_next', w, timeout_ms)  % struct, or [] on timeout
+ *   pos = dime_mex('watch_position', w)                % uint64 [epoch seq]
+ *         dime_mex('watch_close', w)                   % idempotent
+ * resume: a uint64 [epoch seq] from watch_position. An event is a struct
+ * with fields kind (char), seq (double), topic, key (char, or [] when
+ * none), value ([] when none), client (double, or [] when none). */
+
+static const dime_watch_position *resume_arg(int nrhs, const mxArray *prhs[], int i,
+                                             dime_watch_position *pos)
+{
+    const uint64_t *p;
+    if (i >= nrhs || mxIsEmpty(prhs[i]))
+        return NULL;
+    if (!mxIsUint64(prhs[i]) || mxIsComplex(prhs[i]) || mxGetNumberOfElements(prhs[i]) != 2)
+        fail("argument", "resume must be the uint64 [epoch seq] watch_position returned");
+    p = (const uint64_t *)mxGetData(prhs[i]);
+    pos->epoch = p[0];
+    pos->seq = p[1];
+    return pos;
+}
+
+static void return_watch(mxArray *plhs[], dime_watch *w)
+{
+    handles_add_watch(w);
+    plhs[0] = uint64_scalar(handles_of_watch(w));
+}
+
+static void cmd_watch_share(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                            const mxArray *prhs[])
+{
+    dime_watch_position pos;
+    dime_watch *w = NULL;
+    dime_client *c;
+    const char *share, *prefix;
+    (void)call, (void)nlhs;
+    need_args(nrhs, 3, "dime_mex('watch_share', h, share, [prefix], [resume])");
+    c = handles_client_arg(prhs[1]);
+    share = name_arg(prhs[2], "the share name");
+    prefix = nrhs > 3 && !mxIsEmpty(prhs[3]) ? name_arg(prhs[3], "the prefix") : "";
+    CHECK(dime_watch_share(c, share, prefix, resume_arg(nrhs, prhs, 4, &pos), &w), "watch_share");
+    return_watch(plhs, w);
+}
+
+static void cmd_watch_space(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                            const mxArray *prhs[])
+{
+    dime_watch_position pos;
+    dime_watch *w = NULL;
+    dime_client *c;
+    const char *space;
+    (void)call, (void)nlhs;
+    need_args(nrhs, 3, "dime_mex('watch_space', h, space, [resume])");
+    c = handles_client_arg(prhs[1]);
+    space = name_arg(prhs[2], "the space name");
+    CHECK(dime_watch_space(c, space, resume_arg(nrhs, prhs, 3, &pos), &w), "watch_space");
+    return_watch(plhs, w);
+}
+
+static void cmd_watch_groups(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                             const mxArray *prhs[])
+{
+    dime_watch_position pos;
+    dime_watch *w = NULL;
+    dime_client *c;
+    const char *prefix;
+    (void)call, (void)nlhs;
+    need_args(nrhs, 2, "dime_mex('watch_groups', h, [prefix], [resume])");
+    c = handles_client_arg(prhs[1]);
+    prefix = nrhs > 2 && !mxIsEmpty(prhs[2]) ? name_arg(prhs[2], "the prefix") : "";
+    CHECK(dime_watch_groups(c, prefix, resume_arg(nrhs, prhs, 3, &pos), &w), "watch_groups");
+    return_watch(plhs, w);
+}
+
+static mxArray *text_or_empty(const char *s)
+{
+    return s ? utf8_to_mx(s, strlen(s)) : mxCreateDoubleMatrix(0, 0, mxREAL);
+}
+
+static void cmd_watch_next(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                           const mxArray *prhs[])
+{
+    static const char *fields[] = {"kind", "seq", "topic", "key", "value", "client"};
+    static const char *kinds[] = {"none", "set", "del", "clear", "out", "in", "join", "leave", "lost"};
+    dime_watch *w;
+    dime_event *ev = NULL;
+    dime_value *copy = NULL;
+    const dime_value *v;
+    mxArray *out, *value = NULL;
+    dime_status st;
+    int kind;
+    int64_t client;
+    need_args(nrhs, 2, "dime_mex('watch_next', w, [timeout_ms])");
+    w = handles_watch_arg(prhs[1]);
+    st = dime_watch_next(w, ms_arg(nrhs, prhs, 2), &ev);
+    if (st == DIME_STATUS_TIMEOUT) {
+        return_none(nlhs, plhs);
+        return;
+    }
+    if (st != DIME_STATUS_OK)
+        fail_status(st, "watch_next");
+    v = dime_event_value(ev);
+    call->has_marker = 0;
+    if (v != NULL) {
+        st = dime_value_clone(v, &copy);
+        if (st != DIME_STATUS_OK) {
+            dime_event_free(ev);
+            fail_status(st, "watch_next");
+        }
+        mex_call_own(call, copy);
+    }
+    kind = (int)dime_event_kind(ev);
+    client = dime_event_client(ev);
+    out = mxCreateStructMatrix(1, 1, 6, fields);
+    mxSetField(out, 0, "kind", mxCreateString(kinds[kind >= 0 && kind <= 8 ? kind : 0]));
+    mxSetField(out, 0, "seq", mxCreateDoubleScalar((double)dime_event_seq(ev)));
+    mxSetField(out, 0, "topic", text_or_empty(dime_event_topic(ev)));
+    mxSetField(out, 0, "key", text_or_empty(dime_event_key(ev)));
+    mxSetField(out, 0, "client",
+               client < 0 ? mxCreateDoubleMatrix(0, 0, mxREAL) : mxCreateDoubleScalar((double)client));
+    dime_event_free(ev);
+    if (copy != NULL) {
+        value = from_dime(call, copy);
+        mex_call_free(call, copy);
+    }
+    mxSetField(out, 0, "value", value ? value : mxCreateDoubleMatrix(0, 0, mxREAL));
+    plhs[0] = out;
+    if (nlhs > 1)
+        plhs[1] = mxCreateLogicalScalar(call->has_marker != 0);
+}
+
+static void cmd_watch_position(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                               const mxArray *prhs[])
+{
+    dime_watch_position pos;
+    uint64_t *p;
+    (void)call, (void)nlhs;
+    need_args(nrhs, 2, "dime_mex('watch_position', w)");
+    CHECK(dime_watch_get_position(handles_watch_arg(prhs[1]), &pos), "watch_position");
+    plhs[0] = mxCreateNumericMatrix(1, 2, mxUINT64_CLASS, mxREAL);
+    p = (uint64_t *)mxGetData(plhs[0]);
+    p[0] = pos.epoch;
+    p[1] = pos.seq;
+}
+
+static void cmd_watch_close(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                            const mxArray *prhs[])
+{
+    (void)call, (void)nlhs, (void)plhs;
+    need_args(nrhs, 2, "dime_mex('watch_close', w)");
+    handles_close_watch_arg(prhs[1]);
 }
 
 /* -------------------------------------------------------- tuple spaces */
@@ -733,18 +1034,24 @@ static const command COMMANDS[] = {
     {"leave", cmd_leave},
     {"open_count", cmd_open_count},
     {"send", cmd_send},
+    {"server_extensions", cmd_server_extensions},
+    {"server_supports", cmd_server_supports},
     {"share_cas", cmd_share_cas},
     {"share_clear", cmd_share_clear},
     {"share_contains", cmd_share_contains},
     {"share_del", cmd_share_del},
+    {"share_del_fenced", cmd_share_del_fenced},
     {"share_get", cmd_share_get},
     {"share_get_many", cmd_share_get_many},
     {"share_incr", cmd_share_incr},
     {"share_keys", cmd_share_keys},
     {"share_len", cmd_share_len},
     {"share_lock", cmd_share_lock},
+    {"share_lock_lease", cmd_share_lock_lease},
+    {"share_lock_renew", cmd_share_lock_renew},
     {"share_pop", cmd_share_pop},
     {"share_set", cmd_share_set},
+    {"share_set_fenced", cmd_share_set_fenced},
     {"share_set_many", cmd_share_set_many},
     {"share_try_lock", cmd_share_try_lock},
     {"share_unlock", cmd_share_unlock},
@@ -758,6 +1065,12 @@ static const command COMMANDS[] = {
     {"ts_rdp", cmd_ts_rdp},
     {"version", cmd_version},
     {"wait", cmd_wait},
+    {"watch_close", cmd_watch_close},
+    {"watch_groups", cmd_watch_groups},
+    {"watch_next", cmd_watch_next},
+    {"watch_position", cmd_watch_position},
+    {"watch_share", cmd_watch_share},
+    {"watch_space", cmd_watch_space},
 };
 
 static int by_name(const void *key, const void *elem)

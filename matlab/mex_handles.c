@@ -2,7 +2,8 @@
  * mex_handles.c: the open connections. MATLAB holds a connection as a
  * uint64 handle (the client's address); a handle is only dereferenced
  * after it is found here, so a stale or made-up handle raises dime:closed
- * instead of crashing.
+ * instead of crashing. Watches (dime_watch) are held the same way, in a
+ * registry of their own.
  */
 #include "dime_mex.h"
 
@@ -71,6 +72,56 @@ size_t handles_count(void)
     return g_nclients;
 }
 
+static dime_watch **g_watches;
+static size_t g_nwatches, g_capwatches;
+
+uint64_t handles_of_watch(const dime_watch *w)
+{
+    return (uint64_t)(uintptr_t)w;
+}
+
+void handles_add_watch(dime_watch *w)
+{
+    if (g_nwatches == g_capwatches) {
+        size_t cap = g_capwatches ? 2 * g_capwatches : 8;
+        dime_watch **p = (dime_watch **)realloc(g_watches, cap * sizeof *p);
+        if (!p) {
+            dime_watch_free(w);
+            fail("internal", "out of memory");
+        }
+        g_watches = p;
+        g_capwatches = cap;
+    }
+    g_watches[g_nwatches++] = w;
+}
+
+static long find_watch(uint64_t h)
+{
+    size_t i;
+    for (i = 0; i < g_nwatches; i++)
+        if (handles_of_watch(g_watches[i]) == h)
+            return (long)i;
+    return -1;
+}
+
+dime_watch *handles_watch_arg(const mxArray *a)
+{
+    long i = find_watch(handle_arg(a));
+    if (i < 0)
+        fail("closed", "this dime watch is closed");
+    return g_watches[i];
+}
+
+void handles_close_watch_arg(const mxArray *a)
+{
+    long i = find_watch(handle_arg(a));
+    if (i >= 0) {
+        dime_watch *w = g_watches[i];
+        g_watches[i] = g_watches[--g_nwatches];
+        dime_watch_free(w);
+    }
+}
+
 void handles_close_all(void)
 {
     size_t i;
@@ -79,4 +130,9 @@ void handles_close_all(void)
     free(g_clients);
     g_clients = NULL;
     g_nclients = g_capclients = 0;
+    for (i = 0; i < g_nwatches; i++)
+        dime_watch_free(g_watches[i]);
+    free(g_watches);
+    g_watches = NULL;
+    g_nwatches = g_capwatches = 0;
 }

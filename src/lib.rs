@@ -21,6 +21,7 @@ pub use proto::{codec, pattern, value, wire};
 pub use client::rpc;
 pub use client::share;
 pub use client::space as tuple;
+pub use client::watch;
 
 pub use client::{Client, Error};
 pub use value::{Complex, ElemKind, Matrix, Value};

@@ -1,7 +1,7 @@
 //! `dime`: the broker server.
 
 use clap::{ArgAction, Parser};
-use dime::server::{Config, Server};
+use dime::server::{Config, Durability, FsyncPolicy, Server};
 use dime::transport::Address;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -50,6 +50,33 @@ struct Args {
     /// polls. Costs CPU only while traffic is dense.
     #[arg(long, value_name = "MICROS", default_value_t = 50)]
     busy_poll: u64,
+
+    /// Let every client use the admin commands behind `dime ls`, `dime
+    /// stats` and `dime monitor`. Without it only clients of the same user
+    /// on a unix socket may.
+    #[arg(long)]
+    admin: bool,
+    /// Keep shares and tuple spaces in DIR (a snapshot and a log of every
+    /// change since), so they survive a restart. Group messages are never
+    /// persisted.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<std::path::PathBuf>,
+
+    /// With --data-dir: when the log is forced to disk: always (before
+    /// each reply), everysec (about once a second), or no (when the OS
+    /// chooses).
+    #[arg(
+        long,
+        value_name = "POLICY",
+        default_value = "everysec",
+        requires = "data_dir"
+    )]
+    fsync: FsyncPolicy,
+
+    /// With --data-dir: rewrite the log into a snapshot once it is this
+    /// large (and larger than the last snapshot).
+    #[arg(long, value_name = "BYTES", default_value_t = dime::server::persist::DEFAULT_REWRITE_AFTER)]
+    log_rewrite_size: u64,
 }
 
 fn parse_octal(s: &str) -> Result<u32, String> {
@@ -87,6 +114,12 @@ fn main() -> ExitCode {
         ws_origins: args.ws_origins,
         exit_when_idle: args.exit_when_idle,
         busy_poll: Duration::from_micros(args.busy_poll),
+        admin: args.admin,
+        durability: args.data_dir.map(|dir| Durability {
+            dir,
+            fsync: args.fsync,
+            rewrite_after: args.log_rewrite_size,
+        }),
         ..Config::default()
     };
     if !args.listen.is_empty() {

@@ -244,8 +244,10 @@ fn a_lost_caller_leaves_nothing_behind() {
         let _queued = caller.call("f", &Value::I64(2), None).unwrap();
         let call = provider.next_call(LONG).unwrap().unwrap();
         caller.close();
-        // Answering the gone caller's call is harmless.
-        std::thread::sleep(Duration::from_millis(50));
+        // Answering the gone caller's call is harmless. (Give the broker
+        // time to see the close first: answering earlier would free the
+        // slot for the queued call while it still counts.)
+        std::thread::sleep(Duration::from_millis(300));
         provider.reply(call.id, &Value::Null).unwrap();
     }
     // The queued call was dropped: the next call the provider sees is new.
@@ -363,7 +365,10 @@ fn a_silent_broker_fails_calls_after_maxage() {
             stream: listener.accept().unwrap().0,
         };
         let _handshake = raw.recv();
-        raw.send(json!({"status": 0, "serialization": "dimeb"}), &[]);
+        raw.send(
+            json!({"status": 0, "serialization": "dimeb", "extensions": ["rpc", "stream"]}),
+            &[],
+        );
         // Swallow whatever comes until the client gives up.
         while raw.try_recv().is_some() {}
     });
@@ -388,6 +393,51 @@ fn a_silent_broker_fails_calls_after_maxage() {
     );
     drop(caller);
     t.join().unwrap();
+}
+
+#[test]
+fn an_original_dime2_server_is_told_apart_at_connect() {
+    // A broker whose handshake announces no extensions (an original DiME2
+    // server), and one announcing remote calls but not streams.
+    for (extensions, rpc_ok) in [(None, false), (Some(json!(["rpc"])), true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let t = std::thread::spawn(move || {
+            let mut raw = common::Raw {
+                stream: listener.accept().unwrap().0,
+            };
+            let _handshake = raw.recv();
+            let mut reply = json!({"status": 0, "serialization": "dimeb"});
+            if let Some(e) = extensions {
+                reply["extensions"] = e;
+            }
+            raw.send(reply, &[]);
+            while raw.try_recv().is_some() {}
+        });
+        let r = Rpc::connect(&format!("unix:{}", path.display()), RpcOptions::default());
+        if rpc_ok {
+            let rpc = r.unwrap();
+            match rpc.open_stream("s", &Value::Null, StreamOptions::default(), None) {
+                Err(dime::Error::Unsupported(m)) => assert!(m.contains("streams"), "{m}"),
+                Err(other) => panic!("expected unsupported, got {other}"),
+                Ok(_) => panic!("expected unsupported, got a stream"),
+            }
+            drop(rpc);
+        } else {
+            match r {
+                Err(dime::Error::Unsupported(m)) => {
+                    assert!(
+                        m.contains("remote calls") && m.contains("original DiME2"),
+                        "{m}"
+                    )
+                }
+                Err(other) => panic!("expected unsupported, got {other}"),
+                Ok(_) => panic!("expected unsupported, got an endpoint"),
+            }
+        }
+        t.join().unwrap();
+    }
 }
 
 #[test]
@@ -427,4 +477,269 @@ fn remote_calls_and_messaging_share_one_broker() {
     provider.reply(call.id, &Value::I64(2)).unwrap();
     assert_eq!(f.result(LONG).unwrap(), Ok(Value::I64(2)));
     assert_eq!(c.sync(-1).unwrap(), vec![("x".to_owned(), Value::I64(7))]);
+}
+
+// ---- streams
+
+use dime::rpc::{Next, StreamOptions};
+use std::sync::atomic::AtomicUsize;
+
+/// Produces `count` items 0..count for each stream call, counting what it
+/// sent in `sent`; stops when the consumer goes.
+fn produce(
+    rpc: Arc<Rpc>,
+    count: i64,
+    sent: Arc<AtomicUsize>,
+    stopped_early: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let Ok(Some(call)) = rpc.next_call(LONG) else {
+            return;
+        };
+        assert!(call.stream);
+        for i in 0..count {
+            match rpc.stream_send_value(call.id, &Value::I64(i), LONG) {
+                Ok(true) => {
+                    sent.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(false) => {
+                    stopped_early.store(true, Ordering::SeqCst);
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        rpc.stream_end(call.id).unwrap();
+    })
+}
+
+#[test]
+fn a_stream_delivers_every_item_in_order_then_ends() {
+    let srv = TestServer::start();
+    let provider = Arc::new(endpoint(&srv));
+    provider.provide("count", 1).unwrap();
+    let consumer = endpoint(&srv);
+    for n in [0i64, 1, 100_000] {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let early = Arc::new(AtomicBool::new(false));
+        let t = produce(provider.clone(), n, sent.clone(), early.clone());
+        let mut s = consumer
+            .open_stream(
+                "count",
+                &Value::Null,
+                StreamOptions {
+                    items: 64,
+                    bytes: 1 << 20,
+                },
+                None,
+            )
+            .unwrap();
+        let mut expect = 0;
+        while let Some(v) = s.next_value(LONG).unwrap() {
+            assert_eq!(v, Value::I64(expect));
+            expect += 1;
+        }
+        assert_eq!(expect, n);
+        assert!(s.is_finished());
+        t.join().unwrap();
+        assert!(!early.load(Ordering::SeqCst));
+    }
+}
+
+#[test]
+fn a_full_window_stops_the_producer_until_the_consumer_reads() {
+    let srv = TestServer::start();
+    let provider = Arc::new(endpoint(&srv));
+    provider.provide("count", 1).unwrap();
+    let consumer = endpoint(&srv);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let early = Arc::new(AtomicBool::new(false));
+    let t = produce(provider.clone(), 1000, sent.clone(), early.clone());
+    let mut s = consumer
+        .open_stream(
+            "count",
+            &Value::Null,
+            StreamOptions {
+                items: 4,
+                bytes: 1 << 20,
+            },
+            None,
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        sent.load(Ordering::SeqCst),
+        4,
+        "the producer ran past the window"
+    );
+    // Reading half the window grants that much room again.
+    for i in 0..2 {
+        assert_eq!(s.next_value(LONG).unwrap(), Some(Value::I64(i)));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(sent.load(Ordering::SeqCst), 6);
+    // A byte window holds items back too.
+    drop(s);
+    t.join().unwrap();
+    assert!(early.load(Ordering::SeqCst));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let t = produce(provider.clone(), 1000, sent.clone(), early.clone());
+    let s = consumer
+        .open_stream(
+            "count",
+            &Value::Null,
+            StreamOptions {
+                items: 1000,
+                bytes: 30,
+            },
+            None,
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let n = sent.load(Ordering::SeqCst);
+    assert!((1..10).contains(&n), "sent {n} items into a 30-byte window");
+    drop(s);
+    t.join().unwrap();
+}
+
+#[test]
+fn closing_a_stream_early_stops_its_producer_within_one_item() {
+    let srv = TestServer::start();
+    let provider = Arc::new(endpoint(&srv));
+    provider.provide("count", 1).unwrap();
+    let consumer = endpoint(&srv);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let early = Arc::new(AtomicBool::new(false));
+    let t = produce(provider.clone(), i64::MAX, sent.clone(), early.clone());
+    let mut s = consumer
+        .open_stream(
+            "count",
+            &Value::Null,
+            StreamOptions {
+                items: 8,
+                bytes: 1 << 20,
+            },
+            None,
+        )
+        .unwrap();
+    for i in 0..3 {
+        assert_eq!(s.next_value(LONG).unwrap(), Some(Value::I64(i)));
+    }
+    s.close();
+    t.join().unwrap();
+    assert!(early.load(Ordering::SeqCst));
+    assert!(sent.load(Ordering::SeqCst) <= 3 + 8 + 1);
+    // The provider's slot is free again: a new stream runs.
+    let t = produce(provider.clone(), 2, Arc::default(), Arc::default());
+    let mut s = consumer
+        .open_stream("count", &Value::Null, StreamOptions::default(), None)
+        .unwrap();
+    assert_eq!(s.next_value(LONG).unwrap(), Some(Value::I64(0)));
+    assert_eq!(s.next_value(LONG).unwrap(), Some(Value::I64(1)));
+    assert_eq!(s.next_value(LONG).unwrap(), None);
+    t.join().unwrap();
+}
+
+#[test]
+fn a_producer_error_or_death_ends_the_stream_after_its_items() {
+    let srv = TestServer::start();
+    let provider = endpoint(&srv);
+    provider.provide("gen", 2).unwrap();
+    let consumer = endpoint(&srv);
+    let mut a = consumer
+        .open_stream("gen", &Value::Null, StreamOptions::default(), None)
+        .unwrap();
+    let b = consumer
+        .open_stream("gen", &Value::Null, StreamOptions::default(), None)
+        .unwrap();
+    // Two consumers, two generators.
+    let c1 = provider.next_call(LONG).unwrap().unwrap();
+    let c2 = provider.next_call(LONG).unwrap().unwrap();
+    assert_ne!(c1.id, c2.id);
+    let (ca, cb) = (c1.id, c2.id);
+    provider
+        .stream_send_value(ca, &Value::I64(1), LONG)
+        .unwrap();
+    provider
+        .stream_send_value(ca, &Value::I64(2), LONG)
+        .unwrap();
+    provider
+        .reply_error(ca, "RuntimeError", "generator broke", "tb")
+        .unwrap();
+    provider
+        .stream_send_value(cb, &Value::from("x"), LONG)
+        .unwrap();
+    // Which reader got which call is up to the broker: find out.
+    let (mut first, mut second) = match a.next(LONG).unwrap() {
+        Next::Item(buf) if dime::codec::dimeb::decode(&buf).unwrap() == Value::I64(1) => (a, b),
+        Next::Item(_) => {
+            let mut b2 = b;
+            assert_eq!(b2.next_value(LONG).unwrap(), Some(Value::I64(1)));
+            (b2, a)
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(first.next_value(LONG).unwrap(), Some(Value::I64(2)));
+    match first.next(LONG) {
+        Err(CallError::Remote {
+            error_type,
+            message,
+            ..
+        }) => {
+            assert_eq!(
+                (error_type.as_str(), message.as_str()),
+                ("RuntimeError", "generator broke")
+            );
+        }
+        other => panic!("expected the producer's error, got {other:?}"),
+    }
+    assert_eq!(second.next_value(LONG).unwrap(), Some(Value::from("x")));
+    provider.close();
+    match second.next(LONG) {
+        Err(CallError::ProviderLost(_)) => {}
+        other => panic!("expected provider lost, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_broker_ends_a_stream_whose_producer_ignores_the_window() {
+    let srv = TestServer::start();
+    let mut raw = srv.raw();
+    assert_eq!(
+        raw.call(json!({"command": "handshake", "serialization": "dimeb"}))["status"],
+        0
+    );
+    assert_eq!(
+        raw.call(json!({"command": "provide", "function": "rude"}))["status"],
+        0
+    );
+    let consumer = endpoint(&srv);
+    let mut s = consumer
+        .open_stream(
+            "rude",
+            &Value::Null,
+            StreamOptions {
+                items: 2,
+                bytes: 1 << 20,
+            },
+            None,
+        )
+        .unwrap();
+    let (push, _) = raw.recv();
+    assert_eq!(push["stream"], true);
+    assert_eq!(push["items"], 2);
+    let k = push["call"].as_u64().unwrap();
+    let item = dime::codec::dimeb::encode(&Value::I64(7)).unwrap();
+    for _ in 0..3 {
+        raw.send(json!({"command": "yield", "call": k}), &item);
+    }
+    assert_eq!(s.next_value(LONG).unwrap(), Some(Value::I64(7)));
+    assert_eq!(s.next_value(LONG).unwrap(), Some(Value::I64(7)));
+    match s.next(LONG) {
+        Err(CallError::Refused(m)) => assert!(m.contains("window"), "{m}"),
+        other => panic!("expected the broker to end the stream, got {other:?}"),
+    }
+    // The producer is told to stop.
+    let (cancel, _) = raw.recv();
+    assert_eq!(cancel["cancel"], k);
 }

@@ -9,24 +9,22 @@ fn hs(s: &str) -> serde_json::Value {
     json!({"command": "handshake", "serialization": s, "tls": false})
 }
 
+/// Our handshake reply: DiME2's, plus the extensions we announce
+/// (docs/protocol-extensions.md).
+fn hs_reply(s: &str) -> serde_json::Value {
+    json!({"status": 0, "serialization": s, "tls": false,
+           "extensions": ["wait_timeout", "sync_wait", "send_receive", "share", "space", "rpc", "stream"]})
+}
+
 #[test]
 fn first_client_sets_it_and_a_conflict_switches_everyone_to_dimeb() {
     let srv = TestServer::start();
     let mut a = srv.raw();
     let mut b = srv.raw();
     let mut c = srv.raw();
-    assert_eq!(
-        a.call(hs("pickle")),
-        json!({"status": 0, "serialization": "pickle", "tls": false})
-    );
-    assert_eq!(
-        b.call(hs("pickle")),
-        json!({"status": 0, "serialization": "pickle", "tls": false})
-    );
-    assert_eq!(
-        c.call(hs("matlab")),
-        json!({"status": 0, "serialization": "dimeb", "tls": false})
-    );
+    assert_eq!(a.call(hs("pickle")), hs_reply("pickle"));
+    assert_eq!(b.call(hs("pickle")), hs_reply("pickle"));
+    assert_eq!(c.call(hs("matlab")), hs_reply("dimeb"));
     let meta =
         json!({"status": 1, "meta": true, "command": "reregister", "serialization": "dimeb"});
     assert_eq!(a.recv().0, meta);
@@ -54,8 +52,5 @@ fn extra_handshake_fields_are_accepted_and_not_echoed() {
     let srv = TestServer::start();
     let mut a = srv.raw();
     let reply = a.call(json!({"command": "handshake", "serialization": "dimeb", "tls": false, "capabilities": ["shm"]}));
-    assert_eq!(
-        reply,
-        json!({"status": 0, "serialization": "dimeb", "tls": false})
-    );
+    assert_eq!(reply, hs_reply("dimeb"));
 }

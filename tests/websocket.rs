@@ -1,6 +1,7 @@
 //! The `ws:` listener: DiME frames over WebSocket (one frame per binary
-//! message from the server, frames spanning messages from clients), and
-//! bad input answered and closed without disturbing anyone else.
+//! message from the server; from clients, the bytes of every data message,
+//! text or binary, fragmented or not, read as one stream), and bad input
+//! answered and closed without disturbing anyone else.
 
 mod common;
 
@@ -11,7 +12,8 @@ use serde_json::{Value as Json, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::frame::coding::{CloseCode, Data as OpData, OpCode};
 use tungstenite::{Message, WebSocket};
 
 /// A server with a unix listener (addrs[0]) and a ws one (addrs[1]).
@@ -250,14 +252,118 @@ fn garbage_bytes_get_400() {
     assert_bystander_served(&srv);
 }
 
+/// Sends `bytes` as one WebSocket frame with `opcode` (tungstenite's own
+/// text messages must be valid UTF-8; DiME bytes rarely are).
+fn send_ws_frame(ws: &mut WebSocket<TcpStream>, opcode: OpData, fin: bool, bytes: &[u8]) {
+    let f = Frame::message(bytes.to_vec(), OpCode::Data(opcode), fin);
+    ws.send(Message::Frame(f)).unwrap();
+}
+
+/// A `send` to group `g` whose prefix and payload are not valid UTF-8.
+fn non_utf8_send(varname: &str) -> Vec<u8> {
+    let header =
+        json!({"command": "send", "name": "g", "varname": varname, "serialization": "dimeb"});
+    // dimeb: a 1x200 uint8 matrix of 0xFF bytes, 210 bytes in all, so the
+    // prefix holds 0xD2 too: neither is valid UTF-8 where it stands.
+    let mut payload = vec![0x17, 2, 0, 0, 0, 1, 0, 0, 0, 200];
+    payload.extend(std::iter::repeat_n(0xFF, 200));
+    frame(header.to_string().as_bytes(), &payload)
+}
+
+/// Handshakes and joins `g` over text messages only.
+fn handshake_and_join_in_text(ws: &mut WebSocket<TcpStream>) {
+    let hs = frame(
+        br#"{"command":"handshake","serialization":"dimeb","tls":false}"#,
+        b"",
+    );
+    send_ws_frame(ws, OpData::Text, true, &hs);
+    assert_eq!(recv_frame(ws).0["status"], 0);
+    let join = frame(br#"{"command":"join","name":["g"]}"#, b"");
+    send_ws_frame(ws, OpData::Text, true, &join);
+    assert_eq!(recv_frame(ws).0["status"], 0);
+}
+
+/// Syncs and checks the messages are `names`, each with `non_utf8_send`'s payload.
+fn assert_synced(ws: &mut WebSocket<TcpStream>, names: &[&str]) {
+    send_frame(ws, json!({"command": "sync", "n": -1}), b"");
+    let want = non_utf8_send("");
+    let want_payload = &want[want.len() - 210..];
+    for name in names {
+        let (j, payload) = recv_frame(ws);
+        assert_eq!(j["varname"], *name);
+        assert_eq!(payload, want_payload);
+    }
+    assert_eq!(recv_frame(ws).0, json!({"status": 0}));
+}
+
 #[test]
-fn text_frame_is_closed_with_unsupported_data() {
+fn text_messages_carry_dime_frames_as_binary_ones_do() {
+    let srv = ws_server(|_| {});
+    let mut ws = ws_raw(&srv);
+    handshake_and_join_in_text(&mut ws);
+    let bytes = non_utf8_send("t");
+    assert!(std::str::from_utf8(&bytes).is_err());
+    send_ws_frame(&mut ws, OpData::Text, true, &bytes);
+    assert_eq!(recv_frame(&mut ws).0, json!({"status": 0}));
+    assert_synced(&mut ws, &["t"]);
+    assert_bystander_served(&srv);
+}
+
+#[test]
+fn several_dime_frames_in_one_text_message() {
+    let srv = ws_server(|_| {});
+    let mut ws = ws_raw(&srv);
+    handshake_and_join_in_text(&mut ws);
+    let mut three = non_utf8_send("a");
+    three.extend(non_utf8_send("b"));
+    three.extend(frame(br#"{"command":"devices"}"#, b""));
+    send_ws_frame(&mut ws, OpData::Text, true, &three);
+    assert_eq!(recv_frame(&mut ws).0, json!({"status": 0}));
+    assert_eq!(recv_frame(&mut ws).0, json!({"status": 0}));
+    assert_eq!(recv_frame(&mut ws).0["devices"], json!(["g"]));
+    assert_synced(&mut ws, &["a", "b"]);
+}
+
+#[test]
+fn one_dime_frame_across_fragments_and_messages_of_either_kind() {
+    let srv = ws_server(|_| {});
+    let mut ws = ws_raw(&srv);
+    handshake_and_join_in_text(&mut ws);
+    // One text message in three fragments, a ping between two of them,
+    // the cuts inside the prefix and inside the payload.
+    let f = non_utf8_send("fragmented");
+    send_ws_frame(&mut ws, OpData::Text, false, &f[..6]);
+    send_ws_frame(&mut ws, OpData::Continue, false, &f[6..100]);
+    ws.send(Message::Ping(b"between".to_vec().into())).unwrap();
+    send_ws_frame(&mut ws, OpData::Continue, true, &f[100..]);
+    assert_eq!(recv_frame(&mut ws).0, json!({"status": 0}));
+    // One DiME frame over a text message, a fragmented binary one and a
+    // text one, with the next frame starting in the last of them.
+    let f = non_utf8_send("spread");
+    let mut tail = f[150..].to_vec();
+    tail.extend(frame(br#"{"command":"devices"}"#, b""));
+    send_ws_frame(&mut ws, OpData::Text, true, &f[..3]);
+    send_ws_frame(&mut ws, OpData::Binary, false, &f[3..40]);
+    send_ws_frame(&mut ws, OpData::Continue, true, &f[40..150]);
+    send_ws_frame(&mut ws, OpData::Text, true, &tail);
+    assert_eq!(recv_frame(&mut ws).0, json!({"status": 0}));
+    assert_eq!(recv_frame(&mut ws).0["devices"], json!(["g"]));
+    assert_synced(&mut ws, &["fragmented", "spread"]);
+}
+
+#[test]
+fn a_text_message_that_is_not_dime_is_a_broken_frame() {
+    // Bytes are bytes whatever the opcode: JSON alone has no DiME prefix.
     let srv = ws_server(|_| {});
     let mut ws = ws_raw(&srv);
     ws.send(Message::text(r#"{"command":"devices"}"#)).unwrap();
-    let (code, reason) = expect_close(&mut ws);
-    assert_eq!(code, CloseCode::Unsupported);
-    assert!(reason.contains("binary"), "{reason}");
+    let (reply, _) = recv_frame(&mut ws);
+    assert_eq!(reply["status"], -1);
+    assert!(
+        reply["error"].as_str().unwrap().contains("bad magic"),
+        "{reply}"
+    );
+    expect_close(&mut ws);
     assert_bystander_served(&srv);
 }
 

@@ -36,6 +36,50 @@ export class DimeError extends Error {
   }
 }
 
+/** A remote call's provider threw: its type name, message and traceback. */
+export class RemoteError extends DimeError {
+  constructor(reply) {
+    super(`${reply.error_type || "Error"}: ${reply.error}`, reply);
+    this.name = "RemoteError";
+    /** The error's type name on the provider (e.g. "ValueError"). */
+    this.errorType = reply.error_type || "Error";
+    /** The provider's traceback, as text. */
+    this.remoteTraceback = reply.traceback || "";
+  }
+}
+
+/** A remote call's provider disconnected while running it. */
+export class ProviderLost extends DimeError {
+  constructor(reply) {
+    super(reply.error, reply);
+    this.name = "ProviderLost";
+  }
+}
+
+/** No provider took a remote call before its timeout. */
+export class NoProvider extends DimeError {
+  constructor(reply) {
+    super(reply.error, reply);
+    this.name = "NoProvider";
+  }
+}
+
+/** A remote call or stream was cancelled by its caller. */
+export class CancelledError extends DimeError {
+  constructor(message = "the call was cancelled") {
+    super(message);
+    this.name = "CancelledError";
+  }
+}
+
+/** The error a failed result push describes. */
+function callError(json) {
+  if (json.remote) return new RemoteError(json);
+  if (json.lost) return new ProviderLost(json);
+  if (json.timeout) return new NoProvider(json);
+  return new DimeError(json.error || "the call failed", json);
+}
+
 async function defaultWebSocket() {
   if (typeof globalThis.WebSocket === "function") return globalThis.WebSocket;
   try {
@@ -206,6 +250,13 @@ export class DimeClient {
     this.serialization = "dimeb";
     /** Names of received variables in a serialization JS cannot read (pickle, matlab). */
     this.skipped = [];
+    /**
+     * What the server announced beyond DiME2 in its handshake (names such as
+     * "share"; docs/protocol-extensions.md), once `ready` resolves. Empty for
+     * an original DiME2 server, with which every method here works: they
+     * use only DiME2's commands.
+     */
+    this.serverExtensions = [];
     this.decodeOptions = options.decode || {};
     this.ws = null;
     this.pending = [];
@@ -240,6 +291,17 @@ export class DimeClient {
     };
     const reply = await this.#request({ command: "handshake", serialization: "dimeb", tls: false });
     this.#setSerialization(reply.serialization || "dimeb");
+    // An original DiME2 server sends no list: it supports nothing extra.
+    const ext = reply.extensions;
+    if (ext !== undefined && !(Array.isArray(ext) && ext.every((e) => typeof e === "string"))) {
+      throw new DimeError(`the server's handshake has a malformed "extensions": ${JSON.stringify(ext)}`);
+    }
+    this.serverExtensions = ext || [];
+  }
+
+  /** Whether the server announced extension `name` (after `ready`); always false for an original DiME2 server. */
+  supports(name) {
+    return this.serverExtensions.includes(name);
   }
 
   #setSerialization(s) {
@@ -277,6 +339,9 @@ export class DimeClient {
       }
       return;
     }
+    // Remote-call pushes arrive between replies; relayed messages (which
+    // always carry a varname) never are pushes.
+    if (!("varname" in json) && this.#onPush(frame)) return;
     const p = this.pending[0];
     if (!p) {
       this.#fail(new DimeError(`unexpected frame from the server: ${JSON.stringify(json)}`));
@@ -295,6 +360,12 @@ export class DimeClient {
   #fail(err) {
     if (!this.closed) this.closed = err;
     for (const p of this.pending.splice(0)) p.reject(err);
+    for (const c of this.#calls.values()) c.reject(err);
+    this.#calls.clear();
+    for (const s of this.#streams.values()) s.end(err);
+    this.#streams.clear();
+    for (const r of this.#running.values()) r.cancel();
+    this.#running.clear();
   }
 
   /** Writes one request and returns the promise of its reply. */
@@ -387,8 +458,11 @@ export class DimeClient {
     const { messages } = await this.#call({ command: "sync", n }, undefined, true);
     const out = [];
     for (const { json, payload } of messages) {
-      if (json.serialization === "dimeb") out.push([json.varname, dimeb.decode(payload, this.decodeOptions)]);
-      else if (json.serialization === "json") out.push([json.varname, jsonDecode(payload)]);
+      // DiME2 senders may leave "serialization" out: the payload is then in
+      // the one the session negotiated.
+      const serialization = json.serialization ?? this.serialization;
+      if (serialization === "dimeb") out.push([json.varname, dimeb.decode(payload, this.decodeOptions)]);
+      else if (serialization === "json") out.push([json.varname, jsonDecode(payload)]);
       else this.skipped.push(json.varname);
     }
     return out;
@@ -404,6 +478,268 @@ export class DimeClient {
   async devices() {
     const reply = await this.#call({ command: "devices" });
     return reply.devices;
+  }
+
+  // ---- remote calls and streams (docs/protocol-extensions.md)
+
+  /** Calls in flight, by our id: {resolve, reject}. */
+  #calls = new Map();
+  /** Streams being consumed, by our id. */
+  #streams = new Map();
+  /** Calls we run for others, by the broker's id: {cancel(), grant()}. */
+  #running = new Map();
+  /** Functions and stream generators we provide, by name. */
+  #provided = new Map();
+  #nextId = 1;
+
+  /** Writes a frame that gets no reply (call, return, yield …). */
+  #post(json, payload) {
+    if (this.closed) throw this.closed;
+    this.ws.send(encodeFrame(json, payload));
+  }
+
+  // Remote calls always carry dimeb, whatever the messaging serialization.
+  #decodePayload(payload) {
+    return payload.length === 0 ? null : dimeb.decode(payload, this.decodeOptions);
+  }
+
+  /** Routes a push; false if the frame is not one. */
+  #onPush(frame) {
+    const { json, payload } = frame;
+    if ("result" in json && "status" in json) {
+      const id = json.result;
+      const s = this.#streams.get(id);
+      if (s) {
+        this.#streams.delete(id);
+        s.end(json.status === 0 ? null : callError(json));
+        return true;
+      }
+      const c = this.#calls.get(id);
+      if (c) {
+        this.#calls.delete(id);
+        if (json.status === 0) {
+          try {
+            c.resolve(this.#decodePayload(payload));
+          } catch (e) {
+            c.reject(e);
+          }
+        } else c.reject(callError(json));
+      }
+      return true;
+    }
+    if ("item" in json) {
+      this.#streams.get(json.item)?.push(payload);
+      return true;
+    }
+    if ("call" in json && "function" in json) {
+      this.#runCall(json, payload);
+      return true;
+    }
+    if ("credit" in json) {
+      this.#running.get(json.credit)?.grant(json.items, json.bytes);
+      return true;
+    }
+    if ("cancel" in json && !("command" in json)) {
+      this.#running.get(json.cancel)?.cancel();
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Calls the function `name` some client provides, with `args`; resolves
+   * to its result. Options: `timeout` (ms to wait for a provider),
+   * `signal` (an AbortSignal that cancels the call). Rejects with
+   * RemoteError, ProviderLost, NoProvider or CancelledError.
+   */
+  async call(name, args = null, { timeout, signal } = {}) {
+    await this.ready;
+    const id = this.#nextId++;
+    const head = { command: "call", function: name, id };
+    if (timeout !== undefined) head.timeout = timeout;
+    const payload = dimeb.encode(args);
+    return new Promise((resolve, reject) => {
+      this.#calls.set(id, { resolve, reject });
+      if (signal) {
+        const abort = () => {
+          if (this.#calls.delete(id)) {
+            reject(new CancelledError());
+            if (!this.closed) this.#post({ command: "cancel", id });
+          }
+        };
+        if (signal.aborted) abort();
+        else signal.addEventListener("abort", abort, { once: true });
+      }
+      try {
+        if (this.#calls.has(id)) this.#post(head, payload);
+      } catch (e) {
+        this.#calls.delete(id);
+        reject(e);
+      }
+    });
+  }
+
+  /**
+   * Provides the function `name`: `fn(args)` (may be async) runs for each
+   * call and its return value (or thrown error) goes back to the caller.
+   * `capacity`: calls run at once.
+   */
+  async provide(name, fn, { capacity = 1 } = {}) {
+    this.#provided.set(name, { fn, stream: false });
+    await this.#call({ command: "provide", function: name, capacity });
+  }
+
+  /**
+   * Provides the stream `name`: `gen(args)` is an (async) generator whose
+   * items go to the consumer, never more than its window ahead; it is
+   * closed (`return()`) when the consumer stops early.
+   */
+  async provideStream(name, gen, { capacity = 1 } = {}) {
+    this.#provided.set(name, { fn: gen, stream: true });
+    await this.#call({ command: "provide", function: name, capacity });
+  }
+
+  /** Stops providing `name`; calls already running finish. */
+  async unprovide(name) {
+    this.#provided.delete(name);
+    await this.#call({ command: "unprovide", function: name });
+  }
+
+  #errorReturn(k, e) {
+    const head = {
+      command: "return",
+      call: k,
+      error: e && e.message !== undefined ? String(e.message) : String(e),
+      error_type: (e && e.name) || "Error",
+      traceback: (e && e.stack) || "",
+    };
+    if (!this.closed) this.#post(head);
+  }
+
+  async #runCall(json, payload) {
+    const k = json.call;
+    const entry = this.#provided.get(json.function);
+    let cancelled = false;
+    let room = json.stream ? { items: json.items, bytes: json.bytes } : null;
+    let wake = null;
+    this.#running.set(k, {
+      cancel: () => {
+        cancelled = true;
+        wake?.();
+      },
+      grant: (items, bytes) => {
+        if (room) {
+          room.items += items;
+          room.bytes += bytes;
+        }
+        wake?.();
+      },
+    });
+    try {
+      if (!entry) throw new DimeError(`this client does not provide '${json.function}'`);
+      const args = this.#decodePayload(payload);
+      if (!json.stream) {
+        const result = await entry.fn(args);
+        if (!cancelled && !this.closed) this.#post({ command: "return", call: k }, dimeb.encode(result ?? null));
+        else if (!this.closed) this.#post({ command: "return", call: k });
+        return;
+      }
+      const it = entry.fn(args);
+      try {
+        for (;;) {
+          while (!cancelled && !(room.items > 0 && room.bytes > 0)) {
+            await new Promise((r) => (wake = r));
+            wake = null;
+          }
+          if (cancelled || this.closed) break;
+          const { value, done } = await it.next();
+          if (done) break;
+          const bytes = dimeb.encode(value ?? null);
+          room.items -= 1;
+          room.bytes -= bytes.length;
+          this.#post({ command: "yield", call: k }, bytes);
+        }
+      } finally {
+        if (cancelled) await it.return?.();
+      }
+      if (!this.closed) this.#post({ command: "return", call: k });
+    } catch (e) {
+      this.#errorReturn(k, e);
+    } finally {
+      this.#running.delete(k);
+    }
+  }
+
+  /**
+   * Opens the stream `name` with `args`: an async iterable of its items
+   * (`for await (const x of d.stream("count", 10))`); leaving the loop
+   * early stops the producer. Options: `items`, `bytes` (the window:
+   * how far the producer may run ahead), `timeout` (ms to wait for a
+   * provider).
+   */
+  stream(name, args = null, { items = 1024, bytes = 64 << 20, timeout } = {}) {
+    const client = this;
+    const id = this.#nextId++;
+    const queue = [];
+    let ended = false;
+    let error = null;
+    let wake = null;
+    let readItems = 0;
+    let readBytes = 0;
+    let opened = null;
+    const open = async () => {
+      await this.ready;
+      this.#streams.set(id, {
+        push: (payload) => {
+          queue.push(payload);
+          wake?.();
+        },
+        end: (err) => {
+          ended = true;
+          error = err;
+          wake?.();
+        },
+      });
+      const head = { command: "call", function: name, id, stream: true, items, bytes };
+      if (timeout !== undefined) head.timeout = timeout;
+      this.#post(head, dimeb.encode(args));
+    };
+    const close = () => {
+      if (!ended && client.#streams.delete(id) && !client.closed) client.#post({ command: "cancel", id });
+      ended = true;
+    };
+    return {
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+      async next() {
+        opened ??= open();
+        await opened;
+        for (;;) {
+          if (queue.length > 0) {
+            const payload = queue.shift();
+            readItems += 1;
+            readBytes += payload.length;
+            if (!ended && (readItems * 2 >= items || readBytes * 2 >= bytes)) {
+              client.#post({ command: "credit", id, items: readItems, bytes: readBytes });
+              readItems = 0;
+              readBytes = 0;
+            }
+            return { value: client.#decodePayload(payload), done: false };
+          }
+          if (ended) {
+            if (error) throw error;
+            return { value: undefined, done: true };
+          }
+          await new Promise((r) => (wake = r));
+          wake = null;
+        }
+      },
+      async return() {
+        close();
+        return { value: undefined, done: true };
+      },
+    };
   }
 
   /** Closes the connection; pending requests are rejected. */

@@ -4,9 +4,12 @@
 pub mod rpc;
 pub mod share;
 pub mod space;
+pub mod stream;
+pub mod watch;
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb::{self, CodecError};
+use crate::proto::extensions;
 use crate::transport::{self, Address, Transport};
 use crate::value::Value;
 use crate::wire::{Frame, FrameReader, try_encode_head};
@@ -21,8 +24,18 @@ use std::time::{Duration, Instant};
 pub enum Error {
     /// Bad argument from the caller (address syntax, oversized value …).
     InvalidArgument(String),
-    /// Could not connect, or the connection broke.
-    ConnectionLost(String),
+    /// Could not connect to `address` (a libdime address): what the
+    /// operating system said, or how the connection ended during the
+    /// handshake.
+    Connect {
+        /// The address connected to, as `unix:PATH`, `tcp:HOST:PORT` …
+        address: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// The connection broke while in use (a write or read failed, or the
+    /// server closed it).
+    ConnectionLost(io::Error),
     /// The server sent something that is not valid DiME.
     Protocol(String),
     /// The server answered with `status < 0`; its error message.
@@ -31,32 +44,125 @@ pub enum Error {
     Timeout,
     /// A payload could not be decoded.
     Codec(CodecError),
+    /// The server does not offer what was asked (an original DiME2 server,
+    /// which announces no extensions, asked for a share, say). The message
+    /// names the feature and why; the client stays usable.
+    Unsupported(String),
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
-            Error::ConnectionLost(m) => write!(f, "connection lost: {m}"),
+            Error::Connect { address, source } => {
+                write!(f, "cannot connect to {address}: {source}")
+            }
+            Error::ConnectionLost(e) => write!(f, "connection lost: {e}"),
             Error::Protocol(m) => write!(f, "protocol error: {m}"),
             Error::Server(m) => write!(f, "server error: {m}"),
             Error::Timeout => f.write_str("timed out"),
             Error::Codec(e) => write!(f, "{e}"),
+            Error::Unsupported(m) => f.write_str(m),
         }
     }
 }
 
 impl std::error::Error for Error {}
 
+impl Error {
+    /// The operating system's error number (`errno`) behind a failed
+    /// connect or a lost connection: `ENOENT` for a missing unix socket,
+    /// `ECONNREFUSED`, `EACCES`, `ETIMEDOUT`, `EPIPE`, `ECONNRESET` …
+    /// A connection the server closed counts as `ECONNRESET`. `None` for
+    /// failures that did not come from the operating system (including a
+    /// host name that did not resolve).
+    pub fn os_error(&self) -> Option<i32> {
+        match self {
+            Error::Connect { source, .. } | Error::ConnectionLost(source) => errno_of(source),
+            _ => None,
+        }
+    }
+}
+
+/// `e`'s errno: the raw one when the OS gave it, else the one its kind
+/// stands for (errors built by std or by us carry only a kind).
+fn errno_of(e: &io::Error) -> Option<i32> {
+    use io::ErrorKind as K;
+    e.raw_os_error().or(match e.kind() {
+        K::NotFound => Some(libc::ENOENT),
+        K::PermissionDenied => Some(libc::EACCES),
+        K::ConnectionRefused => Some(libc::ECONNREFUSED),
+        K::ConnectionReset | K::UnexpectedEof => Some(libc::ECONNRESET),
+        K::ConnectionAborted => Some(libc::ECONNABORTED),
+        K::BrokenPipe => Some(libc::EPIPE),
+        K::TimedOut => Some(libc::ETIMEDOUT),
+        K::AddrNotAvailable => Some(libc::EADDRNOTAVAIL),
+        K::NotConnected => Some(libc::ENOTCONN),
+        K::InvalidInput => Some(libc::EINVAL),
+        _ => None,
+    })
+}
+
+impl Error {
+    /// A lost connection described by `why`, with no OS error behind it.
+    pub fn lost(why: impl Into<String>) -> Error {
+        Error::ConnectionLost(io::Error::other(why.into()))
+    }
+}
+
+/// The error for a peer (`"server"`, `"broker"`) that closed the
+/// connection (a read or write of 0 bytes): `UnexpectedEof`, which
+/// `Error::os_error` reports as ECONNRESET.
+fn closed_by(peer: &str) -> Error {
+    Error::ConnectionLost(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("the {peer} closed the connection"),
+    ))
+}
+
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Error {
-        Error::ConnectionLost(e.to_string())
+        Error::ConnectionLost(e)
     }
 }
 
 impl From<CodecError> for Error {
     fn from(e: CodecError) -> Error {
         Error::Codec(e)
+    }
+}
+
+/// `Ok` if `extensions` (from a handshake reply; None for an original
+/// DiME2 server) holds `name`, else [`Error::Unsupported`] saying the
+/// server does not support `what` and why.
+pub(crate) fn require(extensions: Option<&[String]>, name: &str, what: &str) -> Result<()> {
+    match extensions {
+        Some(e) if e.iter().any(|n| n == name) => Ok(()),
+        None => Err(Error::Unsupported(format!(
+            "this server does not support {what} (it is an original DiME2 server: its \
+             handshake announces no extensions)"
+        ))),
+        Some(_) => Err(Error::Unsupported(format!(
+            "this server does not support {what} (its handshake does not announce the \
+             \"{name}\" extension)"
+        ))),
+    }
+}
+
+/// The `"extensions"` list of a handshake reply; None when it has none
+/// (an original DiME2 server).
+pub(crate) fn announced_extensions(reply: &Map<String, Json>) -> Result<Option<Vec<String>>> {
+    match reply.get("extensions") {
+        None => Ok(None),
+        Some(Json::Array(names)) => names
+            .iter()
+            .map(|n| n.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .map(Some)
+            .ok_or_else(|| Error::Protocol("handshake \"extensions\" holds a non-string".into())),
+        Some(_) => Err(Error::Protocol(
+            "handshake \"extensions\" is not a list".into(),
+        )),
     }
 }
 
@@ -68,7 +174,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub struct Message {
     /// The variable name.
     pub varname: String,
-    /// The sender's serialization (`dimeb` for our clients).
+    /// The sender's serialization (`dimeb` for our clients); the session's
+    /// negotiated one when the sender's header names none.
     pub serialization: String,
     /// The encoded value.
     pub payload: PooledBuf,
@@ -106,13 +213,30 @@ impl io::Read for DontWait<'_> {
 /// Most requests written before reading their replies (as DiME2's Python client).
 const PIPELINE: usize = 16;
 
+/// The first and the longest pause between two polls for messages, when a
+/// wait with a timeout must poll: an original DiME2 server cannot wait
+/// with a timeout, and a `wait` sent to it cannot be withdrawn. Doubling
+/// from 1 ms to 50 ms answers a quick reply quickly and costs an idle
+/// waiter about 20 small requests a second.
+const POLL_FIRST: Duration = Duration::from_millis(1);
+const POLL_LONGEST: Duration = Duration::from_millis(50);
+
 /// A connection to a DiME server.
 pub struct Client {
+    /// Where it is connected (watches open their own connection there).
+    address: Address,
     stream: Box<dyn Transport>,
     reader: FrameReader,
     serialization: String,
     /// Messages received but not yet handed out (after a partial failure).
     stash: VecDeque<Message>,
+    /// The extensions the server announced in its handshake; None for an
+    /// original DiME2 server, whose reply has no list.
+    extensions: Option<Vec<String>>,
+    /// The pause before the next poll for messages (see `poll_messages`):
+    /// it keeps growing across the slices of a long wait and starts over
+    /// once messages arrive.
+    poll_pause: Duration,
 }
 
 impl Client {
@@ -125,19 +249,69 @@ impl Client {
 
     /// Connects to a parsed address.
     pub fn connect_to(addr: &Address) -> Result<Client> {
-        let stream = transport::connect(addr).map_err(|e| Error::ConnectionLost(e.to_string()))?;
+        Client::open(addr, true)
+    }
+
+    /// Connects a side connection (a watch, a monitor): one that never
+    /// syncs, so it asks not to receive broadcasts, which would only pile
+    /// up in its queue.
+    pub fn connect_side(addr: &Address) -> Result<Client> {
+        Client::open(addr, false)
+    }
+
+    fn open(addr: &Address, broadcasts: bool) -> Result<Client> {
+        let failed = |source| Error::Connect {
+            address: addr.to_string(),
+            source,
+        };
+        let stream = transport::connect(addr).map_err(failed)?;
         let mut c = Client {
+            address: addr.clone(),
             stream,
             reader: FrameReader::new(u64::MAX),
             serialization: "dimeb".into(),
             stash: VecDeque::new(),
+            extensions: None,
+            poll_pause: POLL_FIRST,
         };
-        let reply =
-            c.request(json!({"command": "handshake", "serialization": "dimeb", "tls": false}))?;
+        // A connection that ends during the handshake never was one: report
+        // it as a failed connect, not as a lost connection.
+        let mut handshake = json!({"command": "handshake", "serialization": "dimeb", "tls": false});
+        if !broadcasts {
+            handshake["broadcasts"] = json!(false);
+        }
+        let reply = c.request(handshake).map_err(|e| match e {
+            Error::ConnectionLost(source) => failed(source),
+            other => other,
+        })?;
         if let Some(s) = reply.get("serialization").and_then(Json::as_str) {
             c.serialization = s.to_owned();
         }
+        c.extensions = announced_extensions(&reply)?;
         Ok(c)
+    }
+
+    /// The extensions the server announced in its handshake reply
+    /// (`docs/protocol-extensions.md`; names in [`crate::proto::extensions`]),
+    /// or None for an original DiME2 server, which announces none: this
+    /// client then keeps to DiME2's own commands, and features that need an
+    /// extension fail with [`Error::Unsupported`].
+    pub fn server_extensions(&self) -> Option<&[String]> {
+        self.extensions.as_deref()
+    }
+
+    /// Whether the server announced extension `name`.
+    pub fn supports(&self, name: &str) -> bool {
+        self.extensions
+            .as_ref()
+            .is_some_and(|e| e.iter().any(|n| n == name))
+    }
+
+    /// `Ok` if the server announced extension `name`, else
+    /// [`Error::Unsupported`] saying the server does not support `what`
+    /// (a description such as "shared dictionaries") and why.
+    pub fn require(&self, name: &str, what: &str) -> Result<()> {
+        require(self.extensions.as_deref(), name, what)
     }
 
     /// The serialization the server asked for (we always send dimeb, and
@@ -155,7 +329,7 @@ impl Client {
         let mut bufs = &mut bufs[..];
         while !bufs.is_empty() && bufs.iter().any(|b| !b.is_empty()) {
             match self.stream.write_vectored(bufs) {
-                Ok(0) => return Err(Error::ConnectionLost("server closed the connection".into())),
+                Ok(0) => return Err(closed_by("server")),
                 Ok(n) => IoSlice::advance_slices(&mut bufs, n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
@@ -164,10 +338,26 @@ impl Client {
         Ok(())
     }
 
+    /// The address this client is connected to.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
     /// Reads the next frame, handling meta messages on the way.
     fn read_frame(&mut self) -> Result<(Map<String, Json>, PooledBuf)> {
+        self.read_frame_until(None)?
+            .ok_or_else(|| Error::Protocol("no frame and no deadline".into()))
+    }
+
+    /// As `read_frame`, giving up (None) at `deadline`.
+    pub(crate) fn read_frame_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<(Map<String, Json>, PooledBuf)>> {
         loop {
-            let frame = self.next_raw_frame()?;
+            let Some(frame) = self.next_raw_frame(deadline)? else {
+                return Ok(None);
+            };
             let json: Json = match serde_json::from_slice(frame.json()) {
                 Ok(json) => json,
                 Err(e) => relayed_fields(frame.json())
@@ -189,18 +379,24 @@ impl Client {
                 }
                 continue;
             }
-            return Ok((obj, frame.payload));
+            return Ok(Some((obj, frame.payload)));
         }
     }
 
-    fn next_raw_frame(&mut self) -> Result<Frame> {
+    /// The next frame; None once `deadline` passes without one.
+    fn next_raw_frame(&mut self, deadline: Option<Instant>) -> Result<Option<Frame>> {
         loop {
             if let Some(f) = self
                 .reader
                 .next_frame()
                 .map_err(|e| Error::Protocol(e.to_string()))?
             {
-                return Ok(f);
+                return Ok(Some(f));
+            }
+            if let Some(d) = deadline {
+                if !self.stream.has_buffered_input() && !readable_before(&*self.stream, d)? {
+                    return Ok(None);
+                }
             }
             // A reply usually arrives within tens of microseconds: poll for
             // it briefly (yielding the CPU to anything runnable, such as the
@@ -226,7 +422,7 @@ impl Client {
                 }
             };
             match read {
-                Ok(0) => return Err(Error::ConnectionLost("server closed the connection".into())),
+                Ok(0) => return Err(closed_by("server")),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
@@ -363,6 +559,12 @@ impl Client {
         n: i64,
         timeout: Option<Duration>,
     ) -> Result<Vec<(String, Value)>> {
+        if !self.supports(extensions::SEND_RECEIVE) {
+            // DiME2's way, in two exchanges (an original server would relay
+            // "receive" and answer a bare status).
+            self.send(group, varname, value)?;
+            return self.receive(n, timeout);
+        }
         let payload = encode_pooled(value)
             .map_err(|e| Error::InvalidArgument(format!("variable '{varname}': {}", e.0)))?;
         let mut req = relay_header(Some(group), varname);
@@ -394,6 +596,15 @@ impl Client {
         if want == 0 {
             return Ok(out);
         }
+        // Messages already in hand end a wait.
+        let wait = wait.filter(|_| out.is_empty());
+        if wait.is_some() && !self.supports(extensions::SYNC_WAIT) {
+            // An original DiME2 server answers a sync with "wait" as a plain
+            // sync, at once: wait its own way, then sync.
+            let wait = wait.flatten();
+            self.wait_dime2(wait)?;
+            return self.sync_request(want, None);
+        }
         let mut req = json!({"command": "sync", "n": want});
         if let Some(timeout) = wait {
             req["wait"] = json!(true);
@@ -413,15 +624,14 @@ impl Client {
                 check_status(obj)?;
                 return Ok(out);
             }
-            let field = |k: &str| {
-                obj.get(k)
-                    .and_then(Json::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
+            let field = |k: &str| obj.get(k).and_then(Json::as_str);
             out.push(Message {
-                varname: field("varname"),
-                serialization: field("serialization"),
+                varname: field("varname").unwrap_or_default().to_owned(),
+                // DiME2 makes "serialization" optional in a send: such a
+                // payload is in the one the session negotiated.
+                serialization: field("serialization")
+                    .unwrap_or(&self.serialization)
+                    .to_owned(),
                 payload,
             });
         }
@@ -460,6 +670,9 @@ impl Client {
         if !self.stash.is_empty() {
             return Ok(self.stash.len());
         }
+        if !self.supports(extensions::SYNC_WAIT) {
+            return self.wait_dime2(timeout);
+        }
         // Fetch the messages in the same exchange (a sync that waits) and
         // keep them for the next sync: DiME2's wait-then-sync costs one
         // round trip to the server instead of two.
@@ -467,6 +680,51 @@ impl Client {
         let n = msgs.len();
         self.stash.extend(msgs);
         Ok(n)
+    }
+
+    /// `wait` with DiME2's commands only (for an original server): without
+    /// a timeout DiME2's own `wait`, which blocks in the server; with one,
+    /// polls with `sync`, since the original server ignores a `wait`'s
+    /// timeout and a `wait` once sent cannot be withdrawn. Polled messages
+    /// are kept for the next sync. Returns the number of messages queued.
+    fn wait_dime2(&mut self, timeout: Option<Duration>) -> Result<usize> {
+        if !self.stash.is_empty() {
+            return Ok(self.stash.len());
+        }
+        let Some(timeout) = timeout else {
+            let reply = self.request(json!({"command": "wait"}))?;
+            return reply
+                .get("n")
+                .and_then(Json::as_u64)
+                .map(|n| n as usize)
+                .ok_or_else(|| Error::Protocol("wait reply has no count".into()));
+        };
+        let msgs = self.poll_messages(timeout)?;
+        let n = msgs.len();
+        self.stash.extend(msgs);
+        Ok(n)
+    }
+
+    /// Syncs until at least one message comes, pausing between polls
+    /// (`POLL_FIRST` doubling up to `POLL_LONGEST`, never past the
+    /// deadline); `Error::Timeout` once `timeout` has passed.
+    fn poll_messages(&mut self, timeout: Duration) -> Result<Vec<Message>> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let msgs = self.sync_messages(-1)?;
+            if !msgs.is_empty() {
+                self.poll_pause = POLL_FIRST;
+                return Ok(msgs);
+            }
+            let now = Instant::now();
+            let left = match deadline {
+                Some(d) if d <= now => return Err(Error::Timeout),
+                Some(d) => d - now,
+                None => Duration::MAX,
+            };
+            std::thread::sleep(self.poll_pause.min(left));
+            self.poll_pause = (self.poll_pause * 2).min(POLL_LONGEST);
+        }
     }
 
     /// Names of every group with at least one member.
@@ -482,8 +740,50 @@ impl Client {
             .collect())
     }
 
+    /// Watches joins and leaves of groups whose names start with `prefix`
+    /// ("" for all), on a connection of its own, resuming after `resume`
+    /// if given.
+    pub fn watch_groups(
+        &self,
+        prefix: &str,
+        resume: Option<watch::Position>,
+    ) -> Result<watch::Watch> {
+        let target = watch::Target::Groups {
+            prefix: prefix.to_owned(),
+        };
+        watch::Watch::open(&self.address, target, resume)
+    }
+
     /// Closes the connection (also done on drop).
     pub fn close(self) {}
+}
+
+/// Waits until `stream` has input or `deadline` passes; true if it has.
+fn readable_before(stream: &dyn Transport, deadline: Instant) -> Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+        let mut p = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut p, 1, ms) };
+        if n > 0 {
+            return Ok(true);
+        }
+        if n == 0 {
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e.into());
+        }
+    }
 }
 
 /// Encodes into a buffer from this thread's pool: sending a large value
@@ -531,13 +831,21 @@ fn check_status(obj: Map<String, Json>) -> Result<Map<String, Json>> {
 /// wrote that header and the server relays it unchanged; a number no f64
 /// holds (`1e400`, which other JSON readers take as infinity) in a field
 /// nobody reads must not make every recipient's sync fail. Unknown fields
-/// are skipped without converting their numbers.
+/// are skipped without converting their numbers; either field may be
+/// absent, as DiME2 senders need not give them.
 fn relayed_fields(text: &[u8]) -> Option<Json> {
     #[derive(serde::Deserialize)]
     struct Relayed {
-        varname: String,
-        serialization: String,
+        varname: Option<String>,
+        serialization: Option<String>,
     }
     let r: Relayed = serde_json::from_slice(text).ok()?;
-    Some(json!({"varname": r.varname, "serialization": r.serialization}))
+    let mut fields = Map::new();
+    if let Some(v) = r.varname {
+        fields.insert("varname".into(), Json::String(v));
+    }
+    if let Some(s) = r.serialization {
+        fields.insert("serialization".into(), Json::String(s));
+    }
+    Some(Json::Object(fields))
 }

@@ -21,20 +21,24 @@
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb::{self, Piece};
+use crate::codec::dimeb;
+use crate::proto::extensions;
 use crate::transport::Address;
 use crate::value::Value;
 use crate::wire::{Frame, FrameReader, try_encode_head};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde_json::{Map, Value as Json, json};
 use socket2::Socket;
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::stream;
+pub use super::stream::{Next, StreamOptions};
 use super::{Error, Result, encode_pooled};
 
 /// Why a call produced no result.
@@ -106,6 +110,9 @@ pub struct IncomingCall {
     pub function: String,
     /// The encoded arguments.
     pub args: PooledBuf,
+    /// True for a stream: answer with [`Rpc::stream_send`] for each item
+    /// and [`Rpc::stream_end`] (or [`Rpc::reply_error`]) at the end.
+    pub stream: bool,
 }
 
 impl IncomingCall {
@@ -139,6 +146,10 @@ enum Want {
     Room,
     /// The reply to this acknowledged command.
     Ack(u64),
+    /// An item or the end of the stream this endpoint consumes.
+    Stream(u64),
+    /// Room (or a cancel) for the stream call this endpoint produces.
+    Credit(u64),
 }
 
 /// A thread sleeping in [`Shared::wait_for`].
@@ -176,6 +187,11 @@ struct Inner {
     waiting: usize,
     last_waiter: Instant,
     sleepers: Vec<Sleeper>,
+    /// Streams this endpoint consumes, by the caller's id.
+    streams: FxHashMap<u64, Arc<stream::Consumer>>,
+    /// Calls this endpoint runs and has not answered yet, by the broker's
+    /// id: whether the caller gave up, and a stream's window.
+    running: FxHashMap<u64, Arc<stream::Producer>>,
 }
 
 impl Inner {
@@ -219,8 +235,8 @@ struct Shared {
     background: Condvar,
     next_id: AtomicU64,
     options: RpcOptions,
-    /// Functions whose calls go to their own queue.
-    own: Mutex<FxHashSet<String>>,
+    /// Why streams cannot be opened, when the broker does not announce them.
+    streams_unsupported: Option<String>,
 }
 
 /// An endpoint for remote calls: one connection to the broker with a
@@ -271,18 +287,31 @@ impl Rpc {
                 {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(e) => return Err(Error::ConnectionLost(e.to_string())),
+                Err(source) => {
+                    return Err(Error::Connect {
+                        address: addr.to_string(),
+                        source,
+                    });
+                }
             }
         };
         let mut read_sock = sock.try_clone()?;
         let mut reader = FrameReader::new(u64::MAX);
         write_frame(
-            &mut &sock,
-            &json!({"command": "handshake", "serialization": "dimeb", "tls": false}),
+            &sock,
+            // A side connection: it never syncs, so it takes no broadcasts.
+            &json!({"command": "handshake", "serialization": "dimeb", "tls": false,
+                "broadcasts": false}),
             &[],
         )?;
         let (hs, _) = read_one(&mut reader, &mut read_sock)?;
-        super::check_status(hs)?;
+        let hs = super::check_status(hs)?;
+        let extensions = super::announced_extensions(&hs)?;
+        super::require(extensions.as_deref(), extensions::RPC, "remote calls")?;
+        let streams_unsupported =
+            super::require(extensions.as_deref(), extensions::STREAM, "streams")
+                .err()
+                .map(|e| e.to_string());
         let now = Instant::now();
         let shared = Arc::new(Shared {
             writer: Mutex::new(sock),
@@ -303,6 +332,8 @@ impl Rpc {
                 waiting: 0,
                 last_waiter: now,
                 sleepers: Vec::new(),
+                streams: FxHashMap::default(),
+                running: FxHashMap::default(),
             }),
             read_side: Mutex::new(ReadSide {
                 reader,
@@ -312,13 +343,13 @@ impl Rpc {
             background: Condvar::new(),
             next_id: AtomicU64::new(1),
             options,
-            own: Mutex::new(FxHashSet::default()),
+            streams_unsupported,
         });
         let s = shared.clone();
         let reader = std::thread::Builder::new()
             .name("dime-rpc-reader".into())
             .spawn(move || background_reader(&s))
-            .map_err(|e| Error::ConnectionLost(format!("cannot start the reader thread: {e}")))?;
+            .map_err(|e| Error::lost(format!("cannot start the reader thread: {e}")))?;
         Ok(Rpc {
             shared,
             reader: Mutex::new(Some(reader)),
@@ -381,7 +412,7 @@ impl Rpc {
                 .0;
         }
         if let Some(why) = &inner.closed {
-            return Err(Error::ConnectionLost(why.clone()));
+            return Err(Error::lost(why.clone()));
         }
         let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
         if inner.in_flight == 0 {
@@ -417,7 +448,6 @@ impl Rpc {
     /// at once. Its calls arrive through [`Rpc::next_call`].
     pub fn provide(&self, function: &str, capacity: u32) -> Result<()> {
         self.shared.lock().own_queues.remove(function);
-        self.shared.own().remove(function);
         self.shared
             .request(&json!({"command": "provide", "function": function, "capacity": capacity}))
             .map(drop)
@@ -427,7 +457,6 @@ impl Rpc {
     /// own, taken with [`Rpc::next_call_of`] (library worker threads that
     /// serve one function each).
     pub fn provide_own_queue(&self, function: &str, capacity: u32) -> Result<()> {
-        self.shared.own().insert(function.to_owned());
         self.shared
             .lock()
             .own_queues
@@ -463,6 +492,7 @@ impl Rpc {
 
     /// Answers call `id` with an encoded result.
     pub fn reply_encoded(&self, id: u64, result: &[u8]) -> Result<()> {
+        self.shared.lock().running.remove(&id);
         self.shared
             .write(&json!({"command": "return", "call": id}), result)
     }
@@ -490,11 +520,129 @@ impl Rpc {
         message: &str,
         traceback: &str,
     ) -> Result<()> {
+        self.shared.lock().running.remove(&id);
         self.shared.write(
             &json!({"command": "return", "call": id, "error": message,
                 "error_type": error_type, "traceback": traceback}),
             &[],
         )
+    }
+
+    /// Opens a stream from the generator `function` provides, with `args`;
+    /// `timeout` bounds the wait for a provider. Items arrive as the
+    /// producer makes them, at most `window` ahead of the reader.
+    pub fn open_stream(
+        &self,
+        function: &str,
+        args: &Value,
+        window: StreamOptions,
+        timeout: Option<Duration>,
+    ) -> Result<StreamReader> {
+        let payload = encode_pooled(args).map_err(|e| Error::InvalidArgument(e.0))?;
+        self.open_stream_encoded(function, &payload, window, timeout)
+    }
+
+    /// [`Rpc::open_stream`] with already-encoded arguments.
+    pub fn open_stream_encoded(
+        &self,
+        function: &str,
+        args: &[u8],
+        window: StreamOptions,
+        timeout: Option<Duration>,
+    ) -> Result<StreamReader> {
+        if window.items == 0 || window.bytes == 0 {
+            return Err(Error::InvalidArgument(
+                "a stream's window needs at least 1 item and 1 byte".into(),
+            ));
+        }
+        let sh = &self.shared;
+        if let Some(m) = &sh.streams_unsupported {
+            return Err(Error::Unsupported(m.clone()));
+        }
+        let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
+        let consumer = Arc::new(stream::Consumer::new(window));
+        {
+            let mut inner = sh.lock();
+            if let Some(why) = &inner.closed {
+                return Err(Error::lost(why.clone()));
+            }
+            if inner.in_flight == 0 && inner.streams.is_empty() {
+                inner.last_heard = Instant::now();
+            }
+            inner.streams.insert(id, consumer.clone());
+        }
+        let mut head = json!({"command": "call", "function": function, "id": id,
+            "stream": true, "items": window.items, "bytes": window.bytes});
+        if let Some(t) = timeout {
+            head["timeout"] = json!(t.as_secs_f64() * 1000.0);
+        }
+        if let Err(e) = sh.write(&head, args) {
+            sh.lock().streams.remove(&id);
+            return Err(e);
+        }
+        Ok(StreamReader {
+            id,
+            consumer,
+            shared: sh.clone(),
+            done: false,
+        })
+    }
+
+    /// Sends the next item of stream call `id`, waiting while the
+    /// consumer's window is full. Ok(false) when the consumer has gone
+    /// (stopped early, cancelled or disconnected): stop producing.
+    /// `Error::Timeout` if no room came within `timeout`.
+    pub fn stream_send(&self, id: u64, item: &[u8], timeout: Option<Duration>) -> Result<bool> {
+        let producer = self.shared.lock().running.get(&id).cloned();
+        let Some(p) = producer else {
+            return Ok(false);
+        };
+        // Credit arrives on the socket: read it here while nobody else does.
+        if !p.can_go_on() {
+            let deadline = timeout.map(|t| Instant::now() + t);
+            let g = self.shared.lock();
+            drop(self.shared.wait_for(g, Want::Credit(id), deadline, |g| {
+                p.can_go_on() || g.closed.is_some()
+            }));
+        }
+        let mut timed_out = false;
+        if !p.take_room(item.len(), timeout, &mut timed_out) {
+            return if timed_out {
+                Err(Error::Timeout)
+            } else {
+                Ok(false)
+            };
+        }
+        self.shared
+            .write(&json!({"command": "yield", "call": id}), item)?;
+        Ok(true)
+    }
+
+    /// Sends the next item of stream call `id` as a value (see
+    /// [`Rpc::stream_send`]).
+    pub fn stream_send_value(
+        &self,
+        id: u64,
+        item: &Value,
+        timeout: Option<Duration>,
+    ) -> Result<bool> {
+        let payload = encode_pooled(item).map_err(|e| Error::InvalidArgument(e.0))?;
+        self.stream_send(id, &payload, timeout)
+    }
+
+    /// Ends stream call `id` normally.
+    pub fn stream_end(&self, id: u64) -> Result<()> {
+        self.reply_encoded(id, &[])
+    }
+
+    /// True once the caller of running call `id` gave up on it (a plain
+    /// call not yet started can then be skipped; a stream must stop).
+    pub fn is_cancelled(&self, id: u64) -> bool {
+        self.shared
+            .lock()
+            .running
+            .get(&id)
+            .is_none_or(|p| p.is_cancelled())
     }
 
     /// A round trip to the broker.
@@ -525,7 +673,7 @@ impl Rpc {
             return Ok(Some(id));
         }
         match &inner.closed {
-            Some(why) => Err(Error::ConnectionLost(why.clone())),
+            Some(why) => Err(Error::lost(why.clone())),
             None => Ok(None),
         }
     }
@@ -551,6 +699,85 @@ impl Rpc {
 }
 
 impl Drop for Rpc {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A stream being consumed: read items with [`StreamReader::next`]; drop
+/// or [`StreamReader::close`] it to stop the producer early.
+pub struct StreamReader {
+    id: u64,
+    consumer: Arc<stream::Consumer>,
+    shared: Arc<Shared>,
+    /// Ended, failed or closed: nothing more to read or to cancel.
+    done: bool,
+}
+
+impl StreamReader {
+    /// The next item (or the end, or a timeout). The producer's error, or
+    /// the loss of the producer, ends the stream with an `Err` after the
+    /// items sent before it.
+    pub fn next(&mut self, timeout: Option<Duration>) -> std::result::Result<Next, CallError> {
+        if self.done {
+            return Ok(Next::End);
+        }
+        // Items arrive on the socket: read it here while nobody else does.
+        if !self.consumer.has_news() {
+            let deadline = timeout.map(|t| Instant::now() + t);
+            let g = self.shared.lock();
+            let c = &self.consumer;
+            drop(self.shared.wait_for(g, Want::Stream(self.id), deadline, |g| {
+                c.has_news() || g.closed.is_some()
+            }));
+        }
+        let r = self.consumer.next(timeout.map(|_| Duration::ZERO));
+        match &r {
+            Ok((_, Some((items, bytes)))) => {
+                // Best effort: a broken connection ends the stream anyway.
+                let _ = self.shared.write(
+                    &json!({"command": "credit", "id": self.id, "items": items, "bytes": bytes}),
+                    &[],
+                );
+            }
+            Ok((Next::End, _)) | Err(_) => self.done = true,
+            _ => {}
+        }
+        r.map(|(n, _)| n)
+    }
+
+    /// Decodes the next item: Ok(None) at the end.
+    pub fn next_value(&mut self, timeout: Option<Duration>) -> Result<Option<Value>> {
+        match self.next(timeout) {
+            Ok(Next::Item(b)) => Ok(Some(dimeb::decode(&b)?)),
+            Ok(Next::End) => Ok(None),
+            Ok(Next::Timeout) => Err(Error::Timeout),
+            Err(e) => Err(Error::Server(e.to_string())),
+        }
+    }
+
+    /// Stops the stream: the producer's generator is closed at its next
+    /// item. Items already received are dropped.
+    pub fn close(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let was_open = self.shared.lock().streams.remove(&self.id).is_some();
+        if was_open {
+            let _ = self
+                .shared
+                .write(&json!({"command": "cancel", "id": self.id}), &[]);
+        }
+    }
+
+    /// True once the stream ended and every item was read.
+    pub fn is_finished(&self) -> bool {
+        self.done || self.consumer.is_finished()
+    }
+}
+
+impl Drop for StreamReader {
     fn drop(&mut self) {
         self.close();
     }
@@ -803,7 +1030,7 @@ impl Shared {
 
     fn write(&self, head: &Json, payload: &[u8]) -> Result<()> {
         let w = self.writer();
-        write_frame(&mut &*w, head, payload).inspect_err(|_| {
+        write_frame(&w, head, payload).inspect_err(|_| {
             let _ = w.shutdown(std::net::Shutdown::Both);
         })
     }
@@ -842,7 +1069,7 @@ impl Shared {
         let id = {
             let mut inner = self.lock();
             if let Some(why) = &inner.closed {
-                return Err(Error::ConnectionLost(why.clone()));
+                return Err(Error::lost(why.clone()));
             }
             inner.next_ack += 1;
             let id = inner.next_ack;
@@ -893,7 +1120,7 @@ impl Shared {
         };
         match (next, &inner.closed) {
             (Some(c), _) => Ok(Some(c)),
-            (None, Some(why)) => Err(Error::ConnectionLost(why.clone())),
+            (None, Some(why)) => Err(Error::lost(why.clone())),
             (None, None) => Ok(None),
         }
     }
@@ -938,11 +1165,17 @@ impl Shared {
         for id in ids {
             self.complete(&mut inner, id, Err(CallError::Connection(why.clone())));
         }
+        for (_, c) in inner.streams.drain() {
+            c.end(Err(CallError::Connection(why.clone())));
+        }
+        for (_, p) in inner.running.drain() {
+            p.cancel();
+        }
         for (id, awaited) in std::mem::take(&mut inner.acks) {
             if awaited {
                 inner
                     .ack_replies
-                    .insert(id, Err(Error::ConnectionLost(why.clone())));
+                    .insert(id, Err(Error::lost(why.clone())));
             }
         }
         for s in &inner.sleepers {
@@ -958,12 +1191,24 @@ impl Shared {
         let json: Map<String, Json> = serde_json::from_slice(frame.json())
             .map_err(|e| format!("invalid JSON from the broker: {e}"))?;
         let mut inner = self.lock();
+        if let Some(id) = json.get("item").and_then(Json::as_u64) {
+            if let Some(c) = inner.streams.get(&id) {
+                c.push(frame.payload);
+                inner.wake(&Want::Stream(id), true);
+            }
+            return Ok(());
+        }
         if let Some(id) = json.get("result").and_then(Json::as_u64) {
             let result = if json.get("status").and_then(Json::as_i64) == Some(0) {
                 Ok(frame.payload)
             } else {
                 Err(call_error(&json))
             };
+            if let Some(c) = inner.streams.remove(&id) {
+                c.end(result.map(drop));
+                inner.wake(&Want::Stream(id), true);
+                return Ok(());
+            }
             self.complete(&mut inner, id, result);
             return Ok(());
         }
@@ -978,16 +1223,40 @@ impl Shared {
             } else {
                 Want::Incoming(None)
             };
+            let is_stream = json.get("stream").and_then(Json::as_bool) == Some(true);
+            let window = is_stream.then(|| {
+                let n = |k: &str| json.get(k).and_then(Json::as_i64).unwrap_or(0);
+                (n("items"), n("bytes"))
+            });
+            inner
+                .running
+                .insert(id, Arc::new(stream::Producer::new(window)));
             let call = IncomingCall {
                 id,
                 function,
                 args: frame.payload,
+                stream: is_stream,
             };
             match inner.own_queues.get_mut(&call.function) {
                 Some(q) => q.push_back(call),
                 None => inner.incoming.push_back(call),
             }
             inner.wake(&want, false);
+            return Ok(());
+        }
+        if let Some(id) = json.get("credit").and_then(Json::as_u64) {
+            if let Some(p) = inner.running.get(&id) {
+                let n = |k: &str| json.get(k).and_then(Json::as_i64).unwrap_or(0);
+                p.grant(n("items"), n("bytes"));
+                inner.wake(&Want::Credit(id), true);
+            }
+            return Ok(());
+        }
+        if let Some(id) = json.get("cancel").and_then(Json::as_u64) {
+            if let Some(p) = inner.running.get(&id) {
+                p.cancel();
+                inner.wake(&Want::Credit(id), true);
+            }
             return Ok(());
         }
         if json.get("meta").and_then(Json::as_bool) == Some(true) {
@@ -1017,7 +1286,7 @@ impl Shared {
     fn heartbeat(&self) -> Option<String> {
         let maxage = self.options.maxage?;
         let mut inner = self.lock();
-        if inner.in_flight == 0 && inner.acks.is_empty() {
+        if inner.in_flight == 0 && inner.acks.is_empty() && inner.streams.is_empty() {
             return None;
         }
         let quiet = inner.last_heard.elapsed();
@@ -1101,6 +1370,7 @@ fn open(addr: &Address) -> io::Result<Socket> {
                 )
             })?;
             s.set_nodelay(true)?;
+            crate::transport::set_tcp_keepalive(&s)?;
             Ok(Socket::from(s))
         }
         Address::Ws(..) => Err(io::Error::new(
@@ -1110,23 +1380,25 @@ fn open(addr: &Address) -> io::Result<Socket> {
     }
 }
 
-/// Writes one frame whole.
-fn write_frame<W: Write>(w: &mut W, head: &Json, payload: &[u8]) -> Result<()> {
+/// Writes one frame whole. Sends with `MSG_NOSIGNAL`: these writes happen
+/// on library threads (reader, callback workers) where a broken connection
+/// must be an error, never a SIGPIPE that kills the host process.
+fn write_frame(w: &Socket, head: &Json, payload: &[u8]) -> Result<()> {
     let head = try_encode_head(head.to_string().as_bytes(), payload.len())
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     if payload.len() <= COALESCE {
         let mut buf = head;
         buf.extend_from_slice(payload);
-        return w.write_all(&buf).map_err(Error::from);
+        return send_all(w, &mut [IoSlice::new(&buf)]);
     }
-    let mut bufs = [IoSlice::new(&head), IoSlice::new(payload)];
-    let mut bufs = &mut bufs[..];
+    send_all(w, &mut [IoSlice::new(&head), IoSlice::new(payload)])
+}
+
+fn send_all(w: &Socket, mut bufs: &mut [IoSlice<'_>]) -> Result<()> {
     while bufs.iter().any(|b| !b.is_empty()) {
-        match w.write_vectored(bufs) {
+        match w.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL) {
             Ok(0) => {
-                return Err(Error::ConnectionLost(
-                    "the broker closed the connection".into(),
-                ));
+                return Err(super::closed_by("broker"));
             }
             Ok(n) => IoSlice::advance_slices(&mut bufs, n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1149,9 +1421,7 @@ fn read_one(reader: &mut FrameReader, sock: &mut Socket) -> Result<(Map<String, 
         }
         match reader.read_from(sock) {
             Ok(0) => {
-                return Err(Error::ConnectionLost(
-                    "the broker closed the connection".into(),
-                ));
+                return Err(super::closed_by("broker"));
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

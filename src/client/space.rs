@@ -1,11 +1,14 @@
 //! The client side of tuple spaces: `client.space("name")` gives a handle
 //! with Linda's `out`, `in`, `rd`, `inp`, `rdp` and `count`.
 
+use crate::buffer::PooledBuf;
+use crate::client::watch::{Position, Target, Watch};
 use crate::client::{Client, Error, Result};
 use crate::codec::dimeb;
 use crate::pattern::{self, Field};
+use crate::proto::extensions;
 use crate::value::Value;
-use serde_json::{Value as Json, json};
+use serde_json::{Map, Value as Json, json};
 use std::time::Duration;
 
 /// A tuple space on the server, reached through one client.
@@ -35,12 +38,18 @@ fn decode_tuple(body: &[u8]) -> Result<Vec<Value>> {
 }
 
 impl TupleSpace<'_> {
+    /// Sends a request of this family, if the server has tuple spaces.
+    fn call(&mut self, req: Json, payload: &[u8]) -> Result<(Map<String, Json>, PooledBuf)> {
+        self.client.require(extensions::SPACE, "tuple spaces")?;
+        self.client.request_with_payload(req, payload)
+    }
+
     /// Puts a tuple into the space.
     pub fn out(&mut self, tuple: &[Value]) -> Result<()> {
         let payload =
             dimeb::encode(&Value::List(tuple.to_vec())).map_err(|e| Error::InvalidArgument(e.0))?;
         let req = json!({"command": "ts_out", "space": self.name});
-        self.client.request_with_payload(req, &payload).map(drop)
+        self.call(req, &payload).map(drop)
     }
 
     fn lookup(
@@ -54,7 +63,7 @@ impl TupleSpace<'_> {
         if let Some(t) = timeout {
             req["timeout"] = json!(t.as_secs_f64() * 1000.0);
         }
-        let (reply, body) = self.client.request_with_payload(req, &payload)?;
+        let (reply, body) = self.call(req, &payload)?;
         if reply.get("found").and_then(Json::as_bool) == Some(true) {
             decode_tuple(&body).map(Some)
         } else {
@@ -97,7 +106,16 @@ impl TupleSpace<'_> {
     pub fn count(&mut self, pattern: &[Field]) -> Result<usize> {
         let (spec, payload) = pattern::encode(pattern).map_err(|e| Error::InvalidArgument(e.0))?;
         let req = json!({"command": "ts_count", "space": self.name, "pattern": spec});
-        let (reply, _) = self.client.request_with_payload(req, &payload)?;
+        let (reply, _) = self.call(req, &payload)?;
         Ok(reply.get("count").and_then(Json::as_u64).unwrap_or(0) as usize)
+    }
+
+    /// Watches every tuple put into or taken from this space, on a
+    /// connection of its own, resuming after `resume` if given.
+    pub fn watch(&self, resume: Option<Position>) -> Result<Watch> {
+        let target = Target::Space {
+            name: self.name.clone(),
+        };
+        Watch::open(self.client.address(), target, resume)
     }
 }

@@ -84,11 +84,13 @@ fn close_rpc(client: &dime_client) {
 
 /// Where a client handle stands.
 enum Conn {
-    Open(Client),
+    /// Boxed: a client is much larger than the other states.
+    Open(Box<Client>),
     /// Closed by `dime_close`.
     Closed,
-    /// The connection failed; the message says how.
-    Broken(String),
+    /// The connection failed: how, and the OS error number behind it (0:
+    /// none), repeated by every later call.
+    Broken { why: String, errno: i32 },
 }
 
 // The handle is shared between C threads, so its contents must be Send.
@@ -105,7 +107,10 @@ fn lock(client: &dime_client) -> MutexGuard<'_, Conn> {
             // frame, so the connection cannot be trusted any more.
             client.conn.clear_poison();
             let mut g = poisoned.into_inner();
-            *g = Conn::Broken("an earlier call on this client failed internally".into());
+            *g = Conn::Broken {
+                why: "an earlier call on this client failed internally".into(),
+                errno: 0,
+            };
             g
         }
     }
@@ -123,16 +128,26 @@ pub(crate) fn with_client<T>(
     let c = match &mut *conn {
         Conn::Open(c) => c,
         Conn::Closed => return Err(Fail::new(dime_status::Closed, "the client is closed")),
-        Conn::Broken(why) => {
+        Conn::Broken { why, errno } => {
             return Err(Fail::new(
                 dime_status::ConnectionLost,
                 format!("connection lost earlier: {why}"),
-            ));
+            )
+            .with_errno(*errno));
         }
     };
     f(c).map_err(|e| {
         if matches!(e, Error::ConnectionLost(_) | Error::Protocol(_)) {
-            *conn = Conn::Broken(e.to_string());
+            // "connection lost earlier: Broken pipe", not "… earlier:
+            // connection lost: Broken pipe".
+            let why = match &e {
+                Error::ConnectionLost(source) => source.to_string(),
+                other => other.to_string(),
+            };
+            *conn = Conn::Broken {
+                why,
+                errno: e.os_error().unwrap_or(0),
+            };
         }
         Fail::from(e)
     })
@@ -144,7 +159,10 @@ pub(crate) fn with_client<T>(
 /// `address` (NUL-terminated): `unix:/path/to.sock`, `ipc:/path/to.sock`
 /// (the same), `tcp:host:port` or `tcp:port` (127.0.0.1).
 /// `DIME_STATUS_INVALID_ARGUMENT` if it does not parse;
-/// `DIME_STATUS_CONNECTION_LOST` if nothing answers there;
+/// `DIME_STATUS_CONNECTION_LOST` if nothing answers there, with the reason
+/// in `dime_last_errno()` (`ENOENT`: no such unix socket, `ECONNREFUSED`:
+/// nobody listening, `EACCES`: no permission, `ETIMEDOUT` …; 0 when a host
+/// name did not resolve);
 /// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Blocks until the
 /// handshake completes.
 #[unsafe(no_mangle)]
@@ -158,7 +176,7 @@ pub extern "C" fn dime_connect(address: *const c_char, out: *mut *mut dime_clien
             Client::connect_to(&addr)?
         };
         let handle = Box::new(dime_client {
-            conn: Mutex::new(Conn::Open(c)),
+            conn: Mutex::new(Conn::Open(Box::new(c))),
             address: addr,
             rpc: Mutex::new(RpcSlot::default()),
         });
@@ -331,7 +349,11 @@ pub extern "C" fn dime_broadcast_many(
 /// messages (≥ 1) to `*out_count`; then `dime_sync` fetches them.
 /// `DIME_STATUS_TIMEOUT` if the time ran out (the client stays usable);
 /// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Holds the client's
-/// lock while waiting (see the thread note above).
+/// lock while waiting (see the thread note above). With an original DiME2
+/// server (see `dime_server_supports`) a wait without a limit is DiME2's
+/// own `wait`, which blocks in the server; one with a limit polls it with
+/// `sync`, 1 ms apart at first and at most 50 ms, since that server
+/// cannot time a wait out.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_wait(
     client: *mut dime_client,
@@ -354,6 +376,49 @@ pub extern "C" fn dime_devices(client: *mut dime_client, out: *mut *mut dime_val
     ffi_status! {
         check_arg!(out);
         let names = with_client(client, |c| c.devices())?;
+        let list = Value::List(names.into_iter().map(Value::String).collect());
+        write_out(out, into_raw(list));
+        Ok(())
+    }
+}
+
+/// Writes to `*out` whether the server announced extension `extension`
+/// (NUL-terminated: `"share"`, `"space"`, `"sync_wait"` …, listed in
+/// `docs/protocol-extensions.md`) in its handshake. An original DiME2
+/// server announces none, so every name gives false; DiME2's own calls
+/// (`dime_join`, `dime_send`, `dime_sync`, `dime_wait` …) work with it
+/// anyway, while the calls of an unsupported extension (`share_*`,
+/// `dime_out` …) fail with `DIME_STATUS_UNSUPPORTED`. Sends nothing.
+/// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_server_supports(
+    client: *const dime_client,
+    extension: *const c_char,
+    out: *mut bool,
+) -> dime_status {
+    ffi_status! {
+        let extension = str_arg(extension, "extension")?;
+        check_arg!(out);
+        let yes = with_client(client, |c| Ok(c.supports(extension)))?;
+        write_out(out, yes);
+        Ok(())
+    }
+}
+
+/// Writes to `*out` a new list value (owned by the caller; free with
+/// `dime_value_free`) of strings: the extensions the server announced in
+/// its handshake, empty for an original DiME2 server. Sends nothing.
+/// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_server_extensions(
+    client: *const dime_client,
+    out: *mut *mut dime_value,
+) -> dime_status {
+    ffi_status! {
+        check_arg!(out);
+        let names = with_client(client, |c| {
+            Ok(c.server_extensions().unwrap_or_default().to_vec())
+        })?;
         let list = Value::List(names.into_iter().map(Value::String).collect());
         write_out(out, into_raw(list));
         Ok(())

@@ -4,7 +4,8 @@
 //! Conventions, true of every function here:
 //! - Every fallible call returns a `dime_status`; outputs come last and are
 //!   written only on `DIME_STATUS_OK`; the reason for a failure is in
-//!   `dime_last_error()` (per thread).
+//!   `dime_last_error()` (per thread), the OS's errno behind it, if any, in
+//!   `dime_last_errno()`.
 //! - NULL pointers give `DIME_STATUS_NULL_ARGUMENT` (free functions accept
 //!   NULL and do nothing) unless a doc comment gives NULL a meaning (the
 //!   default share or space name, the whole-share lock, "absent" in
@@ -45,7 +46,11 @@ pub mod space;
 
 pub mod rpc;
 
+pub mod stream;
+
 pub mod server;
+
+pub mod watch;
 
 mod args;
 mod sigpipe;

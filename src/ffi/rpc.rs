@@ -61,15 +61,15 @@ enum Outcome {
 /// error, so its caller never waits forever.
 #[allow(non_camel_case_types)]
 pub struct dime_request {
-    call: IncomingCall,
+    pub(super) call: IncomingCall,
     function: CString,
     /// The decoded arguments, once asked for; None again after
     /// `dime_request_take_args` moved them out.
     args: Option<Value>,
     /// The arguments were decoded (and maybe taken).
     decoded: bool,
-    endpoint: Arc<Rpc>,
-    answered: bool,
+    pub(super) endpoint: Arc<Rpc>,
+    pub(super) answered: bool,
 }
 
 /// Sets the remote-call options of `client`; they apply when its
@@ -415,7 +415,7 @@ fn settle(f: &dime_future) -> Result<MutexGuard<'_, Option<Outcome>>, Fail> {
 }
 
 /// The status and message of a failed call.
-fn call_fail(e: &CallError) -> Fail {
+pub(super) fn call_fail(e: &CallError) -> Fail {
     let status = match e {
         CallError::Remote { .. } => dime_status::RemoteError,
         CallError::ProviderLost(_) => dime_status::ProviderLost,
@@ -698,7 +698,7 @@ pub extern "C" fn dime_reply_error(
     }
 }
 
-fn answer(
+pub(super) fn answer(
     r: &mut dime_request,
     send: impl FnOnce(&Rpc, u64) -> crate::client::Result<()>,
 ) -> Result<(), Fail> {
@@ -753,9 +753,18 @@ pub type dime_call_fn = Option<
 #[allow(non_camel_case_types)]
 pub type dime_drop_fn = Option<extern "C" fn(userdata: *mut c_void)>;
 
+/// What a callback provider runs for each call.
+#[derive(Clone, Copy)]
+pub(super) enum CallbackFn {
+    /// A plain function: args in, result out.
+    Call(extern "C" fn(*mut c_void, *const dime_value, *mut *mut dime_value) -> i32),
+    /// A stream producer: sends items through the request (see `ffi::stream`).
+    Stream(extern "C" fn(*mut c_void, *const dime_value, *mut dime_request) -> i32),
+}
+
 /// The callback, its userdata and its release, shared by the workers.
-struct Callback {
-    call: extern "C" fn(*mut c_void, *const dime_value, *mut *mut dime_value) -> i32,
+pub(super) struct Callback {
+    call: CallbackFn,
     userdata: *mut c_void,
     drop: dime_drop_fn,
     /// Workers still running; the last one out calls `drop`.
@@ -785,40 +794,66 @@ pub extern "C" fn dime_provide_callback(
     drop: dime_drop_fn,
 ) -> dime_status {
     ffi_status! {
-        let handle = check_arg!(ref client as dime_client);
-        let function = str_arg(function, "function")?.to_owned();
         let Some(call) = callback else {
             return Err(Fail::null("callback"));
         };
-        let workers = workers.max(1);
-        let endpoint = rpc_endpoint(handle)?;
-        endpoint.provide_own_queue(&function, workers)?;
-        let cb = Arc::new(Callback { call, userdata, drop, workers: AtomicUsize::new(workers as usize) });
-        for i in 0..workers {
-            let (endpoint, worker_cb, function) = (endpoint.clone(), cb.clone(), function.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("dime-provide-{i}"))
-                .spawn(move || run_worker(&endpoint, &worker_cb, &function));
-            if spawned.is_err() {
-                // Count the worker that never started as finished.
-                finish_worker(&cb);
-            }
-        }
-        Ok(())
+        start_workers(client, function, workers, CallbackFn::Call(call), userdata, drop)
     }
 }
 
+/// Provides `function` through `workers` library threads running `call`.
+pub(super) fn start_workers(
+    client: *mut dime_client,
+    function: *const c_char,
+    workers: u32,
+    call: CallbackFn,
+    userdata: *mut c_void,
+    drop: dime_drop_fn,
+) -> Result<(), Fail> {
+    let handle = check_arg!(ref client as dime_client);
+    let function = str_arg(function, "function")?.to_owned();
+    let workers = workers.max(1);
+    let endpoint = rpc_endpoint(handle)?;
+    endpoint.provide_own_queue(&function, workers)?;
+    let cb = Arc::new(Callback {
+        call,
+        userdata,
+        drop,
+        workers: AtomicUsize::new(workers as usize),
+    });
+    for i in 0..workers {
+        let (endpoint, worker_cb, function) = (endpoint.clone(), cb.clone(), function.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("dime-provide-{i}"))
+            .spawn(move || run_worker(&endpoint, &worker_cb, &function));
+        if spawned.is_err() {
+            // Count the worker that never started as finished.
+            finish_worker(&cb);
+        }
+    }
+    Ok(())
+}
+
 /// One callback worker: serves calls until the endpoint closes.
-fn run_worker(endpoint: &Rpc, cb: &Callback, function: &str) {
+fn run_worker(endpoint: &Arc<Rpc>, cb: &Callback, function: &str) {
     while let Ok(next) = endpoint.next_call_of(function, Some(Duration::from_secs(1))) {
         let Some(call) = next else { continue };
         let id = call.id;
+        let call_fn = match cb.call {
+            CallbackFn::Call(f) => f,
+            CallbackFn::Stream(f) => {
+                if run_stream(endpoint, cb.userdata, f, call).is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
         let Ok(args) = call.decode() else {
             let _ = endpoint.reply_error(id, "CodecError", "the arguments cannot be decoded", "");
             continue;
         };
         let mut result: *mut dime_value = std::ptr::null_mut();
-        let rc = (cb.call)(cb.userdata, as_raw(&args), &mut result);
+        let rc = call_fn(cb.userdata, as_raw(&args), &mut result);
         let value = (!result.is_null()).then(|| from_raw(result));
         let sent = if rc == 0 {
             endpoint.reply(id, value.as_ref().unwrap_or(&Value::Null))
@@ -834,6 +869,37 @@ fn run_worker(endpoint: &Rpc, cb: &Callback, function: &str) {
         }
     }
     finish_worker(cb);
+}
+
+/// Runs a stream callback for one call, then ends the stream: normally if
+/// it returned 0 (and did not end it itself), with an error otherwise.
+fn run_stream(
+    endpoint: &Arc<Rpc>,
+    userdata: *mut c_void,
+    f: extern "C" fn(*mut c_void, *const dime_value, *mut dime_request) -> i32,
+    call: IncomingCall,
+) -> crate::client::Result<()> {
+    let Ok(mut request) = make_request(call, endpoint.clone()) else {
+        // Already answered with the decoding error.
+        return Ok(());
+    };
+    let args = as_raw(&request.args);
+    let rc = f(userdata, args, &mut request);
+    if request.answered {
+        return Ok(());
+    }
+    request.answered = true;
+    let id = request.call.id;
+    if rc == 0 {
+        endpoint.stream_end(id)
+    } else {
+        endpoint.reply_error(
+            id,
+            "Error",
+            &format!("the stream callback returned {rc}"),
+            "",
+        )
+    }
 }
 
 fn finish_worker(cb: &Callback) {

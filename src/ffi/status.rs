@@ -1,9 +1,10 @@
-//! Status codes, this thread's last error message, and the two guards every
-//! export runs inside: one for calls that return a status, one for calls
-//! that return a plain value. Both catch panics so none crosses into C.
+//! Status codes, this thread's last error (message and errno), and the two
+//! guards every export runs inside: one for calls that return a status, one
+//! for calls that return a plain value. Both catch panics so none crosses
+//! into C.
 
-use std::cell::RefCell;
-use std::ffi::{CString, c_char};
+use std::cell::{Cell, RefCell};
+use std::ffi::{CString, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// The result of every fallible call. `DIME_STATUS_OK` is 0; failures start
@@ -11,7 +12,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 /// never reused: a retired kind keeps its number.
 ///
 /// On any status other than `DIME_STATUS_OK`, `dime_last_error()` describes
-/// what went wrong and no output parameter was written.
+/// what went wrong, `dime_last_errno()` gives the operating system's error
+/// number behind it (if any), and no output parameter was written.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +33,10 @@ pub enum dime_status {
     /// A map has no entry under the requested key.
     NotFound = 7005,
     /// Could not connect, or the connection broke. The client is unusable
-    /// afterwards; free it and connect again.
+    /// afterwards; free it and connect again. `dime_last_errno()` tells
+    /// why: `ENOENT` (no such unix socket), `ECONNREFUSED`, `EACCES`,
+    /// `ETIMEDOUT`, `EPIPE`, `ECONNRESET` (also when the server closed the
+    /// connection) …
     ConnectionLost = 7101,
     /// The client was closed with `dime_close`.
     Closed = 7102,
@@ -47,6 +52,12 @@ pub enum dime_status {
     /// A received payload could not be decoded (corrupt, or in another
     /// language's serialization such as pickle). The client stays usable.
     CodecError = 7106,
+    /// The server does not support what was asked: it is an original DiME2
+    /// server (its handshake announces no extensions) or does not announce
+    /// the extension needed (shares, tuple spaces …); the message says
+    /// which. Nothing was sent; the client stays usable.
+    /// `dime_server_supports` asks beforehand.
+    Unsupported = 7107,
     /// A remote call's provider raised an error; `dime_future_error`
     /// gives its type, message and traceback.
     RemoteError = 7201,
@@ -56,26 +67,36 @@ pub enum dime_status {
     Cancelled = 7203,
     /// No provider of the function took the call before its timeout.
     NoProvider = 7204,
+    /// `dime_stream_next`: the stream has ended; there are no more items.
+    EndOfStream = 7205,
     /// The library hit an internal bug and recovered. Please report it with
     /// the message from `dime_last_error()`.
     Panic = 7999,
 }
 
-/// A failure on its way to C: the status to return and the message for
-/// `dime_last_error()`.
+/// A failure on its way to C: the status to return, the message for
+/// `dime_last_error()` and the errno for `dime_last_errno()`.
 #[derive(Debug)]
 pub(crate) struct Fail {
     pub(crate) status: dime_status,
     pub(crate) message: String,
+    /// The OS error number behind the failure; 0 if none.
+    pub(crate) errno: i32,
 }
 
 impl Fail {
-    /// A failure of `status` with `message`.
+    /// A failure of `status` with `message`, not caused by the OS.
     pub(crate) fn new(status: dime_status, message: impl Into<String>) -> Fail {
         Fail {
             status,
             message: message.into(),
+            errno: 0,
         }
+    }
+
+    /// The same failure, caused by OS error `errno` (0: none).
+    pub(crate) fn with_errno(self, errno: i32) -> Fail {
+        Fail { errno, ..self }
     }
 
     /// The failure for a NULL argument named `what`.
@@ -105,13 +126,14 @@ impl From<crate::client::Error> for Fail {
         use crate::client::Error;
         let status = match &e {
             Error::InvalidArgument(_) => dime_status::InvalidArgument,
-            Error::ConnectionLost(_) => dime_status::ConnectionLost,
+            Error::Connect { .. } | Error::ConnectionLost(_) => dime_status::ConnectionLost,
             Error::Protocol(_) => dime_status::ProtocolError,
             Error::Server(_) => dime_status::ServerError,
             Error::Timeout => dime_status::Timeout,
             Error::Codec(_) => dime_status::CodecError,
+            Error::Unsupported(_) => dime_status::Unsupported,
         };
-        Fail::new(status, e.to_string())
+        Fail::new(status, e.to_string()).with_errno(e.os_error().unwrap_or(0))
     }
 }
 
@@ -122,14 +144,18 @@ thread_local! {
     // One message per thread, replaced on each failure: the pointer handed
     // out by dime_last_error stays valid until this thread's next failure.
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    // The errno of the same failure (0: none), replaced along with it.
+    static LAST_ERRNO: Cell<c_int> = const { Cell::new(0) };
 }
 
-/// Records `message` as this thread's last error.
-pub(crate) fn set_last_error(message: &str) {
+/// Records `message` as this thread's last error, with OS error number
+/// `errno` (0: the failure did not come from the OS).
+pub(crate) fn set_last_error(message: &str, errno: i32) {
     // Interior NULs would cut the C string short; show them instead.
     let c = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
     // try_with: nothing to record into while the thread is exiting.
     let _ = LAST_ERROR.try_with(|l| *l.borrow_mut() = c);
+    let _ = LAST_ERRNO.try_with(|l| l.set(errno));
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -146,11 +172,11 @@ pub(crate) fn guard_status(body: impl FnOnce() -> FfiResult) -> dime_status {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => dime_status::Ok,
         Ok(Err(fail)) => {
-            set_last_error(&fail.message);
+            set_last_error(&fail.message, fail.errno);
             fail.status
         }
         Err(payload) => {
-            set_last_error(&panic_message(&*payload));
+            set_last_error(&panic_message(&*payload), 0);
             dime_status::Panic
         }
     }
@@ -161,7 +187,7 @@ pub(crate) fn guard_value<T>(default: T, body: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(v) => v,
         Err(payload) => {
-            set_last_error(&panic_message(&*payload));
+            set_last_error(&panic_message(&*payload), 0);
             default
         }
     }
@@ -227,6 +253,22 @@ pub extern "C" fn dime_last_error() -> *const c_char {
     )
 }
 
+/// The operating system's error number (`errno`: `ENOENT`, `ECONNREFUSED`,
+/// `EACCES`, `ETIMEDOUT`, `EPIPE`, `ECONNRESET` … from `<errno.h>`) behind
+/// this thread's most recent failed call, or 0 if that failure did not come
+/// from the operating system (a bad argument, a server refusal, a timeout
+/// of `dime_wait`, a closed client, a host name that did not resolve …).
+///
+/// Set and kept exactly like `dime_last_error()`: read it right after a
+/// call returned a failure. Failures with `DIME_STATUS_CONNECTION_LOST`
+/// carry one whenever the OS reported one; a connection the server closed
+/// reports `ECONNRESET`, and later calls on a client whose connection
+/// broke repeat the errno of the original failure. Each thread has its own.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_last_errno() -> c_int {
+    ffi_value!(0, LAST_ERRNO.try_with(Cell::get).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +288,39 @@ mod tests {
         assert_eq!(guard_status(|| Ok(())), dime_status::Ok);
         let msg = unsafe { std::ffi::CStr::from_ptr(dime_last_error()) };
         assert_eq!(msg.to_str().unwrap(), "bad thing");
+        assert_eq!(dime_last_errno(), 0);
+    }
+
+    #[test]
+    fn the_errno_goes_with_its_failure_and_is_replaced_by_the_next() {
+        let lost =
+            || Fail::new(dime_status::ConnectionLost, "connection lost").with_errno(libc::EPIPE);
+        assert_eq!(guard_status(|| Err(lost())), dime_status::ConnectionLost);
+        assert_eq!(guard_status(|| Ok(())), dime_status::Ok);
+        assert_eq!(dime_last_errno(), libc::EPIPE);
+        guard_status(|| Err(Fail::invalid("not the OS")));
+        assert_eq!(dime_last_errno(), 0);
+    }
+
+    #[test]
+    fn os_errors_of_the_client_keep_their_errno() {
+        use crate::client::Error;
+        use std::io;
+        let refused = Error::Connect {
+            address: "tcp:127.0.0.1:1".into(),
+            source: io::Error::from_raw_os_error(libc::ECONNREFUSED),
+        };
+        let fail = Fail::from(refused);
+        assert_eq!(fail.status, dime_status::ConnectionLost);
+        assert_eq!(fail.errno, libc::ECONNREFUSED);
+        assert!(
+            fail.message
+                .starts_with("cannot connect to tcp:127.0.0.1:1: "),
+            "{}",
+            fail.message
+        );
+        let closed = Fail::from(Error::ConnectionLost(io::ErrorKind::UnexpectedEof.into()));
+        assert_eq!(closed.errno, libc::ECONNRESET);
+        assert_eq!(Fail::from(Error::Timeout).errno, 0);
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// Deadline from an optional `"timeout"` in milliseconds.
 pub fn deadline(timeout: Option<f64>) -> Result<Option<Instant>> {
-    deadline_after(Instant::now(), timeout).map_err(CommandError::Malformed)
+    deadline_after(Instant::now(), timeout).map_err(CommandError::Failed)
 }
 
 /// When a wait of `timeout` milliseconds from `now` ends: None for no

@@ -1,5 +1,6 @@
 //! The server's settings.
 
+use super::persist::policy::Durability;
 use crate::transport::Address;
 use std::time::Duration;
 
@@ -21,6 +22,13 @@ pub struct Config {
     /// How long to poll without blocking after serving traffic (see
     /// [`super::busy_poll`]); zero always sleeps.
     pub busy_poll: Duration,
+    /// Lets every client use the admin commands (`inspect`, `stats`,
+    /// `monitor`); without it only clients of the same user on a unix
+    /// socket may.
+    pub admin: bool,
+    /// Persist shares and tuple spaces here (`--data-dir`); None keeps
+    /// them in memory only.
+    pub durability: Option<Durability>,
     /// Registers `_test_panic`, a command whose handler panics, so tests can
     /// check that a panic while handling one request closes only that
     /// client. The `dime` binary never sets it.
@@ -46,6 +54,8 @@ impl Default for Config {
             ws_origins: Vec::new(),
             exit_when_idle: None,
             busy_poll: DEFAULT_BUSY_POLL,
+            admin: false,
+            durability: None,
             test_panic_command: false,
         }
     }

@@ -59,6 +59,14 @@ pub struct Connection {
     /// Interest registered with the poller (readable, writable); connections
     /// are level-triggered, so it only changes when this does.
     pub armed: (bool, bool),
+    /// When it connected.
+    pub since: std::time::SystemTime,
+    /// Where from (the transport's description of its peer).
+    pub peer: String,
+    /// May use the admin commands (`inspect`, `stats`, `monitor`).
+    pub admin: bool,
+    /// Receives broadcasts (false for side connections that never sync).
+    pub broadcasts: bool,
 }
 
 impl Connection {
@@ -77,6 +85,10 @@ impl Connection {
             blocked: None,
             deferred: VecDeque::new(),
             armed: (true, false),
+            since: std::time::SystemTime::now(),
+            peer: String::new(),
+            admin: false,
+            broadcasts: true,
         }
     }
 

@@ -7,19 +7,19 @@
 //! serde matches names at compile time and strings without escapes are
 //! borrowed, not copied. Fields that take more than one shape are kept as
 //! raw JSON until asked for. Unknown fields are ignored, as the original
-//! server does; a known field of the wrong type, or repeated, makes the
-//! request malformed.
+//! server does; a known field of the wrong type, or repeated, fails the
+//! request. Every failure here is an error reply and nothing more: the
+//! frame arrived whole, so the connection stays usable (docs/protocol.md §2).
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
-/// Why a command failed.
+/// Why a command failed: the error reply's message. The connection stays
+/// usable whatever the reason, a missing or mistyped field included.
 pub enum CommandError {
-    /// The command failed; the connection stays usable.
+    /// The command failed with this message.
     Failed(String),
-    /// The request itself is malformed; the connection is closed after the reply.
-    Malformed(String),
 }
 
 /// What a command handler returns.
@@ -55,9 +55,9 @@ pub fn parse<'a, T: Deserialize<'a>>(text: &'a str) -> std::result::Result<T, St
     serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
-/// Parses a service's header; a bad one makes the request malformed.
+/// Parses a service's header; a bad one fails the request.
 pub fn parse_header<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T> {
-    parse(text).map_err(|e| CommandError::Malformed(format!("JSON parsing error: {e}")))
+    parse(text).map_err(|e| CommandError::Failed(format!("JSON parsing error: {e}")))
 }
 
 /// Whether a boolean option is set.
@@ -67,19 +67,18 @@ pub fn flag(option: Option<bool>) -> bool {
 
 /// A string field that must be present.
 pub fn required<'h>(field: &'h Option<Text<'_>>, name: &str) -> Result<&'h str> {
-    field.as_deref().ok_or_else(|| {
-        CommandError::Malformed(format!("JSON parsing error: missing field: {name}"))
-    })
+    field
+        .as_deref()
+        .ok_or_else(|| CommandError::Failed(format!("JSON parsing error: missing field: {name}")))
 }
 
 /// A raw JSON field that must be present and a string.
 pub fn required_raw_str<'h>(raw: Option<&'h RawValue>, name: &str) -> Result<Cow<'h, str>> {
     let raw = raw.ok_or_else(|| {
-        CommandError::Malformed(format!("JSON parsing error: missing field: {name}"))
+        CommandError::Failed(format!("JSON parsing error: missing field: {name}"))
     })?;
-    raw_str(raw).ok_or_else(|| {
-        CommandError::Malformed(format!("JSON parsing error: {name}: expected string"))
-    })
+    raw_str(raw)
+        .ok_or_else(|| CommandError::Failed(format!("JSON parsing error: {name}: expected string")))
 }
 
 /// A string that borrows from the header unless it had escapes. (serde's

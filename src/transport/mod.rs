@@ -8,6 +8,7 @@ mod unix;
 mod ws;
 
 pub use addr::Address;
+pub use tcp::set_keepalive as set_tcp_keepalive;
 pub use ws::WsOptions;
 
 use std::io::{self, Read, Write};

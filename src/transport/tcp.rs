@@ -64,6 +64,7 @@ impl TcpTransportListener {
         let (s, _) = self.listener.accept()?;
         s.set_nonblocking(true)?;
         s.set_nodelay(true)?;
+        set_keepalive(&s)?;
         Ok(s)
     }
 
@@ -88,14 +89,52 @@ impl AsRawFd for TcpTransportListener {
     }
 }
 
+/// Probes a quiet peer after this long …
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+/// … every this long, and gives it up after this many unanswered probes:
+/// a peer whose host died or whose network went away is noticed within
+/// about 16 s, so a remote call it was running fails instead of hanging.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// Turns on TCP keepalive probes (see `KEEPALIVE_IDLE`).
+pub fn set_keepalive(s: &TcpStream) -> io::Result<()> {
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    socket2::SockRef::from(s).set_tcp_keepalive(&ka)
+}
+
 /// Connects to `host:port`, blocking, with Nagle off.
 pub fn connect(host: &str, port: u16) -> io::Result<Box<dyn Transport>> {
-    let s = TcpStream::connect((host, port)).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot connect to tcp:{host}:{port}: {e}"),
-        )
-    })?;
+    // The error goes back as the OS gave it (its errno intact); the caller
+    // names the address.
+    let s = TcpStream::connect((host, port))?;
     s.set_nodelay(true)?;
     Ok(Box::new(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_connections_probe_a_silent_peer() {
+        let l = TcpTransportListener::bind("127.0.0.1", 0).unwrap();
+        let port: u16 = l.host_port().rsplit(':').next().unwrap().parse().unwrap();
+        let _client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let s = loop {
+            match l.accept_stream() {
+                Ok(s) => break s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let r = socket2::SockRef::from(&s);
+        assert!(r.keepalive().unwrap());
+        assert_eq!(r.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        assert_eq!(r.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        assert_eq!(r.tcp_keepalive_retries().unwrap(), KEEPALIVE_RETRIES);
+    }
 }

@@ -90,11 +90,8 @@ impl Drop for UnixTransportListener {
 
 /// Connects to the socket at `path`, blocking.
 pub fn connect(path: &Path) -> io::Result<Box<dyn Transport>> {
-    let s = UnixStream::connect(path).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot connect to unix:{}: {e}", path.display()),
-        )
-    })?;
+    // The error goes back as the OS gave it (its errno intact); the caller
+    // names the address.
+    let s = UnixStream::connect(path)?;
     Ok(Box::new(s))
 }

@@ -2,11 +2,13 @@
 //! WebSocket messages, with `tungstenite` doing the RFC 6455 work.
 //!
 //! [`WsStream`] turns a WebSocket into the plain byte stream the server
-//! loop and client expect. Reading yields the payloads of incoming binary
-//! messages back to back (a DiME frame may span messages). Writing cuts the
-//! outgoing byte stream at DiME frame boundaries and sends each whole frame
-//! as exactly one binary message, because the original JavaScript client
-//! decodes one frame per message.
+//! loop and client expect. Reading yields the payloads of incoming data
+//! messages back to back, text or binary alike, as the original server
+//! reads them: a DiME frame may span messages (or a fragmented one), and
+//! one message may hold several frames. Writing cuts the outgoing byte
+//! stream at DiME frame boundaries and sends each whole frame as exactly
+//! one binary message, because the original JavaScript client decodes one
+//! frame per message.
 //!
 //! On the server the stream is non-blocking and starts mid-handshake: the
 //! loop's first reads drive the HTTP upgrade. Anything that is not a valid
@@ -40,25 +42,148 @@ pub struct WsOptions {
 /// The socket shared between tungstenite (which owns a handle for the
 /// whole handshake and session) and [`WsStream`], which must keep the file
 /// descriptor open until the server has removed it from its poller, even
-/// when tungstenite drops its handle after a failed handshake.
-struct Sock(Arc<TcpStream>);
+/// when tungstenite drops its handle after a failed handshake. On the
+/// server, what it reads passes through [`TextAsBinary`].
+struct Sock {
+    tcp: Arc<TcpStream>,
+    inbound: Option<TextAsBinary>,
+}
 
 impl Read for Sock {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.0).read(buf)
+        let n = (&*self.tcp).read(buf)?;
+        if let Some(scan) = &mut self.inbound {
+            scan.rewrite(&mut buf[..n]);
+        }
+        Ok(n)
     }
 }
 
 impl Write for Sock {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.0).write(buf)
+        (&*self.tcp).write(buf)
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self.0).write_vectored(bufs)
+        (&*self.tcp).write_vectored(bufs)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Marks every incoming text frame as binary before tungstenite parses it.
+///
+/// DiME reads a message's bytes whatever its opcode, as the original
+/// server does, and clients do send DiME frames in text messages (some
+/// WebSocket libraries default to text). Such a frame is rarely valid
+/// UTF-8 (its length prefix alone need not be), and tungstenite fails a
+/// text message that is not, so the opcode is changed in the byte stream
+/// instead: the rest of RFC 6455 (masking, fragments, control frames,
+/// limits) stays tungstenite's. This follows frame boundaries through the
+/// client's bytes from the end of its HTTP upgrade request, which
+/// tungstenite may read in the same chunk as the first frames.
+struct TextAsBinary {
+    at: Scan,
+}
+
+/// Where in the client's byte stream [`TextAsBinary`] is.
+enum Scan {
+    /// In the upgrade request; how much of its closing `\r\n\r\n` was just seen.
+    Request(usize),
+    /// In a frame header: the bytes of it seen so far.
+    Header {
+        bytes: [u8; MAX_WS_HEADER],
+        len: usize,
+    },
+    /// In a frame's payload: the bytes still to come.
+    Payload(u64),
+}
+
+/// A WebSocket frame header's most bytes: 2, an 8-byte length, a mask.
+const MAX_WS_HEADER: usize = 14;
+const OPCODE_TEXT: u8 = 0x1;
+const OPCODE_BINARY: u8 = 0x2;
+
+impl TextAsBinary {
+    fn new() -> TextAsBinary {
+        TextAsBinary {
+            at: Scan::Request(0),
+        }
+    }
+
+    /// Rewrites the opcodes in `bytes`, the next bytes of the stream.
+    fn rewrite(&mut self, bytes: &mut [u8]) {
+        let mut i = 0;
+        while i < bytes.len() {
+            match &mut self.at {
+                Scan::Request(seen) => {
+                    const END: &[u8] = b"\r\n\r\n";
+                    let b = bytes[i];
+                    *seen = if b == END[*seen] {
+                        *seen + 1
+                    } else {
+                        usize::from(b == b'\r')
+                    };
+                    i += 1;
+                    if *seen == END.len() {
+                        self.at = Scan::new_header();
+                    }
+                }
+                Scan::Header { bytes: head, len } => {
+                    if *len == 0 && bytes[i] & 0x0F == OPCODE_TEXT {
+                        bytes[i] = (bytes[i] & 0xF0) | OPCODE_BINARY;
+                    }
+                    head[*len] = bytes[i];
+                    *len += 1;
+                    i += 1;
+                    if let Some(payload) = header_payload_len(&head[..*len]) {
+                        self.at = if payload == 0 {
+                            Scan::new_header()
+                        } else {
+                            Scan::Payload(payload)
+                        };
+                    }
+                }
+                Scan::Payload(left) => {
+                    let take = (bytes.len() - i).min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    i += take;
+                    *left -= take as u64;
+                    if *left == 0 {
+                        self.at = Scan::new_header();
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Scan {
+    fn new_header() -> Scan {
+        Scan::Header {
+            bytes: [0; MAX_WS_HEADER],
+            len: 0,
+        }
+    }
+}
+
+/// The payload length a frame header declares, once `head` holds all of
+/// the header (RFC 6455 §5.2); None while it is incomplete.
+fn header_payload_len(head: &[u8]) -> Option<u64> {
+    let second = *head.get(1)?;
+    let (ext, short) = match second & 0x7F {
+        126 => (2, None),
+        127 => (8, None),
+        n => (0, Some(u64::from(n))),
+    };
+    let mask = if second & 0x80 != 0 { 4 } else { 0 };
+    if head.len() < 2 + ext + mask {
+        return None;
+    }
+    Some(short.unwrap_or_else(|| {
+        head[2..2 + ext]
+            .iter()
+            .fold(0u64, |n, &b| (n << 8) | u64::from(b))
+    }))
 }
 
 /// Handshake callback: enforces the origin allow-list and records that the
@@ -337,16 +462,17 @@ impl Read for WsStream {
                 State::Open(ws) => ws,
             };
             match ws.read() {
+                // A message's bytes are DiME bytes whatever its opcode (a
+                // server sees no text: `TextAsBinary` made it binary).
                 Ok(Message::Binary(b)) => {
                     self.rx = b;
                     self.rx_pos = 0;
                     self.maybe_buffered = true;
                 }
-                Ok(Message::Text(_)) => {
-                    return Err(self.fail(
-                        CloseCode::Unsupported,
-                        "DiME expects binary WebSocket messages, not text",
-                    ));
+                Ok(Message::Text(t)) => {
+                    self.rx = t.into();
+                    self.rx_pos = 0;
+                    self.maybe_buffered = true;
                 }
                 // tungstenite answers pings itself.
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
@@ -519,11 +645,11 @@ impl WsTransportListener {
             origins: self.origins.clone(),
             request_read: request_read.clone(),
         };
-        let mid = ServerHandshake::start(
-            Sock(s.clone()),
-            callback,
-            Some(ws_config(self.options.max_message)),
-        );
+        let sock = Sock {
+            tcp: s.clone(),
+            inbound: Some(TextAsBinary::new()),
+        };
+        let mid = ServerHandshake::start(sock, callback, Some(ws_config(self.options.max_message)));
         Ok(Box::new(WsStream::new(
             s,
             State::Handshaking(Box::new(mid)),
@@ -545,11 +671,15 @@ impl AsRawFd for WsTransportListener {
 
 /// Connects to `ws://host:port/`, blocking, and completes the upgrade.
 pub fn connect(host: &str, port: u16) -> io::Result<Box<dyn Transport>> {
-    let s = TcpStream::connect((host, port)).map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot connect to ws:{host}:{port}: {e}"))
-    })?;
+    // The error goes back as the OS gave it (its errno intact); the caller
+    // names the address.
+    let s = TcpStream::connect((host, port))?;
     s.set_nodelay(true)?;
     let s = Arc::new(s);
+    let sock = Sock {
+        tcp: s.clone(),
+        inbound: None,
+    };
     let url = if host.contains(':') {
         format!("ws://[{host}]:{port}/")
     } else {
@@ -559,18 +689,113 @@ pub fn connect(host: &str, port: u16) -> io::Result<Box<dyn Transport>> {
     let config = WebSocketConfig::default()
         .max_message_size(None)
         .max_frame_size(None);
-    let (ws, _) =
-        tungstenite::client::client_with_config(url.as_str(), Sock(s.clone()), Some(config))
-            .map_err(|e| match e {
-                HandshakeError::Failure(e) => io::Error::new(
-                    io::ErrorKind::ConnectionRefused,
-                    format!("WebSocket upgrade to ws:{host}:{port} failed: {e}"),
-                ),
-                HandshakeError::Interrupted(_) => io::ErrorKind::WouldBlock.into(),
-            })?;
+    let (ws, _) = tungstenite::client::client_with_config(url.as_str(), sock, Some(config))
+        .map_err(|e| match e {
+            HandshakeError::Failure(e) => io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("the WebSocket upgrade failed: {e}"),
+            ),
+            HandshakeError::Interrupted(_) => io::ErrorKind::WouldBlock.into(),
+        })?;
     Ok(Box::new(WsStream::new(
         s,
         State::Open(Box::new(ws)),
         Arc::new(AtomicBool::new(true)),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A masked client frame: `first` is the FIN/opcode byte.
+    fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![first];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n < 1 << 16 => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        // Keeps each byte's low nibble, so masked payloads still hold
+        // bytes that would pass for text headers.
+        let mask = [0x00, 0x10, 0x20, 0x30];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    /// A client's stream: the upgrade request, then frames of every kind;
+    /// and the same stream as tungstenite must see it.
+    fn stream() -> (Vec<u8>, Vec<u8>) {
+        let mut sent = b"GET / HTTP/1.1\r\nHost: x\r\n\r\r\nUpgrade: websocket\r\n\r\n".to_vec();
+        let mut want = sent.clone();
+        // Payloads that look like headers, so a lost boundary shows.
+        let text = vec![0x81u8; 300];
+        let bin = vec![0x01u8; 70_000];
+        for (first, payload, rewritten) in [
+            (0x81, &b"DiME"[..], 0x82),     // a whole text message
+            (0x01, &text[..], 0x02),        // a text message's first fragment…
+            (0x89, &b"ping"[..], 0x89),     // a ping between fragments
+            (0x80, &b"\x01\x81"[..], 0x80), // …and its last one
+            (0x82, &bin[..], 0x82),         // binary, 8-byte length
+            (0x81, &b""[..], 0x82),         // empty text
+            (0xC1, &b"x"[..], 0xC2),        // reserved bit kept for tungstenite to refuse
+            (0x88, &b"\x03\xe8"[..], 0x88), // close
+        ] {
+            let f = client_frame(first, payload);
+            sent.extend_from_slice(&f);
+            want.push(rewritten);
+            want.extend_from_slice(&f[1..]);
+        }
+        (sent, want)
+    }
+
+    #[test]
+    fn text_frames_become_binary_wherever_reads_split_the_stream() {
+        let (sent, want) = stream();
+        let mut whole = sent.clone();
+        TextAsBinary::new().rewrite(&mut whole);
+        assert_eq!(whole, want);
+        // Every cut point, and reads of every small size.
+        for cut in (0..sent.len())
+            .step_by(7)
+            .chain(sent.len() - 40..sent.len())
+        {
+            let mut got = sent.clone();
+            let mut scan = TextAsBinary::new();
+            let (a, b) = got.split_at_mut(cut);
+            scan.rewrite(a);
+            scan.rewrite(b);
+            assert!(got == want, "split at {cut}");
+        }
+        for size in 1..=15 {
+            let mut got = sent.clone();
+            let mut scan = TextAsBinary::new();
+            for chunk in got.chunks_mut(size) {
+                scan.rewrite(chunk);
+            }
+            assert!(got == want, "reads of {size} bytes");
+        }
+    }
+
+    #[test]
+    fn header_lengths() {
+        assert_eq!(header_payload_len(&[0x81]), None);
+        assert_eq!(header_payload_len(&[0x81, 0x05]), Some(5));
+        assert_eq!(header_payload_len(&[0x81, 0x85, 0, 0, 0]), None);
+        assert_eq!(header_payload_len(&[0x81, 0x85, 0, 0, 0, 0]), Some(5));
+        assert_eq!(header_payload_len(&[0x82, 0xFE, 0x01]), None);
+        assert_eq!(header_payload_len(&[0x82, 0x7E, 0x01, 0x00]), Some(256));
+        let long = [0x82, 0xFF, 0, 0, 0, 1, 0, 0, 0, 0, 9, 9, 9];
+        assert_eq!(header_payload_len(&long), None);
+        let mut full = long.to_vec();
+        full.push(9);
+        assert_eq!(header_payload_len(&full), Some(1 << 32));
+    }
 }

@@ -1,6 +1,7 @@
 /* Failures give the right status and message, never a crash: bad address,
  * nothing listening, a server that dies, wrong-type accessors, NULL
- * arguments, free(NULL), double close, use after close, timeouts.
+ * arguments, free(NULL), double close, use after close, timeouts; and
+ * connection failures give the OS's errno in dime_last_errno().
  *
  * usage: errors ADDRESS DIME_SERVER_BINARY TMPDIR
  *
@@ -8,8 +9,13 @@
  * DIME_SERVER_BINARY on a socket in TMPDIR and kills it mid-session. */
 #define _POSIX_C_SOURCE 200809L
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -25,10 +31,16 @@ static void bad_addresses(void)
     CHECK_STATUS(dime_connect("nonsense", &c), DIME_STATUS_INVALID_ARGUMENT);
     CHECK(c == before);
     CHECK(strlen(dime_last_error()) > 0);
+    CHECK(dime_last_errno() == 0); /* not the OS's doing */
     CHECK_STATUS(dime_connect("tcp:notaport", &c), DIME_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(dime_connect("unix:/nonexistent/dir/dime.sock", &c),
                  DIME_STATUS_CONNECTION_LOST);
     CHECK(c == before);
+    CHECK(dime_last_errno() == ENOENT);
+    /* One message, naming the address once, saying what happened. */
+    CHECK_ERROR_HAS("cannot connect to unix:/nonexistent/dir/dime.sock: ");
+    CHECK(strstr(dime_last_error(), "connection lost") == NULL);
+    CHECK(strstr(strstr(dime_last_error(), "dime.sock") + 1, "dime.sock") == NULL);
     CHECK_STATUS(dime_connect(NULL, &c), DIME_STATUS_NULL_ARGUMENT);
     CHECK_ERROR_HAS("address");
     CHECK_STATUS(dime_connect("unix:/tmp/x", NULL), DIME_STATUS_NULL_ARGUMENT);
@@ -39,6 +51,54 @@ static void bad_addresses(void)
         CHECK_STATUS(dime_connect(bad, &c), DIME_STATUS_INVALID_ARGUMENT);
         CHECK_ERROR_HAS("UTF-8");
     }
+}
+
+/* A socket bound to `addr` but not listening: connecting to it is refused
+ * (ECONNREFUSED), deterministically and without racing for a free port. */
+static int bound_not_listening(int family, const struct sockaddr *addr, socklen_t len)
+{
+    int fd = socket(family, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, addr, len) != 0) {
+        perror("bound_not_listening");
+        exit(2);
+    }
+    return fd;
+}
+
+/* dime_last_errno() says why a connect failed, and a successful call in
+ * between leaves it alone. */
+static void connect_errnos(const char *tmpdir)
+{
+    dime_client *c = NULL;
+    struct sockaddr_in in;
+    struct sockaddr_un un;
+    socklen_t len = sizeof in;
+    char address[700];
+    int fd;
+
+    memset(&in, 0, sizeof in);
+    in.sin_family = AF_INET;
+    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = bound_not_listening(AF_INET, (const struct sockaddr *)&in, sizeof in);
+    getsockname(fd, (struct sockaddr *)&in, &len);
+    snprintf(address, sizeof address, "tcp:127.0.0.1:%u", (unsigned)ntohs(in.sin_port));
+    CHECK_STATUS(dime_connect(address, &c), DIME_STATUS_CONNECTION_LOST);
+    CHECK(dime_last_errno() == ECONNREFUSED);
+    CHECK_ERROR_HAS("cannot connect to tcp:127.0.0.1:");
+    CHECK(dime_version() != NULL); /* a call that cannot fail keeps it */
+    CHECK(dime_last_errno() == ECONNREFUSED);
+    close(fd);
+
+    memset(&un, 0, sizeof un);
+    un.sun_family = AF_UNIX;
+    snprintf(un.sun_path, sizeof un.sun_path, "%s/refusing.sock", tmpdir);
+    fd = bound_not_listening(AF_UNIX, (const struct sockaddr *)&un, sizeof un);
+    snprintf(address, sizeof address, "unix:%s", un.sun_path);
+    CHECK_STATUS(dime_connect(address, &c), DIME_STATUS_CONNECTION_LOST);
+    CHECK(dime_last_errno() == ECONNREFUSED);
+    close(fd);
+    unlink(un.sun_path);
+    CHECK(c == NULL);
 }
 
 static void value_misuse(void)
@@ -188,8 +248,18 @@ static pid_t start_server(const char *server, const char *path)
         execl(server, server, "-l", listen, (char *)NULL);
         _exit(127);
     }
-    for (i = 0; i < 500 && stat(path, &st) != 0; i++) {
+    /* Wait until it accepts connections: the socket file appears at bind,
+     * a moment before listen, so its existence is not enough. */
+    for (i = 0; i < 1000; i++) {
         struct timespec ms10 = {0, 10 * 1000 * 1000};
+        struct sockaddr_un sa;
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0), ok;
+        memset(&sa, 0, sizeof sa);
+        sa.sun_family = AF_UNIX;
+        strncpy(sa.sun_path, path, sizeof sa.sun_path - 1);
+        ok = stat(path, &st) == 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+        close(fd);
+        if (ok) break;
         nanosleep(&ms10, NULL);
     }
     return pid;
@@ -203,13 +273,20 @@ static void server_dies(const char *server, const char *tmpdir)
     dime_value *devices = NULL;
     const char *groups[] = {"doomed"};
     pid_t pid;
-    int st, i;
+    int st, i, err;
     dime_status s = DIME_STATUS_OK;
 
     snprintf(path, sizeof path, "%s/doomed.sock", tmpdir);
     snprintf(address, sizeof address, "unix:%s", path);
     pid = start_server(server, path);
-    REQUIRE_OK(dime_connect(address, &c));
+    if (dime_connect(address, &c) != DIME_STATUS_OK) {
+        /* Never leave the server behind: it would hold our output open. */
+        CHECK(!"connected to the doomed server");
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        dime_value_free(v);
+        return;
+    }
     CHECK_OK(dime_join(c, groups, 1));
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);
@@ -221,16 +298,22 @@ static void server_dies(const char *server, const char *tmpdir)
     }
     CHECK_STATUS(s, DIME_STATUS_CONNECTION_LOST);
     CHECK_ERROR_HAS("connection lost");
-    /* Later calls fail fast with the same status, and say why. */
+    /* Writing to a dead peer, or reading its reset or its end of stream. */
+    err = dime_last_errno();
+    CHECK(err == EPIPE || err == ECONNRESET);
+    /* Later calls fail fast with the same status and errno, and say why. */
     CHECK_STATUS(dime_devices(c, &devices), DIME_STATUS_CONNECTION_LOST);
     CHECK_ERROR_HAS("earlier");
+    CHECK(dime_last_errno() == err);
     CHECK(devices == NULL);
     CHECK_OK(dime_close(c));
     dime_client_free(c);
 
-    /* Connecting to the dead socket fails cleanly. */
+    /* Connecting to the dead socket fails cleanly: the file is still
+     * there, nobody listens on it. */
     c = NULL;
     CHECK_STATUS(dime_connect(address, &c), DIME_STATUS_CONNECTION_LOST);
+    CHECK(dime_last_errno() == ECONNREFUSED || dime_last_errno() == ENOENT);
     CHECK(c == NULL);
     dime_value_free(v);
 }
@@ -243,6 +326,7 @@ int main(int argc, char **argv)
     }
     CHECK(strcmp(dime_last_error(), "") == 0);
     bad_addresses();
+    connect_errnos(argv[3]);
     value_misuse();
     client_misuse(argv[1]);
     server_dies(argv[2], argv[3]);

@@ -96,6 +96,13 @@ impl Raw {
 
     /// Reads one frame, or None at end of stream.
     pub fn try_recv(&mut self) -> Option<(Json, Vec<u8>)> {
+        let (header, payload) = self.try_recv_raw()?;
+        Some((serde_json::from_slice(&header).unwrap(), payload))
+    }
+
+    /// Reads one frame's header bytes, unparsed, and payload; None at end
+    /// of stream.
+    pub fn try_recv_raw(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
         let mut prefix = [0u8; 12];
         if self.stream.read_exact(&mut prefix).is_err() {
             return None;
@@ -105,8 +112,8 @@ impl Raw {
         let pl = u32::from_be_bytes(prefix[8..12].try_into().unwrap()) as usize;
         let mut body = vec![0u8; jl + pl];
         self.stream.read_exact(&mut body).unwrap();
-        let json = serde_json::from_slice(&body[..jl]).unwrap();
-        Some((json, body[jl..].to_vec()))
+        let payload = body.split_off(jl);
+        Some((body, payload))
     }
 
     pub fn recv(&mut self) -> (Json, Vec<u8>) {

@@ -25,7 +25,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 cd "$REPO" || exit 2
 
-TESTS=(roundtrip seed api errors python c share tuples map_keys)
+TESTS=(roundtrip seed api shapes errors python c share tuples map_keys original_server install watch)
 (($# > 0)) && TESTS=("$@")
 
 PASSED=0
@@ -55,11 +55,15 @@ matlab/build.sh debug || setup_failed "MEX build (matlab/build.sh) failed"
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/dime-octave.XXXXXX")"
 SERVER_PID=""
+DOUBLE_PID=""
 cleanup() {
-    if [[ -n "$SERVER_PID" ]]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
+    local pid
+    for pid in "$SERVER_PID" "$DOUBLE_PID"; do
+        if [[ -n "$pid" ]]; then
+            kill -TERM "$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
+        fi
+    done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -91,7 +95,21 @@ TCP_PORT="$(sed -n 's/.*listening on tcp:[^ ]*:\([0-9][0-9]*\).*/\1/p' "$TMP/ser
 
 PY="${DIME_PYTHON:-$REPO/.venv/py/bin/python}"
 
+# An original DiME2 server for test_original_server: the test double, which
+# logs each request's command so the test can count them.
+DOUBLE_SOCK="$TMP/dime2.sock"
+DOUBLE_LOG="$TMP/dime2-requests.log"
+python3 "$REPO/tests/dime2_double.py" -l "unix:$DOUBLE_SOCK" --log "$DOUBLE_LOG" \
+    2>"$TMP/dime2.log" &
+DOUBLE_PID=$!
+for _ in $(seq 100); do
+    [[ -S "$DOUBLE_SOCK" ]] && break
+    sleep 0.05
+done
+[[ -S "$DOUBLE_SOCK" ]] || setup_failed "tests/dime2_double.py did not start: $(cat "$TMP/dime2.log")"
+
 export DIME_SOCK="$SOCK" DIME_TCP_PORT="$TCP_PORT" DIME_DEFAULT_SOCK="$DEFAULT_SOCK" \
+    DIME2_DOUBLE_SOCK="$DOUBLE_SOCK" DIME2_DOUBLE_LOG="$DOUBLE_LOG" \
     DIME_BIN DIME_PYTHON="$PY" DIME_C_PEER="$TMP/c_peer" \
     DIME_LIBRARY="${DIME_LIBRARY:-$LIBDIR/libdime.so}"
 
@@ -102,7 +120,8 @@ for t in "${TESTS[@]}"; do
         FAILED=$((FAILED + 1))
         continue
     fi
-    if [[ "$t" == python || "$t" == share || "$t" == tuples || "$t" == map_keys ]] \
+    if [[ "$t" == python || "$t" == share || "$t" == tuples || "$t" == map_keys \
+          || "$t" == original_server ]] \
         && ! "$PY" -c 'import dime, numpy; dime.Share, dime.TupleSpace' 2>/dev/null; then
         echo "FAIL $t: $PY cannot import our binding (dime, with Share and TupleSpace) and numpy;"
         echo "     create .venv/py (tests/run-all python_binding does) or set DIME_PYTHON"

@@ -81,7 +81,7 @@ n = d1.wait(5);
 first = d1.sync(1);
 rest = d1.sync();
 dt_check('api wait counts queued messages', n == 3, sprintf('wait returned %d', n));
-dt_check('api sync(1) then sync()', isequal(first, {'p'}) && isequal(rest, {'q', 'r'}) ...
+dt_check('api sync(1) then sync()', isequal(first, {'p'}) && isequal(rest, {'q'; 'r'}) ...
          && isequal([p q r], [1 2 3]), 'wrong names or values');
 none = d1.sync();
 dt_check('api sync with nothing queued', isempty(none) && iscell(none), 'not an empty cell');

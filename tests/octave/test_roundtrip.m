@@ -32,7 +32,7 @@ end
 d.send('rt', names{:});
 clear(names{:});
 got = d.sync();
-ok = isequal(got, names);
+ok = isequal(got, names(:)); % the names come back as a column
 why = 'names or order differ';
 for i = 1:size(cases, 1)
     if ok

@@ -1,5 +1,6 @@
-// Bad input on the ws listener: each case is answered and closed, and a
-// client connected all along keeps working.
+// Input on the ws listener beyond what our client sends: DiME bytes in text
+// messages are served; bad input is answered and closed; a client connected
+// all along keeps working.
 
 import test from "node:test";
 import assert from "node:assert/strict";
@@ -62,13 +63,52 @@ test("garbage bytes get 400 and a close", { timeout: 60000 }, async () => {
   await bystanderServed();
 });
 
-test("a text message is closed with 1003 and a reason", { timeout: 60000 }, async () => {
+test("text messages carry DiME bytes as binary ones do", { timeout: 60000 }, async () => {
+  // As the original server: a message's bytes are read whatever its opcode,
+  // even when they are not UTF-8 (a dimeb payload rarely is).
   const ws = await rawWs();
-  const closed = new Promise((r) => ws.once("close", (code, reason) => r([code, reason.toString()])));
+  const replies = [];
+  let arrived = () => {};
+  ws.on("message", (m) => {
+    const bytes = new Uint8Array(m);
+    const jsonLength = new DataView(bytes.buffer, bytes.byteOffset).getUint32(4);
+    replies.push(JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + jsonLength))));
+    arrived();
+  });
+  const next = async (n) => {
+    while (replies.length < n) await new Promise((r) => (arrived = r));
+    return replies.splice(0, n);
+  };
+  const payload = new Uint8Array([0x17, 2, 0, 0, 0, 1, 0, 0, 0, 3, 0xff, 0xfe, 0x80]);
+  const join = encodeFrame({ command: "join", name: ["text"] });
+  const send = encodeFrame({ command: "send", name: "text", varname: "t", serialization: "dimeb" }, payload);
+  const sync = encodeFrame({ command: "sync", n: -1 });
+  ws.send(join, { binary: false });
+  assert.deepEqual(await next(1), [{ status: 0 }]);
+  // Two frames in one text message, the second cut across two messages.
+  const both = new Uint8Array([...send, ...sync]);
+  const cut = send.length + 5;
+  ws.send(both.subarray(0, cut), { binary: false });
+  ws.send(both.subarray(cut), { binary: false });
+  const [sent, message, done] = await next(3);
+  assert.deepEqual(sent, { status: 0 });
+  assert.equal(message.varname, "t");
+  assert.deepEqual(done, { status: 0 });
+  ws.close();
+  await bystanderServed();
+});
+
+test("a text message that is not a DiME frame gets an error, then a close", { timeout: 60000 }, async () => {
+  const ws = await rawWs();
+  const messages = [];
+  ws.on("message", (m) => messages.push(new Uint8Array(m)));
+  const closed = new Promise((r) => ws.once("close", (code) => r(code)));
   ws.send(JSON.stringify({ command: "devices" }));
-  const [code, reason] = await closed;
-  assert.equal(code, 1003);
-  assert.match(reason, /binary/);
+  await closed;
+  assert.equal(messages.length, 1, "exactly one reply before the close");
+  const reply = JSON.parse(new TextDecoder().decode(messages[0].subarray(12)));
+  assert.equal(reply.status, -1);
+  assert.match(reply.error, /bad magic/);
   await bystanderServed();
 });
 

@@ -21,6 +21,8 @@ Shared dictionaries and Linda tuple spaces on the same server:
     s = dime.init_share()                 # dime.Share; starts a server if needed
     s["x"] = 1; s.incr("x"); s.wait_for("result", timeout=5)
     with s.lock(): ...
+    with s.lock("job", ttl=5) as token: s.set("job", 1, fence=token)
+    for ev in s.watch(prefix="jobs/"): ...
     with dime.TupleSpace() as ts:
         ts.out(("sum", 0)); ts.in_(("sum", int), timeout=5)
 
@@ -28,8 +30,12 @@ The shared library is found through $DIME_LIBRARY, next to this package, or
 in the dime repository's target/release then target/debug.
 """
 
-from ._errors import (DimeCodecError, DimeConnectionError, DimeError, DimeProtocolError,
-                      DimeServerError, DimeTimeoutError)
+from ._errors import (DimeAddressError, DimeArgumentError, DimeBrokenPipeError, DimeCodecError,
+                      DimeConnectionAbortedError, DimeConnectionError,
+                      DimeConnectionRefusedError, DimeConnectionResetError,
+                      DimeConnectionTimeoutError, DimeError, DimeFileNotFoundError,
+                      DimeHostNotFoundError, DimePermissionError, DimePortError,
+                      DimeProtocolError, DimeServerError, DimeTimeoutError, DimeUnsupportedError)
 from ._convert import LibBuffer
 from .client import DimeClient
 from .share import ABSENT, Share, ShareLock, find_server, init_share
@@ -37,12 +43,18 @@ from .tuplespace import Matrix, Range, TupleSpace
 from ._rpc_errors import NoProvider, ProviderLost, RemoteError
 from ._future import Future
 from .rpc import Client, Server
+from .watch import Event, Position, Watch
 from ._lib import lib as _libdime
 
 __all__ = ["DimeClient", "DimeError", "DimeServerError", "DimeTimeoutError",
-           "DimeConnectionError", "DimeProtocolError", "DimeCodecError", "LibBuffer",
+           "DimeConnectionError", "DimeFileNotFoundError", "DimePermissionError",
+           "DimeConnectionRefusedError", "DimeConnectionResetError",
+           "DimeConnectionAbortedError", "DimeBrokenPipeError", "DimeConnectionTimeoutError",
+           "DimeHostNotFoundError", "DimeProtocolError", "DimeCodecError",
+           "DimeArgumentError", "DimeAddressError", "DimePortError", "DimeUnsupportedError",
+           "LibBuffer",
            "Share", "ShareLock", "ABSENT", "init_share", "find_server",
-           "TupleSpace", "Range", "Matrix",
+           "TupleSpace", "Range", "Matrix", "Watch", "Event", "Position",
            "Client", "Server", "Future", "RemoteError", "ProviderLost", "NoProvider",
            "library_path", "library_version", "__version__"]
 

@@ -3,7 +3,7 @@
 import contextlib
 import threading
 
-from ._errors import DimeConnectionError
+from ._errors import closed_error
 from . import _lib
 
 
@@ -39,7 +39,7 @@ class Handle:
     def _handle(self):
         ptr = self._ptr
         if ptr is None:
-            raise DimeConnectionError(f"the {self._what} is closed", _lib.STATUS_CLOSED)
+            raise closed_error(self._what)
         return ptr
 
     def _lend(self):

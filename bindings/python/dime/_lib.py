@@ -2,12 +2,13 @@
 
 The library is looked for, in order:
 
-1. ``$DIME_LIBRARY`` (a path to the shared library);
-2. next to this package (``dime/libdime.so``);
-3. ``target/release/libdime.so`` then ``target/debug/libdime.so`` of the
-   repository this package sits in (searched upwards from the package and
-   from the virtual environment, so both an in-tree checkout and
-   ``pip install ./bindings/python`` into ``<repo>/.venv/...`` find it).
+1. ``$DIME_LIBRARY`` (a path to the shared library), an explicit override;
+2. the one bundled in this package (``dime/libdime.so``), which the
+   dime-broker wheel carries (``pip install ./bindings/python`` builds it);
+3. for development, ``target/release/libdime.so`` then
+   ``target/debug/libdime.so`` of the repository this package sits in
+   (searched upwards from the package and from the virtual environment, so
+   an in-tree checkout and a venv inside the repository find it).
 
 ``SIGNATURES`` declares ``restype``/``argtypes`` for every function of
 ``include/dime.h``; ``tests/test_header.py`` checks the two agree.
@@ -39,6 +40,7 @@ STATUS_PROTOCOL_ERROR = 7103
 STATUS_SERVER_ERROR = 7104
 STATUS_TIMEOUT = 7105
 STATUS_CODEC_ERROR = 7106
+STATUS_UNSUPPORTED = 7107
 STATUS_REMOTE_ERROR = 7201
 STATUS_PROVIDER_LOST = 7202
 STATUS_CANCELLED = 7203
@@ -103,6 +105,7 @@ DROP_FN = CFUNCTYPE(None, c_void_p)
 #: name -> (restype, argtypes), one entry per function of include/dime.h.
 SIGNATURES = {
     "dime_last_error": (c_char_p, []),
+    "dime_last_errno": (c_int, []),
     "dime_version": (c_char_p, []),
     # values
     "dime_value_kind": (kind, [h]),
@@ -175,6 +178,8 @@ SIGNATURES = {
     "dime_broadcast_many": (status, [h, strs, ph, c_size_t]),
     "dime_wait": (status, [h, c_int64, P(c_size_t)]),
     "dime_devices": (status, [h, ph]),
+    "dime_server_supports": (status, [h, c_char_p, P(c_bool)]),
+    "dime_server_extensions": (status, [h, ph]),
     "dime_sync": (status, [h, c_int64, ph]),
     "dime_messages_len": (c_size_t, [h]),
     "dime_messages_get": (status, [h, c_size_t, P(c_void_p), ph]),
@@ -197,6 +202,25 @@ SIGNATURES = {
     "share_lock": (status, [h, c_char_p, c_char_p, c_int64]),
     "share_try_lock": (status, [h, c_char_p, c_char_p]),
     "share_unlock": (status, [h, c_char_p, c_char_p]),
+    "share_lock_lease": (status, [h, c_char_p, c_char_p, c_int64, c_int64, P(c_uint64)]),
+    "share_lock_renew": (status, [h, c_char_p, c_char_p, c_int64, P(c_uint64)]),
+    "share_set_fenced": (status, [h, c_char_p, c_char_p, h, c_uint64]),
+    "share_del_fenced": (status, [h, c_char_p, c_char_p, c_uint64, P(c_bool)]),
+    # watches (dime_watch_position * is passed as a c_void_p)
+    "dime_watch_share": (status, [h, c_char_p, c_char_p, c_void_p, ph]),
+    "dime_watch_space": (status, [h, c_char_p, c_void_p, ph]),
+    "dime_watch_groups": (status, [h, c_char_p, c_void_p, ph]),
+    "dime_watch_next": (status, [h, c_int64, ph]),
+    "dime_watch_get_position": (status, [h, c_void_p]),
+    "dime_watch_free": (None, [h]),
+    "dime_event_kind": (c_int32, [h]),
+    "dime_event_seq": (c_uint64, [h]),
+    "dime_event_topic": (c_char_p, [h]),
+    "dime_event_key": (c_char_p, [h]),
+    "dime_event_value": (h, [h]),
+    "dime_event_client": (c_int64, [h]),
+    "dime_event_message": (c_char_p, [h]),
+    "dime_event_free": (None, [h]),
     # tuple spaces
     "dime_pattern_new": (h, []),
     "dime_pattern_free": (None, [h]),
@@ -278,8 +302,10 @@ def find_library():
     for p in _repo_candidates():
         return str(p)
     raise ImportError(
-        f"cannot find {LIBNAME}: set DIME_LIBRARY to its path, copy it next to the "
-        f"dime package, or build it with `cargo build --release` in the dime repository")
+        f"cannot find {LIBNAME}: this dime package has none bundled ({beside} is "
+        f"missing); install the dime-broker wheel (pip install ./bindings/python builds "
+        f"it), set DIME_LIBRARY to the library's path, or build it with "
+        f"`cargo build --release` in the dime repository")
 
 
 def load(path=None):

@@ -8,7 +8,7 @@ import multiprocessing
 import os
 
 from . import _lib
-from ._errors import DimeConnectionError
+from ._errors import closed_error
 from ._wait import seconds
 from .client import DimeClient, _cstr, address_of
 
@@ -86,7 +86,7 @@ class Remote:
         """``fn(client_ptr, name, *args)`` under the client's lock; its status."""
         c = self._client
         if c is None:
-            raise DimeConnectionError(f"the {self._kind} is closed", _lib.STATUS_CLOSED)
+            raise closed_error(self._kind)
         with c._lock:
             return fn(c._handle(), self._name_c, *args)
 

@@ -2,13 +2,16 @@
 
 import collections.abc
 import ctypes
+import os
 import re
+import socket
 import threading
 from ctypes import byref, c_char_p, c_size_t, c_void_p
 
 from . import _lib
 from ._convert import from_value, to_value
-from ._errors import DimeTimeoutError, check, error
+from ._errors import (DimeAddressError, DimeHostNotFoundError, DimePortError, DimeTimeoutError,
+                      check, error)
 from ._handle import Handle
 from ._lib import lib
 from ._wait import seconds, sliced
@@ -29,6 +32,10 @@ def address_of(proto="ipc", *args):
     ``("tcp", port)``, ``"unix:///path"``, ``"ipc:///path"``,
     ``"tcp://host:port"``, or libdime's own ``"unix:/path"`` /
     ``"tcp:host:port"``. No arguments: ``unix:/tmp/dime.sock``.
+
+    An address it cannot read raises ``DimeAddressError`` (a ``ValueError``
+    and a ``TypeError``, which the original client raised); a port outside
+    0..65535 ``DimePortError`` (also an ``OverflowError``, as there).
     """
     if proto in ("ipc", "unix"):
         if len(args) > 1:
@@ -46,7 +53,7 @@ def address_of(proto="ipc", *args):
     if not isinstance(proto, str):
         raise TypeError(f"DimeClient address must be a str, not {type(proto).__name__}")
     if args:
-        raise TypeError(f"unknown protocol {proto!r} (expected 'ipc', 'unix' or 'tcp')")
+        raise DimeAddressError(f"unknown protocol {proto!r} (expected 'ipc', 'unix' or 'tcp')")
     m = _URL.fullmatch(proto)
     if m:
         scheme, rest = m.group("proto"), m.group("rest")
@@ -55,16 +62,16 @@ def address_of(proto="ipc", *args):
         if scheme == "tcp":
             host, sep, port = rest.rpartition(":")
             if not sep or not host:
-                raise ValueError(f"tcp address {proto!r} needs host:port")
+                raise DimeAddressError(f"tcp address {proto!r} needs host:port")
             return f"tcp:{host}:{_port(port)}"
-        raise ValueError(f"unknown protocol in address {proto!r} (expected ipc, unix or tcp)")
+        raise DimeAddressError(f"unknown protocol in address {proto!r} (expected ipc, unix or tcp)")
     if re.match(r"(unix|ipc|tcp):", proto):
         return proto            # libdime's own syntax
-    raise ValueError(f"not a dime address: {proto!r} (try 'unix:///tmp/dime.sock' or 'tcp://host:port')")
+    raise DimeAddressError(f"not a dime address: {proto!r} "
+                           "(try 'unix:///tmp/dime.sock' or 'tcp://host:port')")
 
 
 def _fspath(p):
-    import os
     p = os.fspath(p)
     return p.decode() if isinstance(p, bytes) else p
 
@@ -73,10 +80,29 @@ def _port(port):
     try:
         n = int(port)
     except (TypeError, ValueError):
-        raise ValueError(f"not a port number: {port!r}") from None
-    if not 0 < n < 65536:
-        raise ValueError(f"port out of range: {n}")
+        raise DimeAddressError(f"not a port number: {port!r}") from None
+    if not 0 <= n < 65536:
+        raise DimePortError(f"port out of range: {n} (must be 0-65535)")
     return n
+
+
+_TCP = re.compile(r"tcp:(?:\[(?P<v6>[^\]]*)\]|(?P<host>.*)):(?P<port>[0-9]+)")
+
+
+def _unresolved(address):
+    """``socket.gaierror`` if ``address`` is a TCP address whose host name
+    does not resolve, else None. libdime reports such a failure without an
+    errno; asking getaddrinfo again recovers the code ``socket.gaierror``
+    carries (only after a failed connect, so a good one pays nothing)."""
+    m = _TCP.fullmatch(address)
+    if not m:
+        return None
+    host = m.group("v6") if m.group("v6") is not None else m.group("host")
+    try:
+        socket.getaddrinfo(host, int(m.group("port")), type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        return e
+    return None
 
 
 def _cstr(s, what):
@@ -96,10 +122,14 @@ class DimeClient(Handle, collections.abc.MutableMapping):
 
     The instance is a mutable mapping, the "workspace": ``send`` and
     ``broadcast`` read variables from it and ``sync`` writes received ones
-    into it. Failures raise ``DimeError`` subclasses (a ``RuntimeError``):
-    ``DimeTimeoutError`` (also a ``TimeoutError``), ``DimeConnectionError``
-    (also a ``ConnectionError``), ``DimeServerError``, ``DimeCodecError``;
-    values that cannot be sent raise ``TypeError``/``OverflowError``.
+    into it. Failures raise ``DimeError`` subclasses (a ``RuntimeError``),
+    each also the built-in exception the original client raised there
+    (see ``dime._errors``): ``DimeConnectionError`` (a ``ConnectionError``
+    with ``errno`` set; ``FileNotFoundError``, ``ConnectionRefusedError``,
+    ``PermissionError``, ``BrokenPipeError``, ``ConnectionResetError`` ...
+    by subclass), ``DimeTimeoutError`` (a ``TimeoutError``),
+    ``DimeServerError``, ``DimeCodecError`` (a ``ValueError``); values that
+    cannot be sent raise ``TypeError``/``OverflowError``.
     """
 
     _free = "dime_client_free"
@@ -123,12 +153,37 @@ class DimeClient(Handle, collections.abc.MutableMapping):
         out = c_void_p()
         st = lib.dime_connect(address.encode("utf-8"), byref(out))
         if st:
-            raise error(st, f"cannot connect to {address}")
+            raise _connect_error(st, address)
         with self._lock:
             self.address = address
             self._swap(out.value)
 
     # close(), __enter__/__exit__ and __del__ come from Handle.
+
+    # -- what the server supports -------------------------------------------
+    @property
+    def server_extensions(self):
+        """The extensions the server announced when this client connected
+        (``docs/protocol-extensions.md``), as a frozenset of names such as
+        ``"share"``; empty for an original DiME2 server. DiME2's own calls
+        work either way; ``Share``, ``TupleSpace`` and other extensions
+        raise ``DimeUnsupportedError`` where the server lacks them."""
+        out = c_void_p()
+        with self._lock:
+            check(lib.dime_server_extensions(self._handle(), byref(out)))
+        try:
+            return frozenset(from_value(out.value))
+        finally:
+            lib.dime_value_free(out.value)
+
+    def supports(self, extension):
+        """Whether the server announced ``extension`` (``"share"``,
+        ``"space"``, ...); always False for an original DiME2 server."""
+        name = _cstr(extension, "extension name")
+        yes = ctypes.c_bool()
+        with self._lock:
+            check(lib.dime_server_supports(self._handle(), name, byref(yes)))
+        return yes.value
 
     # -- groups ------------------------------------------------------------
     def join(self, *names):
@@ -264,6 +319,21 @@ class DimeClient(Handle, collections.abc.MutableMapping):
         return caller.call(function, data, timeout)
 
     # -- the workspace (MutableMapping) ------------------------------------
+    def watch_groups(self, prefix="", resume=None, callback=None):
+        """A ``dime.Watch`` of group membership: an ``Event`` of kind
+        ``"join"`` or ``"leave"`` (a disconnect leaves every group) for each
+        group whose name starts with ``prefix``, ``key`` the group and
+        ``client`` the server's id of the client. See ``dime.watch``."""
+        from .share import _position_arg
+        from .watch import Watch
+        p = _cstr(prefix, "prefix")
+
+        def opener(out):
+            with self._lock:
+                return lib.dime_watch_groups(self._handle(), p, _position_arg(resume), out)
+
+        return Watch(opener, callback=callback)
+
     def __getitem__(self, varname):
         return self.workspace[varname]
 
@@ -282,6 +352,20 @@ class DimeClient(Handle, collections.abc.MutableMapping):
     def __repr__(self):
         state = "closed" if self.closed else getattr(self, "address", "?")
         return f"<DimeClient {state}, {len(self.workspace)} variables>"
+
+
+def _connect_error(st, address):
+    """The exception for a failed ``dime_connect`` (read right after it):
+    the library's message as is (it names the address), as the built-in
+    ``OSError`` subclass for its errno."""
+    exc = error(st)
+    if st == _lib.STATUS_INVALID_ARGUMENT:
+        return DimeAddressError(exc.message, st)
+    if st == _lib.STATUS_CONNECTION_LOST and exc.errno is None:
+        gai = _unresolved(address)
+        if gai is not None:
+            return DimeHostNotFoundError(exc.message, st, gai.errno, gai.strerror)
+    return exc
 
 
 def _lib_int(n, what):

@@ -1,7 +1,10 @@
 """Runs under the dime-client venv: serves one original DiME2 ``DimeClient``
 over stdin/stdout. Each request and reply is a pickle preceded by its u32
-length. Requests: ("connect", args) or ("call", method, args, kwargs);
-replies: ("ok", result) or ("err", exception type name, message)."""
+length. Requests: ("connect", args), ("call", method, args, kwargs),
+("getattr", name) or ("close_keep",) (close the client but keep serving,
+to see what a closed client raises); replies: ("ok", result) or ("err",
+exception type name, message, [(module, qualname) of the type and its
+bases], errno or None)."""
 
 import os
 import pickle
@@ -46,6 +49,8 @@ while True:
             result = client.serialization
         elif req[0] == "getattr":
             result = getattr(client, req[1])
+        elif req[0] == "close_keep":
+            result = client.close()
         else:
             _, method, args, kwargs = req
             result = getattr(client, method)(*args, **kwargs)
@@ -56,4 +61,6 @@ while True:
     except SystemExit:
         raise
     except BaseException as e:  # noqa: BLE001 - report everything to the test
-        reply(("err", type(e).__name__, f"{e}\n{traceback.format_exc()}"))
+        mro = [(c.__module__, c.__qualname__) for c in type(e).__mro__]
+        reply(("err", type(e).__name__, f"{e}\n{traceback.format_exc()}", mro,
+               getattr(e, "errno", None)))

@@ -11,11 +11,15 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 
 class OldClientError(Exception):
-    """The old client raised; ``kind`` is its exception type name."""
+    """The old client raised; ``kind`` is its exception type name, ``mro``
+    the (module, qualname) of its type and bases, ``errno`` its errno (for
+    an ``OSError``; else None)."""
 
-    def __init__(self, kind, message):
+    def __init__(self, kind, message, mro=(), errno=None):
         super().__init__(f"{kind}: {message}")
         self.kind = kind
+        self.mro = list(mro)
+        self.errno = errno
 
 
 class OldClient:
@@ -37,7 +41,7 @@ class OldClient:
         rep = pickle.loads(self.proc.stdout.read(n))
         if rep[0] == "ok":
             return rep[1]
-        raise OldClientError(rep[1], rep[2])
+        raise OldClientError(*rep[1:])
 
     def connect(self, *args):
         return self._request(("connect", args))
@@ -48,11 +52,22 @@ class OldClient:
     def attr(self, name):
         return self._request(("getattr", name))
 
+    def close_keep(self):
+        """Closes the old client's connection; later calls show what a
+        closed client raises."""
+        return self._request(("close_keep",))
+
     def close(self):
         if self.proc.poll() is None:
             try:
                 self.call("close")
             except Exception:
+                pass
+            # End of input ends the server loop too (say, when "close"
+            # failed because no client ever connected).
+            try:
+                self.proc.stdin.close()
+            except OSError:
                 pass
             try:
                 self.proc.wait(timeout=5)

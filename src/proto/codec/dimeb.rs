@@ -993,3 +993,61 @@ mod tests {
         }
     }
 }
+
+/// A one-line description of the encoded value at the start of `bytes`
+/// (`double 3×4`, `string(5)`, `map(2)` …) for monitors and logs; reads
+/// only the head of the value and never fails (`?` for what it cannot
+/// read).
+pub fn summary(bytes: &[u8]) -> String {
+    let count = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
+    };
+    let Some(&tag) = bytes.first() else {
+        return "empty".into();
+    };
+    match tag {
+        TAG_NULL => "null".into(),
+        TAG_TRUE | TAG_FALSE => "logical".into(),
+        TAG_STRING => count(1).map_or("?".into(), |n| format!("string({n})")),
+        TAG_LIST => count(1).map_or("?".into(), |n| format!("list({n})")),
+        TAG_MAP => count(1).map_or("?".into(), |n| format!("map({n})")),
+        t if t & 0xF0 == TAG_MATRIX => {
+            let (Some(kind), Some(&rank)) = (ElemKind::from_tag(t & 0x0F), bytes.get(1)) else {
+                return "?".into();
+            };
+            let dims: Option<Vec<String>> = (0..usize::from(rank))
+                .map(|i| count(2 + 4 * i).map(|d| d.to_string()))
+                .collect();
+            dims.map_or("?".into(), |d| format!("{} {}", kind.name(), d.join("×")))
+        }
+        t => ElemKind::from_tag(t).map_or("?".into(), |k| k.name().to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+
+    #[test]
+    fn summaries_name_the_type_and_shape() {
+        let m = Matrix::from_elems(vec![3, 4], &[0.0f64; 12]).unwrap();
+        let cases = [
+            (Value::Null, "null"),
+            (Value::Bool(true), "logical"),
+            (Value::I64(1), "int64"),
+            (Value::F64(1.0), "double"),
+            (Value::from("hello"), "string(5)"),
+            (Value::List(vec![Value::Null; 3]), "list(3)"),
+            (Value::Map(vec![(Value::from("a"), Value::Null)]), "map(1)"),
+            (Value::Matrix(m), "double 3×4"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(summary(&encode(&v).unwrap()), want);
+        }
+        assert_eq!(summary(&[]), "empty");
+        assert_eq!(summary(&[TAG_STRING, 0]), "?");
+        assert_eq!(summary(&[TAG_MATRIX | 12, 2, 0, 0, 0, 3]), "?");
+    }
+}

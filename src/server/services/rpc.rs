@@ -18,10 +18,11 @@
 //! discarded.
 
 use crate::buffer::PooledBuf;
+use crate::proto::extensions;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
 use crate::server::outqueue::OutItem;
-use crate::server::request::{CommandError, Result, Text, required};
+use crate::server::request::{CommandError, Result, Text, flag, required};
 use crate::server::service::{Handler, Service};
 use crate::server::state::State;
 use crate::wire::{Frame, encode_head};
@@ -56,6 +57,12 @@ pub struct RpcHeader<'a> {
     /// `return` with `error`: the provider's traceback, as text.
     #[serde(borrow)]
     pub traceback: Option<Text<'a>>,
+    /// `call`: the result is a stream of items (see "Streams").
+    pub stream: Option<bool>,
+    /// `call` with `stream`, `credit`: items the producer may send.
+    pub items: Option<u64>,
+    /// `call` with `stream`, `credit`: bytes the producer may send.
+    pub bytes: Option<u64>,
 }
 
 type Header<'a> = RpcHeader<'a>;
@@ -70,6 +77,17 @@ struct Call {
     caller_id: u64,
     function: Arc<str>,
     args: PooledBuf,
+    /// For a stream: the consumer's initial window.
+    window: Option<Window>,
+}
+
+/// What a stream's producer may still send before the consumer grants
+/// more: it may send while both are positive (so one item larger than the
+/// whole byte window still goes, alone).
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    items: i64,
+    bytes: i64,
 }
 
 /// A call waiting for a provider.
@@ -86,6 +104,8 @@ struct Running {
     caller: Option<(ConnId, u64)>,
     provider: ConnId,
     function: Arc<str>,
+    /// For a stream: the producer's remaining window.
+    window: Option<Window>,
 }
 
 /// One provider of one function.
@@ -152,6 +172,12 @@ impl Service for Rpc {
     type Header<'h> = RpcHeader<'h>;
     type Blocked = NeverBlocked;
 
+    fn inspect(&self, _: &State) -> Json {
+        self.describe()
+    }
+
+    const EXTENSIONS: &'static [&'static str] = &[extensions::RPC, extensions::STREAM];
+
     const COMMANDS: &'static [(&'static str, Handler<Self>)] = &[
         ("provide", provide),
         ("unprovide", unprovide),
@@ -159,6 +185,8 @@ impl Service for Rpc {
         ("return", give_back),
         ("cancel", cancel),
         ("ping", ping),
+        ("yield", give_item),
+        ("credit", credit),
     ];
 
     fn withdraw(&mut self, _: &mut State, _: ConnId, on: NeverBlocked) {
@@ -207,11 +235,7 @@ impl Service for Rpc {
         for key in mine {
             match self.by_caller.remove(&key).expect("listed above") {
                 CallerEntry::Queued(name, seq) => self.unqueue(&name, seq),
-                CallerEntry::Running(k) => {
-                    if let Some(r) = self.running.get_mut(&k) {
-                        r.caller = None;
-                    }
-                }
+                CallerEntry::Running(k) => self.detach(st, k),
             }
         }
         self.drop_unused_functions();
@@ -263,13 +287,19 @@ impl Rpc {
             let call = q.call;
             self.by_caller
                 .insert((call.caller, call.caller_id), CallerEntry::Running(k));
-            let head = json!({"call": k, "function": &*call.function});
+            let mut head = json!({"call": k, "function": &*call.function});
+            if let Some(w) = call.window {
+                head["stream"] = json!(true);
+                head["items"] = json!(w.items);
+                head["bytes"] = json!(w.bytes);
+            }
             self.running.insert(
                 k,
                 Running {
                     caller: Some((call.caller, call.caller_id)),
                     provider,
                     function: call.function,
+                    window: call.window,
                 },
             );
             push_result(st, provider, &head, Some(call.args));
@@ -285,6 +315,41 @@ impl Rpc {
                     self.timers.remove(&(d, name.clone(), seq));
                 }
             }
+        }
+    }
+
+    /// Ends running call `k`: frees its provider's slot and pushes `head`
+    /// (plus `"result"`) and `body` to its caller, if it still has one.
+    fn end_call_with(&mut self, st: &mut State, k: u64, mut head: Json, body: Option<PooledBuf>) {
+        let Some(r) = self.running.remove(&k) else {
+            return;
+        };
+        if let Some(f) = self.functions.get_mut(&r.function) {
+            if let Some(s) = f.slots.iter_mut().find(|s| s.provider == r.provider) {
+                s.running = s.running.saturating_sub(1);
+            }
+        }
+        if let Some((caller, caller_id)) = r.caller {
+            self.by_caller.remove(&(caller, caller_id));
+            head["result"] = json!(caller_id);
+            push_result(st, caller, &head, body);
+        }
+        self.drain(st, &r.function);
+        self.drop_unused_functions();
+    }
+
+    /// Ends running call `k` with `head` and no body.
+    fn end_call(&mut self, st: &mut State, k: u64, head: &Json) {
+        self.end_call_with(st, k, head.clone(), None);
+    }
+
+    /// Running call `k` lost its caller (cancelled or gone): its result
+    /// will be dropped, and its provider is told, so it can skip the call
+    /// if it has not started it, and must close a stream's producer.
+    fn detach(&mut self, st: &mut State, k: u64) {
+        if let Some(r) = self.running.get_mut(&k) {
+            r.caller = None;
+            push_result(st, r.provider, &json!({"cancel": k}), None);
         }
     }
 
@@ -375,9 +440,9 @@ fn unprovide(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, _: Frame) ->
 
 fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let name = required(&h.function, "function")?;
-    let caller_id = h.id.ok_or_else(|| {
-        CommandError::Malformed("JSON parsing error: missing field: id".to_owned())
-    })?;
+    let caller_id = h
+        .id
+        .ok_or_else(|| CommandError::Failed("JSON parsing error: missing field: id".to_owned()))?;
     let fail = |st: &mut State, msg: String| {
         push_result(
             st,
@@ -389,7 +454,7 @@ fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> 
     };
     let deadline = match deadline(h.timeout) {
         Ok(d) => d,
-        Err(CommandError::Malformed(m) | CommandError::Failed(m)) => return fail(st, m),
+        Err(CommandError::Failed(m)) => return fail(st, m),
     };
     if svc.by_caller.contains_key(&(id, caller_id)) {
         return fail(
@@ -397,6 +462,19 @@ fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> 
             format!("A call with id {caller_id} is already in flight"),
         );
     }
+    let window = match (flag(h.stream), h.items, h.bytes) {
+        (false, ..) => None,
+        (true, Some(items @ 1..), Some(bytes @ 1..)) => Some(Window {
+            items: clamp(items),
+            bytes: clamp(bytes),
+        }),
+        (true, ..) => {
+            return fail(
+                st,
+                "A stream needs a window: \"items\" and \"bytes\", both at least 1".to_owned(),
+            );
+        }
+    };
     let name = svc.function(name);
     let seq = svc.next_seq;
     svc.next_seq += 1;
@@ -406,6 +484,7 @@ fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> 
             caller_id,
             function: name.clone(),
             args: frame.payload,
+            window,
         },
         deadline,
         seq,
@@ -427,7 +506,7 @@ fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> 
 /// `return`: a provider's result (or error) for call `call`.
 fn give_back(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let k = h.call.ok_or_else(|| {
-        CommandError::Malformed("JSON parsing error: missing field: call".to_owned())
+        CommandError::Failed("JSON parsing error: missing field: call".to_owned())
     })?;
     // A result nobody waits for any more (cancelled, caller gone), or one
     // this client was never given, is dropped without a word: the provider
@@ -435,58 +514,134 @@ fn give_back(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame
     if svc.running.get(&k).is_none_or(|r| r.provider != id) {
         return Ok(());
     }
-    let r = svc.running.remove(&k).expect("checked above");
-    if let Some(f) = svc.functions.get_mut(&r.function) {
-        if let Some(s) = f.slots.iter_mut().find(|s| s.provider == id) {
-            s.running = s.running.saturating_sub(1);
-        }
-    }
-    if let Some((caller, caller_id)) = r.caller {
-        svc.by_caller.remove(&(caller, caller_id));
-        match &h.error {
-            None => push_result(
-                st,
-                caller,
-                &json!({"status": 0, "result": caller_id}),
-                Some(frame.payload),
-            ),
-            Some(msg) => push_result(
-                st,
-                caller,
-                &json!({"status": -1, "result": caller_id, "remote": true,
-                    "error": &**msg,
-                    "error_type": h.error_type.as_deref().unwrap_or("Exception"),
-                    "traceback": h.traceback.as_deref().unwrap_or("")}),
-                None,
-            ),
-        }
-    }
-    svc.drain(st, &r.function);
-    svc.drop_unused_functions();
+    let head = match &h.error {
+        None => json!({"status": 0}),
+        Some(msg) => json!({"status": -1, "remote": true,
+            "error": &**msg,
+            "error_type": h.error_type.as_deref().unwrap_or("Exception"),
+            "traceback": h.traceback.as_deref().unwrap_or("")}),
+    };
+    let body = h.error.is_none().then_some(frame.payload);
+    svc.end_call_with(st, k, head, body);
     Ok(())
 }
 
 /// `cancel`: withdraws a queued call, or discards a running call's result.
 /// No reply: the caller has already given up on it.
-fn cancel(svc: &mut Rpc, _: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
-    let caller_id = h.id.ok_or_else(|| {
-        CommandError::Malformed("JSON parsing error: missing field: id".to_owned())
-    })?;
+fn cancel(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let caller_id = h
+        .id
+        .ok_or_else(|| CommandError::Failed("JSON parsing error: missing field: id".to_owned()))?;
     match svc.by_caller.remove(&(id, caller_id)) {
         Some(CallerEntry::Queued(name, seq)) => svc.unqueue(&name, seq),
-        Some(CallerEntry::Running(k)) => {
-            if let Some(r) = svc.running.get_mut(&k) {
-                r.caller = None;
-            }
-        }
+        Some(CallerEntry::Running(k)) => svc.detach(st, k),
         None => {}
     }
     svc.drop_unused_functions();
     Ok(())
 }
 
+/// `yield`: the next item of stream `call`, within the producer's window.
+fn give_item(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
+    let k = h.call.ok_or_else(|| {
+        CommandError::Failed("JSON parsing error: missing field: call".to_owned())
+    })?;
+    // As for `return`: an item nobody waits for any more is dropped.
+    let Some(r) = svc.running.get_mut(&k).filter(|r| r.provider == id) else {
+        return Ok(());
+    };
+    let Some((caller, caller_id)) = r.caller else {
+        return Ok(());
+    };
+    let fault = match &r.window {
+        None => Some(format!(
+            "The provider of '{}' sent a stream item for a plain call",
+            r.function
+        )),
+        // A producer past its window would make the broker hold what the
+        // consumer has not asked for.
+        Some(w) if w.items <= 0 || w.bytes <= 0 => Some(format!(
+            "The producer of '{}' sent past the consumer's window",
+            r.function
+        )),
+        Some(_) => None,
+    };
+    if let Some(msg) = fault {
+        // `yield` has no reply: the call ends for both sides instead.
+        svc.end_call(st, k, &json!({"status": -1, "error": msg}));
+        push_result(st, id, &json!({"cancel": k}), None);
+        return Ok(());
+    }
+    let w = r.window.as_mut().expect("checked above");
+    w.items -= 1;
+    w.bytes -= clamp(frame.payload.len() as u64);
+    push_result(st, caller, &json!({"item": caller_id}), Some(frame.payload));
+    Ok(())
+}
+
+/// `credit`: the consumer of stream `id` grants its producer more room.
+fn credit(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let caller_id = h
+        .id
+        .ok_or_else(|| CommandError::Failed("JSON parsing error: missing field: id".to_owned()))?;
+    let (items, bytes) = (clamp(h.items.unwrap_or(0)), clamp(h.bytes.unwrap_or(0)));
+    // A stream still queued, finished or unknown: nothing to grant to.
+    let Some(CallerEntry::Running(k)) = svc.by_caller.get(&(id, caller_id)) else {
+        return Ok(());
+    };
+    let k = *k;
+    let Some(r) = svc.running.get_mut(&k) else {
+        return Ok(());
+    };
+    if let Some(w) = &mut r.window {
+        w.items = w.items.saturating_add(items);
+        w.bytes = w.bytes.saturating_add(bytes);
+        push_result(
+            st,
+            r.provider,
+            &json!({"credit": k, "items": items, "bytes": bytes}),
+            None,
+        );
+    }
+    Ok(())
+}
+
+/// A window count from the wire, kept in i64 range.
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// `ping`: proves the broker is alive to a client watching for silence.
 fn ping(_: &mut Rpc, st: &mut State, id: ConnId, _: &Header, _: Frame) -> Result {
     st.reply_ok(id);
     Ok(())
+}
+
+impl Rpc {
+    /// Each function's providers, running and queued calls, for `inspect`.
+    fn describe(&self) -> Json {
+        let mut names: Vec<&Arc<str>> = self.functions.keys().collect();
+        names.sort();
+        let functions: serde_json::Map<String, Json> = names
+            .into_iter()
+            .map(|n| {
+                let f = &self.functions[n];
+                let providers: Vec<Json> = f
+                    .slots
+                    .iter()
+                    .map(|s| json!({"client": s.provider, "capacity": s.capacity, "running": s.running}))
+                    .collect();
+                let streams = self
+                    .running
+                    .values()
+                    .filter(|r| &r.function == n && r.window.is_some())
+                    .count();
+                (
+                    n.to_string(),
+                    json!({"providers": providers, "queued": f.queue.len(), "streams": streams}),
+                )
+            })
+            .collect();
+        Json::Object(functions)
+    }
 }

@@ -14,6 +14,16 @@ import time
 MAGIC = b"DiME"
 HEADER = struct.Struct("!4sII")
 
+#: What our server's handshake reply announces beyond DiME2
+#: (docs/protocol-extensions.md); the original clients ignore the field.
+EXTENSIONS = ["wait_timeout", "sync_wait", "send_receive", "share", "space", "rpc", "stream"]
+
+
+def handshake_reply(serialization):
+    """Our server's handshake reply for ``serialization``."""
+    return {"status": 0, "serialization": serialization, "tls": False, "extensions": EXTENSIONS}
+
+
 #: Seconds to wait for a reply that must come.
 REPLY_TIMEOUT = 10.0
 

@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 from dime import dimeb
 
+from dimewire import handshake_reply
 from samevalue import assert_same
 
 REREGISTER = {"status": 1, "meta": True, "command": "reregister", "serialization": "dimeb"}
 
 
 def hs_reply(serialization):
-    return {"status": 0, "serialization": serialization, "tls": False}
+    return handshake_reply(serialization)
 
 
 def test_first_client_sets_serialization(net):
@@ -80,9 +81,9 @@ def test_handshake_missing_fields_is_a_json_parsing_error(net):
     assert reply.get("status", 0) < 0, reply
     assert isinstance(reply.get("error"), str)
     assert reply["error"].startswith("JSON parsing error"), reply
-    # Missing fields make the request malformed: error, then close (issue 2);
-    # other clients are unaffected.
-    c.assert_closed()
+    # A missing field fails the request only; the connection stays usable,
+    # as in the original server.
+    assert c.handshake("dimeb") == hs_reply("dimeb")
     assert net.raw().handshake("dimeb") == hs_reply("dimeb")
 
 

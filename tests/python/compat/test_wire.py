@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from dimewire import encode_frame
+from dimewire import encode_frame, handshake_reply
 
 
 def assert_error(reply, message=None, prefix=None):
@@ -51,12 +51,43 @@ def test_join_twice_error_message(net):
 
 
 def test_join_non_string_name(net):
-    # A mistyped field is a malformed request: error, then close (issue 2).
+    # A mistyped field fails the request only, as in the original server:
+    # the frame arrived whole, so the connection stays usable.
     c = net.raw("dimeb")
     bystander = net.raw("dimeb")
     assert_error(c.request({"command": "join", "name": [1]}), prefix="JSON parsing error")
-    c.assert_closed()
+    assert_usable(c)
     assert_usable(bystander)
+
+
+@pytest.mark.parametrize("header", [
+    {"command": "join", "name": [5]},
+    {"command": "send", "varname": "x", "serialization": "dimeb"},
+    {"command": "broadcast", "serialization": "dimeb"},
+    {"command": "sync", "n": "all"},
+    {"command": "wait", "timeout": "soon"},
+], ids=["join-int", "send-no-name", "broadcast-no-varname", "sync-n-string", "wait-timeout-string"])
+def test_bad_field_keeps_the_connection_and_its_queue(net, header):
+    c = net.raw("dimeb")
+    assert c.request({"command": "join", "name": ["q"]}) == {"status": 0}
+    sender = net.raw("dimeb")
+    sent = {"command": "send", "name": "q", "varname": "v", "serialization": "dimeb"}
+    for i in range(3):
+        assert sender.request(sent, bytes([0x03, i])) == {"status": 0}
+    assert_error(c.request(header))
+    assert c.sync() == [(sent, bytes([0x03, i])) for i in range(3)]
+    assert_usable(c, ["q"])
+
+
+def test_send_without_serialization_is_relayed_as_given(net):
+    c = net.raw("dimeb")
+    assert c.request({"command": "join", "name": ["g"]}) == {"status": 0}
+    sender = net.raw("dimeb")
+    bare = {"command": "send", "name": "g", "varname": "x"}
+    extra = {"command": "broadcast", "varname": "y", "extra": [1, {"a": None}]}
+    assert sender.request(bare, b"\x01") == {"status": 0}
+    assert sender.request(extra, b"\x02") == {"status": 0}
+    assert c.sync() == [(bare, b"\x01"), (extra, b"\x02")]
 
 
 def test_leave_not_joined_error_message(net):
@@ -130,7 +161,7 @@ def test_frame_split_into_single_bytes(net):
         if i % 7 == 0:
             time.sleep(0.002)
     reply, _ = c.recv()
-    assert reply == {"status": 0, "serialization": "dimeb", "tls": False}
+    assert reply == handshake_reply("dimeb")
 
 
 def test_several_frames_in_one_write(net):
@@ -144,7 +175,7 @@ def test_several_frames_in_one_write(net):
         encode_frame({"command": "sync", "n": -1}),
     ])
     c.send_bytes(data)
-    assert c.recv()[0] == {"status": 0, "serialization": "dimeb", "tls": False}
+    assert c.recv()[0] == handshake_reply("dimeb")
     assert c.recv()[0] == {"status": 0}
     assert c.recv()[0] == {"status": 0}
     assert c.recv()[0] == {"status": 0, "devices": ["g"]}
@@ -192,7 +223,7 @@ def test_broadcast_wakes_waiting_client(net):
     assert a.recv()[0] == {"status": 0, "n": 1}
 
 
-# -- malformed frames close only that connection ----------------------------
+# -- broken frames close only that connection ------------------------------
 
 def _bystander(net):
     other = net.raw("dimeb")
@@ -229,18 +260,16 @@ def test_garbage_bytes_get_error_then_close(net):
     _bad_frame_closes(net, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 
 
-def test_invalid_json_gets_error_then_close(net):
-    _bad_frame_closes(net, encode_frame(b"{not json"))
-
-
-def test_json_not_an_object_gets_error(net):
-    # Not a JSON object: either an error reply on a still-open connection or
-    # an error then close; never silence or a crash.
+@pytest.mark.parametrize("header", [b"{not json", b"[1,2,3]", b"", b"\xff\xfe"],
+                         ids=["invalid", "not-an-object", "empty", "not-utf8"])
+def test_header_that_is_not_a_json_object_gets_error_and_keeps_the_connection(net, header):
+    # The frame itself is intact, so the stream can be followed past it.
     other = _bystander(net)
     c = net.raw("dimeb")
-    c.send_bytes(encode_frame(b"[1,2,3]"))
+    c.send_bytes(encode_frame(header))
     reply, _ = c.recv()
-    assert_error(reply)
+    assert_error(reply, prefix="JSON parsing error")
+    assert_usable(c, ["ok"])
     _assert_bystander_fine(net, other)
 
 

@@ -1,0 +1,233 @@
+//! Streams from C: a consumer opens one with `dime_stream_open` and reads
+//! items with `dime_stream_next`; a provider answers a stream call (a
+//! `dime_request` for which `dime_request_is_stream` is 1) with
+//! `dime_stream_send` per item and `dime_stream_end`, in the pull form or
+//! from a callback (`dime_provide_stream_callback`).
+
+use super::args::{str_arg, timeout_arg, write_out};
+use super::client::{dime_client, rpc_endpoint};
+use super::rpc::{CallbackFn, answer, dime_drop_fn, dime_request, start_workers};
+use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
+use super::value::{dime_value, into_raw};
+use crate::client::Error;
+use crate::client::rpc::{CallError, Next, StreamOptions, StreamReader};
+use crate::codec::dimeb;
+use crate::value::Value;
+use std::ffi::{CString, c_char, c_void};
+
+/// A stream being consumed, from `dime_stream_open`; release it with
+/// `dime_stream_close` (which stops the producer if it has not ended).
+#[allow(non_camel_case_types)]
+pub struct dime_stream {
+    reader: StreamReader,
+    /// How it failed: the status, and for `dime_stream_error` the type,
+    /// message and traceback.
+    failure: Option<(dime_status, [CString; 3])>,
+}
+
+/// Opens a stream from the generator `function` provides, called with
+/// `args` (borrowed; NULL means a null value). `window_items` and
+/// `window_bytes` bound how far the producer runs ahead of your reading (0
+/// picks the default: 1024 items, 64 MiB); `timeout_ms` bounds the wait for
+/// a provider (`DIME_WAIT_FOREVER`: no limit). On success writes a new
+/// stream to `*out`, owned by the caller (`dime_stream_close`).
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_stream_open(
+    client: *mut dime_client,
+    function: *const c_char,
+    args: *const dime_value,
+    window_items: u64,
+    window_bytes: u64,
+    timeout_ms: i64,
+    out: *mut *mut dime_stream,
+) -> dime_status {
+    ffi_status! {
+        let handle = check_arg!(ref client as dime_client);
+        let function = str_arg(function, "function")?;
+        check_arg!(out);
+        let null = Value::Null;
+        let args = if args.is_null() { &null } else { check_arg!(ref args as Value) };
+        let default = StreamOptions::default();
+        let window = StreamOptions {
+            items: if window_items == 0 { default.items } else { window_items },
+            bytes: if window_bytes == 0 { default.bytes } else { window_bytes },
+        };
+        let reader = rpc_endpoint(handle)?.open_stream(function, args, window, timeout_arg(timeout_ms))?;
+        write_out(out, Box::into_raw(Box::new(dime_stream { reader, failure: None })));
+        Ok(())
+    }
+}
+
+/// Reads the next item: writes a new value to `*out`, owned by the caller.
+/// `DIME_STATUS_END_OF_STREAM` once the producer has ended (and on every
+/// call after); `DIME_STATUS_TIMEOUT` if no item came within `timeout_ms`
+/// (`DIME_WAIT_FOREVER`: no limit). If the stream failed, after the items
+/// sent before the failure: `DIME_STATUS_REMOTE_ERROR` (the producer
+/// raised; see `dime_stream_error`), `DIME_STATUS_PROVIDER_LOST`,
+/// `DIME_STATUS_NO_PROVIDER`, `DIME_STATUS_CONNECTION_LOST` or
+/// `DIME_STATUS_SERVER_ERROR`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_stream_next(
+    stream: *mut dime_stream,
+    timeout_ms: i64,
+    out: *mut *mut dime_value,
+) -> dime_status {
+    ffi_status! {
+        let s = check_arg!(mut stream as dime_stream);
+        check_arg!(out);
+        if let Some((status, [_, message, _])) = &s.failure {
+            return Err(Fail::new(*status, message.to_string_lossy()));
+        }
+        match s.reader.next(timeout_arg(timeout_ms)) {
+            Ok(Next::Item(buf)) => {
+                let v = dimeb::decode(&buf).map_err(|e| Fail::from(Error::Codec(e)))?;
+                write_out(out, into_raw(v));
+                Ok(())
+            }
+            Ok(Next::End) => Err(Fail::new(dime_status::EndOfStream, "the stream has ended")),
+            Ok(Next::Timeout) => Err(Fail::new(dime_status::Timeout, "no item came before the timeout")),
+            Err(e) => {
+                let fail = super::rpc::call_fail(&e);
+                let (t, tb) = match &e {
+                    CallError::Remote { error_type, traceback, .. } => (error_type.clone(), traceback.clone()),
+                    _ => (String::new(), String::new()),
+                };
+                s.failure = Some((fail.status, [c(t), c(fail.message.clone()), c(tb)]));
+                Err(fail)
+            }
+        }
+    }
+}
+
+fn c(s: String) -> CString {
+    CString::new(s.replace('\0', "\\0")).unwrap_or_default()
+}
+
+/// How a failed stream failed: writes borrowed, NUL-terminated strings
+/// (valid until `dime_stream_close`) to each non-NULL output: the
+/// producer's error type (empty unless it raised), the message, and its
+/// traceback. `DIME_STATUS_NOT_FOUND` if the stream has not failed.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_stream_error(
+    stream: *const dime_stream,
+    error_type: *mut *const c_char,
+    message: *mut *const c_char,
+    traceback: *mut *const c_char,
+) -> dime_status {
+    ffi_status! {
+        let s = check_arg!(ref stream as dime_stream);
+        let Some((_, texts)) = &s.failure else {
+            return Err(Fail::new(dime_status::NotFound, "the stream has not failed"));
+        };
+        for (out, text) in [error_type, message, traceback].into_iter().zip(texts.iter()) {
+            if !out.is_null() {
+                write_out(out, text.as_ptr());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Closes a stream and frees it: a producer still running is stopped (its
+/// next `dime_stream_send` returns `DIME_STATUS_CANCELLED`). NULL is
+/// accepted and does nothing.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_stream_close(stream: *mut dime_stream) {
+    ffi_value!((), {
+        if !stream.is_null() {
+            // SAFETY: the caller's contract: from dime_stream_open, not used again.
+            drop(unsafe { Box::from_raw(stream) });
+        }
+    })
+}
+
+/// 1 if `request` is a stream call (answer it with `dime_stream_send` and
+/// `dime_stream_end`), 0 for a plain call or NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_request_is_stream(request: *const dime_request) -> i32 {
+    ffi_value!(0, {
+        if request.is_null() {
+            return 0;
+        }
+        // SAFETY: non-NULL; validity is the caller's contract.
+        i32::from(unsafe { &*request }.call.stream)
+    })
+}
+
+/// Sends the next item of a stream call (`item` borrowed; NULL means a null
+/// value), waiting while the consumer's window is full. Returns
+/// `DIME_STATUS_CANCELLED` once the consumer has stopped (closed the stream
+/// early, or gone): stop producing and end the call. `DIME_STATUS_TIMEOUT`
+/// if no room came within `timeout_ms` (`DIME_WAIT_FOREVER`: no limit).
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_stream_send(
+    request: *mut dime_request,
+    item: *const dime_value,
+    timeout_ms: i64,
+) -> dime_status {
+    ffi_status! {
+        let r = check_arg!(ref request as dime_request);
+        if !r.call.stream {
+            return Err(Fail::invalid("this is a plain call: answer it with dime_reply"));
+        }
+        if r.answered {
+            return Err(Fail::invalid("this stream has already ended"));
+        }
+        let null = Value::Null;
+        let item = if item.is_null() { &null } else { check_arg!(ref item as Value) };
+        if r.endpoint.stream_send_value(r.call.id, item, timeout_arg(timeout_ms))? {
+            Ok(())
+        } else {
+            Err(Fail::new(dime_status::Cancelled, "the consumer stopped the stream"))
+        }
+    }
+}
+
+/// Ends a stream call normally (the consumer's `dime_stream_next` then
+/// returns `DIME_STATUS_END_OF_STREAM`); `dime_reply_error` ends it with an
+/// error instead. The request must still be freed.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_stream_end(request: *mut dime_request) -> dime_status {
+    ffi_status! {
+        let r = check_arg!(mut request as dime_request);
+        if !r.call.stream {
+            return Err(Fail::invalid("this is a plain call: answer it with dime_reply"));
+        }
+        answer(r, |e, id| e.stream_end(id))
+    }
+}
+
+/// A stream producer callback: sends items with `dime_stream_send(request,
+/// …)` (stop when it returns `DIME_STATUS_CANCELLED`) and returns 0 to end
+/// the stream normally, non-zero to end it with an error. `args` and
+/// `request` are borrowed for the call; do not free them.
+#[allow(non_camel_case_types)]
+pub type dime_stream_fn = Option<
+    extern "C" fn(
+        userdata: *mut c_void,
+        args: *const dime_value,
+        request: *mut dime_request,
+    ) -> i32,
+>;
+
+/// Offers the stream `function`, produced by `workers` library threads
+/// (0 counts as 1), each running `callback(userdata, args, request)` for
+/// one stream at a time; as `dime_provide_callback` otherwise (the
+/// callback may run on several threads at once; `drop(userdata)` once
+/// after the client closes).
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_provide_stream_callback(
+    client: *mut dime_client,
+    function: *const c_char,
+    workers: u32,
+    callback: dime_stream_fn,
+    userdata: *mut c_void,
+    drop: dime_drop_fn,
+) -> dime_status {
+    ffi_status! {
+        let Some(f) = callback else {
+            return Err(Fail::null("callback"));
+        };
+        start_workers(client, function, workers, CallbackFn::Stream(f), userdata, drop)
+    }
+}

@@ -1,0 +1,22 @@
+//! The names a server announces in its handshake reply's `"extensions"`
+//! list (`docs/protocol-extensions.md`): what it understands beyond DiME2.
+//! An original DiME2 server's reply has no such list; clients then keep to
+//! DiME2's own commands. The server's services declare which of these they
+//! provide (`Service::EXTENSIONS`); clients check them before using one.
+
+/// `wait` accepts `"timeout"` (milliseconds).
+pub const WAIT_TIMEOUT: &str = "wait_timeout";
+/// `sync` accepts `"wait":true` (block until a message is queued) and
+/// `"timeout"`.
+pub const SYNC_WAIT: &str = "sync_wait";
+/// `send` and `broadcast` accept `"receive":true` (answer with the sender's
+/// next messages), with `"n"` and `"timeout"`.
+pub const SEND_RECEIVE: &str = "send_receive";
+/// Shared dictionaries: the `share_*` commands.
+pub const SHARE: &str = "share";
+/// Tuple spaces: the `ts_*` commands.
+pub const SPACE: &str = "space";
+/// Remote calls: `provide`, `unprovide`, `call`, `return`, `cancel`, `ping`.
+pub const RPC: &str = "rpc";
+/// Streams on remote calls: `call` with `"stream":true`, `yield`, `credit`.
+pub const STREAM: &str = "stream";
