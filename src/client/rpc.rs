@@ -21,7 +21,6 @@
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb::{self, Piece};
-use crate::codec::dimeb;
 use crate::proto::extensions;
 use crate::transport::Address;
 use crate::value::Value;
@@ -31,7 +30,7 @@ use serde_json::{Map, Value as Json, json};
 use socket2::Socket;
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -727,9 +726,12 @@ impl StreamReader {
             let deadline = timeout.map(|t| Instant::now() + t);
             let g = self.shared.lock();
             let c = &self.consumer;
-            drop(self.shared.wait_for(g, Want::Stream(self.id), deadline, |g| {
-                c.has_news() || g.closed.is_some()
-            }));
+            drop(
+                self.shared
+                    .wait_for(g, Want::Stream(self.id), deadline, |g| {
+                        c.has_news() || g.closed.is_some()
+                    }),
+            );
         }
         let r = self.consumer.next(timeout.map(|_| Duration::ZERO));
         match &r {
@@ -898,10 +900,6 @@ impl Shared {
 
     fn writer(&self) -> MutexGuard<'_, Socket> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn own(&self) -> MutexGuard<'_, FxHashSet<String>> {
-        self.own.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits until `ready` holds (true) or `deadline` passes (false),
@@ -1173,9 +1171,7 @@ impl Shared {
         }
         for (id, awaited) in std::mem::take(&mut inner.acks) {
             if awaited {
-                inner
-                    .ack_replies
-                    .insert(id, Err(Error::lost(why.clone())));
+                inner.ack_replies.insert(id, Err(Error::lost(why.clone())));
             }
         }
         for s in &inner.sleepers {

@@ -594,7 +594,7 @@ pub extern "C" fn dime_request_args(request: *mut dime_request) -> *const dime_v
         // SAFETY: non-NULL; validity is the caller's contract.
         let r = unsafe { &mut *request };
         if let Err(f) = decode_args(r) {
-            super::status::set_last_error(&f.message);
+            super::status::set_last_error(&f.message, 0);
             return std::ptr::null();
         }
         r.args.as_ref().map_or(std::ptr::null(), as_raw)
@@ -880,10 +880,13 @@ fn run_stream(
     call: IncomingCall,
 ) -> crate::client::Result<()> {
     let Ok(mut request) = make_request(call, endpoint.clone()) else {
-        // Already answered with the decoding error.
         return Ok(());
     };
-    let args = as_raw(&request.args);
+    if decode_args(&mut request).is_err() {
+        // Already answered with the decoding error.
+        return Ok(());
+    }
+    let args = request.args.as_ref().map_or(std::ptr::null(), as_raw);
     let rc = f(userdata, args, &mut request);
     if request.answered {
         return Ok(());
