@@ -43,6 +43,7 @@ from .tuplespace import Matrix, Range, TupleSpace
 from ._rpc_errors import NoProvider, ProviderLost, RemoteError
 from ._future import Future
 from .rpc import Client, Server
+from .stream import Stream, StreamHandle
 from .watch import Event, Position, Watch
 from ._lib import lib as _libdime
 
@@ -56,6 +57,7 @@ __all__ = ["DimeClient", "DimeError", "DimeServerError", "DimeTimeoutError",
            "Share", "ShareLock", "ABSENT", "init_share", "find_server",
            "TupleSpace", "Range", "Matrix", "Watch", "Event", "Position",
            "Client", "Server", "Future", "RemoteError", "ProviderLost", "NoProvider",
+           "Stream", "StreamHandle",
            "library_path", "library_version", "__version__"]
 
 __version__ = "0.1.0"

@@ -45,6 +45,7 @@ STATUS_REMOTE_ERROR = 7201
 STATUS_PROVIDER_LOST = 7202
 STATUS_CANCELLED = 7203
 STATUS_NO_PROVIDER = 7204
+STATUS_END_OF_STREAM = 7205
 STATUS_PANIC = 7999
 
 KIND_INVALID = -1
@@ -101,6 +102,8 @@ strs = P(c_char_p)  # const char *const *
 CALL_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, P(c_void_p))
 #: dime_drop_fn: void (*)(void *userdata)
 DROP_FN = CFUNCTYPE(None, c_void_p)
+#: ``int32_t (*)(void *userdata, const dime_value *args, dime_request *request)``
+STREAM_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_void_p)
 
 #: name -> (restype, argtypes), one entry per function of include/dime.h.
 SIGNATURES = {
@@ -265,6 +268,15 @@ SIGNATURES = {
     "dime_reply_error": (status, [h, c_char_p, c_char_p, c_char_p]),
     "dime_request_free": (None, [h]),
     "dime_provide_callback": (status, [h, c_char_p, c_uint32, CALL_FN, c_void_p, DROP_FN]),
+    # streams: consuming (dime_stream *) and producing (a stream's dime_request *)
+    "dime_stream_open": (status, [h, c_char_p, h, c_uint64, c_uint64, c_int64, ph]),
+    "dime_stream_next": (status, [h, c_int64, ph]),
+    "dime_stream_error": (status, [h, ph, ph, ph]),
+    "dime_stream_close": (None, [h]),
+    "dime_request_is_stream": (c_int32, [h]),
+    "dime_stream_send": (status, [h, h, c_int64]),
+    "dime_stream_end": (status, [h]),
+    "dime_provide_stream_callback": (status, [h, c_char_p, c_uint32, STREAM_FN, c_void_p, DROP_FN]),
     # the broker inside this process (dime_server *)
     "dime_server_start": (status, [strs, c_size_t, ph]),
     "dime_server_address": (c_char_p, [h, c_size_t]),

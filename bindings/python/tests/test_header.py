@@ -13,15 +13,18 @@ from dime import _lib
 HEADER = REPO / "include" / "dime.h"
 
 OPAQUE = {"dime_client", "dime_value", "dime_messages", "dime_pattern", "dime_future",
-          "dime_request", "dime_server"}
+          "dime_request", "dime_server", "dime_stream", "dime_watch", "dime_event",
+          # a struct passed by pointer only
+          "dime_watch_position"}
 SCALARS = {
     "bool": ctypes.c_bool, "int8_t": ctypes.c_int8, "int16_t": ctypes.c_int16,
     "int32_t": ctypes.c_int32, "int64_t": ctypes.c_int64, "uint8_t": ctypes.c_uint8,
     "uint16_t": ctypes.c_uint16, "uint32_t": ctypes.c_uint32, "uint64_t": ctypes.c_uint64,
     "float": ctypes.c_float, "double": ctypes.c_double, "size_t": ctypes.c_size_t,
     "int": ctypes.c_int, "dime_status": ctypes.c_int, "dime_kind": ctypes.c_int,
-    "dime_class": ctypes.c_uint32,
+    "dime_class": ctypes.c_uint32, "dime_change": ctypes.c_int,
     "dime_call_fn": _lib.CALL_FN, "dime_drop_fn": _lib.DROP_FN,
+    "dime_stream_fn": _lib.STREAM_FN,
 }
 
 
