@@ -153,7 +153,7 @@ pub extern "C" fn dime_call_encoded(
 }
 
 /// Refuses bytes that are not exactly one dimeb value.
-fn check_encoded(bytes: &[u8], what: &str) -> Result<(), Fail> {
+pub(super) fn check_encoded(bytes: &[u8], what: &str) -> Result<(), Fail> {
     match dimeb::value_len(bytes) {
         Ok(n) if n == bytes.len() => Ok(()),
         Ok(n) => Err(Fail::invalid(format!(

@@ -271,10 +271,13 @@ SIGNATURES = {
     # streams: consuming (dime_stream *) and producing (a stream's dime_request *)
     "dime_stream_open": (status, [h, c_char_p, h, c_uint64, c_uint64, c_int64, ph]),
     "dime_stream_next": (status, [h, c_int64, ph]),
+    "dime_stream_next_encoded": (status, [h, c_int64, P(P(c_uint8)), P(c_size_t)]),
+    "dime_stream_item": (status, [h, ph]),
     "dime_stream_error": (status, [h, ph, ph, ph]),
     "dime_stream_close": (None, [h]),
     "dime_request_is_stream": (c_int32, [h]),
     "dime_stream_send": (status, [h, h, c_int64]),
+    "dime_stream_send_encoded": (status, [h, c_void_p, c_size_t, c_int64]),
     "dime_stream_end": (status, [h]),
     "dime_provide_stream_callback": (status, [h, c_char_p, c_uint32, STREAM_FN, c_void_p, DROP_FN]),
     # the broker inside this process (dime_server *)

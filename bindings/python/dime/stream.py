@@ -17,9 +17,9 @@ import ctypes
 import logging
 import threading
 import traceback
-from ctypes import byref, c_void_p
+from ctypes import POINTER, byref, c_size_t, c_uint8, c_void_p
 
-from . import _lib
+from . import _dimeb, _lib
 from ._convert import from_value, to_value
 from ._errors import DimeConnectionError, check, error
 from ._future import _ms
@@ -62,6 +62,9 @@ class Stream:
             lib.dime_value_free(v)
         check(st, f"cannot open a stream of {function!r}")
         self._ptr = out.value
+        self._data = POINTER(c_uint8)()
+        self._len = c_size_t()
+        self._out = (byref(self._data), byref(self._len))
 
     def __iter__(self):
         return self
@@ -70,14 +73,18 @@ class Stream:
         ptr = self._ptr
         if ptr is None:
             raise StopIteration
-        v = c_void_p()
         while True:
-            st = lib.dime_stream_next(ptr, _SLICE_MS, byref(v))
+            st = lib.dime_stream_next_encoded(ptr, _SLICE_MS, *self._out)
             if st != _lib.STATUS_TIMEOUT:
                 break
             if self._ptr is None:       # closed from another thread
                 raise StopIteration
         if st == _lib.STATUS_OK:
+            n = self._len.value
+            if n <= _dimeb.SMALL:       # small: decoded here, one C call per item
+                return _dimeb.decode(ctypes.string_at(self._data, n))
+            v = c_void_p()              # large: the library decodes, numpy takes its buffers
+            check(lib.dime_stream_item(ptr, byref(v)))
             try:
                 return from_value(v.value, True, "item")
             finally:
@@ -193,21 +200,20 @@ def produce(request, gen, stopping):
     or the consumer stopped (the generator is then closed); raises what the
     generator raised (the caller ends the stream with it), or
     ``DimeConnectionError`` when the connection is gone."""
-    send = lib.dime_stream_send
-    free = lib.dime_value_free
     for item in gen:
-        keep = []
-        v = to_value(item, keep, "item")
         try:
-            while True:
-                st = send(request, v, _SLICE_MS)
-                if st != _lib.STATUS_TIMEOUT:
-                    break
-                if stopping.is_set():
-                    st = _lib.STATUS_CANCELLED
-                    break
-        finally:
-            free(v)
+            payload = _dimeb.encode(item)
+        except _dimeb.Fallback:
+            payload = None
+        if payload is not None:     # small: encoded here, one C call per item
+            st = _send(lib.dime_stream_send_encoded, stopping, request, payload, len(payload))
+        else:
+            keep = []
+            v = to_value(item, keep, "item")
+            try:
+                st = _send(lib.dime_stream_send, stopping, request, v)
+            finally:
+                lib.dime_value_free(v)
         if st == _lib.STATUS_OK:
             continue
         gen.close()
@@ -217,3 +223,14 @@ def produce(request, gen, stopping):
     st = lib.dime_stream_end(request)
     if st not in (_lib.STATUS_OK, _lib.STATUS_CANCELLED):
         raise DimeConnectionError(f"cannot end the stream: {error(st).message}", st)
+
+
+def _send(send, stopping, *args):
+    """Calls ``send(*args, timeout)`` until it stops timing out (the window
+    is full meanwhile) or the server stops (then ``CANCELLED``)."""
+    while True:
+        st = send(*args, _SLICE_MS)
+        if st != _lib.STATUS_TIMEOUT:
+            return st
+        if stopping.is_set():
+            return _lib.STATUS_CANCELLED
