@@ -65,6 +65,16 @@ def test_items_arrive_in_order_with_their_types(provider, client):
         assert g["s"] == "x" * i
 
 
+def test_large_items_arrive_whole(provider, client):
+    # Past the size Python encodes itself: the library encodes and decodes.
+    provider.bind_stream("big", lambda n: (np.full(300_000, i, dtype=np.float64) for i in range(n)))
+    provider.start()
+    got = list(client.stream("big", 5, items=2))
+    assert len(got) == 5
+    for i, a in enumerate(got):
+        assert a.shape == (300_000,) and a.dtype == np.float64 and (a == i).all()
+
+
 def test_empty_stream(provider, client):
     provider.bind_stream("none", lambda data: iter(()))
     provider.start()
