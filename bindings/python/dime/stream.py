@@ -50,6 +50,10 @@ class Stream:
         self.function = function
         self._ptr = None
         self._lock = threading.Lock()
+        #: a thread is inside the library with ``_ptr``: ``close()`` from
+        #: another thread then leaves the freeing to it (``_closing``)
+        self._busy = False
+        self._closing = False
         keep = []
         v = to_value(data, keep, "data")
         out = c_void_p()
@@ -70,49 +74,64 @@ class Stream:
         return self
 
     def __next__(self):
-        ptr = self._ptr
-        if ptr is None:
-            raise StopIteration
-        while True:
-            st = lib.dime_stream_next_encoded(ptr, _SLICE_MS, *self._out)
-            if st != _lib.STATUS_TIMEOUT:
-                break
-            if self._ptr is None:       # closed from another thread
+        with self._lock:
+            ptr = self._ptr
+            if ptr is None or self._closing:
                 raise StopIteration
-        if st == _lib.STATUS_OK:
-            n = self._len.value
-            if n <= _dimeb.SMALL:       # small: decoded here, one C call per item
-                return _dimeb.decode(ctypes.string_at(self._data, n))
-            v = c_void_p()              # large: the library decodes, numpy takes its buffers
-            check(lib.dime_stream_item(ptr, byref(v)))
-            try:
-                return from_value(v.value, True, "item")
-            finally:
-                lib.dime_value_free(v.value)
-        if st == _lib.STATUS_END_OF_STREAM:
-            self.close()
-            raise StopIteration
-        if st == _lib.STATUS_REMOTE_ERROR:
-            t, m, tb = c_void_p(), c_void_p(), c_void_p()
-            lib.dime_stream_error(ptr, byref(t), byref(m), byref(tb))
-            e = remote_error(_text(t.value), _text(m.value), _text(tb.value),
-                             function=self.function)
-        else:
-            e = call_error(st, f"stream {self.function!r}")
-        self.close()
-        raise e
+            self._busy = True
+        try:
+            while True:
+                st = lib.dime_stream_next_encoded(ptr, _SLICE_MS, *self._out)
+                if st != _lib.STATUS_TIMEOUT or self._closing:
+                    break
+            # The item's bytes and the error texts are the stream's: read
+            # them before another thread may free it.
+            if st == _lib.STATUS_OK and not self._closing:
+                return self._item(ptr)
+            if st == _lib.STATUS_REMOTE_ERROR:
+                t, m, tb = c_void_p(), c_void_p(), c_void_p()
+                lib.dime_stream_error(ptr, byref(t), byref(m), byref(tb))
+                e = remote_error(_text(t.value), _text(m.value), _text(tb.value),
+                                 function=self.function)
+            elif st not in (_lib.STATUS_OK, _lib.STATUS_END_OF_STREAM, _lib.STATUS_TIMEOUT):
+                e = call_error(st, f"stream {self.function!r}")
+            else:
+                e = None
+        finally:
+            with self._lock:
+                self._busy = False
+        self.close()                # ended, failed, or closed from another thread
+        if e is not None:
+            raise e
+        raise StopIteration
+
+    def _item(self, ptr):
+        """The item ``dime_stream_next_encoded`` just gave."""
+        n = self._len.value
+        if n <= _dimeb.SMALL:       # small: decoded here, one C call per item
+            return _dimeb.decode(ctypes.string_at(self._data, n))
+        v = c_void_p()              # large: the library decodes, numpy takes its buffers
+        check(lib.dime_stream_item(ptr, byref(v)))
+        try:
+            return from_value(v.value, True, "item")
+        finally:
+            lib.dime_value_free(v.value)
 
     def close(self):
         """Stops the stream (the producer's generator is closed at its next
         item); items not read yet are dropped. Idempotent."""
         with self._lock:
+            if self._busy:              # the reading thread frees it on its way out
+                self._closing = True
+                return
             ptr, self._ptr = self._ptr, None
+            self._closing = True
         if ptr is not None:
             lib.dime_stream_close(ptr)
 
     @property
     def closed(self):
-        return self._ptr is None
+        return self._ptr is None or self._closing
 
     def __enter__(self):
         return self

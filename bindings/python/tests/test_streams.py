@@ -289,3 +289,23 @@ def test_each_consumer_gets_its_own_generator(provider, addr):
 def test_no_provider_times_out(client):
     with pytest.raises(dime.NoProvider):
         list(client.stream("nobody", timeout=0.2))
+
+
+def test_handle_close_while_its_thread_waits(provider, client):
+    closed = threading.Event()
+
+    def slow(data):
+        try:
+            while True:
+                yield 1
+                time.sleep(0.05)
+        finally:
+            closed.set()
+    provider.bind_stream("slow", slow)
+    provider.start()
+    got = []
+    h = client.stream("slow", None, on_item=got.append)
+    assert wait_until(lambda: got)
+    h.close(5)
+    assert h.done and h.stream.closed
+    assert closed.wait(5)
