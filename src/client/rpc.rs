@@ -1074,7 +1074,7 @@ impl Shared {
             inner.acks.push_back((id, awaited));
             id
         };
-        write_frame(&mut &*w, head, &[])?;
+        write_frame(&w, head, &[])?;
         Ok(id)
     }
 
