@@ -2130,6 +2130,25 @@ enum dime_status dime_stream_next(struct dime_stream *stream,
                                   struct dime_value **out);
 
 /**
+ * Like `dime_stream_next`, with the item given as its dimeb bytes
+ * (docs/protocol.md §4), for bindings that decode small values faster
+ * themselves: `*data` and `*len` are borrowed from the stream until the
+ * next call on it; `dime_stream_item` decodes them instead.
+ */
+enum dime_status dime_stream_next_encoded(struct dime_stream *stream,
+                                          int64_t timeout_ms,
+                                          const uint8_t **data,
+                                          size_t *len);
+
+/**
+ * Decodes the item `dime_stream_next_encoded` returned last into a new
+ * value written to `*out`, owned by the caller (`dime_value_free`).
+ * `DIME_STATUS_NOT_FOUND` if there is none.
+ */
+enum dime_status dime_stream_item(const struct dime_stream *stream,
+                                  struct dime_value **out);
+
+/**
  * How a failed stream failed: writes borrowed, NUL-terminated strings
  * (valid until `dime_stream_close`) to each non-NULL output: the
  * producer's error type (empty unless it raised), the message, and its
@@ -2163,6 +2182,17 @@ int32_t dime_request_is_stream(const struct dime_request *request);
 enum dime_status dime_stream_send(struct dime_request *request,
                                   const struct dime_value *item,
                                   int64_t timeout_ms);
+
+/**
+ * Like `dime_stream_send`, with the item given as dimeb bytes
+ * (docs/protocol.md §4): `len` bytes at `item`, borrowed for the call,
+ * which must hold exactly one value (`DIME_STATUS_INVALID_ARGUMENT`
+ * otherwise).
+ */
+enum dime_status dime_stream_send_encoded(struct dime_request *request,
+                                          const void *item,
+                                          size_t len,
+                                          int64_t timeout_ms);
 
 /**
  * Ends a stream call normally (the consumer's `dime_stream_next` then

@@ -145,6 +145,10 @@ enum Want {
     Room,
     /// The reply to this acknowledged command.
     Ack(u64),
+    /// An item or the end of the stream this endpoint consumes.
+    Stream(u64),
+    /// Room (or a cancel) for the stream call this endpoint produces.
+    Credit(u64),
 }
 
 /// A thread sleeping in [`Shared::wait_for`].
@@ -176,17 +180,17 @@ struct Inner {
     /// When the broker last sent anything, or the first call went out.
     last_heard: Instant,
     ping_out: bool,
-    /// Streams this endpoint consumes, by the caller's id.
-    streams: FxHashMap<u64, Arc<stream::Consumer>>,
-    /// Calls this endpoint runs and has not answered yet, by the broker's
-    /// id: whether the caller gave up, and a stream's window.
-    running: FxHashMap<u64, Arc<stream::Producer>>,
     /// A thread is reading the socket.
     reading: bool,
     /// Threads inside `wait_for`, and when the last one left.
     waiting: usize,
     last_waiter: Instant,
     sleepers: Vec<Sleeper>,
+    /// Streams this endpoint consumes, by the caller's id.
+    streams: FxHashMap<u64, Arc<stream::Consumer>>,
+    /// Calls this endpoint runs and has not answered yet, by the broker's
+    /// id: whether the caller gave up, and a stream's window.
+    running: FxHashMap<u64, Arc<stream::Producer>>,
 }
 
 impl Inner {
@@ -323,12 +327,12 @@ impl Rpc {
                 completed: None,
                 last_heard: now,
                 ping_out: false,
-                streams: FxHashMap::default(),
-                running: FxHashMap::default(),
                 reading: false,
                 waiting: 0,
                 last_waiter: now,
                 sleepers: Vec::new(),
+                streams: FxHashMap::default(),
+                running: FxHashMap::default(),
             }),
             read_side: Mutex::new(ReadSide {
                 reader,
@@ -561,7 +565,7 @@ impl Rpc {
             if let Some(why) = &inner.closed {
                 return Err(Error::lost(why.clone()));
             }
-            if inner.calls.is_empty() && inner.streams.is_empty() {
+            if inner.in_flight == 0 && inner.streams.is_empty() {
                 inner.last_heard = Instant::now();
             }
             inner.streams.insert(id, consumer.clone());
@@ -592,6 +596,14 @@ impl Rpc {
         let Some(p) = producer else {
             return Ok(false);
         };
+        // Credit arrives on the socket: read it here while nobody else does.
+        if !p.can_go_on() {
+            let deadline = timeout.map(|t| Instant::now() + t);
+            let g = self.shared.lock();
+            drop(self.shared.wait_for(g, Want::Credit(id), deadline, |g| {
+                p.can_go_on() || g.closed.is_some()
+            }));
+        }
         let mut timed_out = false;
         if !p.take_room(item.len(), timeout, &mut timed_out) {
             return if timed_out {
@@ -709,7 +721,19 @@ impl StreamReader {
         if self.done {
             return Ok(Next::End);
         }
-        let r = self.consumer.next(timeout);
+        // Items arrive on the socket: read it here while nobody else does.
+        if !self.consumer.has_news() {
+            let deadline = timeout.map(|t| Instant::now() + t);
+            let g = self.shared.lock();
+            let c = &self.consumer;
+            drop(
+                self.shared
+                    .wait_for(g, Want::Stream(self.id), deadline, |g| {
+                        c.has_news() || g.closed.is_some()
+                    }),
+            );
+        }
+        let r = self.consumer.next(timeout.map(|_| Duration::ZERO));
         match &r {
             Ok((_, Some((items, bytes)))) => {
                 // Best effort: a broken connection ends the stream anyway.
@@ -1166,6 +1190,7 @@ impl Shared {
         if let Some(id) = json.get("item").and_then(Json::as_u64) {
             if let Some(c) = inner.streams.get(&id) {
                 c.push(frame.payload);
+                inner.wake(&Want::Stream(id), true);
             }
             return Ok(());
         }
@@ -1177,6 +1202,7 @@ impl Shared {
             };
             if let Some(c) = inner.streams.remove(&id) {
                 c.end(result.map(drop));
+                inner.wake(&Want::Stream(id), true);
                 return Ok(());
             }
             self.complete(&mut inner, id, result);
@@ -1188,6 +1214,11 @@ impl Shared {
                 .and_then(Json::as_str)
                 .unwrap_or_default()
                 .to_owned();
+            let want = if inner.own_queues.contains_key(&function) {
+                Want::Incoming(Some(function.clone()))
+            } else {
+                Want::Incoming(None)
+            };
             let is_stream = json.get("stream").and_then(Json::as_bool) == Some(true);
             let window = is_stream.then(|| {
                 let n = |k: &str| json.get(k).and_then(Json::as_i64).unwrap_or(0);
@@ -1196,11 +1227,6 @@ impl Shared {
             inner
                 .running
                 .insert(id, Arc::new(stream::Producer::new(window)));
-            let want = if inner.own_queues.contains_key(&function) {
-                Want::Incoming(Some(function.clone()))
-            } else {
-                Want::Incoming(None)
-            };
             let call = IncomingCall {
                 id,
                 function,
@@ -1218,12 +1244,14 @@ impl Shared {
             if let Some(p) = inner.running.get(&id) {
                 let n = |k: &str| json.get(k).and_then(Json::as_i64).unwrap_or(0);
                 p.grant(n("items"), n("bytes"));
+                inner.wake(&Want::Credit(id), true);
             }
             return Ok(());
         }
         if let Some(id) = json.get("cancel").and_then(Json::as_u64) {
             if let Some(p) = inner.running.get(&id) {
                 p.cancel();
+                inner.wake(&Want::Credit(id), true);
             }
             return Ok(());
         }
@@ -1254,7 +1282,7 @@ impl Shared {
     fn heartbeat(&self) -> Option<String> {
         let maxage = self.options.maxage?;
         let mut inner = self.lock();
-        if inner.in_flight == 0 && inner.acks.is_empty() {
+        if inner.in_flight == 0 && inner.acks.is_empty() && inner.streams.is_empty() {
             return None;
         }
         let quiet = inner.last_heard.elapsed();

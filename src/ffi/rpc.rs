@@ -153,7 +153,7 @@ pub extern "C" fn dime_call_encoded(
 }
 
 /// Refuses bytes that are not exactly one dimeb value.
-fn check_encoded(bytes: &[u8], what: &str) -> Result<(), Fail> {
+pub(super) fn check_encoded(bytes: &[u8], what: &str) -> Result<(), Fail> {
     match dimeb::value_len(bytes) {
         Ok(n) if n == bytes.len() => Ok(()),
         Ok(n) => Err(Fail::invalid(format!(
@@ -886,8 +886,7 @@ fn run_stream(
         // Already answered with the decoding error.
         return Ok(());
     }
-    let null = Value::Null;
-    let args = as_raw(request.args.as_ref().unwrap_or(&null));
+    let args = request.args.as_ref().map_or(std::ptr::null(), as_raw);
     let rc = f(userdata, args, &mut request);
     if request.answered {
         return Ok(());

@@ -40,10 +40,11 @@ from ._convert import LibBuffer
 from .client import DimeClient
 from .share import ABSENT, Share, ShareLock, find_server, init_share
 from .tuplespace import Matrix, Range, TupleSpace
-from .watch import Event, Position, Watch
 from ._rpc_errors import NoProvider, ProviderLost, RemoteError
 from ._future import Future
 from .rpc import Client, Server
+from .stream import Stream, StreamHandle
+from .watch import Event, Position, Watch
 from ._lib import lib as _libdime
 from . import files  # noqa: E402,F401  (dime.files: parallel file transfer)
 
@@ -57,6 +58,7 @@ __all__ = ["DimeClient", "DimeError", "DimeServerError", "DimeTimeoutError",
            "Share", "ShareLock", "ABSENT", "init_share", "find_server",
            "TupleSpace", "Range", "Matrix", "Watch", "Event", "Position",
            "Client", "Server", "Future", "RemoteError", "ProviderLost", "NoProvider",
+           "Stream", "StreamHandle",
            "library_path", "library_version", "__version__"]
 
 __version__ = "0.1.0"

@@ -112,7 +112,7 @@ fnptr = c_void_p    # a C function pointer (pass ctypes.cast(CFUNCTYPE(...)(f), 
 CALL_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, P(c_void_p))
 #: dime_drop_fn: void (*)(void *userdata)
 DROP_FN = CFUNCTYPE(None, c_void_p)
-#: dime_stream_fn: int32_t (*)(void *userdata, const dime_value *args, dime_request *request)
+#: ``int32_t (*)(void *userdata, const dime_value *args, dime_request *request)``
 STREAM_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_void_p)
 
 #: name -> (restype, argtypes), one entry per function of include/dime.h.
@@ -278,13 +278,16 @@ SIGNATURES = {
     "dime_reply_error": (status, [h, c_char_p, c_char_p, c_char_p]),
     "dime_request_free": (None, [h]),
     "dime_provide_callback": (status, [h, c_char_p, c_uint32, CALL_FN, c_void_p, DROP_FN]),
-    # streams (dime_stream *; producers answer a dime_request)
+    # streams: consuming (dime_stream *) and producing (a stream's dime_request *)
     "dime_stream_open": (status, [h, c_char_p, h, c_uint64, c_uint64, c_int64, ph]),
     "dime_stream_next": (status, [h, c_int64, ph]),
+    "dime_stream_next_encoded": (status, [h, c_int64, P(P(c_uint8)), P(c_size_t)]),
+    "dime_stream_item": (status, [h, ph]),
     "dime_stream_error": (status, [h, ph, ph, ph]),
     "dime_stream_close": (None, [h]),
     "dime_request_is_stream": (c_int32, [h]),
     "dime_stream_send": (status, [h, h, c_int64]),
+    "dime_stream_send_encoded": (status, [h, c_void_p, c_size_t, c_int64]),
     "dime_stream_end": (status, [h]),
     "dime_provide_stream_callback": (status, [h, c_char_p, c_uint32, STREAM_FN, c_void_p, DROP_FN]),
     # the broker inside this process (dime_server *)

@@ -28,7 +28,7 @@ import time
 import traceback
 from ctypes import byref, c_char_p, c_size_t, c_void_p
 
-from . import _batch, _dimeb, _lib
+from . import _batch, _dimeb, _lib, stream as _stream
 from ._convert import from_value, to_value
 from ._errors import DimeConnectionError, check, error
 from ._future import Caller, Future, _ms
@@ -197,6 +197,29 @@ class Client:
             caller = self._caller
         return caller.call(function, data, timeout)
 
+    def stream(self, function, data=None, *, items=None, bytes=None, timeout=None,
+               on_item=None, on_end=None):
+        """Opens a stream of ``function`` (bound with ``Server.bind_stream``)
+        called with ``data`` (one value, as ``call`` passes it); returns a
+        ``dime.Stream`` to iterate over its items. ``items``/``bytes``: the
+        window, how far the producer may run ahead of your reading (None:
+        1024 items, 64 MiB). ``timeout`` (seconds) bounds the wait for a
+        provider to take the stream (``dime.NoProvider`` past it).
+
+        With ``on_item``, the items go to ``on_item(item)`` on a background
+        thread instead (returning False stops the stream), then
+        ``on_end(error)`` runs (None unless an error ended it); returns a
+        ``dime.StreamHandle`` (``close()``, ``join()``)."""
+        if self._caller is None:
+            self.connect(retry=False)
+        s = _stream.Stream(self._conn, function, data, items, bytes, timeout)
+        if on_item is None:
+            if on_end is not None:
+                s.close()
+                raise TypeError("on_end needs on_item")
+            return s
+        return _stream.StreamHandle(s, on_item, on_end)
+
     def __getattr__(self, name):
         if name.startswith("_"):
             raise AttributeError(name)
@@ -233,6 +256,8 @@ class _Binding:
         self.batch = batch
         self.pool = pool
         self.capacity = workers * max(batch, 1)
+        #: a generator function served as a stream (``bind_stream``)
+        self.stream = False
         self.threads = []
         #: threads running a call now (close() lets them finish)
         self.busy = set()
@@ -323,6 +348,31 @@ class Server:
         if pool is not None and not callable(getattr(pool, "submit", None)):
             raise TypeError(f"pool must be a concurrent.futures.Executor, not {type(pool).__name__}")
         b = _Binding(name, fn, donefn, workers, batch, pool)
+        with self._lock:
+            if self._closed.is_set():
+                raise DimeConnectionError("the server is closed", _lib.STATUS_CLOSED)
+            if name in self._bindings:
+                raise ValueError(f"{name!r} is already bound on this server")
+            self._bindings[name] = b
+            if self._started:
+                self._serve(b)
+
+    def bind_stream(self, name, gen_fn, workers=0):
+        """Offers generator function ``gen_fn`` to ``Client.stream`` callers
+        as ``name``: each stream call runs ``gen_fn(data)`` and sends the
+        items it yields, in order. The generator is not advanced while the
+        consumer's window is full; when the consumer stops early it is
+        closed (``GeneratorExit``) at its next item; an exception it raises
+        ends the stream with that error at the consumer. ``workers``: up to
+        that many streams of ``name`` run at once (0: the server's
+        ``workers``); more wait for a free one."""
+        if not callable(gen_fn):
+            raise TypeError(f"{gen_fn!r} is not callable")
+        workers = int(workers) or self.workers
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1 (got {workers})")
+        b = _Binding(name, gen_fn, None, workers, 0, None)
+        b.stream = True
         with self._lock:
             if self._closed.is_set():
                 raise DimeConnectionError("the server is closed", _lib.STATUS_CLOSED)
@@ -493,6 +543,9 @@ class Server:
         """Runs one call (or one batch) of ``b`` and answers it. The
         arguments are released only after the answers went out: freeing
         large arrays takes time the callers need not wait for."""
+        if b.stream:
+            self._run_stream(b, requests[0])
+            return
         data = None
         try:
             args = [_take_args(r) for r in requests]
@@ -513,6 +566,21 @@ class Server:
             self._reply(b, r, result)
         if b.donefn is not None:
             self._done_queue.put((b, info))
+
+    def _run_stream(self, b, request):
+        """Runs one stream call of ``b``: its generator's items go out one
+        by one, then the end (or the error it raised)."""
+        try:
+            if not lib.dime_request_is_stream(request):
+                raise TypeError(f"{b.name!r} is a stream: open it with Client.stream(), "
+                                f"not call()")
+            gen = iter(b.fn(_take_args(request)))
+            _stream.produce(request, gen, self._stopping)
+        except DimeConnectionError as e:
+            if not self._stopping.is_set():
+                log.error("stream %r on server %s: %s", b.name, self.name, e)
+        except Exception as e:
+            self._failed(b, [request], e)
 
     def _reply(self, b, request, result):
         try:

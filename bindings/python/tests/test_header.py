@@ -23,7 +23,7 @@ SCALARS = {
     "uint16_t": ctypes.c_uint16, "uint32_t": ctypes.c_uint32, "uint64_t": ctypes.c_uint64,
     "float": ctypes.c_float, "double": ctypes.c_double, "size_t": ctypes.c_size_t,
     "int": ctypes.c_int, "dime_status": ctypes.c_int, "dime_kind": ctypes.c_int,
-    "dime_class": ctypes.c_uint32,
+    "dime_class": ctypes.c_uint32, "dime_change": ctypes.c_int,
     "dime_call_fn": _lib.CALL_FN, "dime_drop_fn": _lib.DROP_FN,
     "dime_stream_fn": _lib.STREAM_FN, "dime_change": ctypes.c_int,
 }
