@@ -1347,8 +1347,20 @@ fn call_error(json: &Map<String, Json>) -> CallError {
     }
 }
 
+/// Send buffer asked of the kernel (it caps it at `net.core.wmem_max`):
+/// while a large value is encoded piece by piece, the broker drains the
+/// pieces already written instead of waiting for each one.
+const SEND_BUFFER: usize = 4 << 20;
+
 /// Opens a blocking socket to `addr`.
 fn open(addr: &Address) -> io::Result<Socket> {
+    let sock = connect_socket(addr)?;
+    // Best effort: the default buffer works too, only slower.
+    let _ = sock.set_send_buffer_size(SEND_BUFFER);
+    Ok(sock)
+}
+
+fn connect_socket(addr: &Address) -> io::Result<Socket> {
     match addr {
         Address::Unix(path) => std::os::unix::net::UnixStream::connect(path)
             .map(Socket::from)
