@@ -9,7 +9,7 @@ use dime::proto::extensions;
 use serde_json::json;
 
 /// Every extension this server has, in registration order.
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     "wait_timeout",
     "sync_wait",
     "send_receive",
@@ -17,6 +17,7 @@ const ALL: [&str; 7] = [
     "space",
     "rpc",
     "stream",
+    "stream_batch",
 ];
 
 #[test]
@@ -37,7 +38,8 @@ fn the_handshake_lists_every_service_extension() {
             extensions::SHARE,
             extensions::SPACE,
             extensions::RPC,
-            extensions::STREAM
+            extensions::STREAM,
+            extensions::STREAM_BATCH
         ],
         ALL
     );

@@ -20,3 +20,6 @@ pub const SPACE: &str = "space";
 pub const RPC: &str = "rpc";
 /// Streams on remote calls: `call` with `"stream":true`, `yield`, `credit`.
 pub const STREAM: &str = "stream";
+/// Batches of stream items: `yield` with `"count"`, and item pushes with
+/// `"count"` to consumers that opened their stream with `"batch":true`.
+pub const STREAM_BATCH: &str = "stream_batch";

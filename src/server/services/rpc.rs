@@ -18,7 +18,7 @@
 //! discarded.
 
 use crate::buffer::PooledBuf;
-use crate::proto::extensions;
+use crate::proto::{extensions, stream_batch};
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
 use crate::server::local::{CallQueue, LocalCall, LocalResult};
@@ -64,6 +64,12 @@ pub struct RpcHeader<'a> {
     pub items: Option<u64>,
     /// `call` with `stream`, `credit`: bytes the producer may send.
     pub bytes: Option<u64>,
+    /// `call` with `stream`: the consumer takes batches of items (item
+    /// pushes with `count`); without it, batches reach it item by item.
+    pub batch: Option<bool>,
+    /// `yield`: the payload is a batch of this many items (see
+    /// [`stream_batch`]); absent: it is one item.
+    pub count: Option<u64>,
 }
 
 type Header<'a> = RpcHeader<'a>;
@@ -80,6 +86,8 @@ struct Call {
     args: PooledBuf,
     /// For a stream: the consumer's initial window.
     window: Option<Window>,
+    /// For a stream: the consumer takes batches of items.
+    batch: bool,
 }
 
 /// What a stream's producer may still send before the consumer grants
@@ -89,6 +97,24 @@ struct Call {
 struct Window {
     items: i64,
     bytes: i64,
+}
+
+impl Window {
+    /// Takes the room of items of `lengths` bytes sent one after another,
+    /// each while both rooms are still positive; false (taking nothing)
+    /// if one of them would go past the window.
+    fn take(&mut self, lengths: &[usize]) -> bool {
+        let mut w = *self;
+        for &len in lengths {
+            if w.items <= 0 || w.bytes <= 0 {
+                return false;
+            }
+            w.items -= 1;
+            w.bytes = w.bytes.saturating_sub(clamp(len as u64));
+        }
+        *self = w;
+        true
+    }
 }
 
 /// A call waiting for a provider.
@@ -107,6 +133,8 @@ struct Running {
     function: Arc<str>,
     /// For a stream: the producer's remaining window.
     window: Option<Window>,
+    /// For a stream: the consumer takes batches of items.
+    batch: bool,
 }
 
 /// One provider of one function.
@@ -179,7 +207,11 @@ impl Service for Rpc {
         self.describe()
     }
 
-    const EXTENSIONS: &'static [&'static str] = &[extensions::RPC, extensions::STREAM];
+    const EXTENSIONS: &'static [&'static str] = &[
+        extensions::RPC,
+        extensions::STREAM,
+        extensions::STREAM_BATCH,
+    ];
 
     const COMMANDS: &'static [(&'static str, Handler<Self>)] = &[
         ("provide", provide),
@@ -303,6 +335,7 @@ impl Rpc {
                     provider,
                     function: call.function,
                     window: call.window,
+                    batch: call.batch,
                 },
             );
             match self.locals.get(&provider) {
@@ -549,6 +582,7 @@ fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> 
             function: name.clone(),
             args: frame.payload,
             window,
+            batch: window.is_some() && flag(h.batch),
         },
         deadline,
         seq,
@@ -605,7 +639,8 @@ fn cancel(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Re
     Ok(())
 }
 
-/// `yield`: the next item of stream `call`, within the producer's window.
+/// `yield`: the next item of stream `call`, or a batch of them (`count`),
+/// within the producer's window.
 fn give_item(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let k = h.call.ok_or_else(|| {
         CommandError::Failed("JSON parsing error: missing field: call".to_owned())
@@ -617,29 +652,73 @@ fn give_item(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame
     let Some((caller, caller_id)) = r.caller else {
         return Ok(());
     };
-    let fault = match &r.window {
-        None => Some(format!(
+    let batch = match h.count {
+        None => None,
+        Some(n) => match stream_batch::ranges(&frame.payload, n) {
+            Ok(items) => Some(items),
+            Err(e) => {
+                let msg = format!(
+                    "The producer of '{}' sent a malformed batch: {e}",
+                    r.function
+                );
+                return fault(svc, st, id, k, msg);
+            }
+        },
+    };
+    let one = [frame.payload.len()];
+    let many: Vec<usize>;
+    let lengths: &[usize] = match &batch {
+        None => &one,
+        Some(items) => {
+            many = items.iter().map(|r| r.len()).collect();
+            &many
+        }
+    };
+    let Some(w) = r.window.as_mut() else {
+        let msg = format!(
             "The provider of '{}' sent a stream item for a plain call",
             r.function
-        )),
-        // A producer past its window would make the broker hold what the
-        // consumer has not asked for.
-        Some(w) if w.items <= 0 || w.bytes <= 0 => Some(format!(
+        );
+        return fault(svc, st, id, k, msg);
+    };
+    // A producer past its window would make the broker hold what the
+    // consumer has not asked for. A batch counts as its items sent one
+    // by one: each needs item and byte room left before it.
+    if !w.take(lengths) {
+        let msg = format!(
             "The producer of '{}' sent past the consumer's window",
             r.function
-        )),
-        Some(_) => None,
-    };
-    if let Some(msg) = fault {
-        // `yield` has no reply: the call ends for both sides instead.
-        svc.end_call(st, k, &json!({"status": -1, "error": msg}));
-        push_result(st, id, &json!({"cancel": k}), None);
-        return Ok(());
+        );
+        return fault(svc, st, id, k, msg);
     }
-    let w = r.window.as_mut().expect("checked above");
-    w.items -= 1;
-    w.bytes -= clamp(frame.payload.len() as u64);
-    push_result(st, caller, &json!({"item": caller_id}), Some(frame.payload));
+    match (batch, r.batch) {
+        (None, _) => {
+            push_result(st, caller, &json!({"item": caller_id}), Some(frame.payload));
+        }
+        (Some(items), true) => push_result(
+            st,
+            caller,
+            &json!({"item": caller_id, "count": items.len()}),
+            Some(frame.payload),
+        ),
+        // A consumer that did not ask for batches gets the items one by one.
+        (Some(items), false) => {
+            for range in items {
+                let mut item = PooledBuf::with_len(range.len());
+                item.copy_from_slice(&frame.payload[range]);
+                push_result(st, caller, &json!({"item": caller_id}), Some(item));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ends stream `k`, whose producer `provider` broke the protocol, with
+/// `msg` for its consumer, and tells the producer to stop: `yield` has no
+/// reply of its own.
+fn fault(svc: &mut Rpc, st: &mut State, provider: ConnId, k: u64, msg: String) -> Result {
+    svc.end_call(st, k, &json!({"status": -1, "error": msg}));
+    push_result(st, provider, &json!({"cancel": k}), None);
     Ok(())
 }
 
