@@ -343,6 +343,8 @@ const RPC_FIELDS: &[&str] = &[
     "stream",
     "items",
     "bytes",
+    "batch",
+    "count",
 ];
 
 #[test]
