@@ -75,7 +75,7 @@ fn items_of(push: &Json, payload: &[u8]) -> Vec<Value> {
 #[test]
 fn the_broker_announces_batches() {
     let srv = TestServer::start();
-    let mut c = srv.client();
+    let c = srv.client();
     assert!(
         c.server_extensions()
             .unwrap()
