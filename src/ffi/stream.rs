@@ -31,6 +31,8 @@ pub struct dime_stream {
     /// the stream: the items' bytes one after another, and their lengths.
     many: Vec<u8>,
     lengths: Vec<usize>,
+    /// The items taken for `many` (kept for its allocation).
+    taken: Vec<PooledBuf>,
     /// Items and bytes `dime_stream_next_many` gave last: they count as
     /// read (their room goes back to the producer) at the next call.
     lent: (u64, u64),
@@ -70,6 +72,7 @@ pub extern "C" fn dime_stream_open(
             current: None,
             many: Vec::new(),
             lengths: Vec::new(),
+            taken: Vec::new(),
             lent: (0, 0),
         };
         write_out(out, Box::into_raw(Box::new(s)));
@@ -182,7 +185,8 @@ pub extern "C" fn dime_stream_next_many(
         s.many.clear();
         s.lengths.clear();
         release_lent(s);
-        let mut items = Vec::new();
+        let mut items = std::mem::take(&mut s.taken);
+        items.clear();
         match s.reader.take_many(timeout_arg(timeout_ms), max_items.max(1), max_bytes, &mut items) {
             Ok(NextMany::Items(_)) => {}
             Ok(NextMany::End) => return Err(ended()),
@@ -196,11 +200,12 @@ pub extern "C" fn dime_stream_next_many(
             write_out(data, buf.as_ptr());
             s.current = Some(buf);
         } else {
-            for b in &items {
-                s.many.extend_from_slice(b);
+            for b in items.drain(..) {
+                s.many.extend_from_slice(&b);
             }
             write_out(data, s.many.as_ptr());
         }
+        s.taken = items;
         s.lent = (s.lengths.len() as u64, s.lengths.iter().sum::<usize>() as u64);
         write_out(lengths, s.lengths.as_ptr());
         write_out(count, s.lengths.len());
