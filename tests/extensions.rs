@@ -9,10 +9,11 @@ use dime::proto::extensions;
 use serde_json::json;
 
 /// Every extension this server has, in registration order.
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     "wait_timeout",
     "sync_wait",
     "send_receive",
+    "dimeb_layout",
     "share",
     "space",
     "rpc",
@@ -34,6 +35,7 @@ fn the_handshake_lists_every_service_extension() {
             extensions::WAIT_TIMEOUT,
             extensions::SYNC_WAIT,
             extensions::SEND_RECEIVE,
+            extensions::DIMEB_LAYOUT,
             extensions::SHARE,
             extensions::SPACE,
             extensions::RPC,

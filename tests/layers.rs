@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("outqueue", 0),
     ("busy_poll", 0),
     ("request", 0),
+    ("convert", 0),
     ("config", 1),
     ("services::messaging::groups", 0),
     ("conn", 1),

@@ -7,7 +7,7 @@ pub mod space;
 pub mod stream;
 
 use crate::buffer::PooledBuf;
-use crate::codec::dimeb::{self, CodecError};
+use crate::codec::dimeb::{self, CodecError, MatrixEncoding};
 use crate::proto::extensions;
 use crate::transport::{self, Address, Transport};
 use crate::value::Value;
@@ -181,16 +181,53 @@ pub struct Message {
 }
 
 impl Message {
-    /// Decodes a dimeb payload.
+    /// Decodes a dimeb payload (matrices get buffers of their own).
     pub fn decode(&self) -> Result<Value> {
+        self.check_serialization()?;
+        dimeb::decode(&self.payload).map_err(|e| self.codec_error(e))
+    }
+
+    /// Decodes a dimeb payload, consuming the message: large matrices that
+    /// arrived in their own layout and byte order point into the received
+    /// buffer instead of being copied (it stays alive as long as they do).
+    pub fn into_value(self) -> Result<Value> {
+        self.check_serialization()?;
+        let Message {
+            varname, payload, ..
+        } = self;
+        dimeb::decode_in(std::sync::Arc::new(payload))
+            .map_err(|e| Error::Codec(CodecError(format!("variable '{varname}': {}", e.0))))
+    }
+
+    fn check_serialization(&self) -> Result<()> {
         if self.serialization != "dimeb" {
             return Err(Error::Codec(CodecError(format!(
                 "variable '{}' uses the {} serialization, which only its own language can read",
                 self.varname, self.serialization
             ))));
         }
-        dimeb::decode(&self.payload)
-            .map_err(|e| Error::Codec(CodecError(format!("variable '{}': {}", self.varname, e.0))))
+        Ok(())
+    }
+
+    fn codec_error(&self, e: CodecError) -> Error {
+        Error::Codec(CodecError(format!("variable '{}': {}", self.varname, e.0)))
+    }
+}
+
+/// What a client asks for when it connects, beyond DiME2. Each applies
+/// only where the server announces the extension; with an original DiME2
+/// server everything stays DiME2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Matrices travel in the layout and byte order they are stored in
+    /// (`dimeb_layout`): a C-ordered array is not transposed to send, and
+    /// received ones may be row-major ([`crate::Matrix::layout`]). Default on.
+    pub layout: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> ConnectOptions {
+        ConnectOptions { layout: true }
     }
 }
 
@@ -234,18 +271,31 @@ pub struct Client {
     /// it keeps growing across the slices of a long wait and starts over
     /// once messages arrive.
     poll_pause: Duration,
+    /// How this client writes matrices: in their own layout where the
+    /// server announced `dimeb_layout` and we asked for it.
+    encoding: MatrixEncoding,
 }
 
 impl Client {
     /// Connects to `address` (`unix:PATH`, `ipc:PATH`, `tcp:HOST:PORT`) and
     /// handshakes with the dimeb serialization.
     pub fn connect(address: &str) -> Result<Client> {
+        Client::connect_with(address, ConnectOptions::default())
+    }
+
+    /// As [`Client::connect`], asking for what `options` says.
+    pub fn connect_with(address: &str, options: ConnectOptions) -> Result<Client> {
         let addr = Address::parse(address).map_err(Error::InvalidArgument)?;
-        Client::connect_to(&addr)
+        Client::connect_to_with(&addr, options)
     }
 
     /// Connects to a parsed address.
     pub fn connect_to(addr: &Address) -> Result<Client> {
+        Client::connect_to_with(addr, ConnectOptions::default())
+    }
+
+    /// Connects to a parsed address, asking for what `options` says.
+    pub fn connect_to_with(addr: &Address, options: ConnectOptions) -> Result<Client> {
         let failed = |source| Error::Connect {
             address: addr.to_string(),
             source,
@@ -258,20 +308,35 @@ impl Client {
             stash: VecDeque::new(),
             extensions: None,
             poll_pause: POLL_FIRST,
+            encoding: MatrixEncoding::Classic,
         };
+        let mut handshake = json!({"command": "handshake", "serialization": "dimeb", "tls": false});
+        // What we ask to be sent (our extension; an original server
+        // ignores the field).
+        if options.layout {
+            handshake["extensions"] = json!([extensions::DIMEB_LAYOUT]);
+        }
         // A connection that ends during the handshake never was one: report
         // it as a failed connect, not as a lost connection.
-        let reply = c
-            .request(json!({"command": "handshake", "serialization": "dimeb", "tls": false}))
-            .map_err(|e| match e {
-                Error::ConnectionLost(source) => failed(source),
-                other => other,
-            })?;
+        let reply = c.request(handshake).map_err(|e| match e {
+            Error::ConnectionLost(source) => failed(source),
+            other => other,
+        })?;
         if let Some(s) = reply.get("serialization").and_then(Json::as_str) {
             c.serialization = s.to_owned();
         }
         c.extensions = announced_extensions(&reply)?;
+        if options.layout && c.supports(extensions::DIMEB_LAYOUT) {
+            c.encoding = MatrixEncoding::Native;
+        }
         Ok(c)
+    }
+
+    /// How this client writes matrices it sends: [`MatrixEncoding::Native`]
+    /// (their own layout) when it asked for `dimeb_layout` and the server
+    /// announced it, else DiME2's classic encoding.
+    pub fn matrix_encoding(&self) -> MatrixEncoding {
+        self.encoding
     }
 
     /// The extensions the server announced in its handshake reply
@@ -447,10 +512,11 @@ impl Client {
 
     fn relay_many(&mut self, group: Option<&str>, vars: &[(&str, &Value)]) -> Result<()> {
         // Encode everything first: a value that cannot be encoded sends nothing.
+        let enc = self.encoding;
         let payloads = vars
             .iter()
             .map(|(name, v)| {
-                encode_pooled(v)
+                encode_pooled(v, enc)
                     .map_err(|e| Error::InvalidArgument(format!("variable '{name}': {}", e.0)))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -461,8 +527,9 @@ impl Client {
             .collect::<Vec<_>>()
             .chunks(PIPELINE)
         {
-            for ((name, _), payload) in chunk {
-                self.write_frame(&relay_header(group, name), payload)?;
+            for ((name, v), payload) in chunk {
+                let header = mark_layout(relay_header(group, name), v, enc);
+                self.write_frame(&header, payload)?;
             }
             for _ in chunk {
                 if let Err(e) = self.read_status() {
@@ -504,7 +571,7 @@ impl Client {
     pub fn receive(&mut self, n: i64, timeout: Option<Duration>) -> Result<Vec<(String, Value)>> {
         self.receive_messages(n, timeout)?
             .into_iter()
-            .map(|m| Ok((m.varname.clone(), m.decode()?)))
+            .map(|m| Ok((m.varname.clone(), m.into_value()?)))
             .collect()
     }
 
@@ -526,9 +593,9 @@ impl Client {
             self.send(group, varname, value)?;
             return self.receive(n, timeout);
         }
-        let payload = encode_pooled(value)
+        let payload = encode_pooled(value, self.encoding)
             .map_err(|e| Error::InvalidArgument(format!("variable '{varname}': {}", e.0)))?;
-        let mut req = relay_header(Some(group), varname);
+        let mut req = mark_layout(relay_header(Some(group), varname), value, self.encoding);
         req["receive"] = json!(true);
         req["n"] = json!(n);
         if let Some(t) = timeout {
@@ -537,7 +604,7 @@ impl Client {
         self.write_frame(&req, &payload)?;
         self.read_messages(Vec::new())?
             .into_iter()
-            .map(|m| Ok((m.varname.clone(), m.decode()?)))
+            .map(|m| Ok((m.varname.clone(), m.into_value()?)))
             .collect()
     }
 
@@ -605,8 +672,9 @@ impl Client {
         let mut msgs = self.sync_messages(n)?.into_iter();
         let mut out = Vec::new();
         for m in msgs.by_ref() {
-            match m.decode() {
-                Ok(v) => out.push((m.varname, v)),
+            let name = m.varname.clone();
+            match m.into_value() {
+                Ok(v) => out.push((name, v)),
                 Err(e) => {
                     // Keep the ones already decoded and the rest for the next sync.
                     let rest: Vec<Message> = msgs.collect();
@@ -705,21 +773,32 @@ impl Client {
     pub fn close(self) {}
 }
 
-/// Encodes into a buffer from this thread's pool: sending a large value
-/// again then reuses memory that is already mapped instead of faulting in
-/// a fresh allocation (about 40 ms per 100 MB here).
-/// Encodes `v` into a pooled buffer, refusing (before allocating) a value
-/// whose encoding would not fit a frame's u32 payload length, and
-/// reporting an allocation failure instead of aborting.
-fn encode_pooled(v: &Value) -> std::result::Result<PooledBuf, CodecError> {
-    let len = dimeb::checked_encoded_len(v)?;
+/// Encodes `v` (matrices as `enc` says) into a buffer from this thread's
+/// pool: sending a large value again then reuses memory that is already
+/// mapped instead of faulting in a fresh allocation (about 40 ms per 100 MB
+/// here). Refuses, before allocating, a value whose encoding would not fit
+/// a frame's u32 payload length, and reports an allocation failure instead
+/// of aborting.
+fn encode_pooled(v: &Value, enc: MatrixEncoding) -> std::result::Result<PooledBuf, CodecError> {
+    let len = dimeb::checked_encoded_len_with(v, enc)?;
     let mut buf = PooledBuf::try_with_capacity(len).map_err(|e| {
         CodecError(format!(
             "cannot allocate {len} bytes to encode a value: {e}"
         ))
     })?;
-    dimeb::encode_into(v, &mut buf)?;
+    dimeb::encode_into_with(v, &mut buf, enc)?;
     Ok(buf)
+}
+
+/// `header` marked as carrying `dimeb_layout` matrices when `v`, encoded
+/// with `enc`, does: the broker then converts it for recipients that read
+/// only DiME2's encoding. Values without a matrix are the same bytes in
+/// both encodings and go unmarked, so nobody converts them.
+fn mark_layout(mut header: Json, v: &Value, enc: MatrixEncoding) -> Json {
+    if enc == MatrixEncoding::Native && dimeb::has_matrix(v) {
+        header["dimeb_layout"] = json!(true);
+    }
+    header
 }
 
 fn relay_header(group: Option<&str>, varname: &str) -> Json {

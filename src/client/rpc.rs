@@ -10,7 +10,7 @@
 //! the others.
 
 use crate::buffer::PooledBuf;
-use crate::codec::dimeb;
+use crate::codec::dimeb::{self, MatrixEncoding};
 use crate::proto::extensions;
 use crate::transport::Address;
 use crate::value::Value;
@@ -163,6 +163,9 @@ struct Shared {
     options: RpcOptions,
     /// Why streams cannot be opened, when the broker does not announce them.
     streams_unsupported: Option<String>,
+    /// How values this endpoint sends write their matrices: in their own
+    /// layout when the broker announced `dimeb_layout` (we always ask).
+    encoding: MatrixEncoding,
 }
 
 /// An endpoint for remote calls: one connection to the broker with a
@@ -177,6 +180,26 @@ pub struct CallFuture {
     id: u64,
     slot: Arc<Slot>,
     shared: Arc<Shared>,
+}
+
+impl Shared {
+    /// `v` encoded for sending, and whether it holds `dimeb_layout`
+    /// matrices (its header must then say so).
+    fn encode(&self, v: &Value) -> Result<(PooledBuf, bool)> {
+        let payload = encode_pooled(v, self.encoding).map_err(|e| Error::InvalidArgument(e.0))?;
+        Ok((
+            payload,
+            self.encoding == MatrixEncoding::Native && dimeb::has_matrix(v),
+        ))
+    }
+}
+
+/// `head` marked as carrying `dimeb_layout` matrices when `layout`.
+fn mark(mut head: Json, layout: bool) -> Json {
+    if layout {
+        head["dimeb_layout"] = json!(true);
+    }
+    head
 }
 
 /// Frames up to this size are written with one copy into one buffer
@@ -215,12 +238,21 @@ impl Rpc {
         let mut reader = FrameReader::new(u64::MAX);
         write_frame(
             &sock,
-            &json!({"command": "handshake", "serialization": "dimeb", "tls": false}),
+            &json!({"command": "handshake", "serialization": "dimeb", "tls": false,
+                "extensions": [extensions::DIMEB_LAYOUT]}),
             &[],
         )?;
         let (hs, _) = read_one(&mut reader, &mut read_sock)?;
         let hs = super::check_status(hs)?;
         let extensions = super::announced_extensions(&hs)?;
+        let encoding = if extensions
+            .as_ref()
+            .is_some_and(|e| e.iter().any(|n| n == extensions::DIMEB_LAYOUT))
+        {
+            MatrixEncoding::Native
+        } else {
+            MatrixEncoding::Classic
+        };
         super::require(extensions.as_deref(), extensions::RPC, "remote calls")?;
         let streams_unsupported =
             super::require(extensions.as_deref(), extensions::STREAM, "streams")
@@ -248,6 +280,7 @@ impl Rpc {
             next_id: AtomicU64::new(1),
             options,
             streams_unsupported,
+            encoding,
         });
         let s = shared.clone();
         let reader = std::thread::Builder::new()
@@ -268,16 +301,28 @@ impl Rpc {
         args: &Value,
         timeout: Option<Duration>,
     ) -> Result<CallFuture> {
-        let payload = encode_pooled(args).map_err(|e| Error::InvalidArgument(e.0))?;
-        self.call_encoded(function, &payload, timeout)
+        let (payload, layout) = self.shared.encode(args)?;
+        self.call_raw(function, &payload, timeout, layout)
     }
 
-    /// Calls `function` with already-encoded dimeb arguments (no copy).
+    /// Calls `function` with already-encoded dimeb arguments (no copy), in
+    /// DiME2's classic encoding.
     pub fn call_encoded(
         &self,
         function: &str,
         args: &[u8],
         timeout: Option<Duration>,
+    ) -> Result<CallFuture> {
+        self.call_raw(function, args, timeout, false)
+    }
+
+    /// `call` with arguments holding `dimeb_layout` matrices when `layout`.
+    fn call_raw(
+        &self,
+        function: &str,
+        args: &[u8],
+        timeout: Option<Duration>,
+        layout: bool,
     ) -> Result<CallFuture> {
         let sh = &self.shared;
         let mut inner = sh.lock();
@@ -307,7 +352,10 @@ impl Rpc {
         }
         inner.pending.insert(id, slot.clone());
         drop(inner);
-        let mut head = json!({"command": "call", "function": function, "id": id});
+        let mut head = mark(
+            json!({"command": "call", "function": function, "id": id}),
+            layout,
+        );
         if let Some(t) = timeout {
             head["timeout"] = json!(t.as_secs_f64() * 1000.0);
         }
@@ -368,17 +416,23 @@ impl Rpc {
         self.shared.take_call(Some(function), timeout)
     }
 
-    /// Answers call `id` with an encoded result.
+    /// Answers call `id` with an encoded result (DiME2's classic encoding).
     pub fn reply_encoded(&self, id: u64, result: &[u8]) -> Result<()> {
+        self.reply_raw(id, result, false)
+    }
+
+    fn reply_raw(&self, id: u64, result: &[u8], layout: bool) -> Result<()> {
         self.shared.lock().running.remove(&id);
-        self.shared
-            .write(&json!({"command": "return", "call": id}), result)
+        self.shared.write(
+            &mark(json!({"command": "return", "call": id}), layout),
+            result,
+        )
     }
 
     /// Answers call `id` with a value.
     pub fn reply(&self, id: u64, result: &Value) -> Result<()> {
-        let payload = encode_pooled(result).map_err(|e| Error::InvalidArgument(e.0))?;
-        self.reply_encoded(id, &payload)
+        let (payload, layout) = self.shared.encode(result)?;
+        self.reply_raw(id, &payload, layout)
     }
 
     /// Answers call `id` with an error, which the caller sees as
@@ -408,17 +462,29 @@ impl Rpc {
         window: StreamOptions,
         timeout: Option<Duration>,
     ) -> Result<StreamReader> {
-        let payload = encode_pooled(args).map_err(|e| Error::InvalidArgument(e.0))?;
-        self.open_stream_encoded(function, &payload, window, timeout)
+        let (payload, layout) = self.shared.encode(args)?;
+        self.open_stream_raw(function, &payload, window, timeout, layout)
     }
 
-    /// [`Rpc::open_stream`] with already-encoded arguments.
+    /// [`Rpc::open_stream`] with already-encoded arguments (DiME2's
+    /// classic encoding).
     pub fn open_stream_encoded(
         &self,
         function: &str,
         args: &[u8],
         window: StreamOptions,
         timeout: Option<Duration>,
+    ) -> Result<StreamReader> {
+        self.open_stream_raw(function, args, window, timeout, false)
+    }
+
+    fn open_stream_raw(
+        &self,
+        function: &str,
+        args: &[u8],
+        window: StreamOptions,
+        timeout: Option<Duration>,
+        layout: bool,
     ) -> Result<StreamReader> {
         if window.items == 0 || window.bytes == 0 {
             return Err(Error::InvalidArgument(
@@ -441,8 +507,11 @@ impl Rpc {
             }
             inner.streams.insert(id, consumer.clone());
         }
-        let mut head = json!({"command": "call", "function": function, "id": id,
-            "stream": true, "items": window.items, "bytes": window.bytes});
+        let mut head = mark(
+            json!({"command": "call", "function": function, "id": id,
+                "stream": true, "items": window.items, "bytes": window.bytes}),
+            layout,
+        );
         if let Some(t) = timeout {
             head["timeout"] = json!(t.as_secs_f64() * 1000.0);
         }
@@ -463,6 +532,16 @@ impl Rpc {
     /// (stopped early, cancelled or disconnected): stop producing.
     /// `Error::Timeout` if no room came within `timeout`.
     pub fn stream_send(&self, id: u64, item: &[u8], timeout: Option<Duration>) -> Result<bool> {
+        self.stream_send_raw(id, item, timeout, false)
+    }
+
+    fn stream_send_raw(
+        &self,
+        id: u64,
+        item: &[u8],
+        timeout: Option<Duration>,
+        layout: bool,
+    ) -> Result<bool> {
         let producer = self.shared.lock().running.get(&id).cloned();
         let Some(p) = producer else {
             return Ok(false);
@@ -476,7 +555,7 @@ impl Rpc {
             };
         }
         self.shared
-            .write(&json!({"command": "yield", "call": id}), item)?;
+            .write(&mark(json!({"command": "yield", "call": id}), layout), item)?;
         Ok(true)
     }
 
@@ -488,8 +567,8 @@ impl Rpc {
         item: &Value,
         timeout: Option<Duration>,
     ) -> Result<bool> {
-        let payload = encode_pooled(item).map_err(|e| Error::InvalidArgument(e.0))?;
-        self.stream_send(id, &payload, timeout)
+        let (payload, layout) = self.shared.encode(item)?;
+        self.stream_send_raw(id, &payload, timeout, layout)
     }
 
     /// Ends stream call `id` normally.
@@ -604,7 +683,7 @@ impl StreamReader {
     /// Decodes the next item: Ok(None) at the end.
     pub fn next_value(&mut self, timeout: Option<Duration>) -> Result<Option<Value>> {
         match self.next(timeout) {
-            Ok(Next::Item(b)) => Ok(Some(dimeb::decode(&b)?)),
+            Ok(Next::Item(b)) => Ok(Some(dimeb::decode_in(Arc::new(b))?)),
             Ok(Next::End) => Ok(None),
             Ok(Next::Timeout) => Err(Error::Timeout),
             Err(e) => Err(Error::Server(e.to_string())),
@@ -696,7 +775,7 @@ impl CallFuture {
             return Err(Error::Timeout);
         }
         match self.take() {
-            Some(Ok(buf)) => Ok(Ok(dimeb::decode(&buf)?)),
+            Some(Ok(buf)) => Ok(Ok(dimeb::decode_in(Arc::new(buf))?)),
             Some(Err(e)) => Ok(Err(e)),
             None => Err(Error::InvalidArgument(
                 "the result was already taken".into(),

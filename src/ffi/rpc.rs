@@ -239,7 +239,7 @@ fn settle(f: &mut dime_future) -> Result<(), Fail> {
         ));
     };
     f.outcome = Some(match result {
-        Ok(buf) => match dimeb::decode(&buf) {
+        Ok(buf) => match dimeb::decode_in(std::sync::Arc::new(buf)) {
             Ok(v) => Outcome::Value(v),
             Err(e) => {
                 return Err(Fail::new(

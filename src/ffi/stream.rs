@@ -80,7 +80,8 @@ pub extern "C" fn dime_stream_next(
         }
         match s.reader.next(timeout_arg(timeout_ms)) {
             Ok(Next::Item(buf)) => {
-                let v = dimeb::decode(&buf).map_err(|e| Fail::from(Error::Codec(e)))?;
+                let v = dimeb::decode_in(std::sync::Arc::new(buf))
+                    .map_err(|e| Fail::from(Error::Codec(e)))?;
                 write_out(out, into_raw(v));
                 Ok(())
             }

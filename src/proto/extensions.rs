@@ -20,3 +20,8 @@ pub const SPACE: &str = "space";
 pub const RPC: &str = "rpc";
 /// Streams on remote calls: `call` with `"stream":true`, `yield`, `credit`.
 pub const STREAM: &str = "stream";
+/// Matrices may travel in their own layout (row- or column-major) and byte
+/// order: dimeb tags `0x43`–`0x4F`. Asked for by a client in its handshake;
+/// the broker sends such matrices only to clients that asked, converting to
+/// DiME2's classic encoding for the others.
+pub const DIMEB_LAYOUT: &str = "dimeb_layout";

@@ -59,6 +59,17 @@ pub struct Connection {
     /// Interest registered with the poller (readable, writable); connections
     /// are level-triggered, so it only changes when this does.
     pub armed: (bool, bool),
+    /// What this client asked for in its handshake (and the server
+    /// granted): how payloads may be sent to it.
+    pub accepts: Accepts,
+}
+
+/// Encodings a client negotiated in its handshake. An old DiME2 client
+/// asks for none and is sent DiME2's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Accepts {
+    /// It reads matrices in the `dimeb_layout` encoding.
+    pub layout: bool,
 }
 
 impl Connection {
@@ -77,6 +88,7 @@ impl Connection {
             blocked: None,
             deferred: VecDeque::new(),
             armed: (true, false),
+            accepts: Accepts::default(),
         }
     }
 

@@ -12,6 +12,7 @@ mod blocking;
 pub mod busy_poll;
 mod config;
 mod conn;
+mod convert;
 mod dispatch;
 mod outqueue;
 mod request;

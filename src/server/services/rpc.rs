@@ -18,6 +18,7 @@
 //! discarded.
 
 use crate::buffer::PooledBuf;
+use crate::codec::dimeb;
 use crate::proto::extensions;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
@@ -63,6 +64,9 @@ pub struct RpcHeader<'a> {
     pub items: Option<u64>,
     /// `call` with `stream`, `credit`: bytes the producer may send.
     pub bytes: Option<u64>,
+    /// `call`, `return`, `yield`: the payload may hold `dimeb_layout`
+    /// matrices, converted for a receiving side that did not ask for them.
+    pub dimeb_layout: Option<bool>,
 }
 
 type Header<'a> = RpcHeader<'a>;
@@ -70,13 +74,44 @@ type Header<'a> = RpcHeader<'a>;
 /// Remote calls never block a connection: calls wait in queues instead.
 pub enum NeverBlocked {}
 
+/// A payload on its way from one side of a call to the other.
+struct Body {
+    buf: PooledBuf,
+    /// It holds `dimeb_layout` matrices (checked to be valid dimeb).
+    layout: bool,
+}
+
+impl Body {
+    /// The payload of `frame`, checked when it is marked as holding
+    /// `dimeb_layout` matrices, so converting it later cannot fail.
+    fn of(frame: Frame, h: &Header) -> std::result::Result<Body, String> {
+        let layout = flag(h.dimeb_layout) && !frame.payload.is_empty();
+        if layout {
+            match dimeb::value_len(&frame.payload) {
+                Ok(n) if n == frame.payload.len() => {}
+                Ok(n) => {
+                    return Err(format!(
+                        "{} trailing bytes after the value",
+                        frame.payload.len() - n
+                    ));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(Body {
+            buf: frame.payload,
+            layout,
+        })
+    }
+}
+
 /// A call and who made it.
 struct Call {
     caller: ConnId,
     /// The caller's id for it, echoed as `"result"`.
     caller_id: u64,
     function: Arc<str>,
-    args: PooledBuf,
+    args: Body,
     /// For a stream: the consumer's initial window.
     window: Option<Window>,
 }
@@ -316,7 +351,7 @@ impl Rpc {
 
     /// Ends running call `k`: frees its provider's slot and pushes `head`
     /// (plus `"result"`) and `body` to its caller, if it still has one.
-    fn end_call_with(&mut self, st: &mut State, k: u64, mut head: Json, body: Option<PooledBuf>) {
+    fn end_call_with(&mut self, st: &mut State, k: u64, mut head: Json, body: Option<Body>) {
         let Some(r) = self.running.remove(&k) else {
             return;
         };
@@ -370,10 +405,22 @@ impl Rpc {
 
 /// Queues a pushed frame (a call for a provider, a result for a caller)
 /// ahead of any replies held behind a DiME2 `wait`: pushes are not replies.
-fn push_result(st: &mut State, id: ConnId, head: &Json, body: Option<PooledBuf>) {
+/// A body holding `dimeb_layout` matrices is converted to DiME2's classic
+/// encoding for a client that did not ask for layouts.
+fn push_result(st: &mut State, id: ConnId, head: &Json, body: Option<Body>) {
     let Some(c) = st.conns.get_mut(&id) else {
         return;
     };
+    let body = body.map(|b| {
+        if !b.layout || c.accepts.layout {
+            return b.buf;
+        }
+        // Checked on arrival (Body::of): only running out of memory fails.
+        dimeb::to_classic(&b.buf).unwrap_or_else(|e| {
+            log::error!("client {id}: cannot convert a payload to the classic encoding: {e}");
+            b.buf
+        })
+    });
     let text = head.to_string();
     let item = match body {
         Some(b) if !b.is_empty() => {
@@ -471,6 +518,10 @@ fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> 
             );
         }
     };
+    let args = match Body::of(frame, h) {
+        Ok(b) => b,
+        Err(e) => return fail(st, format!("The call's arguments are not valid dimeb: {e}")),
+    };
     let name = svc.function(name);
     let seq = svc.next_seq;
     svc.next_seq += 1;
@@ -479,7 +530,7 @@ fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> 
             caller: id,
             caller_id,
             function: name.clone(),
-            args: frame.payload,
+            args,
             window,
         },
         deadline,
@@ -510,14 +561,24 @@ fn give_back(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame
     if svc.running.get(&k).is_none_or(|r| r.provider != id) {
         return Ok(());
     }
-    let head = match &h.error {
-        None => json!({"status": 0}),
-        Some(msg) => json!({"status": -1, "remote": true,
+    let (head, body) = match &h.error {
+        None => match Body::of(frame, h) {
+            Ok(b) => (json!({"status": 0}), Some(b)),
+            Err(e) => (
+                json!({"status": -1, "remote": true,
+                    "error": format!("The provider's result is not valid dimeb: {e}"),
+                    "error_type": "ValueError", "traceback": ""}),
+                None,
+            ),
+        },
+        Some(msg) => (
+            json!({"status": -1, "remote": true,
             "error": &**msg,
             "error_type": h.error_type.as_deref().unwrap_or("Exception"),
             "traceback": h.traceback.as_deref().unwrap_or("")}),
+            None,
+        ),
     };
-    let body = h.error.is_none().then_some(frame.payload);
     svc.end_call_with(st, k, head, body);
     Ok(())
 }
@@ -549,10 +610,17 @@ fn give_item(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame
     let Some((caller, caller_id)) = r.caller else {
         return Ok(());
     };
+    let len = frame.payload.len();
+    let item = Body::of(frame, h);
     let fault = match &r.window {
         None => Some(format!(
             "The provider of '{}' sent a stream item for a plain call",
             r.function
+        )),
+        Some(_) if item.is_err() => Some(format!(
+            "The producer of '{}' sent an item that is not valid dimeb: {}",
+            r.function,
+            item.as_ref().err().expect("checked")
         )),
         // A producer past its window would make the broker hold what the
         // consumer has not asked for.
@@ -570,8 +638,8 @@ fn give_item(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame
     }
     let w = r.window.as_mut().expect("checked above");
     w.items -= 1;
-    w.bytes -= clamp(frame.payload.len() as u64);
-    push_result(st, caller, &json!({"item": caller_id}), Some(frame.payload));
+    w.bytes -= clamp(len as u64);
+    push_result(st, caller, &json!({"item": caller_id}), item.ok());
     Ok(())
 }
 

@@ -6,7 +6,8 @@ mod groups;
 
 use crate::proto::extensions;
 use crate::server::blocking::deadline;
-use crate::server::conn::{ConnId, Connection, Held, json_item, wait_reply};
+use crate::server::conn::{Accepts, ConnId, Connection, Held, json_item, wait_reply};
+use crate::server::convert;
 use crate::server::outqueue::OutItem;
 use crate::server::request::{CommandError, Result, Text, flag, required, required_raw_str};
 use crate::server::service::{Handler, Service};
@@ -47,6 +48,13 @@ pub struct MessagingHeader<'a> {
     /// Never in a request; refused in relayed headers like `status`.
     #[serde(borrow)]
     pub meta: Option<&'a RawValue>,
+    /// `handshake`: the extensions the client asks to be sent (ours; for
+    /// now `dimeb_layout`).
+    #[serde(borrow)]
+    pub extensions: Option<Vec<Text<'a>>>,
+    /// `send`, `broadcast`: the payload may hold `dimeb_layout` matrices,
+    /// which the broker converts for recipients that did not ask for them.
+    pub dimeb_layout: Option<bool>,
 }
 
 type Header<'a> = MessagingHeader<'a>;
@@ -83,6 +91,7 @@ impl Service for Messaging {
         extensions::WAIT_TIMEOUT,
         extensions::SYNC_WAIT,
         extensions::SEND_RECEIVE,
+        extensions::DIMEB_LAYOUT,
     ];
 
     fn withdraw(&mut self, _: &mut State, _: ConnId, _: InboxWait) {
@@ -153,6 +162,17 @@ fn handshake(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Fra
         }
     };
     svc.serialization = Some(current.clone());
+    // The encodings the client asks to be sent (ours; old clients ask for
+    // none and keep getting DiME2's). A repeated handshake starts afresh.
+    let asked = |name: &str| {
+        h.extensions
+            .as_ref()
+            .is_some_and(|e| e.iter().any(|x| &**x == name))
+    };
+    let conn = st.conns.get_mut(&id).expect("live connection");
+    conn.accepts = Accepts {
+        layout: asked(extensions::DIMEB_LAYOUT),
+    };
     // "extensions" is ours: what this server understands beyond DiME2, so
     // our clients fall back to DiME2's own commands where a server (an
     // original one) sends no such list. Old clients ignore the field.
@@ -211,8 +231,32 @@ fn relay(st: &mut State, id: ConnId, h: &Header, frame: Frame, recipients: Vec<C
             "A message header may not carry \"status\" or \"meta\": recipients would take it for a reply".into(),
         ));
     }
-    check_queue_room(st, &recipients, frame.wire_len() as u64).map_err(CommandError::Failed)?;
-    deliver(st, &recipients, frame);
+    // A payload in the layout encoding goes as it is to recipients that
+    // negotiated it; the others get DiME2's classic encoding, converted
+    // once here for all of them.
+    let classic = if flag(h.dimeb_layout)
+        && recipients
+            .iter()
+            .any(|r| st.conns.get(r).is_some_and(|c| !c.accepts.layout))
+    {
+        let twin = convert::classic_frame(&frame).map_err(|e| {
+            CommandError::Failed(format!(
+                "Cannot convert the message for recipients that read only DiME2's matrix \
+                 encoding: {e}"
+            ))
+        })?;
+        Some(Arc::new(twin))
+    } else {
+        None
+    };
+    let frame = Arc::new(frame);
+    let pick = |c: &Connection| match &classic {
+        Some(twin) if !c.accepts.layout => twin.clone(),
+        _ => frame.clone(),
+    };
+    check_queue_room(st, &recipients, |c| pick(c).wire_len() as u64)
+        .map_err(CommandError::Failed)?;
+    deliver(st, &recipients, pick);
     // "receive": true (our extension) answers with the sender's own next
     // messages instead of a bare status: a request/reply in one exchange.
     if flag(h.receive) {
@@ -307,16 +351,17 @@ fn devices(svc: &mut Messaging, st: &mut State, id: ConnId, _: &Header, _: Frame
     Ok(())
 }
 
-/// Checks that every recipient can take `bytes` more without passing
-/// `--max-queue`; the error names the limit.
+/// Checks that every recipient can take the bytes `size` says its copy of
+/// the message has without passing `--max-queue`; the error names the limit.
 fn check_queue_room(
     st: &State,
     recipients: &[ConnId],
-    bytes: u64,
+    size: impl Fn(&Connection) -> u64,
 ) -> std::result::Result<(), String> {
     let limit = st.config.max_queue;
     for id in recipients {
         if let Some(c) = st.conns.get(id) {
+            let bytes = size(c);
             if c.inbox_bytes + bytes > limit {
                 return Err(format!(
                     "Queue limit exceeded: a recipient already has {} bytes waiting and this message adds {bytes}; the limit (--max-queue) is {limit} bytes",
@@ -328,16 +373,16 @@ fn check_queue_room(
     Ok(())
 }
 
-/// Queues one shared frame for every recipient and wakes their waits.
-fn deliver(st: &mut State, recipients: &[ConnId], frame: Frame) {
-    let frame = Arc::new(frame);
-    let len = frame.wire_len() as u64;
+/// Queues for every recipient its copy of the message (`pick`: the one
+/// shared frame, or its classic twin) and wakes their waits.
+fn deliver(st: &mut State, recipients: &[ConnId], pick: impl Fn(&Connection) -> Arc<Frame>) {
     for id in recipients {
         let Some(c) = st.conns.get_mut(id) else {
             continue;
         };
-        c.inbox.push_back(frame.clone());
-        c.inbox_bytes += len;
+        let frame = pick(c);
+        c.inbox_bytes += frame.wire_len() as u64;
+        c.inbox.push_back(frame);
         let sync_wait = c
             .blocked
             .as_ref()
