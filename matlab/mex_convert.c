@@ -435,7 +435,6 @@ static mxArray *matrix_to_mx(const dime_value *v)
     if (rank > 0)
         CHECK(dime_matrix_dims(v, &dims), "matrix");
     CHECK(dime_matrix_numel(v, &n), "matrix");
-    CHECK(dime_matrix_data(v, &data, &nbytes), "matrix");
     if (rank == 0) {
         md[0] = md[1] = 1;
         nd = 2;
@@ -451,14 +450,19 @@ static mxArray *matrix_to_mx(const dime_value *v)
     id = mx_class_of(cls, &cplx);
     if (id == mxUNKNOWN_CLASS)
         fail("codec", "received a matrix of unknown class %u", (unsigned)cls);
-    if (cplx)
+    if (cplx) {
+        /* Column-major, interleaved (transposed once if it came row-major). */
+        CHECK(dime_matrix_data(v, &data, &nbytes), "matrix");
         return complex_to_mx(id, nd, md, data, n);
+    }
     if (id == mxLOGICAL_CLASS)
         a = mxCreateLogicalArray(nd, md);
     else
         a = mxCreateUninitNumericArray(nd, md, id, mxREAL);
-    if (nbytes)
-        memcpy(mxGetData(a), data, nbytes); /* the one copy */
+    nbytes = n * dime_class_size(cls);
+    /* The one copy: a plain copy, or one cache-blocked transpose when the
+     * sender's array travelled row-major (dimeb_layout). */
+    CHECK(dime_matrix_copy_column_major(v, mxGetData(a), nbytes), "matrix");
     return a;
 }
 
