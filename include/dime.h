@@ -443,9 +443,18 @@ typedef int32_t (*dime_stream_fn)(void *userdata,
 #define DIME_CONNECT_LAYOUT 1
 
 /**
+ * Over a unix socket, large payloads (a megabyte and up) travel through
+ * shared memory (extension `shm`): written once by the sender, mapped by
+ * each recipient, never copied through the broker. A received matrix's
+ * elements may then live in that mapping (private to this process: writes
+ * to it are the receiver's own).
+ */
+#define DIME_CONNECT_SHM 2
+
+/**
  * What `dime_connect` asks for.
  */
-#define DIME_CONNECT_DEFAULT DIME_CONNECT_LAYOUT
+#define DIME_CONNECT_DEFAULT (DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM)
 
 /**
  * Pass to `dime_pattern_add_matrix` as `cls` to match a matrix of any

@@ -12,6 +12,7 @@ pub mod client;
 pub mod ffi;
 pub mod proto;
 pub mod server;
+pub mod shm;
 pub mod transport;
 
 // The protocol modules at the crate root too: `dime::wire`, `dime::codec`

@@ -52,8 +52,14 @@ fn each_recipient_gets_the_encoding_it_negotiated() {
     assert_eq!(sender.matrix_encoding(), MatrixEncoding::Native);
     let mut old = raw_member(&srv, &[], "g");
     let mut new = raw_member(&srv, &["dimeb_layout"], "g");
-    let mut ours_classic =
-        Client::connect_with(&srv.unix(), ConnectOptions { layout: false }).unwrap();
+    let mut ours_classic = Client::connect_with(
+        &srv.unix(),
+        ConnectOptions {
+            layout: false,
+            ..ConnectOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(ours_classic.matrix_encoding(), MatrixEncoding::Classic);
     ours_classic.join(&["g"]).unwrap();
     let mut ours = srv.client();

@@ -165,8 +165,14 @@ pub const DIME_CONNECT_DIME2: dime_connect_flags = 0;
 /// transposed, and received matrices may be row-major (see
 /// `dime_matrix_layout`; `dime_matrix_data` still gives column-major).
 pub const DIME_CONNECT_LAYOUT: dime_connect_flags = 1;
+/// Over a unix socket, large payloads (a megabyte and up) travel through
+/// shared memory (extension `shm`): written once by the sender, mapped by
+/// each recipient, never copied through the broker. A received matrix's
+/// elements may then live in that mapping (private to this process: writes
+/// to it are the receiver's own).
+pub const DIME_CONNECT_SHM: dime_connect_flags = 2;
 /// What `dime_connect` asks for.
-pub const DIME_CONNECT_DEFAULT: dime_connect_flags = DIME_CONNECT_LAYOUT;
+pub const DIME_CONNECT_DEFAULT: dime_connect_flags = DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM;
 
 /// Connects to a DiME server and handshakes; on success writes a new client
 /// to `*out`, owned by the caller (release with `dime_client_free`).
@@ -198,11 +204,13 @@ pub extern "C" fn dime_connect_with(
     ffi_status! {
         let address = str_arg(address, "address")?;
         check_arg!(out);
-        if flags & !DIME_CONNECT_LAYOUT != 0 {
+        if flags & !(DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM) != 0 {
             return Err(Fail::invalid(format!("unknown connect flags 0x{flags:X}")));
         }
         let options = ConnectOptions {
             layout: flags & DIME_CONNECT_LAYOUT != 0,
+            shm: flags & DIME_CONNECT_SHM != 0,
+            ..ConnectOptions::default()
         };
         let addr = Address::parse(address).map_err(Fail::invalid)?;
         let c = {

@@ -25,3 +25,8 @@ pub const STREAM: &str = "stream";
 /// the broker sends such matrices only to clients that asked, converting to
 /// DiME2's classic encoding for the others.
 pub const DIMEB_LAYOUT: &str = "dimeb_layout";
+/// Large payloads may travel as shared-memory descriptors over a unix
+/// socket (`"shm"` in a `send`/`broadcast` header, `shm_release`,
+/// `shm_free`). Asked for by a client in its handshake; granted on unix
+/// connections only.
+pub const SHM: &str = "shm";

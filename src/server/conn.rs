@@ -1,10 +1,13 @@
 //! One client connection's state.
 
 use super::outqueue::{OutItem, OutQueue};
+use crate::shm::SharedPayload;
 use crate::transport::Transport;
 use crate::wire::{Frame, FrameReader};
+use rustc_hash::FxHashMap;
 use std::any::Any;
 use std::collections::{BTreeSet, VecDeque};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -62,6 +65,11 @@ pub struct Connection {
     /// What this client asked for in its handshake (and the server
     /// granted): how payloads may be sent to it.
     pub accepts: Accepts,
+    /// Descriptors received and not yet claimed by a frame announcing one.
+    pub fds: VecDeque<OwnedFd>,
+    /// Shared-memory payloads sent to this client and not yet released
+    /// (`shm_release`), by inode: the broker keeps each alive until then.
+    pub shm_held: FxHashMap<u64, Vec<Arc<SharedPayload>>>,
 }
 
 /// Encodings a client negotiated in its handshake. An old DiME2 client
@@ -70,6 +78,8 @@ pub struct Connection {
 pub struct Accepts {
     /// It reads matrices in the `dimeb_layout` encoding.
     pub layout: bool,
+    /// It takes shared-memory payloads (a unix connection that asked).
+    pub shm: bool,
 }
 
 impl Connection {
@@ -89,6 +99,8 @@ impl Connection {
             deferred: VecDeque::new(),
             armed: (true, false),
             accepts: Accepts::default(),
+            fds: VecDeque::new(),
+            shm_held: FxHashMap::default(),
         }
     }
 
@@ -125,6 +137,76 @@ impl Connection {
             }
         }
         None
+    }
+
+    /// Gives `frame` the descriptor its header announces (`"shm":
+    /// {"len":N,"segment":K}`), checked: a sealed memory file holding the
+    /// payload, which must then be absent from the frame itself. Whatever
+    /// is wrong is kept with the frame and becomes its error reply, in
+    /// request order. When the payload is finally dropped, (`id`, K) goes
+    /// to `freed`, so the sender hears its segment is free again.
+    pub fn attach_shm(
+        &mut self,
+        frame: &mut Frame,
+        id: ConnId,
+        max_message: u64,
+        freed: &Arc<std::sync::Mutex<Vec<(ConnId, u64)>>>,
+    ) {
+        #[derive(serde::Deserialize)]
+        struct Announce {
+            shm: Option<serde_json::Value>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Field {
+            len: u64,
+            segment: u64,
+        }
+        if !self.accepts.shm || !frame.json().windows(5).any(|w| w == b"\"shm\"") {
+            return;
+        }
+        // A header that does not parse fails in its service, as any other.
+        let Ok(Announce { shm: Some(field) }) = serde_json::from_slice(frame.json()) else {
+            return;
+        };
+        let fd = self.fds.pop_front();
+        let in_frame = frame.payload.len();
+        let take = || -> Result<Arc<SharedPayload>, String> {
+            let f: Field = serde_json::from_value(field)
+                .map_err(|e| format!("JSON parsing error: shm: {e}"))?;
+            let fd = fd.ok_or(
+                "The message announces a shared-memory payload, but no descriptor came with it",
+            )?;
+            if in_frame != 0 {
+                return Err(
+                    "A shared-memory message must not carry a payload in the frame too".into(),
+                );
+            }
+            if f.len > max_message {
+                return Err(format!(
+                    "Message too large: {} bytes of shared memory declared, the limit (--max-message) is {max_message}",
+                    f.len
+                ));
+            }
+            let len = usize::try_from(f.len).map_err(|_| "shm.len is too large".to_owned())?;
+            let p = SharedPayload::new(fd, len).map_err(|e| e.to_string())?;
+            let (freed, segment) = (freed.clone(), f.segment);
+            p.on_drop(move || {
+                freed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((id, segment))
+            });
+            Ok(Arc::new(p))
+        };
+        frame.shm = Some(take());
+    }
+
+    /// Moves the payloads whose descriptors were just written into
+    /// `shm_held`, where they stay until this client releases them.
+    pub fn hold_delivered(&mut self) {
+        for p in self.out.take_delivered() {
+            self.shm_held.entry(p.ino()).or_default().push(p);
+        }
     }
 
     /// Bytes of output this connection has not read yet (for backpressure).

@@ -20,7 +20,7 @@ mod service;
 mod services;
 mod state;
 
-use crate::transport::{Listener, WsOptions};
+use crate::transport::{Listener, ReadWithFds, WsOptions};
 use crate::wire::Frame;
 use conn::ConnId;
 use conn::Connection;
@@ -46,6 +46,9 @@ const SIGNAL_KEY: usize = FIRST_CONN_KEY - 1;
 const BACKLOG_HIGH: usize = 16 << 20;
 /// Bytes read from one connection per event before serving others.
 const READ_BUDGET: usize = 8 << 20;
+/// Descriptors a connection may have sent ahead of the frames announcing
+/// them; more means the two streams no longer match.
+const MAX_UNCLAIMED_FDS: usize = 64;
 /// Pause before retrying accept after an error such as EMFILE.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -184,6 +187,7 @@ impl Server {
                 }
             }
             self.resume_deferred();
+            self.state.notify_freed();
             self.flush_dirty();
             events.clear();
             let spin = self.busy.poll_without_blocking(Instant::now());
@@ -289,7 +293,17 @@ impl Server {
             }
             let mut budget = READ_BUDGET;
             loop {
-                match c.reader.read_from(&mut *c.stream) {
+                let read = if c.accepts.shm {
+                    let mut src = ReadWithFds {
+                        transport: &mut *c.stream,
+                        fds: &mut c.fds,
+                        dontwait: false,
+                    };
+                    c.reader.read_from(&mut src)
+                } else {
+                    c.reader.read_from(&mut *c.stream)
+                };
+                match read {
                     Ok(0) => {
                         eof = true;
                         break;
@@ -313,13 +327,26 @@ impl Server {
                 }
                 loop {
                     match c.reader.next_frame() {
-                        Ok(Some(f)) => frames.push(f),
+                        Ok(Some(mut f)) => {
+                            let max = self.state.config.max_message;
+                            c.attach_shm(&mut f, id, max, &self.state.shm_freed);
+                            frames.push(f);
+                        }
                         Ok(None) => break,
                         Err(e) => {
                             fatal = Some(e.to_string());
                             break;
                         }
                     }
+                }
+                if c.fds.len() > MAX_UNCLAIMED_FDS {
+                    // Descriptors no frame announced: the stream of frames
+                    // and the stream of descriptors no longer match.
+                    fatal = Some(format!(
+                        "More than {MAX_UNCLAIMED_FDS} file descriptors arrived without \
+                         shared-memory messages to carry"
+                    ));
+                    c.fds.clear();
                 }
                 if fatal.is_some() || budget == 0 {
                     break;
@@ -353,6 +380,10 @@ impl Server {
     /// header is an error reply and the connection carries on (as the
     /// original server does for bad fields); only a broken frame closes it.
     fn handle_frame(&mut self, id: ConnId, frame: Frame) {
+        if let Some(Err(msg)) = &frame.shm {
+            self.state.reply_error(id, msg);
+            return;
+        }
         // Parsed from a reused copy: the handler takes the frame itself.
         self.header_text.clear();
         match std::str::from_utf8(frame.json()) {
@@ -476,6 +507,7 @@ impl Server {
                 Ok(false)
             }
         });
+        c.hold_delivered();
         let done = match flushed {
             Ok(done) => done,
             Err(e) => {

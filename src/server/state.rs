@@ -11,7 +11,7 @@ use crate::buffer::PooledBuf;
 use crate::wire::encode_head;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Server state shared by every service's command handlers.
@@ -30,6 +30,10 @@ pub struct State {
     /// What the handshake announces in `"extensions"`: every registered
     /// service's `Service::EXTENSIONS`, given by the registry.
     pub extensions: Vec<&'static str>,
+    /// Shared-memory segments nobody holds any more, as (sender, the
+    /// sender's segment number): filled from wherever the last reference
+    /// is dropped, drained by [`State::notify_freed`].
+    pub shm_freed: Arc<Mutex<Vec<(ConnId, u64)>>>,
 }
 
 impl State {
@@ -37,6 +41,7 @@ impl State {
     pub fn new(config: Config, extensions: Vec<&'static str>) -> State {
         State {
             extensions,
+            shm_freed: Arc::default(),
             conns: FxHashMap::default(),
             config,
             dirty: FxHashSet::default(),
@@ -90,6 +95,21 @@ impl State {
     /// Queues `{"status":-1,"error":msg}` for `id`.
     pub fn reply_error(&mut self, id: ConnId, msg: &str) {
         self.reply(id, serde_json::json!({"status": -1, "error": msg}));
+    }
+
+    /// Tells each sender whose segments nobody holds any more that it may
+    /// reuse them: `{"status":1,"meta":true,"command":"shm_free",
+    /// "segment":N}`, a meta message (it is not a reply). Senders that
+    /// have gone are skipped.
+    pub fn notify_freed(&mut self) {
+        let freed = std::mem::take(&mut *self.shm_freed.lock().unwrap_or_else(|p| p.into_inner()));
+        for (id, segment) in freed {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.meta(json_item(&serde_json::json!({"status": 1, "meta": true,
+                    "command": "shm_free", "segment": segment})));
+                self.dirty.insert(id);
+            }
+        }
     }
 
     /// Removes a closed connection and its pending deadlines. Services have

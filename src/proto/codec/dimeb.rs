@@ -178,10 +178,105 @@ pub fn has_matrix(value: &Value) -> bool {
     }
 }
 
-fn put_count(out: &mut Vec<u8>, n: usize, what: &str) -> Result<(), CodecError> {
+/// Where an encoder writes: a growable vector, or a slice of exactly the
+/// right length (a shared-memory segment).
+pub trait Out {
+    /// Bytes written so far.
+    fn pos(&self) -> usize;
+    /// Appends `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+    /// Appends one byte.
+    fn put_byte(&mut self, b: u8) {
+        self.put(&[b]);
+    }
+    /// Appends `n` zero bytes.
+    fn zeros(&mut self, n: usize);
+    /// Appends `n` bytes written by `fill` (which must write all of them)
+    /// without zeroing them first: for large matrices the zeroing would
+    /// be a whole extra pass over memory.
+    fn append_with(&mut self, n: usize, fill: impl FnOnce(*mut u8)) -> Result<(), CodecError>;
+}
+
+impl Out for Vec<u8> {
+    fn pos(&self) -> usize {
+        self.len()
+    }
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    fn put_byte(&mut self, b: u8) {
+        self.push(b);
+    }
+    fn zeros(&mut self, n: usize) {
+        self.resize(self.len() + n, 0);
+    }
+    fn append_with(&mut self, n: usize, fill: impl FnOnce(*mut u8)) -> Result<(), CodecError> {
+        self.try_reserve(n).map_err(|e| {
+            CodecError(format!("cannot allocate {n} bytes to encode a matrix: {e}"))
+        })?;
+        let start = self.len();
+        // SAFETY: the reservation above makes room for `n` more bytes;
+        // `fill` writes every one of them before the length covers them.
+        unsafe {
+            fill(self.as_mut_ptr().add(start));
+            self.set_len(start + n);
+        }
+        Ok(())
+    }
+}
+
+/// A fixed slice being filled; writing past its end only sets `overflow`
+/// (the caller sized it with `encoded_len_with`, so that is a bug to report,
+/// never memory to corrupt).
+struct SliceOut<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+    overflow: bool,
+}
+
+impl SliceOut<'_> {
+    /// Room for `n` more bytes, or the overflow noted.
+    fn room(&mut self, n: usize) -> Option<&mut [u8]> {
+        match self.pos.checked_add(n).filter(|end| *end <= self.buf.len()) {
+            Some(end) => {
+                let r = &mut self.buf[self.pos..end];
+                self.pos = end;
+                Some(r)
+            }
+            None => {
+                self.overflow = true;
+                None
+            }
+        }
+    }
+}
+
+impl Out for SliceOut<'_> {
+    fn pos(&self) -> usize {
+        self.pos
+    }
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(r) = self.room(bytes.len()) {
+            r.copy_from_slice(bytes);
+        }
+    }
+    fn zeros(&mut self, n: usize) {
+        if let Some(r) = self.room(n) {
+            r.fill(0);
+        }
+    }
+    fn append_with(&mut self, n: usize, fill: impl FnOnce(*mut u8)) -> Result<(), CodecError> {
+        if let Some(r) = self.room(n) {
+            fill(r.as_mut_ptr());
+        }
+        Ok(())
+    }
+}
+
+fn put_count<O: Out>(out: &mut O, n: usize, what: &str) -> Result<(), CodecError> {
     let n =
         u32::try_from(n).map_err(|_| CodecError(format!("{what} of {n} exceeds the u32 limit")))?;
-    out.extend_from_slice(&n.to_be_bytes());
+    out.put(&n.to_be_bytes());
     Ok(())
 }
 
@@ -198,10 +293,37 @@ pub fn encode_into_with(
     out: &mut Vec<u8>,
     enc: MatrixEncoding,
 ) -> Result<(), CodecError> {
+    write_value(value, out, enc)
+}
+
+/// Encodes `value` into `dst`, which must be exactly
+/// [`encoded_len_with`]`(value, enc)` bytes long (a shared-memory segment,
+/// say: alignment is counted from its start). Returns the bytes written.
+pub fn encode_to_slice(
+    value: &Value,
+    dst: &mut [u8],
+    enc: MatrixEncoding,
+) -> Result<usize, CodecError> {
+    let mut out = SliceOut {
+        buf: dst,
+        pos: 0,
+        overflow: false,
+    };
+    write_value(value, &mut out, enc)?;
+    if out.overflow || out.pos != out.buf.len() {
+        return err(format!(
+            "the value does not encode to the {} bytes given",
+            out.buf.len()
+        ));
+    }
+    Ok(out.pos)
+}
+
+fn write_value<O: Out>(value: &Value, out: &mut O, enc: MatrixEncoding) -> Result<(), CodecError> {
     match value {
-        Value::Null => out.push(TAG_NULL),
-        Value::Bool(true) => out.push(TAG_TRUE),
-        Value::Bool(false) => out.push(TAG_FALSE),
+        Value::Null => out.put_byte(TAG_NULL),
+        Value::Bool(true) => out.put_byte(TAG_TRUE),
+        Value::Bool(false) => out.put_byte(TAG_FALSE),
         Value::I8(x) => scalar(out, ElemKind::I8, &x.to_be_bytes()),
         Value::I16(x) => scalar(out, ElemKind::I16, &x.to_be_bytes()),
         Value::I32(x) => scalar(out, ElemKind::I32, &x.to_be_bytes()),
@@ -213,70 +335,54 @@ pub fn encode_into_with(
         Value::F32(x) => scalar(out, ElemKind::F32, &x.to_be_bytes()),
         Value::F64(x) => scalar(out, ElemKind::F64, &x.to_be_bytes()),
         Value::C32(c) => {
-            out.push(ElemKind::C32 as u8);
-            out.extend_from_slice(&c.re.to_be_bytes());
-            out.extend_from_slice(&c.im.to_be_bytes());
+            out.put_byte(ElemKind::C32 as u8);
+            out.put(&c.re.to_be_bytes());
+            out.put(&c.im.to_be_bytes());
         }
         Value::C64(c) => {
-            out.push(ElemKind::C64 as u8);
-            out.extend_from_slice(&c.re.to_be_bytes());
-            out.extend_from_slice(&c.im.to_be_bytes());
+            out.put_byte(ElemKind::C64 as u8);
+            out.put(&c.re.to_be_bytes());
+            out.put(&c.im.to_be_bytes());
         }
         Value::Matrix(m) => match enc {
             MatrixEncoding::Classic => encode_matrix(m, out)?,
             MatrixEncoding::Native => encode_matrix_native(m, out)?,
         },
         Value::String(s) => {
-            out.push(TAG_STRING);
+            out.put_byte(TAG_STRING);
             put_count(out, s.len(), "string length")?;
-            out.extend_from_slice(s.as_bytes());
+            out.put(s.as_bytes());
         }
         Value::List(items) => {
-            out.push(TAG_LIST);
+            out.put_byte(TAG_LIST);
             put_count(out, items.len(), "list length")?;
             for item in items {
-                encode_into_with(item, out, enc)?;
+                write_value(item, out, enc)?;
             }
         }
         Value::Map(pairs) => {
-            out.push(TAG_MAP);
+            out.put_byte(TAG_MAP);
             put_count(out, pairs.len(), "map size")?;
             for (k, v) in pairs {
-                encode_into_with(k, out, enc)?;
-                encode_into_with(v, out, enc)?;
+                write_value(k, out, enc)?;
+                write_value(v, out, enc)?;
             }
         }
     }
     Ok(())
 }
 
-fn scalar(out: &mut Vec<u8>, kind: ElemKind, be: &[u8]) {
-    out.push(kind as u8);
-    out.extend_from_slice(be);
+fn scalar<O: Out>(out: &mut O, kind: ElemKind, be: &[u8]) {
+    out.put_byte(kind as u8);
+    out.put(be);
 }
 
-fn put_dims(m: &Matrix, out: &mut Vec<u8>) -> Result<(), CodecError> {
+fn put_dims<O: Out>(m: &Matrix, out: &mut O) -> Result<(), CodecError> {
     let rank =
         u8::try_from(m.dims().len()).map_err(|_| CodecError("matrix rank exceeds 255".into()))?;
-    out.push(rank);
+    out.put_byte(rank);
     for d in m.dims() {
         put_count(out, *d, "matrix dimension")?;
-    }
-    Ok(())
-}
-
-/// Appends `n` bytes written by `fill` (which must write all of them)
-/// without zeroing them first: for large matrices the zeroing would be a
-/// whole extra pass over memory.
-fn append_with(out: &mut Vec<u8>, n: usize, fill: impl FnOnce(*mut u8)) -> Result<(), CodecError> {
-    out.try_reserve(n)
-        .map_err(|e| CodecError(format!("cannot allocate {n} bytes to encode a matrix: {e}")))?;
-    let start = out.len();
-    // SAFETY: the reservation above makes room for `n` more bytes; `fill`
-    // writes every one of them before the length covers them.
-    unsafe {
-        fill(out.as_mut_ptr().add(start));
-        out.set_len(start + n);
     }
     Ok(())
 }
@@ -284,12 +390,12 @@ fn append_with(out: &mut Vec<u8>, n: usize, fill: impl FnOnce(*mut u8)) -> Resul
 /// Appends a matrix in the classic encoding: tag, rank, dims, then the
 /// elements column-major and big-endian, in one pass over the caller's
 /// buffer (transposing a row-major one while it byte-swaps).
-pub fn encode_matrix(m: &Matrix, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    out.push(TAG_MATRIX | m.kind() as u8);
+pub fn encode_matrix<O: Out>(m: &Matrix, out: &mut O) -> Result<(), CodecError> {
+    out.put_byte(TAG_MATRIX | m.kind() as u8);
     put_dims(m, out)?;
     let src = m.stored_bytes();
     let (kind, dims) = (m.kind(), m.dims());
-    append_with(out, src.len(), |dst| match m.layout() {
+    out.append_with(src.len(), |dst| match m.layout() {
         // SAFETY: `dst` has room for `src.len()` bytes (append_with).
         Layout::ColumnMajor => unsafe { layout::copy_raw(src, kind, NATIVE_LE, dst) },
         // SAFETY: as above; `src` is the byte length of `dims`.
@@ -300,8 +406,8 @@ pub fn encode_matrix(m: &Matrix, out: &mut Vec<u8>) -> Result<(), CodecError> {
 /// Appends a matrix in the `dimeb_layout` encoding: tag `0x40 | class`,
 /// flags (row-major, little-endian), rank, dims, a pad count and that
 /// many zero bytes, then the elements exactly as stored (one copy).
-fn encode_matrix_native(m: &Matrix, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    out.push(TAG_LAYOUT_MATRIX | m.kind() as u8);
+fn encode_matrix_native<O: Out>(m: &Matrix, out: &mut O) -> Result<(), CodecError> {
+    out.put_byte(TAG_LAYOUT_MATRIX | m.kind() as u8);
     let mut flags = 0;
     if m.layout() == Layout::RowMajor {
         flags |= FLAG_ROW_MAJOR;
@@ -309,13 +415,13 @@ fn encode_matrix_native(m: &Matrix, out: &mut Vec<u8>) -> Result<(), CodecError>
     if NATIVE_LE {
         flags |= FLAG_LITTLE_ENDIAN;
     }
-    out.push(flags);
+    out.put_byte(flags);
     put_dims(m, out)?;
     let src = m.stored_bytes();
-    let pad = pad_for(out.len() + 1, src.len(), m.kind());
-    out.push(pad as u8);
-    out.resize(out.len() + pad, 0);
-    append_with(out, src.len(), |dst| {
+    let pad = pad_for(out.pos() + 1, src.len(), m.kind());
+    out.put_byte(pad as u8);
+    out.zeros(pad);
+    out.append_with(src.len(), |dst| {
         // SAFETY: `dst` has room for `src.len()` bytes (append_with).
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) }
     })
@@ -724,7 +830,7 @@ impl<'a> Reader<'a> {
                 // Classic elements are big-endian: swap unless the sender's
                 // already are.
                 let swap = h.swap != NATIVE_LE;
-                append_with(out, h.len, |dst| match h.layout {
+                out.append_with(h.len, |dst| match h.layout {
                     // SAFETY: room for `h.len` bytes (append_with).
                     Layout::ColumnMajor => unsafe { layout::copy_raw(src, h.kind, swap, dst) },
                     // SAFETY: as above; `src` is the byte length of `dims`.
@@ -1201,6 +1307,13 @@ mod tests {
         fn any_value_round_trips_natively(v in arb_value()) {
             let bytes = encode_with(&v, MatrixEncoding::Native).unwrap();
             prop_assert_eq!(bytes.len(), encoded_len_with(&v, MatrixEncoding::Native));
+            // Into a slice of exactly that size: the same bytes; any other
+            // size is an error, not a short or overrun write.
+            let mut slice = vec![0xAAu8; bytes.len()];
+            prop_assert_eq!(encode_to_slice(&v, &mut slice, MatrixEncoding::Native).unwrap(), bytes.len());
+            prop_assert_eq!(&slice, &bytes);
+            prop_assert!(encode_to_slice(&v, &mut vec![0; bytes.len() + 1], MatrixEncoding::Native).is_err());
+            prop_assert!(encode_to_slice(&v, &mut vec![0; bytes.len() - 1], MatrixEncoding::Native).is_err());
             prop_assert_eq!(&decode(&bytes).unwrap(), &v);
             prop_assert_eq!(to_classic(&bytes).unwrap().to_vec(), encode(&v).unwrap());
         }

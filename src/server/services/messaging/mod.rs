@@ -55,6 +55,9 @@ pub struct MessagingHeader<'a> {
     /// `send`, `broadcast`: the payload may hold `dimeb_layout` matrices,
     /// which the broker converts for recipients that did not ask for them.
     pub dimeb_layout: Option<bool>,
+    /// `shm_release`: the inode of a shared-memory payload this client is
+    /// done with.
+    pub ino: Option<u64>,
 }
 
 type Header<'a> = MessagingHeader<'a>;
@@ -85,6 +88,7 @@ impl Service for Messaging {
         ("sync", sync),
         ("wait", wait),
         ("devices", devices),
+        ("shm_release", shm_release),
     ];
 
     const EXTENSIONS: &'static [&'static str] = &[
@@ -92,6 +96,7 @@ impl Service for Messaging {
         extensions::SYNC_WAIT,
         extensions::SEND_RECEIVE,
         extensions::DIMEB_LAYOUT,
+        extensions::SHM,
     ];
 
     fn withdraw(&mut self, _: &mut State, _: ConnId, _: InboxWait) {
@@ -172,6 +177,8 @@ fn handshake(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Fra
     let conn = st.conns.get_mut(&id).expect("live connection");
     conn.accepts = Accepts {
         layout: asked(extensions::DIMEB_LAYOUT),
+        // Descriptors only travel over unix sockets.
+        shm: asked(extensions::SHM) && conn.stream.passes_fds(),
     };
     // "extensions" is ours: what this server understands beyond DiME2, so
     // our clients fall back to DiME2's own commands where a server (an
@@ -231,32 +238,10 @@ fn relay(st: &mut State, id: ConnId, h: &Header, frame: Frame, recipients: Vec<C
             "A message header may not carry \"status\" or \"meta\": recipients would take it for a reply".into(),
         ));
     }
-    // A payload in the layout encoding goes as it is to recipients that
-    // negotiated it; the others get DiME2's classic encoding, converted
-    // once here for all of them.
-    let classic = if flag(h.dimeb_layout)
-        && recipients
-            .iter()
-            .any(|r| st.conns.get(r).is_some_and(|c| !c.accepts.layout))
-    {
-        let twin = convert::classic_frame(&frame).map_err(|e| {
-            CommandError::Failed(format!(
-                "Cannot convert the message for recipients that read only DiME2's matrix \
-                 encoding: {e}"
-            ))
-        })?;
-        Some(Arc::new(twin))
-    } else {
-        None
-    };
-    let frame = Arc::new(frame);
-    let pick = |c: &Connection| match &classic {
-        Some(twin) if !c.accepts.layout => twin.clone(),
-        _ => frame.clone(),
-    };
-    check_queue_room(st, &recipients, |c| pick(c).wire_len() as u64)
+    let copies = Copies::of(st, &recipients, frame, flag(h.dimeb_layout))?;
+    check_queue_room(st, &recipients, |c| copies.pick(c).queued_len() as u64)
         .map_err(CommandError::Failed)?;
-    deliver(st, &recipients, pick);
+    deliver(st, &recipients, |c| copies.pick(c));
     // "receive": true (our extension) answers with the sender's own next
     // messages instead of a bare status: a request/reply in one exchange.
     if flag(h.receive) {
@@ -320,7 +305,7 @@ fn drain_inbox(st: &mut State, id: ConnId, n: i64) {
     };
     for _ in 0..count {
         let frame = conn.inbox.pop_front().expect("counted");
-        conn.inbox_bytes -= frame.wire_len() as u64;
+        conn.inbox_bytes -= frame.queued_len() as u64;
         conn.reply(OutItem::Shared(frame));
     }
     st.reply_ok(id);
@@ -348,6 +333,84 @@ fn devices(svc: &mut Messaging, st: &mut State, id: ConnId, _: &Header, _: Frame
     let devices: Vec<&str> = svc.groups.names().collect();
     let reply = json!({"status": 0, "devices": devices});
     st.reply(id, reply);
+    Ok(())
+}
+
+/// The copies of one message its recipients get: the sender's own frame
+/// for those that negotiated everything it uses; the payload copied into
+/// the frame for those that cannot take a shared-memory descriptor; DiME2's
+/// classic encoding for those that did not negotiate `dimeb_layout`. Each
+/// is made once, and only if some recipient needs it.
+struct Copies {
+    original: Arc<Frame>,
+    inline: Option<Arc<Frame>>,
+    classic: Option<Arc<Frame>>,
+    /// The payload holds `dimeb_layout` matrices.
+    layout: bool,
+}
+
+impl Copies {
+    fn of(st: &State, recipients: &[ConnId], frame: Frame, layout: bool) -> Result<Copies> {
+        let shared = frame.shared().is_some();
+        let mut copies = Copies {
+            original: Arc::new(frame),
+            inline: None,
+            classic: None,
+            layout,
+        };
+        for c in recipients.iter().filter_map(|r| st.conns.get(r)) {
+            if layout && !c.accepts.layout && copies.classic.is_none() {
+                let twin = convert::classic_frame(&copies.original).map_err(|e| {
+                    CommandError::Failed(format!(
+                        "Cannot convert the message for recipients that read only DiME2's \
+                         matrix encoding: {e}"
+                    ))
+                })?;
+                copies.classic = Some(Arc::new(twin));
+            } else if shared
+                && !c.accepts.shm
+                && (c.accepts.layout || !layout)
+                && copies.inline.is_none()
+            {
+                let twin = convert::inline_frame(&copies.original).map_err(|e| {
+                    CommandError::Failed(format!(
+                        "Cannot copy the shared-memory message for recipients without shared \
+                         memory: {e}"
+                    ))
+                })?;
+                copies.inline = Some(Arc::new(twin));
+            }
+        }
+        Ok(copies)
+    }
+
+    /// The copy for connection `c`.
+    fn pick(&self, c: &Connection) -> Arc<Frame> {
+        let copy = if self.layout && !c.accepts.layout {
+            &self.classic
+        } else if self.original.shared().is_some() && !c.accepts.shm {
+            &self.inline
+        } else {
+            &None
+        };
+        copy.as_ref().unwrap_or(&self.original).clone()
+    }
+}
+
+/// `shm_release` (ours, no reply): the client is done with the
+/// shared-memory payload of inode `ino` that it was sent; the broker drops
+/// its hold on it (the sender hears once nobody holds it). An inode it does
+/// not hold is ignored: there is nothing to answer.
+fn shm_release(_: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let (Some(ino), Some(c)) = (h.ino, st.conns.get_mut(&id)) else {
+        return Ok(());
+    };
+    if let Some(held) = c.shm_held.get_mut(&ino) {
+        held.pop();
+        if held.is_empty() {
+            c.shm_held.remove(&ino);
+        }
+    }
     Ok(())
 }
 
@@ -381,7 +444,7 @@ fn deliver(st: &mut State, recipients: &[ConnId], pick: impl Fn(&Connection) -> 
             continue;
         };
         let frame = pick(c);
-        c.inbox_bytes += frame.wire_len() as u64;
+        c.inbox_bytes += frame.queued_len() as u64;
         c.inbox.push_back(frame);
         let sync_wait = c
             .blocked

@@ -1,0 +1,339 @@
+//! Shared-memory payloads (docs/protocol-extensions.md, "Shared memory"):
+//! large payloads between our clients on one host travel as sealed memory
+//! files passed over the unix socket; the broker checks and passes the
+//! descriptor without reading the bytes, keeps each segment until every
+//! recipient has released it, then tells the sender it may reuse it;
+//! recipients that cannot take descriptors get the bytes in the frame.
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::{Raw, TestServer};
+use dime::client::ConnectOptions;
+use dime::codec::dimeb::{self, MatrixEncoding};
+use dime::layout::Layout;
+use dime::shm::Segment;
+use dime::transport::{Address, Transport};
+use dime::{Client, ElemKind, Matrix, Value};
+use serde_json::json;
+use std::io::IoSlice;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+/// A `rows` x `cols` float64 matrix stored row-major, (i, j) = i * 1000 + j + seed.
+fn big(rows: usize, cols: usize, seed: f64) -> Value {
+    let elems: Vec<u8> = (0..rows)
+        .flat_map(|i| (0..cols).map(move |j| (i * 1000 + j) as f64 + seed))
+        .flat_map(f64::to_ne_bytes)
+        .collect();
+    Value::Matrix(
+        Matrix::with_layout(ElemKind::F64, vec![rows, cols], elems, Layout::RowMajor).unwrap(),
+    )
+}
+
+/// Taken by every test here: two of them count this process's open
+/// descriptors, which the others would change under them.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Open descriptors of this process (the test server runs in it).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Waits until `cond` holds, reading pushes with `c` (a sender learns of a
+/// freed segment from a meta message read with its next request).
+fn eventually(c: &mut Client, cond: impl Fn(&Client) -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !cond(c) {
+        assert!(Instant::now() < until, "timed out");
+        c.devices().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn large_payloads_go_through_shared_memory_and_segments_are_reused() {
+    let _serial = serial();
+    let srv = TestServer::start();
+    let mut a = srv.client();
+    let mut b = srv.client();
+    assert!(a.uses_shm() && b.uses_shm());
+    b.join(&["g"]).unwrap();
+    let v = big(500, 400, 0.5);
+    a.send("g", "x", &v).unwrap();
+    assert_eq!(a.shm_segments(), (1, 0), "lent to the broker");
+    let msgs = b.sync_messages(-1).unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert!(msgs[0].is_shared());
+    assert!(msgs[0].payload.is_empty(), "no bytes in the frame");
+    let got = msgs.into_iter().next().unwrap().into_value().unwrap();
+    assert_eq!(got, v);
+    // Released when the value is dropped; the sender hears it is free.
+    drop(got);
+    eventually(&mut a, |a| a.shm_segments() == (0, 1));
+    // And reuses it: no new segment.
+    a.send("g", "x", &big(500, 400, 1.5)).unwrap();
+    assert_eq!(a.shm_segments(), (1, 0));
+    assert_eq!(b.sync(-1).unwrap()[0].1, big(500, 400, 1.5));
+    eventually(&mut a, |a| a.shm_segments() == (0, 1));
+}
+
+#[test]
+fn small_payloads_and_clients_without_it_use_the_socket() {
+    let _serial = serial();
+    let srv = TestServer::start_with(|c| {
+        c.listen.push(Address::parse("tcp:127.0.0.1:0").unwrap());
+    });
+    let mut a = srv.client();
+    let mut b = srv.client();
+    b.join(&["g"]).unwrap();
+    a.send("g", "x", &big(10, 10, 0.0)).unwrap();
+    let m = b.sync_messages(-1).unwrap();
+    assert!(!m[0].is_shared(), "below the threshold");
+    assert_eq!(a.shm_segments(), (0, 0));
+
+    // Over TCP nobody offers descriptors; a unix client that did not ask
+    // gets the bytes in the frame too.
+    let mut tcp = Client::connect(&srv.addrs[1]).unwrap();
+    assert!(!tcp.uses_shm());
+    tcp.join(&["g"]).unwrap();
+    let plain = ConnectOptions {
+        shm: false,
+        ..ConnectOptions::default()
+    };
+    let mut unix_plain = Client::connect_with(&srv.unix(), plain).unwrap();
+    assert!(!unix_plain.uses_shm());
+    unix_plain.join(&["g"]).unwrap();
+    let mut old = srv.raw();
+    old.call(json!({"command": "handshake", "serialization": "dimeb", "tls": false}));
+    old.call(json!({"command": "join", "name": "g"}));
+    let v = big(500, 400, 2.0);
+    a.send("g", "x", &v).unwrap();
+    let m = b.sync_messages(-1).unwrap();
+    assert!(m[0].is_shared());
+    for c in [&mut tcp, &mut unix_plain] {
+        let m = c.sync_messages(-1).unwrap();
+        assert!(!m[0].is_shared());
+        assert_eq!(
+            m[0].payload.to_vec(),
+            dimeb::encode_with(&v, MatrixEncoding::Native).unwrap()
+        );
+    }
+    old.send(json!({"command": "sync"}), &[]);
+    let (h, payload) = old.recv();
+    assert!(
+        h.get("shm").is_none() && h.get("dimeb_layout").is_none(),
+        "{h}"
+    );
+    assert_eq!(payload, dimeb::encode(&v).unwrap(), "classic, in the frame");
+}
+
+#[test]
+fn a_recipient_that_dies_holding_a_segment_frees_it_and_nothing_leaks() {
+    let _serial = serial();
+    let fds_before = open_fds();
+    {
+        let srv = TestServer::start();
+        let mut a = srv.client();
+        let mut b = srv.client();
+        b.join(&["g"]).unwrap();
+        let mut idle = srv.client();
+        idle.join(&["g"]).unwrap();
+        a.send("g", "x", &big(500, 400, 0.0)).unwrap();
+        let held = b.sync(-1).unwrap();
+        // `idle` never syncs; `b` holds its view. Both go away.
+        drop(idle);
+        drop(b);
+        // The value outlives its client: its data is still readable, and
+        // dropping it later sends nothing (the connection is gone).
+        assert_eq!(held[0].1, big(500, 400, 0.0));
+        drop(held);
+        eventually(&mut a, |a| a.shm_segments() == (0, 1));
+    }
+    // Server and clients gone: every descriptor is closed again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open_fds() > fds_before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(open_fds() <= fds_before, "{} > {fds_before}", open_fds());
+}
+
+#[test]
+fn a_sender_that_goes_away_leaves_its_messages_readable() {
+    let _serial = serial();
+    let srv = TestServer::start();
+    let mut b = srv.client();
+    b.join(&["g"]).unwrap();
+    {
+        let mut a = srv.client();
+        a.send("g", "x", &big(500, 400, 7.0)).unwrap();
+    }
+    assert_eq!(b.sync(-1).unwrap()[0].1, big(500, 400, 7.0));
+}
+
+#[test]
+fn releases_may_come_from_another_thread() {
+    let _serial = serial();
+    let srv = TestServer::start();
+    let mut a = srv.client();
+    let mut b = srv.client();
+    b.join(&["g"]).unwrap();
+    a.send("g", "x", &big(500, 400, 0.0)).unwrap();
+    let got = b.sync(-1).unwrap();
+    std::thread::spawn(move || drop(got)).join().unwrap();
+    eventually(&mut a, |a| a.shm_segments() == (0, 1));
+    // b's connection is intact after the release written beside it.
+    a.send("g", "y", &Value::I64(3)).unwrap();
+    assert_eq!(b.sync(-1).unwrap(), vec![("y".to_owned(), Value::I64(3))]);
+}
+
+#[test]
+fn the_queue_limit_counts_shared_memory_bytes() {
+    let _serial = serial();
+    let v = big(500, 400, 0.0);
+    let len = dimeb::encoded_len_with(&v, MatrixEncoding::Native) as u64;
+    let srv = TestServer::start_with(|c| c.max_queue = len);
+    let mut a = srv.client();
+    let mut b = srv.client();
+    b.join(&["g"]).unwrap();
+    let err = a.send("g", "x", &v).unwrap_err();
+    assert!(err.to_string().contains("--max-queue"), "{err}");
+    // Refused, the segment comes back to the sender.
+    eventually(&mut a, |a| a.shm_segments() == (0, 1));
+}
+
+/// A raw unix connection that negotiated shared memory.
+fn raw_shm(srv: &TestServer) -> Raw {
+    let mut raw = srv.raw();
+    let r = raw.call(
+        json!({"command": "handshake", "serialization": "dimeb", "tls": false,
+        "extensions": ["shm"]}),
+    );
+    assert_eq!(r["status"], 0);
+    raw
+}
+
+/// Writes a frame with `fd` attached to its first byte.
+fn send_with_fd(
+    raw: &mut Raw,
+    json: serde_json::Value,
+    payload: &[u8],
+    fd: std::os::fd::BorrowedFd,
+) {
+    let bytes = common::frame(json.to_string().as_bytes(), payload);
+    let n = raw
+        .stream
+        .send_with_fds(&[IoSlice::new(&bytes)], &[fd])
+        .unwrap();
+    assert_eq!(n, bytes.len());
+}
+
+#[test]
+fn descriptors_are_checked_before_anything_is_relayed() {
+    let _serial = serial();
+    let srv = TestServer::start();
+    let mut b = srv.client();
+    b.join(&["g"]).unwrap();
+    let mut raw = raw_shm(&srv);
+    let send = |len: usize| {
+        json!({"command": "send", "name": "g", "varname": "x", "serialization": "dimeb",
+            "shm": {"len": len, "segment": 1}})
+    };
+    let expect_error = |raw: &mut Raw, text: &str| {
+        let (r, _) = raw.recv();
+        assert_eq!(r["status"], -1, "{r}");
+        let msg = r["error"].as_str().unwrap();
+        assert!(msg.contains(text), "{msg} lacks {text}");
+    };
+    // Announced, but no descriptor.
+    raw.send(send(16), &[]);
+    expect_error(&mut raw, "no descriptor");
+    // A descriptor that is not a memory file.
+    let file = tempfile::tempfile().unwrap();
+    file.set_len(4096).unwrap();
+    send_with_fd(&mut raw, send(16), &[], file.as_fd());
+    expect_error(&mut raw, "memory file");
+    // A memory file shorter than the header says.
+    let seg = Segment::create(4096).unwrap();
+    send_with_fd(&mut raw, send(8192), &[], seg.fd());
+    expect_error(&mut raw, "holds 4096 bytes");
+    // Bytes in the frame as well.
+    send_with_fd(&mut raw, send(16), &[1, 2, 3], seg.fd());
+    expect_error(&mut raw, "must not carry a payload");
+    // A bad "shm" field.
+    send_with_fd(
+        &mut raw,
+        json!({"command": "send", "name": "g", "varname": "x", "shm": {"len": "many"}}),
+        &[],
+        seg.fd(),
+    );
+    expect_error(&mut raw, "JSON parsing error");
+    // Nothing reached the recipient, and the connection still works.
+    assert!(b.sync(-1).unwrap().is_empty());
+    assert_eq!(raw.call(json!({"command": "devices"}))["status"], 0);
+    // A good one goes through.
+    let mut seg = Segment::create(4096).unwrap();
+    let v = Value::from("via shared memory");
+    let bytes = dimeb::encode(&v).unwrap();
+    seg.bytes_mut()[..bytes.len()].copy_from_slice(&bytes);
+    send_with_fd(&mut raw, send(bytes.len()), &[], seg.fd());
+    assert_eq!(raw.recv().0["status"], 0);
+    assert_eq!(b.sync(-1).unwrap(), vec![("x".to_owned(), v)]);
+}
+
+#[test]
+fn descriptors_nobody_announced_close_the_connection() {
+    let _serial = serial();
+    let srv = TestServer::start();
+    let mut raw = raw_shm(&srv);
+    let seg = Segment::create(4096).unwrap();
+    let probe = common::frame(br#"{"command":"devices"}"#, &[]);
+    let mut closed = false;
+    for _ in 0..100 {
+        if raw
+            .stream
+            .send_with_fds(&[IoSlice::new(&probe)], &[seg.fd()])
+            .is_err()
+        {
+            closed = true;
+            break;
+        }
+    }
+    // Replies came while it was fine, then an error naming the reason.
+    let mut last = None;
+    while let Some((h, _)) = raw.try_recv() {
+        last = Some(h);
+    }
+    let last = last.unwrap();
+    assert!(
+        last["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("file descriptors")),
+        "{last} (closed early: {closed})"
+    );
+}
+
+#[test]
+fn a_client_without_shared_memory_never_gets_descriptors() {
+    let _serial = serial();
+    // Descriptors a peer sends on a connection that did not negotiate them
+    // are dropped by the kernel, never kept.
+    let srv = TestServer::start();
+    let mut raw = srv.raw();
+    raw.call(json!({"command": "handshake", "serialization": "dimeb", "tls": false}));
+    let seg = Segment::create(4096).unwrap();
+    let frame = common::frame(br#"{"command":"devices"}"#, &[]);
+    let fds_before = open_fds();
+    for _ in 0..20 {
+        raw.stream
+            .send_with_fds(&[IoSlice::new(&frame)], &[seg.fd()])
+            .unwrap();
+        assert_eq!(raw.recv().0["status"], 0);
+    }
+    assert!(open_fds() <= fds_before + 1);
+}
