@@ -13,12 +13,15 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// Payloads from this size up go through shared memory by default. Below
-/// it, a socket write costs less than mapping and releasing a segment
-/// (measured with `cargo bench --bench arrays -- threshold`).
-pub const DEFAULT_THRESHOLD: usize = 1 << 20;
+/// it, a socket write costs less than mapping and releasing a segment:
+/// `cargo bench --bench shm` measured shared memory level with the socket
+/// at 128 KiB and 1.5x faster at 256 KiB (2.9x at 1 MiB).
+pub const DEFAULT_THRESHOLD: usize = 256 << 10;
 
-/// Segments are made in multiples of this, so similar sizes share them.
-const GRANULE: usize = 2 << 20;
+/// Segments are made in multiples of this (so similar sizes share them)…
+const GRANULE: usize = 64 << 10;
+/// …or of this from this size up, where a little more makes no difference.
+const LARGE_GRANULE: usize = 2 << 20;
 /// Most segments a sender keeps free for reuse…
 const KEEP_FREE: usize = 4;
 /// …and most bytes in them.
@@ -41,7 +44,8 @@ impl SegmentPool {
     /// A free segment of at least `len` bytes (the smallest that is not
     /// wastefully large), taken out of the pool.
     pub fn take_free(&mut self, len: usize) -> Option<Segment> {
-        let fits = |s: &Segment| s.size() >= len && s.size() <= len.saturating_mul(4) + GRANULE;
+        let fits =
+            |s: &Segment| s.size() >= len && s.size() <= len.saturating_mul(4) + LARGE_GRANULE;
         let i = (0..self.free.len())
             .filter(|i| fits(&self.free[*i]))
             .min_by_key(|i| self.free[*i].size())?;
@@ -56,7 +60,12 @@ impl SegmentPool {
     /// A new segment for `len` bytes, or None when the busy ones already
     /// hold [`MAX_BUSY_BYTES`] (the socket then carries the payload).
     pub fn create(&mut self, len: usize) -> io::Result<Option<Segment>> {
-        let size = len.div_ceil(GRANULE).max(1) * GRANULE;
+        let granule = if len >= LARGE_GRANULE {
+            LARGE_GRANULE
+        } else {
+            GRANULE
+        };
+        let size = len.div_ceil(granule).max(1) * granule;
         if self.busy_bytes + size > MAX_BUSY_BYTES {
             return Ok(None);
         }

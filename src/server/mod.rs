@@ -419,6 +419,11 @@ impl Server {
             }
             services.dispatch(state, id, &command, text, frame)
         }));
+        // A segment this request freed (a release, a failed send) is
+        // announced before anything the request itself sends on: a sender
+        // waiting for a recipient's acknowledgement hears first that it
+        // may reuse its segment.
+        self.state.notify_freed();
         match outcome {
             Ok(Some(Ok(()))) => {}
             Ok(Some(Err(CommandError::Failed(msg)))) => self.state.reply_error(id, &msg),

@@ -64,3 +64,62 @@ def test_the_original_client_receives_c_ordered_arrays_intact(server):
     ours.send_r("g", x=x)
     got = old.call("sync_r")
     assert_same(np.asarray(got["x"]), x)
+
+
+# Over a unix socket, arrays of a megabyte and more travel through shared
+# memory (docs/protocol-extensions.md, "Shared memory"): each recipient
+# maps the sender's segment privately.
+
+BIG = (600, 500)          # 2.4 MB of float64
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_large_arrays_arrive_through_shared_memory_intact(server, order):
+    a = server.client("unix")
+    b = server.client("unix", "g")
+    x = np.asarray(np.random.default_rng(5).standard_normal(BIG), order=order)
+    for _ in range(3):                    # segments are recycled in between
+        a.send_r("g", x=x, small=[1, 2])
+        got = b.sync_r()
+        assert_same(got["x"], x)
+        assert got["x"].flags.c_contiguous if order == "C" else got["x"].flags.f_contiguous
+        assert got["small"] == [1, 2]
+        del got
+
+
+def test_recipients_of_one_segment_cannot_write_into_each_other(server):
+    a = server.client("unix")
+    b = server.client("unix", "g")
+    c = server.client("unix", "g")
+    x = np.arange(np.prod(BIG), dtype=np.float64).reshape(BIG)
+    a.send_r("g", x=x)
+    xb = b.sync_r()["x"]
+    xc = c.sync_r()["x"]
+    xb[:] = -1                            # b's copy-on-write pages, not the segment
+    assert (xb == -1).all()
+    assert_same(xc, x)
+    # The sender reuses the segment once both let go; neither sees that.
+    del xb, xc
+    a.send_r("g", x=x + 1)
+    assert_same(b.sync_r()["x"], x + 1)
+    assert_same(c.sync_r()["x"], x + 1)
+
+
+def test_a_received_array_outlives_its_client(server):
+    a = server.client("unix")
+    b = server.client("unix", "g")
+    x = np.arange(np.prod(BIG), dtype=np.int64).reshape(BIG)
+    a.send_r("g", x=x)
+    got = b.sync_r()["x"]
+    b.close()
+    assert_same(got, x)
+    del got                               # its release has nowhere to go: fine
+    assert a.devices() == []            # b left g; the server carries on
+
+
+def test_tcp_clients_get_the_bytes_in_the_frame(server):
+    a = server.client("unix")
+    b = server.client("tcp", "g")
+    x = np.arange(np.prod(BIG), dtype=np.float32).reshape(BIG)
+    a.send_r("g", x=x)
+    assert_same(b.sync_r()["x"], x)

@@ -1,0 +1,28 @@
+function arrays_octave(sock, rounds)
+% The Octave side of benches/arrays.py: receives ROUNDS large matrices
+% from Python (group 'oct'), each with the wall-clock time it was sent
+% (t0), prints how long it took to arrive in Octave, and sends each back
+% with the time it left (t2), so Python can time the way back.
+d = dime('ipc', sock);
+d.join('oct');
+d.send_r('py', 'ready', true);
+for r = 1:rounds
+    got = struct();
+    while ~isfield(got, 'x')
+        d.wait(600);
+        s = d.sync_r();
+        for f = fieldnames(s)'
+            got.(f{1}) = s.(f{1});
+        end
+    end
+    t1 = time();
+    printf('to_octave %.6f %g %g\n', t1 - got.t0, got.x(1, 1), got.x(end, end));
+    fflush(stdout);
+    x = got.x;
+    clear got s;
+    t2 = time();
+    d.send_r('py', 't2', t2, 'x', x);
+    clear x;
+end
+d.close();
+end
