@@ -287,6 +287,29 @@ fn descriptors_are_checked_before_anything_is_relayed() {
 }
 
 #[test]
+fn an_announcement_without_a_descriptor_is_never_relayed() {
+    let _serial = serial();
+    // A client that did not negotiate shared memory (its descriptors are
+    // never taken) cannot make recipients expect one.
+    let srv = TestServer::start();
+    let mut b = srv.client();
+    b.join(&["g"]).unwrap();
+    let mut raw = srv.raw();
+    raw.call(json!({"command": "handshake", "serialization": "dimeb", "tls": false}));
+    let seg = Segment::create(4096).unwrap();
+    send_with_fd(
+        &mut raw,
+        json!({"command": "send", "name": "g", "varname": "x", "shm": {"len": 1, "segment": 1}}),
+        &[0],
+        seg.fd(),
+    );
+    let (r, _) = raw.recv();
+    assert_eq!(r["status"], -1);
+    assert!(r["error"].as_str().unwrap().contains("\"shm\""), "{r}");
+    assert!(b.sync(-1).unwrap().is_empty());
+}
+
+#[test]
 fn descriptors_nobody_announced_close_the_connection() {
     let _serial = serial();
     let srv = TestServer::start();

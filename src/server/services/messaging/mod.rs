@@ -58,6 +58,10 @@ pub struct MessagingHeader<'a> {
     /// `shm_release`: the inode of a shared-memory payload this client is
     /// done with.
     pub ino: Option<u64>,
+    /// `send`, `broadcast`: announces a shared-memory payload; only
+    /// relayed when the broker took a checked descriptor with it.
+    #[serde(borrow)]
+    pub shm: Option<&'a RawValue>,
 }
 
 type Header<'a> = MessagingHeader<'a>;
@@ -236,6 +240,15 @@ fn relay(st: &mut State, id: ConnId, h: &Header, frame: Frame, recipients: Vec<C
     if h.status.is_some() || h.meta.is_some() {
         return Err(CommandError::Failed(
             "A message header may not carry \"status\" or \"meta\": recipients would take it for a reply".into(),
+        ));
+    }
+    // Recipients take a descriptor for every "shm" they are sent: one
+    // without a descriptor behind it would hand them the next message's.
+    if h.shm.is_some() && frame.shared().is_none() {
+        return Err(CommandError::Failed(
+            "A message header may not carry \"shm\" unless its payload came in shared memory \
+             (negotiated in the handshake, over a unix socket)"
+                .into(),
         ));
     }
     let copies = Copies::of(st, &recipients, frame, flag(h.dimeb_layout))?;
