@@ -336,8 +336,10 @@ def section_octave(args):
                 oct = subprocess.Popen(
                     ["octave-cli", "--no-gui", "--eval",
                      f"addpath('{REPO / 'matlab'}'); addpath('{REPO / 'benches'}'); "
-                     f"arrays_octave('{srv.sock}', {args.rounds + 1})"],
+                     f"arrays_octave('{srv.sock}', {args.rounds + 1}, {shape[0]}, {shape[1]})"],
                     stdout=subprocess.PIPE, text=True)
+                floor = oct.stdout.readline().split()
+                assert floor[0] == "floor", floor
                 a = dime.DimeClient("ipc", srv.sock)
                 a.join("py")
                 a.wait(120)
@@ -358,6 +360,9 @@ def section_octave(args):
                 a.close()
                 oct.wait(timeout=120)
                 res[order] = (there[1:], back[1:])
+                print(f"  Octave itself, same size: zeros {float(floor[1]):.3f} s, copy "
+                      f"{float(floor[2]):.3f} s (a MEX function's result is copied into "
+                      f"Octave's own array: its floor)")
                 print(f"  Python -> Octave, {order} order: {summary(there[1:], x.nbytes)}")
                 print(f"  Octave -> Python, {order} order: {summary(back[1:], x.nbytes)}")
                 del x
