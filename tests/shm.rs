@@ -310,6 +310,51 @@ fn an_announcement_without_a_descriptor_is_never_relayed() {
 }
 
 #[test]
+fn a_client_has_a_bounded_number_of_segments_in_the_broker() {
+    let _serial = serial();
+    let srv = TestServer::start_with(|c| c.max_shm_in_flight = 3);
+    let mut b = srv.client();
+    b.join(&["g"]).unwrap();
+    let mut raw = raw_shm(&srv);
+    let mut seg = Segment::create(4096).unwrap();
+    let bytes = dimeb::encode(&Value::I64(1)).unwrap();
+    seg.bytes_mut()[..bytes.len()].copy_from_slice(&bytes);
+    let send = json!({"command": "send", "name": "g", "varname": "x", "serialization": "dimeb",
+        "shm": {"len": bytes.len(), "segment": 1}});
+    // The next reply, past meta messages (a freed segment's notice).
+    let reply = |raw: &mut Raw| loop {
+        let (h, _) = raw.recv();
+        if h["meta"] != true {
+            return h;
+        }
+    };
+    for _ in 0..3 {
+        send_with_fd(&mut raw, send.clone(), &[], seg.fd());
+        assert_eq!(reply(&mut raw)["status"], 0);
+    }
+    send_with_fd(&mut raw, send.clone(), &[], seg.fd());
+    let r = reply(&mut raw);
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("Too many shared-memory messages"),
+        "{r}"
+    );
+    // Once the recipient has read and released them, there is room again.
+    assert_eq!(b.sync(-1).unwrap().len(), 3);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        send_with_fd(&mut raw, send.clone(), &[], seg.fd());
+        if reply(&mut raw)["status"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never freed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
 fn descriptors_nobody_announced_close_the_connection() {
     let _serial = serial();
     let srv = TestServer::start();

@@ -26,9 +26,11 @@ const LARGE_GRANULE: usize = 2 << 20;
 const KEEP_FREE: usize = 4;
 /// …and most bytes in them.
 const KEEP_FREE_BYTES: usize = 4 << 30;
-/// Most bytes a sender has out in segments nobody has released yet; past
-/// it, large payloads go through the socket.
+/// Most bytes a sender has out in segments nobody has released yet, and
+/// most segments (the broker's own limit is 4096); past either, large
+/// payloads go through the socket.
 const MAX_BUSY_BYTES: usize = 8 << 30;
+const MAX_BUSY: usize = 1024;
 
 /// A sender's segments: free ones to reuse, busy ones (sent, not yet
 /// released by every recipient) by the number the broker names them by.
@@ -66,7 +68,7 @@ impl SegmentPool {
             GRANULE
         };
         let size = len.div_ceil(granule).max(1) * granule;
-        if self.busy_bytes + size > MAX_BUSY_BYTES {
+        if self.busy_bytes + size > MAX_BUSY_BYTES || self.busy.len() >= MAX_BUSY {
             return Ok(None);
         }
         Segment::create(size).map(Some)

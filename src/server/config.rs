@@ -21,6 +21,10 @@ pub struct Config {
     /// How long to poll without blocking after serving traffic (see
     /// [`super::busy_poll`]); zero always sleeps.
     pub busy_poll: Duration,
+    /// Most shared-memory messages one client may have in the broker at
+    /// once, queued or delivered and not yet released: each holds a file
+    /// descriptor, which is what the broker would run out of first.
+    pub max_shm_in_flight: usize,
     /// Registers `_test_panic`, a command whose handler panics, so tests can
     /// check that a panic while handling one request closes only that
     /// client. The `dime` binary never sets it.
@@ -46,6 +50,7 @@ impl Default for Config {
             ws_origins: Vec::new(),
             exit_when_idle: None,
             busy_poll: DEFAULT_BUSY_POLL,
+            max_shm_in_flight: 4096,
             test_panic_command: false,
         }
     }

@@ -9,6 +9,7 @@ use std::any::Any;
 use std::collections::{BTreeSet, VecDeque};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// A reply held back while an earlier `wait` is unanswered, so replies
@@ -70,6 +71,9 @@ pub struct Connection {
     /// Shared-memory payloads sent to this client and not yet released
     /// (`shm_release`), by inode: the broker keeps each alive until then.
     pub shm_held: FxHashMap<u64, Vec<Arc<SharedPayload>>>,
+    /// Shared-memory payloads this client sent that the broker still holds
+    /// (each is a descriptor), limited by `Config::max_shm_in_flight`.
+    pub shm_live: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Encodings a client negotiated in its handshake. An old DiME2 client
@@ -101,6 +105,7 @@ impl Connection {
             accepts: Accepts::default(),
             fds: VecDeque::new(),
             shm_held: FxHashMap::default(),
+            shm_live: Arc::default(),
         }
     }
 
@@ -141,7 +146,9 @@ impl Connection {
 
     /// Gives `frame` the descriptor its header announces (`"shm":
     /// {"len":N,"segment":K}`), checked: a sealed memory file holding the
-    /// payload, which must then be absent from the frame itself. Whatever
+    /// payload, which must then be absent from the frame itself; N within
+    /// `max_message`, and fewer than `max_live` of this client's payloads
+    /// still held by the broker. Whatever
     /// is wrong is kept with the frame and becomes its error reply, in
     /// request order. When the payload is finally dropped, (`id`, K) goes
     /// to `freed`, so the sender hears its segment is free again.
@@ -149,7 +156,7 @@ impl Connection {
         &mut self,
         frame: &mut Frame,
         id: ConnId,
-        max_message: u64,
+        (max_message, max_live): (u64, usize),
         freed: &Arc<std::sync::Mutex<Vec<(ConnId, u64)>>>,
     ) {
         #[derive(serde::Deserialize)]
@@ -170,6 +177,7 @@ impl Connection {
         };
         let fd = self.fds.pop_front();
         let in_frame = frame.payload.len();
+        let live = &self.shm_live;
         let take = || -> Result<Arc<SharedPayload>, String> {
             let f: Field = serde_json::from_value(field)
                 .map_err(|e| format!("JSON parsing error: shm: {e}"))?;
@@ -188,9 +196,18 @@ impl Connection {
                 ));
             }
             let len = usize::try_from(f.len).map_err(|_| "shm.len is too large".to_owned())?;
+            if live.load(Ordering::Relaxed) >= max_live {
+                return Err(format!(
+                    "Too many shared-memory messages in flight: {max_live} sent by this \
+                     client are still queued or held by their recipients"
+                ));
+            }
             let p = SharedPayload::new(fd, len).map_err(|e| e.to_string())?;
             let (freed, segment) = (freed.clone(), f.segment);
+            live.fetch_add(1, Ordering::Relaxed);
+            let live = live.clone();
             p.on_drop(move || {
+                live.fetch_sub(1, Ordering::Relaxed);
                 freed
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

@@ -328,8 +328,9 @@ impl Server {
                 loop {
                     match c.reader.next_frame() {
                         Ok(Some(mut f)) => {
-                            let max = self.state.config.max_message;
-                            c.attach_shm(&mut f, id, max, &self.state.shm_freed);
+                            let cfg = &self.state.config;
+                            let limits = (cfg.max_message, cfg.max_shm_in_flight);
+                            c.attach_shm(&mut f, id, limits, &self.state.shm_freed);
                             frames.push(f);
                         }
                         Ok(None) => break,
