@@ -299,7 +299,7 @@ static void layouts(const char *address)
     static const size_t dims23[] = {2, 3};
     int32_t rows[2][3] = {{1, 2, 3}, {4, 5, 6}};
     int32_t col[6] = {1, 4, 2, 5, 3, 6}, got[6];
-    enum { R = 200, C = 100 }; /* 160 kB: received as a view of the payload */
+    enum { R = 400, C = 100 }; /* 320 kB: through shared memory, received as a view */
     static const size_t big_dims[] = {R, C};
     double *big = malloc(sizeof(double) * R * C), *big_col = malloc(sizeof(double) * R * C);
     dime_value *v, *back;
