@@ -45,6 +45,25 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// A client of `srv` in `group` that takes shared-memory payloads as
+/// descriptors: our clients ask for that once a large payload has reached
+/// them through the socket, as the first one here does.
+fn receiver(srv: &TestServer, group: &str) -> Client {
+    let mut c = srv.client();
+    c.join(&[group]).unwrap();
+    let mut warm = srv.client();
+    warm.send(group, "warm", &big(500, 400, 0.0)).unwrap();
+    let m = c.sync_messages(-1).unwrap();
+    assert!(
+        !m[0].is_shared(),
+        "the first large payload comes in the frame"
+    );
+    // The next one comes as a descriptor.
+    warm.send(group, "warm", &big(500, 400, 0.0)).unwrap();
+    assert!(c.sync_messages(-1).unwrap()[0].is_shared());
+    c
+}
+
 /// Waits until `cond` holds, reading pushes with `c` (a sender learns of a
 /// freed segment from a meta message read with its next request).
 fn eventually(c: &mut Client, cond: impl Fn(&Client) -> bool) {
@@ -61,9 +80,8 @@ fn large_payloads_go_through_shared_memory_and_segments_are_reused() {
     let _serial = serial();
     let srv = TestServer::start();
     let mut a = srv.client();
-    let mut b = srv.client();
+    let mut b = receiver(&srv, "g");
     assert!(a.uses_shm() && b.uses_shm());
-    b.join(&["g"]).unwrap();
     let v = big(500, 400, 0.5);
     a.send("g", "x", &v).unwrap();
     assert_eq!(a.shm_segments(), (1, 0), "lent to the broker");
@@ -90,8 +108,7 @@ fn small_payloads_and_clients_without_it_use_the_socket() {
         c.listen.push(Address::parse("tcp:127.0.0.1:0").unwrap());
     });
     let mut a = srv.client();
-    let mut b = srv.client();
-    b.join(&["g"]).unwrap();
+    let mut b = receiver(&srv, "g");
     a.send("g", "x", &big(10, 10, 0.0)).unwrap();
     let m = b.sync_messages(-1).unwrap();
     assert!(!m[0].is_shared(), "below the threshold");
@@ -140,10 +157,10 @@ fn a_recipient_that_dies_holding_a_segment_frees_it_and_nothing_leaks() {
     {
         let srv = TestServer::start();
         let mut a = srv.client();
-        let mut b = srv.client();
-        b.join(&["g"]).unwrap();
-        let mut idle = srv.client();
-        idle.join(&["g"]).unwrap();
+        let mut b = receiver(&srv, "g");
+        let idle = receiver(&srv, "g");
+        // Both took the other's warm-up too.
+        b.sync(-1).unwrap();
         a.send("g", "x", &big(500, 400, 0.0)).unwrap();
         let held = b.sync(-1).unwrap();
         // `idle` never syncs; `b` holds its view. Both go away.
@@ -181,8 +198,7 @@ fn releases_may_come_from_another_thread() {
     let _serial = serial();
     let srv = TestServer::start();
     let mut a = srv.client();
-    let mut b = srv.client();
-    b.join(&["g"]).unwrap();
+    let mut b = receiver(&srv, "g");
     a.send("g", "x", &big(500, 400, 0.0)).unwrap();
     let got = b.sync(-1).unwrap();
     std::thread::spawn(move || drop(got)).join().unwrap();
@@ -207,7 +223,8 @@ fn the_queue_limit_counts_shared_memory_bytes() {
     eventually(&mut a, |a| a.shm_segments() == (0, 1));
 }
 
-/// A raw unix connection that negotiated shared memory.
+/// A raw unix connection that negotiated shared memory and announced it
+/// will send descriptors.
 fn raw_shm(srv: &TestServer) -> Raw {
     let mut raw = srv.raw();
     let r = raw.call(
@@ -215,6 +232,7 @@ fn raw_shm(srv: &TestServer) -> Raw {
         "extensions": ["shm"]}),
     );
     assert_eq!(r["status"], 0);
+    assert_eq!(raw.call(json!({"command": "shm_send"}))["status"], 0);
     raw
 }
 
@@ -287,6 +305,32 @@ fn descriptors_are_checked_before_anything_is_relayed() {
 }
 
 #[test]
+fn descriptors_are_only_taken_after_shm_send() {
+    let _serial = serial();
+    let srv = TestServer::start();
+    let mut b = srv.client();
+    b.join(&["g"]).unwrap();
+    let seg = Segment::create(4096).unwrap();
+    let send = json!({"command": "send", "name": "g", "varname": "x",
+        "shm": {"len": 1, "segment": 1}});
+    // Negotiated, but shm_send not asked: the descriptor is dropped unread.
+    let mut raw = srv.raw();
+    raw.call(
+        json!({"command": "handshake", "serialization": "dimeb", "tls": false,
+        "extensions": ["shm"]}),
+    );
+    send_with_fd(&mut raw, send.clone(), &[], seg.fd());
+    let (r, _) = raw.recv();
+    assert!(r["error"].as_str().unwrap().contains("shm_send"), "{r}");
+    // Not negotiated: shm_start itself is refused.
+    let mut plain = srv.raw();
+    plain.call(json!({"command": "handshake", "serialization": "dimeb", "tls": false}));
+    let r = plain.call(json!({"command": "shm_send"}));
+    assert!(r["error"].as_str().unwrap().contains("handshake"), "{r}");
+    assert!(b.sync(-1).unwrap().is_empty());
+}
+
+#[test]
 fn an_announcement_without_a_descriptor_is_never_relayed() {
     let _serial = serial();
     // A client that did not negotiate shared memory (its descriptors are
@@ -313,8 +357,15 @@ fn an_announcement_without_a_descriptor_is_never_relayed() {
 fn a_client_has_a_bounded_number_of_segments_in_the_broker() {
     let _serial = serial();
     let srv = TestServer::start_with(|c| c.max_shm_in_flight = 3);
-    let mut b = srv.client();
-    b.join(&["g"]).unwrap();
+    // A recipient that takes descriptors and never syncs: every message
+    // sent to it stays in the broker.
+    let mut r = srv.raw();
+    r.call(
+        json!({"command": "handshake", "serialization": "dimeb", "tls": false,
+        "extensions": ["shm"]}),
+    );
+    assert_eq!(r.call(json!({"command": "shm_receive"}))["status"], 0);
+    r.call(json!({"command": "join", "name": "g"}));
     let mut raw = raw_shm(&srv);
     let mut seg = Segment::create(4096).unwrap();
     let bytes = dimeb::encode(&Value::I64(1)).unwrap();
@@ -333,16 +384,19 @@ fn a_client_has_a_bounded_number_of_segments_in_the_broker() {
         assert_eq!(reply(&mut raw)["status"], 0);
     }
     send_with_fd(&mut raw, send.clone(), &[], seg.fd());
-    let r = reply(&mut raw);
+    let r4 = reply(&mut raw);
     assert!(
-        r["error"]
+        r4["error"]
             .as_str()
             .unwrap()
             .contains("Too many shared-memory messages"),
-        "{r}"
+        "{r4}"
     );
-    // Once the recipient has read and released them, there is room again.
-    assert_eq!(b.sync(-1).unwrap().len(), 3);
+    // Once the recipient is gone, its queue with it, there is room again
+    // (for a recipient that gets the bytes in its frames).
+    let mut b = srv.client();
+    b.join(&["g"]).unwrap();
+    drop(r);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         send_with_fd(&mut raw, send.clone(), &[], seg.fd());

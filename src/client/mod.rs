@@ -344,6 +344,10 @@ pub struct Client {
     /// Frames read ahead while looking for pushes (`drain_pushes`), to be
     /// read first.
     early: VecDeque<Frame>,
+    /// Reading relayed messages, which may come with descriptors: only then
+    /// (and only with shared memory on) are reads `recvmsg`, which costs
+    /// more than `recv`. Nothing else the broker sends carries one.
+    reading_relayed: bool,
 }
 
 impl Client {
@@ -381,6 +385,7 @@ impl Client {
             encoding: MatrixEncoding::Classic,
             shm: None,
             early: VecDeque::new(),
+            reading_relayed: false,
         };
         let mut handshake = json!({"command": "handshake", "serialization": "dimeb", "tls": false});
         // What we ask to be sent (our extension; an original server
@@ -418,6 +423,9 @@ impl Client {
                 fds: VecDeque::new(),
                 link: ReleaseLink::new(dup),
                 threshold: options.shm_threshold.max(1),
+                sending: None,
+                receiving: false,
+                want_receiving: false,
             });
         }
         Ok(c)
@@ -541,7 +549,13 @@ impl Client {
     /// just freed (notices may be waiting unread), or a new one. None when
     /// none can be had: the payload then goes through the socket.
     fn segment_for(&mut self, len: usize) -> Option<Segment> {
-        let side = self.shm.as_mut()?;
+        if self.shm.as_ref()?.sending.is_none() {
+            // Once, before the first segment: the broker then keeps the
+            // descriptors that come with this connection's bytes.
+            let ok = self.request(json!({"command": "shm_send"})).is_ok();
+            self.shm.as_mut()?.sending = Some(ok);
+        }
+        let side = self.shm.as_mut().filter(|s| s.sending == Some(true))?;
         if let Some(s) = side.pool.take_free(len) {
             return Some(s);
         }
@@ -654,7 +668,11 @@ impl Client {
     /// One read into the frame reader, keeping descriptors that come with
     /// the bytes when shared memory is on.
     fn read_some(&mut self, dontwait: bool) -> io::Result<usize> {
-        match self.shm.as_mut() {
+        match self
+            .shm
+            .as_mut()
+            .filter(|s| s.receiving && self.reading_relayed)
+        {
             Some(side) => self.reader.read_from(&mut ReadWithFds {
                 transport: &mut *self.stream,
                 fds: &mut side.fds,
@@ -918,7 +936,22 @@ impl Client {
     }
 
     /// Reads relayed messages until the closing status reply.
-    fn read_messages(&mut self, mut out: Vec<Message>) -> Result<Vec<Message>> {
+    fn read_messages(&mut self, out: Vec<Message>) -> Result<Vec<Message>> {
+        self.reading_relayed = true;
+        let r = self.read_relayed(out);
+        self.reading_relayed = false;
+        if r.is_ok() && self.shm.as_ref().is_some_and(|s| s.want_receiving) {
+            // Nothing is outstanding now: ask for descriptors from here on.
+            let ok = self.request(json!({"command": "shm_receive"})).is_ok();
+            if let Some(side) = self.shm.as_mut() {
+                side.want_receiving = false;
+                side.receiving = ok;
+            }
+        }
+        r
+    }
+
+    fn read_relayed(&mut self, mut out: Vec<Message>) -> Result<Vec<Message>> {
         loop {
             let (obj, payload) = self.read_frame()?;
             if obj.contains_key("status") {
@@ -937,6 +970,8 @@ impl Client {
             );
             if let Some(shm) = obj.get("shm") {
                 m.mapped = Some(self.map_received(shm));
+            } else if let Some(side) = self.shm.as_mut() {
+                side.want_receiving |= !side.receiving && m.payload.len() >= side.threshold;
             }
             out.push(m);
         }

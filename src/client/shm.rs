@@ -169,4 +169,14 @@ pub(crate) struct ShmSide {
     pub link: Arc<ReleaseLink>,
     /// Payloads from this size up go through shared memory.
     pub threshold: usize,
+    /// The broker was told (`shm_send`) that this client sends segments:
+    /// None until the first, Some(false) if it refused.
+    pub sending: Option<bool>,
+    /// The broker sends this client descriptors (`shm_receive`): asked
+    /// once a payload of at least `threshold` bytes has come through the
+    /// socket, so reads of relayed messages pay for `recvmsg` only in
+    /// clients that receive large payloads.
+    pub receiving: bool,
+    /// A large payload came through the socket: ask for descriptors.
+    pub want_receiving: bool,
 }

@@ -66,6 +66,14 @@ pub struct Connection {
     /// What this client asked for in its handshake (and the server
     /// granted): how payloads may be sent to it.
     pub accepts: Accepts,
+    /// Reads keep the descriptors that come with the bytes (`recvmsg`):
+    /// only once the client said it will send some (`shm_send`), so that
+    /// every other connection reads with plain, cheaper `recv`.
+    pub fds_in: bool,
+    /// Shared-memory payloads go to this client as descriptors: only once
+    /// it asked (`shm_receive`), since a client that may be sent them must
+    /// read with `recvmsg`; until then it gets the bytes in the frame.
+    pub fds_out: bool,
     /// Descriptors received and not yet claimed by a frame announcing one.
     pub fds: VecDeque<OwnedFd>,
     /// Shared-memory payloads sent to this client and not yet released
@@ -103,6 +111,8 @@ impl Connection {
             deferred: VecDeque::new(),
             armed: (true, false),
             accepts: Accepts::default(),
+            fds_in: false,
+            fds_out: false,
             fds: VecDeque::new(),
             shm_held: FxHashMap::default(),
             shm_live: Arc::default(),
@@ -182,7 +192,8 @@ impl Connection {
             let f: Field = serde_json::from_value(field)
                 .map_err(|e| format!("JSON parsing error: shm: {e}"))?;
             let fd = fd.ok_or(
-                "The message announces a shared-memory payload, but no descriptor came with it",
+                "The message announces a shared-memory payload, but no descriptor came with it \
+                 (descriptors are taken only after shm_send)",
             )?;
             if in_frame != 0 {
                 return Err(

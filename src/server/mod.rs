@@ -293,7 +293,7 @@ impl Server {
             }
             let mut budget = READ_BUDGET;
             loop {
-                let read = if c.accepts.shm {
+                let read = if c.fds_in {
                     let mut src = ReadWithFds {
                         transport: &mut *c.stream,
                         fds: &mut c.fds,

@@ -66,22 +66,47 @@ def test_the_original_client_receives_c_ordered_arrays_intact(server):
     assert_same(np.asarray(got["x"]), x)
 
 
-# Over a unix socket, arrays of a megabyte and more travel through shared
-# memory (docs/protocol-extensions.md, "Shared memory"): each recipient
-# maps the sender's segment privately.
+# Over a unix socket, large arrays travel through shared memory
+# (docs/protocol-extensions.md, "Shared memory"): each recipient maps the
+# sender's segment privately. A recipient asks for descriptors once the
+# first large payload has reached it through the socket.
 
 BIG = (600, 500)          # 2.4 MB of float64
+
+
+def in_shared_memory(a):
+    """True if the array's elements lie in a mapping of a dime segment."""
+    addr = a.ctypes.data
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            if "memfd:dime" in line:
+                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                if lo <= addr < hi:
+                    return True
+    return False
+
+
+def receiver(server, group):
+    """A unix client in ``group`` that already takes shared memory."""
+    c = server.client("unix", group)
+    warm = server.client("unix")
+    for _ in range(2):
+        warm.send_r(group, warm_up=np.zeros(BIG))
+        c.sync_r()
+    warm.close()
+    return c
 
 
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_large_arrays_arrive_through_shared_memory_intact(server, order):
     a = server.client("unix")
-    b = server.client("unix", "g")
+    b = receiver(server, "g")
     x = np.asarray(np.random.default_rng(5).standard_normal(BIG), order=order)
     for _ in range(3):                    # segments are recycled in between
         a.send_r("g", x=x, small=[1, 2])
         got = b.sync_r()
         assert_same(got["x"], x)
+        assert in_shared_memory(got["x"])
         assert got["x"].flags.c_contiguous if order == "C" else got["x"].flags.f_contiguous
         assert got["small"] == [1, 2]
         del got
@@ -89,12 +114,14 @@ def test_large_arrays_arrive_through_shared_memory_intact(server, order):
 
 def test_recipients_of_one_segment_cannot_write_into_each_other(server):
     a = server.client("unix")
-    b = server.client("unix", "g")
-    c = server.client("unix", "g")
+    b = receiver(server, "g")
+    c = receiver(server, "g")
+    b.sync_r()                            # c's warm-up went to b too
     x = np.arange(np.prod(BIG), dtype=np.float64).reshape(BIG)
     a.send_r("g", x=x)
     xb = b.sync_r()["x"]
     xc = c.sync_r()["x"]
+    assert in_shared_memory(xb) and in_shared_memory(xc)
     xb[:] = -1                            # b's copy-on-write pages, not the segment
     assert (xb == -1).all()
     assert_same(xc, x)
@@ -107,7 +134,7 @@ def test_recipients_of_one_segment_cannot_write_into_each_other(server):
 
 def test_a_received_array_outlives_its_client(server):
     a = server.client("unix")
-    b = server.client("unix", "g")
+    b = receiver(server, "g")
     x = np.arange(np.prod(BIG), dtype=np.int64).reshape(BIG)
     a.send_r("g", x=x)
     got = b.sync_r()["x"]
@@ -122,4 +149,6 @@ def test_tcp_clients_get_the_bytes_in_the_frame(server):
     b = server.client("tcp", "g")
     x = np.arange(np.prod(BIG), dtype=np.float32).reshape(BIG)
     a.send_r("g", x=x)
-    assert_same(b.sync_r()["x"], x)
+    got = b.sync_r()["x"]
+    assert_same(got, x)
+    assert not in_shared_memory(got)

@@ -92,6 +92,8 @@ impl Service for Messaging {
         ("sync", sync),
         ("wait", wait),
         ("devices", devices),
+        ("shm_send", shm_send),
+        ("shm_receive", shm_receive),
         ("shm_release", shm_release),
     ];
 
@@ -184,6 +186,8 @@ fn handshake(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Fra
         // Descriptors only travel over unix sockets.
         shm: asked(extensions::SHM) && conn.stream.passes_fds(),
     };
+    conn.fds_in &= conn.accepts.shm;
+    conn.fds_out &= conn.accepts.shm;
     // "extensions" is ours: what this server understands beyond DiME2, so
     // our clients fall back to DiME2's own commands where a server (an
     // original one) sends no such list. Old clients ignore the field.
@@ -351,7 +355,7 @@ fn devices(svc: &mut Messaging, st: &mut State, id: ConnId, _: &Header, _: Frame
 
 /// The copies of one message its recipients get: the sender's own frame
 /// for those that negotiated everything it uses; the payload copied into
-/// the frame for those that cannot take a shared-memory descriptor; DiME2's
+/// the frame for those that do not take shared-memory descriptors (yet); DiME2's
 /// classic encoding for those that did not negotiate `dimeb_layout`. Each
 /// is made once, and only if some recipient needs it.
 struct Copies {
@@ -381,7 +385,7 @@ impl Copies {
                 })?;
                 copies.classic = Some(Arc::new(twin));
             } else if shared
-                && !c.accepts.shm
+                && !c.fds_out
                 && (c.accepts.layout || !layout)
                 && copies.inline.is_none()
             {
@@ -401,13 +405,45 @@ impl Copies {
     fn pick(&self, c: &Connection) -> Arc<Frame> {
         let copy = if self.layout && !c.accepts.layout {
             &self.classic
-        } else if self.original.shared().is_some() && !c.accepts.shm {
+        } else if self.original.shared().is_some() && !c.fds_out {
             &self.inline
         } else {
             &None
         };
         copy.as_ref().unwrap_or(&self.original).clone()
     }
+}
+
+/// `shm_send` (ours): the client will send shared-memory payloads; from
+/// the next read on, descriptors that come with its bytes are kept. Asked
+/// once, before the first such payload, and answered, so nothing it sends
+/// with a descriptor can have been read before.
+fn shm_send(_: &mut Messaging, st: &mut State, id: ConnId, _: &Header, _: Frame) -> Result {
+    shm_switch(st, id, |c| c.fds_in = true)
+}
+
+/// `shm_receive` (ours): the client takes shared-memory payloads as
+/// descriptors from now on (it reads relayed messages with `recvmsg`);
+/// until it asks, it gets their bytes in the frame. Our clients ask once a
+/// large payload has reached them through the socket, so a client that
+/// only ever gets small messages never pays for `recvmsg`.
+fn shm_receive(_: &mut Messaging, st: &mut State, id: ConnId, _: &Header, _: Frame) -> Result {
+    shm_switch(st, id, |c| c.fds_out = true)
+}
+
+/// Turns a shared-memory direction on for a client that negotiated `shm`.
+fn shm_switch(st: &mut State, id: ConnId, on: impl FnOnce(&mut Connection)) -> Result {
+    let c = st.conns.get_mut(&id).expect("live connection");
+    if !c.accepts.shm {
+        return Err(CommandError::Failed(
+            "Shared memory must be asked for in the handshake (\"extensions\":[\"shm\"]), \
+             over a unix socket"
+                .into(),
+        ));
+    }
+    on(c);
+    st.reply_ok(id);
+    Ok(())
 }
 
 /// `shm_release` (ours, no reply): the client is done with the
