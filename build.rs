@@ -8,6 +8,14 @@ fn main() {
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets it"));
     println!("cargo:rerun-if-changed=src/ffi");
+    // The C tests drive the C compiler through the cc crate, which needs
+    // the target and host triples cargo only tells build scripts.
+    for (name, var) in [("DIME_BUILD_TARGET", "TARGET"), ("DIME_BUILD_HOST", "HOST")] {
+        println!(
+            "cargo:rustc-env={name}={}",
+            env::var(var).expect("cargo sets it")
+        );
+    }
     println!("cargo:rerun-if-changed=cbindgen.toml");
 
     let mut config =

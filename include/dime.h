@@ -61,6 +61,22 @@
 #define DIME_RANK_ANY -1
 
 /**
+ * The selection is a list of paths (files or directories).
+ */
+#define DIME_FILES_PATHS 0
+
+/**
+ * The selection is one glob (`*`, `?`, `[…]`, `**`).
+ */
+#define DIME_FILES_GLOB 1
+
+/**
+ * The selection is one regular expression, searched for in each file's
+ * path from the root.
+ */
+#define DIME_FILES_REGEX 2
+
+/**
  * What a value is, as returned by `dime_value_kind`. Scalar kinds are
  * numbered as their dimeb tag.
  */
@@ -233,13 +249,35 @@ typedef enum dime_status {
    */
   DIME_STATUS_CANCELLED = 7203,
   /**
-   * No provider of the function took the call before its timeout.
+   * No provider of the function took the call before its timeout (for
+   * file transfers: no file server of that name answered).
    */
   DIME_STATUS_NO_PROVIDER = 7204,
   /**
    * `dime_stream_next`: the stream has ended; there are no more items.
    */
   DIME_STATUS_END_OF_STREAM = 7205,
+  /**
+   * A file or directory does not exist, or a pattern matched nothing.
+   */
+  DIME_STATUS_FILE_NOT_FOUND = 7301,
+  /**
+   * Refused: a path outside the served directory, or an upload to a
+   * read-only file server.
+   */
+  DIME_STATUS_PERMISSION_DENIED = 7302,
+  /**
+   * Received bytes did not match the sender's BLAKE3 hash.
+   */
+  DIME_STATUS_CHECKSUM_MISMATCH = 7303,
+  /**
+   * A file changed while it was being sent; run the transfer again.
+   */
+  DIME_STATUS_FILE_CHANGED = 7304,
+  /**
+   * A file-system error (on either side); the message says which file.
+   */
+  DIME_STATUS_IO_ERROR = 7305,
   /**
    * The library hit an internal bug and recovered. Please report it with
    * the message from `dime_last_error()`.
@@ -248,10 +286,64 @@ typedef enum dime_status {
 } dime_status;
 
 /**
+ * What an event says happened (`dime_event_kind`).
+ */
+typedef enum dime_change {
+  /**
+   * Not an event (`dime_event_kind` of NULL).
+   */
+  DIME_CHANGE_NONE = 0,
+  /**
+   * A share key was set (set, set_many, incr, a swapping cas).
+   */
+  DIME_CHANGE_SET = 1,
+  /**
+   * A share key was removed (del, pop).
+   */
+  DIME_CHANGE_DEL = 2,
+  /**
+   * Every key of a share was removed.
+   */
+  DIME_CHANGE_CLEAR = 3,
+  /**
+   * A tuple was put into a space.
+   */
+  DIME_CHANGE_OUT = 4,
+  /**
+   * A tuple was taken from a space.
+   */
+  DIME_CHANGE_IN = 5,
+  /**
+   * A client joined a group.
+   */
+  DIME_CHANGE_JOIN = 6,
+  /**
+   * A client left a group (or disconnected).
+   */
+  DIME_CHANGE_LEAVE = 7,
+  /**
+   * Events were missed and are no longer known: re-read the state.
+   */
+  DIME_CHANGE_LOST = 8,
+} dime_change;
+
+/**
  * An opaque connection to a DiME server, from `dime_connect`; release it
  * with `dime_client_free`. Internally locked: usable from several threads.
  */
 typedef struct dime_client dime_client;
+
+/**
+ * One event, from `dime_watch_next`; release it with `dime_event_free`.
+ */
+typedef struct dime_event dime_event;
+
+/**
+ * A running file server, from `dime_files_serve` or
+ * `dime_files_serve_embedded`; stop and release it with
+ * `dime_files_server_stop`.
+ */
+typedef struct dime_files_server dime_files_server;
 
 /**
  * A remote call in flight, from `dime_call`; release it with
@@ -310,6 +402,13 @@ typedef struct dime_stream dime_stream;
 typedef struct dime_value dime_value;
 
 /**
+ * A watch, from `dime_watch_share`, `dime_watch_space` or
+ * `dime_watch_groups`; release it with `dime_watch_free`. Internally
+ * locked; one thread at a time waits in `dime_watch_next`.
+ */
+typedef struct dime_watch dime_watch;
+
+/**
  * The element class of a matrix: one of the `DIME_CLASS_*` constants.
  *
  * A plain integer rather than a C enum so that any number a caller passes
@@ -353,6 +452,119 @@ typedef void (*dime_drop_fn)(void *userdata);
 typedef int32_t (*dime_stream_fn)(void *userdata,
                                   const struct dime_value *args,
                                   struct dime_request *request);
+
+/**
+ * How a transfer runs; pass NULL for the defaults (all of them), or set
+ * a field to 0 for its default.
+ */
+typedef struct dime_files_options {
+  /**
+   * Parallel connections to the broker (default 4).
+   */
+  size_t connections;
+  /**
+   * Calls in flight per connection (default 3).
+   */
+  size_t in_flight;
+  /**
+   * Piece size in bytes: a power of two from 1 KiB to 64 MiB (default
+   * 1 MiB). Files up to this size travel in one call.
+   */
+  uint64_t piece;
+  /**
+   * Milliseconds between progress callbacks (default 100).
+   */
+  uint64_t progress_interval_ms;
+  /**
+   * Milliseconds to wait for the broker and the file server to answer
+   * at all before failing (default 5000).
+   */
+  uint64_t server_timeout_ms;
+} dime_files_options;
+
+/**
+ * How far a transfer has come, as the progress callback sees it.
+ */
+typedef struct dime_files_progress {
+  /**
+   * Files complete (including those already at the destination).
+   */
+  uint64_t files_done;
+  /**
+   * Files in the transfer.
+   */
+  uint64_t files_total;
+  /**
+   * Bytes complete (including verified pieces of earlier runs).
+   */
+  uint64_t bytes_done;
+  /**
+   * Bytes in the transfer.
+   */
+  uint64_t bytes_total;
+  /**
+   * Seconds since the transfer started.
+   */
+  double elapsed;
+  /**
+   * Bytes sent per second in this run.
+   */
+  double rate;
+  /**
+   * Estimated seconds left; negative while unknown.
+   */
+  double eta;
+} dime_files_progress;
+
+/**
+ * A progress callback, called on the thread that started the transfer
+ * (every 100 ms and once at the end) with `progress` borrowed for the
+ * call. Return true to go on, false to cancel: the transfer then fails
+ * with `DIME_STATUS_CANCELLED`, leaving part files a rerun resumes.
+ */
+typedef bool (*dime_files_progress_fn)(void *userdata,
+                                       const struct dime_files_progress *progress);
+
+/**
+ * What a finished transfer did.
+ */
+typedef struct dime_files_summary {
+  /**
+   * Files that arrived in this run.
+   */
+  uint64_t files;
+  /**
+   * Files already complete at the destination, not sent again.
+   */
+  uint64_t skipped;
+  /**
+   * Bytes sent in this run.
+   */
+  uint64_t bytes;
+  /**
+   * Bytes of an interrupted transfer's verified pieces, not sent again.
+   */
+  uint64_t resumed;
+  /**
+   * Seconds the transfer took.
+   */
+  double elapsed;
+} dime_files_summary;
+
+/**
+ * Where a watch is in its feed (`dime_watch_get_position`); pass it to a new
+ * watch to resume after the last event seen.
+ */
+typedef struct dime_watch_position {
+  /**
+   * Identifies the feed and the broker run the number belongs to.
+   */
+  uint64_t epoch;
+  /**
+   * The last event number seen.
+   */
+  uint64_t seq;
+} dime_watch_position;
 
 /**
  * int8 elements (`int8_t`).
@@ -1507,6 +1719,65 @@ enum dime_status share_unlock(struct dime_client *client,
                               const char *key);
 
 /**
+ * Takes a lock as `share_lock` does (`key` NULL: the whole-share lock),
+ * with a **lease**: unless renewed with `share_lock_renew`, the broker
+ * releases it `ttl_ms` milliseconds after the grant, even if this client
+ * is alive but stuck (paused, swapped out, in a debugger), and the next
+ * waiter gets it. `ttl_ms` <= 0 takes it with no lease (held until
+ * released, as `share_lock`).
+ *
+ * On success writes the grant's **fencing token** to `*out_token`: a
+ * number that grows with every grant (and survives broker restarts with
+ * `--data-dir`). Pass it to `share_set_fenced` / `share_del_fenced`: the
+ * broker refuses a write whose token is older than the lock's newest
+ * grant, so a holder whose lease ran out cannot overwrite the next
+ * holder's work. `timeout_ms` as for `share_lock` (0: only if free now,
+ * else `DIME_STATUS_TIMEOUT`). Other errors as for `share_lock`;
+ * `out_token` must not be NULL.
+ */
+enum dime_status share_lock_lease(struct dime_client *client,
+                                  const char *share,
+                                  const char *key,
+                                  int64_t timeout_ms,
+                                  int64_t ttl_ms,
+                                  uint64_t *out_token);
+
+/**
+ * Extends the lease of a lock this client holds (`key` NULL: the
+ * whole-share lock) to `ttl_ms` milliseconds from now (<= 0: the length
+ * it was taken or last renewed with), and writes its fencing token to
+ * `*out_token`. `DIME_STATUS_SERVER_ERROR` if this client does not hold
+ * the lock, for instance because the lease already ran out: it must not
+ * go on as if it did. Other errors as for `share_lock`.
+ */
+enum dime_status share_lock_renew(struct dime_client *client,
+                                  const char *share,
+                                  const char *key,
+                                  int64_t ttl_ms,
+                                  uint64_t *out_token);
+
+/**
+ * As `share_set`, carrying fencing token `fence` (from `share_lock_lease`):
+ * refused with `DIME_STATUS_SERVER_ERROR` (and nothing written) if a newer
+ * grant of the share's lock or of the named lock `key` exists.
+ */
+enum dime_status share_set_fenced(struct dime_client *client,
+                                  const char *share,
+                                  const char *key,
+                                  const struct dime_value *value,
+                                  uint64_t fence);
+
+/**
+ * As `share_del`, carrying fencing token `fence`: refused like
+ * `share_set_fenced`.
+ */
+enum dime_status share_del_fenced(struct dime_client *client,
+                                  const char *share,
+                                  const char *key,
+                                  uint64_t fence,
+                                  bool *out_found);
+
+/**
  * A new empty pattern (it matches only the empty tuple until fields are
  * added), owned by the caller. Never NULL; free with `dime_pattern_free`.
  */
@@ -1703,6 +1974,19 @@ enum dime_status dime_call(struct dime_client *client,
                            struct dime_future **out);
 
 /**
+ * Like `dime_call`, with the arguments given as dimeb bytes
+ * (docs/protocol.md §4): `len` bytes at `args`, borrowed for the call,
+ * which must hold exactly one value (`DIME_STATUS_INVALID_ARGUMENT`
+ * otherwise). For bindings that encode small values faster themselves.
+ */
+enum dime_status dime_call_encoded(struct dime_client *client,
+                                   const char *function,
+                                   const void *args,
+                                   size_t len,
+                                   int64_t timeout_ms,
+                                   struct dime_future **out);
+
+/**
  * Waits until the call has finished (with a result or an error):
  * `DIME_STATUS_OK` when it has, `DIME_STATUS_TIMEOUT` if `timeout_ms`
  * passed first (`DIME_WAIT_FOREVER`: no limit; 0: just look).
@@ -1727,6 +2011,18 @@ int32_t dime_future_done(const struct dime_future *future);
  */
 enum dime_status dime_future_result(struct dime_future *future,
                                     struct dime_value **out);
+
+/**
+ * Like `dime_future_result`, but lends the result as it came: its dimeb
+ * bytes (docs/protocol.md §4), for bindings that decode small values
+ * faster themselves. Writes a pointer to `len` bytes to `*data`, borrowed
+ * until `dime_future_free` or `dime_future_result` (which may still be
+ * called once to take the decoded value). Failures as for
+ * `dime_future_result`; `DIME_STATUS_NOT_FOUND` once the value was taken.
+ */
+enum dime_status dime_future_payload(struct dime_future *future,
+                                     const void **data,
+                                     size_t *len);
 
 /**
  * The remote error of a call that ended with `DIME_STATUS_REMOTE_ERROR`:
@@ -1757,6 +2053,33 @@ enum dime_status dime_future_cancel(struct dime_future *future);
 void dime_future_free(struct dime_future *future);
 
 /**
+ * The id of the call, unique among the calls of its client; the number
+ * `dime_next_completed` reports when it finishes. 0 if `future` is NULL.
+ */
+uint64_t dime_future_id(const struct dime_future *future);
+
+/**
+ * Starts recording the calls of `client` that finish, for
+ * `dime_next_completed`; calls that finished before are not recorded
+ * (look at them with `dime_future_done`). Opens the remote-call
+ * connection if it is not open yet. Calling it again does nothing.
+ */
+enum dime_status dime_track_completions(struct dime_client *client);
+
+/**
+ * Writes to `*out` the id (`dime_future_id`) of the next call of
+ * `client` to finish, in the order they finished, once
+ * `dime_track_completions` was called; for a thread that resolves futures
+ * as they finish. `DIME_STATUS_TIMEOUT` if none finished within
+ * `timeout_ms` (`DIME_WAIT_FOREVER`: no limit); `DIME_STATUS_CONNECTION_LOST`
+ * once the remote-call connection is gone and every finished call was
+ * reported.
+ */
+enum dime_status dime_next_completed(struct dime_client *client,
+                                     int64_t timeout_ms,
+                                     uint64_t *out);
+
+/**
  * Offers the function `function` to callers, running up to `capacity`
  * calls at once (0 counts as 1). Its calls arrive through
  * `dime_next_call`.
@@ -1783,6 +2106,27 @@ enum dime_status dime_next_call(struct dime_client *client,
                                 struct dime_request **out);
 
 /**
+ * Like `dime_provide`, but the calls of `function` wait in a queue of
+ * their own, taken with `dime_next_call_of` (not `dime_next_call`): the
+ * threads serving one function never take another function's calls, so
+ * each function can have its own workers.
+ */
+enum dime_status dime_provide_own_queue(struct dime_client *client,
+                                        const char *function,
+                                        uint32_t capacity);
+
+/**
+ * Takes the next call of `function`, provided with
+ * `dime_provide_own_queue`: writes a new request to `*out`, owned by the
+ * caller (`dime_request_free`). `DIME_STATUS_TIMEOUT` if none came within
+ * `timeout_ms` (`DIME_WAIT_FOREVER`: no limit).
+ */
+enum dime_status dime_next_call_of(struct dime_client *client,
+                                   const char *function,
+                                   int64_t timeout_ms,
+                                   struct dime_request **out);
+
+/**
  * The name of the function called (borrowed, valid until
  * `dime_request_free`); NULL if `request` is NULL.
  */
@@ -1790,9 +2134,33 @@ const char *dime_request_function(const struct dime_request *request);
 
 /**
  * The call's arguments (borrowed, valid until `dime_request_free`); NULL
- * if `request` is NULL.
+ * if `request` is NULL, its arguments were taken with
+ * `dime_request_take_args`, or they cannot be decoded (the call is then
+ * answered with an error; `dime_last_error()` says why).
  */
-const struct dime_value *dime_request_args(const struct dime_request *request);
+const struct dime_value *dime_request_args(struct dime_request *request);
+
+/**
+ * Moves the call's arguments out of the request: writes them to `*out`,
+ * owned by the caller (`dime_value_free`), so their matrices can be taken
+ * without copying (`dime_matrix_take_data`). The request can still be
+ * answered. `DIME_STATUS_NOT_FOUND` if they were already taken;
+ * `DIME_STATUS_CODEC_ERROR` if they cannot be decoded (the call is then
+ * answered with an error).
+ */
+enum dime_status dime_request_take_args(struct dime_request *request,
+                                        struct dime_value **out);
+
+/**
+ * Lends the call's arguments as they came: their dimeb bytes
+ * (docs/protocol.md §4), for bindings that decode small values faster
+ * themselves. Writes a pointer to `len` bytes to `*data`, borrowed until
+ * `dime_request_free`. `DIME_STATUS_NOT_FOUND` once the arguments were
+ * decoded (`dime_request_args`, `dime_request_take_args`).
+ */
+enum dime_status dime_request_payload(const struct dime_request *request,
+                                      const void **data,
+                                      size_t *len);
 
 /**
  * Answers a call with `result` (borrowed; NULL means a null value). A
@@ -1801,6 +2169,16 @@ const struct dime_value *dime_request_args(const struct dime_request *request);
  */
 enum dime_status dime_reply(struct dime_request *request,
                             const struct dime_value *result);
+
+/**
+ * Like `dime_reply`, with the result given as dimeb bytes
+ * (docs/protocol.md §4): `len` bytes at `result`, borrowed for the call,
+ * which must hold exactly one value (`DIME_STATUS_INVALID_ARGUMENT`
+ * otherwise).
+ */
+enum dime_status dime_reply_encoded(struct dime_request *request,
+                                    const void *result,
+                                    size_t len);
 
 /**
  * Answers a call with an error: the caller's future fails with
@@ -1864,6 +2242,25 @@ enum dime_status dime_stream_next(struct dime_stream *stream,
                                   struct dime_value **out);
 
 /**
+ * Like `dime_stream_next`, with the item given as its dimeb bytes
+ * (docs/protocol.md §4), for bindings that decode small values faster
+ * themselves: `*data` and `*len` are borrowed from the stream until the
+ * next call on it; `dime_stream_item` decodes them instead.
+ */
+enum dime_status dime_stream_next_encoded(struct dime_stream *stream,
+                                          int64_t timeout_ms,
+                                          const uint8_t **data,
+                                          size_t *len);
+
+/**
+ * Decodes the item `dime_stream_next_encoded` returned last into a new
+ * value written to `*out`, owned by the caller (`dime_value_free`).
+ * `DIME_STATUS_NOT_FOUND` if there is none.
+ */
+enum dime_status dime_stream_item(const struct dime_stream *stream,
+                                  struct dime_value **out);
+
+/**
  * How a failed stream failed: writes borrowed, NUL-terminated strings
  * (valid until `dime_stream_close`) to each non-NULL output: the
  * producer's error type (empty unless it raised), the message, and its
@@ -1897,6 +2294,17 @@ int32_t dime_request_is_stream(const struct dime_request *request);
 enum dime_status dime_stream_send(struct dime_request *request,
                                   const struct dime_value *item,
                                   int64_t timeout_ms);
+
+/**
+ * Like `dime_stream_send`, with the item given as dimeb bytes
+ * (docs/protocol.md §4): `len` bytes at `item`, borrowed for the call,
+ * which must hold exactly one value (`DIME_STATUS_INVALID_ARGUMENT`
+ * otherwise).
+ */
+enum dime_status dime_stream_send_encoded(struct dime_request *request,
+                                          const void *item,
+                                          size_t len,
+                                          int64_t timeout_ms);
 
 /**
  * Ends a stream call normally (the consumer's `dime_stream_next` then
@@ -1948,6 +2356,201 @@ const char *dime_server_address(const struct dime_server *server,
  * had failed while running (the handle is freed all the same).
  */
 enum dime_status dime_server_stop(struct dime_server *server);
+
+/**
+ * Serves the directory `root` as file server `name` (NULL: `"files"`)
+ * through the broker at `address`, read-only unless `writable`. Returns
+ * once its functions are registered; worker threads serve until
+ * `dime_files_server_stop`. On success writes the new server to `*out`,
+ * owned by the caller. `DIME_STATUS_FILE_NOT_FOUND` if `root` is not a
+ * directory, `DIME_STATUS_CONNECTION_LOST` if the broker cannot be
+ * reached (within 5 s).
+ */
+enum dime_status dime_files_serve(const char *address,
+                                  const char *root,
+                                  const char *name,
+                                  bool writable,
+                                  struct dime_files_server **out);
+
+/**
+ * Like `dime_files_serve`, but runs a broker in this process listening on
+ * the `n` addresses in `listen` (port 0 picks a free port; see
+ * `dime_files_server_address`), so transfers are one hop.
+ */
+enum dime_status dime_files_serve_embedded(const char *const *listen,
+                                           size_t n,
+                                           const char *root,
+                                           const char *name,
+                                           bool writable,
+                                           struct dime_files_server **out);
+
+/**
+ * The `i`-th address the embedded broker listens on, as bound, borrowed
+ * until `dime_files_server_stop`; NULL if `server` is NULL, has no
+ * embedded broker, or `i` is out of range.
+ */
+const char *dime_files_server_address(const struct dime_files_server *server,
+                                      size_t i);
+
+/**
+ * Stops the file server (calls it has taken finish first), stops its
+ * embedded broker if any, and frees the handle. NULL does nothing.
+ */
+enum dime_status dime_files_server_stop(struct dime_files_server *server);
+
+/**
+ * Downloads from file server `name` (through the broker at `address`)
+ * the files a selection names into directory `dest` (created if
+ * needed): `kind` is `DIME_FILES_PATHS` (the `n` strings in `what` are
+ * paths of files or directories), `DIME_FILES_GLOB` or `DIME_FILES_REGEX`
+ * (one string). `options` may be NULL (defaults: 4 connections, 1 MiB
+ * pieces). `progress` (may be NULL) is called on this thread with
+ * `userdata`.
+ * Files already complete at `dest` (same size and modification time)
+ * are skipped; an interrupted download resumes. On success, if `summary`
+ * is not NULL, writes what was done there. Statuses:
+ * `DIME_STATUS_FILE_NOT_FOUND` (a path or nothing matched),
+ * `DIME_STATUS_PERMISSION_DENIED` (a path outside the served tree),
+ * `DIME_STATUS_NO_PROVIDER` (no file server of that name),
+ * `DIME_STATUS_CHECKSUM_MISMATCH`, `DIME_STATUS_FILE_CHANGED`,
+ * `DIME_STATUS_IO_ERROR`, `DIME_STATUS_CANCELLED`,
+ * `DIME_STATUS_CONNECTION_LOST`, `DIME_STATUS_INVALID_ARGUMENT` (a bad
+ * pattern or option).
+ */
+enum dime_status dime_files_download(const char *address,
+                                     const char *name,
+                                     int32_t kind,
+                                     const char *const *what,
+                                     size_t n,
+                                     const char *dest,
+                                     const struct dime_files_options *options,
+                                     dime_files_progress_fn progress,
+                                     void *userdata,
+                                     struct dime_files_summary *summary);
+
+/**
+ * Uploads the files a selection names on this machine (relative paths
+ * and patterns are taken from directory `base`; NULL: the current
+ * directory) into directory `dest_dir` of file server `name` (`""`: its
+ * root), which must be writable. Otherwise as `dime_files_download`.
+ */
+enum dime_status dime_files_upload(const char *address,
+                                   const char *name,
+                                   int32_t kind,
+                                   const char *const *what,
+                                   size_t n,
+                                   const char *base,
+                                   const char *dest_dir,
+                                   const struct dime_files_options *options,
+                                   dime_files_progress_fn progress,
+                                   void *userdata,
+                                   struct dime_files_summary *summary);
+
+/**
+ * Watches share `share` (NULL or `""`: the default share): every key
+ * starting with `prefix` (NULL or `""`: every key) that is set or
+ * removed, and every clear, is pushed to the watch as it happens.
+ * `resume`: NULL to start from now, or a position from
+ * `dime_watch_get_position` to first receive what happened after it (or one
+ * `DIME_CHANGE_LOST` event when that is no longer known). On success
+ * writes a new watch to `*out`, owned by the caller (`dime_watch_free`).
+ * The watch has its own connection; the client is only read.
+ */
+enum dime_status dime_watch_share(struct dime_client *client,
+                                  const char *share,
+                                  const char *prefix,
+                                  const struct dime_watch_position *resume,
+                                  struct dime_watch **out);
+
+/**
+ * Watches tuple space `space` (NULL or `""`: the default space): every
+ * tuple put in (`DIME_CHANGE_OUT`) or taken out (`DIME_CHANGE_IN`).
+ * `resume` and `out` as for `dime_watch_share`.
+ */
+enum dime_status dime_watch_space(struct dime_client *client,
+                                  const char *space,
+                                  const struct dime_watch_position *resume,
+                                  struct dime_watch **out);
+
+/**
+ * Watches group membership: every join and leave (a disconnect leaves
+ * every group) of groups whose names start with `prefix` (NULL or `""`:
+ * every group). `resume` and `out` as for `dime_watch_share`.
+ */
+enum dime_status dime_watch_groups(struct dime_client *client,
+                                   const char *prefix,
+                                   const struct dime_watch_position *resume,
+                                   struct dime_watch **out);
+
+/**
+ * Waits up to `timeout_ms` (`DIME_WAIT_FOREVER`: no limit; 0: only check)
+ * for the next event and writes it to `*out`, a new event owned by the
+ * caller (`dime_event_free`). `DIME_STATUS_TIMEOUT` if none came. If the
+ * connection broke, it is reopened once and the watch resumes where it
+ * was; `DIME_STATUS_CONNECTION_LOST` if that failed too (the watch stays
+ * usable: the next call tries again).
+ */
+enum dime_status dime_watch_next(struct dime_watch *watch,
+                                 int64_t timeout_ms,
+                                 struct dime_event **out);
+
+/**
+ * Writes the watch's position (the last event seen, or where the feed
+ * was when the watch began) to `*out`, for resuming a later watch.
+ */
+enum dime_status dime_watch_get_position(const struct dime_watch *watch,
+                                         struct dime_watch_position *out);
+
+/**
+ * Closes the watch's connection and frees it. NULL is accepted.
+ */
+void dime_watch_free(struct dime_watch *watch);
+
+/**
+ * The event's kind; `DIME_CHANGE_NONE` for NULL.
+ */
+enum dime_change dime_event_kind(const struct dime_event *event);
+
+/**
+ * The event's number (events of one feed are numbered in order); 0 for NULL.
+ */
+uint64_t dime_event_seq(const struct dime_event *event);
+
+/**
+ * The share or space the event happened in, borrowed from the event
+ * (valid until `dime_event_free`); NULL for group events, `LOST` and NULL.
+ */
+const char *dime_event_topic(const struct dime_event *event);
+
+/**
+ * The share key, or the group name, the event is about, borrowed like
+ * `dime_event_topic`; NULL for clears, tuple events, `LOST` and NULL.
+ */
+const char *dime_event_key(const struct dime_event *event);
+
+/**
+ * The new value (`SET`) or the tuple (`OUT`, `IN`), borrowed from the
+ * event (valid until `dime_event_free`; `dime_value_clone` to keep it);
+ * NULL when the event has none, and for NULL.
+ */
+const struct dime_value *dime_event_value(const struct dime_event *event);
+
+/**
+ * The broker's id of the client that joined or left; -1 for other
+ * events and NULL.
+ */
+int64_t dime_event_client(const struct dime_event *event);
+
+/**
+ * For `LOST`: why the history is lost, borrowed like `dime_event_topic`;
+ * NULL otherwise.
+ */
+const char *dime_event_message(const struct dime_event *event);
+
+/**
+ * Frees an event. NULL is accepted.
+ */
+void dime_event_free(struct dime_event *event);
 
 #ifdef __cplusplus
 }  // extern "C"

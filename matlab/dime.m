@@ -21,19 +21,30 @@ classdef dime < handle
     % Shared dictionaries: share_set, share_get, share_pop, share_del,
     % share_contains, share_keys, share_len, share_clear, share_get_many,
     % share_set_many, share_incr, share_cas (dime.absent()), share_wait_key,
-    % share_lock, share_try_lock, share_unlock; option 'share', NAME.
+    % share_lock, share_try_lock, share_unlock; leases and fencing tokens:
+    % share_lock_lease, share_lock_renew, share_set_fenced,
+    % share_del_fenced; option 'share', NAME.
+    % Change events: watch_share, watch_space, watch_groups, watch_next,
+    % watch_position, watch_close.
     % Tuple spaces: out, in (aliases take, in_), rd, inp, rdp, count;
     % pattern wildcards dime.any(), dime.type(T), dime.matrix(C, R),
     % dime.range(LO, HI); option 'space', NAME.
+    % Remote calls: call (r = d.call('add', args, 'timeout', T)), call_async
+    % (a dime_future), serve (d.serve('add', @fn, 'count', N)).
+    % Streams: stream (s = d.stream('gen', args), a dime_stream: s.next(),
+    % s.close()), serve_stream (d.serve_stream('gen', @fn), fn(args, emit)).
     % Every failure raises an error whose identifier is
     % dime:<kind> (dime:connection, dime:closed, dime:timeout, dime:server,
     % dime:type, dime:argument, dime:notfound, dime:codec, dime:unsupported,
     % ...) and whose message is the library's; after dime:server,
     % dime:type, dime:argument, dime:timeout, dime:codec and
-    % dime:unsupported the connection stays usable.
+    % dime:unsupported the connection stays usable. Remote calls add
+    % dime:remoteError, dime:providerLost, dime:noProvider, dime:cancelled.
     %
     % Values travel in the dimeb format; see matlab/README.md for the type
-    % table. Build the MEX file once with build_mex (in this folder).
+    % table. The first use builds the MEX file (dime_mex) when it is missing
+    % or older than libdime (build_mex in this folder chooses another
+    % library); dime.version() reports the versions.
 
     properties (SetAccess = private)
         address = ''        % the libdime address connected to
@@ -50,6 +61,13 @@ classdef dime < handle
         % Field of the marker structs of dime.any, dime.type, dime.matrix,
         % dime.range and dime.absent (pattern wildcards, cas "absent").
         PMARK = 'dime__pattern__'
+        % Longest a remote-call wait stays inside the library (s): the
+        % most Ctrl-C waits before it gets through.
+        SLICE = 0.2
+        SLICE_MS = 200      % the same in milliseconds, for the hot loops
+        % How long d.call waits past its timeout for the broker's verdict
+        % on a call no provider took (dime:noProvider) (s).
+        GRACE = 0.25
     end
 
     methods
@@ -90,6 +108,7 @@ classdef dime < handle
                               'unknown protocol ''%s'' (use ''ipc'' or ''tcp'')', proto);
                     end
             end
+            mex_ready();   % builds dime_mex on first use; refuses another libdime version
             obj.h = dime_mex('connect', addr);
             obj.address = addr;
         end
@@ -428,19 +447,165 @@ classdef dime < handle
             end
         end
 
-        function share_lock(obj, varargin)
+        function token = share_lock(obj, varargin)
             % SHARE_LOCK  d.share_lock() takes the whole-share lock (other
             % clients' writes to the share wait while it is held; reads do
             % not); d.share_lock(key) a named advisory lock;
             % d.share_lock(key_or_[], timeout) gives up after timeout
             % seconds with dime:timeout. FIFO; not re-entrant (dime:server);
             % released by share_unlock or when this connection closes.
+            % Returns the grant's fencing token (uint64; see share_lock_lease).
             [pos, s] = dime.share_opt(varargin, 2, 'share_lock([key], [timeout], [''share'', S])');
             key = [];
             if ~isempty(pos)
                 key = dime.str(pos{1});
             end
-            dime_mex('share_lock', obj.h, s, key, dime.to_ms(pos(2:end)));
+            token = dime_mex('share_lock_lease', obj.h, s, key, dime.to_ms(pos(2:end)), 0);
+        end
+
+        function token = share_lock_lease(obj, key, ttl, varargin)
+            % SHARE_LOCK_LEASE  token = d.share_lock_lease(key_or_[], ttl)
+            % takes the lock (key [] : whole-share) with a lease of ttl
+            % seconds: unless renewed (share_lock_renew) the server releases
+            % it then, even if this process is alive but stuck, and the next
+            % waiter gets it. Optional third argument: a timeout in seconds.
+            % Returns the fencing token (uint64), which grows with every
+            % grant; writes given it (share_set_fenced, share_del_fenced)
+            % are refused (dime:server) once a newer grant exists.
+            if nargin < 3
+                dime.missing('share_lock_lease', 2);
+            end
+            [pos, s] = dime.share_opt(varargin, 1, 'share_lock_lease(key_or_[], ttl, [timeout], [''share'', S])');
+            if ~isempty(key)
+                key = dime.str(key);
+            end
+            token = dime_mex('share_lock_lease', obj.h, s, key, dime.to_ms(pos), dime.lease_ms(ttl));
+        end
+
+        function token = share_lock_renew(obj, key, ttl, varargin)
+            % SHARE_LOCK_RENEW  d.share_lock_renew(key_or_[], ttl) extends
+            % the lease of a lock this connection holds to ttl seconds from
+            % now ([]: its last length); returns its token. dime:server if
+            % the lock is no longer held (the lease already ran out).
+            if nargin < 2
+                dime.missing('share_lock_renew', 1);
+            end
+            if nargin < 3
+                ttl = [];
+            end
+            s = dime.share_opt(varargin, 0, 'share_lock_renew(key_or_[], [ttl], [''share'', S])');
+            if ~isempty(key)
+                key = dime.str(key);
+            end
+            ms = 0;
+            if ~isempty(ttl)
+                ms = dime.lease_ms(ttl);
+            end
+            token = dime_mex('share_lock_renew', obj.h, s, key, ms);
+        end
+
+        function share_set_fenced(obj, key, value, token, varargin)
+            % SHARE_SET_FENCED  share_set carrying a fencing token: refused
+            % (dime:server, nothing written) if a newer grant of the share's
+            % lock or of the lock named key exists.
+            if nargin < 4
+                dime.missing('share_set_fenced', 3);
+            end
+            s = dime.share_opt(varargin, 0, 'share_set_fenced(key, value, token, [''share'', S])');
+            dime_mex('share_set_fenced', obj.h, s, dime.str(key), dime.to_wire(value), token);
+        end
+
+        function found = share_del_fenced(obj, key, token, varargin)
+            % SHARE_DEL_FENCED  share_del carrying a fencing token (see
+            % share_set_fenced).
+            if nargin < 3
+                dime.missing('share_del_fenced', 2);
+            end
+            s = dime.share_opt(varargin, 0, 'share_del_fenced(key, token, [''share'', S])');
+            found = dime_mex('share_del_fenced', obj.h, s, dime.str(key), token);
+        end
+
+        % -------------------------------------------------- change events
+        % A watch has its own connection to the server; events are structs
+        % with fields kind ('set', 'del', 'clear', 'out', 'in', 'join',
+        % 'leave' or 'lost': re-read, events were missed), seq, topic (the
+        % share or space), key (share key or group), value and client ([]
+        % when not applicable).
+
+        function w = watch_share(obj, varargin)
+            % WATCH_SHARE  w = d.watch_share([prefix], [resume]) watches the
+            % share's keys starting with prefix (default: all); resume: a
+            % position from watch_position, to first get what happened after
+            % it. Option 'share', NAME. Read events with watch_next.
+            [pos, s] = dime.share_opt(varargin, 2, 'watch_share([prefix], [resume], [''share'', S])');
+            prefix = '';
+            if ~isempty(pos) && ~isempty(pos{1})
+                prefix = dime.str(pos{1});
+            end
+            resume = [];
+            if numel(pos) > 1
+                resume = pos{2};
+            end
+            w = dime_mex('watch_share', obj.h, s, prefix, resume);
+        end
+
+        function w = watch_space(obj, varargin)
+            % WATCH_SPACE  w = d.watch_space([resume]): an 'out' event for
+            % every tuple put in, 'in' for every tuple taken (value: the
+            % tuple). Option 'space', NAME.
+            [pos, sp] = dime.space_opt(varargin, 1, 'watch_space([resume], [''space'', S])');
+            resume = [];
+            if ~isempty(pos)
+                resume = pos{1};
+            end
+            w = dime_mex('watch_space', obj.h, sp, resume);
+        end
+
+        function w = watch_groups(obj, prefix, resume)
+            % WATCH_GROUPS  w = d.watch_groups([prefix], [resume]): 'join'
+            % and 'leave' events (key: the group, client: the server's id
+            % of the client) of groups whose names start with prefix.
+            if nargin < 2
+                prefix = '';
+            end
+            if nargin < 3
+                resume = [];
+            end
+            w = dime_mex('watch_groups', obj.h, dime.str(prefix), resume);
+        end
+
+        function ev = watch_next(obj, w, timeout) %#ok<INUSL>
+            % WATCH_NEXT  ev = d.watch_next(w, [timeout]): the next event of
+            % watch w, waiting up to timeout seconds (default: forever); []
+            % if none came. A broken connection is reopened, resuming.
+            if nargin < 2
+                dime.missing('watch_next', 1);
+            end
+            if nargin < 3
+                timeout = [];
+            end
+            [ev, fix] = dime_mex('watch_next', w, dime.to_ms({timeout}));
+            if isempty(ev)
+                ev = [];
+                return;
+            end
+            if fix
+                ev.value = dime.from_wire(ev.value);
+            end
+            if any(strcmp(ev.kind, {'out', 'in'}))
+                ev.value = dime.tuple_back(ev.value, false);
+            end
+        end
+
+        function p = watch_position(obj, w) %#ok<INUSL>
+            % WATCH_POSITION  The uint64 [epoch seq] of the last event seen,
+            % to resume a later watch from (watch_share(..., p)).
+            p = dime_mex('watch_position', w);
+        end
+
+        function watch_close(obj, w) %#ok<INUSL>
+            % WATCH_CLOSE  Ends watch w and closes its connection (idempotent).
+            dime_mex('watch_close', w);
         end
 
         function ok = share_try_lock(obj, varargin)
@@ -554,6 +719,344 @@ classdef dime < handle
             sp = dime.space_opt(varargin, 0, 'count(pattern, [''space'', S])');
             n = dime_mex('ts_count', obj.h, sp, dime.compile_pattern(pattern));
         end
+
+        % ---------------------------------------------------- remote calls
+        % A client provides a named function (d.serve); any client calls it
+        % by name (d.call) and the broker routes the call to a provider
+        % and the result back. Arguments and results are any value of the
+        % type table. Semantics: docs/protocol-extensions.md ("Remote
+        % calls"). Waits run in slices of dime.SLICE seconds, so Ctrl-C
+        % gets through; an interrupted d.call cancels its call, an
+        % interrupted d.serve stops providing.
+
+        function varargout = call(obj, name, varargin)
+            % CALL  Call a function some client provides, and wait for its result.
+            %
+            %   r = d.call('add', struct('x', 1))
+            %   r = d.call('add', args, 'timeout', 5)   % seconds (default: forever)
+            %   [r, err] = d.call(...)                  % no error raised for a failed call
+            %
+            % Errors: dime:remoteError (the provider's function failed; the
+            % message holds the remote error's type, message and traceback),
+            % dime:providerLost (the provider went away during the call),
+            % dime:noProvider (no provider took the call before the
+            % timeout), dime:timeout (a provider took it but its result did
+            % not come in time: the call is cancelled), dime:connection.
+            % With a second output, such failures return r = [] and err, a
+            % struct with fields identifier, message (as raised), type and
+            % traceback (the remote error's; '' otherwise); err = [] when
+            % the call succeeded. Interrupting (Ctrl-C) cancels the call.
+            if nargin < 2
+                dime.missing('call', 1);
+            end
+            if numel(varargin) <= 1 && ischar(name) && size(name, 1) == 1 && ~isempty(name)
+                % The common case without the option parser: each static
+                % method call costs tens of microseconds in Octave.
+                timeout = Inf;
+                args = [];
+                if ~isempty(varargin)
+                    args = varargin{1};
+                end
+            else
+                [args, timeout, name] = dime.call_args(name, varargin, 'call');
+            end
+            if ~(isnumeric(args) || islogical(args) || ischar(args))
+                args = dime.to_wire(args);
+            end
+            if isinf(timeout)
+                f = dime_mex('call', obj.h, name, args, -1);
+            else
+                f = dime_mex('call', obj.h, name, args, round(timeout * 1000));
+            end
+            % On every way out (result, error, Ctrl-C): cancel the call if
+            % it has not finished, and free it.
+            release = onCleanup(@() dime_mex('future_free', f, true));
+            if isinf(timeout)
+                slice = dime.SLICE_MS;
+                while ~dime_mex('future_wait', f, slice)
+                end
+                done = true;
+            else
+                done = dime.future_wait(f, timeout);
+                if ~done
+                    % A call no provider took fails with dime:noProvider at
+                    % the deadline, as the broker measures it: give its
+                    % verdict a moment to arrive before calling it a timeout.
+                    done = dime.future_wait(f, dime.GRACE);
+                end
+                if ~done && ~dime_mex('future_cancel', f)
+                    done = true; % it finished in the meantime
+                end
+            end
+            if done
+                [ok, r, fix] = dime_mex('future_result', f);
+                if ok
+                    failure = [];
+                    if fix
+                        r = dime.from_wire(r);
+                    end
+                else
+                    failure = dime.failure_of(r, name);
+                    r = [];
+                end
+            else
+                ok = false;
+                r = [];
+                failure = dime.failure('dime:timeout', sprintf( ...
+                    '''%s'' did not return within %g s; the call was cancelled', name, timeout));
+            end
+            if ~ok && nargout < 2
+                error(failure.identifier, '%s', failure.message);
+            end
+            varargout{1} = r;
+            if nargout > 1
+                varargout{2} = failure;
+            end
+        end
+
+        function f = call_async(obj, name, varargin)
+            % CALL_ASYNC  Call a function some client provides, without waiting.
+            %
+            %   f = d.call_async('add', args)          % a dime_future
+            %   f = d.call_async('add', args, 'timeout', 5)
+            %   r = f.result();  tf = f.done();  f.cancel();
+            %
+            % 'timeout' bounds the wait for a provider to take the call
+            % (then the future fails with dime:noProvider); f.result(t)
+            % bounds a wait for the result. Clearing f does not cancel the
+            % call. See dime_future.
+            if nargin < 2
+                dime.missing('call_async', 1);
+            end
+            [args, timeout, name] = dime.call_args(name, varargin, 'call_async');
+            h = dime_mex('call', obj.h, name, dime.to_wire(args), dime.seconds_to_ms(timeout));
+            f = dime_future(h, name);
+        end
+
+        function n = serve(obj, name, fn, varargin)
+            % SERVE  Provide a function to callers and serve its calls here.
+            %
+            %   d.serve('add', @(s) s.x + 1)              % until interrupted (Ctrl-C)
+            %   n = d.serve('add', @fn, 'count', 3)        % serve 3 calls, then return
+            %   d.serve('add', @fn, 'timeout', 10)         % dime:timeout after 10 s
+            %                                              % without a call
+            %
+            % fn takes the call's argument value (or nothing, if it takes
+            % no arguments) and returns the result value (or nothing: the
+            % caller gets []). An error fn raises goes back to the caller
+            % as a remote error with its identifier as the type (or
+            % 'MException' if it has none), its message, and its stack as
+            % the traceback; serving goes on. A result that cannot be sent
+            % (e.g. a function handle) goes back as a dime:type error.
+            % Calls are served one at a time. Before returning (also on an
+            % error or Ctrl-C) the function stops being provided; a call
+            % the broker had already handed over but that never ran fails
+            % with a remote dime:providerStopped error, a call interrupted
+            % while running with a remote error. A reader that opens the
+            % name as a stream (d.stream) gets a remote dime:notStream
+            % error (not counted). Returns how many calls were served.
+            if nargin < 3
+                dime.missing('serve', 2);
+            end
+            [pos, opts] = dime.options(varargin, {'count', 'timeout'}, 0, ...
+                                       'serve(function, fn, [''count'', N], [''timeout'', seconds])');
+            count = Inf;
+            if isfield(opts, 'count')
+                count = opts.count;
+                if ~(isnumeric(count) && isscalar(count) && isreal(count) && count >= 0 ...
+                     && (count == round(count) || isinf(count)))
+                    error('dime:argument', 'serve: count must be a whole number >= 0 (or Inf)');
+                end
+            end
+            timeout = Inf;
+            if isfield(opts, 'timeout')
+                timeout = dime.seconds(opts.timeout);
+            end
+            name = dime.function_name(name);
+            if ischar(fn)
+                fn = str2func(fn);
+            end
+            if ~isa(fn, 'function_handle')
+                error('dime:argument', 'serve: fn must be a function handle');
+            end
+            n = 0;
+            if count == 0
+                return;
+            end
+            h = obj.h;
+            dime_mex('provide', h, name, 1);
+            stop = onCleanup(@() dime.serve_end(h, name));
+            idle = tic;
+            slice = dime.SLICE_MS;
+            while n < count
+                if ~isinf(timeout)
+                    slice = dime.slice_ms(timeout - toc(idle));
+                end
+                [rq, args, fix] = dime_mex('next_call', h, name, slice);
+                if rq == 0
+                    if toc(idle) >= timeout
+                        error('dime:timeout', 'serve: no call of ''%s'' came within %g s (%d served)', ...
+                              name, timeout, n);
+                    end
+                    continue;
+                end
+                if dime_mex('request_is_stream', rq)
+                    dime_mex('reply_error', rq, 'dime:notStream', sprintf( ...
+                        '''%s'' is a plain function, not a stream: call it with d.call', name), '');
+                    dime_mex('request_free', rq);
+                    continue;
+                end
+                if n + 1 >= count
+                    % Stop providing before answering the last call, so
+                    % the broker hands this provider no call it will not run.
+                    dime_mex('unprovide', h, name);
+                end
+                dime.run_call(rq, fn, args, fix, name);
+                n = n + 1;
+                idle = tic;
+            end
+        end
+
+        % --------------------------------------------------------- streams
+        % A client provides a named stream (d.serve_stream); any client
+        % reads it (d.stream), item by item, in order. A credit window
+        % (items and bytes) bounds how far the producer runs ahead of the
+        % reader, so a slow reader slows the producer.
+
+        function s = stream(obj, name, varargin)
+            % STREAM  Open a stream some client provides (a dime_stream).
+            %
+            %   s = d.stream('count', 5)
+            %   s = d.stream('count', 5, 'timeout', 10, 'items', 64, 'bytes', 2^20)
+            %   [v, ok] = s.next();  s.close();
+            %
+            % 'timeout' (seconds, default forever) bounds the wait for a
+            % provider (then next raises dime:noProvider); 'items' and
+            % 'bytes' set the credit window (default 1024 items, 64 MiB).
+            % See dime_stream.
+            if nargin < 2
+                dime.missing('stream', 1);
+            end
+            [pos, opts] = dime.options(varargin, {'timeout', 'items', 'bytes'}, 1, ...
+                ['stream(function, [args], [''timeout'', seconds], [''items'', N], ' ...
+                 '[''bytes'', N])']);
+            name = dime.function_name(name);
+            args = [];
+            if ~isempty(pos)
+                args = pos{1};
+            end
+            timeout = Inf;
+            if isfield(opts, 'timeout')
+                timeout = dime.seconds(opts.timeout);
+            end
+            window = [0 0];
+            opt = {'items', 'bytes'};
+            for i = 1:2
+                if isfield(opts, opt{i})
+                    w = opts.(opt{i});
+                    if ~(isnumeric(w) && isscalar(w) && isreal(w) && w >= 1 && w == round(w))
+                        error('dime:argument', 'stream: %s must be a whole number >= 1', opt{i});
+                    end
+                    window(i) = double(w);
+                end
+            end
+            h = dime_mex('stream_open', obj.h, name, dime.to_wire(args), window(1), window(2), ...
+                         dime.seconds_to_ms(timeout));
+            s = dime_stream(h, name);
+        end
+
+        function n = serve_stream(obj, name, fn, varargin)
+            % SERVE_STREAM  Provide a stream to readers and produce it here.
+            %
+            %   d.serve_stream('count', @produce)                  % until interrupted (Ctrl-C)
+            %   n = d.serve_stream('count', @produce, 'count', 2)  % 2 streams, then return
+            %   d.serve_stream('count', @produce, 'timeout', 10)   % dime:timeout after
+            %                                                      % 10 s without a reader
+            %
+            %   function produce(args, emit)
+            %       for i = 1:args
+            %           if ~emit(i), return; end   % false: the reader stopped
+            %       end
+            %   end
+            %
+            % fn(args, emit) (or fn(emit) if fn takes one argument) is
+            % called once per reader with the reader's argument value; it
+            % calls emit(item) for each item, in order. emit waits while
+            % the reader's window is full (in slices, so Ctrl-C gets
+            % through) and returns true once the item is sent, false once
+            % the reader has stopped (closed the stream or gone): fn should
+            % then return. When fn returns the stream ends normally; an
+            % error fn raises ends it with a remote error at the reader,
+            % after the items already sent (identifier as the type, or
+            % 'MException', message, stack as the traceback); serving goes
+            % on. An item that cannot be sent (e.g. a function handle)
+            % raises dime:type from emit (so, unless fn catches it, it ends
+            % the stream with that error). Readers are served one at a
+            % time; a plain d.call of the name fails with a remote
+            % dime:notStream error. Returns how many streams were served;
+            % stops providing before returning, as d.serve.
+            if nargin < 3
+                dime.missing('serve_stream', 2);
+            end
+            [pos, opts] = dime.options(varargin, {'count', 'timeout'}, 0, ...
+                'serve_stream(function, fn, [''count'', N], [''timeout'', seconds])');
+            count = Inf;
+            if isfield(opts, 'count')
+                count = opts.count;
+                if ~(isnumeric(count) && isscalar(count) && isreal(count) && count >= 0 ...
+                     && (count == round(count) || isinf(count)))
+                    error('dime:argument', 'serve_stream: count must be a whole number >= 0 (or Inf)');
+                end
+            end
+            timeout = Inf;
+            if isfield(opts, 'timeout')
+                timeout = dime.seconds(opts.timeout);
+            end
+            name = dime.function_name(name);
+            if ischar(fn)
+                fn = str2func(fn);
+            end
+            if ~isa(fn, 'function_handle')
+                error('dime:argument', 'serve_stream: fn must be a function handle');
+            end
+            n = 0;
+            if count == 0
+                return;
+            end
+            h = obj.h;
+            dime_mex('provide', h, name, 1);
+            stop = onCleanup(@() dime.serve_end(h, name));
+            idle = tic;
+            slice = dime.SLICE_MS;
+            while n < count
+                if ~isinf(timeout)
+                    slice = dime.slice_ms(timeout - toc(idle));
+                end
+                [rq, args, fix] = dime_mex('next_call', h, name, slice);
+                if rq == 0
+                    if toc(idle) >= timeout
+                        error('dime:timeout', ...
+                              'serve_stream: no reader of ''%s'' came within %g s (%d served)', ...
+                              name, timeout, n);
+                    end
+                    continue;
+                end
+                if ~dime_mex('request_is_stream', rq)
+                    dime_mex('reply_error', rq, 'dime:notStream', sprintf( ...
+                        '''%s'' is a stream: read it with d.stream', name), '');
+                    dime_mex('request_free', rq);
+                    continue;
+                end
+                if n + 1 >= count
+                    % Stop providing before producing the last stream, so
+                    % the broker hands this provider no reader it will not serve.
+                    dime_mex('unprovide', h, name);
+                end
+                dime.run_stream(rq, fn, args, fix);
+                n = n + 1;
+                idle = tic;
+            end
+        end
     end
 
     methods (Access = private)
@@ -580,6 +1083,15 @@ classdef dime < handle
     end
 
     methods (Static)
+        function v = version()
+            % DIME.VERSION  The versions of libdime and of this binding, as a
+            % struct: binding, library (the loaded libdime's), mex (the
+            % dime.h dime_mex was compiled against) and library_path. Builds
+            % dime_mex first if needed; raises dime:version, naming both,
+            % when libdime's version is not the binding's.
+            v = mex_ready();
+        end
+
         % Pattern wildcards for in/rd/inp/rdp/count, and dime.absent() for
         % share_cas. Each returns a marker struct; use them as top-level
         % fields of a pattern cell.
@@ -775,11 +1287,301 @@ classdef dime < handle
                 m = [k(:), v(:)];
             end
         end
+
+        % --------------------------------------- remote calls (dime_future too)
+
+        function done = future_wait(f, timeout)
+            % Whether the call of future handle f finished within timeout
+            % seconds (Inf: wait until it does), asking the library at most
+            % dime.SLICE s at a time so Ctrl-C gets through in between.
+            t0 = tic;
+            while true
+                if dime_mex('future_wait', f, dime.slice_ms(timeout - toc(t0)))
+                    done = true;
+                    return;
+                end
+                if toc(t0) >= timeout
+                    done = false;
+                    return;
+                end
+            end
+        end
+
+        function [ok, r, failure] = future_take(f, name)
+            % The outcome of a finished call: ok and its result r (failure
+            % = []), or not ok, r = [] and failure (see dime.failure).
+            [ok, r, fix] = dime_mex('future_result', f);
+            failure = [];
+            if ok
+                if fix
+                    r = dime.from_wire(r);
+                end
+            else
+                failure = dime.failure_of(r, name);
+                r = [];
+            end
+        end
+
+        function failure = failure_of(e, name)
+            % The failure of a call of name, from the struct future_result
+            % returns: the message as raised names the function and, for a
+            % remote error, holds its type, message and traceback.
+            if strcmp(e.identifier, 'dime:remoteError')
+                msg = sprintf('''%s'' raised %s: %s', name, e.type, e.message);
+                if ~isempty(e.traceback)
+                    msg = sprintf('%s\nRemote traceback:\n%s', msg, e.traceback);
+                end
+            else
+                msg = sprintf('''%s'': %s', name, e.message);
+            end
+            failure = dime.failure(e.identifier, msg, e.type, e.traceback);
+        end
+
+        function future_release(f, cancel)
+            % Frees future handle f (cancelling its call first if cancel and
+            % it has not finished). Quiet: it runs from delete, also after
+            % the connection went away.
+            try
+                dime_mex('future_free', f, cancel);
+            catch
+                % nothing left to free
+            end
+        end
+
+        function e = failure(identifier, message, type, traceback)
+            % The err output of d.call / f.result for a failed call.
+            if nargin < 3
+                type = '';
+                traceback = '';
+            end
+            e = struct('identifier', identifier, 'message', message, 'type', type, ...
+                       'traceback', traceback);
+        end
+
+        function t = seconds(t)
+            % A timeout in seconds, checked: a real non-negative number
+            % (Inf, or [] for forever).
+            if isempty(t)
+                t = Inf;
+                return;
+            end
+            if ~(isnumeric(t) && isscalar(t) && isreal(t)) || isnan(t) || t < 0
+                error('dime:argument', 'a timeout must be a number of seconds >= 0 (Inf: forever)');
+            end
+            t = double(t);
+        end
+
+        function ms = slice_ms(left)
+            % One slice of a sliced wait with `left` seconds to go, in
+            % milliseconds: at most dime.SLICE, never negative (which the
+            % library reads as "forever"), rounded up so a slice never
+            % ends before the deadline.
+            ms = ceil(max(0, min(dime.SLICE, left)) * 1000);
+        end
     end
 
     methods (Static, Access = private)
         function missing(method, n)
             error('dime:argument', '%s needs at least %d argument(s); see help dime', method, n);
+        end
+
+        function [args, timeout, name] = call_args(name, rest, method)
+            % d.call / d.call_async arguments: [args], ['timeout', seconds].
+            [pos, opts] = dime.options(rest, {'timeout'}, 1, ...
+                                       [method '(function, [args], [''timeout'', seconds])']);
+            name = dime.function_name(name);
+            args = [];
+            if ~isempty(pos)
+                args = pos{1};
+            end
+            timeout = Inf;
+            if isfield(opts, 'timeout')
+                timeout = dime.seconds(opts.timeout);
+            end
+        end
+
+        function [pos, opts] = options(args, names, nmax, usage)
+            % Trailing name/value option pairs (names: a cellstr) off args,
+            % into the struct opts; at most nmax positional arguments
+            % remain in pos. A trailing pair whose name is one of names is
+            % always read as the option.
+            opts = struct();
+            n = numel(args);
+            while n >= 2 && ischar(dime.str(args{n - 1})) ...
+                  && any(strcmpi(dime.str(args{n - 1}), names)) ...
+                  && ~isfield(opts, lower(dime.str(args{n - 1})))
+                opts.(lower(dime.str(args{n - 1}))) = args{n};
+                n = n - 2;
+            end
+            pos = args(1:n);
+            if numel(pos) > nmax
+                error('dime:argument', 'usage: d.%s', usage);
+            end
+        end
+
+        function name = function_name(name)
+            name = dime.str(name);
+            if ~ischar(name) || isempty(name) || size(name, 1) ~= 1
+                error('dime:argument', 'a function name must be a non-empty char row vector');
+            end
+        end
+
+        function ms = seconds_to_ms(t)
+            if isinf(t)
+                ms = -1;
+            else
+                ms = round(t * 1000);
+            end
+        end
+
+        function run_call(rq, fn, args, fix, name)
+            % Runs fn on one call's arguments and answers it: with the
+            % result, or with the error fn raised. Frees request rq.
+            try
+                if fix
+                    args = dime.from_wire(args);
+                end
+                try
+                    nin = nargin(fn);
+                catch
+                    nin = 1; % a builtin: give it the argument
+                end
+                try
+                    nout = nargout(fn);
+                catch
+                    nout = 1;
+                end
+                if nin == 0
+                    in = {};
+                else
+                    in = {args};
+                end
+                if nout == 0
+                    fn(in{:});
+                    result = [];
+                else
+                    result = fn(in{:});
+                end
+            catch err
+                dime_mex('reply_error', rq, dime.error_type(err), dime.no_nul(err.message), ...
+                         dime.format_stack(err));
+                dime_mex('request_free', rq);
+                return;
+            end
+            try
+                if ~(isnumeric(result) || islogical(result) || ischar(result))
+                    result = dime.to_wire(result);
+                end
+                dime_mex('reply', rq, result);
+            catch err
+                if ~any(strcmp(err.identifier, {'dime:type', 'dime:argument', 'dime:codec'}))
+                    rethrow(err); % the connection: serving cannot go on
+                end
+                dime_mex('reply_error', rq, err.identifier, dime.no_nul(sprintf( ...
+                    'the result of ''%s'' cannot be sent: %s', name, err.message)), '');
+            end
+            dime_mex('request_free', rq);
+        end
+
+        function run_stream(rq, fn, args, fix)
+            % Runs fn on one stream call's arguments with an emit function
+            % sending to it, then ends the stream: normally, or with the
+            % error fn raised. Frees request rq on every way out.
+            release = onCleanup(@() dime_mex('request_free', rq));
+            emit = @(item) dime.stream_emit(rq, item);
+            try
+                if fix
+                    args = dime.from_wire(args);
+                end
+                try
+                    nin = nargin(fn);
+                catch
+                    nin = 2;
+                end
+                if nin == 1
+                    fn(emit);
+                else
+                    fn(args, emit);
+                end
+            catch err
+                if any(strcmp(err.identifier, {'dime:connection', 'dime:closed'}))
+                    rethrow(err); % the connection: serving cannot go on
+                end
+                try
+                    dime_mex('reply_error', rq, dime.error_type(err), ...
+                             dime.no_nul(err.message), dime.format_stack(err));
+                catch
+                    % the reader had stopped: the stream is over already
+                end
+                return;
+            end
+            try
+                dime_mex('stream_end', rq);
+            catch err
+                if any(strcmp(err.identifier, {'dime:connection', 'dime:closed'}))
+                    rethrow(err);
+                end
+                % the reader had stopped: the stream is over already
+            end
+        end
+
+        function sent = stream_emit(rq, item)
+            % The emit function of d.serve_stream: sends item on stream
+            % call rq, waiting in slices while the reader's window is full;
+            % false once the reader has stopped.
+            if ~(isnumeric(item) || islogical(item) || ischar(item))
+                item = dime.to_wire(item);
+            end
+            while true
+                st = dime_mex('stream_send', rq, item, dime.SLICE_MS);
+                if st >= 0
+                    sent = st == 1;
+                    return;
+                end
+            end
+        end
+
+        function t = error_type(err)
+            t = err.identifier;
+            if isempty(t)
+                t = 'MException';
+            end
+        end
+
+        function s = no_nul(s)
+            s = strrep(s, char(0), '\0');
+        end
+
+        function tb = format_stack(err)
+            % The frames of err's stack inside the served function (up to
+            % the first frame of dime.m), one per line, innermost first.
+            tb = '';
+            self = [mfilename('fullpath') '.m'];
+            for i = 1:numel(err.stack)
+                s = err.stack(i);
+                if strcmp(s.file, self)
+                    break;
+                end
+                line = sprintf('  at %s (%s:%d)', s.name, s.file, s.line);
+                if isempty(tb)
+                    tb = line;
+                else
+                    tb = sprintf('%s\n%s', tb, line);
+                end
+            end
+            tb = dime.no_nul(tb);
+        end
+
+        function serve_end(h, name)
+            % d.serve's cleanup: stop providing name, fail the calls handed
+            % over that never ran, release the rest. Quiet: it runs from
+            % onCleanup, also after the connection went away.
+            try
+                dime_mex('serve_end', h, name, ...
+                         sprintf('the provider of ''%s'' stopped serving before running this call', name));
+            catch
+                % closed (or the MEX file cleared): nothing is left to stop
+            end
         end
 
         function [pos, name] = share_opt(args, nmax, usage)
@@ -824,6 +1626,14 @@ classdef dime < handle
             if ~exist('OCTAVE_VERSION', 'builtin') && isstring(x) && isscalar(x)
                 x = char(x);
             end
+        end
+
+        function ms = lease_ms(ttl)
+            % A lease in seconds as positive milliseconds.
+            if ~(isnumeric(ttl) && isscalar(ttl) && isreal(ttl)) || ~(ttl > 0) || isinf(ttl)
+                error('dime:argument', 'a lease (ttl) must be a positive number of seconds');
+            end
+            ms = max(1, round(double(ttl) * 1000));
         end
 
         function ms = to_ms(pos)

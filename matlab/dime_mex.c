@@ -7,7 +7,8 @@
  * wire protocol. The work is split by job (see dime_mex.h): errors
  * (mex_errors.c), connection handles (mex_handles.c), text (mex_text.c),
  * value conversion (mex_convert.c, with the conversion table) and the
- * commands (mex_commands.c, with the list of commands). Build it with
+ * commands (mex_commands.c, with the list of commands; the remote-call
+ * ones in mex_rpc.c). Build it with
  * matlab/build_mex.m (MATLAB or Octave) or matlab/build.sh (Octave, from a
  * shell); both compile every one of these .c files.
  *
@@ -57,6 +58,8 @@ void mex_call_release(mex_call *call)
     }
     dime_pattern_free(call->pattern);
     call->pattern = NULL;
+    dime_request_free(call->request); /* answers its caller with an error */
+    call->request = NULL;
     call->has_marker = 0;
 }
 

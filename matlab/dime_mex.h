@@ -4,10 +4,12 @@
  *
  *   dime_mex.c      mexFunction: per-call state, command lookup
  *   mex_errors.c    raising dime:<kind> errors; conversion errors
- *   mex_handles.c   the registry of open connections (uint64 handles)
+ *   mex_handles.c   the registry of uint64 handles: open connections, and
+ *                   the futures and requests of remote calls
  *   mex_text.c      char arrays <-> UTF-8; string arguments
  *   mex_convert.c   mxArray <-> dime_value
  *   mex_commands.c  the commands and their {name, fn} table
+ *   mex_rpc.c       the remote-call commands (call/future_*, provide/next_call/reply)
  *
  * Every file is a plain client of include/dime.h; none knows the wire
  * protocol.
@@ -51,6 +53,7 @@ typedef struct mex_call {
     dime_messages *messages;                  /* sync's list while it is converted */
     dime_value *values[MEX_CALL_MAX_VALUES];  /* values built or received */
     dime_pattern *pattern;                    /* the tuple-space pattern */
+    dime_request *request; /* a request taken but not yet registered */
     int has_marker; /* from_dime produced a map marker dime.m must resolve */
 } mex_call;
 
@@ -97,13 +100,57 @@ void handles_add(dime_client *c);
 /* The connection of a handle argument; dime:argument if it is not a uint64
  * scalar, dime:closed if no open connection has it. */
 dime_client *handles_client_arg(const mxArray *a);
-/* Closes the connection of a handle argument if open (idempotent). */
+/* Closes the connection of a handle argument if open (idempotent), after
+ * freeing its futures and requests. */
 void handles_close_arg(const mxArray *a);
+/* Open connections. */
 size_t handles_count(void);
-/* Closes every connection (mexAtExit). */
+/* Frees every future and request and closes every connection (mexAtExit). */
 void handles_close_all(void);
-/* The handle MATLAB sees for a connection. */
-uint64_t handles_of(const dime_client *c);
+/* The handle MATLAB sees for a connection, future or request. */
+uint64_t handles_of(const void *p);
+
+/* Registers a future made on `owner` (raises dime:internal, freeing it, if
+ * out of memory). The registry owns it from then on. */
+void handles_add_future(dime_client *owner, dime_future *f);
+/* The future of a handle argument; dime:closed if it was released. */
+dime_future *handles_future_arg(const mxArray *a);
+/* Frees the future of a handle argument if registered (idempotent),
+ * cancelling its call first if `cancel` and it has not finished;
+ * otherwise the call goes on (its result is dropped). */
+void handles_free_future_arg(const mxArray *a, int cancel);
+/* Registers a request taken on `owner`; `stashed`: kept for a later wait
+ * for its function, not handed to MATLAB (raises dime:internal, freeing
+ * it, if out of memory). */
+void handles_add_request(dime_client *owner, dime_request *r, int stashed);
+/* The request of a handle argument; dime:closed if it was released. */
+dime_request *handles_request_arg(const mxArray *a);
+/* Frees the request of a handle argument if registered (idempotent; an
+ * unanswered one is answered with an error by the library). */
+void handles_free_request_arg(const mxArray *a);
+/* A stashed request of `owner` for `function`, now handed out, or NULL. */
+dime_request *handles_unstash(const dime_client *owner, const char *function);
+/* Frees every request of `owner` for `function`; the stashed ones (never
+ * started) are first answered with error_type/message. Returns how many. */
+size_t handles_release_requests(const dime_client *owner, const char *function,
+                                const char *error_type, const char *message);
+/* Registers a stream opened on `owner` (raises dime:internal, closing
+ * it, if out of memory). The registry owns it from then on. */
+void handles_add_stream(dime_client *owner, dime_stream *st);
+/* The stream of a handle argument; dime:closed if it was closed. */
+dime_stream *handles_stream_arg(const mxArray *a);
+/* Closes the stream of a handle argument if registered (idempotent),
+ * stopping its producer if it has not ended. */
+void handles_close_stream_arg(const mxArray *a);
+/* How many futures, requests and streams are registered. */
+void handles_count_objects(size_t *futures, size_t *requests, size_t *streams);
+/* Watches, held the same way (a uint64 handle each). */
+void handles_add_watch(dime_watch *w);
+uint64_t handles_of_watch(const dime_watch *w);
+/* The watch of a handle argument (raises dime:closed if closed or unknown). */
+dime_watch *handles_watch_arg(const mxArray *a);
+/* Closes the watch of a handle argument if open (idempotent). */
+void handles_close_watch_arg(const mxArray *a);
 
 /* ------------------------------------------------ text (mex_text.c) */
 
@@ -137,5 +184,46 @@ typedef void (*mex_command_fn)(mex_call *call, int nlhs, mxArray *plhs[], int nr
                                const mxArray *prhs[]);
 /* The command named `name`, or NULL. */
 mex_command_fn find_command(const char *name);
+
+/* Argument helpers the command files share. */
+/* dime:argument with `usage` unless there are at least n arguments. */
+void need_args(int nrhs, int n, const char *usage);
+/* A real numeric scalar argument (dime:argument otherwise). */
+double scalar_arg(const mxArray *a, const char *what);
+/* Milliseconds from argument i; missing, [], negative, NaN or Inf: forever. */
+int64_t ms_arg(int nrhs, const mxArray *prhs[], int i);
+/* plhs[0] = `v` (from the library; owned by the call until converted, so a
+ * conversion that raises does not leak it) and, if asked, plhs[1] = the
+ * map-marker flag. */
+void return_value(mex_call *call, int nlhs, mxArray *plhs[], dime_value *v);
+
+/* ------------------------------------------------ remote calls (mex_rpc.c) */
+
+void cmd_call(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_future_wait(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_future_done(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_future_result(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                       const mxArray *prhs[]);
+void cmd_future_cancel(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                       const mxArray *prhs[]);
+void cmd_future_free(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_provide(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_unprovide(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_next_call(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_reply(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_reply_error(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_request_free(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_serve_end(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_rpc_count(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+
+/* ------------------------------------------------ streams (mex_stream.c) */
+
+void cmd_stream_open(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_stream_next(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_stream_close(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_request_is_stream(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                           const mxArray *prhs[]);
+void cmd_stream_send(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
+void cmd_stream_end(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]);
 
 #endif

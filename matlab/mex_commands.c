@@ -2,7 +2,7 @@
  * mex_commands.c: the commands of dime_mex, one function each, and the
  * {name, fn} table mexFunction looks them up in (see find_command).
  *
- *   v     = dime_mex('version')
+ *   [v, h] = dime_mex('version')                % libdime's, and dime.h's at compile time
  *   h     = dime_mex('connect', address)          % uint64 handle
  *           dime_mex('close', h)                  % idempotent
  *           dime_mex('join', h, group, ...)       % or a cellstr
@@ -18,7 +18,11 @@
  *   k     = dime_mex('open_count')                % open connections
  *   ...   = dime_mex('share_<op>', h, share, ...)  % shared dictionaries
  *   ...   = dime_mex('ts_<op>', h, space, ...)     % tuple spaces
- *           (see the share_ and ts_ sections below; dime.m wraps them)
+ *   ...   = dime_mex('watch_<op>', ...)            % change events
+ *           (see the share_, ts_ and watch_ sections below; dime.m wraps them)
+ *   ...   = dime_mex('call' | 'future_<op>' | 'provide' | 'next_call' |
+ *                    'reply' | ..., ...)            % remote calls, in mex_rpc.c
+ *   ...   = dime_mex('stream_<op>', ...)           % streams, in mex_stream.c
  *
  * `fix` (a logical) says a returned value holds map markers dime.m must
  * turn into containers.Map. Lists of names (groups, received variables,
@@ -35,13 +39,13 @@
 
 /* ------------------------------------------------------- argument helpers */
 
-static void need_args(int nrhs, int n, const char *usage)
+void need_args(int nrhs, int n, const char *usage)
 {
     if (nrhs < n)
         fail("argument", "usage: %s", usage);
 }
 
-static double scalar_arg(const mxArray *a, const char *what)
+double scalar_arg(const mxArray *a, const char *what)
 {
     if (!mxIsNumeric(a) || mxIsComplex(a) || mxGetNumberOfElements(a) != 1)
         fail("argument", "%s must be a real numeric scalar", what);
@@ -49,7 +53,7 @@ static double scalar_arg(const mxArray *a, const char *what)
 }
 
 /* Milliseconds from argument i; missing, [], negative, NaN or Inf: forever. */
-static int64_t ms_arg(int nrhs, const mxArray *prhs[], int i)
+int64_t ms_arg(int nrhs, const mxArray *prhs[], int i)
 {
     double t;
     if (i >= nrhs || mxIsEmpty(prhs[i]))
@@ -71,7 +75,7 @@ static const char *lock_key_arg(int nrhs, const mxArray *prhs[], int i)
 /* plhs[0] = the value `v` (from the library, owned by the call until it is
  * converted, so a conversion that raises does not leak it), plhs[1] =
  * whether dime.m must resolve map markers. */
-static void return_value(mex_call *call, int nlhs, mxArray *plhs[], dime_value *v)
+void return_value(mex_call *call, int nlhs, mxArray *plhs[], dime_value *v)
 {
     mxArray *out;
     mex_call_own(call, v);
@@ -116,10 +120,15 @@ static void return_none(int nlhs, mxArray *plhs[])
 
 /* ------------------------------------------------- connections, messages */
 
+/* [library, compiled] = dime_mex('version'): the loaded libdime's version
+ * and the dime.h version this MEX file was compiled against (they differ
+ * when the library was swapped under it; dime.version() refuses that). */
 static void cmd_version(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
 {
-    (void)call, (void)nlhs, (void)nrhs, (void)prhs;
+    (void)call, (void)nrhs, (void)prhs;
     plhs[0] = mxCreateString(dime_version()); /* a static C string */
+    if (nlhs > 1)
+        plhs[1] = mxCreateString(DIME_VERSION_STRING);
 }
 
 static void cmd_connect(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
@@ -386,7 +395,11 @@ static void cmd_convert(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, con
  *   [v, fix] = dime_mex('share_wait_key', h, share, key, timeout_ms)
  *           dime_mex('share_lock', h, share, key_or_[], timeout_ms)
  *   ok    = dime_mex('share_try_lock', h, share, key_or_[])
- *           dime_mex('share_unlock', h, share, key_or_[]) */
+ *           dime_mex('share_unlock', h, share, key_or_[])
+ *   token = dime_mex('share_lock_lease', h, share, key_or_[], timeout_ms, ttl_ms)  % uint64
+ *   token = dime_mex('share_lock_renew', h, share, key_or_[], ttl_ms)
+ *           dime_mex('share_set_fenced', h, share, key, value, token)
+ *   found = dime_mex('share_del_fenced', h, share, key, token) */
 
 #define SHARE_USAGE "dime_mex('share_<op>', h, share, ...); see mex_commands.c"
 
@@ -590,6 +603,241 @@ static void cmd_share_unlock(mex_call *call, int nlhs, mxArray *plhs[], int nrhs
     CHECK(share_unlock(a.c, a.share, lock_key_arg(nrhs, prhs, 3)), "share_unlock");
 }
 
+/* A fencing token argument: a uint64 scalar, or a whole non-negative double. */
+static uint64_t token_arg(const mxArray *a)
+{
+    double d;
+    if (mxIsUint64(a) && !mxIsComplex(a) && mxGetNumberOfElements(a) == 1)
+        return *(const uint64_t *)mxGetData(a);
+    d = scalar_arg(a, "a fencing token");
+    if (d < 0 || d != d || d != (double)(uint64_t)d)
+        fail("argument", "a fencing token must be a whole non-negative number");
+    return (uint64_t)d;
+}
+
+static mxArray *uint64_scalar(uint64_t x)
+{
+    mxArray *m = mxCreateNumericMatrix(1, 1, mxUINT64_CLASS, mxREAL);
+    *(uint64_t *)mxGetData(m) = x;
+    return m;
+}
+
+/* Milliseconds of a lease from argument i; missing or [] (or <= 0): none. */
+static int64_t ttl_arg(int nrhs, const mxArray *prhs[], int i)
+{
+    double t;
+    if (i >= nrhs || mxIsEmpty(prhs[i]))
+        return 0;
+    t = scalar_arg(prhs[i], "the lease");
+    if (t != t || t > 9.2e18)
+        fail("argument", "the lease must be a finite number of milliseconds");
+    return t > 0 ? (int64_t)(t < 1 ? 1 : t) : 0;
+}
+
+static void cmd_share_lock_lease(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                                 const mxArray *prhs[])
+{
+    share_args a = share_begin(nrhs, prhs, 0);
+    const char *k = lock_key_arg(nrhs, prhs, 3);
+    uint64_t token = 0;
+    (void)call, (void)nlhs;
+    CHECK(share_lock_lease(a.c, a.share, k, ms_arg(nrhs, prhs, 4), ttl_arg(nrhs, prhs, 5), &token),
+          "share_lock");
+    plhs[0] = uint64_scalar(token);
+}
+
+static void cmd_share_lock_renew(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                                 const mxArray *prhs[])
+{
+    share_args a = share_begin(nrhs, prhs, 0);
+    const char *k = lock_key_arg(nrhs, prhs, 3);
+    uint64_t token = 0;
+    (void)call, (void)nlhs;
+    CHECK(share_lock_renew(a.c, a.share, k, ttl_arg(nrhs, prhs, 4), &token), "share_lock_renew");
+    plhs[0] = uint64_scalar(token);
+}
+
+static void cmd_share_set_fenced(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                                 const mxArray *prhs[])
+{
+    share_args a = share_begin(nrhs, prhs, 1);
+    dime_value *v;
+    uint64_t token;
+    (void)nlhs, (void)plhs;
+    need_args(nrhs, 6, "dime_mex('share_set_fenced', h, share, key, value, token)");
+    token = token_arg(prhs[5]);
+    v = value_arg(call, prhs[4], NULL);
+    CHECK(share_set_fenced(a.c, a.share, a.key, v, token), "share_set");
+}
+
+static void cmd_share_del_fenced(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                                 const mxArray *prhs[])
+{
+    share_args a = share_begin(nrhs, prhs, 1);
+    bool found = false;
+    (void)call, (void)nlhs;
+    need_args(nrhs, 5, "dime_mex('share_del_fenced', h, share, key, token)");
+    CHECK(share_del_fenced(a.c, a.share, a.key, token_arg(prhs[4]), &found), "share_del");
+    plhs[0] = mxCreateLogicalScalar(found);
+}
+
+/* ------------------------------------------------------- change events */
+
+/*   w   = dime_mex('watch_share', h, share, prefix, resume_or_[])  % uint64 handle
+ *   w   = dime_mex('watch_space', h, space, resume_or_[])
+ *   w   = dime_mex('watch_groups', h, prefix, resume_or_[])
+ *   [ev, fix] = dime_mex('watch_next', w, timeout_ms)  % struct, or [] on timeout
+ *   pos = dime_mex('watch_position', w)                % uint64 [epoch seq]
+ *         dime_mex('watch_close', w)                   % idempotent
+ * resume: a uint64 [epoch seq] from watch_position. An event is a struct
+ * with fields kind (char), seq (double), topic, key (char, or [] when
+ * none), value ([] when none), client (double, or [] when none). */
+
+static const dime_watch_position *resume_arg(int nrhs, const mxArray *prhs[], int i,
+                                             dime_watch_position *pos)
+{
+    const uint64_t *p;
+    if (i >= nrhs || mxIsEmpty(prhs[i]))
+        return NULL;
+    if (!mxIsUint64(prhs[i]) || mxIsComplex(prhs[i]) || mxGetNumberOfElements(prhs[i]) != 2)
+        fail("argument", "resume must be the uint64 [epoch seq] watch_position returned");
+    p = (const uint64_t *)mxGetData(prhs[i]);
+    pos->epoch = p[0];
+    pos->seq = p[1];
+    return pos;
+}
+
+static void return_watch(mxArray *plhs[], dime_watch *w)
+{
+    handles_add_watch(w);
+    plhs[0] = uint64_scalar(handles_of_watch(w));
+}
+
+static void cmd_watch_share(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                            const mxArray *prhs[])
+{
+    dime_watch_position pos;
+    dime_watch *w = NULL;
+    dime_client *c;
+    const char *share, *prefix;
+    (void)call, (void)nlhs;
+    need_args(nrhs, 3, "dime_mex('watch_share', h, share, [prefix], [resume])");
+    c = handles_client_arg(prhs[1]);
+    share = name_arg(prhs[2], "the share name");
+    prefix = nrhs > 3 && !mxIsEmpty(prhs[3]) ? name_arg(prhs[3], "the prefix") : "";
+    CHECK(dime_watch_share(c, share, prefix, resume_arg(nrhs, prhs, 4, &pos), &w), "watch_share");
+    return_watch(plhs, w);
+}
+
+static void cmd_watch_space(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                            const mxArray *prhs[])
+{
+    dime_watch_position pos;
+    dime_watch *w = NULL;
+    dime_client *c;
+    const char *space;
+    (void)call, (void)nlhs;
+    need_args(nrhs, 3, "dime_mex('watch_space', h, space, [resume])");
+    c = handles_client_arg(prhs[1]);
+    space = name_arg(prhs[2], "the space name");
+    CHECK(dime_watch_space(c, space, resume_arg(nrhs, prhs, 3, &pos), &w), "watch_space");
+    return_watch(plhs, w);
+}
+
+static void cmd_watch_groups(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                             const mxArray *prhs[])
+{
+    dime_watch_position pos;
+    dime_watch *w = NULL;
+    dime_client *c;
+    const char *prefix;
+    (void)call, (void)nlhs;
+    need_args(nrhs, 2, "dime_mex('watch_groups', h, [prefix], [resume])");
+    c = handles_client_arg(prhs[1]);
+    prefix = nrhs > 2 && !mxIsEmpty(prhs[2]) ? name_arg(prhs[2], "the prefix") : "";
+    CHECK(dime_watch_groups(c, prefix, resume_arg(nrhs, prhs, 3, &pos), &w), "watch_groups");
+    return_watch(plhs, w);
+}
+
+static mxArray *text_or_empty(const char *s)
+{
+    return s ? utf8_to_mx(s, strlen(s)) : mxCreateDoubleMatrix(0, 0, mxREAL);
+}
+
+static void cmd_watch_next(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                           const mxArray *prhs[])
+{
+    static const char *fields[] = {"kind", "seq", "topic", "key", "value", "client"};
+    static const char *kinds[] = {"none", "set", "del", "clear", "out", "in", "join", "leave", "lost"};
+    dime_watch *w;
+    dime_event *ev = NULL;
+    dime_value *copy = NULL;
+    const dime_value *v;
+    mxArray *out, *value = NULL;
+    dime_status st;
+    int kind;
+    int64_t client;
+    need_args(nrhs, 2, "dime_mex('watch_next', w, [timeout_ms])");
+    w = handles_watch_arg(prhs[1]);
+    st = dime_watch_next(w, ms_arg(nrhs, prhs, 2), &ev);
+    if (st == DIME_STATUS_TIMEOUT) {
+        return_none(nlhs, plhs);
+        return;
+    }
+    if (st != DIME_STATUS_OK)
+        fail_status(st, "watch_next");
+    v = dime_event_value(ev);
+    call->has_marker = 0;
+    if (v != NULL) {
+        st = dime_value_clone(v, &copy);
+        if (st != DIME_STATUS_OK) {
+            dime_event_free(ev);
+            fail_status(st, "watch_next");
+        }
+        mex_call_own(call, copy);
+    }
+    kind = (int)dime_event_kind(ev);
+    client = dime_event_client(ev);
+    out = mxCreateStructMatrix(1, 1, 6, fields);
+    mxSetField(out, 0, "kind", mxCreateString(kinds[kind >= 0 && kind <= 8 ? kind : 0]));
+    mxSetField(out, 0, "seq", mxCreateDoubleScalar((double)dime_event_seq(ev)));
+    mxSetField(out, 0, "topic", text_or_empty(dime_event_topic(ev)));
+    mxSetField(out, 0, "key", text_or_empty(dime_event_key(ev)));
+    mxSetField(out, 0, "client",
+               client < 0 ? mxCreateDoubleMatrix(0, 0, mxREAL) : mxCreateDoubleScalar((double)client));
+    dime_event_free(ev);
+    if (copy != NULL) {
+        value = from_dime(call, copy);
+        mex_call_free(call, copy);
+    }
+    mxSetField(out, 0, "value", value ? value : mxCreateDoubleMatrix(0, 0, mxREAL));
+    plhs[0] = out;
+    if (nlhs > 1)
+        plhs[1] = mxCreateLogicalScalar(call->has_marker != 0);
+}
+
+static void cmd_watch_position(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                               const mxArray *prhs[])
+{
+    dime_watch_position pos;
+    uint64_t *p;
+    (void)call, (void)nlhs;
+    need_args(nrhs, 2, "dime_mex('watch_position', w)");
+    CHECK(dime_watch_get_position(handles_watch_arg(prhs[1]), &pos), "watch_position");
+    plhs[0] = mxCreateNumericMatrix(1, 2, mxUINT64_CLASS, mxREAL);
+    p = (uint64_t *)mxGetData(plhs[0]);
+    p[0] = pos.epoch;
+    p[1] = pos.seq;
+}
+
+static void cmd_watch_close(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                            const mxArray *prhs[])
+{
+    (void)call, (void)nlhs, (void)plhs;
+    need_args(nrhs, 2, "dime_mex('watch_close', w)");
+    handles_close_watch_arg(prhs[1]);
+}
+
 /* -------------------------------------------------------- tuple spaces */
 
 /*   dime_mex('ts_out', h, space, tuple)                  % tuple: a cell
@@ -781,32 +1029,55 @@ typedef struct {
  * command added out of order fails loudly instead of going missing. */
 static const command COMMANDS[] = {
     {"broadcast", cmd_broadcast},
+    {"call", cmd_call},
     {"close", cmd_close},
     {"connect", cmd_connect},
     {"convert", cmd_convert},
     {"devices", cmd_devices},
+    {"future_cancel", cmd_future_cancel},
+    {"future_done", cmd_future_done},
+    {"future_free", cmd_future_free},
+    {"future_result", cmd_future_result},
+    {"future_wait", cmd_future_wait},
     {"join", cmd_join},
     {"leave", cmd_leave},
+    {"next_call", cmd_next_call},
     {"open_count", cmd_open_count},
+    {"provide", cmd_provide},
+    {"reply", cmd_reply},
+    {"reply_error", cmd_reply_error},
+    {"request_free", cmd_request_free},
+    {"request_is_stream", cmd_request_is_stream},
+    {"rpc_count", cmd_rpc_count},
     {"send", cmd_send},
+    {"serve_end", cmd_serve_end},
     {"server_extensions", cmd_server_extensions},
     {"server_supports", cmd_server_supports},
     {"share_cas", cmd_share_cas},
     {"share_clear", cmd_share_clear},
     {"share_contains", cmd_share_contains},
     {"share_del", cmd_share_del},
+    {"share_del_fenced", cmd_share_del_fenced},
     {"share_get", cmd_share_get},
     {"share_get_many", cmd_share_get_many},
     {"share_incr", cmd_share_incr},
     {"share_keys", cmd_share_keys},
     {"share_len", cmd_share_len},
     {"share_lock", cmd_share_lock},
+    {"share_lock_lease", cmd_share_lock_lease},
+    {"share_lock_renew", cmd_share_lock_renew},
     {"share_pop", cmd_share_pop},
     {"share_set", cmd_share_set},
+    {"share_set_fenced", cmd_share_set_fenced},
     {"share_set_many", cmd_share_set_many},
     {"share_try_lock", cmd_share_try_lock},
     {"share_unlock", cmd_share_unlock},
     {"share_wait_key", cmd_share_wait_key},
+    {"stream_close", cmd_stream_close},
+    {"stream_end", cmd_stream_end},
+    {"stream_next", cmd_stream_next},
+    {"stream_open", cmd_stream_open},
+    {"stream_send", cmd_stream_send},
     {"sync", cmd_sync},
     {"ts_count", cmd_ts_count},
     {"ts_in", cmd_ts_in},
@@ -814,8 +1085,15 @@ static const command COMMANDS[] = {
     {"ts_out", cmd_ts_out},
     {"ts_rd", cmd_ts_rd},
     {"ts_rdp", cmd_ts_rdp},
+    {"unprovide", cmd_unprovide},
     {"version", cmd_version},
     {"wait", cmd_wait},
+    {"watch_close", cmd_watch_close},
+    {"watch_groups", cmd_watch_groups},
+    {"watch_next", cmd_watch_next},
+    {"watch_position", cmd_watch_position},
+    {"watch_share", cmd_watch_share},
+    {"watch_space", cmd_watch_space},
 };
 
 static int by_name(const void *key, const void *elem)

@@ -39,6 +39,10 @@ const char *status_kind(dime_status st)
     case DIME_STATUS_SERVER_ERROR: return "server";
     case DIME_STATUS_TIMEOUT: return "timeout";
     case DIME_STATUS_CODEC_ERROR: return "codec";
+    case DIME_STATUS_REMOTE_ERROR: return "remoteError";
+    case DIME_STATUS_PROVIDER_LOST: return "providerLost";
+    case DIME_STATUS_CANCELLED: return "cancelled";
+    case DIME_STATUS_NO_PROVIDER: return "noProvider";
     case DIME_STATUS_UNSUPPORTED: return "unsupported";
     case DIME_STATUS_PANIC: return "internal";
     default: return "unknown";

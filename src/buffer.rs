@@ -4,10 +4,17 @@
 //! touch of each 4 KiB page costs a fault (about 1 s per GiB here). Keeping
 //! a few freed large buffers around makes repeated big transfers run at
 //! memory speed instead.
+//!
+//! A buffer filled on one thread and dropped on another (a connection's
+//! reader thread and the callers it hands results to) would never return
+//! to the filling thread's pool; buffers a thread's own pool has no room
+//! for go to a small pool shared by all threads, which threads take from
+//! when their own has nothing that fits.
 
 use std::cell::RefCell;
 use std::collections::TryReserveError;
 use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
 
 /// Buffers below this size come from the allocator directly.
 const POOL_MIN: usize = 1 << 20;
@@ -16,26 +23,49 @@ const POOL_SLOTS: usize = 4;
 /// Most bytes kept per thread.
 const POOL_BYTES: usize = 2 << 30;
 
+/// Most buffers kept in the shared pool.
+const SHARED_SLOTS: usize = 16;
+/// Most bytes kept in the shared pool.
+const SHARED_BYTES: usize = 64 << 20;
+
 thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The smallest pooled block of this thread with room for `len` bytes,
-/// taken out of the pool (None for small sizes, which the pool never holds).
+/// Buffers no thread's own pool had room for.
+static SHARED: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// The smallest block of `pool` with room for `len` bytes, taken out.
+fn take_fitting(pool: &mut Vec<Vec<u8>>, len: usize) -> Option<Vec<u8>> {
+    let best = pool
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.capacity() >= len)
+        .min_by_key(|(_, b)| b.capacity())
+        .map(|(i, _)| i);
+    best.map(|i| pool.swap_remove(i))
+}
+
+/// The smallest pooled block with room for `len` bytes, from this
+/// thread's pool or else the shared one (None for small sizes, which the
+/// pools never hold).
 fn take_pooled(len: usize) -> Option<Vec<u8>> {
     if len < POOL_MIN {
         return None;
     }
-    POOL.with(|p| {
-        let mut p = p.borrow_mut();
-        let best = p
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.capacity() >= len)
-            .min_by_key(|(_, b)| b.capacity())
-            .map(|(i, _)| i);
-        best.map(|i| p.swap_remove(i))
-    })
+    POOL.try_with(|p| take_fitting(&mut p.borrow_mut(), len))
+        .ok()
+        .flatten()
+        .or_else(|| take_fitting(&mut SHARED.lock().unwrap_or_else(|p| p.into_inner()), len))
+}
+
+/// Keeps `v` in the shared pool if it has room, else frees it.
+fn share(v: Vec<u8>) {
+    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    let held: usize = shared.iter().map(Vec::capacity).sum();
+    if shared.len() < SHARED_SLOTS && held + v.capacity() <= SHARED_BYTES {
+        shared.push(v);
+    }
 }
 
 /// A byte buffer that returns its memory to this thread's pool on drop.
@@ -109,22 +139,29 @@ impl Drop for PooledBuf {
         }
         let v = std::mem::take(&mut self.0);
         // try_with: the pool may already be gone while the thread exits.
-        let _ = POOL.try_with(|p| {
-            let mut p = p.borrow_mut();
-            let held: usize = p.iter().map(Vec::capacity).sum();
-            if held + v.capacity() <= POOL_BYTES {
-                if p.len() == POOL_SLOTS {
-                    // Keep the larger buffers: they are the expensive ones.
-                    if let Some((i, _)) = p.iter().enumerate().min_by_key(|(_, b)| b.capacity()) {
-                        if p[i].capacity() < v.capacity() {
-                            p[i] = v;
-                        }
-                    }
-                } else {
-                    p.push(v);
+        let left = POOL
+            .try_with(|p| {
+                let mut p = p.borrow_mut();
+                let held: usize = p.iter().map(Vec::capacity).sum();
+                if held + v.capacity() > POOL_BYTES {
+                    return Some(v);
                 }
-            }
-        });
+                if p.len() < POOL_SLOTS {
+                    p.push(v);
+                    return None;
+                }
+                // Keep the larger buffers here: they are the expensive ones.
+                match p.iter().enumerate().min_by_key(|(_, b)| b.capacity()) {
+                    Some((i, b)) if b.capacity() < v.capacity() => {
+                        Some(std::mem::replace(&mut p[i], v))
+                    }
+                    _ => Some(v),
+                }
+            })
+            .unwrap_or(None);
+        if let Some(v) = left {
+            share(v);
+        }
     }
 }
 
@@ -167,5 +204,22 @@ mod tests {
         assert_eq!(b.len(), 2 << 20);
         let small = PooledBuf::with_len(10);
         assert_eq!(small.len(), 10);
+    }
+
+    /// A buffer dropped on another thread, whose own pool is full, comes
+    /// back through the shared pool.
+    #[test]
+    fn buffers_dropped_on_another_thread_are_reused() {
+        let size = 5 << 20;
+        let bufs: Vec<PooledBuf> = (0..POOL_SLOTS + 1)
+            .map(|_| PooledBuf::with_len(size))
+            .collect();
+        let last = bufs.last().unwrap().as_ptr() as usize;
+        std::thread::spawn(move || drop(bufs)).join().unwrap();
+        // Other tests share the pool: look for ours among a few takes.
+        let taken: Vec<PooledBuf> = (0..SHARED_SLOTS)
+            .map(|_| PooledBuf::with_len(size))
+            .collect();
+        assert!(taken.iter().any(|b| b.as_ptr() as usize == last));
     }
 }

@@ -10,6 +10,7 @@
 pub mod buffer;
 pub mod client;
 pub mod ffi;
+pub mod files;
 pub mod proto;
 pub mod server;
 pub mod shm;
@@ -22,6 +23,7 @@ pub use proto::{codec, layout, pattern, value, wire};
 pub use client::rpc;
 pub use client::share;
 pub use client::space as tuple;
+pub use client::watch;
 
 pub use client::{Client, Error};
 pub use value::{Complex, ElemKind, Matrix, Value};

@@ -1,138 +1,70 @@
-//! `dime`: the broker server.
+//! `dime`: the broker server, and the file-transfer commands.
+//!
+//! `dime` with no command (or `dime serve`) runs the broker; `dime files
+//! serve`, `dime get` and `dime put` serve and move files through one.
+//! Each command's arguments and code live in `src/cli/`.
 
-use clap::{ArgAction, Parser};
-use dime::server::{Config, Server};
-use dime::transport::Address;
+mod cli;
+
+use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// A DiME2-compatible message broker for MATLAB, Python, C and JavaScript.
 #[derive(Parser, Debug)]
-#[command(name = "dime", version, about, long_about = None)]
+#[command(name = "dime", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Args {
-    /// Listen on an address: unix:PATH, ipc:PATH, tcp:PORT (binds 127.0.0.1),
-    /// tcp:HOST:PORT, ws:PORT (WebSocket, binds 127.0.0.1), ws:HOST:PORT.
-    /// Repeat for several. Default: unix:/tmp/dime.sock
-    #[arg(short = 'l', long = "listen", value_name = "ADDRESS")]
-    listen: Vec<Address>,
+    /// The broker's options, for `dime` with no command.
+    #[command(flatten)]
+    broker: cli::broker::BrokerArgs,
 
-    /// More logging on stderr (-v, -vv, -vvv).
-    #[arg(short = 'v', action = ArgAction::Count)]
-    verbose: u8,
-
-    /// File mode of unix socket files, in octal.
-    #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_octal)]
-    socket_mode: u32,
-
-    /// Largest message (JSON header + payload) accepted, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 30)]
-    max_message: u64,
-
-    /// Largest total of unsynced bytes queued for one client.
-    #[arg(long, value_name = "BYTES", default_value_t = 8 << 30)]
-    max_queue: u64,
-
-    /// Allow browser pages from this origin (e.g. http://localhost:8000) on
-    /// ws: listeners; repeat for several. Without it every origin may
-    /// connect. Clients that send no Origin header (non-browsers) are
-    /// always allowed.
-    #[arg(long = "ws-origin", value_name = "ORIGIN")]
-    ws_origins: Vec<String>,
-
-    /// Exit cleanly once no client has been connected for this many seconds
-    /// (remoteD's AutoKill; used by servers that clients start on demand).
-    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
-    exit_when_idle: Option<Duration>,
-
-    /// After serving a request, keep polling for this many microseconds
-    /// before sleeping, while clients are in a tight request/reply exchange
-    /// (it saves the kernel's wake-up, most of a small round trip); 0 never
-    /// polls. Costs CPU only while traffic is dense.
-    #[arg(long, value_name = "MICROS", default_value_t = 50)]
-    busy_poll: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn parse_octal(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s, 8)
-        .ok()
-        .filter(|m| *m <= 0o777)
-        .ok_or_else(|| format!("'{s}' is not an octal file mode"))
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the broker (what `dime` with no command does).
+    Serve(cli::broker::BrokerArgs),
+    /// Serve a directory tree to `dime get` / `dime put` through a broker.
+    #[command(subcommand)]
+    Files(FilesCommand),
+    /// Download files from a file server: dime get NAME:PATTERN… DEST.
+    Get(cli::files::GetArgs),
+    /// Upload files to a file server: dime put SRC… NAME:DESTDIR.
+    Put(cli::files::PutArgs),
+    /// List what the broker holds: clients, groups, shares, tuple spaces, functions.
+    Ls(cli::inspect::LsArgs),
+    /// Show the broker's counters.
+    Stats(cli::inspect::StatsArgs),
+    /// Print every message as it passes (optionally recording it).
+    Monitor(cli::inspect::MonitorArgs),
+    /// Send the messages of a `dime monitor --record` file again.
+    Replay(cli::inspect::ReplayArgs),
+    /// Send a value (JSON or .npy) to a group.
+    Send(cli::inspect::SendArgs),
+    /// Wait for and print the next message(s).
+    Recv(cli::inspect::RecvArgs),
 }
 
-/// A non-negative number of seconds that a `Duration` can hold.
-fn parse_seconds(s: &str) -> Result<Duration, String> {
-    s.parse::<f64>()
-        .ok()
-        .and_then(|x| Duration::try_from_secs_f64(x).ok())
-        .ok_or_else(|| format!("'{s}' is not a non-negative number of seconds"))
+#[derive(Subcommand, Debug)]
+enum FilesCommand {
+    /// Serve ROOT as file server NAME (read-only unless --writable).
+    Serve(cli::files::ServeArgs),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let level = match args.verbose {
-        0 => log::LevelFilter::Warn,
-        1 => log::LevelFilter::Info,
-        2 => log::LevelFilter::Debug,
-        _ => log::LevelFilter::Trace,
-    };
-    env_logger::Builder::new()
-        .filter_level(level)
-        .format_timestamp_micros()
-        .init();
-    raise_fd_limit();
-    let mut config = Config {
-        socket_mode: args.socket_mode,
-        max_message: args.max_message,
-        max_queue: args.max_queue,
-        ws_origins: args.ws_origins,
-        exit_when_idle: args.exit_when_idle,
-        busy_poll: Duration::from_micros(args.busy_poll),
-        ..Config::default()
-    };
-    if !args.listen.is_empty() {
-        config.listen = args.listen;
-    }
-    let mut server = match Server::bind(config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("dime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(e) = server.stop_on_signals() {
-        eprintln!("dime: cannot install signal handlers: {e}");
-        return ExitCode::FAILURE;
-    }
-    for addr in server.local_addrs() {
-        eprintln!("dime: listening on {addr}");
-    }
-    match server.run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("dime: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Lifts the soft open-file limit to the hard one: every client is a file
-/// descriptor, and the usual soft default of 1024 would cap the server at
-/// about a thousand clients.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a stack struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                log::warn!(
-                    "cannot raise the open-file limit: {}",
-                    std::io::Error::last_os_error()
-                );
-            }
-        }
+    match args.command {
+        None => cli::broker::run(args.broker),
+        Some(Command::Serve(b)) => cli::broker::run(b),
+        Some(Command::Files(FilesCommand::Serve(a))) => cli::files::serve(a),
+        Some(Command::Get(a)) => cli::files::get(a),
+        Some(Command::Put(a)) => cli::files::put(a),
+        Some(Command::Ls(a)) => cli::inspect::ls(a),
+        Some(Command::Stats(a)) => cli::inspect::stats(a),
+        Some(Command::Monitor(a)) => cli::inspect::monitor(a),
+        Some(Command::Replay(a)) => cli::inspect::replay(a),
+        Some(Command::Send(a)) => cli::inspect::send(a),
+        Some(Command::Recv(a)) => cli::inspect::recv(a),
     }
 }

@@ -79,9 +79,11 @@ fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
 }
 
-const ALL: [&str; 6] = [
+const ALL: [&str; 8] = [
     "valgrind",
     "pkg-config",
+    "cmake",
+    "make",
     "chromium",
     "octave",
     "liboctave-dev",
@@ -96,7 +98,7 @@ fn root_installs_exactly_what_the_chosen_suites_miss() {
     assert_eq!(
         m.calls(),
         "apt-get update -q\n\
-         apt-get install -y -q --no-install-recommends octave liboctave-dev chromium\n"
+         apt-get install -y -q --no-install-recommends octave liboctave-dev chromium cmake make\n"
     );
 }
 
@@ -120,7 +122,8 @@ fn others_install_through_password_less_sudo() {
     assert_eq!(
         m.calls(),
         "sudo\napt-get update -q\nsudo\n\
-         apt-get install -y -q --no-install-recommends valgrind pkg-config python3-venv\n"
+         apt-get install -y -q --no-install-recommends valgrind pkg-config cmake make \
+         python3-venv\n"
     );
 }
 
@@ -131,8 +134,7 @@ fn without_root_or_sudo_it_says_what_to_run() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(m.calls(), "");
     assert!(
-        text(&out)
-            .contains("sudo apt-get install valgrind pkg-config chromium octave liboctave-dev"),
+        text(&out).contains("sudo apt-get install valgrind pkg-config cmake make chromium octave"),
         "{}",
         text(&out)
     );

@@ -9,22 +9,29 @@ use std::path::Path;
 /// Every module of `src/server/` and its layer (higher uses lower).
 const LAYERS: &[(&str, u8)] = &[
     ("outqueue", 0),
+    ("stats", 0),
     ("busy_poll", 0),
     ("request", 0),
     ("convert", 0),
+    ("persist::format", 0),
+    ("persist::policy", 0),
+    ("persist", 1),
+    ("local", 0),
     ("config", 1),
     ("services::messaging::groups", 0),
     ("conn", 1),
     ("state", 2),
     ("blocking", 3),
     ("service", 3),
+    ("watch", 3),
     ("services::messaging", 4),
     ("services::share", 4),
     ("services::space", 4),
     ("services::rpc", 4),
     ("services", 5),
     ("dispatch", 6),
-    ("mod", 7),
+    ("admin", 7),
+    ("mod", 8),
 ];
 
 /// Module path (`services::share`) of a file under `src/server/`.

@@ -79,6 +79,64 @@ fn call_round_trip_and_remote_error() {
 }
 
 #[test]
+fn large_values_are_streamed_out_and_arrive_whole() {
+    // Above the size where calls and replies are encoded as they are
+    // written: a C-ordered (row-major, borrowed) matrix and a column-major
+    // one, in a map with small values around them.
+    let srv = TestServer::start();
+    let provider = Arc::new(endpoint(&srv));
+    provider.provide("echo", 1).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = serve(provider.clone(), |_, v| Ok(v), stop.clone());
+    let (rows, cols) = (700, 1100);
+    let c_data: Vec<f64> = (0..rows * cols).map(|x| x as f64 * 0.5).collect();
+    // SAFETY: c_data outlives the value (dropped at the end of the test).
+    let row_major = unsafe {
+        dime::Matrix::borrowed_row_major(
+            dime::ElemKind::F64,
+            vec![rows, cols],
+            c_data.as_ptr().cast(),
+            c_data.len() * 8,
+        )
+    }
+    .unwrap();
+    let col: Vec<i32> = (0..2_000_000).collect();
+    let col_major = dime::Matrix::from_elems(vec![1000, 2000], &col).unwrap();
+    let args = Value::Map(vec![
+        (Value::from("a"), Value::Matrix(row_major)),
+        (Value::from("n"), Value::I64(7)),
+        (Value::from("b"), Value::Matrix(col_major.clone())),
+    ]);
+    let caller = endpoint(&srv);
+    let got = caller
+        .call("echo", &args, None)
+        .unwrap()
+        .result(LONG)
+        .unwrap()
+        .unwrap();
+    let Value::Map(pairs) = got else {
+        panic!("expected a map, got {got:?}")
+    };
+    let Value::Matrix(a) = &pairs[0].1 else {
+        panic!("expected a matrix")
+    };
+    assert_eq!(a.dims(), &[rows, cols]);
+    let elems: Vec<f64> = a
+        .bytes()
+        .chunks_exact(8)
+        .map(|b| f64::from_ne_bytes(b.try_into().unwrap()))
+        .collect();
+    // Column-major now: element (i, j) at j * rows + i.
+    for (i, j) in [(0, 0), (1, 0), (0, 1), (rows - 1, cols - 1), (345, 678)] {
+        assert_eq!(elems[j * rows + i], c_data[i * cols + j], "({i}, {j})");
+    }
+    assert_eq!(pairs[1].1, Value::I64(7));
+    assert_eq!(pairs[2].1, Value::Matrix(col_major));
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(t.join().unwrap(), 1);
+}
+
+#[test]
 fn a_call_waits_for_a_provider_and_times_out_without_one() {
     let srv = TestServer::start();
     let caller = endpoint(&srv);

@@ -409,6 +409,28 @@ fn a_client_has_a_bounded_number_of_segments_in_the_broker() {
 }
 
 #[test]
+fn a_recording_monitor_gets_the_bytes_and_holds_no_segment() {
+    let _serial = serial();
+    let srv = TestServer::start();
+    let mut a = srv.client();
+    let mut b = receiver(&srv, "g");
+    let mut rec = srv.raw();
+    rec.call(json!({"command": "handshake", "serialization": "dimeb", "tls": false}));
+    let r = rec.call(json!({"command": "monitor", "payloads": true}));
+    assert_eq!(r["status"], 0, "{r}");
+    let v = big(500, 400, 3.0);
+    a.send("g", "x", &v).unwrap();
+    assert!(b.sync_messages(-1).unwrap()[0].is_shared());
+    let (summary, _) = rec.recv();
+    assert_eq!(summary["monitor"]["value"], "double 500×400");
+    let (h, payload) = rec.recv();
+    assert!(h.get("shm").is_none(), "{h}");
+    assert_eq!(payload, dimeb::encode(&v).unwrap(), "in the frame, classic");
+    // Only b held the segment: once it let go, the sender has it back.
+    eventually(&mut a, |a| a.shm_segments() == (0, 1));
+}
+
+#[test]
 fn descriptors_nobody_announced_close_the_connection() {
     let _serial = serial();
     let srv = TestServer::start();

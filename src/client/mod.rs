@@ -6,6 +6,7 @@ pub mod share;
 mod shm;
 pub mod space;
 pub mod stream;
+pub mod watch;
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb::{self, CodecError, MatrixEncoding};
@@ -324,6 +325,8 @@ const POLL_LONGEST: Duration = Duration::from_millis(50);
 
 /// A connection to a DiME server.
 pub struct Client {
+    /// Where it is connected (watches open their own connection there).
+    address: Address,
     stream: Box<dyn Transport>,
     reader: FrameReader,
     serialization: String,
@@ -368,14 +371,30 @@ impl Client {
         Client::connect_to_with(addr, ConnectOptions::default())
     }
 
+    /// Connects a side connection (a watch, a monitor): one that never
+    /// syncs, so it asks not to receive broadcasts, which would only pile
+    /// up in its queue (nor shared memory, which it would never use).
+    pub fn connect_side(addr: &Address) -> Result<Client> {
+        let options = ConnectOptions {
+            shm: false,
+            ..ConnectOptions::default()
+        };
+        Client::open(addr, false, options)
+    }
+
     /// Connects to a parsed address, asking for what `options` says.
     pub fn connect_to_with(addr: &Address, options: ConnectOptions) -> Result<Client> {
+        Client::open(addr, true, options)
+    }
+
+    fn open(addr: &Address, broadcasts: bool, options: ConnectOptions) -> Result<Client> {
         let failed = |source| Error::Connect {
             address: addr.to_string(),
             source,
         };
         let stream = transport::connect(addr).map_err(failed)?;
         let mut c = Client {
+            address: addr.clone(),
             stream,
             reader: FrameReader::new(u64::MAX),
             serialization: "dimeb".into(),
@@ -403,6 +422,9 @@ impl Client {
         }
         // A connection that ends during the handshake never was one: report
         // it as a failed connect, not as a lost connection.
+        if !broadcasts {
+            handshake["broadcasts"] = json!(false);
+        }
         let reply = c.request(handshake).map_err(|e| match e {
             Error::ConnectionLost(source) => failed(source),
             other => other,
@@ -683,10 +705,26 @@ impl Client {
         }
     }
 
+    /// The address this client is connected to.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
     /// Reads the next frame, handling meta messages on the way.
     fn read_frame(&mut self) -> Result<(Map<String, Json>, PooledBuf)> {
+        self.read_frame_until(None)?
+            .ok_or_else(|| Error::Protocol("no frame and no deadline".into()))
+    }
+
+    /// As `read_frame`, giving up (None) at `deadline`.
+    pub(crate) fn read_frame_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<(Map<String, Json>, PooledBuf)>> {
         loop {
-            let frame = self.next_raw_frame()?;
+            let Some(frame) = self.next_raw_frame(deadline)? else {
+                return Ok(None);
+            };
             let json: Json = match serde_json::from_slice(frame.json()) {
                 Ok(json) => json,
                 Err(e) => relayed_fields(frame.json())
@@ -698,13 +736,14 @@ impl Client {
             if self.take_meta(&obj) {
                 continue;
             }
-            return Ok((obj, frame.payload));
+            return Ok(Some((obj, frame.payload)));
         }
     }
 
-    fn next_raw_frame(&mut self) -> Result<Frame> {
+    /// The next frame; None once `deadline` passes without one.
+    fn next_raw_frame(&mut self, deadline: Option<Instant>) -> Result<Option<Frame>> {
         if let Some(f) = self.early.pop_front() {
-            return Ok(f);
+            return Ok(Some(f));
         }
         loop {
             if let Some(f) = self
@@ -712,7 +751,12 @@ impl Client {
                 .next_frame()
                 .map_err(|e| Error::Protocol(e.to_string()))?
             {
-                return Ok(f);
+                return Ok(Some(f));
+            }
+            if let Some(d) = deadline {
+                if !self.stream.has_buffered_input() && !readable_before(&*self.stream, d)? {
+                    return Ok(None);
+                }
             }
             // A reply usually arrives within tens of microseconds: poll for
             // it briefly (yielding the CPU to anything runnable, such as the
@@ -1103,8 +1147,50 @@ impl Client {
             .collect())
     }
 
+    /// Watches joins and leaves of groups whose names start with `prefix`
+    /// ("" for all), on a connection of its own, resuming after `resume`
+    /// if given.
+    pub fn watch_groups(
+        &self,
+        prefix: &str,
+        resume: Option<watch::Position>,
+    ) -> Result<watch::Watch> {
+        let target = watch::Target::Groups {
+            prefix: prefix.to_owned(),
+        };
+        watch::Watch::open(&self.address, target, resume)
+    }
+
     /// Closes the connection (also done on drop).
     pub fn close(self) {}
+}
+
+/// Waits until `stream` has input or `deadline` passes; true if it has.
+fn readable_before(stream: &dyn Transport, deadline: Instant) -> Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+        let mut p = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut p, 1, ms) };
+        if n > 0 {
+            return Ok(true);
+        }
+        if n == 0 {
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e.into());
+        }
+    }
 }
 
 /// Encodes `v` (matrices as `enc` says) into a buffer from this thread's

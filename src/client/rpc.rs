@@ -1,16 +1,26 @@
 //! Remote calls from the client side: an [`Rpc`] endpoint calls functions
 //! that other clients provide, and provides functions of its own.
 //!
-//! An endpoint owns one connection to the broker and a reader thread. Calls
-//! are written and left in flight; the reader thread routes what comes back:
-//! results to their [`CallFuture`]s, calls for this endpoint's functions to
-//! the queue [`Rpc::next_call`] takes from, and replies to acknowledged
-//! commands (`provide`, `ping`) to whoever waits for them. So any number of
-//! threads may call, wait and reply at once, and a long call never holds up
-//! the others.
+//! An endpoint owns one connection to the broker. Calls are written and left
+//! in flight; whatever comes back is routed: results to their
+//! [`CallFuture`]s, calls for this endpoint's functions to the queues
+//! [`Rpc::next_call`] takes from, replies to acknowledged commands
+//! (`provide`, `ping`) to whoever waits for them. So any number of threads
+//! may call, wait and reply at once, and a long call never holds up the
+//! others.
+//!
+//! Who reads: a thread that waits for something (a result, a call to
+//! serve, room under the in-flight cap) reads the socket itself while no
+//! other thread does, and routes every frame it gets, so the frame it
+//! waits for wakes it straight from the kernel, with no thread in between:
+//! that halves the wake-ups of a small call. The other waiters sleep and
+//! are woken by the reader when their frame arrives, or to take over the
+//! reading when it leaves. A background thread reads when nobody has
+//! waited for a few milliseconds, so results, calls and pings are routed
+//! (and a silent broker noticed) even then.
 
 use crate::buffer::PooledBuf;
-use crate::codec::dimeb::{self, MatrixEncoding};
+use crate::codec::dimeb::{self, MatrixEncoding, Piece};
 use crate::proto::extensions;
 use crate::transport::Address;
 use crate::value::Value;
@@ -20,7 +30,7 @@ use serde_json::{Map, Value as Json, json};
 use socket2::Socket;
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -111,31 +121,55 @@ impl IncomingCall {
     }
 }
 
-enum SlotState {
-    Pending,
-    Done(CallResult),
-    Taken,
-}
-
-struct Slot {
-    state: Mutex<SlotState>,
-    done: Condvar,
+/// Where a call stands, in [`Inner::calls`] until its result is taken (or
+/// its future dropped).
+struct CallSlot {
+    /// None while the call runs.
+    result: Option<CallResult>,
     /// The future was dropped: an error result goes to `unread_errors`.
-    dropped: std::sync::atomic::AtomicBool,
+    dropped: bool,
 }
 
-/// A reply awaited by a thread that wrote an acknowledged command.
-struct Ack {
-    reply: Mutex<Option<Result<Map<String, Json>>>>,
-    done: Condvar,
+/// What a sleeping thread waits for, so the reader wakes only the threads
+/// a frame concerns.
+#[derive(Clone, PartialEq, Eq)]
+enum Want {
+    /// The result of this call.
+    Result(u64),
+    /// A call of a function served through `next_call` (None) or with its
+    /// own queue (its name).
+    Incoming(Option<String>),
+    /// Any finished call (`next_completed`).
+    Completion,
+    /// Room under `max_in_flight`.
+    Room,
+    /// The reply to this acknowledged command.
+    Ack(u64),
+    /// An item or the end of the stream this endpoint consumes.
+    Stream(u64),
+    /// Room (or a cancel) for the stream call this endpoint produces.
+    Credit(u64),
+}
+
+/// A thread sleeping in [`Shared::wait_for`].
+struct Sleeper {
+    want: Want,
+    wake: Arc<Condvar>,
 }
 
 struct Inner {
-    pending: FxHashMap<u64, Arc<Slot>>,
-    acks: VecDeque<Arc<Ack>>,
+    calls: FxHashMap<u64, CallSlot>,
+    /// Calls written whose result has not come (nor been cancelled).
+    in_flight: usize,
+    /// Acknowledged commands written, oldest first: their id, and whether
+    /// a thread waits for the reply (pings of heartbeats and cancels do not).
+    acks: VecDeque<(u64, bool)>,
+    /// Replies to acknowledged commands, until their waiter takes them.
+    ack_replies: FxHashMap<u64, Result<Map<String, Json>>>,
+    next_ack: u64,
     /// Calls for functions served through `next_call`.
     incoming: VecDeque<IncomingCall>,
-    /// Calls for functions with their own queue (see `route_to_own_queue`).
+    /// Calls for functions with their own queue (`provide_own_queue`).
     own_queues: FxHashMap<String, VecDeque<IncomingCall>>,
     /// Why the endpoint is closed, once it is.
     closed: Option<String>,
@@ -146,6 +180,12 @@ struct Inner {
     /// When the broker last sent anything, or the first call went out.
     last_heard: Instant,
     ping_out: bool,
+    /// A thread is reading the socket.
+    reading: bool,
+    /// Threads inside `wait_for`, and when the last one left.
+    waiting: usize,
+    last_waiter: Instant,
+    sleepers: Vec<Sleeper>,
     /// Streams this endpoint consumes, by the caller's id.
     streams: FxHashMap<u64, Arc<stream::Consumer>>,
     /// Calls this endpoint runs and has not answered yet, by the broker's
@@ -153,12 +193,45 @@ struct Inner {
     running: FxHashMap<u64, Arc<stream::Producer>>,
 }
 
+impl Inner {
+    /// Wakes the sleepers that want `want`: all of them, or the first one.
+    /// A woken sleeper leaves the list, so the next wake picks another.
+    fn wake(&mut self, want: &Want, all: bool) {
+        let mut i = 0;
+        while i < self.sleepers.len() {
+            if &self.sleepers[i].want == want {
+                self.sleepers.remove(i).wake.notify_one();
+                if !all {
+                    return;
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Wakes one sleeper to take over the reading, if nobody reads.
+    fn hand_over_reading(&mut self) {
+        if !self.reading && !self.sleepers.is_empty() {
+            self.sleepers.remove(0).wake.notify_one();
+        }
+    }
+}
+
+/// The reading end: only the thread that set [`Inner::reading`] touches it.
+struct ReadSide {
+    reader: FrameReader,
+    sock: Socket,
+    /// The socket's read timeout as last set (a syscall to change).
+    timeout: Option<Duration>,
+}
+
 struct Shared {
     writer: Mutex<Socket>,
     inner: Mutex<Inner>,
-    /// Signalled on new incoming calls, on completions (for `completed`
-    /// and room under `max_in_flight`) and on close.
-    changed: Condvar,
+    read_side: Mutex<ReadSide>,
+    /// Wakes the background reader (on close).
+    background: Condvar,
     next_id: AtomicU64,
     options: RpcOptions,
     /// Why streams cannot be opened, when the broker does not announce them.
@@ -169,7 +242,7 @@ struct Shared {
 }
 
 /// An endpoint for remote calls: one connection to the broker with a
-/// reader thread.
+/// background reader thread.
 pub struct Rpc {
     shared: Arc<Shared>,
     reader: Mutex<Option<JoinHandle<()>>>,
@@ -178,7 +251,6 @@ pub struct Rpc {
 /// A call in flight: wait for it, then take its result.
 pub struct CallFuture {
     id: u64,
-    slot: Arc<Slot>,
     shared: Arc<Shared>,
 }
 
@@ -191,6 +263,28 @@ impl Shared {
             payload,
             self.encoding == MatrixEncoding::Native && dimeb::has_matrix(v),
         ))
+    }
+
+    /// Writes a frame with `head` (marked when the payload holds
+    /// `dimeb_layout` matrices) and `v` as its payload: encoded whole when
+    /// small, in pieces as it is written when large (no buffer the size of
+    /// the value; in the native encoding a large matrix's elements go
+    /// straight from its memory to the socket).
+    fn send_value(&self, head: &Json, v: &Value) -> Result<()> {
+        let enc = self.encoding;
+        let head = mark(
+            head.clone(),
+            enc == MatrixEncoding::Native && dimeb::has_matrix(v),
+        );
+        let len =
+            dimeb::checked_encoded_len_with(v, enc).map_err(|e| Error::InvalidArgument(e.0))?;
+        if len < STREAM_MIN {
+            let payload = encode_pooled(v, enc).map_err(|e| Error::InvalidArgument(e.0))?;
+            return self.write(&head, &payload);
+        }
+        let pieces = dimeb::encode_pieces_with(v, STREAM_CHUNK, enc)
+            .map_err(|e| Error::InvalidArgument(e.0))?;
+        self.write_pieces(&head, len, &pieces)
     }
 }
 
@@ -205,6 +299,17 @@ fn mark(mut head: Json, layout: bool) -> Json {
 /// Frames up to this size are written with one copy into one buffer
 /// rather than two writes.
 const COALESCE: usize = 16 << 10;
+
+/// Values whose encoding is at least this large are encoded as they are
+/// written, in pieces of [`STREAM_CHUNK`] bytes: no buffer the size of the
+/// value, and one pass over its matrices instead of two.
+const STREAM_MIN: usize = 4 << 20;
+const STREAM_CHUNK: usize = 256 << 10;
+
+/// How long the background thread leaves the reading to waiting threads
+/// after the last one left: longer than a caller's turnaround between two
+/// calls, so a tight loop of calls never hands the socket to it.
+const GRACE: Duration = Duration::from_millis(5);
 
 impl Rpc {
     /// Connects to the broker at `address` and handshakes.
@@ -238,8 +343,9 @@ impl Rpc {
         let mut reader = FrameReader::new(u64::MAX);
         write_frame(
             &sock,
+            // A side connection: it never syncs, so it takes no broadcasts.
             &json!({"command": "handshake", "serialization": "dimeb", "tls": false,
-                "extensions": [extensions::DIMEB_LAYOUT]}),
+                "broadcasts": false, "extensions": [extensions::DIMEB_LAYOUT]}),
             &[],
         )?;
         let (hs, _) = read_one(&mut reader, &mut read_sock)?;
@@ -258,25 +364,35 @@ impl Rpc {
             super::require(extensions.as_deref(), extensions::STREAM, "streams")
                 .err()
                 .map(|e| e.to_string());
-        if let Some(maxage) = options.maxage {
-            read_sock.set_read_timeout(Some((maxage / 4).max(Duration::from_millis(5))))?;
-        }
+        let now = Instant::now();
         let shared = Arc::new(Shared {
             writer: Mutex::new(sock),
             inner: Mutex::new(Inner {
-                pending: FxHashMap::default(),
+                calls: FxHashMap::default(),
+                in_flight: 0,
                 acks: VecDeque::new(),
+                ack_replies: FxHashMap::default(),
+                next_ack: 0,
                 incoming: VecDeque::new(),
                 own_queues: FxHashMap::default(),
                 closed: None,
                 unread_errors: VecDeque::new(),
                 completed: None,
-                last_heard: Instant::now(),
+                last_heard: now,
                 ping_out: false,
+                reading: false,
+                waiting: 0,
+                last_waiter: now,
+                sleepers: Vec::new(),
                 streams: FxHashMap::default(),
                 running: FxHashMap::default(),
             }),
-            changed: Condvar::new(),
+            read_side: Mutex::new(ReadSide {
+                reader,
+                sock: read_sock,
+                timeout: None,
+            }),
+            background: Condvar::new(),
             next_id: AtomicU64::new(1),
             options,
             streams_unsupported,
@@ -285,7 +401,7 @@ impl Rpc {
         let s = shared.clone();
         let reader = std::thread::Builder::new()
             .name("dime-rpc-reader".into())
-            .spawn(move || read_loop(&s, reader, read_sock))
+            .spawn(move || background_reader(&s))
             .map_err(|e| Error::lost(format!("cannot start the reader thread: {e}")))?;
         Ok(Rpc {
             shared,
@@ -294,15 +410,15 @@ impl Rpc {
     }
 
     /// Calls `function` with `args`; `timeout` bounds the wait for a
-    /// provider (None: wait as long as it takes).
+    /// provider (None: wait as long as it takes). Large arguments are
+    /// encoded as they are written (see [`dimeb::encode_pieces`]).
     pub fn call(
         &self,
         function: &str,
         args: &Value,
         timeout: Option<Duration>,
     ) -> Result<CallFuture> {
-        let (payload, layout) = self.shared.encode(args)?;
-        self.call_raw(function, &payload, timeout, layout)
+        self.start_call(function, timeout, |sh, head| sh.send_value(head, args))
     }
 
     /// Calls `function` with already-encoded dimeb arguments (no copy), in
@@ -313,16 +429,15 @@ impl Rpc {
         args: &[u8],
         timeout: Option<Duration>,
     ) -> Result<CallFuture> {
-        self.call_raw(function, args, timeout, false)
+        self.start_call(function, timeout, |sh, head| sh.write(head, args))
     }
 
-    /// `call` with arguments holding `dimeb_layout` matrices when `layout`.
-    fn call_raw(
+    /// Registers a call, then has `write` send its frame with `head`.
+    fn start_call(
         &self,
         function: &str,
-        args: &[u8],
         timeout: Option<Duration>,
-        layout: bool,
+        write: impl FnOnce(&Shared, &Json) -> Result<()>,
     ) -> Result<CallFuture> {
         let sh = &self.shared;
         let mut inner = sh.lock();
@@ -334,38 +449,42 @@ impl Rpc {
             }
         }
         if let Some(cap) = sh.options.max_in_flight {
-            while inner.pending.len() >= cap.max(1) && inner.closed.is_none() {
-                inner = sh.changed.wait(inner).unwrap_or_else(|p| p.into_inner());
-            }
+            let cap = cap.max(1);
+            inner = sh
+                .wait_for(inner, Want::Room, None, |g| {
+                    g.in_flight < cap || g.closed.is_some()
+                })
+                .0;
         }
         if let Some(why) = &inner.closed {
             return Err(Error::lost(why.clone()));
         }
         let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Slot {
-            state: Mutex::new(SlotState::Pending),
-            done: Condvar::new(),
-            dropped: Default::default(),
-        });
-        if inner.pending.is_empty() {
+        if inner.in_flight == 0 {
             inner.last_heard = Instant::now();
         }
-        inner.pending.insert(id, slot.clone());
-        drop(inner);
-        let mut head = mark(
-            json!({"command": "call", "function": function, "id": id}),
-            layout,
+        inner.in_flight += 1;
+        inner.calls.insert(
+            id,
+            CallSlot {
+                result: None,
+                dropped: false,
+            },
         );
+        drop(inner);
+        let mut head = json!({"command": "call", "function": function, "id": id});
         if let Some(t) = timeout {
             head["timeout"] = json!(t.as_secs_f64() * 1000.0);
         }
-        if let Err(e) = sh.write(&head, args) {
-            sh.lock().pending.remove(&id);
+        if let Err(e) = write(sh, &head) {
+            let mut inner = sh.lock();
+            if inner.calls.remove(&id).is_some_and(|c| c.result.is_none()) {
+                inner.in_flight -= 1;
+            }
             return Err(e);
         }
         Ok(CallFuture {
             id,
-            slot,
             shared: sh.clone(),
         })
     }
@@ -429,10 +548,12 @@ impl Rpc {
         )
     }
 
-    /// Answers call `id` with a value.
+    /// Answers call `id` with a value (a large one encoded as it is
+    /// written).
     pub fn reply(&self, id: u64, result: &Value) -> Result<()> {
-        let (payload, layout) = self.shared.encode(result)?;
-        self.reply_raw(id, &payload, layout)
+        self.shared.lock().running.remove(&id);
+        self.shared
+            .send_value(&json!({"command": "return", "call": id}), result)
     }
 
     /// Answers call `id` with an error, which the caller sees as
@@ -502,7 +623,7 @@ impl Rpc {
             if let Some(why) = &inner.closed {
                 return Err(Error::lost(why.clone()));
             }
-            if inner.pending.is_empty() && inner.streams.is_empty() {
+            if inner.in_flight == 0 && inner.streams.is_empty() {
                 inner.last_heard = Instant::now();
             }
             inner.streams.insert(id, consumer.clone());
@@ -546,6 +667,14 @@ impl Rpc {
         let Some(p) = producer else {
             return Ok(false);
         };
+        // Credit arrives on the socket: read it here while nobody else does.
+        if !p.can_go_on() {
+            let deadline = timeout.map(|t| Instant::now() + t);
+            let g = self.shared.lock();
+            drop(self.shared.wait_for(g, Want::Credit(id), deadline, |g| {
+                p.can_go_on() || g.closed.is_some()
+            }));
+        }
         let mut timed_out = false;
         if !p.take_room(item.len(), timeout, &mut timed_out) {
             return if timed_out {
@@ -606,24 +735,22 @@ impl Rpc {
     pub fn next_completed(&self, timeout: Option<Duration>) -> Result<Option<u64>> {
         let sh = &self.shared;
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut inner = sh.lock();
-        loop {
-            if let Some(id) = inner.completed.as_mut().and_then(VecDeque::pop_front) {
-                return Ok(Some(id));
-            }
-            if let Some(why) = &inner.closed {
-                return Err(Error::lost(why.clone()));
-            }
-            inner = match sh.wait_until(inner, deadline) {
-                Some(g) => g,
-                None => return Ok(None),
-            };
+        let inner = sh.lock();
+        let (mut inner, _) = sh.wait_for(inner, Want::Completion, deadline, |g| {
+            g.completed.as_ref().is_some_and(|c| !c.is_empty()) || g.closed.is_some()
+        });
+        if let Some(id) = inner.completed.as_mut().and_then(VecDeque::pop_front) {
+            return Ok(Some(id));
+        }
+        match &inner.closed {
+            Some(why) => Err(Error::lost(why.clone())),
+            None => Ok(None),
         }
     }
 
     /// Calls in flight.
     pub fn in_flight(&self) -> usize {
-        self.shared.lock().pending.len()
+        self.shared.lock().in_flight
     }
 
     /// Closes the connection: calls in flight fail, waiters wake.
@@ -665,7 +792,19 @@ impl StreamReader {
         if self.done {
             return Ok(Next::End);
         }
-        let r = self.consumer.next(timeout);
+        // Items arrive on the socket: read it here while nobody else does.
+        if !self.consumer.has_news() {
+            let deadline = timeout.map(|t| Instant::now() + t);
+            let g = self.shared.lock();
+            let c = &self.consumer;
+            drop(
+                self.shared
+                    .wait_for(g, Want::Stream(self.id), deadline, |g| {
+                        c.has_news() || g.closed.is_some()
+                    }),
+            );
+        }
+        let r = self.consumer.next(timeout.map(|_| Duration::ZERO));
         match &r {
             Ok((_, Some((items, bytes)))) => {
                 // Best effort: a broken connection ends the stream anyway.
@@ -726,44 +865,26 @@ impl CallFuture {
     /// Waits until the call has finished; false if `timeout` passed first.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut st = self.slot.lock();
-        loop {
-            if !matches!(*st, SlotState::Pending) {
-                return true;
-            }
-            st = match deadline {
-                None => self.slot.done.wait(st).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return false;
-                    }
-                    self.slot
-                        .done
-                        .wait_timeout(st, d - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
-            };
-        }
+        let sh = &self.shared;
+        let id = self.id;
+        let inner = sh.lock();
+        sh.wait_for(inner, Want::Result(id), deadline, |g| finished(g, id))
+            .1
     }
 
     /// True once the call has finished.
     pub fn is_done(&self) -> bool {
-        !matches!(*self.slot.lock(), SlotState::Pending)
+        finished(&self.shared.lock(), self.id)
     }
 
     /// Takes the result of a finished call: None while it runs, and after
     /// the result was taken.
     pub fn take(&self) -> Option<CallResult> {
-        let mut st = self.slot.lock();
-        match std::mem::replace(&mut *st, SlotState::Taken) {
-            SlotState::Done(r) => Some(r),
-            other => {
-                *st = other;
-                None
-            }
-        }
+        let mut inner = self.shared.lock();
+        let slot = inner.calls.get_mut(&self.id)?;
+        let result = slot.result.take()?;
+        inner.calls.remove(&self.id);
+        Some(result)
     }
 
     /// Waits for the result and decodes it.
@@ -786,45 +907,60 @@ impl CallFuture {
     /// Withdraws the call: a queued call never runs, a running one's result
     /// is discarded. False if it had already finished.
     pub fn cancel(&self) -> bool {
-        {
-            let mut st = self.slot.lock();
-            if !matches!(*st, SlotState::Pending) {
-                return false;
-            }
-            *st = SlotState::Done(Err(CallError::Cancelled));
-        }
-        self.slot.done.notify_all();
         let sh = &self.shared;
-        let removed = sh.lock().pending.remove(&self.id).is_some();
-        if removed {
-            sh.changed.notify_all();
-            // Best effort: if the connection is gone there is nothing to withdraw.
-            let _ = sh.write(&json!({"command": "cancel", "id": self.id}), &[]);
+        let reading = {
+            let mut inner = sh.lock();
+            match inner.calls.get_mut(&self.id) {
+                Some(slot) if slot.result.is_none() => {
+                    slot.result = Some(Err(CallError::Cancelled));
+                }
+                _ => return false,
+            }
+            inner.in_flight -= 1;
+            if let Some(c) = &mut inner.completed {
+                c.push_back(self.id);
+            }
+            inner.wake(&Want::Result(self.id), true);
+            inner.wake(&Want::Completion, false);
+            inner.wake(&Want::Room, false);
+            inner.reading
+        };
+        // Best effort: if the connection is gone there is nothing to withdraw.
+        let _ = sh.write(&json!({"command": "cancel", "id": self.id}), &[]);
+        if reading {
+            // A thread waiting for this call may be the one blocked reading
+            // the socket: the broker's answer to a ping wakes it.
+            sh.ping_unawaited();
         }
         true
     }
 }
 
-impl Drop for CallFuture {
-    fn drop(&mut self) {
-        let st = self.slot.lock();
-        match &*st {
-            SlotState::Done(Err(e)) if !matches!(e, CallError::Cancelled) => {
-                let e = e.clone();
-                drop(st);
-                if self.shared.options.raise_dropped_errors {
-                    self.shared.lock().unread_errors.push_back(e);
-                }
-            }
-            SlotState::Pending => self.slot.dropped.store(true, Ordering::SeqCst),
-            _ => {}
-        }
-    }
+/// True when call `id` has finished (or its result was taken).
+fn finished(g: &Inner, id: u64) -> bool {
+    g.calls.get(&id).is_none_or(|c| c.result.is_some())
 }
 
-impl Slot {
-    fn lock(&self) -> MutexGuard<'_, SlotState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+impl Drop for CallFuture {
+    fn drop(&mut self) {
+        let sh = &self.shared;
+        let mut inner = sh.lock();
+        let Some(slot) = inner.calls.get_mut(&self.id) else {
+            return;
+        };
+        match &slot.result {
+            None => slot.dropped = true,
+            Some(result) => {
+                let unread = match result {
+                    Err(e) if !matches!(e, CallError::Cancelled) => Some(e.clone()),
+                    _ => None,
+                };
+                inner.calls.remove(&self.id);
+                if let (Some(e), true) = (unread, sh.options.raise_dropped_errors) {
+                    inner.unread_errors.push_back(e);
+                }
+            }
+        }
     }
 }
 
@@ -837,25 +973,126 @@ impl Shared {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits on `changed` until `deadline`; None once it has passed.
-    fn wait_until<'a>(
-        &self,
-        g: MutexGuard<'a, Inner>,
+    /// Waits until `ready` holds (true) or `deadline` passes (false),
+    /// reading the socket itself while no other thread does.
+    fn wait_for<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, Inner>,
+        want: Want,
         deadline: Option<Instant>,
-    ) -> Option<MutexGuard<'a, Inner>> {
-        match deadline {
-            None => Some(self.changed.wait(g).unwrap_or_else(|p| p.into_inner())),
-            Some(d) => {
-                let now = Instant::now();
-                if now >= d {
-                    return None;
-                }
-                Some(
-                    self.changed
-                        .wait_timeout(g, d - now)
+        mut ready: impl FnMut(&mut Inner) -> bool,
+    ) -> (MutexGuard<'a, Inner>, bool) {
+        let mut wake: Option<Arc<Condvar>> = None;
+        g.waiting += 1;
+        let done = loop {
+            if ready(&mut g) {
+                break true;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                break false;
+            }
+            if !g.reading && g.closed.is_none() {
+                g = self.read_some(g, deadline);
+                continue;
+            }
+            let w = wake.get_or_insert_with(|| Arc::new(Condvar::new())).clone();
+            g.sleepers.push(Sleeper {
+                want: want.clone(),
+                wake: w.clone(),
+            });
+            g = match deadline {
+                None => w.wait(g).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    w.wait_timeout(g, d.saturating_duration_since(now))
                         .unwrap_or_else(|p| p.into_inner())
-                        .0,
-                )
+                        .0
+                }
+            };
+            g.sleepers.retain(|s| !Arc::ptr_eq(&s.wake, &w));
+        };
+        g.waiting -= 1;
+        if g.waiting == 0 {
+            g.last_waiter = Instant::now();
+        }
+        // Leaving: whoever still waits must not be left without a reader.
+        g.hand_over_reading();
+        (g, done)
+    }
+
+    /// Reads the socket once (up to `deadline`) as the reading thread and
+    /// routes every complete frame; closes the endpoint on failure.
+    fn read_some<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, Inner>,
+        deadline: Option<Instant>,
+    ) -> MutexGuard<'a, Inner> {
+        g.reading = true;
+        drop(g);
+        let outcome = {
+            let mut rs = self.read_side.lock().unwrap_or_else(|p| p.into_inner());
+            self.read_and_route(&mut rs, deadline)
+        };
+        let mut g = self.lock();
+        g.reading = false;
+        if let Err(why) = outcome {
+            drop(g);
+            self.fail_all(why);
+            g = self.lock();
+        }
+        g.hand_over_reading();
+        g
+    }
+
+    fn read_and_route(
+        &self,
+        rs: &mut ReadSide,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(), String> {
+        // The read ends by the deadline, and often enough to ping a quiet
+        // broker (maxage) while calls are in flight.
+        let mut timeout = deadline.map(|d| {
+            d.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        });
+        if let Some(maxage) = self.options.maxage {
+            let beat = (maxage / 4).max(Duration::from_millis(5));
+            timeout = Some(timeout.map_or(beat, |t| t.min(beat)));
+        }
+        // Whole milliseconds: waits in slices keep asking for the same one.
+        let timeout = timeout.map(|t| Duration::from_millis(t.as_millis().max(1) as u64));
+        if timeout != rs.timeout {
+            rs.sock
+                .set_read_timeout(timeout)
+                .map_err(|e| format!("cannot set the read timeout: {e}"))?;
+            rs.timeout = timeout;
+        }
+        match rs.reader.read_from(&mut rs.sock) {
+            Ok(0) => return Err("the broker closed the connection".to_owned()),
+            Ok(_) => {
+                let mut inner = self.lock();
+                inner.last_heard = Instant::now();
+                inner.ping_out = false;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return match self.heartbeat() {
+                    Some(why) => Err(why),
+                    None => Ok(()),
+                };
+            }
+            Err(e) => return Err(format!("connection to the broker lost: {e}")),
+        }
+        loop {
+            match rs.reader.next_frame() {
+                Ok(Some(frame)) => self.route(frame)?,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(format!("protocol error from the broker: {e}")),
             }
         }
     }
@@ -867,30 +1104,73 @@ impl Shared {
         })
     }
 
+    /// Writes one frame whose `len`-byte payload is `pieces`, encoding large
+    /// matrices as they go out.
+    fn write_pieces(&self, head: &Json, len: usize, pieces: &[Piece<'_>]) -> Result<()> {
+        let mut pending = try_encode_head(head.to_string().as_bytes(), len)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let w = self.writer();
+        let mut sock = NoSigpipe(&w);
+        let mut buf = Vec::new();
+        let mut send = || -> io::Result<()> {
+            for p in pieces {
+                match p {
+                    Piece::Bytes(b) => pending.extend_from_slice(b),
+                    Piece::Elements(m) => {
+                        sock.write_all(&pending)?;
+                        pending.clear();
+                        dimeb::stream_elements(m, STREAM_CHUNK, &mut buf, |b| sock.write_all(b))?;
+                    }
+                    Piece::Stored(elems) => {
+                        sock.write_all(&pending)?;
+                        pending.clear();
+                        sock.write_all(elems)?;
+                    }
+                }
+            }
+            sock.write_all(&pending)
+        };
+        send().map_err(|e| {
+            // Half a frame went out: the connection cannot be used any more.
+            let _ = w.shutdown(std::net::Shutdown::Both);
+            Error::from(e)
+        })
+    }
+
+    /// Writes an acknowledged command, its reply expected in order; its id.
+    fn write_acked(&self, head: &Json, awaited: bool) -> Result<u64> {
+        let w = self.writer();
+        let id = {
+            let mut inner = self.lock();
+            if let Some(why) = &inner.closed {
+                return Err(Error::lost(why.clone()));
+            }
+            inner.next_ack += 1;
+            let id = inner.next_ack;
+            inner.acks.push_back((id, awaited));
+            id
+        };
+        write_frame(&w, head, &[])?;
+        Ok(id)
+    }
+
     /// Writes an acknowledged command and waits for its reply.
     fn request(&self, head: &Json) -> Result<Map<String, Json>> {
-        let ack = Arc::new(Ack {
-            reply: Mutex::new(None),
-            done: Condvar::new(),
+        let id = self.write_acked(head, true)?;
+        let inner = self.lock();
+        let (mut inner, _) = self.wait_for(inner, Want::Ack(id), None, |g| {
+            g.ack_replies.contains_key(&id)
         });
-        {
-            let w = self.writer();
-            {
-                let mut inner = self.lock();
-                if let Some(why) = &inner.closed {
-                    return Err(Error::lost(why.clone()));
-                }
-                inner.acks.push_back(ack.clone());
-            }
-            write_frame(&w, head, &[])?;
-        }
-        let mut r = ack.reply.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(reply) = r.take() {
-                return reply.and_then(super::check_status);
-            }
-            r = ack.done.wait(r).unwrap_or_else(|p| p.into_inner());
-        }
+        inner
+            .ack_replies
+            .remove(&id)
+            .expect("waited for it")
+            .and_then(super::check_status)
+    }
+
+    /// Pings the broker without waiting for the answer (it is dropped).
+    fn ping_unawaited(&self) {
+        let _ = self.write_acked(&json!({"command": "ping"}), false);
     }
 
     fn take_call(
@@ -899,47 +1179,49 @@ impl Shared {
         timeout: Option<Duration>,
     ) -> Result<Option<IncomingCall>> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut inner = self.lock();
-        loop {
-            let next = match function {
-                None => inner.incoming.pop_front(),
-                Some(f) => inner.own_queues.get_mut(f).and_then(VecDeque::pop_front),
-            };
-            if let Some(c) = next {
-                return Ok(Some(c));
-            }
-            if let Some(why) = &inner.closed {
-                return Err(Error::lost(why.clone()));
-            }
-            inner = match self.wait_until(inner, deadline) {
-                Some(g) => g,
-                None => return Ok(None),
-            };
+        let want = Want::Incoming(function.map(str::to_owned));
+        let inner = self.lock();
+        let (mut inner, _) = self.wait_for(inner, want, deadline, |g| {
+            g.closed.is_some()
+                || match function {
+                    None => !g.incoming.is_empty(),
+                    Some(f) => g.own_queues.get(f).is_some_and(|q| !q.is_empty()),
+                }
+        });
+        let next = match function {
+            None => inner.incoming.pop_front(),
+            Some(f) => inner.own_queues.get_mut(f).and_then(VecDeque::pop_front),
+        };
+        match (next, &inner.closed) {
+            (Some(c), _) => Ok(Some(c)),
+            (None, Some(why)) => Err(Error::lost(why.clone())),
+            (None, None) => Ok(None),
         }
     }
 
     /// Finishes call `id` with `result`.
     fn complete(&self, inner: &mut Inner, id: u64, result: CallResult) {
-        let Some(slot) = inner.pending.remove(&id) else {
+        let Some(slot) = inner.calls.get_mut(&id) else {
             return;
         };
-        let mut st = slot.lock();
-        if !matches!(*st, SlotState::Pending) {
-            return;
+        if slot.result.is_some() {
+            return; // cancelled: its result is discarded
         }
-        if slot.dropped.load(Ordering::SeqCst) {
+        inner.in_flight -= 1;
+        if slot.dropped {
+            inner.calls.remove(&id);
             if let (Err(e), true) = (result, self.options.raise_dropped_errors) {
                 inner.unread_errors.push_back(e);
             }
-            *st = SlotState::Taken;
         } else {
-            *st = SlotState::Done(result);
+            slot.result = Some(result);
+            inner.wake(&Want::Result(id), true);
         }
-        drop(st);
-        slot.done.notify_all();
         if let Some(c) = &mut inner.completed {
             c.push_back(id);
+            inner.wake(&Want::Completion, false);
         }
+        inner.wake(&Want::Room, false);
     }
 
     /// Closes the endpoint: everything waiting fails with `why`.
@@ -948,7 +1230,12 @@ impl Shared {
         if inner.closed.is_none() {
             inner.closed = Some(why.clone());
         }
-        let ids: Vec<u64> = inner.pending.keys().copied().collect();
+        let ids: Vec<u64> = inner
+            .calls
+            .iter()
+            .filter(|(_, c)| c.result.is_none())
+            .map(|(id, _)| *id)
+            .collect();
         for id in ids {
             self.complete(&mut inner, id, Err(CallError::Connection(why.clone())));
         }
@@ -958,13 +1245,16 @@ impl Shared {
         for (_, p) in inner.running.drain() {
             p.cancel();
         }
-        for ack in inner.acks.drain(..) {
-            *ack.reply.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(Err(Error::lost(why.clone())));
-            ack.done.notify_all();
+        for (id, awaited) in std::mem::take(&mut inner.acks) {
+            if awaited {
+                inner.ack_replies.insert(id, Err(Error::lost(why.clone())));
+            }
+        }
+        for s in &inner.sleepers {
+            s.wake.notify_all();
         }
         drop(inner);
-        self.changed.notify_all();
+        self.background.notify_all();
         let _ = self.writer().shutdown(std::net::Shutdown::Both);
     }
 
@@ -976,6 +1266,7 @@ impl Shared {
         if let Some(id) = json.get("item").and_then(Json::as_u64) {
             if let Some(c) = inner.streams.get(&id) {
                 c.push(frame.payload);
+                inner.wake(&Want::Stream(id), true);
             }
             return Ok(());
         }
@@ -987,11 +1278,10 @@ impl Shared {
             };
             if let Some(c) = inner.streams.remove(&id) {
                 c.end(result.map(drop));
+                inner.wake(&Want::Stream(id), true);
                 return Ok(());
             }
             self.complete(&mut inner, id, result);
-            drop(inner);
-            self.changed.notify_all();
             return Ok(());
         }
         if let Some(id) = json.get("call").and_then(Json::as_u64) {
@@ -1000,6 +1290,11 @@ impl Shared {
                 .and_then(Json::as_str)
                 .unwrap_or_default()
                 .to_owned();
+            let want = if inner.own_queues.contains_key(&function) {
+                Want::Incoming(Some(function.clone()))
+            } else {
+                Want::Incoming(None)
+            };
             let is_stream = json.get("stream").and_then(Json::as_bool) == Some(true);
             let window = is_stream.then(|| {
                 let n = |k: &str| json.get(k).and_then(Json::as_i64).unwrap_or(0);
@@ -1018,27 +1313,28 @@ impl Shared {
                 Some(q) => q.push_back(call),
                 None => inner.incoming.push_back(call),
             }
-            drop(inner);
-            self.changed.notify_all();
+            inner.wake(&want, false);
             return Ok(());
         }
         if let Some(id) = json.get("credit").and_then(Json::as_u64) {
             if let Some(p) = inner.running.get(&id) {
                 let n = |k: &str| json.get(k).and_then(Json::as_i64).unwrap_or(0);
                 p.grant(n("items"), n("bytes"));
+                inner.wake(&Want::Credit(id), true);
             }
             return Ok(());
         }
         if let Some(id) = json.get("cancel").and_then(Json::as_u64) {
             if let Some(p) = inner.running.get(&id) {
                 p.cancel();
+                inner.wake(&Want::Credit(id), true);
             }
             return Ok(());
         }
         if json.get("meta").and_then(Json::as_bool) == Some(true) {
             return Ok(());
         }
-        let Some(ack) = inner.acks.pop_front() else {
+        let Some((id, awaited)) = inner.acks.pop_front() else {
             // An error nobody asked for: a broker that does not know the
             // remote-call commands answering a `call`.
             let what = json
@@ -1049,10 +1345,56 @@ impl Shared {
                 "this server does not support remote calls (it answered: {what})"
             ));
         };
-        drop(inner);
-        *ack.reply.lock().unwrap_or_else(|p| p.into_inner()) = Some(Ok(json));
-        ack.done.notify_all();
+        // A reply nobody waits for (a heartbeat's or cancel's ping) is
+        // dropped; the others go to their waiter.
+        if awaited {
+            inner.ack_replies.insert(id, Ok(json));
+            inner.wake(&Want::Ack(id), true);
+        }
         Ok(())
+    }
+
+    /// On a quiet read: pings the broker, or gives up on it after `maxage`.
+    fn heartbeat(&self) -> Option<String> {
+        let maxage = self.options.maxage?;
+        let mut inner = self.lock();
+        if inner.in_flight == 0 && inner.acks.is_empty() && inner.streams.is_empty() {
+            return None;
+        }
+        let quiet = inner.last_heard.elapsed();
+        if quiet >= maxage {
+            return Some(format!(
+                "the broker sent nothing for {:.1} s while calls were in flight (maxage)",
+                quiet.as_secs_f64()
+            ));
+        }
+        if quiet >= maxage / 2 && !inner.ping_out {
+            inner.ping_out = true;
+            drop(inner);
+            self.ping_unawaited();
+        }
+        None
+    }
+}
+
+/// The background reader: reads while no thread waits, so frames are routed
+/// and a silent broker noticed even then; ends when the endpoint closes.
+fn background_reader(sh: &Shared) {
+    let mut g = sh.lock();
+    loop {
+        if g.closed.is_some() && !g.reading {
+            break;
+        }
+        let idle = g.waiting == 0 && !g.reading && g.last_waiter.elapsed() >= GRACE;
+        if idle && g.closed.is_none() {
+            g = sh.read_some(g, None);
+            continue;
+        }
+        g = sh
+            .background
+            .wait_timeout(g, GRACE)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
     }
 }
 
@@ -1081,83 +1423,20 @@ fn call_error(json: &Map<String, Json>) -> CallError {
     }
 }
 
-/// The reader thread: routes frames until the connection ends.
-fn read_loop(sh: &Shared, mut reader: FrameReader, mut sock: Socket) {
-    let why = loop {
-        match reader.read_from(&mut sock) {
-            Ok(0) => break "the broker closed the connection".to_owned(),
-            Ok(_) => {
-                let mut inner = sh.lock();
-                inner.last_heard = Instant::now();
-                inner.ping_out = false;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                if let Some(why) = heartbeat(sh) {
-                    break why;
-                }
-                continue;
-            }
-            Err(e) => break format!("connection to the broker lost: {e}"),
-        }
-        let mut failed = None;
-        loop {
-            match reader.next_frame() {
-                Ok(Some(frame)) => {
-                    if let Err(why) = sh.route(frame) {
-                        failed = Some(why);
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    failed = Some(format!("protocol error from the broker: {e}"));
-                    break;
-                }
-            }
-        }
-        if let Some(why) = failed {
-            break why;
-        }
-    };
-    sh.fail_all(why);
-}
-
-/// On a quiet read: pings the broker, or gives up on it after `maxage`.
-fn heartbeat(sh: &Shared) -> Option<String> {
-    let maxage = sh.options.maxage?;
-    let mut inner = sh.lock();
-    if inner.pending.is_empty() && inner.acks.is_empty() && inner.streams.is_empty() {
-        return None;
-    }
-    let quiet = inner.last_heard.elapsed();
-    if quiet >= maxage {
-        return Some(format!(
-            "the broker sent nothing for {:.1} s while calls were in flight (maxage)",
-            quiet.as_secs_f64()
-        ));
-    }
-    if quiet >= maxage / 2 && !inner.ping_out {
-        inner.ping_out = true;
-        // The ping's reply needs no waiter of its own, but must not be
-        // taken for another command's: queue an ack nobody waits on.
-        inner.acks.push_back(Arc::new(Ack {
-            reply: Mutex::new(None),
-            done: Condvar::new(),
-        }));
-        drop(inner);
-        let _ = sh.write(&json!({"command": "ping"}), &[]);
-    }
-    None
-}
+/// Send buffer asked of the kernel (it caps it at `net.core.wmem_max`):
+/// while a large value is encoded piece by piece, the broker drains the
+/// pieces already written instead of waiting for each one.
+const SEND_BUFFER: usize = 4 << 20;
 
 /// Opens a blocking socket to `addr`.
 fn open(addr: &Address) -> io::Result<Socket> {
+    let sock = connect_socket(addr)?;
+    // Best effort: the default buffer works too, only slower.
+    let _ = sock.set_send_buffer_size(SEND_BUFFER);
+    Ok(sock)
+}
+
+fn connect_socket(addr: &Address) -> io::Result<Socket> {
     match addr {
         Address::Unix(path) => std::os::unix::net::UnixStream::connect(path)
             .map(Socket::from)
@@ -1211,6 +1490,18 @@ fn send_all(w: &Socket, mut bufs: &mut [IoSlice<'_>]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes to a socket with `MSG_NOSIGNAL` (see `write_frame`).
+struct NoSigpipe<'a>(&'a Socket);
+
+impl Write for NoSigpipe<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.send_with_flags(buf, libc::MSG_NOSIGNAL)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Reads one whole frame (the handshake reply) before the reader thread starts.

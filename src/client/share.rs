@@ -2,6 +2,7 @@
 //! handle whose methods map one-to-one onto the `share_*` commands
 //! (documented in `docs/protocol-extensions.md`).
 
+use crate::client::watch::{Position, Target, Watch};
 use crate::client::{Client, Error, Result};
 use crate::codec::dimeb;
 use crate::proto::extensions;
@@ -13,6 +14,8 @@ use std::time::Duration;
 pub struct Share<'c> {
     client: &'c mut Client,
     name: String,
+    /// The fencing token every request carries (see [`Share::fenced`]).
+    fence: Option<u64>,
 }
 
 impl Client {
@@ -21,8 +24,35 @@ impl Client {
         Share {
             client: self,
             name: name.to_owned(),
+            fence: None,
         }
     }
+}
+
+/// How to take a lock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LockOptions {
+    /// Give up waiting after this long (`Error::Timeout`); None waits.
+    pub timeout: Option<Duration>,
+    /// Fail at once if another client holds the lock.
+    pub nowait: bool,
+    /// A lease: the broker releases the lock this long after the grant
+    /// unless it is renewed ([`Share::renew`]). None: held until released
+    /// or the client disconnects.
+    pub ttl: Option<Duration>,
+}
+
+/// Milliseconds on the wire.
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The fencing token of a lock reply.
+fn token(reply: &Map<String, Json>) -> Result<u64> {
+    reply
+        .get("fence")
+        .and_then(Json::as_u64)
+        .ok_or_else(|| Error::Protocol("the lock reply has no fencing token".into()))
 }
 
 fn encode(v: &Value) -> Result<Vec<u8>> {
@@ -38,11 +68,28 @@ fn with_timeout(mut req: Json, timeout: Option<Duration>) -> Json {
 
 impl Share<'_> {
     fn req(&self, command: &str) -> Json {
-        json!({"command": command, "share": self.name})
+        let mut r = json!({"command": command, "share": self.name});
+        if let Some(f) = self.fence {
+            r["fence"] = json!(f);
+        }
+        r
     }
 
     fn keyed(&self, command: &str, key: &str) -> Json {
-        json!({"command": command, "share": self.name, "key": key})
+        let mut r = self.req(command);
+        r["key"] = json!(key);
+        r
+    }
+
+    /// This handle with every write carrying fencing token `token` (from
+    /// a lock grant): the broker refuses such a write once a newer grant of
+    /// the lock exists, so a holder whose lease ran out cannot overwrite
+    /// the work of the next holder.
+    pub fn fenced(self, token: u64) -> Self {
+        Share {
+            fence: Some(token),
+            ..self
+        }
     }
 
     fn call(
@@ -135,7 +182,8 @@ impl Share<'_> {
 
     /// The values of those `keys` that exist, as (key, value) pairs.
     pub fn get_many(&mut self, keys: &[&str]) -> Result<Vec<(String, Value)>> {
-        let req = json!({"command": "share_get_many", "share": self.name, "keys": keys});
+        let mut req = self.req("share_get_many");
+        req["keys"] = json!(keys);
         let (_, body) = self.call(req, &[])?;
         match dimeb::decode(&body)? {
             Value::Map(pairs) => Ok(pairs
@@ -199,18 +247,62 @@ impl Share<'_> {
             .ok_or_else(|| Error::Protocol("share_wait_key answered without a value".into()))
     }
 
-    /// Takes the whole-share lock (FIFO; `Error::Timeout` after `timeout`).
-    /// While held, other clients' writes to this share wait.
-    pub fn lock(&mut self, timeout: Option<Duration>) -> Result<()> {
-        let req = with_timeout(self.req("share_lock"), timeout);
-        self.call(req, &[]).map(drop)
+    /// Takes the whole-share lock (FIFO; `Error::Timeout` after `timeout`)
+    /// and returns its fencing token. While held, other clients' writes to
+    /// this share wait.
+    pub fn lock(&mut self, timeout: Option<Duration>) -> Result<u64> {
+        self.lock_with(
+            None,
+            LockOptions {
+                timeout,
+                ..LockOptions::default()
+            },
+        )
     }
 
-    /// Takes the lock only if it is free right now.
-    pub fn try_lock(&mut self) -> Result<()> {
-        let mut req = self.req("share_lock");
-        req["nowait"] = json!(true);
-        self.call(req, &[]).map(drop)
+    /// Takes the lock only if it is free right now; returns its token.
+    pub fn try_lock(&mut self) -> Result<u64> {
+        self.lock_with(
+            None,
+            LockOptions {
+                nowait: true,
+                ..LockOptions::default()
+            },
+        )
+    }
+
+    /// Takes the whole-share lock (`key` None) or the named lock `key`, as
+    /// `options` say; returns the grant's fencing token, which grows with
+    /// every grant and survives broker restarts with `--data-dir`.
+    pub fn lock_with(&mut self, key: Option<&str>, options: LockOptions) -> Result<u64> {
+        let mut req = match key {
+            None => self.req("share_lock"),
+            Some(k) => self.keyed("share_lock", k),
+        };
+        if options.nowait {
+            req["nowait"] = json!(true);
+        }
+        if let Some(t) = options.ttl {
+            req["ttl"] = json!(millis(t));
+        }
+        let req = with_timeout(req, options.timeout);
+        let (reply, _) = self.call(req, &[])?;
+        token(&reply)
+    }
+
+    /// Extends the lease of a lock this client holds (`key` None: the
+    /// whole-share lock) to `ttl` from now (None: its last length); returns
+    /// its token. Fails if the lease already ran out.
+    pub fn renew(&mut self, key: Option<&str>, ttl: Option<Duration>) -> Result<u64> {
+        let mut req = match key {
+            None => self.req("share_lock_renew"),
+            Some(k) => self.keyed("share_lock_renew", k),
+        };
+        if let Some(t) = ttl {
+            req["ttl"] = json!(millis(t));
+        }
+        let (reply, _) = self.call(req, &[])?;
+        token(&reply)
     }
 
     /// Releases the whole-share lock.
@@ -219,15 +311,31 @@ impl Share<'_> {
         self.call(req, &[]).map(drop)
     }
 
-    /// Takes the named lock `key` of this share (independent of writes).
-    pub fn lock_key(&mut self, key: &str, timeout: Option<Duration>) -> Result<()> {
-        let req = with_timeout(self.keyed("share_lock", key), timeout);
-        self.call(req, &[]).map(drop)
+    /// Takes the named lock `key` of this share (independent of writes);
+    /// returns its fencing token.
+    pub fn lock_key(&mut self, key: &str, timeout: Option<Duration>) -> Result<u64> {
+        self.lock_with(
+            Some(key),
+            LockOptions {
+                timeout,
+                ..LockOptions::default()
+            },
+        )
     }
 
     /// Releases the named lock `key`.
     pub fn unlock_key(&mut self, key: &str) -> Result<()> {
         let req = self.keyed("share_unlock", key);
         self.call(req, &[]).map(drop)
+    }
+
+    /// Watches this share's keys starting with `prefix` ("" for all) on a
+    /// connection of its own, resuming after `resume` if given.
+    pub fn watch(&self, prefix: &str, resume: Option<Position>) -> Result<Watch> {
+        let target = Target::Share {
+            name: self.name.clone(),
+            prefix: prefix.to_owned(),
+        };
+        Watch::open(self.client.address(), target, resume)
     }
 }

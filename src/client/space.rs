@@ -2,6 +2,7 @@
 //! with Linda's `out`, `in`, `rd`, `inp`, `rdp` and `count`.
 
 use crate::buffer::PooledBuf;
+use crate::client::watch::{Position, Target, Watch};
 use crate::client::{Client, Error, Result};
 use crate::codec::dimeb;
 use crate::pattern::{self, Field};
@@ -107,5 +108,14 @@ impl TupleSpace<'_> {
         let req = json!({"command": "ts_count", "space": self.name, "pattern": spec});
         let (reply, _) = self.call(req, &payload)?;
         Ok(reply.get("count").and_then(Json::as_u64).unwrap_or(0) as usize)
+    }
+
+    /// Watches every tuple put into or taken from this space, on a
+    /// connection of its own, resuming after `resume` if given.
+    pub fn watch(&self, resume: Option<Position>) -> Result<Watch> {
+        let target = Target::Space {
+            name: self.name.clone(),
+        };
+        Watch::open(self.client.address(), target, resume)
     }
 }

@@ -132,6 +132,12 @@ impl Consumer {
         }
     }
 
+    /// True when `next` would not wait: an item or the end has arrived.
+    pub fn has_news(&self) -> bool {
+        let st = self.lock();
+        !st.items.is_empty() || st.end.is_some()
+    }
+
     /// True once the end (or an error) has arrived and every item was read.
     pub fn is_finished(&self) -> bool {
         let st = self.lock();
@@ -181,6 +187,13 @@ impl Producer {
     pub fn cancel(&self) {
         self.lock().cancelled = true;
         self.changed.notify_all();
+    }
+
+    /// True when `take_room` for `len` bytes would not wait: there is room,
+    /// or the caller gave up.
+    pub fn can_go_on(&self) -> bool {
+        let st = self.lock();
+        st.cancelled || st.window.is_none_or(|(i, b)| i > 0 && b > 0)
     }
 
     /// True once the caller gave up.

@@ -507,7 +507,10 @@ pub extern "C" fn dime_data_free(data: *mut c_void, nbytes: usize) {
                 // SAFETY: the caller's contract: (data, nbytes) came from
                 // a take function, and was not lent (above), so it is a
                 // Box::<[u8]>::into_raw.
-                drop(unsafe { Box::from_raw(slice) });
+                let block = unsafe { Box::from_raw(slice) };
+                // Large blocks go back to this thread's pool, for the next
+                // large matrix it receives (see `buffer`).
+                drop(crate::buffer::PooledBuf::from_vec(block.into_vec()));
             }
         }
     })

@@ -50,5 +50,8 @@ pub mod stream;
 
 pub mod server;
 
+pub mod files;
+pub mod watch;
+
 mod args;
 mod sigpipe;

@@ -6,18 +6,21 @@
 //! Remote calls travel on a second connection of the client, opened on
 //! first use, with a reader thread of its own: calls never wait behind a
 //! blocked `dime_wait` on the same client, and any thread may call, wait
-//! and reply at once.
+//! and reply at once. A future may be waited on, looked at and cancelled
+//! from several threads at once (a binding's caller thread and the thread
+//! that resolves futures as they finish); only freeing it is exclusive.
 
-use super::args::{str_arg, timeout_arg, write_out};
+use super::args::{slice_arg, str_arg, timeout_arg, write_out};
 use super::client::{dime_client, rpc_endpoint};
 use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
 use super::value::{as_raw, dime_value, from_raw, into_raw};
+use crate::buffer::PooledBuf;
 use crate::client::rpc::{CallError, CallFuture, IncomingCall, Rpc};
 use crate::codec::dimeb;
 use crate::value::Value;
 use std::ffi::{CString, c_char, c_void};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// A remote call in flight, from `dime_call`; release it with
@@ -25,12 +28,23 @@ use std::time::Duration;
 #[allow(non_camel_case_types)]
 pub struct dime_future {
     future: CallFuture,
-    /// The finished call's outcome once taken from the future.
-    outcome: Option<Outcome>,
+    /// The finished call's outcome once taken from the future. Behind a
+    /// lock so that every function but `dime_future_free` may run on
+    /// several threads at once; a `Failed` outcome is never replaced, so
+    /// the strings `dime_future_error` lends stay put.
+    outcome: Mutex<Option<Outcome>>,
 }
 
-/// A finished call, decoded.
+impl dime_future {
+    fn outcome(&self) -> MutexGuard<'_, Option<Outcome>> {
+        self.outcome.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A finished call.
 enum Outcome {
+    /// The result as it came (dimeb), until `dime_future_result` decodes it.
+    Encoded(PooledBuf),
     Value(Value),
     Failed {
         error: CallError,
@@ -49,7 +63,11 @@ enum Outcome {
 pub struct dime_request {
     pub(super) call: IncomingCall,
     function: CString,
-    args: Value,
+    /// The decoded arguments, once asked for; None again after
+    /// `dime_request_take_args` moved them out.
+    args: Option<Value>,
+    /// The arguments were decoded (and maybe taken).
+    decoded: bool,
     pub(super) endpoint: Arc<Rpc>,
     pub(super) answered: bool,
 }
@@ -103,8 +121,49 @@ pub extern "C" fn dime_call(
         let args = if args.is_null() { &null } else { check_arg!(ref args as Value) };
         let endpoint = rpc_endpoint(handle)?;
         let future = endpoint.call(function, args, timeout_arg(timeout_ms))?;
-        write_out(out, Box::into_raw(Box::new(dime_future { future, outcome: None })));
+        write_out(out, Box::into_raw(Box::new(dime_future { future, outcome: Mutex::new(None) })));
         Ok(())
+    }
+}
+
+/// Like `dime_call`, with the arguments given as dimeb bytes
+/// (docs/protocol.md §4): `len` bytes at `args`, borrowed for the call,
+/// which must hold exactly one value (`DIME_STATUS_INVALID_ARGUMENT`
+/// otherwise). For bindings that encode small values faster themselves.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_call_encoded(
+    client: *mut dime_client,
+    function: *const c_char,
+    args: *const c_void,
+    len: usize,
+    timeout_ms: i64,
+    out: *mut *mut dime_future,
+) -> dime_status {
+    ffi_status! {
+        let handle = check_arg!(ref client as dime_client);
+        let function = str_arg(function, "function")?;
+        check_arg!(out);
+        let bytes = slice_arg(args.cast::<u8>(), len, "args")?;
+        check_encoded(bytes, "args")?;
+        let endpoint = rpc_endpoint(handle)?;
+        let future = endpoint.call_encoded(function, bytes, timeout_arg(timeout_ms))?;
+        write_out(out, Box::into_raw(Box::new(dime_future { future, outcome: Mutex::new(None) })));
+        Ok(())
+    }
+}
+
+/// Refuses bytes that are not exactly one dimeb value.
+pub(super) fn check_encoded(bytes: &[u8], what: &str) -> Result<(), Fail> {
+    match dimeb::value_len(bytes) {
+        Ok(n) if n == bytes.len() => Ok(()),
+        Ok(n) => Err(Fail::invalid(format!(
+            "argument '{what}' holds {} bytes after its value",
+            bytes.len() - n
+        ))),
+        Err(e) => Err(Fail::invalid(format!(
+            "argument '{what}' is not a dimeb value: {}",
+            e.0
+        ))),
     }
 }
 
@@ -115,7 +174,9 @@ pub extern "C" fn dime_call(
 pub extern "C" fn dime_future_wait(future: *mut dime_future, timeout_ms: i64) -> dime_status {
     ffi_status! {
         let f = check_arg!(ref future as dime_future);
-        if f.outcome.is_some() || f.future.wait(timeout_arg(timeout_ms)) {
+        // Once the outcome is taken the slot reads as finished too, so the
+        // outcome lock is not needed (nor held while waiting).
+        if f.future.wait(timeout_arg(timeout_ms)) {
             Ok(())
         } else {
             Err(Fail::new(dime_status::Timeout, "the call has not finished yet"))
@@ -132,7 +193,7 @@ pub extern "C" fn dime_future_done(future: *const dime_future) -> i32 {
         }
         // SAFETY: non-NULL; validity is the caller's contract.
         let f = unsafe { &*future };
-        i32::from(f.outcome.is_some() || f.future.is_done())
+        i32::from(f.future.is_done())
     })
 }
 
@@ -150,12 +211,22 @@ pub extern "C" fn dime_future_result(
     out: *mut *mut dime_value,
 ) -> dime_status {
     ffi_status! {
-        let f = check_arg!(mut future as dime_future);
+        let f = check_arg!(ref future as dime_future);
         check_arg!(out);
-        settle(f)?;
-        match f.outcome.as_mut().expect("settled") {
+        let mut outcome = settle(f)?;
+        if let Some(Outcome::Encoded(buf)) = &*outcome {
+            let v = dimeb::decode(buf).map_err(|e| {
+                Fail::new(
+                    dime_status::CodecError,
+                    format!("the call's result cannot be decoded: {}", e.0),
+                )
+            })?;
+            *outcome = Some(Outcome::Value(v));
+        }
+        match outcome.as_mut().expect("settled") {
+            Outcome::Encoded(_) => unreachable!("decoded above"),
             Outcome::Value(_) => {
-                let Some(Outcome::Value(v)) = f.outcome.replace(Outcome::Taken) else {
+                let Some(Outcome::Value(v)) = outcome.replace(Outcome::Taken) else {
                     unreachable!("matched above")
                 };
                 write_out(out, into_raw(v));
@@ -163,6 +234,38 @@ pub extern "C" fn dime_future_result(
             }
             Outcome::Failed { error, .. } => Err(call_fail(error)),
             Outcome::Taken => Err(Fail::new(
+                dime_status::NotFound,
+                "the result of this call was already taken",
+            )),
+        }
+    }
+}
+
+/// Like `dime_future_result`, but lends the result as it came: its dimeb
+/// bytes (docs/protocol.md §4), for bindings that decode small values
+/// faster themselves. Writes a pointer to `len` bytes to `*data`, borrowed
+/// until `dime_future_free` or `dime_future_result` (which may still be
+/// called once to take the decoded value). Failures as for
+/// `dime_future_result`; `DIME_STATUS_NOT_FOUND` once the value was taken.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_future_payload(
+    future: *mut dime_future,
+    data: *mut *const c_void,
+    len: *mut usize,
+) -> dime_status {
+    ffi_status! {
+        let f = check_arg!(ref future as dime_future);
+        check_arg!(data);
+        check_arg!(len);
+        let outcome = settle(f)?;
+        match outcome.as_ref().expect("settled") {
+            Outcome::Encoded(buf) => {
+                write_out(data, buf.as_ptr().cast());
+                write_out(len, buf.len());
+                Ok(())
+            }
+            Outcome::Failed { error, .. } => Err(call_fail(error)),
+            Outcome::Value(_) | Outcome::Taken => Err(Fail::new(
                 dime_status::NotFound,
                 "the result of this call was already taken",
             )),
@@ -185,9 +288,9 @@ pub extern "C" fn dime_future_error(
     traceback: *mut *const c_char,
 ) -> dime_status {
     ffi_status! {
-        let f = check_arg!(mut future as dime_future);
-        settle(f)?;
-        let Some(Outcome::Failed { texts, .. }) = &f.outcome else {
+        let f = check_arg!(ref future as dime_future);
+        let outcome = settle(f)?;
+        let Some(Outcome::Failed { texts, .. }) = &*outcome else {
             return Err(Fail::new(dime_status::NotFound, "the call did not fail"));
         };
         for (out, text) in [error_type, message, traceback].into_iter().zip(texts.iter()) {
@@ -207,7 +310,7 @@ pub extern "C" fn dime_future_error(
 pub extern "C" fn dime_future_cancel(future: *mut dime_future) -> dime_status {
     ffi_status! {
         let f = check_arg!(ref future as dime_future);
-        if f.outcome.is_none() && f.future.cancel() {
+        if f.outcome().is_none() && f.future.cancel() {
             Ok(())
         } else {
             Err(Fail::new(dime_status::NotFound, "the call has already finished"))
@@ -227,10 +330,62 @@ pub extern "C" fn dime_future_free(future: *mut dime_future) {
     })
 }
 
-/// Moves a finished call's outcome into `f.outcome`.
-fn settle(f: &mut dime_future) -> Result<(), Fail> {
-    if f.outcome.is_some() {
-        return Ok(());
+/// The id of the call, unique among the calls of its client; the number
+/// `dime_next_completed` reports when it finishes. 0 if `future` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_future_id(future: *const dime_future) -> u64 {
+    ffi_value!(0, {
+        if future.is_null() {
+            return 0;
+        }
+        // SAFETY: non-NULL; validity is the caller's contract.
+        unsafe { &*future }.future.id()
+    })
+}
+
+/// Starts recording the calls of `client` that finish, for
+/// `dime_next_completed`; calls that finished before are not recorded
+/// (look at them with `dime_future_done`). Opens the remote-call
+/// connection if it is not open yet. Calling it again does nothing.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_track_completions(client: *mut dime_client) -> dime_status {
+    ffi_status! {
+        let handle = check_arg!(ref client as dime_client);
+        rpc_endpoint(handle)?.track_completions();
+        Ok(())
+    }
+}
+
+/// Writes to `*out` the id (`dime_future_id`) of the next call of
+/// `client` to finish, in the order they finished, once
+/// `dime_track_completions` was called; for a thread that resolves futures
+/// as they finish. `DIME_STATUS_TIMEOUT` if none finished within
+/// `timeout_ms` (`DIME_WAIT_FOREVER`: no limit); `DIME_STATUS_CONNECTION_LOST`
+/// once the remote-call connection is gone and every finished call was
+/// reported.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_next_completed(
+    client: *mut dime_client,
+    timeout_ms: i64,
+    out: *mut u64,
+) -> dime_status {
+    ffi_status! {
+        let handle = check_arg!(ref client as dime_client);
+        check_arg!(out);
+        let endpoint = rpc_endpoint(handle)?;
+        let Some(id) = endpoint.next_completed(timeout_arg(timeout_ms))? else {
+            return Err(Fail::new(dime_status::Timeout, "no call finished before the timeout"));
+        };
+        write_out(out, id);
+        Ok(())
+    }
+}
+
+/// Moves a finished call's outcome into `f.outcome`; the locked outcome.
+fn settle(f: &dime_future) -> Result<MutexGuard<'_, Option<Outcome>>, Fail> {
+    let mut outcome = f.outcome();
+    if outcome.is_some() {
+        return Ok(outcome);
     }
     let Some(result) = f.future.take() else {
         return Err(Fail::new(
@@ -238,16 +393,8 @@ fn settle(f: &mut dime_future) -> Result<(), Fail> {
             "the call has not finished yet",
         ));
     };
-    f.outcome = Some(match result {
-        Ok(buf) => match dimeb::decode_in(std::sync::Arc::new(buf)) {
-            Ok(v) => Outcome::Value(v),
-            Err(e) => {
-                return Err(Fail::new(
-                    dime_status::CodecError,
-                    format!("the call's result cannot be decoded: {}", e.0),
-                ));
-            }
-        },
+    *outcome = Some(match result {
+        Ok(buf) => Outcome::Encoded(buf),
         Err(error) => {
             let (t, m, tb) = match &error {
                 CallError::Remote {
@@ -264,7 +411,7 @@ fn settle(f: &mut dime_future) -> Result<(), Fail> {
             }
         }
     });
-    Ok(())
+    Ok(outcome)
 }
 
 /// The status and message of a failed call.
@@ -323,33 +470,102 @@ pub extern "C" fn dime_next_call(
         let handle = check_arg!(ref client as dime_client);
         check_arg!(out);
         let endpoint = rpc_endpoint(handle)?;
-        let Some(call) = endpoint.next_call(timeout_arg(timeout_ms))? else {
-            return Err(Fail::new(dime_status::Timeout, "no call came before the timeout"));
-        };
-        let request = make_request(call, endpoint)?;
-        write_out(out, Box::into_raw(Box::new(request)));
+        let call = endpoint.next_call(timeout_arg(timeout_ms))?;
+        hand_out(call, endpoint, out)
+    }
+}
+
+/// Like `dime_provide`, but the calls of `function` wait in a queue of
+/// their own, taken with `dime_next_call_of` (not `dime_next_call`): the
+/// threads serving one function never take another function's calls, so
+/// each function can have its own workers.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_provide_own_queue(
+    client: *mut dime_client,
+    function: *const c_char,
+    capacity: u32,
+) -> dime_status {
+    ffi_status! {
+        let handle = check_arg!(ref client as dime_client);
+        let function = str_arg(function, "function")?;
+        rpc_endpoint(handle)?.provide_own_queue(function, capacity.max(1))?;
         Ok(())
     }
 }
 
-/// Decodes an incoming call; one that cannot be decoded is answered with
-/// an error at once.
-fn make_request(call: IncomingCall, endpoint: Arc<Rpc>) -> Result<dime_request, Fail> {
-    let args = match call.decode() {
-        Ok(v) => v,
-        Err(e) => {
-            let msg = format!("the arguments cannot be decoded: {e}");
-            let _ = endpoint.reply_error(call.id, "CodecError", &msg, "");
-            return Err(Fail::new(dime_status::CodecError, msg));
-        }
+/// Takes the next call of `function`, provided with
+/// `dime_provide_own_queue`: writes a new request to `*out`, owned by the
+/// caller (`dime_request_free`). `DIME_STATUS_TIMEOUT` if none came within
+/// `timeout_ms` (`DIME_WAIT_FOREVER`: no limit).
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_next_call_of(
+    client: *mut dime_client,
+    function: *const c_char,
+    timeout_ms: i64,
+    out: *mut *mut dime_request,
+) -> dime_status {
+    ffi_status! {
+        let handle = check_arg!(ref client as dime_client);
+        let function = str_arg(function, "function")?;
+        check_arg!(out);
+        let endpoint = rpc_endpoint(handle)?;
+        let call = endpoint.next_call_of(function, timeout_arg(timeout_ms))?;
+        hand_out(call, endpoint, out)
+    }
+}
+
+/// Writes the request for `call` to `*out`, or says why there is none.
+fn hand_out(
+    call: Option<IncomingCall>,
+    endpoint: Arc<Rpc>,
+    out: *mut *mut dime_request,
+) -> Result<(), Fail> {
+    let Some(call) = call else {
+        return Err(Fail::new(
+            dime_status::Timeout,
+            "no call came before the timeout",
+        ));
     };
+    let request = make_request(call, endpoint)?;
+    write_out(out, Box::into_raw(Box::new(request)));
+    Ok(())
+}
+
+/// A request for an incoming call; its arguments are decoded when asked for.
+fn make_request(call: IncomingCall, endpoint: Arc<Rpc>) -> Result<dime_request, Fail> {
     Ok(dime_request {
         function: CString::new(call.function.replace('\0', "\\0")).unwrap_or_default(),
         call,
-        args,
+        args: None,
+        decoded: false,
         endpoint,
         answered: false,
     })
+}
+
+/// Decodes the request's arguments on first use; arguments that cannot be
+/// decoded answer the call with an error at once.
+fn decode_args(r: &mut dime_request) -> Result<(), Fail> {
+    if r.decoded {
+        return Ok(());
+    }
+    match r.call.decode() {
+        Ok(v) => {
+            r.args = Some(v);
+            r.decoded = true;
+            // The encoded copy is not needed any more.
+            r.call.args = PooledBuf::default();
+            Ok(())
+        }
+        Err(e) => {
+            let msg = format!("the arguments cannot be decoded: {e}");
+            if !r.answered {
+                let _ = r.endpoint.reply_error(r.call.id, "CodecError", &msg, "");
+                r.answered = true;
+            }
+            Err(Fail::new(dime_status::CodecError, msg))
+        }
+    }
 }
 
 /// The name of the function called (borrowed, valid until
@@ -366,16 +582,70 @@ pub extern "C" fn dime_request_function(request: *const dime_request) -> *const 
 }
 
 /// The call's arguments (borrowed, valid until `dime_request_free`); NULL
-/// if `request` is NULL.
+/// if `request` is NULL, its arguments were taken with
+/// `dime_request_take_args`, or they cannot be decoded (the call is then
+/// answered with an error; `dime_last_error()` says why).
 #[unsafe(no_mangle)]
-pub extern "C" fn dime_request_args(request: *const dime_request) -> *const dime_value {
+pub extern "C" fn dime_request_args(request: *mut dime_request) -> *const dime_value {
     ffi_value!(std::ptr::null(), {
         if request.is_null() {
             return std::ptr::null();
         }
         // SAFETY: non-NULL; validity is the caller's contract.
-        as_raw(&unsafe { &*request }.args)
+        let r = unsafe { &mut *request };
+        if let Err(f) = decode_args(r) {
+            super::status::set_last_error(&f.message, 0);
+            return std::ptr::null();
+        }
+        r.args.as_ref().map_or(std::ptr::null(), as_raw)
     })
+}
+
+/// Moves the call's arguments out of the request: writes them to `*out`,
+/// owned by the caller (`dime_value_free`), so their matrices can be taken
+/// without copying (`dime_matrix_take_data`). The request can still be
+/// answered. `DIME_STATUS_NOT_FOUND` if they were already taken;
+/// `DIME_STATUS_CODEC_ERROR` if they cannot be decoded (the call is then
+/// answered with an error).
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_request_take_args(
+    request: *mut dime_request,
+    out: *mut *mut dime_value,
+) -> dime_status {
+    ffi_status! {
+        let r = check_arg!(mut request as dime_request);
+        check_arg!(out);
+        decode_args(r)?;
+        let Some(args) = r.args.take() else {
+            return Err(Fail::new(dime_status::NotFound, "the arguments were already taken"));
+        };
+        write_out(out, into_raw(args));
+        Ok(())
+    }
+}
+
+/// Lends the call's arguments as they came: their dimeb bytes
+/// (docs/protocol.md §4), for bindings that decode small values faster
+/// themselves. Writes a pointer to `len` bytes to `*data`, borrowed until
+/// `dime_request_free`. `DIME_STATUS_NOT_FOUND` once the arguments were
+/// decoded (`dime_request_args`, `dime_request_take_args`).
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_request_payload(
+    request: *const dime_request,
+    data: *mut *const c_void,
+    len: *mut usize,
+) -> dime_status {
+    ffi_status! {
+        let r = check_arg!(ref request as dime_request);
+        check_arg!(data);
+        check_arg!(len);
+        if r.decoded {
+            return Err(Fail::new(dime_status::NotFound, "the arguments were already decoded"));
+        }
+        write_out(data, r.call.args.as_ptr().cast());
+        write_out(len, r.call.args.len());
+        Ok(())
+    }
 }
 
 /// Answers a call with `result` (borrowed; NULL means a null value). A
@@ -388,6 +658,24 @@ pub extern "C" fn dime_reply(request: *mut dime_request, result: *const dime_val
         let null = Value::Null;
         let result = if result.is_null() { &null } else { check_arg!(ref result as Value) };
         answer(r, |e, id| e.reply(id, result))
+    }
+}
+
+/// Like `dime_reply`, with the result given as dimeb bytes
+/// (docs/protocol.md §4): `len` bytes at `result`, borrowed for the call,
+/// which must hold exactly one value (`DIME_STATUS_INVALID_ARGUMENT`
+/// otherwise).
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_reply_encoded(
+    request: *mut dime_request,
+    result: *const c_void,
+    len: usize,
+) -> dime_status {
+    ffi_status! {
+        let r = check_arg!(mut request as dime_request);
+        let bytes = slice_arg(result.cast::<u8>(), len, "result")?;
+        check_encoded(bytes, "result")?;
+        answer(r, |e, id| e.reply_encoded(id, bytes))
     }
 }
 
@@ -592,10 +880,13 @@ fn run_stream(
     call: IncomingCall,
 ) -> crate::client::Result<()> {
     let Ok(mut request) = make_request(call, endpoint.clone()) else {
-        // Already answered with the decoding error.
         return Ok(());
     };
-    let args = as_raw(&request.args);
+    if decode_args(&mut request).is_err() {
+        // Already answered with the decoding error.
+        return Ok(());
+    }
+    let args = request.args.as_ref().map_or(std::ptr::null(), as_raw);
     let rc = f(userdata, args, &mut request);
     if request.answered {
         return Ok(());

@@ -44,7 +44,7 @@ pub extern "C" fn dime_server_start(
             .iter()
             .map(|&p| str_arg(p, "addresses[i]").and_then(|s| Address::parse(s).map_err(Fail::invalid)))
             .collect::<Result<Vec<_>, _>>()?;
-        let config = Config { listen, ..Config::default() };
+        let config = Config { listen, busy_poll: std::time::Duration::ZERO, ..Config::default() };
         let mut server = Server::bind(config).map_err(|e| {
             Fail::new(dime_status::ConnectionLost, format!("cannot start the server: {e}"))
         })?;

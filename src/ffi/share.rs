@@ -18,6 +18,7 @@ use super::args::{
 use super::client::{dime_client, with_client};
 use super::status::{Fail, check_arg, dime_status, ffi_status};
 use super::value::dime_value;
+use crate::client::share::LockOptions;
 use crate::value::Value;
 use std::ffi::c_char;
 use std::time::Duration;
@@ -373,6 +374,7 @@ fn lock(
         None => c.share(share).lock(timeout),
         Some(k) => c.share(share).lock_key(k, timeout),
     })
+    .map(drop)
 }
 
 /// Takes a lock owned by this client's connection, waiting in FIFO order
@@ -444,5 +446,108 @@ pub extern "C" fn share_unlock(
             None => c.share(share).unlock(),
             Some(k) => c.share(share).unlock_key(k),
         })
+    }
+}
+
+/// Takes a lock as `share_lock` does (`key` NULL: the whole-share lock),
+/// with a **lease**: unless renewed with `share_lock_renew`, the broker
+/// releases it `ttl_ms` milliseconds after the grant, even if this client
+/// is alive but stuck (paused, swapped out, in a debugger), and the next
+/// waiter gets it. `ttl_ms` <= 0 takes it with no lease (held until
+/// released, as `share_lock`).
+///
+/// On success writes the grant's **fencing token** to `*out_token`: a
+/// number that grows with every grant (and survives broker restarts with
+/// `--data-dir`). Pass it to `share_set_fenced` / `share_del_fenced`: the
+/// broker refuses a write whose token is older than the lock's newest
+/// grant, so a holder whose lease ran out cannot overwrite the next
+/// holder's work. `timeout_ms` as for `share_lock` (0: only if free now,
+/// else `DIME_STATUS_TIMEOUT`). Other errors as for `share_lock`;
+/// `out_token` must not be NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn share_lock_lease(
+    client: *mut dime_client,
+    share: *const c_char,
+    key: *const c_char,
+    timeout_ms: i64,
+    ttl_ms: i64,
+    out_token: *mut u64,
+) -> dime_status {
+    ffi_status! {
+        let share = name_arg(share, "share")?;
+        let key = opt_str_arg(key, "key")?;
+        check_arg!(out_token);
+        let options = LockOptions {
+            timeout: timeout_arg(timeout_ms),
+            nowait: false,
+            ttl: u64::try_from(ttl_ms).ok().filter(|t| *t > 0).map(Duration::from_millis),
+        };
+        let token = with_client(client, |c| c.share(share).lock_with(key, options))?;
+        write_out(out_token, token);
+        Ok(())
+    }
+}
+
+/// Extends the lease of a lock this client holds (`key` NULL: the
+/// whole-share lock) to `ttl_ms` milliseconds from now (<= 0: the length
+/// it was taken or last renewed with), and writes its fencing token to
+/// `*out_token`. `DIME_STATUS_SERVER_ERROR` if this client does not hold
+/// the lock, for instance because the lease already ran out: it must not
+/// go on as if it did. Other errors as for `share_lock`.
+#[unsafe(no_mangle)]
+pub extern "C" fn share_lock_renew(
+    client: *mut dime_client,
+    share: *const c_char,
+    key: *const c_char,
+    ttl_ms: i64,
+    out_token: *mut u64,
+) -> dime_status {
+    ffi_status! {
+        let share = name_arg(share, "share")?;
+        let key = opt_str_arg(key, "key")?;
+        check_arg!(out_token);
+        let ttl = u64::try_from(ttl_ms).ok().filter(|t| *t > 0).map(Duration::from_millis);
+        let token = with_client(client, |c| c.share(share).renew(key, ttl))?;
+        write_out(out_token, token);
+        Ok(())
+    }
+}
+
+/// As `share_set`, carrying fencing token `fence` (from `share_lock_lease`):
+/// refused with `DIME_STATUS_SERVER_ERROR` (and nothing written) if a newer
+/// grant of the share's lock or of the named lock `key` exists.
+#[unsafe(no_mangle)]
+pub extern "C" fn share_set_fenced(
+    client: *mut dime_client,
+    share: *const c_char,
+    key: *const c_char,
+    value: *const dime_value,
+    fence: u64,
+) -> dime_status {
+    ffi_status! {
+        let share = name_arg(share, "share")?;
+        let key = str_arg(key, "key")?;
+        let value = check_arg!(ref value as Value);
+        with_client(client, |c| c.share(share).fenced(fence).set(key, value))
+    }
+}
+
+/// As `share_del`, carrying fencing token `fence`: refused like
+/// `share_set_fenced`.
+#[unsafe(no_mangle)]
+pub extern "C" fn share_del_fenced(
+    client: *mut dime_client,
+    share: *const c_char,
+    key: *const c_char,
+    fence: u64,
+    out_found: *mut bool,
+) -> dime_status {
+    ffi_status! {
+        let share = name_arg(share, "share")?;
+        let key = str_arg(key, "key")?;
+        check_arg!(out_found);
+        let found = with_client(client, |c| c.share(share).fenced(fence).del(key))?;
+        write_out(out_found, found);
+        Ok(())
     }
 }

@@ -65,10 +65,22 @@ pub enum dime_status {
     ProviderLost = 7202,
     /// The remote call was cancelled with `dime_future_cancel`.
     Cancelled = 7203,
-    /// No provider of the function took the call before its timeout.
+    /// No provider of the function took the call before its timeout (for
+    /// file transfers: no file server of that name answered).
     NoProvider = 7204,
     /// `dime_stream_next`: the stream has ended; there are no more items.
     EndOfStream = 7205,
+    /// A file or directory does not exist, or a pattern matched nothing.
+    FileNotFound = 7301,
+    /// Refused: a path outside the served directory, or an upload to a
+    /// read-only file server.
+    PermissionDenied = 7302,
+    /// Received bytes did not match the sender's BLAKE3 hash.
+    ChecksumMismatch = 7303,
+    /// A file changed while it was being sent; run the transfer again.
+    FileChanged = 7304,
+    /// A file-system error (on either side); the message says which file.
+    IoError = 7305,
     /// The library hit an internal bug and recovered. Please report it with
     /// the message from `dime_last_error()`.
     Panic = 7999,

@@ -4,11 +4,12 @@
 //! `dime_stream_send` per item and `dime_stream_end`, in the pull form or
 //! from a callback (`dime_provide_stream_callback`).
 
-use super::args::{str_arg, timeout_arg, write_out};
+use super::args::{slice_arg, str_arg, timeout_arg, write_out};
 use super::client::{dime_client, rpc_endpoint};
-use super::rpc::{CallbackFn, answer, dime_drop_fn, dime_request, start_workers};
+use super::rpc::{CallbackFn, answer, check_encoded, dime_drop_fn, dime_request, start_workers};
 use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
 use super::value::{dime_value, into_raw};
+use crate::buffer::PooledBuf;
 use crate::client::Error;
 use crate::client::rpc::{CallError, Next, StreamOptions, StreamReader};
 use crate::codec::dimeb;
@@ -23,6 +24,9 @@ pub struct dime_stream {
     /// How it failed: the status, and for `dime_stream_error` the type,
     /// message and traceback.
     failure: Option<(dime_status, [CString; 3])>,
+    /// The item `dime_stream_next_encoded` returned last, until the next
+    /// call on the stream.
+    current: Option<PooledBuf>,
 }
 
 /// Opens a stream from the generator `function` provides, called with
@@ -53,7 +57,7 @@ pub extern "C" fn dime_stream_open(
             bytes: if window_bytes == 0 { default.bytes } else { window_bytes },
         };
         let reader = rpc_endpoint(handle)?.open_stream(function, args, window, timeout_arg(timeout_ms))?;
-        write_out(out, Box::into_raw(Box::new(dime_stream { reader, failure: None })));
+        write_out(out, Box::into_raw(Box::new(dime_stream { reader, failure: None, current: None })));
         Ok(())
     }
 }
@@ -78,19 +82,79 @@ pub extern "C" fn dime_stream_next(
         if let Some((status, [_, message, _])) = &s.failure {
             return Err(Fail::new(*status, message.to_string_lossy()));
         }
+        s.current = None;
+        let buf = next_item(s, timeout_ms)?;
+        let v = dimeb::decode(&buf).map_err(|e| Fail::from(Error::Codec(e)))?;
+        write_out(out, into_raw(v));
+        Ok(())
+    }
+}
+
+/// Like `dime_stream_next`, with the item given as its dimeb bytes
+/// (docs/protocol.md §4), for bindings that decode small values faster
+/// themselves: `*data` and `*len` are borrowed from the stream until the
+/// next call on it; `dime_stream_item` decodes them instead.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_stream_next_encoded(
+    stream: *mut dime_stream,
+    timeout_ms: i64,
+    data: *mut *const u8,
+    len: *mut usize,
+) -> dime_status {
+    ffi_status! {
+        let s = check_arg!(mut stream as dime_stream);
+        check_arg!(data);
+        check_arg!(len);
+        s.current = None;
+        let buf = next_item(s, timeout_ms)?;
+        write_out(data, buf.as_ptr());
+        write_out(len, buf.len());
+        s.current = Some(buf);
+        Ok(())
+    }
+}
+
+/// Decodes the item `dime_stream_next_encoded` returned last into a new
+/// value written to `*out`, owned by the caller (`dime_value_free`).
+/// `DIME_STATUS_NOT_FOUND` if there is none.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_stream_item(
+    stream: *const dime_stream,
+    out: *mut *mut dime_value,
+) -> dime_status {
+    ffi_status! {
+        let s = check_arg!(ref stream as dime_stream);
+        check_arg!(out);
+        let Some(buf) = &s.current else {
+            return Err(Fail::new(dime_status::NotFound, "no item: call dime_stream_next_encoded first"));
+        };
+        let v = dimeb::decode(buf).map_err(|e| Fail::from(Error::Codec(e)))?;
+        write_out(out, into_raw(v));
+        Ok(())
+    }
+}
+
+/// The next item's bytes, or the failure `dime_stream_next` reports.
+fn next_item(s: &mut dime_stream, timeout_ms: i64) -> Result<PooledBuf, Fail> {
+    if let Some((status, [_, message, _])) = &s.failure {
+        return Err(Fail::new(*status, message.to_string_lossy()));
+    }
+    {
         match s.reader.next(timeout_arg(timeout_ms)) {
-            Ok(Next::Item(buf)) => {
-                let v = dimeb::decode_in(std::sync::Arc::new(buf))
-                    .map_err(|e| Fail::from(Error::Codec(e)))?;
-                write_out(out, into_raw(v));
-                Ok(())
-            }
+            Ok(Next::Item(buf)) => Ok(buf),
             Ok(Next::End) => Err(Fail::new(dime_status::EndOfStream, "the stream has ended")),
-            Ok(Next::Timeout) => Err(Fail::new(dime_status::Timeout, "no item came before the timeout")),
+            Ok(Next::Timeout) => Err(Fail::new(
+                dime_status::Timeout,
+                "no item came before the timeout",
+            )),
             Err(e) => {
                 let fail = super::rpc::call_fail(&e);
                 let (t, tb) = match &e {
-                    CallError::Remote { error_type, traceback, .. } => (error_type.clone(), traceback.clone()),
+                    CallError::Remote {
+                        error_type,
+                        traceback,
+                        ..
+                    } => (error_type.clone(), traceback.clone()),
                     _ => (String::new(), String::new()),
                 };
                 s.failure = Some((fail.status, [c(t), c(fail.message.clone()), c(tb)]));
@@ -177,6 +241,35 @@ pub extern "C" fn dime_stream_send(
         let null = Value::Null;
         let item = if item.is_null() { &null } else { check_arg!(ref item as Value) };
         if r.endpoint.stream_send_value(r.call.id, item, timeout_arg(timeout_ms))? {
+            Ok(())
+        } else {
+            Err(Fail::new(dime_status::Cancelled, "the consumer stopped the stream"))
+        }
+    }
+}
+
+/// Like `dime_stream_send`, with the item given as dimeb bytes
+/// (docs/protocol.md §4): `len` bytes at `item`, borrowed for the call,
+/// which must hold exactly one value (`DIME_STATUS_INVALID_ARGUMENT`
+/// otherwise).
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_stream_send_encoded(
+    request: *mut dime_request,
+    item: *const c_void,
+    len: usize,
+    timeout_ms: i64,
+) -> dime_status {
+    ffi_status! {
+        let r = check_arg!(ref request as dime_request);
+        if !r.call.stream {
+            return Err(Fail::invalid("this is a plain call: answer it with dime_reply"));
+        }
+        if r.answered {
+            return Err(Fail::invalid("this stream has already ended"));
+        }
+        let bytes = slice_arg(item.cast::<u8>(), len, "item")?;
+        check_encoded(bytes, "item")?;
+        if r.endpoint.stream_send(r.call.id, bytes, timeout_arg(timeout_ms))? {
             Ok(())
         } else {
             Err(Fail::new(dime_status::Cancelled, "the consumer stopped the stream"))

@@ -1,5 +1,6 @@
 //! The server's settings.
 
+use super::persist::policy::Durability;
 use crate::transport::Address;
 use std::time::Duration;
 
@@ -25,6 +26,13 @@ pub struct Config {
     /// once, queued or delivered and not yet released: each holds a file
     /// descriptor, which is what the broker would run out of first.
     pub max_shm_in_flight: usize,
+    /// Lets every client use the admin commands (`inspect`, `stats`,
+    /// `monitor`); without it only clients of the same user on a unix
+    /// socket may.
+    pub admin: bool,
+    /// Persist shares and tuple spaces here (`--data-dir`); None keeps
+    /// them in memory only.
+    pub durability: Option<Durability>,
     /// Registers `_test_panic`, a command whose handler panics, so tests can
     /// check that a panic while handling one request closes only that
     /// client. The `dime` binary never sets it.
@@ -51,6 +59,8 @@ impl Default for Config {
             exit_when_idle: None,
             busy_poll: DEFAULT_BUSY_POLL,
             max_shm_in_flight: 4096,
+            admin: false,
+            durability: None,
             test_panic_command: false,
         }
     }

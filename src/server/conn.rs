@@ -63,6 +63,14 @@ pub struct Connection {
     /// Interest registered with the poller (readable, writable); connections
     /// are level-triggered, so it only changes when this does.
     pub armed: (bool, bool),
+    /// When it connected.
+    pub since: std::time::SystemTime,
+    /// Where from (the transport's description of its peer).
+    pub peer: String,
+    /// May use the admin commands (`inspect`, `stats`, `monitor`).
+    pub admin: bool,
+    /// Receives broadcasts (false for side connections that never sync).
+    pub broadcasts: bool,
     /// What this client asked for in its handshake (and the server
     /// granted): how payloads may be sent to it.
     pub accepts: Accepts,
@@ -116,6 +124,10 @@ impl Connection {
             fds: VecDeque::new(),
             shm_held: FxHashMap::default(),
             shm_live: Arc::default(),
+            since: std::time::SystemTime::now(),
+            peer: String::new(),
+            admin: false,
+            broadcasts: true,
         }
     }
 

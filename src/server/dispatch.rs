@@ -4,6 +4,7 @@
 //! `services!` list below.
 
 use super::conn::{Blocked, ConnId};
+use super::persist::{Encoder, Loaded};
 use super::request::{Result, parse_header};
 use super::service::{Handler, Service};
 use super::services::{messaging::Messaging, rpc::Rpc, share::Shares, space::Spaces};
@@ -71,6 +72,23 @@ macro_rules! services {
                 unreachable!("a request was blocked by an unregistered service");
             }
 
+            /// Every service's `inspect`, by field name.
+            pub fn inspect(&self, st: &State) -> serde_json::Value {
+                let mut out = serde_json::Map::new();
+                $( out.insert(stringify!($field).to_owned(), self.$field.inspect(st)); )*
+                serde_json::Value::Object(out)
+            }
+
+            /// The static name of `command`, if a service has it.
+            pub fn known(command: &str) -> Option<&'static str> {
+                $(
+                    if let Some((name, _)) = <$ty as Service>::COMMANDS.iter().find(|(n, _)| *n == command) {
+                        return Some(name);
+                    }
+                )*
+                None
+            }
+
             /// Forgets a closed connection: its blocked request is
             /// withdrawn, then every service releases what it held.
             pub fn forget(&mut self, st: &mut State, id: ConnId) -> Option<crate::server::conn::Connection> {
@@ -97,6 +115,36 @@ macro_rules! services {
                     }
                 )*
                 next
+            }
+
+            /// Hands a snapshot section or log record to the service that
+            /// wrote it (`scratch`: a state with no connections).
+            pub fn load(&mut self, scratch: &mut State, item: Loaded) -> std::result::Result<(), String> {
+                let (tag, bytes, section) = match item {
+                    Loaded::Section(t, b) => (t, b, true),
+                    Loaded::Record(t, b) => (t, b, false),
+                };
+                $(
+                    if <$ty as Service>::PERSIST_TAG == Some(tag) {
+                        return if section {
+                            self.$field.restore(bytes)
+                        } else {
+                            self.$field.replay(scratch, bytes)
+                        };
+                    }
+                )*
+                Err(format!("no service of this dime persists data tagged {tag}"))
+            }
+
+            /// Every persisted service's image, for a snapshot.
+            pub fn images(&self) -> Vec<(u8, Encoder)> {
+                let mut out = Vec::new();
+                $(
+                    if let (Some(tag), Some(e)) = (<$ty as Service>::PERSIST_TAG, self.$field.image()) {
+                        out.push((tag, e));
+                    }
+                )*
+                out
             }
         }
     };

@@ -8,17 +8,22 @@
 //! machinery: `blocking`, `request`, `state`, `conn`, `outqueue`.
 //! `docs/architecture.md` walks through it.
 
+mod admin;
 mod blocking;
 pub mod busy_poll;
 mod config;
 mod conn;
 mod convert;
 mod dispatch;
+pub mod local;
 mod outqueue;
+pub mod persist;
 mod request;
 mod service;
 mod services;
 mod state;
+mod stats;
+mod watch;
 
 use crate::transport::{Listener, ReadWithFds, WsOptions};
 use crate::wire::Frame;
@@ -37,6 +42,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use config::{Config, DEFAULT_BUSY_POLL, DEFAULT_SOCKET};
+pub use persist::{Durability, FsyncPolicy};
+pub use watch::HISTORY_EVENTS as WATCH_HISTORY_EVENTS;
 
 /// Listener keys are their index; connection keys start above them.
 const FIRST_CONN_KEY: usize = 1 << 16;
@@ -87,6 +94,14 @@ pub struct Server {
     /// The text of the header being handled, reused from request to request.
     header_text: String,
     busy: busy_poll::BusyPoll,
+    /// Why the loop must stop: the log could not be written with fsync
+    /// `always`, so nothing more may be acknowledged.
+    fatal: Option<io::Error>,
+    /// Replies of in-process providers ([`Server::local_provider`]).
+    replies: Arc<local::Replies>,
+    /// Ids handed to in-process providers, counting down from the top so
+    /// they never meet a connection's.
+    next_local: usize,
 }
 
 impl Server {
@@ -105,13 +120,23 @@ impl Server {
             listeners.push(l);
         }
         let busy = busy_poll::BusyPoll::new(config.busy_poll);
+        let mut services = Services::default();
+        let journal = match &config.durability {
+            Some(d) => Some(recover(d, &mut services)?),
+            None => None,
+        };
+        let mut state = State::new(config, Services::extensions());
+        state.journal = journal;
+        let replies = Arc::new(local::Replies::new(poller.clone()));
         Ok(Server {
+            replies,
+            next_local: usize::MAX,
             accept_paused: vec![None; listeners.len()],
             poller,
             listeners,
             signals: None,
-            state: State::new(config, Services::extensions()),
-            services: Services::default(),
+            state,
+            services,
             stop: Arc::new(AtomicBool::new(false)),
             next_key: FIRST_CONN_KEY,
             buffered_input: Vec::new(),
@@ -119,12 +144,32 @@ impl Server {
             scratch_ids: Vec::new(),
             header_text: String::new(),
             busy,
+            fatal: None,
         })
     }
 
     /// The addresses actually bound, in `-l` syntax.
     pub fn local_addrs(&self) -> Vec<String> {
         self.listeners.iter().map(Listener::local_addr).collect()
+    }
+
+    /// Provides `functions` from threads of this process: calls for them
+    /// go to the returned handle's queue (up to `capacity` of each at
+    /// once) instead of through a socket, and replies come back the same
+    /// way. For a service that lives in the broker's process (an embedded
+    /// file server). Its queue closes when `run` returns.
+    pub fn local_provider(&mut self, functions: &[&str], capacity: u32) -> local::LocalProvider {
+        let id = self.next_local;
+        self.next_local -= 1;
+        let queue = Arc::new(local::CallQueue::default());
+        self.services
+            .rpc
+            .add_local(&mut self.state, id, queue.clone(), functions, capacity);
+        local::LocalProvider {
+            id,
+            queue,
+            replies: self.replies.clone(),
+        }
     }
 
     /// A handle that stops `run` from another thread.
@@ -189,6 +234,7 @@ impl Server {
             self.resume_deferred();
             self.state.notify_freed();
             self.flush_dirty();
+            self.maintain_journal();
             events.clear();
             let spin = self.busy.poll_without_blocking(Instant::now());
             let timeout = if self.buffered_input.is_empty() && !spin {
@@ -201,7 +247,14 @@ impl Server {
                 Ok(0) => {}
                 Ok(_) => self.busy.on_events(Instant::now()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.services.rpc.close_locals();
+                    return Err(e);
+                }
+            }
+            let replies = self.replies.take();
+            if !replies.is_empty() {
+                self.services.rpc.local_replies(&mut self.state, replies);
             }
             for ev in events.iter() {
                 match ev.key {
@@ -217,7 +270,62 @@ impl Server {
                 self.on_conn_event(id, true, false);
             }
         }
-        Ok(())
+        self.services.rpc.close_locals();
+        if let Some(j) = &mut self.state.journal {
+            if let Err(e) = j.close() {
+                log::error!("cannot write the log on shutdown: {e}");
+            }
+        }
+        match self.fatal.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends a finished log rewrite and starts one when the log has grown.
+    fn maintain_journal(&mut self) {
+        let Some(j) = &mut self.state.journal else {
+            return;
+        };
+        j.poll_rewrite();
+        if j.wants_rewrite() {
+            let started = Instant::now();
+            let images = self.services.images();
+            if let Err(e) = j.start_rewrite(images) {
+                log::error!("cannot start rewriting the log: {e}");
+            }
+            log::debug!("log rewrite started in {:?}", started.elapsed());
+        }
+    }
+
+    /// Writes the changes logged so far before any reply (which may
+    /// acknowledge them) leaves. False when replies must not go out: the
+    /// log cannot be written under fsync `always`, and the server stops.
+    fn sync_journal(&mut self) -> bool {
+        let Some(j) = &mut self.state.journal else {
+            return true;
+        };
+        if !j.has_pending() {
+            return true;
+        }
+        match j.barrier() {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("{e}; stopping");
+                self.fatal = Some(e);
+                self.stop.store(true, Ordering::SeqCst);
+                false
+            }
+        }
+    }
+
+    /// True while replies should wait for the end of the round: with fsync
+    /// `always`, one fsync then covers every client served in it.
+    fn group_commit(&self) -> bool {
+        self.state
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.has_pending() && j.fsync_policy() == FsyncPolicy::Always)
     }
 
     fn accept(&mut self, idx: usize) {
@@ -240,8 +348,14 @@ impl Server {
                         continue;
                     }
                     log::info!("client {id} connected ({})", stream.peer());
-                    let conn = Connection::new(stream, self.state.config.max_message);
+                    let mut conn = Connection::new(stream, self.state.config.max_message);
+                    conn.peer = conn.stream.peer();
+                    conn.admin =
+                        self.state.config.admin || admin::same_user(conn.stream.as_raw_fd());
                     self.state.conns.insert(id, conn);
+                    self.state.stats.accepted += 1;
+                    let n = self.state.conns.len();
+                    self.state.stats.peak_clients = self.state.stats.peak_clients.max(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -268,7 +382,9 @@ impl Server {
         if readable {
             self.read_conn(id);
         }
-        if writable || readable {
+        if (writable || readable) && self.group_commit() {
+            self.state.dirty.insert(id);
+        } else if writable || readable {
             // Write now rather than after every other ready client has been
             // served (it halves the median wait under load), and deliver to
             // woken recipients before the requester's own status reply:
@@ -309,6 +425,7 @@ impl Server {
                         break;
                     }
                     Ok(n) => {
+                        self.state.stats.bytes_in += n as u64;
                         budget = budget.saturating_sub(n);
                         // A short read drained the socket: skip the read that
                         // would only say EAGAIN (level-triggered polling
@@ -414,9 +531,13 @@ impl Server {
         // The state a handler left half-changed belongs to that request;
         // its client is closed, everyone else carries on.
         let (services, state, text) = (&mut self.services, &mut self.state, &self.header_text);
+        let started = Instant::now();
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
             if test_panic {
                 return Some(dispatch::test_panic());
+            }
+            if let Some(r) = admin::dispatch(services, state, id, &command, text) {
+                return Some(r);
             }
             services.dispatch(state, id, &command, text, frame)
         }));
@@ -425,6 +546,10 @@ impl Server {
         // waiting for a recipient's acknowledgement hears first that it
         // may reuse its segment.
         self.state.notify_freed();
+        let name = Services::known(&command)
+            .or_else(|| admin::COMMANDS.iter().copied().find(|c| *c == command));
+        let failed = !matches!(outcome, Ok(Some(Ok(()))));
+        self.state.stats.request(name, started.elapsed(), failed);
         match outcome {
             Ok(Some(Ok(()))) => {}
             Ok(Some(Err(CommandError::Failed(msg)))) => self.state.reply_error(id, &msg),
@@ -501,11 +626,15 @@ impl Server {
 
     /// Writes one connection's pending output and updates its interest.
     fn flush_conn(&mut self, id: ConnId) {
+        if !self.sync_journal() {
+            return;
+        }
         let Some(c) = self.state.conns.get_mut(&id) else {
             return;
         };
         // A transport may keep back output it accepted (WebSocket);
         // the connection is only flushed once that is written too.
+        let before = c.out.pending();
         let flushed = c.out.flush(&mut *c.stream).and_then(|done| {
             if done {
                 c.stream.flush_buffered()
@@ -514,6 +643,7 @@ impl Server {
             }
         });
         c.hold_delivered();
+        self.state.stats.bytes_out += (before - c.out.pending()) as u64;
         let done = match flushed {
             Ok(done) => done,
             Err(e) => {
@@ -550,6 +680,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A server dropped without running still releases its providers' workers.
+        self.services.rpc.close_locals();
         for l in &self.listeners {
             let _ = self.poller.delete(l.as_raw_fd_borrowed());
         }
@@ -561,6 +693,23 @@ impl Drop for Server {
             self.close(id);
         }
     }
+}
+
+/// Opens the data directory and loads what it holds into the services.
+fn recover(d: &Durability, services: &mut Services) -> io::Result<persist::Journal> {
+    let started = Instant::now();
+    let mut scratch = State::new(Config::default(), Vec::new());
+    let mut records = 0u64;
+    let journal = persist::Journal::open(d, &mut |item| {
+        records += u64::from(matches!(item, persist::Loaded::Record(..)));
+        services.load(&mut scratch, item)
+    })?;
+    log::info!(
+        "loaded {} ({records} log records) in {:?}",
+        d.dir.display(),
+        started.elapsed()
+    );
+    Ok(journal)
 }
 
 /// The text a panic was raised with, if it has one.

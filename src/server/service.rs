@@ -4,6 +4,7 @@
 //! Services are registered in one place, `dispatch::services!`.
 
 use super::conn::{ConnId, Connection};
+use super::persist::Encoder;
 use super::request::Result;
 use super::state::State;
 use crate::wire::Frame;
@@ -55,5 +56,33 @@ pub trait Service: Default + 'static {
     /// `now`; returns the next one.
     fn expire(&mut self, _st: &mut State, _now: Instant) -> Option<Instant> {
         None
+    }
+
+    /// What this service holds, for `inspect` (`dime ls`): names, sizes,
+    /// holders and waiters, never the values themselves.
+    fn inspect(&self, _st: &State) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// The tag of this service's records and snapshot section in the data
+    /// directory (see `persist`); None: it persists nothing.
+    const PERSIST_TAG: Option<u8> = None;
+
+    /// An image of the persisted state, taken now at the cost of a few
+    /// pointer copies (maps that share structure) and encoded later, off
+    /// the loop, into the snapshot section `restore` reads.
+    fn image(&self) -> Option<Encoder> {
+        None
+    }
+
+    /// Loads the snapshot section this service's `image` wrote.
+    fn restore(&mut self, _section: &[u8]) -> std::result::Result<(), String> {
+        Err("this service persists nothing".into())
+    }
+
+    /// Re-applies a change this service logged with `State::persist`;
+    /// `st` is a scratch state with no connections.
+    fn replay(&mut self, _st: &mut State, _record: &[u8]) -> std::result::Result<(), String> {
+        Err("this service persists nothing".into())
     }
 }

@@ -7,6 +7,8 @@
 use super::config::Config;
 use super::conn::{ConnId, Connection, FOUND_JSON, json_item, not_found_item, ok_item};
 use super::outqueue::OutItem;
+use super::persist::Journal;
+use super::stats::Stats;
 use crate::buffer::PooledBuf;
 use crate::wire::encode_head;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -34,6 +36,21 @@ pub struct State {
     /// sender's segment number): filled from wherever the last reference
     /// is dropped, drained by [`State::notify_freed`].
     pub shm_freed: Arc<Mutex<Vec<(ConnId, u64)>>>,
+    /// Counters for `stats`.
+    pub stats: Stats,
+    /// Connections watching traffic (`monitor`), and what they watch.
+    pub monitors: FxHashMap<ConnId, Monitor>,
+    /// The data directory's log, with `--data-dir`.
+    pub journal: Option<Journal>,
+}
+
+/// What a `monitor` connection asked to see.
+pub struct Monitor {
+    /// Only messages sent to these groups (broadcasts always); None: all.
+    pub groups: Option<Vec<String>>,
+    /// Also the messages themselves, each frame as it was sent, right
+    /// after its summary (for recording and replay).
+    pub payloads: bool,
 }
 
 impl State {
@@ -42,11 +59,23 @@ impl State {
         State {
             extensions,
             shm_freed: Arc::default(),
+            stats: Stats::default(),
+            monitors: FxHashMap::default(),
             conns: FxHashMap::default(),
             config,
             dirty: FxHashSet::default(),
             timers: BTreeSet::new(),
             resume: Vec::new(),
+            journal: None,
+        }
+    }
+
+    /// Logs a change a service made to its persisted state (a no-op
+    /// without a data directory); `tag` is the service's
+    /// `Service::PERSIST_TAG`.
+    pub fn persist<R: serde::Serialize + ?Sized>(&mut self, tag: u8, record: &R) {
+        if let Some(j) = &mut self.journal {
+            j.append(tag, record);
         }
     }
 
@@ -123,6 +152,63 @@ impl State {
             self.timers.remove(&(d, id));
         }
         self.dirty.remove(&id);
+        self.monitors.remove(&id);
         Some(c)
+    }
+
+    /// Shows a relayed message to every monitor watching: a summary frame
+    /// `{"monitor":{…}}`, then (for monitors that record) the frame itself,
+    /// the copy `copy_for` gives that monitor's connection (the payload in
+    /// the frame and in the encoding it negotiated). `group` is None for a
+    /// broadcast.
+    pub fn show_monitors(
+        &mut self,
+        sender: ConnId,
+        group: Option<&str>,
+        varname: &str,
+        recipients: usize,
+        frame: &Arc<crate::wire::Frame>,
+        copy_for: impl Fn(&Connection) -> Arc<crate::wire::Frame>,
+    ) {
+        if self.monitors.is_empty() {
+            return;
+        }
+        // A shared-memory payload is read for its summary (its head only).
+        let mapped = frame.shared().and_then(|p| p.map().ok());
+        let payload: &[u8] = match &mapped {
+            Some(m) => m.as_ref(),
+            None => &frame.payload,
+        };
+        let summary = serde_json::json!({"monitor": {
+            "sender": sender,
+            "command": if group.is_some() { "send" } else { "broadcast" },
+            "group": group,
+            "varname": varname,
+            "recipients": recipients,
+            "value": crate::codec::dimeb::summary(payload),
+            "bytes": payload.len(),
+        }});
+        let mut recorded = summary.clone();
+        recorded["monitor"]["frame"] = serde_json::json!(true);
+        for (id, m) in &self.monitors {
+            if *id == sender
+                || m.groups
+                    .as_ref()
+                    .is_some_and(|g| group.is_some_and(|name| !g.iter().any(|x| x == name)))
+            {
+                continue;
+            }
+            let Some(c) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if m.payloads {
+                c.meta(super::conn::json_item(&recorded));
+                let copy = copy_for(c);
+                c.meta(OutItem::Shared(copy));
+            } else {
+                c.meta(super::conn::json_item(&summary));
+            }
+            self.dirty.insert(*id);
+        }
     }
 }

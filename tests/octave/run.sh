@@ -13,8 +13,10 @@
 # and ends with "octave: N passed, M failed". Exit status 0 only if all
 # passed. A test that crashes or prints nothing counts as one failure.
 #
-# test_map_keys runs with AddressSanitizer preloaded (gcc's libasan.so), so a
-# read past a libdime string aborts it.
+# test_map_keys, test_rpc and test_stream run with AddressSanitizer
+# preloaded (gcc's libasan.so), so a read past a libdime string, or a
+# future, request or stream freed twice or used after it was freed, aborts
+# them.
 #
 # Environment: DIME_PYTHON (default .venv/py/bin/python, with our binding
 # installed), DIME_SKIP_CARGO=1 to skip cargo build, TEST_TIMEOUT (s, per test).
@@ -25,7 +27,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 cd "$REPO" || exit 2
 
-TESTS=(roundtrip seed api shapes errors python c share tuples map_keys original_server)
+TESTS=(roundtrip seed api shapes errors python c share tuples map_keys original_server install watch
+       rpc rpc_python stream stream_python)
 (($# > 0)) && TESTS=("$@")
 
 PASSED=0
@@ -121,9 +124,9 @@ for t in "${TESTS[@]}"; do
         continue
     fi
     if [[ "$t" == python || "$t" == share || "$t" == tuples || "$t" == map_keys \
-          || "$t" == original_server ]] \
-        && ! "$PY" -c 'import dime, numpy; dime.Share, dime.TupleSpace' 2>/dev/null; then
-        echo "FAIL $t: $PY cannot import our binding (dime, with Share and TupleSpace) and numpy;"
+          || "$t" == original_server || "$t" == rpc_python || "$t" == stream_python ]] \
+        && ! "$PY" -c 'import dime, numpy; dime.Share, dime.TupleSpace, dime.Client, dime.Server' 2>/dev/null; then
+        echo "FAIL $t: $PY cannot import our binding (dime, with Share, TupleSpace, Client and Server) and numpy;"
         echo "     create .venv/py (tests/run-all python_binding does) or set DIME_PYTHON"
         FAILED=$((FAILED + 1))
         continue
@@ -132,10 +135,11 @@ for t in "${TESTS[@]}"; do
     # length; under AddressSanitizer (preloaded, so it sees libdime's
     # allocations and the MEX file's strcmp/strlen/memcmp calls) such a read
     # aborts the test instead of passing whenever the stray bytes happen to
-    # compare right. Leak and new/free-pairing checks are off: they report
-    # Octave itself.
+    # compare right; test_rpc, that the MEX file frees each future and
+    # request exactly once; test_stream, each stream too. Leak and
+    # new/free-pairing checks are off: they report Octave itself. (Peers the tests start run without it.)
     pre=()
-    if [[ "$t" == map_keys ]]; then
+    if [[ "$t" == map_keys || "$t" == rpc || "$t" == stream ]]; then
         asan="$(gcc -print-file-name=libasan.so)"
         if [[ "$asan" != /* || ! -f "$asan" ]]; then
             echo "FAIL $t: gcc has no libasan.so (install libasan for gcc) to run it under"

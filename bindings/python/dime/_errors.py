@@ -165,6 +165,21 @@ _BY_BUILTIN = {
     TimeoutError: DimeConnectionTimeoutError,
 }
 
+class DimeMissingFileError(DimeError, FileNotFoundError):
+    """A file or directory to transfer does not exist (on the file server
+    or here), or a pattern matched nothing."""
+
+
+class DimeFileRefusedError(DimeError, PermissionError):
+    """A file server refused: a path outside its directory (``..``, an
+    absolute path, a link leading out), or an upload to a read-only one."""
+
+
+class DimeFileError(DimeError, OSError):
+    """A file transfer failed on a file: its bytes did not match their
+    BLAKE3 hash, it changed while being sent, or a file-system error."""
+
+
 _CLASSES = {
     _lib.STATUS_UNSUPPORTED: DimeUnsupportedError,
     _lib.STATUS_INVALID_ARGUMENT: DimeArgumentError,
@@ -172,6 +187,11 @@ _CLASSES = {
     _lib.STATUS_SERVER_ERROR: DimeServerError,
     _lib.STATUS_TIMEOUT: DimeTimeoutError,
     _lib.STATUS_CODEC_ERROR: DimeCodecError,
+    _lib.STATUS_FILE_NOT_FOUND: DimeMissingFileError,
+    _lib.STATUS_PERMISSION_DENIED: DimeFileRefusedError,
+    _lib.STATUS_CHECKSUM_MISMATCH: DimeFileError,
+    _lib.STATUS_FILE_CHANGED: DimeFileError,
+    _lib.STATUS_IO_ERROR: DimeFileError,
 }
 
 

@@ -2,12 +2,13 @@
 
 The library is looked for, in order:
 
-1. ``$DIME_LIBRARY`` (a path to the shared library);
-2. next to this package (``dime/libdime.so``);
-3. ``target/release/libdime.so`` then ``target/debug/libdime.so`` of the
-   repository this package sits in (searched upwards from the package and
-   from the virtual environment, so both an in-tree checkout and
-   ``pip install ./bindings/python`` into ``<repo>/.venv/...`` find it).
+1. ``$DIME_LIBRARY`` (a path to the shared library), an explicit override;
+2. the one bundled in this package (``dime/libdime.so``), which the
+   dime-broker wheel carries (``pip install ./bindings/python`` builds it);
+3. for development, ``target/release/libdime.so`` then
+   ``target/debug/libdime.so`` of the repository this package sits in
+   (searched upwards from the package and from the virtual environment, so
+   an in-tree checkout and a venv inside the repository find it).
 
 ``SIGNATURES`` declares ``restype``/``argtypes`` for every function of
 ``include/dime.h``; ``tests/test_header.py`` checks the two agree.
@@ -18,8 +19,9 @@ import ctypes
 import os
 import pathlib
 import sys
-from ctypes import (POINTER, c_bool, c_char_p, c_double, c_float, c_int, c_int8, c_int16,
-                    c_int32, c_int64, c_size_t, c_uint8, c_uint16, c_uint32, c_uint64, c_void_p)
+from ctypes import (CFUNCTYPE, POINTER, c_bool, c_char_p, c_double, c_float, c_int, c_int8,
+                    c_int16, c_int32, c_int64, c_size_t, c_uint8, c_uint16, c_uint32, c_uint64,
+                    c_void_p)
 
 _LIBNAMES = {"darwin": "libdime.dylib", "win32": "dime.dll"}
 LIBNAME = _LIBNAMES.get(sys.platform, "libdime.so")
@@ -39,7 +41,21 @@ STATUS_SERVER_ERROR = 7104
 STATUS_TIMEOUT = 7105
 STATUS_CODEC_ERROR = 7106
 STATUS_UNSUPPORTED = 7107
+STATUS_REMOTE_ERROR = 7201
+STATUS_PROVIDER_LOST = 7202
+STATUS_CANCELLED = 7203
+STATUS_NO_PROVIDER = 7204
+STATUS_END_OF_STREAM = 7205
 STATUS_PANIC = 7999
+
+# file transfer (dime_files_*)
+STATUS_CANCELLED = 7203
+STATUS_NO_PROVIDER = 7204
+STATUS_FILE_NOT_FOUND = 7301
+STATUS_PERMISSION_DENIED = 7302
+STATUS_CHECKSUM_MISMATCH = 7303
+STATUS_FILE_CHANGED = 7304
+STATUS_IO_ERROR = 7305
 
 KIND_INVALID = -1
 KIND_NULL = 0
@@ -82,7 +98,8 @@ LAYOUT_ROW_MAJOR = 1
 
 CONNECT_DIME2 = 0
 CONNECT_LAYOUT = 1
-CONNECT_DEFAULT = CONNECT_LAYOUT
+CONNECT_SHM = 2
+CONNECT_DEFAULT = CONNECT_LAYOUT | CONNECT_SHM
 
 WAIT_FOREVER = -1
 SYNC_ALL = -1
@@ -97,6 +114,14 @@ cls = c_uint32      # dime_class
 h = c_void_p        # any opaque handle: dime_client *, dime_value *, dime_messages *
 ph = P(c_void_p)    # an out handle (dime_value **) or an array of handles
 strs = P(c_char_p)  # const char *const *
+fnptr = c_void_p    # a C function pointer (pass ctypes.cast(CFUNCTYPE(...)(f), c_void_p))
+
+#: dime_call_fn: int32_t (*)(void *userdata, const dime_value *args, dime_value **result)
+CALL_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, P(c_void_p))
+#: dime_drop_fn: void (*)(void *userdata)
+DROP_FN = CFUNCTYPE(None, c_void_p)
+#: ``int32_t (*)(void *userdata, const dime_value *args, dime_request *request)``
+STREAM_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_void_p)
 
 #: name -> (restype, argtypes), one entry per function of include/dime.h.
 SIGNATURES = {
@@ -203,6 +228,25 @@ SIGNATURES = {
     "share_lock": (status, [h, c_char_p, c_char_p, c_int64]),
     "share_try_lock": (status, [h, c_char_p, c_char_p]),
     "share_unlock": (status, [h, c_char_p, c_char_p]),
+    "share_lock_lease": (status, [h, c_char_p, c_char_p, c_int64, c_int64, P(c_uint64)]),
+    "share_lock_renew": (status, [h, c_char_p, c_char_p, c_int64, P(c_uint64)]),
+    "share_set_fenced": (status, [h, c_char_p, c_char_p, h, c_uint64]),
+    "share_del_fenced": (status, [h, c_char_p, c_char_p, c_uint64, P(c_bool)]),
+    # watches (dime_watch_position * is passed as a c_void_p)
+    "dime_watch_share": (status, [h, c_char_p, c_char_p, c_void_p, ph]),
+    "dime_watch_space": (status, [h, c_char_p, c_void_p, ph]),
+    "dime_watch_groups": (status, [h, c_char_p, c_void_p, ph]),
+    "dime_watch_next": (status, [h, c_int64, ph]),
+    "dime_watch_get_position": (status, [h, c_void_p]),
+    "dime_watch_free": (None, [h]),
+    "dime_event_kind": (c_int32, [h]),
+    "dime_event_seq": (c_uint64, [h]),
+    "dime_event_topic": (c_char_p, [h]),
+    "dime_event_key": (c_char_p, [h]),
+    "dime_event_value": (h, [h]),
+    "dime_event_client": (c_int64, [h]),
+    "dime_event_message": (c_char_p, [h]),
+    "dime_event_free": (None, [h]),
     # tuple spaces
     "dime_pattern_new": (h, []),
     "dime_pattern_free": (None, [h]),
@@ -218,6 +262,60 @@ SIGNATURES = {
     "dime_inp": (status, [h, c_char_p, h, ph]),
     "dime_rdp": (status, [h, c_char_p, h, ph]),
     "dime_count": (status, [h, c_char_p, h, P(c_size_t)]),
+    # remote calls: calling (dime_future *)
+    "dime_call_options": (status, [h, c_size_t, c_int64]),
+    "dime_call": (status, [h, c_char_p, h, c_int64, ph]),
+    "dime_call_encoded": (status, [h, c_char_p, c_void_p, c_size_t, c_int64, ph]),
+    "dime_future_wait": (status, [h, c_int64]),
+    "dime_future_done": (c_int32, [h]),
+    "dime_future_result": (status, [h, ph]),
+    "dime_future_payload": (status, [h, P(c_void_p), P(c_size_t)]),
+    "dime_future_error": (status, [h, ph, ph, ph]),
+    "dime_future_cancel": (status, [h]),
+    "dime_future_free": (None, [h]),
+    "dime_future_id": (c_uint64, [h]),
+    "dime_track_completions": (status, [h]),
+    "dime_next_completed": (status, [h, c_int64, P(c_uint64)]),
+    # remote calls: providing (dime_request *)
+    "dime_provide": (status, [h, c_char_p, c_uint32]),
+    "dime_provide_own_queue": (status, [h, c_char_p, c_uint32]),
+    "dime_unprovide": (status, [h, c_char_p]),
+    "dime_next_call": (status, [h, c_int64, ph]),
+    "dime_next_call_of": (status, [h, c_char_p, c_int64, ph]),
+    "dime_request_function": (c_char_p, [h]),
+    "dime_request_args": (h, [h]),
+    "dime_request_take_args": (status, [h, ph]),
+    "dime_request_payload": (status, [h, P(c_void_p), P(c_size_t)]),
+    "dime_reply": (status, [h, h]),
+    "dime_reply_encoded": (status, [h, c_void_p, c_size_t]),
+    "dime_reply_error": (status, [h, c_char_p, c_char_p, c_char_p]),
+    "dime_request_free": (None, [h]),
+    "dime_provide_callback": (status, [h, c_char_p, c_uint32, CALL_FN, c_void_p, DROP_FN]),
+    # streams: consuming (dime_stream *) and producing (a stream's dime_request *)
+    "dime_stream_open": (status, [h, c_char_p, h, c_uint64, c_uint64, c_int64, ph]),
+    "dime_stream_next": (status, [h, c_int64, ph]),
+    "dime_stream_next_encoded": (status, [h, c_int64, P(P(c_uint8)), P(c_size_t)]),
+    "dime_stream_item": (status, [h, ph]),
+    "dime_stream_error": (status, [h, ph, ph, ph]),
+    "dime_stream_close": (None, [h]),
+    "dime_request_is_stream": (c_int32, [h]),
+    "dime_stream_send": (status, [h, h, c_int64]),
+    "dime_stream_send_encoded": (status, [h, c_void_p, c_size_t, c_int64]),
+    "dime_stream_end": (status, [h]),
+    "dime_provide_stream_callback": (status, [h, c_char_p, c_uint32, STREAM_FN, c_void_p, DROP_FN]),
+    # the broker inside this process (dime_server *)
+    "dime_server_start": (status, [strs, c_size_t, ph]),
+    "dime_server_address": (c_char_p, [h, c_size_t]),
+    "dime_server_stop": (status, [h]),
+    # file transfer (dime.files)
+    "dime_files_serve": (status, [c_char_p, c_char_p, c_char_p, c_bool, ph]),
+    "dime_files_serve_embedded": (status, [strs, c_size_t, c_char_p, c_char_p, c_bool, ph]),
+    "dime_files_server_address": (c_char_p, [h, c_size_t]),
+    "dime_files_server_stop": (status, [h]),
+    "dime_files_download": (status, [c_char_p, c_char_p, c_int32, strs, c_size_t, c_char_p,
+                                     h, fnptr, c_void_p, h]),
+    "dime_files_upload": (status, [c_char_p, c_char_p, c_int32, strs, c_size_t, c_char_p,
+                                   c_char_p, h, fnptr, c_void_p, h]),
 }
 
 
@@ -251,8 +349,10 @@ def find_library():
     for p in _repo_candidates():
         return str(p)
     raise ImportError(
-        f"cannot find {LIBNAME}: set DIME_LIBRARY to its path, copy it next to the "
-        f"dime package, or build it with `cargo build --release` in the dime repository")
+        f"cannot find {LIBNAME}: this dime package has none bundled ({beside} is "
+        f"missing); install the dime-broker wheel (pip install ./bindings/python builds "
+        f"it), set DIME_LIBRARY to the library's path, or build it with "
+        f"`cargo build --release` in the dime repository")
 
 
 def load(path=None):

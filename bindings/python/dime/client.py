@@ -5,6 +5,7 @@ import ctypes
 import os
 import re
 import socket
+import threading
 from ctypes import byref, c_char_p, c_size_t, c_void_p
 
 from . import _lib
@@ -20,6 +21,8 @@ __all__ = ["DimeClient", "address_of"]
 DEFAULT_SOCKET = "/tmp/dime.sock"
 
 _URL = re.compile(r"(?P<proto>[a-z]+)://(?P<rest>.+)")
+
+_CALLER_LOCK = threading.Lock()
 
 
 def address_of(proto="ipc", *args):
@@ -130,6 +133,7 @@ class DimeClient(Handle, collections.abc.MutableMapping):
     """
 
     _free = "dime_client_free"
+    _shutdown = "dime_close"        # wakes remote calls blocked on a borrowed handle
     _what = "DimeClient"
 
     def __init__(self, proto="ipc", *args):
@@ -151,10 +155,8 @@ class DimeClient(Handle, collections.abc.MutableMapping):
         if st:
             raise _connect_error(st, address)
         with self._lock:
-            old, self._ptr = self._ptr, out.value
             self.address = address
-        if old is not None:
-            self._release(old)
+            self._swap(out.value)
 
     # close(), __enter__/__exit__ and __del__ come from Handle.
 
@@ -301,7 +303,37 @@ class DimeClient(Handle, collections.abc.MutableMapping):
             raise DimeTimeoutError(f"no message arrived within {timeout} s", st)
         raise error(st)
 
+    # -- remote calls ------------------------------------------------------
+    def call(self, function, data=None, timeout=None):
+        """Calls ``function``, which some client provides on the server
+        (``dime.Server(client=...)``, C's ``dime_provide``, MATLAB's
+        ``d.serve``), with ``data``; returns a ``dime.Future``. ``timeout``
+        (seconds, None: no limit) bounds the wait for a provider. Remote
+        calls use a second connection, opened at the first one, so they
+        never wait behind ``wait()``. See ``dime.Client`` for the options."""
+        caller = self.__dict__.get("_caller")
+        if caller is None:
+            from ._future import Caller
+            with _CALLER_LOCK:
+                caller = self.__dict__.setdefault("_caller", Caller(self))
+        return caller.call(function, data, timeout)
+
     # -- the workspace (MutableMapping) ------------------------------------
+    def watch_groups(self, prefix="", resume=None, callback=None):
+        """A ``dime.Watch`` of group membership: an ``Event`` of kind
+        ``"join"`` or ``"leave"`` (a disconnect leaves every group) for each
+        group whose name starts with ``prefix``, ``key`` the group and
+        ``client`` the server's id of the client. See ``dime.watch``."""
+        from .share import _position_arg
+        from .watch import Watch
+        p = _cstr(prefix, "prefix")
+
+        def opener(out):
+            with self._lock:
+                return lib.dime_watch_groups(self._handle(), p, _position_arg(resume), out)
+
+        return Watch(opener, callback=callback)
+
     def __getitem__(self, varname):
         return self.workspace[varname]
 

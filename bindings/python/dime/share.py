@@ -9,6 +9,10 @@ and waits without polling).
     with s.lock():                    # whole-share lock: others' writes wait
         s["total"] = s.get("total", 0) + 1
     s.wait_for("result", timeout=10)  # blocks until some process sets it
+    with s.lock("job", ttl=5) as token:        # a lease, and its fencing token
+        s.set("job", "done", fence=token)      # refused if the lease ran out
+    for ev in s.watch(prefix="jobs/"):         # changes, pushed as they happen
+        print(ev.kind, ev.key, ev.value)
 
 Semantics of the server side: ``docs/protocol-extensions.md``.
 """
@@ -22,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from ctypes import byref, c_bool, c_char_p, c_size_t, c_void_p
+from ctypes import byref, c_bool, c_char_p, c_size_t, c_uint64, c_void_p
 
 from . import _lib
 from ._convert import from_value, to_value
@@ -31,6 +35,7 @@ from ._lib import lib
 from ._remote import Remote, normalize_address, timeout_ms
 from ._wait import seconds, sliced
 from .client import _cstr
+from .watch import Position, Watch
 
 __all__ = ["Share", "ShareLock", "ABSENT", "init_share", "find_server"]
 
@@ -87,15 +92,41 @@ class _Value:
         return False
 
 
-class ShareLock:
-    """A lock held on a share (``Share.lock``): released by ``release()``,
-    on leaving a ``with`` block, or when the holder's connection closes or
-    its process dies."""
+class ShareLock(int):
+    """A lock held on a share (``Share.lock``), which is also its
+    **fencing token**: an ``int`` that grows with every grant of any lock
+    (and survives server restarts with ``--data-dir``). Pass it as
+    ``fence=`` to writes (``Share.set``, ``Share.delete``): the server
+    refuses a write whose token is older than the lock's newest grant, so
+    a holder whose lease ran out cannot overwrite the next holder's work.
 
-    def __init__(self, share, key):
+    Released by ``release()``, on leaving a ``with`` block (which gives the
+    lock itself, i.e. the token: ``with s.lock(ttl=5) as token:``), when
+    the holder's connection closes or its process dies, or, for a lock
+    taken with a lease (``ttl``), when the lease runs out unless
+    ``renew()``-ed.
+    """
+
+    def __new__(cls, share, key, token, ttl=None):
+        self = super().__new__(cls, token)
         self.share = share
         self.key = key
+        self.ttl = ttl
         self.held = True
+        return self
+
+    @property
+    def token(self):
+        """The fencing token, as a plain ``int``."""
+        return int(self)
+
+    def renew(self, ttl=None):
+        """Extends the lease to ``ttl`` seconds from now (None: the length
+        it was taken with). ``DimeServerError`` if the lock is no longer
+        held (the lease already ran out): stop working as its holder."""
+        self.share.renew(self.key, ttl if ttl is not None else self.ttl)
+        if ttl is not None:
+            self.ttl = ttl
 
     def release(self):
         """Releases the lock (an error if it is no longer held)."""
@@ -112,9 +143,25 @@ class ShareLock:
             self.release()
         return False
 
+    def __reduce__(self):
+        # A lock belongs to its connection: pickled, it is just its token.
+        return (int, (int(self),))
+
     def __repr__(self):
         what = "whole-share lock" if self.key is None else f"lock {self.key!r}"
-        return f"<dime.ShareLock {what} of {self.share!r}{'' if self.held else ' (released)'}>"
+        lease = "" if self.ttl is None else f", lease {self.ttl} s"
+        return (f"<dime.ShareLock {what} of {self.share!r}, token {int(self)}{lease}"
+                f"{'' if self.held else ' (released)'}>")
+
+
+def _ms(ttl, what="ttl"):
+    """``ttl`` seconds as libdime's milliseconds (0: no lease)."""
+    if ttl is None:
+        return 0
+    t = seconds(ttl)
+    if t is None or t <= 0:
+        raise ValueError(f"{what} must be a positive number of seconds, not {ttl!r}")
+    return max(1, round(t * 1000))
 
 
 class Share(Remote, collections.abc.MutableMapping):
@@ -295,10 +342,34 @@ class Share(Remote, collections.abc.MutableMapping):
             raise error(st, f"waiting for key {key!r}")
         return _take(out)
 
+    # -- fenced writes ---------------------------------------------------------
+    def set(self, key, value, fence=None):
+        """``self[key] = value``; with ``fence`` (a ``ShareLock`` or its
+        token), refused with ``DimeServerError`` (nothing written) if a
+        newer grant of the share's lock or of the lock named ``key``
+        exists."""
+        if fence is None:
+            self[key] = value
+            return
+        k = _key(key)
+        with _Value(value, key) as v:
+            check(self._call(lib.share_set_fenced, k, v, int(fence)))
+
+    def delete(self, key, fence=None):
+        """Removes ``key``; True if it was there. ``fence`` as for ``set``."""
+        k = _key(key)
+        found = c_bool()
+        if fence is None:
+            check(self._call(lib.share_del, k, byref(found)))
+        else:
+            check(self._call(lib.share_del_fenced, k, int(fence), byref(found)))
+        return found.value
+
     # -- locks -----------------------------------------------------------------
-    def lock(self, key=None, timeout=None):
-        """Takes a lock and returns a ``ShareLock`` (use it in ``with``, or
-        call ``release()`` / ``s.unlock(key)``).
+    def lock(self, key=None, timeout=None, ttl=None):
+        """Takes a lock and returns a ``ShareLock``, which is also the
+        grant's fencing token (use it in ``with``, or call ``release()`` /
+        ``s.unlock(key)``).
 
         ``key`` None: the whole-share lock (other processes' writes to this
         share wait while it is held; reads do not; the holder writes
@@ -307,6 +378,9 @@ class Share(Remote, collections.abc.MutableMapping):
         for one this connection holds raises ``DimeServerError``), and are
         released when the connection closes or the process dies.
         ``timeout`` (seconds): ``DimeTimeoutError`` when it runs out.
+        ``ttl`` (seconds): a lease; the server releases the lock that long
+        after the grant unless ``renew()``-ed, even if this process is
+        alive but stuck, and then refuses writes fenced with its token.
 
         Unlike the other blocking calls, the wait is one request, so Ctrl-C
         does not interrupt it until it ends: the server can only withdraw a
@@ -316,12 +390,24 @@ class Share(Remote, collections.abc.MutableMapping):
         yourself, giving up that place in line.
         """
         k = None if key is None else _key(key)
+        ms = _ms(ttl)
+        token = c_uint64()
         # One request for the whole timeout: it keeps its place in the FIFO.
-        st = self._call(lib.share_lock, k, timeout_ms(timeout))
+        st = self._call(lib.share_lock_lease, k, timeout_ms(timeout), ms, byref(token))
         if st:
             what = "the whole-share lock" if key is None else f"lock {key!r}"
             raise error(st, f"taking {what} of share {self.name!r}")
-        return ShareLock(self, key)
+        return ShareLock(self, key, token.value, ttl)
+
+    def renew(self, key=None, ttl=None):
+        """Extends the lease of a lock this connection holds to ``ttl``
+        seconds from now (None: the length it was taken or last renewed
+        with); returns its fencing token. ``DimeServerError`` if it is not
+        held (its lease already ran out)."""
+        k = None if key is None else _key(key)
+        token = c_uint64()
+        check(self._call(lib.share_lock_renew, k, _ms(ttl), byref(token)))
+        return token.value
 
     def try_lock(self, key=None):
         """Takes the lock only if it is free now: True if taken, False if
@@ -338,6 +424,23 @@ class Share(Remote, collections.abc.MutableMapping):
         k = None if key is None else _key(key)
         check(self._call(lib.share_unlock, k))
 
+    # -- change events -----------------------------------------------------------
+    def watch(self, prefix="", resume=None, callback=None):
+        """A ``dime.Watch`` of this share's keys starting with ``prefix``:
+        iterate over it (``for ev in s.watch(prefix="jobs/")``), or give
+        ``callback`` to have each ``Event`` passed to it on a thread. The
+        watch has its own connection; ``resume``: a ``watch.position`` to
+        receive first what happened after it. See ``dime.watch``."""
+        p = _cstr(prefix, "prefix")
+        client = self._client
+
+        def opener(out):
+            with client._lock:
+                return lib.dime_watch_share(client._handle(), self._name_c, p,
+                                            _position_arg(resume), out)
+
+        return Watch(opener, callback=callback)
+
     # -- processes ---------------------------------------------------------------
     def new_proc(self, fn, *args, context=None, daemon=False):
         """Starts a child process that calls ``fn(share, *args)``, ``share``
@@ -347,6 +450,15 @@ class Share(Remote, collections.abc.MutableMapping):
         ``multiprocessing.Process``. ``context``: the start method
         ("spawn", the default; see ``dime._remote``)."""
         return self._start_process(_child_main, fn, args, context, daemon)
+
+
+def _position_arg(resume):
+    """A ``dime_watch_position *`` for ``resume`` (None, a ``Position`` or
+    an ``(epoch, seq)`` pair)."""
+    if resume is None:
+        return None
+    epoch, seq = resume
+    return byref(Position(epoch, seq))
 
 
 def _child_main(cls, address, name, fn, args):

@@ -54,6 +54,7 @@ from ._errors import check, error
 from ._lib import lib
 from ._remote import Remote, timeout_ms
 from ._wait import seconds, sliced
+from .watch import Watch
 
 __all__ = ["TupleSpace", "Range", "Matrix", "compile_pattern"]
 
@@ -332,6 +333,22 @@ class TupleSpace(Remote):
         with _Pattern(pattern) as p:
             check(self._call(lib.dime_count, p, byref(n)))
         return n.value
+
+    # -- change events ---------------------------------------------------------------
+    def watch(self, resume=None, callback=None):
+        """A ``dime.Watch`` of this space: an ``Event`` of kind ``"out"``
+        for every tuple put in and ``"in"`` for every tuple taken, its
+        ``value`` the tuple. Iterate over it, or give ``callback``; see
+        ``dime.watch`` (and ``Share.watch`` for ``resume``)."""
+        from .share import _position_arg
+        client = self._client
+
+        def opener(out):
+            with client._lock:
+                return lib.dime_watch_space(client._handle(), self._name_c,
+                                            _position_arg(resume), out)
+
+        return Watch(opener, as_tuple=True, callback=callback)
 
     # -- workers -------------------------------------------------------------------
     def eval(self, fn, *args, context=None):

@@ -12,7 +12,11 @@ from dime import _lib
 
 HEADER = REPO / "include" / "dime.h"
 
-OPAQUE = {"dime_client", "dime_value", "dime_messages", "dime_pattern"}
+OPAQUE = {"dime_client", "dime_value", "dime_messages", "dime_pattern", "dime_future",
+          "dime_request", "dime_server", "dime_stream", "dime_watch", "dime_event",
+          "dime_watch_position", "dime_files_server", "dime_files_summary", "dime_files_options"}
+#: Function-pointer typedefs, declared as c_void_p.
+FNPTRS = {"dime_files_progress_fn"}
 SCALARS = {
     "bool": ctypes.c_bool, "int8_t": ctypes.c_int8, "int16_t": ctypes.c_int16,
     "int32_t": ctypes.c_int32, "int64_t": ctypes.c_int64, "uint8_t": ctypes.c_uint8,
@@ -22,6 +26,9 @@ SCALARS = {
     "dime_class": ctypes.c_uint32,
     "dime_layout": ctypes.c_uint32,
     "dime_connect_flags": ctypes.c_uint32,
+    "dime_class": ctypes.c_uint32, "dime_change": ctypes.c_int,
+    "dime_call_fn": _lib.CALL_FN, "dime_drop_fn": _lib.DROP_FN,
+    "dime_stream_fn": _lib.STREAM_FN, "dime_change": ctypes.c_int,
 }
 
 
@@ -59,6 +66,8 @@ def ctype_of(c):
     base = words[0]
     if base == "void":
         return {0: None, 1: ctypes.c_void_p, 2: POINTER(ctypes.c_void_p)}[stars]
+    if base in FNPTRS and stars == 0:
+        return ctypes.c_void_p
     if base in OPAQUE:
         return {1: ctypes.c_void_p, 2: POINTER(ctypes.c_void_p)}[stars]
     if base == "char":

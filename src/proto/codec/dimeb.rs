@@ -403,10 +403,218 @@ pub fn encode_matrix<O: Out>(m: &Matrix, out: &mut O) -> Result<(), CodecError> 
     })
 }
 
+/// A piece of a value's encoding, for sending a value without building its
+/// encoding whole (see [`encode_pieces`]).
+pub enum Piece<'a> {
+    /// Encoded bytes.
+    Bytes(Vec<u8>),
+    /// The elements of a large matrix, still to be encoded with
+    /// [`stream_elements`] (its tag, rank and dims are in the bytes before).
+    Elements(&'a Matrix),
+    /// The elements of a large matrix in the `dimeb_layout` encoding:
+    /// written as they are stored, straight from the caller's memory.
+    Stored(&'a [u8]),
+}
+
+/// The classic encoding of `value` as pieces: everything is encoded except
+/// the elements of matrices larger than `large` bytes, which are left for
+/// [`stream_elements`]. Every check of [`encode_into`] happens here, so a
+/// value that passes can be streamed out without failing half way.
+pub fn encode_pieces(value: &Value, large: usize) -> Result<Vec<Piece<'_>>, CodecError> {
+    encode_pieces_with(value, large, MatrixEncoding::Classic)
+}
+
+/// As [`encode_pieces`], matrices as `enc` says: in the native encoding a
+/// large matrix's elements are a [`Piece::Stored`] slice of its own memory
+/// (nothing to convert, nothing copied), aligned as [`encode_with`] aligns
+/// them, so the pieces together are exactly its bytes.
+pub fn encode_pieces_with(
+    value: &Value,
+    large: usize,
+    enc: MatrixEncoding,
+) -> Result<Vec<Piece<'_>>, CodecError> {
+    /// The bytes being gathered, positioned after the pieces already made.
+    struct Cur {
+        base: usize,
+        bytes: Vec<u8>,
+    }
+    impl Out for Cur {
+        fn pos(&self) -> usize {
+            self.base + self.bytes.len()
+        }
+        fn put(&mut self, b: &[u8]) {
+            self.bytes.extend_from_slice(b);
+        }
+        fn zeros(&mut self, n: usize) {
+            self.bytes.resize(self.bytes.len() + n, 0);
+        }
+        fn append_with(&mut self, n: usize, fill: impl FnOnce(*mut u8)) -> Result<(), CodecError> {
+            self.bytes.append_with(n, fill)
+        }
+    }
+    fn walk<'a>(
+        v: &'a Value,
+        large: usize,
+        enc: MatrixEncoding,
+        cur: &mut Cur,
+        out: &mut Vec<Piece<'a>>,
+    ) -> Result<(), CodecError> {
+        match v {
+            Value::Matrix(m) if m.stored_bytes().len() > large => {
+                let elems = m.stored_bytes();
+                let piece = match enc {
+                    MatrixEncoding::Classic => {
+                        cur.put_byte(TAG_MATRIX | m.kind() as u8);
+                        put_dims(m, cur)?;
+                        Piece::Elements(m)
+                    }
+                    MatrixEncoding::Native => {
+                        native_matrix_head(m, cur)?;
+                        Piece::Stored(elems)
+                    }
+                };
+                cur.base += cur.bytes.len() + elems.len();
+                out.push(Piece::Bytes(std::mem::take(&mut cur.bytes)));
+                out.push(piece);
+            }
+            Value::List(items) => {
+                cur.put_byte(TAG_LIST);
+                put_count(cur, items.len(), "list length")?;
+                for item in items {
+                    walk(item, large, enc, cur, out)?;
+                }
+            }
+            Value::Map(pairs) => {
+                cur.put_byte(TAG_MAP);
+                put_count(cur, pairs.len(), "map size")?;
+                for (k, item) in pairs {
+                    walk(k, large, enc, cur, out)?;
+                    walk(item, large, enc, cur, out)?;
+                }
+            }
+            other => write_value(other, cur, enc)?,
+        }
+        Ok(())
+    }
+    let mut cur = Cur {
+        base: 0,
+        bytes: Vec::new(),
+    };
+    let mut out = Vec::new();
+    walk(value, large, enc, &mut cur, &mut out)?;
+    if !cur.bytes.is_empty() {
+        out.push(Piece::Bytes(cur.bytes));
+    }
+    Ok(out)
+}
+
+/// Encodes the elements of `m` (big-endian, column-major, as
+/// [`encode_matrix`] does) a piece of about `chunk` bytes at a time into
+/// `buf`, handing each piece to `emit`: one pass over the elements, and the
+/// pieces stay in cache on their way to a socket.
+pub fn stream_elements<E>(
+    m: &Matrix,
+    chunk: usize,
+    buf: &mut Vec<u8>,
+    mut emit: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let (src, size, unit) = (m.stored_bytes(), m.kind().size(), m.kind().swap_unit());
+    let chunk = chunk.max(size);
+    if !m.is_row_major() {
+        let step = chunk - chunk % size;
+        for piece in src.chunks(step) {
+            buf.clear();
+            buf.resize(piece.len(), 0);
+            swap_copy(piece, unit, buf);
+            emit(buf)?;
+        }
+        return Ok(());
+    }
+    let dims = m.dims();
+    if dims.len() == 2 && size == unit && dims[0] > 0 {
+        // A C-ordered 2-D array: a block of whole columns per piece, read
+        // row by row from the caller's buffer.
+        let (rows, cols) = (dims[0], dims[1]);
+        let per = (chunk / (rows * size)).max(1);
+        for jb in (0..cols).step_by(per) {
+            let je = (jb + per).min(cols);
+            buf.clear();
+            buf.resize(rows * (je - jb) * size, 0);
+            match size {
+                1 => transpose_block_be::<u8>(src, rows, cols, jb, je, buf),
+                2 => transpose_block_be::<u16>(src, rows, cols, jb, je, buf),
+                4 => transpose_block_be::<u32>(src, rows, cols, jb, je, buf),
+                _ => transpose_block_be::<u64>(src, rows, cols, jb, je, buf),
+            }
+            emit(buf)?;
+        }
+        return Ok(());
+    }
+    // Rarer layouts (N-d C order, complex C order): transposed whole.
+    buf.clear();
+    buf.resize(src.len(), 0);
+    layout::to_column_major(src, dims, m.kind(), NATIVE_LE, buf);
+    for piece in buf.chunks(chunk) {
+        emit(piece)?;
+    }
+    Ok(())
+}
+
+/// Columns `jb..je` of a row-major `rows` x `cols` matrix, column-major and
+/// big-endian, into `out` (exactly `rows * (je - jb)` words).
+fn transpose_block_be<T: BeWord>(
+    src: &[u8],
+    rows: usize,
+    cols: usize,
+    jb: usize,
+    je: usize,
+    out: &mut [u8],
+) {
+    let w = std::mem::size_of::<T>();
+    assert!(src.len() == rows * cols * w && out.len() == rows * (je - jb) * w && je <= cols);
+    let (s, d) = (src.as_ptr(), out.as_mut_ptr());
+    for i in 0..rows {
+        for j in jb..je {
+            // SAFETY: i < rows, j < je <= cols: within the lengths asserted above.
+            unsafe {
+                let v = (s.add((i * cols + j) * w) as *const T).read_unaligned();
+                (d.add(((j - jb) * rows + i) * w) as *mut T).write_unaligned(v.big_endian());
+            }
+        }
+    }
+}
+
+/// A machine word that can be written big-endian.
+trait BeWord: Copy {
+    fn big_endian(self) -> Self;
+}
+
+macro_rules! be_word {
+    ($($t:ty),*) => {$(
+        impl BeWord for $t {
+            fn big_endian(self) -> Self {
+                <$t>::to_be(self)
+            }
+        }
+    )*};
+}
+be_word!(u8, u16, u32, u64);
+
 /// Appends a matrix in the `dimeb_layout` encoding: tag `0x40 | class`,
 /// flags (row-major, little-endian), rank, dims, a pad count and that
 /// many zero bytes, then the elements exactly as stored (one copy).
 fn encode_matrix_native<O: Out>(m: &Matrix, out: &mut O) -> Result<(), CodecError> {
+    native_matrix_head(m, out)?;
+    let src = m.stored_bytes();
+    out.append_with(src.len(), |dst| {
+        // SAFETY: `dst` has room for `src.len()` bytes (append_with).
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) }
+    })
+}
+
+/// Appends what precedes a native matrix's elements: tag, flags, rank,
+/// dims, pad count and padding.
+fn native_matrix_head<O: Out>(m: &Matrix, out: &mut O) -> Result<(), CodecError> {
     out.put_byte(TAG_LAYOUT_MATRIX | m.kind() as u8);
     let mut flags = 0;
     if m.layout() == Layout::RowMajor {
@@ -417,14 +625,10 @@ fn encode_matrix_native<O: Out>(m: &Matrix, out: &mut O) -> Result<(), CodecErro
     }
     out.put_byte(flags);
     put_dims(m, out)?;
-    let src = m.stored_bytes();
-    let pad = pad_for(out.pos() + 1, src.len(), m.kind());
+    let pad = pad_for(out.pos() + 1, m.stored_bytes().len(), m.kind());
     out.put_byte(pad as u8);
     out.zeros(pad);
-    out.append_with(src.len(), |dst| {
-        // SAFETY: `dst` has room for `src.len()` bytes (append_with).
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) }
-    })
+    Ok(())
 }
 
 /// Appends `src` to `out` with every `unit`-byte word reversed (big-endian
@@ -953,6 +1157,78 @@ mod tests {
         }
     }
 
+    /// The pieces, with the elements streamed, concatenated.
+    fn streamed(v: &Value, large: usize, chunk: usize) -> Vec<u8> {
+        streamed_with(v, large, chunk, MatrixEncoding::Classic)
+    }
+
+    fn streamed_with(v: &Value, large: usize, chunk: usize, enc: MatrixEncoding) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        for p in encode_pieces_with(v, large, enc).unwrap() {
+            match p {
+                Piece::Bytes(b) => out.extend_from_slice(&b),
+                Piece::Elements(m) => stream_elements(m, chunk, &mut buf, |b| {
+                    out.extend_from_slice(b);
+                    Ok::<(), ()>(())
+                })
+                .unwrap(),
+                Piece::Stored(s) => out.extend_from_slice(s),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn streamed_encoding_is_the_encoding() {
+        let col =
+            Matrix::from_elems(vec![3, 5], &(0..15).map(f64::from).collect::<Vec<_>>()).unwrap();
+        let row_data: Vec<i16> = (0..35).collect();
+        // SAFETY: row_data outlives the matrices borrowing it.
+        let row = unsafe {
+            Matrix::borrowed_row_major(ElemKind::I16, vec![5, 7], row_data.as_ptr().cast(), 70)
+        }
+        .unwrap();
+        let c_data: Vec<f32> = (0..24).map(|x| x as f32).collect();
+        // SAFETY: as above.
+        let row3 = unsafe {
+            Matrix::borrowed_row_major(ElemKind::F32, vec![2, 3, 4], c_data.as_ptr().cast(), 96)
+        }
+        .unwrap();
+        let v = Value::Map(vec![
+            (Value::String("a".into()), Value::Matrix(col)),
+            (
+                Value::String("b".into()),
+                Value::List(vec![
+                    Value::Matrix(row),
+                    Value::F64(2.5),
+                    Value::Matrix(row3),
+                ]),
+            ),
+        ]);
+        let whole = encode(&v).unwrap();
+        for (large, chunk) in [
+            (0, 1),
+            (0, 7),
+            (0, 16),
+            (0, 1 << 20),
+            (40, 24),
+            (1 << 20, 8),
+        ] {
+            assert_eq!(
+                streamed(&v, large, chunk),
+                whole,
+                "large {large} chunk {chunk}"
+            );
+            // In the native encoding too, padding included.
+            assert_eq!(
+                streamed_with(&v, large, chunk, MatrixEncoding::Native),
+                encode_with(&v, MatrixEncoding::Native).unwrap(),
+                "native, large {large}"
+            );
+        }
+    }
+
     #[test]
     fn matrix_elements_are_big_endian_column_major() {
         // 2x2 double [[1,2],[3,4]] column-major is 1,3,2,4.
@@ -1345,5 +1621,67 @@ mod tests {
                 prop_assert!(decode(&bytes[..cut]).is_err());
             }
         }
+    }
+}
+
+/// A one-line description of the encoded value at the start of `bytes`
+/// (`double 3×4`, `string(5)`, `map(2)` …) for monitors and logs; reads
+/// only the head of the value and never fails (`?` for what it cannot
+/// read).
+pub fn summary(bytes: &[u8]) -> String {
+    let count = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
+    };
+    let Some(&tag) = bytes.first() else {
+        return "empty".into();
+    };
+    match tag {
+        TAG_NULL => "null".into(),
+        TAG_TRUE | TAG_FALSE => "logical".into(),
+        TAG_STRING => count(1).map_or("?".into(), |n| format!("string({n})")),
+        TAG_LIST => count(1).map_or("?".into(), |n| format!("list({n})")),
+        TAG_MAP => count(1).map_or("?".into(), |n| format!("map({n})")),
+        t if t & 0xF0 == TAG_MATRIX || t & 0xF0 == TAG_LAYOUT_MATRIX => {
+            // A layout matrix has its flags byte before the rank.
+            let at = if t & 0xF0 == TAG_LAYOUT_MATRIX { 2 } else { 1 };
+            let (Some(kind), Some(&rank)) = (ElemKind::from_tag(t & 0x0F), bytes.get(at)) else {
+                return "?".into();
+            };
+            let dims: Option<Vec<String>> = (0..usize::from(rank))
+                .map(|i| count(at + 1 + 4 * i).map(|d| d.to_string()))
+                .collect();
+            dims.map_or("?".into(), |d| format!("{} {}", kind.name(), d.join("×")))
+        }
+        t => ElemKind::from_tag(t).map_or("?".into(), |k| k.name().to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+
+    #[test]
+    fn summaries_name_the_type_and_shape() {
+        let m = Matrix::from_elems(vec![3, 4], &[0.0f64; 12]).unwrap();
+        let cases = [
+            (Value::Null, "null"),
+            (Value::Bool(true), "logical"),
+            (Value::I64(1), "int64"),
+            (Value::F64(1.0), "double"),
+            (Value::from("hello"), "string(5)"),
+            (Value::List(vec![Value::Null; 3]), "list(3)"),
+            (Value::Map(vec![(Value::from("a"), Value::Null)]), "map(1)"),
+            (Value::Matrix(m), "double 3×4"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(summary(&encode(&v).unwrap()), want);
+            let native = encode_with(&v, MatrixEncoding::Native).unwrap();
+            assert_eq!(summary(&native), want, "native");
+        }
+        assert_eq!(summary(&[]), "empty");
+        assert_eq!(summary(&[TAG_STRING, 0]), "?");
+        assert_eq!(summary(&[TAG_MATRIX | 12, 2, 0, 0, 0, 3]), "?");
     }
 }

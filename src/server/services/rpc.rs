@@ -22,6 +22,7 @@ use crate::codec::dimeb;
 use crate::proto::extensions;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
+use crate::server::local::{CallQueue, LocalCall, LocalResult};
 use crate::server::outqueue::OutItem;
 use crate::server::request::{CommandError, Result, Text, flag, required};
 use crate::server::service::{Handler, Service};
@@ -201,11 +202,17 @@ pub struct Rpc {
     timers: BTreeSet<(Instant, Arc<str>, u64)>,
     next_call: u64,
     next_seq: u64,
+    /// In-process providers' call queues, by their provider id.
+    locals: FxHashMap<ConnId, Arc<CallQueue>>,
 }
 
 impl Service for Rpc {
     type Header<'h> = RpcHeader<'h>;
     type Blocked = NeverBlocked;
+
+    fn inspect(&self, _: &State) -> Json {
+        self.describe()
+    }
 
     const EXTENSIONS: &'static [&'static str] = &[extensions::RPC, extensions::STREAM];
 
@@ -333,7 +340,69 @@ impl Rpc {
                     window: call.window,
                 },
             );
-            push_result(st, provider, &head, Some(call.args));
+            match self.locals.get(&provider) {
+                // In-process providers decode either encoding themselves.
+                Some(q) => q.push(LocalCall {
+                    id: k,
+                    function: self.running[&k].function.clone(),
+                    args: call.args.buf,
+                    stream: call.window.is_some(),
+                }),
+                None => push_result(st, provider, &head, Some(call.args)),
+            }
+        }
+    }
+
+    /// Registers an in-process provider `id` of `functions`, running up to
+    /// `capacity` calls of each at once; its calls go to `queue`.
+    pub fn add_local(
+        &mut self,
+        st: &mut State,
+        id: ConnId,
+        queue: Arc<CallQueue>,
+        functions: &[&str],
+        capacity: u32,
+    ) {
+        self.locals.insert(id, queue);
+        for name in functions {
+            let name = self.function(name);
+            self.functions
+                .get_mut(&name)
+                .expect("just made")
+                .slots
+                .push(Slot {
+                    provider: id,
+                    capacity: capacity.max(1),
+                    running: 0,
+                });
+            self.provided.entry(id).or_default().push(name.clone());
+            self.drain(st, &name);
+        }
+    }
+
+    /// Routes in-process providers' replies, as `return` does a
+    /// connection's: (provider, call id, result).
+    pub fn local_replies(&mut self, st: &mut State, replies: Vec<(ConnId, u64, LocalResult)>) {
+        for (provider, k, result) in replies {
+            if self.running.get(&k).is_none_or(|r| r.provider != provider) {
+                continue;
+            }
+            let (head, body) = match result {
+                Ok(buf) => (json!({"status": 0}), Some(Body { buf, layout: false })),
+                Err((error_type, message)) => (
+                    json!({"status": -1, "remote": true, "error": message,
+                        "error_type": error_type, "traceback": ""}),
+                    None,
+                ),
+            };
+            self.end_call_with(st, k, head, body);
+        }
+    }
+
+    /// The broker is stopping: in-process providers' workers stop waiting.
+    pub fn close_locals(&mut self) {
+        for q in self.locals.values() {
+            q.close();
         }
     }
 
@@ -679,4 +748,33 @@ fn clamp(n: u64) -> i64 {
 fn ping(_: &mut Rpc, st: &mut State, id: ConnId, _: &Header, _: Frame) -> Result {
     st.reply_ok(id);
     Ok(())
+}
+
+impl Rpc {
+    /// Each function's providers, running and queued calls, for `inspect`.
+    fn describe(&self) -> Json {
+        let mut names: Vec<&Arc<str>> = self.functions.keys().collect();
+        names.sort();
+        let functions: serde_json::Map<String, Json> = names
+            .into_iter()
+            .map(|n| {
+                let f = &self.functions[n];
+                let providers: Vec<Json> = f
+                    .slots
+                    .iter()
+                    .map(|s| json!({"client": s.provider, "capacity": s.capacity, "running": s.running}))
+                    .collect();
+                let streams = self
+                    .running
+                    .values()
+                    .filter(|r| &r.function == n && r.window.is_some())
+                    .count();
+                (
+                    n.to_string(),
+                    json!({"providers": providers, "queued": f.queue.len(), "streams": streams}),
+                )
+            })
+            .collect();
+        Json::Object(functions)
+    }
 }

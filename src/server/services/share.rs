@@ -1,5 +1,8 @@
 //! Shared dictionaries ("shares", remoteD done right): atomic operations,
-//! get-or-wait, and locks owned by connections and released when they go.
+//! get-or-wait, and locks owned by connections and released when they go
+//! or when their lease runs out, each grant numbered by a fencing token
+//! that fenced writes are checked against. Every change is logged with
+//! `--data-dir` (see `persist`) and published to watchers (see `watch`).
 //!
 //! Values are kept as their dimeb bytes and relayed without decoding; only
 //! `incr` decodes (numbers) and `cas` compares encodings byte for byte
@@ -10,19 +13,22 @@ use crate::codec::dimeb;
 use crate::proto::extensions;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
+use crate::server::persist::{Encoder, format::bincode_config};
 use crate::server::request::{self, CommandError, Result, Text, failed, flag, required};
 use crate::server::service::{Handler, Service};
 use crate::server::state::State;
+use crate::server::watch::{Feed, WatchSpec};
 use crate::value::Value;
 use crate::wire::Frame;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value as Json, json};
 // hashbrown for `entry_ref` (one lookup, allocating the name only when it
 // is new) and its seeded foldhash, several times faster than SipHash on
 // short names while still randomized against collision flooding.
 use hashbrown::HashMap;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The fields share commands read.
 #[derive(Deserialize, Default, Debug)]
@@ -43,6 +49,20 @@ pub struct ShareHeader<'a> {
     pub nowait: Option<bool>,
     /// `share_cas`: succeed only if the key is absent.
     pub absent: Option<bool>,
+    /// `share_lock`, `share_lock_renew`: the lease, in milliseconds.
+    pub ttl: Option<f64>,
+    /// Writes: the fencing token of the lock the writer holds; refused if
+    /// a newer grant of that lock exists.
+    pub fence: Option<u64>,
+    /// `share_watch`, `share_unwatch`: the client's id for the watch.
+    pub watch: Option<u64>,
+    /// `share_watch`: only keys starting with this.
+    #[serde(borrow)]
+    pub prefix: Option<Text<'a>>,
+    /// `share_watch`: resume after this event number …
+    pub since: Option<u64>,
+    /// … of the feed with this epoch.
+    pub epoch: Option<u64>,
 }
 
 type Header<'a> = ShareHeader<'a>;
@@ -62,25 +82,42 @@ pub enum ShareWait {
 /// A stored value: its dimeb encoding, shared with replies in flight.
 type Stored = Arc<PooledBuf>;
 
+/// The entries of a share: a map that shares structure, so an image for
+/// a snapshot is a pointer copy, and keys that are cheap to hand to events.
+type Entries = imbl::OrdMap<Arc<str>, Stored>;
+
 /// Something waiting its turn behind a share's whole-share lock.
 enum Queued {
-    /// A `share_lock` waiting to acquire.
-    Lock(ConnId),
+    /// A `share_lock` waiting to acquire, with its lease.
+    Lock(ConnId, Option<Duration>),
     /// A write blocked by another client's lock, replayed on release.
     Write(ConnId, Frame),
 }
 
-/// A per-key lock and its FIFO of waiters.
+/// Who holds a lock, under which grant, until when.
+struct Holder {
+    conn: ConnId,
+    /// The fencing token of this grant.
+    token: u64,
+    /// The lease's length, renewed by `share_lock_renew`; None: held until
+    /// released.
+    ttl: Option<Duration>,
+    /// When the lease runs out.
+    until: Option<Instant>,
+}
+
+/// A per-key lock and its FIFO of waiters (with their leases).
 struct KeyLock {
-    owner: ConnId,
-    waiters: VecDeque<ConnId>,
+    holder: Holder,
+    waiters: VecDeque<(ConnId, Option<Duration>)>,
 }
 
 /// One named dictionary.
 #[derive(Default)]
 struct Share {
-    entries: BTreeMap<String, Stored>,
-    lock: Option<ConnId>,
+    name: Arc<str>,
+    entries: Entries,
+    lock: Option<Holder>,
     queue: VecDeque<Queued>,
     key_locks: HashMap<String, KeyLock>,
     key_waiters: HashMap<String, Vec<ConnId>>,
@@ -96,10 +133,68 @@ impl Share {
     }
 }
 
+/// The newest grant of each lock of a share: what fenced writes are
+/// checked against. Kept (and persisted) after the lock is released.
+#[derive(Default, Clone, Serialize, Deserialize)]
+struct Fences {
+    share: u64,
+    keys: std::collections::HashMap<String, u64>,
+}
+
 /// Every share, by name ("" is the default share).
-#[derive(Default)]
 pub struct Shares {
     map: HashMap<String, Share>,
+    /// The last fencing token granted (of any lock: tokens grow with each
+    /// grant of every lock).
+    last_token: u64,
+    fences: HashMap<String, Fences>,
+    /// Lease deadlines: (when, share, key). Entries of locks released or
+    /// renewed since are skipped when their time comes.
+    leases: BTreeSet<(Instant, String, Option<String>)>,
+    feed: Feed,
+}
+
+impl Default for Shares {
+    fn default() -> Shares {
+        Shares {
+            map: HashMap::default(),
+            last_token: 0,
+            fences: HashMap::default(),
+            leases: BTreeSet::new(),
+            feed: Feed::new("share", "key"),
+        }
+    }
+}
+
+/// The tag of share records and of the shares' snapshot section.
+const TAG: u8 = 1;
+
+/// A change to the shares, as logged.
+#[derive(Serialize, Deserialize)]
+enum Record<'a> {
+    /// `key` holds `value` (set, incr, cas).
+    Set {
+        share: &'a str,
+        key: &'a str,
+        #[serde(borrow, with = "serde_bytes")]
+        value: &'a [u8],
+    },
+    /// Several keys set in one step.
+    SetMany {
+        share: &'a str,
+        #[serde(borrow)]
+        items: Vec<(&'a str, &'a serde_bytes::Bytes)>,
+    },
+    /// `key` removed (del, pop).
+    Del { share: &'a str, key: &'a str },
+    /// Every key removed.
+    Clear { share: &'a str },
+    /// A lock granted with fencing token `token`.
+    Grant {
+        share: &'a str,
+        key: Option<&'a str>,
+        token: u64,
+    },
 }
 
 /// The share a request names ("" is the default share).
@@ -109,6 +204,34 @@ fn share_name<'h>(h: &'h Header) -> &'h str {
 
 fn key<'h>(h: &'h Header) -> Result<&'h str> {
     required(&h.key, "key")
+}
+
+/// Refuses a fenced write to `keys` (all keys: None) of share `name` whose
+/// token is older than the newest grant of a lock covering them.
+fn check_fence(svc: &Shares, name: &str, keys: Option<&[&str]>, h: &Header) -> Result {
+    let Some(token) = h.fence else {
+        return Ok(());
+    };
+    let Some(f) = svc.fences.get(name) else {
+        return Ok(());
+    };
+    let newest = match keys {
+        Some(keys) => keys
+            .iter()
+            .filter_map(|k| f.keys.get(*k))
+            .copied()
+            .max()
+            .unwrap_or(0),
+        None => f.keys.values().copied().max().unwrap_or(0),
+    }
+    .max(f.share);
+    if token < newest {
+        return failed(format!(
+            "Fenced write to share '{name}' refused: token {token} is older than the \
+             newest lock grant ({newest}); this client no longer holds the lock"
+        ));
+    }
+    Ok(())
 }
 
 /// Lets a write through, or parks it behind another client's share lock.
@@ -122,7 +245,12 @@ fn gate(
     frame: Frame,
 ) -> Result<Option<Frame>> {
     let d = deadline(h.timeout)?;
-    match svc.map.get(name).and_then(|s| s.lock) {
+    match svc
+        .map
+        .get(name)
+        .and_then(|s| s.lock.as_ref())
+        .map(|l| l.conn)
+    {
         Some(owner) if owner != id => {
             if flag(h.nowait) {
                 return failed(format!("Share '{name}' is locked by another client"));
@@ -135,28 +263,61 @@ fn gate(
     }
 }
 
-/// Stores `value` under `key` and hands it to every `wait_key` waiter.
+/// Stores `value` under `key`, hands it to every `wait_key` waiter and
+/// tells the watchers (not the log: callers log what the client asked).
 fn store(svc: &mut Shares, st: &mut State, name: &str, key: &str, value: Stored) {
     let share = svc.share(name);
-    match share.entries.get_mut(key) {
-        Some(slot) => *slot = value.clone(),
+    let key = match share.entries.get_key_value_mut(key) {
+        Some((k, slot)) => {
+            *slot = value.clone();
+            k.clone()
+        }
         None => {
-            share.entries.insert(key.to_owned(), value.clone());
+            let k: Arc<str> = key.into();
+            share.entries.insert(k.clone(), value.clone());
+            k
+        }
+    };
+    if !share.key_waiters.is_empty() {
+        if let Some(waiters) = share.key_waiters.remove(&*key) {
+            for w in waiters {
+                st.unblock(w);
+                st.reply_found(w, Some(value.clone()));
+            }
         }
     }
-    if share.key_waiters.is_empty() {
+    let topic = share.name.clone();
+    svc.feed
+        .publish(st, Some(&topic), Some(&key), "set", Some(&value), None);
+}
+
+/// Removes `key`, telling the watchers; its value, if it was there.
+fn remove(svc: &mut Shares, st: &mut State, name: &str, key: &str) -> Option<Stored> {
+    let share = svc.map.get_mut(name)?;
+    let (k, v) = share.entries.remove_with_key(key)?;
+    let topic = share.name.clone();
+    svc.feed
+        .publish(st, Some(&topic), Some(&k), "del", None, None);
+    Some(v)
+}
+
+/// Removes every key, telling the watchers if there were any.
+fn clear_all(svc: &mut Shares, st: &mut State, name: &str) {
+    let Some(share) = svc.map.get_mut(name) else {
+        return;
+    };
+    if share.entries.is_empty() {
         return;
     }
-    if let Some(waiters) = share.key_waiters.remove(key) {
-        for w in waiters {
-            st.unblock(w);
-            st.reply_found(w, Some(value.clone()));
-        }
-    }
+    share.entries.clear();
+    let topic = share.name.clone();
+    svc.feed
+        .publish(st, Some(&topic), None, "clear", None, None);
 }
 
 fn set(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
+    check_fence(svc, name, Some(&[k]), h)?;
     let Some(frame) = gate(svc, st, id, name, h, frame)? else {
         return Ok(());
     };
@@ -171,6 +332,14 @@ fn set(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -
             "share_set '{k}': the payload is not one dimeb value: {e}"
         ));
     }
+    st.persist(
+        TAG,
+        &Record::Set {
+            share: name,
+            key: k,
+            value: &frame.payload,
+        },
+    );
     store(svc, st, name, k, Arc::new(frame.payload));
     st.reply_ok(id);
     Ok(())
@@ -195,7 +364,7 @@ fn keys(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> R
     let keys: Vec<String> = svc
         .map
         .get(name)
-        .map(|s| s.entries.keys().cloned().collect())
+        .map(|s| s.entries.keys().map(|k| k.to_string()).collect())
         .unwrap_or_default();
     st.reply_with(id, &json!({"status": 0, "keys": keys}), None);
     Ok(())
@@ -210,10 +379,20 @@ fn len(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Re
 
 fn del(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
+    check_fence(svc, name, Some(&[k]), h)?;
     if gate(svc, st, id, name, h, frame)?.is_none() {
         return Ok(());
     }
-    let found = svc.share(name).entries.remove(k).is_some();
+    let found = remove(svc, st, name, k).is_some();
+    if found {
+        st.persist(
+            TAG,
+            &Record::Del {
+                share: name,
+                key: k,
+            },
+        );
+    }
     st.reply_with(id, &json!({"status": 0, "found": found}), None);
     svc.cleanup(name);
     Ok(())
@@ -221,10 +400,20 @@ fn del(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -
 
 fn pop(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
+    check_fence(svc, name, Some(&[k]), h)?;
     if gate(svc, st, id, name, h, frame)?.is_none() {
         return Ok(());
     }
-    let v = svc.share(name).entries.remove(k);
+    let v = remove(svc, st, name, k);
+    if v.is_some() {
+        st.persist(
+            TAG,
+            &Record::Del {
+                share: name,
+                key: k,
+            },
+        );
+    }
     st.reply_found(id, v);
     svc.cleanup(name);
     Ok(())
@@ -232,10 +421,14 @@ fn pop(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -
 
 fn clear(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let name = share_name(h);
+    check_fence(svc, name, None, h)?;
     if gate(svc, st, id, name, h, frame)?.is_none() {
         return Ok(());
     }
-    svc.share(name).entries.clear();
+    if svc.map.get(name).is_some_and(|s| !s.entries.is_empty()) {
+        st.persist(TAG, &Record::Clear { share: name });
+    }
+    clear_all(svc, st, name);
     st.reply_ok(id);
     svc.cleanup(name);
     Ok(())
@@ -288,6 +481,18 @@ fn set_many(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Fra
             _ => return failed("share_set_many: every key must be a string".into()),
         }
     }
+    let keys: Vec<&str> = items.iter().map(|(k, _)| k.as_str()).collect();
+    check_fence(svc, name, Some(&keys), h)?;
+    st.persist(
+        TAG,
+        &Record::SetMany {
+            share: name,
+            items: items
+                .iter()
+                .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v)))
+                .collect(),
+        },
+    );
     for (k, v) in items {
         store(svc, st, name, &k, v);
     }
@@ -355,6 +560,7 @@ fn add(name: &str, current: &Value, delta: &Value) -> std::result::Result<Value,
 
 fn incr(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
+    check_fence(svc, name, Some(&[k]), h)?;
     let Some(frame) = gate(svc, st, id, name, h, frame)? else {
         return Ok(());
     };
@@ -376,6 +582,14 @@ fn incr(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) 
     let bytes = Arc::new(PooledBuf::from_vec(
         dimeb::encode(&sum).map_err(|e| CommandError::Failed(e.to_string()))?,
     ));
+    st.persist(
+        TAG,
+        &Record::Set {
+            share: name,
+            key: k,
+            value: &bytes,
+        },
+    );
     store(svc, st, name, k, bytes.clone());
     st.reply_with(id, &json!({"status": 0}), Some(bytes));
     Ok(())
@@ -383,6 +597,7 @@ fn incr(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) 
 
 fn cas(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let (name, k) = (share_name(h), key(h)?);
+    check_fence(svc, name, Some(&[k]), h)?;
     let Some(frame) = gate(svc, st, id, name, h, frame)? else {
         return Ok(());
     };
@@ -408,6 +623,14 @@ fn cas(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, frame: Frame) -
         _ => false,
     };
     if swapped {
+        st.persist(
+            TAG,
+            &Record::Set {
+                share: name,
+                key: k,
+                value: new,
+            },
+        );
         store(
             svc,
             st,
@@ -436,40 +659,102 @@ fn wait_key(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) 
     Ok(())
 }
 
+/// The lease a request asks for (`ttl` milliseconds), if any.
+fn lease(h: &Header) -> Result<Option<Duration>> {
+    match h.ttl {
+        None => Ok(None),
+        Some(ms) if ms.is_finite() && ms > 0.0 => Ok(Some(
+            Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX),
+        )),
+        Some(ms) => Err(CommandError::Failed(format!(
+            "JSON parsing error: ttl: expected a positive number of milliseconds, got {ms}"
+        ))),
+    }
+}
+
+/// Grants the lock of `name` (whole share: `key` None) to `conn` with a
+/// new fencing token (logged, so tokens keep growing across restarts),
+/// and answers the request that asked for it.
+fn grant(
+    svc: &mut Shares,
+    st: &mut State,
+    name: &str,
+    key: Option<&str>,
+    conn: ConnId,
+    ttl: Option<Duration>,
+) -> Holder {
+    svc.last_token += 1;
+    let token = svc.last_token;
+    record_grant(svc, name, key, token);
+    st.persist(
+        TAG,
+        &Record::Grant {
+            share: name,
+            key,
+            token,
+        },
+    );
+    let until = ttl.and_then(|t| Instant::now().checked_add(t));
+    if let Some(u) = until {
+        svc.leases
+            .insert((u, name.to_owned(), key.map(str::to_owned)));
+    }
+    st.reply(conn, json!({"status": 0, "fence": token}));
+    Holder {
+        conn,
+        token,
+        ttl,
+        until,
+    }
+}
+
+/// Notes `token` as the newest grant of a lock.
+fn record_grant(svc: &mut Shares, name: &str, key: Option<&str>, token: u64) {
+    svc.last_token = svc.last_token.max(token);
+    let f = svc.fences.entry_ref(name).or_default();
+    match key {
+        None => f.share = token,
+        Some(k) => {
+            f.keys.insert(k.to_owned(), token);
+        }
+    }
+}
+
 fn lock(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let name = share_name(h);
     let d = deadline(h.timeout)?;
+    let ttl = lease(h)?;
     let nowait = flag(h.nowait);
     let share = svc.share(name);
     match h.key.as_deref() {
         None => {
-            if share.lock == Some(id) {
+            if share.lock.as_ref().is_some_and(|l| l.conn == id) {
                 return failed(format!(
                     "This client already holds the lock on share '{name}' (locks are not re-entrant)"
                 ));
             }
             if share.lock.is_none() {
-                share.lock = Some(id);
-                st.reply_ok(id);
+                let holder = grant(svc, st, name, None, id, ttl);
+                svc.share(name).lock = Some(holder);
             } else if nowait {
                 return failed(format!("Share '{name}' is locked by another client"));
             } else {
-                share.queue.push_back(Queued::Lock(id));
+                share.queue.push_back(Queued::Lock(id, ttl));
                 st.block(id, d, ShareWait::Lock(name.to_owned()));
             }
         }
         Some(k) => match share.key_locks.get_mut(k) {
             None => {
-                share.key_locks.insert(
+                let holder = grant(svc, st, name, Some(k), id, ttl);
+                svc.share(name).key_locks.insert(
                     k.to_owned(),
                     KeyLock {
-                        owner: id,
+                        holder,
                         waiters: VecDeque::new(),
                     },
                 );
-                st.reply_ok(id);
             }
-            Some(l) if l.owner == id => {
+            Some(l) if l.holder.conn == id => {
                 return failed(format!(
                     "This client already holds the lock on key '{k}' of share '{name}' (locks are not re-entrant)"
                 ));
@@ -480,7 +765,7 @@ fn lock(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> R
                 ));
             }
             Some(l) => {
-                l.waiters.push_back(id);
+                l.waiters.push_back((id, ttl));
                 st.block(id, d, ShareWait::KeyLock(name.to_owned(), k.to_owned()));
             }
         },
@@ -488,32 +773,64 @@ fn lock(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> R
     Ok(())
 }
 
+/// The lock of `name` (or of its `key`) if `id` holds it.
+fn held_by<'s>(
+    svc: &'s mut Shares,
+    name: &str,
+    key: Option<&str>,
+    id: ConnId,
+) -> Option<&'s mut Holder> {
+    let share = svc.map.get_mut(name)?;
+    let holder = match key {
+        None => share.lock.as_mut()?,
+        Some(k) => &mut share.key_locks.get_mut(k)?.holder,
+    };
+    (holder.conn == id).then_some(holder)
+}
+
+/// The error for a lock this client does not hold.
+fn not_held(name: &str, key: Option<&str>) -> CommandError {
+    let what = match key {
+        None => format!("share '{name}'"),
+        Some(k) => format!("key '{k}' of share '{name}'"),
+    };
+    CommandError::Failed(format!(
+        "This client does not hold the lock on {what} (never taken, released, or its lease ran out)"
+    ))
+}
+
+/// `share_lock_renew`: extends the lease of a lock this client holds.
+fn renew(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let name = share_name(h);
+    let key = h.key.as_deref();
+    let ttl = lease(h)?;
+    let holder = held_by(svc, name, key, id).ok_or_else(|| not_held(name, key))?;
+    let Some(ttl) = ttl.or(holder.ttl) else {
+        return failed(format!(
+            "The lock on share '{name}' has no lease to renew: give ttl"
+        ));
+    };
+    holder.ttl = Some(ttl);
+    holder.until = Instant::now().checked_add(ttl);
+    let (token, until) = (holder.token, holder.until);
+    if let Some(u) = until {
+        svc.leases
+            .insert((u, name.to_owned(), key.map(str::to_owned)));
+    }
+    st.reply(id, json!({"status": 0, "fence": token}));
+    Ok(())
+}
+
 fn unlock(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
     let name = share_name(h);
-    match h.key.as_deref() {
-        None => {
-            if svc.map.get(name).and_then(|s| s.lock) != Some(id) {
-                return failed(format!(
-                    "This client does not hold the lock on share '{name}'"
-                ));
-            }
-            st.reply_ok(id);
-            release_share_lock(svc, st, name);
-        }
-        Some(k) => {
-            let owner = svc
-                .map
-                .get(name)
-                .and_then(|s| s.key_locks.get(&*k))
-                .map(|l| l.owner);
-            if owner != Some(id) {
-                return failed(format!(
-                    "This client does not hold the lock on key '{k}' of share '{name}'"
-                ));
-            }
-            st.reply_ok(id);
-            release_key_lock(svc, st, name, k);
-        }
+    let key = h.key.as_deref();
+    if held_by(svc, name, key, id).is_none() {
+        return Err(not_held(name, key));
+    }
+    st.reply_ok(id);
+    match key {
+        None => release_share_lock(svc, st, name),
+        Some(k) => release_key_lock(svc, st, name, k),
     }
     svc.cleanup(name);
     Ok(())
@@ -529,10 +846,10 @@ fn release_share_lock(svc: &mut Shares, st: &mut State, name: &str) {
                 st.unblock(w);
                 replay(svc, st, w, frame);
             }
-            Queued::Lock(w) => {
+            Queued::Lock(w, ttl) => {
                 st.unblock(w);
-                svc.share(name).lock = Some(w);
-                st.reply_ok(w);
+                let holder = grant(svc, st, name, None, w, ttl);
+                svc.share(name).lock = Some(holder);
                 return;
             }
         }
@@ -566,10 +883,12 @@ fn release_key_lock(svc: &mut Shares, st: &mut State, name: &str, key: &str) {
         return;
     };
     match l.waiters.pop_front() {
-        Some(next) => {
-            l.owner = next;
+        Some((next, ttl)) => {
             st.unblock(next);
-            st.reply_ok(next);
+            let holder = grant(svc, st, name, Some(key), next, ttl);
+            if let Some(l) = svc.share(name).key_locks.get_mut(key) {
+                l.holder = holder;
+            }
         }
         None => {
             share.key_locks.remove(key);
@@ -577,10 +896,74 @@ fn release_key_lock(svc: &mut Shares, st: &mut State, name: &str, key: &str) {
     }
 }
 
+/// `share_watch`: pushes this share's changes (keys under `prefix`).
+fn watch(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let spec = WatchSpec {
+        id: watch_id(h)?,
+        topic: Some(share_name(h)),
+        prefix: h.prefix.as_deref().unwrap_or(""),
+        since: h.since,
+        epoch: h.epoch,
+    };
+    svc.feed.watch(st, id, &spec).map_err(CommandError::Failed)
+}
+
+/// `share_unwatch`: ends a watch.
+fn unwatch(svc: &mut Shares, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let w = watch_id(h)?;
+    if !svc.feed.unwatch(id, w) {
+        return failed(format!("This connection has no share watch with id {w}"));
+    }
+    st.reply_ok(id);
+    Ok(())
+}
+
+fn watch_id(h: &Header) -> Result<u64> {
+    h.watch
+        .ok_or_else(|| CommandError::Failed("JSON parsing error: missing field: watch".into()))
+}
+
+/// Ends every lease that has run out: the lock goes to the next waiter.
+fn expire_leases(svc: &mut Shares, st: &mut State, now: Instant) -> Option<Instant> {
+    while let Some((when, _, _)) = svc.leases.first() {
+        if *when > now {
+            return Some(*when);
+        }
+        let (when, name, key) = svc.leases.pop_first().expect("checked above");
+        let Some(share) = svc.map.get(name.as_str()) else {
+            continue;
+        };
+        let holder = match &key {
+            None => share.lock.as_ref(),
+            Some(k) => share.key_locks.get(k).map(|l| &l.holder),
+        };
+        // Released or renewed since: not this lease any more.
+        let Some(holder) = holder.filter(|h| h.until == Some(when)) else {
+            continue;
+        };
+        log::info!(
+            "client {}: the lease on share '{name}'{} ran out (fencing token {})",
+            holder.conn,
+            key.as_ref()
+                .map_or(String::new(), |k| format!(" key '{k}'")),
+            holder.token
+        );
+        match &key {
+            None => release_share_lock(svc, st, &name),
+            Some(k) => release_key_lock(svc, st, &name, k),
+        }
+        svc.cleanup(&name);
+    }
+    None
+}
+
 impl Shares {
     /// Share `name`, created empty if it does not exist.
     fn share(&mut self, name: &str) -> &mut Share {
-        self.map.entry_ref(name).or_default()
+        self.map.entry_ref(name).or_insert_with(|| Share {
+            name: name.into(),
+            ..Share::default()
+        })
     }
 
     /// The value stored under `key` in share `name`, if any.
@@ -600,6 +983,10 @@ impl Service for Shares {
     type Header<'h> = ShareHeader<'h>;
     type Blocked = ShareWait;
 
+    fn inspect(&self, _: &State) -> Json {
+        self.describe()
+    }
+
     const COMMANDS: &'static [(&'static str, Handler<Self>)] = &[
         ("share_set", set),
         ("share_get", get),
@@ -616,9 +1003,13 @@ impl Service for Shares {
         ("share_wait_key", wait_key),
         ("share_lock", lock),
         ("share_unlock", unlock),
+        ("share_lock_renew", renew),
+        ("share_watch", watch),
+        ("share_unwatch", unwatch),
     ];
 
     const EXTENSIONS: &'static [&'static str] = &[extensions::SHARE];
+    const PERSIST_TAG: Option<u8> = Some(TAG);
 
     fn withdraw(&mut self, _: &mut State, id: ConnId, on: ShareWait) {
         let name = match &on {
@@ -632,11 +1023,11 @@ impl Service for Shares {
         };
         match &on {
             ShareWait::Lock(_) | ShareWait::Write(_) => share.queue.retain(|q| match q {
-                Queued::Lock(c) | Queued::Write(c, _) => *c != id,
+                Queued::Lock(c, _) | Queued::Write(c, _) => *c != id,
             }),
             ShareWait::KeyLock(_, k) => {
                 if let Some(l) = share.key_locks.get_mut(k) {
-                    l.waiters.retain(|c| *c != id);
+                    l.waiters.retain(|(c, _)| *c != id);
                 }
             }
             ShareWait::Key(_, k) => {
@@ -662,16 +1053,18 @@ impl Service for Shares {
         }
     }
 
-    /// Releases every lock the client held, waking the next waiters.
+    /// Releases every lock the client held, waking the next waiters, and
+    /// ends its watches.
     fn disconnect(&mut self, st: &mut State, id: ConnId, _: &Connection) {
+        self.feed.forget(id);
         let mut share_locks = Vec::new();
         let mut key_locks = Vec::new();
         for (name, s) in &self.map {
-            if s.lock == Some(id) {
+            if s.lock.as_ref().is_some_and(|l| l.conn == id) {
                 share_locks.push(name.clone());
             }
             for (k, l) in &s.key_locks {
-                if l.owner == id {
+                if l.holder.conn == id {
                     key_locks.push((name.clone(), k.clone()));
                 }
             }
@@ -684,5 +1077,147 @@ impl Service for Shares {
             release_key_lock(self, st, &name, &k);
             self.cleanup(&name);
         }
+    }
+
+    fn expire(&mut self, st: &mut State, now: Instant) -> Option<Instant> {
+        expire_leases(self, st, now)
+    }
+
+    fn image(&self) -> Option<Encoder> {
+        let shares: Vec<(Arc<str>, Entries)> = self
+            .map
+            .values()
+            .filter(|s| !s.entries.is_empty())
+            .map(|s| (s.name.clone(), s.entries.clone()))
+            .collect();
+        let fences: Vec<(String, Fences)> = self
+            .fences
+            .iter()
+            .map(|(n, f)| (n.clone(), f.clone()))
+            .collect();
+        let last_token = self.last_token;
+        Some(Box::new(move || {
+            let image = ImageOut {
+                last_token,
+                shares: shares.iter().map(|(n, e)| (&**n, EntriesOut(e))).collect(),
+                fences,
+            };
+            bincode::serde::encode_to_vec(&image, bincode_config()).map_err(|e| e.to_string())
+        }))
+    }
+
+    fn restore(&mut self, section: &[u8]) -> std::result::Result<(), String> {
+        let (image, _): (ImageIn, _) =
+            bincode::serde::borrow_decode_from_slice(section, bincode_config())
+                .map_err(|e| format!("the shares do not decode: {e}"))?;
+        self.last_token = image.last_token;
+        for (name, entries) in image.shares {
+            let share = self.share(name);
+            for (k, v) in entries {
+                share
+                    .entries
+                    .insert(k.into(), Arc::new(PooledBuf::from_vec(v.to_vec())));
+            }
+        }
+        self.fences = image.fences.into_iter().collect();
+        Ok(())
+    }
+
+    fn replay(&mut self, st: &mut State, record: &[u8]) -> std::result::Result<(), String> {
+        let (r, _): (Record, _) =
+            bincode::serde::borrow_decode_from_slice(record, bincode_config())
+                .map_err(|e| format!("a share record does not decode: {e}"))?;
+        let value = |v: &[u8]| Arc::new(PooledBuf::from_vec(v.to_vec()));
+        let name = match &r {
+            Record::Set { share, .. }
+            | Record::SetMany { share, .. }
+            | Record::Del { share, .. }
+            | Record::Clear { share }
+            | Record::Grant { share, .. } => *share,
+        };
+        match r {
+            Record::Set {
+                share,
+                key,
+                value: v,
+            } => store(self, st, share, key, value(v)),
+            Record::SetMany { share, items } => {
+                for (k, v) in items {
+                    store(self, st, share, k, value(v));
+                }
+            }
+            Record::Del { share, key } => {
+                remove(self, st, share, key);
+            }
+            Record::Clear { share } => clear_all(self, st, share),
+            Record::Grant { share, key, token } => record_grant(self, share, key, token),
+        }
+        self.cleanup(name);
+        Ok(())
+    }
+}
+
+/// The shares' snapshot section, as written: the last token, each share's
+/// entries, each share's fences.
+#[derive(Serialize)]
+struct ImageOut<'a> {
+    last_token: u64,
+    shares: Vec<(&'a str, EntriesOut<'a>)>,
+    fences: Vec<(String, Fences)>,
+}
+
+/// A share's entries, written as a list of (key, value bytes) straight
+/// from the map.
+struct EntriesOut<'a>(&'a Entries);
+
+impl Serialize for EntriesOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(
+            self.0
+                .iter()
+                .map(|(k, v)| (&**k, serde_bytes::Bytes::new(v))),
+        )
+    }
+}
+
+/// The shares' snapshot section, as read (borrowing the file's bytes).
+#[derive(Deserialize)]
+struct ImageIn<'a> {
+    last_token: u64,
+    #[serde(borrow)]
+    shares: Vec<(&'a str, Vec<(&'a str, &'a serde_bytes::Bytes)>)>,
+    fences: Vec<(String, Fences)>,
+}
+
+impl Shares {
+    /// Each share's keys, bytes, locks and waiters, for `inspect`.
+    fn describe(&self) -> Json {
+        let mut names: Vec<&String> = self.map.keys().collect();
+        names.sort();
+        let shares: serde_json::Map<String, Json> = names
+            .into_iter()
+            .map(|n| {
+                let s = &self.map[n];
+                let bytes: usize = s.entries.values().map(|v| v.len()).sum();
+                let key_locks: serde_json::Map<String, Json> = s
+                    .key_locks
+                    .iter()
+                    .map(|(k, l)| (k.clone(), json!({"holder": l.holder.conn, "token": l.holder.token, "waiters": l.waiters.len()})))
+                    .collect();
+                (
+                    n.clone(),
+                    json!({
+                        "keys": s.entries.len(),
+                        "bytes": bytes,
+                        "lock": s.lock.as_ref().map(|h| h.conn),
+                        "lock_waiters": s.queue.iter().filter(|q| matches!(q, Queued::Lock(..))).count(),
+                        "blocked_writes": s.queue.iter().filter(|q| matches!(q, Queued::Write(..))).count(),
+                        "key_locks": key_locks,
+                        "key_waiters": s.key_waiters.values().map(Vec::len).sum::<usize>(),
+                    }),
+                )
+            })
+            .collect();
+        Json::Object(shares)
     }
 }

@@ -1,21 +1,25 @@
 //! Linda tuple spaces: `out`, blocking `in`/`rd` with timeouts, `inp`/`rdp`,
 //! `count`. Tuples are dimeb lists kept as bytes; matching compares encoded
 //! fields (see `crate::pattern`) and is indexed by arity and first field so
-//! a request does not scan unrelated tuples.
+//! a request does not scan unrelated tuples. Stored tuples are logged with
+//! `--data-dir` (see `persist`), and every tuple in or out is published to
+//! watchers (see `watch`).
 
 use crate::buffer::PooledBuf;
 use crate::pattern::{self, Matcher};
 use crate::proto::extensions;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
+use crate::server::persist::{Encoder, format::bincode_config};
 use crate::server::request::{CommandError, Result, Text};
 use crate::server::service::{Handler, Service};
 use crate::server::state::State;
+use crate::server::watch::{Feed, WatchSpec};
 use crate::wire::Frame;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use serde_json::{Value as Json, json};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 /// The fields tuple-space commands read.
@@ -30,6 +34,12 @@ pub struct SpaceHeader<'a> {
     pub pattern: Option<&'a RawValue>,
     /// `ts_in`, `ts_rd`: milliseconds to wait before giving up.
     pub timeout: Option<f64>,
+    /// `ts_watch`, `ts_unwatch`: the client's id for the watch.
+    pub watch: Option<u64>,
+    /// `ts_watch`: resume after this event number …
+    pub since: Option<u64>,
+    /// … of the feed with this epoch.
+    pub epoch: Option<u64>,
 }
 
 type Header<'a> = SpaceHeader<'a>;
@@ -38,9 +48,13 @@ type Header<'a> = SpaceHeader<'a>;
 /// named space.
 pub struct TupleWait(String);
 
+/// A stored tuple: its encoding and where each field is in it. Cheap to
+/// clone, as the map that holds it copies on write while a snapshot
+/// shares it.
+#[derive(Clone)]
 struct Tuple {
     bytes: Arc<PooledBuf>,
-    fields: Vec<(usize, usize)>,
+    fields: Arc<[(usize, usize)]>,
 }
 
 impl Tuple {
@@ -67,8 +81,8 @@ struct Waiter {
 
 #[derive(Default)]
 struct Space {
-    next_seq: u64,
-    tuples: BTreeMap<u64, Tuple>,
+    name: Arc<str>,
+    tuples: imbl::OrdMap<u64, Tuple>,
     by_arity: HashMap<usize, BTreeSet<u64>>,
     by_first: HashMap<(usize, Vec<u8>), BTreeSet<u64>>,
     by_first_tag: HashMap<(usize, u8), BTreeSet<u64>>,
@@ -85,9 +99,8 @@ fn remove_from<K: std::hash::Hash + Eq>(index: &mut HashMap<K, BTreeSet<u64>>, k
 }
 
 impl Space {
-    fn insert(&mut self, t: Tuple) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+    /// Stores `t` under number `seq`, newer than every stored one.
+    fn insert(&mut self, seq: u64, t: Tuple) {
         let arity = t.fields.len();
         self.by_arity.entry(arity).or_default().insert(seq);
         if arity > 0 {
@@ -105,14 +118,18 @@ impl Space {
     }
 
     fn remove(&mut self, seq: u64) -> Tuple {
-        let t = self.tuples.remove(&seq).expect("indexed tuple exists");
+        self.try_remove(seq).expect("indexed tuple exists")
+    }
+
+    fn try_remove(&mut self, seq: u64) -> Option<Tuple> {
+        let t = self.tuples.remove(&seq)?;
         let arity = t.fields.len();
         remove_from(&mut self.by_arity, arity, seq);
         if arity > 0 {
             remove_from(&mut self.by_first, (arity, t.field(0).to_vec()), seq);
             remove_from(&mut self.by_first_tag, (arity, t.field(0)[0]), seq);
         }
-        t
+        Some(t)
     }
 
     /// Oldest first match in one index bucket.
@@ -143,7 +160,7 @@ impl Space {
     fn count(&self, pattern: &[Matcher]) -> usize {
         self.by_arity.get(&pattern.len()).map_or(0, |set| {
             set.iter()
-                .filter(|s| self.tuples[s].matches(pattern))
+                .filter(|s| self.tuples[*s].matches(pattern))
                 .count()
         })
     }
@@ -154,10 +171,50 @@ impl Space {
 }
 
 /// Every tuple space, by name ("" is the default).
-#[derive(Default)]
 pub struct Spaces {
     // hashbrown, as for shares: one lookup, the name copied only when new.
     map: hashbrown::HashMap<String, Space>,
+    /// The number the next stored tuple gets: one counter for every space,
+    /// so a log record names a tuple the same way however often a space
+    /// emptied and went away.
+    next_tuple: u64,
+    feed: Feed,
+}
+
+impl Default for Spaces {
+    fn default() -> Spaces {
+        Spaces {
+            map: hashbrown::HashMap::default(),
+            next_tuple: 0,
+            feed: Feed::new("space", "key"),
+        }
+    }
+}
+
+/// The tag of tuple-space records and of their snapshot section.
+const TAG: u8 = 2;
+
+/// A change to the tuple spaces, as logged.
+#[derive(Serialize, Deserialize)]
+enum Record<'a> {
+    /// A tuple stored (not one handed straight to a waiting `in`).
+    Out {
+        space: &'a str,
+        #[serde(borrow, with = "serde_bytes")]
+        tuple: &'a [u8],
+    },
+    /// Stored tuple number `seq` taken.
+    Take { space: &'a str, seq: u64 },
+}
+
+impl Spaces {
+    /// Space `name`, created empty if it does not exist.
+    fn space(&mut self, name: &str) -> &mut Space {
+        self.map.entry_ref(name).or_insert_with(|| Space {
+            name: name.into(),
+            ..Space::default()
+        })
+    }
 }
 
 /// The space a request names ("" is the default space).
@@ -172,9 +229,9 @@ fn out(svc: &mut Spaces, st: &mut State, id: ConnId, h: &Header, frame: Frame) -
     })?;
     let tuple = Tuple {
         bytes: Arc::new(frame.payload),
-        fields,
+        fields: fields.into(),
     };
-    let space = svc.map.entry_ref(name).or_default();
+    let space = svc.space(name);
     // Every matching rd gets a copy; then the longest-waiting matching in takes it.
     let mut readers = Vec::new();
     let mut taker = None;
@@ -193,8 +250,24 @@ fn out(svc: &mut Spaces, st: &mut State, id: ConnId, h: &Header, frame: Frame) -
     }
     let taker = taker.map(|i| space.waiters.remove(i).expect("in range").conn);
     let bytes = tuple.bytes.clone();
+    let topic = space.name.clone();
     if taker.is_none() {
-        space.insert(tuple);
+        let seq = svc.next_tuple;
+        svc.next_tuple += 1;
+        svc.space(name).insert(seq, tuple);
+        st.persist(
+            TAG,
+            &Record::Out {
+                space: name,
+                tuple: &bytes,
+            },
+        );
+    }
+    svc.feed
+        .publish(st, Some(&topic), None, "out", Some(&bytes), None);
+    if taker.is_some() {
+        svc.feed
+            .publish(st, Some(&topic), None, "in", Some(&bytes), None);
     }
     for r in readers {
         st.unblock(r);
@@ -229,11 +302,16 @@ fn lookup(
     let name = space_name(h);
     let pattern = compiled(h, &frame)?;
     let d = if block { deadline(h.timeout)? } else { None };
-    let space = svc.map.entry_ref(name).or_default();
+    let space = svc.space(name);
     match space.find(&pattern) {
         Some(seq) => {
             let bytes = if take {
-                space.remove(seq).bytes
+                let bytes = space.remove(seq).bytes;
+                let topic = space.name.clone();
+                st.persist(TAG, &Record::Take { space: name, seq });
+                svc.feed
+                    .publish(st, Some(&topic), None, "in", Some(&bytes), None);
+                bytes
             } else {
                 space.tuples[&seq].bytes.clone()
             };
@@ -277,6 +355,75 @@ fn count(svc: &mut Spaces, st: &mut State, id: ConnId, h: &Header, frame: Frame)
     Ok(())
 }
 
+/// `ts_watch`: pushes every tuple put into or taken from this space.
+fn watch(svc: &mut Spaces, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let spec = WatchSpec {
+        id: watch_id(h)?,
+        topic: Some(space_name(h)),
+        prefix: "",
+        since: h.since,
+        epoch: h.epoch,
+    };
+    svc.feed.watch(st, id, &spec).map_err(CommandError::Failed)
+}
+
+/// `ts_unwatch`: ends a watch.
+fn unwatch(svc: &mut Spaces, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let w = watch_id(h)?;
+    if !svc.feed.unwatch(id, w) {
+        return Err(CommandError::Failed(format!(
+            "This connection has no tuple-space watch with id {w}"
+        )));
+    }
+    st.reply_ok(id);
+    Ok(())
+}
+
+fn watch_id(h: &Header) -> Result<u64> {
+    h.watch
+        .ok_or_else(|| CommandError::Failed("JSON parsing error: missing field: watch".into()))
+}
+
+/// A tuple from its encoding (a dimeb list).
+fn tuple_of(bytes: &[u8]) -> std::result::Result<Tuple, String> {
+    let fields = pattern::split_list(bytes).map_err(|e| e.0)?;
+    Ok(Tuple {
+        bytes: Arc::new(PooledBuf::from_vec(bytes.to_vec())),
+        fields: fields.into(),
+    })
+}
+
+/// The spaces' snapshot section, as written: the next tuple number, then
+/// each space's tuples (number, encoding), oldest first.
+struct ImageOut(u64, Vec<(Arc<str>, imbl::OrdMap<u64, Tuple>)>);
+
+impl Serialize for ImageOut {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        struct Tuples<'a>(&'a imbl::OrdMap<u64, Tuple>);
+        impl Serialize for Tuples<'_> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_seq(
+                    self.0
+                        .iter()
+                        .map(|(seq, t)| (*seq, serde_bytes::Bytes::new(&t.bytes))),
+                )
+            }
+        }
+        let spaces: Vec<(&str, Tuples)> = self
+            .1
+            .iter()
+            .map(|(name, tuples)| (&**name, Tuples(tuples)))
+            .collect();
+        (self.0, spaces).serialize(s)
+    }
+}
+
+/// The spaces' snapshot section, as read.
+type ImageIn<'a> = (u64, Vec<(&'a str, Vec<(u64, &'a serde_bytes::Bytes)>)>);
+
 impl Spaces {
     fn cleanup(&mut self, name: &str) {
         if self.map.get(name).is_some_and(Space::is_idle) {
@@ -289,6 +436,10 @@ impl Service for Spaces {
     type Header<'h> = SpaceHeader<'h>;
     type Blocked = TupleWait;
 
+    fn inspect(&self, _: &State) -> Json {
+        self.describe()
+    }
+
     const COMMANDS: &'static [(&'static str, Handler<Self>)] = &[
         ("ts_out", out),
         ("ts_in", take_blocking),
@@ -296,9 +447,12 @@ impl Service for Spaces {
         ("ts_inp", take_now),
         ("ts_rdp", read_now),
         ("ts_count", count),
+        ("ts_watch", watch),
+        ("ts_unwatch", unwatch),
     ];
 
     const EXTENSIONS: &'static [&'static str] = &[extensions::SPACE];
+    const PERSIST_TAG: Option<u8> = Some(TAG);
 
     /// Drops the blocked request from its space: it will never take a
     /// tuple afterwards.
@@ -313,6 +467,79 @@ impl Service for Spaces {
         format!("Timed out waiting for a matching tuple in space '{name}'")
     }
 
-    /// Nothing to release: a client holds no tuples.
-    fn disconnect(&mut self, _: &mut State, _: ConnId, _: &Connection) {}
+    /// A client holds no tuples; its watches end.
+    fn disconnect(&mut self, _: &mut State, id: ConnId, _: &Connection) {
+        self.feed.forget(id);
+    }
+
+    fn image(&self) -> Option<Encoder> {
+        let spaces = ImageOut(
+            self.next_tuple,
+            self.map
+                .values()
+                .filter(|s| !s.tuples.is_empty())
+                .map(|s| (s.name.clone(), s.tuples.clone()))
+                .collect(),
+        );
+        Some(Box::new(move || {
+            bincode::serde::encode_to_vec(&spaces, bincode_config()).map_err(|e| e.to_string())
+        }))
+    }
+
+    fn restore(&mut self, section: &[u8]) -> std::result::Result<(), String> {
+        let (image, _): (ImageIn, _) =
+            bincode::serde::borrow_decode_from_slice(section, bincode_config())
+                .map_err(|e| format!("the tuple spaces do not decode: {e}"))?;
+        let (next, spaces) = image;
+        self.next_tuple = next;
+        for (name, tuples) in spaces {
+            let space = self.space(name);
+            for (seq, bytes) in tuples {
+                space.insert(seq, tuple_of(bytes)?);
+            }
+        }
+        Ok(())
+    }
+
+    fn replay(&mut self, _: &mut State, record: &[u8]) -> std::result::Result<(), String> {
+        let (r, _): (Record, _) =
+            bincode::serde::borrow_decode_from_slice(record, bincode_config())
+                .map_err(|e| format!("a tuple-space record does not decode: {e}"))?;
+        match r {
+            Record::Out { space, tuple } => {
+                let t = tuple_of(tuple)?;
+                let seq = self.next_tuple;
+                self.next_tuple += 1;
+                self.space(space).insert(seq, t);
+            }
+            Record::Take { space, seq } => {
+                if self.space(space).try_remove(seq).is_none() {
+                    return Err(format!(
+                        "it takes tuple {seq} of space '{space}', which is not there"
+                    ));
+                }
+                self.cleanup(space);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Spaces {
+    /// Each space's tuples and waiters, for `inspect`.
+    fn describe(&self) -> Json {
+        let mut names: Vec<&String> = self.map.keys().collect();
+        names.sort();
+        let spaces: serde_json::Map<String, Json> = names
+            .into_iter()
+            .map(|n| {
+                let s = &self.map[n];
+                (
+                    n.clone(),
+                    json!({"tuples": s.tuples.len(), "waiters": s.waiters.len()}),
+                )
+            })
+            .collect();
+        Json::Object(spaces)
+    }
 }

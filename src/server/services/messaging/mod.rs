@@ -1,6 +1,6 @@
 //! DiME2 messaging (docs/protocol.md §2): groups, `send`, `broadcast`,
 //! `sync`, `wait`, `devices`, and the handshake's serialization
-//! negotiation (§3).
+//! negotiation (§3); and, our extension, watches of group membership.
 
 mod groups;
 
@@ -12,6 +12,7 @@ use crate::server::outqueue::OutItem;
 use crate::server::request::{CommandError, Result, Text, flag, required, required_raw_str};
 use crate::server::service::{Handler, Service};
 use crate::server::state::State;
+use crate::server::watch::{Feed, WatchSpec};
 use crate::wire::Frame;
 use groups::Groups;
 use serde::Deserialize;
@@ -37,6 +38,10 @@ pub struct MessagingHeader<'a> {
     pub n: Option<f64>,
     /// Milliseconds to wait before giving up (our extension).
     pub timeout: Option<f64>,
+    /// `handshake` with `false`: this connection is not a recipient of
+    /// broadcasts (our clients' side connections for remote calls,
+    /// watches and monitors, which never sync).
+    pub broadcasts: Option<bool>,
     /// `send`: answer with the sender's own next messages (our extension).
     pub receive: Option<bool>,
     /// `sync`: block until a message is queued (our extension).
@@ -62,6 +67,15 @@ pub struct MessagingHeader<'a> {
     /// relayed when the broker took a checked descriptor with it.
     #[serde(borrow)]
     pub shm: Option<&'a RawValue>,
+    /// `group_watch`, `group_unwatch`: the client's id for the watch.
+    pub watch: Option<u64>,
+    /// `group_watch`: only groups whose name starts with this.
+    #[serde(borrow)]
+    pub prefix: Option<Text<'a>>,
+    /// `group_watch`: resume after this event number …
+    pub since: Option<u64>,
+    /// … of the feed with this epoch.
+    pub epoch: Option<u64>,
 }
 
 type Header<'a> = MessagingHeader<'a>;
@@ -77,11 +91,34 @@ pub struct Messaging {
     groups: Groups,
     /// The server-wide serialization (§3); None until the first handshake.
     serialization: Option<String>,
+    /// Joins and leaves, for watchers.
+    feed: MembershipFeed,
+}
+
+/// The feed of joins and leaves: events name the group and the client.
+struct MembershipFeed(Feed);
+
+impl Default for MembershipFeed {
+    fn default() -> MembershipFeed {
+        MembershipFeed(Feed::new("topic", "group"))
+    }
+}
+
+impl MembershipFeed {
+    fn publish(&mut self, st: &mut State, group: &str, kind: &'static str, client: ConnId) {
+        let group: Arc<str> = group.into();
+        self.0
+            .publish(st, None, Some(&group), kind, None, Some(client));
+    }
 }
 
 impl Service for Messaging {
     type Header<'h> = MessagingHeader<'h>;
     type Blocked = InboxWait;
+
+    fn inspect(&self, _: &State) -> Json {
+        self.describe()
+    }
 
     const COMMANDS: &'static [(&'static str, Handler<Self>)] = &[
         ("handshake", handshake),
@@ -95,6 +132,8 @@ impl Service for Messaging {
         ("shm_send", shm_send),
         ("shm_receive", shm_receive),
         ("shm_release", shm_release),
+        ("group_watch", group_watch),
+        ("group_unwatch", group_unwatch),
     ];
 
     const EXTENSIONS: &'static [&'static str] = &[
@@ -114,8 +153,10 @@ impl Service for Messaging {
     }
 
     fn disconnect(&mut self, st: &mut State, id: ConnId, conn: &Connection) {
+        self.feed.0.forget(id);
         for g in &conn.groups {
             self.groups.leave(g, id);
+            self.feed.publish(st, g, "leave", id);
         }
         if st.conns.is_empty() {
             // A fresh session negotiates afresh.
@@ -188,6 +229,11 @@ fn handshake(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Fra
     };
     conn.fds_in &= conn.accepts.shm;
     conn.fds_out &= conn.accepts.shm;
+    if h.broadcasts == Some(false) {
+        if let Some(c) = st.conns.get_mut(&id) {
+            c.broadcasts = false;
+        }
+    }
     // "extensions" is ours: what this server understands beyond DiME2, so
     // our clients fall back to DiME2's own commands where a server (an
     // original one) sends no such list. Old clients ignore the field.
@@ -209,11 +255,14 @@ fn join(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -
         }
     }
     let conn = st.conns.get_mut(&id).expect("live connection");
-    for g in groups {
-        svc.groups.join(&g, id);
-        conn.groups.insert(g);
+    for g in &groups {
+        svc.groups.join(g, id);
+        conn.groups.insert(g.clone());
     }
     st.reply_ok(id);
+    for g in &groups {
+        svc.feed.publish(st, g, "join", id);
+    }
     Ok(())
 }
 
@@ -225,16 +274,58 @@ fn leave(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) 
         }
     }
     let conn = st.conns.get_mut(&id).expect("live connection");
-    for g in groups {
-        svc.groups.leave(&g, id);
-        conn.groups.remove(&g);
+    for g in &groups {
+        svc.groups.leave(g, id);
+        conn.groups.remove(g);
+    }
+    st.reply_ok(id);
+    for g in &groups {
+        svc.feed.publish(st, g, "leave", id);
+    }
+    Ok(())
+}
+
+/// `group_watch`: pushes every join and leave (of groups under `prefix`).
+fn group_watch(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let spec = WatchSpec {
+        id: watch_id(h)?,
+        topic: None,
+        prefix: h.prefix.as_deref().unwrap_or(""),
+        since: h.since,
+        epoch: h.epoch,
+    };
+    svc.feed
+        .0
+        .watch(st, id, &spec)
+        .map_err(CommandError::Failed)
+}
+
+/// `group_unwatch`: ends a watch.
+fn group_unwatch(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let w = watch_id(h)?;
+    if !svc.feed.0.unwatch(id, w) {
+        return Err(CommandError::Failed(format!(
+            "This connection has no group watch with id {w}"
+        )));
     }
     st.reply_ok(id);
     Ok(())
 }
 
-fn relay(st: &mut State, id: ConnId, h: &Header, frame: Frame, recipients: Vec<ConnId>) -> Result {
-    required(&h.varname, "varname")?;
+fn watch_id(h: &Header) -> Result<u64> {
+    h.watch
+        .ok_or_else(|| CommandError::Failed("JSON parsing error: missing field: watch".into()))
+}
+
+fn relay(
+    st: &mut State,
+    id: ConnId,
+    h: &Header,
+    frame: Frame,
+    group: Option<&str>,
+    recipients: Vec<ConnId>,
+) -> Result {
+    let varname = required(&h.varname, "varname")?;
     // "serialization" stays optional, as in the original server: the frame
     // is relayed as given and recipients fall back on the session's
     // negotiated serialization (docs/protocol.md §2).
@@ -255,9 +346,26 @@ fn relay(st: &mut State, id: ConnId, h: &Header, frame: Frame, recipients: Vec<C
                 .into(),
         ));
     }
-    let copies = Copies::of(st, &recipients, frame, flag(h.dimeb_layout))?;
+    // Monitors that record get a copy of their own too.
+    let recorders: Vec<ConnId> = st
+        .monitors
+        .iter()
+        .filter(|(_, m)| m.payloads)
+        .map(|(id, _)| *id)
+        .collect();
+    let copies = if recorders.is_empty() {
+        Copies::of(st, &recipients, frame, flag(h.dimeb_layout))?
+    } else {
+        let all: Vec<ConnId> = recipients.iter().chain(&recorders).copied().collect();
+        Copies::of(st, &all, frame, flag(h.dimeb_layout))?
+    };
     check_queue_room(st, &recipients, |c| copies.pick(c).queued_len() as u64)
         .map_err(CommandError::Failed)?;
+    st.stats.messages += 1;
+    let original = copies.original.clone();
+    st.show_monitors(id, group, varname, recipients.len(), &original, |c| {
+        copies.pick(c)
+    });
     deliver(st, &recipients, |c| copies.pick(c));
     // "receive": true (our extension) answers with the sender's own next
     // messages instead of a bare status: a request/reply in one exchange.
@@ -278,12 +386,19 @@ fn send(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, frame: Fram
             )));
         }
     };
-    relay(st, id, h, frame, recipients)
+    relay(st, id, h, frame, Some(&group), recipients)
 }
 
 fn broadcast(_: &mut Messaging, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    let recipients: Vec<ConnId> = st.conns.keys().copied().filter(|c| *c != id).collect();
-    relay(st, id, h, frame, recipients)
+    // Side connections (remote calls, watches) and monitors never sync:
+    // they are not recipients.
+    let recipients: Vec<ConnId> = st
+        .conns
+        .iter()
+        .filter(|(c, conn)| **c != id && conn.broadcasts && !st.monitors.contains_key(c))
+        .map(|(c, _)| *c)
+        .collect();
+    relay(st, id, h, frame, None, recipients)
 }
 
 fn sync(_: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
@@ -523,5 +638,24 @@ fn meta_to_others(st: &mut State, except: ConnId, json: &Json) {
             c.meta(json_item(json));
             st.dirty.insert(*id);
         }
+    }
+}
+
+impl Messaging {
+    /// Groups and their members, for `inspect`.
+    fn describe(&self) -> Json {
+        let groups: serde_json::Map<String, Json> = self
+            .groups
+            .names()
+            .map(|g| {
+                let members: Vec<ConnId> = self
+                    .groups
+                    .members(g)
+                    .map(|m| m.iter().copied().collect())
+                    .unwrap_or_default();
+                (g.to_owned(), json!(members))
+            })
+            .collect();
+        json!({"groups": groups, "serialization": self.serialization})
     }
 }

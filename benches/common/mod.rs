@@ -1,0 +1,4 @@
+//! Code the benches share.
+#![allow(dead_code)]
+
+pub mod kv;

@@ -1,0 +1,335 @@
+//! File transfer benchmark, TCP on 127.0.0.1, everything measured in one
+//! run: `cargo bench --bench files` (add `-- --check` to exit 1 after the
+//! report if a target is MISS).
+//!
+//! 1. One large file (2 GiB; `DIME_BENCH_FILE_MB` to change) downloaded
+//!    over 4 connections from `dime files serve ROOT --listen tcp:…` (the
+//!    broker in the file server's process: one hop), against a raw
+//!    single-connection TCP stream of the same file (read the file, send
+//!    it, receive it, write it) in the same run, the two taking turns.
+//!    Targets: ≥ 0.8× the raw rate; the server's peak RSS under 100 MB.
+//! 2. 10,000 files of 10 KB (`DIME_BENCH_SMALL_FILES`) over 4 connections
+//!    against pynetwork 2.4 with 4 clients (`benches/pynetwork_files.py`).
+//!    Target: ≥ 10× pynetwork's files/s. pynetwork runs from a Python that
+//!    has it: `$PYNETWORK_PYTHON`, else `.venv/pynetwork/bin/python`; make
+//!    that with
+//!    `python3 -m venv .venv/pynetwork && .venv/pynetwork/bin/pip install pynetwork==2.4 tqdm`.
+//!    Without it the comparison is SKIP (a MISS under `--check`).
+//!
+//! Files live in a scratch directory under `$DIME_BENCH_DIR` (default the
+//! system temp dir); it needs about three times the large file's size.
+
+use dime::files::{Selection, TransferOptions, download};
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Timed runs per row, taking turns; the median is reported.
+const REPEATS: usize = 3;
+const RATIO_TARGET: f64 = 0.8;
+const RSS_TARGET_MB: f64 = 100.0;
+const FILES_TARGET: f64 = 10.0;
+const CONNECTIONS: usize = 4;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Writes `len` pseudo-random bytes to `path`.
+fn make_file(path: &Path, len: usize, seed: u64) {
+    let mut f = File::create(path).unwrap();
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut buf = vec![0u8; (1 << 20).min(len.max(1))];
+    let mut left = len;
+    while left > 0 {
+        for w in buf.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(buf.len());
+        f.write_all(&buf[..n]).unwrap();
+        left -= n;
+    }
+}
+
+/// `dime files serve ROOT --listen tcp:127.0.0.1:0`, and its address.
+struct FileServer {
+    child: Child,
+    address: String,
+}
+
+impl FileServer {
+    fn start(root: &Path) -> FileServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dime"))
+            .args(["files", "serve"])
+            .arg(root)
+            .args(["--listen", "tcp:127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start dime files serve");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let address = loop {
+            let line = lines.next().expect("dime files serve exited").unwrap();
+            if let Some(a) = line.strip_prefix("dime: listening on ") {
+                break a.to_owned();
+            }
+        };
+        // Keep draining its stderr so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        // The file server registers right after the broker listens.
+        std::thread::sleep(Duration::from_millis(300));
+        FileServer { child, address }
+    }
+
+    /// Peak resident memory so far, in MB.
+    fn peak_rss_mb(&self) -> f64 {
+        let status =
+            fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        // SAFETY: a plain signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// The raw floor: one TCP connection, a thread reading the file into it
+/// and one writing what arrives to `dest`; seconds taken.
+fn raw_copy(src: &Path, dest: &Path) -> f64 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dest = dest.to_owned();
+    let t = Instant::now();
+    let receiver = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut out = File::create(dest).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n]).unwrap();
+        }
+    });
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut f = File::open(src).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        s.write_all(&buf[..n]).unwrap();
+    }
+    drop(s);
+    receiver.join().unwrap();
+    t.elapsed().as_secs_f64()
+}
+
+fn ours(address: &str, what: &str, dest: &Path) -> f64 {
+    let opts = TransferOptions {
+        connections: CONNECTIONS,
+        ..TransferOptions::default()
+    };
+    let t = Instant::now();
+    download(
+        address,
+        "files",
+        &Selection::Paths(vec![what.into()]),
+        dest,
+        &opts,
+        None,
+    )
+    .expect("download");
+    t.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn verdict(ok: bool, misses: &mut usize) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        *misses += 1;
+        "MISS"
+    }
+}
+
+/// The Python that has pynetwork, if any.
+fn pynetwork_python() -> Option<PathBuf> {
+    let p = std::env::var_os("PYNETWORK_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/pynetwork/bin/python")
+        });
+    let ok = Command::new(&p)
+        .args(["-c", "import pynetwork, tqdm"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(p)
+}
+
+/// pynetwork's files/s downloading every file in `dir` with `clients`.
+fn pynetwork_rate(python: &Path, dir: &Path, dest: &Path, clients: usize) -> Option<f64> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pynetwork_files.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg("--root")
+        .arg(dir)
+        .arg("--dest")
+        .arg(dest)
+        .args(["--clients", &clients.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        eprintln!(
+            "pynetwork run failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("files_per_s="))
+        .and_then(|r| r.parse().ok())
+}
+
+fn main() {
+    let check = std::env::args().any(|a| a == "--check");
+    let mut misses = 0;
+    let size = env_usize("DIME_BENCH_FILE_MB", 2048) << 20;
+    let small = env_usize("DIME_BENCH_SMALL_FILES", 10_000);
+    let base = std::env::var_os("DIME_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let scratch = tempfile::tempdir_in(base).unwrap();
+    let root = scratch.path().join("root");
+    fs::create_dir_all(root.join("small")).unwrap();
+    println!(
+        "dime files bench: {} cpus, scratch {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        scratch.path().display()
+    );
+    let t0 = Instant::now();
+    make_file(&root.join("big.bin"), size, 1);
+    for i in 0..small {
+        make_file(
+            &root.join(format!("small/f{i:05}.bin")),
+            10_000,
+            i as u64 + 2,
+        );
+    }
+    println!("made the files in {:.1} s", t0.elapsed().as_secs_f64());
+    let server = FileServer::start(&root);
+
+    // 1. One large file.
+    let dest = scratch.path().join("dest");
+    let (mut raw, mut dime) = (Vec::new(), Vec::new());
+    for _ in 0..REPEATS {
+        fs::create_dir_all(&dest).unwrap();
+        raw.push(raw_copy(&root.join("big.bin"), &dest.join("raw.bin")));
+        fs::remove_dir_all(&dest).unwrap();
+        dime.push(ours(&server.address, "big.bin", &dest));
+        assert_eq!(
+            fs::metadata(dest.join("big.bin")).unwrap().len(),
+            size as u64
+        );
+        fs::remove_dir_all(&dest).unwrap();
+    }
+    let gb = size as f64 / 1e9;
+    let (raw_rate, dime_rate) = (gb / median(raw), gb / median(dime));
+    let rss = server.peak_rss_mb();
+    println!();
+    println!(
+        "1. one {:.2} GB file, {CONNECTIONS} connections, {REPEATS} runs each taking turns (median)",
+        gb
+    );
+    println!("   raw TCP stream, 1 connection (file -> socket -> file)  {raw_rate:>7.2} GB/s");
+    println!(
+        "   dime get, {CONNECTIONS} connections, BLAKE3-checked           {dime_rate:>7.2} GB/s"
+    );
+    let r = dime_rate / raw_rate;
+    println!(
+        "   ratio dime/raw   {r:>6.3}x   target >= {RATIO_TARGET}x   {}",
+        verdict(r >= RATIO_TARGET, &mut misses)
+    );
+    println!(
+        "   server peak RSS  {rss:>6.1} MB  target <  {RSS_TARGET_MB} MB  {}",
+        verdict(rss < RSS_TARGET_MB, &mut misses)
+    );
+
+    // 2. Many small files.
+    if small == 0 {
+        return finish(server, t0, check, misses);
+    }
+    let mut rates = Vec::new();
+    for _ in 0..REPEATS {
+        let secs = ours(&server.address, "small", &dest);
+        assert_eq!(fs::read_dir(dest.join("small")).unwrap().count(), small);
+        fs::remove_dir_all(&dest).unwrap();
+        rates.push(small as f64 / secs);
+    }
+    let ours_rate = median(rates);
+    println!();
+    println!("2. {small} files of 10 KB, {CONNECTIONS} connections / clients");
+    println!("   dime get                {ours_rate:>9.0} files/s (median of {REPEATS})");
+    match pynetwork_python() {
+        Some(py) => match pynetwork_rate(
+            &py,
+            &root.join("small"),
+            &scratch.path().join("pyn"),
+            CONNECTIONS,
+        ) {
+            Some(theirs) => {
+                println!("   pynetwork 2.4           {theirs:>9.0} files/s (one run)");
+                let r = ours_rate / theirs;
+                println!(
+                    "   ratio dime/pynetwork   {r:>6.1}x   target >= {FILES_TARGET}x   {}",
+                    verdict(r >= FILES_TARGET, &mut misses)
+                );
+            }
+            None => println!("   pynetwork: failed   {}", verdict(false, &mut misses)),
+        },
+        None => {
+            println!(
+                "   pynetwork: SKIP (not found: set PYNETWORK_PYTHON or make .venv/pynetwork, see benches/files.rs)"
+            );
+            if check {
+                misses += 1;
+            }
+        }
+    }
+    finish(server, t0, check, misses);
+}
+
+fn finish(server: FileServer, t0: Instant, check: bool, misses: usize) {
+    drop(server);
+    println!();
+    println!("total {:.1} s", t0.elapsed().as_secs_f64());
+    if check && misses > 0 {
+        eprintln!("files bench --check: {misses} target(s) missed");
+        std::process::exit(1);
+    }
+}

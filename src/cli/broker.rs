@@ -1,0 +1,140 @@
+//! `dime` / `dime serve`: the broker.
+
+use clap::{ArgAction, Args};
+use dime::server::{Config, Durability, FsyncPolicy, Server};
+use dime::transport::Address;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The broker's options.
+#[derive(Args, Debug)]
+pub struct BrokerArgs {
+    /// Listen on an address: unix:PATH, ipc:PATH, tcp:PORT (binds 127.0.0.1),
+    /// tcp:HOST:PORT, ws:PORT (WebSocket, binds 127.0.0.1), ws:HOST:PORT.
+    /// Repeat for several. Default: unix:/tmp/dime.sock
+    #[arg(short = 'l', long = "listen", value_name = "ADDRESS")]
+    listen: Vec<Address>,
+
+    /// More logging on stderr (-v, -vv, -vvv).
+    #[arg(short = 'v', action = ArgAction::Count)]
+    verbose: u8,
+
+    /// File mode of unix socket files, in octal.
+    #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_octal)]
+    socket_mode: u32,
+
+    /// Largest message (JSON header + payload) accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 30)]
+    max_message: u64,
+
+    /// Largest total of unsynced bytes queued for one client.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 30)]
+    max_queue: u64,
+
+    /// Allow browser pages from this origin (e.g. http://localhost:8000) on
+    /// ws: listeners; repeat for several. Without it every origin may
+    /// connect. Clients that send no Origin header (non-browsers) are
+    /// always allowed.
+    #[arg(long = "ws-origin", value_name = "ORIGIN")]
+    ws_origins: Vec<String>,
+
+    /// Exit cleanly once no client has been connected for this many seconds
+    /// (remoteD's AutoKill; used by servers that clients start on demand).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    exit_when_idle: Option<Duration>,
+
+    /// After serving a request, keep polling for this many microseconds
+    /// before sleeping, while clients are in a tight request/reply exchange
+    /// (it saves the kernel's wake-up, most of a small round trip); 0 never
+    /// polls. Costs CPU only while traffic is dense.
+    #[arg(long, value_name = "MICROS", default_value_t = 50)]
+    busy_poll: u64,
+
+    /// Let every client use the admin commands behind `dime ls`, `dime
+    /// stats` and `dime monitor`. Without it only clients of the same user
+    /// on a unix socket may.
+    #[arg(long)]
+    admin: bool,
+
+    /// Keep shares and tuple spaces in DIR (a snapshot and a log of every
+    /// change since), so they survive a restart. Group messages are never
+    /// persisted.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<std::path::PathBuf>,
+
+    /// With --data-dir: when the log is forced to disk: always (before
+    /// each reply), everysec (about once a second), or no (when the OS
+    /// chooses).
+    #[arg(
+        long,
+        value_name = "POLICY",
+        default_value = "everysec",
+        requires = "data_dir"
+    )]
+    fsync: FsyncPolicy,
+
+    /// With --data-dir: rewrite the log into a snapshot once it is this
+    /// large (and larger than the last snapshot).
+    #[arg(long, value_name = "BYTES", default_value_t = dime::server::persist::DEFAULT_REWRITE_AFTER)]
+    log_rewrite_size: u64,
+}
+
+fn parse_octal(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("'{s}' is not an octal file mode"))
+}
+
+/// A non-negative number of seconds that a `Duration` can hold.
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|x| Duration::try_from_secs_f64(x).ok())
+        .ok_or_else(|| format!("'{s}' is not a non-negative number of seconds"))
+}
+
+/// Runs the broker until SIGINT or SIGTERM.
+pub fn run(args: BrokerArgs) -> ExitCode {
+    super::init_logging(args.verbose);
+    super::raise_fd_limit();
+    let mut config = Config {
+        socket_mode: args.socket_mode,
+        max_message: args.max_message,
+        max_queue: args.max_queue,
+        ws_origins: args.ws_origins,
+        exit_when_idle: args.exit_when_idle,
+        busy_poll: Duration::from_micros(args.busy_poll),
+        admin: args.admin,
+        durability: args.data_dir.map(|dir| Durability {
+            dir,
+            fsync: args.fsync,
+            rewrite_after: args.log_rewrite_size,
+        }),
+        ..Config::default()
+    };
+    if !args.listen.is_empty() {
+        config.listen = args.listen;
+    }
+    let mut server = match Server::bind(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = server.stop_on_signals() {
+        eprintln!("dime: cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+    for addr in server.local_addrs() {
+        eprintln!("dime: listening on {addr}");
+    }
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

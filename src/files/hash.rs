@@ -1,0 +1,153 @@
+//! BLAKE3 over pieces: each piece of a file is hashed on its own (by the
+//! sender as it reads it, by the receiver as it arrives), and the pieces'
+//! hashes combine into the hash of the whole file, equal to
+//! `blake3::hash` of its bytes.
+//!
+//! BLAKE3 is a tree over 1 KiB chunks whose left subtrees hold the largest
+//! power of two of chunks; a piece whose size is a power of two of at
+//! least 1 KiB, at a multiple of that size, is one of its subtrees. So a
+//! piece's *chaining value* (the hazmat API) is computed from the piece
+//! and its offset alone, and the file hash is the same left-leaning merge
+//! over the pieces. A file of one piece has no subtrees: its piece hash
+//! is the file's hash.
+
+use blake3::hazmat::{
+    ChainingValue, HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_root,
+};
+
+/// The hash of one piece (32 bytes).
+pub type PieceHash = [u8; 32];
+
+/// Smallest piece size allowed (one BLAKE3 chunk).
+pub const MIN_PIECE: u64 = 1 << 10;
+/// Largest piece size allowed: what one call may carry.
+pub const MAX_PIECE: u64 = 64 << 20;
+/// The default piece size.
+pub const DEFAULT_PIECE: u64 = 1 << 20;
+
+/// True for a usable piece size: a power of two from 1 KiB to 64 MiB.
+pub fn valid_piece_size(piece: u64) -> bool {
+    piece.is_power_of_two() && (MIN_PIECE..=MAX_PIECE).contains(&piece)
+}
+
+/// How many pieces a file of `len` bytes is cut into (an empty file is
+/// one empty piece).
+pub fn pieces(len: u64, piece: u64) -> u64 {
+    len.div_ceil(piece).max(1)
+}
+
+/// Offset and length of piece `index`.
+pub fn piece_range(len: u64, piece: u64, index: u64) -> (u64, u64) {
+    let off = index * piece;
+    (off, piece.min(len.saturating_sub(off)))
+}
+
+/// The hash of piece `index` of a file of `len` bytes, given its bytes:
+/// the file's BLAKE3 hash if it is the only piece, else the chaining
+/// value of its subtree.
+pub fn piece_hash(data: &[u8], len: u64, piece: u64, index: u64) -> PieceHash {
+    if pieces(len, piece) == 1 {
+        return *blake3::hash(data).as_bytes();
+    }
+    let mut h = blake3::Hasher::new();
+    h.set_input_offset(index * piece);
+    h.update(data);
+    h.finalize_non_root()
+}
+
+/// The file's BLAKE3 hash from its pieces' hashes, in order (as many as
+/// [`pieces`] says).
+pub fn file_hash(hashes: &[PieceHash]) -> blake3::Hash {
+    match hashes {
+        [] => blake3::hash(b""),
+        [one] => blake3::Hash::from_bytes(*one),
+        _ => {
+            let (l, r) = split(hashes);
+            merge_subtrees_root(&merge(l), &merge(r), Mode::Hash)
+        }
+    }
+}
+
+/// The chaining value of a run of pieces that is a subtree.
+fn merge(hashes: &[PieceHash]) -> ChainingValue {
+    if let [one] = hashes {
+        return *one;
+    }
+    let (l, r) = split(hashes);
+    merge_subtrees_non_root(&merge(l), &merge(r), Mode::Hash)
+}
+
+/// BLAKE3's split: the left subtree takes the largest power of two of
+/// pieces that leaves at least one on the right.
+fn split(hashes: &[PieceHash]) -> (&[PieceHash], &[PieceHash]) {
+    let n = hashes.len();
+    let left = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+    hashes.split_at(left)
+}
+
+/// Lower-case hex of a hash, as `b3sum` prints it.
+pub fn hex(h: &[u8; 32]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The hash whose hex is `s`.
+pub fn from_hex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn by_pieces(data: &[u8], piece: u64) -> blake3::Hash {
+        let len = data.len() as u64;
+        let hashes: Vec<PieceHash> = (0..pieces(len, piece))
+            .map(|i| {
+                let (off, n) = piece_range(len, piece, i);
+                piece_hash(&data[off as usize..(off + n) as usize], len, piece, i)
+            })
+            .collect();
+        file_hash(&hashes)
+    }
+
+    /// The merged hash is BLAKE3 of the whole file for every size around
+    /// the piece and tree boundaries.
+    #[test]
+    fn pieces_combine_to_the_file_hash() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        for piece in [1024u64, 2048, 8192] {
+            let mut sizes = vec![0, 1, 1023, 1024, 1025];
+            for k in 1..=9u64 {
+                sizes.extend([k * piece - 1, k * piece, k * piece + 1]);
+            }
+            sizes.push(data.len() as u64);
+            for n in sizes {
+                let d = &data[..n as usize];
+                assert_eq!(
+                    by_pieces(d, piece),
+                    blake3::hash(d),
+                    "size {n}, piece {piece}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn piece_sizes_and_hex() {
+        assert!(valid_piece_size(1 << 20));
+        assert!(!valid_piece_size(1000) && !valid_piece_size(512) && !valid_piece_size(128 << 20));
+        assert_eq!(pieces(0, 1024), 1);
+        assert_eq!(pieces(2049, 1024), 3);
+        assert_eq!(piece_range(2049, 1024, 2), (2048, 1));
+        let h = *blake3::hash(b"x").as_bytes();
+        assert_eq!(from_hex(&hex(&h)), Some(h));
+        assert_eq!(from_hex("zz"), None);
+    }
+}
