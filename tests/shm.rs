@@ -102,6 +102,24 @@ fn large_payloads_go_through_shared_memory_and_segments_are_reused() {
 }
 
 #[test]
+fn a_client_may_take_descriptors_from_the_start() {
+    let _serial = serial();
+    let srv = TestServer::start();
+    let mut a = srv.client();
+    let now = ConnectOptions {
+        shm_receive_now: true,
+        ..ConnectOptions::default()
+    };
+    let mut b = Client::connect_with(&srv.unix(), now).unwrap();
+    b.join(&["g"]).unwrap();
+    a.send("g", "x", &big(500, 400, 4.0)).unwrap();
+    let m = b.sync_messages(-1).unwrap();
+    assert!(m[0].is_shared(), "the very first large payload");
+    // The default client's first one came through the socket (see `receiver`).
+    drop(receiver(&srv, "h"));
+}
+
+#[test]
 fn small_payloads_and_clients_without_it_use_the_socket() {
     let _serial = serial();
     let srv = TestServer::start_with(|c| {
