@@ -11,9 +11,8 @@ Sections (all by default):
   Fortran order, shapes 10000x10000 and 1000x100000: ``send_r`` start to
   ``sync_r`` return on the receiver (CLOCK_MONOTONIC is one clock for every
   process). Also reported: the first (cold) round, which creates the
-  sender's segment and reaches the receiver through the socket (a client
-  asks for descriptors once a large payload has come that way), and the
-  receiver's first read of every element
+  sender's segment (its pages are faulted in once), and the receiver's
+  first read of every element
   (``x.sum()``; the mapping's pages are faulted in then). Target >= 4 GB/s.
 * ``teleport``: the same matrix through the teleport peer (danijar/teleport
   0.9.0, ZeroMQ over a unix socket), call start to the arrays being in the
@@ -203,7 +202,7 @@ def section_py(args):
                     times = [r["recv"] for r in warm]
                     touch = statistics.median(r["touch"] for r in warm)
                     print(f"  {name} {order}: {summary(times, x.nbytes)}; first round "
-                          f"{cold['recv']:.3f} s (new segment, through the socket); reading every element "
+                          f"{cold['recv']:.3f} s (new segment); reading every element "
                           f"after: {touch:.3f} s median", flush=True)
                     out[(name, order)] = (min(times), statistics.median(times), x.nbytes)
                     del x
