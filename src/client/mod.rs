@@ -239,6 +239,8 @@ impl Message {
             |e: CodecError| Error::Codec(CodecError(format!("variable '{varname}': {}", e.0)));
         match mapped {
             Some(Ok(m)) => dimeb::decode_in(m).map_err(named),
+            // Small payloads have no matrix worth sharing the buffer for.
+            _ if payload.len() < dimeb::SHARE_MIN => dimeb::decode(&payload).map_err(named),
             _ => dimeb::decode_in(Arc::new(payload)).map_err(named),
         }
     }
@@ -529,7 +531,13 @@ impl Client {
         // wrapped and desync the stream; refuse it before writing a byte.
         let head = try_encode_head(json.to_string().as_bytes(), payload.len())
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let _writing = self.shm.as_ref().map(|s| s.link.lock());
+        // Releases are written by received mappings, which only exist once
+        // this client takes descriptors.
+        let _writing = self
+            .shm
+            .as_ref()
+            .filter(|s| s.receiving)
+            .map(|s| s.link.lock());
         let mut bufs = [IoSlice::new(&head), IoSlice::new(payload)];
         let mut bufs = &mut bufs[..];
         let mut fd = fd;

@@ -179,7 +179,7 @@ impl Connection {
         frame: &mut Frame,
         id: ConnId,
         (max_message, max_live): (u64, usize),
-        freed: &Arc<std::sync::Mutex<Vec<(ConnId, u64)>>>,
+        freed: &Arc<crate::server::state::FreedSegments>,
     ) {
         #[derive(serde::Deserialize)]
         struct Announce {
@@ -190,7 +190,9 @@ impl Connection {
             len: u64,
             segment: u64,
         }
-        if !self.accepts.shm || !frame.json().windows(5).any(|w| w == b"\"shm\"") {
+        // Only a client that announced it sends descriptors (shm_send) is
+        // read with recvmsg; any other "shm" is refused where it is relayed.
+        if !self.fds_in || !frame.json().windows(5).any(|w| w == b"\"shm\"") {
             return;
         }
         // A header that does not parse fails in its service, as any other.
@@ -231,10 +233,7 @@ impl Connection {
             let live = live.clone();
             p.on_drop(move || {
                 live.fetch_sub(1, Ordering::Relaxed);
-                freed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((id, segment))
+                freed.push(id, segment);
             });
             Ok(Arc::new(p))
         };

@@ -35,13 +35,34 @@ pub struct State {
     /// Shared-memory segments nobody holds any more, as (sender, the
     /// sender's segment number): filled from wherever the last reference
     /// is dropped, drained by [`State::notify_freed`].
-    pub shm_freed: Arc<Mutex<Vec<(ConnId, u64)>>>,
+    pub shm_freed: Arc<FreedSegments>,
     /// Counters for `stats`.
     pub stats: Stats,
     /// Connections watching traffic (`monitor`), and what they watch.
     pub monitors: FxHashMap<ConnId, Monitor>,
     /// The data directory's log, with `--data-dir`.
     pub journal: Option<Journal>,
+}
+
+/// Shared-memory segments nobody holds any more, as (sender, the sender's
+/// segment number), filled from wherever the last reference is dropped.
+#[derive(Default)]
+pub struct FreedSegments {
+    /// Set when something was added since the last drain.
+    pending: std::sync::atomic::AtomicBool,
+    list: Mutex<Vec<(ConnId, u64)>>,
+}
+
+impl FreedSegments {
+    /// Notes that segment `segment` of client `sender` is free.
+    pub fn push(&self, sender: ConnId, segment: u64) {
+        self.list
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((sender, segment));
+        self.pending
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// What a `monitor` connection asked to see.
@@ -131,7 +152,22 @@ impl State {
     /// "segment":N}`, a meta message (it is not a reply). Senders that
     /// have gone are skipped.
     pub fn notify_freed(&mut self) {
-        let freed = std::mem::take(&mut *self.shm_freed.lock().unwrap_or_else(|p| p.into_inner()));
+        // Checked on every round of the loop: a flag, not a lock, when
+        // nothing was freed (almost always).
+        if !self
+            .shm_freed
+            .pending
+            .swap(false, std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        let freed = std::mem::take(
+            &mut *self
+                .shm_freed
+                .list
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         for (id, segment) in freed {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.meta(json_item(&serde_json::json!({"status": 1, "meta": true,

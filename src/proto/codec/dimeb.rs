@@ -39,7 +39,7 @@ const NATIVE_LE: bool = cfg!(target_endian = "little");
 /// Received matrices at least this large point into the payload they
 /// arrived in instead of being copied; smaller ones get a buffer of their
 /// own, so a small value does not keep a large payload alive.
-const SHARE_MIN: usize = 64 << 10;
+pub const SHARE_MIN: usize = 64 << 10;
 
 /// How an encoder writes matrices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -342,7 +342,7 @@ fn relay(
     if h.shm.is_some() && frame.shared().is_none() {
         return Err(CommandError::Failed(
             "A message header may not carry \"shm\" unless its payload came in shared memory \
-             (negotiated in the handshake, over a unix socket)"
+             (negotiated in the handshake, over a unix socket, and announced with shm_send)"
                 .into(),
         ));
     }
