@@ -8,9 +8,43 @@ use rustc_hash::FxHashMap;
 use std::any::Any;
 use std::collections::{BTreeSet, VecDeque};
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// Shared-memory segments nobody holds any more, as (sender, the sender's
+/// segment number), filled from wherever the last reference is dropped.
+#[derive(Default)]
+pub struct FreedSegments {
+    /// Set when something was added since the last drain.
+    pending: std::sync::atomic::AtomicBool,
+    list: Mutex<Vec<(ConnId, u64)>>,
+}
+
+impl FreedSegments {
+    /// Notes that segment `segment` of client `sender` is free.
+    pub fn push(&self, sender: ConnId, segment: u64) {
+        self.list
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((sender, segment));
+        self.pending
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Takes every segment noted since the last call. Checked on every
+    /// round of the loop: a flag, not a lock, when nothing was freed
+    /// (almost always).
+    pub fn drain(&self) -> Vec<(ConnId, u64)> {
+        if !self
+            .pending
+            .swap(false, std::sync::atomic::Ordering::Acquire)
+        {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.list.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
 
 /// A reply held back while an earlier `wait` is unanswered, so replies
 /// leave in request order.
@@ -179,7 +213,7 @@ impl Connection {
         frame: &mut Frame,
         id: ConnId,
         (max_message, max_live): (u64, usize),
-        freed: &Arc<crate::server::state::FreedSegments>,
+        freed: &Arc<FreedSegments>,
     ) {
         #[derive(serde::Deserialize)]
         struct Announce {
