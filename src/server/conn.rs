@@ -1,6 +1,7 @@
 //! One client connection's state.
 
 use super::outqueue::{OutItem, OutQueue};
+use super::watch_queue::WatchQueue;
 use crate::transport::Transport;
 use crate::wire::{Frame, FrameReader};
 use std::any::Any;
@@ -40,6 +41,11 @@ pub struct Connection {
     pub reader: FrameReader,
     /// Replies not yet written.
     pub out: OutQueue,
+    /// The watch events among them (bounded: see `watch`).
+    pub watch_queue: WatchQueue,
+    /// Set when one of its watches fell behind: once it has read enough,
+    /// the services let them catch up (`Services::drained`).
+    pub watches_behind: bool,
     /// Groups it has joined.
     pub groups: BTreeSet<String>,
     /// Messages sent to it and not yet synced, oldest first.
@@ -76,6 +82,8 @@ impl Connection {
             stream,
             reader: FrameReader::new(max_message),
             out: OutQueue::default(),
+            watch_queue: WatchQueue::default(),
+            watches_behind: false,
             groups: BTreeSet::new(),
             inbox: VecDeque::new(),
             inbox_bytes: 0,

@@ -48,6 +48,9 @@ pub struct OutQueue {
     /// Bytes of the front item already written.
     offset: usize,
     bytes: usize,
+    /// Bytes written since the queue was made: with `pending`, places an
+    /// item in the connection's output stream (see `watch_queue`).
+    written: u64,
 }
 
 impl OutQueue {
@@ -60,6 +63,11 @@ impl OutQueue {
     /// Bytes still to write.
     pub fn pending(&self) -> usize {
         self.bytes - self.offset
+    }
+
+    /// Bytes written since the queue was made.
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     /// Writes until done or the socket would block. Returns true when the
@@ -112,6 +120,7 @@ impl OutQueue {
     }
 
     fn advance(&mut self, mut n: usize) {
+        self.written += n as u64;
         while n > 0 {
             let front = self
                 .items
@@ -181,6 +190,7 @@ mod tests {
         };
         assert!(!q.flush(&mut w).unwrap());
         assert_eq!(q.pending(), total - 21);
+        assert_eq!(q.written(), 21);
         w.calls = usize::MAX;
         assert!(q.flush(&mut w).unwrap());
         let mut want = b"abc".to_vec();
@@ -189,6 +199,7 @@ mod tests {
         want.extend_from_slice(b"xyz");
         assert_eq!(w.got, want);
         assert_eq!(q.pending(), 0);
+        assert_eq!(q.written(), total as u64);
     }
 
     #[test]
