@@ -46,6 +46,17 @@ fn most_queued(srv: &TestServer) -> (u64, u64) {
         .unwrap_or((0, 0))
 }
 
+/// Asserts that a client has more than half of `limit` events queued (a
+/// watch of it is behind: it goes on from the history at half) and no
+/// more than `limit`.
+fn assert_behind_within(srv: &TestServer, limit: u64) {
+    let queued = most_queued(srv).0;
+    assert!(
+        (limit / 2 + 1..=limit).contains(&queued),
+        "{queued} events queued, limit {limit}"
+    );
+}
+
 fn stats(srv: &TestServer) -> Json {
     srv.raw().call(json!({"command": "stats"}))
 }
@@ -95,8 +106,8 @@ fn a_watcher_that_never_reads_costs_the_broker_at_most_its_limit() {
 
     let watched = write(&mut c, "s", 100_000, 0);
     // Without the limit, nearly all 100 000 events would be queued.
-    let (events, bytes) = most_queued(&srv);
-    assert_eq!(events, 1000, "queued up to the limit and no further");
+    assert_behind_within(&srv, 1000);
+    let bytes = most_queued(&srv).1;
     assert!(bytes <= 1 << 20, "{bytes} bytes queued");
     // The writer never waited for the watcher (it would hang if it did),
     // nor paid for it beyond the few events queued before it fell behind.
@@ -105,11 +116,8 @@ fn a_watcher_that_never_reads_costs_the_broker_at_most_its_limit() {
         "writes took {watched:?} watched, {alone:?} not"
     );
     let s = stats(&srv);
-    assert_eq!(
-        (s["watch_fell_behind"].as_u64(), s["watch_lost"].as_u64()),
-        (Some(1), Some(0)),
-        "{s}"
-    );
+    assert!(s["watch_fell_behind"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(s["watch_lost"], 0, "nothing is lost until it reads: {s}");
 
     // Reading again: every event up to where it fell behind, in order,
     // then `lost`, for those events have left the broker's history.
@@ -146,20 +154,20 @@ fn a_watch_that_fell_behind_catches_up_from_the_history() {
     let mut w = c.share("s").watch("", None).unwrap();
     let start = w.position().unwrap().seq;
     // Larger than the socket's buffer, within the history.
-    write(&mut c, "s", 8000, 100);
-    assert_eq!(most_queued(&srv).0, 100);
+    write(&mut c, "s", 8000, 1000);
+    assert_behind_within(&srv, 100);
     assert_eq!(read_in_order(&mut w, start + 1, 8000).0, 8000, "no loss");
     quiet(&mut w);
     let s = stats(&srv);
-    assert_eq!(s["watch_fell_behind"], 1, "{s}");
+    assert!(s["watch_fell_behind"].as_u64().unwrap() >= 1, "{s}");
     assert_eq!(s["watch_lost"], 0, "{s}");
 
     // Resuming replays what was missed within the same limit.
     let pos = w.position().unwrap();
     drop(w);
-    write(&mut c, "s", 8000, 100);
+    write(&mut c, "s", 8000, 1000);
     let mut w = c.share("s").watch("", Some(pos)).unwrap();
-    assert_eq!(most_queued(&srv).0, 100);
+    assert_behind_within(&srv, 100);
     assert_eq!(read_in_order(&mut w, pos.seq + 1, 8000).0, 8000);
     quiet(&mut w);
 }
@@ -243,7 +251,7 @@ fn space_and_group_watches_are_bounded_and_catch_up_too() {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut member = srv.client();
     member.join(&names).unwrap();
-    assert_eq!(most_queued(&srv).0, 50);
+    assert_behind_within(&srv, 50);
     assert_eq!(read_in_order(&mut ws, s0 + 1, 1000).0, 1000);
     assert_eq!(read_in_order(&mut wg, g0 + 1, 1000).0, 1000);
     quiet(&mut ws);

@@ -40,7 +40,6 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use watch_queue::Limit;
 
 pub use config::{
     Config, DEFAULT_BUSY_POLL, DEFAULT_SOCKET, DEFAULT_WATCH_QUEUE_BYTES,
@@ -628,7 +627,9 @@ impl Server {
             // enough (see `watch`); what they queue now is written when the
             // socket next has room.
             c.watch_queue.settle(c.out.written());
-            if c.watch_queue.has_room(Limit::of(&self.state.config)) {
+            if c.watch_queue
+                .has_room(watch::queue_limit(&self.state.config))
+            {
                 let behind = self.services.drained(&mut self.state, id);
                 let Some(again) = self.state.conns.get_mut(&id) else {
                     return;

@@ -17,6 +17,7 @@
 //! reads again costs at most the limit; writers never wait for it, and
 //! its replies and messages are never dropped.
 
+use super::config::Config;
 use super::conn::{ConnId, Connection};
 use super::outqueue::OutItem;
 use super::state::State;
@@ -147,7 +148,7 @@ impl Feed {
             value: value.cloned(),
             client,
         };
-        let limit = Limit::of(&st.config);
+        let limit = queue_limit(&st.config);
         for w in &mut self.watchers {
             if w.behind.is_none() && w.wants(&ev) {
                 send(st, self.fields, limit, w, &ev);
@@ -247,7 +248,7 @@ impl Feed {
         let Some(next) = w.behind else {
             return;
         };
-        let limit = Limit::of(&st.config);
+        let limit = queue_limit(&st.config);
         let oldest = self.history.front().map_or(self.seq + 1, |e| e.seq);
         if next < oldest {
             let Some(c) = st.conns.get_mut(&w.conn) else {
@@ -274,6 +275,14 @@ impl Feed {
             }
         }
         w.behind = None;
+    }
+}
+
+/// The limit of watch events queued per client that `config` sets.
+pub fn queue_limit(config: &Config) -> Limit {
+    Limit {
+        events: config.watch_queue_events,
+        bytes: config.watch_queue_bytes,
     }
 }
 

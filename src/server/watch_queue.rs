@@ -7,26 +7,16 @@
 //! it ends in the connection's output stream, and is settled (no longer
 //! counted) once the queue has written past that point.
 
-use super::config::Config;
 use std::collections::VecDeque;
 
-/// The most a connection may have queued of watch events.
+/// The most a connection may have queued of watch events
+/// (`Config::watch_queue_events`, `Config::watch_queue_bytes`).
 #[derive(Clone, Copy, Debug)]
 pub struct Limit {
     /// Events (`--watch-queue-events`).
     pub events: u64,
     /// Their bytes on the wire (`--watch-queue-bytes`).
     pub bytes: u64,
-}
-
-impl Limit {
-    /// The limit `config` sets.
-    pub fn of(config: &Config) -> Limit {
-        Limit {
-            events: config.watch_queue_events,
-            bytes: config.watch_queue_bytes,
-        }
-    }
 }
 
 /// The events queued to one connection and not yet written.
