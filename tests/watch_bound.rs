@@ -263,3 +263,28 @@ fn space_and_group_watches_are_bounded_and_catch_up_too() {
     assert_eq!(next(&mut ws).kind, EventKind::In);
     assert!(stats(&srv)["watch_fell_behind"].as_u64().unwrap() >= 2);
 }
+
+#[test]
+fn the_limits_are_broker_flags() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dime"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for text in [
+        "--watch-queue-events <N>",
+        "[default: 100000]",
+        "--watch-queue-bytes <BYTES>",
+        "[default: 67108864]",
+        "falls behind",
+        "\"lost\"",
+    ] {
+        assert!(help.contains(text), "{text:?} not in {help}");
+    }
+    let out = run(&["--watch-queue-events", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--watch-queue-events"));
+}

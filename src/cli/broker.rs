@@ -32,12 +32,12 @@ pub struct BrokerArgs {
     max_queue: u64,
 
     /// Most change events (watches) queued for one client that is not
-    /// reading them. Past this or --watch-queue-bytes, that client's
-    /// watches stop getting events: each gets one "lost" event instead,
-    /// which the client reads after every event up to the cut (re-read
-    /// the state), and events resume once it has read its queue down to
-    /// half. Writers are never slowed, and the client's replies and
-    /// messages are never dropped.
+    /// reading them. Past this or --watch-queue-bytes, its watch falls
+    /// behind: no more events are queued for it until the client has read
+    /// its queue down to half; then it catches up from the broker's
+    /// history, or, if the history has moved past it, gets one "lost"
+    /// event (re-read the state). Writers are never slowed, and the
+    /// client's replies and messages are never dropped.
     #[arg(long, value_name = "N", default_value_t = dime::server::DEFAULT_WATCH_QUEUE_EVENTS,
           value_parser = clap::value_parser!(u64).range(1..))]
     watch_queue_events: u64,

@@ -302,6 +302,8 @@ fn send(st: &mut State, fields: Fields, limit: Limit, w: &mut Watcher, ev: &Even
         }
         w.behind = Some(ev.seq);
         c.watches_behind = true;
+        // Its flush checks when the client has read enough.
+        st.dirty.insert(w.conn);
         return false;
     }
     queue_event(c, item);

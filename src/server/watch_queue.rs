@@ -9,6 +9,9 @@
 
 use std::collections::VecDeque;
 
+/// Room for marks kept once a connection's queue of events is empty.
+const SPARE_MARKS: usize = 1024;
+
 /// The most a connection may have queued of watch events
 /// (`Config::watch_queue_events`, `Config::watch_queue_bytes`).
 #[derive(Clone, Copy, Debug)]
@@ -45,6 +48,10 @@ impl WatchQueue {
             }
             self.bytes -= len;
             self.marks.pop_front();
+        }
+        // A client that once had the most queued need not keep the room.
+        if self.marks.is_empty() && self.marks.capacity() > SPARE_MARKS {
+            self.marks.shrink_to(SPARE_MARKS);
         }
     }
 
