@@ -1,6 +1,7 @@
 //! One client connection's state.
 
 use super::outqueue::{OutItem, OutQueue};
+use super::watch_queue::WatchQueue;
 use crate::shm::SharedPayload;
 use crate::transport::Transport;
 use crate::wire::{Frame, FrameReader};
@@ -78,6 +79,11 @@ pub struct Connection {
     pub reader: FrameReader,
     /// Replies not yet written.
     pub out: OutQueue,
+    /// The watch events among them (bounded: see `watch`).
+    pub watch_queue: WatchQueue,
+    /// Set when one of its watches fell behind: once it has read enough,
+    /// the services let them catch up (`Services::drained`).
+    pub watches_behind: bool,
     /// Groups it has joined.
     pub groups: BTreeSet<String>,
     /// Messages sent to it and not yet synced, oldest first.
@@ -143,6 +149,8 @@ impl Connection {
             stream,
             reader: FrameReader::new(max_message),
             out: OutQueue::default(),
+            watch_queue: WatchQueue::default(),
+            watches_behind: false,
             groups: BTreeSet::new(),
             inbox: VecDeque::new(),
             inbox_bytes: 0,

@@ -77,6 +77,9 @@ pub struct OutQueue {
     /// last [`OutQueue::take_delivered`]: the recipient now holds them
     /// until it says it is done.
     delivered: Vec<Arc<SharedPayload>>,
+    /// Bytes written since the queue was made: with `pending`, places an
+    /// item in the connection's output stream (see `watch_queue`).
+    written: u64,
 }
 
 impl OutQueue {
@@ -94,6 +97,11 @@ impl OutQueue {
     /// The shared-memory payloads delivered since the last call.
     pub fn take_delivered(&mut self) -> Vec<Arc<SharedPayload>> {
         std::mem::take(&mut self.delivered)
+    }
+
+    /// Bytes written since the queue was made.
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     /// Writes until done or the socket would block. Returns true when the
@@ -164,6 +172,7 @@ impl OutQueue {
     }
 
     fn advance(&mut self, mut n: usize) {
+        self.written += n as u64;
         while n > 0 {
             let front = self
                 .items
@@ -238,6 +247,7 @@ mod tests {
         };
         assert!(!q.flush(&mut w).unwrap());
         assert_eq!(q.pending(), total - 21);
+        assert_eq!(q.written(), 21);
         w.calls = usize::MAX;
         assert!(q.flush(&mut w).unwrap());
         let mut want = b"abc".to_vec();
@@ -246,6 +256,7 @@ mod tests {
         want.extend_from_slice(b"xyz");
         assert_eq!(w.got, want);
         assert_eq!(q.pending(), 0);
+        assert_eq!(q.written(), total as u64);
     }
 
     #[test]
