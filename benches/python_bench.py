@@ -10,7 +10,9 @@ Measured, over its unix socket:
 * an 800 MB float64 matrix (10000 x 10000): ``send_r`` from one client plus
   ``sync_r`` on another, in GB/s (best of --rounds for ours; dime-client once,
   it is slow). Fortran-ordered (MATLAB's layout, no copy on our side) and
-  C-ordered (numpy's default; we copy once to column-major).
+  C-ordered (numpy's default; between our clients it travels as it is, and
+  through shared memory on one host: see benches/arrays.py; dime-client
+  gets it converted to column-major by the server).
 * a small message round trip, a -> b -> a (send_r + sync_r each way, a
   float), median in microseconds.
 

@@ -417,6 +417,17 @@ typedef struct dime_watch dime_watch;
 typedef uint32_t dime_class;
 
 /**
+ * How a matrix's elements are stored: one of the `DIME_LAYOUT_*` constants.
+ */
+typedef uint32_t dime_layout;
+
+/**
+ * Features a client asks for at connect (`dime_connect_with`), OR-ed
+ * together; each applies only where the server announces it.
+ */
+typedef uint32_t dime_connect_flags;
+
+/**
  * A provider callback: runs one call. `args` is borrowed for the call.
  * Return 0 and set `*result` to a value you own (the library takes and
  * frees it; leaving it NULL answers a null value), or return non-zero to
@@ -619,6 +630,53 @@ typedef struct dime_watch_position {
  * logical elements (one byte each, 0 or 1; dimeb tag 0x1F, our extension).
  */
 #define DIME_CLASS_LOGICAL 15
+
+/**
+ * First index fastest (MATLAB, Fortran, DiME2's wire order).
+ */
+#define DIME_LAYOUT_COLUMN_MAJOR 0
+
+/**
+ * Last index fastest (C arrays, numpy's default order).
+ */
+#define DIME_LAYOUT_ROW_MAJOR 1
+
+/**
+ * Ask for nothing beyond DiME2.
+ */
+#define DIME_CONNECT_DIME2 0
+
+/**
+ * Matrices travel in the layout and byte order they are stored in
+ * (extension `dimeb_layout`): a row-major matrix is sent without being
+ * transposed, and received matrices may be row-major (see
+ * `dime_matrix_layout`; `dime_matrix_data` still gives column-major).
+ */
+#define DIME_CONNECT_LAYOUT 1
+
+/**
+ * Over a unix socket, large payloads (a megabyte and up) travel through
+ * shared memory (extension `shm`): written once by the sender, mapped by
+ * each recipient, never copied through the broker. A received matrix's
+ * elements may then live in that mapping (private to this process: writes
+ * to it are the receiver's own).
+ */
+#define DIME_CONNECT_SHM 2
+
+/**
+ * With `DIME_CONNECT_SHM`: take shared-memory payloads from the start.
+ * Without it a client asks once a large payload has reached it through
+ * the socket (that one is copied through the broker), and until then reads
+ * relayed messages with a plain `recv`, slightly cheaper per read than the
+ * `recvmsg` descriptors need (about 0.2 µs).
+ */
+#define DIME_CONNECT_SHM_NOW 4
+
+/**
+ * What `dime_connect` asks for: everything, as the bindings (Python,
+ * MATLAB) move large arrays.
+ */
+#define DIME_CONNECT_DEFAULT ((DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM) | DIME_CONNECT_SHM_NOW)
 
 /**
  * Pass to `dime_pattern_add_matrix` as `cls` to match a matrix of any
@@ -962,12 +1020,16 @@ enum dime_status dime_value_new_matrix_borrowed(dime_class cls,
  * As `dime_value_new_matrix_borrowed`, but `data` is laid out
  * **row-major** (C order: the last index varies fastest, as a C array
  * `double m[rows][cols]` or a C-ordered numpy array) while `dims` keep
- * their usual meaning. Nothing is copied now; sending transposes to the
- * wire's column-major order while it byte-swaps, in one pass, so a
- * C-ordered buffer costs no extra copy. Same lifetime rules as
- * `dime_value_new_matrix_borrowed`. `dime_matrix_data` on this value
- * returns `data` itself (row-major); `dime_value_clone` gives an owning
- * column-major copy. Rank 0 and 1 are the same in both orders.
+ * their usual meaning. Nothing is copied now; sending writes it in
+ * the layout it is stored in to clients that negotiated layouts (see
+ * `dime_connect`), and is transposed to DiME2's column-major order in the
+ * same pass as the byte swap for the others, so a C-ordered buffer costs
+ * no extra copy either way. Same lifetime rules as
+ * `dime_value_new_matrix_borrowed`. `dime_matrix_stored_data` on this
+ * value returns `data` itself; `dime_matrix_data` a column-major copy
+ * (made once); `dime_value_clone` gives an owning column-major copy.
+ * Shapes with at most one dimension above 1 are the same in both orders
+ * and count as column-major.
  */
 enum dime_status dime_value_new_matrix_borrowed_row_major(dime_class cls,
                                                           size_t rank,
@@ -1007,45 +1069,95 @@ enum dime_status dime_matrix_numel(const struct dime_value *value,
 
 /**
  * Points `*data` at the matrix's elements (column-major, native byte
- * order) and writes their size in bytes to `*nbytes`, without copying.
+ * order) and writes their size in bytes to `*nbytes`, without copying a
+ * column-major matrix.
+ *
+ * A matrix stored row-major (`dime_matrix_layout`) is transposed once,
+ * on the first call, into a column-major copy the value keeps; use
+ * `dime_matrix_stored_data` to read it as stored instead.
  *
  * The buffer belongs to `value`: it stays valid until `value` is freed,
  * modified, or its data taken with `dime_matrix_take_data`; read it only.
- * For a received matrix it is a heap block aligned for any element class
- * (malloc alignment); for a borrowing matrix it is the caller's own
- * pointer. With 0 bytes, `*data` is non-NULL but must not be read.
- * Errors as for `dime_matrix_class`.
+ * For a received matrix it is aligned for its element class; for a
+ * borrowing column-major matrix it is the caller's own pointer. With 0
+ * bytes, `*data` is non-NULL but must not be read. Errors as for
+ * `dime_matrix_class`.
  */
 enum dime_status dime_matrix_data(const struct dime_value *value,
                                   const void **data,
                                   size_t *nbytes);
 
 /**
+ * Writes how the matrix's elements are stored to `*out`:
+ * `DIME_LAYOUT_COLUMN_MAJOR` or `DIME_LAYOUT_ROW_MAJOR`. A matrix with at
+ * most one dimension above 1 is always column-major (both orders are the
+ * same bytes). Errors as for `dime_matrix_class`.
+ */
+enum dime_status dime_matrix_layout(const struct dime_value *value,
+                                    dime_layout *out);
+
+/**
+ * As `dime_matrix_data`, but the elements as stored, in the order
+ * `dime_matrix_layout` reports: never converted or copied. Same lifetime
+ * and alignment rules. Errors as for `dime_matrix_class`.
+ */
+enum dime_status dime_matrix_stored_data(const struct dime_value *value,
+                                         const void **data,
+                                         size_t *nbytes);
+
+/**
+ * Writes the matrix's elements column-major into the caller's buffer
+ * `dst` of `nbytes` bytes, which must be exactly the matrix's size
+ * (`dime_class_size` × `dime_matrix_numel`): a copy, or one cache-blocked
+ * transpose of a row-major matrix. For a receiver that needs its own
+ * column-major array anyway (MATLAB's `mxArray`): one pass, where
+ * `dime_matrix_data` plus a copy would make two. `dst` may be NULL when
+ * `nbytes` is 0. `DIME_STATUS_INVALID_ARGUMENT` if `nbytes` is not the
+ * matrix's size; other errors as for `dime_matrix_class`.
+ */
+enum dime_status dime_matrix_copy_column_major(const struct dime_value *value,
+                                               void *dst,
+                                               size_t nbytes);
+
+/**
  * Moves a matrix's element buffer out to the caller: `*data` receives the
- * buffer (column-major, native byte order, malloc-aligned) and `*nbytes`
- * its size. The caller owns it and must release it with
+ * buffer (column-major, native byte order, aligned for its class) and
+ * `*nbytes` its size. The caller owns it and must release it with
  * `dime_data_free(data, nbytes)` (not `free()`); with 0 bytes `*data` is a
  * non-NULL placeholder that must not be read. `value` itself becomes a
  * null value (`DIME_KIND_NULL`), still to be freed with `dime_value_free`,
- * so read the class and dims first.
+ * so read the class and dims first. The buffer may be written.
  *
- * For a matrix received from the server no element is copied (the block
- * may be shrunk in place); a borrowing matrix's elements are copied into a
- * new block. This is how a binding can wrap received data (a numpy array,
- * say) with no copy at all. `value` must be owned by the caller (take a
- * child out of a list or map first with `dime_value_list_take` /
- * `dime_value_map_take_at`, or out of a message list with
- * `dime_messages_take`). Errors as for `dime_matrix_class`; on failure
- * `value` is unchanged.
+ * For a column-major matrix received from the server no element is
+ * copied (the buffer may be part of the received message, kept alive
+ * until `dime_data_free`); a row-major one is transposed into a new
+ * block, and a borrowing matrix's elements are copied. This is how a
+ * binding can wrap received data (a numpy array, say) with no copy at
+ * all; `dime_matrix_take_stored_data` does the same without transposing.
+ * `value` must be owned by the caller (take a child out of a list or map
+ * first with `dime_value_list_take` / `dime_value_map_take_at`, or out of
+ * a message list with `dime_messages_take`). Errors as for
+ * `dime_matrix_class`; on failure `value` is unchanged.
  */
 enum dime_status dime_matrix_take_data(struct dime_value *value,
                                        void **data,
                                        size_t *nbytes);
 
 /**
- * Releases a buffer obtained from `dime_matrix_take_data`; `nbytes` must be
- * the size that call reported. NULL is accepted and does nothing. Safe from
- * any thread (not the same buffer twice).
+ * As `dime_matrix_take_data`, but the elements as stored, in the order
+ * `dime_matrix_layout` reported before the call (read it first): never
+ * transposed, and not copied unless the matrix was borrowing. Release
+ * with `dime_data_free`. Errors as for `dime_matrix_take_data`.
+ */
+enum dime_status dime_matrix_take_stored_data(struct dime_value *value,
+                                              void **data,
+                                              size_t *nbytes);
+
+/**
+ * Releases a buffer obtained from `dime_matrix_take_data` or
+ * `dime_matrix_take_stored_data`; `nbytes` must be the size that call
+ * reported. NULL is accepted and does nothing. Safe from any thread (not
+ * the same buffer twice).
  */
 void dime_data_free(void *data,
                     size_t nbytes);
@@ -1173,6 +1285,7 @@ enum dime_status dime_value_map_take_at(struct dime_value *map,
 /**
  * Connects to a DiME server and handshakes; on success writes a new client
  * to `*out`, owned by the caller (release with `dime_client_free`).
+ * Asks for `DIME_CONNECT_DEFAULT` (see `dime_connect_with`).
  *
  * `address` (NUL-terminated): `unix:/path/to.sock`, `ipc:/path/to.sock`
  * (the same), `tcp:host:port` or `tcp:port` (127.0.0.1).
@@ -1186,6 +1299,15 @@ enum dime_status dime_value_map_take_at(struct dime_value *map,
  */
 enum dime_status dime_connect(const char *address,
                               struct dime_client **out);
+
+/**
+ * As `dime_connect`, asking for the features in `flags` (`DIME_CONNECT_*`
+ * OR-ed; `DIME_CONNECT_DIME2` for none). Unknown bits give
+ * `DIME_STATUS_INVALID_ARGUMENT`.
+ */
+enum dime_status dime_connect_with(const char *address,
+                                   dime_connect_flags flags,
+                                   struct dime_client **out);
 
 /**
  * Closes the connection but keeps the handle: later calls on it fail with

@@ -13,11 +13,12 @@ pub mod ffi;
 pub mod files;
 pub mod proto;
 pub mod server;
+pub mod shm;
 pub mod transport;
 
 // The protocol modules at the crate root too: `dime::wire`, `dime::codec`
 // … are the paths users, tests and benches already name.
-pub use proto::{codec, pattern, value, wire};
+pub use proto::{codec, layout, pattern, value, wire};
 // Likewise the client's services: `dime::share`, `dime::tuple`.
 pub use client::rpc;
 pub use client::share;

@@ -9,10 +9,12 @@ use dime::proto::extensions;
 use serde_json::json;
 
 /// Every extension this server has, in registration order.
-const ALL: [&str; 8] = [
+const ALL: [&str; 10] = [
     "wait_timeout",
     "sync_wait",
     "send_receive",
+    "dimeb_layout",
+    "shm",
     "share",
     "space",
     "rpc",
@@ -35,6 +37,8 @@ fn the_handshake_lists_every_service_extension() {
             extensions::WAIT_TIMEOUT,
             extensions::SYNC_WAIT,
             extensions::SEND_RECEIVE,
+            extensions::DIMEB_LAYOUT,
+            extensions::SHM,
             extensions::SHARE,
             extensions::SPACE,
             extensions::RPC,

@@ -26,6 +26,7 @@ const COMMANDS: &[&str] = &[
     "sync",
     "wait",
     "devices",
+    "shm_release",
     "share_set",
     "share_get",
     "share_del",
@@ -67,6 +68,10 @@ const FIELDS: &[&str] = &[
     "absent",
     "space",
     "pattern",
+    "extensions",
+    "dimeb_layout",
+    "shm",
+    "ino",
 ];
 
 /// Extreme numbers, written as JSON text so that values no f64 or u64
@@ -345,6 +350,7 @@ const RPC_FIELDS: &[&str] = &[
     "bytes",
     "batch",
     "count",
+    "dimeb_layout",
 ];
 
 #[test]

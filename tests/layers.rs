@@ -9,9 +9,11 @@ use std::path::Path;
 /// Every module of `src/server/` and its layer (higher uses lower).
 const LAYERS: &[(&str, u8)] = &[
     ("outqueue", 0),
+    ("watch_queue", 0),
     ("stats", 0),
     ("busy_poll", 0),
     ("request", 0),
+    ("convert", 0),
     ("persist::format", 0),
     ("persist::policy", 0),
     ("persist", 1),

@@ -7,10 +7,11 @@
 mod common;
 
 use common::{Raw, TestServer};
-use dime::Value;
 use dime::codec::dimeb;
+use dime::layout::Layout;
 use dime::proto::stream_batch;
 use dime::rpc::{CallError, Next, NextMany, Rpc, RpcOptions, StreamOptions};
+use dime::{ElemKind, Matrix, Value};
 use serde_json::{Value as Json, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -492,4 +493,110 @@ fn items_taken_but_not_marked_read_keep_their_room() {
     }
     assert_eq!(rest, (8..100).map(Value::I64).collect::<Vec<_>>());
     t.join().unwrap();
+}
+
+/// A `rows` x `cols` float64 matrix stored row-major: between our clients
+/// it travels in its own layout (`dimeb_layout`).
+fn row_major(rows: usize, cols: usize) -> Matrix {
+    let elems: Vec<u8> = (0..rows)
+        .flat_map(|i| (0..cols).map(move |j| (i * 1000 + j) as f64))
+        .flat_map(f64::to_ne_bytes)
+        .collect();
+    Matrix::with_layout(ElemKind::F64, vec![rows, cols], elems, Layout::RowMajor).unwrap()
+}
+
+/// Opens stream `function` on a raw connection that did not negotiate
+/// layouts, asking for batches or not; its pushes until the end: each
+/// item's bytes, and how many pushes were batches.
+fn raw_stream(srv: &TestServer, function: &str, batch: bool) -> (Vec<Vec<u8>>, usize) {
+    let mut c = raw(srv);
+    c.send(
+        json!({"command": "call", "function": function, "id": 5, "stream": true,
+            "items": 1000, "bytes": 1 << 20, "batch": batch}),
+        &dimeb::encode(&Value::Null).unwrap(),
+    );
+    let (mut items, mut batches) = (Vec::new(), 0);
+    loop {
+        let (push, payload) = c.recv();
+        if push.get("result").is_some() {
+            assert_eq!(push["status"], 0, "{push}");
+            return (items, batches);
+        }
+        assert!(push.get("dimeb_layout").is_none(), "{push}");
+        match push.get("count") {
+            None => items.push(payload),
+            Some(n) => {
+                batches += 1;
+                for r in stream_batch::ranges(&payload, n.as_u64().unwrap()).unwrap() {
+                    items.push(payload[r].to_vec());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batched_matrices_reach_each_consumer_in_the_encoding_it_negotiated() {
+    let srv = TestServer::start();
+    let producer = Arc::new(endpoint(&srv));
+    producer.provide("mats", 1).unwrap();
+    let items: Vec<Value> = (0..40)
+        .map(|i| Value::Matrix(row_major(2, i % 5 + 1)))
+        .collect();
+    let classic: Vec<Vec<u8>> = items.iter().map(|v| dimeb::encode(v).unwrap()).collect();
+    let (p, sent) = (producer.clone(), items.clone());
+    let t = std::thread::spawn(move || {
+        for _ in 0..3 {
+            let call = p.next_call(LONG).unwrap().unwrap();
+            for v in &sent {
+                assert!(p.stream_send_value(call.id, v, LONG).unwrap());
+            }
+            p.stream_end(call.id).unwrap();
+        }
+    });
+    // Without layouts, batched or not: every item converted on its own.
+    let (got, batches) = raw_stream(&srv, "mats", true);
+    assert_eq!(got, classic, "batched items, converted one by one");
+    assert!(batches > 0, "40 items sent at once and no batch");
+    let (got, batches) = raw_stream(&srv, "mats", false);
+    assert_eq!((got, batches), (classic, 0));
+    // Our consumer negotiated layouts: the same values.
+    let consumer = endpoint(&srv);
+    let mut s = consumer
+        .open_stream("mats", &Value::Null, StreamOptions::default(), None)
+        .unwrap();
+    for v in &items {
+        assert_eq!(s.next_value(LONG).unwrap().as_ref(), Some(v));
+    }
+    assert_eq!(s.next_value(LONG).unwrap(), None);
+    t.join().unwrap();
+}
+
+#[test]
+fn a_batch_marked_with_layouts_holding_a_bad_item_ends_the_stream() {
+    let srv = TestServer::start();
+    let mut producer = srv.raw();
+    producer.call(
+        json!({"command": "handshake", "serialization": "dimeb", "tls": false,
+            "extensions": ["dimeb_layout"]}),
+    );
+    assert_eq!(
+        producer.call(json!({"command": "provide", "function": "gen"}))["status"],
+        0
+    );
+    let consumer = endpoint(&srv);
+    let mut s = consumer
+        .open_stream("gen", &Value::Null, StreamOptions::default(), None)
+        .unwrap();
+    let k = stream_call(&mut producer);
+    let bad = vec![0x4C, 0x02, 1, 0, 0, 0, 9];
+    producer.send(
+        json!({"command": "yield", "call": k, "count": 2, "dimeb_layout": true}),
+        &batch(&[encoded(1), bad]),
+    );
+    match s.next(LONG) {
+        Err(CallError::Refused(m)) => assert!(m.contains("not valid dimeb"), "{m}"),
+        other => panic!("expected the stream to end, got {other:?}"),
+    }
+    assert_eq!(producer.recv().0["cancel"], k);
 }

@@ -3,21 +3,28 @@
 
 pub mod rpc;
 pub mod share;
+mod shm;
 pub mod space;
 pub mod stream;
 pub mod watch;
 
 use crate::buffer::PooledBuf;
-use crate::codec::dimeb::{self, CodecError};
+use crate::codec::dimeb::{self, CodecError, MatrixEncoding};
 use crate::proto::extensions;
-use crate::transport::{self, Address, Transport};
+use crate::shm::{Mapping, Segment};
+use crate::transport::{self, Address, ReadWithFds, Transport};
 use crate::value::Value;
 use crate::wire::{Frame, FrameReader, try_encode_head};
 use serde_json::{Map, Value as Json, json};
+use shm::{ReleaseLink, ShmSide};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice, Write};
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub use shm::DEFAULT_THRESHOLD as DEFAULT_SHM_THRESHOLD;
 
 /// What can go wrong talking to a server.
 #[derive(Debug)]
@@ -177,26 +184,131 @@ pub struct Message {
     /// The sender's serialization (`dimeb` for our clients); the session's
     /// negotiated one when the sender's header names none.
     pub serialization: String,
-    /// The encoded value.
+    /// The encoded value (empty when it came in shared memory).
     pub payload: PooledBuf,
+    /// The encoded value when it came in shared memory: the segment mapped
+    /// privately, or why it could not be.
+    pub mapped: Option<std::result::Result<Arc<Mapping>, String>>,
 }
 
 impl Message {
-    /// Decodes a dimeb payload.
+    /// A message whose value is in `payload`.
+    pub fn new(varname: String, serialization: String, payload: PooledBuf) -> Message {
+        Message {
+            varname,
+            serialization,
+            payload,
+            mapped: None,
+        }
+    }
+
+    /// The encoded value, wherever it arrived.
+    pub fn bytes(&self) -> Result<&[u8]> {
+        match &self.mapped {
+            None => Ok(&self.payload),
+            Some(Ok(m)) => Ok(m.as_ref().as_ref()),
+            Some(Err(e)) => Err(self.codec_error(CodecError(e.clone()))),
+        }
+    }
+
+    /// True when the value came in shared memory.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.mapped, Some(Ok(_)))
+    }
+
+    /// Decodes a dimeb payload (matrices get buffers of their own).
     pub fn decode(&self) -> Result<Value> {
+        self.check_serialization()?;
+        dimeb::decode(self.bytes()?).map_err(|e| self.codec_error(e))
+    }
+
+    /// Decodes a dimeb payload, consuming the message: large matrices that
+    /// arrived in their own layout and byte order point into the received
+    /// buffer or shared-memory mapping instead of being copied (it stays
+    /// alive as long as they do).
+    pub fn into_value(self) -> Result<Value> {
+        self.check_serialization()?;
+        self.bytes()?;
+        let Message {
+            varname,
+            payload,
+            mapped,
+            ..
+        } = self;
+        let named =
+            |e: CodecError| Error::Codec(CodecError(format!("variable '{varname}': {}", e.0)));
+        match mapped {
+            Some(Ok(m)) => dimeb::decode_in(m).map_err(named),
+            // Small payloads have no matrix worth sharing the buffer for.
+            _ if payload.len() < dimeb::SHARE_MIN => dimeb::decode(&payload).map_err(named),
+            _ => dimeb::decode_in(Arc::new(payload)).map_err(named),
+        }
+    }
+
+    fn check_serialization(&self) -> Result<()> {
         if self.serialization != "dimeb" {
             return Err(Error::Codec(CodecError(format!(
                 "variable '{}' uses the {} serialization, which only its own language can read",
                 self.varname, self.serialization
             ))));
         }
-        dimeb::decode(&self.payload)
-            .map_err(|e| Error::Codec(CodecError(format!("variable '{}': {}", self.varname, e.0))))
+        Ok(())
     }
+
+    fn codec_error(&self, e: CodecError) -> Error {
+        Error::Codec(CodecError(format!("variable '{}': {}", self.varname, e.0)))
+    }
+}
+
+/// What a client asks for when it connects, beyond DiME2. Each applies
+/// only where the server announces the extension; with an original DiME2
+/// server everything stays DiME2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Matrices travel in the layout and byte order they are stored in
+    /// (`dimeb_layout`): a C-ordered array is not transposed to send, and
+    /// received ones may be row-major ([`crate::Matrix::layout`]). Default on.
+    pub layout: bool,
+    /// Over a unix socket, payloads of at least `shm_threshold` bytes go
+    /// through shared memory (`shm`) instead of the socket, both ways.
+    /// Default on.
+    pub shm: bool,
+    /// The smallest payload sent through shared memory.
+    pub shm_threshold: usize,
+    /// Take shared-memory payloads from the start (`shm_receive` at
+    /// connect). Otherwise the client asks once a large payload has reached
+    /// it through the socket: until then relayed messages are read with
+    /// plain `recv`, which costs less than `recvmsg` (about 0.2 µs a read),
+    /// but that first payload is copied through the broker. Default off;
+    /// the C ABI's `dime_connect` (Python, MATLAB) turns it on.
+    pub shm_receive_now: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> ConnectOptions {
+        ConnectOptions {
+            layout: true,
+            shm: true,
+            shm_threshold: DEFAULT_SHM_THRESHOLD,
+            shm_receive_now: false,
+        }
+    }
+}
+
+/// A payload ready to go.
+enum Outgoing {
+    /// In the frame itself.
+    Inline(PooledBuf),
+    /// In a segment lent to the broker: the number naming it, the bytes used.
+    Shared { segment: u64, len: usize },
 }
 
 /// How long to poll for a reply before blocking.
 const SPIN: Duration = Duration::from_micros(50);
+
+/// How long a sender waits for the broker to free a segment it could
+/// reuse before it makes a new one.
+const SEGMENT_WAIT: Duration = Duration::from_millis(2);
 
 /// A `Read` over a transport's non-blocking read (`Unsupported` where the
 /// transport has none).
@@ -237,29 +349,55 @@ pub struct Client {
     /// it keeps growing across the slices of a long wait and starts over
     /// once messages arrive.
     poll_pause: Duration,
+    /// How this client writes matrices: in their own layout where the
+    /// server announced `dimeb_layout` and we asked for it.
+    encoding: MatrixEncoding,
+    /// Shared memory, where negotiated.
+    shm: Option<ShmSide>,
+    /// Frames read ahead while looking for pushes (`drain_pushes`), to be
+    /// read first.
+    early: VecDeque<Frame>,
+    /// Reading relayed messages, which may come with descriptors: only then
+    /// (and only with shared memory on) are reads `recvmsg`, which costs
+    /// more than `recv`. Nothing else the broker sends carries one.
+    reading_relayed: bool,
 }
 
 impl Client {
     /// Connects to `address` (`unix:PATH`, `ipc:PATH`, `tcp:HOST:PORT`) and
     /// handshakes with the dimeb serialization.
     pub fn connect(address: &str) -> Result<Client> {
+        Client::connect_with(address, ConnectOptions::default())
+    }
+
+    /// As [`Client::connect`], asking for what `options` says.
+    pub fn connect_with(address: &str, options: ConnectOptions) -> Result<Client> {
         let addr = Address::parse(address).map_err(Error::InvalidArgument)?;
-        Client::connect_to(&addr)
+        Client::connect_to_with(&addr, options)
     }
 
     /// Connects to a parsed address.
     pub fn connect_to(addr: &Address) -> Result<Client> {
-        Client::open(addr, true)
+        Client::connect_to_with(addr, ConnectOptions::default())
     }
 
     /// Connects a side connection (a watch, a monitor): one that never
     /// syncs, so it asks not to receive broadcasts, which would only pile
-    /// up in its queue.
+    /// up in its queue (nor shared memory, which it would never use).
     pub fn connect_side(addr: &Address) -> Result<Client> {
-        Client::open(addr, false)
+        let options = ConnectOptions {
+            shm: false,
+            ..ConnectOptions::default()
+        };
+        Client::open(addr, false, options)
     }
 
-    fn open(addr: &Address, broadcasts: bool) -> Result<Client> {
+    /// Connects to a parsed address, asking for what `options` says.
+    pub fn connect_to_with(addr: &Address, options: ConnectOptions) -> Result<Client> {
+        Client::open(addr, true, options)
+    }
+
+    fn open(addr: &Address, broadcasts: bool, options: ConnectOptions) -> Result<Client> {
         let failed = |source| Error::Connect {
             address: addr.to_string(),
             source,
@@ -273,10 +411,27 @@ impl Client {
             stash: VecDeque::new(),
             extensions: None,
             poll_pause: POLL_FIRST,
+            encoding: MatrixEncoding::Classic,
+            shm: None,
+            early: VecDeque::new(),
+            reading_relayed: false,
         };
+        let mut handshake = json!({"command": "handshake", "serialization": "dimeb", "tls": false});
+        // What we ask to be sent (our extension; an original server
+        // ignores the field).
+        let mut asked = Vec::new();
+        if options.layout {
+            asked.push(extensions::DIMEB_LAYOUT);
+        }
+        let shm = options.shm && c.stream.passes_fds() && cfg!(target_os = "linux");
+        if shm {
+            asked.push(extensions::SHM);
+        }
+        if !asked.is_empty() {
+            handshake["extensions"] = json!(asked);
+        }
         // A connection that ends during the handshake never was one: report
         // it as a failed connect, not as a lost connection.
-        let mut handshake = json!({"command": "handshake", "serialization": "dimeb", "tls": false});
         if !broadcasts {
             handshake["broadcasts"] = json!(false);
         }
@@ -288,7 +443,51 @@ impl Client {
             c.serialization = s.to_owned();
         }
         c.extensions = announced_extensions(&reply)?;
+        if options.layout && c.supports(extensions::DIMEB_LAYOUT) {
+            c.encoding = MatrixEncoding::Native;
+        }
+        if shm && c.supports(extensions::SHM) {
+            // SAFETY: the stream's descriptor is open for as long as `c`.
+            let own = unsafe { BorrowedFd::borrow_raw(c.stream.as_raw_fd()) };
+            let dup = own.try_clone_to_owned().map_err(Error::ConnectionLost)?;
+            c.shm = Some(ShmSide {
+                pool: Default::default(),
+                fds: VecDeque::new(),
+                link: ReleaseLink::new(dup),
+                threshold: options.shm_threshold.max(1),
+                sending: None,
+                receiving: false,
+                want_receiving: false,
+            });
+            if options.shm_receive_now {
+                let ok = c.request(json!({"command": "shm_receive"})).is_ok();
+                if let Some(side) = c.shm.as_mut() {
+                    side.receiving = ok;
+                }
+            }
+        }
         Ok(c)
+    }
+
+    /// True when payloads of at least [`ConnectOptions::shm_threshold`]
+    /// bytes go through shared memory on this connection.
+    pub fn uses_shm(&self) -> bool {
+        self.shm.is_some()
+    }
+
+    /// Shared-memory segments this client has sent and not yet been told
+    /// are free, and ones it keeps for reuse: (busy, free).
+    pub fn shm_segments(&self) -> (usize, usize) {
+        self.shm
+            .as_ref()
+            .map_or((0, 0), |s| (s.pool.busy_count(), s.pool.free_count()))
+    }
+
+    /// How this client writes matrices it sends: [`MatrixEncoding::Native`]
+    /// (their own layout) when it asked for `dimeb_layout` and the server
+    /// announced it, else DiME2's classic encoding.
+    pub fn matrix_encoding(&self) -> MatrixEncoding {
+        self.encoding
     }
 
     /// The extensions the server announced in its handshake reply
@@ -321,21 +520,211 @@ impl Client {
     }
 
     fn write_frame(&mut self, json: &Json, payload: &[u8]) -> Result<()> {
+        self.write_frame_with(json, payload, None)
+    }
+
+    /// Writes one frame, `fd` passed along its first byte. The whole frame
+    /// is written under the release link's lock, so a release written by
+    /// another thread never lands inside it.
+    fn write_frame_with(&mut self, json: &Json, payload: &[u8], fd: Option<RawFd>) -> Result<()> {
         // A length that does not fit the prefix's u32 fields would be
         // wrapped and desync the stream; refuse it before writing a byte.
         let head = try_encode_head(json.to_string().as_bytes(), payload.len())
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        // Releases are written by received mappings, which only exist once
+        // this client takes descriptors.
+        let _writing = self
+            .shm
+            .as_ref()
+            .filter(|s| s.receiving)
+            .map(|s| s.link.lock());
         let mut bufs = [IoSlice::new(&head), IoSlice::new(payload)];
         let mut bufs = &mut bufs[..];
+        let mut fd = fd;
         while !bufs.is_empty() && bufs.iter().any(|b| !b.is_empty()) {
-            match self.stream.write_vectored(bufs) {
+            let written = match fd {
+                // SAFETY: the descriptor belongs to a segment in our pool,
+                // which is not touched during this call.
+                Some(raw) => self
+                    .stream
+                    .send_with_fds(bufs, &[unsafe { BorrowedFd::borrow_raw(raw) }]),
+                None => self.stream.write_vectored(bufs),
+            };
+            match written {
                 Ok(0) => return Err(closed_by("server")),
-                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                Ok(n) => {
+                    // The descriptor went with the first bytes.
+                    fd = None;
+                    IoSlice::advance_slices(&mut bufs, n)
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
             }
         }
         Ok(())
+    }
+
+    /// Encodes `v` for sending: into a shared-memory segment when it is
+    /// large enough and one can be had, else into a pooled buffer.
+    fn prepare(&mut self, v: &Value) -> std::result::Result<Outgoing, CodecError> {
+        let enc = self.encoding;
+        let len = dimeb::checked_encoded_len_with(v, enc)?;
+        if self.shm.as_ref().is_some_and(|s| len >= s.threshold) {
+            if let Some(mut seg) = self.segment_for(len) {
+                match dimeb::encode_to_slice(v, &mut seg.bytes_mut()[..len], enc) {
+                    Ok(_) => {
+                        let side = self.shm.as_mut().expect("checked above");
+                        let segment = side.pool.lend(seg);
+                        return Ok(Outgoing::Shared { segment, len });
+                    }
+                    Err(e) => {
+                        let side = self.shm.as_mut().expect("checked above");
+                        let n = side.pool.lend(seg);
+                        side.pool.freed(n);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        encode_pooled(v, enc).map(Outgoing::Inline)
+    }
+
+    /// A segment for a `len`-byte payload: a free one, one the broker has
+    /// just freed (notices may be waiting unread), or a new one. None when
+    /// none can be had: the payload then goes through the socket.
+    fn segment_for(&mut self, len: usize) -> Option<Segment> {
+        if self.shm.as_ref()?.sending.is_none() {
+            // Once, before the first segment: the broker then keeps the
+            // descriptors that come with this connection's bytes.
+            let ok = self.request(json!({"command": "shm_send"})).is_ok();
+            self.shm.as_mut()?.sending = Some(ok);
+        }
+        let side = self.shm.as_mut().filter(|s| s.sending == Some(true))?;
+        if let Some(s) = side.pool.take_free(len) {
+            return Some(s);
+        }
+        let busy_fits = side.pool.busy_fits(len);
+        // A recipient that just let go of a segment of this size has most
+        // likely been heard of within a moment; a new segment costs a page
+        // fault per 4 KiB on first use.
+        let wait = if busy_fits {
+            SEGMENT_WAIT
+        } else {
+            Duration::ZERO
+        };
+        if self.drain_pushes(wait).is_err() {
+            return None;
+        }
+        let side = self.shm.as_mut()?;
+        if let Some(s) = side.pool.take_free(len) {
+            return Some(s);
+        }
+        match side.pool.create(len) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("no shared-memory segment of {len} bytes ({e}); using the socket");
+                None
+            }
+        }
+    }
+
+    /// Writes a request whose payload is `out`.
+    fn send_outgoing(&mut self, mut header: Json, out: &Outgoing) -> Result<()> {
+        match out {
+            Outgoing::Inline(p) => self.write_frame(&header, p),
+            Outgoing::Shared { segment, len } => {
+                header["shm"] = json!({"len": len, "segment": segment});
+                let fd = self
+                    .shm
+                    .as_ref()
+                    .and_then(|s| s.pool.fd_of(*segment))
+                    .ok_or_else(|| Error::Protocol("a lent segment went missing".into()))?;
+                self.write_frame_with(&header, &[], Some(fd))
+            }
+        }
+    }
+
+    /// Handles a meta message; false if `obj` is not one.
+    fn take_meta(&mut self, obj: &Map<String, Json>) -> bool {
+        let is_meta = obj.get("meta").and_then(Json::as_bool) == Some(true)
+            && obj
+                .get("status")
+                .and_then(Json::as_i64)
+                .is_some_and(|s| s > 0);
+        if !is_meta {
+            return false;
+        }
+        match obj.get("command").and_then(Json::as_str) {
+            Some("reregister") => {
+                if let Some(s) = obj.get("serialization").and_then(Json::as_str) {
+                    self.serialization = s.to_owned();
+                }
+            }
+            Some("shm_free") => {
+                if let (Some(side), Some(n)) =
+                    (self.shm.as_mut(), obj.get("segment").and_then(Json::as_u64))
+                {
+                    side.pool.freed(n);
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Reads whatever has arrived unasked (meta messages: a segment freed,
+    /// a serialization switch) without blocking, waiting up to `wait` for
+    /// a segment to be freed. Only called with no request outstanding, so
+    /// anything else read is kept for the next read.
+    fn drain_pushes(&mut self, wait: Duration) -> Result<()> {
+        let deadline = Instant::now() + wait;
+        let free_before = self.shm.as_ref().map_or(0, |s| s.pool.free_count());
+        loop {
+            while let Some(f) = self
+                .reader
+                .next_frame()
+                .map_err(|e| Error::Protocol(e.to_string()))?
+            {
+                let meta = serde_json::from_slice::<Map<String, Json>>(f.json())
+                    .is_ok_and(|obj| self.take_meta(&obj));
+                if !meta {
+                    self.early.push_back(f);
+                }
+            }
+            if self.shm.as_ref().map_or(0, |s| s.pool.free_count()) > free_before {
+                return Ok(());
+            }
+            match self.read_some(true) {
+                Ok(0) => return Err(closed_by("server")),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        return Ok(());
+                    }
+                    std::thread::yield_now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// One read into the frame reader, keeping descriptors that come with
+    /// the bytes when shared memory is on.
+    fn read_some(&mut self, dontwait: bool) -> io::Result<usize> {
+        match self
+            .shm
+            .as_mut()
+            .filter(|s| s.receiving && self.reading_relayed)
+        {
+            Some(side) => self.reader.read_from(&mut ReadWithFds {
+                transport: &mut *self.stream,
+                fds: &mut side.fds,
+                dontwait,
+            }),
+            None if dontwait => self.reader.read_from(&mut DontWait(&mut *self.stream)),
+            None => self.reader.read_from(&mut *self.stream),
+        }
     }
 
     /// The address this client is connected to.
@@ -366,17 +755,7 @@ impl Client {
             let Json::Object(obj) = json else {
                 return Err(Error::Protocol("server header is not a JSON object".into()));
             };
-            let is_meta = obj.get("meta").and_then(Json::as_bool) == Some(true)
-                && obj
-                    .get("status")
-                    .and_then(Json::as_i64)
-                    .is_some_and(|s| s > 0);
-            if is_meta {
-                if obj.get("command").and_then(Json::as_str) == Some("reregister") {
-                    if let Some(s) = obj.get("serialization").and_then(Json::as_str) {
-                        self.serialization = s.to_owned();
-                    }
-                }
+            if self.take_meta(&obj) {
                 continue;
             }
             return Ok(Some((obj, frame.payload)));
@@ -385,6 +764,9 @@ impl Client {
 
     /// The next frame; None once `deadline` passes without one.
     fn next_raw_frame(&mut self, deadline: Option<Instant>) -> Result<Option<Frame>> {
+        if let Some(f) = self.early.pop_front() {
+            return Ok(Some(f));
+        }
         loop {
             if let Some(f) = self
                 .reader
@@ -404,7 +786,7 @@ impl Client {
             // wake-up, the larger part of a small round trip here.
             let spin_until = Instant::now() + SPIN;
             let read = loop {
-                match self.reader.read_from(&mut DontWait(&mut *self.stream)) {
+                match self.read_some(true) {
                     Err(e)
                         if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < spin_until =>
                     {
@@ -416,7 +798,7 @@ impl Client {
                             io::ErrorKind::WouldBlock | io::ErrorKind::Unsupported
                         ) =>
                     {
-                        break self.reader.read_from(&mut *self.stream);
+                        break self.read_some(false);
                     }
                     other => break other,
                 }
@@ -486,10 +868,11 @@ impl Client {
 
     fn relay_many(&mut self, group: Option<&str>, vars: &[(&str, &Value)]) -> Result<()> {
         // Encode everything first: a value that cannot be encoded sends nothing.
+        let enc = self.encoding;
         let payloads = vars
             .iter()
             .map(|(name, v)| {
-                encode_pooled(v)
+                self.prepare(v)
                     .map_err(|e| Error::InvalidArgument(format!("variable '{name}': {}", e.0)))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -500,8 +883,9 @@ impl Client {
             .collect::<Vec<_>>()
             .chunks(PIPELINE)
         {
-            for ((name, _), payload) in chunk {
-                self.write_frame(&relay_header(group, name), payload)?;
+            for ((name, v), payload) in chunk {
+                let header = mark_layout(relay_header(group, name), v, enc);
+                self.send_outgoing(header, payload)?;
             }
             for _ in chunk {
                 if let Err(e) = self.read_status() {
@@ -543,7 +927,7 @@ impl Client {
     pub fn receive(&mut self, n: i64, timeout: Option<Duration>) -> Result<Vec<(String, Value)>> {
         self.receive_messages(n, timeout)?
             .into_iter()
-            .map(|m| Ok((m.varname.clone(), m.decode()?)))
+            .map(|m| Ok((m.varname.clone(), m.into_value()?)))
             .collect()
     }
 
@@ -565,18 +949,19 @@ impl Client {
             self.send(group, varname, value)?;
             return self.receive(n, timeout);
         }
-        let payload = encode_pooled(value)
+        let payload = self
+            .prepare(value)
             .map_err(|e| Error::InvalidArgument(format!("variable '{varname}': {}", e.0)))?;
-        let mut req = relay_header(Some(group), varname);
+        let mut req = mark_layout(relay_header(Some(group), varname), value, self.encoding);
         req["receive"] = json!(true);
         req["n"] = json!(n);
         if let Some(t) = timeout {
             req["timeout"] = json!(t.as_secs_f64() * 1000.0);
         }
-        self.write_frame(&req, &payload)?;
+        self.send_outgoing(req, &payload)?;
         self.read_messages(Vec::new())?
             .into_iter()
-            .map(|m| Ok((m.varname.clone(), m.decode()?)))
+            .map(|m| Ok((m.varname.clone(), m.into_value()?)))
             .collect()
     }
 
@@ -617,7 +1002,22 @@ impl Client {
     }
 
     /// Reads relayed messages until the closing status reply.
-    fn read_messages(&mut self, mut out: Vec<Message>) -> Result<Vec<Message>> {
+    fn read_messages(&mut self, out: Vec<Message>) -> Result<Vec<Message>> {
+        self.reading_relayed = true;
+        let r = self.read_relayed(out);
+        self.reading_relayed = false;
+        if r.is_ok() && self.shm.as_ref().is_some_and(|s| s.want_receiving) {
+            // Nothing is outstanding now: ask for descriptors from here on.
+            let ok = self.request(json!({"command": "shm_receive"})).is_ok();
+            if let Some(side) = self.shm.as_mut() {
+                side.want_receiving = false;
+                side.receiving = ok;
+            }
+        }
+        r
+    }
+
+    fn read_relayed(&mut self, mut out: Vec<Message>) -> Result<Vec<Message>> {
         loop {
             let (obj, payload) = self.read_frame()?;
             if obj.contains_key("status") {
@@ -625,16 +1025,44 @@ impl Client {
                 return Ok(out);
             }
             let field = |k: &str| obj.get(k).and_then(Json::as_str);
-            out.push(Message {
-                varname: field("varname").unwrap_or_default().to_owned(),
+            let mut m = Message::new(
+                field("varname").unwrap_or_default().to_owned(),
                 // DiME2 makes "serialization" optional in a send: such a
                 // payload is in the one the session negotiated.
-                serialization: field("serialization")
+                field("serialization")
                     .unwrap_or(&self.serialization)
                     .to_owned(),
                 payload,
-            });
+            );
+            if let Some(shm) = obj.get("shm") {
+                m.mapped = Some(self.map_received(shm));
+            } else if let Some(side) = self.shm.as_mut() {
+                side.want_receiving |= !side.receiving && m.payload.len() >= side.threshold;
+            }
+            out.push(m);
         }
+    }
+
+    /// Maps the shared-memory payload a relayed header announces: the next
+    /// descriptor received, checked (never trusting the header) and mapped
+    /// privately; dropping the mapping tells the broker.
+    fn map_received(&mut self, field: &Json) -> std::result::Result<Arc<Mapping>, String> {
+        let side = self
+            .shm
+            .as_mut()
+            .ok_or("a shared-memory message on a connection that did not negotiate it")?;
+        let fd = side
+            .fds
+            .pop_front()
+            .ok_or("a shared-memory message came without its descriptor")?;
+        let len = field
+            .get("len")
+            .and_then(Json::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or("a shared-memory message without a valid \"len\"")?;
+        let m = Mapping::open(fd, len).map_err(|e| format!("shared memory: {e}"))?;
+        m.on_release(ReleaseLink::releaser(&side.link));
+        Ok(Arc::new(m))
     }
 
     /// Receives up to `n` messages (all when `n < 0`) and decodes them.
@@ -644,17 +1072,18 @@ impl Client {
         let mut msgs = self.sync_messages(n)?.into_iter();
         let mut out = Vec::new();
         for m in msgs.by_ref() {
-            match m.decode() {
-                Ok(v) => out.push((m.varname, v)),
+            let name = m.varname.clone();
+            match m.into_value() {
+                Ok(v) => out.push((name, v)),
                 Err(e) => {
                     // Keep the ones already decoded and the rest for the next sync.
                     let rest: Vec<Message> = msgs.collect();
                     for (name, v) in out.into_iter().rev() {
-                        self.stash.push_front(Message {
-                            varname: name,
-                            serialization: "dimeb".into(),
-                            payload: PooledBuf::from_vec(dimeb::encode(&v)?),
-                        });
+                        self.stash.push_front(Message::new(
+                            name,
+                            "dimeb".into(),
+                            PooledBuf::from_vec(dimeb::encode(&v)?),
+                        ));
                     }
                     self.stash.extend(rest);
                     return Err(e);
@@ -786,21 +1215,32 @@ fn readable_before(stream: &dyn Transport, deadline: Instant) -> Result<bool> {
     }
 }
 
-/// Encodes into a buffer from this thread's pool: sending a large value
-/// again then reuses memory that is already mapped instead of faulting in
-/// a fresh allocation (about 40 ms per 100 MB here).
-/// Encodes `v` into a pooled buffer, refusing (before allocating) a value
-/// whose encoding would not fit a frame's u32 payload length, and
-/// reporting an allocation failure instead of aborting.
-fn encode_pooled(v: &Value) -> std::result::Result<PooledBuf, CodecError> {
-    let len = dimeb::checked_encoded_len(v)?;
+/// Encodes `v` (matrices as `enc` says) into a buffer from this thread's
+/// pool: sending a large value again then reuses memory that is already
+/// mapped instead of faulting in a fresh allocation (about 40 ms per 100 MB
+/// here). Refuses, before allocating, a value whose encoding would not fit
+/// a frame's u32 payload length, and reports an allocation failure instead
+/// of aborting.
+fn encode_pooled(v: &Value, enc: MatrixEncoding) -> std::result::Result<PooledBuf, CodecError> {
+    let len = dimeb::checked_encoded_len_with(v, enc)?;
     let mut buf = PooledBuf::try_with_capacity(len).map_err(|e| {
         CodecError(format!(
             "cannot allocate {len} bytes to encode a value: {e}"
         ))
     })?;
-    dimeb::encode_into(v, &mut buf)?;
+    dimeb::encode_into_with(v, &mut buf, enc)?;
     Ok(buf)
+}
+
+/// `header` marked as carrying `dimeb_layout` matrices when `v`, encoded
+/// with `enc`, does: the broker then converts it for recipients that read
+/// only DiME2's encoding. Values without a matrix are the same bytes in
+/// both encodings and go unmarked, so nobody converts them.
+fn mark_layout(mut header: Json, v: &Value, enc: MatrixEncoding) -> Json {
+    if enc == MatrixEncoding::Native && dimeb::has_matrix(v) {
+        header["dimeb_layout"] = json!(true);
+    }
+    header
 }
 
 fn relay_header(group: Option<&str>, varname: &str) -> Json {
@@ -838,9 +1278,13 @@ fn relayed_fields(text: &[u8]) -> Option<Json> {
     struct Relayed {
         varname: Option<String>,
         serialization: Option<String>,
+        shm: Option<Json>,
     }
     let r: Relayed = serde_json::from_slice(text).ok()?;
     let mut fields = Map::new();
+    if let Some(shm) = r.shm {
+        fields.insert("shm".into(), shm);
+    }
     if let Some(v) = r.varname {
         fields.insert("varname".into(), Json::String(v));
     }

@@ -20,7 +20,7 @@
 //! (and a silent broker noticed) even then.
 
 use crate::buffer::PooledBuf;
-use crate::codec::dimeb::{self, Piece};
+use crate::codec::dimeb::{self, MatrixEncoding, Piece};
 use crate::proto::{extensions, stream_batch};
 use crate::transport::Address;
 use crate::value::Value;
@@ -240,6 +240,9 @@ struct Shared {
     batch_streams: bool,
     /// When items held back by this endpoint's streams are due.
     flush_timer: stream::FlushTimer,
+    /// How values this endpoint sends write their matrices: in their own
+    /// layout when the broker announced `dimeb_layout` (we always ask).
+    encoding: MatrixEncoding,
 }
 
 /// An endpoint for remote calls: one connection to the broker with a
@@ -256,6 +259,48 @@ pub struct Rpc {
 pub struct CallFuture {
     id: u64,
     shared: Arc<Shared>,
+}
+
+impl Shared {
+    /// `v` encoded for sending, and whether it holds `dimeb_layout`
+    /// matrices (its header must then say so).
+    fn encode(&self, v: &Value) -> Result<(PooledBuf, bool)> {
+        let payload = encode_pooled(v, self.encoding).map_err(|e| Error::InvalidArgument(e.0))?;
+        Ok((
+            payload,
+            self.encoding == MatrixEncoding::Native && dimeb::has_matrix(v),
+        ))
+    }
+
+    /// Writes a frame with `head` (marked when the payload holds
+    /// `dimeb_layout` matrices) and `v` as its payload: encoded whole when
+    /// small, in pieces as it is written when large (no buffer the size of
+    /// the value; in the native encoding a large matrix's elements go
+    /// straight from its memory to the socket).
+    fn send_value(&self, head: &Json, v: &Value) -> Result<()> {
+        let enc = self.encoding;
+        let head = mark(
+            head.clone(),
+            enc == MatrixEncoding::Native && dimeb::has_matrix(v),
+        );
+        let len =
+            dimeb::checked_encoded_len_with(v, enc).map_err(|e| Error::InvalidArgument(e.0))?;
+        if len < STREAM_MIN {
+            let payload = encode_pooled(v, enc).map_err(|e| Error::InvalidArgument(e.0))?;
+            return self.write(&head, &payload);
+        }
+        let pieces = dimeb::encode_pieces_with(v, STREAM_CHUNK, enc)
+            .map_err(|e| Error::InvalidArgument(e.0))?;
+        self.write_pieces(&head, len, &pieces)
+    }
+}
+
+/// `head` marked as carrying `dimeb_layout` matrices when `layout`.
+fn mark(mut head: Json, layout: bool) -> Json {
+    if layout {
+        head["dimeb_layout"] = json!(true);
+    }
+    head
 }
 
 /// Frames up to this size are written with one copy into one buffer
@@ -307,12 +352,20 @@ impl Rpc {
             &sock,
             // A side connection: it never syncs, so it takes no broadcasts.
             &json!({"command": "handshake", "serialization": "dimeb", "tls": false,
-                "broadcasts": false}),
+                "broadcasts": false, "extensions": [extensions::DIMEB_LAYOUT]}),
             &[],
         )?;
         let (hs, _) = read_one(&mut reader, &mut read_sock)?;
         let hs = super::check_status(hs)?;
         let extensions = super::announced_extensions(&hs)?;
+        let encoding = if extensions
+            .as_ref()
+            .is_some_and(|e| e.iter().any(|n| n == extensions::DIMEB_LAYOUT))
+        {
+            MatrixEncoding::Native
+        } else {
+            MatrixEncoding::Classic
+        };
         super::require(extensions.as_deref(), extensions::RPC, "remote calls")?;
         let streams_unsupported =
             super::require(extensions.as_deref(), extensions::STREAM, "streams")
@@ -354,6 +407,7 @@ impl Rpc {
                 .as_deref()
                 .is_some_and(|e| e.iter().any(|x| x == extensions::STREAM_BATCH)),
             flush_timer: stream::FlushTimer::default(),
+            encoding,
         });
         let s = shared.clone();
         let reader = std::thread::Builder::new()
@@ -376,19 +430,11 @@ impl Rpc {
         args: &Value,
         timeout: Option<Duration>,
     ) -> Result<CallFuture> {
-        let len = dimeb::checked_encoded_len(args).map_err(|e| Error::InvalidArgument(e.0))?;
-        if len < STREAM_MIN {
-            let payload = encode_pooled(args).map_err(|e| Error::InvalidArgument(e.0))?;
-            return self.call_encoded(function, &payload, timeout);
-        }
-        let pieces =
-            dimeb::encode_pieces(args, STREAM_CHUNK).map_err(|e| Error::InvalidArgument(e.0))?;
-        self.start_call(function, timeout, |sh, head| {
-            sh.write_pieces(head, len, &pieces)
-        })
+        self.start_call(function, timeout, |sh, head| sh.send_value(head, args))
     }
 
-    /// Calls `function` with already-encoded dimeb arguments (no copy).
+    /// Calls `function` with already-encoded dimeb arguments (no copy), in
+    /// DiME2's classic encoding.
     pub fn call_encoded(
         &self,
         function: &str,
@@ -501,27 +547,26 @@ impl Rpc {
         self.shared.take_call(Some(function), timeout)
     }
 
-    /// Answers call `id` with an encoded result.
+    /// Answers call `id` with an encoded result (DiME2's classic encoding).
     pub fn reply_encoded(&self, id: u64, result: &[u8]) -> Result<()> {
+        self.reply_raw(id, result, false)
+    }
+
+    fn reply_raw(&self, id: u64, result: &[u8], layout: bool) -> Result<()> {
         self.shared.end_running(id, || {
-            self.shared
-                .write(&json!({"command": "return", "call": id}), result)
+            self.shared.write(
+                &mark(json!({"command": "return", "call": id}), layout),
+                result,
+            )
         })
     }
 
     /// Answers call `id` with a value (a large one encoded as it is
     /// written).
     pub fn reply(&self, id: u64, result: &Value) -> Result<()> {
-        let len = dimeb::checked_encoded_len(result).map_err(|e| Error::InvalidArgument(e.0))?;
-        if len < STREAM_MIN {
-            let payload = encode_pooled(result).map_err(|e| Error::InvalidArgument(e.0))?;
-            return self.reply_encoded(id, &payload);
-        }
-        let pieces =
-            dimeb::encode_pieces(result, STREAM_CHUNK).map_err(|e| Error::InvalidArgument(e.0))?;
         self.shared.end_running(id, || {
             self.shared
-                .write_pieces(&json!({"command": "return", "call": id}), len, &pieces)
+                .send_value(&json!({"command": "return", "call": id}), result)
         })
     }
 
@@ -553,17 +598,29 @@ impl Rpc {
         window: StreamOptions,
         timeout: Option<Duration>,
     ) -> Result<StreamReader> {
-        let payload = encode_pooled(args).map_err(|e| Error::InvalidArgument(e.0))?;
-        self.open_stream_encoded(function, &payload, window, timeout)
+        let (payload, layout) = self.shared.encode(args)?;
+        self.open_stream_raw(function, &payload, window, timeout, layout)
     }
 
-    /// [`Rpc::open_stream`] with already-encoded arguments.
+    /// [`Rpc::open_stream`] with already-encoded arguments (DiME2's
+    /// classic encoding).
     pub fn open_stream_encoded(
         &self,
         function: &str,
         args: &[u8],
         window: StreamOptions,
         timeout: Option<Duration>,
+    ) -> Result<StreamReader> {
+        self.open_stream_raw(function, args, window, timeout, false)
+    }
+
+    fn open_stream_raw(
+        &self,
+        function: &str,
+        args: &[u8],
+        window: StreamOptions,
+        timeout: Option<Duration>,
+        layout: bool,
     ) -> Result<StreamReader> {
         if window.items == 0 || window.bytes == 0 {
             return Err(Error::InvalidArgument(
@@ -586,8 +643,11 @@ impl Rpc {
             }
             inner.streams.insert(id, consumer.clone());
         }
-        let mut head = json!({"command": "call", "function": function, "id": id,
-            "stream": true, "items": window.items, "bytes": window.bytes});
+        let mut head = mark(
+            json!({"command": "call", "function": function, "id": id,
+                "stream": true, "items": window.items, "bytes": window.bytes}),
+            layout,
+        );
         if sh.batch_streams {
             head["batch"] = json!(true);
         }
@@ -616,6 +676,16 @@ impl Rpc {
     /// had been quiet, at most [`stream::LINGER`] otherwise, and never
     /// past the end of the stream or a wait for room.
     pub fn stream_send(&self, id: u64, item: &[u8], timeout: Option<Duration>) -> Result<bool> {
+        self.stream_send_raw(id, item, timeout, false)
+    }
+
+    fn stream_send_raw(
+        &self,
+        id: u64,
+        item: &[u8],
+        timeout: Option<Duration>,
+        layout: bool,
+    ) -> Result<bool> {
         let producer = self.shared.lock().running.get(&id).cloned();
         let Some(p) = producer else {
             return Ok(false);
@@ -644,11 +714,11 @@ impl Rpc {
         if !self.shared.batch_streams || item.len() > stream::BATCH_ITEM_MAX {
             self.shared.write_pending(id, &mut pending)?;
             self.shared
-                .write(&json!({"command": "yield", "call": id}), item)?;
+                .write(&mark(json!({"command": "yield", "call": id}), layout), item)?;
             pending.wrote(Instant::now());
             return Ok(true);
         }
-        match pending.add(item, p.has_room(), Instant::now()) {
+        match pending.add(item, layout, p.has_room(), Instant::now()) {
             stream::Hold::WriteNow => self.shared.write_pending(id, &mut pending)?,
             stream::Hold::Arm(when) => {
                 drop(pending);
@@ -683,8 +753,8 @@ impl Rpc {
         item: &Value,
         timeout: Option<Duration>,
     ) -> Result<bool> {
-        let payload = encode_pooled(item).map_err(|e| Error::InvalidArgument(e.0))?;
-        self.stream_send(id, &payload, timeout)
+        let (payload, layout) = self.shared.encode(item)?;
+        self.stream_send_raw(id, &payload, timeout, layout)
     }
 
     /// Ends stream call `id` normally.
@@ -880,7 +950,7 @@ impl StreamReader {
     /// Decodes the next item: Ok(None) at the end.
     pub fn next_value(&mut self, timeout: Option<Duration>) -> Result<Option<Value>> {
         match self.next(timeout) {
-            Ok(Next::Item(b)) => Ok(Some(dimeb::decode(&b)?)),
+            Ok(Next::Item(b)) => Ok(Some(dimeb::decode_in(Arc::new(b))?)),
             Ok(Next::End) => Ok(None),
             Ok(Next::Timeout) => Err(Error::Timeout),
             Err(e) => Err(Error::Server(e.to_string())),
@@ -954,7 +1024,7 @@ impl CallFuture {
             return Err(Error::Timeout);
         }
         match self.take() {
-            Some(Ok(buf)) => Ok(Ok(dimeb::decode(&buf)?)),
+            Some(Ok(buf)) => Ok(Ok(dimeb::decode_in(Arc::new(buf))?)),
             Some(Err(e)) => Ok(Err(e)),
             None => Err(Error::InvalidArgument(
                 "the result was already taken".into(),
@@ -1168,13 +1238,13 @@ impl Shared {
         if pending.count() == 0 {
             return Ok(());
         }
-        let (n, buf) = pending.take(Instant::now());
+        let (n, buf, layout) = pending.take(Instant::now());
         let head = if n == 1 {
             json!({"command": "yield", "call": id})
         } else {
             json!({"command": "yield", "call": id, "count": n})
         };
-        self.write(&head, &buf)?;
+        self.write(&mark(head, layout), &buf)?;
         pending.recycle(buf);
         Ok(())
     }
@@ -1229,6 +1299,11 @@ impl Shared {
                         sock.write_all(&pending)?;
                         pending.clear();
                         dimeb::stream_elements(m, STREAM_CHUNK, &mut buf, |b| sock.write_all(b))?;
+                    }
+                    Piece::Stored(elems) => {
+                        sock.write_all(&pending)?;
+                        pending.clear();
+                        sock.write_all(elems)?;
                     }
                 }
             }

@@ -362,6 +362,9 @@ pub const LINGER: Duration = Duration::from_micros(200);
 pub struct Pending {
     buf: Vec<u8>,
     count: usize,
+    /// Some item held has `dimeb_layout` matrices (the batch's header must
+    /// say so).
+    layout: bool,
     /// When the first item held was added.
     since: Option<Instant>,
     /// When the stream last wrote.
@@ -382,18 +385,19 @@ pub enum Hold {
 }
 
 impl Pending {
-    /// Adds an item (at most [`BATCH_ITEM_MAX`] bytes); `room_left`: the
-    /// producer may send another. Items go now when the stream was idle
+    /// Adds an item (at most [`BATCH_ITEM_MAX`] bytes; `layout`: holding
+    /// `dimeb_layout` matrices); `room_left`: the producer may send another. Items go now when the stream was idle
     /// (a lone item is never held), when there is no room for more (the
     /// consumer cannot grant room for items it has not got), and once the
     /// batch is full or old; else they wait for more, or the timer.
-    pub fn add(&mut self, item: &[u8], room_left: bool, now: Instant) -> Hold {
+    pub fn add(&mut self, item: &[u8], layout: bool, room_left: bool, now: Instant) -> Hold {
         let idle = self.count == 0
             && self
                 .last_write
                 .is_none_or(|t| now.saturating_duration_since(t) >= LINGER);
         stream_batch::push(&mut self.buf, item).expect("small items only");
         self.count += 1;
+        self.layout |= layout;
         let since = *self.since.get_or_insert(now);
         if idle
             || !room_left
@@ -432,17 +436,19 @@ impl Pending {
     }
 
     /// The held items as a batch payload (or, when there is one, that item
-    /// alone after its length prefix), and the count; the batch is then
-    /// empty and counted as written at `now`.
-    pub fn take(&mut self, now: Instant) -> (usize, Vec<u8>) {
+    /// alone after its length prefix), the count, and whether some hold
+    /// `dimeb_layout` matrices; the batch is then empty and counted as
+    /// written at `now`.
+    pub fn take(&mut self, now: Instant) -> (usize, Vec<u8>, bool) {
         let n = std::mem::take(&mut self.count);
+        let layout = std::mem::take(&mut self.layout);
         self.since = None;
         self.last_write = Some(now);
         let mut buf = std::mem::take(&mut self.buf);
         if n == 1 {
             buf.drain(..stream_batch::LEN_PREFIX);
         }
-        (n, buf)
+        (n, buf, layout)
     }
 
     /// Gives back the buffer [`Pending::take`] returned once written, to
@@ -463,6 +469,7 @@ impl Pending {
     pub fn clear(&mut self) {
         self.buf.clear();
         self.count = 0;
+        self.layout = false;
         self.since = None;
     }
 }
@@ -537,16 +544,20 @@ mod tests {
     fn a_lone_item_is_written_at_once_and_a_burst_is_held() {
         let mut p = Pending::default();
         let t0 = Instant::now();
-        assert_eq!(p.add(b"a", true, t0), Hold::WriteNow);
-        assert_eq!(p.take(t0), (1, b"a".to_vec()));
+        assert_eq!(p.add(b"a", false, true, t0), Hold::WriteNow);
+        assert_eq!(p.take(t0), (1, b"a".to_vec(), false));
         // Right after a write, items wait for company, with one timer.
         let t1 = t0 + Duration::from_micros(10);
-        assert_eq!(p.add(b"b", true, t1), Hold::Arm(t1 + LINGER));
-        assert_eq!(p.add(b"c", true, t1), Hold::Keep);
+        assert_eq!(p.add(b"b", false, true, t1), Hold::Arm(t1 + LINGER));
+        assert_eq!(p.add(b"c", true, true, t1), Hold::Keep);
         assert_eq!(p.due(t1 + LINGER / 2), (false, Some(t1 + LINGER)));
         assert_eq!(p.due(t1 + LINGER), (true, None));
-        let (n, buf) = p.take(t1 + LINGER);
-        assert_eq!(n, 2);
+        let (n, buf, layout) = p.take(t1 + LINGER);
+        assert_eq!(
+            (n, layout),
+            (2, true),
+            "one item with layouts marks the batch"
+        );
         let items: Vec<&[u8]> = stream_batch::ranges(&buf, 2)
             .unwrap()
             .into_iter()
@@ -554,7 +565,11 @@ mod tests {
             .collect();
         assert_eq!(items, vec![&b"b"[..], b"c"]);
         // Long after the last write, an item is lone again.
-        assert_eq!(p.add(b"d", true, t1 + 3 * LINGER), Hold::WriteNow);
+        assert_eq!(p.add(b"d", false, true, t1 + 3 * LINGER), Hold::WriteNow);
+        assert!(
+            !p.take(t1 + 3 * LINGER).2,
+            "a batch without layouts is not marked"
+        );
     }
 
     #[test]
@@ -562,12 +577,12 @@ mod tests {
         let mut p = Pending::default();
         let t0 = Instant::now();
         p.wrote(t0);
-        assert!(matches!(p.add(b"a", true, t0), Hold::Arm(_)));
-        assert_eq!(p.add(b"b", false, t0), Hold::WriteNow);
+        assert!(matches!(p.add(b"a", false, true, t0), Hold::Arm(_)));
+        assert_eq!(p.add(b"b", false, false, t0), Hold::WriteNow);
         p.take(t0);
         let mut last = Hold::Keep;
         for i in 0..BATCH_ITEMS {
-            last = p.add(b"x", true, t0);
+            last = p.add(b"x", false, true, t0);
             if last == Hold::WriteNow {
                 assert_eq!(i + 1, BATCH_ITEMS);
             }

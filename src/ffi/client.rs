@@ -13,7 +13,7 @@ use super::sigpipe::SigpipeGuard;
 use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
 use super::value::{dime_value, into_raw};
 use crate::client::rpc::{Rpc, RpcOptions};
-use crate::client::{Client, Error};
+use crate::client::{Client, ConnectOptions, Error};
 use crate::transport::Address;
 use crate::value::Value;
 use std::ffi::c_char;
@@ -153,8 +153,38 @@ pub(crate) fn with_client<T>(
     })
 }
 
+/// Features a client asks for at connect (`dime_connect_with`), OR-ed
+/// together; each applies only where the server announces it.
+#[allow(non_camel_case_types)]
+pub type dime_connect_flags = u32;
+
+/// Ask for nothing beyond DiME2.
+pub const DIME_CONNECT_DIME2: dime_connect_flags = 0;
+/// Matrices travel in the layout and byte order they are stored in
+/// (extension `dimeb_layout`): a row-major matrix is sent without being
+/// transposed, and received matrices may be row-major (see
+/// `dime_matrix_layout`; `dime_matrix_data` still gives column-major).
+pub const DIME_CONNECT_LAYOUT: dime_connect_flags = 1;
+/// Over a unix socket, large payloads (a megabyte and up) travel through
+/// shared memory (extension `shm`): written once by the sender, mapped by
+/// each recipient, never copied through the broker. A received matrix's
+/// elements may then live in that mapping (private to this process: writes
+/// to it are the receiver's own).
+pub const DIME_CONNECT_SHM: dime_connect_flags = 2;
+/// With `DIME_CONNECT_SHM`: take shared-memory payloads from the start.
+/// Without it a client asks once a large payload has reached it through
+/// the socket (that one is copied through the broker), and until then reads
+/// relayed messages with a plain `recv`, slightly cheaper per read than the
+/// `recvmsg` descriptors need (about 0.2 µs).
+pub const DIME_CONNECT_SHM_NOW: dime_connect_flags = 4;
+/// What `dime_connect` asks for: everything, as the bindings (Python,
+/// MATLAB) move large arrays.
+pub const DIME_CONNECT_DEFAULT: dime_connect_flags =
+    DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM | DIME_CONNECT_SHM_NOW;
+
 /// Connects to a DiME server and handshakes; on success writes a new client
 /// to `*out`, owned by the caller (release with `dime_client_free`).
+/// Asks for `DIME_CONNECT_DEFAULT` (see `dime_connect_with`).
 ///
 /// `address` (NUL-terminated): `unix:/path/to.sock`, `ipc:/path/to.sock`
 /// (the same), `tcp:host:port` or `tcp:port` (127.0.0.1).
@@ -167,13 +197,34 @@ pub(crate) fn with_client<T>(
 /// handshake completes.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_connect(address: *const c_char, out: *mut *mut dime_client) -> dime_status {
+    dime_connect_with(address, DIME_CONNECT_DEFAULT, out)
+}
+
+/// As `dime_connect`, asking for the features in `flags` (`DIME_CONNECT_*`
+/// OR-ed; `DIME_CONNECT_DIME2` for none). Unknown bits give
+/// `DIME_STATUS_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_connect_with(
+    address: *const c_char,
+    flags: dime_connect_flags,
+    out: *mut *mut dime_client,
+) -> dime_status {
     ffi_status! {
         let address = str_arg(address, "address")?;
         check_arg!(out);
+        if flags & !(DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM | DIME_CONNECT_SHM_NOW) != 0 {
+            return Err(Fail::invalid(format!("unknown connect flags 0x{flags:X}")));
+        }
+        let options = ConnectOptions {
+            layout: flags & DIME_CONNECT_LAYOUT != 0,
+            shm: flags & DIME_CONNECT_SHM != 0,
+            shm_receive_now: flags & DIME_CONNECT_SHM_NOW != 0,
+            ..ConnectOptions::default()
+        };
         let addr = Address::parse(address).map_err(Fail::invalid)?;
         let c = {
             let _sigpipe = SigpipeGuard::new();
-            Client::connect_to(&addr)?
+            Client::connect_to_with(&addr, options)?
         };
         let handle = Box::new(dime_client {
             conn: Mutex::new(Conn::Open(Box::new(c))),

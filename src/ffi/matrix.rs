@@ -5,12 +5,20 @@
 //! Shapes are `rank` + `const size_t dims[rank]`; elements are
 //! column-major (first index fastest) in native byte order; complex
 //! elements are interleaved (re, im); logical elements are one byte, 0 or 1.
+//! A matrix may be *stored* row-major (made with
+//! `dime_value_new_matrix_borrowed_row_major`, or received in the layout a
+//! sender had it in): `dime_matrix_layout` says so, `dime_matrix_data`
+//! still gives column-major elements (converting once), and the
+//! `*_stored_*` functions give them as stored, without a conversion.
 
 use super::args::{copy_arg, slice_arg, write_out};
 use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
 use super::value::{dime_value, into_raw};
-use crate::value::{ElemKind, Matrix, Value, matrix_byte_len};
+use crate::layout::Layout;
+use crate::value::{ElemKind, Keepalive, Matrix, StoredData, Value, matrix_byte_len};
+use std::collections::BTreeMap;
 use std::ffi::c_void;
+use std::sync::Mutex;
 
 /// The element class of a matrix: one of the `DIME_CLASS_*` constants.
 ///
@@ -45,6 +53,15 @@ pub const DIME_CLASS_COMPLEX_SINGLE: dime_class = 13;
 pub const DIME_CLASS_COMPLEX_DOUBLE: dime_class = 14;
 /// logical elements (one byte each, 0 or 1; dimeb tag 0x1F, our extension).
 pub const DIME_CLASS_LOGICAL: dime_class = 15;
+
+/// How a matrix's elements are stored: one of the `DIME_LAYOUT_*` constants.
+#[allow(non_camel_case_types)]
+pub type dime_layout = u32;
+
+/// First index fastest (MATLAB, Fortran, DiME2's wire order).
+pub const DIME_LAYOUT_COLUMN_MAJOR: dime_layout = 0;
+/// Last index fastest (C arrays, numpy's default order).
+pub const DIME_LAYOUT_ROW_MAJOR: dime_layout = 1;
 
 /// The element kind of a `DIME_CLASS_*` constant.
 pub(crate) fn elem_kind(cls: dime_class) -> Result<ElemKind, Fail> {
@@ -157,12 +174,16 @@ pub extern "C" fn dime_value_new_matrix_borrowed(
 /// As `dime_value_new_matrix_borrowed`, but `data` is laid out
 /// **row-major** (C order: the last index varies fastest, as a C array
 /// `double m[rows][cols]` or a C-ordered numpy array) while `dims` keep
-/// their usual meaning. Nothing is copied now; sending transposes to the
-/// wire's column-major order while it byte-swaps, in one pass, so a
-/// C-ordered buffer costs no extra copy. Same lifetime rules as
-/// `dime_value_new_matrix_borrowed`. `dime_matrix_data` on this value
-/// returns `data` itself (row-major); `dime_value_clone` gives an owning
-/// column-major copy. Rank 0 and 1 are the same in both orders.
+/// their usual meaning. Nothing is copied now; sending writes it in
+/// the layout it is stored in to clients that negotiated layouts (see
+/// `dime_connect`), and is transposed to DiME2's column-major order in the
+/// same pass as the byte swap for the others, so a C-ordered buffer costs
+/// no extra copy either way. Same lifetime rules as
+/// `dime_value_new_matrix_borrowed`. `dime_matrix_stored_data` on this
+/// value returns `data` itself; `dime_matrix_data` a column-major copy
+/// (made once); `dime_value_clone` gives an owning column-major copy.
+/// Shapes with at most one dimension above 1 are the same in both orders
+/// and count as column-major.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_value_new_matrix_borrowed_row_major(
     cls: dime_class,
@@ -245,14 +266,19 @@ pub extern "C" fn dime_matrix_numel(value: *const dime_value, out: *mut usize) -
 }
 
 /// Points `*data` at the matrix's elements (column-major, native byte
-/// order) and writes their size in bytes to `*nbytes`, without copying.
+/// order) and writes their size in bytes to `*nbytes`, without copying a
+/// column-major matrix.
+///
+/// A matrix stored row-major (`dime_matrix_layout`) is transposed once,
+/// on the first call, into a column-major copy the value keeps; use
+/// `dime_matrix_stored_data` to read it as stored instead.
 ///
 /// The buffer belongs to `value`: it stays valid until `value` is freed,
 /// modified, or its data taken with `dime_matrix_take_data`; read it only.
-/// For a received matrix it is a heap block aligned for any element class
-/// (malloc alignment); for a borrowing matrix it is the caller's own
-/// pointer. With 0 bytes, `*data` is non-NULL but must not be read.
-/// Errors as for `dime_matrix_class`.
+/// For a received matrix it is aligned for its element class; for a
+/// borrowing column-major matrix it is the caller's own pointer. With 0
+/// bytes, `*data` is non-NULL but must not be read. Errors as for
+/// `dime_matrix_class`.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_matrix_data(
     value: *const dime_value,
@@ -270,22 +296,144 @@ pub extern "C" fn dime_matrix_data(
     }
 }
 
+/// Writes how the matrix's elements are stored to `*out`:
+/// `DIME_LAYOUT_COLUMN_MAJOR` or `DIME_LAYOUT_ROW_MAJOR`. A matrix with at
+/// most one dimension above 1 is always column-major (both orders are the
+/// same bytes). Errors as for `dime_matrix_class`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_matrix_layout(
+    value: *const dime_value,
+    out: *mut dime_layout,
+) -> dime_status {
+    ffi_status! {
+        let m = matrix(value)?;
+        check_arg!(out);
+        write_out(out, layout_code(m.layout()));
+        Ok(())
+    }
+}
+
+fn layout_code(l: Layout) -> dime_layout {
+    match l {
+        Layout::ColumnMajor => DIME_LAYOUT_COLUMN_MAJOR,
+        Layout::RowMajor => DIME_LAYOUT_ROW_MAJOR,
+    }
+}
+
+/// As `dime_matrix_data`, but the elements as stored, in the order
+/// `dime_matrix_layout` reports: never converted or copied. Same lifetime
+/// and alignment rules. Errors as for `dime_matrix_class`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_matrix_stored_data(
+    value: *const dime_value,
+    data: *mut *const c_void,
+    nbytes: *mut usize,
+) -> dime_status {
+    ffi_status! {
+        let m = matrix(value)?;
+        check_arg!(data);
+        check_arg!(nbytes);
+        let bytes = m.stored_bytes();
+        write_out(data, bytes.as_ptr().cast());
+        write_out(nbytes, bytes.len());
+        Ok(())
+    }
+}
+
+/// Writes the matrix's elements column-major into the caller's buffer
+/// `dst` of `nbytes` bytes, which must be exactly the matrix's size
+/// (`dime_class_size` × `dime_matrix_numel`): a copy, or one cache-blocked
+/// transpose of a row-major matrix. For a receiver that needs its own
+/// column-major array anyway (MATLAB's `mxArray`): one pass, where
+/// `dime_matrix_data` plus a copy would make two. `dst` may be NULL when
+/// `nbytes` is 0. `DIME_STATUS_INVALID_ARGUMENT` if `nbytes` is not the
+/// matrix's size; other errors as for `dime_matrix_class`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_matrix_copy_column_major(
+    value: *const dime_value,
+    dst: *mut c_void,
+    nbytes: usize,
+) -> dime_status {
+    ffi_status! {
+        let m = matrix(value)?;
+        let want = m.stored_bytes().len();
+        if nbytes != want {
+            return Err(Fail::invalid(format!(
+                "the matrix has {want} bytes, the buffer {nbytes}"
+            )));
+        }
+        if want == 0 {
+            return Ok(());
+        }
+        check_arg!(dst);
+        // SAFETY: the caller's contract: `dst` is `nbytes` writable bytes,
+        // not overlapping the matrix (which the caller cannot write).
+        let out = unsafe { std::slice::from_raw_parts_mut(dst.cast::<u8>(), nbytes) };
+        m.copy_column_major(out);
+        Ok(())
+    }
+}
+
+/// Buffers handed to C that live inside a larger shared buffer (a
+/// received payload, a shared-memory mapping), by address: what keeps each
+/// alive until `dime_data_free` gives it back. Every other buffer handed
+/// out is a `Box<[u8]>` of its own.
+static LENT: Mutex<BTreeMap<usize, Vec<Keepalive>>> = Mutex::new(BTreeMap::new());
+
+/// A matrix's elements as a (pointer, length) the caller owns and gives
+/// back with `dime_data_free`: a boxed slice, or a range of a shared
+/// buffer registered in [`LENT`] (no copy).
+fn hand_out(data: StoredData) -> (*mut c_void, usize) {
+    match data {
+        StoredData::Shared { owner, ptr, len } if len > 0 => {
+            LENT.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(ptr as usize)
+                .or_default()
+                .push(owner);
+            (ptr.cast_mut().cast(), len)
+        }
+        StoredData::Shared { .. } => (Box::into_raw(Box::<[u8]>::default()).cast(), 0),
+        StoredData::Owned(v) => {
+            // A boxed slice has capacity == length, so dime_data_free can
+            // rebuild it from (pointer, length) alone.
+            let block = v.into_boxed_slice();
+            let len = block.len();
+            (Box::into_raw(block).cast(), len)
+        }
+    }
+}
+
+/// Takes the matrix out of `value` (which becomes null), or fails.
+fn take_matrix(value: *mut dime_value) -> Result<Matrix, Fail> {
+    let v = check_arg!(mut value as Value);
+    if !matches!(v, Value::Matrix(_)) {
+        return Err(Fail::wrong_type("matrix", v.type_name()));
+    }
+    let Value::Matrix(m) = std::mem::replace(v, Value::Null) else {
+        unreachable!("checked to be a matrix above");
+    };
+    Ok(m)
+}
+
 /// Moves a matrix's element buffer out to the caller: `*data` receives the
-/// buffer (column-major, native byte order, malloc-aligned) and `*nbytes`
-/// its size. The caller owns it and must release it with
+/// buffer (column-major, native byte order, aligned for its class) and
+/// `*nbytes` its size. The caller owns it and must release it with
 /// `dime_data_free(data, nbytes)` (not `free()`); with 0 bytes `*data` is a
 /// non-NULL placeholder that must not be read. `value` itself becomes a
 /// null value (`DIME_KIND_NULL`), still to be freed with `dime_value_free`,
-/// so read the class and dims first.
+/// so read the class and dims first. The buffer may be written.
 ///
-/// For a matrix received from the server no element is copied (the block
-/// may be shrunk in place); a borrowing matrix's elements are copied into a
-/// new block. This is how a binding can wrap received data (a numpy array,
-/// say) with no copy at all. `value` must be owned by the caller (take a
-/// child out of a list or map first with `dime_value_list_take` /
-/// `dime_value_map_take_at`, or out of a message list with
-/// `dime_messages_take`). Errors as for `dime_matrix_class`; on failure
-/// `value` is unchanged.
+/// For a column-major matrix received from the server no element is
+/// copied (the buffer may be part of the received message, kept alive
+/// until `dime_data_free`); a row-major one is transposed into a new
+/// block, and a borrowing matrix's elements are copied. This is how a
+/// binding can wrap received data (a numpy array, say) with no copy at
+/// all; `dime_matrix_take_stored_data` does the same without transposing.
+/// `value` must be owned by the caller (take a child out of a list or map
+/// first with `dime_value_list_take` / `dime_value_map_take_at`, or out of
+/// a message list with `dime_messages_take`). Errors as for
+/// `dime_matrix_class`; on failure `value` is unchanged.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_matrix_take_data(
     value: *mut dime_value,
@@ -293,39 +441,77 @@ pub extern "C" fn dime_matrix_take_data(
     nbytes: *mut usize,
 ) -> dime_status {
     ffi_status! {
-        let v = check_arg!(mut value as Value);
         check_arg!(data);
         check_arg!(nbytes);
-        if !matches!(v, Value::Matrix(_)) {
-            return Err(Fail::wrong_type("matrix", v.type_name()));
-        }
-        let Value::Matrix(m) = std::mem::replace(v, Value::Null) else {
-            unreachable!("checked to be a matrix above");
+        let m = take_matrix(value)?;
+        let stored = match m.layout() {
+            Layout::ColumnMajor => m.into_stored(),
+            Layout::RowMajor => StoredData::Owned(m.into_bytes()),
         };
-        // A boxed slice has capacity == length, so dime_data_free can
-        // rebuild it from (pointer, length) alone.
-        let block = m.into_bytes().into_boxed_slice();
-        let len = block.len();
-        write_out(data, Box::into_raw(block).cast());
+        let (ptr, len) = hand_out(stored);
+        write_out(data, ptr);
         write_out(nbytes, len);
         Ok(())
     }
 }
 
-/// Releases a buffer obtained from `dime_matrix_take_data`; `nbytes` must be
-/// the size that call reported. NULL is accepted and does nothing. Safe from
-/// any thread (not the same buffer twice).
+/// As `dime_matrix_take_data`, but the elements as stored, in the order
+/// `dime_matrix_layout` reported before the call (read it first): never
+/// transposed, and not copied unless the matrix was borrowing. Release
+/// with `dime_data_free`. Errors as for `dime_matrix_take_data`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_matrix_take_stored_data(
+    value: *mut dime_value,
+    data: *mut *mut c_void,
+    nbytes: *mut usize,
+) -> dime_status {
+    ffi_status! {
+        check_arg!(data);
+        check_arg!(nbytes);
+        let (ptr, len) = hand_out(take_matrix(value)?.into_stored());
+        write_out(data, ptr);
+        write_out(nbytes, len);
+        Ok(())
+    }
+}
+
+/// Releases a buffer obtained from `dime_matrix_take_data` or
+/// `dime_matrix_take_stored_data`; `nbytes` must be the size that call
+/// reported. NULL is accepted and does nothing. Safe from any thread (not
+/// the same buffer twice).
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_data_free(data: *mut c_void, nbytes: usize) {
     ffi_value!((), {
-        if !data.is_null() {
-            let slice = std::ptr::slice_from_raw_parts_mut(data.cast::<u8>(), nbytes);
-            // SAFETY: the caller's contract: (data, nbytes) came from
-            // dime_matrix_take_data, i.e. from Box::<[u8]>::into_raw.
-            let block = unsafe { Box::from_raw(slice) };
-            // Large blocks go back to this thread's pool, for the next
-            // large matrix it receives (see `buffer`).
-            drop(crate::buffer::PooledBuf::from_vec(block.into_vec()));
+        if data.is_null() {
+            return;
+        }
+        let lent = {
+            let mut map = LENT.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get_mut(&(data as usize)) {
+                Some(owners) => {
+                    let owner = owners.pop();
+                    if owners.is_empty() {
+                        map.remove(&(data as usize));
+                    }
+                    owner
+                }
+                None => None,
+            }
+        };
+        match lent {
+            // Dropped outside the lock: the last reference may unmap memory
+            // or return a buffer to its pool.
+            Some(owner) => drop(owner),
+            None => {
+                let slice = std::ptr::slice_from_raw_parts_mut(data.cast::<u8>(), nbytes);
+                // SAFETY: the caller's contract: (data, nbytes) came from
+                // a take function, and was not lent (above), so it is a
+                // Box::<[u8]>::into_raw.
+                let block = unsafe { Box::from_raw(slice) };
+                // Large blocks go back to this thread's pool, for the next
+                // large matrix it receives (see `buffer`).
+                drop(crate::buffer::PooledBuf::from_vec(block.into_vec()));
+            }
         }
     })
 }

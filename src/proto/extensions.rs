@@ -23,3 +23,13 @@ pub const STREAM: &str = "stream";
 /// Batches of stream items: `yield` with `"count"`, and item pushes with
 /// `"count"` to consumers that opened their stream with `"batch":true`.
 pub const STREAM_BATCH: &str = "stream_batch";
+/// Matrices may travel in their own layout (row- or column-major) and byte
+/// order: dimeb tags `0x43`–`0x4F`. Asked for by a client in its handshake;
+/// the broker sends such matrices only to clients that asked, converting to
+/// DiME2's classic encoding for the others.
+pub const DIMEB_LAYOUT: &str = "dimeb_layout";
+/// Large payloads may travel as shared-memory descriptors over a unix
+/// socket (`"shm"` in a `send`/`broadcast` header, `shm_release`,
+/// `shm_free`). Asked for by a client in its handshake; granted on unix
+/// connections only.
+pub const SHM: &str = "shm";

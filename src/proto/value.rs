@@ -1,6 +1,7 @@
 //! The type table shared by every language: one Rust enum for every value
 //! that can travel between MATLAB, Python, C and JavaScript.
 
+use crate::layout::Layout;
 use std::fmt;
 
 /// The element class of a matrix, numbered as its dimeb scalar tag
@@ -99,6 +100,11 @@ impl ElemKind {
     }
 }
 
+/// Something that keeps the memory behind a shared matrix alive (a
+/// received payload buffer, a shared-memory mapping): matrices decoded
+/// from it point into it instead of copying.
+pub type Keepalive = std::sync::Arc<dyn Send + Sync>;
+
 /// Where a matrix's elements live.
 pub enum MatrixData {
     /// Elements owned by the value, native byte order.
@@ -110,21 +116,37 @@ pub enum MatrixData {
         /// Length in bytes.
         len: usize,
     },
+    /// Elements inside a buffer shared with other values (a received
+    /// payload or a shared-memory mapping), kept alive by `owner`.
+    Shared {
+        /// Keeps the bytes alive and unchanged while any matrix uses them.
+        owner: Keepalive,
+        /// First byte of the elements.
+        ptr: *const u8,
+        /// Length in bytes.
+        len: usize,
+    },
 }
 
 // SAFETY: a borrowed buffer is only read, and `Matrix::borrowed`'s contract
-// makes the lender keep it alive and unchanged while the value exists.
+// makes the lender keep it alive and unchanged while the value exists; a
+// shared one is kept alive by its owner (which is Send + Sync) and no two
+// matrices share a byte range.
 unsafe impl Send for MatrixData {}
 unsafe impl Sync for MatrixData {}
 
-/// An N-dimensional array, elements in native byte order, column-major
-/// (or, for a borrowed C-ordered buffer, row-major until it is encoded or
-/// copied: see [`Matrix::borrowed_row_major`]).
+/// An N-dimensional array, elements in native byte order, stored
+/// column-major (first index fastest) or row-major (last index fastest):
+/// see [`Matrix::layout`]. [`Matrix::bytes`] always gives column-major
+/// order (converting a row-major matrix once, on first use);
+/// [`Matrix::stored_bytes`] gives the elements as they are.
 pub struct Matrix {
     kind: ElemKind,
     dims: Vec<usize>,
     data: MatrixData,
-    row_major: bool,
+    layout: Layout,
+    /// The column-major copy of a row-major matrix, made on first use.
+    column_major: std::sync::OnceLock<Vec<u8>>,
 }
 
 /// Why a matrix could not be built.
@@ -189,30 +211,74 @@ pub fn matrix_byte_len(kind: ElemKind, dims: &[usize]) -> Result<usize, ShapeErr
     Ok(len)
 }
 
+fn check_len(kind: ElemKind, dims: &[usize], len: usize) -> Result<(), ShapeError> {
+    let want = matrix_byte_len(kind, dims)?;
+    if len != want {
+        return Err(ShapeError(format!(
+            "{} matrix of shape {:?} needs {want} bytes, got {len}",
+            kind.name(),
+            dims
+        )));
+    }
+    Ok(())
+}
+
 impl Matrix {
+    fn make(kind: ElemKind, dims: Vec<usize>, data: MatrixData, layout: Layout) -> Matrix {
+        Matrix {
+            layout: layout.normalized(&dims),
+            kind,
+            dims,
+            data,
+            column_major: std::sync::OnceLock::new(),
+        }
+    }
+
     /// A matrix owning `data` (native byte order, column-major); fails when
     /// `data.len()` does not equal the product of `dims` times the element size.
     pub fn new(kind: ElemKind, dims: Vec<usize>, data: Vec<u8>) -> Result<Matrix, ShapeError> {
-        let want = matrix_byte_len(kind, &dims)?;
-        if data.len() != want {
-            return Err(ShapeError(format!(
-                "{} matrix of shape {:?} needs {want} bytes, got {}",
-                kind.name(),
-                dims,
-                data.len()
-            )));
-        }
-        Ok(Matrix {
+        Matrix::with_layout(kind, dims, data, Layout::ColumnMajor)
+    }
+
+    /// A matrix owning `data` (native byte order) stored in `layout`.
+    pub fn with_layout(
+        kind: ElemKind,
+        dims: Vec<usize>,
+        data: Vec<u8>,
+        layout: Layout,
+    ) -> Result<Matrix, ShapeError> {
+        check_len(kind, &dims, data.len())?;
+        Ok(Matrix::make(kind, dims, MatrixData::Owned(data), layout))
+    }
+
+    /// A matrix over bytes that `owner` keeps alive (part of a received
+    /// payload or a mapping), without copying them.
+    ///
+    /// # Safety
+    /// `ptr` must point to `len` bytes (or be dangling with `len == 0`) that
+    /// stay alive and unchanged while `owner` does, aligned for `kind`'s
+    /// unit, and no other matrix may be given an overlapping range.
+    pub unsafe fn shared(
+        kind: ElemKind,
+        dims: Vec<usize>,
+        owner: Keepalive,
+        ptr: *const u8,
+        len: usize,
+        layout: Layout,
+    ) -> Result<Matrix, ShapeError> {
+        check_len(kind, &dims, len)?;
+        Ok(Matrix::make(
             kind,
             dims,
-            data: MatrixData::Owned(data),
-            row_major: false,
-        })
+            MatrixData::Shared { owner, ptr, len },
+            layout,
+        ))
     }
 
     /// A matrix over a caller's buffer laid out row-major (C order, last
-    /// index fastest), without copying it: the encoder transposes while it
-    /// byte-swaps, so a C-ordered numpy array costs one pass, not two.
+    /// index fastest), without copying it: it travels in that order to
+    /// clients that negotiated layouts, and an encoder that must write
+    /// column-major transposes while it writes.
     ///
     /// # Safety
     /// As [`Matrix::borrowed`].
@@ -224,31 +290,24 @@ impl Matrix {
     ) -> Result<Matrix, ShapeError> {
         // SAFETY: forwarded contract.
         let mut m = unsafe { Matrix::borrowed(kind, dims, ptr, len)? };
-        m.row_major = m.dims.len() >= 2;
+        m.layout = Layout::RowMajor.normalized(&m.dims);
         Ok(m)
     }
 
-    /// True while the elements are stored row-major (a borrowed C-ordered
-    /// buffer); [`Matrix::bytes`] is then in that order and
-    /// [`Matrix::column_major_bytes`] gives the canonical order.
+    /// The order [`Matrix::stored_bytes`] is in. Matrices with at most one
+    /// dimension above 1 always say column-major (both orders agree).
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// True while the elements are stored row-major.
     pub fn is_row_major(&self) -> bool {
-        self.row_major
+        self.layout == Layout::RowMajor
     }
 
     /// The elements in column-major order (copied only for a row-major matrix).
     pub fn column_major_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
-        if !self.row_major {
-            return std::borrow::Cow::Borrowed(self.bytes());
-        }
-        let mut out = vec![0u8; self.bytes().len()];
-        transpose_into(
-            self.bytes(),
-            &self.dims,
-            self.kind.size(),
-            &mut out,
-            |s, d| d.copy_from_slice(s),
-        );
-        std::borrow::Cow::Owned(out)
+        std::borrow::Cow::Borrowed(self.bytes())
     }
 
     /// A matrix over a caller's buffer, without copying it.
@@ -262,20 +321,13 @@ impl Matrix {
         ptr: *const u8,
         len: usize,
     ) -> Result<Matrix, ShapeError> {
-        let want = matrix_byte_len(kind, &dims)?;
-        if len != want {
-            return Err(ShapeError(format!(
-                "{} matrix of shape {:?} needs {want} bytes, got {len}",
-                kind.name(),
-                dims
-            )));
-        }
-        Ok(Matrix {
+        check_len(kind, &dims, len)?;
+        Ok(Matrix::make(
             kind,
             dims,
-            data: MatrixData::Borrowed { ptr, len },
-            row_major: false,
-        })
+            MatrixData::Borrowed { ptr, len },
+            Layout::ColumnMajor,
+        ))
     }
 
     /// A matrix built from typed elements.
@@ -313,13 +365,55 @@ impl Matrix {
         self.len() == 0
     }
 
-    /// The elements as native-order bytes, column-major.
-    pub fn bytes(&self) -> &[u8] {
+    /// The elements as stored: native byte order, in [`Matrix::layout`] order.
+    pub fn stored_bytes(&self) -> &[u8] {
         match &self.data {
             MatrixData::Owned(v) => v,
-            MatrixData::Borrowed { len: 0, .. } => &[],
-            // SAFETY: upheld by the contract of `Matrix::borrowed`.
-            MatrixData::Borrowed { ptr, len } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
+            MatrixData::Borrowed { len: 0, .. } | MatrixData::Shared { len: 0, .. } => &[],
+            // SAFETY: upheld by the contracts of `Matrix::borrowed` and
+            // `Matrix::shared` (the owner lives as long as `self`).
+            MatrixData::Borrowed { ptr, len } | MatrixData::Shared { ptr, len, .. } => unsafe {
+                std::slice::from_raw_parts(*ptr, *len)
+            },
+        }
+    }
+
+    /// The elements as native-order bytes, column-major. A row-major
+    /// matrix is transposed once, on the first call, and the copy kept.
+    pub fn bytes(&self) -> &[u8] {
+        if self.layout == Layout::ColumnMajor {
+            return self.stored_bytes();
+        }
+        self.column_major.get_or_init(|| {
+            let src = self.stored_bytes();
+            let mut out = Vec::with_capacity(src.len());
+            // SAFETY: `out` has room for `src.len()` bytes, all written
+            // before the length is set.
+            unsafe {
+                crate::layout::to_column_major_raw(
+                    src,
+                    &self.dims,
+                    self.kind,
+                    false,
+                    out.as_mut_ptr(),
+                );
+                out.set_len(src.len());
+            }
+            out
+        })
+    }
+
+    /// Writes the elements column-major into `dst` (exactly
+    /// `stored_bytes().len()` long) in one pass: a copy, or a cache-blocked
+    /// transpose of a row-major matrix. For receivers that must own a
+    /// column-major copy anyway (MATLAB's arrays).
+    pub fn copy_column_major(&self, dst: &mut [u8]) {
+        let src = self.stored_bytes();
+        match self.layout {
+            Layout::ColumnMajor => dst.copy_from_slice(src),
+            Layout::RowMajor => {
+                crate::layout::to_column_major(src, &self.dims, self.kind, false, dst)
+            }
         }
     }
 
@@ -329,29 +423,74 @@ impl Matrix {
             return None;
         }
         Some(
-            self.column_major_bytes()
+            self.bytes()
                 .chunks_exact(self.kind.size())
                 .map(T::from_ne)
                 .collect(),
         )
     }
 
-    /// Takes the owned element buffer out (copying a borrowed one).
-    pub fn into_bytes(self) -> Vec<u8> {
+    /// Takes the owned element buffer out, column-major (copying a
+    /// borrowed or shared one, transposing a row-major one).
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        if let Some(v) = self.column_major.take() {
+            return v;
+        }
+        match (self.layout, self.data) {
+            (Layout::ColumnMajor, MatrixData::Owned(v)) => v,
+            (_, data) => {
+                self.data = data;
+                self.bytes().to_vec()
+            }
+        }
+    }
+
+    /// Takes the elements out as stored, without copying: an owned vector,
+    /// or the keepalive of a shared buffer with the range inside it. A
+    /// borrowed matrix's elements are copied.
+    pub fn into_stored(self) -> StoredData {
         match self.data {
-            MatrixData::Owned(v) => v,
-            MatrixData::Borrowed { .. } => self.column_major_bytes().into_owned(),
+            MatrixData::Owned(v) => StoredData::Owned(v),
+            MatrixData::Shared { owner, ptr, len } => StoredData::Shared { owner, ptr, len },
+            MatrixData::Borrowed { .. } => StoredData::Owned(self.stored_bytes().to_vec()),
         }
     }
 }
 
+/// A matrix's elements moved out by [`Matrix::into_stored`].
+pub enum StoredData {
+    /// A buffer of their own.
+    Owned(Vec<u8>),
+    /// A range inside a buffer that `owner` keeps alive.
+    Shared {
+        /// Keeps the bytes alive.
+        owner: Keepalive,
+        /// First byte.
+        ptr: *const u8,
+        /// Length in bytes.
+        len: usize,
+    },
+}
+
 impl Clone for Matrix {
+    /// An owned copy: column-major for a borrowed matrix (as the C API
+    /// documents), in the same layout otherwise. A shared matrix is copied
+    /// too, so that a binding handing one out as writable memory (numpy)
+    /// never writes into its clone.
     fn clone(&self) -> Matrix {
-        Matrix {
-            kind: self.kind,
-            dims: self.dims.clone(),
-            data: MatrixData::Owned(self.column_major_bytes().into_owned()),
-            row_major: false,
+        match &self.data {
+            MatrixData::Borrowed { .. } => Matrix::make(
+                self.kind,
+                self.dims.clone(),
+                MatrixData::Owned(self.bytes().to_vec()),
+                Layout::ColumnMajor,
+            ),
+            _ => Matrix::make(
+                self.kind,
+                self.dims.clone(),
+                MatrixData::Owned(self.stored_bytes().to_vec()),
+                self.layout,
+            ),
         }
     }
 }
@@ -361,69 +500,17 @@ impl PartialEq for Matrix {
     fn eq(&self, other: &Matrix) -> bool {
         self.kind == other.kind
             && self.dims == other.dims
-            && self.column_major_bytes() == other.column_major_bytes()
+            && (if self.layout == other.layout {
+                self.stored_bytes() == other.stored_bytes()
+            } else {
+                self.bytes() == other.bytes()
+            })
     }
 }
 
 impl fmt::Debug for Matrix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Matrix<{}>{:?}", self.kind.name(), self.dims)
-    }
-}
-
-/// Copies the elements of a row-major array of shape `dims` into `out` in
-/// column-major order, `elem` bytes at a time through `put(src, dst)`.
-/// Rank 2 goes in cache-sized tiles; higher ranks walk the index space.
-pub fn transpose_into(
-    src: &[u8],
-    dims: &[usize],
-    elem: usize,
-    out: &mut [u8],
-    put: impl Fn(&[u8], &mut [u8]),
-) {
-    debug_assert_eq!(src.len(), out.len());
-    // From the byte length, not the product of `dims`: with a zero
-    // dimension the other dimensions' partial product can overflow.
-    if src.is_empty() || elem == 0 {
-        return;
-    }
-    let n = src.len() / elem;
-    if dims.len() == 2 {
-        const TILE: usize = 64;
-        let (rows, cols) = (dims[0], dims[1]);
-        for ib in (0..rows).step_by(TILE) {
-            for jb in (0..cols).step_by(TILE) {
-                for i in ib..(ib + TILE).min(rows) {
-                    for j in jb..(jb + TILE).min(cols) {
-                        let s = (i * cols + j) * elem;
-                        let d = (j * rows + i) * elem;
-                        put(&src[s..s + elem], &mut out[d..d + elem]);
-                    }
-                }
-            }
-        }
-        return;
-    }
-    // Walk the row-major source in order, tracking the column-major offset.
-    let rank = dims.len();
-    let mut col_stride = vec![1usize; rank];
-    for k in 1..rank {
-        col_stride[k] = col_stride[k - 1] * dims[k - 1];
-    }
-    let mut idx = vec![0usize; rank];
-    for s in 0..n {
-        let d: usize = idx.iter().zip(&col_stride).map(|(i, st)| i * st).sum();
-        put(
-            &src[s * elem..(s + 1) * elem],
-            &mut out[d * elem..(d + 1) * elem],
-        );
-        for k in (0..rank).rev() {
-            idx[k] += 1;
-            if idx[k] < dims[k] {
-                break;
-            }
-            idx[k] = 0;
-        }
     }
 }
 

@@ -3,8 +3,10 @@
 //! frames incrementally from reads of any size.
 
 use crate::buffer::PooledBuf;
+use crate::shm::SharedPayload;
 use std::fmt;
 use std::io::{self, Read};
+use std::sync::Arc;
 
 /// The four magic bytes that open every frame.
 pub const MAGIC: &[u8; 4] = b"DiME";
@@ -24,6 +26,10 @@ pub struct Frame {
     pub head: Vec<u8>,
     /// Binary payload (may be empty).
     pub payload: PooledBuf,
+    /// A payload that came as a shared-memory descriptor instead of in the
+    /// frame (its header says `"shm"`; see [`crate::shm`]), or why the one
+    /// the header announced could not be taken.
+    pub shm: Option<Result<Arc<SharedPayload>, String>>,
 }
 
 impl Frame {
@@ -32,7 +38,19 @@ impl Frame {
         Frame {
             head: encode_head(json, payload.len()),
             payload,
+            shm: None,
         }
+    }
+
+    /// The shared-memory payload, if this frame has a good one.
+    pub fn shared(&self) -> Option<&Arc<SharedPayload>> {
+        self.shm.as_ref().and_then(|s| s.as_ref().ok())
+    }
+
+    /// Bytes this frame stands for in a queue: on the wire plus in shared
+    /// memory.
+    pub fn queued_len(&self) -> usize {
+        self.wire_len() + self.shared().map_or(0, |s| s.len())
     }
 
     /// The JSON header bytes.
@@ -279,6 +297,7 @@ impl FrameReader {
             return Ok(Some(Frame {
                 head: p.head,
                 payload: p.payload,
+                shm: None,
             }));
         }
         Ok(None)

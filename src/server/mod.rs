@@ -13,6 +13,7 @@ mod blocking;
 pub mod busy_poll;
 mod config;
 mod conn;
+mod convert;
 mod dispatch;
 pub mod local;
 mod outqueue;
@@ -23,8 +24,9 @@ mod services;
 mod state;
 mod stats;
 mod watch;
+mod watch_queue;
 
-use crate::transport::{Listener, WsOptions};
+use crate::transport::{Listener, ReadWithFds, WsOptions};
 use crate::wire::Frame;
 use conn::ConnId;
 use conn::Connection;
@@ -40,7 +42,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use config::{Config, DEFAULT_BUSY_POLL, DEFAULT_SOCKET};
+pub use config::{
+    Config, DEFAULT_BUSY_POLL, DEFAULT_SOCKET, DEFAULT_WATCH_QUEUE_BYTES,
+    DEFAULT_WATCH_QUEUE_EVENTS,
+};
 pub use persist::{Durability, FsyncPolicy};
 pub use watch::HISTORY_EVENTS as WATCH_HISTORY_EVENTS;
 
@@ -52,6 +57,9 @@ const SIGNAL_KEY: usize = FIRST_CONN_KEY - 1;
 const BACKLOG_HIGH: usize = 16 << 20;
 /// Bytes read from one connection per event before serving others.
 const READ_BUDGET: usize = 8 << 20;
+/// Descriptors a connection may have sent ahead of the frames announcing
+/// them; more means the two streams no longer match.
+const MAX_UNCLAIMED_FDS: usize = 64;
 /// Pause before retrying accept after an error such as EMFILE.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -228,6 +236,7 @@ impl Server {
                 }
             }
             self.resume_deferred();
+            self.state.notify_freed();
             self.flush_dirty();
             self.maintain_journal();
             events.clear();
@@ -404,7 +413,17 @@ impl Server {
             }
             let mut budget = READ_BUDGET;
             loop {
-                match c.reader.read_from(&mut *c.stream) {
+                let read = if c.fds_in {
+                    let mut src = ReadWithFds {
+                        transport: &mut *c.stream,
+                        fds: &mut c.fds,
+                        dontwait: false,
+                    };
+                    c.reader.read_from(&mut src)
+                } else {
+                    c.reader.read_from(&mut *c.stream)
+                };
+                match read {
                     Ok(0) => {
                         eof = true;
                         break;
@@ -429,13 +448,27 @@ impl Server {
                 }
                 loop {
                     match c.reader.next_frame() {
-                        Ok(Some(f)) => frames.push(f),
+                        Ok(Some(mut f)) => {
+                            let cfg = &self.state.config;
+                            let limits = (cfg.max_message, cfg.max_shm_in_flight);
+                            c.attach_shm(&mut f, id, limits, &self.state.shm_freed);
+                            frames.push(f);
+                        }
                         Ok(None) => break,
                         Err(e) => {
                             fatal = Some(e.to_string());
                             break;
                         }
                     }
+                }
+                if c.fds.len() > MAX_UNCLAIMED_FDS {
+                    // Descriptors no frame announced: the stream of frames
+                    // and the stream of descriptors no longer match.
+                    fatal = Some(format!(
+                        "More than {MAX_UNCLAIMED_FDS} file descriptors arrived without \
+                         shared-memory messages to carry"
+                    ));
+                    c.fds.clear();
                 }
                 if fatal.is_some() || budget == 0 {
                     break;
@@ -469,6 +502,10 @@ impl Server {
     /// header is an error reply and the connection carries on (as the
     /// original server does for bad fields); only a broken frame closes it.
     fn handle_frame(&mut self, id: ConnId, frame: Frame) {
+        if let Some(Err(msg)) = &frame.shm {
+            self.state.reply_error(id, msg);
+            return;
+        }
         // Parsed from a reused copy: the handler takes the frame itself.
         self.header_text.clear();
         match std::str::from_utf8(frame.json()) {
@@ -508,6 +545,11 @@ impl Server {
             }
             services.dispatch(state, id, &command, text, frame)
         }));
+        // A segment this request freed (a release, a failed send) is
+        // announced before anything the request itself sends on: a sender
+        // waiting for a recipient's acknowledgement hears first that it
+        // may reuse its segment.
+        self.state.notify_freed();
         let name = Services::known(&command)
             .or_else(|| admin::COMMANDS.iter().copied().find(|c| *c == command));
         let failed = !matches!(outcome, Ok(Some(Ok(()))));
@@ -604,6 +646,7 @@ impl Server {
                 Ok(false)
             }
         });
+        c.hold_delivered();
         self.state.stats.bytes_out += (before - c.out.pending()) as u64;
         let done = match flushed {
             Ok(done) => done,
@@ -617,6 +660,26 @@ impl Server {
             self.close(id);
             return;
         }
+        let mut done = done;
+        if c.watches_behind && !c.closing {
+            // Watches that fell behind go on once their client has read
+            // enough (see `watch`); what they queue now is written when the
+            // socket next has room.
+            c.watch_queue.settle(c.out.written());
+            if c.watch_queue
+                .has_room(watch::queue_limit(&self.state.config))
+            {
+                let behind = self.services.drained(&mut self.state, id);
+                let Some(again) = self.state.conns.get_mut(&id) else {
+                    return;
+                };
+                again.watches_behind = behind;
+                done &= again.out.pending() == 0;
+            }
+        }
+        let Some(c) = self.state.conns.get_mut(&id) else {
+            return;
+        };
         let read = !c.closing && c.backlog() < BACKLOG_HIGH;
         if read && c.stream.has_buffered_input() {
             self.buffered_input.push(id);

@@ -1,13 +1,30 @@
 //! A connection's pending output, written with vectored I/O.
 //!
 //! Relayed messages are queued as shared references to the one stored
-//! frame, so sending a large payload to many clients never copies it.
+//! frame, so sending a large payload to many clients never copies it. A
+//! frame whose payload is in shared memory carries no payload bytes: its
+//! descriptor goes with the first byte of its header (`SCM_RIGHTS`).
 
 use crate::buffer::PooledBuf;
+use crate::shm::SharedPayload;
+use crate::transport::Transport;
 use crate::wire::Frame;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
+
+/// Where a queue is written: a byte stream that may also pass descriptors.
+pub trait Sink: Write {
+    /// `write_vectored` with `fds` passed along the first byte written.
+    fn send_with_fds(&mut self, bufs: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) -> io::Result<usize>;
+}
+
+impl Sink for dyn Transport {
+    fn send_with_fds(&mut self, bufs: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+        Transport::send_with_fds(self, bufs, fds)
+    }
+}
 
 /// Most slices handed to one `writev`.
 const MAX_SLICES: usize = 64;
@@ -25,6 +42,14 @@ pub enum OutItem {
 }
 
 impl OutItem {
+    /// The shared-memory payload whose descriptor goes with this item.
+    fn shared(&self) -> Option<&Arc<SharedPayload>> {
+        match self {
+            OutItem::Shared(f) => f.shared(),
+            _ => None,
+        }
+    }
+
     fn parts(&self) -> [&[u8]; 2] {
         match self {
             OutItem::Bytes(b) => [b, &[]],
@@ -48,6 +73,13 @@ pub struct OutQueue {
     /// Bytes of the front item already written.
     offset: usize,
     bytes: usize,
+    /// Shared-memory payloads whose descriptors have been sent, since the
+    /// last [`OutQueue::take_delivered`]: the recipient now holds them
+    /// until it says it is done.
+    delivered: Vec<Arc<SharedPayload>>,
+    /// Bytes written since the queue was made: with `pending`, places an
+    /// item in the connection's output stream (see `watch_queue`).
+    written: u64,
 }
 
 impl OutQueue {
@@ -62,9 +94,19 @@ impl OutQueue {
         self.bytes - self.offset
     }
 
+    /// The shared-memory payloads delivered since the last call.
+    pub fn take_delivered(&mut self) -> Vec<Arc<SharedPayload>> {
+        std::mem::take(&mut self.delivered)
+    }
+
+    /// Bytes written since the queue was made.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
     /// Writes until done or the socket would block. Returns true when the
     /// queue is empty.
-    pub fn flush<W: Write + ?Sized>(&mut self, w: &mut W) -> io::Result<bool> {
+    pub fn flush<W: Sink + ?Sized>(&mut self, w: &mut W) -> io::Result<bool> {
         while !self.items.is_empty() {
             let n = match self.write_some(w) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -78,10 +120,17 @@ impl OutQueue {
         Ok(true)
     }
 
-    /// One vectored write of the queue's front.
-    fn write_some<W: Write + ?Sized>(&self, w: &mut W) -> io::Result<usize> {
+    /// One vectored write of the queue's front. An item with a descriptor
+    /// starts a write of its own, which carries the descriptor; a write
+    /// never reaches past the next such item.
+    fn write_some<W: Sink + ?Sized>(&mut self, w: &mut W) -> io::Result<usize> {
+        let fd_first = if self.offset == 0 {
+            self.items[0].shared().cloned()
+        } else {
+            None
+        };
         // The usual case, a single reply, needs no gathering.
-        if self.items.len() == 1 {
+        if self.items.len() == 1 && fd_first.is_none() {
             let [a, b] = self.items[0].parts();
             let (a, b) = if self.offset < a.len() {
                 (&a[self.offset..], b)
@@ -94,7 +143,10 @@ impl OutQueue {
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
         let mut used = 0;
         let mut skip = self.offset;
-        'fill: for item in &self.items {
+        'fill: for (i, item) in self.items.iter().enumerate() {
+            if i > 0 && item.shared().is_some() {
+                break;
+            }
             for part in item.parts() {
                 if skip >= part.len() {
                     skip -= part.len();
@@ -108,10 +160,19 @@ impl OutQueue {
                 }
             }
         }
-        w.write_vectored(&slices[..used])
+        let Some(payload) = fd_first else {
+            return w.write_vectored(&slices[..used]);
+        };
+        let n = w.send_with_fds(&slices[..used], &[payload.fd()])?;
+        if n > 0 {
+            // The descriptor went with these bytes.
+            self.delivered.push(payload);
+        }
+        Ok(n)
     }
 
     fn advance(&mut self, mut n: usize) {
+        self.written += n as u64;
         while n > 0 {
             let front = self
                 .items
@@ -165,6 +226,11 @@ mod tests {
             Ok(())
         }
     }
+    impl Sink for Choppy {
+        fn send_with_fds(&mut self, _: &[IoSlice<'_>], _: &[BorrowedFd<'_>]) -> io::Result<usize> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
 
     #[test]
     fn partial_writes_resume_in_order() {
@@ -181,6 +247,7 @@ mod tests {
         };
         assert!(!q.flush(&mut w).unwrap());
         assert_eq!(q.pending(), total - 21);
+        assert_eq!(q.written(), 21);
         w.calls = usize::MAX;
         assert!(q.flush(&mut w).unwrap());
         let mut want = b"abc".to_vec();
@@ -189,6 +256,7 @@ mod tests {
         want.extend_from_slice(b"xyz");
         assert_eq!(w.got, want);
         assert_eq!(q.pending(), 0);
+        assert_eq!(q.written(), total as u64);
     }
 
     #[test]

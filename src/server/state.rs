@@ -5,7 +5,9 @@
 //! here knows one.
 
 use super::config::Config;
-use super::conn::{ConnId, Connection, FOUND_JSON, json_item, not_found_item, ok_item};
+use super::conn::{
+    ConnId, Connection, FOUND_JSON, FreedSegments, json_item, not_found_item, ok_item,
+};
 use super::outqueue::OutItem;
 use super::persist::Journal;
 use super::stats::Stats;
@@ -32,6 +34,10 @@ pub struct State {
     /// What the handshake announces in `"extensions"`: every registered
     /// service's `Service::EXTENSIONS`, given by the registry.
     pub extensions: Vec<&'static str>,
+    /// Shared-memory segments nobody holds any more, as (sender, the
+    /// sender's segment number): filled from wherever the last reference
+    /// is dropped, drained by [`State::notify_freed`].
+    pub shm_freed: Arc<FreedSegments>,
     /// Counters for `stats`.
     pub stats: Stats,
     /// Connections watching traffic (`monitor`), and what they watch.
@@ -54,6 +60,7 @@ impl State {
     pub fn new(config: Config, extensions: Vec<&'static str>) -> State {
         State {
             extensions,
+            shm_freed: Arc::default(),
             stats: Stats::default(),
             monitors: FxHashMap::default(),
             conns: FxHashMap::default(),
@@ -121,6 +128,21 @@ impl State {
         self.reply(id, serde_json::json!({"status": -1, "error": msg}));
     }
 
+    /// Tells each sender whose segments nobody holds any more that it may
+    /// reuse them: `{"status":1,"meta":true,"command":"shm_free",
+    /// "segment":N}`, a meta message (it is not a reply). Senders that
+    /// have gone are skipped.
+    pub fn notify_freed(&mut self) {
+        let freed = self.shm_freed.drain();
+        for (id, segment) in freed {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.meta(json_item(&serde_json::json!({"status": 1, "meta": true,
+                    "command": "shm_free", "segment": segment})));
+                self.dirty.insert(id);
+            }
+        }
+    }
+
     /// Removes a closed connection and its pending deadlines. Services have
     /// already withdrawn its blocked request and released what it held.
     pub fn forget(&mut self, id: ConnId) -> Option<Connection> {
@@ -137,8 +159,10 @@ impl State {
     }
 
     /// Shows a relayed message to every monitor watching: a summary frame
-    /// `{"monitor":{…}}`, then (for monitors that record) the frame itself.
-    /// `group` is None for a broadcast.
+    /// `{"monitor":{…}}`, then (for monitors that record) the frame itself,
+    /// the copy `copy_for` gives that monitor's connection (the payload in
+    /// the frame and in the encoding it negotiated). `group` is None for a
+    /// broadcast.
     pub fn show_monitors(
         &mut self,
         sender: ConnId,
@@ -146,18 +170,25 @@ impl State {
         varname: &str,
         recipients: usize,
         frame: &Arc<crate::wire::Frame>,
+        copy_for: impl Fn(&Connection) -> Arc<crate::wire::Frame>,
     ) {
         if self.monitors.is_empty() {
             return;
         }
+        // A shared-memory payload is read for its summary (its head only).
+        let mapped = frame.shared().and_then(|p| p.map().ok());
+        let payload: &[u8] = match &mapped {
+            Some(m) => m.as_ref(),
+            None => &frame.payload,
+        };
         let summary = serde_json::json!({"monitor": {
             "sender": sender,
             "command": if group.is_some() { "send" } else { "broadcast" },
             "group": group,
             "varname": varname,
             "recipients": recipients,
-            "value": crate::codec::dimeb::summary(&frame.payload),
-            "bytes": frame.payload.len(),
+            "value": crate::codec::dimeb::summary(payload),
+            "bytes": payload.len(),
         }});
         let mut recorded = summary.clone();
         recorded["monitor"]["frame"] = serde_json::json!(true);
@@ -174,7 +205,8 @@ impl State {
             };
             if m.payloads {
                 c.meta(super::conn::json_item(&recorded));
-                c.meta(OutItem::Shared(frame.clone()));
+                let copy = copy_for(c);
+                c.meta(OutItem::Shared(copy));
             } else {
                 c.meta(super::conn::json_item(&summary));
             }

@@ -11,8 +11,9 @@ pub use addr::Address;
 pub use tcp::set_keepalive as set_tcp_keepalive;
 pub use ws::WsOptions;
 
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 /// A connected, full-duplex byte stream.
 pub trait Transport: Read + Write + AsRawFd + Send {
@@ -39,6 +40,52 @@ pub trait Transport: Read + Write + AsRawFd + Send {
     /// or None where the transport cannot (WebSocket framing).
     fn read_nonblocking(&mut self, _buf: &mut [u8]) -> Option<io::Result<usize>> {
         None
+    }
+    /// True where file descriptors can travel with the bytes (unix sockets).
+    fn passes_fds(&self) -> bool {
+        false
+    }
+    /// Reads like `read` (without blocking when `dontwait`), appending the
+    /// descriptors that came with these bytes to `fds`. `Unsupported` where
+    /// none can come.
+    fn recv_with_fds(
+        &mut self,
+        _buf: &mut [u8],
+        _fds: &mut VecDeque<OwnedFd>,
+        _dontwait: bool,
+    ) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// Writes like `write_vectored`, passing `fds` along with the first
+    /// byte written (so they arrive no later than it). `Unsupported` where
+    /// descriptors cannot travel.
+    fn send_with_fds(
+        &mut self,
+        _bufs: &[IoSlice<'_>],
+        _fds: &[BorrowedFd<'_>],
+    ) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Most descriptors taken from one read: more in one message means the
+/// peer does not follow the protocol (ours send one per frame).
+pub const MAX_FDS_PER_READ: usize = 16;
+
+/// A `Read` over a transport that keeps the descriptors arriving with the
+/// bytes (see [`Transport::recv_with_fds`]).
+pub struct ReadWithFds<'a> {
+    /// The transport read from.
+    pub transport: &'a mut dyn Transport,
+    /// Where received descriptors go, in arrival order.
+    pub fds: &'a mut VecDeque<OwnedFd>,
+    /// Never block (`MSG_DONTWAIT`).
+    pub dontwait: bool,
+}
+
+impl Read for ReadWithFds<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.transport.recv_with_fds(buf, self.fds, self.dontwait)
     }
 }
 

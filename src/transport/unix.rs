@@ -2,8 +2,9 @@
 
 use super::{BACKLOG, Transport};
 use socket2::{Domain, SockAddr, Socket, Type};
-use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,117 @@ impl Transport for UnixStream {
     }
     fn read_nonblocking(&mut self, buf: &mut [u8]) -> Option<io::Result<usize>> {
         Some(super::recv_dontwait(self.as_raw_fd(), buf))
+    }
+    fn passes_fds(&self) -> bool {
+        true
+    }
+    fn recv_with_fds(
+        &mut self,
+        buf: &mut [u8],
+        fds: &mut VecDeque<OwnedFd>,
+        dontwait: bool,
+    ) -> io::Result<usize> {
+        recv_fds(self.as_raw_fd(), buf, fds, dontwait)
+    }
+    fn send_with_fds(&mut self, bufs: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+        send_fds(self.as_raw_fd(), bufs, fds)
+    }
+}
+
+/// Room for [`super::MAX_FDS_PER_READ`] descriptors in a control message.
+const CMSG_ROOM: usize = 128;
+
+/// A control-message buffer aligned as `cmsghdr` requires.
+#[repr(C, align(8))]
+struct CmsgBuf([u8; CMSG_ROOM]);
+
+/// `recvmsg` with room for descriptors, which are appended to `fds`
+/// (close-on-exec). Descriptors the kernel had to drop for lack of room
+/// would desynchronise frames and descriptors: that is an error.
+fn recv_fds(
+    fd: RawFd,
+    buf: &mut [u8],
+    fds: &mut VecDeque<OwnedFd>,
+    dontwait: bool,
+) -> io::Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cmsg = CmsgBuf([0; CMSG_ROOM]);
+    // SAFETY: an all-zero msghdr is a valid empty one.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.0.as_mut_ptr().cast();
+    msg.msg_controllen = CMSG_ROOM as _;
+    let flags = libc::MSG_CMSG_CLOEXEC | if dontwait { libc::MSG_DONTWAIT } else { 0 };
+    // SAFETY: `msg` points at live buffers of the sizes it states.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, flags) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: walking the control messages recvmsg wrote, within
+    // msg_controllen, with the libc macros.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c) as *const RawFd;
+                let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
+                    / std::mem::size_of::<RawFd>();
+                for i in 0..count {
+                    fds.push_back(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "more file descriptors arrived at once than the protocol allows",
+        ));
+    }
+    Ok(n as usize)
+}
+
+/// `sendmsg` of `bufs` with `fds` attached (none: a plain vectored write).
+fn send_fds(fd: RawFd, bufs: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+    if fds.len() > super::MAX_FDS_PER_READ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors for one message",
+        ));
+    }
+    let mut cmsg = CmsgBuf([0; CMSG_ROOM]);
+    // SAFETY: an all-zero msghdr is a valid empty one.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len() as _;
+    if !fds.is_empty() {
+        let bytes = std::mem::size_of_val(fds);
+        // SAFETY: CMSG_SPACE/CMSG_LEN of a small size; the header and
+        // data fit CMSG_ROOM (checked count above).
+        unsafe {
+            msg.msg_control = cmsg.0.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(bytes as u32) as _;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(bytes as u32) as _;
+            let data = libc::CMSG_DATA(c) as *mut RawFd;
+            for (i, f) in fds.iter().enumerate() {
+                data.add(i).write_unaligned(f.as_raw_fd());
+            }
+        }
+    }
+    // SAFETY: IoSlice is ABI-compatible with iovec; buffers live for the call.
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 

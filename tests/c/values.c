@@ -291,6 +291,85 @@ static void matrices(void)
     }
 }
 
+/* A row-major matrix travels row-major to a client that negotiated
+ * layouts (dime_connect's default) and column-major to one that did not
+ * (the server converts); either way dime_matrix_data is column-major. */
+static void layouts(const char *address)
+{
+    static const size_t dims23[] = {2, 3};
+    int32_t rows[2][3] = {{1, 2, 3}, {4, 5, 6}};
+    int32_t col[6] = {1, 4, 2, 5, 3, 6}, got[6];
+    enum { R = 400, C = 100 }; /* 320 kB: through shared memory, received as a view */
+    static const size_t big_dims[] = {R, C};
+    double *big = malloc(sizeof(double) * R * C), *big_col = malloc(sizeof(double) * R * C);
+    dime_value *v, *back;
+    dime_layout layout = 99;
+    const void *p = NULL;
+    void *taken = NULL;
+    size_t n = 0, i, j;
+    dime_client *classic = NULL;
+    const char *groups[] = {"classic"};
+    dime_messages *msgs = NULL;
+
+    REQUIRE_OK(dime_value_new_matrix_borrowed_row_major(DIME_CLASS_INT32, 2, dims23, rows, &v));
+    CHECK_OK(dime_matrix_layout(v, &layout));
+    CHECK(layout == DIME_LAYOUT_ROW_MAJOR);
+    CHECK_OK(dime_matrix_stored_data(v, &p, &n));
+    CHECK(p == (const void *)rows && n == sizeof rows);
+    back = round_trip(v);
+    CHECK_OK(dime_matrix_layout(back, &layout));
+    CHECK(layout == DIME_LAYOUT_ROW_MAJOR);
+    CHECK_OK(dime_matrix_stored_data(back, &p, &n));
+    CHECK(n == sizeof rows && memcmp(p, rows, n) == 0);
+    check_matrix(back, DIME_CLASS_INT32, 2, dims23, col, sizeof col);
+    CHECK_OK(dime_matrix_copy_column_major(back, got, sizeof got));
+    CHECK(memcmp(got, col, sizeof col) == 0);
+    CHECK(dime_matrix_copy_column_major(back, got, sizeof got - 1) == DIME_STATUS_INVALID_ARGUMENT);
+    CHECK_OK(dime_matrix_take_stored_data(back, &taken, &n));
+    CHECK(n == sizeof rows && memcmp(taken, rows, n) == 0);
+    CHECK(dime_value_kind(back) == DIME_KIND_NULL);
+    dime_data_free(taken, n);
+    dime_value_free(back);
+
+    /* A client that asked for DiME2 only gets the converted matrix. */
+    CHECK(dime_connect_with(address, 0x80, &classic) == DIME_STATUS_INVALID_ARGUMENT);
+    REQUIRE_OK(dime_connect_with(address, DIME_CONNECT_DIME2, &classic));
+    REQUIRE_OK(dime_join(classic, groups, 1));
+    CHECK_OK(dime_send(client, "classic", "x", v));
+    CHECK_OK(dime_sync(classic, -1, &msgs));
+    CHECK(dime_messages_len(msgs) == 1);
+    CHECK_OK(dime_messages_take(msgs, 0, &back));
+    CHECK_OK(dime_matrix_layout(back, &layout));
+    CHECK(layout == DIME_LAYOUT_COLUMN_MAJOR);
+    check_matrix(back, DIME_CLASS_INT32, 2, dims23, col, sizeof col);
+    dime_value_free(back);
+    dime_messages_free(msgs);
+    dime_client_free(classic);
+    dime_value_free(v);
+
+    /* A large one: the received elements are a view of the message, taken
+     * without a copy as stored, or transposed by dime_matrix_take_data. */
+    for (i = 0; i < R; i++)
+        for (j = 0; j < C; j++)
+            big[i * C + j] = big_col[j * R + i] = (double)(i * 1000 + j);
+    REQUIRE_OK(dime_value_new_matrix_borrowed_row_major(DIME_CLASS_DOUBLE, 2, big_dims, big, &v));
+    back = round_trip(v);
+    check_matrix(back, DIME_CLASS_DOUBLE, 2, big_dims, big_col, sizeof(double) * R * C);
+    CHECK_OK(dime_matrix_take_stored_data(back, &taken, &n));
+    CHECK(n == sizeof(double) * R * C && memcmp(taken, big, n) == 0);
+    ((double *)taken)[0] = -1; /* the caller owns it: writable */
+    dime_data_free(taken, n);
+    dime_value_free(back);
+    back = round_trip(v);
+    CHECK_OK(dime_matrix_take_data(back, &taken, &n));
+    CHECK(n == sizeof(double) * R * C && memcmp(taken, big_col, n) == 0);
+    dime_data_free(taken, n);
+    dime_value_free(back);
+    dime_value_free(v);
+    free(big);
+    free(big_col);
+}
+
 static void strings(void)
 {
     static const char text[] = "h\xc3\xa9llo \xf0\x9f\x98\x80"; /* héllo 😀 */
@@ -511,6 +590,7 @@ int main(int argc, char **argv)
     REQUIRE_OK(dime_join(client, groups, 1));
     scalars();
     matrices();
+    layouts(argv[1]);
     strings();
     lists_and_maps();
     several_clients(argv[1]);

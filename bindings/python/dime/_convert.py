@@ -21,10 +21,12 @@ numpy scalar (``np.int16(3)``, ...)        scalar of its class
 anything else (set, object, ...)           ``TypeError`` naming the type
 =========================================  ====================================
 
-A Fortran-contiguous array (every 1-D contiguous array and 0-d array is one)
-is lent to the library by pointer, no copy; C-ordered and non-contiguous
-arrays are copied once to Fortran order; non-native byte order is swapped
-once. A bool array whose bytes are not all 0 or 1 (a ``uint8`` array viewed
+A Fortran- or C-contiguous array is lent to the library by pointer, no
+copy: with a server that announces ``dimeb_layout`` it travels in its own
+order (nobody transposes it; a receiver that needs the other order, MATLAB,
+converts once), otherwise the library transposes it while it byte-swaps.
+Non-contiguous arrays are copied once to Fortran order; non-native byte
+order is swapped once. A bool array whose bytes are not all 0 or 1 (a ``uint8`` array viewed
 as ``bool``) is copied once to clean 0/1 bytes first.
 
 Receiving (``from_value``): null -> ``None``, bool -> ``bool``, int64 ->
@@ -32,7 +34,9 @@ Receiving (``from_value``): null -> ``None``, bool -> ``bool``, int64 ->
 scalar classes -> numpy scalars of that class (``np.float32``,
 ``np.int16``, ``np.uint64`` ...) so their class survives a round trip,
 string -> ``str``, list -> ``list``, map -> ``dict``, matrix -> ``ndarray``
-over the library's own buffer (no copy; freed when the array is collected).
+over the library's own buffer (no copy; freed when the array is collected),
+C-ordered when the sender's array travelled row-major and Fortran-ordered
+otherwise: the same shape and values either way.
 A rank-2 matrix with a dimension of 1 becomes 1-D ``(N,)``, as in the
 original client.
 """
@@ -292,7 +296,9 @@ class LibBuffer:
             lib.dime_data_free(ptr, self.nbytes)
 
 
-def _matrix_shape(v):
+def _matrix_shape(v, row_major=False):
+    """(dtype, shape, strides) of the matrix ``v``, its elements stored
+    column-major or, with ``row_major``, row-major (C order)."""
     c = ctypes.c_uint32()
     check(lib.dime_matrix_class(v, byref(c)))
     rank = c_size_t()
@@ -312,31 +318,41 @@ def _matrix_shape(v):
         dims = (dims[1],) if dims[0] == 1 else (dims[0],)
     strides = []
     step = dtype.itemsize
-    for d in dims:
+    for d in (reversed(dims) if row_major else dims):
         strides.append(step)
         step *= d
+    if row_major:
+        strides.reverse()
     return dtype, dims, tuple(strides)
 
 
 def _matrix_take(v):
-    """An ndarray over the buffer of the owned matrix ``v`` (no copy)."""
-    dtype, dims, strides = _matrix_shape(v)
+    """An ndarray over the buffer of the owned matrix ``v`` (no copy): a
+    C-ordered array when the sender's matrix travelled row-major, a
+    Fortran-ordered one otherwise; writable either way."""
+    layout = ctypes.c_uint32()
+    check(lib.dime_matrix_layout(v, byref(layout)))
+    dtype, dims, strides = _matrix_shape(v, layout.value == _lib.LAYOUT_ROW_MAJOR)
     data = c_void_p()
     nbytes = c_size_t()
-    check(lib.dime_matrix_take_data(v, byref(data), byref(nbytes)))
+    check(lib.dime_matrix_take_stored_data(v, byref(data), byref(nbytes)))
     owner = LibBuffer(data.value, nbytes.value, dtype, dims, strides)
     return np.asarray(owner)
 
 
 def _matrix_copy(v):
-    """A copy of the borrowed matrix ``v`` as an ndarray."""
-    dtype, dims, strides = _matrix_shape(v)
+    """A copy of the borrowed matrix ``v`` as an ndarray, in the order it
+    is stored in."""
+    layout = ctypes.c_uint32()
+    check(lib.dime_matrix_layout(v, byref(layout)))
+    row_major = layout.value == _lib.LAYOUT_ROW_MAJOR
+    dtype, dims, strides = _matrix_shape(v, row_major)
     data = c_void_p()
     nbytes = c_size_t()
-    check(lib.dime_matrix_data(v, byref(data), byref(nbytes)))
+    check(lib.dime_matrix_stored_data(v, byref(data), byref(nbytes)))
     raw = ctypes.string_at(data.value, nbytes.value) if nbytes.value else b""
     flat = np.frombuffer(raw, dtype=dtype).copy()
-    return flat.reshape(dims, order="F")
+    return flat.reshape(dims, order="C" if row_major else "F")
 
 
 def _scalar(getter, ctype):

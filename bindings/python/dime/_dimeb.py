@@ -12,7 +12,8 @@ lends large arrays to the library without copying them.
 array, a subclass, a type that needs an error message -- so the caller
 uses ``_convert.to_value`` and gets the same value or the same error.
 ``decode`` gives what ``_convert.from_value`` gives, arrays as ordinary
-(writable, Fortran-ordered) numpy arrays.
+(writable) numpy arrays: Fortran-ordered, or C-ordered when they travelled
+row-major (the ``dimeb_layout`` encoding our clients negotiate).
 """
 
 import struct
@@ -258,6 +259,8 @@ def _get(b, o, depth):
         return complex(re, im), o + 16
     if 0x13 <= tag <= 0x1F:
         return _matrix(b, o, tag)
+    if 0x43 <= tag <= 0x4F:
+        return _matrix(b, o, tag)
     raise DimeCodecError(f"received a value of unknown tag 0x{tag:02X}")
 
 
@@ -266,9 +269,23 @@ _DIMS = [struct.Struct(f">{r}I") for r in range(256)]
 
 
 def _matrix(b, o, tag):
+    # Tags 0x43-0x4F: the dimeb_layout encoding (docs/protocol-extensions.md),
+    # a flags byte before the rank (row-major, little-endian) and padding
+    # before the elements; 0x13-0x1F: DiME2's, column-major big-endian.
+    layout = tag >= 0x40
+    row_major, little = False, False
+    if layout:
+        flags = b[o]
+        if flags & ~0x03:
+            raise DimeCodecError(f"received a matrix with unknown flags 0x{flags:02X}")
+        row_major, little = bool(flags & 0x01), bool(flags & 0x02)
+        o += 1
+        tag -= 0x30
     rank = b[o]
     dims = _DIMS[rank].unpack_from(b, o + 1)
     o += 1 + 4 * rank
+    if layout:
+        o += 1 + b[o]                      # pad count, then the padding
     n = 1
     for d in dims:
         n *= d
@@ -285,16 +302,17 @@ def _matrix(b, o, tag):
         if types is None:
             raise DimeCodecError(f"received a matrix of unknown tag 0x{tag:02X}")
         be, native = types
+        wire = be.newbyteorder("<") if little else be
         if o + n * be.itemsize > len(b):
             raise ValueError("truncated matrix")
-        flat = np.frombuffer(b, be, n, o).astype(native)
+        flat = np.frombuffer(b, wire, n, o).astype(native)
         o += n * be.itemsize
     if rank == 1:
         return flat, o
     # The original client's rule: a rank-2 matrix with a dimension of 1 is 1-D.
     if rank == 2 and (dims[0] == 1 or dims[1] == 1):
         dims = (dims[1],) if dims[0] == 1 else (dims[0],)
-    return flat.reshape(dims, order="F"), o
+    return flat.reshape(dims, order="C" if row_major else "F"), o
 
 
 def _key(k):

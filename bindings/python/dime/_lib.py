@@ -93,6 +93,15 @@ CLASS_LOGICAL = 15
 
 CLASS_ANY = 0          # dime_pattern_add_matrix: any class
 
+LAYOUT_COLUMN_MAJOR = 0
+LAYOUT_ROW_MAJOR = 1
+
+CONNECT_DIME2 = 0
+CONNECT_LAYOUT = 1
+CONNECT_SHM = 2
+CONNECT_SHM_NOW = 4
+CONNECT_DEFAULT = CONNECT_LAYOUT | CONNECT_SHM | CONNECT_SHM_NOW
+
 WAIT_FOREVER = -1
 SYNC_ALL = -1
 RANK_ANY = -1          # dime_pattern_add_matrix: any rank
@@ -164,6 +173,10 @@ SIGNATURES = {
     "dime_matrix_numel": (status, [h, P(c_size_t)]),
     "dime_matrix_data": (status, [h, P(c_void_p), P(c_size_t)]),
     "dime_matrix_take_data": (status, [h, P(c_void_p), P(c_size_t)]),
+    "dime_matrix_layout": (status, [h, P(c_uint32)]),
+    "dime_matrix_stored_data": (status, [h, P(c_void_p), P(c_size_t)]),
+    "dime_matrix_take_stored_data": (status, [h, P(c_void_p), P(c_size_t)]),
+    "dime_matrix_copy_column_major": (status, [h, c_void_p, c_size_t]),
     "dime_data_free": (None, [c_void_p, c_size_t]),
     # lists and maps
     "dime_value_new_list": (h, []),
@@ -181,6 +194,7 @@ SIGNATURES = {
     "dime_value_map_take_at": (status, [h, c_size_t, ph]),
     # client
     "dime_connect": (status, [c_char_p, ph]),
+    "dime_connect_with": (status, [c_char_p, c_uint32, ph]),
     "dime_close": (status, [h]),
     "dime_client_free": (None, [h]),
     "dime_join": (status, [h, strs, c_size_t]),

@@ -23,6 +23,9 @@ SCALARS = {
     "uint16_t": ctypes.c_uint16, "uint32_t": ctypes.c_uint32, "uint64_t": ctypes.c_uint64,
     "float": ctypes.c_float, "double": ctypes.c_double, "size_t": ctypes.c_size_t,
     "int": ctypes.c_int, "dime_status": ctypes.c_int, "dime_kind": ctypes.c_int,
+    "dime_class": ctypes.c_uint32,
+    "dime_layout": ctypes.c_uint32,
+    "dime_connect_flags": ctypes.c_uint32,
     "dime_class": ctypes.c_uint32, "dime_change": ctypes.c_int,
     "dime_call_fn": _lib.CALL_FN, "dime_drop_fn": _lib.DROP_FN,
     "dime_stream_fn": _lib.STREAM_FN, "dime_change": ctypes.c_int,
@@ -110,7 +113,7 @@ def test_signature_matches_header(name):
 def test_constants_match_header():
     text = HEADER.read_text()
     found = dict(re.findall(r"DIME_((?:STATUS|KIND)_\w+) = (-?\d+)", text))
-    found.update(re.findall(r"#define DIME_((?:CLASS_\w+|WAIT_FOREVER|SYNC_ALL|RANK_ANY)) (-?\d+)", text))
+    found.update(re.findall(r"#define DIME_((?:CLASS_\w+|LAYOUT_\w+|CONNECT_\w+|WAIT_FOREVER|SYNC_ALL|RANK_ANY)) (-?\d+)", text))
     assert len(found) > 40
     for name, value in found.items():
         assert getattr(_lib, name) == int(value), name

@@ -45,6 +45,32 @@ def test_python_codec_matches_the_library(wire):
     assert fast > 0.8 * len(CASES)          # the fast path covers the common types
 
 
+def test_python_decoder_reads_the_layout_encoding(server):
+    """Between our clients matrices travel in their own layout
+    (``dimeb_layout``): the Python decoder reads those bytes as the library
+    does, C-ordered arrays staying C-ordered."""
+    raw = server.raw("unix", serialization=None)
+    reply = raw.request({"command": "handshake", "serialization": "dimeb", "tls": False,
+                         "extensions": ["dimeb_layout"]})
+    assert reply["status"] == 0
+    assert raw.request({"command": "join", "name": ["w"]})["status"] == 0
+    sender = server.client("unix")
+    receiver = server.client("unix", "w2")
+    native = 0
+    for name, sent, expected in CASES:
+        sender.send_r("w", v=sent)
+        (header, payload), = raw.sync()
+        native += header.get("dimeb_layout", False)
+        sender.send_r("w2", v=sent)
+        receiver.wait(timeout=10)
+        library = receiver.sync_r()["v"]
+        ours = _dimeb.decode(payload)
+        assert_same(ours, library, name)
+        if isinstance(library, np.ndarray) and library.ndim > 1:
+            assert ours.flags.c_contiguous == library.flags.c_contiguous, name
+    assert native > 10                      # the matrices came in the layout encoding
+
+
 @pytest.mark.parametrize("value", [
     np.zeros(_dimeb.SMALL // 8 + 1),        # a large array: the library lends it
     np.longlong(3),                         # a platform alias: the library knows it
@@ -63,6 +89,7 @@ def test_what_the_python_codec_leaves_to_the_library(value):
     (b"\x1f\x01\x00\x00\x00\x01\x02", "other than 0 or 1"),
     (b"\x20\x00\x00\x00\x01\xff", "UTF-8"),
     (b"\x23", "unknown tag"),
+    (b"\x4c\x80\x01\x00\x00\x00\x01\x00" + bytes(8), "unknown flags"),
     (b"\x22\x00\x00\x00\x01\x1c\x01\x00\x00\x00\x01" + bytes(8) + b"\x00", "dict key"),
 ])
 def test_python_decoder_refuses_invalid_bytes(payload, why):

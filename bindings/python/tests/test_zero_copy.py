@@ -140,8 +140,9 @@ def test_many_small_arrays_are_freed(pair, n):
 # from its peak resident set, VmHWM).
 
 def library_pointer(x):
-    """The element pointer libdime holds for the value made from ``x``, and
-    the arrays lent to it."""
+    """The element pointer libdime holds for the value made from ``x`` (its
+    elements as stored: a C-ordered array stays row-major), and the arrays
+    lent to it."""
     from dime._convert import to_value
     from dime._lib import lib
 
@@ -149,7 +150,7 @@ def library_pointer(x):
     v = to_value(x, keep)
     try:
         data, n = c_void_p(), c_size_t()
-        assert lib.dime_matrix_data(v, byref(data), byref(n)) == 0
+        assert lib.dime_matrix_stored_data(v, byref(data), byref(n)) == 0
         return data.value, n.value, keep
     finally:
         lib.dime_value_free(v)

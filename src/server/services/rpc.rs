@@ -18,6 +18,7 @@
 //! discarded.
 
 use crate::buffer::PooledBuf;
+use crate::codec::dimeb;
 use crate::proto::{extensions, stream_batch};
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
@@ -31,6 +32,7 @@ use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeSet, VecDeque};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -70,6 +72,10 @@ pub struct RpcHeader<'a> {
     /// `yield`: the payload is a batch of this many items (see
     /// [`stream_batch`]); absent: it is one item.
     pub count: Option<u64>,
+    /// `call`, `return`, `yield`: the payload (each item of a batch) may
+    /// hold `dimeb_layout` matrices, converted for a receiving side that
+    /// did not ask for them.
+    pub dimeb_layout: Option<bool>,
 }
 
 type Header<'a> = RpcHeader<'a>;
@@ -77,13 +83,47 @@ type Header<'a> = RpcHeader<'a>;
 /// Remote calls never block a connection: calls wait in queues instead.
 pub enum NeverBlocked {}
 
+/// A payload on its way from one side of a call to the other.
+struct Body {
+    buf: PooledBuf,
+    /// It holds `dimeb_layout` matrices (checked to be valid dimeb).
+    layout: bool,
+}
+
+impl Body {
+    /// The payload of `frame`, checked when it is marked as holding
+    /// `dimeb_layout` matrices, so converting it later cannot fail.
+    fn of(frame: Frame, h: &Header) -> std::result::Result<Body, String> {
+        let layout = flag(h.dimeb_layout) && !frame.payload.is_empty();
+        if layout {
+            check_value(&frame.payload)?;
+        }
+        Ok(Body {
+            buf: frame.payload,
+            layout,
+        })
+    }
+}
+
+/// Checks that `bytes` hold exactly one valid dimeb value.
+fn check_value(bytes: &[u8]) -> std::result::Result<(), String> {
+    match dimeb::value_len(bytes) {
+        Ok(n) if n == bytes.len() => Ok(()),
+        Ok(n) => Err(format!(
+            "{} trailing bytes after the value",
+            bytes.len() - n
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A call and who made it.
 struct Call {
     caller: ConnId,
     /// The caller's id for it, echoed as `"result"`.
     caller_id: u64,
     function: Arc<str>,
-    args: PooledBuf,
+    args: Body,
     /// For a stream: the consumer's initial window.
     window: Option<Window>,
     /// For a stream: the consumer takes batches of items.
@@ -339,10 +379,11 @@ impl Rpc {
                 },
             );
             match self.locals.get(&provider) {
+                // In-process providers decode either encoding themselves.
                 Some(q) => q.push(LocalCall {
                     id: k,
                     function: self.running[&k].function.clone(),
-                    args: call.args,
+                    args: call.args.buf,
                     stream: call.window.is_some(),
                 }),
                 None => push_result(st, provider, &head, Some(call.args)),
@@ -385,7 +426,7 @@ impl Rpc {
                 continue;
             }
             let (head, body) = match result {
-                Ok(body) => (json!({"status": 0}), Some(body)),
+                Ok(buf) => (json!({"status": 0}), Some(Body { buf, layout: false })),
                 Err((error_type, message)) => (
                     json!({"status": -1, "remote": true, "error": message,
                         "error_type": error_type, "traceback": ""}),
@@ -417,7 +458,7 @@ impl Rpc {
 
     /// Ends running call `k`: frees its provider's slot and pushes `head`
     /// (plus `"result"`) and `body` to its caller, if it still has one.
-    fn end_call_with(&mut self, st: &mut State, k: u64, mut head: Json, body: Option<PooledBuf>) {
+    fn end_call_with(&mut self, st: &mut State, k: u64, mut head: Json, body: Option<Body>) {
         let Some(r) = self.running.remove(&k) else {
             return;
         };
@@ -471,10 +512,22 @@ impl Rpc {
 
 /// Queues a pushed frame (a call for a provider, a result for a caller)
 /// ahead of any replies held behind a DiME2 `wait`: pushes are not replies.
-fn push_result(st: &mut State, id: ConnId, head: &Json, body: Option<PooledBuf>) {
+/// A body holding `dimeb_layout` matrices is converted to DiME2's classic
+/// encoding for a client that did not ask for layouts.
+fn push_result(st: &mut State, id: ConnId, head: &Json, body: Option<Body>) {
     let Some(c) = st.conns.get_mut(&id) else {
         return;
     };
+    let body = body.map(|b| {
+        if !b.layout || c.accepts.layout {
+            return b.buf;
+        }
+        // Checked on arrival (Body::of): only running out of memory fails.
+        dimeb::to_classic(&b.buf).unwrap_or_else(|e| {
+            log::error!("client {id}: cannot convert a payload to the classic encoding: {e}");
+            b.buf
+        })
+    });
     let text = head.to_string();
     let item = match body {
         Some(b) if !b.is_empty() => {
@@ -572,6 +625,10 @@ fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> 
             );
         }
     };
+    let args = match Body::of(frame, h) {
+        Ok(b) => b,
+        Err(e) => return fail(st, format!("The call's arguments are not valid dimeb: {e}")),
+    };
     let name = svc.function(name);
     let seq = svc.next_seq;
     svc.next_seq += 1;
@@ -580,7 +637,7 @@ fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> 
             caller: id,
             caller_id,
             function: name.clone(),
-            args: frame.payload,
+            args,
             window,
             batch: window.is_some() && flag(h.batch),
         },
@@ -612,14 +669,24 @@ fn give_back(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame
     if svc.running.get(&k).is_none_or(|r| r.provider != id) {
         return Ok(());
     }
-    let head = match &h.error {
-        None => json!({"status": 0}),
-        Some(msg) => json!({"status": -1, "remote": true,
+    let (head, body) = match &h.error {
+        None => match Body::of(frame, h) {
+            Ok(b) => (json!({"status": 0}), Some(b)),
+            Err(e) => (
+                json!({"status": -1, "remote": true,
+                    "error": format!("The provider's result is not valid dimeb: {e}"),
+                    "error_type": "ValueError", "traceback": ""}),
+                None,
+            ),
+        },
+        Some(msg) => (
+            json!({"status": -1, "remote": true,
             "error": &**msg,
             "error_type": h.error_type.as_deref().unwrap_or("Exception"),
             "traceback": h.traceback.as_deref().unwrap_or("")}),
+            None,
+        ),
     };
-    let body = h.error.is_none().then_some(frame.payload);
     svc.end_call_with(st, k, head, body);
     Ok(())
 }
@@ -652,6 +719,7 @@ fn give_item(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame
     let Some((caller, caller_id)) = r.caller else {
         return Ok(());
     };
+    let layout = flag(h.dimeb_layout) && !frame.payload.is_empty();
     let batch = match h.count {
         None => None,
         Some(n) => match stream_batch::ranges(&frame.payload, n) {
@@ -674,6 +742,23 @@ fn give_item(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame
             &many
         }
     };
+    // Items marked as holding layouts are checked now, so converting them
+    // for the consumer later cannot fail.
+    if layout {
+        let checked = match &batch {
+            None => check_value(&frame.payload),
+            Some(items) => items
+                .iter()
+                .try_for_each(|r| check_value(&frame.payload[r.clone()])),
+        };
+        if let Err(e) = checked {
+            let msg = format!(
+                "The producer of '{}' sent an item that is not valid dimeb: {e}",
+                r.function
+            );
+            return fault(svc, st, id, k, msg);
+        }
+    }
     let Some(w) = r.window.as_mut() else {
         let msg = format!(
             "The provider of '{}' sent a stream item for a plain call",
@@ -691,26 +776,58 @@ fn give_item(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame
         );
         return fault(svc, st, id, k, msg);
     }
-    match (batch, r.batch) {
-        (None, _) => {
-            push_result(st, caller, &json!({"item": caller_id}), Some(frame.payload));
-        }
-        (Some(items), true) => push_result(
-            st,
-            caller,
-            &json!({"item": caller_id, "count": items.len()}),
-            Some(frame.payload),
-        ),
-        // A consumer that did not ask for batches gets the items one by one.
-        (Some(items), false) => {
-            for range in items {
-                let mut item = PooledBuf::with_len(range.len());
-                item.copy_from_slice(&frame.payload[range]);
-                push_result(st, caller, &json!({"item": caller_id}), Some(item));
-            }
-        }
+    let consumer_batches = r.batch;
+    let Some(items) = batch else {
+        let item = Body {
+            buf: frame.payload,
+            layout,
+        };
+        push_result(st, caller, &json!({"item": caller_id}), Some(item));
+        return Ok(());
+    };
+    if consumer_batches {
+        let converts = layout && st.conns.get(&caller).is_some_and(|c| !c.accepts.layout);
+        let payload = if converts {
+            classic_batch(&frame.payload, items.iter().cloned())
+        } else {
+            frame.payload
+        };
+        let head = json!({"item": caller_id, "count": items.len()});
+        let body = Body {
+            buf: payload,
+            layout: false, // a batch is no one value: its items were converted
+        };
+        push_result(st, caller, &head, Some(body));
+        return Ok(());
+    }
+    // A consumer that did not ask for batches gets the items one by one.
+    for range in items {
+        let mut buf = PooledBuf::with_len(range.len());
+        buf.copy_from_slice(&frame.payload[range]);
+        let item = Body { buf, layout };
+        push_result(st, caller, &json!({"item": caller_id}), Some(item));
     }
     Ok(())
+}
+
+/// The batch payload `payload` (its items at `items`) with each item's
+/// `dimeb_layout` matrices in DiME2's classic encoding, for a consumer
+/// that did not ask for layouts.
+fn classic_batch(payload: &[u8], items: impl Iterator<Item = Range<usize>>) -> PooledBuf {
+    let mut out = Vec::with_capacity(payload.len());
+    for r in items {
+        let item = &payload[r];
+        // Checked on arrival: only running out of memory fails.
+        let pushed = match dimeb::to_classic(item) {
+            Ok(classic) => stream_batch::push(&mut out, &classic),
+            Err(e) => {
+                log::error!("cannot convert a stream item to the classic encoding: {e}");
+                stream_batch::push(&mut out, item)
+            }
+        };
+        pushed.expect("no longer than the item it came from");
+    }
+    PooledBuf::from_vec(out)
 }
 
 /// Ends stream `k`, whose producer `provider` broke the protocol, with

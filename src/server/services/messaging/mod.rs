@@ -6,7 +6,8 @@ mod groups;
 
 use crate::proto::extensions;
 use crate::server::blocking::deadline;
-use crate::server::conn::{ConnId, Connection, Held, json_item, wait_reply};
+use crate::server::conn::{Accepts, ConnId, Connection, Held, json_item, wait_reply};
+use crate::server::convert;
 use crate::server::outqueue::OutItem;
 use crate::server::request::{CommandError, Result, Text, flag, required, required_raw_str};
 use crate::server::service::{Handler, Service};
@@ -52,6 +53,20 @@ pub struct MessagingHeader<'a> {
     /// Never in a request; refused in relayed headers like `status`.
     #[serde(borrow)]
     pub meta: Option<&'a RawValue>,
+    /// `handshake`: the extensions the client asks to be sent (ours; for
+    /// now `dimeb_layout`).
+    #[serde(borrow)]
+    pub extensions: Option<Vec<Text<'a>>>,
+    /// `send`, `broadcast`: the payload may hold `dimeb_layout` matrices,
+    /// which the broker converts for recipients that did not ask for them.
+    pub dimeb_layout: Option<bool>,
+    /// `shm_release`: the inode of a shared-memory payload this client is
+    /// done with.
+    pub ino: Option<u64>,
+    /// `send`, `broadcast`: announces a shared-memory payload; only
+    /// relayed when the broker took a checked descriptor with it.
+    #[serde(borrow)]
+    pub shm: Option<&'a RawValue>,
     /// `group_watch`, `group_unwatch`: the client's id for the watch.
     pub watch: Option<u64>,
     /// `group_watch`: only groups whose name starts with this.
@@ -114,6 +129,9 @@ impl Service for Messaging {
         ("sync", sync),
         ("wait", wait),
         ("devices", devices),
+        ("shm_send", shm_send),
+        ("shm_receive", shm_receive),
+        ("shm_release", shm_release),
         ("group_watch", group_watch),
         ("group_unwatch", group_unwatch),
     ];
@@ -122,6 +140,8 @@ impl Service for Messaging {
         extensions::WAIT_TIMEOUT,
         extensions::SYNC_WAIT,
         extensions::SEND_RECEIVE,
+        extensions::DIMEB_LAYOUT,
+        extensions::SHM,
     ];
 
     fn withdraw(&mut self, _: &mut State, _: ConnId, _: InboxWait) {
@@ -130,6 +150,10 @@ impl Service for Messaging {
 
     fn timeout_message(_: &InboxWait) -> String {
         "Timed out waiting for a message".to_owned()
+    }
+
+    fn drained(&mut self, st: &mut State, id: ConnId) -> bool {
+        self.feed.0.drained(st, id)
     }
 
     fn disconnect(&mut self, st: &mut State, id: ConnId, conn: &Connection) {
@@ -194,6 +218,21 @@ fn handshake(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Fra
         }
     };
     svc.serialization = Some(current.clone());
+    // The encodings the client asks to be sent (ours; old clients ask for
+    // none and keep getting DiME2's). A repeated handshake starts afresh.
+    let asked = |name: &str| {
+        h.extensions
+            .as_ref()
+            .is_some_and(|e| e.iter().any(|x| &**x == name))
+    };
+    let conn = st.conns.get_mut(&id).expect("live connection");
+    conn.accepts = Accepts {
+        layout: asked(extensions::DIMEB_LAYOUT),
+        // Descriptors only travel over unix sockets.
+        shm: asked(extensions::SHM) && conn.stream.passes_fds(),
+    };
+    conn.fds_in &= conn.accepts.shm;
+    conn.fds_out &= conn.accepts.shm;
     if h.broadcasts == Some(false) {
         if let Some(c) = st.conns.get_mut(&id) {
             c.broadcasts = false;
@@ -302,11 +341,36 @@ fn relay(
             "A message header may not carry \"status\" or \"meta\": recipients would take it for a reply".into(),
         ));
     }
-    check_queue_room(st, &recipients, frame.wire_len() as u64).map_err(CommandError::Failed)?;
-    let frame = Arc::new(frame);
+    // Recipients take a descriptor for every "shm" they are sent: one
+    // without a descriptor behind it would hand them the next message's.
+    if h.shm.is_some() && frame.shared().is_none() {
+        return Err(CommandError::Failed(
+            "A message header may not carry \"shm\" unless its payload came in shared memory \
+             (negotiated in the handshake, over a unix socket, and announced with shm_send)"
+                .into(),
+        ));
+    }
+    // Monitors that record get a copy of their own too.
+    let recorders: Vec<ConnId> = st
+        .monitors
+        .iter()
+        .filter(|(_, m)| m.payloads)
+        .map(|(id, _)| *id)
+        .collect();
+    let copies = if recorders.is_empty() {
+        Copies::of(st, &recipients, frame, flag(h.dimeb_layout))?
+    } else {
+        let all: Vec<ConnId> = recipients.iter().chain(&recorders).copied().collect();
+        Copies::of(st, &all, frame, flag(h.dimeb_layout))?
+    };
+    check_queue_room(st, &recipients, |c| copies.pick(c).queued_len() as u64)
+        .map_err(CommandError::Failed)?;
     st.stats.messages += 1;
-    st.show_monitors(id, group, varname, recipients.len(), &frame);
-    deliver(st, &recipients, frame);
+    let original = copies.original.clone();
+    st.show_monitors(id, group, varname, recipients.len(), &original, |c| {
+        copies.pick(c)
+    });
+    deliver(st, &recipients, |c| copies.pick(c));
     // "receive": true (our extension) answers with the sender's own next
     // messages instead of a bare status: a request/reply in one exchange.
     if flag(h.receive) {
@@ -377,7 +441,7 @@ fn drain_inbox(st: &mut State, id: ConnId, n: i64) {
     };
     for _ in 0..count {
         let frame = conn.inbox.pop_front().expect("counted");
-        conn.inbox_bytes -= frame.wire_len() as u64;
+        conn.inbox_bytes -= frame.queued_len() as u64;
         conn.reply(OutItem::Shared(frame));
     }
     st.reply_ok(id);
@@ -408,16 +472,127 @@ fn devices(svc: &mut Messaging, st: &mut State, id: ConnId, _: &Header, _: Frame
     Ok(())
 }
 
-/// Checks that every recipient can take `bytes` more without passing
-/// `--max-queue`; the error names the limit.
+/// The copies of one message its recipients get: the sender's own frame
+/// for those that negotiated everything it uses; the payload copied into
+/// the frame for those that do not take shared-memory descriptors (yet); DiME2's
+/// classic encoding for those that did not negotiate `dimeb_layout`. Each
+/// is made once, and only if some recipient needs it.
+struct Copies {
+    original: Arc<Frame>,
+    inline: Option<Arc<Frame>>,
+    classic: Option<Arc<Frame>>,
+    /// The payload holds `dimeb_layout` matrices.
+    layout: bool,
+}
+
+impl Copies {
+    fn of(st: &State, recipients: &[ConnId], frame: Frame, layout: bool) -> Result<Copies> {
+        let shared = frame.shared().is_some();
+        let mut copies = Copies {
+            original: Arc::new(frame),
+            inline: None,
+            classic: None,
+            layout,
+        };
+        for c in recipients.iter().filter_map(|r| st.conns.get(r)) {
+            if layout && !c.accepts.layout && copies.classic.is_none() {
+                let twin = convert::classic_frame(&copies.original).map_err(|e| {
+                    CommandError::Failed(format!(
+                        "Cannot convert the message for recipients that read only DiME2's \
+                         matrix encoding: {e}"
+                    ))
+                })?;
+                copies.classic = Some(Arc::new(twin));
+            } else if shared
+                && !c.fds_out
+                && (c.accepts.layout || !layout)
+                && copies.inline.is_none()
+            {
+                let twin = convert::inline_frame(&copies.original).map_err(|e| {
+                    CommandError::Failed(format!(
+                        "Cannot copy the shared-memory message for recipients without shared \
+                         memory: {e}"
+                    ))
+                })?;
+                copies.inline = Some(Arc::new(twin));
+            }
+        }
+        Ok(copies)
+    }
+
+    /// The copy for connection `c`.
+    fn pick(&self, c: &Connection) -> Arc<Frame> {
+        let copy = if self.layout && !c.accepts.layout {
+            &self.classic
+        } else if self.original.shared().is_some() && !c.fds_out {
+            &self.inline
+        } else {
+            &None
+        };
+        copy.as_ref().unwrap_or(&self.original).clone()
+    }
+}
+
+/// `shm_send` (ours): the client will send shared-memory payloads; from
+/// the next read on, descriptors that come with its bytes are kept. Asked
+/// once, before the first such payload, and answered, so nothing it sends
+/// with a descriptor can have been read before.
+fn shm_send(_: &mut Messaging, st: &mut State, id: ConnId, _: &Header, _: Frame) -> Result {
+    shm_switch(st, id, |c| c.fds_in = true)
+}
+
+/// `shm_receive` (ours): the client takes shared-memory payloads as
+/// descriptors from now on (it reads relayed messages with `recvmsg`);
+/// until it asks, it gets their bytes in the frame. Our clients ask once a
+/// large payload has reached them through the socket, so a client that
+/// only ever gets small messages never pays for `recvmsg`.
+fn shm_receive(_: &mut Messaging, st: &mut State, id: ConnId, _: &Header, _: Frame) -> Result {
+    shm_switch(st, id, |c| c.fds_out = true)
+}
+
+/// Turns a shared-memory direction on for a client that negotiated `shm`.
+fn shm_switch(st: &mut State, id: ConnId, on: impl FnOnce(&mut Connection)) -> Result {
+    let c = st.conns.get_mut(&id).expect("live connection");
+    if !c.accepts.shm {
+        return Err(CommandError::Failed(
+            "Shared memory must be asked for in the handshake (\"extensions\":[\"shm\"]), \
+             over a unix socket"
+                .into(),
+        ));
+    }
+    on(c);
+    st.reply_ok(id);
+    Ok(())
+}
+
+/// `shm_release` (ours, no reply): the client is done with the
+/// shared-memory payload of inode `ino` that it was sent; the broker drops
+/// its hold on it (the sender hears once nobody holds it). An inode it does
+/// not hold is ignored: there is nothing to answer.
+fn shm_release(_: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    let (Some(ino), Some(c)) = (h.ino, st.conns.get_mut(&id)) else {
+        return Ok(());
+    };
+    if let Some(held) = c.shm_held.get_mut(&ino) {
+        held.pop();
+        if held.is_empty() {
+            c.shm_held.remove(&ino);
+        }
+    }
+    Ok(())
+}
+
+/// Checks that every recipient can take the bytes `size` says its copy of
+/// the message has without passing `--max-queue`; the error names the limit.
 fn check_queue_room(
     st: &State,
     recipients: &[ConnId],
-    bytes: u64,
+    size: impl Fn(&Connection) -> u64,
 ) -> std::result::Result<(), String> {
     let limit = st.config.max_queue;
     for id in recipients {
         if let Some(c) = st.conns.get(id) {
+            let bytes = size(c);
             if c.inbox_bytes + bytes > limit {
                 return Err(format!(
                     "Queue limit exceeded: a recipient already has {} bytes waiting and this message adds {bytes}; the limit (--max-queue) is {limit} bytes",
@@ -429,15 +604,16 @@ fn check_queue_room(
     Ok(())
 }
 
-/// Queues one shared frame for every recipient and wakes their waits.
-fn deliver(st: &mut State, recipients: &[ConnId], frame: Arc<Frame>) {
-    let len = frame.wire_len() as u64;
+/// Queues for every recipient its copy of the message (`pick`: the one
+/// shared frame, or its classic twin) and wakes their waits.
+fn deliver(st: &mut State, recipients: &[ConnId], pick: impl Fn(&Connection) -> Arc<Frame>) {
     for id in recipients {
         let Some(c) = st.conns.get_mut(id) else {
             continue;
         };
-        c.inbox.push_back(frame.clone());
-        c.inbox_bytes += len;
+        let frame = pick(c);
+        c.inbox_bytes += frame.queued_len() as u64;
+        c.inbox.push_back(frame);
         let sync_wait = c
             .blocked
             .as_ref()
