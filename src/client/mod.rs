@@ -1,6 +1,7 @@
 //! A blocking DiME client, used by tests, benchmarks and the C ABI: DiME2
 //! messaging here, one module per further service ([`share`], [`space`]).
 
+pub mod pipeline;
 pub mod rpc;
 pub mod share;
 pub mod space;
@@ -12,6 +13,7 @@ use crate::proto::extensions;
 use crate::transport::{self, Address, Transport};
 use crate::value::Value;
 use crate::wire::{Frame, FrameReader, try_encode_head};
+use pipeline::Pipeline;
 use serde_json::{Map, Value as Json, json};
 use std::collections::VecDeque;
 use std::fmt;
@@ -145,8 +147,9 @@ impl io::Read for DontWait<'_> {
     }
 }
 
-/// Most requests written before reading their replies (as DiME2's Python client).
-const PIPELINE: usize = 16;
+/// Most requests of one call written before reading their replies, when
+/// pipelining across calls is off (as DiME2's Python client does).
+const BATCH: usize = 16;
 
 /// The first and the longest pause between two polls for messages, when a
 /// wait with a timeout must poll: an original DiME2 server cannot wait
@@ -170,6 +173,9 @@ pub struct Client {
     /// it keeps growing across the slices of a long wait and starts over
     /// once messages arrive.
     poll_pause: Duration,
+    /// Sends written but not yet answered, when pipelining is on
+    /// ([`Client::set_pipeline`]).
+    pipeline: Pipeline,
 }
 
 impl Client {
@@ -190,6 +196,7 @@ impl Client {
             stash: VecDeque::new(),
             extensions: None,
             poll_pause: POLL_FIRST,
+            pipeline: Pipeline::default(),
         };
         let reply =
             c.request(json!({"command": "handshake", "serialization": "dimeb", "tls": false}))?;
@@ -227,6 +234,95 @@ impl Client {
     /// receivers decode by each message's own header).
     pub fn serialization(&self) -> &str {
         &self.serialization
+    }
+
+    /// Turns pipelined sends on (`window` ≥ 1) or off (0, the default).
+    ///
+    /// When on, [`Client::send`], [`Client::broadcast`] and their `_many`
+    /// and `_encoded` forms return once their request is written, without
+    /// waiting for the server's `{"status":0}`; at most `window` sends stay
+    /// unanswered (a send that finds the window full first reads replies
+    /// until there is room). Replies come in request order and are read by
+    /// later calls. A failed send (an unknown group, a full queue) is
+    /// reported by a later call, named after it ("pipelined send #N of 'x'
+    /// to group 'g' failed: …"): by the next call that reads replies
+    /// (flush, sync, wait, devices, join, leave, share and tuple-space
+    /// requests, or a send that finds the window full), or, when that call
+    /// already reported one, by the call after it. The call that reports
+    /// it does nothing else (sync keeps the messages it fetched for the
+    /// next call). [`Client::flush`] waits for every reply.
+    ///
+    /// What DiME2 promised and pipelining changes: a send that returns has
+    /// not yet been accepted, so another connection that looks at once may
+    /// not see its message yet (this connection's own later calls always
+    /// do: the server runs its requests in order), and a refused send is
+    /// reported late.
+    ///
+    /// The window is clamped to [`pipeline::MAX_WINDOW`], and to
+    /// [`pipeline::ORIGINAL_SERVER_WINDOW`] for an original DiME2 server.
+    /// Shrinking it reads replies down to the new size; turning it off
+    /// first waits for every reply and returns the first failure among
+    /// them, if any (pipelining is off either way). Returns the window in
+    /// force.
+    pub fn set_pipeline(&mut self, window: usize) -> Result<usize> {
+        if window == 0 {
+            let settled = self.settle_all();
+            self.pipeline.set_window(0, 0);
+            settled?;
+            return self.pipeline.take_failure().map(|()| 0);
+        }
+        let limit = if self.extensions.is_some() {
+            pipeline::MAX_WINDOW
+        } else {
+            pipeline::ORIGINAL_SERVER_WINDOW
+        };
+        let window = self.pipeline.set_window(window, limit);
+        while self.pipeline.unacked() > window {
+            self.settle_one()?;
+        }
+        Ok(window)
+    }
+
+    /// The pipelining window in force: 0 when sends wait for their reply.
+    pub fn pipeline_window(&self) -> usize {
+        self.pipeline.window()
+    }
+
+    /// Sends written but not yet answered (always 0 without pipelining).
+    pub fn unacknowledged(&self) -> usize {
+        self.pipeline.unacked()
+    }
+
+    /// Waits until the server has answered every pipelined send; the
+    /// oldest failure not yet reported, if any, is returned (call again
+    /// for the next one). Without pipelining there is nothing to wait for.
+    pub fn flush(&mut self) -> Result<()> {
+        self.catch_up()
+    }
+
+    /// Reads the reply of the oldest unanswered send; a refusal is kept
+    /// for a later report, a broken connection returned.
+    fn settle_one(&mut self) -> Result<()> {
+        let outcome = self
+            .read_frame()
+            .and_then(|(obj, _)| check_status(obj).map(drop));
+        self.pipeline.acknowledge(outcome)
+    }
+
+    /// Reads the reply of every unanswered send.
+    fn settle_all(&mut self) -> Result<()> {
+        while self.pipeline.unacked() > 0 {
+            self.settle_one()?;
+        }
+        Ok(())
+    }
+
+    /// Reads every outstanding reply and returns the oldest failure not
+    /// yet reported: what a call that changes something does first, so
+    /// that when it reports an earlier send's failure it has done nothing.
+    fn catch_up(&mut self) -> Result<()> {
+        self.settle_all()?;
+        self.pipeline.take_failure()
     }
 
     fn write_frame(&mut self, json: &Json, payload: &[u8]) -> Result<()> {
@@ -334,6 +430,7 @@ impl Client {
         json: Json,
         payload: &[u8],
     ) -> Result<(Map<String, Json>, PooledBuf)> {
+        self.catch_up()?;
         self.write_frame(&json, payload)?;
         let (obj, payload) = self.read_frame()?;
         Ok((check_status(obj)?, payload))
@@ -380,15 +477,35 @@ impl Client {
                     .map_err(|e| Error::InvalidArgument(format!("variable '{name}': {}", e.0)))
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut first_err = None;
-        for chunk in vars
+        let frames: Vec<(&str, &[u8])> = vars
             .iter()
             .zip(&payloads)
-            .collect::<Vec<_>>()
-            .chunks(PIPELINE)
-        {
-            for ((name, _), payload) in chunk {
+            .map(|((name, _), payload)| (*name, &payload[..]))
+            .collect();
+        self.relay(group, &frames)
+    }
+
+    /// Writes one `send` (to `group`) or `broadcast` (None) per
+    /// `(varname, payload)`: pipelined when pipelining is on, else DiME2's
+    /// way, waiting for the replies.
+    fn relay(&mut self, group: Option<&str>, frames: &[(&str, &[u8])]) -> Result<()> {
+        self.pipeline.take_failure()?;
+        if self.pipeline.window() == 0 {
+            self.relay_and_wait(group, frames)
+        } else {
+            self.relay_pipelined(group, frames)
+        }
+    }
+
+    /// DiME2's sends: up to [`BATCH`] requests written, then their replies
+    /// read; if the server refuses some, the rest are still sent and the
+    /// first refusal is returned.
+    fn relay_and_wait(&mut self, group: Option<&str>, frames: &[(&str, &[u8])]) -> Result<()> {
+        let mut first_err = None;
+        for chunk in frames.chunks(BATCH) {
+            for (name, payload) in chunk {
                 self.write_frame(&relay_header(group, name), payload)?;
+                self.pipeline.written(group, name, false);
             }
             for _ in chunk {
                 if let Err(e) = self.read_status() {
@@ -402,16 +519,36 @@ impl Client {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// Pipelined sends: room is made for the whole call first (replies
+    /// read until it fits, or until nothing is outstanding if it is larger
+    /// than the window), and an earlier send's failure found on the way is
+    /// returned before anything of this call is written. A call larger
+    /// than the window reads its own first replies as it goes and returns
+    /// the first of its own failures, if any, once everything is written.
+    fn relay_pipelined(&mut self, group: Option<&str>, frames: &[(&str, &[u8])]) -> Result<()> {
+        let window = self.pipeline.window();
+        while self.pipeline.unacked() > 0 && self.pipeline.unacked() + frames.len() > window {
+            self.settle_one()?;
+        }
+        self.pipeline.take_failure()?;
+        for (name, payload) in frames {
+            if self.pipeline.unacked() >= window {
+                self.settle_one()?;
+            }
+            self.write_frame(&relay_header(group, name), payload)?;
+            self.pipeline.written(group, name, true);
+        }
+        self.pipeline.take_failure()
+    }
+
     /// Sends an already-encoded dimeb payload to `group` (no copy).
     pub fn send_encoded(&mut self, group: &str, varname: &str, payload: &[u8]) -> Result<()> {
-        self.write_frame(&relay_header(Some(group), varname), payload)?;
-        self.read_status().map(drop)
+        self.relay(Some(group), &[(varname, payload)])
     }
 
     /// Broadcasts an already-encoded dimeb payload (no copy).
     pub fn broadcast_encoded(&mut self, varname: &str, payload: &[u8]) -> Result<()> {
-        self.write_frame(&relay_header(None, varname), payload)?;
-        self.read_status().map(drop)
+        self.relay(None, &[(varname, payload)])
     }
 
     /// Receives up to `n` queued messages (all when `n < 0`), undecoded.
@@ -454,6 +591,8 @@ impl Client {
         }
         let payload = encode_pooled(value)
             .map_err(|e| Error::InvalidArgument(format!("variable '{varname}': {}", e.0)))?;
+        // It blocks: earlier sends' failures are reported before, not after.
+        self.catch_up()?;
         let mut req = relay_header(Some(group), varname);
         req["receive"] = json!(true);
         req["n"] = json!(n);
@@ -461,6 +600,7 @@ impl Client {
             req["timeout"] = json!(t.as_secs_f64() * 1000.0);
         }
         self.write_frame(&req, &payload)?;
+        self.pipeline.written(Some(group), varname, false);
         self.read_messages(Vec::new())?
             .into_iter()
             .map(|m| Ok((m.varname.clone(), m.decode()?)))
@@ -469,6 +609,7 @@ impl Client {
 
     /// `sync`, optionally blocking (`wait`) with an optional timeout.
     fn sync_request(&mut self, n: i64, wait: Option<Option<Duration>>) -> Result<Vec<Message>> {
+        self.pipeline.take_failure()?;
         let mut out: Vec<Message> = Vec::new();
         let mut want = n;
         while want != 0 {
@@ -485,12 +626,16 @@ impl Client {
         }
         // Messages already in hand end a wait.
         let wait = wait.filter(|_| out.is_empty());
-        if wait.is_some() && !self.supports(extensions::SYNC_WAIT) {
-            // An original DiME2 server answers a sync with "wait" as a plain
-            // sync, at once: wait its own way, then sync.
-            let wait = wait.flatten();
-            self.wait_dime2(wait)?;
-            return self.sync_request(want, None);
+        if wait.is_some() {
+            // A wait may block for long: earlier sends' failures are
+            // reported before it, not after.
+            self.catch_up()?;
+            if !self.supports(extensions::SYNC_WAIT) {
+                // An original DiME2 server answers a sync with "wait" as a
+                // plain sync, at once: wait its own way, then sync.
+                self.wait_dime2(wait.flatten())?;
+                return self.sync_request(want, None);
+            }
         }
         let mut req = json!({"command": "sync", "n": want});
         if let Some(timeout) = wait {
@@ -499,8 +644,22 @@ impl Client {
                 req["timeout"] = json!(t.as_secs_f64() * 1000.0);
             }
         }
+        // Written before the replies to earlier sends are read, so a sync
+        // right after sends costs one exchange; those replies come first.
         self.write_frame(&req, &[])?;
-        self.read_messages(out)
+        self.settle_all()?;
+        let got = self.read_messages(out);
+        if self.pipeline.has_failure() {
+            // Report the earlier send's failure; what this sync fetched is
+            // kept for the next call (the stash was empty, see above).
+            match got {
+                Ok(msgs) => self.stash.extend(msgs),
+                Err(e @ (Error::ConnectionLost(_) | Error::Protocol(_))) => return Err(e),
+                Err(_) => {}
+            }
+            return self.pipeline.take_failure().map(|()| Vec::new());
+        }
+        got
     }
 
     /// Reads relayed messages until the closing status reply.
@@ -554,9 +713,12 @@ impl Client {
     /// Blocks until at least one message is queued for this client, or the
     /// timeout passes (`None` waits forever). Returns the number queued.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<usize> {
+        self.pipeline.take_failure()?;
         if !self.stash.is_empty() {
             return Ok(self.stash.len());
         }
+        // It may block for long: earlier sends' failures come first.
+        self.catch_up()?;
         if !self.supports(extensions::SYNC_WAIT) {
             return self.wait_dime2(timeout);
         }
@@ -616,7 +778,14 @@ impl Client {
 
     /// Names of every group with at least one member.
     pub fn devices(&mut self) -> Result<Vec<String>> {
-        let reply = self.request(json!({"command": "devices"}))?;
+        self.pipeline.take_failure()?;
+        // Written before the replies to earlier sends are read (one
+        // exchange); a failure among them is reported instead of the list.
+        self.write_frame(&json!({"command": "devices"}), &[])?;
+        self.settle_all()?;
+        let (obj, _) = self.read_frame()?;
+        self.pipeline.take_failure()?;
+        let reply = check_status(obj)?;
         let list = reply
             .get("devices")
             .and_then(Json::as_array)
@@ -627,8 +796,14 @@ impl Client {
             .collect())
     }
 
-    /// Closes the connection (also done on drop).
-    pub fn close(self) {}
+    /// Waits for the replies to pipelined sends, then closes the
+    /// connection; returns the oldest failure not yet reported, if any
+    /// (the connection is closed either way). Dropping a client closes it
+    /// without waiting: the server still runs every request written, but
+    /// their failures go unreported.
+    pub fn close(mut self) -> Result<()> {
+        self.catch_up()
+    }
 }
 
 /// Encodes into a buffer from this thread's pool: sending a large value
