@@ -121,14 +121,36 @@ pub struct Message {
 impl Message {
     /// Decodes a dimeb payload.
     pub fn decode(&self) -> Result<Value> {
-        if self.serialization != "dimeb" {
-            return Err(Error::Codec(CodecError(format!(
-                "variable '{}' uses the {} serialization, which only its own language can read",
-                self.varname, self.serialization
-            ))));
+        self.check_serialization()?;
+        dimeb::decode(&self.payload).map_err(|e| self.codec_error(e))
+    }
+
+    /// `Ok` if the payload is one well-formed dimeb value (what
+    /// [`Message::decode`] would accept), checked without decoding it.
+    pub fn check(&self) -> Result<()> {
+        self.check_serialization()?;
+        match dimeb::value_len(&self.payload) {
+            Ok(n) if n == self.payload.len() => Ok(()),
+            Ok(n) => Err(self.codec_error(CodecError(format!(
+                "{} trailing bytes after the value",
+                self.payload.len() - n
+            )))),
+            Err(e) => Err(self.codec_error(e)),
         }
-        dimeb::decode(&self.payload)
-            .map_err(|e| Error::Codec(CodecError(format!("variable '{}': {}", self.varname, e.0))))
+    }
+
+    fn check_serialization(&self) -> Result<()> {
+        if self.serialization == "dimeb" {
+            return Ok(());
+        }
+        Err(Error::Codec(CodecError(format!(
+            "variable '{}' uses the {} serialization, which only its own language can read",
+            self.varname, self.serialization
+        ))))
+    }
+
+    fn codec_error(&self, e: CodecError) -> Error {
+        Error::Codec(CodecError(format!("variable '{}': {}", self.varname, e.0)))
     }
 }
 
@@ -541,14 +563,27 @@ impl Client {
         self.pipeline.take_failure()
     }
 
-    /// Sends an already-encoded dimeb payload to `group` (no copy).
+    /// Sends an already-encoded dimeb payload to `group` (no copy; not
+    /// checked: the caller vouches that it is one dimeb value).
     pub fn send_encoded(&mut self, group: &str, varname: &str, payload: &[u8]) -> Result<()> {
         self.relay(Some(group), &[(varname, payload)])
     }
 
-    /// Broadcasts an already-encoded dimeb payload (no copy).
+    /// Broadcasts an already-encoded dimeb payload (no copy; not checked).
     pub fn broadcast_encoded(&mut self, varname: &str, payload: &[u8]) -> Result<()> {
         self.relay(None, &[(varname, payload)])
+    }
+
+    /// Sends several already-encoded payloads to `group`, as
+    /// [`Client::send_many`] (not checked).
+    pub fn send_encoded_many(&mut self, group: &str, vars: &[(&str, &[u8])]) -> Result<()> {
+        self.relay(Some(group), vars)
+    }
+
+    /// Broadcasts several already-encoded payloads, as
+    /// [`Client::broadcast_many`] (not checked).
+    pub fn broadcast_encoded_many(&mut self, vars: &[(&str, &[u8])]) -> Result<()> {
+        self.relay(None, vars)
     }
 
     /// Receives up to `n` queued messages (all when `n < 0`), undecoded.
@@ -681,6 +716,28 @@ impl Client {
                 payload,
             });
         }
+    }
+
+    /// Receives up to `n` queued messages (all when `n < 0`) undecoded,
+    /// each checked to be one well-formed dimeb value: for a caller that
+    /// decodes them itself. If one is not (another serialization, or
+    /// broken), the error names it, and the messages before and after it
+    /// are kept for the next call.
+    pub fn sync_checked(&mut self, n: i64) -> Result<Vec<Message>> {
+        let mut msgs = self.sync_messages(n)?;
+        let failed = msgs
+            .iter()
+            .enumerate()
+            .find_map(|(i, m)| m.check().err().map(|e| (i, e)));
+        let Some((bad, err)) = failed else {
+            return Ok(msgs);
+        };
+        let rest = msgs.split_off(bad + 1);
+        msgs.truncate(bad);
+        for m in msgs.into_iter().chain(rest).rev() {
+            self.stash.push_front(m);
+        }
+        Err(err)
     }
 
     /// Receives up to `n` messages (all when `n < 0`) and decodes them.
