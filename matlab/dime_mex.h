@@ -99,6 +99,9 @@ void handles_add(dime_client *c);
 dime_client *handles_client_arg(const mxArray *a);
 /* Closes the connection of a handle argument if open (idempotent). */
 void handles_close_arg(const mxArray *a);
+/* The same, after waiting for the answers to its pipelined sends: the
+ * status of dime_close (a failure not yet reported), or OK. */
+dime_status handles_close_reporting(const mxArray *a);
 size_t handles_count(void);
 /* Closes every connection (mexAtExit). */
 void handles_close_all(void);

@@ -198,6 +198,10 @@ pub struct Client {
     /// Sends written but not yet answered, when pipelining is on
     /// ([`Client::set_pipeline`]).
     pipeline: Pipeline,
+    /// The header of the last relay, its memory reused by the next.
+    head_buf: Vec<u8>,
+    /// True once a write went through plain `write` (no `MSG_NOSIGNAL`).
+    raw_writes: bool,
 }
 
 impl Client {
@@ -219,6 +223,8 @@ impl Client {
             extensions: None,
             poll_pause: POLL_FIRST,
             pipeline: Pipeline::default(),
+            head_buf: Vec::new(),
+            raw_writes: false,
         };
         let reply =
             c.request(json!({"command": "handshake", "serialization": "dimeb", "tls": false}))?;
@@ -352,10 +358,34 @@ impl Client {
         // wrapped and desync the stream; refuse it before writing a byte.
         let head = try_encode_head(json.to_string().as_bytes(), payload.len())
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let mut bufs = [IoSlice::new(&head), IoSlice::new(payload)];
+        self.write_parts(&head, payload)
+    }
+
+    /// Writes a `send` (to `group`) or `broadcast` (None) of `payload`,
+    /// its header built straight into a reused buffer: the cost of a
+    /// pipelined send is little more than its write.
+    fn write_relay(&mut self, group: Option<&str>, varname: &str, payload: &[u8]) -> Result<()> {
+        let mut head = std::mem::take(&mut self.head_buf);
+        relay_head(group, varname, payload.len(), &mut head)?;
+        let written = self.write_parts(&head, payload);
+        self.head_buf = head;
+        written
+    }
+
+    /// Writes `head` then `payload`, whole. On a socket the write cannot
+    /// raise SIGPIPE (`MSG_NOSIGNAL`; see [`Client::writes_raise_sigpipe`]).
+    fn write_parts(&mut self, head: &[u8], payload: &[u8]) -> Result<()> {
+        let mut bufs = [IoSlice::new(head), IoSlice::new(payload)];
         let mut bufs = &mut bufs[..];
         while !bufs.is_empty() && bufs.iter().any(|b| !b.is_empty()) {
-            match self.stream.write_vectored(bufs) {
+            let written = match self.stream.write_nosignal(bufs) {
+                Some(r) => r,
+                None => {
+                    self.raw_writes = true;
+                    self.stream.write_vectored(bufs)
+                }
+            };
+            match written {
                 Ok(0) => return Err(Error::ConnectionLost("server closed the connection".into())),
                 Ok(n) => IoSlice::advance_slices(&mut bufs, n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -363,6 +393,14 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// Whether a write to this connection may raise SIGPIPE when the
+    /// server has gone (a WebSocket connection): a library embedded in
+    /// another program then blocks the signal around its calls. Socket
+    /// writes never raise it.
+    pub fn writes_raise_sigpipe(&self) -> bool {
+        self.raw_writes
     }
 
     /// Reads the next frame, handling meta messages on the way.
@@ -526,7 +564,7 @@ impl Client {
         let mut first_err = None;
         for chunk in frames.chunks(BATCH) {
             for (name, payload) in chunk {
-                self.write_frame(&relay_header(group, name), payload)?;
+                self.write_relay(group, name, payload)?;
                 self.pipeline.written(group, name, false);
             }
             for _ in chunk {
@@ -557,7 +595,7 @@ impl Client {
             if self.pipeline.unacked() >= window {
                 self.settle_one()?;
             }
-            self.write_frame(&relay_header(group, name), payload)?;
+            self.write_relay(group, name, payload)?;
             self.pipeline.written(group, name, true);
         }
         self.pipeline.take_failure()
@@ -880,6 +918,45 @@ fn encode_pooled(v: &Value) -> std::result::Result<PooledBuf, CodecError> {
     Ok(buf)
 }
 
+/// Writes the prefix and JSON header of a relay of `payload_len` bytes
+/// into `out` (cleared first): the same header as [`relay_header`].
+fn relay_head(
+    group: Option<&str>,
+    varname: &str,
+    payload_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let too_large = |e: crate::wire::WireError| Error::InvalidArgument(e.to_string());
+    let payload_len = crate::wire::field_len("payload", payload_len).map_err(too_large)?;
+    out.clear();
+    out.extend_from_slice(&[0; crate::wire::PREFIX_LEN]);
+    // serde_json writes each name as a JSON string, escaped.
+    let strings = |out: &mut Vec<u8>, s: &str| serde_json::to_writer(out, s);
+    let written = match group {
+        Some(g) => {
+            out.extend_from_slice(br#"{"command":"send","name":"#);
+            strings(out, g)
+        }
+        None => {
+            out.extend_from_slice(br#"{"command":"broadcast""#);
+            Ok(())
+        }
+    };
+    written
+        .and_then(|()| {
+            out.extend_from_slice(br#","varname":"#);
+            strings(out, varname)
+        })
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    out.extend_from_slice(br#","serialization":"dimeb"}"#);
+    let json_len = crate::wire::field_len("JSON header", out.len() - crate::wire::PREFIX_LEN)
+        .map_err(too_large)?;
+    out[..4].copy_from_slice(crate::wire::MAGIC);
+    out[4..8].copy_from_slice(&json_len.to_be_bytes());
+    out[8..12].copy_from_slice(&payload_len.to_be_bytes());
+    Ok(())
+}
+
 fn relay_header(group: Option<&str>, varname: &str) -> Json {
     match group {
         Some(g) => {
@@ -925,4 +1002,27 @@ fn relayed_fields(text: &[u8]) -> Option<Json> {
         fields.insert("serialization".into(), Json::String(s));
     }
     Some(Json::Object(fields))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_head_is_the_relay_header_framed() {
+        for (group, varname) in [
+            (Some("g"), "x"),
+            (None, "a\"b\\c\u{1}é\n"),
+            (Some("q\"uote"), ""),
+        ] {
+            let mut out = vec![9; 3];
+            relay_head(group, varname, 5, &mut out).unwrap();
+            assert_eq!(&out[..4], b"DiME");
+            let json_len = u32::from_be_bytes(out[4..8].try_into().unwrap()) as usize;
+            assert_eq!(json_len, out.len() - 12);
+            assert_eq!(u32::from_be_bytes(out[8..12].try_into().unwrap()), 5);
+            let parsed: Json = serde_json::from_slice(&out[12..]).unwrap();
+            assert_eq!(parsed, relay_header(group, varname));
+        }
+    }
 }

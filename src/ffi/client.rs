@@ -146,7 +146,6 @@ pub(crate) fn with_client<T>(
     f: impl FnOnce(&mut Client) -> Result<T, Error>,
 ) -> Result<T, Fail> {
     let handle = check_arg!(ref client as dime_client);
-    let _sigpipe = SigpipeGuard::new();
     let mut conn = lock(handle);
     let c = match &mut *conn {
         Conn::Open(c) => c,
@@ -158,6 +157,9 @@ pub(crate) fn with_client<T>(
             ));
         }
     };
+    // Socket writes cannot raise SIGPIPE; a WebSocket's can (in the host
+    // program, which may not expect it): blocked around the call.
+    let _sigpipe = c.writes_raise_sigpipe().then(SigpipeGuard::new);
     f(c).map_err(|e| {
         if matches!(e, Error::ConnectionLost(_) | Error::Protocol(_)) {
             *conn = Conn::Broken(e.to_string());

@@ -71,41 +71,45 @@ _SCALAR_TAG = {
 }
 _complex64 = struct.Struct(">Bff").pack
 
-#: array dtype -> (matrix tag, big-endian dtype), filled on first use
+#: numpy type number -> (matrix tag, big-endian element dtype), filled on
+#: first use (the number names the element type whatever its byte order).
 _MATRIX = {}
 
 
 def _matrix_kind(dt):
     """(matrix tag, big-endian element dtype) of arrays of dtype ``dt``;
     ``NotLean`` for a dtype the type table has no class for."""
-    kind = _MATRIX.get(dt)
+    kind = _MATRIX.get(dt.num)
     if kind is None:
         cls = CLASS_OF_DTYPE.get((dt.kind, dt.itemsize))
-        if cls is None:
+        if cls is None or dt.fields is not None or dt.subdtype is not None:
             raise NotLean
         # Complex elements swap each of their two floats, as dimeb wants.
         kind = (0x10 | cls, DTYPE_OF_CLASS[cls].newbyteorder(">"))
-        _MATRIX[dt] = kind
+        _MATRIX[dt.num] = kind
     return kind
 
 
 def _encode_matrix(a, out):
-    if a.nbytes > LEAN_BYTES or a.ndim >= len(_DIMS):
+    ndim = a.ndim
+    if a.nbytes > LEAN_BYTES or ndim >= len(_DIMS):
         raise NotLean
     tag, big = _matrix_kind(a.dtype)
     shape = a.shape
-    if any(d > 0xFFFFFFFF for d in shape):
+    # Small arrays have small dimensions, except empty ones.
+    if not a.size and any(d > 0xFFFFFFFF for d in shape):
         raise NotLean
-    out.append(_rank(tag, a.ndim))
-    out.append(_DIMS[a.ndim](*shape))
+    out.append(_rank(tag, ndim))
+    out.append(_DIMS[ndim](*shape))
     if tag == 0x1F:
         # A bool view of other bytes may hold 2..255: sent as 0/1.
-        b = a.view(np.uint8)
-        if b.size and b.max() > 1:
-            b = np.not_equal(b, 0).view(np.uint8)
-        out.append(b.tobytes(order="F"))
+        a = a.view(np.uint8)
+        if a.size and a.max() > 1:
+            a = np.not_equal(a, 0).view(np.uint8)
     else:
-        out.append(a.astype(big, copy=False).tobytes(order="F"))
+        a = a.astype(big, copy=False)
+    # Elements column-major (the same as row-major below two dimensions).
+    out.append(a.tobytes() if ndim < 2 else a.tobytes(order="F"))
 
 
 def _encode_numpy_scalar(x, out):
@@ -126,6 +130,20 @@ def _encode_numpy_scalar(x, out):
         if cls is None or cls == _lib.CLASS_LOGICAL:
             raise NotLean
         _encode_numpy_scalar(x.astype(DTYPE_OF_CLASS[cls]), out)
+
+
+#: Encodings of the str keys of dicts: programs send the same few keys
+#: over and over. Bounded: past the bound, keys are encoded each time.
+_KEYS = {}
+_KEYS_MAX = 4096
+
+
+def _key_bytes(k):
+    b = k.encode("utf-8")           # UnicodeEncodeError: not lean
+    b = _count(0x20, len(b)) + b
+    if len(_KEYS) < _KEYS_MAX:
+        _KEYS[k] = b
+    return b
 
 
 def _encode(x, out, depth):
@@ -156,7 +174,10 @@ def _encode(x, out, depth):
         if t is dict:
             out.append(_count(0x22, len(x)))
             for k, v in x.items():
-                _encode(k, out, depth + 1)
+                if type(k) is str:
+                    out.append(_KEYS.get(k) or _key_bytes(k))
+                else:
+                    _encode(k, out, depth + 1)
                 _encode(v, out, depth + 1)
         else:
             out.append(_count(0x21, len(x)))
