@@ -147,15 +147,11 @@ def _key_bytes(k):
 
 
 def _encode(x, out, depth):
-    """Appends the encoding of ``x`` to ``out``, in the order of the
-    checks of ``_convert.to_value`` (which this must agree with)."""
-    if x is None:
-        out.append(_NULL)
-        return
+    """Appends the encoding of ``x`` to ``out``. Exact types first, most
+    common first (none of them is another's subclass, so their order does
+    not matter); then the checks of ``_convert.to_value``, in its order."""
     t = type(x)
-    if t is bool or t is np.bool_:
-        out.append(_TRUE if x else _FALSE)
-    elif t is float:
+    if t is float:
         out.append(_double(0x0C, x))
     elif t is int:
         if INT64_MIN <= x <= INT64_MAX:
@@ -164,27 +160,32 @@ def _encode(x, out, depth):
             out.append(_uint64(0x0A, x))
         else:
             raise NotLean
+    elif t is np.ndarray:
+        _encode_matrix(x, out)
     elif t is str:
         b = x.encode("utf-8")           # UnicodeEncodeError: not lean
         out.append(_count(0x20, len(b)))
         out.append(b)
-    elif t is dict or t is list or t is tuple:
+    elif t is dict:
         if depth >= MAX_DEPTH:
             raise NotLean
-        if t is dict:
-            out.append(_count(0x22, len(x)))
-            for k, v in x.items():
-                if type(k) is str:
-                    out.append(_KEYS.get(k) or _key_bytes(k))
-                else:
-                    _encode(k, out, depth + 1)
-                _encode(v, out, depth + 1)
-        else:
-            out.append(_count(0x21, len(x)))
-            for v in x:
-                _encode(v, out, depth + 1)
-    elif t is np.ndarray:
-        _encode_matrix(x, out)
+        out.append(_count(0x22, len(x)))
+        for k, v in x.items():
+            if type(k) is str:
+                out.append(_KEYS.get(k) or _key_bytes(k))
+            else:
+                _encode(k, out, depth + 1)
+            _encode(v, out, depth + 1)
+    elif t is list or t is tuple:
+        if depth >= MAX_DEPTH:
+            raise NotLean
+        out.append(_count(0x21, len(x)))
+        for v in x:
+            _encode(v, out, depth + 1)
+    elif t is bool or t is np.bool_:
+        out.append(_TRUE if x else _FALSE)
+    elif x is None:
+        out.append(_NULL)
     elif isinstance(x, np.generic):
         _encode_numpy_scalar(x, out)
     else:
