@@ -154,6 +154,9 @@ impl Message {
     }
 }
 
+/// A success reply as our server writes it, byte for byte.
+const STATUS_OK: &[u8] = br#"{"status":0}"#;
+
 /// How long to poll for a reply before blocking.
 const SPIN: Duration = Duration::from_micros(50);
 
@@ -331,9 +334,7 @@ impl Client {
     /// Reads the reply of the oldest unanswered send; a refusal is kept
     /// for a later report, a broken connection returned.
     fn settle_one(&mut self) -> Result<()> {
-        let outcome = self
-            .read_frame()
-            .and_then(|(obj, _)| check_status(obj).map(drop));
+        let outcome = self.read_ok();
         self.pipeline.acknowledge(outcome)
     }
 
@@ -407,29 +408,53 @@ impl Client {
     fn read_frame(&mut self) -> Result<(Map<String, Json>, PooledBuf)> {
         loop {
             let frame = self.next_raw_frame()?;
-            let json: Json = match serde_json::from_slice(frame.json()) {
-                Ok(json) => json,
-                Err(e) => relayed_fields(frame.json())
-                    .ok_or_else(|| Error::Protocol(format!("invalid JSON from server: {e}")))?,
-            };
-            let Json::Object(obj) = json else {
-                return Err(Error::Protocol("server header is not a JSON object".into()));
-            };
-            let is_meta = obj.get("meta").and_then(Json::as_bool) == Some(true)
-                && obj
-                    .get("status")
-                    .and_then(Json::as_i64)
-                    .is_some_and(|s| s > 0);
-            if is_meta {
-                if obj.get("command").and_then(Json::as_str) == Some("reregister") {
-                    if let Some(s) = obj.get("serialization").and_then(Json::as_str) {
-                        self.serialization = s.to_owned();
-                    }
-                }
-                continue;
+            if let Some(reply) = self.unless_meta(frame)? {
+                return Ok(reply);
             }
-            return Ok((obj, frame.payload));
         }
+    }
+
+    /// Reads the next reply, which must be a bare success or failure status
+    /// (the reply to a send): `Ok` for success, the failure otherwise. A
+    /// plain `{"status":0}`, what our server sends, is taken as it is,
+    /// unparsed: a pipelined send's reply costs little more than its bytes.
+    fn read_ok(&mut self) -> Result<()> {
+        loop {
+            let frame = self.next_raw_frame()?;
+            if frame.json() == STATUS_OK {
+                return Ok(());
+            }
+            if let Some((obj, _)) = self.unless_meta(frame)? {
+                return check_status(obj).map(drop);
+            }
+        }
+    }
+
+    /// The header and payload of `frame`, or None for a meta message,
+    /// which is handled here.
+    fn unless_meta(&mut self, frame: Frame) -> Result<Option<(Map<String, Json>, PooledBuf)>> {
+        let json: Json = match serde_json::from_slice(frame.json()) {
+            Ok(json) => json,
+            Err(e) => relayed_fields(frame.json())
+                .ok_or_else(|| Error::Protocol(format!("invalid JSON from server: {e}")))?,
+        };
+        let Json::Object(obj) = json else {
+            return Err(Error::Protocol("server header is not a JSON object".into()));
+        };
+        let is_meta = obj.get("meta").and_then(Json::as_bool) == Some(true)
+            && obj
+                .get("status")
+                .and_then(Json::as_i64)
+                .is_some_and(|s| s > 0);
+        if is_meta {
+            if obj.get("command").and_then(Json::as_str) == Some("reregister") {
+                if let Some(s) = obj.get("serialization").and_then(Json::as_str) {
+                    self.serialization = s.to_owned();
+                }
+            }
+            return Ok(None);
+        }
+        Ok(Some((obj, frame.payload)))
     }
 
     fn next_raw_frame(&mut self) -> Result<Frame> {
@@ -471,11 +496,6 @@ impl Client {
                 Err(e) => return Err(e.into()),
             }
         }
-    }
-
-    fn read_status(&mut self) -> Result<Map<String, Json>> {
-        let (obj, _) = self.read_frame()?;
-        check_status(obj)
     }
 
     /// Sends any request and returns the success reply (extension point for
@@ -568,7 +588,7 @@ impl Client {
                 self.pipeline.written(group, name, false);
             }
             for _ in chunk {
-                if let Err(e) = self.read_status() {
+                if let Err(e) = self.read_ok() {
                     if matches!(e, Error::ConnectionLost(_) | Error::Protocol(_)) {
                         return Err(e);
                     }
