@@ -140,10 +140,12 @@ classdef dime < handle
             % ...'): the next call that reads answers (flush, sync, wait,
             % devices, join, leave, close, or a send that finds the window
             % full), which then does nothing else (sync keeps what it
-            % fetched for the next call); and another client that looks
+            % fetched for the next call); another client that looks
             % right after a send returns may not see its message yet
-            % (flush first). Against an original DiME2 server the window
-            % is at most 16. Turning it off waits for every answer and
+            % (flush first); and a sync right after a wait returns what the
+            % wait fetched without asking the server again (a message that
+            % reached the server in between comes with the next sync).
+            % Against an original DiME2 server the window is at most 16. Turning it off waits for every answer and
             % raises the first failure among them, if any.
             if nargin < 2
                 w = dime_mex('pipeline', obj.h);

@@ -154,6 +154,11 @@ impl Message {
     }
 }
 
+/// The longest a wait written behind unanswered pipelined sends waits at
+/// first (see `wait_behind_sends`): how late, at most, such a wait
+/// reports a failure among those sends when nothing arrives.
+const FIRST_WAIT: Duration = Duration::from_millis(100);
+
 /// A success reply as our server writes it, byte for byte.
 const STATUS_OK: &[u8] = br#"{"status":0}"#;
 
@@ -286,8 +291,13 @@ impl Client {
     /// What DiME2 promised and pipelining changes: a send that returns has
     /// not yet been accepted, so another connection that looks at once may
     /// not see its message yet (this connection's own later calls always
-    /// do: the server runs its requests in order), and a refused send is
-    /// reported late.
+    /// do: the server runs its requests in order); a refused send is
+    /// reported late; and a sync that follows a wait returns the messages
+    /// the wait fetched without asking the server again (DiME2's
+    /// wait-then-sync in one exchange), so a message that reached the
+    /// server in between comes with the next sync. A wait written behind
+    /// unanswered sends waits at most 0.1 s at first, so that it reports
+    /// a failure among them that soon even when nothing arrives.
     ///
     /// The window is clamped to [`pipeline::MAX_WINDOW`], and to
     /// [`pipeline::ORIGINAL_SERVER_WINDOW`] for an original DiME2 server.
@@ -714,20 +724,25 @@ impl Client {
                 None => break,
             }
         }
-        if want == 0 {
+        // With pipelining on, what a wait fetched is the sync's answer: a
+        // wait then a sync cost one exchange, not two (messages that came
+        // to the server in between come with the next sync).
+        if want == 0 || (!out.is_empty() && wait.is_none() && self.pipeline.window() > 0) {
             return Ok(out);
         }
         // Messages already in hand end a wait.
         let wait = wait.filter(|_| out.is_empty());
-        if wait.is_some() {
-            // A wait may block for long: earlier sends' failures are
-            // reported before it, not after.
-            self.catch_up()?;
+        if let Some(timeout) = wait {
             if !self.supports(extensions::SYNC_WAIT) {
                 // An original DiME2 server answers a sync with "wait" as a
-                // plain sync, at once: wait its own way, then sync.
-                self.wait_dime2(wait.flatten())?;
+                // plain sync, at once: wait its own way (after the earlier
+                // sends' answers: its wait may block for long), then sync.
+                self.catch_up()?;
+                self.wait_dime2(timeout)?;
                 return self.sync_request(want, None);
+            }
+            if self.pipeline.unacked() > 0 {
+                return self.wait_behind_sends(want, timeout);
             }
         }
         let mut req = json!({"command": "sync", "n": want});
@@ -753,6 +768,39 @@ impl Client {
             return self.pipeline.take_failure().map(|()| Vec::new());
         }
         got
+    }
+
+    /// A waiting sync written right behind unanswered pipelined sends, so
+    /// that send-then-wait (DiME2's request and reply) costs the client one
+    /// exchange and the server one wake-up. The first wait is capped at
+    /// [`FIRST_WAIT`], so that a failure among the sends, read before the
+    /// wait's reply, is reported that soon at the latest even when nothing
+    /// arrives (what this wait fetched is then kept for the next call);
+    /// the rest of `timeout` is waited for after.
+    fn wait_behind_sends(&mut self, n: i64, timeout: Option<Duration>) -> Result<Vec<Message>> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let first = timeout.map_or(FIRST_WAIT, |t| t.min(FIRST_WAIT));
+        let mut req = json!({"command": "sync", "n": n, "wait": true});
+        req["timeout"] = json!(first.as_secs_f64() * 1000.0);
+        self.write_frame(&req, &[])?;
+        self.settle_all()?;
+        let got = self.read_messages(Vec::new());
+        if self.pipeline.has_failure() {
+            match got {
+                Ok(msgs) => self.stash.extend(msgs),
+                Err(e @ (Error::ConnectionLost(_) | Error::Protocol(_))) => return Err(e),
+                Err(_) => {}
+            }
+            return self.pipeline.take_failure().map(|()| Vec::new());
+        }
+        match got {
+            Err(Error::Timeout) if timeout.is_none_or(|t| t > first) => {
+                // Every send is answered now: wait out the rest plainly.
+                let rest = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                self.sync_request(n, Some(rest))
+            }
+            other => other,
+        }
     }
 
     /// Reads relayed messages until the closing status reply.
@@ -832,9 +880,9 @@ impl Client {
         if !self.stash.is_empty() {
             return Ok(self.stash.len());
         }
-        // It may block for long: earlier sends' failures come first.
-        self.catch_up()?;
         if !self.supports(extensions::SYNC_WAIT) {
+            // DiME2's wait may block for long: earlier sends' failures first.
+            self.catch_up()?;
             return self.wait_dime2(timeout);
         }
         // Fetch the messages in the same exchange (a sync that waits) and

@@ -244,9 +244,14 @@ class DimeClient(Handle, collections.abc.MutableMapping):
         'x' to group 'g' failed: ...``): the next call that reads answers
         (``flush``, ``sync``, ``wait``, ``devices``, ``join``, ``leave``,
         ``close``, or a send that finds the window full), and that call
-        does nothing else (``sync`` keeps what it fetched for the next
-        call); and another client that looks right after a send returns may
-        not see its message yet (``flush`` first). Against an original
+        does nothing else (``sync`` and ``wait`` keep what they fetched
+        for the next call); another client that looks right after a send
+        returns may
+        not see its message yet (``flush`` first); and a ``sync`` right
+        after a ``wait`` returns what the wait fetched without asking the
+        server again, so send_r, wait, sync_r cost one exchange (a message
+        that reached the server in between comes with the next sync).
+        Against an original
         DiME2 server the window is at most 16, as its own client writes.
         Turning it off waits for every answer and raises the first failure
         among them, if any (it is off either way)."""

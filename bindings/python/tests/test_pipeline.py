@@ -83,6 +83,20 @@ def test_wait_after_sends_sees_them(server):
     assert a.sync() == {"x"} and a["x"] == 1
 
 
+@pytest.mark.parametrize("pipeline,first", [(False, {"m1": 1, "m2": 2}), (True, {"m1": 1})])
+def test_a_sync_after_a_wait(server, pipeline, first):
+    """DiME2's sync asks the server again; a pipelining client's sync hands
+    out what its wait fetched, and the rest comes with the next sync."""
+    a = dime.DimeClient(*server.args("unix"), pipeline=pipeline)
+    a.join("a")
+    b = server.client()
+    b.send_r("a", m1=1)
+    assert a.wait(timeout=5) == 1
+    b.send_r("a", m2=2)                     # queued before the sync starts
+    assert a.sync_r() == first
+    assert a.sync_r() == ({} if len(first) == 2 else {"m2": 2})
+
+
 def test_flush_makes_every_message_visible_to_others(server):
     a = dime.DimeClient(*server.args("unix"), pipeline=True)
     b = server.client("unix", "b")
