@@ -1077,6 +1077,11 @@ enum dime_status dime_broadcast_many(struct dime_client *client,
  * - when a send returns, the server may not have taken it yet: another
  *   connection that looks at once may not see the message. `dime_flush`
  *   waits until it has.
+ * - a `dime_sync` right after a `dime_wait` returns the messages the wait
+ *   fetched without asking the server again (one exchange less); a
+ *   message that reached the server in between comes with the next sync.
+ *   A `dime_wait` written behind unanswered sends reports a failure among
+ *   them within 0.1 s even when nothing arrives.
  *
  * The window is clamped to 65536, and to 16 against an original DiME2
  * server (what its own Python client writes ahead); read the size in
