@@ -1061,7 +1061,8 @@ enum dime_status dime_broadcast_many(struct dime_client *client,
  * With pipelining on, `dime_send`, `dime_broadcast` and their `_many` and
  * `_encoded` forms return once the request is written, without waiting for
  * the server's answer; at most `window` sends stay unanswered (a send that
- * finds the window full first reads answers until there is room). The
+ * finds the window full first reads answers until it is half empty, so
+ * that they are read in batches). The
  * server still runs this client's requests in order, so its own later
  * `dime_sync`, `dime_wait` and `dime_devices` see every earlier send.
  * What changes from DiME2:

@@ -278,7 +278,8 @@ impl Client {
     /// and `_encoded` forms return once their request is written, without
     /// waiting for the server's `{"status":0}`; at most `window` sends stay
     /// unanswered (a send that finds the window full first reads replies
-    /// until there is room). Replies come in request order and are read by
+    /// until it is half empty, so that they are read in batches). Replies
+    /// come in request order and are read by
     /// later calls. A failed send (an unknown group, a full queue) is
     /// reported by a later call, named after it ("pipelined send #N of 'x'
     /// to group 'g' failed: …"): by the next call that reads replies
@@ -609,16 +610,21 @@ impl Client {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Pipelined sends: room is made for the whole call first (replies
-    /// read until it fits, or until nothing is outstanding if it is larger
-    /// than the window), and an earlier send's failure found on the way is
-    /// returned before anything of this call is written. A call larger
-    /// than the window reads its own first replies as it goes and returns
-    /// the first of its own failures, if any, once everything is written.
+    /// Pipelined sends: room is made for the whole call first, and an
+    /// earlier send's failure found on the way is returned before anything
+    /// of this call is written. A full window is read down to half (or to
+    /// nothing, for a call larger than the window): replies are then read
+    /// in batches, where reading one reply per send would pay a read, and
+    /// often a wait for the server, per send. A call larger than the
+    /// window reads its own first replies as it goes and returns the first
+    /// of its own failures, if any, once everything is written.
     fn relay_pipelined(&mut self, group: Option<&str>, frames: &[(&str, &[u8])]) -> Result<()> {
         let window = self.pipeline.window();
-        while self.pipeline.unacked() > 0 && self.pipeline.unacked() + frames.len() > window {
-            self.settle_one()?;
+        if self.pipeline.unacked() + frames.len() > window {
+            let low = (window / 2).min(window.saturating_sub(frames.len()));
+            while self.pipeline.unacked() > low {
+                self.settle_one()?;
+            }
         }
         self.pipeline.take_failure()?;
         for (name, payload) in frames {
