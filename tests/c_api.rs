@@ -587,8 +587,11 @@ fn c_tests_are_clean_under_valgrind() {
     let rpc = build_test("rpc", dir.path());
     let watch = build_test("watch", dir.path());
     let files = build_test("files", dir.path());
-    let runs: [(&Path, Vec<&str>); 10] = [
+    let pipeline = build_test("pipeline", dir.path());
+    let double = Dime2Double::start();
+    let runs: [(&Path, Vec<&str>); 11] = [
         (&shapes, vec![]),
+        (&pipeline, vec![&server.address, &double.address]),
         (&values, vec![&server.address]),
         (&threads, vec![&server.address]),
         (&shares, vec![&server.address]),
@@ -671,5 +674,15 @@ fn c_against_an_original_dime2_server() {
             &[&double.address, log.to_str().unwrap(), &ours.address],
         ),
     );
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
+fn c_pipelined_sends_and_encoded_values() {
+    let double = Dime2Double::start();
+    let ours = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("pipeline", dir.path());
+    let out = assert_ran("pipeline", run(&exe, &[&ours.address, &double.address]));
     assert!(out.contains(", 0 failed"));
 }

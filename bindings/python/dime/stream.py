@@ -109,7 +109,10 @@ class Stream:
         """The item ``dime_stream_next_encoded`` just gave."""
         n = self._len.value
         if n <= _dimeb.SMALL:       # small: decoded here, one C call per item
-            return _dimeb.decode(ctypes.string_at(self._data, n))
+            try:
+                return _dimeb.decode(ctypes.string_at(self._data, n))
+            except _dimeb.NotLean:
+                pass                # the library decides, and names the position
         v = c_void_p()              # large: the library decodes, numpy takes its buffers
         check(lib.dime_stream_item(ptr, byref(v)))
         try:
@@ -220,10 +223,7 @@ def produce(request, gen, stopping):
     generator raised (the caller ends the stream with it), or
     ``DimeConnectionError`` when the connection is gone."""
     for item in gen:
-        try:
-            payload = _dimeb.encode(item)
-        except _dimeb.Fallback:
-            payload = None
+        payload = _dimeb.encode(item)
         if payload is not None:     # small: encoded here, one C call per item
             st = _send(lib.dime_stream_send_encoded, stopping, request, payload, len(payload))
         else:
