@@ -239,6 +239,29 @@ fn close_reports_a_failure_and_drop_still_delivers_what_was_written() {
     assert_eq!(got.len(), 5);
 }
 
+/// A client that writes its sends and goes at once: the server finds it
+/// gone when it writes the first replies, and still runs every request it
+/// wrote (they are in the socket), so none is lost.
+#[test]
+fn a_client_that_closes_right_after_writing_still_has_every_send_run() {
+    let srv = TestServer::start();
+    let mut b = srv.client();
+    b.join(&["b"]).unwrap();
+    for round in 0..5 {
+        let mut a = pipelined(&srv, 1024);
+        for i in 0..300 {
+            a.send("b", "v", &Value::I64(i)).unwrap();
+        }
+        drop(a);
+        let t = std::time::Instant::now();
+        let mut got = Vec::new();
+        while got.len() < 300 && t.elapsed() < Duration::from_secs(10) {
+            got.extend(b.sync(-1).unwrap());
+        }
+        assert_eq!(got.len(), 300, "round {round}");
+    }
+}
+
 #[test]
 fn the_window_is_clamped() {
     let srv = TestServer::start();
