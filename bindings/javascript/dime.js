@@ -237,10 +237,36 @@ export const PIPELINE_WINDOW = 1024;
 /** The same against an original DiME2 server (its Python client's 16). */
 export const ORIGINAL_SERVER_WINDOW = 16;
 
-/** `promise`, marked handled so that leaving it alone is no unhandled rejection. */
-function quiet(promise) {
-  promise.catch(() => {});
-  return promise;
+/**
+ * The promise a send or broadcast returns. It settles as the send does,
+ * and records whether the caller looked at it (await, then, catch,
+ * finally): a failure the caller saw there is theirs already, and flush()
+ * does not report it a second time. Left alone, it is never an unhandled
+ * rejection.
+ */
+class SendPromise extends Promise {
+  /** Promises derived from it (then, catch) are plain ones. */
+  static get [Symbol.species]() {
+    return Promise;
+  }
+
+  /** `inner`'s outcome; `seen.observed` is set once the caller looks. */
+  static of(inner, seen) {
+    let settle;
+    const p = new SendPromise((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    inner.then(settle.resolve, settle.reject);
+    p.seen = seen;
+    // Marked handled without counting as the caller's look.
+    Promise.prototype.then.call(p, undefined, () => {});
+    return p;
+  }
+
+  then(onFulfilled, onRejected) {
+    if (this.seen) this.seen.observed = true;
+    return super.then(onFulfilled, onRejected);
+  }
 }
 
 /** The error flush() reports for a failed send or broadcast. */
@@ -397,7 +423,10 @@ export class DimeClient {
     if (json.status < 0) {
       const error = new DimeError(json.error || `request failed with status ${json.status}`, json);
       // Bounded: a program that never flushes keeps the oldest failures.
-      if (p.relay && this.unreported.length < PIPELINE_WINDOW) this.unreported.push(relayFailure(p.relay, error));
+      // One whose send was awaited was reported there.
+      if (p.relay && !p.relay.seen.observed && this.unreported.length < PIPELINE_WINDOW) {
+        this.unreported.push({ error: relayFailure(p.relay, error), seen: p.relay.seen });
+      }
       p.reject(error);
     } else p.resolve(p.messages ? { reply: json, messages: p.messages } : json);
   }
@@ -479,29 +508,36 @@ export class DimeClient {
 
   /** Sends workspace variables to every member of `group`. */
   send(group, ...varnames) {
-    return quiet(this.#relay(group, () => this.#variables(varnames)));
+    return this.#sent(group, () => this.#variables(varnames));
   }
 
   /** Sends name → value pairs (an object) to every member of `group`. */
   send_r(group, vars) {
-    return quiet(this.#relay(group, () => vars));
+    return this.#sent(group, () => vars);
   }
 
   /** Sends workspace variables to every other connected client. */
   broadcast(...varnames) {
-    return quiet(this.#relay(null, () => this.#variables(varnames)));
+    return this.#sent(null, () => this.#variables(varnames));
   }
 
   /** Sends name → value pairs (an object) to every other connected client. */
   broadcast_r(vars) {
-    return quiet(this.#relay(null, () => vars));
+    return this.#sent(null, () => vars);
   }
 
   /** Set once connected: calls then write without waiting a turn. */
   #isReady = false;
 
-  /** Sends each of `vars()` to `group` (null: broadcast). */
-  async #relay(group, vars) {
+  /** The promise of a send of `vars()` to `group` (null: broadcast). */
+  #sent(group, vars) {
+    const seen = { observed: false };
+    return SendPromise.of(this.#relay(group, vars, seen), seen);
+  }
+
+  /** Sends each of `vars()` to `group` (null: broadcast); `seen` tells
+   * whether the caller looked at the send's promise. */
+  async #relay(group, vars, seen) {
     const entries = Object.entries(vars());
     if (!this.#isReady) await this.ready;
     // Encode everything first: a value that cannot be encoded must fail
@@ -512,7 +548,7 @@ export class DimeClient {
         const head = group === null
           ? { command: "broadcast", varname, serialization: this.serialization }
           : { command: "send", name: group, varname, serialization: this.serialization };
-        return this.#request(head, payload, false, { group, varname });
+        return this.#request(head, payload, false, { group, varname, seen });
       }),
     );
   }
@@ -520,16 +556,18 @@ export class DimeClient {
   /**
    * Resolves once the server has answered every request made before it,
    * so every message sent is queued for its recipients. Rejects with the
-   * oldest failure of a send not yet reported by flush (a DimeError whose
-   * message names the send: "pipelined send of 'x' to group 'g' failed:
-   * …"; the send's own promise rejected with the server's message too);
-   * call it again for the next one.
+   * oldest failure of a send not yet reported (a DimeError whose message
+   * names the send: "pipelined send of 'x' to group 'g' failed: …"); call
+   * it again for the next one. A send whose own promise the caller
+   * awaited (or handled with then/catch) reported its failure there, with
+   * the server's message, and flush() does not report it again.
    */
   async flush() {
     await this.ready;
-    const last = this.backlog.length > 0
-      ? this.backlog[this.backlog.length - 1].entry
-      : this.pending[this.pending.length - 1];
+    // The last request awaiting an answer (frames that get none, such as
+    // a remote call's return, hold no entry).
+    const waiting = this.backlog.findLast(({ entry }) => entry);
+    const last = waiting ? waiting.entry : this.pending[this.pending.length - 1];
     if (last) {
       // Replies come in order: once the last request is answered, all are.
       await new Promise((resolve) => {
@@ -538,8 +576,11 @@ export class DimeClient {
         last.reject = (e) => { failed(e); resolve(); };
       });
     }
-    if (this.closed && this.unreported.length === 0) throw this.closed;
-    if (this.unreported.length > 0) throw this.unreported.shift();
+    while (this.unreported.length > 0) {
+      const { error, seen } = this.unreported.shift();
+      if (!seen.observed) throw error;
+    }
+    if (this.closed) throw this.closed;
   }
 
   /** Requests written and not yet answered, plus those waiting for the window. */

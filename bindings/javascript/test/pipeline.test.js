@@ -42,12 +42,40 @@ test("a failed send is reported by flush, naming it, and never unhandled", { tim
   await assert.rejects(a.flush(), (e) => e instanceof DimeError
     && e.message === "pipelined send of 'lost' to group 'js-pipe-nobody' failed: No such group exists: js-pipe-nobody");
   await a.flush(); // reported once
-  // The send's own promise carries the server's message, as in DiME2.
+  // The send's own promise carries the server's message, as in DiME2;
+  // awaited, its failure is reported there, and flush() does not report
+  // it again.
   await assert.rejects(a.send_r("js-pipe-nobody", { x: 1 }), /^DimeError: No such group exists/);
-  await assert.rejects(a.flush(), /pipelined send of 'x'/);
+  await a.flush();
+  // Handled with catch (before or after the answer came): the same.
+  let caught = 0;
+  a.send_r("js-pipe-nobody", { y: 1 }).catch(() => caught++);
+  const late = a.send_r("js-pipe-nobody", { z: 1 });
+  await new Promise((r) => setTimeout(r, 50));
+  await late.then(() => assert.fail("the send succeeded"), () => caught++);
+  await a.flush();
+  assert.equal(caught, 2);
+  // Left alone, it is still flush()'s to report.
+  a.send_r("js-pipe-nobody", { w: 1 });
+  await assert.rejects(a.flush(), /pipelined send of 'w'/);
+  await a.flush();
   assert.deepEqual((await a.sync_r()).map(([n]) => n), ["first"]);
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(unhandled, 0);
+});
+
+test("flush waits for the sends before a frame that gets no answer", { timeout: 60000 }, async (t) => {
+  const a = new DimeClient(srv.ws, { ...opts, pipeline: 1 });
+  t.after(() => a.close());
+  await a.join("js-pipe-post");
+  for (let i = 0; i < 5; i++) a.send_r("js-pipe-post", { v: i });
+  // A remote call's frame gets no answer of its own: queued behind the
+  // sends waiting for the window, it must not hide them from flush().
+  const call = a.call("js-pipe-nobody-provides", null, { timeout: 50 }).catch((e) => e);
+  await a.flush();
+  assert.equal(a.unacknowledged, 0);
+  assert.equal((await a.sync_r()).length, 5);
+  assert.ok((await call) instanceof DimeError);
 });
 
 test("the window bounds the requests awaiting an answer", { timeout: 60000 }, async (t) => {
