@@ -737,6 +737,24 @@ impl Client {
         written
     }
 
+    /// Writes a plain `sync` of `n` messages, its header built straight
+    /// into the reused buffer (the call a polling program makes most).
+    fn write_sync(&mut self, n: i64) -> Result<()> {
+        use crate::wire::{MAGIC, PREFIX_LEN};
+        let mut head = std::mem::take(&mut self.head_buf);
+        head.clear();
+        head.extend_from_slice(&[0; PREFIX_LEN]);
+        // A number: written with `write!`, which cannot fail on a Vec.
+        let _ = write!(head, r#"{{"command":"sync","n":{n}}}"#);
+        let json_len = (head.len() - PREFIX_LEN) as u32;
+        head[..4].copy_from_slice(MAGIC);
+        head[4..8].copy_from_slice(&json_len.to_be_bytes());
+        head[8..12].copy_from_slice(&0u32.to_be_bytes());
+        let written = self.write_parts(&head, &[], None);
+        self.head_buf = head;
+        written
+    }
+
     /// Writes `head` then `payload`, whole, `fd` passed along the first
     /// byte. The whole frame is written under the release link's lock, so
     /// a release written by another thread never lands inside it. On a
@@ -1251,7 +1269,10 @@ impl Client {
         vars.iter()
             .map(|&(varname, payload)| {
                 let layout = dimeb::uses_layout(payload).map_err(|e| {
-                    Error::InvalidArgument(format!("variable '{varname}': {}", e.0))
+                    Error::InvalidArgument(format!(
+                        "variable '{varname}' is not one dimeb value: {}",
+                        e.0
+                    ))
                 })?;
                 if layout && self.encoding != MatrixEncoding::Native {
                     return Err(Error::InvalidArgument(format!(
@@ -1393,16 +1414,18 @@ impl Client {
                 return self.wait_behind_sends(want, timeout);
             }
         }
-        let mut req = json!({"command": "sync", "n": want});
-        if let Some(timeout) = wait {
-            req["wait"] = json!(true);
-            if let Some(t) = timeout {
-                req["timeout"] = json!(t.as_secs_f64() * 1000.0);
-            }
-        }
         // Written before the replies to earlier sends are read, so a sync
         // right after sends costs one exchange; those replies come first.
-        self.write_frame(&req, &[])?;
+        match wait {
+            None => self.write_sync(want)?,
+            Some(timeout) => {
+                let mut req = json!({"command": "sync", "n": want, "wait": true});
+                if let Some(t) = timeout {
+                    req["timeout"] = json!(t.as_secs_f64() * 1000.0);
+                }
+                self.write_frame(&req, &[])?;
+            }
+        }
         self.settle_behind_sync()?;
         let got = self.read_messages(out);
         if self.pipeline.has_failure() {
@@ -1469,7 +1492,16 @@ impl Client {
 
     fn read_relayed(&mut self, mut out: Vec<Message>) -> Result<Vec<Message>> {
         loop {
-            let (obj, payload) = self.read_frame()?;
+            let Some(frame) = self.next_raw_frame(None)? else {
+                return Err(Error::Protocol("no frame and no deadline".into()));
+            };
+            // The closing reply as our server writes it, taken unparsed.
+            if frame.json() == STATUS_OK {
+                return Ok(out);
+            }
+            let Some((obj, payload)) = self.unless_meta(frame)? else {
+                continue;
+            };
             if obj.contains_key("status") {
                 check_status(obj)?;
                 return Ok(out);

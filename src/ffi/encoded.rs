@@ -60,10 +60,10 @@ pub extern "C" fn dime_value_decode(
     }
 }
 
-/// The payloads of an encoded send: `count` (name, bytes) pairs, each
-/// checked to be exactly one well-formed dimeb value before anything is
-/// sent (a wrong one would reach every recipient as a value they cannot
-/// decode).
+/// The payloads of an encoded send: `count` (name, bytes) pairs. The
+/// client checks each to be exactly one well-formed dimeb value before
+/// anything is sent (a wrong one would reach every recipient as a value
+/// they cannot decode), in the same walk that finds layout matrices.
 fn encoded_vars<'a>(
     names: *const *const c_char,
     data: *const *const c_void,
@@ -76,24 +76,8 @@ fn encoded_vars<'a>(
     names
         .into_iter()
         .zip(data.iter().zip(lens))
-        .map(|(name, (&p, &len))| Ok((name, checked_payload(name, p, len)?)))
+        .map(|(name, (&p, &len))| Ok((name, slice_arg(p.cast::<u8>(), len, "data")?)))
         .collect()
-}
-
-/// `len` bytes at `p`, which must be one well-formed dimeb value.
-fn checked_payload<'a>(name: &str, p: *const c_void, len: usize) -> Result<&'a [u8], Fail> {
-    let bytes = slice_arg(p.cast::<u8>(), len, "data")?;
-    match dimeb::value_len(bytes) {
-        Ok(n) if n == bytes.len() => Ok(bytes),
-        Ok(n) => Err(Fail::invalid(format!(
-            "variable '{name}': {} trailing bytes after the encoded value",
-            bytes.len() - n
-        ))),
-        Err(e) => Err(Fail::invalid(format!(
-            "variable '{name}': not a dimeb value: {}",
-            e.0
-        ))),
-    }
 }
 
 /// As `dime_send`, for a value already encoded: `len` bytes at `data`
@@ -118,7 +102,7 @@ pub extern "C" fn dime_send_encoded(
     ffi_status! {
         let group = str_arg(group, "group")?;
         let name = str_arg(name, "name")?;
-        let payload = checked_payload(name, data, len)?;
+        let payload = slice_arg(data.cast::<u8>(), len, "data")?;
         with_client(client, |c| c.send_encoded(group, name, payload))
     }
 }
@@ -154,7 +138,7 @@ pub extern "C" fn dime_broadcast_encoded(
 ) -> dime_status {
     ffi_status! {
         let name = str_arg(name, "name")?;
-        let payload = checked_payload(name, data, len)?;
+        let payload = slice_arg(data.cast::<u8>(), len, "data")?;
         with_client(client, |c| c.broadcast_encoded(name, payload))
     }
 }

@@ -155,49 +155,47 @@ def _encode_matrix(a, out):
     out.append(a.tobytes() if ndim < 2 else a.tobytes(order="F"))
 
 
-class _Pad:
-    """Where a layout matrix's pad count and padding go, filled in once the
-    offset of its elements is known (``_fill_pads``): they are aligned
-    from the start of the payload, as the library aligns them."""
-
-    __slots__ = ("align",)
-
-    def __init__(self, align):
-        self.align = align
-
-
 #: pad count byte + that many zeros, by count
 _PADS = [bytes([n]) + bytes(n) for n in range(64)]
 
 
-def _encode_matrix_layout(a, out):
-    """The ``dimeb_layout`` encoding, as the library writes what
-    ``_convert`` lends it: a Fortran-contiguous array column-major, a
-    C-contiguous one row-major (not transposed), anything else copied to
-    column-major; elements in this machine's byte order."""
-    tag, _, ndim, shape = _matrix_head(a)
-    if tag == 0x1F:
-        a = _clean_logical(a)
-    elif not a.dtype.isnative:
-        a = a.astype(a.dtype.newbyteorder("="), order="F")
-    row_major = not a.flags.f_contiguous and a.flags.c_contiguous
-    out.append(_layout_rank(tag + _LAYOUT_TAG, _LITTLE | (_ROW_MAJOR if row_major else 0), ndim))
-    out.append(_DIMS[ndim](*shape))
-    nbytes = a.nbytes
-    # The library's alignment: a cache line for large matrices, the
-    # element size for small ones.
-    out.append(_Pad(64 if nbytes >= 1024 else a.itemsize))
-    out.append(a.tobytes(order="C" if row_major else "F"))
+def _layout_encoder():
+    """An array encoder for one payload in the ``dimeb_layout`` encoding,
+    as the library writes what ``_convert`` lends it: a Fortran-contiguous
+    array column-major, a C-contiguous one row-major (not transposed),
+    anything else copied to column-major; elements in this machine's byte
+    order, aligned from the start of the payload as the library aligns
+    them (it keeps count of the bytes before each matrix, each chunk
+    summed once)."""
+    counted = size = 0
 
+    def matrix(a, out):
+        nonlocal counted, size
+        tag, _, ndim, shape = _matrix_head(a)
+        if tag == 0x1F:
+            a = _clean_logical(a)
+        elif not a.dtype.isnative:
+            a = a.astype(a.dtype.newbyteorder("="), order="F")
+        if ndim < 2:
+            # Both orders at once (or copied to one): column-major.
+            flags, body = _LITTLE, a.tobytes()
+        else:
+            f = a.flags
+            row_major = f.c_contiguous and not f.f_contiguous
+            flags = _LITTLE | _ROW_MAJOR if row_major else _LITTLE
+            body = a.tobytes(order="C" if row_major else "F")
+        out.append(_layout_rank(tag + _LAYOUT_TAG, flags, ndim))
+        out.append(_DIMS[ndim](*shape))
+        size += sum(map(len, out[counted:]))
+        n = len(body)
+        # A cache line for large matrices, the element size for small ones.
+        pad = _PADS[-(size + 1) % (64 if n >= 1024 else a.itemsize)]
+        out.append(pad)
+        out.append(body)
+        counted = len(out)
+        size += len(pad) + n
 
-def _fill_pads(out):
-    """Replaces each ``_Pad`` in ``out`` by the pad count and padding that
-    align the elements after it."""
-    pos = 0
-    for i, c in enumerate(out):
-        if type(c) is _Pad:
-            c = out[i] = _PADS[-(pos + 1) % c.align]
-        pos += len(c)
+    return matrix
 
 
 def _encode_numpy_scalar(x, out):
@@ -320,11 +318,7 @@ def encode(x, layout=False):
     the ``dimeb_layout`` encoding with ``layout``, else the classic one."""
     out = []
     try:
-        if layout:
-            _encode(x, out, 0, _encode_matrix_layout)
-            _fill_pads(out)
-        else:
-            _encode(x, out, 0, _encode_matrix)
+        _encode(x, out, 0, _layout_encoder() if layout else _encode_matrix)
     except (NotLean, UnicodeEncodeError, OverflowError, RecursionError):
         return None
     return b"".join(out)
