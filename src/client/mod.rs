@@ -352,6 +352,10 @@ struct Relay<'a> {
 /// reports a failure among those sends when nothing arrives.
 const FIRST_WAIT: Duration = Duration::from_millis(100);
 
+/// `{"command":"devices"}` framed: what [`Client::devices`] writes (a
+/// simulator asks every step).
+const DEVICES_REQUEST: &[u8] = b"DiME\0\0\0\x15\0\0\0\0{\"command\":\"devices\"}";
+
 /// A success reply as our server writes it, byte for byte.
 const STATUS_OK: &[u8] = br#"{"status":0}"#;
 
@@ -684,6 +688,14 @@ impl Client {
     /// (shared-memory setup), or that report those failures themselves.
     fn exchange(&mut self, json: &Json) -> Result<Map<String, Json>> {
         self.write_frame(json, &[])?;
+        self.settle_all()?;
+        let (obj, _) = self.read_frame()?;
+        check_status(obj)
+    }
+
+    /// As [`Client::exchange`], for a request already framed.
+    fn exchange_framed(&mut self, frame: &[u8]) -> Result<Map<String, Json>> {
+        self.write_parts(frame, &[], None)?;
         self.settle_all()?;
         let (obj, _) = self.read_frame()?;
         check_status(obj)
@@ -1668,7 +1680,7 @@ impl Client {
         self.pipeline.take_failure()?;
         // Written before the replies to earlier sends are read (one
         // exchange); a failure among them is reported instead of the list.
-        let reply = match self.exchange(&json!({"command": "devices"})) {
+        let reply = match self.exchange_framed(DEVICES_REQUEST) {
             Err(e @ (Error::ConnectionLost(_) | Error::Protocol(_))) => return Err(e),
             other => other,
         };
@@ -1865,6 +1877,13 @@ fn relayed_fields(text: &[u8]) -> Option<Json> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_devices_request_is_framed_right() {
+        let json = json!({"command": "devices"}).to_string();
+        let want = try_encode_head(json.as_bytes(), 0).unwrap();
+        assert_eq!(DEVICES_REQUEST, &want[..]);
+    }
 
     #[test]
     fn a_relay_head_is_the_relay_header_framed() {

@@ -186,7 +186,9 @@ def _layout_encoder():
             body = a.tobytes(order="C" if row_major else "F")
         out.append(_layout_rank(tag + _LAYOUT_TAG, flags, ndim))
         out.append(_DIMS[ndim](*shape))
-        size += sum(map(len, out[counted:]))
+        # (Joining the few small chunks since the last matrix costs less
+        # than summing their lengths one by one.)
+        size += len(b"".join(out[counted:]))
         n = len(body)
         # A cache line for large matrices, the element size for small ones.
         pad = _PADS[-(size + 1) % (64 if n >= 1024 else a.itemsize)]
