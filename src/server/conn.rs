@@ -8,8 +8,8 @@ use rustc_hash::FxHashMap;
 use std::any::Any;
 use std::collections::{BTreeSet, VecDeque};
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// A reply held back while an earlier `wait` is unanswered, so replies
@@ -179,7 +179,7 @@ impl Connection {
         frame: &mut Frame,
         id: ConnId,
         (max_message, max_live): (u64, usize),
-        freed: &Arc<crate::server::state::FreedSegments>,
+        freed: &Arc<FreedSegments>,
     ) {
         #[derive(serde::Deserialize)]
         struct Announce {
@@ -299,4 +299,37 @@ pub const FOUND_JSON: &[u8] = br#"{"status":0,"found":true}"#;
 /// A payload-less frame carrying `json`.
 pub fn json_item(json: &serde_json::Value) -> OutItem {
     OutItem::Bytes(crate::wire::encode_head(json.to_string().as_bytes(), 0))
+}
+
+/// Shared-memory segments nobody holds any more, as (sender, the sender's
+/// segment number), filled from wherever the last reference is dropped.
+#[derive(Default)]
+pub struct FreedSegments {
+    /// Set when something was added since the last drain.
+    pending: std::sync::atomic::AtomicBool,
+    list: Mutex<Vec<(ConnId, u64)>>,
+}
+
+impl FreedSegments {
+    /// Notes that segment `segment` of client `sender` is free.
+    pub fn push(&self, sender: ConnId, segment: u64) {
+        self.list
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((sender, segment));
+        self.pending
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Takes what was freed since the last call: a flag checked, not a
+    /// lock taken, when nothing was (almost always).
+    pub fn take(&self) -> Vec<(ConnId, u64)> {
+        if !self
+            .pending
+            .swap(false, std::sync::atomic::Ordering::Acquire)
+        {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.list.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
