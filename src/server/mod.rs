@@ -399,17 +399,19 @@ impl Server {
         }
     }
 
-    /// Reads what is available, then handles each complete frame.
-    fn read_conn(&mut self, id: ConnId) {
+    /// Reads what is available, then handles each complete frame. True
+    /// if it read anything and the connection is still open.
+    fn read_conn(&mut self, id: ConnId) -> bool {
         let mut frames = std::mem::take(&mut self.scratch_frames);
         let mut fatal: Option<String> = None;
         let mut eof = false;
+        let mut read_any = false;
         {
             let Some(c) = self.state.conns.get_mut(&id) else {
-                return;
+                return false;
             };
             if c.closing {
-                return;
+                return false;
             }
             let mut budget = READ_BUDGET;
             loop {
@@ -429,6 +431,7 @@ impl Server {
                         break;
                     }
                     Ok(n) => {
+                        read_any = true;
                         self.state.stats.bytes_in += n as u64;
                         budget = budget.saturating_sub(n);
                         // A short read drained the socket: skip the read that
@@ -489,11 +492,33 @@ impl Server {
         }
         frames.clear();
         self.scratch_frames = frames;
+        let open = fatal.is_none() && !eof;
         if let Some(msg) = fatal {
             self.fail_and_close(id, &msg);
         }
         if eof {
             self.close(id);
+        }
+        read_any && open
+    }
+
+    /// Runs what a client that has gone wrote before it went. A write to
+    /// it failing says it closed its socket, but the requests it wrote
+    /// first may still be there to read (a client that pipelines its sends
+    /// may close right after writing them): they run as if it had stayed,
+    /// their replies going nowhere, up to the end of its input.
+    fn run_leftovers(&mut self, id: ConnId) {
+        loop {
+            let Some(c) = self.state.conns.get_mut(&id) else {
+                return;
+            };
+            if c.closing {
+                return;
+            }
+            c.out = outqueue::OutQueue::default();
+            if !self.read_conn(id) {
+                return;
+            }
         }
     }
 
@@ -652,6 +677,12 @@ impl Server {
             Ok(done) => done,
             Err(e) => {
                 log::info!("client {id}: write error: {e}");
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) {
+                    self.run_leftovers(id);
+                }
                 self.close(id);
                 return;
             }
