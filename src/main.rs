@@ -1,8 +1,11 @@
 //! `dime`: the broker server.
 
 use clap::{ArgAction, Parser};
-use dime::server::{Config, Server};
-use dime::transport::Address;
+use dime::server::{
+    Config, DEFAULT_MAX_CONNS_PER_PEER, DEFAULT_MAX_GROUPS, DEFAULT_MAX_NAME, Server, parse_listen,
+};
+use dime::transport::{Address, TlsFiles};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,10 +14,56 @@ use std::time::Duration;
 #[command(name = "dime", version, about, long_about = None)]
 struct Args {
     /// Listen on an address: unix:PATH, ipc:PATH, tcp:PORT (binds 127.0.0.1),
-    /// tcp:HOST:PORT, ws:PORT (WebSocket, binds 127.0.0.1), ws:HOST:PORT.
-    /// Repeat for several. Default: unix:/tmp/dime.sock
-    #[arg(short = 'l', long = "listen", value_name = "ADDRESS")]
-    listen: Vec<Address>,
+    /// tcp:HOST:PORT, ws:PORT (WebSocket, binds 127.0.0.1), ws:HOST:PORT,
+    /// and with TLS (--tls-cert, --tls-key) tls:[HOST:]PORT and
+    /// wss:[HOST:]PORT. Repeat for several. Under --auth, append
+    /// ",anonymous=ROLE[+ROLE…]" to let clients without credentials in
+    /// there with those roles. Default: unix:/tmp/dime.sock
+    #[arg(short = 'l', long = "listen", value_name = "ADDRESS", value_parser = parse_listen)]
+    listen: Vec<(Address, Option<Vec<String>>)>,
+
+    /// The server's certificate chain (PEM) for tls: and wss: listeners;
+    /// re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert; re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Only clients with a certificate signed by this CA (PEM) complete a
+    /// TLS handshake.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// Authenticate clients: a file of "NAME TOKEN ROLE…" lines (TOKEN
+    /// uid:N: the local user N on unix sockets) and "role NAME
+    /// PERMISSION…" lines; see the README. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    auth: Option<PathBuf>,
+
+    /// Listen on addresses other than loopback without TLS or without
+    /// --auth (otherwise the server refuses to start).
+    #[arg(long)]
+    insecure: bool,
+
+    /// Most connections from one IP address (or local user on unix
+    /// sockets); 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNS_PER_PEER)]
+    max_conns_per_peer: usize,
+
+    /// Most groups one client may be in; 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_GROUPS)]
+    max_groups: usize,
+
+    /// Longest group, share, tuple-space or function name, in bytes; 0: no limit.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_NAME)]
+    max_name: usize,
+
+    /// Drop a connection that has not finished its TLS or WebSocket
+    /// handshake (or, under --auth, authenticated) after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    handshake_timeout: Duration,
 
     /// More logging on stderr (-v, -vv, -vvv).
     #[arg(short = 'v', action = ArgAction::Count)]
@@ -87,10 +136,26 @@ fn main() -> ExitCode {
         ws_origins: args.ws_origins,
         exit_when_idle: args.exit_when_idle,
         busy_poll: Duration::from_micros(args.busy_poll),
+        tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| TlsFiles {
+            cert,
+            key,
+            client_ca: args.tls_client_ca,
+        }),
+        auth_file: args.auth,
+        insecure: args.insecure,
+        max_conns_per_peer: args.max_conns_per_peer,
+        max_groups: args.max_groups,
+        max_name: args.max_name,
+        handshake_timeout: args.handshake_timeout,
         ..Config::default()
     };
     if !args.listen.is_empty() {
-        config.listen = args.listen;
+        config.anonymous = args
+            .listen
+            .iter()
+            .filter_map(|(a, roles)| roles.clone().map(|r| (a.clone(), r)))
+            .collect();
+        config.listen = args.listen.into_iter().map(|(a, _)| a).collect();
     }
     let mut server = match Server::bind(config) {
         Ok(s) => s,

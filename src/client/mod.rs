@@ -1,10 +1,13 @@
 //! A blocking DiME client, used by tests, benchmarks and the C ABI: DiME2
 //! messaging here, one module per further service ([`share`], [`space`]).
 
+mod options;
 pub mod rpc;
 pub mod share;
 pub mod space;
 pub mod stream;
+
+pub use options::ConnectOptions;
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb::{self, CodecError};
@@ -37,6 +40,10 @@ pub enum Error {
     /// which announces no extensions, asked for a share, say). The message
     /// names the feature and why; the client stays usable.
     Unsupported(String),
+    /// The server refused this client's credentials, or a command its
+    /// roles do not permit (`--auth`); the message says which. After a
+    /// refused command the client stays usable.
+    NotPermitted(String),
 }
 
 impl fmt::Display for Error {
@@ -49,6 +56,7 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("timed out"),
             Error::Codec(e) => write!(f, "{e}"),
             Error::Unsupported(m) => f.write_str(m),
+            Error::NotPermitted(m) => write!(f, "not permitted: {m}"),
         }
     }
 }
@@ -173,16 +181,25 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `address` (`unix:PATH`, `ipc:PATH`, `tcp:HOST:PORT`) and
-    /// handshakes with the dimeb serialization.
+    /// Connects to `address` (`unix:PATH`, `ipc:PATH`, `tcp:HOST:PORT`,
+    /// `tls:HOST:PORT`, `ws:…`, `wss:…`) and handshakes with the dimeb
+    /// serialization, with the token and TLS settings of the environment
+    /// ([`ConnectOptions::from_env`]).
     pub fn connect(address: &str) -> Result<Client> {
         let addr = Address::parse(address).map_err(Error::InvalidArgument)?;
         Client::connect_to(&addr)
     }
 
-    /// Connects to a parsed address.
+    /// Connects to a parsed address, with the environment's options.
     pub fn connect_to(addr: &Address) -> Result<Client> {
-        let stream = transport::connect(addr).map_err(|e| Error::ConnectionLost(e.to_string()))?;
+        Client::connect_with(addr, &ConnectOptions::from_env())
+    }
+
+    /// Connects to a parsed address presenting `options.token` (if any)
+    /// and checking a `tls:`/`wss:` server as `options.tls` says.
+    pub fn connect_with(addr: &Address, options: &ConnectOptions) -> Result<Client> {
+        let stream = transport::connect_with(addr, &options.tls)
+            .map_err(|e| Error::ConnectionLost(e.to_string()))?;
         let mut c = Client {
             stream,
             reader: FrameReader::new(u64::MAX),
@@ -191,8 +208,7 @@ impl Client {
             extensions: None,
             poll_pause: POLL_FIRST,
         };
-        let reply =
-            c.request(json!({"command": "handshake", "serialization": "dimeb", "tls": false}))?;
+        let reply = c.request(options.handshake())?;
         if let Some(s) = reply.get("serialization").and_then(Json::as_str) {
             c.serialization = s.to_owned();
         }
@@ -661,6 +677,12 @@ fn check_status(obj: Map<String, Json>) -> Result<Map<String, Json>> {
     match obj.get("status").and_then(Json::as_i64) {
         Some(s) if s >= 0 => Ok(obj),
         Some(_) if obj.get("timeout") == Some(&Json::Bool(true)) => Err(Error::Timeout),
+        Some(_) if obj.get("denied") == Some(&Json::Bool(true)) => Err(Error::NotPermitted(
+            obj.get("error")
+                .and_then(Json::as_str)
+                .unwrap_or("refused")
+                .to_owned(),
+        )),
         Some(_) => Err(Error::Server(
             obj.get("error")
                 .and_then(Json::as_str)

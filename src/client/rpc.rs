@@ -13,11 +13,11 @@ use crate::buffer::PooledBuf;
 use crate::codec::dimeb;
 use crate::proto::extensions;
 use crate::transport::Address;
+use crate::transport::split::{self, SplitReader, SplitWriter};
 use crate::value::Value;
 use crate::wire::{Frame, FrameReader, try_encode_head};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value as Json, json};
-use socket2::Socket;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice};
@@ -88,6 +88,8 @@ pub struct RpcOptions {
     pub retry_until: Option<Instant>,
     /// Raise an error of a dropped, unread future at the next call.
     pub raise_dropped_errors: bool,
+    /// The token to present and how to check a `tls:` broker.
+    pub connect: super::ConnectOptions,
 }
 
 /// A call this endpoint was asked to run.
@@ -154,7 +156,7 @@ struct Inner {
 }
 
 struct Shared {
-    writer: Mutex<Socket>,
+    writer: Mutex<SplitWriter>,
     inner: Mutex<Inner>,
     /// Signalled on new incoming calls, on completions (for `completed`
     /// and room under `max_in_flight`) and on close.
@@ -192,8 +194,8 @@ impl Rpc {
 
     /// Connects to a parsed address and handshakes.
     pub fn connect_to(addr: &Address, options: RpcOptions) -> Result<Rpc> {
-        let sock = loop {
-            match open(addr) {
+        let (mut read_sock, sock) = loop {
+            match split::open(addr, &options.connect.tls) {
                 Ok(s) => break s,
                 Err(e)
                     if matches!(
@@ -206,13 +208,8 @@ impl Rpc {
                 Err(e) => return Err(Error::ConnectionLost(e.to_string())),
             }
         };
-        let mut read_sock = sock.try_clone()?;
         let mut reader = FrameReader::new(u64::MAX);
-        write_frame(
-            &sock,
-            &json!({"command": "handshake", "serialization": "dimeb", "tls": false}),
-            &[],
-        )?;
+        write_frame(&sock, &options.connect.handshake(), &[])?;
         let (hs, _) = read_one(&mut reader, &mut read_sock)?;
         let hs = super::check_status(hs)?;
         let extensions = super::announced_extensions(&hs)?;
@@ -544,7 +541,7 @@ impl Rpc {
 
     /// Closes the connection: calls in flight fail, waiters wake.
     pub fn close(&self) {
-        let _ = self.shared.writer().shutdown(std::net::Shutdown::Both);
+        let _ = self.shared.writer().shutdown();
         let handle = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = handle {
             let _ = h.join();
@@ -749,7 +746,7 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn writer(&self) -> MutexGuard<'_, Socket> {
+    fn writer(&self) -> MutexGuard<'_, SplitWriter> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -779,7 +776,7 @@ impl Shared {
     fn write(&self, head: &Json, payload: &[u8]) -> Result<()> {
         let w = self.writer();
         write_frame(&w, head, payload).inspect_err(|_| {
-            let _ = w.shutdown(std::net::Shutdown::Both);
+            let _ = w.shutdown();
         })
     }
 
@@ -881,7 +878,7 @@ impl Shared {
         }
         drop(inner);
         self.changed.notify_all();
-        let _ = self.writer().shutdown(std::net::Shutdown::Both);
+        let _ = self.writer().shutdown();
     }
 
     /// Routes one frame from the broker.
@@ -998,7 +995,7 @@ fn call_error(json: &Map<String, Json>) -> CallError {
 }
 
 /// The reader thread: routes frames until the connection ends.
-fn read_loop(sh: &Shared, mut reader: FrameReader, mut sock: Socket) {
+fn read_loop(sh: &Shared, mut reader: FrameReader, mut sock: SplitReader) {
     let why = loop {
         match reader.read_from(&mut sock) {
             Ok(0) => break "the broker closed the connection".to_owned(),
@@ -1072,39 +1069,11 @@ fn heartbeat(sh: &Shared) -> Option<String> {
     None
 }
 
-/// Opens a blocking socket to `addr`.
-fn open(addr: &Address) -> io::Result<Socket> {
-    match addr {
-        Address::Unix(path) => std::os::unix::net::UnixStream::connect(path)
-            .map(Socket::from)
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot connect to unix:{}: {e}", path.display()),
-                )
-            }),
-        Address::Tcp(host, port) => {
-            let s = std::net::TcpStream::connect((host.as_str(), *port)).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot connect to tcp:{host}:{port}: {e}"),
-                )
-            })?;
-            s.set_nodelay(true)?;
-            crate::transport::set_tcp_keepalive(&s)?;
-            Ok(Socket::from(s))
-        }
-        Address::Ws(..) => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "remote calls need a unix: or tcp: address (WebSocket clients call through the JavaScript client)",
-        )),
-    }
-}
-
-/// Writes one frame whole. Sends with `MSG_NOSIGNAL`: these writes happen
-/// on library threads (reader, callback workers) where a broken connection
-/// must be an error, never a SIGPIPE that kills the host process.
-fn write_frame(w: &Socket, head: &Json, payload: &[u8]) -> Result<()> {
+/// Writes one frame whole. Sends with `MSG_NOSIGNAL` (see
+/// `transport::split`): these writes happen on library threads (reader,
+/// callback workers) where a broken connection must be an error, never a
+/// SIGPIPE that kills the host process.
+fn write_frame(w: &SplitWriter, head: &Json, payload: &[u8]) -> Result<()> {
     let head = try_encode_head(head.to_string().as_bytes(), payload.len())
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     if payload.len() <= COALESCE {
@@ -1115,24 +1084,20 @@ fn write_frame(w: &Socket, head: &Json, payload: &[u8]) -> Result<()> {
     send_all(w, &mut [IoSlice::new(&head), IoSlice::new(payload)])
 }
 
-fn send_all(w: &Socket, mut bufs: &mut [IoSlice<'_>]) -> Result<()> {
-    while bufs.iter().any(|b| !b.is_empty()) {
-        match w.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL) {
-            Ok(0) => {
-                return Err(Error::ConnectionLost(
-                    "the broker closed the connection".into(),
-                ));
-            }
-            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
+fn send_all(w: &SplitWriter, bufs: &mut [IoSlice<'_>]) -> Result<()> {
+    w.send_all(bufs).map_err(|e| match e.kind() {
+        io::ErrorKind::WriteZero => {
+            Error::ConnectionLost("the broker closed the connection".into())
         }
-    }
-    Ok(())
+        _ => e.into(),
+    })
 }
 
 /// Reads one whole frame (the handshake reply) before the reader thread starts.
-fn read_one(reader: &mut FrameReader, sock: &mut Socket) -> Result<(Map<String, Json>, PooledBuf)> {
+fn read_one(
+    reader: &mut FrameReader,
+    sock: &mut SplitReader,
+) -> Result<(Map<String, Json>, PooledBuf)> {
     loop {
         if let Some(f) = reader
             .next_frame()

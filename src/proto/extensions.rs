@@ -20,3 +20,7 @@ pub const SPACE: &str = "space";
 pub const RPC: &str = "rpc";
 /// Streams on remote calls: `call` with `"stream":true`, `yield`, `credit`.
 pub const STREAM: &str = "stream";
+/// `handshake` accepts `"token"` (authentication, for servers started with
+/// `--auth`), and commands a client's roles do not permit are refused with
+/// `"denied":true`.
+pub const AUTH: &str = "auth";

@@ -1,10 +1,12 @@
 //! One client connection's state.
 
+use super::auth::Access;
 use super::outqueue::{OutItem, OutQueue};
 use crate::transport::Transport;
 use crate::wire::{Frame, FrameReader};
 use std::any::Any;
 use std::collections::{BTreeSet, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,6 +21,15 @@ pub enum Held {
 
 /// Connection identifier (the poller key).
 pub type ConnId = usize;
+
+/// Where a connection comes from, for the per-peer connection limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PeerKey {
+    /// A network peer's address.
+    Ip(IpAddr),
+    /// A unix socket peer's user id.
+    Uid(u32),
+}
 
 /// A request that cannot be answered yet; later requests from the same
 /// client wait behind it so replies stay in order.
@@ -59,6 +70,10 @@ pub struct Connection {
     /// Interest registered with the poller (readable, writable); connections
     /// are level-triggered, so it only changes when this does.
     pub armed: (bool, bool),
+    /// What it may do (see `auth`).
+    pub access: Access,
+    /// Where it comes from, when counted against the per-peer limit.
+    pub peer: Option<PeerKey>,
 }
 
 impl Connection {
@@ -77,6 +92,8 @@ impl Connection {
             blocked: None,
             deferred: VecDeque::new(),
             armed: (true, false),
+            access: Access::Full,
+            peer: None,
         }
     }
 

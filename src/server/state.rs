@@ -4,9 +4,13 @@
 //! service keeps its own data in its own type (see `services`); nothing
 //! here knows one.
 
+use super::auth::{Action, AuthTable};
 use super::config::Config;
-use super::conn::{ConnId, Connection, FOUND_JSON, json_item, not_found_item, ok_item};
+use super::conn::{
+    ConnId, Connection, FOUND_JSON, Held, PeerKey, json_item, not_found_item, ok_item,
+};
 use super::outqueue::OutItem;
+use super::request::{CommandError, Result};
 use crate::buffer::PooledBuf;
 use crate::wire::encode_head;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -30,6 +34,10 @@ pub struct State {
     /// What the handshake announces in `"extensions"`: every registered
     /// service's `Service::EXTENSIONS`, given by the registry.
     pub extensions: Vec<&'static str>,
+    /// The `--auth` file's users and roles; None: no authentication.
+    pub auth: Option<Arc<AuthTable>>,
+    /// Open connections per peer (see `Config::max_conns_per_peer`).
+    pub peers: FxHashMap<PeerKey, usize>,
 }
 
 impl State {
@@ -42,6 +50,47 @@ impl State {
             dirty: FxHashSet::default(),
             timers: BTreeSet::new(),
             resume: Vec::new(),
+            auth: None,
+            peers: FxHashMap::default(),
+        }
+    }
+
+    /// Ok if client `id` may do `action` to `name` and the name is within
+    /// `--max-name`; else the refusal. Every command's guarded names pass
+    /// here (see `dispatch`).
+    pub fn permit(&self, id: ConnId, action: Action, name: &str) -> Result {
+        let limit = self.config.max_name;
+        if limit > 0 && name.len() > limit {
+            return Err(CommandError::Failed(format!(
+                "Name too long: a {}-byte name; the limit (--max-name) is {limit} bytes",
+                name.len()
+            )));
+        }
+        match self.conns.get(&id) {
+            Some(c) => c.access.check(action, name).map_err(CommandError::Denied),
+            None => Ok(()),
+        }
+    }
+
+    /// Replies `msg` (a refusal when `denied`), then closes the connection
+    /// once the reply is written, even past an unanswered `wait`.
+    pub fn fail_and_close(&mut self, id: ConnId, msg: &str, denied: bool) {
+        let reply = if denied {
+            CommandError::Denied(msg.to_owned())
+        } else {
+            CommandError::Failed(msg.to_owned())
+        };
+        self.reply(id, reply.reply());
+        if let Some(c) = self.conns.get_mut(&id) {
+            // The error must reach the client even if a wait holds replies.
+            if c.waiting.is_some() {
+                c.waiting = None;
+                while let Some(Held::Item(item)) = c.held.pop_front() {
+                    c.out.push(item);
+                }
+                c.held.clear();
+            }
+            c.closing = true;
         }
     }
 
@@ -103,6 +152,14 @@ impl State {
             self.timers.remove(&(d, id));
         }
         self.dirty.remove(&id);
+        if let Some(p) = c.peer {
+            if let Some(n) = self.peers.get_mut(&p) {
+                *n -= 1;
+                if *n == 0 {
+                    self.peers.remove(&p);
+                }
+            }
+        }
         Some(c)
     }
 }

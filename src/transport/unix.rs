@@ -21,6 +21,30 @@ impl Transport for UnixStream {
     fn read_nonblocking(&mut self, buf: &mut [u8]) -> Option<io::Result<usize>> {
         Some(super::recv_dontwait(self.as_raw_fd(), buf))
     }
+    fn peer_uid(&self) -> Option<u32> {
+        peer_uid(self.as_raw_fd())
+    }
+}
+
+/// The user id of the process at the other end of a unix socket.
+fn peer_uid(fd: RawFd) -> Option<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writing, sized as the call expects.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(cred.uid)
 }
 
 /// A listening unix socket that removes its file when dropped.

@@ -162,3 +162,5 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+pub mod certs;

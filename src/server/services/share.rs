@@ -8,10 +8,11 @@
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb;
 use crate::proto::extensions;
+use crate::server::auth::Action;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
 use crate::server::request::{self, CommandError, Result, Text, failed, flag, required};
-use crate::server::service::{Handler, Service};
+use crate::server::service::{Handler, Need, Service};
 use crate::server::state::State;
 use crate::value::Value;
 use crate::wire::Frame;
@@ -554,8 +555,8 @@ fn replay(svc: &mut Shares, st: &mut State, id: ConnId, frame: Frame) {
         .and_then(|c| Shares::COMMANDS.iter().find(|(n, _)| *n == c))
         .map(|(_, h)| *h);
     if let Some(h) = handler {
-        if let Err(CommandError::Failed(m)) = h(svc, st, id, &header, frame) {
-            st.reply_error(id, &m);
+        if let Err(e) = h(svc, st, id, &header, frame) {
+            st.reply(id, e.reply());
         }
     }
 }
@@ -619,6 +620,19 @@ impl Service for Shares {
     ];
 
     const EXTENSIONS: &'static [&'static str] = &[extensions::SHARE];
+
+    fn required(command: &str, h: &Header<'_>, need: &mut Need<'_>) -> Result {
+        let action = match command {
+            "share_get" | "share_contains" | "share_keys" | "share_len" | "share_get_many"
+            | "share_wait_key" => Action::ShareRead,
+            "share_set" | "share_del" | "share_clear" | "share_set_many" | "share_incr"
+            | "share_cas" | "share_pop" => Action::ShareWrite,
+            "share_lock" | "share_unlock" => Action::ShareLock,
+            // A command added without a line here is for admins only.
+            _ => return need(Action::Admin, command),
+        };
+        need(action, share_name(h))
+    }
 
     fn withdraw(&mut self, _: &mut State, id: ConnId, on: ShareWait) {
         let name = match &on {

@@ -6,10 +6,11 @@
 use crate::buffer::PooledBuf;
 use crate::pattern::{self, Matcher};
 use crate::proto::extensions;
+use crate::server::auth::Action;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
 use crate::server::request::{CommandError, Result, Text};
-use crate::server::service::{Handler, Service};
+use crate::server::service::{Handler, Need, Service};
 use crate::server::state::State;
 use crate::wire::Frame;
 use serde::Deserialize;
@@ -299,6 +300,17 @@ impl Service for Spaces {
     ];
 
     const EXTENSIONS: &'static [&'static str] = &[extensions::SPACE];
+
+    fn required(command: &str, h: &Header<'_>, need: &mut Need<'_>) -> Result {
+        let action = match command {
+            "ts_rd" | "ts_rdp" | "ts_count" => Action::SpaceRead,
+            // Taking a tuple changes the space as much as adding one.
+            "ts_out" | "ts_in" | "ts_inp" => Action::SpaceWrite,
+            // A command added without a line here is for admins only.
+            _ => return need(Action::Admin, command),
+        };
+        need(action, space_name(h))
+    }
 
     /// Drops the blocked request from its space: it will never take a
     /// tuple afterwards.

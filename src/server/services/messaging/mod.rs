@@ -5,11 +5,12 @@
 mod groups;
 
 use crate::proto::extensions;
+use crate::server::auth::{self, Access, Action, Credential, Principal};
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection, Held, json_item, wait_reply};
 use crate::server::outqueue::OutItem;
 use crate::server::request::{CommandError, Result, Text, flag, required, required_raw_str};
-use crate::server::service::{Handler, Service};
+use crate::server::service::{Handler, Need, Service};
 use crate::server::state::State;
 use crate::wire::Frame;
 use groups::Groups;
@@ -47,6 +48,9 @@ pub struct MessagingHeader<'a> {
     /// Never in a request; refused in relayed headers like `status`.
     #[serde(borrow)]
     pub meta: Option<&'a RawValue>,
+    /// `handshake`: the client's token (our extension, for `--auth`).
+    #[serde(borrow)]
+    pub token: Option<Text<'a>>,
 }
 
 type Header<'a> = MessagingHeader<'a>;
@@ -83,7 +87,21 @@ impl Service for Messaging {
         extensions::WAIT_TIMEOUT,
         extensions::SYNC_WAIT,
         extensions::SEND_RECEIVE,
+        extensions::AUTH,
     ];
+
+    fn required(command: &str, h: &Header<'_>, need: &mut Need<'_>) -> Result {
+        match command {
+            "join" => names(h)?.iter().try_for_each(|g| need(Action::Join, g)),
+            "send" => need(Action::Send, &required_raw_str(h.name, "name")?),
+            "broadcast" => need(Action::Broadcast, ""),
+            // The client's own session: its handshake, its groups, its
+            // queue, and the list of group names.
+            "handshake" | "leave" | "sync" | "wait" | "devices" => Ok(()),
+            // A command added without a line here is for admins only.
+            _ => need(Action::Admin, command),
+        }
+    }
 
     fn withdraw(&mut self, _: &mut State, _: ConnId, _: InboxWait) {
         // Nothing is queued anywhere for a waiting sync.
@@ -133,7 +151,44 @@ fn names(h: &Header) -> Result<Vec<String>> {
 
 const SERIALIZATIONS: [&str; 4] = ["matlab", "pickle", "dimeb", "json"];
 
+/// Under `--auth`, checks the handshake's token: a valid one makes the
+/// client its user; a wrong one, or none from a client that has not
+/// otherwise authenticated, is refused and the connection closed. False
+/// when the client was refused.
+fn authenticate(st: &mut State, id: ConnId, h: &Header) -> bool {
+    let Some(table) = st.auth.clone() else {
+        return true;
+    };
+    let Some(conn) = st.conns.get_mut(&id) else {
+        return false;
+    };
+    match h.token.as_deref() {
+        Some(token) => match table.by_token(token) {
+            Some(user) => {
+                let principal = Principal::user(user, Credential::Token(token.to_owned()));
+                log::info!("client {id} authenticated as '{}'", user.name);
+                conn.access = Access::Granted(std::sync::Arc::new(principal));
+                true
+            }
+            None => {
+                log::warn!("client {id} ({}): invalid token", conn.stream.peer());
+                st.fail_and_close(id, auth::BAD_TOKEN, true);
+                false
+            }
+        },
+        None if matches!(conn.access, Access::Pending) => {
+            log::info!("client {id} ({}): no token", conn.stream.peer());
+            st.fail_and_close(id, auth::AUTH_REQUIRED, true);
+            false
+        }
+        None => true,
+    }
+}
+
 fn handshake(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    if !authenticate(st, id, h) {
+        return Ok(());
+    }
     let wanted = required(&h.serialization, "serialization")?;
     if !SERIALIZATIONS.contains(&wanted) {
         return Err(CommandError::Failed(format!(
@@ -156,10 +211,12 @@ fn handshake(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Fra
     // "extensions" is ours: what this server understands beyond DiME2, so
     // our clients fall back to DiME2's own commands where a server (an
     // original one) sends no such list. Old clients ignore the field.
-    st.reply(
-        id,
-        json!({"status": 0, "serialization": current, "tls": false, "extensions": st.extensions}),
-    );
+    let mut reply =
+        json!({"status": 0, "serialization": current, "tls": false, "extensions": st.extensions});
+    if let Some(user) = st.conns.get(&id).and_then(|c| c.access.user()) {
+        reply["user"] = json!(user);
+    }
+    st.reply(id, reply);
     Ok(())
 }
 
@@ -174,6 +231,13 @@ fn join(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -
         }
     }
     let conn = st.conns.get_mut(&id).expect("live connection");
+    let limit = st.config.max_groups;
+    if limit > 0 && conn.groups.len() + groups.len() > limit {
+        return Err(CommandError::Failed(format!(
+            "Too many groups: this client is in {} and may be in at most {limit} (--max-groups)",
+            conn.groups.len()
+        )));
+    }
     for g in groups {
         svc.groups.join(&g, id);
         conn.groups.insert(g);
