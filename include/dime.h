@@ -215,6 +215,13 @@ typedef enum dime_status {
    */
   DIME_STATUS_UNSUPPORTED = 7107,
   /**
+   * The server refused this client's credentials (at connect: no token,
+   * or a wrong one, for a server started with `--auth`), or a command
+   * its roles do not permit; the message says which. After a refused
+   * command nothing changed and the client stays usable.
+   */
+  DIME_STATUS_NOT_PERMITTED = 7108,
+  /**
    * A remote call's provider raised an error; `dime_future_error`
    * gives its type, message and traceback.
    */

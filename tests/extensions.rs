@@ -9,10 +9,11 @@ use dime::proto::extensions;
 use serde_json::json;
 
 /// Every extension this server has, in registration order.
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     "wait_timeout",
     "sync_wait",
     "send_receive",
+    "auth",
     "share",
     "space",
     "rpc",
