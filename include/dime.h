@@ -256,6 +256,14 @@ typedef enum dime_status {
 typedef struct dime_client dime_client;
 
 /**
+ * Options for `dime_connect_with`: a token, and how a TLS server is
+ * checked. Made by `dime_connect_options_new`, freed with
+ * `dime_connect_options_free`. Not internally locked: use it from one
+ * thread at a time.
+ */
+typedef struct dime_connect_options dime_connect_options;
+
+/**
  * A remote call in flight, from `dime_call`; release it with
  * `dime_future_free` (which does not cancel the call).
  */
@@ -950,14 +958,74 @@ enum dime_status dime_value_map_take_at(struct dime_value *map,
  * to `*out`, owned by the caller (release with `dime_client_free`).
  *
  * `address` (NUL-terminated): `unix:/path/to.sock`, `ipc:/path/to.sock`
- * (the same), `tcp:host:port` or `tcp:port` (127.0.0.1).
+ * (the same), `tcp:host:port` or `tcp:port` (127.0.0.1), `tls:host:port`
+ * (TLS), `ws:host:port`, `wss:host:port` (WebSocket, over TLS).
+ * A token for a server started with `--auth` is taken from the
+ * environment variable `DIME_TOKEN`; a TLS server is checked against the
+ * system's CA certificates, or those in the PEM file `DIME_TLS_CA`, and a
+ * client certificate is presented from `DIME_TLS_CERT`/`DIME_TLS_KEY`
+ * (`dime_connect_with` takes these as options instead).
  * `DIME_STATUS_INVALID_ARGUMENT` if it does not parse;
- * `DIME_STATUS_CONNECTION_LOST` if nothing answers there;
- * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Blocks until the
+ * `DIME_STATUS_CONNECTION_LOST` if nothing answers there, or the TLS
+ * handshake fails (the message names the server and the reason);
+ * `DIME_STATUS_NOT_PERMITTED` if the server refuses the token or needs
+ * one; `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Blocks until the
  * handshake completes.
  */
 enum dime_status dime_connect(const char *address,
                               struct dime_client **out);
+
+/**
+ * Connects as `dime_connect` does, with `options` (from
+ * `dime_connect_options_new`; only read during the call, and still the
+ * caller's to free) instead of the environment.
+ * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL; other failures as for
+ * `dime_connect`.
+ */
+enum dime_status dime_connect_with(const char *address,
+                                   const struct dime_connect_options *options,
+                                   struct dime_client **out);
+
+/**
+ * Writes new options to `*out`, owned by the caller (release with
+ * `dime_connect_options_free`), filled in from the environment as
+ * `dime_connect` reads it (`DIME_TOKEN`, `DIME_TLS_CA`, `DIME_TLS_CERT`,
+ * `DIME_TLS_KEY`); the setters below replace what they set.
+ * `DIME_STATUS_NULL_ARGUMENT` if `out` is NULL.
+ */
+enum dime_status dime_connect_options_new(struct dime_connect_options **out);
+
+/**
+ * Sets the token presented in the handshake (NUL-terminated UTF-8, copied);
+ * NULL presents none. `DIME_STATUS_NULL_ARGUMENT` if `options` is NULL.
+ */
+enum dime_status dime_connect_options_set_token(struct dime_connect_options *options,
+                                                const char *token);
+
+/**
+ * Trusts the CA certificates in the PEM file at `path` (copied) instead of
+ * the system's; NULL goes back to the system's. The file is read when
+ * connecting. `DIME_STATUS_NULL_ARGUMENT` if `options` is NULL.
+ */
+enum dime_status dime_connect_options_set_tls_ca(struct dime_connect_options *options,
+                                                 const char *path);
+
+/**
+ * Presents the client certificate chain in the PEM file `cert`, with its
+ * private key in the PEM file `key` (paths copied; read when connecting),
+ * to a server started with `--tls-client-ca`. Both NULL present none;
+ * `DIME_STATUS_INVALID_ARGUMENT` if only one is NULL,
+ * `DIME_STATUS_NULL_ARGUMENT` if `options` is NULL.
+ */
+enum dime_status dime_connect_options_set_tls_client_cert(struct dime_connect_options *options,
+                                                          const char *cert,
+                                                          const char *key);
+
+/**
+ * Frees options from `dime_connect_options_new`. NULL is accepted and
+ * does nothing.
+ */
+void dime_connect_options_free(struct dime_connect_options *options);
 
 /**
  * Closes the connection but keeps the handle: later calls on it fail with

@@ -40,6 +40,7 @@ const char *status_kind(dime_status st)
     case DIME_STATUS_TIMEOUT: return "timeout";
     case DIME_STATUS_CODEC_ERROR: return "codec";
     case DIME_STATUS_UNSUPPORTED: return "unsupported";
+    case DIME_STATUS_NOT_PERMITTED: return "permission";
     case DIME_STATUS_PANIC: return "internal";
     default: return "unknown";
     }

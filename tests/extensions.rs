@@ -35,6 +35,7 @@ fn the_handshake_lists_every_service_extension() {
             extensions::WAIT_TIMEOUT,
             extensions::SYNC_WAIT,
             extensions::SEND_RECEIVE,
+            extensions::AUTH,
             extensions::SHARE,
             extensions::SPACE,
             extensions::RPC,

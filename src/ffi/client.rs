@@ -8,12 +8,12 @@
 //! keep sending. `dime_client_free` must not overlap any other call on the
 //! same client.
 
-use super::args::{slice_arg, str_arg, str_array_arg, timeout_arg, write_out};
+use super::args::{opt_str_arg, slice_arg, str_arg, str_array_arg, timeout_arg, write_out};
 use super::sigpipe::SigpipeGuard;
 use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
 use super::value::{dime_value, into_raw};
 use crate::client::rpc::{Rpc, RpcOptions};
-use crate::client::{Client, Error};
+use crate::client::{Client, ConnectOptions, Error};
 use crate::transport::Address;
 use crate::value::Value;
 use std::ffi::c_char;
@@ -143,29 +143,154 @@ pub(crate) fn with_client<T>(
 /// to `*out`, owned by the caller (release with `dime_client_free`).
 ///
 /// `address` (NUL-terminated): `unix:/path/to.sock`, `ipc:/path/to.sock`
-/// (the same), `tcp:host:port` or `tcp:port` (127.0.0.1).
+/// (the same), `tcp:host:port` or `tcp:port` (127.0.0.1), `tls:host:port`
+/// (TLS), `ws:host:port`, `wss:host:port` (WebSocket, over TLS).
+/// A token for a server started with `--auth` is taken from the
+/// environment variable `DIME_TOKEN`; a TLS server is checked against the
+/// system's CA certificates, or those in the PEM file `DIME_TLS_CA`, and a
+/// client certificate is presented from `DIME_TLS_CERT`/`DIME_TLS_KEY`
+/// (`dime_connect_with` takes these as options instead).
 /// `DIME_STATUS_INVALID_ARGUMENT` if it does not parse;
-/// `DIME_STATUS_CONNECTION_LOST` if nothing answers there;
-/// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Blocks until the
+/// `DIME_STATUS_CONNECTION_LOST` if nothing answers there, or the TLS
+/// handshake fails (the message names the server and the reason);
+/// `DIME_STATUS_NOT_PERMITTED` if the server refuses the token or needs
+/// one; `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Blocks until the
 /// handshake completes.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_connect(address: *const c_char, out: *mut *mut dime_client) -> dime_status {
     ffi_status! {
         let address = str_arg(address, "address")?;
         check_arg!(out);
-        let addr = Address::parse(address).map_err(Fail::invalid)?;
-        let c = {
-            let _sigpipe = SigpipeGuard::new();
-            Client::connect_to(&addr)?
-        };
-        let handle = Box::new(dime_client {
-            conn: Mutex::new(Conn::Open(Box::new(c))),
-            address: addr,
-            rpc: Mutex::new(RpcSlot::default()),
-        });
-        write_out(out, Box::into_raw(handle));
+        connect(address, ConnectOptions::from_env(), out)
+    }
+}
+
+/// Connects as `dime_connect` does, with `options` (from
+/// `dime_connect_options_new`; only read during the call, and still the
+/// caller's to free) instead of the environment.
+/// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL; other failures as for
+/// `dime_connect`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_connect_with(
+    address: *const c_char,
+    options: *const dime_connect_options,
+    out: *mut *mut dime_client,
+) -> dime_status {
+    ffi_status! {
+        let address = str_arg(address, "address")?;
+        let options = check_arg!(ref options as dime_connect_options);
+        check_arg!(out);
+        connect(address, options.0.clone(), out)
+    }
+}
+
+/// Connects and writes the new handle to `out`.
+fn connect(address: &str, options: ConnectOptions, out: *mut *mut dime_client) -> Result<(), Fail> {
+    let addr = Address::parse(address).map_err(Fail::invalid)?;
+    let c = {
+        let _sigpipe = SigpipeGuard::new();
+        Client::connect_with(&addr, &options)?
+    };
+    let mut rpc = RpcSlot::default();
+    // Remote calls open their own connection with the same credentials.
+    rpc.options.connect = options;
+    let handle = Box::new(dime_client {
+        conn: Mutex::new(Conn::Open(Box::new(c))),
+        address: addr,
+        rpc: Mutex::new(rpc),
+    });
+    write_out(out, Box::into_raw(handle));
+    Ok(())
+}
+
+/// Options for `dime_connect_with`: a token, and how a TLS server is
+/// checked. Made by `dime_connect_options_new`, freed with
+/// `dime_connect_options_free`. Not internally locked: use it from one
+/// thread at a time.
+#[allow(non_camel_case_types)]
+pub struct dime_connect_options(ConnectOptions);
+
+/// Writes new options to `*out`, owned by the caller (release with
+/// `dime_connect_options_free`), filled in from the environment as
+/// `dime_connect` reads it (`DIME_TOKEN`, `DIME_TLS_CA`, `DIME_TLS_CERT`,
+/// `DIME_TLS_KEY`); the setters below replace what they set.
+/// `DIME_STATUS_NULL_ARGUMENT` if `out` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_connect_options_new(out: *mut *mut dime_connect_options) -> dime_status {
+    ffi_status! {
+        check_arg!(out);
+        let options = Box::new(dime_connect_options(ConnectOptions::from_env()));
+        write_out(out, Box::into_raw(options));
         Ok(())
     }
+}
+
+/// Sets the token presented in the handshake (NUL-terminated UTF-8, copied);
+/// NULL presents none. `DIME_STATUS_NULL_ARGUMENT` if `options` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_connect_options_set_token(
+    options: *mut dime_connect_options,
+    token: *const c_char,
+) -> dime_status {
+    ffi_status! {
+        let o = check_arg!(mut options as dime_connect_options);
+        o.0.token = opt_str_arg(token, "token")?.map(str::to_owned);
+        Ok(())
+    }
+}
+
+/// Trusts the CA certificates in the PEM file at `path` (copied) instead of
+/// the system's; NULL goes back to the system's. The file is read when
+/// connecting. `DIME_STATUS_NULL_ARGUMENT` if `options` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_connect_options_set_tls_ca(
+    options: *mut dime_connect_options,
+    path: *const c_char,
+) -> dime_status {
+    ffi_status! {
+        let o = check_arg!(mut options as dime_connect_options);
+        o.0.tls.ca = opt_str_arg(path, "path")?.map(Into::into);
+        Ok(())
+    }
+}
+
+/// Presents the client certificate chain in the PEM file `cert`, with its
+/// private key in the PEM file `key` (paths copied; read when connecting),
+/// to a server started with `--tls-client-ca`. Both NULL present none;
+/// `DIME_STATUS_INVALID_ARGUMENT` if only one is NULL,
+/// `DIME_STATUS_NULL_ARGUMENT` if `options` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_connect_options_set_tls_client_cert(
+    options: *mut dime_connect_options,
+    cert: *const c_char,
+    key: *const c_char,
+) -> dime_status {
+    ffi_status! {
+        let o = check_arg!(mut options as dime_connect_options);
+        let cert = opt_str_arg(cert, "cert")?;
+        let key = opt_str_arg(key, "key")?;
+        if cert.is_some() != key.is_some() {
+            return Err(Fail::invalid(
+                "a client certificate needs both its certificate and its key file",
+            ));
+        }
+        o.0.tls.cert = cert.map(Into::into);
+        o.0.tls.key = key.map(Into::into);
+        Ok(())
+    }
+}
+
+/// Frees options from `dime_connect_options_new`. NULL is accepted and
+/// does nothing.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_connect_options_free(options: *mut dime_connect_options) {
+    ffi_value!((), {
+        if !options.is_null() {
+            // SAFETY: the caller's contract: `options` came from
+            // dime_connect_options_new and is not used again.
+            drop(unsafe { Box::from_raw(options) });
+        }
+    })
 }
 
 /// Closes the connection but keeps the handle: later calls on it fail with

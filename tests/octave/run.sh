@@ -25,7 +25,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 cd "$REPO" || exit 2
 
-TESTS=(roundtrip seed api errors python c share tuples map_keys original_server)
+TESTS=(roundtrip seed api errors python c share tuples map_keys original_server security)
 (($# > 0)) && TESTS=("$@")
 
 PASSED=0

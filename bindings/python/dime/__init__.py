@@ -21,7 +21,7 @@ in the dime repository's target/release then target/debug.
 
 from ._errors import (DimeCodecError, DimeConnectionError, DimeError, DimeProtocolError,
                       DimeServerError, DimeTimeoutError)
-from ._errors import DimeUnsupportedError
+from ._errors import DimePermissionError, DimeUnsupportedError
 from ._convert import LibBuffer
 from .client import DimeClient
 from .share import ABSENT, Share, ShareLock, find_server, init_share
@@ -30,7 +30,7 @@ from ._lib import lib as _libdime
 
 __all__ = ["DimeClient", "DimeError", "DimeServerError", "DimeTimeoutError",
            "DimeConnectionError", "DimeProtocolError", "DimeCodecError", "LibBuffer",
-           "DimeUnsupportedError",
+           "DimeUnsupportedError", "DimePermissionError",
            "Share", "ShareLock", "ABSENT", "init_share", "find_server",
            "TupleSpace", "Range", "Matrix",
            "library_path", "library_version", "__version__"]

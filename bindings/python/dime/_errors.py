@@ -47,7 +47,15 @@ class DimeUnsupportedError(DimeError, NotImplementedError):
     sent and the client stays usable. ``DimeClient.supports`` asks first."""
 
 
+class DimePermissionError(DimeServerError, PermissionError):
+    """The server refused this client's credentials (no token, or a wrong
+    one, for a server started with ``--auth``: raised when connecting), or
+    a command its roles do not permit (nothing changed; the client stays
+    usable)."""
+
+
 _CLASSES = {
+    _lib.STATUS_NOT_PERMITTED: DimePermissionError,
     _lib.STATUS_UNSUPPORTED: DimeUnsupportedError,
     _lib.STATUS_CONNECTION_LOST: DimeConnectionError,
     _lib.STATUS_CLOSED: DimeConnectionError,

@@ -12,7 +12,8 @@ from dime import _lib
 
 HEADER = REPO / "include" / "dime.h"
 
-OPAQUE = {"dime_client", "dime_value", "dime_messages", "dime_pattern"}
+# Every opaque handle type the header declares (`typedef struct X X;`).
+OPAQUE = set(re.findall(r"typedef struct (\w+) \1;", HEADER.read_text()))
 SCALARS = {
     "bool": ctypes.c_bool, "int8_t": ctypes.c_int8, "int16_t": ctypes.c_int16,
     "int32_t": ctypes.c_int32, "int64_t": ctypes.c_int64, "uint8_t": ctypes.c_uint8,
