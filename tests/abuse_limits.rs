@@ -78,8 +78,8 @@ fn long_names_are_refused_in_every_service() {
     let srv = TestServer::start_with(|c| c.max_name = 16);
     let mut c = srv.client();
     let long = "n".repeat(17);
-    let check = |r: Result<_, dime::Error>| {
-        let e = r.err().expect("a long name must be refused").to_string();
+    let check = |r: Result<(), dime::Error>| {
+        let e = r.expect_err("a long name must be refused").to_string();
         assert!(
             e.contains("Name too long") && e.contains("--max-name"),
             "{e}"
