@@ -10,6 +10,8 @@
 pub mod buffer;
 pub mod client;
 pub mod ffi;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod proto;
 pub mod server;
 pub mod transport;

@@ -29,6 +29,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("services", 7),
     ("dispatch", 8),
     ("mod", 9),
+    ("fuzzing", 9),
 ];
 
 /// Module path (`services::share`) of a file under `src/server/`.

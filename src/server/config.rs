@@ -47,6 +47,11 @@ pub struct Config {
     /// How long a connection may take to finish its TLS or WebSocket
     /// handshake, and, under `--auth`, to authenticate.
     pub handshake_timeout: Duration,
+    /// When set, every request frame is appended, as received, to a file
+    /// per connection in this directory: real traffic to seed the fuzzers
+    /// (`fuzz/make-corpus`). Defaults to `$DIME_CAPTURE_DIR`.
+    #[doc(hidden)]
+    pub capture_dir: Option<PathBuf>,
 }
 
 /// Default of [`Config::max_conns_per_peer`].
@@ -86,6 +91,7 @@ impl Default for Config {
             max_groups: DEFAULT_MAX_GROUPS,
             max_name: DEFAULT_MAX_NAME,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            capture_dir: std::env::var_os("DIME_CAPTURE_DIR").map(PathBuf::from),
         }
     }
 }

@@ -16,6 +16,8 @@ mod config;
 mod conn;
 mod dispatch;
 mod exposure;
+#[doc(hidden)]
+pub mod fuzzing;
 mod outqueue;
 mod request;
 mod service;
@@ -475,6 +477,9 @@ impl Server {
     /// header is an error reply and the connection carries on (as the
     /// original server does for bad fields); only a broken frame closes it.
     fn handle_frame(&mut self, id: ConnId, frame: Frame) {
+        if let Some(dir) = &self.state.config.capture_dir {
+            capture(dir, id, &frame);
+        }
         // Parsed from a reused copy: the handler takes the frame itself.
         self.header_text.clear();
         match std::str::from_utf8(frame.json()) {
@@ -633,6 +638,22 @@ impl Drop for Server {
         for id in ids {
             self.close(id);
         }
+    }
+}
+
+/// Appends `frame` as it came on the wire to connection `id`'s capture file.
+fn capture(dir: &std::path::Path, id: ConnId, frame: &Frame) {
+    use std::io::Write;
+    let path = dir.join(format!("{}-{id}.dime", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path);
+    if let Ok(mut f) = file {
+        let head = crate::wire::encode_head(frame.json(), frame.payload.len());
+        let _ = f
+            .write_all(&head)
+            .and_then(|()| f.write_all(&frame.payload));
     }
 }
 

@@ -183,6 +183,12 @@ pub fn connect_with(addr: &Address, tls: &TlsClientOptions) -> io::Result<Box<dy
     }
 }
 
+/// The WebSocket reader's text-to-binary rewriter under a fuzzer: see
+/// `crate::fuzzing::ws_rewrite`.
+pub(crate) fn fuzz_ws_rewrite(data: &[u8]) {
+    ws::fuzz_rewrite(data);
+}
+
 /// `recv(MSG_DONTWAIT)` on a socket: one non-blocking read without
 /// switching the socket's mode.
 fn recv_dontwait(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {

@@ -184,6 +184,32 @@ impl TextAsBinary {
     }
 }
 
+/// Checks, for a fuzzer, that [`TextAsBinary`] rewrites `data` (after its
+/// first byte, which sets a read size) the same however it is split, and
+/// only ever turns a text opcode into a binary one.
+pub(super) fn fuzz_rewrite(data: &[u8]) {
+    let Some((&step, rest)) = data.split_first() else {
+        return;
+    };
+    let mut whole = rest.to_vec();
+    TextAsBinary::new().rewrite(&mut whole);
+    let mut split = rest.to_vec();
+    let mut scan = TextAsBinary::new();
+    for chunk in split.chunks_mut(usize::from(step) + 1) {
+        scan.rewrite(chunk);
+    }
+    assert!(
+        whole == split,
+        "the rewrite depends on how reads split the stream"
+    );
+    for (before, after) in rest.iter().zip(&whole) {
+        if before != after {
+            assert_eq!(before & 0x0F, OPCODE_TEXT, "a non-text byte was changed");
+            assert_eq!(*after, (before & 0xF0) | OPCODE_BINARY);
+        }
+    }
+}
+
 impl Scan {
     fn new_header() -> Scan {
         Scan::Header {
