@@ -12,8 +12,11 @@ use crate::wire::FrameReader;
 /// small enough that a declared length never allocates much.
 const MAX_MESSAGE: u64 = 1 << 20;
 
+/// A fuzz target: takes any bytes; panics only on a bug.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name, for runners that pick one at run time.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("frame_reader", frame_reader),
     ("dimeb", dimeb),
     ("pattern", pattern),
@@ -34,9 +37,12 @@ pub fn frame_reader(data: &[u8]) {
     assert_eq!(whole, split, "frames depend on how the input was split");
 }
 
-/// The frames (JSON, payload) of `stream` fed `chunk` bytes at a time,
-/// and the error that stopped it, if any.
-fn frames(stream: &[u8], chunk: usize) -> (Vec<(Vec<u8>, Vec<u8>)>, Option<String>) {
+/// A frame's JSON and payload.
+type Parts = (Vec<u8>, Vec<u8>);
+
+/// The frames of `stream` fed `chunk` bytes at a time, and the error that
+/// stopped it, if any.
+fn frames(stream: &[u8], chunk: usize) -> (Vec<Parts>, Option<String>) {
     let mut r = FrameReader::new(MAX_MESSAGE);
     let mut out = Vec::new();
     for piece in stream.chunks(chunk) {
