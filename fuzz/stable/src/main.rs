@@ -273,14 +273,14 @@ fn show(input: &[u8]) -> String {
 /// On an abort or a fatal signal: save the input being run, then exit.
 extern "C" fn on_fatal_signal(sig: libc::c_int) {
     // Best effort: the process is going down anyway.
-    if let (Ok(input), Ok(path)) = (CURRENT.try_lock(), CRASH_PATH.try_lock()) {
-        if let Some(p) = path.as_ref() {
-            let _ = std::fs::write(p, &*input);
-            eprintln!(
-                "fuzz: signal {sig} while running an input, saved to {}",
-                p.display()
-            );
-        }
+    if let (Ok(input), Ok(path)) = (CURRENT.try_lock(), CRASH_PATH.try_lock())
+        && let Some(p) = path.as_ref()
+    {
+        let _ = std::fs::write(p, &*input);
+        eprintln!(
+            "fuzz: signal {sig} while running an input, saved to {}",
+            p.display()
+        );
     }
     unsafe { libc::_exit(1) };
 }
