@@ -164,3 +164,4 @@ impl Drop for KillOnDrop {
 }
 
 pub mod certs;
+pub mod soak;
