@@ -40,8 +40,16 @@ pub struct SoakReport {
     pub lost: u64,
     pub duplicated_or_reordered: u64,
     pub refused_sends: u64,
+    /// Send to delivery, including the time until the recipient next
+    /// asked (its own backlog: the clients here share two cores).
     pub latency_p99_ms: f64,
     pub latency_max_ms: f64,
+    /// How long a `sync` took to be answered: the delay the server adds.
+    pub sync_p99_ms: f64,
+    pub sync_max_ms: f64,
+    /// Messages accepted before their recipient's previous `sync` began
+    /// but not delivered by it: delayed beyond the recipient's backlog.
+    pub late: u64,
     pub churned: u64,
     pub killed: u64,
     pub garbage_conns: u64,
@@ -58,6 +66,7 @@ impl SoakReport {
     pub fn ok(&self) -> bool {
         self.lost == 0
             && self.duplicated_or_reordered == 0
+            && self.late == 0
             && self.rss_max_kib <= self.rss_bound_kib
             && self.errors.is_empty()
             && self.delivered > 0
@@ -151,6 +160,11 @@ fn decode_msg(v: &Value) -> Option<(usize, u64, u64)> {
 
 /// (sender, recipient) among the well-behaved clients.
 type Pair = (usize, usize);
+/// (sender, recipient, sequence number).
+type MsgId = (usize, usize, u64);
+/// A message delivered: sender, recipient, sequence number, and when the
+/// recipient's sync before the delivering one began (µs).
+type Delivery = (usize, usize, u64, u64);
 
 /// Runs the soak against the `dime` binary at `bin`.
 pub fn run(bin: &str, cfg: &SoakConfig) -> SoakReport {
@@ -179,6 +193,11 @@ pub fn run(bin: &str, cfg: &SoakConfig) -> SoakReport {
     let sent: Arc<Mutex<HashMap<Pair, u64>>> = Arc::default();
     let received: Arc<Mutex<HashMap<Pair, Vec<u64>>>> = Arc::default();
     let latencies: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let sync_times: Arc<Mutex<Vec<u64>>> = Arc::default();
+    // When each message's send returned, and, per delivery, when the
+    // recipient's sync before the delivering one began.
+    let accepted: Arc<Mutex<HashMap<MsgId, u64>>> = Arc::default();
+    let deliveries: Arc<Mutex<Vec<Delivery>>> = Arc::default();
     let refused = Arc::new(AtomicU64::new(0));
 
     let mut threads = Vec::new();
@@ -191,20 +210,28 @@ pub fn run(bin: &str, cfg: &SoakConfig) -> SoakReport {
             refused.clone(),
             errors.clone(),
         );
+        let (sync_times, accepted, deliveries) =
+            (sync_times.clone(), accepted.clone(), deliveries.clone());
         threads.push(std::thread::spawn(move || {
             let mut rng = Rng(0x9E37_79B9 + i as u64 * 7919);
             let mut seqs: HashMap<usize, u64> = HashMap::new();
-            let take = |c: &mut Client| -> Result<usize, dime::Error> {
+            let mut prev_sync = 0u64;
+            let mut take = |c: &mut Client| -> Result<usize, dime::Error> {
+                let asked = start.elapsed().as_micros() as u64;
                 let msgs = c.sync(-1)?;
                 let now = start.elapsed().as_micros() as u64;
+                sync_times.lock().unwrap().push(now - asked);
                 let mut r = received.lock().unwrap();
                 let mut l = latencies.lock().unwrap();
+                let mut d = deliveries.lock().unwrap();
                 for (_, v) in &msgs {
                     if let Some((from, seq, at)) = decode_msg(v) {
                         r.entry((from, i)).or_default().push(seq);
                         l.push(now.saturating_sub(at));
+                        d.push((from, i, seq, prev_sync));
                     }
                 }
+                prev_sync = asked;
                 Ok(msgs.len())
             };
             while !stop.load(Ordering::Relaxed) {
@@ -216,6 +243,8 @@ pub fn run(bin: &str, cfg: &SoakConfig) -> SoakReport {
                         let pad = rng.below(4096) as usize;
                         match c.send(&format!("w{to}"), "m", &encode_msg(i, seq, at, pad)) {
                             Ok(()) => {
+                                let done = start.elapsed().as_micros() as u64;
+                                accepted.lock().unwrap().insert((i, to, seq), done);
                                 seqs.insert(to, seq + 1);
                                 sent.lock().unwrap().insert((i, to), seq + 1);
                                 Ok(())
@@ -434,12 +463,27 @@ pub fn run(bin: &str, cfg: &SoakConfig) -> SoakReport {
             }
         }
     }
-    let mut lat = latencies.lock().unwrap().clone();
-    lat.sort_unstable();
-    if !lat.is_empty() {
-        report.latency_p99_ms = lat[lat.len() * 99 / 100] as f64 / 1e3;
-        report.latency_max_ms = *lat.last().unwrap() as f64 / 1e3;
-    }
+    let p99_max = |v: &Mutex<Vec<u64>>| {
+        let mut v = v.lock().unwrap().clone();
+        v.sort_unstable();
+        match v.last() {
+            Some(&max) => (v[v.len() * 99 / 100] as f64 / 1e3, max as f64 / 1e3),
+            None => (0.0, 0.0),
+        }
+    };
+    (report.latency_p99_ms, report.latency_max_ms) = p99_max(&latencies);
+    (report.sync_p99_ms, report.sync_max_ms) = p99_max(&sync_times);
+    let accepted = accepted.lock().unwrap();
+    report.late = deliveries
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(from, to, seq, prev_sync)| {
+            accepted
+                .get(&(*from, *to, *seq))
+                .is_some_and(|at| at < prev_sync)
+        })
+        .count() as u64;
     report.refused_sends = refused.load(Ordering::Relaxed);
     report.churned = churned.load(Ordering::Relaxed);
     report.killed = killed.load(Ordering::Relaxed);
@@ -468,7 +512,9 @@ pub fn describe(cfg: &SoakConfig, r: &SoakReport) -> String {
         "soak: {} s, {} well-behaved clients, {} churners ({} connections), {} killed mid-send ({} kills), \
          {} slow readers, {} garbage senders ({} connections)\n  \
          messages: {} accepted, {} delivered, {} lost, {} out of order or twice; {} refused (full queues)\n  \
-         latency: p99 {:.1} ms, max {:.1} ms\n  \
+         delivered after the recipient's previous sync although accepted before it: {}\n  \
+         sync answered in: p99 {:.1} ms, max {:.1} ms (send to delivery, with the recipient's \
+         own polling: p99 {:.1} ms, max {:.1} ms)\n  \
          server RSS: {:.0} KiB at start, {:.0} max, {:.0} at end; bound from limits {:.0}\n  \
          errors: {}",
         cfg.duration.as_secs(),
@@ -485,6 +531,9 @@ pub fn describe(cfg: &SoakConfig, r: &SoakReport) -> String {
         r.lost,
         r.duplicated_or_reordered,
         r.refused_sends,
+        r.late,
+        r.sync_p99_ms,
+        r.sync_max_ms,
         r.latency_p99_ms,
         r.latency_max_ms,
         r.rss_start_kib,
