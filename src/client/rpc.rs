@@ -88,7 +88,10 @@ pub struct RpcOptions {
     pub retry_until: Option<Instant>,
     /// Raise an error of a dropped, unread future at the next call.
     pub raise_dropped_errors: bool,
-    /// The token to present and how to check a `tls:` broker.
+    /// The token to present and how to check a `tls:` broker. The default
+    /// is none and the system's CAs; `ConnectOptions::from_env()` takes
+    /// them from `DIME_TOKEN` and `DIME_TLS_*` as `Client::connect` does
+    /// (the C ABI passes its client's options).
     pub connect: super::ConnectOptions,
 }
 
