@@ -92,6 +92,11 @@ impl Address {
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = match self {
+            // `unix://` is the URL form, whose `//` parsing drops: a path
+            // that itself starts with `//` is written in that form.
+            Address::Unix(p) if p.to_string_lossy().starts_with("//") => {
+                return write!(f, "unix://{}", p.display());
+            }
             Address::Unix(p) => return write!(f, "unix:{}", p.display()),
             Address::Tcp(..) => "tcp",
             Address::Ws(..) => "ws",
@@ -180,6 +185,12 @@ mod tests {
             "wss:[::1]:5"
         );
         assert_eq!(Address::parse("tls:h:5").unwrap().to_string(), "tls:h:5");
+        // Found by the fuzzer: a path starting with `//` printed as the URL
+        // form, which parses to another path.
+        for text in ["unix:////x", "unix://x", "unix:/x", "unix:///x"] {
+            let a = Address::parse(text).unwrap();
+            assert_eq!(Address::parse(&a.to_string()).unwrap(), a, "{text}");
+        }
         for bad in [
             "",
             "x",
