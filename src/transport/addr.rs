@@ -58,6 +58,15 @@ impl Address {
                 if host.is_empty() {
                     return Err(format!("address '{s}' has an empty host"));
                 }
+                // Names, IPv4 and IPv6 (with a %zone) only: anything else
+                // is a typo, and would not print back as the same address.
+                let host_char =
+                    |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '%');
+                if !host.chars().all(host_char) {
+                    return Err(format!(
+                        "address '{s}': '{host}' is not a host name or IP address"
+                    ));
+                }
                 Ok(match scheme {
                     "ws" => Address::Ws(host, port),
                     "wss" => Address::Wss(host, port),
@@ -202,6 +211,10 @@ mod tests {
             "ws:h:x",
             "tls:",
             "wss:h:x",
+            // Found by libFuzzer: printed as `ws://,mp/:5`, which parses
+            // to another host.
+            "ws:[//,mp/]:5",
+            "tcp:a b:1",
         ] {
             assert!(Address::parse(bad).is_err(), "{bad}");
         }
