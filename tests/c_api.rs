@@ -185,6 +185,20 @@ fn every_value_kind_round_trips() {
 }
 
 #[test]
+fn tokens_and_tls_options_from_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("security", dir.path());
+    let out = assert_ran(
+        "security",
+        run(
+            &exe,
+            &[env!("CARGO_BIN_EXE_dime"), dir.path().to_str().unwrap()],
+        ),
+    );
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
 fn errors_give_the_right_status_and_message() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
@@ -406,7 +420,11 @@ fn c_tests_are_clean_under_valgrind() {
     let tuples = build_test("tuples", dir.path());
     let shapes = build_test("shapes", dir.path());
     let rpc = build_test("rpc", dir.path());
-    let runs: [(&Path, Vec<&str>); 8] = [
+    let security = build_test("security", dir.path());
+    let auth_dir = tempfile::tempdir().unwrap();
+    let auth_scratch = auth_dir.path().to_str().unwrap().to_string();
+    let runs: [(&Path, Vec<&str>); 9] = [
+        (&security, vec![env!("CARGO_BIN_EXE_dime"), &auth_scratch]),
         (&shapes, vec![]),
         (&values, vec![&server.address]),
         (&threads, vec![&server.address]),
