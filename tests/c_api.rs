@@ -256,6 +256,20 @@ fn every_value_kind_round_trips() {
 }
 
 #[test]
+fn tokens_and_tls_options_from_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("security", dir.path());
+    let out = assert_ran(
+        "security",
+        run(
+            &exe,
+            &[env!("CARGO_BIN_EXE_dime"), dir.path().to_str().unwrap()],
+        ),
+    );
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
 fn errors_give_the_right_status_and_message() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
@@ -587,7 +601,11 @@ fn c_tests_are_clean_under_valgrind() {
     let rpc = build_test("rpc", dir.path());
     let watch = build_test("watch", dir.path());
     let files = build_test("files", dir.path());
-    let runs: [(&Path, Vec<&str>); 10] = [
+    let security = build_test("security", dir.path());
+    let auth_dir = tempfile::tempdir().unwrap();
+    let auth_scratch = auth_dir.path().to_str().unwrap().to_string();
+    let runs: [(&Path, Vec<&str>); 11] = [
+        (&security, vec![env!("CARGO_BIN_EXE_dime"), &auth_scratch]),
         (&shapes, vec![]),
         (&values, vec![&server.address]),
         (&threads, vec![&server.address]),

@@ -72,12 +72,41 @@ export class CancelledError extends DimeError {
   }
 }
 
+/**
+ * The server refused this client's token (no token, or a wrong one, for a
+ * server started with --auth: `ready` rejects with it), or a command its
+ * roles do not permit (nothing changed; the client stays usable).
+ */
+export class PermissionError extends DimeError {
+  constructor(reply) {
+    super(reply.error, reply);
+    this.name = "PermissionError";
+  }
+}
+
+/** The error of a reply with a negative status. */
+function replyError(json) {
+  if (json.denied) return new PermissionError(json);
+  return new DimeError(json.error || `request failed with status ${json.status}`, json);
+}
+
 /** The error a failed result push describes. */
 function callError(json) {
   if (json.remote) return new RemoteError(json);
   if (json.lost) return new ProviderLost(json);
   if (json.timeout) return new NoProvider(json);
+  if (json.denied) return new PermissionError(json);
   return new DimeError(json.error || "the call failed", json);
+}
+
+/** The `ws` package's WebSocket (Node.js), which takes TLS options. */
+async function nodeWebSocket() {
+  try {
+    const mod = await import("ws");
+    return mod.WebSocket || mod.default;
+  } catch {
+    throw new DimeError("tlsCa needs the 'ws' package (npm install ws); browsers use their own trusted CAs");
+  }
 }
 
 async function defaultWebSocket() {
@@ -231,9 +260,13 @@ function jsonDecode(bytes) {
  * A connection to a DiME server over WebSocket.
  *
  * `new DimeClient(host, port, options)` or `new DimeClient(url, options)`
- * with url `ws://host:port`. Options: `WebSocket` (an implementation to
- * use), `decode` (options for dimeb.decode: {scalars: "typed"},
- * {maps: "map"}).
+ * with url `ws://host:port` or, over TLS, `wss://host:port`. Options:
+ * `WebSocket` (an implementation to use), `decode` (options for
+ * dimeb.decode: {scalars: "typed"}, {maps: "map"}), `token` (presented in
+ * the handshake to a server started with --auth; a refusal rejects `ready`
+ * with a PermissionError), `tlsCa` (Node.js with the `ws` package: PEM
+ * text of the CA certificates a wss:// server's certificate must be signed
+ * by, instead of the system's; browsers use their own).
  */
 export class DimeClient {
   constructor(hostOrUrl = "127.0.0.1", port = 8889, options = {}) {
@@ -258,6 +291,8 @@ export class DimeClient {
      */
     this.serverExtensions = [];
     this.decodeOptions = options.decode || {};
+    this.token = options.token;
+    this.tlsCa = options.tlsCa;
     this.ws = null;
     this.pending = [];
     this.parser = new FrameParser();
@@ -273,9 +308,9 @@ export class DimeClient {
   }
 
   async #open(Impl) {
-    const WS = Impl || (await defaultWebSocket());
+    const WS = Impl || (this.tlsCa ? await nodeWebSocket() : await defaultWebSocket());
     if (this.closed) throw this.closed;
-    const ws = new WS(this.url);
+    const ws = this.tlsCa ? new WS(this.url, [], { ca: this.tlsCa }) : new WS(this.url);
     this.ws = ws;
     ws.binaryType = "arraybuffer";
     await new Promise((resolve, reject) => {
@@ -289,7 +324,9 @@ export class DimeClient {
       const why = `${e.code}${e.reason ? `: ${e.reason}` : ""}`;
       this.#fail(new DimeError(`connection to ${this.url} closed (${why})`));
     };
-    const reply = await this.#request({ command: "handshake", serialization: "dimeb", tls: false });
+    const hello = { command: "handshake", serialization: "dimeb", tls: false };
+    if (this.token !== undefined) hello.token = this.token;
+    const reply = await this.#request(hello);
     this.#setSerialization(reply.serialization || "dimeb");
     // An original DiME2 server sends no list: it supports nothing extra.
     const ext = reply.extensions;
@@ -353,7 +390,7 @@ export class DimeClient {
       return;
     }
     this.pending.shift();
-    if (json.status < 0) p.reject(new DimeError(json.error || `request failed with status ${json.status}`, json));
+    if (json.status < 0) p.reject(replyError(json));
     else p.resolve(p.messages ? { reply: json, messages: p.messages } : json);
   }
 

@@ -1,5 +1,6 @@
 //! One client connection's state.
 
+use super::auth::Access;
 use super::outqueue::{OutItem, OutQueue};
 use crate::shm::SharedPayload;
 use crate::transport::Transport;
@@ -7,9 +8,10 @@ use crate::wire::{Frame, FrameReader};
 use rustc_hash::FxHashMap;
 use std::any::Any;
 use std::collections::{BTreeSet, VecDeque};
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// A reply held back while an earlier `wait` is unanswered, so replies
@@ -23,6 +25,15 @@ pub enum Held {
 
 /// Connection identifier (the poller key).
 pub type ConnId = usize;
+
+/// Where a connection comes from, for the per-peer connection limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PeerKey {
+    /// A network peer's address.
+    Ip(IpAddr),
+    /// A unix socket peer's user id.
+    Uid(u32),
+}
 
 /// A request that cannot be answered yet; later requests from the same
 /// client wait behind it so replies stay in order.
@@ -67,7 +78,9 @@ pub struct Connection {
     pub since: std::time::SystemTime,
     /// Where from (the transport's description of its peer).
     pub peer: String,
-    /// May use the admin commands (`inspect`, `stats`, `monitor`).
+    /// May use the admin commands (`inspect`, `stats`, `monitor`) when
+    /// the server has no `--auth` (with it, the `admin` permission
+    /// decides).
     pub admin: bool,
     /// Receives broadcasts (false for side connections that never sync).
     pub broadcasts: bool,
@@ -90,6 +103,11 @@ pub struct Connection {
     /// Shared-memory payloads this client sent that the broker still holds
     /// (each is a descriptor), limited by `Config::max_shm_in_flight`.
     pub shm_live: Arc<std::sync::atomic::AtomicUsize>,
+    /// What it may do (see `auth`).
+    pub access: Access,
+    /// Where it comes from, when counted against the per-peer connection
+    /// limit (`peer` is the description shown to admins).
+    pub peer_key: Option<PeerKey>,
 }
 
 /// Encodings a client negotiated in its handshake. An old DiME2 client
@@ -100,6 +118,41 @@ pub struct Accepts {
     pub layout: bool,
     /// It takes shared-memory payloads (a unix connection that asked).
     pub shm: bool,
+}
+
+/// Shared-memory segments nobody holds any more, as (sender, the sender's
+/// segment number), filled from wherever the last reference is dropped.
+#[derive(Default)]
+pub struct FreedSegments {
+    /// Set when something was added since the last drain.
+    pending: std::sync::atomic::AtomicBool,
+    list: Mutex<Vec<(ConnId, u64)>>,
+}
+
+impl FreedSegments {
+    /// Takes what was freed since the last call; None (without taking
+    /// the lock) when nothing was: checked on every round of the loop.
+    pub fn take(&self) -> Option<Vec<(ConnId, u64)>> {
+        if !self
+            .pending
+            .swap(false, std::sync::atomic::Ordering::Acquire)
+        {
+            return None;
+        }
+        Some(std::mem::take(
+            &mut *self.list.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
+
+    /// Notes that segment `segment` of client `sender` is free.
+    pub fn push(&self, sender: ConnId, segment: u64) {
+        self.list
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((sender, segment));
+        self.pending
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Connection {
@@ -128,6 +181,8 @@ impl Connection {
             peer: String::new(),
             admin: false,
             broadcasts: true,
+            access: Access::Full,
+            peer_key: None,
         }
     }
 
@@ -179,7 +234,7 @@ impl Connection {
         frame: &mut Frame,
         id: ConnId,
         (max_message, max_live): (u64, usize),
-        freed: &Arc<crate::server::state::FreedSegments>,
+        freed: &Arc<FreedSegments>,
     ) {
         #[derive(serde::Deserialize)]
         struct Announce {

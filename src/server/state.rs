@@ -4,16 +4,21 @@
 //! service keeps its own data in its own type (see `services`); nothing
 //! here knows one.
 
+use super::auth::{Action, AuthTable};
 use super::config::Config;
-use super::conn::{ConnId, Connection, FOUND_JSON, json_item, not_found_item, ok_item};
+use super::conn::{
+    ConnId, Connection, FOUND_JSON, FreedSegments, Held, PeerKey, json_item, not_found_item,
+    ok_item,
+};
 use super::outqueue::OutItem;
 use super::persist::Journal;
+use super::request::{CommandError, Result};
 use super::stats::Stats;
 use crate::buffer::PooledBuf;
 use crate::wire::encode_head;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Server state shared by every service's command handlers.
@@ -42,27 +47,10 @@ pub struct State {
     pub monitors: FxHashMap<ConnId, Monitor>,
     /// The data directory's log, with `--data-dir`.
     pub journal: Option<Journal>,
-}
-
-/// Shared-memory segments nobody holds any more, as (sender, the sender's
-/// segment number), filled from wherever the last reference is dropped.
-#[derive(Default)]
-pub struct FreedSegments {
-    /// Set when something was added since the last drain.
-    pending: std::sync::atomic::AtomicBool,
-    list: Mutex<Vec<(ConnId, u64)>>,
-}
-
-impl FreedSegments {
-    /// Notes that segment `segment` of client `sender` is free.
-    pub fn push(&self, sender: ConnId, segment: u64) {
-        self.list
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((sender, segment));
-        self.pending
-            .store(true, std::sync::atomic::Ordering::Release);
-    }
+    /// The `--auth` file's users and roles; None: no authentication.
+    pub auth: Option<Arc<AuthTable>>,
+    /// Open connections per peer (see `Config::max_conns_per_peer`).
+    pub peers: FxHashMap<PeerKey, usize>,
 }
 
 /// What a `monitor` connection asked to see.
@@ -88,6 +76,47 @@ impl State {
             timers: BTreeSet::new(),
             resume: Vec::new(),
             journal: None,
+            auth: None,
+            peers: FxHashMap::default(),
+        }
+    }
+
+    /// Ok if client `id` may do `action` to `name` and the name is within
+    /// `--max-name`; else the refusal. Every command's guarded names pass
+    /// here (see `dispatch`).
+    pub fn permit(&self, id: ConnId, action: Action, name: &str) -> Result {
+        let limit = self.config.max_name;
+        if limit > 0 && name.len() > limit {
+            return Err(CommandError::Failed(format!(
+                "Name too long: a {}-byte name; the limit (--max-name) is {limit} bytes",
+                name.len()
+            )));
+        }
+        match self.conns.get(&id) {
+            Some(c) => c.access.check(action, name).map_err(CommandError::Denied),
+            None => Ok(()),
+        }
+    }
+
+    /// Replies `msg` (a refusal when `denied`), then closes the connection
+    /// once the reply is written, even past an unanswered `wait`.
+    pub fn fail_and_close(&mut self, id: ConnId, msg: &str, denied: bool) {
+        let reply = if denied {
+            CommandError::Denied(msg.to_owned())
+        } else {
+            CommandError::Failed(msg.to_owned())
+        };
+        self.reply(id, reply.reply());
+        if let Some(c) = self.conns.get_mut(&id) {
+            // The error must reach the client even if a wait holds replies.
+            if c.waiting.is_some() {
+                c.waiting = None;
+                while let Some(Held::Item(item)) = c.held.pop_front() {
+                    c.out.push(item);
+                }
+                c.held.clear();
+            }
+            c.closing = true;
         }
     }
 
@@ -152,22 +181,9 @@ impl State {
     /// "segment":N}`, a meta message (it is not a reply). Senders that
     /// have gone are skipped.
     pub fn notify_freed(&mut self) {
-        // Checked on every round of the loop: a flag, not a lock, when
-        // nothing was freed (almost always).
-        if !self
-            .shm_freed
-            .pending
-            .swap(false, std::sync::atomic::Ordering::Acquire)
-        {
+        let Some(freed) = self.shm_freed.take() else {
             return;
-        }
-        let freed = std::mem::take(
-            &mut *self
-                .shm_freed
-                .list
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        };
         for (id, segment) in freed {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.meta(json_item(&serde_json::json!({"status": 1, "meta": true,
@@ -189,6 +205,14 @@ impl State {
         }
         self.dirty.remove(&id);
         self.monitors.remove(&id);
+        if let Some(p) = c.peer_key {
+            if let Some(n) = self.peers.get_mut(&p) {
+                *n -= 1;
+                if *n == 0 {
+                    self.peers.remove(&p);
+                }
+            }
+        }
         Some(c)
     }
 

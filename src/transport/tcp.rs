@@ -21,6 +21,9 @@ impl Transport for TcpStream {
     fn read_nonblocking(&mut self, buf: &mut [u8]) -> Option<io::Result<usize>> {
         Some(super::recv_dontwait(self.as_raw_fd(), buf))
     }
+    fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.peer_addr().ok().map(|a| a.ip())
+    }
 }
 
 /// A listening TCP socket.

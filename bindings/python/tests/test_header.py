@@ -12,9 +12,8 @@ from dime import _lib
 
 HEADER = REPO / "include" / "dime.h"
 
-OPAQUE = {"dime_client", "dime_value", "dime_messages", "dime_pattern", "dime_future",
-          "dime_request", "dime_server", "dime_stream", "dime_watch", "dime_event",
-          "dime_watch_position", "dime_files_server", "dime_files_summary", "dime_files_options"}
+# Every opaque handle type the header declares (`typedef struct X X;`).
+OPAQUE = set(re.findall(r"typedef struct (\w+) \1;", HEADER.read_text()))
 #: Function-pointer typedefs, declared as c_void_p.
 FNPTRS = {"dime_files_progress_fn"}
 SCALARS = {
