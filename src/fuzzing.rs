@@ -24,6 +24,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ws_rewrite", ws_rewrite),
     ("auth_file", auth_file),
     ("address", address),
+    ("shm_descriptor", shm_descriptor),
 ];
 
 /// The frame reader: `data` read in chunks whose sizes come from its first
@@ -151,6 +152,13 @@ pub fn address(data: &[u8]) {
         assert_eq!(a, again);
     }
     let _ = crate::server::parse_listen(text);
+}
+
+/// A shared-memory descriptor received with a message: the broker's and a
+/// recipient's checks must accept exactly a sealed memory file as long as
+/// the message says (see `server::fuzzing::shm_descriptor`).
+pub fn shm_descriptor(data: &[u8]) {
+    crate::server::fuzzing::shm_descriptor(data);
 }
 
 #[cfg(test)]

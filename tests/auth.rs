@@ -11,7 +11,7 @@ use dime::client::ConnectOptions;
 use dime::pattern::Field;
 use dime::rpc::{CallError, Rpc, RpcOptions};
 use dime::transport::Address;
-use dime::{Client, Error, Value};
+use dime::{Client, ElemKind, Error, Matrix, Value};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -239,6 +239,121 @@ fn functions_and_streams_are_guarded_per_name() {
             .unwrap()
             .is_none()
     );
+}
+
+/// A raw connection that handshook with `token`.
+fn raw_as(srv: &TestServer, token: &str) -> Raw {
+    let mut r = raw(srv);
+    let reply = r.call(json!({"command": "handshake", "serialization": "dimeb", "token": token}));
+    assert_eq!(reply["status"], 0, "{reply}");
+    r
+}
+
+/// Expects a raw reply refusing with "Not permitted" and naming `what`.
+fn denied(reply: &serde_json::Value, what: &str) {
+    assert_eq!(reply["denied"], true, "{reply}");
+    let m = reply["error"].as_str().unwrap();
+    assert!(m.starts_with("Not permitted: ") && m.contains(what), "{m}");
+}
+
+#[test]
+fn watches_need_the_permission_to_read_what_they_watch() {
+    let srv = server(USERS);
+    let mut victor = raw_as(&srv, "tok-victor");
+    // Shares and spaces: their read permission.
+    let r = victor.call(json!({"command": "share_watch", "share": "sim", "watch": 1}));
+    assert_eq!(r["status"], 0, "{r}");
+    let r = victor.call(json!({"command": "share_watch", "share": "other", "watch": 2}));
+    denied(&r, "may not read share 'other'");
+    let r = victor.call(json!({"command": "ts_watch", "space": "sim", "watch": 3}));
+    assert_eq!(r["status"], 0, "{r}");
+    let r = victor.call(json!({"command": "ts_watch", "space": "other", "watch": 4}));
+    denied(&r, "may not read tuple space 'other'");
+    // Groups: joining or sending to every group the prefix covers.
+    let r = victor.call(json!({"command": "group_watch", "prefix": "sim.", "watch": 5}));
+    denied(&r, "'sim.*'");
+    let r = victor.call(json!({"command": "group_watch", "watch": 6}));
+    denied(&r, "'*'");
+    let mut alice = raw_as(&srv, "tok-alice");
+    let r = alice.call(json!({"command": "group_watch", "prefix": "sim.", "watch": 7}));
+    assert_eq!(r["status"], 0, "{r}");
+    // Ending one's own watch needs nothing, and a refused watch was never made.
+    let r = victor.call(json!({"command": "share_unwatch", "watch": 1}));
+    assert_eq!(r["status"], 0, "{r}");
+    let r = victor.call(json!({"command": "share_unwatch", "watch": 2}));
+    assert_eq!(r["status"], -1, "{r}");
+    assert!(r.get("denied").is_none(), "{r}");
+    // alice sees her own join; victor's share watch saw nothing.
+    let mut a = as_user(&srv, "tok-alice").unwrap();
+    a.join(&["sim.w"]).unwrap();
+    let (ev, _) = alice.recv();
+    assert_eq!(
+        (ev["event"].as_u64(), ev["group"].as_str()),
+        (Some(7), Some("sim.w")),
+        "{ev}"
+    );
+}
+
+#[test]
+fn lock_leases_need_the_lock_permission() {
+    let srv = server(USERS);
+    let mut alice = as_user(&srv, "tok-alice").unwrap();
+    let mut share = alice.share("sim");
+    share.lock(None).unwrap();
+    share.renew(None, Some(Duration::from_secs(5))).unwrap();
+    share.unlock().unwrap();
+    let mut victor = raw_as(&srv, "tok-victor");
+    let r = victor.call(json!({"command": "share_lock_renew", "share": "sim", "ttl": 5000}));
+    denied(&r, "may not lock share 'sim'");
+}
+
+#[test]
+fn admin_commands_under_auth_follow_the_roles() {
+    let srv = server(USERS);
+    // alice runs as the server's user on its unix socket, which without
+    // --auth would make her an admin; with it, her roles decide.
+    let mut alice = raw_as(&srv, "tok-alice");
+    for command in ["inspect", "stats", "monitor"] {
+        let r = alice.call(json!({"command": command}));
+        denied(&r, "may not run the admin command");
+    }
+    let mut root = raw_as(&srv, "tok-root");
+    let r = root.call(json!({"command": "inspect"}));
+    assert_eq!(r["status"], 0, "{r}");
+    assert!(r["clients"].as_array().unwrap().len() >= 2, "{r}");
+    let r = root.call(json!({"command": "stats"}));
+    assert_eq!(r["status"], 0, "{r}");
+    // A client yet to authenticate is closed, admin command or not.
+    let mut r = raw(&srv);
+    let reply = r.call(json!({"command": "stats"}));
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("Authentication required"),
+        "{reply}"
+    );
+    assert!(r.is_closed());
+}
+
+#[test]
+fn shared_memory_messages_are_checked_as_sends() {
+    let srv = server(USERS);
+    let mut alice = as_user(&srv, "tok-alice").unwrap();
+    assert!(alice.uses_shm());
+    let mut root = as_user(&srv, "tok-root").unwrap();
+    root.join(&["secret"]).unwrap();
+    alice.join(&["sim.big"]).unwrap();
+    // 2 MB: through shared memory.
+    let big = Value::from(Matrix::new(ElemKind::U8, vec![2 << 20], vec![7u8; 2 << 20]).unwrap());
+    refused(
+        alice.send("secret", "x", &big),
+        "may not send to group 'secret'",
+    );
+    alice.send("sim.big", "x", &big).unwrap();
+    let got = alice.sync(-1).unwrap();
+    assert_eq!(got, vec![("x".to_owned(), big.clone())]);
+    assert!(root.sync(-1).unwrap().is_empty());
 }
 
 #[test]

@@ -1,7 +1,7 @@
-/* Tokens and TLS options from C: dime_connect_options (new, setters, free),
- * dime_connect_with, DIME_TOKEN for dime_connect, and the statuses of a
- * refused token and a refused command against a server started with
- * --auth.
+/* Tokens, TLS options and connect flags from C: dime_connect_options (new,
+ * setters, free), dime_connect_with, DIME_TOKEN for dime_connect, and the
+ * statuses of a refused token and a refused command against a server
+ * started with --auth.
  *
  * usage: security DIME_SERVER_BINARY TMPDIR */
 #define _POSIX_C_SOURCE 200809L
@@ -46,6 +46,11 @@ static void options_misuse(void)
     CHECK_OK(dime_connect_options_set_token(o, "t"));
     CHECK_OK(dime_connect_options_set_token(o, NULL));
     CHECK_STATUS(dime_connect_options_set_token(NULL, "t"), DIME_STATUS_NULL_ARGUMENT);
+    /* The connect flags travel in the same options. */
+    CHECK_OK(dime_connect_options_set_flags(o, DIME_CONNECT_LAYOUT));
+    CHECK_STATUS(dime_connect_options_set_flags(o, 0x80), DIME_STATUS_INVALID_ARGUMENT);
+    CHECK_ERROR_HAS("0x80");
+    CHECK_STATUS(dime_connect_options_set_flags(NULL, 0), DIME_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(dime_connect_options_set_tls_client_cert(o, "c.pem", NULL),
                  DIME_STATUS_INVALID_ARGUMENT);
     CHECK_ERROR_HAS("both");
@@ -93,11 +98,20 @@ static void tokens(const char *server, const char *tmpdir)
      * stays usable. */
     CHECK_OK(dime_connect_options_set_token(o, "tok-c"));
     REQUIRE_OK(dime_connect_with(address, o, &c));
-    dime_connect_options_free(o);
     CHECK_OK(dime_join(c, ok1, 1));
     CHECK_STATUS(dime_join(c, no, 1), DIME_STATUS_NOT_PERMITTED);
     CHECK_ERROR_HAS("may not join group 'no'");
     CHECK_OK(dime_join(c, ok2, 1));
+    dime_client_free(c);
+
+    /* A token and connect flags in one options object: a DiME2-only
+     * client that authenticates (it asked for no extension). */
+    CHECK_OK(dime_connect_options_set_flags(o, DIME_CONNECT_DIME2));
+    c = NULL;
+    REQUIRE_OK(dime_connect_with(address, o, &c));
+    dime_connect_options_free(o);
+    CHECK_OK(dime_join(c, ok1, 1));
+    CHECK_STATUS(dime_join(c, no, 1), DIME_STATUS_NOT_PERMITTED);
     dime_client_free(c);
 
     /* DIME_TOKEN for plain dime_connect. */

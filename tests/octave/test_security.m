@@ -1,25 +1,21 @@
 function test_security()
-% TLS and --auth from MATLAB: a server on tls: with --auth (certificates
-% made with openssl, as the README does), a token and a CA given as
-% options, a refused token and a refused command (dime:permission), and a
-% certificate error naming the server.
+% TLS and --auth from MATLAB: a server on tls: with --auth serving the
+% committed test certificates (tests/fixtures/tls, made by
+% tests/tls_fixtures.rs), a token and a CA given as options, a refused
+% token and a refused command (dime:permission), and a certificate error
+% naming the server.
 bin = getenv('DIME_BIN');
+pki = fullfile(fileparts(mfilename('fullpath')), '..', 'fixtures', 'tls');
 dir = tempname();
 mkdir(dir);
 cleanup = onCleanup(@() system(['rm -rf ' dir]));
-ossl = 'openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2';
-run_ok(sprintf('cd %s && %s -keyout ca.key -out ca.pem -subj /CN=ca', dir, ossl));
-run_ok(sprintf('cd %s && %s -keyout o.key -out other.pem -subj /CN=other', dir, ossl));
-run_ok(sprintf(['cd %s && %s -keyout server.key -out server.pem -subj /CN=localhost ' ...
-                '-CA ca.pem -CAkey ca.key -addext subjectAltName=DNS:localhost ' ...
-                '-addext basicConstraints=critical,CA:FALSE'], dir, ossl));
 fid = fopen(fullfile(dir, 'users'), 'w');
 fprintf(fid, 'role sim join:sim.* send:sim.*\nann tok-ann sim\n');
 fclose(fid);
 log = fullfile(dir, 'server.log');
 [~, pid] = system(sprintf(['%s -l tls:127.0.0.1:0 --tls-cert %s/server.pem ' ...
                            '--tls-key %s/server.key --auth %s/users >/dev/null 2>%s & echo $!'], ...
-                          bin, dir, dir, dir, log));
+                          bin, pki, pki, dir, log));
 stop = onCleanup(@() system(['kill ' strtrim(pid)]));
 port = '';
 for i = 1:200
@@ -32,7 +28,7 @@ for i = 1:200
     pause(0.05);
 end
 dt_check('security server started', ~isempty(port), fileread(log));
-ca = fullfile(dir, 'ca.pem');
+ca = fullfile(pki, 'ca.pem');
 
 d = dime('tls', 'localhost', port, 'token', 'tok-ann', 'tls_ca', ca);
 d.join('sim.m');
@@ -51,7 +47,7 @@ dt_expect_error('security wrong token -> dime:permission', ...
                 @() dime('tls', 'localhost', port, 'token', 'nope', 'tls_ca', ca), ...
                 'dime:permission');
 try
-    dime('tls', 'localhost', port, 'token', 'tok-ann', 'tls_ca', fullfile(dir, 'other.pem'));
+    dime('tls', 'localhost', port, 'token', 'tok-ann', 'tls_ca', fullfile(pki, 'other-ca.pem'));
     dt_check('security certificate error', false, 'no error');
 catch e
     dt_check('security certificate error names the server and why', ...
@@ -61,9 +57,3 @@ catch e
 end
 end
 
-function run_ok(cmd)
-[st, out] = system([cmd ' 2>&1']);
-if st ~= 0
-    error('test:setup', '%s failed: %s', cmd, out);
-end
-end

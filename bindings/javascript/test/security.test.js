@@ -1,31 +1,27 @@
-// TLS (wss://) and --auth from JavaScript against a real server: a token
-// and a CA as options, a refused token and a refused command as
-// PermissionError, and a certificate the client does not trust.
+// TLS (wss://) and --auth from JavaScript against a real server serving
+// the committed test certificates (tests/fixtures/tls, made by
+// tests/tls_fixtures.rs): a token and a CA as options, a refused token and
+// a refused command as PermissionError, and a certificate the client does
+// not trust.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { DimeClient, PermissionError } from "../dime.js";
 import { REPO } from "./helpers.js";
 
-const OSSL = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"];
+const PKI = path.join(REPO, "tests", "fixtures", "tls");
 
-/** A CA, a server certificate for localhost, an unrelated CA; and a server. */
+/** A server on wss: with --auth, serving the fixtures' certificate for localhost. */
 async function secureServer() {
   const dir = mkdtempSync(path.join(tmpdir(), "dime-js-tls-"));
-  const ossl = (...args) => execFileSync("openssl", [...OSSL, ...args], { cwd: dir, stdio: "ignore" });
-  ossl("-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=ca");
-  ossl("-keyout", "o.key", "-out", "other.pem", "-subj", "/CN=other");
-  ossl("-keyout", "server.key", "-out", "server.pem", "-subj", "/CN=localhost",
-    "-CA", "ca.pem", "-CAkey", "ca.key", "-addext", "subjectAltName=DNS:localhost",
-    "-addext", "basicConstraints=critical,CA:FALSE");
   writeFileSync(path.join(dir, "users"), "role sim join:sim.* send:sim.*\nann tok-ann sim\n");
   const bin = process.env.DIME_BIN || path.join(REPO, "target/debug/dime");
-  const proc = spawn(bin, ["-l", "wss:127.0.0.1:0", "--tls-cert", path.join(dir, "server.pem"),
-    "--tls-key", path.join(dir, "server.key"), "--auth", path.join(dir, "users")],
+  const proc = spawn(bin, ["-l", "wss:127.0.0.1:0", "--tls-cert", path.join(PKI, "server.pem"),
+    "--tls-key", path.join(PKI, "server.key"), "--auth", path.join(dir, "users")],
   { stdio: ["ignore", "ignore", "pipe"] });
   const port = await new Promise((resolve, reject) => {
     let buf = "";
@@ -41,8 +37,8 @@ async function secureServer() {
   });
   return {
     url: `wss://localhost:${port}`,
-    ca: readFileSync(path.join(dir, "ca.pem")),
-    other: readFileSync(path.join(dir, "other.pem")),
+    ca: readFileSync(path.join(PKI, "ca.pem")),
+    other: readFileSync(path.join(PKI, "other-ca.pem")),
     stop: async () => {
       proc.kill("SIGTERM");
       await new Promise((r) => proc.once("exit", r));
