@@ -189,6 +189,53 @@ fn remote_calls_run_over_tls() {
         .unwrap();
     provider.reply(call.id, &call.decode().unwrap()).unwrap();
     assert_eq!(f.result(Some(Duration::from_secs(10))).unwrap(), Ok(big));
+    // A value large enough to be encoded piece by piece as it is written
+    // (6 MB), from several threads at once, each waiting for its own
+    // result (the waiting threads take turns reading the TLS session).
+    let long = Some(Duration::from_secs(20));
+    let matrix = |seed: f64| {
+        let elems: Vec<u8> = (0..(6 << 20) / 8)
+            .flat_map(|i| (seed + i as f64).to_le_bytes())
+            .collect();
+        Value::from(dime::Matrix::new(dime::ElemKind::F64, vec![(6 << 20) / 8], elems).unwrap())
+    };
+    std::thread::scope(|scope| {
+        let callers: Vec<_> = (0..3)
+            .map(|i| {
+                let caller = &caller;
+                scope.spawn(move || {
+                    let v = matrix(f64::from(i));
+                    let f = caller.call("echo", &v, None).unwrap();
+                    assert_eq!(f.result(long).unwrap(), Ok(v));
+                })
+            })
+            .collect();
+        for _ in 0..3 {
+            let call = provider.next_call(long).unwrap().unwrap();
+            provider.reply(call.id, &call.decode().unwrap()).unwrap();
+        }
+        for c in callers {
+            c.join().unwrap();
+        }
+    });
+    // A stream over TLS.
+    provider.provide("count", 1).unwrap();
+    let mut s = caller
+        .open_stream("count", &Value::I64(3), Default::default(), None)
+        .unwrap();
+    let call = provider.next_call(long).unwrap().unwrap();
+    assert!(call.stream);
+    for i in 0..3 {
+        provider
+            .stream_send_value(call.id, &Value::I64(i), long)
+            .unwrap();
+    }
+    provider.stream_end(call.id).unwrap();
+    let mut got = Vec::new();
+    while let Some(v) = s.next_value(long).unwrap() {
+        got.push(v);
+    }
+    assert_eq!(got, vec![Value::I64(0), Value::I64(1), Value::I64(2)]);
 }
 
 /// True when the server closes `s` within `within`.
