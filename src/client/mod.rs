@@ -347,7 +347,8 @@ impl Client {
         Client::connect_with(address, ConnectOptions::from_env())
     }
 
-    /// As [`Client::connect`], asking for what `options` says.
+    /// As [`Client::connect`], with `options` as given (the environment is
+    /// read only by [`ConnectOptions::from_env`]).
     pub fn connect_with(address: &str, options: ConnectOptions) -> Result<Client> {
         let addr = Address::parse(address).map_err(Error::InvalidArgument)?;
         Client::connect_to_with(&addr, options)
