@@ -33,3 +33,7 @@ pub const DIMEB_LAYOUT: &str = "dimeb_layout";
 /// `shm_free`). Asked for by a client in its handshake; granted on unix
 /// connections only.
 pub const SHM: &str = "shm";
+/// `handshake` accepts `"token"` (authentication, for servers started with
+/// `--auth`), and commands a client's roles do not permit are refused with
+/// `"denied":true`.
+pub const AUTH: &str = "auth";
