@@ -932,27 +932,7 @@ classdef dime < handle
             if nargin < 3
                 dime.missing('serve', 2);
             end
-            [pos, opts] = dime.options(varargin, {'count', 'timeout'}, 0, ...
-                                       'serve(function, fn, [''count'', N], [''timeout'', seconds])');
-            count = Inf;
-            if isfield(opts, 'count')
-                count = opts.count;
-                if ~(isnumeric(count) && isscalar(count) && isreal(count) && count >= 0 ...
-                     && (count == round(count) || isinf(count)))
-                    error('dime:argument', 'serve: count must be a whole number >= 0 (or Inf)');
-                end
-            end
-            timeout = Inf;
-            if isfield(opts, 'timeout')
-                timeout = dime.seconds(opts.timeout);
-            end
-            name = dime.function_name(name);
-            if ischar(fn)
-                fn = str2func(fn);
-            end
-            if ~isa(fn, 'function_handle')
-                error('dime:argument', 'serve: fn must be a function handle');
-            end
+            [name, fn, count, timeout] = dime.serve_args('serve', name, fn, varargin);
             n = 0;
             if count == 0
                 return;
@@ -1072,27 +1052,7 @@ classdef dime < handle
             if nargin < 3
                 dime.missing('serve_stream', 2);
             end
-            [pos, opts] = dime.options(varargin, {'count', 'timeout'}, 0, ...
-                'serve_stream(function, fn, [''count'', N], [''timeout'', seconds])');
-            count = Inf;
-            if isfield(opts, 'count')
-                count = opts.count;
-                if ~(isnumeric(count) && isscalar(count) && isreal(count) && count >= 0 ...
-                     && (count == round(count) || isinf(count)))
-                    error('dime:argument', 'serve_stream: count must be a whole number >= 0 (or Inf)');
-                end
-            end
-            timeout = Inf;
-            if isfield(opts, 'timeout')
-                timeout = dime.seconds(opts.timeout);
-            end
-            name = dime.function_name(name);
-            if ischar(fn)
-                fn = str2func(fn);
-            end
-            if ~isa(fn, 'function_handle')
-                error('dime:argument', 'serve_stream: fn must be a function handle');
-            end
+            [name, fn, count, timeout] = dime.serve_args('serve_stream', name, fn, varargin);
             n = 0;
             if count == 0
                 return;
@@ -1644,6 +1604,33 @@ classdef dime < handle
                 end
             end
             tb = dime.no_nul(tb);
+        end
+
+        function [name, fn, count, timeout] = serve_args(what, name, fn, rest)
+            % The arguments d.serve and d.serve_stream share, checked: the
+            % function name, fn as a handle, and the 'count' (whole, >= 0,
+            % default Inf) and 'timeout' (seconds, default Inf) options.
+            [~, opts] = dime.options(rest, {'count', 'timeout'}, 0, ...
+                sprintf('%s(function, fn, [''count'', N], [''timeout'', seconds])', what));
+            count = Inf;
+            if isfield(opts, 'count')
+                count = opts.count;
+                if ~(isnumeric(count) && isscalar(count) && isreal(count) && count >= 0 ...
+                     && (count == round(count) || isinf(count)))
+                    error('dime:argument', '%s: count must be a whole number >= 0 (or Inf)', what);
+                end
+            end
+            timeout = Inf;
+            if isfield(opts, 'timeout')
+                timeout = dime.seconds(opts.timeout);
+            end
+            name = dime.function_name(name);
+            if ischar(fn)
+                fn = str2func(fn);
+            end
+            if ~isa(fn, 'function_handle')
+                error('dime:argument', '%s: fn must be a function handle', what);
+            end
         end
 
         function serve_end(h, name)
