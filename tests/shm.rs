@@ -854,3 +854,71 @@ fn sync_one(raw: &mut Raw) -> (serde_json::Value, Vec<u8>) {
     assert_eq!(raw.recv().0["status"], 0);
     msg
 }
+
+/// A payload whose pieces have odd sizes (none a multiple of the page):
+/// a row-major float64 matrix over the sender's background-warming size,
+/// a uint8 matrix, a string and an int16 matrix, different for each `seed`.
+fn odd_pieces(seed: u8) -> Value {
+    let bytes = |n: usize, k: usize| -> Vec<u8> {
+        (0..n)
+            .map(|i| (i.wrapping_mul(31) ^ (i >> 9) ^ k ^ seed as usize) as u8)
+            .collect()
+    };
+    Value::List(vec![
+        big(1031, 1033, f64::from(seed)),
+        Value::Matrix(
+            Matrix::with_layout(
+                ElemKind::U8,
+                vec![200_003, 1],
+                bytes(200_003, 1),
+                Layout::ColumnMajor,
+            )
+            .unwrap(),
+        ),
+        Value::String("é".repeat(35_001) + &seed.to_string()),
+        Value::Matrix(
+            Matrix::with_layout(
+                ElemKind::I16,
+                vec![3, 77_777],
+                bytes(3 * 77_777 * 2, 2),
+                Layout::ColumnMajor,
+            )
+            .unwrap(),
+        ),
+    ])
+}
+
+#[test]
+fn a_new_segment_and_a_reused_one_carry_identical_bytes() {
+    let _serial = serial();
+    let srv = TestServer::start();
+    for layout in [true, false] {
+        // With layouts the sender copies each matrix as it is stored (into
+        // a new segment: with pwrite); without, it converts them to the
+        // classic encoding through its mapping.
+        let opts = ConnectOptions {
+            layout,
+            ..ConnectOptions::default()
+        };
+        let mut a = Client::connect_with(&srv.unix(), opts).unwrap();
+        let mut b = receiver_now(&srv, "odd");
+        for (round, seed) in [1u8, 2, 3].into_iter().enumerate() {
+            let v = odd_pieces(seed);
+            a.send("odd", "x", &v).unwrap();
+            // One segment, new in the first round, the same one after.
+            assert_eq!(a.shm_segments(), (1, 0), "round {round}");
+            let m = b.sync_messages(-1).unwrap();
+            assert!(m[0].is_shared());
+            let got = m.into_iter().next().unwrap().into_value().unwrap();
+            assert!(got == v, "layout {layout}, round {round}: the bytes differ");
+            drop(got);
+            eventually(&mut a, |a| a.shm_segments() == (0, 1));
+        }
+        // A shorter payload into the same segment: nothing of the last
+        // one's tail shows.
+        let short = Value::List(vec![big(700, 701, 9.0)]);
+        a.send("odd", "x", &short).unwrap();
+        assert_eq!(a.shm_segments(), (1, 0));
+        assert_eq!(b.sync(-1).unwrap()[0].1, short);
+    }
+}

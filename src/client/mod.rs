@@ -21,7 +21,7 @@ use crate::value::Value;
 use crate::wire::{Frame, FrameReader, try_encode_head};
 use pipeline::Pipeline;
 use serde_json::{Map, Value as Json, json};
-use shm::{ReleaseLink, ShmSide};
+use shm::{FillError, ReleaseLink, ShmSide};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice, Write};
@@ -800,17 +800,26 @@ impl Client {
         let len = dimeb::checked_encoded_len_with(v, enc)?;
         if self.shm.as_ref().is_some_and(|s| len >= s.threshold) {
             if let Some(mut seg) = self.segment_for(len) {
-                match dimeb::encode_to_slice(v, &mut seg.bytes_mut()[..len], enc) {
-                    Ok(_) => {
-                        let side = self.shm.as_mut().expect("checked above");
+                // Sealed only once written: a new segment is filled with
+                // `pwrite`, which the seals would refuse.
+                let filled = shm::encode_to_segment(v, &mut seg, len, enc)
+                    .and_then(|()| seg.seal().map_err(FillError::Segment));
+                let side = self.shm.as_mut().expect("checked above");
+                match filled {
+                    Ok(()) => {
                         let segment = side.pool.lend(seg);
                         return Ok(Outgoing::Shared { segment, len });
                     }
-                    Err(e) => {
-                        let side = self.shm.as_mut().expect("checked above");
+                    Err(FillError::Codec(e)) => {
                         let n = side.pool.lend(seg);
                         side.pool.freed(n);
                         return Err(e);
+                    }
+                    Err(FillError::Segment(e)) => {
+                        // The socket can still carry it.
+                        log::warn!(
+                            "shared-memory segment of {len} bytes failed ({e}); using the socket"
+                        );
                     }
                 }
             }

@@ -3,7 +3,9 @@
 //! recycled segments, and the link a received mapping uses to tell the
 //! broker it is done with its segment, from whatever thread drops it.
 
+use crate::codec::dimeb::{self, CodecError, MatrixEncoding, Out};
 use crate::shm::Segment;
+use crate::value::Value;
 use rustc_hash::FxHashMap;
 use serde_json::json;
 use std::collections::VecDeque;
@@ -59,7 +61,8 @@ impl SegmentPool {
         self.busy.values().any(|s| s.size() >= len)
     }
 
-    /// A new segment for `len` bytes, or None when the busy ones already
+    /// A new segment for `len` bytes, not sealed yet (see
+    /// [`Segment::create_unsealed`]), or None when the busy ones already
     /// hold [`MAX_BUSY_BYTES`] (the socket then carries the payload).
     pub fn create(&mut self, len: usize) -> io::Result<Option<Segment>> {
         let granule = if len >= LARGE_GRANULE {
@@ -71,7 +74,7 @@ impl SegmentPool {
         if self.busy_bytes + size > MAX_BUSY_BYTES || self.busy.len() >= MAX_BUSY {
             return Ok(None);
         }
-        Segment::create(size).map(Some)
+        Segment::create_unsealed(size).map(Some)
     }
 
     /// Keeps `seg` until the broker says it is free; returns the number
@@ -179,4 +182,107 @@ pub(crate) struct ShmSide {
     pub receiving: bool,
     /// A large payload came through the socket: ask for descriptors.
     pub want_receiving: bool,
+}
+
+/// Why a payload could not be encoded into a segment.
+pub(crate) enum FillError {
+    /// The value itself cannot be encoded: the send fails.
+    Codec(CodecError),
+    /// The segment could not take the bytes (the kernel refused memory):
+    /// the payload can still go through the socket.
+    Segment(io::Error),
+}
+
+/// Encodes `v`, whose encoding is `len` bytes, into the start of `seg`
+/// (which holds at least `len`). Long copies go through
+/// [`Segment::copy_in`], which writes a new segment's pages without
+/// faulting each one in zeroed first.
+pub(crate) fn encode_to_segment(
+    v: &Value,
+    seg: &mut Segment,
+    len: usize,
+    enc: MatrixEncoding,
+) -> Result<(), FillError> {
+    let mut out = SegmentOut {
+        seg,
+        pos: 0,
+        len,
+        overflow: false,
+        failed: None,
+    };
+    let encoded = dimeb::encode_to_out(v, &mut out, enc);
+    if let Some(e) = out.failed.take() {
+        return Err(FillError::Segment(e));
+    }
+    encoded.map_err(FillError::Codec)?;
+    if out.overflow || out.pos != len {
+        return Err(FillError::Codec(CodecError(format!(
+            "the value does not encode to the {len} bytes given"
+        ))));
+    }
+    Ok(())
+}
+
+/// A segment being filled from its start, up to `len` bytes; writing past
+/// `len` only sets `overflow` (a bug in the length, reported, never memory
+/// corrupted).
+struct SegmentOut<'a> {
+    seg: &'a mut Segment,
+    pos: usize,
+    len: usize,
+    overflow: bool,
+    /// The first write the segment refused.
+    failed: Option<io::Error>,
+}
+
+impl SegmentOut<'_> {
+    /// Where the next `n` bytes go, or None (overflow noted).
+    fn claim(&mut self, n: usize) -> Option<usize> {
+        let at = self.pos;
+        match at.checked_add(n).filter(|end| *end <= self.len) {
+            Some(end) => {
+                self.pos = end;
+                Some(at)
+            }
+            None => {
+                self.overflow = true;
+                None
+            }
+        }
+    }
+}
+
+impl Out for SegmentOut<'_> {
+    fn pos(&self) -> usize {
+        self.pos
+    }
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(at) = self.claim(bytes.len()) {
+            if let Err(e) = self.seg.copy_in(at, bytes) {
+                self.failed.get_or_insert(e);
+            }
+        }
+    }
+    fn zeros(&mut self, n: usize) {
+        if let Some(at) = self.claim(n) {
+            // A reused segment holds the last payload's bytes.
+            self.seg.bytes_mut()[at..at + n].fill(0);
+        }
+    }
+    fn append_with(&mut self, n: usize, fill: impl FnOnce(*mut u8)) -> Result<(), CodecError> {
+        if let Some(at) = self.claim(n) {
+            // SAFETY: `at + n` is within `len`, within the segment.
+            fill(unsafe { self.seg.bytes_mut().as_mut_ptr().add(at) });
+        }
+        Ok(())
+    }
+    fn append_copy(&mut self, src: &[u8]) -> Result<(), CodecError> {
+        self.put(src);
+        match &self.failed {
+            Some(e) => Err(CodecError(format!(
+                "the shared-memory segment refused the bytes: {e}"
+            ))),
+            None => Ok(()),
+        }
+    }
 }

@@ -195,6 +195,15 @@ pub trait Out {
     /// without zeroing them first: for large matrices the zeroing would
     /// be a whole extra pass over memory.
     fn append_with(&mut self, n: usize, fill: impl FnOnce(*mut u8)) -> Result<(), CodecError>;
+    /// Appends a copy of `src` (a matrix's elements, as they are stored):
+    /// an `Out` that can copy faster than byte by byte into memory it
+    /// hands out (a new shared-memory segment) says so here.
+    fn append_copy(&mut self, src: &[u8]) -> Result<(), CodecError> {
+        self.append_with(src.len(), |dst| {
+            // SAFETY: `dst` has room for `src.len()` bytes (append_with).
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) }
+        })
+    }
 }
 
 impl Out for Vec<u8> {
@@ -291,6 +300,16 @@ pub fn encode_into(value: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
 pub fn encode_into_with(
     value: &Value,
     out: &mut Vec<u8>,
+    enc: MatrixEncoding,
+) -> Result<(), CodecError> {
+    write_value(value, out, enc)
+}
+
+/// Appends the encoding of `value` to any [`Out`], matrices as `enc` says
+/// (alignment counted from `out.pos()`, as with [`encode_into_with`]).
+pub fn encode_to_out<O: Out>(
+    value: &Value,
+    out: &mut O,
     enc: MatrixEncoding,
 ) -> Result<(), CodecError> {
     write_value(value, out, enc)
@@ -605,11 +624,7 @@ be_word!(u8, u16, u32, u64);
 /// many zero bytes, then the elements exactly as stored (one copy).
 fn encode_matrix_native<O: Out>(m: &Matrix, out: &mut O) -> Result<(), CodecError> {
     native_matrix_head(m, out)?;
-    let src = m.stored_bytes();
-    out.append_with(src.len(), |dst| {
-        // SAFETY: `dst` has room for `src.len()` bytes (append_with).
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) }
-    })
+    out.append_copy(m.stored_bytes())
 }
 
 /// Appends what precedes a native matrix's elements: tag, flags, rank,
