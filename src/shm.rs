@@ -38,7 +38,8 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 /// with `pwrite(2)` instead of through the mapping: the kernel then puts
 /// the bytes straight into newly allocated pages, where a write through
 /// the mapping first faults in a zeroed page for every 4 KiB (800 MB on a
-/// 2-core VM: 0.26 s of CPU against 0.46 s, see docs/shared-memory.md).
+/// 2-core VM: 0.26 s of CPU against 0.46 s; docs/protocol-extensions.md,
+/// "How our clients fill a new segment").
 const PWRITE_MIN: usize = 64 << 10;
 
 /// Bytes written with `pwrite` from which the sender's own mapping of them
@@ -69,7 +70,7 @@ pub struct Segment {
     /// faulted in yet.
     cold: Vec<std::ops::Range<usize>>,
     /// The thread faulting `cold` ranges into our mapping, if one runs:
-    /// joined before the mapping is written or unmapped.
+    /// joined before the mapping is unmapped.
     warming: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -188,9 +189,10 @@ impl Segment {
         self.fd.as_fd()
     }
 
-    /// The whole segment, writable (only the sender can).
+    /// The whole segment, writable (only the sender can). A warming
+    /// thread may still be faulting pages into the mapping meanwhile:
+    /// that changes no byte, so writes need not wait for it.
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        self.finish_warming();
         // SAFETY: our own mapping of `size` bytes, alive while `self` is.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.size) }
     }
@@ -265,7 +267,7 @@ impl Segment {
             return;
         }
         // An address, not a pointer, so the closure is Send; the segment
-        // joins this thread before it unmaps or writes (finish_warming).
+        // joins this thread before it unmaps (see Drop).
         let base = self.ptr as usize;
         let spawned = std::thread::Builder::new()
             .name("dime-shm-warm".into())
@@ -275,7 +277,8 @@ impl Segment {
                     // in by the next write, as without it.
                     // SAFETY: page-aligned ranges inside our own writable
                     // mapping, which outlives this thread (see above);
-                    // populating changes no byte.
+                    // populating changes no byte, so it may run while
+                    // the owner writes.
                     unsafe {
                         libc::madvise(
                             (base + r.start) as *mut libc::c_void,
