@@ -204,6 +204,9 @@ def section_py(args):
                     print(f"  {name} {order}: {summary(times, x.nbytes)}; first round "
                           f"{cold['recv']:.3f} s (new segment); reading every element "
                           f"after: {touch:.3f} s median", flush=True)
+                    print("    every round: " + ", ".join(
+                        f"{r['recv']:.3f} s ({x.nbytes / r['recv'] / 1e9:.2f} GB/s)"
+                        for r in [cold] + warm), flush=True)
                     out[(name, order)] = (min(times), statistics.median(times), x.nbytes)
                     del x
         finally:
