@@ -232,7 +232,7 @@ fn resume(f: &Incoming) -> Result<Vec<Option<PieceHash>>> {
         return Ok(have);
     }
     file.set_len(0).map_err(io)?;
-    file.set_len(f.entry.size).map_err(io)?;
+    part::reserve(&file, f.entry.size).map_err(io)?;
     Manifest::create(&m, &id).map_err(io)?;
     Ok(vec![None; id.pieces() as usize])
 }
