@@ -75,7 +75,9 @@ fn local_providers_answer_calls_and_stop_with_the_broker() {
 fn a_local_reply_may_send_part_of_a_file() {
     use dime::server::local::{FileSpan, LocalReply};
     let dir = tempfile::tempdir().unwrap();
-    let text: String = (0..200_000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let text: String = (0..200_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
     std::fs::write(dir.path().join("t"), &text).unwrap();
     let mut server = Server::bind(Config {
         listen: vec![Address::Unix(dir.path().join("b.sock"))],
