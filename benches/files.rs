@@ -275,11 +275,9 @@ fn main() {
         .zip(&dime)
         .map(|(r, d)| format!("{:.2}/{:.2} GB/s {:.2}x", gb / r, gb / d, r / d))
         .collect();
-    let worst = raw
-        .iter()
-        .zip(&dime)
-        .map(|(r, d)| r / d)
-        .fold(f64::INFINITY, f64::min);
+    let pair_ratios: Vec<f64> = raw.iter().zip(&dime).map(|(r, d)| r / d).collect();
+    let worst = pair_ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let median_pair = median(pair_ratios);
     let (raw_rate, dime_rate) = (gb / median(raw), gb / median(dime));
     let rss = server.peak_rss_mb();
     println!();
@@ -302,7 +300,7 @@ fn main() {
     );
     println!("   each run, raw/dime: {}", pairs.join(", "));
     println!(
-        "   worst pair {worst:.3}x; load average {} at the end",
+        "   pairs: median {median_pair:.3}x, worst {worst:.3}x; load average {} at the end",
         load_average()
     );
 
