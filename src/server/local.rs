@@ -8,7 +8,7 @@
 //! caller's socket without being read into memory at all.
 
 use crate::buffer::PooledBuf;
-pub use crate::server::outqueue::FileSpan;
+pub use crate::transport::FileSpan;
 use polling::Poller;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,10 +10,9 @@
 
 use crate::buffer::PooledBuf;
 use crate::shm::SharedPayload;
-use crate::transport::Transport;
+use crate::transport::{FileSpan, Transport};
 use crate::wire::Frame;
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
@@ -51,18 +50,6 @@ impl Sink for dyn Transport {
     ) -> Option<io::Result<usize>> {
         Transport::send_file(self, head, file, offset, len)
     }
-}
-
-/// `len` bytes of an open file from `offset`, sent as they are in the file.
-pub struct FileSpan {
-    /// The file, open for reading.
-    pub file: File,
-    /// Where the bytes start.
-    pub offset: u64,
-    /// How many bytes go out. A file that has shrunk meanwhile is made up
-    /// with zeros, so the frame keeps its declared length (the receiver's
-    /// checksum then fails, where a short frame would break the stream).
-    pub len: usize,
 }
 
 /// Bytes of a file span read per write where the sink cannot send from
@@ -380,6 +367,8 @@ mod tests {
         assert_eq!(q.pending(), 0);
         assert_eq!(q.written(), total as u64);
     }
+
+    use std::fs::File;
 
     /// A file holding `bytes`, and an item sending `len` of them from `off`.
     fn file_item(bytes: &[u8], off: u64, len: usize) -> (tempfile::TempDir, OutItem) {

@@ -286,6 +286,18 @@ fn send_nosignal(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
     }
 }
 
+/// `len` bytes of an open file from `offset`, sent as they are in the file.
+pub struct FileSpan {
+    /// The file, open for reading.
+    pub file: std::fs::File,
+    /// Where the bytes start.
+    pub offset: u64,
+    /// How many bytes go out. A file that has shrunk meanwhile is made up
+    /// with zeros, so the frame keeps its declared length (the receiver's
+    /// checksum then fails, where a short frame would break the stream).
+    pub len: usize,
+}
+
 /// [`Transport::send_file`] on a plain socket: `head` with `MSG_MORE` (it
 /// leaves in one segment with the file's first bytes), then `sendfile`.
 fn send_file_plain(
