@@ -163,6 +163,15 @@ fn ours(address: &str, what: &str, dest: &Path) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
+/// The 1-minute load average, to read the figures by (other work on
+/// the machine takes cores from both sides).
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -228,8 +237,9 @@ fn main() {
     let root = scratch.path().join("root");
     fs::create_dir_all(root.join("small")).unwrap();
     println!(
-        "dime files bench: {} cpus, scratch {}",
+        "dime files bench: {} cpus, load average {}, scratch {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average(),
         scratch.path().display()
     );
     let t0 = Instant::now();
@@ -259,6 +269,15 @@ fn main() {
         fs::remove_dir_all(&dest).unwrap();
     }
     let gb = size as f64 / 1e9;
+    // Each pair ran back to back, so its ratio saw the same machine.
+    let pairs: Vec<String> = raw
+        .iter()
+        .zip(&dime)
+        .map(|(r, d)| format!("{:.2}/{:.2} GB/s {:.2}x", gb / r, gb / d, r / d))
+        .collect();
+    let pair_ratios: Vec<f64> = raw.iter().zip(&dime).map(|(r, d)| r / d).collect();
+    let worst = pair_ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let median_pair = median(pair_ratios);
     let (raw_rate, dime_rate) = (gb / median(raw), gb / median(dime));
     let rss = server.peak_rss_mb();
     println!();
@@ -278,6 +297,11 @@ fn main() {
     println!(
         "   server peak RSS  {rss:>6.1} MB  target <  {RSS_TARGET_MB} MB  {}",
         verdict(rss < RSS_TARGET_MB, &mut misses)
+    );
+    println!("   each run, raw/dime: {}", pairs.join(", "));
+    println!(
+        "   pairs: median {median_pair:.3}x, worst {worst:.3}x; load average {} at the end",
+        load_average()
     );
 
     // 2. Many small files.

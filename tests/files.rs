@@ -682,6 +682,18 @@ fn the_embedded_broker_serves_files_in_one_process() {
     )
     .unwrap();
     same_file(&root.path().join("a"), &dest.path().join("a"));
+    // Pieces go from the file to the socket (sendfile) over unix sockets too.
+    let dest = tempfile::tempdir().unwrap();
+    download(
+        &addrs[0],
+        "files",
+        &Selection::Paths(vec!["a".into()]),
+        dest.path(),
+        &opts(2),
+        None,
+    )
+    .unwrap();
+    same_file(&root.path().join("a"), &dest.path().join("a"));
     server.close();
     assert!(
         !dir.path().join("b.sock").exists(),

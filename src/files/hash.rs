@@ -46,13 +46,44 @@ pub fn piece_range(len: u64, piece: u64, index: u64) -> (u64, u64) {
 /// the file's BLAKE3 hash if it is the only piece, else the chaining
 /// value of its subtree.
 pub fn piece_hash(data: &[u8], len: u64, piece: u64, index: u64) -> PieceHash {
-    if pieces(len, piece) == 1 {
-        return *blake3::hash(data).as_bytes();
-    }
-    let mut h = blake3::Hasher::new();
-    h.set_input_offset(index * piece);
+    let mut h = PieceHasher::new(len, piece, index);
     h.update(data);
-    h.finalize_non_root()
+    h.finish()
+}
+
+/// Hashes piece `index` of a file of `len` bytes fed in parts, so a piece
+/// can be hashed from a small buffer that stays in the CPU cache instead
+/// of being held whole; gives what [`piece_hash`] gives for its bytes.
+pub struct PieceHasher {
+    hasher: blake3::Hasher,
+    /// The piece is the whole file: its hash is the root's.
+    root: bool,
+}
+
+impl PieceHasher {
+    /// A hasher for piece `index` of a file of `len` bytes cut in `piece`s.
+    pub fn new(len: u64, piece: u64, index: u64) -> PieceHasher {
+        let mut hasher = blake3::Hasher::new();
+        let root = pieces(len, piece) == 1;
+        if !root {
+            hasher.set_input_offset(index * piece);
+        }
+        PieceHasher { hasher, root }
+    }
+
+    /// Feeds the piece's next bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+    }
+
+    /// The piece's hash.
+    pub fn finish(&self) -> PieceHash {
+        if self.root {
+            *self.hasher.finalize().as_bytes()
+        } else {
+            self.hasher.finalize_non_root()
+        }
+    }
 }
 
 /// The file's BLAKE3 hash from its pieces' hashes, in order (as many as
@@ -137,6 +168,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A piece fed in uneven parts hashes as the piece does whole.
+    #[test]
+    fn a_piece_hashed_in_parts_is_the_piece_hashed_whole() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 13 + i / 7) as u8).collect();
+        for (len, piece) in [(20_000u64, 4096u64), (3000, 4096), (8192, 8192)] {
+            for index in 0..pieces(len, piece) {
+                let (off, n) = piece_range(len, piece, index);
+                let bytes = &data[off as usize..(off + n) as usize];
+                let mut h = PieceHasher::new(len, piece, index);
+                for part in bytes.chunks(1000) {
+                    h.update(part);
+                }
+                assert_eq!(h.finish(), piece_hash(bytes, len, piece, index));
+            }
+        }
+        // The single piece of a file is the file's own hash.
+        assert_eq!(
+            piece_hash(&data[..3000], 3000, 4096, 0),
+            *blake3::hash(&data[..3000]).as_bytes()
+        );
     }
 
     #[test]

@@ -77,17 +77,9 @@ pub fn encode_with_data<'k>(
     data_len: usize,
     fill: impl FnOnce(&mut Vec<u8>) -> Result<Vec<(&'k str, Value)>>,
 ) -> Result<PooledBuf> {
-    let len32 = u32::try_from(data_len)
-        .map_err(|_| Error::InvalidInput(format!("a piece of {data_len} bytes is too large")))?;
     let mut out = PooledBuf::try_with_capacity(data_len + 256)
         .map_err(|e| Error::Io(format!("cannot allocate {data_len} bytes: {e}")))?;
-    out.push(TAG_MAP);
-    let count_at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    put_key(&mut out, "data");
-    out.push(TAG_U8_MATRIX);
-    out.push(1);
-    out.extend_from_slice(&len32.to_be_bytes());
+    put_data_start(&mut out, data_len)?;
     let at = out.len();
     let rest = fill(&mut out)?;
     if out.len() != at + data_len {
@@ -96,13 +88,46 @@ pub fn encode_with_data<'k>(
             out.len() - at
         )));
     }
-    for (k, v) in &rest {
-        put_key(&mut out, k);
-        dimeb::encode_into(v, &mut out).map_err(|e| Error::InvalidInput(e.to_string()))?;
-    }
+    put_rest(&mut out, &rest)?;
     let count = 1 + rest.len() as u32;
-    out[count_at..count_at + 4].copy_from_slice(&count.to_be_bytes());
+    out[1..5].copy_from_slice(&count.to_be_bytes());
     Ok(out)
+}
+
+/// The bytes before and after the `data` entry's `data_len` elements in
+/// the map [`encode_with_data`] makes, with the remaining fields `rest`:
+/// for sending the data from elsewhere (a file) between them.
+pub fn encode_around_data(data_len: usize, rest: &[(&str, Value)]) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut before = Vec::with_capacity(32);
+    put_data_start(&mut before, data_len)?;
+    let count = 1 + rest.len() as u32;
+    before[1..5].copy_from_slice(&count.to_be_bytes());
+    let mut after = Vec::with_capacity(64);
+    put_rest(&mut after, rest)?;
+    Ok((before, after))
+}
+
+/// Starts a map (its count to be filled in at bytes 1..5) whose first
+/// entry is `data`, up to that vector's first element.
+fn put_data_start(out: &mut Vec<u8>, data_len: usize) -> Result<()> {
+    let len32 = u32::try_from(data_len)
+        .map_err(|_| Error::InvalidInput(format!("a piece of {data_len} bytes is too large")))?;
+    out.push(TAG_MAP);
+    out.extend_from_slice(&[0; 4]);
+    put_key(out, "data");
+    out.push(TAG_U8_MATRIX);
+    out.push(1);
+    out.extend_from_slice(&len32.to_be_bytes());
+    Ok(())
+}
+
+/// Appends the map entries `rest`.
+fn put_rest(out: &mut Vec<u8>, rest: &[(&str, Value)]) -> Result<()> {
+    for (k, v) in rest {
+        put_key(out, k);
+        dimeb::encode_into(v, out).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Appends `len` bytes of `file` from offset `off` to `out`, read straight
@@ -319,6 +344,10 @@ mod tests {
             mtime_ns: -5,
         };
         assert_eq!(Entry::from_value(&e.to_value()).unwrap(), e);
+        // Framed around data from elsewhere, it is the same map.
+        let rest = [("n", Value::U64(7)), ("name", Value::from("x"))];
+        let (before, after) = encode_around_data(5, &rest).unwrap();
+        assert_eq!([&before[..], b"hello", &after[..]].concat(), buf.to_vec());
         // A fill that comes out short is an error, not a bad frame.
         assert!(
             encode_with_data(5, |d| {

@@ -3,9 +3,12 @@
 //! calls to a [`LocalProvider`]'s queue, where worker threads take them;
 //! replies wait in [`Replies`] until the event loop, woken through the
 //! poller, routes them as it routes a provider's `return`. A payload moves
-//! from the caller's frame to the worker and back without being copied.
+//! from the caller's frame to the worker and back without being copied,
+//! and a reply may name a range of a file that goes from the file to the
+//! caller's socket without being read into memory at all.
 
 use crate::buffer::PooledBuf;
+pub use crate::transport::FileSpan;
 use polling::Poller;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +29,30 @@ pub struct LocalCall {
 }
 
 /// A reply: the encoded result, or an error's type name and message.
-pub type LocalResult = Result<PooledBuf, (String, String)>;
+pub type LocalResult = Result<LocalReply, (String, String)>;
+
+/// An in-process provider's encoded result.
+pub enum LocalReply {
+    /// The result's bytes.
+    Bytes(PooledBuf),
+    /// A result whose bytes are `head`, then `span.len` bytes of a file,
+    /// then `tail`: the file's bytes go to the caller's socket by
+    /// `sendfile` (read and written in chunks over TLS and WebSocket).
+    WithFile {
+        /// The result's bytes before the file's.
+        head: Vec<u8>,
+        /// The file's bytes.
+        span: FileSpan,
+        /// The result's bytes after the file's.
+        tail: Vec<u8>,
+    },
+}
+
+impl From<PooledBuf> for LocalReply {
+    fn from(b: PooledBuf) -> LocalReply {
+        LocalReply::Bytes(b)
+    }
+}
 
 /// The calls waiting for one in-process provider's workers.
 #[derive(Default)]

@@ -3,28 +3,60 @@
 //! Relayed messages are queued as shared references to the one stored
 //! frame, so sending a large payload to many clients never copies it. A
 //! frame whose payload is in shared memory carries no payload bytes: its
-//! descriptor goes with the first byte of its header (`SCM_RIGHTS`).
+//! descriptor goes with the first byte of its header (`SCM_RIGHTS`). A
+//! reply whose middle is a range of a file (a file server's piece) goes
+//! from the file to the socket by `sendfile`, never through this
+//! process's memory, where the transport allows it.
 
 use crate::buffer::PooledBuf;
 use crate::shm::SharedPayload;
-use crate::transport::Transport;
+use crate::transport::{FileSpan, Transport};
 use crate::wire::Frame;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 /// Where a queue is written: a byte stream that may also pass descriptors.
 pub trait Sink: Write {
     /// `write_vectored` with `fds` passed along the first byte written.
     fn send_with_fds(&mut self, bufs: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) -> io::Result<usize>;
+
+    /// `head` then bytes of a file, as [`Transport::send_file`]; None
+    /// where the sink cannot take them from the file itself.
+    fn send_file(
+        &mut self,
+        _head: &[u8],
+        _file: BorrowedFd<'_>,
+        _offset: u64,
+        _len: usize,
+    ) -> Option<io::Result<usize>> {
+        None
+    }
 }
 
 impl Sink for dyn Transport {
     fn send_with_fds(&mut self, bufs: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
         Transport::send_with_fds(self, bufs, fds)
     }
+
+    fn send_file(
+        &mut self,
+        head: &[u8],
+        file: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+    ) -> Option<io::Result<usize>> {
+        Transport::send_file(self, head, file, offset, len)
+    }
 }
+
+/// Bytes of a file span read per write where the sink cannot send from
+/// the file itself (TLS, WebSocket).
+const READ_CHUNK: usize = 256 << 10;
+/// Zeros that stand in for bytes a shrunk file no longer has.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// Most slices handed to one `writev`.
 const MAX_SLICES: usize = 64;
@@ -39,6 +71,16 @@ pub enum OutItem {
     Shared(Arc<Frame>),
     /// A reply head with a body shared with stored state (share values).
     WithBody(Vec<u8>, Arc<PooledBuf>),
+    /// A reply whose body has a file span between two runs of bytes:
+    /// `head` (the frame head and the body's start), the span, `tail`.
+    WithFile {
+        /// The frame head and the body up to the span.
+        head: Vec<u8>,
+        /// The body's middle, from a file.
+        span: FileSpan,
+        /// The rest of the body.
+        tail: Vec<u8>,
+    },
 }
 
 impl OutItem {
@@ -50,19 +92,38 @@ impl OutItem {
         }
     }
 
-    fn parts(&self) -> [&[u8]; 2] {
-        match self {
+    /// The item's bytes from `offset` on, up to its file span if it has
+    /// one (and is not past it yet): what one write can gather.
+    fn bytes_from(&self, offset: usize) -> [&[u8]; 2] {
+        let [a, b]: [&[u8]; 2] = match self {
             OutItem::Bytes(b) => [b, &[]],
             OutItem::Static(b) => [b, &[]],
             OutItem::Shared(f) => [&f.head, &f.payload],
             OutItem::WithBody(h, b) => [h, b],
+            OutItem::WithFile { head, span, tail } => {
+                if offset < head.len() {
+                    return [&head[offset..], &[]];
+                }
+                let past = (offset - head.len()).min(span.len);
+                return [&tail[offset - head.len() - past..], &[]];
+            }
+        };
+        if offset < a.len() {
+            [&a[offset..], b]
+        } else {
+            [&b[offset - a.len()..], &[]]
         }
     }
 
     /// Bytes this item puts on the wire.
     pub fn wire_len(&self) -> usize {
-        let [a, b] = self.parts();
-        a.len() + b.len()
+        match self {
+            OutItem::WithFile { head, span, tail } => head.len() + span.len + tail.len(),
+            _ => {
+                let [a, b] = self.bytes_from(0);
+                a.len() + b.len()
+            }
+        }
     }
 }
 
@@ -124,6 +185,11 @@ impl OutQueue {
     /// starts a write of its own, which carries the descriptor; a write
     /// never reaches past the next such item.
     fn write_some<W: Sink + ?Sized>(&mut self, w: &mut W) -> io::Result<usize> {
+        if let OutItem::WithFile { head, span, .. } = &self.items[0] {
+            if self.offset < head.len() + span.len {
+                return write_span(w, head, span, self.offset);
+            }
+        }
         let fd_first = if self.offset == 0 {
             self.items[0].shared().cloned()
         } else {
@@ -131,33 +197,30 @@ impl OutQueue {
         };
         // The usual case, a single reply, needs no gathering.
         if self.items.len() == 1 && fd_first.is_none() {
-            let [a, b] = self.items[0].parts();
-            let (a, b) = if self.offset < a.len() {
-                (&a[self.offset..], b)
-            } else {
-                (&b[self.offset - a.len()..], &[][..])
-            };
+            let [a, b] = self.items[0].bytes_from(self.offset);
             return w.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]);
         }
         // On the stack: this runs for every batch of replies written.
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
         let mut used = 0;
-        let mut skip = self.offset;
         'fill: for (i, item) in self.items.iter().enumerate() {
             if i > 0 && item.shared().is_some() {
                 break;
             }
-            for part in item.parts() {
-                if skip >= part.len() {
-                    skip -= part.len();
+            let from = if i == 0 { self.offset } else { 0 };
+            for part in item.bytes_from(from) {
+                if part.is_empty() {
                     continue;
                 }
-                slices[used] = IoSlice::new(&part[skip..]);
+                slices[used] = IoSlice::new(part);
                 used += 1;
-                skip = 0;
                 if used == MAX_SLICES {
                     break 'fill;
                 }
+            }
+            // A later item's file span goes out in a write of its own.
+            if i > 0 && matches!(item, OutItem::WithFile { .. }) {
+                break;
             }
         }
         let Some(payload) = fd_first else {
@@ -190,6 +253,52 @@ impl OutQueue {
             self.items.pop_front();
         }
     }
+}
+
+/// One write of file item `head` + `span`, `offset` bytes of it already
+/// written: the rest of the head and then the span, taken from the file
+/// by the sink if it can, else read here a chunk at a time.
+fn write_span<W: Sink + ?Sized>(
+    w: &mut W,
+    head: &[u8],
+    span: &FileSpan,
+    offset: usize,
+) -> io::Result<usize> {
+    let (head, at) = if offset < head.len() {
+        (&head[offset..], 0)
+    } else {
+        (&[][..], offset - head.len())
+    };
+    let left = span.len - at;
+    let from = span.offset + at as u64;
+    match w.send_file(head, span.file.as_fd(), from, left) {
+        // The file shrank or cannot be read: zeros stand in (the sink
+        // took no head bytes, or it would have said so).
+        Some(Err(e)) if unreadable(&e) => {
+            log::debug!("a file being sent cannot be read: {e}; zeros stand in");
+            w.write_vectored(&[IoSlice::new(&ZEROS[..left.min(ZEROS.len())])])
+        }
+        Some(sent) => sent,
+        None => {
+            let mut buf = vec![0u8; left.min(READ_CHUNK)];
+            let n = match span.file.read_at(&mut buf, from) {
+                Ok(n) if n > 0 => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+                // As above; `buf` holds the zeros.
+                Ok(_) => buf.len(),
+                Err(e) => {
+                    log::debug!("a file being sent cannot be read: {e}; zeros stand in");
+                    buf.len()
+                }
+            };
+            w.write_vectored(&[IoSlice::new(head), IoSlice::new(&buf[..n])])
+        }
+    }
+}
+
+/// True for a `send_file` failure of the file rather than the socket.
+fn unreadable(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::UnexpectedEof || e.raw_os_error() == Some(libc::EIO)
 }
 
 #[cfg(test)]
@@ -257,6 +366,77 @@ mod tests {
         assert_eq!(w.got, want);
         assert_eq!(q.pending(), 0);
         assert_eq!(q.written(), total as u64);
+    }
+
+    use std::fs::File;
+
+    /// A file holding `bytes`, and an item sending `len` of them from `off`.
+    fn file_item(bytes: &[u8], off: u64, len: usize) -> (tempfile::TempDir, OutItem) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, bytes).unwrap();
+        let span = FileSpan {
+            file: File::open(&p).unwrap(),
+            offset: off,
+            len,
+        };
+        let item = OutItem::WithFile {
+            head: b"HEAD".to_vec(),
+            span,
+            tail: b"TAIL".to_vec(),
+        };
+        (dir, item)
+    }
+
+    /// Where the sink cannot send from files, the span is read and written
+    /// in order with the bytes around it, across partial writes.
+    #[test]
+    fn a_file_span_is_read_in_where_the_sink_cannot_send_it() {
+        let (_dir, item) = file_item(b"0123456789", 2, 5);
+        let mut q = OutQueue::default();
+        q.push(OutItem::Bytes(b"abc".to_vec()));
+        q.push(item);
+        q.push(OutItem::Bytes(b"xyz".to_vec()));
+        assert_eq!(q.pending(), 3 + 4 + 5 + 4 + 3);
+        let mut w = Choppy {
+            got: vec![],
+            cap: 3,
+            calls: usize::MAX,
+        };
+        assert!(q.flush(&mut w).unwrap());
+        assert_eq!(w.got, b"abcHEAD23456TAILxyz");
+        assert_eq!(q.written(), 19);
+    }
+
+    /// Over a socket the span goes by `sendfile`; a file that shrank is
+    /// made up with zeros, so the frame keeps its length.
+    #[test]
+    fn a_file_span_goes_by_sendfile_and_a_shrunk_file_by_zeros() {
+        use std::io::Read;
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut a: Box<dyn Transport> = Box::new(a);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let (_d1, whole) = file_item(&data, 1000, 200_000);
+        let (_d2, shrunk) = file_item(b"short", 1, 10);
+        let mut q = OutQueue::default();
+        q.push(whole);
+        q.push(OutItem::Bytes(b"x".to_vec()));
+        q.push(shrunk);
+        let total = q.pending();
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; total];
+            b.read_exact(&mut got).unwrap();
+            got
+        });
+        while !q.flush(&mut *a).unwrap() {}
+        let got = reader.join().unwrap();
+        let mut want = b"HEAD".to_vec();
+        want.extend_from_slice(&data[1000..201_000]);
+        want.extend_from_slice(b"TAILxHEADhort");
+        want.extend_from_slice(&[0; 6]);
+        want.extend_from_slice(b"TAIL");
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the bytes differ");
     }
 
     #[test]

@@ -93,6 +93,21 @@ pub trait Transport: Read + Write + AsRawFd + Send {
     fn write_nosignal(&mut self, _bufs: &[IoSlice<'_>]) -> Option<io::Result<usize>> {
         None
     }
+    /// Writes `head`, then up to `len` bytes of `file` from `offset`
+    /// taken by the kernel straight from the file (`sendfile`: no copy
+    /// through this process); returns the bytes written, counting both.
+    /// `UnexpectedEof` when the file ends before `offset` (it shrank). None
+    /// where the transport changes the bytes it sends (TLS, WebSocket):
+    /// the caller then reads the file and writes what it read.
+    fn send_file(
+        &mut self,
+        _head: &[u8],
+        _file: BorrowedFd<'_>,
+        _offset: u64,
+        _len: usize,
+    ) -> Option<io::Result<usize>> {
+        None
+    }
 }
 
 /// Most descriptors taken from one read: more in one message means the
@@ -268,6 +283,66 @@ fn send_nosignal(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
+    }
+}
+
+/// `len` bytes of an open file from `offset`, sent as they are in the file.
+pub struct FileSpan {
+    /// The file, open for reading.
+    pub file: std::fs::File,
+    /// Where the bytes start.
+    pub offset: u64,
+    /// How many bytes go out. A file that has shrunk meanwhile is made up
+    /// with zeros, so the frame keeps its declared length (the receiver's
+    /// checksum then fails, where a short frame would break the stream).
+    pub len: usize,
+}
+
+/// [`Transport::send_file`] on a plain socket: `head` with `MSG_MORE` (it
+/// leaves in one segment with the file's first bytes), then `sendfile`.
+fn send_file_plain(
+    sock: RawFd,
+    head: &[u8],
+    file: BorrowedFd<'_>,
+    offset: u64,
+    len: usize,
+) -> io::Result<usize> {
+    let mut sent = 0;
+    if !head.is_empty() {
+        let more = if len > 0 { libc::MSG_MORE } else { 0 };
+        // SAFETY: `head` is valid for `head.len()` bytes.
+        let n = unsafe {
+            libc::send(
+                sock,
+                head.as_ptr().cast(),
+                head.len(),
+                libc::MSG_NOSIGNAL | more,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        sent = n as usize;
+        if sent < head.len() || len == 0 {
+            return Ok(sent);
+        }
+    }
+    let mut off = libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset out of range"))?;
+    // Linux moves at most this much per call anyway.
+    let count = len.min(0x7fff_f000);
+    // SAFETY: both descriptors are open for the call; `off` is a valid
+    // offset variable that sendfile advances.
+    let n = unsafe { libc::sendfile(sock, file.as_raw_fd(), &mut off, count) };
+    match n {
+        n if n > 0 => Ok(sent + n as usize),
+        0 if sent > 0 => Ok(sent),
+        0 => Err(io::ErrorKind::UnexpectedEof.into()),
+        _ => {
+            let e = io::Error::last_os_error();
+            // The head went: report it, the error comes again next time.
+            if sent > 0 { Ok(sent) } else { Err(e) }
+        }
     }
 }
 

@@ -27,6 +27,21 @@ impl Transport for TcpStream {
     fn peer_ip(&self) -> Option<std::net::IpAddr> {
         self.peer_addr().ok().map(|a| a.ip())
     }
+    fn send_file(
+        &mut self,
+        head: &[u8],
+        file: std::os::fd::BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+    ) -> Option<io::Result<usize>> {
+        Some(super::send_file_plain(
+            self.as_raw_fd(),
+            head,
+            file,
+            offset,
+            len,
+        ))
+    }
 }
 
 /// A listening TCP socket.

@@ -42,6 +42,21 @@ impl Transport for UnixStream {
     fn peer_uid(&self) -> Option<u32> {
         peer_uid(self.as_raw_fd())
     }
+    fn send_file(
+        &mut self,
+        head: &[u8],
+        file: std::os::fd::BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+    ) -> Option<io::Result<usize>> {
+        Some(super::send_file_plain(
+            self.as_raw_fd(),
+            head,
+            file,
+            offset,
+            len,
+        ))
+    }
 }
 
 /// Room for [`super::MAX_FDS_PER_READ`] descriptors in a control message.

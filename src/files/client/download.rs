@@ -232,7 +232,7 @@ fn resume(f: &Incoming) -> Result<Vec<Option<PieceHash>>> {
         return Ok(have);
     }
     file.set_len(0).map_err(io)?;
-    file.set_len(f.entry.size).map_err(io)?;
+    part::reserve(&file, f.entry.size).map_err(io)?;
     Manifest::create(&m, &id).map_err(io)?;
     Ok(vec![None; id.pieces() as usize])
 }
@@ -311,8 +311,7 @@ fn fetch_piece(pool: &Pool, ep: &Rpc, f: &Incoming, index: u64, c: &Counters) ->
             *open = Some((file, Manifest::append(&m).map_err(io)?));
         }
         let (file, man) = open.as_ref().expect("opened above");
-        file.write_all_at(data, piece_range(f.entry.size, piece, index).0)
-            .map_err(io)?;
+        write_in_chunks(file, data, piece_range(f.entry.size, piece, index).0).map_err(io)?;
         man.record(index, &hash).map_err(io)?;
         drop(open);
         f.hashes.lock().unwrap_or_else(|p| p.into_inner())[index as usize] = Some(hash);
@@ -325,6 +324,22 @@ fn fetch_piece(pool: &Pool, ep: &Rpc, f: &Incoming, index: u64, c: &Counters) ->
         Ok(()) if f.left.fetch_sub(1, Ordering::SeqCst) == 1 => finish(f, c).or_else(|e| f.fail(e)),
         Ok(()) => Ok(()),
     }
+}
+
+/// Bytes per `write` of a piece into its part. The page cache gives a
+/// write folios as large as the write: a whole-piece write gets 1 MiB
+/// folios, carved from memory that has lain free longest (on a VM whose
+/// host has taken it back, every page then faults on the host: copying
+/// into them measured 0.7 s per GB, against 0.05–0.35 s with writes of
+/// 4–64 KiB, whose small folios mostly reuse pages just freed).
+const WRITE_CHUNK: usize = 32 << 10;
+
+/// Writes `data` to `file` at `off`, [`WRITE_CHUNK`] bytes per write.
+fn write_in_chunks(file: &File, data: &[u8], off: u64) -> std::io::Result<()> {
+    for (i, part) in data.chunks(WRITE_CHUNK).enumerate() {
+        file.write_all_at(part, off + (i * WRITE_CHUNK) as u64)?;
+    }
+    Ok(())
 }
 
 /// Every piece is in: the part gets its mode, time and final name.

@@ -18,7 +18,7 @@ use super::{Error, Result};
 use crate::buffer::PooledBuf;
 use crate::client::ConnectOptions;
 use crate::client::rpc::{Rpc, RpcOptions};
-use crate::server::local::LocalProvider;
+use crate::server::local::{FileSpan, LocalProvider, LocalReply};
 use crate::transport::Address;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -213,6 +213,19 @@ enum Source {
     Local(LocalProvider),
 }
 
+/// A worker's answer to a call.
+enum Reply {
+    /// The encoded result.
+    Encoded(PooledBuf),
+    /// A piece read with `read` for this process's broker: the result is
+    /// `head`, the span's bytes (still in the file), then `tail`.
+    Piece {
+        head: Vec<u8>,
+        span: FileSpan,
+        tail: Vec<u8>,
+    },
+}
+
 /// A call a worker took.
 struct Call {
     id: u64,
@@ -248,15 +261,31 @@ impl Source {
         }
     }
 
-    fn reply(&self, id: u64, outcome: Result<PooledBuf>) {
+    /// True where pieces may stay in their files until sent (this
+    /// process's broker sends them from there).
+    fn sends_from_files(&self) -> bool {
+        matches!(self, Source::Local(_))
+    }
+
+    fn reply(&self, id: u64, outcome: Result<Reply>) {
         let sent = match (self, outcome) {
-            (Source::Broker(ep), Ok(reply)) => ep.reply_encoded(id, &reply),
+            (Source::Broker(ep), Ok(Reply::Encoded(reply))) => ep.reply_encoded(id, &reply),
+            (Source::Broker(ep), Ok(Reply::Piece { .. })) => ep.reply_error(
+                id,
+                "OSError",
+                "internal error in the file server: a piece left in its file for another broker",
+                "",
+            ),
             (Source::Broker(ep), Err(e)) => ep.reply_error(id, e.type_name(), e.message(), ""),
             (Source::Local(p), outcome) => {
-                p.reply(
-                    id,
-                    outcome.map_err(|e| (e.type_name().to_owned(), e.message().to_owned())),
-                );
+                let outcome = match outcome {
+                    Ok(Reply::Encoded(b)) => Ok(LocalReply::Bytes(b)),
+                    Ok(Reply::Piece { head, span, tail }) => {
+                        Ok(LocalReply::WithFile { head, span, tail })
+                    }
+                    Err(e) => Err((e.type_name().to_owned(), e.message().to_owned())),
+                };
+                p.reply(id, outcome);
                 Ok(())
             }
         };
@@ -283,7 +312,8 @@ fn work(source: &Source, ctx: &Context, stop: &AtomicBool) {
     loop {
         match source.next(Duration::from_millis(50)) {
             Ok(Some(call)) => {
-                let outcome = catch_unwind(AssertUnwindSafe(|| run(ctx, &call)))
+                let in_file = source.sends_from_files();
+                let outcome = catch_unwind(AssertUnwindSafe(|| run(ctx, &call, in_file)))
                     .unwrap_or_else(|_| Err(Error::Io("internal error in the file server".into())));
                 if let Err(e) = &outcome {
                     log::debug!("{}: {e}", call.function);
@@ -297,7 +327,8 @@ fn work(source: &Source, ctx: &Context, stop: &AtomicBool) {
     }
 }
 
-fn run(ctx: &Context, call: &Call) -> Result<PooledBuf> {
+/// Answers `call`; `in_file`: a piece read may stay in its file.
+fn run(ctx: &Context, call: &Call, in_file: bool) -> Result<Reply> {
     if call.stream {
         return Err(Error::InvalidInput(format!(
             "{} is not a stream",
@@ -318,14 +349,16 @@ fn run(ctx: &Context, call: &Call) -> Result<PooledBuf> {
             ctx.name
         )));
     }
-    match op {
+    if op == wire::READ {
+        return read::piece(&ctx.root, &f, in_file);
+    }
+    let encoded = match op {
         wire::INFO => wire::encode_map(vec![
             ("name", crate::value::Value::from(ctx.name.as_str())),
             ("writable", crate::value::Value::Bool(ctx.writable)),
         ]),
         wire::LIST => read::list(&ctx.root, &f),
         wire::HAVE => read::have(&ctx.root, &f),
-        wire::READ => read::piece(&ctx.root, &f),
         wire::PUT_BEGIN => receive::begin(&ctx.root, &f),
         wire::PUT_PIECE => receive::piece(&ctx.root, &f),
         wire::PUT_COMMIT => receive::commit(&ctx.root, &f),
@@ -334,5 +367,6 @@ fn run(ctx: &Context, call: &Call) -> Result<PooledBuf> {
             "unknown function {}",
             call.function
         ))),
-    }
+    };
+    encoded.map(Reply::Encoded)
 }

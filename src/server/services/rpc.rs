@@ -23,12 +23,12 @@ use crate::proto::{extensions, stream_batch};
 use crate::server::auth::Action;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
-use crate::server::local::{CallQueue, LocalCall, LocalResult};
+use crate::server::local::{CallQueue, FileSpan, LocalCall, LocalReply, LocalResult};
 use crate::server::outqueue::OutItem;
 use crate::server::request::{CommandError, Result, Text, flag, required};
 use crate::server::service::{Handler, Need, Service};
 use crate::server::state::State;
-use crate::wire::{Frame, encode_head};
+use crate::wire::{Frame, encode_head, try_encode_head};
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -458,15 +458,28 @@ impl Rpc {
             if self.running.get(&k).is_none_or(|r| r.provider != provider) {
                 continue;
             }
-            let (head, body) = match result {
-                Ok(buf) => (json!({"status": 0}), Some(Body { buf, layout: false })),
-                Err((error_type, message)) => (
-                    json!({"status": -1, "remote": true, "error": message,
-                        "error_type": error_type, "traceback": ""}),
-                    None,
-                ),
+            let error = |error_type: &str, message: &str| {
+                json!({"status": -1, "remote": true, "error": message,
+                    "error_type": error_type, "traceback": ""})
             };
-            self.end_call_with(st, k, head, body);
+            match result {
+                Ok(LocalReply::Bytes(buf)) => {
+                    let body = Body { buf, layout: false };
+                    self.end_call_with(st, k, json!({"status": 0}), Some(body));
+                }
+                Ok(LocalReply::WithFile { head, span, tail }) => {
+                    self.end_call_then(st, k, json!({"status": 0}), |st, caller, result| {
+                        if let Err(e) = push_file_result(st, caller, result, head, span, tail) {
+                            let mut failed = error("OSError", &e.to_string());
+                            failed["result"] = result["result"].clone();
+                            push_result(st, caller, &failed, None);
+                        }
+                    });
+                }
+                Err((error_type, message)) => {
+                    self.end_call_with(st, k, error(&error_type, &message), None);
+                }
+            }
         }
     }
 
@@ -491,7 +504,21 @@ impl Rpc {
 
     /// Ends running call `k`: frees its provider's slot and pushes `head`
     /// (plus `"result"`) and `body` to its caller, if it still has one.
-    fn end_call_with(&mut self, st: &mut State, k: u64, mut head: Json, body: Option<Body>) {
+    fn end_call_with(&mut self, st: &mut State, k: u64, head: Json, body: Option<Body>) {
+        self.end_call_then(st, k, head, |st, caller, head| {
+            push_result(st, caller, head, body)
+        });
+    }
+
+    /// Ends running call `k`: frees its provider's slot and has `push`
+    /// send `head` (plus `"result"`) to its caller, if it still has one.
+    fn end_call_then(
+        &mut self,
+        st: &mut State,
+        k: u64,
+        mut head: Json,
+        push: impl FnOnce(&mut State, ConnId, &Json),
+    ) {
         let Some(r) = self.running.remove(&k) else {
             return;
         };
@@ -503,7 +530,7 @@ impl Rpc {
         if let Some((caller, caller_id)) = r.caller {
             self.by_caller.remove(&(caller, caller_id));
             head["result"] = json!(caller_id);
-            push_result(st, caller, &head, body);
+            push(st, caller, &head);
         }
         self.drain(st, &r.function);
         self.drop_unused_functions();
@@ -570,6 +597,32 @@ fn push_result(st: &mut State, id: ConnId, head: &Json, body: Option<Body>) {
     };
     c.meta(item);
     st.dirty.insert(id);
+}
+
+/// Queues a result whose body is `body_head`, a file span and `tail` (an
+/// in-process provider's piece of a file), as [`push_result`] queues one
+/// held in memory. Fails only for a body too large for a frame.
+fn push_file_result(
+    st: &mut State,
+    id: ConnId,
+    head: &Json,
+    body_head: Vec<u8>,
+    span: FileSpan,
+    tail: Vec<u8>,
+) -> std::result::Result<(), crate::wire::WireError> {
+    let Some(c) = st.conns.get_mut(&id) else {
+        return Ok(());
+    };
+    let len = body_head.len() + span.len + tail.len();
+    let mut bytes = try_encode_head(head.to_string().as_bytes(), len)?;
+    bytes.extend_from_slice(&body_head);
+    c.meta(OutItem::WithFile {
+        head: bytes,
+        span,
+        tail,
+    });
+    st.dirty.insert(id);
+    Ok(())
 }
 
 fn provide(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
