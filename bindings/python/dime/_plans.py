@@ -132,7 +132,9 @@ def _plan(out, spans, layout, strikes):
             pending.extend(chunks[:-1])
             slots.append((b"".join(pending), _ARRAY, arg))
         elif t is str or t is bool or v is None or t is complex or isinstance(v, np.generic):
-            slots.append((b"".join(pending), _OTHER, len(b"".join(chunks))))
+            # Scalars of exactly this type: no matrix inside, so encoded
+            # alike in either matrix encoding.
+            slots.append((b"".join(pending), _OTHER, (t, len(b"".join(chunks)))))
             others.append(len(slots) - 1)
         else:
             return None
@@ -144,8 +146,8 @@ def _plan(out, spans, layout, strikes):
     last_array = max((i for i, s in enumerate(slots) if s[1] == _ARRAY), default=-1)
     for i in others:
         if not (layout and i < last_array):
-            before, kind, _ = slots[i]
-            slots[i] = (before, kind, None)
+            before, kind, (t, _) = slots[i]
+            slots[i] = (before, kind, (t, None))
     return _Plan(_compile(slots, b"".join(pending)), strikes)
 
 
@@ -201,11 +203,14 @@ def _compile(slots, tail):
             parts.append(f"{elements}.tobytes()" if mem is None
                          else f"{elements}.tobytes(order={mem!r})")
         else:
+            t, size = arg
+            env[f"T{i}"] = t
+            checks.append(f"type({v}) is not T{i}")
             steps.append(f"    e{i} = enc({v})")
-            if arg is None:
+            if size is None:
                 steps.append(f"    if e{i} is None: return None")
             else:
-                env[f"N{i}"] = arg
+                env[f"N{i}"] = size
                 steps.append(f"    if e{i} is None or len(e{i}) != N{i}: return None")
             parts.append(f"e{i}")
     parts.append("TAIL")

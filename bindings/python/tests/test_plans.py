@@ -137,3 +137,12 @@ def test_keys_equal_to_planned_ones_but_of_other_types_are_encoded_exactly():
     for d in (plain, plain, {Renamed("a"): 1.0, "m": np.ones(2)}, plain,
               {1: 2.0}, {1.0: 2.0}, {True: 2.0}, {1: 2.0}):
         assert _plans.encode(d, True) == _dimeb.encode(d, True)
+
+
+@pytest.mark.parametrize("layout", [True, False])
+def test_a_scalar_slot_given_an_array_or_a_list_is_encoded_exactly(layout):
+    for v in ("ab", True, None, 1j, np.float32(2)):
+        first = {"s": v, "m": np.arange(6.0).reshape(2, 3)}
+        for d in (first, first, {"s": np.arange(4.0).reshape(2, 2), "m": first["m"]},
+                  {"s": [np.ones(2)], "m": first["m"]}, first):
+            assert _plans.encode(d, layout) == _dimeb.encode(d, layout)
