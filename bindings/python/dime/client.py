@@ -239,6 +239,10 @@ class DimeClient(Handle, collections.abc.MutableMapping):
         self.serialization = "dimeb"
         # The last devices() list: its dimeb bytes and its Python list.
         self._devices = None
+        # Out-parameters of the calls a program makes every step (sync,
+        # devices), made once and used under the lock.
+        self._out, self._size = c_void_p(), c_size_t()
+        self._outs = (byref(self._out), byref(self._size))
         self._pipeline_setting = None if pipeline is None else _window(pipeline)
         self.open()
 
@@ -408,15 +412,15 @@ class DimeClient(Handle, collections.abc.MutableMapping):
 
     def devices(self):
         """The names of every group with at least one member."""
-        data, size = c_void_p(), c_size_t()
         with self._lock:
-            st = _devices_encoded(self._handle(), byref(data), byref(size))
+            st = _devices_encoded(self._handle(), *self._outs)
+            data, size = self._out.value, self._size.value
         if st:
             raise error(st)
         try:
-            raw = string_at(data.value, size.value)
+            raw = string_at(data, size)
         finally:
-            _data_free(data.value, size.value)
+            _data_free(data, size)
         # The groups seldom change between two calls: the list decoded last
         # time, copied (the caller may change it), when the bytes are the same.
         last = self._devices
@@ -518,12 +522,11 @@ class DimeClient(Handle, collections.abc.MutableMapping):
         returns them as a dict (a later value of a name wins)."""
         if type(n) is not int or not -1 <= n <= _INT64_MAX:
             n = _lib_int(n, "n")
-        out = c_void_p()
         with self._lock:
-            st = _sync_encoded(self._handle(), n, byref(out))
+            st = _sync_encoded(self._handle(), n, self._outs[0])
+            msgs = self._out.value
         if st:
             raise error(st)
-        msgs = out.value
         try:
             count = _messages_len(msgs)
             return _read_messages(msgs, count) if count else {}
