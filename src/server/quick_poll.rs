@@ -1,5 +1,5 @@
 //! A poll without blocking that costs one system call, for the busy-poll
-//! window (see [`super::busy_poll`]).
+//! window (see `busy_poll.rs`).
 //!
 //! `Poller::wait` arms its timer, re-arms its timer and its notifier and
 //! drains the notifier around every `epoll_wait`: five system calls, each
