@@ -25,7 +25,8 @@ Measured over the server's unix socket, each in its own worker process:
 
 Rounds alternate between the clients, because this machine's speed drifts
 (other work shares its cores); each figure is the median over the rounds
-of each round's median. Targets (issue 22): step with pipelining <= 0.5x
+of each round's median (each round's step figures are printed as it
+ends, and the worst round's ratio at the end). Targets (issue 22): step with pipelining <= 0.5x
 dime-client's; round trip <= 60 us (pipelined); burst >= 100,000 sends/s.
 Each prints PASS or MISS; with --check the script exits with status 1
 after the report if any is MISS. (The issue also compares the round trip
@@ -253,7 +254,12 @@ def main():
                     res.update(w.run("burst", opts.burst))
                     w.stop()
                     results[kind].append(res)
-                print(f"  round {r + 1}/{opts.rounds} done", flush=True)
+                ours, old = results["pipelined"][-1], results["dime-client"][-1]
+                print(f"  round {r + 1}/{opts.rounds}: step {ours['step']:.1f} us pipelined "
+                      f"(devices {ours['devices']:.1f}, sync {ours['sync1']:.1f}, send_r "
+                      f"{ours['send_r']:.1f}, broadcast_r {ours['broadcast_r']:.1f}), "
+                      f"dime-client {old['step']:.1f} us: {ours['step'] / old['step']:.2f}x; "
+                      f"load average {os.getloadavg()[0]:.1f}", flush=True)
         finally:
             for p in procs:
                 if p.proc.poll() is None:
@@ -283,6 +289,8 @@ def main():
     ]
     for name, value, ok in targets:
         print(f"  target {name:40} {value:>14}   {'PASS' if ok else 'MISS'}")
+    worst = max(r["step"] / o["step"] for r, o in zip(results["pipelined"], results["dime-client"]))
+    print(f"  (worst round: step {worst:.2f}x dime-client's)")
     print(f"  (ours without pipelining: step {fig('ours', 'step') / fig('dime-client', 'step'):.2f}x "
           f"dime-client's)")
     missed = sum(not ok for _, _, ok in targets)

@@ -1581,6 +1581,18 @@ enum dime_status dime_devices(struct dime_client *client,
                               struct dime_value **out);
 
 /**
+ * As `dime_devices`, the list given as its dimeb bytes (`docs/protocol.md`
+ * §4: a list of strings, what `dime_value_encode` writes for the list
+ * `dime_devices` gives): `*data` a new buffer of `*len` bytes owned by the
+ * caller, released with `dime_data_free(data, len)`. For a binding that
+ * decodes values itself: one call instead of building the list and
+ * encoding it. `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+ */
+enum dime_status dime_devices_encoded(struct dime_client *client,
+                                      void **data,
+                                      size_t *len);
+
+/**
  * Writes to `*out` whether the server announced extension `extension`
  * (NUL-terminated: `"share"`, `"space"`, `"sync_wait"` …, listed in
  * `docs/protocol-extensions.md`) in its handshake. An original DiME2

@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("watch_queue", 0),
     ("stats", 0),
     ("busy_poll", 0),
+    ("quick_poll", 0),
     ("request", 0),
     ("convert", 0),
     ("persist::format", 0),

@@ -419,3 +419,54 @@ fn a_wait_behind_unanswered_sends_waits_its_whole_timeout() {
     assert_eq!(a.sync(-1).unwrap(), vec![("late".into(), Value::I64(7))]);
     assert_eq!(names(&b.sync(-1).unwrap()), ["x", "y"]);
 }
+
+/// The simulator's step (`devices`, `sync(1)`, a send, a broadcast) run
+/// back to back, as the busy-polling broker serves it: every reply lands
+/// with its request, messages arrive whole and in order, and a send
+/// refused in the middle of the run is reported by the next step's
+/// `devices`, named after the right send, the steps around it untouched.
+#[test]
+fn a_step_loop_keeps_replies_in_order_and_names_a_failure_in_the_middle() {
+    let srv = TestServer::start();
+    let mut sim = pipelined(&srv, 64);
+    sim.join(&["andes"]).unwrap();
+    let mut sink = srv.client();
+    sink.join(&["sim"]).unwrap();
+    const STEPS: i64 = 300;
+    const BAD: i64 = 137;
+    for k in 0..STEPS {
+        match sim.devices() {
+            Ok(mut groups) => {
+                groups.sort();
+                assert_eq!(groups, ["andes", "sim"], "step {k}");
+            }
+            Err(e) => {
+                assert_eq!(k, BAD + 1, "only the step after the bad send fails: {e}");
+                // Sends and broadcasts are numbered together, two per step
+                // before the bad one, which came after step BAD's send.
+                let number = 2 * BAD + 2;
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "server error: pipelined send #{number} of 'x' to group 'nobody' \
+                         failed: No such group exists: nobody"
+                    )
+                );
+            }
+        }
+        assert!(sim.sync(1).unwrap().is_empty(), "step {k}");
+        sim.send("sim", "Varvgs", &Value::I64(k)).unwrap();
+        if k == BAD {
+            sim.send("nobody", "x", &Value::I64(k)).unwrap();
+        }
+        sim.broadcast("pmudata", &Value::I64(k)).unwrap();
+    }
+    sim.flush().unwrap();
+    let got = sink.sync(-1).unwrap();
+    assert_eq!(got.len(), 2 * STEPS as usize);
+    for (k, pair) in got.chunks(2).enumerate() {
+        assert_eq!(names(pair), ["Varvgs", "pmudata"], "step {k}");
+        assert_eq!(pair[0].1, Value::I64(k as i64));
+        assert_eq!(pair[1].1, Value::I64(k as i64));
+    }
+}

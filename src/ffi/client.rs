@@ -14,9 +14,10 @@ use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
 use super::value::{dime_value, into_raw};
 use crate::client::rpc::{Rpc, RpcOptions};
 use crate::client::{Client, ConnectOptions, Error, pipeline};
+use crate::codec::dimeb;
 use crate::transport::Address;
 use crate::value::Value;
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard};
 
@@ -705,6 +706,34 @@ pub extern "C" fn dime_devices(client: *mut dime_client, out: *mut *mut dime_val
         let names = with_client(client, |c| c.devices())?;
         let list = Value::List(names.into_iter().map(Value::String).collect());
         write_out(out, into_raw(list));
+        Ok(())
+    }
+}
+
+/// As `dime_devices`, the list given as its dimeb bytes (`docs/protocol.md`
+/// §4: a list of strings, what `dime_value_encode` writes for the list
+/// `dime_devices` gives): `*data` a new buffer of `*len` bytes owned by the
+/// caller, released with `dime_data_free(data, len)`. For a binding that
+/// decodes values itself: one call instead of building the list and
+/// encoding it. `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_devices_encoded(
+    client: *mut dime_client,
+    data: *mut *mut c_void,
+    len: *mut usize,
+) -> dime_status {
+    ffi_status! {
+        check_arg!(data);
+        check_arg!(len);
+        let names = with_client(client, |c| c.devices())?;
+        let list = Value::List(names.into_iter().map(Value::String).collect());
+        let bytes = dimeb::encode(&list).map_err(|e| Fail::invalid(e.0))?;
+        // A boxed slice has capacity == length, so dime_data_free can
+        // rebuild it from (pointer, length) alone.
+        let block = bytes.into_boxed_slice();
+        let n = block.len();
+        write_out(data, Box::into_raw(block).cast());
+        write_out(len, n);
         Ok(())
     }
 }

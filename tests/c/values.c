@@ -481,6 +481,43 @@ static void lists_and_maps(void)
     dime_value_free(map);
 }
 
+/* dime_devices_encoded gives the same names as `devices` (a list from
+ * dime_devices), as one dimeb value. */
+static void devices_as_bytes(const dime_value *devices)
+{
+    void *bytes = NULL;
+    size_t nbytes = 0, n = 0, m = 0;
+    dime_value *decoded = NULL;
+
+    CHECK_OK(dime_devices_encoded(client, &bytes, &nbytes));
+    CHECK_OK(dime_value_decode(bytes, nbytes, &decoded));
+    dime_data_free(bytes, nbytes);
+    CHECK(dime_value_kind(decoded) == DIME_KIND_LIST);
+    CHECK_OK(dime_value_list_len(devices, &n));
+    CHECK_OK(dime_value_list_len(decoded, &m));
+    CHECK(n == m && n >= 2);
+    for (size_t i = 0; i < m; i++) {
+        const dime_value *s;
+        const char *str;
+        size_t len;
+        bool found = false;
+        CHECK_OK(dime_value_list_get(decoded, i, &s));
+        CHECK_OK(dime_value_get_string(s, &str, &len));
+        for (size_t j = 0; j < n; j++) {
+            const dime_value *t;
+            const char *other;
+            size_t other_len;
+            if (dime_value_list_get(devices, j, &t) == DIME_STATUS_OK &&
+                dime_value_get_string(t, &other, &other_len) == DIME_STATUS_OK)
+                found = found || (len == other_len && memcmp(str, other, len) == 0);
+        }
+        CHECK(found);
+    }
+    dime_value_free(decoded);
+    CHECK_STATUS(dime_devices_encoded(client, NULL, &nbytes), DIME_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(dime_devices_encoded(client, &bytes, NULL), DIME_STATUS_NULL_ARGUMENT);
+}
+
 static void several_clients(const char *address)
 {
     dime_client *other = NULL;
@@ -540,6 +577,7 @@ static void several_clients(const char *address)
         }
     }
     CHECK(seen_self && seen_other);
+    devices_as_bytes(devices);
     dime_value_free(devices);
 
     CHECK_OK(dime_leave(other, groups, 1));

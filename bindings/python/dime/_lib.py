@@ -217,6 +217,7 @@ SIGNATURES = {
     "dime_flush": (status, [h]),
     "dime_wait": (status, [h, c_int64, P(c_size_t)]),
     "dime_devices": (status, [h, ph]),
+    "dime_devices_encoded": (status, [h, P(c_void_p), P(c_size_t)]),
     "dime_server_supports": (status, [h, c_char_p, P(c_bool)]),
     "dime_server_extensions": (status, [h, ph]),
     "dime_sync": (status, [h, c_int64, ph]),

@@ -8,7 +8,7 @@ import socket
 import threading
 from ctypes import byref, c_bool, c_char_p, c_size_t, c_void_p, string_at
 
-from . import _dimeb, _lib
+from . import _dimeb, _lib, _plans
 from ._convert import from_value, to_value
 from ._dimeb import LEAN_BYTES, NotLean
 from ._errors import (DimeAddressError, DimeError, DimeHostNotFoundError, DimePortError,
@@ -28,8 +28,7 @@ _messages_len = lib.dime_messages_len
 _messages_payload = lib.dime_messages_payload
 _messages_take = lib.dime_messages_take
 _messages_free = lib.dime_messages_free
-_devices = lib.dime_devices
-_value_encode = lib.dime_value_encode
+_devices_encoded = lib.dime_devices_encoded
 _value_free = lib.dime_value_free
 _data_free = lib.dime_data_free
 
@@ -238,6 +237,12 @@ class DimeClient(Handle, collections.abc.MutableMapping):
                           "tls_key": tls_key}
         self.workspace = {}
         self.serialization = "dimeb"
+        # The last devices() list: its dimeb bytes and its Python list.
+        self._devices = None
+        # Out-parameters of the calls a program makes every step (sync,
+        # devices), made once and used under the lock.
+        self._out, self._size = c_void_p(), c_size_t()
+        self._outs = (byref(self._out), byref(self._size))
         self._pipeline_setting = None if pipeline is None else _window(pipeline)
         self.open()
 
@@ -407,15 +412,21 @@ class DimeClient(Handle, collections.abc.MutableMapping):
 
     def devices(self):
         """The names of every group with at least one member."""
-        out = c_void_p()
         with self._lock:
-            st = _devices(self._handle(), byref(out))
+            st = _devices_encoded(self._handle(), *self._outs)
+            data, size = self._out.value, self._size.value
         if st:
             raise error(st)
         try:
-            return _as_python(out.value)
+            raw = string_at(data, size)
         finally:
-            _value_free(out.value)
+            _data_free(data, size)
+        # The groups seldom change between two calls: the list decoded last
+        # time, copied (the caller may change it), when the bytes are the same.
+        last = self._devices
+        if last is None or last[0] != raw:
+            last = self._devices = (raw, _dimeb.decode(raw))
+        return list(last[1])
 
     # -- sending -----------------------------------------------------------
     def send(self, name, *varnames):
@@ -441,12 +452,12 @@ class DimeClient(Handle, collections.abc.MutableMapping):
         # The lean path: values encoded here, one library call.
         if n == 1:
             for k, v in kvpairs.items():
-                data = _dimeb.encode(v, self._layout)
+                data = _plans.encode(v, self._layout)
                 if data is not None:
                     return self._send_encoded(group, _name(k, "variable name"), data)
         else:
             layout = self._layout
-            encoded = [_dimeb.encode(v, layout) for v in kvpairs.values()]
+            encoded = [_plans.encode(v, layout) for v in kvpairs.values()]
             if not any(d is None for d in encoded):
                 return self._send_encoded_many(group, _cstrs(list(kvpairs), "variable name"), encoded)
         self._send_values(group, kvpairs)
@@ -502,19 +513,20 @@ class DimeClient(Handle, collections.abc.MutableMapping):
         """Receives up to ``n`` queued variables (all if ``n`` < 0) into the
         workspace; returns the set of their names."""
         updates = self.sync_r(n)
-        self.workspace.update(updates)
+        if updates:
+            self.workspace.update(updates)
         return set(updates)
 
     def sync_r(self, n=-1):
         """Receives up to ``n`` queued variables (all if ``n`` < 0) and
         returns them as a dict (a later value of a name wins)."""
-        n = _lib_int(n, "n")
-        out = c_void_p()
+        if type(n) is not int or not -1 <= n <= _INT64_MAX:
+            n = _lib_int(n, "n")
         with self._lock:
-            st = _sync_encoded(self._handle(), n, byref(out))
+            st = _sync_encoded(self._handle(), n, self._outs[0])
+            msgs = self._out.value
         if st:
             raise error(st)
-        msgs = out.value
         try:
             count = _messages_len(msgs)
             return _read_messages(msgs, count) if count else {}
@@ -631,21 +643,7 @@ def _read_messages(msgs, count):
     return ret
 
 
-def _as_python(v):
-    """The Python value of the borrowed dime_value ``v``, decoded from its
-    dimeb bytes (one library call instead of several per element) when it
-    is small, else read through ``_convert``."""
-    data, size = c_void_p(), c_size_t()
-    check(_value_encode(v, byref(data), byref(size)))
-    try:
-        if size.value <= LEAN_BYTES:
-            try:
-                return _dimeb.decode(string_at(data.value, size.value))
-            except NotLean:
-                pass
-    finally:
-        _data_free(data.value, size.value)
-    return from_value(v, False)
+_INT64_MAX = (1 << 63) - 1
 
 
 def _lib_int(n, what):
@@ -654,4 +652,4 @@ def _lib_int(n, what):
             n = n.__index__()
         except AttributeError:
             raise TypeError(f"{what} must be an int, not {type(n).__name__}") from None
-    return max(min(n, (1 << 63) - 1), -1)
+    return max(min(n, _INT64_MAX), -1)

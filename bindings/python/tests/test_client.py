@@ -133,6 +133,20 @@ def test_devices_and_leave(server, transport):
         a.send_r("g2", x=1)
 
 
+def test_devices_gives_a_new_list_each_time_that_follows_the_groups(server, transport):
+    a = server.client(transport, "g1")
+    mine = a.devices()
+    mine.append("changed by the caller")
+    again = a.devices()
+    assert again == ["g1"] and again is not mine
+    b = server.client(transport, "g2")
+    assert sorted(a.devices()) == ["g1", "g2"]
+    b.leave("g2")
+    assert a.devices() == ["g1"]
+    a.leave("g1")
+    assert a.devices() == []
+
+
 def test_server_errors_are_exceptions_and_connection_stays_usable(server, transport):
     a = server.client(transport, "g")
     with pytest.raises(dime.DimeServerError, match="already in group"):
