@@ -7,19 +7,35 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <signal.h>
-#include <sys/stat.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "check.h"
 
-/* Starts `server -l unix:PATH --auth USERS`, waits for the socket. */
+/* 1 once a unix socket at `path` accepts connections. Its file appears at
+ * bind(), before listen(): a connect in between is refused. */
+static int accepting(const char *path)
+{
+    struct sockaddr_un addr;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0), ok;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, path, sizeof addr.sun_path - 1);
+    ok = fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* Starts `server -l unix:PATH --auth USERS`, waits until it accepts. */
 static pid_t start_server(const char *server, const char *path, const char *users)
 {
     char listen[600];
-    struct stat st;
     int i;
     pid_t pid;
     snprintf(listen, sizeof listen, "unix:%s", path);
@@ -28,7 +44,7 @@ static pid_t start_server(const char *server, const char *path, const char *user
         execl(server, server, "-l", listen, "--auth", users, (char *)NULL);
         _exit(127);
     }
-    for (i = 0; i < 500 && stat(path, &st) != 0; i++) {
+    for (i = 0; i < 500 && !accepting(path); i++) {
         struct timespec ms10 = {0, 10 * 1000 * 1000};
         nanosleep(&ms10, NULL);
     }
