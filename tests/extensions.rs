@@ -9,12 +9,13 @@ use dime::proto::extensions;
 use serde_json::json;
 
 /// Every extension this server has, in registration order.
-const ALL: [&str; 9] = [
+const ALL: [&str; 10] = [
     "wait_timeout",
     "sync_wait",
     "send_receive",
     "dimeb_layout",
     "shm",
+    "cut_through",
     "share",
     "space",
     "rpc",
@@ -38,6 +39,7 @@ fn the_handshake_lists_every_service_extension() {
             extensions::SEND_RECEIVE,
             extensions::DIMEB_LAYOUT,
             extensions::SHM,
+            extensions::CUT_THROUGH,
             extensions::SHARE,
             extensions::SPACE,
             extensions::RPC,

@@ -9,7 +9,7 @@ pub mod stream;
 pub mod watch;
 
 use crate::buffer::PooledBuf;
-use crate::codec::dimeb::{self, CodecError, MatrixEncoding};
+use crate::codec::dimeb::{self, CodecError, MatrixEncoding, Piece};
 use crate::proto::extensions;
 use crate::shm::{Mapping, Segment};
 use crate::transport::{self, Address, ReadWithFds, Transport};
@@ -282,6 +282,11 @@ pub struct ConnectOptions {
     /// but that first payload is copied through the broker. Default off;
     /// the C ABI's `dime_connect` (Python, MATLAB) turns it on.
     pub shm_receive_now: bool,
+    /// Large messages may reach this client while their sender is still
+    /// sending them (`cut_through`): the broker's two hops overlap. A
+    /// message whose sender goes away midway is dropped by this client
+    /// before anything returns it. Default on.
+    pub cut_through: bool,
 }
 
 impl Default for ConnectOptions {
@@ -291,17 +296,38 @@ impl Default for ConnectOptions {
             shm: true,
             shm_threshold: DEFAULT_SHM_THRESHOLD,
             shm_receive_now: false,
+            cut_through: true,
         }
     }
 }
 
 /// A payload ready to go.
-enum Outgoing {
+enum Outgoing<'v> {
     /// In the frame itself.
     Inline(PooledBuf),
     /// In a segment lent to the broker: the number naming it, the bytes used.
     Shared { segment: u64, len: usize },
+    /// In the frame, written from the pieces of its encoding (`len` bytes
+    /// in all): the elements of its large matrices straight from the
+    /// value's own memory, never copied into a buffer first.
+    Pieces { len: usize, pieces: Vec<Part<'v>> },
 }
+
+/// A piece of an [`Outgoing::Pieces`] payload.
+enum Part<'v> {
+    /// Encoded bytes.
+    Encoded(Vec<u8>),
+    /// A matrix's elements, in the value's memory.
+    InPlace(&'v [u8]),
+}
+
+/// Values whose encoding is at least this large, in their own layout
+/// (`dimeb_layout`), go out from their own memory ([`Outgoing::Pieces`]):
+/// copying them into one buffer first costs about as much as the socket.
+const GATHER_MIN: usize = 1 << 20;
+/// In those, matrices whose elements take more than this are written in
+/// place; smaller parts are gathered into the encoded bytes around them.
+const GATHER_IN_PLACE: usize = 64 << 10;
 
 /// How long to poll for a reply before blocking.
 const SPIN: Duration = Duration::from_micros(50);
@@ -427,6 +453,9 @@ impl Client {
         if shm {
             asked.push(extensions::SHM);
         }
+        if options.cut_through {
+            asked.push(extensions::CUT_THROUGH);
+        }
         if !asked.is_empty() {
             handshake["extensions"] = json!(asked);
         }
@@ -527,9 +556,16 @@ impl Client {
     /// is written under the release link's lock, so a release written by
     /// another thread never lands inside it.
     fn write_frame_with(&mut self, json: &Json, payload: &[u8], fd: Option<RawFd>) -> Result<()> {
+        self.write_frame_parts(json, &[payload], fd)
+    }
+
+    /// Writes one frame whose payload is `parts` one after the other, `fd`
+    /// passed along its first byte (see `write_frame_with`).
+    fn write_frame_parts(&mut self, json: &Json, parts: &[&[u8]], fd: Option<RawFd>) -> Result<()> {
         // A length that does not fit the prefix's u32 fields would be
         // wrapped and desync the stream; refuse it before writing a byte.
-        let head = try_encode_head(json.to_string().as_bytes(), payload.len())
+        let payload_len = parts.iter().map(|p| p.len()).sum();
+        let head = try_encode_head(json.to_string().as_bytes(), payload_len)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         // Releases are written by received mappings, which only exist once
         // this client takes descriptors.
@@ -538,7 +574,10 @@ impl Client {
             .as_ref()
             .filter(|s| s.receiving)
             .map(|s| s.link.lock());
-        let mut bufs = [IoSlice::new(&head), IoSlice::new(payload)];
+        let mut bufs: Vec<IoSlice> = std::iter::once(&head[..])
+            .chain(parts.iter().copied())
+            .map(IoSlice::new)
+            .collect();
         let mut bufs = &mut bufs[..];
         let mut fd = fd;
         while !bufs.is_empty() && bufs.iter().any(|b| !b.is_empty()) {
@@ -566,7 +605,7 @@ impl Client {
 
     /// Encodes `v` for sending: into a shared-memory segment when it is
     /// large enough and one can be had, else into a pooled buffer.
-    fn prepare(&mut self, v: &Value) -> std::result::Result<Outgoing, CodecError> {
+    fn prepare<'v>(&mut self, v: &'v Value) -> std::result::Result<Outgoing<'v>, CodecError> {
         let enc = self.encoding;
         let len = dimeb::checked_encoded_len_with(v, enc)?;
         if self.shm.as_ref().is_some_and(|s| len >= s.threshold) {
@@ -584,6 +623,22 @@ impl Client {
                         return Err(e);
                     }
                 }
+            }
+        }
+        if enc == MatrixEncoding::Native && len >= GATHER_MIN {
+            // Native pieces are bytes and stored elements only (nothing is
+            // left to convert on the way out); anything else is encoded
+            // whole below.
+            let pieces: Option<Vec<Part>> = dimeb::encode_pieces_with(v, GATHER_IN_PLACE, enc)?
+                .into_iter()
+                .map(|p| match p {
+                    Piece::Bytes(b) => Some(Part::Encoded(b)),
+                    Piece::Stored(b) => Some(Part::InPlace(b)),
+                    Piece::Elements(_) => None,
+                })
+                .collect();
+            if let Some(pieces) = pieces {
+                return Ok(Outgoing::Pieces { len, pieces });
             }
         }
         encode_pooled(v, enc).map(Outgoing::Inline)
@@ -632,6 +687,17 @@ impl Client {
     fn send_outgoing(&mut self, mut header: Json, out: &Outgoing) -> Result<()> {
         match out {
             Outgoing::Inline(p) => self.write_frame(&header, p),
+            Outgoing::Pieces { len, pieces } => {
+                let parts: Vec<&[u8]> = pieces
+                    .iter()
+                    .map(|p| match p {
+                        Part::Encoded(b) => &b[..],
+                        Part::InPlace(b) => b,
+                    })
+                    .collect();
+                debug_assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), *len);
+                self.write_frame_parts(&header, &parts, None)
+            }
             Outgoing::Shared { segment, len } => {
                 header["shm"] = json!({"len": len, "segment": segment});
                 let fd = self
@@ -958,9 +1024,15 @@ impl Client {
         if let Some(t) = timeout {
             req["timeout"] = json!(t.as_secs_f64() * 1000.0);
         }
+        let deadline = timeout.map(|t| Instant::now().checked_add(t));
         self.send_outgoing(req, &payload)?;
-        self.read_messages(Vec::new())?
-            .into_iter()
+        let mut got = self.read_messages(Vec::new())?;
+        if got.is_empty() {
+            // Every message it was woken for was aborted by its sender
+            // (cut-through): the send is done, wait on for a reply.
+            got = self.receive_messages(n, time_left(deadline)?)?;
+        }
+        got.into_iter()
             .map(|m| Ok((m.varname.clone(), m.into_value()?)))
             .collect()
     }
@@ -990,6 +1062,7 @@ impl Client {
             self.wait_dime2(wait)?;
             return self.sync_request(want, None);
         }
+        let deadline = wait.flatten().map(|t| Instant::now().checked_add(t));
         let mut req = json!({"command": "sync", "n": want});
         if let Some(timeout) = wait {
             req["wait"] = json!(true);
@@ -998,7 +1071,13 @@ impl Client {
             }
         }
         self.write_frame(&req, &[])?;
-        self.read_messages(out)
+        let got = self.read_messages(out)?;
+        if got.is_empty() && wait.is_some() {
+            // Every message this wait was woken for was aborted by its
+            // sender (cut-through): wait on for the rest of the time.
+            return self.sync_request(n, Some(time_left(deadline)?));
+        }
+        Ok(got)
     }
 
     /// Reads relayed messages until the closing status reply.
@@ -1018,10 +1097,13 @@ impl Client {
     }
 
     fn read_relayed(&mut self, mut out: Vec<Message>) -> Result<Vec<Message>> {
+        // Messages already in hand (kept from an earlier reply) come first.
+        let first = out.len();
         loop {
             let (obj, payload) = self.read_frame()?;
             if obj.contains_key("status") {
-                check_status(obj)?;
+                let obj = check_status(obj)?;
+                drop_aborted(&obj, &mut out, first)?;
                 return Ok(out);
             }
             let field = |k: &str| obj.get(k).and_then(Json::as_str);
@@ -1250,6 +1332,54 @@ fn relay_header(group: Option<&str>, varname: &str) -> Json {
         }
         None => json!({"command": "broadcast", "varname": varname, "serialization": "dimeb"}),
     }
+}
+
+/// What is left of a wait's timeout that ends at `deadline` (None: no
+/// timeout; Some(None): past the clock's range, so none either);
+/// `Error::Timeout` once it has passed.
+fn time_left(deadline: Option<Option<Instant>>) -> Result<Option<Duration>> {
+    match deadline.flatten() {
+        None => Ok(None),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout);
+            }
+            Ok(Some(left))
+        }
+    }
+}
+
+/// Drops the messages a sync reply's closing status names in `"aborted"`
+/// (`cut_through`): positions in this reply, whose messages start at
+/// `out[first]`. Their senders went away mid-payload, so their bytes past
+/// that point are zeros the broker wrote to keep the stream in step.
+fn drop_aborted(status: &Map<String, Json>, out: &mut Vec<Message>, first: usize) -> Result<()> {
+    let Some(list) = status.get("aborted") else {
+        return Ok(());
+    };
+    let bad = || {
+        Error::Protocol(format!(
+            "a sync reply's \"aborted\" is not a list of its positions: {list}"
+        ))
+    };
+    let mut at = list
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|k| {
+            k.as_u64()
+                .and_then(|k| usize::try_from(k).ok())
+                .filter(|k| first + k < out.len())
+                .ok_or_else(bad)
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    at.sort_unstable();
+    at.dedup();
+    for k in at.into_iter().rev() {
+        out.remove(first + k);
+    }
+    Ok(())
 }
 
 fn check_status(obj: Map<String, Json>) -> Result<Map<String, Json>> {

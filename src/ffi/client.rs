@@ -177,10 +177,15 @@ pub const DIME_CONNECT_SHM: dime_connect_flags = 2;
 /// relayed messages with a plain `recv`, slightly cheaper per read than the
 /// `recvmsg` descriptors need (about 0.2 µs).
 pub const DIME_CONNECT_SHM_NOW: dime_connect_flags = 4;
+/// Large messages may arrive while their sender is still sending them
+/// (extension `cut_through`): across hosts the broker forwards a payload
+/// as it comes in instead of after it. A message whose sender goes away
+/// midway is dropped before `dime_sync` and the like return.
+pub const DIME_CONNECT_CUT_THROUGH: dime_connect_flags = 8;
 /// What `dime_connect` asks for: everything, as the bindings (Python,
 /// MATLAB) move large arrays.
 pub const DIME_CONNECT_DEFAULT: dime_connect_flags =
-    DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM | DIME_CONNECT_SHM_NOW;
+    DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM | DIME_CONNECT_SHM_NOW | DIME_CONNECT_CUT_THROUGH;
 
 /// Connects to a DiME server and handshakes; on success writes a new client
 /// to `*out`, owned by the caller (release with `dime_client_free`).
@@ -212,13 +217,14 @@ pub extern "C" fn dime_connect_with(
     ffi_status! {
         let address = str_arg(address, "address")?;
         check_arg!(out);
-        if flags & !(DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM | DIME_CONNECT_SHM_NOW) != 0 {
+        if flags & !DIME_CONNECT_DEFAULT != 0 {
             return Err(Fail::invalid(format!("unknown connect flags 0x{flags:X}")));
         }
         let options = ConnectOptions {
             layout: flags & DIME_CONNECT_LAYOUT != 0,
             shm: flags & DIME_CONNECT_SHM != 0,
             shm_receive_now: flags & DIME_CONNECT_SHM_NOW != 0,
+            cut_through: flags & DIME_CONNECT_CUT_THROUGH != 0,
             ..ConnectOptions::default()
         };
         let addr = Address::parse(address).map_err(Fail::invalid)?;

@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod extensions;
 pub mod layout;
+pub mod live;
 pub mod pattern;
 pub mod value;
 pub mod wire;

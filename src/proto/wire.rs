@@ -3,6 +3,7 @@
 //! frames incrementally from reads of any size.
 
 use crate::buffer::PooledBuf;
+use crate::live::{LivePayload, LiveWriter};
 use crate::shm::SharedPayload;
 use std::fmt;
 use std::io::{self, Read};
@@ -30,6 +31,9 @@ pub struct Frame {
     /// frame (its header says `"shm"`; see [`crate::shm`]), or why the one
     /// the header announced could not be taken.
     pub shm: Option<Result<Arc<SharedPayload>, String>>,
+    /// A payload relayed while it arrives (see [`FrameReader::go_live`]),
+    /// in place of `payload`, which is then empty.
+    pub live: Option<Arc<LivePayload>>,
 }
 
 impl Frame {
@@ -39,6 +43,7 @@ impl Frame {
             head: encode_head(json, payload.len()),
             payload,
             shm: None,
+            live: None,
         }
     }
 
@@ -58,9 +63,10 @@ impl Frame {
         &self.head[PREFIX_LEN..]
     }
 
-    /// Total bytes on the wire.
+    /// Total bytes on the wire (a live payload counts in full, as its
+    /// header declares it).
     pub fn wire_len(&self) -> usize {
-        self.head.len() + self.payload.len()
+        self.head.len() + self.payload.len() + self.live.as_ref().map_or(0, |l| l.len())
     }
 }
 
@@ -159,8 +165,47 @@ impl std::error::Error for WireError {}
 struct Partial {
     head: Vec<u8>,
     head_len: usize,
-    payload: PooledBuf,
-    filled: usize,
+    body: Body,
+    /// The head was offered for cut-through (see [`FrameReader::offer_head`]).
+    offered: bool,
+}
+
+/// Where a partial frame's payload goes.
+enum Body {
+    /// A buffer of its own, handed over with the complete frame.
+    Owned { buf: PooledBuf, filled: usize },
+    /// A buffer already shared with recipients.
+    Live(LiveWriter),
+}
+
+impl Body {
+    fn len(&self) -> usize {
+        match self {
+            Body::Owned { buf, .. } => buf.len(),
+            Body::Live(w) => w.shared().len(),
+        }
+    }
+
+    fn filled(&self) -> usize {
+        match self {
+            Body::Owned { filled, .. } => *filled,
+            Body::Live(w) => w.filled_len(),
+        }
+    }
+
+    fn spare(&mut self) -> &mut [u8] {
+        match self {
+            Body::Owned { buf, filled } => &mut buf[*filled..],
+            Body::Live(w) => w.spare(),
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Body::Owned { filled, .. } => *filled += n,
+            Body::Live(w) => w.advance(n),
+        }
+    }
 }
 
 /// Incremental frame parser over a byte stream.
@@ -172,6 +217,9 @@ pub struct FrameReader {
     max_message: u64,
     /// Bytes the last `read_from` offered to the source.
     last_room: usize,
+    /// The smallest payload whose head [`FrameReader::offer_head`] offers
+    /// before the payload is in (usize::MAX: none).
+    cut_min: usize,
 }
 
 impl FrameReader {
@@ -184,7 +232,69 @@ impl FrameReader {
             partial: None,
             max_message,
             last_room: 0,
+            cut_min: usize::MAX,
         }
+    }
+
+    /// Offers the heads of frames whose payload is at least `min_payload`
+    /// bytes as soon as they are in ([`FrameReader::offer_head`]).
+    pub fn set_cut_through(&mut self, min_payload: usize) {
+        self.cut_min = min_payload;
+    }
+
+    /// True when a frame's head is complete and waits to be offered.
+    pub fn has_head_to_offer(&self) -> bool {
+        self.partial.as_ref().is_some_and(|p| {
+            !p.offered && p.head.len() == p.head_len && p.body.len() >= self.cut_min
+        })
+    }
+
+    /// The JSON header of a frame whose payload is still arriving, once:
+    /// the caller may then relay the frame while it arrives
+    /// ([`FrameReader::go_live`]); otherwise it completes as usual.
+    pub fn offer_head(&mut self) -> Option<&[u8]> {
+        if !self.has_head_to_offer() {
+            return None;
+        }
+        let p = self.partial.as_mut()?;
+        p.offered = true;
+        Some(&p.head[PREFIX_LEN..])
+    }
+
+    /// The declared payload length of the frame being read (0 between
+    /// frames).
+    pub fn pending_payload_len(&self) -> usize {
+        self.partial.as_ref().map_or(0, |p| p.body.len())
+    }
+
+    /// Turns the frame whose head was just offered into one relayed while
+    /// it arrives: the returned frame's payload is [`Frame::live`], filled
+    /// by later reads. When it is complete, [`FrameReader::next_frame`]
+    /// returns a frame with the same live payload (and no other): the
+    /// mark that this frame has ended, in its place in the stream.
+    pub fn go_live(&mut self) -> Option<Frame> {
+        let p = self.partial.as_mut()?;
+        if p.head.len() != p.head_len {
+            return None;
+        }
+        let writer = match std::mem::replace(
+            &mut p.body,
+            Body::Owned {
+                buf: PooledBuf::default(),
+                filled: 0,
+            },
+        ) {
+            Body::Owned { buf, filled } => LivePayload::start(buf, filled),
+            Body::Live(w) => w,
+        };
+        let live = writer.shared().clone();
+        p.body = Body::Live(writer);
+        Some(Frame {
+            head: p.head.clone(),
+            payload: PooledBuf::default(),
+            shm: None,
+            live: Some(live),
+        })
     }
 
     /// True while a frame has been started but not completed.
@@ -225,10 +335,10 @@ impl FrameReader {
     pub fn read_from<R: Read + ?Sized>(&mut self, src: &mut R) -> io::Result<usize> {
         if self.start == self.end {
             if let Some(p) = &mut self.partial {
-                if p.head.len() == p.head_len && p.payload.len() - p.filled >= STAGING {
-                    self.last_room = p.payload.len() - p.filled;
-                    let n = src.read(&mut p.payload[p.filled..])?;
-                    p.filled += n;
+                if p.head.len() == p.head_len && p.body.len() - p.body.filled() >= STAGING {
+                    self.last_room = p.body.len() - p.body.filled();
+                    let n = src.read(p.body.spare())?;
+                    p.body.advance(n);
                     return Ok(n);
                 }
             }
@@ -278,8 +388,11 @@ impl FrameReader {
             self.partial = Some(Partial {
                 head,
                 head_len: PREFIX_LEN + json_len,
-                payload,
-                filled: 0,
+                body: Body::Owned {
+                    buf: payload,
+                    filled: 0,
+                },
+                offered: false,
             });
         }
         let p = self.partial.as_mut().unwrap();
@@ -288,16 +401,21 @@ impl FrameReader {
         let n = want_head.min(avail.len());
         p.head.extend_from_slice(&avail[..n]);
         let avail = &avail[n..];
-        let m = (p.payload.len() - p.filled).min(avail.len());
-        p.payload[p.filled..p.filled + m].copy_from_slice(&avail[..m]);
-        p.filled += m;
+        let m = (p.body.len() - p.body.filled()).min(avail.len());
+        p.body.spare()[..m].copy_from_slice(&avail[..m]);
+        p.body.advance(m);
         self.start += n + m;
-        if p.head.len() == p.head_len && p.filled == p.payload.len() {
+        if p.head.len() == p.head_len && p.body.filled() == p.body.len() {
             let p = self.partial.take().unwrap();
+            let (payload, live) = match p.body {
+                Body::Owned { buf, .. } => (buf, None),
+                Body::Live(w) => (PooledBuf::default(), Some(w.shared().clone())),
+            };
             return Ok(Some(Frame {
                 head: p.head,
-                payload: p.payload,
+                payload,
                 shm: None,
+                live,
             }));
         }
         Ok(None)

@@ -56,6 +56,10 @@ const READ_BUDGET: usize = 8 << 20;
 /// Descriptors a connection may have sent ahead of the frames announcing
 /// them; more means the two streams no longer match.
 const MAX_UNCLAIMED_FDS: usize = 64;
+/// The smallest payload a `send` or `broadcast` may be relayed while it
+/// arrives (cut-through, `services::messaging::cut`): below it, waiting
+/// for the whole frame costs less than the bookkeeping.
+const CUT_THROUGH_MIN: usize = 1 << 20;
 /// Pause before retrying accept after an error such as EMFILE.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -349,6 +353,7 @@ impl Server {
                     }
                     log::info!("client {id} connected ({})", stream.peer());
                     let mut conn = Connection::new(stream, self.state.config.max_message);
+                    conn.reader.set_cut_through(CUT_THROUGH_MIN);
                     conn.peer = conn.stream.peer();
                     conn.admin =
                         self.state.config.admin || admin::same_user(conn.stream.as_raw_fd());
@@ -400,6 +405,7 @@ impl Server {
         let mut frames = std::mem::take(&mut self.scratch_frames);
         let mut fatal: Option<String> = None;
         let mut eof = false;
+        let mut got_bytes = false;
         {
             let Some(c) = self.state.conns.get_mut(&id) else {
                 return;
@@ -425,6 +431,7 @@ impl Server {
                         break;
                     }
                     Ok(n) => {
+                        got_bytes = true;
                         self.state.stats.bytes_in += n as u64;
                         budget = budget.saturating_sub(n);
                         // A short read drained the socket: skip the read that
@@ -466,13 +473,18 @@ impl Server {
                     ));
                     c.fds.clear();
                 }
-                if fatal.is_some() || budget == 0 {
+                // A large message's head is routed before its payload is
+                // read on (cut-through).
+                if fatal.is_some() || budget == 0 || c.reader.has_head_to_offer() {
                     break;
                 }
             }
             if eof && c.reader.is_mid_frame() {
                 log::info!("client {id} disconnected mid-frame");
             }
+        }
+        if got_bytes {
+            self.services.messaging.wake_live(&mut self.state, id);
         }
         for f in frames.drain(..) {
             match self.state.conns.get_mut(&id) {
@@ -485,6 +497,9 @@ impl Server {
         }
         frames.clear();
         self.scratch_frames = frames;
+        if fatal.is_none() && !eof {
+            self.offer_head(id);
+        }
         if let Some(msg) = fatal {
             self.fail_and_close(id, &msg);
         }
@@ -493,11 +508,53 @@ impl Server {
         }
     }
 
+    /// Offers the head of a large frame still arriving for cut-through:
+    /// a `send`/`broadcast` that qualifies is relayed now, while its
+    /// payload arrives. Only when every earlier request has run, so
+    /// requests still take effect in order.
+    fn offer_head(&mut self, id: ConnId) {
+        let Some(c) = self.state.conns.get_mut(&id) else {
+            return;
+        };
+        let in_order = !c.closing && c.blocked.is_none() && c.deferred.is_empty();
+        let Some(json) = c.reader.offer_head() else {
+            return;
+        };
+        let Some(text) = std::str::from_utf8(json).ok().filter(|_| in_order) else {
+            return;
+        };
+        self.header_text.clear();
+        self.header_text.push_str(text);
+        let payload_len = c.reader.pending_payload_len();
+        let route =
+            self.services
+                .messaging
+                .route_live(&self.state, id, &self.header_text, payload_len);
+        let Some(route) = route else {
+            return;
+        };
+        let frame = self
+            .state
+            .conns
+            .get_mut(&id)
+            .and_then(|c| c.reader.go_live());
+        if let Some(frame) = frame {
+            self.services
+                .messaging
+                .begin_live(&mut self.state, id, route, frame);
+        }
+    }
+
     /// Runs one request. Whatever is wrong with its header, the frame
     /// arrived whole and the next one starts right after it, so a bad
     /// header is an error reply and the connection carries on (as the
     /// original server does for bad fields); only a broken frame closes it.
     fn handle_frame(&mut self, id: ConnId, frame: Frame) {
+        // The end of a message already relayed while it arrived.
+        if frame.live.is_some() {
+            self.services.messaging.finish_live(&mut self.state, id);
+            return;
+        }
         if let Some(Err(msg)) = &frame.shm {
             self.state.reply_error(id, msg);
             return;
@@ -589,6 +646,9 @@ impl Server {
     /// broken frame (the stream can no longer be parsed) or a handler panic.
     fn fail_and_close(&mut self, id: ConnId, msg: &str) {
         log::info!("client {id}: {msg}; closing");
+        // Nothing more is read from it: a message it was in the middle of
+        // will never be whole.
+        self.services.messaging.abort_live(&mut self.state, id);
         self.state.reply_error(id, msg);
         if let Some(c) = self.state.conns.get_mut(&id) {
             // The error must reach the client even if a wait holds replies.
@@ -660,10 +720,13 @@ impl Server {
         if read && c.stream.has_buffered_input() {
             self.buffered_input.push(id);
         }
-        if c.armed == (read, !done) {
+        // Output waiting for a payload to arrive is written when its
+        // sender's bytes are read (`wake_live`), not when the socket is.
+        let write = !done && !c.out.stalled();
+        if c.armed == (read, write) {
             return;
         }
-        c.armed = (read, !done);
+        c.armed = (read, write);
         let interest = match c.armed {
             (true, true) => Event::all(id),
             (true, false) => Event::readable(id),

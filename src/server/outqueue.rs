@@ -3,9 +3,13 @@
 //! Relayed messages are queued as shared references to the one stored
 //! frame, so sending a large payload to many clients never copies it. A
 //! frame whose payload is in shared memory carries no payload bytes: its
-//! descriptor goes with the first byte of its header (`SCM_RIGHTS`).
+//! descriptor goes with the first byte of its header (`SCM_RIGHTS`). A
+//! frame whose payload is still arriving (cut-through) is written as far
+//! as it has arrived; the queue then waits for more instead of for the
+//! socket, and writes zeros for the rest of one whose sender went away.
 
 use crate::buffer::PooledBuf;
+use crate::live::LivePayload;
 use crate::shm::SharedPayload;
 use crate::transport::Transport;
 use crate::wire::Frame;
@@ -29,6 +33,12 @@ impl Sink for dyn Transport {
 /// Most slices handed to one `writev`.
 const MAX_SLICES: usize = 64;
 
+/// What stands in for the bytes of a payload that will never arrive.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+/// The closing status of a sync reply: `{"status":0}`.
+const SYNC_OK: &[u8] = br#"{"status":0}"#;
+
 /// One queued item.
 pub enum OutItem {
     /// A reply built for this connection only.
@@ -39,6 +49,12 @@ pub enum OutItem {
     Shared(Arc<Frame>),
     /// A reply head with a body shared with stored state (share values).
     WithBody(Vec<u8>, Arc<PooledBuf>),
+    /// The status that ends a `sync` reply holding messages whose payloads
+    /// were still arriving when it was queued (cut-through), with their
+    /// positions in the reply: `{"status":0}`, plus `"aborted":[k,…]`
+    /// naming those whose sender went away before the end. Decided when
+    /// it is written, after all of them.
+    SyncEnd(Vec<(usize, Arc<LivePayload>)>),
 }
 
 impl OutItem {
@@ -50,19 +66,51 @@ impl OutItem {
         }
     }
 
-    fn parts(&self) -> [&[u8]; 2] {
-        match self {
-            OutItem::Bytes(b) => [b, &[]],
-            OutItem::Static(b) => [b, &[]],
-            OutItem::Shared(f) => [&f.head, &f.payload],
-            OutItem::WithBody(h, b) => [h, b],
+    /// The bytes from `off` on that can be written now, as one slice
+    /// (empty when they have not arrived yet).
+    fn chunk_at(&self, off: usize) -> &[u8] {
+        let (head, body): (&[u8], &[u8]) = match self {
+            OutItem::Bytes(b) => (b, &[]),
+            OutItem::Static(b) => (b, &[]),
+            OutItem::WithBody(h, b) => (h, b),
+            // Rendered before it is written (`OutQueue::render_front`).
+            OutItem::SyncEnd(_) => return &[],
+            OutItem::Shared(f) => match &f.live {
+                None => (&f.head, &f.payload),
+                Some(live) => {
+                    if off < f.head.len() {
+                        return &f.head[off..];
+                    }
+                    let at = off - f.head.len();
+                    let arrived = live.filled();
+                    if at < arrived.len() {
+                        return &arrived[at..];
+                    }
+                    if live.is_aborted() {
+                        let left = live.len() - at;
+                        return &ZEROS[..left.min(ZEROS.len())];
+                    }
+                    return &[];
+                }
+            },
+        };
+        if off < head.len() {
+            &head[off..]
+        } else {
+            &body[off - head.len()..]
         }
     }
 
     /// Bytes this item puts on the wire.
     pub fn wire_len(&self) -> usize {
-        let [a, b] = self.parts();
-        a.len() + b.len()
+        match self {
+            OutItem::Bytes(b) => b.len(),
+            OutItem::Static(b) => b.len(),
+            OutItem::WithBody(h, b) => h.len() + b.len(),
+            OutItem::Shared(f) => f.wire_len(),
+            // Until rendered, as a plain `{"status":0}`.
+            OutItem::SyncEnd(_) => crate::wire::PREFIX_LEN + SYNC_OK.len(),
+        }
     }
 }
 
@@ -96,10 +144,51 @@ impl OutQueue {
         std::mem::take(&mut self.delivered)
     }
 
-    /// Writes until done or the socket would block. Returns true when the
-    /// queue is empty.
+    /// True when the next byte to write has not arrived yet (a payload
+    /// relayed while it arrives): the queue waits for its sender, not for
+    /// the socket.
+    pub fn stalled(&self) -> bool {
+        self.items.front().is_some_and(|i| {
+            !matches!(i, OutItem::SyncEnd(_)) && i.chunk_at(self.offset).is_empty()
+        })
+    }
+
+    /// Replaces a [`OutItem::SyncEnd`] at the front by its bytes: every
+    /// message before it has been written whole, so each of its payloads
+    /// is complete or aborted by now.
+    fn render_front(&mut self) {
+        let Some(OutItem::SyncEnd(live)) = self.items.front() else {
+            return;
+        };
+        let aborted: Vec<usize> = live
+            .iter()
+            .filter(|(_, p)| p.is_aborted())
+            .map(|(k, _)| *k)
+            .collect();
+        let json = if aborted.is_empty() {
+            SYNC_OK.to_vec()
+        } else {
+            serde_json::json!({"status": 0, "aborted": aborted})
+                .to_string()
+                .into_bytes()
+        };
+        let bytes = crate::wire::encode_head(&json, 0);
+        let old = self.items[0].wire_len();
+        self.bytes = self.bytes - old + bytes.len();
+        self.items[0] = OutItem::Bytes(bytes);
+    }
+
+    /// Writes until done, the socket would block, or the next bytes have
+    /// not arrived ([`OutQueue::stalled`]). Returns true when the queue is
+    /// empty.
     pub fn flush<W: Sink + ?Sized>(&mut self, w: &mut W) -> io::Result<bool> {
         while !self.items.is_empty() {
+            if self.offset == 0 {
+                self.render_front();
+            }
+            if self.stalled() {
+                return Ok(false);
+            }
             let n = match self.write_some(w) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
@@ -123,34 +212,42 @@ impl OutQueue {
         };
         // The usual case, a single reply, needs no gathering.
         if self.items.len() == 1 && fd_first.is_none() {
-            let [a, b] = self.items[0].parts();
-            let (a, b) = if self.offset < a.len() {
-                (&a[self.offset..], b)
+            let item = &self.items[0];
+            let a = item.chunk_at(self.offset);
+            let next = self.offset + a.len();
+            let b = if next < item.wire_len() {
+                item.chunk_at(next)
             } else {
-                (&b[self.offset - a.len()..], &[][..])
+                &[]
             };
             return w.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]);
         }
         // On the stack: this runs for every batch of replies written.
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
         let mut used = 0;
-        let mut skip = self.offset;
+        let mut off = self.offset;
         'fill: for (i, item) in self.items.iter().enumerate() {
-            if i > 0 && item.shared().is_some() {
+            // A sync's closing status is rendered at the front, once the
+            // messages before it are out.
+            if i > 0 && (item.shared().is_some() || matches!(item, OutItem::SyncEnd(_))) {
                 break;
             }
-            for part in item.parts() {
-                if skip >= part.len() {
-                    skip -= part.len();
-                    continue;
+            let total = item.wire_len();
+            while off < total {
+                let chunk = item.chunk_at(off);
+                if chunk.is_empty() {
+                    // The rest of this payload has not arrived: nothing
+                    // after it may go before it.
+                    break 'fill;
                 }
-                slices[used] = IoSlice::new(&part[skip..]);
+                slices[used] = IoSlice::new(chunk);
                 used += 1;
-                skip = 0;
+                off += chunk.len();
                 if used == MAX_SLICES {
                     break 'fill;
                 }
             }
+            off = 0;
         }
         let Some(payload) = fd_first else {
             return w.write_vectored(&slices[..used]);

@@ -1,7 +1,9 @@
 //! DiME2 messaging (docs/protocol.md §2): groups, `send`, `broadcast`,
 //! `sync`, `wait`, `devices`, and the handshake's serialization
-//! negotiation (§3); and, our extension, watches of group membership.
+//! negotiation (§3); and, our extensions, watches of group membership and
+//! cut-through relaying of large messages ([`cut`]).
 
+mod cut;
 mod groups;
 
 use crate::proto::extensions;
@@ -93,6 +95,8 @@ pub struct Messaging {
     serialization: Option<String>,
     /// Joins and leaves, for watchers.
     feed: MembershipFeed,
+    /// Messages relayed while their payload arrives, by sender.
+    live: rustc_hash::FxHashMap<ConnId, cut::LiveRelay>,
 }
 
 /// The feed of joins and leaves: events name the group and the client.
@@ -142,6 +146,7 @@ impl Service for Messaging {
         extensions::SEND_RECEIVE,
         extensions::DIMEB_LAYOUT,
         extensions::SHM,
+        extensions::CUT_THROUGH,
     ];
 
     fn withdraw(&mut self, _: &mut State, _: ConnId, _: InboxWait) {
@@ -153,6 +158,7 @@ impl Service for Messaging {
     }
 
     fn disconnect(&mut self, st: &mut State, id: ConnId, conn: &Connection) {
+        self.abort_live(st, id);
         self.feed.0.forget(id);
         for g in &conn.groups {
             self.groups.leave(g, id);
@@ -226,6 +232,9 @@ fn handshake(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Fra
         layout: asked(extensions::DIMEB_LAYOUT),
         // Descriptors only travel over unix sockets.
         shm: asked(extensions::SHM) && conn.stream.passes_fds(),
+        // A frame written in parts needs a plain byte stream (WebSocket
+        // sends each frame as one message).
+        cut_through: asked(extensions::CUT_THROUGH) && conn.stream.is_plain_stream(),
     };
     conn.fds_in &= conn.accepts.shm;
     conn.fds_out &= conn.accepts.shm;
@@ -390,15 +399,19 @@ fn send(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, frame: Fram
 }
 
 fn broadcast(_: &mut Messaging, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    // Side connections (remote calls, watches) and monitors never sync:
-    // they are not recipients.
-    let recipients: Vec<ConnId> = st
-        .conns
+    let recipients = broadcast_recipients(st, id);
+    relay(st, id, h, frame, None, recipients)
+}
+
+/// Who a broadcast from `id` goes to: every other client that syncs. Side
+/// connections (remote calls, watches) and monitors never sync: they are
+/// not recipients.
+fn broadcast_recipients(st: &State, id: ConnId) -> Vec<ConnId> {
+    st.conns
         .iter()
         .filter(|(c, conn)| **c != id && conn.broadcasts && !st.monitors.contains_key(c))
         .map(|(c, _)| *c)
-        .collect();
-    relay(st, id, h, frame, None, recipients)
+        .collect()
 }
 
 fn sync(_: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
@@ -428,6 +441,9 @@ fn receive(st: &mut State, id: ConnId, h: &Header, n: i64) -> Result {
 }
 
 /// Sends up to `n` queued messages (all if `n < 0`), then `{"status":0}`.
+/// When some of them are still arriving (cut-through), the closing status
+/// is decided once they have been written: it names the ones whose sender
+/// went away before the end in `"aborted"` (positions in this reply).
 fn drain_inbox(st: &mut State, id: ConnId, n: i64) {
     let conn = st.conns.get_mut(&id).expect("live connection");
     let count = if n < 0 {
@@ -435,12 +451,20 @@ fn drain_inbox(st: &mut State, id: ConnId, n: i64) {
     } else {
         (n as usize).min(conn.inbox.len())
     };
-    for _ in 0..count {
+    let mut arriving = Vec::new();
+    for k in 0..count {
         let frame = conn.inbox.pop_front().expect("counted");
         conn.inbox_bytes -= frame.queued_len() as u64;
+        if let Some(live) = frame.live.as_ref().filter(|l| !l.is_complete()) {
+            arriving.push((k, live.clone()));
+        }
         conn.reply(OutItem::Shared(frame));
     }
-    st.reply_ok(id);
+    if arriving.is_empty() {
+        st.reply_ok(id);
+    } else {
+        st.reply_item(id, OutItem::SyncEnd(arriving));
+    }
 }
 
 fn wait(_: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {

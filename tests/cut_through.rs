@@ -1,0 +1,431 @@
+//! Cut-through relaying (docs/protocol-extensions.md, "Cut-through"): a
+//! large `send`/`broadcast` reaches recipients that negotiated
+//! `cut_through` while its sender is still writing it; a sender that goes
+//! away midway leaves no message anywhere (its recipients are told the
+//! message was aborted, and our client drops it), and clients that did not
+//! negotiate get whole messages only, exactly as before.
+
+mod common;
+
+use common::{Raw, TestServer, frame};
+use dime::client::ConnectOptions;
+use dime::{Client, Value};
+use serde_json::{Value as Json, json};
+use std::io::{ErrorKind, Read, Write};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A payload size above the broker's cut-through threshold (1 MiB).
+const BIG: usize = 4 << 20;
+
+/// A recognisable payload of `len` bytes (never all zeros).
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ seed | 1)
+        .collect::<Vec<u8>>()
+}
+
+/// A raw connection that handshook asking for `extensions` and joined `group`.
+fn member(srv: &TestServer, extensions: &[&str], group: &str) -> Raw {
+    let mut r = srv.raw();
+    let reply = r.call(json!({"command": "handshake", "serialization": "dimeb",
+        "tls": false, "extensions": extensions}));
+    assert_eq!(reply["status"], 0);
+    assert_eq!(
+        r.call(json!({"command": "join", "name": group}))["status"],
+        0
+    );
+    r
+}
+
+/// A raw connection that handshook asking for nothing.
+fn sender(srv: &TestServer) -> Raw {
+    let mut r = srv.raw();
+    let reply = r.call(json!({"command": "handshake", "serialization": "dimeb", "tls": false}));
+    assert_eq!(reply["status"], 0);
+    r
+}
+
+/// The bytes of a `send` of `payload` to `group`, as `varname`.
+fn send_frame(group: &str, varname: &str, payload: &[u8]) -> Vec<u8> {
+    let header = json!({"command": "send", "name": group, "varname": varname,
+        "serialization": "dimeb"});
+    frame(header.to_string().as_bytes(), payload)
+}
+
+/// Reads exactly `n` bytes, or fails the test after the raw timeout.
+fn read_n(r: &mut Raw, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    r.stream.read_exact(&mut buf).expect("bytes in time");
+    buf
+}
+
+/// Reads a frame's prefix and header (not its payload); returns the
+/// header and the declared payload length.
+fn read_head(r: &mut Raw) -> (Json, usize) {
+    let prefix = read_n(r, 12);
+    assert_eq!(&prefix[..4], b"DiME");
+    let jl = u32::from_be_bytes(prefix[4..8].try_into().unwrap()) as usize;
+    let pl = u32::from_be_bytes(prefix[8..12].try_into().unwrap()) as usize;
+    (serde_json::from_slice(&read_n(r, jl)).unwrap(), pl)
+}
+
+/// True when nothing arrives on `r` within `wait`.
+fn silent_for(r: &mut Raw, wait: Duration) -> bool {
+    r.stream.set_read_timeout(Some(wait)).unwrap();
+    let mut b = [0u8; 1];
+    let quiet = match r.stream.read(&mut b) {
+        Err(e) => matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        Ok(_) => false,
+    };
+    r.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    quiet
+}
+
+/// A Rust client that does not send through shared memory (so its large
+/// payloads go through the socket, as across hosts), negotiating
+/// cut-through or not.
+fn client(srv: &TestServer, cut_through: bool) -> Client {
+    let options = ConnectOptions {
+        shm: false,
+        cut_through,
+        ..ConnectOptions::default()
+    };
+    Client::connect_with(&srv.unix(), options).unwrap()
+}
+
+#[test]
+fn a_waiting_recipient_gets_the_message_while_the_sender_is_still_writing_it() {
+    let srv = TestServer::start();
+    let mut rx = member(&srv, &["cut_through"], "g");
+    let mut tx = sender(&srv);
+    // The recipient blocks until a message is queued.
+    rx.send(json!({"command": "sync", "wait": true}), &[]);
+    let payload = pattern(BIG, 7);
+    let bytes = send_frame("g", "x", &payload);
+    let split = bytes.len() - payload.len() + (1 << 20);
+    tx.send_bytes(&bytes[..split]);
+    // The header and the first megabyte reach the recipient, although the
+    // sender has not written the rest.
+    let (head, len) = read_head(&mut rx);
+    assert_eq!(head["varname"], "x");
+    assert_eq!(len, BIG);
+    assert_eq!(read_n(&mut rx, 1 << 20), payload[..1 << 20]);
+    // Nothing more until the sender goes on; the sender has no reply yet.
+    assert!(silent_for(&mut rx, Duration::from_millis(200)));
+    assert!(silent_for(&mut tx, Duration::from_millis(50)));
+    tx.send_bytes(&bytes[split..]);
+    assert_eq!(read_n(&mut rx, BIG - (1 << 20)), payload[1 << 20..]);
+    assert_eq!(rx.recv().0, json!({"status": 0}));
+    assert_eq!(tx.recv().0, json!({"status": 0}));
+}
+
+#[test]
+fn our_client_blocked_in_wait_receives_a_slowly_written_message_whole() {
+    let srv = TestServer::start();
+    let mut rx = client(&srv, true);
+    rx.join(&["g"]).unwrap();
+    let waiting = thread::spawn(move || {
+        let n = rx.wait(Some(Duration::from_secs(20))).unwrap();
+        let got = rx.sync_messages(-1).unwrap();
+        (n, got, Instant::now())
+    });
+    thread::sleep(Duration::from_millis(100));
+    let mut tx = sender(&srv);
+    let payload = pattern(BIG, 3);
+    let bytes = send_frame("g", "x", &payload);
+    let pieces: Vec<&[u8]> = bytes.chunks(256 << 10).collect();
+    let (last, first) = pieces.split_last().unwrap();
+    for piece in first {
+        tx.send_bytes(piece);
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Most of it has already been written to the waiting client.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bytes_out(&srv) < 3 << 20 {
+        assert!(Instant::now() < deadline, "nothing was relayed early");
+        thread::sleep(Duration::from_millis(5));
+    }
+    let before_last = Instant::now();
+    tx.send_bytes(last);
+    assert_eq!(tx.recv().0, json!({"status": 0}));
+    let (n, got, received) = waiting.join().unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].varname, "x");
+    assert_eq!(&got[0].payload[..], &payload[..]);
+    assert!(
+        received > before_last,
+        "a message is returned only once whole"
+    );
+}
+
+#[test]
+fn a_sender_killed_mid_payload_leaves_no_message_and_every_connection_usable() {
+    let srv = TestServer::start();
+    // Ours, blocked in a receive; a raw one that negotiated, blocked in a
+    // sync; an old DiME2 client; one that negotiated but is not syncing.
+    let mut ours = client(&srv, true);
+    ours.join(&["g"]).unwrap();
+    let mut raw_new = member(&srv, &["cut_through"], "g");
+    let mut old = member(&srv, &[], "g");
+    let mut idle = member(&srv, &["cut_through"], "g");
+    let ours_thread = thread::spawn(move || {
+        let got = ours.receive_messages(-1, Some(Duration::from_secs(20)));
+        (ours, got)
+    });
+    raw_new.send(json!({"command": "sync", "wait": true}), &[]);
+    old.send(json!({"command": "wait"}), &[]);
+    thread::sleep(Duration::from_millis(100));
+
+    let mut tx = sender(&srv);
+    let payload = pattern(BIG, 9);
+    let bytes = send_frame("g", "doomed", &payload);
+    let split = bytes.len() - payload.len() + (1 << 20);
+    tx.send_bytes(&bytes[..split]);
+    let (head, len) = read_head(&mut raw_new);
+    assert_eq!((head["varname"].as_str(), len), (Some("doomed"), BIG));
+    assert_eq!(read_n(&mut raw_new, 1 << 20), payload[..1 << 20]);
+    // The sender dies mid-payload.
+    drop(tx);
+    // The stream stays in step: the rest comes as zeros, and the closing
+    // status names the message as aborted.
+    let rest = read_n(&mut raw_new, BIG - (1 << 20));
+    assert!(rest.iter().all(|&b| b == 0));
+    assert_eq!(raw_new.recv().0, json!({"status": 0, "aborted": [0]}));
+    // The old client was never woken for it; the idle one has nothing queued.
+    assert!(silent_for(&mut old, Duration::from_millis(200)));
+    assert_eq!(idle.call(json!({"command": "sync"})), json!({"status": 0}));
+
+    // Later messages reach everyone whole, ours included (its receive
+    // dropped the aborted message and went on waiting).
+    let mut tx2 = client(&srv, true);
+    let later = pattern(2 << 20, 5);
+    tx2.send_encoded("g", "later", &later).unwrap();
+    let (ours, got) = ours_thread.join().unwrap();
+    let got = got.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].varname, "later");
+    assert_eq!(&got[0].payload[..], &later[..]);
+    assert_eq!(old.recv().0, json!({"status": 0, "n": 1}));
+    for r in [&mut old, &mut idle] {
+        r.send(json!({"command": "sync"}), &[]);
+        let (h, p) = r.recv();
+        assert_eq!(h["varname"], "later");
+        assert_eq!(p, later);
+        assert_eq!(r.recv().0, json!({"status": 0}));
+    }
+    raw_new.send(json!({"command": "sync"}), &[]);
+    let (h, p) = raw_new.recv();
+    assert_eq!((h["varname"].as_str(), p == later), (Some("later"), true));
+    assert_eq!(raw_new.recv().0, json!({"status": 0}));
+    drop(ours);
+}
+
+#[test]
+fn our_client_drops_an_aborted_message_from_a_sync_and_keeps_the_others() {
+    let srv = TestServer::start();
+    let mut ours = client(&srv, true);
+    ours.join(&["g"]).unwrap();
+    let mut small = client(&srv, true);
+    small.send("g", "before", &Value::F64(1.0)).unwrap();
+    let mut tx = sender(&srv);
+    let payload = pattern(BIG, 11);
+    let bytes = send_frame("g", "doomed", &payload);
+    let split = bytes.len() - payload.len() + (1 << 20);
+    tx.send_bytes(&bytes[..split]);
+    // Queued at once (the client would be written it as it arrives).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while queued(&srv, "g") < 2 {
+        assert!(Instant::now() < deadline, "the message was never queued");
+        thread::sleep(Duration::from_millis(5));
+    }
+    let syncing = thread::spawn(move || {
+        let got = ours.sync_messages(-1);
+        (ours, got)
+    });
+    thread::sleep(Duration::from_millis(100));
+    drop(tx);
+    let (mut ours, got) = syncing.join().unwrap();
+    let got = got.unwrap();
+    let names: Vec<&str> = got.iter().map(|m| m.varname.as_str()).collect();
+    assert_eq!(names, ["before"]);
+    small.send("g", "after", &Value::F64(2.0)).unwrap();
+    assert_eq!(
+        ours.sync(-1).unwrap(),
+        vec![("after".to_owned(), Value::F64(2.0))]
+    );
+}
+
+/// Bytes the broker has written to its clients so far (`stats`).
+fn bytes_out(srv: &TestServer) -> u64 {
+    let mut admin = srv.raw();
+    admin.call(json!({"command": "stats"}))["bytes_out"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Messages queued for the members of `group`, summed, from `inspect`.
+fn queued(srv: &TestServer, group: &str) -> u64 {
+    let mut admin = srv.raw();
+    let reply = admin.call(json!({"command": "inspect"}));
+    let members = reply["services"]["messaging"]["groups"][group]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let clients = reply["clients"].as_array().cloned().unwrap_or_default();
+    clients
+        .iter()
+        .filter(|c| members.contains(&c["id"]))
+        .map(|c| c["queued"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn an_old_client_gets_whole_messages_only() {
+    let srv = TestServer::start();
+    let mut new = member(&srv, &["cut_through"], "g");
+    let mut old = member(&srv, &[], "g");
+    let mut tx = sender(&srv);
+    let payload = pattern(BIG, 13);
+    let bytes = send_frame("g", "x", &payload);
+    let split = bytes.len() - payload.len() + (2 << 20);
+    tx.send_bytes(&bytes[..split]);
+    // The negotiated recipient is being written it; the old one has no
+    // message yet: its sync is empty and its wait is not answered.
+    new.send(json!({"command": "sync"}), &[]);
+    assert_eq!(read_head(&mut new).1, BIG);
+    assert_eq!(old.call(json!({"command": "sync"})), json!({"status": 0}));
+    old.send(json!({"command": "wait"}), &[]);
+    assert!(silent_for(&mut old, Duration::from_millis(200)));
+    tx.send_bytes(&bytes[split..]);
+    assert_eq!(tx.recv().0, json!({"status": 0}));
+    assert_eq!(old.recv().0, json!({"status": 0, "n": 1}));
+    old.send(json!({"command": "sync"}), &[]);
+    let (h, p) = old.recv();
+    assert_eq!(h["varname"], "x");
+    assert_eq!(p, payload);
+    assert_eq!(old.recv().0, json!({"status": 0}));
+    assert_eq!(read_n(&mut new, BIG), payload);
+    assert_eq!(new.recv().0, json!({"status": 0}));
+}
+
+#[test]
+fn a_sender_that_dies_before_an_old_client_got_the_message_leaves_it_nothing() {
+    let srv = TestServer::start_with(|c| c.max_queue = 6 << 20);
+    let _new = member(&srv, &["cut_through"], "g");
+    let mut old = member(&srv, &[], "g");
+    let mut tx = sender(&srv);
+    let payload = pattern(BIG, 17);
+    let bytes = send_frame("g", "doomed", &payload);
+    tx.send_bytes(&bytes[..bytes.len() / 2]);
+    thread::sleep(Duration::from_millis(100));
+    drop(tx);
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(old.call(json!({"command": "sync"})), json!({"status": 0}));
+    // Its reservation in the old client's queue is gone too: a message
+    // as large fits again.
+    let mut tx2 = client(&srv, true);
+    tx2.send_encoded("g", "x", &pattern(BIG, 1)).unwrap();
+    old.send(json!({"command": "sync"}), &[]);
+    assert_eq!(old.recv().0["varname"], "x");
+}
+
+#[test]
+fn a_broadcast_reaches_recipients_reading_at_different_speeds() {
+    let srv = TestServer::start();
+    let mut fast = client(&srv, true);
+    let mut slow = srv.raw();
+    slow.call(
+        json!({"command": "handshake", "serialization": "dimeb", "tls": false,
+        "extensions": ["cut_through"]}),
+    );
+    let mut old = srv.raw();
+    old.call(json!({"command": "handshake", "serialization": "dimeb", "tls": false}));
+    let mut tx = client(&srv, true);
+    let payload = pattern(8 << 20, 21);
+    let sending = {
+        let payload = payload.clone();
+        thread::spawn(move || {
+            tx.broadcast_encoded("x", &payload).unwrap();
+            tx
+        })
+    };
+    // The fast one gets it all while the slow one has read nothing.
+    let got = fast
+        .receive_messages(-1, Some(Duration::from_secs(20)))
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].payload[..], &payload[..]);
+    // The slow one reads in small pieces with pauses.
+    slow.send(json!({"command": "sync", "wait": true}), &[]);
+    let (h, len) = read_head(&mut slow);
+    assert_eq!((h["varname"].as_str(), len), (Some("x"), payload.len()));
+    let mut body = Vec::new();
+    while body.len() < len {
+        let take = (len - body.len()).min(1 << 20);
+        body.extend(read_n(&mut slow, take));
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(body, payload);
+    assert_eq!(slow.recv().0, json!({"status": 0}));
+    let _tx = sending.join().unwrap();
+    old.send(json!({"command": "sync"}), &[]);
+    let (h, p) = old.recv();
+    assert_eq!((h["varname"].as_str(), p == payload), (Some("x"), true));
+    assert_eq!(old.recv().0, json!({"status": 0}));
+}
+
+#[test]
+fn max_queue_counts_a_message_still_arriving_at_its_declared_size() {
+    let srv = TestServer::start_with(|c| c.max_queue = 6 << 20);
+    let mut new = member(&srv, &["cut_through"], "g");
+    let mut old = member(&srv, &[], "g");
+    let mut tx = sender(&srv);
+    let payload = pattern(BIG, 23);
+    let bytes = send_frame("g", "first", &payload);
+    tx.send_bytes(&bytes[..bytes.len() / 2]);
+    thread::sleep(Duration::from_millis(100));
+    // Both queues already count the whole first message (4 MiB of 6).
+    let mut tx2 = client(&srv, true);
+    let err = tx2
+        .send_encoded("g", "second", &pattern(BIG, 2))
+        .unwrap_err();
+    assert!(err.to_string().contains("--max-queue"), "{err}");
+    // What fits still goes.
+    tx2.send_encoded("g", "small", &[1, 2, 3]).unwrap();
+    tx.send_bytes(&bytes[bytes.len() / 2..]);
+    assert_eq!(tx.recv().0, json!({"status": 0}));
+    for r in [&mut new, &mut old] {
+        r.send(json!({"command": "sync"}), &[]);
+        let mut names = Vec::new();
+        loop {
+            let (h, _) = r.recv();
+            if h.get("status").is_some() {
+                assert_eq!(h, json!({"status": 0}));
+                break;
+            }
+            names.push(h["varname"].as_str().unwrap().to_owned());
+        }
+        names.sort();
+        assert_eq!(names, ["first", "small"]);
+    }
+}
+
+#[test]
+fn the_sender_replies_stay_in_request_order() {
+    let srv = TestServer::start();
+    let _rx = member(&srv, &["cut_through"], "g");
+    let mut tx = sender(&srv);
+    // A large send to a group, then one to a group that does not exist,
+    // then a large one again, pipelined.
+    let mut bytes = send_frame("g", "a", &pattern(2 << 20, 1));
+    bytes.extend(send_frame("nobody", "b", &[1]));
+    bytes.extend(send_frame("g", "c", &pattern(2 << 20, 2)));
+    tx.stream.write_all(&bytes).unwrap();
+    assert_eq!(tx.recv().0, json!({"status": 0}));
+    assert_eq!(tx.recv().0["error"], "No such group exists: nobody");
+    assert_eq!(tx.recv().0, json!({"status": 0}));
+}
