@@ -533,6 +533,57 @@ mod tests {
     }
 
     #[test]
+    fn a_large_frame_goes_live_when_its_head_is_offered() {
+        let payload: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+        let big = Frame::new(
+            br#"{"command":"send"}"#,
+            PooledBuf::from_vec(payload.clone()),
+        );
+        let small = Frame::new(b"{}", PooledBuf::from_vec(b"x".to_vec()));
+        let mut bytes = big.head.clone();
+        bytes.extend_from_slice(&big.payload);
+        bytes.extend_from_slice(&small.head);
+        bytes.extend_from_slice(&small.payload);
+        let mut r = FrameReader::new(u64::MAX);
+        r.set_cut_through(100_000);
+        r.feed(&bytes[..big.head.len() + 1000]);
+        assert!(r.next_frame().unwrap().is_none());
+        assert_eq!(r.pending_payload_len(), 300_000);
+        assert_eq!(r.offer_head(), Some(&br#"{"command":"send"}"#[..]));
+        assert_eq!(r.offer_head(), None, "offered once");
+        let live = r.go_live().unwrap();
+        assert_eq!(live.head, big.head);
+        assert_eq!(live.wire_len(), big.wire_len());
+        let shared = live.live.clone().unwrap();
+        assert_eq!(shared.filled(), &payload[..1000]);
+        r.feed(&bytes[big.head.len() + 1000..]);
+        // The end of the live frame comes first, marked by its payload.
+        let end = r.next_frame().unwrap().unwrap();
+        assert!(Arc::ptr_eq(end.live.as_ref().unwrap(), &shared));
+        assert!(shared.is_complete());
+        assert_eq!(shared.filled(), &payload[..]);
+        let next = r.next_frame().unwrap().unwrap();
+        assert!(next.live.is_none());
+        assert_eq!(&next.payload[..], b"x");
+    }
+
+    #[test]
+    fn small_frames_and_readers_without_cut_through_offer_nothing() {
+        let f = Frame::new(b"{}", PooledBuf::from_vec(vec![1; 5000]));
+        for cut in [usize::MAX, 10_000] {
+            let mut r = FrameReader::new(u64::MAX);
+            if cut != usize::MAX {
+                r.set_cut_through(cut);
+            }
+            r.feed(&f.head);
+            r.feed(&f.payload[..10]);
+            assert!(r.next_frame().unwrap().is_none());
+            assert!(!r.has_head_to_offer());
+            assert!(r.offer_head().is_none());
+        }
+    }
+
+    #[test]
     fn bad_magic_and_oversize_are_errors() {
         let mut r = FrameReader::new(1000);
         r.feed(b"HTTP/1.1 200");

@@ -703,7 +703,8 @@ impl Server {
             }
         });
         c.hold_delivered();
-        self.state.stats.bytes_out += (before - c.out.pending()) as u64;
+        // Saturating: a sync's closing status can grow when it is rendered.
+        self.state.stats.bytes_out += before.saturating_sub(c.out.pending()) as u64;
         let done = match flushed {
             Ok(done) => done,
             Err(e) => {

@@ -345,6 +345,76 @@ mod tests {
         assert_eq!(q.pending(), 0);
     }
 
+    /// A frame whose payload is still arriving: the first `filled` of
+    /// `len` bytes are in, then the writer that fills it.
+    fn live_frame(len: usize, filled: usize) -> (Arc<Frame>, crate::live::LiveWriter) {
+        let bytes: Vec<u8> = (0..len).map(|i| i as u8 | 1).collect();
+        let w = LivePayload::start(PooledBuf::from_vec(bytes), filled);
+        let frame = Frame {
+            head: crate::wire::encode_head(b"{}", len),
+            payload: PooledBuf::default(),
+            shm: None,
+            live: Some(w.shared().clone()),
+        };
+        (Arc::new(frame), w)
+    }
+
+    fn writer() -> Choppy {
+        Choppy {
+            got: vec![],
+            cap: usize::MAX,
+            calls: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn a_payload_still_arriving_is_written_as_far_as_it_has_arrived() {
+        let (frame, mut w) = live_frame(1000, 100);
+        let mut q = OutQueue::default();
+        q.push(OutItem::Shared(frame.clone()));
+        q.push(OutItem::SyncEnd(vec![(0, frame.live.clone().unwrap())]));
+        let mut out = writer();
+        assert!(!q.flush(&mut out).unwrap());
+        assert!(q.stalled(), "waits for the sender, not the socket");
+        assert_eq!(out.got.len(), frame.head.len() + 100);
+        // More arrives, then the rest: the status follows the last byte.
+        w.advance(400);
+        assert!(!q.flush(&mut out).unwrap());
+        assert_eq!(out.got.len(), frame.head.len() + 500);
+        w.advance(500);
+        assert!(q.flush(&mut out).unwrap());
+        let mut want = frame.head.clone();
+        want.extend((0..1000).map(|i| i as u8 | 1));
+        want.extend(crate::wire::encode_head(br#"{"status":0}"#, 0));
+        assert_eq!(out.got, want);
+        assert_eq!(q.pending(), 0);
+    }
+
+    #[test]
+    fn an_aborted_payload_is_filled_with_zeros_and_named_in_the_status() {
+        let (frame, w) = live_frame(200_000, 10);
+        let (done, _w2) = live_frame(50, 50);
+        let mut q = OutQueue::default();
+        q.push(OutItem::Shared(done.clone()));
+        q.push(OutItem::Shared(frame.clone()));
+        q.push(OutItem::SyncEnd(vec![
+            (0, done.live.clone().unwrap()),
+            (1, frame.live.clone().unwrap()),
+        ]));
+        q.push(OutItem::Bytes(b"next".to_vec()));
+        let mut out = writer();
+        assert!(!q.flush(&mut out).unwrap());
+        drop(w);
+        assert!(q.flush(&mut out).unwrap());
+        let at = done.wire_len() + frame.head.len();
+        assert!(out.got[at..at + 10].iter().all(|&b| b & 1 == 1));
+        let end = at + 200_000;
+        assert!(out.got[at + 10..end].iter().all(|&b| b == 0));
+        let status = crate::wire::encode_head(br#"{"aborted":[1],"status":0}"#, 0);
+        assert_eq!(&out.got[end..end + status.len()], &status[..]);
+        assert_eq!(&out.got[end + status.len()..], b"next");
+    }
+
     #[test]
     fn a_lone_item_resumes_across_its_parts() {
         let body = Arc::new(PooledBuf::from_vec(b"0123456789".to_vec()));
