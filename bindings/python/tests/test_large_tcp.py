@@ -24,14 +24,17 @@ def test_a_large_matrix_over_tcp_arrives_exactly(server, order):
     x = big((1500, 2000), order, 1.0)                # 24 MB
     y = big((700, 900, 3), order, 2.0)              # 15 MB, three dimensions
     for _ in range(2):                               # the second reuses buffers
-        a.send_r("g", x=x, y=y, small=3)
+        a.send_r("g", x=x, y=y, small=3, nested=[1, {"k": y, "j": "s"}, x[:10]])
         got = {}
-        while len(got) < 3:
+        while len(got) < 4:
             b.wait()
             got.update(b.sync_r())
         assert_same(got["x"], x)
         assert_same(got["y"], y)
         assert got["small"] == 3
+        assert got["nested"][0] == 1 and got["nested"][1]["j"] == "s"
+        assert_same(got["nested"][1]["k"], y)
+        assert_same(got["nested"][2], x[:10])
         for k in "xy":
             assert got[k].flags.c_contiguous if order == "C" else got[k].flags.f_contiguous
         # a also gets its own message (it is in "g"), through the same path
