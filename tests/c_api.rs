@@ -108,6 +108,40 @@ impl Server {
     }
 }
 
+/// A `dime` server on a unix socket and on TCP (127.0.0.1, a free port):
+/// the server and its two addresses.
+fn start_unix_and_tcp() -> (Server, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sock = dir.path().join("dime.sock");
+    let address = format!("unix:{}", sock.display());
+    // The server names each listener on stderr ("dime: listening on
+    // tcp:127.0.0.1:PORT"); a file, so nobody has to drain a pipe.
+    let log = dir.path().join("server.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_dime"))
+        .args(["-l", &address, "-l", "tcp:127.0.0.1:0"])
+        .stderr(std::fs::File::create(&log).expect("server log"))
+        .spawn()
+        .expect("start the dime server");
+    let server = Server {
+        child,
+        dir,
+        address,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tcp = text
+            .lines()
+            .find_map(|l| l.strip_prefix("dime: listening on tcp:"));
+        if let Some(tcp) = tcp.filter(|_| sock.exists()) {
+            let tcp = format!("tcp:{}", tcp.trim());
+            return (server, tcp);
+        }
+        assert!(Instant::now() < deadline, "server did not start: {text}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -252,6 +286,15 @@ fn every_value_kind_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let exe = build_test("values", dir.path());
     let out = assert_ran("values", run(&exe, &[&server.address]));
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
+fn row_major_matrices_travel_as_they_are_and_through_shared_memory() {
+    let (server, tcp) = start_unix_and_tcp();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("arrays", dir.path());
+    let out = assert_ran("arrays", run(&exe, &[&server.address, &tcp]));
     assert!(out.contains(", 0 failed"));
 }
 
@@ -587,7 +630,9 @@ fn c_tests_are_clean_under_valgrind() {
     let rpc = build_test("rpc", dir.path());
     let watch = build_test("watch", dir.path());
     let files = build_test("files", dir.path());
-    let runs: [(&Path, Vec<&str>); 10] = [
+    let arrays = build_test("arrays", dir.path());
+    let (arrays_server, tcp) = start_unix_and_tcp();
+    let runs: [(&Path, Vec<&str>); 11] = [
         (&shapes, vec![]),
         (&values, vec![&server.address]),
         (&threads, vec![&server.address]),
@@ -596,6 +641,7 @@ fn c_tests_are_clean_under_valgrind() {
         (&rpc, vec![&server.address]),
         (&watch, vec![&server.address]),
         (&files, vec![&server.address]),
+        (&arrays, vec![&arrays_server.address, &tcp]),
         (
             &errors,
             vec![&server.address, env!("CARGO_BIN_EXE_dime"), &scratch],

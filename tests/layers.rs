@@ -9,6 +9,7 @@ use std::path::Path;
 /// Every module of `src/server/` and its layer (higher uses lower).
 const LAYERS: &[(&str, u8)] = &[
     ("outqueue", 0),
+    ("watch_queue", 0),
     ("stats", 0),
     ("busy_poll", 0),
     ("request", 0),

@@ -499,3 +499,245 @@ fn a_client_without_shared_memory_never_gets_descriptors() {
     }
     assert!(open_fds() <= fds_before + 1);
 }
+
+/// A client that takes shared-memory payloads as descriptors from the start.
+fn receiver_now(srv: &TestServer, group: &str) -> Client {
+    let now = ConnectOptions {
+        shm_receive_now: true,
+        ..ConnectOptions::default()
+    };
+    let mut c = Client::connect_with(&srv.unix(), now).unwrap();
+    c.join(&[group]).unwrap();
+    c
+}
+
+/// The broker's `inspect` reply (admin: same user on its unix socket).
+fn inspect(srv: &TestServer) -> serde_json::Value {
+    let mut raw = srv.raw();
+    raw.call(json!({"command": "handshake", "serialization": "dimeb", "tls": false}));
+    let r = raw.call(json!({"command": "inspect"}));
+    assert_eq!(r["status"], 0, "{r}");
+    r
+}
+
+#[test]
+fn a_segment_lives_until_its_last_recipient_lets_go_even_if_one_dies_holding_it() {
+    let _serial = serial();
+    let srv = TestServer::start();
+    let mut a = srv.client();
+    let mut r1 = receiver_now(&srv, "g");
+    let mut r3 = receiver_now(&srv, "g");
+    // One round first, so the sender's segment exists and is free: the
+    // descriptors counted below are then only this round's.
+    a.send("g", "warm", &big(500, 400, 0.0)).unwrap();
+    drop((r1.sync(-1).unwrap(), r3.sync(-1).unwrap()));
+    eventually(&mut a, |a| a.shm_segments() == (0, 1));
+    let fds_before = open_fds();
+
+    let mut r2 = receiver_now(&srv, "g");
+    let v = big(500, 400, 9.0);
+    a.send("g", "x", &v).unwrap();
+    assert_eq!(a.shm_segments(), (1, 0), "the free segment was reused");
+    let mut held = Vec::new();
+    for r in [&mut r1, &mut r2, &mut r3] {
+        let m = r.sync_messages(-1).unwrap();
+        assert_eq!(m.len(), 1);
+        assert!(m[0].is_shared());
+        held.push(m.into_iter().next().unwrap().into_value().unwrap());
+    }
+    let (v1, v2, v3) = (held.remove(0), held.remove(0), held.remove(0));
+
+    // r1 lets go: its release is in before the reply to its next request.
+    drop(v1);
+    r1.devices().unwrap();
+    a.devices().unwrap();
+    assert_eq!(a.shm_segments(), (1, 0), "two recipients still hold it");
+
+    // r2 dies holding its view; the broker drops r2's hold with it.
+    drop(r2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while inspect(&srv)["clients"].as_array().unwrap().len() > 4 {
+        assert!(Instant::now() < deadline, "r2 never left");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    a.devices().unwrap();
+    assert_eq!(a.shm_segments(), (1, 0), "r3 still holds it");
+    // The dead client's view is still a good value.
+    assert_eq!(v2, v);
+
+    // The last holder lets go: the sender has its segment back.
+    assert_eq!(v3, v);
+    drop(v3);
+    eventually(&mut a, |a| a.shm_segments() == (0, 1));
+    // Dropping the dead client's view afterwards sends nothing anywhere.
+    drop(v2);
+    a.devices().unwrap();
+    assert_eq!(a.shm_segments(), (0, 1));
+
+    // Nothing is left in the broker: no queued bytes for anyone, and every
+    // descriptor of this round (the broker's hold, the three mappings, r2's
+    // connection) is closed again.
+    for c in inspect(&srv)["clients"].as_array().unwrap() {
+        assert_eq!(c["queued"], 0, "{c}");
+        assert_eq!(c["queued_bytes"], 0, "{c}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open_fds() > fds_before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(open_fds() <= fds_before, "{} > {fds_before}", open_fds());
+    // And the segment is reused for the next message.
+    a.send("g", "y", &big(500, 400, 1.0)).unwrap();
+    assert_eq!(a.shm_segments(), (1, 0));
+    assert_eq!(r1.sync(-1).unwrap()[0].1, big(500, 400, 1.0));
+}
+
+#[test]
+fn queued_shared_memory_messages_count_towards_the_queue_limit() {
+    let _serial = serial();
+    // Room for one large message in a recipient's queue, not two. The
+    // recipient takes descriptors: its queued copy is the shared frame,
+    // whose bytes live in the segment, not in the broker, and still count.
+    let v = big(500, 400, 0.0);
+    let len = dimeb::encoded_len_with(&v, MatrixEncoding::Native) as u64;
+    let srv = TestServer::start_with(|c| c.max_queue = len + len / 2);
+    let mut a = srv.client();
+    let mut b = receiver_now(&srv, "g");
+    a.send("g", "x", &v).unwrap();
+    assert_eq!(a.shm_segments(), (1, 0), "went through shared memory");
+    let queued: u64 = inspect(&srv)["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["queued_bytes"].as_u64().unwrap())
+        .sum();
+    assert!(queued >= len, "queued {queued} < {len}");
+    let err = a.send("g", "x", &big(500, 400, 1.0)).unwrap_err();
+    assert!(err.to_string().contains("--max-queue"), "{err}");
+    // Once the first is taken there is room again.
+    let m = b.sync_messages(-1).unwrap();
+    assert_eq!(m.len(), 1, "the refused one was not queued");
+    assert!(m[0].is_shared());
+    assert_eq!(m.into_iter().next().unwrap().into_value().unwrap(), v);
+    a.send("g", "x", &big(500, 400, 2.0)).unwrap();
+    assert_eq!(b.sync(-1).unwrap()[0].1, big(500, 400, 2.0));
+}
+
+/// A memory file of `size` bytes holding `bytes`, sealed with `seals`.
+fn memfd(size: usize, bytes: &[u8], seals: libc::c_int) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain syscalls on a descriptor created here.
+    unsafe {
+        let raw = libc::memfd_create(c"forged".as_ptr(), libc::MFD_ALLOW_SEALING);
+        assert!(raw >= 0);
+        let fd = std::os::fd::OwnedFd::from_raw_fd(raw);
+        assert_eq!(libc::ftruncate(raw, size as libc::off_t), 0);
+        assert_eq!(
+            libc::pwrite(raw, bytes.as_ptr().cast(), bytes.len(), 0),
+            bytes.len() as isize
+        );
+        if seals != 0 {
+            assert_eq!(libc::fcntl(raw, libc::F_ADD_SEALS, seals), 0);
+        }
+        fd
+    }
+}
+
+#[test]
+fn forged_shared_memory_headers_are_refused_and_relay_nothing() {
+    let _serial = serial();
+    let srv = TestServer::start();
+    let mut b = receiver_now(&srv, "g");
+    let mut raw = raw_shm(&srv);
+    let payload = dimeb::encode(&Value::from("forged")).unwrap();
+    let send = |shm: serde_json::Value| {
+        json!({"command": "send", "name": "g", "varname": "x", "serialization": "dimeb",
+            "shm": shm})
+    };
+    let refused =
+        |raw: &mut Raw, shm: serde_json::Value, fd: std::os::fd::BorrowedFd, text: &str| {
+            send_with_fd(raw, send(shm.clone()), &[], fd);
+            let (r, _) = raw.recv();
+            assert_eq!(r["status"], -1, "{shm}: {r}");
+            let msg = r["error"].as_str().unwrap();
+            assert!(msg.contains(text), "{shm}: {msg} lacks {text}");
+        };
+    // A memory file its sender could still write (or shrink) after
+    // sending: recipients' data would change under them.
+    let open = memfd(4096, &payload, 0);
+    let len = payload.len();
+    refused(
+        &mut raw,
+        json!({"len": len, "segment": 1}),
+        open.as_fd(),
+        "not sealed",
+    );
+    let shrink_only = memfd(4096, &payload, libc::F_SEAL_SHRINK);
+    refused(
+        &mut raw,
+        json!({"len": len, "segment": 1}),
+        shrink_only.as_fd(),
+        "not sealed",
+    );
+    let write_only = memfd(4096, &payload, libc::F_SEAL_WRITE);
+    refused(
+        &mut raw,
+        json!({"len": len, "segment": 1}),
+        write_only.as_fd(),
+        "not sealed",
+    );
+    // Sizes the header makes up: none, more than the file, absurd, negative.
+    let sealed = memfd(
+        4096,
+        &payload,
+        libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE,
+    );
+    refused(
+        &mut raw,
+        json!({"len": 0, "segment": 1}),
+        sealed.as_fd(),
+        "holds 4096 bytes",
+    );
+    refused(
+        &mut raw,
+        json!({"len": 4097, "segment": 1}),
+        sealed.as_fd(),
+        "holds 4096 bytes",
+    );
+    refused(
+        &mut raw,
+        json!({"len": u64::MAX, "segment": 1}),
+        sealed.as_fd(),
+        "--max-message",
+    );
+    refused(
+        &mut raw,
+        json!({"len": -1, "segment": 1}),
+        sealed.as_fd(),
+        "JSON parsing error",
+    );
+    refused(
+        &mut raw,
+        json!("all of it"),
+        sealed.as_fd(),
+        "JSON parsing error",
+    );
+    // Nothing of it reached the recipient, and the forger's connection
+    // still works; the same file sealed as it must be goes through.
+    assert!(b.sync(-1).unwrap().is_empty());
+    assert_eq!(raw.call(json!({"command": "devices"}))["status"], 0);
+    send_with_fd(
+        &mut raw,
+        send(json!({"len": len, "segment": 1})),
+        &[],
+        sealed.as_fd(),
+    );
+    assert_eq!(raw.recv().0["status"], 0);
+    let m = b.sync_messages(-1).unwrap();
+    assert_eq!(m.len(), 1);
+    assert!(m[0].is_shared());
+    assert_eq!(
+        m.into_iter().next().unwrap().into_value().unwrap(),
+        Value::from("forged")
+    );
+}

@@ -31,6 +31,23 @@ pub struct BrokerArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 8 << 30)]
     max_queue: u64,
 
+    /// Most change events (watches) queued for one client that is not
+    /// reading them. Past this or --watch-queue-bytes, its watch falls
+    /// behind: no more events are queued for it until the client has read
+    /// its queue down to half; then it catches up from the broker's
+    /// history, or, if the history has moved past it, gets one "lost"
+    /// event (re-read the state). Writers are never slowed, and the
+    /// client's replies and messages are never dropped.
+    #[arg(long, value_name = "N", default_value_t = dime::server::DEFAULT_WATCH_QUEUE_EVENTS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    watch_queue_events: u64,
+
+    /// Most bytes of change events queued for one client that is not
+    /// reading them (see --watch-queue-events). An event is always queued
+    /// when nothing else is, however large.
+    #[arg(long, value_name = "BYTES", default_value_t = dime::server::DEFAULT_WATCH_QUEUE_BYTES)]
+    watch_queue_bytes: u64,
+
     /// Allow browser pages from this origin (e.g. http://localhost:8000) on
     /// ws: listeners; repeat for several. Without it every origin may
     /// connect. Clients that send no Origin header (non-browsers) are
@@ -102,6 +119,8 @@ pub fn run(args: BrokerArgs) -> ExitCode {
         socket_mode: args.socket_mode,
         max_message: args.max_message,
         max_queue: args.max_queue,
+        watch_queue_events: args.watch_queue_events,
+        watch_queue_bytes: args.watch_queue_bytes,
         ws_origins: args.ws_origins,
         exit_when_idle: args.exit_when_idle,
         busy_poll: Duration::from_micros(args.busy_poll),

@@ -6,7 +6,10 @@
 //! that is no longer known (the broker's bounded history moved past it,
 //! or the broker restarted), it gets one [`EventKind::Lost`] event: re-read
 //! the current state. A [`Position`] kept across a process restart resumes
-//! the same way.
+//! the same way. A watch not read for a while is held to the broker's
+//! `--watch-queue-events`/`--watch-queue-bytes`: once read again it gets
+//! every event up to where it fell behind, then the rest from the history,
+//! or a `Lost` event if that has moved on.
 
 use crate::buffer::PooledBuf;
 use crate::client::{Client, Error, Result};

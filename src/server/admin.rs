@@ -77,7 +77,8 @@ fn run(services: &Services, st: &mut State, id: ConnId, command: &str, text: &st
     Ok(())
 }
 
-/// Every connected client: id, peer, since, groups, queue.
+/// Every connected client: id, peer, since, groups, queue, output not
+/// yet written and the watch events among it.
 fn clients(st: &State) -> Json {
     let mut ids: Vec<&ConnId> = st.conns.keys().collect();
     ids.sort();
@@ -88,6 +89,7 @@ fn clients(st: &State) -> Json {
                 .since
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64());
+            let (watch_events, watch_bytes) = c.watch_queue.unwritten(c.out.written());
             json!({
                 "id": id,
                 "peer": c.peer,
@@ -95,6 +97,9 @@ fn clients(st: &State) -> Json {
                 "groups": c.groups,
                 "queued": c.inbox.len(),
                 "queued_bytes": c.inbox_bytes,
+                "out_bytes": c.out.pending(),
+                "watch_events": watch_events,
+                "watch_bytes": watch_bytes,
                 "monitor": st.monitors.contains_key(id),
             })
         })

@@ -15,6 +15,13 @@ pub struct Config {
     pub max_message: u64,
     /// Largest total of queued, unsynced bytes per client.
     pub max_queue: u64,
+    /// Most watch events queued for one client that has not read them
+    /// (`--watch-queue-events`); past it (or `watch_queue_bytes`) its
+    /// watches stop receiving events and get a `lost` one (see `watch`).
+    pub watch_queue_events: u64,
+    /// Most bytes of watch events queued for one client that has not read
+    /// them (`--watch-queue-bytes`).
+    pub watch_queue_bytes: u64,
     /// Browser origins allowed on `ws:` listeners; empty allows all.
     pub ws_origins: Vec<String>,
     /// Stop once no client has been connected for this long.
@@ -45,6 +52,13 @@ pub struct Config {
 /// than a wake-up saves.
 pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
 
+/// Default `watch_queue_events`: ten times a feed's history, so a watcher
+/// that reads, even slowly, is not cut by a burst of writes.
+pub const DEFAULT_WATCH_QUEUE_EVENTS: u64 = 100_000;
+
+/// Default `watch_queue_bytes`: as much as a feed's history keeps of values.
+pub const DEFAULT_WATCH_QUEUE_BYTES: u64 = 64 << 20;
+
 /// Default unix socket path.
 pub const DEFAULT_SOCKET: &str = "/tmp/dime.sock";
 
@@ -55,6 +69,8 @@ impl Default for Config {
             socket_mode: 0o600,
             max_message: 4 << 30,
             max_queue: 8 << 30,
+            watch_queue_events: DEFAULT_WATCH_QUEUE_EVENTS,
+            watch_queue_bytes: DEFAULT_WATCH_QUEUE_BYTES,
             ws_origins: Vec::new(),
             exit_when_idle: None,
             busy_poll: DEFAULT_BUSY_POLL,

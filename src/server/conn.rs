@@ -1,6 +1,7 @@
 //! One client connection's state.
 
 use super::outqueue::{OutItem, OutQueue};
+use super::watch_queue::WatchQueue;
 use crate::shm::SharedPayload;
 use crate::transport::Transport;
 use crate::wire::{Frame, FrameReader};
@@ -8,9 +9,43 @@ use rustc_hash::FxHashMap;
 use std::any::Any;
 use std::collections::{BTreeSet, VecDeque};
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// Shared-memory segments nobody holds any more, as (sender, the sender's
+/// segment number), filled from wherever the last reference is dropped.
+#[derive(Default)]
+pub struct FreedSegments {
+    /// Set when something was added since the last drain.
+    pending: std::sync::atomic::AtomicBool,
+    list: Mutex<Vec<(ConnId, u64)>>,
+}
+
+impl FreedSegments {
+    /// Notes that segment `segment` of client `sender` is free.
+    pub fn push(&self, sender: ConnId, segment: u64) {
+        self.list
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((sender, segment));
+        self.pending
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Takes every segment noted since the last call. Checked on every
+    /// round of the loop: a flag, not a lock, when nothing was freed
+    /// (almost always).
+    pub fn drain(&self) -> Vec<(ConnId, u64)> {
+        if !self
+            .pending
+            .swap(false, std::sync::atomic::Ordering::Acquire)
+        {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.list.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
 
 /// A reply held back while an earlier `wait` is unanswered, so replies
 /// leave in request order.
@@ -44,6 +79,11 @@ pub struct Connection {
     pub reader: FrameReader,
     /// Replies not yet written.
     pub out: OutQueue,
+    /// The watch events among them (bounded: see `watch`).
+    pub watch_queue: WatchQueue,
+    /// Set when one of its watches fell behind: once it has read enough,
+    /// the services let them catch up (`Services::drained`).
+    pub watches_behind: bool,
     /// Groups it has joined.
     pub groups: BTreeSet<String>,
     /// Messages sent to it and not yet synced, oldest first.
@@ -112,6 +152,8 @@ impl Connection {
             stream,
             reader: FrameReader::new(max_message),
             out: OutQueue::default(),
+            watch_queue: WatchQueue::default(),
+            watches_behind: false,
             groups: BTreeSet::new(),
             inbox: VecDeque::new(),
             inbox_bytes: 0,
@@ -182,7 +224,7 @@ impl Connection {
         frame: &mut Frame,
         id: ConnId,
         (max_message, max_live): (u64, usize),
-        freed: &Arc<crate::server::state::FreedSegments>,
+        freed: &Arc<FreedSegments>,
     ) {
         #[derive(serde::Deserialize)]
         struct Announce {

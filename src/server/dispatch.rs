@@ -72,6 +72,14 @@ macro_rules! services {
                 unreachable!("a request was blocked by an unregistered service");
             }
 
+            /// Lets the watches of client `id` that fell behind catch up,
+            /// now it has read enough; true if one is still behind.
+            pub fn drained(&mut self, st: &mut State, id: ConnId) -> bool {
+                let mut behind = false;
+                $( behind |= self.$field.drained(st, id); )*
+                behind
+            }
+
             /// Every service's `inspect`, by field name.
             pub fn inspect(&self, st: &State) -> serde_json::Value {
                 let mut out = serde_json::Map::new();

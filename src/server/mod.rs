@@ -24,6 +24,7 @@ mod services;
 mod state;
 mod stats;
 mod watch;
+mod watch_queue;
 
 use crate::transport::{Listener, ReadWithFds, WsOptions};
 use crate::wire::Frame;
@@ -41,7 +42,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use config::{Config, DEFAULT_BUSY_POLL, DEFAULT_SOCKET};
+pub use config::{
+    Config, DEFAULT_BUSY_POLL, DEFAULT_SOCKET, DEFAULT_WATCH_QUEUE_BYTES,
+    DEFAULT_WATCH_QUEUE_EVENTS,
+};
 pub use persist::{Durability, FsyncPolicy};
 pub use watch::HISTORY_EVENTS as WATCH_HISTORY_EVENTS;
 
@@ -703,8 +707,7 @@ impl Server {
             }
         });
         c.hold_delivered();
-        // Saturating: a sync's closing status can grow when it is rendered.
-        self.state.stats.bytes_out += before.saturating_sub(c.out.pending()) as u64;
+        self.state.stats.bytes_out += (before - c.out.pending()) as u64;
         let done = match flushed {
             Ok(done) => done,
             Err(e) => {
@@ -717,6 +720,26 @@ impl Server {
             self.close(id);
             return;
         }
+        let mut done = done;
+        if c.watches_behind && !c.closing {
+            // Watches that fell behind go on once their client has read
+            // enough (see `watch`); what they queue now is written when the
+            // socket next has room.
+            c.watch_queue.settle(c.out.written());
+            if c.watch_queue
+                .has_room(watch::queue_limit(&self.state.config))
+            {
+                let behind = self.services.drained(&mut self.state, id);
+                let Some(again) = self.state.conns.get_mut(&id) else {
+                    return;
+                };
+                again.watches_behind = behind;
+                done &= again.out.pending() == 0;
+            }
+        }
+        let Some(c) = self.state.conns.get_mut(&id) else {
+            return;
+        };
         let read = !c.closing && c.backlog() < BACKLOG_HIGH;
         if read && c.stream.has_buffered_input() {
             self.buffered_input.push(id);

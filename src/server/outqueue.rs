@@ -39,6 +39,13 @@ static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 /// The closing status of a sync reply: `{"status":0}`.
 const SYNC_OK: &[u8] = br#"{"status":0}"#;
 
+/// The JSON length of a [`OutItem::SyncEnd`]: that of the status naming
+/// every one of its messages as aborted, the longest it can be.
+fn sync_end_len(live: &[(usize, Arc<LivePayload>)]) -> usize {
+    let positions: usize = live.iter().map(|(k, _)| k.to_string().len() + 1).sum();
+    r#"{"status":0,"aborted":[]}"#.len() + positions.saturating_sub(1)
+}
+
 /// One queued item.
 pub enum OutItem {
     /// A reply built for this connection only.
@@ -108,8 +115,7 @@ impl OutItem {
             OutItem::Static(b) => b.len(),
             OutItem::WithBody(h, b) => h.len() + b.len(),
             OutItem::Shared(f) => f.wire_len(),
-            // Until rendered, as a plain `{"status":0}`.
-            OutItem::SyncEnd(_) => crate::wire::PREFIX_LEN + SYNC_OK.len(),
+            OutItem::SyncEnd(live) => crate::wire::PREFIX_LEN + sync_end_len(live),
         }
     }
 }
@@ -125,6 +131,9 @@ pub struct OutQueue {
     /// last [`OutQueue::take_delivered`]: the recipient now holds them
     /// until it says it is done.
     delivered: Vec<Arc<SharedPayload>>,
+    /// Bytes written since the queue was made: with `pending`, places an
+    /// item in the connection's output stream (see `watch_queue`).
+    written: u64,
 }
 
 impl OutQueue {
@@ -142,6 +151,11 @@ impl OutQueue {
     /// The shared-memory payloads delivered since the last call.
     pub fn take_delivered(&mut self) -> Vec<Arc<SharedPayload>> {
         std::mem::take(&mut self.delivered)
+    }
+
+    /// Bytes written since the queue was made.
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     /// True when the next byte to write has not arrived yet (a payload
@@ -165,17 +179,15 @@ impl OutQueue {
             .filter(|(_, p)| p.is_aborted())
             .map(|(k, _)| *k)
             .collect();
-        let json = if aborted.is_empty() {
+        let mut json = if aborted.is_empty() {
             SYNC_OK.to_vec()
         } else {
-            serde_json::json!({"status": 0, "aborted": aborted})
-                .to_string()
-                .into_bytes()
+            format!(r#"{{"status":0,"aborted":{aborted:?}}}"#).into_bytes()
         };
-        let bytes = crate::wire::encode_head(&json, 0);
-        let old = self.items[0].wire_len();
-        self.bytes = self.bytes - old + bytes.len();
-        self.items[0] = OutItem::Bytes(bytes);
+        // Padded to the length it was queued with, so every count of the
+        // connection's output (pending bytes, stream positions) holds.
+        json.resize(sync_end_len(live), b' ');
+        self.items[0] = OutItem::Bytes(crate::wire::encode_head(&json, 0));
     }
 
     /// Writes until done, the socket would block, or the next bytes have
@@ -261,6 +273,7 @@ impl OutQueue {
     }
 
     fn advance(&mut self, mut n: usize) {
+        self.written += n as u64;
         while n > 0 {
             let front = self
                 .items
@@ -335,6 +348,7 @@ mod tests {
         };
         assert!(!q.flush(&mut w).unwrap());
         assert_eq!(q.pending(), total - 21);
+        assert_eq!(q.written(), 21);
         w.calls = usize::MAX;
         assert!(q.flush(&mut w).unwrap());
         let mut want = b"abc".to_vec();
@@ -343,6 +357,7 @@ mod tests {
         want.extend_from_slice(b"xyz");
         assert_eq!(w.got, want);
         assert_eq!(q.pending(), 0);
+        assert_eq!(q.written(), total as u64);
     }
 
     /// A frame whose payload is still arriving: the first `filled` of
@@ -385,7 +400,11 @@ mod tests {
         assert!(q.flush(&mut out).unwrap());
         let mut want = frame.head.clone();
         want.extend((0..1000).map(|i| i as u8 | 1));
-        want.extend(crate::wire::encode_head(br#"{"status":0}"#, 0));
+        // A status that could have named the message, padded to that length.
+        want.extend(crate::wire::encode_head(
+            format!("{:26}", r#"{"status":0}"#).as_bytes(),
+            0,
+        ));
         assert_eq!(out.got, want);
         assert_eq!(q.pending(), 0);
     }
@@ -410,7 +429,7 @@ mod tests {
         assert!(out.got[at..at + 10].iter().all(|&b| b & 1 == 1));
         let end = at + 200_000;
         assert!(out.got[at + 10..end].iter().all(|&b| b == 0));
-        let status = crate::wire::encode_head(br#"{"aborted":[1],"status":0}"#, 0);
+        let status = crate::wire::encode_head(br#"{"status":0,"aborted":[1]}  "#, 0);
         assert_eq!(&out.got[end..end + status.len()], &status[..]);
         assert_eq!(&out.got[end + status.len()..], b"next");
     }

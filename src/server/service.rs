@@ -58,6 +58,13 @@ pub trait Service: Default + 'static {
         None
     }
 
+    /// Client `id`, one of whose watches fell behind (see `watch`), has
+    /// read its queued events down to where they may go on: let this
+    /// service's watches of it catch up. True if one is still behind.
+    fn drained(&mut self, _st: &mut State, _id: ConnId) -> bool {
+        false
+    }
+
     /// What this service holds, for `inspect` (`dime ls`): names, sizes,
     /// holders and waiters, never the values themselves.
     fn inspect(&self, _st: &State) -> serde_json::Value {

@@ -5,7 +5,9 @@
 //! here knows one.
 
 use super::config::Config;
-use super::conn::{ConnId, Connection, FOUND_JSON, json_item, not_found_item, ok_item};
+use super::conn::{
+    ConnId, Connection, FOUND_JSON, FreedSegments, json_item, not_found_item, ok_item,
+};
 use super::outqueue::OutItem;
 use super::persist::Journal;
 use super::stats::Stats;
@@ -13,7 +15,7 @@ use crate::buffer::PooledBuf;
 use crate::wire::encode_head;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Server state shared by every service's command handlers.
@@ -42,27 +44,6 @@ pub struct State {
     pub monitors: FxHashMap<ConnId, Monitor>,
     /// The data directory's log, with `--data-dir`.
     pub journal: Option<Journal>,
-}
-
-/// Shared-memory segments nobody holds any more, as (sender, the sender's
-/// segment number), filled from wherever the last reference is dropped.
-#[derive(Default)]
-pub struct FreedSegments {
-    /// Set when something was added since the last drain.
-    pending: std::sync::atomic::AtomicBool,
-    list: Mutex<Vec<(ConnId, u64)>>,
-}
-
-impl FreedSegments {
-    /// Notes that segment `segment` of client `sender` is free.
-    pub fn push(&self, sender: ConnId, segment: u64) {
-        self.list
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((sender, segment));
-        self.pending
-            .store(true, std::sync::atomic::Ordering::Release);
-    }
 }
 
 /// What a `monitor` connection asked to see.
@@ -152,22 +133,7 @@ impl State {
     /// "segment":N}`, a meta message (it is not a reply). Senders that
     /// have gone are skipped.
     pub fn notify_freed(&mut self) {
-        // Checked on every round of the loop: a flag, not a lock, when
-        // nothing was freed (almost always).
-        if !self
-            .shm_freed
-            .pending
-            .swap(false, std::sync::atomic::Ordering::Acquire)
-        {
-            return;
-        }
-        let freed = std::mem::take(
-            &mut *self
-                .shm_freed
-                .list
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let freed = self.shm_freed.drain();
         for (id, segment) in freed {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.meta(json_item(&serde_json::json!({"status": 1, "meta": true,

@@ -1,6 +1,7 @@
 //! Counters the broker keeps about itself for `stats` (docs/admin.md):
 //! requests per command with their errors, bytes in and out, messages
-//! relayed, clients over time, and how long requests take to handle.
+//! relayed, watches cut for falling behind, clients over time, and how
+//! long requests take to handle.
 
 use rustc_hash::FxHashMap;
 use serde_json::{Value as Json, json};
@@ -31,6 +32,12 @@ pub struct Stats {
     /// Messages relayed by `send` and `broadcast` (each once, whatever the
     /// number of recipients).
     pub messages: u64,
+    /// Times a watch fell behind because its client had as many events
+    /// queued unread as `--watch-queue-events`/`--watch-queue-bytes` allow.
+    pub watch_fell_behind: u64,
+    /// Times a watch that fell behind found its missed events gone from
+    /// the history, and was sent a `lost` event.
+    pub watch_lost: u64,
     /// Connections accepted.
     pub accepted: u64,
     /// Most clients connected at once.
@@ -47,6 +54,8 @@ impl Default for Stats {
             bytes_in: 0,
             bytes_out: 0,
             messages: 0,
+            watch_fell_behind: 0,
+            watch_lost: 0,
             accepted: 0,
             peak_clients: 0,
         }
@@ -118,6 +127,8 @@ impl Stats {
             "requests": requests,
             "errors": errors,
             "messages": self.messages,
+            "watch_fell_behind": self.watch_fell_behind,
+            "watch_lost": self.watch_lost,
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "commands": per,

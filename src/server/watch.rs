@@ -7,10 +7,21 @@
 //! that has left the history (or the broker restarted), one `lost` event
 //! telling it to re-read. Events are pushed like remote-call results:
 //! frames that are not replies, carrying `"event": <the watch's id>`.
+//!
+//! What is queued for a client that does not read is bounded
+//! (`--watch-queue-events`, `--watch-queue-bytes`): a watch whose next
+//! event would pass its client's limit falls behind, and gets no more
+//! events until the client has read its queue down to half; it then
+//! catches up from the history, or, if the history has moved past it,
+//! gets one `lost` event (see [`Feed::catch_up`]). A client that never
+//! reads again costs at most the limit; writers never wait for it, and
+//! its replies and messages are never dropped.
 
-use super::conn::ConnId;
+use super::config::Config;
+use super::conn::{ConnId, Connection};
 use super::outqueue::OutItem;
 use super::state::State;
+use super::watch_queue::Limit;
 use crate::buffer::PooledBuf;
 use crate::wire::encode_head;
 use serde_json::{Map, Value as Json, json};
@@ -48,6 +59,10 @@ struct Watcher {
     /// Only events whose key starts with this (events without a key,
     /// such as `clear`, always match).
     prefix: String,
+    /// While it is behind (its client's queue was full, or it resumed):
+    /// the number of the first event it has not been sent, to be sent
+    /// from the history. None: it is sent each event as it happens.
+    behind: Option<u64>,
 }
 
 impl Watcher {
@@ -73,16 +88,23 @@ pub struct WatchSpec<'a> {
     pub epoch: Option<u64>,
 }
 
+/// The fields a feed's events name their topic and key in.
+#[derive(Clone, Copy)]
+struct Fields {
+    /// `share`, `space`.
+    topic: &'static str,
+    /// `key`, `group`.
+    key: &'static str,
+}
+
 /// A service's numbered changes and who watches them.
 pub struct Feed {
-    /// Names the field the topic is sent in (`share`, `space`).
-    topic_field: &'static str,
-    /// Names the field the key is sent in (`key`, `group`).
-    key_field: &'static str,
+    fields: Fields,
     /// Random per feed and process: numbers of another feed or an earlier
     /// run of the broker are never mistaken for this one's.
     epoch: u64,
     seq: u64,
+    /// The last events, numbered without gaps.
     history: VecDeque<Event>,
     history_bytes: usize,
     watchers: Vec<Watcher>,
@@ -94,8 +116,10 @@ impl Feed {
         // Below 2^53, so JavaScript's numbers hold it exactly.
         let epoch = std::hash::RandomState::new().build_hasher().finish() & ((1 << 53) - 1);
         Feed {
-            topic_field,
-            key_field,
+            fields: Fields {
+                topic: topic_field,
+                key: key_field,
+            },
             epoch,
             seq: 0,
             history: VecDeque::new(),
@@ -104,7 +128,8 @@ impl Feed {
         }
     }
 
-    /// Records a change and pushes it to every watcher that wants it.
+    /// Records a change and pushes it to every watcher that wants it and
+    /// is not behind (those get it from the history when they catch up).
     pub fn publish(
         &mut self,
         st: &mut State,
@@ -123,9 +148,10 @@ impl Feed {
             value: value.cloned(),
             client,
         };
-        for w in &self.watchers {
-            if w.wants(&ev) {
-                push(st, w.conn, self.item(w.id, &ev));
+        let limit = queue_limit(&st.config);
+        for w in &mut self.watchers {
+            if w.behind.is_none() && w.wants(&ev) {
+                send(st, self.fields, limit, w, &ev);
             }
         }
         self.history_bytes += ev.value.as_ref().map_or(0, |v| v.len());
@@ -150,11 +176,12 @@ impl Feed {
                 spec.id
             ));
         }
-        let w = Watcher {
+        let mut w = Watcher {
             conn,
             id: spec.id,
             topic: spec.topic.map(Arc::from),
             prefix: spec.prefix.to_owned(),
+            behind: None,
         };
         st.reply(
             conn,
@@ -164,24 +191,20 @@ impl Feed {
             let oldest = self.history.front().map_or(self.seq + 1, |e| e.seq);
             let known = spec.epoch == Some(self.epoch) && since <= self.seq && since + 1 >= oldest;
             if known {
-                for ev in self.history.iter().filter(|e| e.seq > since) {
-                    if w.wants(ev) {
-                        push(st, conn, self.item(w.id, ev));
-                    }
-                }
+                // Sent from the history like a watch that fell behind, so
+                // a long replay is held to the client's limit too.
+                w.behind = Some(since + 1);
+                self.catch_up(st, &mut w);
             } else {
                 let why = if spec.epoch == Some(self.epoch) {
                     "the events since then are no longer kept"
                 } else {
                     "the broker restarted since then"
                 };
-                let head = json!({"event": spec.id, "kind": "lost", "seq": self.seq,
-                    "error": format!("History lost ({why}): re-read the current state")});
-                push(
-                    st,
-                    conn,
-                    OutItem::Bytes(encode_head(head.to_string().as_bytes(), 0)),
-                );
+                if let Some(c) = st.conns.get_mut(&conn) {
+                    queue_event(c, lost_item(spec.id, self.seq, why));
+                    st.dirty.insert(conn);
+                }
             }
         }
         self.watchers.push(w);
@@ -200,34 +223,131 @@ impl Feed {
         self.watchers.retain(|w| w.conn != conn);
     }
 
-    /// The pushed frame of `ev` for watch `id`.
-    fn item(&self, id: u64, ev: &Event) -> OutItem {
-        let mut head = Map::new();
-        head.insert("event".into(), json!(id));
-        head.insert("seq".into(), json!(ev.seq));
-        head.insert("kind".into(), json!(ev.kind));
-        if let Some(t) = &ev.topic {
-            head.insert(self.topic_field.into(), json!(&**t));
+    /// `conn` has read its queued events down to where watches that fell
+    /// behind may go on: each of its watches catches up as far as the
+    /// limit lets it. True if one is still behind.
+    pub fn drained(&mut self, st: &mut State, conn: ConnId) -> bool {
+        let mut watchers = std::mem::take(&mut self.watchers);
+        let mut behind = false;
+        for w in watchers.iter_mut().filter(|w| w.conn == conn) {
+            self.catch_up(st, w);
+            behind |= w.behind.is_some();
         }
-        if let Some(k) = &ev.key {
-            head.insert(self.key_field.into(), json!(&**k));
+        self.watchers = watchers;
+        behind
+    }
+
+    /// Sends watcher `w`, which is behind, what it missed from the history,
+    /// until its client's queue is full (it stays behind, and goes on when
+    /// the client has read more) or it is up to date (it gets each event
+    /// as it happens again). When what it missed is no longer all in the
+    /// history, it gets one `lost` event instead, numbered with the feed's
+    /// current number, and is up to date from there: the client re-reads
+    /// the state, which holds everything it missed.
+    fn catch_up(&self, st: &mut State, w: &mut Watcher) {
+        let Some(next) = w.behind else {
+            return;
+        };
+        let limit = queue_limit(&st.config);
+        let oldest = self.history.front().map_or(self.seq + 1, |e| e.seq);
+        if next < oldest {
+            let Some(c) = st.conns.get_mut(&w.conn) else {
+                return;
+            };
+            let why = format!(
+                "this watch fell behind: more events were queued for this client, unread, than \
+                 the broker keeps (--watch-queue-events {}, --watch-queue-bytes {}), and the \
+                 events from number {next} on are no longer in its history",
+                limit.events, limit.bytes
+            );
+            queue_event(c, lost_item(w.id, self.seq, &why));
+            st.stats.watch_lost += 1;
+            st.dirty.insert(w.conn);
+            w.behind = None;
+            return;
         }
-        if let Some(c) = ev.client {
-            head.insert("client".into(), json!(c));
+        // The history is numbered without gaps, so `next` is found by
+        // position.
+        let from = usize::try_from(next - oldest).unwrap_or(usize::MAX);
+        for ev in self.history.range(from.min(self.history.len())..) {
+            if w.wants(ev) && !send(st, self.fields, limit, w, ev) {
+                return;
+            }
         }
-        let text = Json::Object(head).to_string();
-        match &ev.value {
-            Some(v) => OutItem::WithBody(encode_head(text.as_bytes(), v.len()), v.clone()),
-            None => OutItem::Bytes(encode_head(text.as_bytes(), 0)),
-        }
+        w.behind = None;
     }
 }
 
-/// Queues a pushed frame, ahead of replies held behind a DiME2 `wait`:
-/// events are not replies.
-fn push(st: &mut State, id: ConnId, item: OutItem) {
-    if let Some(c) = st.conns.get_mut(&id) {
-        c.meta(item);
-        st.dirty.insert(id);
+/// The limit of watch events queued per client that `config` sets.
+pub fn queue_limit(config: &Config) -> Limit {
+    Limit {
+        events: config.watch_queue_events,
+        bytes: config.watch_queue_bytes,
     }
+}
+
+/// Queues `ev` for watcher `w` if its client's queue of events not yet
+/// written has room under `limit`; if not, `w` falls behind at `ev` (and
+/// catches up from the history once the client reads: see
+/// [`Feed::drained`]). False if it fell behind.
+fn send(st: &mut State, fields: Fields, limit: Limit, w: &mut Watcher, ev: &Event) -> bool {
+    let Some(c) = st.conns.get_mut(&w.conn) else {
+        return true;
+    };
+    c.watch_queue.settle(c.out.written());
+    let item = event_item(fields, w.id, ev);
+    if !c.watch_queue.fits(item.wire_len(), limit) {
+        if w.behind.is_none() {
+            st.stats.watch_fell_behind += 1;
+        }
+        w.behind = Some(ev.seq);
+        c.watches_behind = true;
+        // Its flush checks when the client has read enough.
+        st.dirty.insert(w.conn);
+        return false;
+    }
+    queue_event(c, item);
+    st.dirty.insert(w.conn);
+    true
+}
+
+/// Queues a pushed frame, ahead of replies held behind a DiME2 `wait`
+/// (events are not replies), and counts it among the client's queued
+/// events.
+fn queue_event(c: &mut Connection, item: OutItem) {
+    let len = item.wire_len();
+    c.meta(item);
+    // Where the item just queued ends in the connection's output stream.
+    let end = c.out.written() + c.out.pending() as u64;
+    c.watch_queue.add(end, len);
+}
+
+/// The pushed frame of `ev` for watch `id`.
+fn event_item(fields: Fields, id: u64, ev: &Event) -> OutItem {
+    let mut head = Map::new();
+    head.insert("event".into(), json!(id));
+    head.insert("seq".into(), json!(ev.seq));
+    head.insert("kind".into(), json!(ev.kind));
+    if let Some(t) = &ev.topic {
+        head.insert(fields.topic.into(), json!(&**t));
+    }
+    if let Some(k) = &ev.key {
+        head.insert(fields.key.into(), json!(&**k));
+    }
+    if let Some(c) = ev.client {
+        head.insert("client".into(), json!(c));
+    }
+    let text = Json::Object(head).to_string();
+    match &ev.value {
+        Some(v) => OutItem::WithBody(encode_head(text.as_bytes(), v.len()), v.clone()),
+        None => OutItem::Bytes(encode_head(text.as_bytes(), 0)),
+    }
+}
+
+/// The `lost` event for watch `id`: events were missed (`why`), re-read;
+/// `seq` is the feed's current number (the events after it follow).
+fn lost_item(id: u64, seq: u64, why: &str) -> OutItem {
+    let head = json!({"event": id, "kind": "lost", "seq": seq,
+        "error": format!("History lost ({why}): re-read the current state")});
+    OutItem::Bytes(encode_head(head.to_string().as_bytes(), 0))
 }

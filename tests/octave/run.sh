@@ -28,7 +28,7 @@ REPO="$(cd "$HERE/../.." && pwd)"
 cd "$REPO" || exit 2
 
 TESTS=(roundtrip seed api shapes errors python c share tuples map_keys original_server install watch
-       rpc rpc_python stream stream_python)
+       rpc rpc_python stream stream_python arrays)
 (($# > 0)) && TESTS=("$@")
 
 PASSED=0
@@ -124,7 +124,8 @@ for t in "${TESTS[@]}"; do
         continue
     fi
     if [[ "$t" == python || "$t" == share || "$t" == tuples || "$t" == map_keys \
-          || "$t" == original_server || "$t" == rpc_python || "$t" == stream_python ]] \
+          || "$t" == original_server || "$t" == rpc_python || "$t" == stream_python \
+          || "$t" == arrays ]] \
         && ! "$PY" -c 'import dime, numpy; dime.Share, dime.TupleSpace, dime.Client, dime.Server' 2>/dev/null; then
         echo "FAIL $t: $PY cannot import our binding (dime, with Share, TupleSpace, Client and Server) and numpy;"
         echo "     create .venv/py (tests/run-all python_binding does) or set DIME_PYTHON"

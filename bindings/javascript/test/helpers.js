@@ -61,10 +61,28 @@ export async function startServer({ fresh = false } = {}) {
  * hanging it.
  */
 export function runPython(args, timeoutMs = 30000) {
+  return runScript("py_peer.py", args, process.env, timeoutMs);
+}
+
+/**
+ * Runs test/py_ours_peer.py with `args` on OUR Python binding
+ * (bindings/python, first on PYTHONPATH, so it shadows the compat venv's
+ * original client) over this repository's target/debug/libdime.so
+ * (DIME_LIBRARY overrides); resolves as runPython does.
+ */
+export function runOurPython(args, timeoutMs = 30000) {
+  const lib = process.env.DIME_LIBRARY || path.join(REPO, "target/debug/libdime.so");
+  if (!existsSync(lib)) throw new Error(`${lib} missing: run cargo build`);
+  const pythonPath = [path.join(REPO, "bindings/python"), process.env.PYTHONPATH].filter(Boolean).join(path.delimiter);
+  const env = { ...process.env, PYTHONPATH: pythonPath, DIME_LIBRARY: lib };
+  return runScript("py_ours_peer.py", args, env, timeoutMs);
+}
+
+function runScript(script, args, env, timeoutMs) {
   if (!existsSync(PYTHON)) {
     throw new Error(`${PYTHON} missing: python3 -m venv .venv/compat && .venv/compat/bin/pip install dime-client==0.0.1 numpy`);
   }
-  const proc = spawn(PYTHON, [path.join(HERE, "py_peer.py"), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(PYTHON, [path.join(HERE, script), ...args], { stdio: ["ignore", "pipe", "pipe"], env });
   let stdout = "";
   let stderr = "";
   proc.stdout.on("data", (d) => (stdout += d));

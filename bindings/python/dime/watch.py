@@ -17,6 +17,12 @@ restart of the program resumes the same way (``resume=position``). When
 the missed events are no longer known (the server keeps a bounded history,
 and none across its own restarts), one event of kind ``"lost"`` comes
 instead: re-read the state, then carry on.
+
+A watch that is not read for a while (no ``next``, a slow callback) does
+not make the server queue its events without end: past the server's
+``--watch-queue-events``/``--watch-queue-bytes`` it stops sending, and
+once the watch is read again it sends every event up to that point, then
+the rest from its history, or a ``"lost"`` event if that has moved on.
 """
 
 import threading

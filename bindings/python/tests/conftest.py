@@ -2,7 +2,8 @@
 wire client, and the original DiME2 client (PyPI dime-client) in a subprocess.
 
 The server is ``$DIME_BIN`` (default target/debug/dime), started as
-``dime -l unix:<tmp>/dime.sock -l tcp:127.0.0.1:0``; it prints
+``dime -l unix:<tmp>/dime.sock -l tcp:127.0.0.1:0`` (plus any options a
+test gives ``DimeServer``); it prints
 ``dime: listening on ...`` per listener and gets SIGTERM at teardown.
 The library is ``$DIME_LIBRARY`` (this conftest defaults it to
 target/debug/libdime.so, the one ``cargo build`` just made, before ``dime``
@@ -40,14 +41,15 @@ LISTENING = re.compile(r"^dime: listening on (?P<kind>[a-z]+):(?P<addr>.+)$")
 
 
 class DimeServer:
-    def __init__(self, tmpdir):
+    def __init__(self, tmpdir, extra_args=()):
         self.sock_path = os.path.join(tmpdir, "dime.sock")
         self.lines = []
         self._q = queue.Queue()
         self._clients = []
         if not os.access(DIME_BIN, os.X_OK):
             pytest.fail(f"server binary not found: {DIME_BIN} (run cargo build or set DIME_BIN)")
-        self.argv = [DIME_BIN, "-l", f"unix:{self.sock_path}", "-l", "tcp:127.0.0.1:0"]
+        self.argv = [DIME_BIN, "-l", f"unix:{self.sock_path}", "-l", "tcp:127.0.0.1:0",
+                     *extra_args]
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         threading.Thread(target=self._drain, daemon=True).start()

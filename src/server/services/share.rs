@@ -1053,6 +1053,10 @@ impl Service for Shares {
         }
     }
 
+    fn drained(&mut self, st: &mut State, id: ConnId) -> bool {
+        self.feed.drained(st, id)
+    }
+
     /// Releases every lock the client held, waking the next waiters, and
     /// ends its watches.
     fn disconnect(&mut self, st: &mut State, id: ConnId, _: &Connection) {

@@ -467,6 +467,10 @@ impl Service for Spaces {
         format!("Timed out waiting for a matching tuple in space '{name}'")
     }
 
+    fn drained(&mut self, st: &mut State, id: ConnId) -> bool {
+        self.feed.drained(st, id)
+    }
+
     /// A client holds no tuples; its watches end.
     fn disconnect(&mut self, _: &mut State, id: ConnId, _: &Connection) {
         self.feed.forget(id);

@@ -157,6 +157,10 @@ impl Service for Messaging {
         "Timed out waiting for a message".to_owned()
     }
 
+    fn drained(&mut self, st: &mut State, id: ConnId) -> bool {
+        self.feed.0.drained(st, id)
+    }
+
     fn disconnect(&mut self, st: &mut State, id: ConnId, conn: &Connection) {
         self.abort_live(st, id);
         self.feed.0.forget(id);
