@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("local", 0),
     ("config", 1),
     ("services::messaging::groups", 0),
+    ("services::messaging::cut", 3),
     ("conn", 1),
     ("state", 2),
     ("blocking", 3),

@@ -11,7 +11,9 @@ use crate::server::blocking::deadline;
 use crate::server::conn::{Accepts, ConnId, Connection, Held, json_item, wait_reply};
 use crate::server::convert;
 use crate::server::outqueue::OutItem;
-use crate::server::request::{CommandError, Result, Text, flag, required, required_raw_str};
+use crate::server::request::{
+    CommandError, CommandHeader, Result, Text, flag, parse, required, required_raw_str,
+};
 use crate::server::service::{Handler, Service};
 use crate::server::state::State;
 use crate::server::watch::{Feed, WatchSpec};
@@ -96,7 +98,7 @@ pub struct Messaging {
     /// Joins and leaves, for watchers.
     feed: MembershipFeed,
     /// Messages relayed while their payload arrives, by sender.
-    live: rustc_hash::FxHashMap<ConnId, cut::LiveRelay>,
+    live: cut::LiveRelays,
 }
 
 /// The feed of joins and leaves: events name the group and the client.
@@ -626,6 +628,120 @@ fn check_queue_room(
         }
     }
     Ok(())
+}
+
+/// Where a message relayed while it arrives goes (see
+/// [`Messaging::route_live`]).
+pub struct LiveRoute {
+    command: &'static str,
+    /// Recipients that take it as it arrives.
+    now: Vec<ConnId>,
+    /// Recipients that get it once whole.
+    later: Vec<ConnId>,
+    started: std::time::Instant,
+}
+
+impl Messaging {
+    /// Routes a `send`/`broadcast` whose header (`text`) has arrived and
+    /// whose payload of `payload_len` bytes has not, if cut-through handles
+    /// it (`cut`): a group send or a broadcast without `"receive"` or
+    /// shared memory, no monitor connected (each is shown the value),
+    /// every recipient reading the sender's own encoding, at least one of
+    /// them negotiated `cut_through`, and the request valid and within
+    /// `--max-queue` now. None otherwise: the frame then completes and is
+    /// handled as any other, errors included. [`Messaging::begin_live`]
+    /// then relays it.
+    pub fn route_live(
+        &self,
+        st: &State,
+        id: ConnId,
+        text: &str,
+        payload_len: usize,
+    ) -> Option<LiveRoute> {
+        let started = std::time::Instant::now();
+        if !st.monitors.is_empty() || self.live.contains(id) {
+            return None;
+        }
+        let command = match parse::<CommandHeader>(text).ok()?.name()?.as_ref() {
+            "send" => "send",
+            "broadcast" => "broadcast",
+            _ => return None,
+        };
+        let h: Header = parse(text).ok()?;
+        // What `relay` would refuse, it refuses once the frame is whole.
+        if h.varname.is_none()
+            || h.status.is_some()
+            || h.meta.is_some()
+            || h.shm.is_some()
+            || flag(h.receive)
+        {
+            return None;
+        }
+        let recipients: Vec<ConnId> = if command == "send" {
+            let group = required_raw_str(h.name, "name").ok()?;
+            self.groups.members(&group)?.iter().copied().collect()
+        } else {
+            broadcast_recipients(st, id)
+        };
+        let layout = flag(h.dimeb_layout);
+        let (mut now, mut later) = (Vec::new(), Vec::new());
+        for r in recipients {
+            let c = st.conns.get(&r)?;
+            // Recipients of a converted copy need the whole payload first.
+            if layout && !c.accepts.layout {
+                return None;
+            }
+            if c.accepts.cut_through {
+                now.push(r);
+            } else {
+                later.push(r);
+            }
+        }
+        if now.is_empty() {
+            return None;
+        }
+        let size = (crate::wire::PREFIX_LEN + text.len() + payload_len) as u64;
+        let all: Vec<ConnId> = now.iter().chain(&later).copied().collect();
+        check_queue_room(st, &all, |_| size).ok()?;
+        Some(LiveRoute {
+            command,
+            now,
+            later,
+            started,
+        })
+    }
+
+    /// Relays `frame`, whose payload is live, as `route` says.
+    pub fn begin_live(&mut self, st: &mut State, id: ConnId, route: LiveRoute, frame: Frame) {
+        st.stats.messages += 1;
+        self.live
+            .begin(st, id, frame, route.now, route.later, deliver_live);
+        st.stats
+            .request(Some(route.command), route.started.elapsed(), false);
+    }
+
+    /// Lets the recipients of `id`'s live message write what has arrived.
+    pub fn wake_live(&self, st: &mut State, id: ConnId) {
+        self.live.wake(st, id);
+    }
+
+    /// The last byte of `id`'s live message has arrived: the other
+    /// recipients get it, and the sender its reply.
+    pub fn finish_live(&mut self, st: &mut State, id: ConnId) {
+        if self.live.finish(st, id, deliver_live) {
+            st.reply_ok(id);
+        }
+    }
+
+    /// `id` is going away in the middle of a live message: it is aborted.
+    pub fn abort_live(&mut self, st: &mut State, id: ConnId) {
+        self.live.abort(st, id);
+    }
+}
+
+/// [`deliver`] of one frame to every recipient, for [`cut`].
+fn deliver_live(st: &mut State, recipients: &[ConnId], frame: &Arc<Frame>) {
+    deliver(st, recipients, |_| frame.clone());
 }
 
 /// Queues for every recipient its copy of the message (`pick`: the one
