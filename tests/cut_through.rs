@@ -237,11 +237,7 @@ fn our_client_drops_an_aborted_message_from_a_sync_and_keeps_the_others() {
     let split = bytes.len() - payload.len() + (1 << 20);
     tx.send_bytes(&bytes[..split]);
     // Queued at once (the client would be written it as it arrives).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while queued(&srv, "g") < 2 {
-        assert!(Instant::now() < deadline, "the message was never queued");
-        thread::sleep(Duration::from_millis(5));
-    }
+    until_queued(&srv, "g", 2);
     let syncing = thread::spawn(move || {
         let got = ours.sync_messages(-1);
         (ours, got)
@@ -265,6 +261,15 @@ fn bytes_out(srv: &TestServer) -> u64 {
     admin.call(json!({"command": "stats"}))["bytes_out"]
         .as_u64()
         .unwrap()
+}
+
+/// Waits until the members of `group` have `n` messages queued in all.
+fn until_queued(srv: &TestServer, group: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while queued(srv, group) < n {
+        assert!(Instant::now() < deadline, "the message was never queued");
+        thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Messages queued for the members of `group`, summed, from `inspect`.
@@ -295,7 +300,7 @@ fn an_old_client_gets_whole_messages_only() {
     tx.send_bytes(&bytes[..split]);
     // The negotiated recipient is being written it; the old one has no
     // message yet: its sync is empty and its wait is not answered.
-    new.send(json!({"command": "sync"}), &[]);
+    new.send(json!({"command": "sync", "wait": true}), &[]);
     assert_eq!(read_head(&mut new).1, BIG);
     assert_eq!(old.call(json!({"command": "sync"})), json!({"status": 0}));
     old.send(json!({"command": "wait"}), &[]);
@@ -321,7 +326,7 @@ fn a_sender_that_dies_before_an_old_client_got_the_message_leaves_it_nothing() {
     let payload = pattern(BIG, 17);
     let bytes = send_frame("g", "doomed", &payload);
     tx.send_bytes(&bytes[..bytes.len() / 2]);
-    thread::sleep(Duration::from_millis(100));
+    until_queued(&srv, "g", 1);
     drop(tx);
     thread::sleep(Duration::from_millis(100));
     assert_eq!(old.call(json!({"command": "sync"})), json!({"status": 0}));
@@ -387,7 +392,7 @@ fn max_queue_counts_a_message_still_arriving_at_its_declared_size() {
     let payload = pattern(BIG, 23);
     let bytes = send_frame("g", "first", &payload);
     tx.send_bytes(&bytes[..bytes.len() / 2]);
-    thread::sleep(Duration::from_millis(100));
+    until_queued(&srv, "g", 1);
     // Both queues already count the whole first message (4 MiB of 6).
     let mut tx2 = client(&srv, true);
     let err = tx2
@@ -428,4 +433,176 @@ fn the_sender_replies_stay_in_request_order() {
     assert_eq!(tx.recv().0, json!({"status": 0}));
     assert_eq!(tx.recv().0["error"], "No such group exists: nobody");
     assert_eq!(tx.recv().0, json!({"status": 0}));
+}
+
+/// Reads one `sync` reply from a raw connection: its messages (varname,
+/// payload), with those its closing status names as aborted dropped.
+fn read_reply(r: &mut Raw) -> Vec<(String, Vec<u8>)> {
+    let mut got: Vec<(String, Vec<u8>)> = Vec::new();
+    loop {
+        let (h, p) = r.recv();
+        if h.get("status").is_some() {
+            assert_eq!(h["status"], 0, "{h}");
+            let mut aborted: Vec<usize> = h
+                .get("aborted")
+                .map(|a| {
+                    a.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|k| k.as_u64().unwrap() as usize)
+                        .collect()
+                })
+                .unwrap_or_default();
+            aborted.sort_unstable();
+            aborted.dedup();
+            for k in aborted.into_iter().rev() {
+                got.remove(k);
+            }
+            return got;
+        }
+        got.push((h["varname"].as_str().unwrap().to_owned(), p));
+    }
+}
+
+#[test]
+fn senders_dying_at_random_points_never_corrupt_what_anyone_receives() {
+    let mut cuts = 0;
+    for seed in [
+        0x2545_F491_4F6C_DD1D,
+        0x9E37_79B9_7F4A_7C15,
+        0xD1B5_4A32_D192_ED03,
+    ] {
+        cuts += random_senders(seed);
+    }
+    assert!(
+        cuts >= 2,
+        "only {cuts} senders died midway: the seeds test too little"
+    );
+}
+
+/// Three senders at once, some killed mid-message, to recipients of every
+/// kind; returns how many were killed.
+fn random_senders(mut seed: u64) -> usize {
+    let srv = TestServer::start();
+    // Recipients of every kind, each reading on its own thread until "end".
+    let mut ours = client(&srv, true);
+    ours.join(&["g"]).unwrap();
+    let new = member(&srv, &["cut_through"], "g");
+    let old = member(&srv, &[], "g");
+    type Got = Vec<(String, Vec<u8>)>;
+    let ours_thread = thread::spawn(move || {
+        let mut got: Got = Vec::new();
+        while !got.iter().any(|(n, _)| n == "end") {
+            for m in ours
+                .receive_messages(-1, Some(Duration::from_secs(30)))
+                .unwrap()
+            {
+                got.push((m.varname.clone(), m.payload.to_vec()));
+            }
+        }
+        got
+    });
+    let raw_thread = |mut r: Raw, negotiated: bool| {
+        thread::spawn(move || {
+            let mut got: Got = Vec::new();
+            while !got.iter().any(|(n, _)| n == "end") {
+                if negotiated {
+                    r.send(json!({"command": "sync", "wait": true}), &[]);
+                } else {
+                    assert_eq!(r.call(json!({"command": "wait"}))["status"], 0);
+                    r.send(json!({"command": "sync"}), &[]);
+                }
+                got.extend(read_reply(&mut r));
+            }
+            got
+        })
+    };
+    let new_thread = raw_thread(new, true);
+    let old_thread = raw_thread(old, false);
+
+    // Three senders at once, each sending messages of 1 to 3 MiB in
+    // pieces; some messages are cut short by killing their sender.
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut plans = Vec::new();
+    for s in 0..3u8 {
+        let mut msgs = Vec::new();
+        for k in 0..4u8 {
+            let len = (1 << 20) + rand(2 << 20) as usize;
+            // One in three dies after a random part of its bytes.
+            let cut = (rand(3) == 0).then(|| rand(len as u64) as usize);
+            msgs.push((k, len, cut));
+            if cut.is_some() {
+                break;
+            }
+        }
+        plans.push((s, msgs));
+    }
+    let cuts = plans
+        .iter()
+        .filter(|(_, msgs)| msgs.iter().any(|m| m.2.is_some()))
+        .count();
+    let mut expected: Vec<(String, Vec<u8>)> = Vec::new();
+    let senders: Vec<_> = plans
+        .into_iter()
+        .map(|(s, msgs)| {
+            for &(k, len, cut) in &msgs {
+                if cut.is_none() {
+                    expected.push((format!("s{s}_{k}"), pattern(len, s * 16 + k)));
+                }
+            }
+            let mut tx = sender(&srv);
+            thread::spawn(move || {
+                for (k, len, cut) in msgs {
+                    let payload = pattern(len, s * 16 + k);
+                    let bytes = send_frame("g", &format!("s{s}_{k}"), &payload);
+                    let upto = cut.map_or(bytes.len(), |c| bytes.len() - len + c);
+                    for piece in bytes[..upto].chunks(512 << 10) {
+                        tx.send_bytes(piece);
+                        thread::sleep(Duration::from_millis(2));
+                    }
+                    if cut.is_some() {
+                        return; // the sender dies with its connection
+                    }
+                    assert_eq!(tx.recv().0, json!({"status": 0}));
+                }
+            })
+        })
+        .collect();
+    for t in senders {
+        t.join().unwrap();
+    }
+    let mut last = client(&srv, true);
+    last.send_encoded("g", "end", b"x").unwrap();
+    expected.push(("end".to_owned(), b"x".to_vec()));
+    expected.sort();
+    for (who, got) in [
+        ("ours", ours_thread.join().unwrap()),
+        ("negotiated", new_thread.join().unwrap()),
+        ("old", old_thread.join().unwrap()),
+    ] {
+        // Each sender's messages in the order it sent them.
+        for s in 0..3 {
+            let names: Vec<&String> = got
+                .iter()
+                .map(|(n, _)| n)
+                .filter(|n| n.starts_with(&format!("s{s}_")))
+                .collect();
+            let mut sorted = names.clone();
+            sorted.sort();
+            assert_eq!(names, sorted, "{who}: sender {s} out of order");
+        }
+        let mut got = got;
+        got.sort();
+        assert_eq!(got.len(), expected.len(), "{who}");
+        for (g, e) in got.iter().zip(&expected) {
+            assert_eq!(g.0, e.0, "{who}");
+            assert!(g.1 == e.1, "{who}: {} arrived changed", g.0);
+        }
+    }
+    cuts
 }
