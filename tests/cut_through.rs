@@ -606,3 +606,41 @@ fn random_senders(mut seed: u64) -> usize {
     }
     cuts
 }
+
+#[test]
+fn large_matrices_sent_from_their_own_memory_arrive_exactly() {
+    use dime::codec::dimeb::{self, MatrixEncoding};
+    use dime::layout::Layout;
+    use dime::{ElemKind, Matrix};
+    let srv = TestServer::start();
+    let mut rx = client(&srv, true);
+    rx.join(&["g"]).unwrap();
+    let mut tx = client(&srv, true);
+    assert_eq!(tx.matrix_encoding(), MatrixEncoding::Native);
+    let matrix = |rows: usize, cols: usize, layout| {
+        let elems: Vec<u8> = (0..rows * cols)
+            .flat_map(|i| (i as f64 + 0.5).to_ne_bytes())
+            .collect();
+        Value::Matrix(
+            Matrix::with_layout(ElemKind::F64, vec![rows, cols], elems, layout).unwrap(),
+        )
+    };
+    // Large matrices of both layouts among small values, nested.
+    let value = Value::List(vec![
+        Value::F64(1.0),
+        matrix(700, 300, Layout::RowMajor),
+        Value::Map(vec![
+            (Value::String("k".into()), matrix(300, 700, Layout::ColumnMajor)),
+            (Value::String("small".into()), matrix(3, 4, Layout::RowMajor)),
+        ]),
+    ]);
+    tx.send("g", "x", &value).unwrap();
+    let got = rx.receive_messages(-1, Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(got.len(), 1);
+    // The bytes are the value's encoding, exactly as if encoded whole.
+    assert_eq!(
+        &got[0].payload[..],
+        &dimeb::encode_with(&value, MatrixEncoding::Native).unwrap()[..]
+    );
+    assert_eq!(got.into_iter().next().unwrap().into_value().unwrap(), value);
+}

@@ -637,7 +637,10 @@ impl Client {
                     Piece::Elements(_) => None,
                 })
                 .collect();
-            if let Some(pieces) = pieces {
+            // Without a matrix to write in place, one pooled buffer is
+            // cheaper than fresh pieces.
+            if let Some(pieces) = pieces.filter(|p| p.iter().any(|p| matches!(p, Part::InPlace(_))))
+            {
                 return Ok(Outgoing::Pieces { len, pieces });
             }
         }
