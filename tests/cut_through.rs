@@ -621,21 +621,27 @@ fn large_matrices_sent_from_their_own_memory_arrive_exactly() {
         let elems: Vec<u8> = (0..rows * cols)
             .flat_map(|i| (i as f64 + 0.5).to_ne_bytes())
             .collect();
-        Value::Matrix(
-            Matrix::with_layout(ElemKind::F64, vec![rows, cols], elems, layout).unwrap(),
-        )
+        Value::Matrix(Matrix::with_layout(ElemKind::F64, vec![rows, cols], elems, layout).unwrap())
     };
     // Large matrices of both layouts among small values, nested.
     let value = Value::List(vec![
         Value::F64(1.0),
         matrix(700, 300, Layout::RowMajor),
         Value::Map(vec![
-            (Value::String("k".into()), matrix(300, 700, Layout::ColumnMajor)),
-            (Value::String("small".into()), matrix(3, 4, Layout::RowMajor)),
+            (
+                Value::String("k".into()),
+                matrix(300, 700, Layout::ColumnMajor),
+            ),
+            (
+                Value::String("small".into()),
+                matrix(3, 4, Layout::RowMajor),
+            ),
         ]),
     ]);
     tx.send("g", "x", &value).unwrap();
-    let got = rx.receive_messages(-1, Some(Duration::from_secs(10))).unwrap();
+    let got = rx
+        .receive_messages(-1, Some(Duration::from_secs(10)))
+        .unwrap();
     assert_eq!(got.len(), 1);
     // The bytes are the value's encoding, exactly as if encoded whole.
     assert_eq!(

@@ -530,22 +530,30 @@ impl Server {
         self.header_text.clear();
         self.header_text.push_str(text);
         let payload_len = c.reader.pending_payload_len();
-        let route =
-            self.services
-                .messaging
-                .route_live(&self.state, id, &self.header_text, payload_len);
-        let Some(route) = route else {
-            return;
-        };
-        let frame = self
-            .state
-            .conns
-            .get_mut(&id)
-            .and_then(|c| c.reader.go_live());
-        if let Some(frame) = frame {
-            self.services
-                .messaging
-                .begin_live(&mut self.state, id, route, frame);
+        let (services, state, text) = (&mut self.services, &mut self.state, &self.header_text);
+        // Under `catch_unwind` as every request is (see `handle_frame`).
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            let Some(route) = services.messaging.route_live(state, id, text, payload_len) else {
+                return;
+            };
+            let frame = state.conns.get_mut(&id).and_then(|c| c.reader.go_live());
+            if let Some(frame) = frame {
+                services.messaging.begin_live(state, id, route, frame);
+            }
+        }));
+        self.closed_on_panic(id, "relaying a message as it arrives", outcome);
+    }
+
+    /// Closes `id` if relaying its message panicked (`outcome`): the state
+    /// that message left half-changed is its own; everyone else carries on.
+    fn closed_on_panic(&mut self, id: ConnId, doing: &str, outcome: std::thread::Result<()>) {
+        if let Err(payload) = outcome {
+            let why = panic_message(&*payload);
+            log::error!("client {id}: internal error {doing}: {why}");
+            self.fail_and_close(
+                id,
+                &format!("Internal server error while {doing}; closing this connection"),
+            );
         }
     }
 
@@ -556,7 +564,11 @@ impl Server {
     fn handle_frame(&mut self, id: ConnId, frame: Frame) {
         // The end of a message already relayed while it arrived.
         if frame.live.is_some() {
-            self.services.messaging.finish_live(&mut self.state, id);
+            let (services, state) = (&mut self.services, &mut self.state);
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                services.messaging.finish_live(state, id);
+            }));
+            self.closed_on_panic(id, "relaying a message as it arrives", outcome);
             return;
         }
         if let Some(Err(msg)) = &frame.shm {
