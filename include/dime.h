@@ -2279,6 +2279,27 @@ enum dime_status dime_stream_item(const struct dime_stream *stream,
                                   struct dime_value **out);
 
 /**
+ * Reads every item already received, waiting for the first as
+ * `dime_stream_next_encoded` does (with the same statuses): one call for
+ * a whole batch of small items. Writes how many to `*count` (at least 1),
+ * their dimeb bytes one after another to `*data`, and each one's length
+ * to `(*lengths)[i]`, all borrowed from the stream until the next call
+ * on it. The first item is given whatever its size; more only up to
+ * `max_items` (0 counts as 1), while the bytes given stay within
+ * `max_bytes`, and up to half the stream's window. The items count as
+ * read (the producer may send more in their place) at the next call on
+ * the stream, when you are done with them. When `*count` is 1,
+ * `dime_stream_item` decodes the item.
+ */
+enum dime_status dime_stream_next_many(struct dime_stream *stream,
+                                       int64_t timeout_ms,
+                                       size_t max_items,
+                                       size_t max_bytes,
+                                       const uint8_t **data,
+                                       const size_t **lengths,
+                                       size_t *count);
+
+/**
  * How a failed stream failed: writes borrowed, NUL-terminated strings
  * (valid until `dime_stream_close`) to each non-NULL output: the
  * producer's error type (empty unless it raised), the message, and its

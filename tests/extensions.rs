@@ -9,7 +9,7 @@ use dime::proto::extensions;
 use serde_json::json;
 
 /// Every extension this server has, in registration order.
-const ALL: [&str; 10] = [
+const ALL: [&str; 11] = [
     "wait_timeout",
     "sync_wait",
     "send_receive",
@@ -20,6 +20,7 @@ const ALL: [&str; 10] = [
     "space",
     "rpc",
     "stream",
+    "stream_batch",
 ];
 
 #[test]
@@ -43,7 +44,8 @@ fn the_handshake_lists_every_service_extension() {
             extensions::SHARE,
             extensions::SPACE,
             extensions::RPC,
-            extensions::STREAM
+            extensions::STREAM,
+            extensions::STREAM_BATCH
         ],
         ALL
     );

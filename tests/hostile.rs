@@ -221,10 +221,24 @@ enum NoFrame {
 /// hostile header need not be).
 fn read_frame(s: &mut UnixStream) -> Result<Json, NoFrame> {
     let mut prefix = [0u8; 12];
-    s.read_exact(&mut prefix).map_err(|e| match e.kind() {
+    s.read_exact(&mut prefix[..1]).map_err(|e| match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => NoFrame::Silent,
         _ => NoFrame::Closed,
     })?;
+    // The frame has begun: the short timeout only tells a silent request
+    // from an answered one, so the rest of a long reply may take its time
+    // on a loaded machine.
+    let short = s.read_timeout().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let rest = read_rest(s, &mut prefix);
+    s.set_read_timeout(short).unwrap();
+    rest
+}
+
+/// The rest of a frame whose first byte is already in `prefix`.
+fn read_rest(s: &mut UnixStream, prefix: &mut [u8; 12]) -> Result<Json, NoFrame> {
+    s.read_exact(&mut prefix[1..])
+        .map_err(|_| NoFrame::Closed)?;
     let jl = u32::from_be_bytes(prefix[4..8].try_into().unwrap()) as usize;
     let pl = u32::from_be_bytes(prefix[8..12].try_into().unwrap()) as usize;
     let mut body = vec![0u8; jl + pl];
@@ -348,6 +362,8 @@ const RPC_FIELDS: &[&str] = &[
     "stream",
     "items",
     "bytes",
+    "batch",
+    "count",
     "dimeb_layout",
 ];
 

@@ -21,7 +21,7 @@
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb::{self, MatrixEncoding, Piece};
-use crate::proto::extensions;
+use crate::proto::{extensions, stream_batch};
 use crate::transport::Address;
 use crate::value::Value;
 use crate::wire::{Frame, FrameReader, try_encode_head};
@@ -37,7 +37,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::stream;
-pub use super::stream::{Next, StreamOptions};
+pub use super::stream::{Next, NextMany, StreamOptions};
 use super::{Error, Result, encode_pooled};
 
 /// Why a call produced no result.
@@ -236,6 +236,10 @@ struct Shared {
     options: RpcOptions,
     /// Why streams cannot be opened, when the broker does not announce them.
     streams_unsupported: Option<String>,
+    /// The broker takes and relays batches of stream items.
+    batch_streams: bool,
+    /// When items held back by this endpoint's streams are due.
+    flush_timer: stream::FlushTimer,
     /// How values this endpoint sends write their matrices: in their own
     /// layout when the broker announced `dimeb_layout` (we always ask).
     encoding: MatrixEncoding,
@@ -246,6 +250,9 @@ struct Shared {
 pub struct Rpc {
     shared: Arc<Shared>,
     reader: Mutex<Option<JoinHandle<()>>>,
+    /// Writes items held back past their deadline; started by the first
+    /// stream this endpoint produces that holds items back.
+    flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// A call in flight: wait for it, then take its result.
@@ -396,6 +403,10 @@ impl Rpc {
             next_id: AtomicU64::new(1),
             options,
             streams_unsupported,
+            batch_streams: extensions
+                .as_deref()
+                .is_some_and(|e| e.iter().any(|x| x == extensions::STREAM_BATCH)),
+            flush_timer: stream::FlushTimer::default(),
             encoding,
         });
         let s = shared.clone();
@@ -406,6 +417,7 @@ impl Rpc {
         Ok(Rpc {
             shared,
             reader: Mutex::new(Some(reader)),
+            flusher: Mutex::new(None),
         })
     }
 
@@ -541,19 +553,21 @@ impl Rpc {
     }
 
     fn reply_raw(&self, id: u64, result: &[u8], layout: bool) -> Result<()> {
-        self.shared.lock().running.remove(&id);
-        self.shared.write(
-            &mark(json!({"command": "return", "call": id}), layout),
-            result,
-        )
+        self.shared.end_running(id, || {
+            self.shared.write(
+                &mark(json!({"command": "return", "call": id}), layout),
+                result,
+            )
+        })
     }
 
     /// Answers call `id` with a value (a large one encoded as it is
     /// written).
     pub fn reply(&self, id: u64, result: &Value) -> Result<()> {
-        self.shared.lock().running.remove(&id);
-        self.shared
-            .send_value(&json!({"command": "return", "call": id}), result)
+        self.shared.end_running(id, || {
+            self.shared
+                .send_value(&json!({"command": "return", "call": id}), result)
+        })
     }
 
     /// Answers call `id` with an error, which the caller sees as
@@ -565,12 +579,13 @@ impl Rpc {
         message: &str,
         traceback: &str,
     ) -> Result<()> {
-        self.shared.lock().running.remove(&id);
-        self.shared.write(
-            &json!({"command": "return", "call": id, "error": message,
-                "error_type": error_type, "traceback": traceback}),
-            &[],
-        )
+        self.shared.end_running(id, || {
+            self.shared.write(
+                &json!({"command": "return", "call": id, "error": message,
+                    "error_type": error_type, "traceback": traceback}),
+                &[],
+            )
+        })
     }
 
     /// Opens a stream from the generator `function` provides, with `args`;
@@ -633,6 +648,9 @@ impl Rpc {
                 "stream": true, "items": window.items, "bytes": window.bytes}),
             layout,
         );
+        if sh.batch_streams {
+            head["batch"] = json!(true);
+        }
         if let Some(t) = timeout {
             head["timeout"] = json!(t.as_secs_f64() * 1000.0);
         }
@@ -652,6 +670,11 @@ impl Rpc {
     /// consumer's window is full. Ok(false) when the consumer has gone
     /// (stopped early, cancelled or disconnected): stop producing.
     /// `Error::Timeout` if no room came within `timeout`.
+    ///
+    /// A small item may be held back briefly to go in one frame with the
+    /// next ones (when the broker takes batches): never when the stream
+    /// had been quiet, at most [`stream::LINGER`] otherwise, and never
+    /// past the end of the stream or a wait for room.
     pub fn stream_send(&self, id: u64, item: &[u8], timeout: Option<Duration>) -> Result<bool> {
         self.stream_send_raw(id, item, timeout, false)
     }
@@ -669,6 +692,9 @@ impl Rpc {
         };
         // Credit arrives on the socket: read it here while nobody else does.
         if !p.can_go_on() {
+            // Held items go before waiting (they already have when the
+            // room ran out): the consumer grants room for what it reads.
+            self.shared.write_pending(id, &mut p.pending())?;
             let deadline = timeout.map(|t| Instant::now() + t);
             let g = self.shared.lock();
             drop(self.shared.wait_for(g, Want::Credit(id), deadline, |g| {
@@ -680,12 +706,43 @@ impl Rpc {
             return if timed_out {
                 Err(Error::Timeout)
             } else {
+                p.pending().clear();
                 Ok(false)
             };
         }
-        self.shared
-            .write(&mark(json!({"command": "yield", "call": id}), layout), item)?;
+        let mut pending = p.pending();
+        if !self.shared.batch_streams || item.len() > stream::BATCH_ITEM_MAX {
+            self.shared.write_pending(id, &mut pending)?;
+            self.shared
+                .write(&mark(json!({"command": "yield", "call": id}), layout), item)?;
+            pending.wrote(Instant::now());
+            return Ok(true);
+        }
+        match pending.add(item, layout, p.has_room(), Instant::now()) {
+            stream::Hold::WriteNow => self.shared.write_pending(id, &mut pending)?,
+            stream::Hold::Arm(when) => {
+                drop(pending);
+                self.start_flusher()?;
+                self.shared.flush_timer.set(id, when);
+            }
+            stream::Hold::Keep => {}
+        }
         Ok(true)
+    }
+
+    /// Starts the thread that writes held-back stream items when they are
+    /// due, unless it runs.
+    fn start_flusher(&self) -> Result<()> {
+        let mut f = self.flusher.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            let s = self.shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("dime-rpc-flush".into())
+                .spawn(move || flush_when_due(&s))
+                .map_err(|e| Error::lost(format!("cannot start the flush thread: {e}")))?;
+            *f = Some(handle);
+        }
+        Ok(())
     }
 
     /// Sends the next item of stream call `id` as a value (see
@@ -756,9 +813,12 @@ impl Rpc {
     /// Closes the connection: calls in flight fail, waiters wake.
     pub fn close(&self) {
         let _ = self.shared.writer().shutdown(std::net::Shutdown::Both);
-        let handle = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(h) = handle {
-            let _ = h.join();
+        self.shared.flush_timer.close();
+        for thread in [&self.reader, &self.flusher] {
+            let handle = thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(h) = handle {
+                let _ = h.join();
+            }
         }
     }
 
@@ -792,31 +852,99 @@ impl StreamReader {
         if self.done {
             return Ok(Next::End);
         }
-        // Items arrive on the socket: read it here while nobody else does.
-        if !self.consumer.has_news() {
-            let deadline = timeout.map(|t| Instant::now() + t);
-            let g = self.shared.lock();
-            let c = &self.consumer;
-            drop(
-                self.shared
-                    .wait_for(g, Want::Stream(self.id), deadline, |g| {
-                        c.has_news() || g.closed.is_some()
-                    }),
-            );
-        }
+        self.wait_for_news(timeout);
         let r = self.consumer.next(timeout.map(|_| Duration::ZERO));
         match &r {
-            Ok((_, Some((items, bytes)))) => {
-                // Best effort: a broken connection ends the stream anyway.
-                let _ = self.shared.write(
-                    &json!({"command": "credit", "id": self.id, "items": items, "bytes": bytes}),
-                    &[],
-                );
-            }
+            Ok((_, Some(grant))) => self.grant(*grant),
             Ok((Next::End, _)) | Err(_) => self.done = true,
             _ => {}
         }
         r.map(|(n, _)| n)
+    }
+
+    /// Like [`StreamReader::next`], but takes every item already received
+    /// (waiting for the first), up to `max_items` and, after the first
+    /// (taken whatever its size), `max_bytes` in all, and at most half the
+    /// window, appending them to `out`: one call for a whole batch of
+    /// small items.
+    pub fn next_many(
+        &mut self,
+        timeout: Option<Duration>,
+        max_items: usize,
+        max_bytes: usize,
+        out: &mut Vec<PooledBuf>,
+    ) -> std::result::Result<NextMany, CallError> {
+        let before = out.len();
+        let r = self.take_many(timeout, max_items, max_bytes, out);
+        let taken = &out[before..];
+        self.mark_read(
+            taken.len() as u64,
+            taken.iter().map(|b| b.len() as u64).sum(),
+        );
+        r
+    }
+
+    /// Like [`StreamReader::next_many`], but the items taken do not count
+    /// as read (their room is not granted to the producer again) until
+    /// [`StreamReader::mark_read`]: for a binding that hands them out one
+    /// by one later, so its hidden buffer never lets the producer run
+    /// further ahead than the window.
+    pub fn take_many(
+        &mut self,
+        timeout: Option<Duration>,
+        max_items: usize,
+        max_bytes: usize,
+        out: &mut Vec<PooledBuf>,
+    ) -> std::result::Result<NextMany, CallError> {
+        if self.done {
+            return Ok(NextMany::End);
+        }
+        self.wait_for_news(timeout);
+        let r = self
+            .consumer
+            .take_many(timeout.map(|_| Duration::ZERO), max_items, max_bytes, out);
+        if matches!(r, Ok(NextMany::End) | Err(_)) {
+            self.done = true;
+        }
+        r
+    }
+
+    /// `items` items of `bytes` bytes taken with
+    /// [`StreamReader::take_many`] have been read: grants the producer
+    /// room for them when it is time to.
+    pub fn mark_read(&mut self, items: u64, bytes: u64) {
+        if items == 0 || self.done {
+            return;
+        }
+        if let Some(grant) = self.consumer.read(items, bytes) {
+            self.grant(grant);
+        }
+    }
+
+    /// Items arrive on the socket: reads it here while nobody else does,
+    /// until an item or the end arrived or `timeout` passed.
+    fn wait_for_news(&self, timeout: Option<Duration>) {
+        if self.consumer.has_news() {
+            return;
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let g = self.shared.lock();
+        let c = &self.consumer;
+        drop(
+            self.shared
+                .wait_for(g, Want::Stream(self.id), deadline, |g| {
+                    c.has_news() || g.closed.is_some()
+                }),
+        );
+    }
+
+    /// Grants the producer room for `(items, bytes)` read.
+    fn grant(&self, (items, bytes): (u64, u64)) {
+        // Best effort: a broken connection ends the stream anyway.
+        let _ = self.shared.write(
+            &json!({"command": "credit", "id": self.id, "items": items, "bytes": bytes}),
+            &[],
+        );
     }
 
     /// Decodes the next item: Ok(None) at the end.
@@ -1104,6 +1232,57 @@ impl Shared {
         })
     }
 
+    /// Writes the items stream call `id` holds back, if any: one `yield`,
+    /// of a batch when there are several.
+    fn write_pending(&self, id: u64, pending: &mut stream::Pending) -> Result<()> {
+        if pending.count() == 0 {
+            return Ok(());
+        }
+        let (n, buf, layout) = pending.take(Instant::now());
+        let head = if n == 1 {
+            json!({"command": "yield", "call": id})
+        } else {
+            json!({"command": "yield", "call": id, "count": n})
+        };
+        self.write(&mark(head, layout), &buf)?;
+        pending.recycle(buf);
+        Ok(())
+    }
+
+    /// Forgets running call `id` and has `write` send its end, after the
+    /// stream items it still holds back: the end never overtakes them.
+    fn end_running(&self, id: u64, write: impl FnOnce() -> Result<()>) -> Result<()> {
+        let producer = self.lock().running.remove(&id);
+        let Some(p) = producer else {
+            return write();
+        };
+        let mut pending = p.pending();
+        if p.is_cancelled() {
+            pending.clear();
+        }
+        self.write_pending(id, &mut pending)?;
+        write()
+    }
+
+    /// Writes call `id`'s held-back items if they have waited long enough
+    /// (at `now`), or sets the timer again for when they will have.
+    fn flush_due(&self, id: u64, now: Instant) {
+        let producer = self.lock().running.get(&id).cloned();
+        let Some(p) = producer else {
+            return; // ended: its end wrote them
+        };
+        let mut pending = p.pending();
+        match pending.due(now) {
+            (true, _) => {
+                // A failed write closes the endpoint: the stream's
+                // producer learns it at its next item.
+                let _ = self.write_pending(id, &mut pending);
+            }
+            (false, Some(when)) => self.flush_timer.set(id, when),
+            (false, None) => {}
+        }
+    }
+
     /// Writes one frame whose `len`-byte payload is `pieces`, encoding large
     /// matrices as they go out.
     fn write_pieces(&self, head: &Json, len: usize, pieces: &[Piece<'_>]) -> Result<()> {
@@ -1255,6 +1434,7 @@ impl Shared {
         }
         drop(inner);
         self.background.notify_all();
+        self.flush_timer.close();
         let _ = self.writer().shutdown(std::net::Shutdown::Both);
     }
 
@@ -1265,7 +1445,14 @@ impl Shared {
         let mut inner = self.lock();
         if let Some(id) = json.get("item").and_then(Json::as_u64) {
             if let Some(c) = inner.streams.get(&id) {
-                c.push(frame.payload);
+                match json.get("count").map(Json::as_u64) {
+                    None => c.push(frame.payload),
+                    Some(n) => {
+                        let items = stream_batch::ranges(&frame.payload, n.unwrap_or(0))
+                            .map_err(|e| format!("the broker sent a malformed batch: {e}"))?;
+                        c.push_batch(&frame.payload, items);
+                    }
+                }
                 inner.wake(&Want::Stream(id), true);
             }
             return Ok(());
@@ -1395,6 +1582,14 @@ fn background_reader(sh: &Shared) {
             .wait_timeout(g, GRACE)
             .unwrap_or_else(|p| p.into_inner())
             .0;
+    }
+}
+
+/// The flush thread: writes held-back stream items as they fall due,
+/// until the endpoint closes.
+fn flush_when_due(sh: &Shared) {
+    while let Some((id, now)) = sh.flush_timer.next_due() {
+        sh.flush_due(id, now);
     }
 }
 

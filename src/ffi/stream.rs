@@ -11,7 +11,7 @@ use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
 use super::value::{dime_value, into_raw};
 use crate::buffer::PooledBuf;
 use crate::client::Error;
-use crate::client::rpc::{CallError, Next, StreamOptions, StreamReader};
+use crate::client::rpc::{CallError, Next, NextMany, StreamOptions, StreamReader};
 use crate::codec::dimeb;
 use crate::value::Value;
 use std::ffi::{CString, c_char, c_void};
@@ -24,9 +24,18 @@ pub struct dime_stream {
     /// How it failed: the status, and for `dime_stream_error` the type,
     /// message and traceback.
     failure: Option<(dime_status, [CString; 3])>,
-    /// The item `dime_stream_next_encoded` returned last, until the next
-    /// call on the stream.
+    /// The item `dime_stream_next_encoded` (or `dime_stream_next_many`,
+    /// when it gave one) returned last, until the next call on the stream.
     current: Option<PooledBuf>,
+    /// What `dime_stream_next_many` returned last, until the next call on
+    /// the stream: the items' bytes one after another, and their lengths.
+    many: Vec<u8>,
+    lengths: Vec<usize>,
+    /// The items taken for `many` (kept for its allocation).
+    taken: Vec<PooledBuf>,
+    /// Items and bytes `dime_stream_next_many` gave last: they count as
+    /// read (their room goes back to the producer) at the next call.
+    lent: (u64, u64),
 }
 
 /// Opens a stream from the generator `function` provides, called with
@@ -57,7 +66,16 @@ pub extern "C" fn dime_stream_open(
             bytes: if window_bytes == 0 { default.bytes } else { window_bytes },
         };
         let reader = rpc_endpoint(handle)?.open_stream(function, args, window, timeout_arg(timeout_ms))?;
-        write_out(out, Box::into_raw(Box::new(dime_stream { reader, failure: None, current: None })));
+        let s = dime_stream {
+            reader,
+            failure: None,
+            current: None,
+            many: Vec::new(),
+            lengths: Vec::new(),
+            taken: Vec::new(),
+            lent: (0, 0),
+        };
+        write_out(out, Box::into_raw(Box::new(s)));
         Ok(())
     }
 }
@@ -134,34 +152,109 @@ pub extern "C" fn dime_stream_item(
     }
 }
 
+/// Reads every item already received, waiting for the first as
+/// `dime_stream_next_encoded` does (with the same statuses): one call for
+/// a whole batch of small items. Writes how many to `*count` (at least 1),
+/// their dimeb bytes one after another to `*data`, and each one's length
+/// to `(*lengths)[i]`, all borrowed from the stream until the next call
+/// on it. The first item is given whatever its size; more only up to
+/// `max_items` (0 counts as 1), while the bytes given stay within
+/// `max_bytes`, and up to half the stream's window. The items count as
+/// read (the producer may send more in their place) at the next call on
+/// the stream, when you are done with them. When `*count` is 1,
+/// `dime_stream_item` decodes the item.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_stream_next_many(
+    stream: *mut dime_stream,
+    timeout_ms: i64,
+    max_items: usize,
+    max_bytes: usize,
+    data: *mut *const u8,
+    lengths: *mut *const usize,
+    count: *mut usize,
+) -> dime_status {
+    ffi_status! {
+        let s = check_arg!(mut stream as dime_stream);
+        check_arg!(data);
+        check_arg!(lengths);
+        check_arg!(count);
+        if let Some((status, [_, message, _])) = &s.failure {
+            return Err(Fail::new(*status, message.to_string_lossy()));
+        }
+        s.current = None;
+        s.many.clear();
+        s.lengths.clear();
+        release_lent(s);
+        let mut items = std::mem::take(&mut s.taken);
+        items.clear();
+        match s.reader.take_many(timeout_arg(timeout_ms), max_items.max(1), max_bytes, &mut items) {
+            Ok(NextMany::Items(_)) => {}
+            Ok(NextMany::End) => return Err(ended()),
+            Ok(NextMany::Timeout) => return Err(timed_out()),
+            Err(e) => return Err(failed(s, &e)),
+        }
+        s.lengths.extend(items.iter().map(|b| b.len()));
+        if items.len() == 1 {
+            // One item (perhaps a large one): lent as it is, not copied.
+            let buf = items.pop().expect("one item");
+            write_out(data, buf.as_ptr());
+            s.current = Some(buf);
+        } else {
+            for b in items.drain(..) {
+                s.many.extend_from_slice(&b);
+            }
+            write_out(data, s.many.as_ptr());
+        }
+        s.taken = items;
+        s.lent = (s.lengths.len() as u64, s.lengths.iter().sum::<usize>() as u64);
+        write_out(lengths, s.lengths.as_ptr());
+        write_out(count, s.lengths.len());
+        Ok(())
+    }
+}
+
+/// The items `dime_stream_next_many` gave last have been read.
+fn release_lent(s: &mut dime_stream) {
+    let (items, bytes) = std::mem::take(&mut s.lent);
+    s.reader.mark_read(items, bytes);
+}
+
 /// The next item's bytes, or the failure `dime_stream_next` reports.
 fn next_item(s: &mut dime_stream, timeout_ms: i64) -> Result<PooledBuf, Fail> {
     if let Some((status, [_, message, _])) = &s.failure {
         return Err(Fail::new(*status, message.to_string_lossy()));
     }
-    {
-        match s.reader.next(timeout_arg(timeout_ms)) {
-            Ok(Next::Item(buf)) => Ok(buf),
-            Ok(Next::End) => Err(Fail::new(dime_status::EndOfStream, "the stream has ended")),
-            Ok(Next::Timeout) => Err(Fail::new(
-                dime_status::Timeout,
-                "no item came before the timeout",
-            )),
-            Err(e) => {
-                let fail = super::rpc::call_fail(&e);
-                let (t, tb) = match &e {
-                    CallError::Remote {
-                        error_type,
-                        traceback,
-                        ..
-                    } => (error_type.clone(), traceback.clone()),
-                    _ => (String::new(), String::new()),
-                };
-                s.failure = Some((fail.status, [c(t), c(fail.message.clone()), c(tb)]));
-                Err(fail)
-            }
-        }
+    release_lent(s);
+    match s.reader.next(timeout_arg(timeout_ms)) {
+        Ok(Next::Item(buf)) => Ok(buf),
+        Ok(Next::End) => Err(ended()),
+        Ok(Next::Timeout) => Err(timed_out()),
+        Err(e) => Err(failed(s, &e)),
     }
+}
+
+fn ended() -> Fail {
+    Fail::new(dime_status::EndOfStream, "the stream has ended")
+}
+
+fn timed_out() -> Fail {
+    Fail::new(dime_status::Timeout, "no item came before the timeout")
+}
+
+/// The stream failed with `e`: kept for `dime_stream_error` and every
+/// later read.
+fn failed(s: &mut dime_stream, e: &CallError) -> Fail {
+    let fail = super::rpc::call_fail(e);
+    let (t, tb) = match e {
+        CallError::Remote {
+            error_type,
+            traceback,
+            ..
+        } => (error_type.clone(), traceback.clone()),
+        _ => (String::new(), String::new()),
+    };
+    s.failure = Some((fail.status, [c(t), c(fail.message.clone()), c(tb)]));
+    fail
 }
 
 fn c(s: String) -> CString {

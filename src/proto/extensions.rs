@@ -20,6 +20,9 @@ pub const SPACE: &str = "space";
 pub const RPC: &str = "rpc";
 /// Streams on remote calls: `call` with `"stream":true`, `yield`, `credit`.
 pub const STREAM: &str = "stream";
+/// Batches of stream items: `yield` with `"count"`, and item pushes with
+/// `"count"` to consumers that opened their stream with `"batch":true`.
+pub const STREAM_BATCH: &str = "stream_batch";
 /// Matrices may travel in their own layout (row- or column-major) and byte
 /// order: dimeb tags `0x43`–`0x4F`. Asked for by a client in its handshake;
 /// the broker sends such matrices only to clients that asked, converting to

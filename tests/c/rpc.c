@@ -387,6 +387,65 @@ static void streams(const char *address)
     dime_client_free(c);
 }
 
+/* The int64 a dimeb item of 9 bytes holds (tag 0x06, big-endian), or -1. */
+static int64_t item_int(const uint8_t *b, size_t len)
+{
+    uint64_t v = 0;
+    size_t i;
+    if (len != 9 || b[0] != 0x06) return -1;
+    for (i = 1; i < 9; i++) v = (v << 8) | b[i];
+    return (int64_t)v;
+}
+
+/* dime_stream_next_many: every item once, in order, several per call when
+ * they arrive in batches; at most half the window per call; the end. */
+static void streams_many(const char *address)
+{
+    dime_client *p = connect_to(address), *c = connect_to(address);
+    dime_stream *s = NULL;
+    dime_value *n = int_value(10000), *v = NULL;
+    const uint8_t *data = NULL;
+    const size_t *lens = NULL;
+    size_t count = 0, most = 0, i;
+    int64_t expect = 0;
+    int ok = 1;
+    dime_status st;
+
+    CHECK_OK(dime_provide_stream_callback(p, "count", 1, count_up, NULL, NULL));
+    CHECK_OK(dime_stream_open(c, "count", n, 64, 0, DIME_WAIT_FOREVER, &s));
+    CHECK_STATUS(dime_stream_next_many(s, 10000, 100, 1 << 20, NULL, &lens, &count),
+                 DIME_STATUS_NULL_ARGUMENT);
+    while ((st = dime_stream_next_many(s, 10000, 100, 1 << 20, &data, &lens, &count)) ==
+           DIME_STATUS_OK) {
+        size_t at = 0;
+        ok &= count >= 1 && count <= 32;
+        if (count > most) most = count;
+        for (i = 0; i < count; i++) {
+            ok &= item_int(data + at, lens[i]) == expect++;
+            at += lens[i];
+        }
+        /* One item can be decoded by the library; several cannot. */
+        if (count == 1) {
+            CHECK_OK(dime_stream_item(s, &v));
+            ok &= as_int(v) == expect - 1;
+            dime_value_free(v);
+            v = NULL;
+        } else {
+            ok &= dime_stream_item(s, &v) == DIME_STATUS_NOT_FOUND;
+        }
+    }
+    CHECK(ok);
+    CHECK_STATUS(st, DIME_STATUS_END_OF_STREAM);
+    CHECK(expect == 10000);
+    CHECK(most > 1);
+    CHECK_STATUS(dime_stream_next_many(s, 0, 100, 1 << 20, &data, &lens, &count),
+                 DIME_STATUS_END_OF_STREAM);
+    dime_stream_close(s);
+    dime_value_free(n);
+    dime_client_free(p);
+    dime_client_free(c);
+}
+
 static void embedded_server(void)
 {
     const char *addrs[] = {"tcp:127.0.0.1:0"};
@@ -422,6 +481,7 @@ int main(int argc, char **argv)
     no_provider_cancel_and_lost(argv[1]);
     in_flight_cap(argv[1]);
     streams(argv[1]);
+    streams_many(argv[1]);
     embedded_server();
     return check_done();
 }

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._errors import DimeCodecError
 
-__all__ = ["encode", "decode", "Fallback", "SMALL"]
+__all__ = ["encode", "decode", "decode_span", "Fallback", "SMALL"]
 
 #: Arrays larger than this (bytes) go through the library, lent without a
 #: copy; payloads larger than this are decoded by the library.
@@ -68,7 +68,10 @@ _MATRIX_TAG = {
 def encode(x):
     """The dimeb bytes of ``x``; ``Fallback`` if ``_convert`` must do it."""
     out = []
-    _put(x, out, 0)
+    if type(x) is np.ndarray:       # the common stream item: skip the dispatch
+        _put_matrix(x, out)
+    else:
+        _put(x, out, 0)
     return b"".join(out)
 
 
@@ -119,8 +122,25 @@ def _put(x, out, depth):
         raise Fallback
 
 
+#: native numeric dtype -> (matrix tag, big-endian dtype, or None when
+#: its bytes need no swapping)
+_NATIVE_MATRIX = {np.dtype(f"{k}{n}"): (tag, None if n == 1 else np.dtype(f"{k}{n}").newbyteorder(">"))
+                  for (k, n), tag in _MATRIX_TAG.items() if k != "b"}
+_RANK1_HEAD = struct.Struct(">BBI").pack
+
+
 def _put_matrix(a, out):
     dt = a.dtype
+    fast = _NATIVE_MATRIX.get(dt)
+    # A non-empty array within SMALL bytes has every dimension below 2^32.
+    if fast is not None and a.size and a.nbytes <= SMALL:
+        tag, be = fast
+        if a.ndim == 1:
+            out.append(_RANK1_HEAD(tag, 1, a.shape[0]))
+        else:
+            out.append(struct.pack(f">BB{a.ndim}I", tag, a.ndim, *a.shape))
+        out.append((a if be is None else a.astype(be)).tobytes(order="F"))
+        return
     tag = _MATRIX_TAG.get((dt.kind, dt.itemsize))
     if tag is None or a.nbytes > SMALL or a.ndim > 255 or any(d > _U32_MAX for d in a.shape):
         raise Fallback
@@ -162,12 +182,21 @@ _MATRIX_DTYPE = {tag: (np.dtype(f"{k}{n}").newbyteorder(">"), np.dtype(f"{k}{n}"
 def decode(buf):
     """The Python value of the dimeb bytes ``buf`` (``DimeCodecError`` if
     they are not exactly one valid value)."""
+    return decode_span(buf, 0, len(buf))
+
+
+def decode_span(buf, start, stop):
+    """The Python value of the dimeb bytes ``buf[start:stop]``, without
+    slicing ``buf`` (``DimeCodecError`` if they are not exactly one valid
+    value): for several values received one after another."""
     try:
-        v, end = _get(buf, 0, 0)
+        v, end = _get(buf, start, 0)
     except (struct.error, IndexError, ValueError) as e:
         raise DimeCodecError(f"received a truncated or invalid value: {e}") from None
-    if end != len(buf):
-        raise DimeCodecError(f"received an invalid value: {len(buf) - end} trailing bytes")
+    if end != stop:
+        if end > stop:
+            raise DimeCodecError(f"received a truncated value: {end - stop} bytes missing")
+        raise DimeCodecError(f"received an invalid value: {stop - end} trailing bytes")
     return v
 
 
@@ -235,6 +264,10 @@ def _get(b, o, depth):
     raise DimeCodecError(f"received a value of unknown tag 0x{tag:02X}")
 
 
+#: rank -> the struct of a matrix's dimensions
+_DIMS = [struct.Struct(f">{r}I") for r in range(256)]
+
+
 def _matrix(b, o, tag):
     # Tags 0x43-0x4F: the dimeb_layout encoding (docs/protocol-extensions.md),
     # a flags byte before the rank (row-major, little-endian) and padding
@@ -249,7 +282,7 @@ def _matrix(b, o, tag):
         o += 1
         tag -= 0x30
     rank = b[o]
-    dims = struct.unpack_from(f">{rank}I", b, o + 1)
+    dims = _DIMS[rank].unpack_from(b, o + 1)
     o += 1 + 4 * rank
     if layout:
         o += 1 + b[o]                      # pad count, then the padding
@@ -274,6 +307,8 @@ def _matrix(b, o, tag):
             raise ValueError("truncated matrix")
         flat = np.frombuffer(b, wire, n, o).astype(native)
         o += n * be.itemsize
+    if rank == 1:
+        return flat, o
     # The original client's rule: a rank-2 matrix with a dimension of 1 is 1-D.
     if rank == 2 and (dims[0] == 1 or dims[1] == 1):
         dims = (dims[1],) if dims[0] == 1 else (dims[0],)

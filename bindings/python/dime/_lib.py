@@ -297,6 +297,8 @@ SIGNATURES = {
     "dime_stream_open": (status, [h, c_char_p, h, c_uint64, c_uint64, c_int64, ph]),
     "dime_stream_next": (status, [h, c_int64, ph]),
     "dime_stream_next_encoded": (status, [h, c_int64, P(P(c_uint8)), P(c_size_t)]),
+    "dime_stream_next_many": (status, [h, c_int64, c_size_t, c_size_t, P(P(c_uint8)),
+                                       P(P(c_size_t)), P(c_size_t)]),
     "dime_stream_item": (status, [h, ph]),
     "dime_stream_error": (status, [h, ph, ph, ph]),
     "dime_stream_close": (None, [h]),

@@ -14,6 +14,7 @@ before; a producer that dies ends it with ``dime.ProviderLost``.
 """
 
 import ctypes
+import itertools
 import logging
 import threading
 import traceback
@@ -34,6 +35,10 @@ log = logging.getLogger("dime.stream")
 #: Longest single wait in the library, so Ctrl-C and ``close()`` from
 #: another thread are noticed while a stream is quiet.
 _SLICE_MS = 100
+
+#: Most items taken from the library in one call; they are decoded here
+#: one by one as the iterator reaches them.
+_MANY = 4096
 
 
 def _text(ptr):
@@ -67,13 +72,30 @@ class Stream:
         check(st, f"cannot open a stream of {function!r}")
         self._ptr = out.value
         self._data = POINTER(c_uint8)()
-        self._len = c_size_t()
-        self._out = (byref(self._data), byref(self._len))
+        self._lens = POINTER(c_size_t)()
+        self._count = c_size_t()
+        self._out = (byref(self._data), byref(self._lens), byref(self._count))
+        #: items taken from the library and not returned yet: their bytes
+        #: one after another, where each ends, and the next one's index
+        self._held = b""
+        self._ends = ()
+        self._next = 0
 
     def __iter__(self):
         return self
 
     def __next__(self):
+        k = self._next
+        if k < len(self._ends):            # the rest of a batch: no library call
+            self._next = k + 1
+            ends = self._ends
+            return _dimeb.decode_span(self._held, ends[k - 1], ends[k])
+        return self._fetch()
+
+    def _fetch(self):
+        """Takes the items received from the library (waiting for one) and
+        returns the first."""
+        self._held, self._ends, self._next = b"", (), 0
         with self._lock:
             ptr = self._ptr
             if ptr is None or self._closing:
@@ -81,13 +103,20 @@ class Stream:
             self._busy = True
         try:
             while True:
-                st = lib.dime_stream_next_encoded(ptr, _SLICE_MS, *self._out)
+                st = lib.dime_stream_next_many(ptr, _SLICE_MS, _MANY, _dimeb.SMALL, *self._out)
                 if st != _lib.STATUS_TIMEOUT or self._closing:
                     break
-            # The item's bytes and the error texts are the stream's: read
+            # The items' bytes and the error texts are the stream's: read
             # them before another thread may free it.
             if st == _lib.STATUS_OK and not self._closing:
-                return self._item(ptr)
+                n = self._count.value
+                if n == 1:
+                    return self._item(ptr, self._lens[0])
+                ends = (0, *itertools.accumulate(self._lens[:n]))
+                self._held = ctypes.string_at(self._data, ends[-1])
+                self._ends = ends
+                self._next = 2
+                return _dimeb.decode_span(self._held, 0, ends[1])
             if st == _lib.STATUS_REMOTE_ERROR:
                 t, m, tb = c_void_p(), c_void_p(), c_void_p()
                 lib.dime_stream_error(ptr, byref(t), byref(m), byref(tb))
@@ -105,10 +134,9 @@ class Stream:
             raise e
         raise StopIteration
 
-    def _item(self, ptr):
-        """The item ``dime_stream_next_encoded`` just gave."""
-        n = self._len.value
-        if n <= _dimeb.SMALL:       # small: decoded here, one C call per item
+    def _item(self, ptr, n):
+        """The one item (of ``n`` bytes) ``dime_stream_next_many`` just gave."""
+        if n <= _dimeb.SMALL:       # small: decoded here
             return _dimeb.decode(ctypes.string_at(self._data, n))
         v = c_void_p()              # large: the library decodes, numpy takes its buffers
         check(lib.dime_stream_item(ptr, byref(v)))
@@ -126,6 +154,7 @@ class Stream:
                 return
             ptr, self._ptr = self._ptr, None
             self._closing = True
+            self._ends = ()
         if ptr is not None:
             lib.dime_stream_close(ptr)
 
@@ -219,13 +248,16 @@ def produce(request, gen, stopping):
     or the consumer stopped (the generator is then closed); raises what the
     generator raised (the caller ends the stream with it), or
     ``DimeConnectionError`` when the connection is gone."""
+    send_encoded = lib.dime_stream_send_encoded
     for item in gen:
         try:
             payload = _dimeb.encode(item)
         except _dimeb.Fallback:
             payload = None
         if payload is not None:     # small: encoded here, one C call per item
-            st = _send(lib.dime_stream_send_encoded, stopping, request, payload, len(payload))
+            st = send_encoded(request, payload, len(payload), _SLICE_MS)
+            if st == _lib.STATUS_TIMEOUT:
+                st = _send(send_encoded, stopping, request, payload, len(payload))
         else:
             keep = []
             v = to_value(item, keep, "item")

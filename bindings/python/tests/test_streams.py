@@ -309,3 +309,96 @@ def test_handle_close_while_its_thread_waits(provider, client):
     h.close(5)
     assert h.done and h.stream.closed
     assert closed.wait(5)
+
+
+# ---- small items travel several per frame (docs/protocol-extensions.md,
+# "Batches of items"); the consumer still sees them one at a time, in order
+
+def _mixed(i):
+    """Item i of a stream of mixed small items, with a large one now and then."""
+    if i % 997 == 500:
+        return np.full(20_000, i, dtype=np.float64)     # past _dimeb.SMALL: alone
+    return [i, f"s{i}", np.arange(i % 7, dtype=np.int16), {"k": i}][i % 4]
+
+
+def _same(a, b):
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    return a == b
+
+
+def test_batched_items_keep_their_order_around_large_ones(provider, client):
+    provider.bind_stream("mixed", lambda n: (_mixed(i) for i in range(n)))
+    provider.start()
+    n = 5000
+    got = list(client.stream("mixed", n, items=64))
+    assert len(got) == n
+    bad = [i for i, g in enumerate(got) if not _same(g, _mixed(i))]
+    assert not bad, f"items out of place from {bad[0]}: {got[bad[0]]!r}"
+
+
+def test_callbacks_get_batched_items_one_at_a_time_in_order(provider, client):
+    provider.bind_stream("count", lambda n: iter(range(n)))
+    provider.start()
+    got, ended = [], []
+    h = client.stream("count", 20_000, items=100, on_item=got.append, on_end=ended.append)
+    assert h.join(30)
+    assert ended == [None]
+    assert got == list(range(20_000))
+
+
+def test_an_error_after_fast_items_arrives_after_all_of_them(provider, client):
+    def gen(n):
+        yield from range(n)
+        raise ValueError("after the items")
+    provider.bind_stream("gen", gen)
+    provider.errors = False
+    provider.start()
+    for n in (1, 2, 3000):
+        got = []
+        with pytest.raises(ValueError, match="after the items"):
+            for item in client.stream("gen", n):
+                got.append(item)
+        assert got == list(range(n))
+
+
+def test_a_generator_that_blocks_does_not_hold_back_its_items(provider, client):
+    go_on = threading.Event()
+
+    def gen(data):
+        yield "first"
+        yield "second"              # right behind the first: held for company...
+        go_on.wait(20)              # ... which never comes while it blocks here
+        yield "third"
+    provider.bind_stream("gen", gen)
+    provider.start()
+    s = client.stream("gen")
+    t = time.monotonic()
+    assert next(s) == "first"
+    assert next(s) == "second"
+    waited = time.monotonic() - t
+    go_on.set()
+    assert list(s) == ["third"]
+    assert waited < 2, f"the items waited {waited:.2f} s for the generator"
+
+
+def test_break_closes_a_fast_generator_within_a_batch(provider, client):
+    made, closed = [], threading.Event()
+
+    def gen(data):
+        try:
+            for i in range(10**9):
+                made.append(i)
+                yield i
+        except GeneratorExit:
+            closed.set()
+            raise
+    provider.bind_stream("gen", gen)
+    provider.start()
+    for item in client.stream("gen", items=64):
+        if item == 1000:
+            break
+    assert closed.wait(5), "the generator was not closed"
+    # Read up to 1000, a window of 64 in flight, one more made before the
+    # cancel landed.
+    assert len(made) <= 1000 + 1 + 64 + 1, len(made)

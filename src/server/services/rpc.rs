@@ -19,7 +19,7 @@
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb;
-use crate::proto::extensions;
+use crate::proto::{extensions, stream_batch};
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
 use crate::server::local::{CallQueue, LocalCall, LocalResult};
@@ -32,6 +32,7 @@ use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeSet, VecDeque};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -65,8 +66,15 @@ pub struct RpcHeader<'a> {
     pub items: Option<u64>,
     /// `call` with `stream`, `credit`: bytes the producer may send.
     pub bytes: Option<u64>,
-    /// `call`, `return`, `yield`: the payload may hold `dimeb_layout`
-    /// matrices, converted for a receiving side that did not ask for them.
+    /// `call` with `stream`: the consumer takes batches of items (item
+    /// pushes with `count`); without it, batches reach it item by item.
+    pub batch: Option<bool>,
+    /// `yield`: the payload is a batch of this many items (see
+    /// [`stream_batch`]); absent: it is one item.
+    pub count: Option<u64>,
+    /// `call`, `return`, `yield`: the payload (each item of a batch) may
+    /// hold `dimeb_layout` matrices, converted for a receiving side that
+    /// did not ask for them.
     pub dimeb_layout: Option<bool>,
 }
 
@@ -88,21 +96,24 @@ impl Body {
     fn of(frame: Frame, h: &Header) -> std::result::Result<Body, String> {
         let layout = flag(h.dimeb_layout) && !frame.payload.is_empty();
         if layout {
-            match dimeb::value_len(&frame.payload) {
-                Ok(n) if n == frame.payload.len() => {}
-                Ok(n) => {
-                    return Err(format!(
-                        "{} trailing bytes after the value",
-                        frame.payload.len() - n
-                    ));
-                }
-                Err(e) => return Err(e.to_string()),
-            }
+            check_value(&frame.payload)?;
         }
         Ok(Body {
             buf: frame.payload,
             layout,
         })
+    }
+}
+
+/// Checks that `bytes` hold exactly one valid dimeb value.
+fn check_value(bytes: &[u8]) -> std::result::Result<(), String> {
+    match dimeb::value_len(bytes) {
+        Ok(n) if n == bytes.len() => Ok(()),
+        Ok(n) => Err(format!(
+            "{} trailing bytes after the value",
+            bytes.len() - n
+        )),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -115,6 +126,8 @@ struct Call {
     args: Body,
     /// For a stream: the consumer's initial window.
     window: Option<Window>,
+    /// For a stream: the consumer takes batches of items.
+    batch: bool,
 }
 
 /// What a stream's producer may still send before the consumer grants
@@ -124,6 +137,24 @@ struct Call {
 struct Window {
     items: i64,
     bytes: i64,
+}
+
+impl Window {
+    /// Takes the room of items of `lengths` bytes sent one after another,
+    /// each while both rooms are still positive; false (taking nothing)
+    /// if one of them would go past the window.
+    fn take(&mut self, lengths: &[usize]) -> bool {
+        let mut w = *self;
+        for &len in lengths {
+            if w.items <= 0 || w.bytes <= 0 {
+                return false;
+            }
+            w.items -= 1;
+            w.bytes = w.bytes.saturating_sub(clamp(len as u64));
+        }
+        *self = w;
+        true
+    }
 }
 
 /// A call waiting for a provider.
@@ -142,6 +173,8 @@ struct Running {
     function: Arc<str>,
     /// For a stream: the producer's remaining window.
     window: Option<Window>,
+    /// For a stream: the consumer takes batches of items.
+    batch: bool,
 }
 
 /// One provider of one function.
@@ -214,7 +247,11 @@ impl Service for Rpc {
         self.describe()
     }
 
-    const EXTENSIONS: &'static [&'static str] = &[extensions::RPC, extensions::STREAM];
+    const EXTENSIONS: &'static [&'static str] = &[
+        extensions::RPC,
+        extensions::STREAM,
+        extensions::STREAM_BATCH,
+    ];
 
     const COMMANDS: &'static [(&'static str, Handler<Self>)] = &[
         ("provide", provide),
@@ -338,6 +375,7 @@ impl Rpc {
                     provider,
                     function: call.function,
                     window: call.window,
+                    batch: call.batch,
                 },
             );
             match self.locals.get(&provider) {
@@ -601,6 +639,7 @@ fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> 
             function: name.clone(),
             args,
             window,
+            batch: window.is_some() && flag(h.batch),
         },
         deadline,
         seq,
@@ -667,7 +706,8 @@ fn cancel(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Re
     Ok(())
 }
 
-/// `yield`: the next item of stream `call`, within the producer's window.
+/// `yield`: the next item of stream `call`, or a batch of them (`count`),
+/// within the producer's window.
 fn give_item(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
     let k = h.call.ok_or_else(|| {
         CommandError::Failed("JSON parsing error: missing field: call".to_owned())
@@ -679,36 +719,123 @@ fn give_item(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame
     let Some((caller, caller_id)) = r.caller else {
         return Ok(());
     };
-    let len = frame.payload.len();
-    let item = Body::of(frame, h);
-    let fault = match &r.window {
-        None => Some(format!(
+    let layout = flag(h.dimeb_layout) && !frame.payload.is_empty();
+    let batch = match h.count {
+        None => None,
+        Some(n) => match stream_batch::ranges(&frame.payload, n) {
+            Ok(items) => Some(items),
+            Err(e) => {
+                let msg = format!(
+                    "The producer of '{}' sent a malformed batch: {e}",
+                    r.function
+                );
+                return fault(svc, st, id, k, msg);
+            }
+        },
+    };
+    let one = [frame.payload.len()];
+    let many: Vec<usize>;
+    let lengths: &[usize] = match &batch {
+        None => &one,
+        Some(items) => {
+            many = items.iter().map(|r| r.len()).collect();
+            &many
+        }
+    };
+    // Items marked as holding layouts are checked now, so converting them
+    // for the consumer later cannot fail.
+    if layout {
+        let checked = match &batch {
+            None => check_value(&frame.payload),
+            Some(items) => items
+                .iter()
+                .try_for_each(|r| check_value(&frame.payload[r.clone()])),
+        };
+        if let Err(e) = checked {
+            let msg = format!(
+                "The producer of '{}' sent an item that is not valid dimeb: {e}",
+                r.function
+            );
+            return fault(svc, st, id, k, msg);
+        }
+    }
+    let Some(w) = r.window.as_mut() else {
+        let msg = format!(
             "The provider of '{}' sent a stream item for a plain call",
             r.function
-        )),
-        Some(_) if item.is_err() => Some(format!(
-            "The producer of '{}' sent an item that is not valid dimeb: {}",
-            r.function,
-            item.as_ref().err().expect("checked")
-        )),
-        // A producer past its window would make the broker hold what the
-        // consumer has not asked for.
-        Some(w) if w.items <= 0 || w.bytes <= 0 => Some(format!(
+        );
+        return fault(svc, st, id, k, msg);
+    };
+    // A producer past its window would make the broker hold what the
+    // consumer has not asked for. A batch counts as its items sent one
+    // by one: each needs item and byte room left before it.
+    if !w.take(lengths) {
+        let msg = format!(
             "The producer of '{}' sent past the consumer's window",
             r.function
-        )),
-        Some(_) => None,
+        );
+        return fault(svc, st, id, k, msg);
+    }
+    let consumer_batches = r.batch;
+    let Some(items) = batch else {
+        let item = Body {
+            buf: frame.payload,
+            layout,
+        };
+        push_result(st, caller, &json!({"item": caller_id}), Some(item));
+        return Ok(());
     };
-    if let Some(msg) = fault {
-        // `yield` has no reply: the call ends for both sides instead.
-        svc.end_call(st, k, &json!({"status": -1, "error": msg}));
-        push_result(st, id, &json!({"cancel": k}), None);
+    if consumer_batches {
+        let converts = layout && st.conns.get(&caller).is_some_and(|c| !c.accepts.layout);
+        let payload = if converts {
+            classic_batch(&frame.payload, items.iter().cloned())
+        } else {
+            frame.payload
+        };
+        let head = json!({"item": caller_id, "count": items.len()});
+        let body = Body {
+            buf: payload,
+            layout: false, // a batch is no one value: its items were converted
+        };
+        push_result(st, caller, &head, Some(body));
         return Ok(());
     }
-    let w = r.window.as_mut().expect("checked above");
-    w.items -= 1;
-    w.bytes -= clamp(len as u64);
-    push_result(st, caller, &json!({"item": caller_id}), item.ok());
+    // A consumer that did not ask for batches gets the items one by one.
+    for range in items {
+        let mut buf = PooledBuf::with_len(range.len());
+        buf.copy_from_slice(&frame.payload[range]);
+        let item = Body { buf, layout };
+        push_result(st, caller, &json!({"item": caller_id}), Some(item));
+    }
+    Ok(())
+}
+
+/// The batch payload `payload` (its items at `items`) with each item's
+/// `dimeb_layout` matrices in DiME2's classic encoding, for a consumer
+/// that did not ask for layouts.
+fn classic_batch(payload: &[u8], items: impl Iterator<Item = Range<usize>>) -> PooledBuf {
+    let mut out = Vec::with_capacity(payload.len());
+    for r in items {
+        let item = &payload[r];
+        // Checked on arrival: only running out of memory fails.
+        let pushed = match dimeb::to_classic(item) {
+            Ok(classic) => stream_batch::push(&mut out, &classic),
+            Err(e) => {
+                log::error!("cannot convert a stream item to the classic encoding: {e}");
+                stream_batch::push(&mut out, item)
+            }
+        };
+        pushed.expect("no longer than the item it came from");
+    }
+    PooledBuf::from_vec(out)
+}
+
+/// Ends stream `k`, whose producer `provider` broke the protocol, with
+/// `msg` for its consumer, and tells the producer to stop: `yield` has no
+/// reply of its own.
+fn fault(svc: &mut Rpc, st: &mut State, provider: ConnId, k: u64, msg: String) -> Result {
+    svc.end_call(st, k, &json!({"status": -1, "error": msg}));
+    push_result(st, provider, &json!({"cancel": k}), None);
     Ok(())
 }
 
