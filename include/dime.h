@@ -49,6 +49,12 @@
 #define DIME_WAIT_FOREVER -1
 
 /**
+ * A good window for `dime_set_pipeline`, and the one `DIME_PIPELINE=on`
+ * gives: up to this many sends left unanswered.
+ */
+#define DIME_PIPELINE_WINDOW 1024
+
+/**
  * Pass to `dime_sync` as `n` to receive every queued message (any negative
  * number does the same).
  */
@@ -352,8 +358,9 @@ typedef struct dime_files_server dime_files_server;
 typedef struct dime_future dime_future;
 
 /**
- * An opaque list of received messages, from `dime_sync`, in arrival order;
- * release it with `dime_messages_free`.
+ * An opaque list of received messages, from `dime_sync` or
+ * `dime_sync_encoded`, in arrival order; release it with
+ * `dime_messages_free`.
  */
 typedef struct dime_messages dime_messages;
 
@@ -1304,6 +1311,13 @@ enum dime_status dime_value_map_take_at(struct dime_value *map,
  * name did not resolve);
  * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Blocks until the
  * handshake completes.
+ *
+ * Pipelined sends (`dime_set_pipeline`) start off, unless the environment
+ * variable `DIME_PIPELINE` is set: `on` (a window of
+ * `DIME_PIPELINE_WINDOW`), a number (that window; 0 is off) or `off`. So
+ * an existing program (over C, Python or MATLAB) can be run pipelined
+ * without changing it; any other value fails the connect with
+ * `DIME_STATUS_INVALID_ARGUMENT`.
  */
 enum dime_status dime_connect(const char *address,
                               struct dime_client **out);
@@ -1320,15 +1334,21 @@ enum dime_status dime_connect_with(const char *address,
 /**
  * Closes the connection but keeps the handle: later calls on it fail with
  * `DIME_STATUS_CLOSED`, and it must still be released with
- * `dime_client_free`. Closing a closed (or broken) client does nothing and
+ * `dime_client_free`. With pipelining on, it first waits for the answers
+ * to the sends still outstanding and returns the oldest failure not yet
+ * reported, if any (`DIME_STATUS_SERVER_ERROR`; the connection is closed
+ * either way). Closing a closed (or broken) client does nothing and
  * returns `DIME_STATUS_OK`, so double close is harmless.
  * `DIME_STATUS_NULL_ARGUMENT` if `client` is NULL.
  */
 enum dime_status dime_close(struct dime_client *client);
 
 /**
- * Closes the connection if open and frees the handle. NULL is accepted
- * and does nothing. No other call on this client may be running or follow.
+ * Closes the connection if open and frees the handle, without waiting
+ * for the answers to pipelined sends (the server still runs every request
+ * written, but a failure among them goes unreported: `dime_close` or
+ * `dime_flush` first to see it). NULL is accepted and does nothing. No
+ * other call on this client may be running or follow.
  */
 void dime_client_free(struct dime_client *client);
 
@@ -1355,8 +1375,10 @@ enum dime_status dime_leave(struct dime_client *client,
  * Sends `value` as variable `name` to every member of `group` (including
  * this client if it is a member). `value` is only read (not consumed: free
  * it afterwards as usual); a borrowing matrix's buffer is read during this
- * call. Blocks until the server has accepted it.
- * `DIME_STATUS_SERVER_ERROR` if the group does not exist;
+ * call. Blocks until the server has accepted it, or, with pipelining on
+ * (`dime_set_pipeline`), returns once the request is written.
+ * `DIME_STATUS_SERVER_ERROR` if the group does not exist (with pipelining,
+ * reported by a later call);
  * `DIME_STATUS_INVALID_ARGUMENT` if the value is too large for the wire
  * format; `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
  */
@@ -1395,6 +1417,73 @@ enum dime_status dime_broadcast_many(struct dime_client *client,
                                      const char *const *names,
                                      const struct dime_value *const *values,
                                      size_t count);
+
+/**
+ * Turns pipelined sends on (`window` ≥ 1: `DIME_PIPELINE_WINDOW` is a good
+ * size) or off (0, the default unless `DIME_PIPELINE` says otherwise, see
+ * `dime_connect`).
+ *
+ * With pipelining on, `dime_send`, `dime_broadcast` and their `_many` and
+ * `_encoded` forms return once the request is written, without waiting for
+ * the server's answer; at most `window` sends stay unanswered (a send that
+ * finds the window full first reads answers until it is half empty, so
+ * that they are read in batches). The
+ * server still runs this client's requests in order, so its own later
+ * `dime_sync`, `dime_wait` and `dime_devices` see every earlier send.
+ * What changes from DiME2:
+ * - a refused send (`DIME_STATUS_SERVER_ERROR`: no such group, a full
+ *   queue) is reported by a later call, with a message naming it
+ *   ("pipelined send #N of 'x' to group 'g' failed: ..."): by the next
+ *   call that reads answers (`dime_flush`, `dime_sync`, `dime_wait`,
+ *   `dime_devices`, `dime_join`, `dime_leave`, share and tuple-space
+ *   calls, `dime_close`, or a send that finds the window full), or, when
+ *   that call already reported one, by the call after it. The call that
+ *   reports it does nothing else (`dime_sync` keeps the messages it
+ *   fetched for the next call). One failure is reported per call.
+ * - when a send returns, the server may not have taken it yet: another
+ *   connection that looks at once may not see the message. `dime_flush`
+ *   waits until it has.
+ * - a `dime_sync` right after a `dime_wait` returns the messages the wait
+ *   fetched without asking the server again (one exchange less); a
+ *   message that reached the server in between comes with the next sync.
+ *   A `dime_wait` written behind unanswered sends reports a failure among
+ *   them within 0.1 s even when nothing arrives.
+ *
+ * The window is clamped to 65536, and to 16 against an original DiME2
+ * server (what its own Python client writes ahead); read the size in
+ * force with `dime_pipeline_window`. Shrinking the window reads answers
+ * down to the new size; turning pipelining off first waits for every
+ * answer and returns the first failure among them, if any (it is off
+ * either way). `DIME_STATUS_NULL_ARGUMENT` if `client` is NULL.
+ */
+enum dime_status dime_set_pipeline(struct dime_client *client,
+                                   size_t window);
+
+/**
+ * Writes to `*out` the pipelining window in force: 0 when sends wait for
+ * their answer (see `dime_set_pipeline`). Sends nothing.
+ * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+ */
+enum dime_status dime_pipeline_window(const struct dime_client *client,
+                                      size_t *out);
+
+/**
+ * Writes to `*out` how many pipelined sends are written and not yet
+ * answered (never more than the window; always 0 without pipelining).
+ * Sends nothing. `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+ */
+enum dime_status dime_unacknowledged(const struct dime_client *client,
+                                     size_t *out);
+
+/**
+ * Blocks until the server has answered every pipelined send of this
+ * client, so every message sent is queued for its recipients. Returns the
+ * oldest failure not yet reported (`DIME_STATUS_SERVER_ERROR`, message
+ * naming the send), if any: call it again for the next one. Without
+ * pipelining there is nothing to wait for and it returns at once.
+ * `DIME_STATUS_NULL_ARGUMENT` if `client` is NULL.
+ */
+enum dime_status dime_flush(struct dime_client *client);
 
 /**
  * Blocks until at least one message is queued for this client, or
@@ -1460,6 +1549,35 @@ enum dime_status dime_sync(struct dime_client *client,
                            struct dime_messages **out);
 
 /**
+ * As `dime_sync`, but the values are left in their dimeb encoding (see
+ * `dime_value_encode`), each checked to be one well-formed dimeb value:
+ * `dime_messages_payload` hands out the bytes, for a caller that decodes
+ * small values itself, and `dime_messages_get` / `dime_messages_take`
+ * decode a value when first asked for it. A message that is not dimeb (a
+ * pickle from an old client) or not well formed fails the call with
+ * `DIME_STATUS_CODEC_ERROR` naming it; the messages before and after it
+ * stay queued for the next call. Otherwise as `dime_sync`.
+ */
+enum dime_status dime_sync_encoded(struct dime_client *client,
+                                   int64_t n,
+                                   struct dime_messages **out);
+
+/**
+ * Points `*name` at the variable name (NUL-terminated UTF-8) of message
+ * `index` of a list from `dime_sync_encoded`, and `*data` / `*len` at its
+ * value's dimeb bytes (one well-formed value). All **borrowed** from the
+ * list: valid until it is freed or that message's value is taken.
+ * `DIME_STATUS_WRONG_TYPE` if the list came from `dime_sync` (its values
+ * are decoded) or the value was taken; `DIME_STATUS_OUT_OF_RANGE` past the
+ * end; `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+ */
+enum dime_status dime_messages_payload(const struct dime_messages *messages,
+                                       size_t index,
+                                       const char **name,
+                                       const void **data,
+                                       size_t *len);
+
+/**
  * The number of messages in the list; 0 if `messages` is NULL.
  */
 size_t dime_messages_len(const struct dime_messages *messages);
@@ -1468,8 +1586,10 @@ size_t dime_messages_len(const struct dime_messages *messages);
  * Points `*name` at the variable name (NUL-terminated UTF-8) and `*value`
  * at the value of message `index` (from 0). Both are **borrowed** from the
  * list: do not free them; they stay valid until the list is freed (and
- * `*value` until that message is taken). `DIME_STATUS_OUT_OF_RANGE` past
- * the end; `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+ * `*value` until that message is taken). In a list from
+ * `dime_sync_encoded` the value is decoded on the first call
+ * (`DIME_STATUS_CODEC_ERROR` if that fails). `DIME_STATUS_OUT_OF_RANGE`
+ * past the end; `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
  */
 enum dime_status dime_messages_get(const struct dime_messages *messages,
                                    size_t index,
@@ -1480,8 +1600,9 @@ enum dime_status dime_messages_get(const struct dime_messages *messages,
  * Moves the value of message `index` out of the list into `*out`, owned by
  * the caller (free with `dime_value_free`); the message keeps its name and
  * a null value. Use this to keep a value beyond the list, or to take a
- * matrix's buffer with `dime_matrix_take_data`. Errors as for
- * `dime_messages_get`.
+ * matrix's buffer with `dime_matrix_take_data`. In a list from
+ * `dime_sync_encoded` the value is decoded here if it was not yet, and
+ * its payload released. Errors as for `dime_messages_get`.
  */
 enum dime_status dime_messages_take(struct dime_messages *messages,
                                     size_t index,
@@ -1493,6 +1614,80 @@ enum dime_status dime_messages_take(struct dime_messages *messages,
  * out with `dime_messages_take` do not.
  */
 void dime_messages_free(struct dime_messages *messages);
+
+/**
+ * Writes to `*data` and `*len` the dimeb encoding of `value` (only read):
+ * a new buffer owned by the caller, released with
+ * `dime_data_free(data, len)`. `DIME_STATUS_INVALID_ARGUMENT` if the value
+ * is too large for the format (a count or dimension past 2^32 - 1, say);
+ * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+ */
+enum dime_status dime_value_encode(const struct dime_value *value,
+                                   void **data,
+                                   size_t *len);
+
+/**
+ * Decodes `len` bytes at `data` (only read; NULL allowed when `len` is 0,
+ * which then fails as empty), which must hold exactly one dimeb value,
+ * and writes it to `*out`, a new value owned by the caller (free with
+ * `dime_value_free`). `DIME_STATUS_CODEC_ERROR` if the bytes are not one
+ * well-formed value (the message says where); `DIME_STATUS_NULL_ARGUMENT`
+ * if a pointer is NULL.
+ */
+enum dime_status dime_value_decode(const void *data,
+                                   size_t len,
+                                   struct dime_value **out);
+
+/**
+ * As `dime_send`, for a value already encoded: `len` bytes at `data`
+ * (only read, during this call), which must be exactly one well-formed
+ * dimeb value (as from `dime_value_encode`); they are sent as they are.
+ * Matrices may be in the `dimeb_layout` encoding (tags 0x43-0x4F, see
+ * `docs/protocol-extensions.md`) only on a connection that negotiated it
+ * (`DIME_CONNECT_LAYOUT` and a server that announces `dimeb_layout`): the
+ * request is then marked so that the server converts the value for
+ * recipients that read only DiME2's encoding.
+ * `DIME_STATUS_INVALID_ARGUMENT` (nothing sent) if the bytes are not one
+ * value, or hold layout-encoded matrices on any other connection; other
+ * errors, and pipelining, as for `dime_send`.
+ */
+enum dime_status dime_send_encoded(struct dime_client *client,
+                                   const char *group,
+                                   const char *name,
+                                   const void *data,
+                                   size_t len);
+
+/**
+ * As `dime_send_many`, for values already encoded: `names[i]` with the
+ * `lens[i]` bytes at `data[i]` (all only read), each exactly one dimeb
+ * value. All are checked before anything is sent. Errors as for
+ * `dime_send_encoded` and `dime_send_many`.
+ */
+enum dime_status dime_send_encoded_many(struct dime_client *client,
+                                        const char *group,
+                                        const char *const *names,
+                                        const void *const *data,
+                                        const size_t *lens,
+                                        size_t count);
+
+/**
+ * As `dime_broadcast`, for a value already encoded (see
+ * `dime_send_encoded`).
+ */
+enum dime_status dime_broadcast_encoded(struct dime_client *client,
+                                        const char *name,
+                                        const void *data,
+                                        size_t len);
+
+/**
+ * As `dime_broadcast_many`, for values already encoded (see
+ * `dime_send_encoded_many`).
+ */
+enum dime_status dime_broadcast_encoded_many(struct dime_client *client,
+                                             const char *const *names,
+                                             const void *const *data,
+                                             const size_t *lens,
+                                             size_t count);
 
 /**
  * Stores a copy of `value` under `key` in the share, replacing any old

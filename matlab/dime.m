@@ -15,9 +15,10 @@ classdef dime < handle
     %
     % Methods: join, leave, send (alias send_var), send_r, broadcast,
     % broadcast_r, sync, sync_r, wait, devices (alias get_devices), close,
-    % delete; supports and server_extensions (what the server offers beyond
-    % DiME2: an original DiME2 server offers nothing, and shares and tuple
-    % spaces then raise dime:unsupported).
+    % delete; pipeline, flush and unacknowledged (pipelined sends, off by
+    % default: see PIPELINE); supports and server_extensions (what the
+    % server offers beyond DiME2: an original DiME2 server offers nothing,
+    % and shares and tuple spaces then raise dime:unsupported).
     % Shared dictionaries: share_set, share_get, share_pop, share_del,
     % share_contains, share_keys, share_len, share_clear, share_get_many,
     % share_set_many, share_incr, share_cas (dime.absent()), share_wait_key,
@@ -114,20 +115,74 @@ classdef dime < handle
         end
 
         function delete(obj)
-            % DELETE  Close the connection (also when the object is cleared).
-            close(obj);
+            % DELETE  Close the connection (also when the object is
+            % cleared), without waiting for the answers to pipelined sends
+            % (the server still gets them all).
+            if obj.h ~= 0
+                h = obj.h;
+                obj.h = uint64(0);
+                try
+                    dime_mex('close', h, false);
+                catch
+                    % the MEX file was cleared: its connections are gone
+                end
+            end
         end
 
         function close(obj)
             % CLOSE  Close the connection; later calls raise dime:closed.
+            % With pipelining on, it first waits for the answers to the
+            % sends still outstanding, and raises dime:server for a failure
+            % among them not yet reported (the connection is closed either
+            % way).
             if obj.h ~= 0
-                try
-                    dime_mex('close', obj.h);
-                catch
-                    % the MEX file was cleared: its connections are gone
-                end
+                h = obj.h;
                 obj.h = uint64(0);
+                dime_mex('close', h);
             end
+        end
+
+        function w = pipeline(obj, n)
+            % PIPELINE  Pipelined sends: w = d.pipeline() is the window in
+            % force (0: off, DiME2's way and the default unless the
+            % DIME_PIPELINE environment variable says otherwise);
+            % d.pipeline(true), d.pipeline(n) or d.pipeline(false) turns
+            % them on (a window of 1024, or n sends) or off.
+            %
+            % With pipelining on, send, send_r, broadcast and broadcast_r
+            % return once the request is written instead of after the
+            % server's answer. The server runs this client's requests in
+            % order, so its own later sync, wait and devices see every
+            % earlier send. What changes from DiME2: a refused send (no
+            % such group, a full queue) raises dime:server at a later call,
+            % naming it ('pipelined send #N of ''x'' to group ''g'' failed:
+            % ...'): the next call that reads answers (flush, sync, wait,
+            % devices, join, leave, close, or a send that finds the window
+            % full), which then does nothing else (sync keeps what it
+            % fetched for the next call); another client that looks
+            % right after a send returns may not see its message yet
+            % (flush first); and a sync right after a wait returns what the
+            % wait fetched without asking the server again (a message that
+            % reached the server in between comes with the next sync).
+            % Against an original DiME2 server the window is at most 16. Turning it off waits for every answer and
+            % raises the first failure among them, if any.
+            if nargin < 2
+                w = dime_mex('pipeline', obj.h);
+            else
+                w = dime_mex('pipeline', obj.h, n);
+            end
+        end
+
+        function flush(obj)
+            % FLUSH  Wait until the server has answered every pipelined
+            % send (so every message sent is queued for its recipients);
+            % raises dime:server for the oldest failure not yet reported.
+            dime_mex('flush', obj.h);
+        end
+
+        function n = unacknowledged(obj)
+            % UNACKNOWLEDGED  How many pipelined sends await an answer.
+            n = dime_mex('unacknowledged', obj.h);
         end
 
         function join(obj, varargin)

@@ -103,6 +103,9 @@ dime_client *handles_client_arg(const mxArray *a);
 /* Closes the connection of a handle argument if open (idempotent), after
  * freeing its futures and requests. */
 void handles_close_arg(const mxArray *a);
+/* The same, after waiting for the answers to its pipelined sends: the
+ * status of dime_close (a failure not yet reported), or OK. */
+dime_status handles_close_reporting(const mxArray *a);
 /* Open connections. */
 size_t handles_count(void);
 /* Frees every future and request and closes every connection (mexAtExit). */

@@ -33,6 +33,8 @@
  */
 #include "dime_mex.h"
 
+#include <math.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,11 +146,19 @@ static void cmd_connect(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, con
     *(uint64_t *)mxGetData(plhs[0]) = handles_of(c);
 }
 
+/* dime_mex('close', h) waits for the answers to pipelined sends, closes,
+ * and raises dime:server for a failure among them not yet reported (the
+ * connection is closed either way); dime_mex('close', h, false) closes
+ * without waiting (object deletion). */
 static void cmd_close(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
 {
     (void)call, (void)nlhs, (void)plhs;
-    need_args(nrhs, 2, "dime_mex('close', h)");
-    handles_close_arg(prhs[1]);
+    need_args(nrhs, 2, "dime_mex('close', h, [report])");
+    if (nrhs > 2 && !mxIsLogicalScalarTrue(prhs[2])) {
+        handles_close_arg(prhs[1]);
+        return;
+    }
+    CHECK(handles_close_reporting(prhs[1]), "close");
 }
 
 static void cmd_open_count(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
@@ -337,6 +347,54 @@ static void cmd_devices(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, con
     CHECK(dime_devices(c, &list), "devices");
     (void)nlhs;
     return_names(call, plhs, list, "devices");
+}
+
+/* Pipelined sends (dime_set_pipeline): w = dime_mex('pipeline', h) reads
+ * the window; dime_mex('pipeline', h, n) sets it (true: the default
+ * window; false or 0: off) and returns the window in force. */
+static void cmd_pipeline(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                         const mxArray *prhs[])
+{
+    dime_client *c;
+    size_t window = 0;
+    (void)call, (void)nlhs;
+    need_args(nrhs, 2, "w = dime_mex('pipeline', h, [n])");
+    c = handles_client_arg(prhs[1]);
+    if (nrhs > 2) {
+        if (mxIsLogical(prhs[2]) && mxGetNumberOfElements(prhs[2]) == 1) {
+            window = mxIsLogicalScalarTrue(prhs[2]) ? DIME_PIPELINE_WINDOW : 0;
+        } else {
+            double n = scalar_arg(prhs[2], "the pipelining window");
+            if (!(n >= 0) || n != floor(n))
+                fail("argument", "the pipelining window must be true, false or a whole "
+                                 "number of sends >= 0");
+            /* the library clamps what is larger than it allows */
+            window = n > 1e9 ? (size_t)1e9 : (size_t)n;
+        }
+        CHECK(dime_set_pipeline(c, window), "pipeline");
+    }
+    CHECK(dime_pipeline_window(c, &window), "pipeline");
+    plhs[0] = mxCreateDoubleScalar((double)window);
+}
+
+/* dime_mex('flush', h): waits for the answers to every pipelined send;
+ * raises the oldest failure not yet reported. */
+static void cmd_flush(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
+{
+    (void)call, (void)nlhs, (void)plhs;
+    need_args(nrhs, 2, "dime_mex('flush', h)");
+    CHECK(dime_flush(handles_client_arg(prhs[1])), "flush");
+}
+
+/* n = dime_mex('unacknowledged', h): pipelined sends not answered yet. */
+static void cmd_unacknowledged(mex_call *call, int nlhs, mxArray *plhs[], int nrhs,
+                               const mxArray *prhs[])
+{
+    size_t n = 0;
+    (void)call, (void)nlhs;
+    need_args(nrhs, 2, "n = dime_mex('unacknowledged', h)");
+    CHECK(dime_unacknowledged(handles_client_arg(prhs[1]), &n), "unacknowledged");
+    plhs[0] = mxCreateDoubleScalar((double)n);
 }
 
 /* What the server announced in its handshake (docs/protocol-extensions.md):
@@ -1034,6 +1092,7 @@ static const command COMMANDS[] = {
     {"connect", cmd_connect},
     {"convert", cmd_convert},
     {"devices", cmd_devices},
+    {"flush", cmd_flush},
     {"future_cancel", cmd_future_cancel},
     {"future_done", cmd_future_done},
     {"future_free", cmd_future_free},
@@ -1043,6 +1102,7 @@ static const command COMMANDS[] = {
     {"leave", cmd_leave},
     {"next_call", cmd_next_call},
     {"open_count", cmd_open_count},
+    {"pipeline", cmd_pipeline},
     {"provide", cmd_provide},
     {"reply", cmd_reply},
     {"reply_error", cmd_reply_error},
@@ -1085,6 +1145,7 @@ static const command COMMANDS[] = {
     {"ts_out", cmd_ts_out},
     {"ts_rd", cmd_ts_rd},
     {"ts_rdp", cmd_ts_rdp},
+    {"unacknowledged", cmd_unacknowledged},
     {"unprovide", cmd_unprovide},
     {"version", cmd_version},
     {"wait", cmd_wait},

@@ -125,6 +125,23 @@ void handles_close_arg(const mxArray *a)
     }
 }
 
+dime_status handles_close_reporting(const mxArray *a)
+{
+    long i = find_client(handle_arg(a, "a connection handle"));
+    dime_status st = DIME_STATUS_OK;
+    if (i >= 0) {
+        dime_client *c = g_clients[i];
+        free_objects_of(c);
+        g_clients[i] = g_clients[--g_nclients];
+        /* dime_close waits for the answers to pipelined sends and reports
+         * a failure among them; the message stays in dime_last_error()
+         * for the caller, as dime_client_free sets none. */
+        st = dime_close(c);
+        dime_client_free(c);
+    }
+    return st;
+}
+
 size_t handles_count(void)
 {
     return g_nclients;

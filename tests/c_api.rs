@@ -632,8 +632,11 @@ fn c_tests_are_clean_under_valgrind() {
     let files = build_test("files", dir.path());
     let arrays = build_test("arrays", dir.path());
     let (arrays_server, tcp) = start_unix_and_tcp();
-    let runs: [(&Path, Vec<&str>); 11] = [
+    let pipeline = build_test("pipeline", dir.path());
+    let double = Dime2Double::start();
+    let runs: [(&Path, Vec<&str>); 12] = [
         (&shapes, vec![]),
+        (&pipeline, vec![&server.address, &double.address]),
         (&values, vec![&server.address]),
         (&threads, vec![&server.address]),
         (&shares, vec![&server.address]),
@@ -717,5 +720,15 @@ fn c_against_an_original_dime2_server() {
             &[&double.address, log.to_str().unwrap(), &ours.address],
         ),
     );
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
+fn c_pipelined_sends_and_encoded_values() {
+    let double = Dime2Double::start();
+    let ours = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("pipeline", dir.path());
+    let out = assert_ran("pipeline", run(&exe, &[&ours.address, &double.address]));
     assert!(out.contains(", 0 failed"));
 }

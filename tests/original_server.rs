@@ -246,3 +246,62 @@ fn shares_and_tuple_spaces_fail_clearly_and_send_nothing() {
     c.join(&["still"]).unwrap();
     assert_eq!(c.devices().unwrap(), ["still"]);
 }
+
+#[test]
+fn pipelined_sends_keep_to_the_original_clients_window_and_report_late_failures() {
+    let d = Double::start();
+    let mut a = d.client();
+    let mut b = d.client();
+    b.join(&["b"]).unwrap();
+    // DiME2's own Python client writes up to 16 sends before reading their
+    // replies: the window is held to that against an original server.
+    assert_eq!(a.set_pipeline(1024).unwrap(), 16);
+    for i in 0..100 {
+        let group = if i == 40 { "nobody" } else { "b" };
+        // Every send after the window fills reads replies first; the
+        // refused one is reported by one of those, named.
+        if let Err(e) = a.send(group, &format!("v{i}"), &Value::I64(i)) {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("pipelined send #41 of 'v40' to group 'nobody' failed: No such group exists: nobody"),
+                "{msg}"
+            );
+            // That call sent nothing: send it again.
+            a.send(group, &format!("v{i}"), &Value::I64(i)).unwrap();
+        }
+        assert!(a.unacknowledged() <= 16);
+    }
+    a.flush().unwrap();
+    let got = b.sync(-1).unwrap();
+    let want: Vec<String> = (0..100)
+        .filter(|&i| i != 40)
+        .map(|i| format!("v{i}"))
+        .collect();
+    assert_eq!(got.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(), want);
+}
+
+#[test]
+fn pipelined_sends_then_dime2_wait_sync_and_devices_stay_in_step() {
+    let d = Double::start();
+    let mut a = d.client();
+    a.set_pipeline(16).unwrap();
+    a.join(&["a"]).unwrap();
+    a.send("a", "x", &Value::I64(1)).unwrap();
+    a.send("a", "y", &Value::I64(2)).unwrap();
+    // DiME2's blocking wait, after the replies to the sends.
+    assert_eq!(a.wait(None).unwrap(), 2);
+    assert_eq!(a.unacknowledged(), 0);
+    a.send("a", "z", &Value::I64(3)).unwrap();
+    assert_eq!(a.devices().unwrap(), ["a"]);
+    assert_eq!(
+        a.sync(-1).unwrap(),
+        vec![
+            ("x".to_owned(), Value::I64(1)),
+            ("y".to_owned(), Value::I64(2)),
+            ("z".to_owned(), Value::I64(3)),
+        ]
+    );
+    a.send("nobody", "w", &Value::Null).unwrap();
+    assert!(matches!(a.wait(None), Err(Error::Server(_))));
+    assert_eq!(d.count("wait"), 1, "a wait was sent behind a failed send");
+}

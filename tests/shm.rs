@@ -741,3 +741,116 @@ fn forged_shared_memory_headers_are_refused_and_relay_nothing() {
         Value::from("forged")
     );
 }
+
+/// Pipelined sends (`set_pipeline`) of large values lend segments as
+/// other sends do; a refused one (no such group) is reported late and its
+/// segment freed by the broker all the same; a pipelined client whose
+/// sync is written behind unanswered sends keeps the descriptors that
+/// arrive with the messages it fetches in the same reads.
+#[test]
+fn pipelined_sends_use_shared_memory_and_keep_received_descriptors() {
+    let _serial = serial();
+    let srv = TestServer::start();
+    let now = ConnectOptions {
+        shm_receive_now: true,
+        ..ConnectOptions::default()
+    };
+    let mut a = Client::connect_with(&srv.unix(), now).unwrap();
+    a.join(&["a"]).unwrap();
+    a.set_pipeline(64).unwrap();
+    let mut b = Client::connect_with(&srv.unix(), now).unwrap();
+    b.join(&["b"]).unwrap();
+    b.set_pipeline(64).unwrap();
+    // A failure still unanswered when the first large send asks the
+    // broker to take descriptors is reported by that send, which sends
+    // nothing and keeps no segment; shared memory is not given up for it.
+    a.send("nobody", "early", &Value::Null).unwrap();
+    let early = a.send("b", "x", &big(500, 400, 9.0)).unwrap_err();
+    assert!(early.to_string().contains("of 'early'"), "{early}");
+    assert_eq!(a.shm_segments().0, 0);
+    for round in 0..3 {
+        let seed = f64::from(round);
+        a.send("b", "x", &big(500, 400, seed)).unwrap();
+        a.send("nobody", "lost", &big(500, 400, seed)).unwrap();
+        a.send("b", "y", &big(400, 500, seed)).unwrap();
+        let late = a.flush().unwrap_err().to_string();
+        assert!(
+            late.contains("pipelined send #") && late.contains("of 'lost' to group 'nobody'"),
+            "{late}"
+        );
+        // B's own sends are still unanswered when its sync is written:
+        // their replies and the two shared-memory messages come together.
+        for i in 0..5 {
+            b.send("a", "ack", &Value::I64(i)).unwrap();
+        }
+        assert!(b.unacknowledged() > 0);
+        let msgs = b.sync_messages(-1).unwrap();
+        assert_eq!(msgs.len(), 2, "round {round}");
+        assert!(msgs.iter().all(|m| m.is_shared()), "round {round}");
+        let values: Vec<Value> = msgs.into_iter().map(|m| m.into_value().unwrap()).collect();
+        assert_eq!(values, [big(500, 400, seed), big(400, 500, seed)]);
+        drop(values);
+        assert_eq!(a.sync(-1).unwrap().len(), 5);
+        // Every segment comes back, the refused send's too.
+        eventually(&mut a, |a| a.shm_segments().0 == 0);
+    }
+    assert!(a.shm_segments().1 <= 3, "segments are reused");
+}
+
+/// Encoded sends (`send_encoded`, what the Python binding's lean path
+/// uses) may hold `dimeb_layout` matrices on a connection that negotiated
+/// it: the request is marked, so a DiME2 recipient gets them converted;
+/// on a connection that did not, such bytes are refused and nothing sent.
+#[test]
+fn encoded_layout_payloads_are_marked_and_refused_where_not_negotiated() {
+    let _serial = serial();
+    let srv = TestServer::start();
+    let v = big(3, 4, 0.25);
+    let native = dimeb::encode_with(&v, MatrixEncoding::Native).unwrap();
+    assert!(dimeb::uses_layout(&native).unwrap());
+    let mut classic = srv.raw();
+    let hs = json!({"command": "handshake", "serialization": "dimeb", "tls": false});
+    assert_eq!(classic.call(hs)["status"], 0);
+    assert_eq!(
+        classic.call(json!({"command": "join", "name": ["c"]}))["status"],
+        0
+    );
+    let mut a = srv.client();
+    assert_eq!(a.matrix_encoding(), MatrixEncoding::Native);
+    for pipelined in [false, true] {
+        a.set_pipeline(usize::from(pipelined) * 16).unwrap();
+        a.send_encoded("c", "m", &native).unwrap();
+        a.flush().unwrap();
+        let (_, payload) = sync_one(&mut classic);
+        assert_eq!(dimeb::decode(&payload).unwrap(), v);
+        assert!(
+            !dimeb::uses_layout(&payload).unwrap(),
+            "converted for DiME2"
+        );
+    }
+    let dime2 = ConnectOptions {
+        layout: false,
+        ..ConnectOptions::default()
+    };
+    let mut old = Client::connect_with(&srv.unix(), dime2).unwrap();
+    assert_eq!(old.matrix_encoding(), MatrixEncoding::Classic);
+    let err = old.send_encoded("c", "m", &native).unwrap_err();
+    assert!(
+        matches!(err, dime::Error::InvalidArgument(_)) && err.to_string().contains("dimeb_layout"),
+        "{err}"
+    );
+    let classic_bytes = dimeb::encode(&v).unwrap();
+    old.send_encoded("c", "m", &classic_bytes).unwrap();
+    let (header, payload) = sync_one(&mut classic);
+    assert_eq!(header["varname"], "m");
+    assert_eq!(payload, classic_bytes, "the refused one was never sent");
+}
+
+/// The one message a raw DiME2 connection's sync returns.
+fn sync_one(raw: &mut Raw) -> (serde_json::Value, Vec<u8>) {
+    raw.send(json!({"command": "sync", "n": -1}), &[]);
+    let msg = raw.recv();
+    assert!(msg.0.get("status").is_none(), "no message: {}", msg.0);
+    assert_eq!(raw.recv().0["status"], 0);
+    msg
+}

@@ -66,6 +66,40 @@ fn undecodable_messages_are_reported_not_dropped() {
 }
 
 #[test]
+fn sync_checked_hands_out_payloads_and_keeps_the_neighbours_of_a_bad_one() {
+    let srv = TestServer::start();
+    let mut raw = srv.raw();
+    let mut b = srv.client();
+    b.join(&["b"]).unwrap();
+    let mut a = srv.client();
+    a.send("b", "before", &Value::I64(1)).unwrap();
+    for (varname, serialization, payload) in [
+        ("p", "pickle", &b"xx"[..]),
+        ("cut", "dimeb", &[0x0C, 0, 0][..]),
+    ] {
+        raw.send(
+            json!({"command": "send", "name": "b", "varname": varname, "serialization": serialization}),
+            payload,
+        );
+        raw.recv();
+    }
+    a.send("b", "after", &Value::F64(2.0)).unwrap();
+    let err = b.sync_checked(-1).unwrap_err().to_string();
+    assert!(err.contains("'p'") && err.contains("pickle"), "{err}");
+    let err = b.sync_checked(-1).unwrap_err().to_string();
+    assert!(err.contains("'cut'") && err.contains("truncated"), "{err}");
+    let got = b.sync_checked(-1).unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.varname.as_str()).collect::<Vec<_>>(),
+        ["before", "after"]
+    );
+    assert_eq!(
+        &got[1].payload[..],
+        dime::codec::dimeb::encode(&Value::F64(2.0)).unwrap()
+    );
+}
+
+#[test]
 fn sync_with_wait_blocks_until_a_message_then_delivers_it() {
     let srv = TestServer::start();
     let mut b = srv.client();

@@ -73,7 +73,18 @@ export interface DimeClientOptions {
   WebSocket?: WebSocketConstructor;
   /** Options for decoding received values. */
   decode?: DecodeOptions;
+  /**
+   * Most requests awaiting an answer at once (later ones are written, in
+   * order, as answers come); default PIPELINE_WINDOW, at most
+   * ORIGINAL_SERVER_WINDOW against an original DiME2 server.
+   */
+  pipeline?: number;
 }
+
+/** The default window of requests awaiting an answer (the pipeline option). */
+export const PIPELINE_WINDOW: number;
+/** The window against an original DiME2 server (its own Python client's 16). */
+export const ORIGINAL_SERVER_WINDOW: number;
 
 /** Options of call(). */
 export interface CallOptions {
@@ -130,6 +141,10 @@ export class DimeClient {
   serverExtensions: string[];
   /** Resolves once connected and handshaken; rejects with a DimeError if that fails. */
   readonly ready: Promise<void>;
+  /** Most requests awaiting an answer at once (see the pipeline option). */
+  pipelineWindow: number;
+  /** Requests written and not yet answered, plus those waiting for the window. */
+  readonly unacknowledged: number;
 
   /** The same promise as `ready`. */
   connect(): Promise<void>;
@@ -139,7 +154,12 @@ export class DimeClient {
   join(...names: string[]): Promise<void>;
   /** Leaves one or more groups. */
   leave(...names: string[]): Promise<void>;
-  /** Sends workspace variables to every member of `group`. */
+  /**
+   * Sends workspace variables to every member of `group`. The promise
+   * resolves once the server has taken them (DiME2's behaviour when
+   * awaited); it need not be awaited: flush() then reports a failure, and
+   * a send left alone is never an unhandled rejection.
+   */
   send(group: string, ...varnames: string[]): Promise<void>;
   /** Sends name → value pairs to every member of `group`. */
   send_r(group: string, vars: { [name: string]: Encodable }): Promise<void>;
@@ -155,6 +175,12 @@ export class DimeClient {
   wait(): Promise<number>;
   /** The groups with at least one member. */
   devices(): Promise<string[]>;
+  /**
+   * Resolves once the server has answered every request made before it;
+   * rejects with the oldest failure of a send not yet reported (one whose
+   * own promise was awaited or handled reported it there).
+   */
+  flush(): Promise<void>;
 
   /** Calls the function `name` some client provides; resolves to its result. */
   call(name: string, args?: Encodable, options?: CallOptions): Promise<Decoded>;

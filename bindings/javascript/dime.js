@@ -14,6 +14,11 @@
 // Every method may be called without awaiting the previous one: requests
 // are written in call order and the server answers in request order, so
 // each reply settles the oldest pending request (a FIFO of promises).
+// Sends need not be awaited at all: `await d.flush()` then waits for every
+// answer and rejects with a send's failure (see flush). At most
+// `pipelineWindow` requests await their answer (1024; 16 against an
+// original DiME2 server, as its own Python client writes); later ones are
+// written, in order, as answers come.
 //
 // Browsers use the global WebSocket. Node.js 20 has none: install the `ws`
 // package, which is loaded on demand, or pass {WebSocket} in the options.
@@ -227,13 +232,58 @@ function jsonDecode(bytes) {
   });
 }
 
+/** Most requests awaiting an answer at once, against our server. */
+export const PIPELINE_WINDOW = 1024;
+/** The same against an original DiME2 server (its Python client's 16). */
+export const ORIGINAL_SERVER_WINDOW = 16;
+
+/**
+ * The promise a send or broadcast returns. It settles as the send does,
+ * and records whether the caller looked at it (await, then, catch,
+ * finally): a failure the caller saw there is theirs already, and flush()
+ * does not report it a second time. Left alone, it is never an unhandled
+ * rejection.
+ */
+class SendPromise extends Promise {
+  /** Promises derived from it (then, catch) are plain ones. */
+  static get [Symbol.species]() {
+    return Promise;
+  }
+
+  /** `inner`'s outcome; `seen.observed` is set once the caller looks. */
+  static of(inner, seen) {
+    let settle;
+    const p = new SendPromise((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    inner.then(settle.resolve, settle.reject);
+    p.seen = seen;
+    // Marked handled without counting as the caller's look.
+    Promise.prototype.then.call(p, undefined, () => {});
+    return p;
+  }
+
+  then(onFulfilled, onRejected) {
+    if (this.seen) this.seen.observed = true;
+    return super.then(onFulfilled, onRejected);
+  }
+}
+
+/** The error flush() reports for a failed send or broadcast. */
+function relayFailure({ group, varname }, error) {
+  const what = group === null ? `broadcast of '${varname}'` : `send of '${varname}' to group '${group}'`;
+  return new DimeError(`pipelined ${what} failed: ${error.message}`, error.reply);
+}
+
 /**
  * A connection to a DiME server over WebSocket.
  *
  * `new DimeClient(host, port, options)` or `new DimeClient(url, options)`
  * with url `ws://host:port`. Options: `WebSocket` (an implementation to
  * use), `decode` (options for dimeb.decode: {scalars: "typed"},
- * {maps: "map"}).
+ * {maps: "map"}), `pipeline` (most requests awaiting an answer at once;
+ * default PIPELINE_WINDOW, at most ORIGINAL_SERVER_WINDOW against an
+ * original DiME2 server).
  */
 export class DimeClient {
   constructor(hostOrUrl = "127.0.0.1", port = 8889, options = {}) {
@@ -260,11 +310,26 @@ export class DimeClient {
     this.decodeOptions = options.decode || {};
     this.ws = null;
     this.pending = [];
+    /** Requests written once fewer than `pipelineWindow` await an answer. */
+    this.backlog = [];
+    const window = options.pipeline ?? PIPELINE_WINDOW;
+    if (!Number.isInteger(window) || window < 1) {
+      throw new TypeError(`the pipeline option must be a whole number of requests >= 1, not ${window}`);
+    }
+    /** Most requests awaiting an answer at once (see the pipeline option). */
+    this.pipelineWindow = window;
+    /** Failures of sends not yet reported by flush(), oldest first. */
+    this.unreported = [];
     this.parser = new FrameParser();
     this.closed = null;
     this.ready = this.#open(options.WebSocket);
     // The error stays with `ready` (and every call): never an unhandled rejection.
     this.ready.catch(() => {});
+    // Registered first, so set before any call waiting for `ready` resumes;
+    // from then on sends are written at once, in the call.
+    this.ready.then(() => {
+      this.#isReady = true;
+    }, () => {});
   }
 
   /** Resolves once connected and handshaken (the same promise as `ready`). */
@@ -297,6 +362,7 @@ export class DimeClient {
       throw new DimeError(`the server's handshake has a malformed "extensions": ${JSON.stringify(ext)}`);
     }
     this.serverExtensions = ext || [];
+    if (ext === undefined) this.pipelineWindow = Math.min(this.pipelineWindow, ORIGINAL_SERVER_WINDOW);
   }
 
   /** Whether the server announced extension `name` (after `ready`); always false for an original DiME2 server. */
@@ -353,13 +419,31 @@ export class DimeClient {
       return;
     }
     this.pending.shift();
-    if (json.status < 0) p.reject(new DimeError(json.error || `request failed with status ${json.status}`, json));
-    else p.resolve(p.messages ? { reply: json, messages: p.messages } : json);
+    this.#writeBacklog();
+    if (json.status < 0) {
+      const error = new DimeError(json.error || `request failed with status ${json.status}`, json);
+      // Bounded: a program that never flushes keeps the oldest failures.
+      // One whose send was awaited was reported there.
+      if (p.relay && !p.relay.seen.observed && this.unreported.length < PIPELINE_WINDOW) {
+        this.unreported.push({ error: relayFailure(p.relay, error), seen: p.relay.seen });
+      }
+      p.reject(error);
+    } else p.resolve(p.messages ? { reply: json, messages: p.messages } : json);
+  }
+
+  /** Writes waiting requests while the window has room, in call order. */
+  #writeBacklog() {
+    while (this.backlog.length > 0 && this.pending.length < this.pipelineWindow) {
+      const { entry, frame } = this.backlog.shift();
+      if (entry) this.pending.push(entry);
+      this.ws.send(frame);
+    }
   }
 
   #fail(err) {
     if (!this.closed) this.closed = err;
     for (const p of this.pending.splice(0)) p.reject(err);
+    for (const { entry } of this.backlog.splice(0)) entry?.reject(err);
     for (const c of this.#calls.values()) c.reject(err);
     this.#calls.clear();
     for (const s of this.#streams.values()) s.end(err);
@@ -368,17 +452,30 @@ export class DimeClient {
     this.#running.clear();
   }
 
-  /** Writes one request and returns the promise of its reply. */
-  #request(json, payload, collect = false) {
+  /**
+   * Writes one request (or queues it behind the window) and returns the
+   * promise of its reply. `relay` names a send or broadcast, whose failure
+   * flush() reports too.
+   */
+  #request(json, payload, collect = false, relay = null) {
     if (this.closed) return Promise.reject(this.closed);
     return new Promise((resolve, reject) => {
-      this.pending.push({ resolve, reject, messages: collect ? [] : null });
-      this.ws.send(encodeFrame(json, payload));
+      this.#write({ resolve, reject, messages: collect ? [] : null, relay }, encodeFrame(json, payload));
     });
   }
 
+  /** Writes `frame` now if the window has room and nothing waits, else queues it. */
+  #write(entry, frame) {
+    if (this.backlog.length === 0 && (!entry || this.pending.length < this.pipelineWindow)) {
+      if (entry) this.pending.push(entry);
+      this.ws.send(frame);
+    } else {
+      this.backlog.push({ entry, frame });
+    }
+  }
+
   async #call(json, payload, collect) {
-    await this.ready;
+    if (!this.#isReady) await this.ready;
     return this.#request(json, payload, collect);
   }
 
@@ -405,38 +502,90 @@ export class DimeClient {
     return out;
   }
 
+  // Sends resolve once the server has taken them, so awaiting one gives
+  // DiME2's behaviour. They need not be awaited: a send left alone never
+  // becomes an unhandled rejection, and flush() reports its failure.
+
   /** Sends workspace variables to every member of `group`. */
-  async send(group, ...varnames) {
-    await this.send_r(group, this.#variables(varnames));
+  send(group, ...varnames) {
+    return this.#sent(group, () => this.#variables(varnames));
   }
 
   /** Sends name → value pairs (an object) to every member of `group`. */
-  async send_r(group, vars) {
-    await this.ready;
-    // Encode everything first: a value that cannot be encoded must fail
-    // the call before any request is written.
-    const encoded = Object.entries(vars).map(([varname, value]) => [varname, this.#encode(value)]);
-    await Promise.all(
-      encoded.map(([varname, payload]) =>
-        this.#request({ command: "send", name: group, varname, serialization: this.serialization }, payload),
-      ),
-    );
+  send_r(group, vars) {
+    return this.#sent(group, () => vars);
   }
 
   /** Sends workspace variables to every other connected client. */
-  async broadcast(...varnames) {
-    await this.broadcast_r(this.#variables(varnames));
+  broadcast(...varnames) {
+    return this.#sent(null, () => this.#variables(varnames));
   }
 
   /** Sends name → value pairs (an object) to every other connected client. */
-  async broadcast_r(vars) {
-    await this.ready;
-    const encoded = Object.entries(vars).map(([varname, value]) => [varname, this.#encode(value)]);
+  broadcast_r(vars) {
+    return this.#sent(null, () => vars);
+  }
+
+  /** Set once connected: calls then write without waiting a turn. */
+  #isReady = false;
+
+  /** The promise of a send of `vars()` to `group` (null: broadcast). */
+  #sent(group, vars) {
+    const seen = { observed: false };
+    return SendPromise.of(this.#relay(group, vars, seen), seen);
+  }
+
+  /** Sends each of `vars()` to `group` (null: broadcast); `seen` tells
+   * whether the caller looked at the send's promise. */
+  async #relay(group, vars, seen) {
+    const entries = Object.entries(vars());
+    if (!this.#isReady) await this.ready;
+    // Encode everything first: a value that cannot be encoded must fail
+    // the call before any request is written.
+    const encoded = entries.map(([varname, value]) => [varname, this.#encode(value)]);
     await Promise.all(
-      encoded.map(([varname, payload]) =>
-        this.#request({ command: "broadcast", varname, serialization: this.serialization }, payload),
-      ),
+      encoded.map(([varname, payload]) => {
+        const head = group === null
+          ? { command: "broadcast", varname, serialization: this.serialization }
+          : { command: "send", name: group, varname, serialization: this.serialization };
+        return this.#request(head, payload, false, { group, varname, seen });
+      }),
     );
+  }
+
+  /**
+   * Resolves once the server has answered every request made before it,
+   * so every message sent is queued for its recipients. Rejects with the
+   * oldest failure of a send not yet reported (a DimeError whose message
+   * names the send: "pipelined send of 'x' to group 'g' failed: …"); call
+   * it again for the next one. A send whose own promise the caller
+   * awaited (or handled with then/catch) reported its failure there, with
+   * the server's message, and flush() does not report it again.
+   */
+  async flush() {
+    await this.ready;
+    // The last request awaiting an answer (frames that get none, such as
+    // a remote call's return, hold no entry).
+    const waiting = this.backlog.findLast(({ entry }) => entry);
+    const last = waiting ? waiting.entry : this.pending[this.pending.length - 1];
+    if (last) {
+      // Replies come in order: once the last request is answered, all are.
+      await new Promise((resolve) => {
+        const { resolve: done, reject: failed } = last;
+        last.resolve = (v) => { done(v); resolve(); };
+        last.reject = (e) => { failed(e); resolve(); };
+      });
+    }
+    while (this.unreported.length > 0) {
+      const { error, seen } = this.unreported.shift();
+      if (!seen.observed) throw error;
+    }
+    if (this.closed) throw this.closed;
+  }
+
+  /** Requests written and not yet answered, plus those waiting for the window. */
+  get unacknowledged() {
+    return this.pending.length + this.backlog.length;
   }
 
   /**
@@ -492,10 +641,11 @@ export class DimeClient {
   #provided = new Map();
   #nextId = 1;
 
-  /** Writes a frame that gets no reply (call, return, yield …). */
+  /** Writes a frame that gets no reply (call, return, yield …), in order
+   * behind any request waiting for the window. */
   #post(json, payload) {
     if (this.closed) throw this.closed;
-    this.ws.send(encodeFrame(json, payload));
+    this.#write(null, encodeFrame(json, payload));
   }
 
   // Remote calls always carry dimeb, whatever the messaging serialization.

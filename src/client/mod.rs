@@ -1,6 +1,7 @@
 //! A blocking DiME client, used by tests, benchmarks and the C ABI: DiME2
 //! messaging here, one module per further service ([`share`], [`space`]).
 
+pub mod pipeline;
 pub mod rpc;
 pub mod share;
 mod shm;
@@ -15,6 +16,7 @@ use crate::shm::{Mapping, Segment};
 use crate::transport::{self, Address, ReadWithFds, Transport};
 use crate::value::Value;
 use crate::wire::{Frame, FrameReader, try_encode_head};
+use pipeline::Pipeline;
 use serde_json::{Map, Value as Json, json};
 use shm::{ReleaseLink, ShmSide};
 use std::collections::VecDeque;
@@ -245,6 +247,21 @@ impl Message {
         }
     }
 
+    /// `Ok` if the payload is one well-formed dimeb value (what
+    /// [`Message::decode`] would accept), checked without decoding it.
+    pub fn check(&self) -> Result<()> {
+        self.check_serialization()?;
+        let bytes = self.bytes()?;
+        match dimeb::value_len(bytes) {
+            Ok(n) if n == bytes.len() => Ok(()),
+            Ok(n) => Err(self.codec_error(CodecError(format!(
+                "{} trailing bytes after the value",
+                bytes.len() - n
+            )))),
+            Err(e) => Err(self.codec_error(e)),
+        }
+    }
+
     fn check_serialization(&self) -> Result<()> {
         if self.serialization != "dimeb" {
             return Err(Error::Codec(CodecError(format!(
@@ -307,10 +324,10 @@ enum Outgoing<'v> {
     Inline(PooledBuf),
     /// In a segment lent to the broker: the number naming it, the bytes used.
     Shared { segment: u64, len: usize },
-    /// In the frame, written from the pieces of its encoding (`len` bytes
-    /// in all): the elements of its large matrices straight from the
-    /// value's own memory, never copied into a buffer first.
-    Pieces { len: usize, pieces: Vec<Part<'v>> },
+    /// In the frame, written from the pieces of its encoding: the elements
+    /// of its large matrices straight from the value's own memory, never
+    /// copied into a buffer first.
+    Pieces(Vec<Part<'v>>),
 }
 
 /// A piece of an [`Outgoing::Pieces`] payload.
@@ -321,6 +338,15 @@ enum Part<'v> {
     InPlace(&'v [u8]),
 }
 
+impl Part<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Part::Encoded(b) => b,
+            Part::InPlace(b) => b,
+        }
+    }
+}
+
 /// Values whose encoding is at least this large, in their own layout
 /// (`dimeb_layout`), go out from their own memory ([`Outgoing::Pieces`]):
 /// copying them into one buffer first costs about as much as the socket.
@@ -328,6 +354,59 @@ const GATHER_MIN: usize = 1 << 20;
 /// In those, matrices whose elements take more than this are written in
 /// place; smaller parts are gathered into the encoded bytes around them.
 const GATHER_IN_PLACE: usize = 64 << 10;
+
+impl<'v> Outgoing<'v> {
+    fn body(&self) -> Body<'_> {
+        match self {
+            Outgoing::Inline(p) => Body::Bytes(p),
+            &Outgoing::Shared { segment, len } => Body::Shared { segment, len },
+            Outgoing::Pieces(parts) => Body::Pieces(parts),
+        }
+    }
+}
+
+/// Where the payload of a relay is.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    /// These bytes, in the frame.
+    Bytes(&'a [u8]),
+    /// A lent segment (see [`Outgoing::Shared`]).
+    Shared { segment: u64, len: usize },
+    /// These pieces one after the other, in the frame.
+    Pieces(&'a [Part<'a>]),
+}
+
+impl Body<'_> {
+    /// Payload bytes in the frame.
+    fn in_frame(&self) -> usize {
+        match self {
+            Body::Bytes(b) => b.len(),
+            Body::Shared { .. } => 0,
+            Body::Pieces(parts) => parts.iter().map(|p| p.bytes().len()).sum(),
+        }
+    }
+}
+
+/// A `send` or `broadcast` ready to write.
+struct Relay<'a> {
+    varname: &'a str,
+    body: Body<'a>,
+    /// The payload holds `dimeb_layout` matrices: the header says so (see
+    /// `mark_layout`).
+    layout: bool,
+}
+
+/// The longest a wait written behind unanswered pipelined sends waits at
+/// first (see `wait_behind_sends`): how late, at most, such a wait
+/// reports a failure among those sends when nothing arrives.
+const FIRST_WAIT: Duration = Duration::from_millis(100);
+
+/// `{"command":"devices"}` framed: what [`Client::devices`] writes (a
+/// simulator asks every step).
+const DEVICES_REQUEST: &[u8] = b"DiME\0\0\0\x15\0\0\0\0{\"command\":\"devices\"}";
+
+/// A success reply as our server writes it, byte for byte.
+const STATUS_OK: &[u8] = br#"{"status":0}"#;
 
 /// How long to poll for a reply before blocking.
 const SPIN: Duration = Duration::from_micros(50);
@@ -348,8 +427,9 @@ impl io::Read for DontWait<'_> {
     }
 }
 
-/// Most requests written before reading their replies (as DiME2's Python client).
-const PIPELINE: usize = 16;
+/// Most requests of one call written before reading their replies, when
+/// pipelining across calls is off (as DiME2's Python client does).
+const BATCH: usize = 16;
 
 /// The first and the longest pause between two polls for messages, when a
 /// wait with a timeout must poll: an original DiME2 server cannot wait
@@ -387,6 +467,13 @@ pub struct Client {
     /// (and only with shared memory on) are reads `recvmsg`, which costs
     /// more than `recv`. Nothing else the broker sends carries one.
     reading_relayed: bool,
+    /// Sends written but not yet answered, when pipelining is on
+    /// ([`Client::set_pipeline`]).
+    pipeline: Pipeline,
+    /// The header of the last relay, its memory reused by the next.
+    head_buf: Vec<u8>,
+    /// True once a write went through plain `write` (no `MSG_NOSIGNAL`).
+    raw_writes: bool,
 }
 
 impl Client {
@@ -441,6 +528,9 @@ impl Client {
             shm: None,
             early: VecDeque::new(),
             reading_relayed: false,
+            pipeline: Pipeline::default(),
+            head_buf: Vec::new(),
+            raw_writes: false,
         };
         let mut handshake = json!({"command": "handshake", "serialization": "dimeb", "tls": false});
         // What we ask to be sent (our extension; an original server
@@ -548,6 +638,129 @@ impl Client {
         &self.serialization
     }
 
+    /// Turns pipelined sends on (`window` ≥ 1) or off (0, the default).
+    ///
+    /// When on, [`Client::send`], [`Client::broadcast`] and their `_many`
+    /// and `_encoded` forms return once their request is written, without
+    /// waiting for the server's `{"status":0}`; at most `window` sends stay
+    /// unanswered (a send that finds the window full first reads replies
+    /// until it is half empty, so that they are read in batches). Replies
+    /// come in request order and are read by
+    /// later calls. A failed send (an unknown group, a full queue) is
+    /// reported by a later call, named after it ("pipelined send #N of 'x'
+    /// to group 'g' failed: …"): by the next call that reads replies
+    /// (flush, sync, wait, devices, join, leave, share and tuple-space
+    /// requests, or a send that finds the window full), or, when that call
+    /// already reported one, by the call after it. The call that reports
+    /// it does nothing else (sync keeps the messages it fetched for the
+    /// next call). [`Client::flush`] waits for every reply.
+    ///
+    /// What DiME2 promised and pipelining changes: a send that returns has
+    /// not yet been accepted, so another connection that looks at once may
+    /// not see its message yet (this connection's own later calls always
+    /// do: the server runs its requests in order); a refused send is
+    /// reported late; and a sync that follows a wait returns the messages
+    /// the wait fetched without asking the server again (DiME2's
+    /// wait-then-sync in one exchange), so a message that reached the
+    /// server in between comes with the next sync. A wait written behind
+    /// unanswered sends waits at most 0.1 s at first, so that it reports
+    /// a failure among them that soon even when nothing arrives.
+    ///
+    /// The window is clamped to [`pipeline::MAX_WINDOW`], and to
+    /// [`pipeline::ORIGINAL_SERVER_WINDOW`] for an original DiME2 server.
+    /// Shrinking it reads replies down to the new size; turning it off
+    /// first waits for every reply and returns the first failure among
+    /// them, if any (pipelining is off either way). Returns the window in
+    /// force.
+    pub fn set_pipeline(&mut self, window: usize) -> Result<usize> {
+        if window == 0 {
+            let settled = self.settle_all();
+            self.pipeline.set_window(0, 0);
+            settled?;
+            return self.pipeline.take_failure().map(|()| 0);
+        }
+        let limit = if self.extensions.is_some() {
+            pipeline::MAX_WINDOW
+        } else {
+            pipeline::ORIGINAL_SERVER_WINDOW
+        };
+        let window = self.pipeline.set_window(window, limit);
+        while self.pipeline.unacked() > window {
+            self.settle_one()?;
+        }
+        Ok(window)
+    }
+
+    /// The pipelining window in force: 0 when sends wait for their reply.
+    pub fn pipeline_window(&self) -> usize {
+        self.pipeline.window()
+    }
+
+    /// Sends written but not yet answered (always 0 without pipelining).
+    pub fn unacknowledged(&self) -> usize {
+        self.pipeline.unacked()
+    }
+
+    /// Waits until the server has answered every pipelined send; the
+    /// oldest failure not yet reported, if any, is returned (call again
+    /// for the next one). Without pipelining there is nothing to wait for.
+    pub fn flush(&mut self) -> Result<()> {
+        self.catch_up()
+    }
+
+    /// Reads the reply of the oldest unanswered send; a refusal is kept
+    /// for a later report, a broken connection returned.
+    fn settle_one(&mut self) -> Result<()> {
+        let outcome = self.read_ok();
+        self.pipeline.acknowledge(outcome)
+    }
+
+    /// Reads the reply of every unanswered send.
+    fn settle_all(&mut self) -> Result<()> {
+        while self.pipeline.unacked() > 0 {
+            self.settle_one()?;
+        }
+        Ok(())
+    }
+
+    /// Reads the reply of every unanswered send written before a sync
+    /// that is now written too: the relayed messages that answer the sync
+    /// may come in the same reads, so their descriptors (shared memory)
+    /// are kept, as `read_messages` does.
+    fn settle_behind_sync(&mut self) -> Result<()> {
+        self.reading_relayed = true;
+        let settled = self.settle_all();
+        self.reading_relayed = false;
+        settled
+    }
+
+    /// Writes `json` and returns its reply, reading the replies to earlier
+    /// pipelined sends on the way (their failures are kept for a later
+    /// call to report): for requests the client makes on its own account
+    /// (shared-memory setup), or that report those failures themselves.
+    fn exchange(&mut self, json: &Json) -> Result<Map<String, Json>> {
+        self.write_frame(json, &[])?;
+        self.settle_all()?;
+        let (obj, _) = self.read_frame()?;
+        check_status(obj)
+    }
+
+    /// As [`Client::exchange`], for a request already framed.
+    fn exchange_framed(&mut self, frame: &[u8]) -> Result<Map<String, Json>> {
+        self.write_parts(frame, &[], None)?;
+        self.settle_all()?;
+        let (obj, _) = self.read_frame()?;
+        check_status(obj)
+    }
+
+    /// Reads every outstanding reply and returns the oldest failure not
+    /// yet reported: what a call that changes something does first, so
+    /// that when it reports an earlier send's failure it has done nothing.
+    fn catch_up(&mut self) -> Result<()> {
+        self.settle_all()?;
+        self.pipeline.take_failure()
+    }
+
     fn write_frame(&mut self, json: &Json, payload: &[u8]) -> Result<()> {
         self.write_frame_with(json, payload, None)
     }
@@ -556,17 +769,84 @@ impl Client {
     /// is written under the release link's lock, so a release written by
     /// another thread never lands inside it.
     fn write_frame_with(&mut self, json: &Json, payload: &[u8], fd: Option<RawFd>) -> Result<()> {
-        self.write_frame_parts(json, &[payload], fd)
-    }
-
-    /// Writes one frame whose payload is `parts` one after the other, `fd`
-    /// passed along its first byte (see `write_frame_with`).
-    fn write_frame_parts(&mut self, json: &Json, parts: &[&[u8]], fd: Option<RawFd>) -> Result<()> {
         // A length that does not fit the prefix's u32 fields would be
         // wrapped and desync the stream; refuse it before writing a byte.
-        let payload_len = parts.iter().map(|p| p.len()).sum();
-        let head = try_encode_head(json.to_string().as_bytes(), payload_len)
+        let head = try_encode_head(json.to_string().as_bytes(), payload.len())
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        self.write_parts(&head, payload, fd)
+    }
+
+    /// Writes one `send` (to `group`) or `broadcast` (None), its header
+    /// built straight into a reused buffer: the cost of a pipelined send
+    /// is little more than its write.
+    fn write_relay(&mut self, group: Option<&str>, relay: &Relay<'_>) -> Result<()> {
+        let mut head = std::mem::take(&mut self.head_buf);
+        if let Body::Pieces(parts) = relay.body {
+            let written = relay_head(group, relay, &mut head)
+                .and_then(|()| self.write_gathered(&head, parts));
+            self.head_buf = head;
+            return written;
+        }
+        let (payload, fd) = match relay.body {
+            Body::Bytes(b) => (b, None),
+            Body::Pieces(_) => (&[][..], None),
+            Body::Shared { segment, .. } => {
+                let fd = self
+                    .shm
+                    .as_ref()
+                    .and_then(|s| s.pool.fd_of(segment))
+                    .ok_or_else(|| Error::Protocol("a lent segment went missing".into()));
+                (&[][..], Some(fd))
+            }
+        };
+        let written = match fd.transpose() {
+            Ok(fd) => relay_head(group, relay, &mut head)
+                .and_then(|()| self.write_parts(&head, payload, fd)),
+            Err(e) => Err(e),
+        };
+        self.head_buf = head;
+        written
+    }
+
+    /// Writes a plain `sync` of `n` messages, its header built straight
+    /// into the reused buffer (the call a polling program makes most).
+    fn write_sync(&mut self, n: i64) -> Result<()> {
+        use crate::wire::{MAGIC, PREFIX_LEN};
+        let mut head = std::mem::take(&mut self.head_buf);
+        head.clear();
+        head.extend_from_slice(&[0; PREFIX_LEN]);
+        // A number: written with `write!`, which cannot fail on a Vec.
+        let _ = write!(head, r#"{{"command":"sync","n":{n}}}"#);
+        let json_len = (head.len() - PREFIX_LEN) as u32;
+        head[..4].copy_from_slice(MAGIC);
+        head[4..8].copy_from_slice(&json_len.to_be_bytes());
+        head[8..12].copy_from_slice(&0u32.to_be_bytes());
+        let written = self.write_parts(&head, &[], None);
+        self.head_buf = head;
+        written
+    }
+
+    /// Writes `head` then `payload`, whole, `fd` passed along the first
+    /// byte. The whole frame is written under the release link's lock, so
+    /// a release written by another thread never lands inside it. On a
+    /// socket the write cannot raise SIGPIPE (`MSG_NOSIGNAL`; see
+    /// [`Client::writes_raise_sigpipe`]).
+    fn write_parts(&mut self, head: &[u8], payload: &[u8], fd: Option<RawFd>) -> Result<()> {
+        self.write_slices(&mut [IoSlice::new(head), IoSlice::new(payload)], fd)
+    }
+
+    /// Writes `head` then the `parts` of a payload, whole (as
+    /// `write_parts`).
+    fn write_gathered(&mut self, head: &[u8], parts: &[Part<'_>]) -> Result<()> {
+        let mut bufs: Vec<IoSlice> = std::iter::once(head)
+            .chain(parts.iter().map(Part::bytes))
+            .map(IoSlice::new)
+            .collect();
+        self.write_slices(&mut bufs, None)
+    }
+
+    /// Writes every byte of `bufs` (see `write_parts`).
+    fn write_slices(&mut self, bufs: &mut [IoSlice<'_>], fd: Option<RawFd>) -> Result<()> {
         // Releases are written by received mappings, which only exist once
         // this client takes descriptors.
         let _writing = self
@@ -574,11 +854,7 @@ impl Client {
             .as_ref()
             .filter(|s| s.receiving)
             .map(|s| s.link.lock());
-        let mut bufs: Vec<IoSlice> = std::iter::once(&head[..])
-            .chain(parts.iter().copied())
-            .map(IoSlice::new)
-            .collect();
-        let mut bufs = &mut bufs[..];
+        let mut bufs = bufs;
         let mut fd = fd;
         while !bufs.is_empty() && bufs.iter().any(|b| !b.is_empty()) {
             let written = match fd {
@@ -587,7 +863,13 @@ impl Client {
                 Some(raw) => self
                     .stream
                     .send_with_fds(bufs, &[unsafe { BorrowedFd::borrow_raw(raw) }]),
-                None => self.stream.write_vectored(bufs),
+                None => match self.stream.write_nosignal(bufs) {
+                    Some(r) => r,
+                    None => {
+                        self.raw_writes = true;
+                        self.stream.write_vectored(bufs)
+                    }
+                },
             };
             match written {
                 Ok(0) => return Err(closed_by("server")),
@@ -629,7 +911,7 @@ impl Client {
             // Native pieces are bytes and stored elements only (nothing is
             // left to convert on the way out); anything else is encoded
             // whole below.
-            let pieces: Option<Vec<Part>> = dimeb::encode_pieces_with(v, GATHER_IN_PLACE, enc)?
+            let parts: Option<Vec<Part>> = dimeb::encode_pieces_with(v, GATHER_IN_PLACE, enc)?
                 .into_iter()
                 .map(|p| match p {
                     Piece::Bytes(b) => Some(Part::Encoded(b)),
@@ -639,9 +921,8 @@ impl Client {
                 .collect();
             // Without a matrix to write in place, one pooled buffer is
             // cheaper than fresh pieces.
-            if let Some(pieces) = pieces.filter(|p| p.iter().any(|p| matches!(p, Part::InPlace(_))))
-            {
-                return Ok(Outgoing::Pieces { len, pieces });
+            if let Some(parts) = parts.filter(|p| p.iter().any(|p| matches!(p, Part::InPlace(_)))) {
+                return Ok(Outgoing::Pieces(parts));
             }
         }
         encode_pooled(v, enc).map(Outgoing::Inline)
@@ -654,7 +935,7 @@ impl Client {
         if self.shm.as_ref()?.sending.is_none() {
             // Once, before the first segment: the broker then keeps the
             // descriptors that come with this connection's bytes.
-            let ok = self.request(json!({"command": "shm_send"})).is_ok();
+            let ok = self.exchange(&json!({"command": "shm_send"})).is_ok();
             self.shm.as_mut()?.sending = Some(ok);
         }
         let side = self.shm.as_mut().filter(|s| s.sending == Some(true))?;
@@ -690,16 +971,11 @@ impl Client {
     fn send_outgoing(&mut self, mut header: Json, out: &Outgoing) -> Result<()> {
         match out {
             Outgoing::Inline(p) => self.write_frame(&header, p),
-            Outgoing::Pieces { len, pieces } => {
-                let parts: Vec<&[u8]> = pieces
-                    .iter()
-                    .map(|p| match p {
-                        Part::Encoded(b) => &b[..],
-                        Part::InPlace(b) => b,
-                    })
-                    .collect();
-                debug_assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), *len);
-                self.write_frame_parts(&header, &parts, None)
+            Outgoing::Pieces(parts) => {
+                let len = out.body().in_frame();
+                let head = try_encode_head(header.to_string().as_bytes(), len)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                self.write_gathered(&head, parts)
             }
             Outgoing::Shared { segment, len } => {
                 header["shm"] = json!({"len": len, "segment": segment});
@@ -801,6 +1077,14 @@ impl Client {
         &self.address
     }
 
+    /// Whether a write to this connection may raise SIGPIPE when the
+    /// server has gone (a WebSocket connection): a library embedded in
+    /// another program then blocks the signal around its calls. Socket
+    /// writes never raise it.
+    pub fn writes_raise_sigpipe(&self) -> bool {
+        self.raw_writes
+    }
+
     /// Reads the next frame, handling meta messages on the way.
     fn read_frame(&mut self) -> Result<(Map<String, Json>, PooledBuf)> {
         self.read_frame_until(None)?
@@ -816,19 +1100,45 @@ impl Client {
             let Some(frame) = self.next_raw_frame(deadline)? else {
                 return Ok(None);
             };
-            let json: Json = match serde_json::from_slice(frame.json()) {
-                Ok(json) => json,
-                Err(e) => relayed_fields(frame.json())
-                    .ok_or_else(|| Error::Protocol(format!("invalid JSON from server: {e}")))?,
-            };
-            let Json::Object(obj) = json else {
-                return Err(Error::Protocol("server header is not a JSON object".into()));
-            };
-            if self.take_meta(&obj) {
-                continue;
+            if let Some(reply) = self.unless_meta(frame)? {
+                return Ok(Some(reply));
             }
-            return Ok(Some((obj, frame.payload)));
         }
+    }
+
+    /// Reads the next reply, which must be a bare success or failure status
+    /// (the reply to a send): `Ok` for success, the failure otherwise. A
+    /// plain `{"status":0}`, what our server sends, is taken as it is,
+    /// unparsed: a pipelined send's reply costs little more than its bytes.
+    fn read_ok(&mut self) -> Result<()> {
+        loop {
+            let Some(frame) = self.next_raw_frame(None)? else {
+                return Err(Error::Protocol("no frame and no deadline".into()));
+            };
+            if frame.json() == STATUS_OK {
+                return Ok(());
+            }
+            if let Some((obj, _)) = self.unless_meta(frame)? {
+                return check_status(obj).map(drop);
+            }
+        }
+    }
+
+    /// The header and payload of `frame`, or None for a meta message,
+    /// which is handled here.
+    fn unless_meta(&mut self, frame: Frame) -> Result<Option<(Map<String, Json>, PooledBuf)>> {
+        let json: Json = match serde_json::from_slice(frame.json()) {
+            Ok(json) => json,
+            Err(e) => relayed_fields(frame.json())
+                .ok_or_else(|| Error::Protocol(format!("invalid JSON from server: {e}")))?,
+        };
+        let Json::Object(obj) = json else {
+            return Err(Error::Protocol("server header is not a JSON object".into()));
+        };
+        if self.take_meta(&obj) {
+            return Ok(None);
+        }
+        Ok(Some((obj, frame.payload)))
     }
 
     /// The next frame; None once `deadline` passes without one.
@@ -881,11 +1191,6 @@ impl Client {
         }
     }
 
-    fn read_status(&mut self) -> Result<Map<String, Json>> {
-        let (obj, _) = self.read_frame()?;
-        check_status(obj)
-    }
-
     /// Sends any request and returns the success reply (extension point for
     /// new command families).
     pub fn request(&mut self, json: Json) -> Result<Map<String, Json>> {
@@ -898,6 +1203,7 @@ impl Client {
         json: Json,
         payload: &[u8],
     ) -> Result<(Map<String, Json>, PooledBuf)> {
+        self.catch_up()?;
         self.write_frame(&json, payload)?;
         let (obj, payload) = self.read_frame()?;
         Ok((check_status(obj)?, payload))
@@ -936,28 +1242,90 @@ impl Client {
     }
 
     fn relay_many(&mut self, group: Option<&str>, vars: &[(&str, &Value)]) -> Result<()> {
+        // An earlier pipelined send's failure is reported before anything
+        // of this call is done (a segment taken, a request written).
+        self.pipeline.take_failure()?;
         // Encode everything first: a value that cannot be encoded sends nothing.
         let enc = self.encoding;
-        let payloads = vars
-            .iter()
-            .map(|(name, v)| {
-                self.prepare(v)
-                    .map_err(|e| Error::InvalidArgument(format!("variable '{name}': {}", e.0)))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let mut first_err = None;
-        for chunk in vars
+        let mut payloads = Vec::with_capacity(vars.len());
+        for (name, v) in vars {
+            match self.prepare(v) {
+                Ok(out) => payloads.push(out),
+                Err(e) => {
+                    self.unlend_all(&payloads);
+                    return Err(Error::InvalidArgument(format!(
+                        "variable '{name}': {}",
+                        e.0
+                    )));
+                }
+            }
+        }
+        let relays: Vec<Relay<'_>> = vars
             .iter()
             .zip(&payloads)
-            .collect::<Vec<_>>()
-            .chunks(PIPELINE)
-        {
-            for ((name, v), payload) in chunk {
-                let header = mark_layout(relay_header(group, name), v, enc);
-                self.send_outgoing(header, payload)?;
+            .map(|((name, v), out)| Relay {
+                varname: name,
+                body: out.body(),
+                layout: enc == MatrixEncoding::Native && dimeb::has_matrix(v),
+            })
+            .collect();
+        let mut written = 0;
+        let sent = self.relay(group, &relays, &mut written);
+        // Segments lent for requests that were never written go back to
+        // the pool (nobody else would ever free them).
+        self.unlend_all(&payloads[written..]);
+        sent
+    }
+
+    /// Takes back the segment of a payload that was prepared but will not
+    /// be sent.
+    fn unlend(&mut self, out: &Outgoing) {
+        if let (Outgoing::Shared { segment, .. }, Some(side)) = (out, self.shm.as_mut()) {
+            side.pool.freed(*segment);
+        }
+    }
+
+    fn unlend_all(&mut self, outs: &[Outgoing<'_>]) {
+        for out in outs {
+            self.unlend(out);
+        }
+    }
+
+    /// Writes one `send` (to `group`) or `broadcast` (None) per relay:
+    /// pipelined when pipelining is on, else DiME2's way, waiting for the
+    /// replies. `written` counts the requests written.
+    fn relay(
+        &mut self,
+        group: Option<&str>,
+        relays: &[Relay<'_>],
+        written: &mut usize,
+    ) -> Result<()> {
+        self.pipeline.take_failure()?;
+        if self.pipeline.window() == 0 {
+            self.relay_and_wait(group, relays, written)
+        } else {
+            self.relay_pipelined(group, relays, written)
+        }
+    }
+
+    /// DiME2's sends: up to [`BATCH`] requests written, then their replies
+    /// read; if the server refuses some, the rest are still sent and the
+    /// first refusal is returned.
+    fn relay_and_wait(
+        &mut self,
+        group: Option<&str>,
+        relays: &[Relay<'_>],
+        written: &mut usize,
+    ) -> Result<()> {
+        let mut first_err = None;
+        for chunk in relays.chunks(BATCH) {
+            for relay in chunk {
+                self.write_relay(group, relay)?;
+                *written += 1;
+                self.pipeline.written(group, relay.varname, false);
             }
             for _ in chunk {
-                if let Err(e) = self.read_status() {
+                if let Err(e) = self.read_ok() {
                     if matches!(e, Error::ConnectionLost(_) | Error::Protocol(_)) {
                         return Err(e);
                     }
@@ -968,16 +1336,98 @@ impl Client {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Sends an already-encoded dimeb payload to `group` (no copy).
-    pub fn send_encoded(&mut self, group: &str, varname: &str, payload: &[u8]) -> Result<()> {
-        self.write_frame(&relay_header(Some(group), varname), payload)?;
-        self.read_status().map(drop)
+    /// Pipelined sends: room is made for the whole call first, and an
+    /// earlier send's failure found on the way is returned before anything
+    /// of this call is written. A full window is read down to half (or to
+    /// nothing, for a call larger than the window): replies are then read
+    /// in batches, where reading one reply per send would pay a read, and
+    /// often a wait for the server, per send. A call larger than the
+    /// window reads its own first replies as it goes and returns the first
+    /// of its own failures, if any, once everything is written.
+    fn relay_pipelined(
+        &mut self,
+        group: Option<&str>,
+        relays: &[Relay<'_>],
+        written: &mut usize,
+    ) -> Result<()> {
+        let window = self.pipeline.window();
+        if self.pipeline.unacked() + relays.len() > window {
+            let low = (window / 2).min(window.saturating_sub(relays.len()));
+            while self.pipeline.unacked() > low {
+                self.settle_one()?;
+            }
+        }
+        self.pipeline.take_failure()?;
+        for relay in relays {
+            if self.pipeline.unacked() >= window {
+                self.settle_one()?;
+            }
+            self.write_relay(group, relay)?;
+            *written += 1;
+            self.pipeline.written(group, relay.varname, true);
+        }
+        self.pipeline.take_failure()
     }
 
-    /// Broadcasts an already-encoded dimeb payload (no copy).
+    /// Relays of already-encoded payloads, marked as holding
+    /// `dimeb_layout` matrices where they do. Each payload must be one
+    /// well-formed dimeb value (checked here: a broken one would reach
+    /// every recipient as a value they cannot decode), and may hold
+    /// layout-encoded matrices only if this connection negotiated them.
+    fn encoded_relays<'a>(&self, vars: &[(&'a str, &'a [u8])]) -> Result<Vec<Relay<'a>>> {
+        vars.iter()
+            .map(|&(varname, payload)| {
+                let layout = dimeb::uses_layout(payload).map_err(|e| {
+                    Error::InvalidArgument(format!(
+                        "variable '{varname}' is not one dimeb value: {}",
+                        e.0
+                    ))
+                })?;
+                if layout && self.encoding != MatrixEncoding::Native {
+                    return Err(Error::InvalidArgument(format!(
+                        "variable '{varname}' holds matrices in the dimeb_layout encoding, \
+                         which this connection did not negotiate"
+                    )));
+                }
+                Ok(Relay {
+                    varname,
+                    body: Body::Bytes(payload),
+                    layout,
+                })
+            })
+            .collect()
+    }
+
+    fn relay_encoded(&mut self, group: Option<&str>, vars: &[(&str, &[u8])]) -> Result<()> {
+        let relays = self.encoded_relays(vars)?;
+        self.relay(group, &relays, &mut 0)
+    }
+
+    /// Sends an already-encoded dimeb payload to `group` (no copy). It
+    /// must be one well-formed dimeb value, with matrices in the
+    /// `dimeb_layout` encoding only where [`Client::matrix_encoding`] is
+    /// native (`Error::InvalidArgument` otherwise, nothing sent).
+    pub fn send_encoded(&mut self, group: &str, varname: &str, payload: &[u8]) -> Result<()> {
+        self.relay_encoded(Some(group), &[(varname, payload)])
+    }
+
+    /// Broadcasts an already-encoded dimeb payload (no copy; as
+    /// [`Client::send_encoded`]).
     pub fn broadcast_encoded(&mut self, varname: &str, payload: &[u8]) -> Result<()> {
-        self.write_frame(&relay_header(None, varname), payload)?;
-        self.read_status().map(drop)
+        self.relay_encoded(None, &[(varname, payload)])
+    }
+
+    /// Sends several already-encoded payloads to `group`, as
+    /// [`Client::send_many`] (each as in [`Client::send_encoded`]; all are
+    /// checked before anything is sent).
+    pub fn send_encoded_many(&mut self, group: &str, vars: &[(&str, &[u8])]) -> Result<()> {
+        self.relay_encoded(Some(group), vars)
+    }
+
+    /// Broadcasts several already-encoded payloads, as
+    /// [`Client::broadcast_many`] (each as in [`Client::send_encoded`]).
+    pub fn broadcast_encoded_many(&mut self, vars: &[(&str, &[u8])]) -> Result<()> {
+        self.relay_encoded(None, vars)
     }
 
     /// Receives up to `n` queued messages (all when `n < 0`), undecoded.
@@ -1018,6 +1468,9 @@ impl Client {
             self.send(group, varname, value)?;
             return self.receive(n, timeout);
         }
+        // It blocks: earlier sends' failures are reported before, not after
+        // (and before a segment is taken: nothing is outstanding after).
+        self.catch_up()?;
         let payload = self
             .prepare(value)
             .map_err(|e| Error::InvalidArgument(format!("variable '{varname}': {}", e.0)))?;
@@ -1029,6 +1482,7 @@ impl Client {
         }
         let deadline = timeout.map(|t| Instant::now().checked_add(t));
         self.send_outgoing(req, &payload)?;
+        self.pipeline.written(Some(group), varname, false);
         let mut got = self.read_messages(Vec::new())?;
         if got.is_empty() {
             // Every message it was woken for was aborted by its sender
@@ -1042,6 +1496,7 @@ impl Client {
 
     /// `sync`, optionally blocking (`wait`) with an optional timeout.
     fn sync_request(&mut self, n: i64, wait: Option<Option<Duration>>) -> Result<Vec<Message>> {
+        self.pipeline.take_failure()?;
         let mut out: Vec<Message> = Vec::new();
         let mut want = n;
         while want != 0 {
@@ -1053,34 +1508,101 @@ impl Client {
                 None => break,
             }
         }
-        if want == 0 {
+        // With pipelining on, what a wait fetched is the sync's answer: a
+        // wait then a sync cost one exchange, not two (messages that came
+        // to the server in between come with the next sync).
+        if want == 0 || (!out.is_empty() && wait.is_none() && self.pipeline.window() > 0) {
             return Ok(out);
         }
         // Messages already in hand end a wait.
         let wait = wait.filter(|_| out.is_empty());
-        if wait.is_some() && !self.supports(extensions::SYNC_WAIT) {
-            // An original DiME2 server answers a sync with "wait" as a plain
-            // sync, at once: wait its own way, then sync.
-            let wait = wait.flatten();
-            self.wait_dime2(wait)?;
-            return self.sync_request(want, None);
-        }
-        let deadline = wait.flatten().map(|t| Instant::now().checked_add(t));
-        let mut req = json!({"command": "sync", "n": want});
         if let Some(timeout) = wait {
-            req["wait"] = json!(true);
-            if let Some(t) = timeout {
-                req["timeout"] = json!(t.as_secs_f64() * 1000.0);
+            if !self.supports(extensions::SYNC_WAIT) {
+                // An original DiME2 server answers a sync with "wait" as a
+                // plain sync, at once: wait its own way (after the earlier
+                // sends' answers: its wait may block for long), then sync.
+                self.catch_up()?;
+                self.wait_dime2(timeout)?;
+                return self.sync_request(want, None);
+            }
+            if self.pipeline.unacked() > 0 {
+                return self.wait_behind_sends(want, timeout);
             }
         }
-        self.write_frame(&req, &[])?;
-        let got = self.read_messages(out)?;
-        if got.is_empty() && wait.is_some() {
+        let deadline = wait.flatten().map(|t| Instant::now().checked_add(t));
+        // Written before the replies to earlier sends are read, so a sync
+        // right after sends costs one exchange; those replies come first.
+        match wait {
+            None => self.write_sync(want)?,
+            Some(timeout) => {
+                let mut req = json!({"command": "sync", "n": want, "wait": true});
+                if let Some(t) = timeout {
+                    req["timeout"] = json!(t.as_secs_f64() * 1000.0);
+                }
+                self.write_frame(&req, &[])?;
+            }
+        }
+        self.settle_behind_sync()?;
+        let got = self.read_messages(out);
+        if self.pipeline.has_failure() {
+            // Report the earlier send's failure; what this sync fetched is
+            // kept for the next call (the stash was empty, see above).
+            match got {
+                Ok(msgs) => self.stash.extend(msgs),
+                Err(e @ (Error::ConnectionLost(_) | Error::Protocol(_))) => return Err(e),
+                Err(_) => {}
+            }
+            return self.pipeline.take_failure().map(|()| Vec::new());
+        }
+        match got {
             // Every message this wait was woken for was aborted by its
             // sender (cut-through): wait on for the rest of the time.
-            return self.sync_request(n, Some(time_left(deadline)?));
+            Ok(msgs) if msgs.is_empty() && wait.is_some() => {
+                self.sync_request(n, Some(time_left(deadline)?))
+            }
+            other => other,
         }
-        Ok(got)
+    }
+
+    /// A waiting sync written right behind unanswered pipelined sends, so
+    /// that send-then-wait (DiME2's request and reply) costs the client one
+    /// exchange and the server one wake-up. The first wait is capped at
+    /// [`FIRST_WAIT`], so that a failure among the sends, read before the
+    /// wait's reply, is reported that soon at the latest even when nothing
+    /// arrives (what this wait fetched is then kept for the next call);
+    /// the rest of `timeout` is waited for after.
+    fn wait_behind_sends(&mut self, n: i64, timeout: Option<Duration>) -> Result<Vec<Message>> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let first = timeout.map_or(FIRST_WAIT, |t| t.min(FIRST_WAIT));
+        let mut req = json!({"command": "sync", "n": n, "wait": true});
+        req["timeout"] = json!(first.as_secs_f64() * 1000.0);
+        self.write_frame(&req, &[])?;
+        self.settle_behind_sync()?;
+        let got = self.read_messages(Vec::new());
+        if self.pipeline.has_failure() {
+            match got {
+                Ok(msgs) => self.stash.extend(msgs),
+                Err(e @ (Error::ConnectionLost(_) | Error::Protocol(_))) => return Err(e),
+                Err(_) => {}
+            }
+            return self.pipeline.take_failure().map(|()| Vec::new());
+        }
+        match got {
+            Err(Error::Timeout) if timeout.is_none_or(|t| t > first) => {
+                // Every send is answered now: wait out the rest plainly.
+                let rest = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                self.sync_request(n, Some(rest))
+            }
+            // Every message it was woken for was aborted (cut-through).
+            Ok(msgs) if msgs.is_empty() && n != 0 => {
+                let rest = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                if rest.is_some_and(|r| r.is_zero()) {
+                    return Err(Error::Timeout);
+                }
+                self.sync_request(n, Some(rest))
+            }
+            other => other,
+        }
     }
 
     /// Reads relayed messages until the closing status reply.
@@ -1090,7 +1612,7 @@ impl Client {
         self.reading_relayed = false;
         if r.is_ok() && self.shm.as_ref().is_some_and(|s| s.want_receiving) {
             // Nothing is outstanding now: ask for descriptors from here on.
-            let ok = self.request(json!({"command": "shm_receive"})).is_ok();
+            let ok = self.exchange(&json!({"command": "shm_receive"})).is_ok();
             if let Some(side) = self.shm.as_mut() {
                 side.want_receiving = false;
                 side.receiving = ok;
@@ -1103,7 +1625,16 @@ impl Client {
         // Messages already in hand (kept from an earlier reply) come first.
         let first = out.len();
         loop {
-            let (obj, payload) = self.read_frame()?;
+            let Some(frame) = self.next_raw_frame(None)? else {
+                return Err(Error::Protocol("no frame and no deadline".into()));
+            };
+            // The closing reply as our server writes it, taken unparsed.
+            if frame.json() == STATUS_OK {
+                return Ok(out);
+            }
+            let Some((obj, payload)) = self.unless_meta(frame)? else {
+                continue;
+            };
             if obj.contains_key("status") {
                 let obj = check_status(obj)?;
                 drop_aborted(&obj, &mut out, first)?;
@@ -1150,6 +1681,28 @@ impl Client {
         Ok(Arc::new(m))
     }
 
+    /// Receives up to `n` queued messages (all when `n < 0`) undecoded,
+    /// each checked to be one well-formed dimeb value: for a caller that
+    /// decodes them itself. If one is not (another serialization, or
+    /// broken), the error names it, and the messages before and after it
+    /// are kept for the next call.
+    pub fn sync_checked(&mut self, n: i64) -> Result<Vec<Message>> {
+        let mut msgs = self.sync_messages(n)?;
+        let failed = msgs
+            .iter()
+            .enumerate()
+            .find_map(|(i, m)| m.check().err().map(|e| (i, e)));
+        let Some((bad, err)) = failed else {
+            return Ok(msgs);
+        };
+        let rest = msgs.split_off(bad + 1);
+        msgs.truncate(bad);
+        for m in msgs.into_iter().chain(rest).rev() {
+            self.stash.push_front(m);
+        }
+        Err(err)
+    }
+
     /// Receives up to `n` messages (all when `n < 0`) and decodes them.
     /// If one cannot be decoded, the error names it and the messages after
     /// it are kept for the next call.
@@ -1181,10 +1734,13 @@ impl Client {
     /// Blocks until at least one message is queued for this client, or the
     /// timeout passes (`None` waits forever). Returns the number queued.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<usize> {
+        self.pipeline.take_failure()?;
         if !self.stash.is_empty() {
             return Ok(self.stash.len());
         }
         if !self.supports(extensions::SYNC_WAIT) {
+            // DiME2's wait may block for long: earlier sends' failures first.
+            self.catch_up()?;
             return self.wait_dime2(timeout);
         }
         // Fetch the messages in the same exchange (a sync that waits) and
@@ -1243,7 +1799,15 @@ impl Client {
 
     /// Names of every group with at least one member.
     pub fn devices(&mut self) -> Result<Vec<String>> {
-        let reply = self.request(json!({"command": "devices"}))?;
+        self.pipeline.take_failure()?;
+        // Written before the replies to earlier sends are read (one
+        // exchange); a failure among them is reported instead of the list.
+        let reply = match self.exchange_framed(DEVICES_REQUEST) {
+            Err(e @ (Error::ConnectionLost(_) | Error::Protocol(_))) => return Err(e),
+            other => other,
+        };
+        self.pipeline.take_failure()?;
+        let reply = reply?;
         let list = reply
             .get("devices")
             .and_then(Json::as_array)
@@ -1268,8 +1832,14 @@ impl Client {
         watch::Watch::open(&self.address, target, resume)
     }
 
-    /// Closes the connection (also done on drop).
-    pub fn close(self) {}
+    /// Waits for the replies to pipelined sends, then closes the
+    /// connection; returns the oldest failure not yet reported, if any
+    /// (the connection is closed either way). Dropping a client closes it
+    /// without waiting: the server still runs every request written, but
+    /// their failures go unreported.
+    pub fn close(mut self) -> Result<()> {
+        self.catch_up()
+    }
 }
 
 /// Waits until `stream` has input or `deadline` passes; true if it has.
@@ -1326,6 +1896,50 @@ fn mark_layout(mut header: Json, v: &Value, enc: MatrixEncoding) -> Json {
         header["dimeb_layout"] = json!(true);
     }
     header
+}
+
+/// Writes the prefix and JSON header of `relay` into `out` (cleared
+/// first): the header [`relay_header`] and [`Client::send_outgoing`] would
+/// write, with `"dimeb_layout"` and `"shm"` where they apply.
+fn relay_head(group: Option<&str>, relay: &Relay<'_>, out: &mut Vec<u8>) -> Result<()> {
+    let too_large = |e: crate::wire::WireError| Error::InvalidArgument(e.to_string());
+    let in_frame = relay.body.in_frame();
+    let payload_len = crate::wire::field_len("payload", in_frame).map_err(too_large)?;
+    out.clear();
+    out.extend_from_slice(&[0; crate::wire::PREFIX_LEN]);
+    // serde_json writes each name as a JSON string, escaped.
+    let strings = |out: &mut Vec<u8>, s: &str| serde_json::to_writer(out, s);
+    let written = match group {
+        Some(g) => {
+            out.extend_from_slice(br#"{"command":"send","name":"#);
+            strings(out, g)
+        }
+        None => {
+            out.extend_from_slice(br#"{"command":"broadcast""#);
+            Ok(())
+        }
+    };
+    written
+        .and_then(|()| {
+            out.extend_from_slice(br#","varname":"#);
+            strings(out, relay.varname)
+        })
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    out.extend_from_slice(br#","serialization":"dimeb""#);
+    if relay.layout {
+        out.extend_from_slice(br#","dimeb_layout":true"#);
+    }
+    if let Body::Shared { segment, len } = relay.body {
+        // Plain numbers: written with `write!`, which cannot fail on a Vec.
+        let _ = write!(out, r#","shm":{{"len":{len},"segment":{segment}}}"#);
+    }
+    out.push(b'}');
+    let json_len = crate::wire::field_len("JSON header", out.len() - crate::wire::PREFIX_LEN)
+        .map_err(too_large)?;
+    out[..4].copy_from_slice(crate::wire::MAGIC);
+    out[4..8].copy_from_slice(&json_len.to_be_bytes());
+    out[8..12].copy_from_slice(&payload_len.to_be_bytes());
+    Ok(())
 }
 
 fn relay_header(group: Option<&str>, varname: &str) -> Json {
@@ -1425,4 +2039,64 @@ fn relayed_fields(text: &[u8]) -> Option<Json> {
         fields.insert("serialization".into(), Json::String(s));
     }
     Some(Json::Object(fields))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_devices_request_is_framed_right() {
+        let json = json!({"command": "devices"}).to_string();
+        let want = try_encode_head(json.as_bytes(), 0).unwrap();
+        assert_eq!(DEVICES_REQUEST, &want[..]);
+    }
+
+    #[test]
+    fn a_relay_head_is_the_relay_header_framed() {
+        let payload = [1u8, 2, 3, 4, 5];
+        for (group, varname) in [
+            (Some("g"), "x"),
+            (None, "a\"b\\c\u{1}é\n"),
+            (Some("q\"uote"), ""),
+        ] {
+            let parts = [Part::Encoded(vec![1, 2]), Part::InPlace(&payload[..5])];
+            for layout in [false, true] {
+                for body in [
+                    Body::Bytes(&payload),
+                    Body::Shared {
+                        segment: 7,
+                        len: 1 << 40,
+                    },
+                    Body::Pieces(&parts),
+                ] {
+                    let relay = Relay {
+                        varname,
+                        body,
+                        layout,
+                    };
+                    let mut out = vec![9; 3];
+                    relay_head(group, &relay, &mut out).unwrap();
+                    assert_eq!(&out[..4], b"DiME");
+                    let json_len = u32::from_be_bytes(out[4..8].try_into().unwrap()) as usize;
+                    assert_eq!(json_len, out.len() - 12);
+                    let in_frame = u32::from_be_bytes(out[8..12].try_into().unwrap());
+                    let mut want = relay_header(group, varname);
+                    if layout {
+                        want["dimeb_layout"] = json!(true);
+                    }
+                    match body {
+                        Body::Bytes(b) => assert_eq!(in_frame as usize, b.len()),
+                        Body::Pieces(_) => assert_eq!(in_frame, 7),
+                        Body::Shared { segment, len } => {
+                            assert_eq!(in_frame, 0);
+                            want["shm"] = json!({"len": len, "segment": segment});
+                        }
+                    }
+                    let parsed: Json = serde_json::from_slice(&out[12..]).unwrap();
+                    assert_eq!(parsed, want);
+                }
+            }
+        }
+    }
 }

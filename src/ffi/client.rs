@@ -13,7 +13,7 @@ use super::sigpipe::SigpipeGuard;
 use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
 use super::value::{dime_value, into_raw};
 use crate::client::rpc::{Rpc, RpcOptions};
-use crate::client::{Client, ConnectOptions, Error};
+use crate::client::{Client, ConnectOptions, Error, pipeline};
 use crate::transport::Address;
 use crate::value::Value;
 use std::ffi::c_char;
@@ -24,6 +24,33 @@ use std::sync::{Mutex, MutexGuard};
 /// `share_lock`, `dime_in`, `dime_rd`) to wait with no time limit (any
 /// negative number does the same).
 pub const DIME_WAIT_FOREVER: i64 = -1;
+
+/// A good window for `dime_set_pipeline`, and the one `DIME_PIPELINE=on`
+/// gives: up to this many sends left unanswered.
+pub const DIME_PIPELINE_WINDOW: usize = 1024;
+
+const _: () = assert!(DIME_PIPELINE_WINDOW == pipeline::DEFAULT_WINDOW);
+
+/// The environment variable `dime_connect` reads to turn pipelining on.
+const PIPELINE_VAR: &str = "DIME_PIPELINE";
+
+/// The window `DIME_PIPELINE` asks for: None when unset (pipelining stays
+/// off); 0 for `off`, `DIME_PIPELINE_WINDOW` for `on`, or a number.
+fn pipeline_from_env() -> Result<Option<usize>, Fail> {
+    let Some(raw) = std::env::var_os(PIPELINE_VAR) else {
+        return Ok(None);
+    };
+    let text = raw.to_string_lossy();
+    match text.trim().to_ascii_lowercase().as_str() {
+        "" | "off" | "false" | "no" => Ok(Some(0)),
+        "on" | "true" | "yes" => Ok(Some(DIME_PIPELINE_WINDOW)),
+        n => n.parse().map(Some).map_err(|_| {
+            Fail::invalid(format!(
+                "{PIPELINE_VAR}={text:?} is neither a number of sends nor on or off"
+            ))
+        }),
+    }
+}
 
 /// An opaque connection to a DiME server, from `dime_connect`; release it
 /// with `dime_client_free`. Internally locked: usable from several threads.
@@ -123,7 +150,6 @@ pub(crate) fn with_client<T>(
     f: impl FnOnce(&mut Client) -> Result<T, Error>,
 ) -> Result<T, Fail> {
     let handle = check_arg!(ref client as dime_client);
-    let _sigpipe = SigpipeGuard::new();
     let mut conn = lock(handle);
     let c = match &mut *conn {
         Conn::Open(c) => c,
@@ -136,6 +162,9 @@ pub(crate) fn with_client<T>(
             .with_errno(*errno));
         }
     };
+    // Socket writes cannot raise SIGPIPE; a WebSocket's can (in the host
+    // program, which may not expect it): blocked around the call.
+    let _sigpipe = c.writes_raise_sigpipe().then(SigpipeGuard::new);
     f(c).map_err(|e| {
         if matches!(e, Error::ConnectionLost(_) | Error::Protocol(_)) {
             // "connection lost earlier: Broken pipe", not "… earlier:
@@ -200,6 +229,13 @@ pub const DIME_CONNECT_DEFAULT: dime_connect_flags =
 /// name did not resolve);
 /// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Blocks until the
 /// handshake completes.
+///
+/// Pipelined sends (`dime_set_pipeline`) start off, unless the environment
+/// variable `DIME_PIPELINE` is set: `on` (a window of
+/// `DIME_PIPELINE_WINDOW`), a number (that window; 0 is off) or `off`. So
+/// an existing program (over C, Python or MATLAB) can be run pipelined
+/// without changing it; any other value fails the connect with
+/// `DIME_STATUS_INVALID_ARGUMENT`.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_connect(address: *const c_char, out: *mut *mut dime_client) -> dime_status {
     dime_connect_with(address, DIME_CONNECT_DEFAULT, out)
@@ -228,9 +264,14 @@ pub extern "C" fn dime_connect_with(
             ..ConnectOptions::default()
         };
         let addr = Address::parse(address).map_err(Fail::invalid)?;
+        let window = pipeline_from_env()?;
         let c = {
             let _sigpipe = SigpipeGuard::new();
-            Client::connect_to_with(&addr, options)?
+            let mut c = Client::connect_to_with(&addr, options)?;
+            if let Some(w) = window {
+                c.set_pipeline(w)?;
+            }
+            c
         };
         let handle = Box::new(dime_client {
             conn: Mutex::new(Conn::Open(Box::new(c))),
@@ -244,7 +285,10 @@ pub extern "C" fn dime_connect_with(
 
 /// Closes the connection but keeps the handle: later calls on it fail with
 /// `DIME_STATUS_CLOSED`, and it must still be released with
-/// `dime_client_free`. Closing a closed (or broken) client does nothing and
+/// `dime_client_free`. With pipelining on, it first waits for the answers
+/// to the sends still outstanding and returns the oldest failure not yet
+/// reported, if any (`DIME_STATUS_SERVER_ERROR`; the connection is closed
+/// either way). Closing a closed (or broken) client does nothing and
 /// returns `DIME_STATUS_OK`, so double close is harmless.
 /// `DIME_STATUS_NULL_ARGUMENT` if `client` is NULL.
 #[unsafe(no_mangle)]
@@ -252,17 +296,24 @@ pub extern "C" fn dime_close(client: *mut dime_client) -> dime_status {
     ffi_status! {
         let handle = check_arg!(ref client as dime_client);
         close_rpc(handle);
+        let _sigpipe = SigpipeGuard::new();
         let mut conn = lock(handle);
-        if matches!(*conn, Conn::Open(_)) {
-            // Dropping the Client closes its socket.
-            *conn = Conn::Closed;
+        if !matches!(*conn, Conn::Open(_)) {
+            return Ok(());
         }
-        Ok(())
+        // Closing the Client (dropping it) closes its socket.
+        match std::mem::replace(&mut *conn, Conn::Closed) {
+            Conn::Open(c) => c.close().map_err(Fail::from),
+            _ => Ok(()),
+        }
     }
 }
 
-/// Closes the connection if open and frees the handle. NULL is accepted
-/// and does nothing. No other call on this client may be running or follow.
+/// Closes the connection if open and frees the handle, without waiting
+/// for the answers to pipelined sends (the server still runs every request
+/// written, but a failure among them goes unreported: `dime_close` or
+/// `dime_flush` first to see it). NULL is accepted and does nothing. No
+/// other call on this client may be running or follow.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_client_free(client: *mut dime_client) {
     ffi_value!((), {
@@ -330,8 +381,10 @@ fn named_values<'a>(
 /// Sends `value` as variable `name` to every member of `group` (including
 /// this client if it is a member). `value` is only read (not consumed: free
 /// it afterwards as usual); a borrowing matrix's buffer is read during this
-/// call. Blocks until the server has accepted it.
-/// `DIME_STATUS_SERVER_ERROR` if the group does not exist;
+/// call. Blocks until the server has accepted it, or, with pipelining on
+/// (`dime_set_pipeline`), returns once the request is written.
+/// `DIME_STATUS_SERVER_ERROR` if the group does not exist (with pipelining,
+/// reported by a later call);
 /// `DIME_STATUS_INVALID_ARGUMENT` if the value is too large for the wire
 /// format; `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
 #[unsafe(no_mangle)]
@@ -397,6 +450,88 @@ pub extern "C" fn dime_broadcast_many(
     ffi_status! {
         let vars = named_values(names, values, count)?;
         with_client(client, |c| c.broadcast_many(&vars))
+    }
+}
+
+/// Turns pipelined sends on (`window` ≥ 1: `DIME_PIPELINE_WINDOW` is a good
+/// size) or off (0, the default unless `DIME_PIPELINE` says otherwise, see
+/// `dime_connect`).
+///
+/// With pipelining on, `dime_send`, `dime_broadcast` and their `_many` and
+/// `_encoded` forms return once the request is written, without waiting for
+/// the server's answer; at most `window` sends stay unanswered (a send that
+/// finds the window full first reads answers until it is half empty, so
+/// that they are read in batches). The
+/// server still runs this client's requests in order, so its own later
+/// `dime_sync`, `dime_wait` and `dime_devices` see every earlier send.
+/// What changes from DiME2:
+/// - a refused send (`DIME_STATUS_SERVER_ERROR`: no such group, a full
+///   queue) is reported by a later call, with a message naming it
+///   ("pipelined send #N of 'x' to group 'g' failed: ..."): by the next
+///   call that reads answers (`dime_flush`, `dime_sync`, `dime_wait`,
+///   `dime_devices`, `dime_join`, `dime_leave`, share and tuple-space
+///   calls, `dime_close`, or a send that finds the window full), or, when
+///   that call already reported one, by the call after it. The call that
+///   reports it does nothing else (`dime_sync` keeps the messages it
+///   fetched for the next call). One failure is reported per call.
+/// - when a send returns, the server may not have taken it yet: another
+///   connection that looks at once may not see the message. `dime_flush`
+///   waits until it has.
+/// - a `dime_sync` right after a `dime_wait` returns the messages the wait
+///   fetched without asking the server again (one exchange less); a
+///   message that reached the server in between comes with the next sync.
+///   A `dime_wait` written behind unanswered sends reports a failure among
+///   them within 0.1 s even when nothing arrives.
+///
+/// The window is clamped to 65536, and to 16 against an original DiME2
+/// server (what its own Python client writes ahead); read the size in
+/// force with `dime_pipeline_window`. Shrinking the window reads answers
+/// down to the new size; turning pipelining off first waits for every
+/// answer and returns the first failure among them, if any (it is off
+/// either way). `DIME_STATUS_NULL_ARGUMENT` if `client` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_set_pipeline(client: *mut dime_client, window: usize) -> dime_status {
+    ffi_status! {
+        with_client(client, |c| c.set_pipeline(window)).map(drop)
+    }
+}
+
+/// Writes to `*out` the pipelining window in force: 0 when sends wait for
+/// their answer (see `dime_set_pipeline`). Sends nothing.
+/// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_pipeline_window(client: *const dime_client, out: *mut usize) -> dime_status {
+    ffi_status! {
+        check_arg!(out);
+        let window = with_client(client, |c| Ok(c.pipeline_window()))?;
+        write_out(out, window);
+        Ok(())
+    }
+}
+
+/// Writes to `*out` how many pipelined sends are written and not yet
+/// answered (never more than the window; always 0 without pipelining).
+/// Sends nothing. `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_unacknowledged(client: *const dime_client, out: *mut usize) -> dime_status {
+    ffi_status! {
+        check_arg!(out);
+        let n = with_client(client, |c| Ok(c.unacknowledged()))?;
+        write_out(out, n);
+        Ok(())
+    }
+}
+
+/// Blocks until the server has answered every pipelined send of this
+/// client, so every message sent is queued for its recipients. Returns the
+/// oldest failure not yet reported (`DIME_STATUS_SERVER_ERROR`, message
+/// naming the send), if any: call it again for the next one. Without
+/// pipelining there is nothing to wait for and it returns at once.
+/// `DIME_STATUS_NULL_ARGUMENT` if `client` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_flush(client: *mut dime_client) -> dime_status {
+    ffi_status! {
+        with_client(client, |c| c.flush())
     }
 }
 

@@ -10,8 +10,9 @@
 //!   NULL and do nothing) unless a doc comment gives NULL a meaning (the
 //!   default share or space name, the whole-share lock, "absent" in
 //!   `share_cas`); no panic crosses into C.
-//! - Anything from a `*_new*`, `*_take`, `dime_connect`, `dime_sync` or
-//!   `dime_devices`, and every value written through a `dime_value **`
+//! - Anything from a `*_new*`, `*_take`, `dime_connect`, `dime_sync`,
+//!   `dime_sync_encoded`, `dime_value_encode` or `dime_devices`, and every
+//!   value written through a `dime_value **`
 //!   output (`share_get`, `dime_in` …), is owned by the caller and has
 //!   a matching free function; pointers written through a
 //!   `const dime_value **` output (`*_get`/`*_at` accessors of values and
@@ -39,6 +40,8 @@ pub mod container;
 pub mod client;
 
 pub mod messages;
+
+pub mod encoded;
 
 pub mod share;
 

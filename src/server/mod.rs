@@ -404,18 +404,19 @@ impl Server {
         }
     }
 
-    /// Reads what is available, then handles each complete frame.
-    fn read_conn(&mut self, id: ConnId) {
+    /// Reads what is available, then handles each complete frame. True
+    /// if it read anything and the connection is still open.
+    fn read_conn(&mut self, id: ConnId) -> bool {
         let mut frames = std::mem::take(&mut self.scratch_frames);
         let mut fatal: Option<String> = None;
         let mut eof = false;
-        let mut got_bytes = false;
+        let mut read_any = false;
         {
             let Some(c) = self.state.conns.get_mut(&id) else {
-                return;
+                return false;
             };
             if c.closing {
-                return;
+                return false;
             }
             let mut budget = READ_BUDGET;
             loop {
@@ -435,7 +436,7 @@ impl Server {
                         break;
                     }
                     Ok(n) => {
-                        got_bytes = true;
+                        read_any = true;
                         self.state.stats.bytes_in += n as u64;
                         budget = budget.saturating_sub(n);
                         // A short read drained the socket: skip the read that
@@ -487,7 +488,7 @@ impl Server {
                 log::info!("client {id} disconnected mid-frame");
             }
         }
-        if got_bytes {
+        if read_any {
             self.services.messaging.wake_live(&mut self.state, id);
         }
         for f in frames.drain(..) {
@@ -501,7 +502,8 @@ impl Server {
         }
         frames.clear();
         self.scratch_frames = frames;
-        if fatal.is_none() && !eof {
+        let open = fatal.is_none() && !eof;
+        if open {
             self.offer_head(id);
         }
         if let Some(msg) = fatal {
@@ -509,6 +511,27 @@ impl Server {
         }
         if eof {
             self.close(id);
+        }
+        read_any && open
+    }
+
+    /// Runs what a client that has gone wrote before it went. A write to
+    /// it failing says it closed its socket, but the requests it wrote
+    /// first may still be there to read (a client that pipelines its sends
+    /// may close right after writing them): they run as if it had stayed,
+    /// their replies going nowhere, up to the end of its input.
+    fn run_leftovers(&mut self, id: ConnId) {
+        loop {
+            let Some(c) = self.state.conns.get_mut(&id) else {
+                return;
+            };
+            if c.closing {
+                return;
+            }
+            c.out = outqueue::OutQueue::default();
+            if !self.read_conn(id) {
+                return;
+            }
         }
     }
 
@@ -724,6 +747,12 @@ impl Server {
             Ok(done) => done,
             Err(e) => {
                 log::info!("client {id}: write error: {e}");
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) {
+                    self.run_leftovers(id);
+                }
                 self.close(id);
                 return;
             }

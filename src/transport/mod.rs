@@ -72,6 +72,13 @@ pub trait Transport: Read + Write + AsRawFd + Send {
     ) -> io::Result<usize> {
         Err(io::ErrorKind::Unsupported.into())
     }
+    /// Writes as `write_vectored` does, but a peer that has gone is an
+    /// `EPIPE` error and never a SIGPIPE (`MSG_NOSIGNAL`), or None where
+    /// the transport cannot (WebSocket framing): callers embedded in other
+    /// programs then block SIGPIPE around their writes instead.
+    fn write_nosignal(&mut self, _bufs: &[IoSlice<'_>]) -> Option<io::Result<usize>> {
+        None
+    }
 }
 
 /// Most descriptors taken from one read: more in one message means the
@@ -167,6 +174,22 @@ pub fn connect(addr: &Address) -> io::Result<Box<dyn Transport>> {
 fn recv_dontwait(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for `buf.len()` writable bytes.
     let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `sendmsg(MSG_NOSIGNAL)` of `bufs` on a socket.
+fn send_nosignal(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: an all-zero msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix.
+    msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+    msg.msg_iovlen = bufs.len().min(libc::c_int::MAX as usize) as _;
+    // SAFETY: `msg` points at `bufs`, valid for the call.
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {

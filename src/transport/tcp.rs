@@ -24,6 +24,9 @@ impl Transport for TcpStream {
     fn read_nonblocking(&mut self, buf: &mut [u8]) -> Option<io::Result<usize>> {
         Some(super::recv_dontwait(self.as_raw_fd(), buf))
     }
+    fn write_nosignal(&mut self, bufs: &[io::IoSlice<'_>]) -> Option<io::Result<usize>> {
+        Some(super::send_nosignal(self.as_raw_fd(), bufs))
+    }
 }
 
 /// A listening TCP socket.

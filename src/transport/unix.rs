@@ -39,6 +39,9 @@ impl Transport for UnixStream {
     fn send_with_fds(&mut self, bufs: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
         send_fds(self.as_raw_fd(), bufs, fds)
     }
+    fn write_nosignal(&mut self, bufs: &[IoSlice<'_>]) -> Option<io::Result<usize>> {
+        Some(super::send_nosignal(self.as_raw_fd(), bufs))
+    }
 }
 
 /// Room for [`super::MAX_FDS_PER_READ`] descriptors in a control message.

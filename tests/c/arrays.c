@@ -15,9 +15,11 @@
  *   memory; and to a TCP client that asked for DiME2 only, column-major
  *   (the server converted it).
  */
+#define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "check.h"
 
@@ -210,6 +212,49 @@ static void large_row_major(dime_client *from, dime_client *to, const char *grou
     free(got);
 }
 
+/* A value received in shared memory and freed after its broker has gone:
+ * the release it writes meets a closed socket, which must be an ignored
+ * error, not a SIGPIPE that kills this process (C does not ignore it). */
+static void freed_after_the_broker_stopped(void)
+{
+    char dir[] = "/tmp/dime-arrays-XXXXXX", addr[64];
+    const char *addrs[1] = {addr}, *gr[] = {"r"};
+    dime_server *srv = NULL;
+    dime_client *s = NULL, *r = NULL;
+    dime_messages *msgs = NULL;
+    dime_value *v = NULL, *back = NULL;
+    size_t dims[2] = {600, 500}, numel = 600 * 500;
+    double *src = malloc(numel * sizeof *src);
+    const void *stored = NULL;
+    size_t n = 0;
+    printf("# a shared-memory value freed after the broker stopped\n");
+    REQUIRE(mkdtemp(dir) != NULL);
+    snprintf(addr, sizeof addr, "unix:%s/s", dir);
+    fill((unsigned char *)src, numel, sizeof *src, 0);
+    REQUIRE_OK(dime_server_start(addrs, 1, &srv));
+    REQUIRE_OK(dime_connect(addr, &s));
+    REQUIRE_OK(dime_connect(addr, &r));
+    REQUIRE_OK(dime_join(r, gr, 1));
+    REQUIRE_OK(dime_value_new_matrix_borrowed_row_major(DIME_CLASS_DOUBLE, 2, dims, src, &v));
+    CHECK_OK(dime_send(s, "r", "m", v));
+    REQUIRE_OK(dime_sync(r, 1, &msgs));
+    REQUIRE(dime_messages_len(msgs) == 1);
+    REQUIRE_OK(dime_messages_take(msgs, 0, &back));
+    dime_messages_free(msgs);
+    CHECK_OK(dime_matrix_stored_data(back, &stored, &n));
+    CHECK(n == numel * sizeof *src && in_shared_memory(stored, n));
+    dime_server_stop(srv);
+    dime_value_free(back); /* writes shm_release to a closed socket */
+    CHECK(1);              /* still running */
+    dime_value_free(v);
+    dime_close(s);
+    dime_close(r);
+    dime_client_free(s);
+    dime_client_free(r);
+    rmdir(dir);
+    free(src);
+}
+
 int main(int argc, char **argv)
 {
     dime_client *a = NULL, *b = NULL, *t = NULL, *old = NULL;
@@ -244,6 +289,8 @@ int main(int argc, char **argv)
     /* A client that asked for DiME2 only: the server transposed it. */
     large_row_major(a, old, "old", DIME_CLASS_DOUBLE, 1023, 301, 0, 0,
                     "unix -> tcp DiME2 client: 1023x301 double, converted");
+
+    freed_after_the_broker_stopped();
 
     CHECK_OK(dime_close(a));
     CHECK_OK(dime_close(b));

@@ -49,6 +49,14 @@ static int check_done(void);
         if (!require_ok_) exit(check_done()); \
     } while (0)
 
+/* REQUIRE(cond): like CHECK, but ends the program on failure. */
+#define REQUIRE(cond) \
+    do { \
+        int require_ = (cond) ? 1 : 0; \
+        check_report(require_, #cond, __FILE__, __LINE__); \
+        if (!require_) exit(check_done()); \
+    } while (0)
+
 static int check_done(void)
 {
     printf("%d checks, %d failed\n", check_count, check_failures);

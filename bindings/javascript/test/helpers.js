@@ -5,7 +5,7 @@
 // target/debug/dime started here.
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, existsSync, rmSync } from "node:fs";
+import { mkdtempSync, existsSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -128,4 +128,36 @@ export function sameValue(a, b) {
     return b && typeof b === "object" && !(b instanceof Map) && JSON.stringify(ka) === JSON.stringify(Object.keys(b)) && ka.every((k) => sameValue(a[k], b[k]));
   }
   return a === b;
+}
+
+/** Starts the double on ws:127.0.0.1:0; resolves to {url, count, stop}. */
+export async function startDouble() {
+  const dir = mkdtempSync(path.join(tmpdir(), "dime2-double-"));
+  const log = path.join(dir, "requests.log");
+  const proc = spawn("python3", [path.join(REPO, "tests/dime2_double.py"), "-l", "ws:127.0.0.1:0", "--log", log], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const addr = await new Promise((resolve, reject) => {
+    let buf = "";
+    const timer = setTimeout(() => reject(new Error(`the DiME2 double did not start: ${buf}`)), 10000);
+    proc.stderr.on("data", (d) => {
+      buf += d;
+      const m = buf.match(/^dime: listening on ws:(.+)$/m);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    proc.on("exit", (code) => reject(new Error(`the DiME2 double exited with ${code}: ${buf}`)));
+  });
+  return {
+    url: `ws://${addr}`,
+    count: (command) =>
+      existsSync(log) ? readFileSync(log, "utf8").split("\n").filter((l) => l === command).length : 0,
+    stop: async () => {
+      proc.kill("SIGTERM");
+      await new Promise((r) => proc.once("exit", r));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -7,45 +7,9 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { WebSocket } from "ws";
 import { DimeClient, Matrix } from "../dime.js";
-import { REPO, startServer } from "./helpers.js";
-
-/** Starts the double on ws:127.0.0.1:0; resolves to {url, count, stop}. */
-async function startDouble() {
-  const dir = mkdtempSync(path.join(tmpdir(), "dime2-double-"));
-  const log = path.join(dir, "requests.log");
-  const proc = spawn("python3", [path.join(REPO, "tests/dime2_double.py"), "-l", "ws:127.0.0.1:0", "--log", log], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  const addr = await new Promise((resolve, reject) => {
-    let buf = "";
-    const timer = setTimeout(() => reject(new Error(`the DiME2 double did not start: ${buf}`)), 10000);
-    proc.stderr.on("data", (d) => {
-      buf += d;
-      const m = buf.match(/^dime: listening on ws:(.+)$/m);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    proc.on("exit", (code) => reject(new Error(`the DiME2 double exited with ${code}: ${buf}`)));
-  });
-  return {
-    url: `ws://${addr}`,
-    count: (command) =>
-      existsSync(log) ? readFileSync(log, "utf8").split("\n").filter((l) => l === command).length : 0,
-    stop: async () => {
-      proc.kill("SIGTERM");
-      await new Promise((r) => proc.once("exit", r));
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
+import { startDouble, startServer } from "./helpers.js";
 
 test("an original DiME2 server announces no extensions", async () => {
   const double = await startDouble();

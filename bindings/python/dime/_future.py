@@ -274,10 +274,7 @@ class Caller:
             name = self._name(function)
         timeout_ms = -1 if timeout is None else _ms(timeout)
         out = c_void_p()
-        try:
-            payload = _dimeb.encode(data)
-        except _dimeb.Fallback:
-            payload = None
+        payload = _dimeb.encode(data)
         if payload is not None:
             ptr = self._conn._lend()
             try:
@@ -319,7 +316,10 @@ class Caller:
         st = lib.dime_future_payload(ptr, byref(data), byref(n))
         if st == _lib.STATUS_OK:
             if n.value <= _dimeb.SMALL:
-                return True, _dimeb.decode(ctypes.string_at(data.value, n.value))
+                try:
+                    return True, _dimeb.decode(ctypes.string_at(data.value, n.value))
+                except _dimeb.NotLean:
+                    pass            # the library decides, and names the position
             out = c_void_p()        # large: the library decodes, numpy takes its buffers
             st = lib.dime_future_result(ptr, byref(out))
             if st == _lib.STATUS_OK:

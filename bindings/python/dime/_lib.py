@@ -105,6 +105,7 @@ CONNECT_DEFAULT = CONNECT_LAYOUT | CONNECT_SHM | CONNECT_SHM_NOW | CONNECT_CUT_T
 
 WAIT_FOREVER = -1
 SYNC_ALL = -1
+PIPELINE_WINDOW = 1024  # dime_set_pipeline: the window DIME_PIPELINE=on gives
 RANK_ANY = -1          # dime_pattern_add_matrix: any rank
 
 # ---------------------------------------------------------------- signatures
@@ -204,6 +205,10 @@ SIGNATURES = {
     "dime_send_many": (status, [h, c_char_p, strs, ph, c_size_t]),
     "dime_broadcast": (status, [h, c_char_p, h]),
     "dime_broadcast_many": (status, [h, strs, ph, c_size_t]),
+    "dime_set_pipeline": (status, [h, c_size_t]),
+    "dime_pipeline_window": (status, [h, P(c_size_t)]),
+    "dime_unacknowledged": (status, [h, P(c_size_t)]),
+    "dime_flush": (status, [h]),
     "dime_wait": (status, [h, c_int64, P(c_size_t)]),
     "dime_devices": (status, [h, ph]),
     "dime_server_supports": (status, [h, c_char_p, P(c_bool)]),
@@ -213,6 +218,15 @@ SIGNATURES = {
     "dime_messages_get": (status, [h, c_size_t, P(c_void_p), ph]),
     "dime_messages_take": (status, [h, c_size_t, ph]),
     "dime_messages_free": (None, [h]),
+    "dime_sync_encoded": (status, [h, c_int64, ph]),
+    "dime_messages_payload": (status, [h, c_size_t, P(c_void_p), P(c_void_p), P(c_size_t)]),
+    # values as dimeb bytes (the lean path, _dimeb.py)
+    "dime_value_encode": (status, [h, P(c_void_p), P(c_size_t)]),
+    "dime_value_decode": (status, [c_void_p, c_size_t, ph]),
+    "dime_send_encoded": (status, [h, c_char_p, c_char_p, c_void_p, c_size_t]),
+    "dime_send_encoded_many": (status, [h, c_char_p, strs, P(c_void_p), P(c_size_t), c_size_t]),
+    "dime_broadcast_encoded": (status, [h, c_char_p, c_void_p, c_size_t]),
+    "dime_broadcast_encoded_many": (status, [h, strs, P(c_void_p), P(c_size_t), c_size_t]),
     # shared dictionaries ("share": NULL or "" is the default one)
     "share_set": (status, [h, c_char_p, c_char_p, h]),
     "share_get": (status, [h, c_char_p, c_char_p, ph]),

@@ -6,15 +6,32 @@ import os
 import re
 import socket
 import threading
-from ctypes import byref, c_char_p, c_size_t, c_void_p
+from ctypes import byref, c_bool, c_char_p, c_size_t, c_void_p, string_at
 
-from . import _lib
+from . import _dimeb, _lib
 from ._convert import from_value, to_value
-from ._errors import (DimeAddressError, DimeHostNotFoundError, DimePortError, DimeTimeoutError,
-                      check, error)
+from ._dimeb import LEAN_BYTES, NotLean
+from ._errors import (DimeAddressError, DimeError, DimeHostNotFoundError, DimePortError,
+                      DimeTimeoutError, check, error)
 from ._handle import Handle
 from ._lib import lib
 from ._wait import seconds, sliced
+
+# The library functions of the per-call paths, looked up once: a CDLL
+# attribute lookup on every call costs as much as the call's own work.
+_send_encoded = lib.dime_send_encoded
+_broadcast_encoded = lib.dime_broadcast_encoded
+_send_encoded_many = lib.dime_send_encoded_many
+_broadcast_encoded_many = lib.dime_broadcast_encoded_many
+_sync_encoded = lib.dime_sync_encoded
+_messages_len = lib.dime_messages_len
+_messages_payload = lib.dime_messages_payload
+_messages_take = lib.dime_messages_take
+_messages_free = lib.dime_messages_free
+_devices = lib.dime_devices
+_value_encode = lib.dime_value_encode
+_value_free = lib.dime_value_free
+_data_free = lib.dime_data_free
 
 __all__ = ["DimeClient", "address_of"]
 
@@ -117,6 +134,44 @@ def _cstrs(names, what):
     return (c_char_p * len(names))(*[_cstr(n, what) for n in names])
 
 
+#: Group and variable names as bytes: programs repeat the same few names
+#: on every call. Bounded; cleared when full.
+_NAME_BYTES = {}
+_NAME_BYTES_MAX = 4096
+
+
+def _name(s, what):
+    """``_cstr(s, what)``, remembered for a plain str."""
+    if type(s) is not str:
+        return _cstr(s, what)
+    b = _NAME_BYTES.get(s)
+    if b is None:
+        b = _cstr(s, what)
+        if len(_NAME_BYTES) >= _NAME_BYTES_MAX:
+            _NAME_BYTES.clear()
+        _NAME_BYTES[s] = b
+    return b
+
+
+def _address(b):
+    """The address of the bytes object ``b``'s buffer (alive as long as ``b``)."""
+    return ctypes.cast(b, c_void_p).value
+
+
+def _window(pipeline):
+    """The window of a ``pipeline`` setting: True = ``PIPELINE_WINDOW``,
+    False = 0 (off), or a number of sends."""
+    if pipeline is True:
+        return _lib.PIPELINE_WINDOW
+    if pipeline is False:
+        return 0
+    if isinstance(pipeline, int):
+        if pipeline < 0:
+            raise ValueError(f"pipeline must be True, False or a number of sends >= 0, not {pipeline}")
+        return pipeline
+    raise TypeError(f"pipeline must be True, False or a number of sends, not {type(pipeline).__name__}")
+
+
 class DimeClient(Handle, collections.abc.MutableMapping):
     """A DiME client: a drop-in for the DiME2 Python client (``dime-client``).
 
@@ -130,18 +185,25 @@ class DimeClient(Handle, collections.abc.MutableMapping):
     by subclass), ``DimeTimeoutError`` (a ``TimeoutError``),
     ``DimeServerError``, ``DimeCodecError`` (a ``ValueError``); values that
     cannot be sent raise ``TypeError``/``OverflowError``.
+
+    ``pipeline`` (keyword only): ``True`` (a window of
+    ``dime._lib.PIPELINE_WINDOW`` sends), a number of sends, or ``False``
+    turns pipelined sends on or off (see the ``pipeline`` property); the
+    default, ``None``, leaves them as the ``DIME_PIPELINE`` environment
+    variable says, which is off when it is unset.
     """
 
     _free = "dime_client_free"
     _shutdown = "dime_close"        # wakes remote calls blocked on a borrowed handle
     _what = "DimeClient"
 
-    def __init__(self, proto="ipc", *args):
+    def __init__(self, proto="ipc", *args, pipeline=None):
         super().__init__(None)
         self.proto = proto
         self.args = args
         self.workspace = {}
         self.serialization = "dimeb"
+        self._pipeline_setting = None if pipeline is None else _window(pipeline)
         self.open()
 
     # -- connection --------------------------------------------------------
@@ -154,11 +216,118 @@ class DimeClient(Handle, collections.abc.MutableMapping):
         st = lib.dime_connect(address.encode("utf-8"), byref(out))
         if st:
             raise _connect_error(st, address)
+        try:
+            if self._pipeline_setting is not None:
+                check(lib.dime_set_pipeline(out.value, self._pipeline_setting))
+            # dime_connect asks for the dimeb_layout encoding: this
+            # connection writes matrices in it exactly when the server
+            # announced it, and so must the lean path (_send_many).
+            layout = c_bool()
+            check(lib.dime_server_supports(out.value, b"dimeb_layout", byref(layout)))
+        except BaseException:
+            lib.dime_client_free(out.value)
+            raise
         with self._lock:
             self.address = address
+            self._layout = layout.value
             self._swap(out.value)
 
-    # close(), __enter__/__exit__ and __del__ come from Handle.
+    def close(self):
+        """Closes the connection. With pipelining on, first waits for the
+        answers to the sends still outstanding: a failure among them not
+        yet reported is raised (``DimeServerError``) once the connection
+        is closed. Calling it again does nothing."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:        # __init__ never ran
+            return
+        with lock:
+            ptr = self._ptr
+            if ptr is None:
+                return
+            st = lib.dime_close(ptr)
+            failure = error(st) if st else None
+            # Frees the handle once remote calls borrowing it are out.
+            self._swap(None)
+        if failure is not None:
+            raise failure
+
+    def __exit__(self, etype, value, tb):
+        if etype is None:
+            self.close()
+        else:
+            # The exception on its way out matters more than a late
+            # failure of a pipelined send.
+            try:
+                self.close()
+            except DimeError:
+                pass
+        return False
+
+    def __del__(self):
+        # No waiting for answers at garbage collection: just release.
+        try:
+            Handle.close(self)
+        except Exception:       # interpreter shutdown: the library may be gone
+            pass
+
+    # -- pipelined sends ----------------------------------------------------
+    @property
+    def pipeline(self):
+        """The pipelining window: how many ``send``/``broadcast`` requests
+        may await the server's answer (0: none, DiME2's way, the default).
+
+        Set it to ``True`` (``dime._lib.PIPELINE_WINDOW`` sends), a number,
+        or ``False``/0 to turn it off. With pipelining on, a send returns
+        once written instead of after the server's answer; the server runs
+        this client's requests in order, so its own later ``sync``,
+        ``wait`` and ``devices`` see every earlier send. What changes from
+        DiME2: a refused send (``DimeServerError``: no such group, a full
+        queue) is raised by a later call, naming it (``pipelined send #N of
+        'x' to group 'g' failed: ...``): the next call that reads answers
+        (``flush``, ``sync``, ``wait``, ``devices``, ``join``, ``leave``,
+        ``close``, or a send that finds the window full), and that call
+        does nothing else (``sync`` and ``wait`` keep what they fetched
+        for the next call); another client that looks right after a send
+        returns may
+        not see its message yet (``flush`` first); and a ``sync`` right
+        after a ``wait`` returns what the wait fetched without asking the
+        server again, so send_r, wait, sync_r cost one exchange (a message
+        that reached the server in between comes with the next sync).
+        Against an original
+        DiME2 server the window is at most 16, as its own client writes.
+        Turning it off waits for every answer and raises the first failure
+        among them, if any (it is off either way)."""
+        out = c_size_t()
+        with self._lock:
+            check(lib.dime_pipeline_window(self._handle(), byref(out)))
+        return out.value
+
+    @pipeline.setter
+    def pipeline(self, pipeline):
+        window = _window(pipeline)
+        with self._lock:
+            st = lib.dime_set_pipeline(self._handle(), window)
+            self._pipeline_setting = window
+        if st:
+            raise error(st)
+
+    @property
+    def unacknowledged(self):
+        """How many pipelined sends the server has not answered yet."""
+        out = c_size_t()
+        with self._lock:
+            check(lib.dime_unacknowledged(self._handle(), byref(out)))
+        return out.value
+
+    def flush(self):
+        """Waits until the server has answered every pipelined send, so
+        every message sent is queued for its recipients; raises the oldest
+        failure not yet reported (``DimeServerError`` naming the send), if
+        any. Returns at once without pipelining."""
+        with self._lock:
+            st = lib.dime_flush(self._handle())
+        if st:
+            raise error(st)
 
     # -- what the server supports -------------------------------------------
     @property
@@ -202,11 +371,13 @@ class DimeClient(Handle, collections.abc.MutableMapping):
         """The names of every group with at least one member."""
         out = c_void_p()
         with self._lock:
-            check(lib.dime_devices(self._handle(), byref(out)))
+            st = _devices(self._handle(), byref(out))
+        if st:
+            raise error(st)
         try:
-            return from_value(out.value)
+            return _as_python(out.value)
         finally:
-            lib.dime_value_free(out.value)
+            _value_free(out.value)
 
     # -- sending -----------------------------------------------------------
     def send(self, name, *varnames):
@@ -215,8 +386,7 @@ class DimeClient(Handle, collections.abc.MutableMapping):
 
     def send_r(self, name, **kvpairs):
         """Sends ``kvpairs`` (variable name = value) to every member of group ``name``."""
-        group = _cstr(name, "group name")
-        self._send_many(group, kvpairs)
+        self._send_many(_name(name, "group name"), kvpairs)
 
     def broadcast(self, *varnames):
         """Sends workspace variables ``varnames`` to every other client."""
@@ -230,6 +400,46 @@ class DimeClient(Handle, collections.abc.MutableMapping):
         n = len(kvpairs)
         if n == 0:
             return
+        # The lean path: values encoded here, one library call.
+        if n == 1:
+            for k, v in kvpairs.items():
+                data = _dimeb.encode(v, self._layout)
+                if data is not None:
+                    return self._send_encoded(group, _name(k, "variable name"), data)
+        else:
+            layout = self._layout
+            encoded = [_dimeb.encode(v, layout) for v in kvpairs.values()]
+            if not any(d is None for d in encoded):
+                return self._send_encoded_many(group, _cstrs(list(kvpairs), "variable name"), encoded)
+        self._send_values(group, kvpairs)
+
+    def _send_encoded(self, group, name, data):
+        with self._lock:
+            h = self._handle()
+            if group is None:
+                st = _broadcast_encoded(h, name, data, len(data))
+            else:
+                st = _send_encoded(h, group, name, data, len(data))
+        if st:
+            raise error(st)
+
+    def _send_encoded_many(self, group, names, encoded):
+        n = len(encoded)
+        data = (c_void_p * n)(*map(_address, encoded))
+        lens = (c_size_t * n)(*map(len, encoded))
+        with self._lock:
+            h = self._handle()
+            if group is None:
+                st = _broadcast_encoded_many(h, names, data, lens, n)
+            else:
+                st = _send_encoded_many(h, group, names, data, lens, n)
+        if st:
+            raise error(st)
+
+    def _send_values(self, group, kvpairs):
+        """Values built through the library (``_convert``): large arrays
+        lent by pointer, and every value the lean path leaves alone."""
+        n = len(kvpairs)
         names = _cstrs(list(kvpairs), "variable name")
         values = (c_void_p * n)()
         keep = []               # arrays lent to the library, alive until freed
@@ -261,26 +471,17 @@ class DimeClient(Handle, collections.abc.MutableMapping):
         """Receives up to ``n`` queued variables (all if ``n`` < 0) and
         returns them as a dict (a later value of a name wins)."""
         n = _lib_int(n, "n")
-        msgs = c_void_p()
+        out = c_void_p()
         with self._lock:
-            check(lib.dime_sync(self._handle(), n, byref(msgs)))
-        msgs = msgs.value
+            st = _sync_encoded(self._handle(), n, byref(out))
+        if st:
+            raise error(st)
+        msgs = out.value
         try:
-            count = lib.dime_messages_len(msgs)
-            ret = {}
-            name_p = c_void_p()
-            value_p = c_void_p()
-            for i in range(count):
-                check(lib.dime_messages_get(msgs, i, byref(name_p), byref(value_p)))
-                name = ctypes.string_at(name_p.value).decode("utf-8", "replace")
-                check(lib.dime_messages_take(msgs, i, byref(value_p)))
-                try:
-                    ret[name] = from_value(value_p.value, True, name)
-                finally:
-                    lib.dime_value_free(value_p.value)
-            return ret
+            count = _messages_len(msgs)
+            return _read_messages(msgs, count) if count else {}
         finally:
-            lib.dime_messages_free(msgs)
+            _messages_free(msgs)
 
     def wait(self, timeout=None):
         """Blocks until a variable is queued for this client; returns how
@@ -366,6 +567,47 @@ def _connect_error(st, address):
         if gai is not None:
             return DimeHostNotFoundError(exc.message, st, gai.errno, gai.strerror)
     return exc
+def _read_messages(msgs, count):
+    """The (name, value) dict of the ``count`` messages of a list from
+    ``dime_sync_encoded``: small values decoded here (``_dimeb``), large
+    ones by the library, whose arrays numpy wraps without a copy."""
+    ret = {}
+    name_p, data_p, size = c_void_p(), c_void_p(), c_size_t()
+    refs = (byref(name_p), byref(data_p), byref(size))
+    for i in range(count):
+        check(_messages_payload(msgs, i, *refs))
+        name = string_at(name_p.value).decode("utf-8", "replace")
+        nbytes = size.value
+        if nbytes <= LEAN_BYTES:
+            try:
+                ret[name] = _dimeb.decode(string_at(data_p.value, nbytes))
+                continue
+            except NotLean:
+                pass
+        value_p = c_void_p()
+        check(_messages_take(msgs, i, byref(value_p)))
+        try:
+            ret[name] = from_value(value_p.value, True, name)
+        finally:
+            _value_free(value_p.value)
+    return ret
+
+
+def _as_python(v):
+    """The Python value of the borrowed dime_value ``v``, decoded from its
+    dimeb bytes (one library call instead of several per element) when it
+    is small, else read through ``_convert``."""
+    data, size = c_void_p(), c_size_t()
+    check(_value_encode(v, byref(data), byref(size)))
+    try:
+        if size.value <= LEAN_BYTES:
+            try:
+                return _dimeb.decode(string_at(data.value, size.value))
+            except NotLean:
+                pass
+    finally:
+        _data_free(data.value, size.value)
+    return from_value(v, False)
 
 
 def _lib_int(n, what):

@@ -583,10 +583,7 @@ class Server:
             self._failed(b, [request], e)
 
     def _reply(self, b, request, result):
-        try:
-            payload = _dimeb.encode(result)
-        except _dimeb.Fallback:
-            payload = None
+        payload = _dimeb.encode(result)
         if payload is not None:
             lib.dime_reply_encoded(request, payload, len(payload))  # fails only when the
             return                                                  # connection is gone
@@ -641,7 +638,10 @@ def _take_args(request):
     data, n = c_void_p(), c_size_t()
     if (lib.dime_request_payload(request, byref(data), byref(n)) == _lib.STATUS_OK
             and n.value <= _dimeb.SMALL):
-        return _dimeb.decode(ctypes.string_at(data.value, n.value))
+        try:
+            return _dimeb.decode(ctypes.string_at(data.value, n.value))
+        except _dimeb.NotLean:
+            pass                    # the library decides, and names the position
     v = c_void_p()
     check(lib.dime_request_take_args(request, byref(v)))
     try:

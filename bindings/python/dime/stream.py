@@ -137,7 +137,10 @@ class Stream:
     def _item(self, ptr, n):
         """The one item (of ``n`` bytes) ``dime_stream_next_many`` just gave."""
         if n <= _dimeb.SMALL:       # small: decoded here
-            return _dimeb.decode(ctypes.string_at(self._data, n))
+            try:
+                return _dimeb.decode(ctypes.string_at(self._data, n))
+            except _dimeb.NotLean:
+                pass                # the library decides, and names the position
         v = c_void_p()              # large: the library decodes, numpy takes its buffers
         check(lib.dime_stream_item(ptr, byref(v)))
         try:
@@ -250,10 +253,7 @@ def produce(request, gen, stopping):
     ``DimeConnectionError`` when the connection is gone."""
     send_encoded = lib.dime_stream_send_encoded
     for item in gen:
-        try:
-            payload = _dimeb.encode(item)
-        except _dimeb.Fallback:
-            payload = None
+        payload = _dimeb.encode(item)
         if payload is not None:     # small: encoded here, one C call per item
             st = send_encoded(request, payload, len(payload), _SLICE_MS)
             if st == _lib.STATUS_TIMEOUT:

@@ -113,7 +113,7 @@ def test_signature_matches_header(name):
 def test_constants_match_header():
     text = HEADER.read_text()
     found = dict(re.findall(r"DIME_((?:STATUS|KIND)_\w+) = (-?\d+)", text))
-    found.update(re.findall(r"#define DIME_((?:CLASS_\w+|LAYOUT_\w+|CONNECT_\w+|WAIT_FOREVER|SYNC_ALL|RANK_ANY)) (-?\d+)", text))
+    found.update(re.findall(r"#define DIME_((?:CLASS_\w+|LAYOUT_\w+|CONNECT_\w+|WAIT_FOREVER|SYNC_ALL|RANK_ANY|PIPELINE_WINDOW)) (-?\d+)", text))
     assert len(found) > 40
     for name, value in found.items():
         assert getattr(_lib, name) == int(value), name
