@@ -18,11 +18,18 @@ use std::time::{Duration, Instant};
 /// A payload size above the broker's cut-through threshold (1 MiB).
 const BIG: usize = 4 << 20;
 
-/// A recognisable payload of `len` bytes (never all zeros).
+/// A recognisable payload of exactly `len` bytes (never all zeros): the
+/// dimeb encoding of a uint8 row vector (our client checks that what it
+/// sends encoded is one dimeb value).
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i % 251) as u8 ^ seed | 1)
-        .collect::<Vec<u8>>()
+    let u8_row = |n: usize| {
+        let elems = (0..n).map(|i| (i % 251) as u8 ^ seed | 1).collect();
+        Value::Matrix(dime::Matrix::new(dime::ElemKind::U8, vec![1, n], elems).unwrap())
+    };
+    let head = dime::codec::dimeb::encode(&u8_row(0)).unwrap().len();
+    let bytes = dime::codec::dimeb::encode(&u8_row(len - head)).unwrap();
+    assert_eq!(bytes.len(), len);
+    bytes
 }
 
 /// A raw connection that handshook asking for `extensions` and joined `group`.
@@ -400,7 +407,7 @@ fn max_queue_counts_a_message_still_arriving_at_its_declared_size() {
         .unwrap_err();
     assert!(err.to_string().contains("--max-queue"), "{err}");
     // What fits still goes.
-    tx2.send_encoded("g", "small", &[1, 2, 3]).unwrap();
+    tx2.send("g", "small", &Value::F64(3.0)).unwrap();
     tx.send_bytes(&bytes[bytes.len() / 2..]);
     assert_eq!(tx.recv().0, json!({"status": 0}));
     for r in [&mut new, &mut old] {
@@ -577,8 +584,9 @@ fn random_senders(mut seed: u64) -> usize {
         t.join().unwrap();
     }
     let mut last = client(&srv, true);
-    last.send_encoded("g", "end", b"x").unwrap();
-    expected.push(("end".to_owned(), b"x".to_vec()));
+    last.send("g", "end", &Value::F64(0.0)).unwrap();
+    let end = dime::codec::dimeb::encode(&Value::F64(0.0)).unwrap();
+    expected.push(("end".to_owned(), end));
     expected.sort();
     for (who, got) in [
         ("ours", ours_thread.join().unwrap()),
