@@ -48,8 +48,9 @@ impl Pair {
     fn new(addr: &str, opts: ConnectOptions, group: &'static str) -> Pair {
         let (ready_tx, ready_rx) = mpsc::channel();
         let b_addr = addr.to_owned();
+        let b_opts = opts.clone();
         let b = thread::spawn(move || {
-            let mut b = Client::connect_with(&b_addr, opts).expect("B connect");
+            let mut b = Client::connect_with(&b_addr, b_opts).expect("B connect");
             b.join(&[group]).unwrap();
             ready_tx.send(()).unwrap();
             loop {

@@ -242,6 +242,13 @@ typedef enum dime_status {
    */
   DIME_STATUS_UNSUPPORTED = 7107,
   /**
+   * The server refused this client's credentials (at connect: no token,
+   * or a wrong one, for a server started with `--auth`), or a command
+   * its roles do not permit; the message says which. After a refused
+   * command nothing changed and the client stays usable.
+   */
+  DIME_STATUS_NOT_PERMITTED = 7108,
+  /**
    * A remote call's provider raised an error; `dime_future_error`
    * gives its type, message and traceback.
    */
@@ -340,6 +347,14 @@ typedef enum dime_change {
 typedef struct dime_client dime_client;
 
 /**
+ * Options for `dime_connect_with`: the features asked for, a token, and
+ * how a TLS server is checked. Made by `dime_connect_options_new`, freed
+ * with `dime_connect_options_free`. Not internally locked: use it from
+ * one thread at a time.
+ */
+typedef struct dime_connect_options dime_connect_options;
+
+/**
  * One event, from `dime_watch_next`; release it with `dime_event_free`.
  */
 typedef struct dime_event dime_event;
@@ -429,8 +444,8 @@ typedef uint32_t dime_class;
 typedef uint32_t dime_layout;
 
 /**
- * Features a client asks for at connect (`dime_connect_with`), OR-ed
- * together; each applies only where the server announces it.
+ * Features a client asks for at connect (`dime_connect_options_set_flags`),
+ * OR-ed together; each applies only where the server announces it.
  */
 typedef uint32_t dime_connect_flags;
 
@@ -1300,16 +1315,24 @@ enum dime_status dime_value_map_take_at(struct dime_value *map,
 /**
  * Connects to a DiME server and handshakes; on success writes a new client
  * to `*out`, owned by the caller (release with `dime_client_free`).
- * Asks for `DIME_CONNECT_DEFAULT` (see `dime_connect_with`).
+ * Asks for `DIME_CONNECT_DEFAULT` (`dime_connect_with` chooses).
  *
  * `address` (NUL-terminated): `unix:/path/to.sock`, `ipc:/path/to.sock`
- * (the same), `tcp:host:port` or `tcp:port` (127.0.0.1).
+ * (the same), `tcp:host:port` or `tcp:port` (127.0.0.1), `tls:host:port`
+ * (TLS), `ws:host:port`, `wss:host:port` (WebSocket, over TLS).
+ * A token for a server started with `--auth` is taken from the
+ * environment variable `DIME_TOKEN`; a TLS server is checked against the
+ * system's CA certificates, or those in the PEM file `DIME_TLS_CA`, and a
+ * client certificate is presented from `DIME_TLS_CERT`/`DIME_TLS_KEY`
+ * (`dime_connect_with` takes these as options instead).
  * `DIME_STATUS_INVALID_ARGUMENT` if it does not parse;
  * `DIME_STATUS_CONNECTION_LOST` if nothing answers there, with the reason
  * in `dime_last_errno()` (`ENOENT`: no such unix socket, `ECONNREFUSED`:
  * nobody listening, `EACCES`: no permission, `ETIMEDOUT` …; 0 when a host
- * name did not resolve);
- * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Blocks until the
+ * name did not resolve or the TLS handshake failed: the message then
+ * names the server and the reason);
+ * `DIME_STATUS_NOT_PERMITTED` if the server refuses the token or needs
+ * one; `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Blocks until the
  * handshake completes.
  *
  * Pipelined sends (`dime_set_pipeline`) start off, unless the environment
@@ -1323,13 +1346,68 @@ enum dime_status dime_connect(const char *address,
                               struct dime_client **out);
 
 /**
- * As `dime_connect`, asking for the features in `flags` (`DIME_CONNECT_*`
- * OR-ed; `DIME_CONNECT_DIME2` for none). Unknown bits give
- * `DIME_STATUS_INVALID_ARGUMENT`.
+ * Connects as `dime_connect` does, with `options` (from
+ * `dime_connect_options_new`; only read during the call, and still the
+ * caller's to free) instead of the defaults and the environment: the
+ * features asked for (`DIME_CONNECT_*` flags), the token, and how a TLS
+ * server is checked.
+ * `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL; other failures as for
+ * `dime_connect`.
  */
 enum dime_status dime_connect_with(const char *address,
-                                   dime_connect_flags flags,
+                                   const struct dime_connect_options *options,
                                    struct dime_client **out);
+
+/**
+ * Writes new options to `*out`, owned by the caller (release with
+ * `dime_connect_options_free`), holding what `dime_connect` uses:
+ * `DIME_CONNECT_DEFAULT`, and the environment's `DIME_TOKEN`,
+ * `DIME_TLS_CA`, `DIME_TLS_CERT` and `DIME_TLS_KEY`; the setters below
+ * replace what they set.
+ * `DIME_STATUS_NULL_ARGUMENT` if `out` is NULL.
+ */
+enum dime_status dime_connect_options_new(struct dime_connect_options **out);
+
+/**
+ * Asks for the features in `flags` (`DIME_CONNECT_*` OR-ed;
+ * `DIME_CONNECT_DIME2` for none) instead of `DIME_CONNECT_DEFAULT`.
+ * `DIME_STATUS_INVALID_ARGUMENT` for unknown bits (nothing changes);
+ * `DIME_STATUS_NULL_ARGUMENT` if `options` is NULL.
+ */
+enum dime_status dime_connect_options_set_flags(struct dime_connect_options *options,
+                                                dime_connect_flags flags);
+
+/**
+ * Sets the token presented in the handshake (NUL-terminated UTF-8, copied);
+ * NULL presents none. `DIME_STATUS_NULL_ARGUMENT` if `options` is NULL.
+ */
+enum dime_status dime_connect_options_set_token(struct dime_connect_options *options,
+                                                const char *token);
+
+/**
+ * Trusts the CA certificates in the PEM file at `path` (copied) instead of
+ * the system's; NULL goes back to the system's. The file is read when
+ * connecting. `DIME_STATUS_NULL_ARGUMENT` if `options` is NULL.
+ */
+enum dime_status dime_connect_options_set_tls_ca(struct dime_connect_options *options,
+                                                 const char *path);
+
+/**
+ * Presents the client certificate chain in the PEM file `cert`, with its
+ * private key in the PEM file `key` (paths copied; read when connecting),
+ * to a server started with `--tls-client-ca`. Both NULL present none;
+ * `DIME_STATUS_INVALID_ARGUMENT` if only one is NULL,
+ * `DIME_STATUS_NULL_ARGUMENT` if `options` is NULL.
+ */
+enum dime_status dime_connect_options_set_tls_client_cert(struct dime_connect_options *options,
+                                                          const char *cert,
+                                                          const char *key);
+
+/**
+ * Frees options from `dime_connect_options_new`. NULL is accepted and
+ * does nothing.
+ */
+void dime_connect_options_free(struct dime_connect_options *options);
 
 /**
  * Closes the connection but keeps the handle: later calls on it fail with

@@ -78,9 +78,24 @@ classdef dime < handle
             %   dime()                   ipc on /tmp/dime.sock
             %   dime('ipc', path)        unix domain socket
             %   dime('tcp', host, port)  TCP
-            %   dime(address)            'unix:/path', 'tcp:host:port', 'tcp:port'
+            %   dime('tls', host, port)  TCP with TLS
+            %   dime(address)            'unix:/path', 'tcp:host:port', 'tcp:port',
+            %                            'tls:host:port'
+            %   dime(..., 'token', T, 'tls_ca', F, 'tls_cert', C, 'tls_key', K)
+            %       token for a server started with --auth; CA certificates
+            %       (PEM) to trust instead of the system's; a client
+            %       certificate and key. Each defaults to its environment
+            %       variable (DIME_TOKEN, DIME_TLS_CA, DIME_TLS_CERT,
+            %       DIME_TLS_KEY). A refused token raises dime:permission.
             if nargin < 1
                 proto = 'ipc';
+            end
+            security = {'', '', '', ''};
+            names = {'token', 'tls_ca', 'tls_cert', 'tls_key'};
+            while numel(varargin) >= 2 && ischar(varargin{end - 1}) ...
+                    && any(strcmpi(varargin{end - 1}, names))
+                security{strcmpi(varargin{end - 1}, names)} = varargin{end};
+                varargin(end - 1:end) = [];
             end
             if ~ischar(proto)
                 error('dime:argument', 'the protocol must be ''ipc'' or ''tcp''');
@@ -92,15 +107,15 @@ classdef dime < handle
                         path = varargin{1};
                     end
                     addr = ['unix:' path];
-                case 'tcp'
+                case {'tcp', 'tls'}
                     if numel(varargin) < 2
-                        error('dime:argument', 'usage: dime(''tcp'', host, port)');
+                        error('dime:argument', 'usage: dime(''%s'', host, port)', lower(proto));
                     end
                     port = varargin{2};
                     if isnumeric(port)
                         port = sprintf('%d', port);
                     end
-                    addr = sprintf('tcp:%s:%s', varargin{1}, port);
+                    addr = sprintf('%s:%s:%s', lower(proto), varargin{1}, port);
                 otherwise
                     if any(proto == ':')
                         addr = proto;
@@ -110,7 +125,11 @@ classdef dime < handle
                     end
             end
             mex_ready();   % builds dime_mex on first use; refuses another libdime version
-            obj.h = dime_mex('connect', addr);
+            if all(cellfun(@isempty, security))
+                obj.h = dime_mex('connect', addr);
+            else
+                obj.h = dime_mex('connect', addr, security{:});
+            end
             obj.address = addr;
         end
 
@@ -913,27 +932,7 @@ classdef dime < handle
             if nargin < 3
                 dime.missing('serve', 2);
             end
-            [pos, opts] = dime.options(varargin, {'count', 'timeout'}, 0, ...
-                                       'serve(function, fn, [''count'', N], [''timeout'', seconds])');
-            count = Inf;
-            if isfield(opts, 'count')
-                count = opts.count;
-                if ~(isnumeric(count) && isscalar(count) && isreal(count) && count >= 0 ...
-                     && (count == round(count) || isinf(count)))
-                    error('dime:argument', 'serve: count must be a whole number >= 0 (or Inf)');
-                end
-            end
-            timeout = Inf;
-            if isfield(opts, 'timeout')
-                timeout = dime.seconds(opts.timeout);
-            end
-            name = dime.function_name(name);
-            if ischar(fn)
-                fn = str2func(fn);
-            end
-            if ~isa(fn, 'function_handle')
-                error('dime:argument', 'serve: fn must be a function handle');
-            end
+            [name, fn, count, timeout] = dime.serve_args('serve', name, fn, varargin);
             n = 0;
             if count == 0
                 return;
@@ -1053,27 +1052,7 @@ classdef dime < handle
             if nargin < 3
                 dime.missing('serve_stream', 2);
             end
-            [pos, opts] = dime.options(varargin, {'count', 'timeout'}, 0, ...
-                'serve_stream(function, fn, [''count'', N], [''timeout'', seconds])');
-            count = Inf;
-            if isfield(opts, 'count')
-                count = opts.count;
-                if ~(isnumeric(count) && isscalar(count) && isreal(count) && count >= 0 ...
-                     && (count == round(count) || isinf(count)))
-                    error('dime:argument', 'serve_stream: count must be a whole number >= 0 (or Inf)');
-                end
-            end
-            timeout = Inf;
-            if isfield(opts, 'timeout')
-                timeout = dime.seconds(opts.timeout);
-            end
-            name = dime.function_name(name);
-            if ischar(fn)
-                fn = str2func(fn);
-            end
-            if ~isa(fn, 'function_handle')
-                error('dime:argument', 'serve_stream: fn must be a function handle');
-            end
+            [name, fn, count, timeout] = dime.serve_args('serve_stream', name, fn, varargin);
             n = 0;
             if count == 0
                 return;
@@ -1625,6 +1604,33 @@ classdef dime < handle
                 end
             end
             tb = dime.no_nul(tb);
+        end
+
+        function [name, fn, count, timeout] = serve_args(what, name, fn, rest)
+            % The arguments d.serve and d.serve_stream share, checked: the
+            % function name, fn as a handle, and the 'count' (whole, >= 0,
+            % default Inf) and 'timeout' (seconds, default Inf) options.
+            [~, opts] = dime.options(rest, {'count', 'timeout'}, 0, ...
+                sprintf('%s(function, fn, [''count'', N], [''timeout'', seconds])', what));
+            count = Inf;
+            if isfield(opts, 'count')
+                count = opts.count;
+                if ~(isnumeric(count) && isscalar(count) && isreal(count) && count >= 0 ...
+                     && (count == round(count) || isinf(count)))
+                    error('dime:argument', '%s: count must be a whole number >= 0 (or Inf)', what);
+                end
+            end
+            timeout = Inf;
+            if isfield(opts, 'timeout')
+                timeout = dime.seconds(opts.timeout);
+            end
+            name = dime.function_name(name);
+            if ischar(fn)
+                fn = str2func(fn);
+            end
+            if ~isa(fn, 'function_handle')
+                error('dime:argument', '%s: fn must be a function handle', what);
+            end
         end
 
         function serve_end(h, name)

@@ -4,6 +4,8 @@
  *
  *   [v, h] = dime_mex('version')                % libdime's, and dime.h's at compile time
  *   h     = dime_mex('connect', address)          % uint64 handle
+ *   h     = dime_mex('connect', address, token, tls_ca, tls_cert, tls_key)
+ *                                 % '' leaves an option to its DIME_* variable
  *           dime_mex('close', h)                  % idempotent
  *           dime_mex('join', h, group, ...)       % or a cellstr
  *           dime_mex('leave', h, group, ...)
@@ -133,14 +135,52 @@ static void cmd_version(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, con
         plhs[1] = mxCreateString(DIME_VERSION_STRING);
 }
 
+/* The security options of 'connect' (token, CA, client certificate and
+ * key), each '' to keep the environment's; the options, owned by the
+ * caller. Raises (freeing them) on a bad one. */
+static dime_connect_options *connect_options(const mxArray *prhs[])
+{
+    char *s[4];
+    int i;
+    dime_status st;
+    dime_connect_options *o = NULL;
+    static const char *what[4] = {"the token", "the CA file", "the certificate file",
+                                  "the key file"};
+    for (i = 0; i < 4; i++) {
+        s[i] = name_arg(prhs[2 + i], what[i]);
+        if (!s[i][0])
+            s[i] = NULL;
+    }
+    CHECK(dime_connect_options_new(&o), "connect options");
+    st = s[0] ? dime_connect_options_set_token(o, s[0]) : DIME_STATUS_OK;
+    if (st == DIME_STATUS_OK && s[1])
+        st = dime_connect_options_set_tls_ca(o, s[1]);
+    if (st == DIME_STATUS_OK && (s[2] || s[3]))
+        st = dime_connect_options_set_tls_client_cert(o, s[2], s[3]);
+    if (st != DIME_STATUS_OK) {
+        dime_connect_options_free(o);
+        fail_status(st, "connect options");
+    }
+    return o;
+}
+
 static void cmd_connect(mex_call *call, int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
 {
     char *addr;
     dime_client *c = NULL;
     (void)call, (void)nlhs;
-    need_args(nrhs, 2, "h = dime_mex('connect', address)");
+    if (nrhs != 2 && nrhs != 6)
+        fail("argument",
+             "usage: h = dime_mex('connect', address[, token, tls_ca, tls_cert, tls_key])");
     addr = name_arg(prhs[1], "the address");
-    CHECK(dime_connect(addr, &c), addr);
+    if (nrhs == 6) {
+        dime_connect_options *o = connect_options(prhs);
+        dime_status st = dime_connect_with(addr, o, &c);
+        dime_connect_options_free(o);
+        CHECK(st, addr);
+    } else {
+        CHECK(dime_connect(addr, &c), addr);
+    }
     handles_add(c);
     plhs[0] = mxCreateNumericMatrix(1, 1, mxUINT64_CLASS, mxREAL);
     *(uint64_t *)mxGetData(plhs[0]) = handles_of(c);

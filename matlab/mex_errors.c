@@ -44,6 +44,7 @@ const char *status_kind(dime_status st)
     case DIME_STATUS_CANCELLED: return "cancelled";
     case DIME_STATUS_NO_PROVIDER: return "noProvider";
     case DIME_STATUS_UNSUPPORTED: return "unsupported";
+    case DIME_STATUS_NOT_PERMITTED: return "permission";
     case DIME_STATUS_PANIC: return "internal";
     default: return "unknown";
     }

@@ -11,6 +11,8 @@ pub mod buffer;
 pub mod client;
 pub mod ffi;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod proto;
 pub mod server;
 pub mod shm;

@@ -299,6 +299,20 @@ fn row_major_matrices_travel_as_they_are_and_through_shared_memory() {
 }
 
 #[test]
+fn tokens_and_tls_options_from_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_test("security", dir.path());
+    let out = assert_ran(
+        "security",
+        run(
+            &exe,
+            &[env!("CARGO_BIN_EXE_dime"), dir.path().to_str().unwrap()],
+        ),
+    );
+    assert!(out.contains(", 0 failed"));
+}
+
+#[test]
 fn errors_give_the_right_status_and_message() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
@@ -634,7 +648,11 @@ fn c_tests_are_clean_under_valgrind() {
     let (arrays_server, tcp) = start_unix_and_tcp();
     let pipeline = build_test("pipeline", dir.path());
     let double = Dime2Double::start();
-    let runs: [(&Path, Vec<&str>); 12] = [
+    let security = build_test("security", dir.path());
+    let auth_dir = tempfile::tempdir().unwrap();
+    let auth_scratch = auth_dir.path().to_str().unwrap().to_string();
+    let runs: [(&Path, Vec<&str>); 13] = [
+        (&security, vec![env!("CARGO_BIN_EXE_dime"), &auth_scratch]),
         (&shapes, vec![]),
         (&pipeline, vec![&server.address, &double.address]),
         (&values, vec![&server.address]),

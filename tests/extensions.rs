@@ -9,13 +9,14 @@ use dime::proto::extensions;
 use serde_json::json;
 
 /// Every extension this server has, in registration order.
-const ALL: [&str; 11] = [
+const ALL: [&str; 12] = [
     "wait_timeout",
     "sync_wait",
     "send_receive",
     "dimeb_layout",
     "shm",
     "cut_through",
+    "auth",
     "share",
     "space",
     "rpc",
@@ -41,11 +42,12 @@ fn the_handshake_lists_every_service_extension() {
             extensions::DIMEB_LAYOUT,
             extensions::SHM,
             extensions::CUT_THROUGH,
+            extensions::AUTH,
             extensions::SHARE,
             extensions::SPACE,
             extensions::RPC,
             extensions::STREAM,
-            extensions::STREAM_BATCH
+            extensions::STREAM_BATCH,
         ],
         ALL
     );

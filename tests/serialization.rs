@@ -14,7 +14,8 @@ fn hs(s: &str) -> serde_json::Value {
 fn hs_reply(s: &str) -> serde_json::Value {
     json!({"status": 0, "serialization": s, "tls": false,
            "extensions": ["wait_timeout", "sync_wait", "send_receive", "dimeb_layout", "shm",
-                          "cut_through", "share", "space", "rpc", "stream", "stream_batch"]})
+                          "cut_through", "auth", "share", "space", "rpc", "stream",
+                          "stream_batch"]})
 }
 
 #[test]

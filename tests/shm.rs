@@ -755,7 +755,7 @@ fn pipelined_sends_use_shared_memory_and_keep_received_descriptors() {
         shm_receive_now: true,
         ..ConnectOptions::default()
     };
-    let mut a = Client::connect_with(&srv.unix(), now).unwrap();
+    let mut a = Client::connect_with(&srv.unix(), now.clone()).unwrap();
     a.join(&["a"]).unwrap();
     a.set_pipeline(64).unwrap();
     let mut b = Client::connect_with(&srv.unix(), now).unwrap();

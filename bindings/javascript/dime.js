@@ -77,12 +77,41 @@ export class CancelledError extends DimeError {
   }
 }
 
+/**
+ * The server refused this client's token (no token, or a wrong one, for a
+ * server started with --auth: `ready` rejects with it), or a command its
+ * roles do not permit (nothing changed; the client stays usable).
+ */
+export class PermissionError extends DimeError {
+  constructor(reply) {
+    super(reply.error, reply);
+    this.name = "PermissionError";
+  }
+}
+
+/** The error of a reply with a negative status. */
+function replyError(json) {
+  if (json.denied) return new PermissionError(json);
+  return new DimeError(json.error || `request failed with status ${json.status}`, json);
+}
+
 /** The error a failed result push describes. */
 function callError(json) {
   if (json.remote) return new RemoteError(json);
   if (json.lost) return new ProviderLost(json);
   if (json.timeout) return new NoProvider(json);
+  if (json.denied) return new PermissionError(json);
   return new DimeError(json.error || "the call failed", json);
+}
+
+/** The `ws` package's WebSocket (Node.js), which takes TLS options. */
+async function nodeWebSocket() {
+  try {
+    const mod = await import("ws");
+    return mod.WebSocket || mod.default;
+  } catch {
+    throw new DimeError("tlsCa needs the 'ws' package (npm install ws); browsers use their own trusted CAs");
+  }
 }
 
 async function defaultWebSocket() {
@@ -279,11 +308,15 @@ function relayFailure({ group, varname }, error) {
  * A connection to a DiME server over WebSocket.
  *
  * `new DimeClient(host, port, options)` or `new DimeClient(url, options)`
- * with url `ws://host:port`. Options: `WebSocket` (an implementation to
- * use), `decode` (options for dimeb.decode: {scalars: "typed"},
- * {maps: "map"}), `pipeline` (most requests awaiting an answer at once;
- * default PIPELINE_WINDOW, at most ORIGINAL_SERVER_WINDOW against an
- * original DiME2 server).
+ * with url `ws://host:port` or, over TLS, `wss://host:port`. Options:
+ * `WebSocket` (an implementation to use), `decode` (options for
+ * dimeb.decode: {scalars: "typed"}, {maps: "map"}), `pipeline` (most
+ * requests awaiting an answer at once; default PIPELINE_WINDOW, at most
+ * ORIGINAL_SERVER_WINDOW against an original DiME2 server), `token`
+ * (presented in the handshake to a server started with --auth; a refusal
+ * rejects `ready` with a PermissionError), `tlsCa` (Node.js with the `ws`
+ * package: PEM text of the CA certificates a wss:// server's certificate
+ * must be signed by, instead of the system's; browsers use their own).
  */
 export class DimeClient {
   constructor(hostOrUrl = "127.0.0.1", port = 8889, options = {}) {
@@ -308,6 +341,8 @@ export class DimeClient {
      */
     this.serverExtensions = [];
     this.decodeOptions = options.decode || {};
+    this.token = options.token;
+    this.tlsCa = options.tlsCa;
     this.ws = null;
     this.pending = [];
     /** Requests written once fewer than `pipelineWindow` await an answer. */
@@ -338,9 +373,9 @@ export class DimeClient {
   }
 
   async #open(Impl) {
-    const WS = Impl || (await defaultWebSocket());
+    const WS = Impl || (this.tlsCa ? await nodeWebSocket() : await defaultWebSocket());
     if (this.closed) throw this.closed;
-    const ws = new WS(this.url);
+    const ws = this.tlsCa ? new WS(this.url, [], { ca: this.tlsCa }) : new WS(this.url);
     this.ws = ws;
     ws.binaryType = "arraybuffer";
     await new Promise((resolve, reject) => {
@@ -354,7 +389,9 @@ export class DimeClient {
       const why = `${e.code}${e.reason ? `: ${e.reason}` : ""}`;
       this.#fail(new DimeError(`connection to ${this.url} closed (${why})`));
     };
-    const reply = await this.#request({ command: "handshake", serialization: "dimeb", tls: false });
+    const hello = { command: "handshake", serialization: "dimeb", tls: false };
+    if (this.token !== undefined) hello.token = this.token;
+    const reply = await this.#request(hello);
     this.#setSerialization(reply.serialization || "dimeb");
     // An original DiME2 server sends no list: it supports nothing extra.
     const ext = reply.extensions;
@@ -421,7 +458,7 @@ export class DimeClient {
     this.pending.shift();
     this.#writeBacklog();
     if (json.status < 0) {
-      const error = new DimeError(json.error || `request failed with status ${json.status}`, json);
+      const error = replyError(json);
       // Bounded: a program that never flushes keeps the oldest failures.
       // One whose send was awaited was reported there.
       if (p.relay && !p.relay.seen.observed && this.unreported.length < PIPELINE_WINDOW) {

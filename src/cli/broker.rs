@@ -1,8 +1,12 @@
 //! `dime` / `dime serve`: the broker.
 
 use clap::{ArgAction, Args};
-use dime::server::{Config, Durability, FsyncPolicy, Server};
-use dime::transport::Address;
+use dime::server::{
+    Config, DEFAULT_MAX_CONNS_PER_PEER, DEFAULT_MAX_GROUPS, DEFAULT_MAX_NAME, Durability,
+    FsyncPolicy, Server, parse_listen,
+};
+use dime::transport::{Address, TlsFiles};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,10 +14,56 @@ use std::time::Duration;
 #[derive(Args, Debug)]
 pub struct BrokerArgs {
     /// Listen on an address: unix:PATH, ipc:PATH, tcp:PORT (binds 127.0.0.1),
-    /// tcp:HOST:PORT, ws:PORT (WebSocket, binds 127.0.0.1), ws:HOST:PORT.
-    /// Repeat for several. Default: unix:/tmp/dime.sock
-    #[arg(short = 'l', long = "listen", value_name = "ADDRESS")]
-    listen: Vec<Address>,
+    /// tcp:HOST:PORT, ws:PORT (WebSocket, binds 127.0.0.1), ws:HOST:PORT,
+    /// and with TLS (--tls-cert, --tls-key) tls:[HOST:]PORT and
+    /// wss:[HOST:]PORT. Repeat for several. Under --auth, append
+    /// ",anonymous=ROLE[+ROLE…]" to let clients without credentials in
+    /// there with those roles. Default: unix:/tmp/dime.sock
+    #[arg(short = 'l', long = "listen", value_name = "ADDRESS", value_parser = parse_listen)]
+    listen: Vec<(Address, Option<Vec<String>>)>,
+
+    /// The server's certificate chain (PEM) for tls: and wss: listeners;
+    /// re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert; re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Only clients with a certificate signed by this CA (PEM) complete a
+    /// TLS handshake.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// Authenticate clients: a file of "NAME TOKEN ROLE…" lines (TOKEN
+    /// uid:N: the local user N on unix sockets) and "role NAME
+    /// PERMISSION…" lines; see the README. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    auth: Option<PathBuf>,
+
+    /// Listen on addresses other than loopback without TLS or without
+    /// --auth (otherwise the server refuses to start).
+    #[arg(long)]
+    insecure: bool,
+
+    /// Most connections from one IP address (or local user on unix
+    /// sockets); 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNS_PER_PEER)]
+    max_conns_per_peer: usize,
+
+    /// Most groups one client may be in; 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_GROUPS)]
+    max_groups: usize,
+
+    /// Longest group, share, tuple-space or function name, in bytes; 0: no limit.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_NAME)]
+    max_name: usize,
+
+    /// Drop a connection that has not finished its TLS or WebSocket
+    /// handshake (or, under --auth, authenticated) after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    handshake_timeout: Duration,
 
     /// More logging on stderr (-v, -vv, -vvv).
     #[arg(short = 'v', action = ArgAction::Count)]
@@ -69,7 +119,8 @@ pub struct BrokerArgs {
 
     /// Let every client use the admin commands behind `dime ls`, `dime
     /// stats` and `dime monitor`. Without it only clients of the same user
-    /// on a unix socket may.
+    /// on a unix socket may. Under --auth, roles decide instead (the
+    /// admin permission).
     #[arg(long)]
     admin: bool,
 
@@ -111,7 +162,8 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("'{s}' is not a non-negative number of seconds"))
 }
 
-/// Runs the broker until SIGINT or SIGTERM.
+/// Runs the broker until SIGINT or SIGTERM; SIGHUP reloads the
+/// certificates and the auth file.
 pub fn run(args: BrokerArgs) -> ExitCode {
     super::init_logging(args.verbose);
     super::raise_fd_limit();
@@ -130,10 +182,26 @@ pub fn run(args: BrokerArgs) -> ExitCode {
             fsync: args.fsync,
             rewrite_after: args.log_rewrite_size,
         }),
+        tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| TlsFiles {
+            cert,
+            key,
+            client_ca: args.tls_client_ca,
+        }),
+        auth_file: args.auth,
+        insecure: args.insecure,
+        max_conns_per_peer: args.max_conns_per_peer,
+        max_groups: args.max_groups,
+        max_name: args.max_name,
+        handshake_timeout: args.handshake_timeout,
         ..Config::default()
     };
     if !args.listen.is_empty() {
-        config.listen = args.listen;
+        config.anonymous = args
+            .listen
+            .iter()
+            .filter_map(|(a, roles)| roles.clone().map(|r| (a.clone(), r)))
+            .collect();
+        config.listen = args.listen.into_iter().map(|(a, _)| a).collect();
     }
     let mut server = match Server::bind(config) {
         Ok(s) => s,

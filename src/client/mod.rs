@@ -1,6 +1,7 @@
 //! A blocking DiME client, used by tests, benchmarks and the C ABI: DiME2
 //! messaging here, one module per further service ([`share`], [`space`]).
 
+mod options;
 pub mod pipeline;
 pub mod rpc;
 pub mod share;
@@ -8,6 +9,8 @@ mod shm;
 pub mod space;
 pub mod stream;
 pub mod watch;
+
+pub use options::ConnectOptions;
 
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb::{self, CodecError, MatrixEncoding, Piece};
@@ -57,6 +60,10 @@ pub enum Error {
     /// which announces no extensions, asked for a share, say). The message
     /// names the feature and why; the client stays usable.
     Unsupported(String),
+    /// The server refused this client's credentials, or a command its
+    /// roles do not permit (`--auth`); the message says which. After a
+    /// refused command the client stays usable.
+    NotPermitted(String),
 }
 
 impl fmt::Display for Error {
@@ -72,6 +79,9 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("timed out"),
             Error::Codec(e) => write!(f, "{e}"),
             Error::Unsupported(m) => f.write_str(m),
+            // The server's message says it all ("Not permitted: user …",
+            // "Authentication required: …").
+            Error::NotPermitted(m) => f.write_str(m),
         }
     }
 }
@@ -277,47 +287,6 @@ impl Message {
     }
 }
 
-/// What a client asks for when it connects, beyond DiME2. Each applies
-/// only where the server announces the extension; with an original DiME2
-/// server everything stays DiME2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnectOptions {
-    /// Matrices travel in the layout and byte order they are stored in
-    /// (`dimeb_layout`): a C-ordered array is not transposed to send, and
-    /// received ones may be row-major ([`crate::Matrix::layout`]). Default on.
-    pub layout: bool,
-    /// Over a unix socket, payloads of at least `shm_threshold` bytes go
-    /// through shared memory (`shm`) instead of the socket, both ways.
-    /// Default on.
-    pub shm: bool,
-    /// The smallest payload sent through shared memory.
-    pub shm_threshold: usize,
-    /// Take shared-memory payloads from the start (`shm_receive` at
-    /// connect). Otherwise the client asks once a large payload has reached
-    /// it through the socket: until then relayed messages are read with
-    /// plain `recv`, which costs less than `recvmsg` (about 0.2 µs a read),
-    /// but that first payload is copied through the broker. Default off;
-    /// the C ABI's `dime_connect` (Python, MATLAB) turns it on.
-    pub shm_receive_now: bool,
-    /// Large messages may reach this client while their sender is still
-    /// sending them (`cut_through`): the broker's two hops overlap. A
-    /// message whose sender goes away midway is dropped by this client
-    /// before anything returns it. Default on.
-    pub cut_through: bool,
-}
-
-impl Default for ConnectOptions {
-    fn default() -> ConnectOptions {
-        ConnectOptions {
-            layout: true,
-            shm: true,
-            shm_threshold: DEFAULT_SHM_THRESHOLD,
-            shm_receive_now: false,
-            cut_through: true,
-        }
-    }
-}
-
 /// A payload ready to go.
 enum Outgoing<'v> {
     /// In the frame itself.
@@ -477,35 +446,41 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `address` (`unix:PATH`, `ipc:PATH`, `tcp:HOST:PORT`) and
-    /// handshakes with the dimeb serialization.
+    /// Connects to `address` (`unix:PATH`, `ipc:PATH`, `tcp:HOST:PORT`,
+    /// `tls:HOST:PORT`, `ws:…`, `wss:…`) and handshakes with the dimeb
+    /// serialization, with the token and TLS settings of the environment
+    /// ([`ConnectOptions::from_env`]).
     pub fn connect(address: &str) -> Result<Client> {
-        Client::connect_with(address, ConnectOptions::default())
+        Client::connect_with(address, ConnectOptions::from_env())
     }
 
-    /// As [`Client::connect`], asking for what `options` says.
+    /// As [`Client::connect`], with `options` as given (the environment is
+    /// read only by [`ConnectOptions::from_env`]).
     pub fn connect_with(address: &str, options: ConnectOptions) -> Result<Client> {
         let addr = Address::parse(address).map_err(Error::InvalidArgument)?;
         Client::connect_to_with(&addr, options)
     }
 
-    /// Connects to a parsed address.
+    /// Connects to a parsed address, with the environment's options.
     pub fn connect_to(addr: &Address) -> Result<Client> {
-        Client::connect_to_with(addr, ConnectOptions::default())
+        Client::connect_to_with(addr, ConnectOptions::from_env())
     }
 
     /// Connects a side connection (a watch, a monitor): one that never
     /// syncs, so it asks not to receive broadcasts, which would only pile
     /// up in its queue (nor shared memory, which it would never use).
+    /// Token and TLS come from the environment.
     pub fn connect_side(addr: &Address) -> Result<Client> {
         let options = ConnectOptions {
             shm: false,
-            ..ConnectOptions::default()
+            ..ConnectOptions::from_env()
         };
         Client::open(addr, false, options)
     }
 
-    /// Connects to a parsed address, asking for what `options` says.
+    /// Connects to a parsed address, asking for what `options` says:
+    /// presenting `options.token` (if any) and checking a `tls:`/`wss:`
+    /// server as `options.tls` says.
     pub fn connect_to_with(addr: &Address, options: ConnectOptions) -> Result<Client> {
         Client::open(addr, true, options)
     }
@@ -515,7 +490,7 @@ impl Client {
             address: addr.to_string(),
             source,
         };
-        let stream = transport::connect(addr).map_err(failed)?;
+        let stream = transport::connect_with(addr, &options.tls).map_err(failed)?;
         let mut c = Client {
             address: addr.clone(),
             stream,
@@ -532,7 +507,7 @@ impl Client {
             head_buf: Vec::new(),
             raw_writes: false,
         };
-        let mut handshake = json!({"command": "handshake", "serialization": "dimeb", "tls": false});
+        let mut handshake = options.handshake();
         // What we ask to be sent (our extension; an original server
         // ignores the field).
         let mut asked = Vec::new();
@@ -549,11 +524,11 @@ impl Client {
         if !asked.is_empty() {
             handshake["extensions"] = json!(asked);
         }
-        // A connection that ends during the handshake never was one: report
-        // it as a failed connect, not as a lost connection.
         if !broadcasts {
             handshake["broadcasts"] = json!(false);
         }
+        // A connection that ends during the handshake never was one: report
+        // it as a failed connect, not as a lost connection.
         let reply = c.request(handshake).map_err(|e| match e {
             Error::ConnectionLost(source) => failed(source),
             other => other,
@@ -2003,6 +1978,12 @@ fn check_status(obj: Map<String, Json>) -> Result<Map<String, Json>> {
     match obj.get("status").and_then(Json::as_i64) {
         Some(s) if s >= 0 => Ok(obj),
         Some(_) if obj.get("timeout") == Some(&Json::Bool(true)) => Err(Error::Timeout),
+        Some(_) if obj.get("denied") == Some(&Json::Bool(true)) => Err(Error::NotPermitted(
+            obj.get("error")
+                .and_then(Json::as_str)
+                .unwrap_or("refused")
+                .to_owned(),
+        )),
         Some(_) => Err(Error::Server(
             obj.get("error")
                 .and_then(Json::as_str)

@@ -22,12 +22,12 @@
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb::{self, MatrixEncoding, Piece};
 use crate::proto::{extensions, stream_batch};
-use crate::transport::Address;
+use crate::transport::split::{self, SplitReader, SplitWriter};
+use crate::transport::{Address, TlsClientOptions};
 use crate::value::Value;
 use crate::wire::{Frame, FrameReader, try_encode_head};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value as Json, json};
-use socket2::Socket;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice, Write};
@@ -98,6 +98,11 @@ pub struct RpcOptions {
     pub retry_until: Option<Instant>,
     /// Raise an error of a dropped, unread future at the next call.
     pub raise_dropped_errors: bool,
+    /// The token to present and how to check a `tls:` broker. The default
+    /// is none and the system's CAs; `ConnectOptions::from_env()` takes
+    /// them from `DIME_TOKEN` and `DIME_TLS_*` as `Client::connect` does
+    /// (the C ABI passes its client's options).
+    pub connect: super::ConnectOptions,
 }
 
 /// A call this endpoint was asked to run.
@@ -221,13 +226,13 @@ impl Inner {
 /// The reading end: only the thread that set [`Inner::reading`] touches it.
 struct ReadSide {
     reader: FrameReader,
-    sock: Socket,
+    sock: SplitReader,
     /// The socket's read timeout as last set (a syscall to change).
     timeout: Option<Duration>,
 }
 
 struct Shared {
-    writer: Mutex<Socket>,
+    writer: Mutex<SplitWriter>,
     inner: Mutex<Inner>,
     read_side: Mutex<ReadSide>,
     /// Wakes the background reader (on close).
@@ -327,8 +332,8 @@ impl Rpc {
 
     /// Connects to a parsed address and handshakes.
     pub fn connect_to(addr: &Address, options: RpcOptions) -> Result<Rpc> {
-        let sock = loop {
-            match open(addr) {
+        let (mut read_sock, sock) = loop {
+            match open(addr, &options.connect.tls) {
                 Ok(s) => break s,
                 Err(e)
                     if matches!(
@@ -346,15 +351,12 @@ impl Rpc {
                 }
             }
         };
-        let mut read_sock = sock.try_clone()?;
         let mut reader = FrameReader::new(u64::MAX);
-        write_frame(
-            &sock,
-            // A side connection: it never syncs, so it takes no broadcasts.
-            &json!({"command": "handshake", "serialization": "dimeb", "tls": false,
-                "broadcasts": false, "extensions": [extensions::DIMEB_LAYOUT]}),
-            &[],
-        )?;
+        let mut handshake = options.connect.handshake();
+        // A side connection: it never syncs, so it takes no broadcasts.
+        handshake["broadcasts"] = json!(false);
+        handshake["extensions"] = json!([extensions::DIMEB_LAYOUT]);
+        write_frame(&sock, &handshake, &[])?;
         let (hs, _) = read_one(&mut reader, &mut read_sock)?;
         let hs = super::check_status(hs)?;
         let extensions = super::announced_extensions(&hs)?;
@@ -812,7 +814,7 @@ impl Rpc {
 
     /// Closes the connection: calls in flight fail, waiters wake.
     pub fn close(&self) {
-        let _ = self.shared.writer().shutdown(std::net::Shutdown::Both);
+        let _ = self.shared.writer().shutdown();
         self.shared.flush_timer.close();
         for thread in [&self.reader, &self.flusher] {
             let handle = thread.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -1097,7 +1099,7 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn writer(&self) -> MutexGuard<'_, Socket> {
+    fn writer(&self) -> MutexGuard<'_, SplitWriter> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -1228,7 +1230,7 @@ impl Shared {
     fn write(&self, head: &Json, payload: &[u8]) -> Result<()> {
         let w = self.writer();
         write_frame(&w, head, payload).inspect_err(|_| {
-            let _ = w.shutdown(std::net::Shutdown::Both);
+            let _ = w.shutdown();
         })
     }
 
@@ -1311,7 +1313,7 @@ impl Shared {
         };
         send().map_err(|e| {
             // Half a frame went out: the connection cannot be used any more.
-            let _ = w.shutdown(std::net::Shutdown::Both);
+            let _ = w.shutdown();
             Error::from(e)
         })
     }
@@ -1435,7 +1437,7 @@ impl Shared {
         drop(inner);
         self.background.notify_all();
         self.flush_timer.close();
-        let _ = self.writer().shutdown(std::net::Shutdown::Both);
+        let _ = self.writer().shutdown();
     }
 
     /// Routes one frame from the broker.
@@ -1623,46 +1625,20 @@ fn call_error(json: &Map<String, Json>) -> CallError {
 /// pieces already written instead of waiting for each one.
 const SEND_BUFFER: usize = 4 << 20;
 
-/// Opens a blocking socket to `addr`.
-fn open(addr: &Address) -> io::Result<Socket> {
-    let sock = connect_socket(addr)?;
+/// Opens a blocking connection to `addr` (unix, tcp or tls, checked as
+/// `tls` says), split into its reading and writing halves.
+fn open(addr: &Address, tls: &TlsClientOptions) -> io::Result<(SplitReader, SplitWriter)> {
+    let (r, w) = split::open(addr, tls)?;
     // Best effort: the default buffer works too, only slower.
-    let _ = sock.set_send_buffer_size(SEND_BUFFER);
-    Ok(sock)
+    let _ = w.set_send_buffer_size(SEND_BUFFER);
+    Ok((r, w))
 }
 
-fn connect_socket(addr: &Address) -> io::Result<Socket> {
-    match addr {
-        Address::Unix(path) => std::os::unix::net::UnixStream::connect(path)
-            .map(Socket::from)
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot connect to unix:{}: {e}", path.display()),
-                )
-            }),
-        Address::Tcp(host, port) => {
-            let s = std::net::TcpStream::connect((host.as_str(), *port)).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot connect to tcp:{host}:{port}: {e}"),
-                )
-            })?;
-            s.set_nodelay(true)?;
-            crate::transport::set_tcp_keepalive(&s)?;
-            Ok(Socket::from(s))
-        }
-        Address::Ws(..) => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "remote calls need a unix: or tcp: address (WebSocket clients call through the JavaScript client)",
-        )),
-    }
-}
-
-/// Writes one frame whole. Sends with `MSG_NOSIGNAL`: these writes happen
-/// on library threads (reader, callback workers) where a broken connection
-/// must be an error, never a SIGPIPE that kills the host process.
-fn write_frame(w: &Socket, head: &Json, payload: &[u8]) -> Result<()> {
+/// Writes one frame whole. Sends with `MSG_NOSIGNAL` (see
+/// `transport::split`): these writes happen on library threads (reader,
+/// callback workers) where a broken connection must be an error, never a
+/// SIGPIPE that kills the host process.
+fn write_frame(w: &SplitWriter, head: &Json, payload: &[u8]) -> Result<()> {
     let head = try_encode_head(head.to_string().as_bytes(), payload.len())
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     if payload.len() <= COALESCE {
@@ -1673,26 +1649,21 @@ fn write_frame(w: &Socket, head: &Json, payload: &[u8]) -> Result<()> {
     send_all(w, &mut [IoSlice::new(&head), IoSlice::new(payload)])
 }
 
-fn send_all(w: &Socket, mut bufs: &mut [IoSlice<'_>]) -> Result<()> {
-    while bufs.iter().any(|b| !b.is_empty()) {
-        match w.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL) {
-            Ok(0) => {
-                return Err(super::closed_by("broker"));
-            }
-            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
+fn send_all(w: &SplitWriter, bufs: &mut [IoSlice<'_>]) -> Result<()> {
+    w.send_all(bufs).map_err(|e| match e.kind() {
+        io::ErrorKind::WriteZero => super::closed_by("broker"),
+        _ => e.into(),
+    })
 }
 
-/// Writes to a socket with `MSG_NOSIGNAL` (see `write_frame`).
-struct NoSigpipe<'a>(&'a Socket);
+/// Writes through a connection's writing half, with `MSG_NOSIGNAL` (see
+/// `write_frame`).
+struct NoSigpipe<'a>(&'a SplitWriter);
 
 impl Write for NoSigpipe<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.send_with_flags(buf, libc::MSG_NOSIGNAL)
+        self.0.send_all(&mut [IoSlice::new(buf)])?;
+        Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -1700,7 +1671,10 @@ impl Write for NoSigpipe<'_> {
 }
 
 /// Reads one whole frame (the handshake reply) before the reader thread starts.
-fn read_one(reader: &mut FrameReader, sock: &mut Socket) -> Result<(Map<String, Json>, PooledBuf)> {
+fn read_one(
+    reader: &mut FrameReader,
+    sock: &mut SplitReader,
+) -> Result<(Map<String, Json>, PooledBuf)> {
     loop {
         if let Some(f) = reader
             .next_frame()

@@ -8,7 +8,7 @@
 //! keep sending. `dime_client_free` must not overlap any other call on the
 //! same client.
 
-use super::args::{slice_arg, str_arg, str_array_arg, timeout_arg, write_out};
+use super::args::{opt_str_arg, slice_arg, str_arg, str_array_arg, timeout_arg, write_out};
 use super::sigpipe::SigpipeGuard;
 use super::status::{Fail, check_arg, dime_status, ffi_status, ffi_value};
 use super::value::{dime_value, into_raw};
@@ -182,8 +182,8 @@ pub(crate) fn with_client<T>(
     })
 }
 
-/// Features a client asks for at connect (`dime_connect_with`), OR-ed
-/// together; each applies only where the server announces it.
+/// Features a client asks for at connect (`dime_connect_options_set_flags`),
+/// OR-ed together; each applies only where the server announces it.
 #[allow(non_camel_case_types)]
 pub type dime_connect_flags = u32;
 
@@ -216,18 +216,30 @@ pub const DIME_CONNECT_CUT_THROUGH: dime_connect_flags = 8;
 pub const DIME_CONNECT_DEFAULT: dime_connect_flags =
     DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM | DIME_CONNECT_SHM_NOW | DIME_CONNECT_CUT_THROUGH;
 
+/// Every `DIME_CONNECT_*` bit; others are refused.
+const KNOWN_CONNECT_FLAGS: dime_connect_flags =
+    DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM | DIME_CONNECT_SHM_NOW | DIME_CONNECT_CUT_THROUGH;
+
 /// Connects to a DiME server and handshakes; on success writes a new client
 /// to `*out`, owned by the caller (release with `dime_client_free`).
-/// Asks for `DIME_CONNECT_DEFAULT` (see `dime_connect_with`).
+/// Asks for `DIME_CONNECT_DEFAULT` (`dime_connect_with` chooses).
 ///
 /// `address` (NUL-terminated): `unix:/path/to.sock`, `ipc:/path/to.sock`
-/// (the same), `tcp:host:port` or `tcp:port` (127.0.0.1).
+/// (the same), `tcp:host:port` or `tcp:port` (127.0.0.1), `tls:host:port`
+/// (TLS), `ws:host:port`, `wss:host:port` (WebSocket, over TLS).
+/// A token for a server started with `--auth` is taken from the
+/// environment variable `DIME_TOKEN`; a TLS server is checked against the
+/// system's CA certificates, or those in the PEM file `DIME_TLS_CA`, and a
+/// client certificate is presented from `DIME_TLS_CERT`/`DIME_TLS_KEY`
+/// (`dime_connect_with` takes these as options instead).
 /// `DIME_STATUS_INVALID_ARGUMENT` if it does not parse;
 /// `DIME_STATUS_CONNECTION_LOST` if nothing answers there, with the reason
 /// in `dime_last_errno()` (`ENOENT`: no such unix socket, `ECONNREFUSED`:
 /// nobody listening, `EACCES`: no permission, `ETIMEDOUT` …; 0 when a host
-/// name did not resolve);
-/// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Blocks until the
+/// name did not resolve or the TLS handshake failed: the message then
+/// names the server and the reason);
+/// `DIME_STATUS_NOT_PERMITTED` if the server refuses the token or needs
+/// one; `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL. Blocks until the
 /// handshake completes.
 ///
 /// Pipelined sends (`dime_set_pipeline`) start off, unless the environment
@@ -238,49 +250,182 @@ pub const DIME_CONNECT_DEFAULT: dime_connect_flags =
 /// `DIME_STATUS_INVALID_ARGUMENT`.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_connect(address: *const c_char, out: *mut *mut dime_client) -> dime_status {
-    dime_connect_with(address, DIME_CONNECT_DEFAULT, out)
+    ffi_status! {
+        let address = str_arg(address, "address")?;
+        check_arg!(out);
+        connect(address, default_options(), out)
+    }
 }
 
-/// As `dime_connect`, asking for the features in `flags` (`DIME_CONNECT_*`
-/// OR-ed; `DIME_CONNECT_DIME2` for none). Unknown bits give
-/// `DIME_STATUS_INVALID_ARGUMENT`.
+/// Connects as `dime_connect` does, with `options` (from
+/// `dime_connect_options_new`; only read during the call, and still the
+/// caller's to free) instead of the defaults and the environment: the
+/// features asked for (`DIME_CONNECT_*` flags), the token, and how a TLS
+/// server is checked.
+/// `DIME_STATUS_NULL_ARGUMENT` if a pointer is NULL; other failures as for
+/// `dime_connect`.
 #[unsafe(no_mangle)]
 pub extern "C" fn dime_connect_with(
     address: *const c_char,
-    flags: dime_connect_flags,
+    options: *const dime_connect_options,
     out: *mut *mut dime_client,
 ) -> dime_status {
     ffi_status! {
         let address = str_arg(address, "address")?;
+        let options = check_arg!(ref options as dime_connect_options);
         check_arg!(out);
-        if flags & !DIME_CONNECT_DEFAULT != 0 {
-            return Err(Fail::invalid(format!("unknown connect flags 0x{flags:X}")));
+        connect(address, options.0.clone(), out)
+    }
+}
+
+/// What `dime_connect` uses: `DIME_CONNECT_DEFAULT`, and the token and
+/// TLS settings of the environment.
+fn default_options() -> ConnectOptions {
+    let mut o = ConnectOptions::from_env();
+    set_flags(&mut o, DIME_CONNECT_DEFAULT);
+    o
+}
+
+/// Sets the features `flags` asks for (bits already checked).
+fn set_flags(o: &mut ConnectOptions, flags: dime_connect_flags) {
+    o.layout = flags & DIME_CONNECT_LAYOUT != 0;
+    o.shm = flags & DIME_CONNECT_SHM != 0;
+    o.shm_receive_now = flags & DIME_CONNECT_SHM_NOW != 0;
+    o.cut_through = flags & DIME_CONNECT_CUT_THROUGH != 0;
+}
+
+/// Connects and writes the new handle to `out`.
+fn connect(address: &str, options: ConnectOptions, out: *mut *mut dime_client) -> Result<(), Fail> {
+    let addr = Address::parse(address).map_err(Fail::invalid)?;
+    let mut rpc = RpcSlot::default();
+    // Remote calls open their own connection with the same credentials.
+    rpc.options.connect = options.clone();
+    let window = pipeline_from_env()?;
+    let c = {
+        let _sigpipe = SigpipeGuard::new();
+        let mut c = Client::connect_to_with(&addr, options)?;
+        if let Some(w) = window {
+            c.set_pipeline(w)?;
         }
-        let options = ConnectOptions {
-            layout: flags & DIME_CONNECT_LAYOUT != 0,
-            shm: flags & DIME_CONNECT_SHM != 0,
-            shm_receive_now: flags & DIME_CONNECT_SHM_NOW != 0,
-            cut_through: flags & DIME_CONNECT_CUT_THROUGH != 0,
-            ..ConnectOptions::default()
-        };
-        let addr = Address::parse(address).map_err(Fail::invalid)?;
-        let window = pipeline_from_env()?;
-        let c = {
-            let _sigpipe = SigpipeGuard::new();
-            let mut c = Client::connect_to_with(&addr, options)?;
-            if let Some(w) = window {
-                c.set_pipeline(w)?;
-            }
-            c
-        };
-        let handle = Box::new(dime_client {
-            conn: Mutex::new(Conn::Open(Box::new(c))),
-            address: addr,
-            rpc: Mutex::new(RpcSlot::default()),
-        });
-        write_out(out, Box::into_raw(handle));
+        c
+    };
+    let handle = Box::new(dime_client {
+        conn: Mutex::new(Conn::Open(Box::new(c))),
+        address: addr,
+        rpc: Mutex::new(rpc),
+    });
+    write_out(out, Box::into_raw(handle));
+    Ok(())
+}
+
+/// Options for `dime_connect_with`: the features asked for, a token, and
+/// how a TLS server is checked. Made by `dime_connect_options_new`, freed
+/// with `dime_connect_options_free`. Not internally locked: use it from
+/// one thread at a time.
+#[allow(non_camel_case_types)]
+pub struct dime_connect_options(ConnectOptions);
+
+/// Writes new options to `*out`, owned by the caller (release with
+/// `dime_connect_options_free`), holding what `dime_connect` uses:
+/// `DIME_CONNECT_DEFAULT`, and the environment's `DIME_TOKEN`,
+/// `DIME_TLS_CA`, `DIME_TLS_CERT` and `DIME_TLS_KEY`; the setters below
+/// replace what they set.
+/// `DIME_STATUS_NULL_ARGUMENT` if `out` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_connect_options_new(out: *mut *mut dime_connect_options) -> dime_status {
+    ffi_status! {
+        check_arg!(out);
+        let options = Box::new(dime_connect_options(default_options()));
+        write_out(out, Box::into_raw(options));
         Ok(())
     }
+}
+
+/// Asks for the features in `flags` (`DIME_CONNECT_*` OR-ed;
+/// `DIME_CONNECT_DIME2` for none) instead of `DIME_CONNECT_DEFAULT`.
+/// `DIME_STATUS_INVALID_ARGUMENT` for unknown bits (nothing changes);
+/// `DIME_STATUS_NULL_ARGUMENT` if `options` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_connect_options_set_flags(
+    options: *mut dime_connect_options,
+    flags: dime_connect_flags,
+) -> dime_status {
+    ffi_status! {
+        let o = check_arg!(mut options as dime_connect_options);
+        if flags & !KNOWN_CONNECT_FLAGS != 0 {
+            return Err(Fail::invalid(format!("unknown connect flags 0x{flags:X}")));
+        }
+        set_flags(&mut o.0, flags);
+        Ok(())
+    }
+}
+
+/// Sets the token presented in the handshake (NUL-terminated UTF-8, copied);
+/// NULL presents none. `DIME_STATUS_NULL_ARGUMENT` if `options` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_connect_options_set_token(
+    options: *mut dime_connect_options,
+    token: *const c_char,
+) -> dime_status {
+    ffi_status! {
+        let o = check_arg!(mut options as dime_connect_options);
+        o.0.token = opt_str_arg(token, "token")?.map(str::to_owned);
+        Ok(())
+    }
+}
+
+/// Trusts the CA certificates in the PEM file at `path` (copied) instead of
+/// the system's; NULL goes back to the system's. The file is read when
+/// connecting. `DIME_STATUS_NULL_ARGUMENT` if `options` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_connect_options_set_tls_ca(
+    options: *mut dime_connect_options,
+    path: *const c_char,
+) -> dime_status {
+    ffi_status! {
+        let o = check_arg!(mut options as dime_connect_options);
+        o.0.tls.ca = opt_str_arg(path, "path")?.map(Into::into);
+        Ok(())
+    }
+}
+
+/// Presents the client certificate chain in the PEM file `cert`, with its
+/// private key in the PEM file `key` (paths copied; read when connecting),
+/// to a server started with `--tls-client-ca`. Both NULL present none;
+/// `DIME_STATUS_INVALID_ARGUMENT` if only one is NULL,
+/// `DIME_STATUS_NULL_ARGUMENT` if `options` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_connect_options_set_tls_client_cert(
+    options: *mut dime_connect_options,
+    cert: *const c_char,
+    key: *const c_char,
+) -> dime_status {
+    ffi_status! {
+        let o = check_arg!(mut options as dime_connect_options);
+        let cert = opt_str_arg(cert, "cert")?;
+        let key = opt_str_arg(key, "key")?;
+        if cert.is_some() != key.is_some() {
+            return Err(Fail::invalid(
+                "a client certificate needs both its certificate and its key file",
+            ));
+        }
+        o.0.tls.cert = cert.map(Into::into);
+        o.0.tls.key = key.map(Into::into);
+        Ok(())
+    }
+}
+
+/// Frees options from `dime_connect_options_new`. NULL is accepted and
+/// does nothing.
+#[unsafe(no_mangle)]
+pub extern "C" fn dime_connect_options_free(options: *mut dime_connect_options) {
+    ffi_value!((), {
+        if !options.is_null() {
+            // SAFETY: the caller's contract: `options` came from
+            // dime_connect_options_new and is not used again.
+            drop(unsafe { Box::from_raw(options) });
+        }
+    })
 }
 
 /// Closes the connection but keeps the handle: later calls on it fail with

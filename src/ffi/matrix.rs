@@ -285,15 +285,7 @@ pub extern "C" fn dime_matrix_data(
     data: *mut *const c_void,
     nbytes: *mut usize,
 ) -> dime_status {
-    ffi_status! {
-        let m = matrix(value)?;
-        check_arg!(data);
-        check_arg!(nbytes);
-        let bytes = m.bytes();
-        write_out(data, bytes.as_ptr().cast());
-        write_out(nbytes, bytes.len());
-        Ok(())
-    }
+    ffi_status! { write_elements(value, data, nbytes, Matrix::bytes) }
 }
 
 /// Writes how the matrix's elements are stored to `*out`:
@@ -329,15 +321,25 @@ pub extern "C" fn dime_matrix_stored_data(
     data: *mut *const c_void,
     nbytes: *mut usize,
 ) -> dime_status {
-    ffi_status! {
-        let m = matrix(value)?;
-        check_arg!(data);
-        check_arg!(nbytes);
-        let bytes = m.stored_bytes();
-        write_out(data, bytes.as_ptr().cast());
-        write_out(nbytes, bytes.len());
-        Ok(())
-    }
+    ffi_status! { write_elements(value, data, nbytes, Matrix::stored_bytes) }
+}
+
+/// Writes a borrowed view of `value`'s elements, as `view` gives them, to
+/// `*data` and its length to `*nbytes` (`dime_matrix_data`,
+/// `dime_matrix_stored_data`).
+fn write_elements(
+    value: *const dime_value,
+    data: *mut *const c_void,
+    nbytes: *mut usize,
+    view: fn(&Matrix) -> &[u8],
+) -> Result<(), Fail> {
+    let m = matrix(value)?;
+    check_arg!(data);
+    check_arg!(nbytes);
+    let bytes = view(m);
+    write_out(data, bytes.as_ptr().cast());
+    write_out(nbytes, bytes.len());
+    Ok(())
 }
 
 /// Writes the matrix's elements column-major into the caller's buffer

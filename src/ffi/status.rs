@@ -58,6 +58,11 @@ pub enum dime_status {
     /// which. Nothing was sent; the client stays usable.
     /// `dime_server_supports` asks beforehand.
     Unsupported = 7107,
+    /// The server refused this client's credentials (at connect: no token,
+    /// or a wrong one, for a server started with `--auth`), or a command
+    /// its roles do not permit; the message says which. After a refused
+    /// command nothing changed and the client stays usable.
+    NotPermitted = 7108,
     /// A remote call's provider raised an error; `dime_future_error`
     /// gives its type, message and traceback.
     RemoteError = 7201,
@@ -144,6 +149,7 @@ impl From<crate::client::Error> for Fail {
             Error::Timeout => dime_status::Timeout,
             Error::Codec(_) => dime_status::CodecError,
             Error::Unsupported(_) => dime_status::Unsupported,
+            Error::NotPermitted(_) => dime_status::NotPermitted,
         };
         Fail::new(status, e.to_string()).with_errno(e.os_error().unwrap_or(0))
     }

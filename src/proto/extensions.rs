@@ -40,3 +40,7 @@ pub const SHM: &str = "shm";
 /// zeros), which the client drops. Asked for by a client in its handshake;
 /// clients that do not ask get every message once it is whole.
 pub const CUT_THROUGH: &str = "cut_through";
+/// `handshake` accepts `"token"` (authentication, for servers started with
+/// `--auth`), and commands a client's roles do not permit are refused with
+/// `"denied":true`.
+pub const AUTH: &str = "auth";

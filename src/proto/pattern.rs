@@ -296,15 +296,16 @@ fn le(a: Bound, b: Bound) -> bool {
 }
 
 impl Matcher {
-    /// True if the encoded field matches.
+    /// True if the encoded field matches. (Fields are whole dimeb items;
+    /// bytes that are not, an empty slice included, match no type.)
     pub fn matches(&self, field: &[u8]) -> bool {
+        let tag = field.first().copied();
         match self {
             Matcher::Exact(b) => b == field,
             Matcher::Any => true,
-            Matcher::Tags(t) => t.contains(&field[0]),
-            Matcher::Matrix { tag, rank } => {
-                (0x13..=0x1F).contains(&field[0])
-                    && tag.is_none_or(|t| t == field[0])
+            Matcher::Tags(t) => tag.is_some_and(|f| t.contains(&f)),
+            Matcher::Matrix { tag: want, rank } => {
+                tag.is_some_and(|f| (0x13..=0x1F).contains(&f) && want.is_none_or(|t| t == f))
                     && rank.is_none_or(|r| field.get(1) == Some(&r))
             }
             Matcher::Range { min, max } => match number(field) {
@@ -397,6 +398,19 @@ mod tests {
             int_max.matches(&enc(&Value::F64(3.0))) && !int_max.matches(&enc(&Value::F64(3.5)))
         );
         assert!(int_max.matches(&enc(&Value::F64(f64::NEG_INFINITY))));
+    }
+
+    #[test]
+    fn bytes_that_are_no_item_match_no_type() {
+        // Found by the fuzzer: an empty field indexed its missing tag byte.
+        for spec in [
+            json!([{"type": "matrix", "rank": 1}]),
+            json!([{"type": "int"}]),
+        ] {
+            let m = compile(&spec, &[]).unwrap();
+            assert!(!m[0].matches(&[]));
+        }
+        assert!(Matcher::Any.matches(&[]));
     }
 
     #[test]

@@ -16,8 +16,12 @@ pub const PREFIX_LEN: usize = 12;
 /// Largest JSON header accepted, whatever the message limit: headers are
 /// small, and a huge one is an attack or a bug.
 pub const MAX_JSON: usize = 64 << 20;
-/// Bytes read per syscall into the staging buffer.
+/// Bytes read per syscall into the staging buffer, once traffic is dense.
 const STAGING: usize = 64 << 10;
+/// The staging buffer's first size: an idle connection (a server may hold
+/// ten thousand) costs this, not `STAGING`; it grows to `STAGING` as soon
+/// as a read fills it.
+const STAGING_FIRST: usize = 2 << 10;
 
 /// One frame: its 12-byte prefix and JSON header kept as received, so the
 /// server can relay it unchanged, and its payload.
@@ -226,7 +230,7 @@ impl FrameReader {
     /// A parser refusing frames whose JSON + payload exceed `max_message`.
     pub fn new(max_message: u64) -> FrameReader {
         FrameReader {
-            staging: vec![0; STAGING],
+            staging: vec![0; STAGING_FIRST],
             start: 0,
             end: 0,
             partial: None,
@@ -348,6 +352,11 @@ impl FrameReader {
         let n = src.read(room)?;
         self.last_room = offered;
         self.end += n;
+        if n == offered && self.staging.len() < STAGING {
+            // More is waiting: read it in larger pieces from now on.
+            let grown = (self.staging.len() * 4).min(STAGING);
+            self.staging.resize(grown, 0);
+        }
         Ok(n)
     }
 

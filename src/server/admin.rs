@@ -2,16 +2,18 @@
 //! every service's state), `stats` (counters) and `monitor` (every message
 //! as it passes). These serve the `dime ls`, `dime stats` and `dime
 //! monitor` commands, and are refused to a client unless the server allows
-//! it: with `--admin` everyone may; otherwise only clients of the same user
-//! on a unix socket.
+//! it: under `--auth`, clients whose roles grant `admin`; otherwise with
+//! `--admin` everyone may, without it only clients of the same user on a
+//! unix socket.
 
+use super::auth::{Access, Action};
 use super::conn::ConnId;
 use super::dispatch::Services;
 use super::request::{CommandError, Result, Text, parse_header};
 use super::state::{Monitor, State};
+use crate::transport::Transport;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
-use std::os::fd::RawFd;
 
 /// The fields admin commands read.
 #[derive(Deserialize, Default)]
@@ -42,12 +44,7 @@ pub fn dispatch(
 }
 
 fn run(services: &Services, st: &mut State, id: ConnId, command: &str, text: &str) -> Result {
-    if !st.conns.get(&id).is_some_and(|c| c.admin) {
-        return Err(CommandError::Failed(format!(
-            "'{command}' is an admin command: not permitted (start the server with --admin, or \
-             connect over its unix socket as the user running it)"
-        )));
-    }
+    permit(st, id, command)?;
     let h: AdminHeader = parse_header(text)?;
     match command {
         "inspect" => {
@@ -75,6 +72,23 @@ fn run(services: &Services, st: &mut State, id: ConnId, command: &str, text: &st
         }
     }
     Ok(())
+}
+
+/// Whether client `id` may run admin command `command`. Under `--auth`
+/// its roles decide (the `admin` permission, whatever transport it came
+/// by); without, `--admin` or being the same user on the unix socket.
+fn permit(st: &State, id: ConnId, command: &str) -> Result {
+    let Some(c) = st.conns.get(&id) else {
+        return Ok(());
+    };
+    match c.access {
+        Access::Full if c.admin => Ok(()),
+        Access::Full => Err(CommandError::Denied(format!(
+            "'{command}' is an admin command: not permitted (start the server with --admin, \
+             or connect over its unix socket as the user running it)"
+        ))),
+        _ => st.permit(id, Action::Admin, command),
+    }
 }
 
 /// Every connected client: id, peer, since, groups, queue, output not
@@ -106,40 +120,9 @@ fn clients(st: &State) -> Json {
         .collect()
 }
 
-/// Whether the peer on unix socket `fd` runs as this process's user (false
-/// for sockets that are not unix sockets).
-pub fn same_user(fd: RawFd) -> bool {
-    let mut domain: libc::c_int = 0;
-    let mut dlen = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `domain` and `dlen` are valid for writes of the sizes given.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_DOMAIN,
-            (&mut domain as *mut libc::c_int).cast(),
-            &mut dlen,
-        )
-    };
-    if rc != 0 || domain != libc::AF_UNIX {
-        return false;
-    }
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are valid for writes of the sizes given.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
+/// Whether the peer is a process of this process's user on a unix socket
+/// (`SO_PEERCRED`; false for every other transport).
+pub fn same_user(stream: &dyn Transport) -> bool {
     // SAFETY: geteuid cannot fail.
-    rc == 0 && cred.uid == unsafe { libc::geteuid() }
+    stream.peer_uid() == Some(unsafe { libc::geteuid() })
 }

@@ -1,7 +1,8 @@
 //! The server's settings.
 
 use super::persist::policy::Durability;
-use crate::transport::Address;
+use crate::transport::{Address, TlsFiles};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Server settings.
@@ -45,7 +46,42 @@ pub struct Config {
     /// client. The `dime` binary never sets it.
     #[doc(hidden)]
     pub test_panic_command: bool,
+    /// Certificate and key of `tls:`/`wss:` listeners (reloaded on SIGHUP).
+    pub tls: Option<TlsFiles>,
+    /// The `--auth` file: tokens, users and roles (reloaded on SIGHUP).
+    /// None: every client may do everything.
+    pub auth_file: Option<PathBuf>,
+    /// Listeners where clients without credentials get in, with these
+    /// roles (from the auth file).
+    pub anonymous: Vec<(Address, Vec<String>)>,
+    /// Allow a listener on a non-loopback address without TLS or without
+    /// `--auth` (see `exposure`).
+    pub insecure: bool,
+    /// Most connections from one IP address or unix user; 0: no limit.
+    pub max_conns_per_peer: usize,
+    /// Most groups one client may be in; 0: no limit.
+    pub max_groups: usize,
+    /// Longest name (group, share, tuple space, function) in bytes; 0: no limit.
+    pub max_name: usize,
+    /// How long a connection may take to finish its TLS or WebSocket
+    /// handshake, and, under `--auth`, to authenticate.
+    pub handshake_timeout: Duration,
+    /// When set, every request frame is appended, as received, to a file
+    /// per connection in this directory: real traffic to seed the fuzzers
+    /// (`fuzz/make-corpus`). Defaults to `$DIME_CAPTURE_DIR`.
+    #[doc(hidden)]
+    pub capture_dir: Option<PathBuf>,
 }
+
+/// Default of [`Config::max_conns_per_peer`].
+pub const DEFAULT_MAX_CONNS_PER_PEER: usize = 4096;
+/// Default of [`Config::max_groups`].
+pub const DEFAULT_MAX_GROUPS: usize = 4096;
+/// Default of [`Config::max_name`].
+pub const DEFAULT_MAX_NAME: usize = 4096;
+/// Default of [`Config::handshake_timeout`]: a handshake takes a round
+/// trip or two; a peer silent this long is gone or hostile.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default busy-poll window: longer than a typical client's turnaround
 /// between a reply and its next request (about 20 µs measured), shorter
@@ -78,6 +114,15 @@ impl Default for Config {
             admin: false,
             durability: None,
             test_panic_command: false,
+            tls: None,
+            auth_file: None,
+            anonymous: Vec::new(),
+            insecure: false,
+            max_conns_per_peer: DEFAULT_MAX_CONNS_PER_PEER,
+            max_groups: DEFAULT_MAX_GROUPS,
+            max_name: DEFAULT_MAX_NAME,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            capture_dir: std::env::var_os("DIME_CAPTURE_DIR").map(PathBuf::from),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! One client connection's state.
 
+use super::auth::Access;
 use super::outqueue::{OutItem, OutQueue};
 use super::watch_queue::WatchQueue;
 use crate::shm::SharedPayload;
@@ -8,6 +9,7 @@ use crate::wire::{Frame, FrameReader};
 use rustc_hash::FxHashMap;
 use std::any::Any;
 use std::collections::{BTreeSet, VecDeque};
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -59,6 +61,15 @@ pub enum Held {
 /// Connection identifier (the poller key).
 pub type ConnId = usize;
 
+/// Where a connection comes from, for the per-peer connection limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PeerKey {
+    /// A network peer's address.
+    Ip(IpAddr),
+    /// A unix socket peer's user id.
+    Uid(u32),
+}
+
 /// A request that cannot be answered yet; later requests from the same
 /// client wait behind it so replies stay in order.
 pub struct Blocked {
@@ -107,7 +118,9 @@ pub struct Connection {
     pub since: std::time::SystemTime,
     /// Where from (the transport's description of its peer).
     pub peer: String,
-    /// May use the admin commands (`inspect`, `stats`, `monitor`).
+    /// May use the admin commands (`inspect`, `stats`, `monitor`) when
+    /// the server has no `--auth` (with it, the `admin` permission
+    /// decides).
     pub admin: bool,
     /// Receives broadcasts (false for side connections that never sync).
     pub broadcasts: bool,
@@ -130,6 +143,11 @@ pub struct Connection {
     /// Shared-memory payloads this client sent that the broker still holds
     /// (each is a descriptor), limited by `Config::max_shm_in_flight`.
     pub shm_live: Arc<std::sync::atomic::AtomicUsize>,
+    /// What it may do (see `auth`).
+    pub access: Access,
+    /// Where it comes from, when counted against the per-peer connection
+    /// limit (`peer` is the description shown to admins).
+    pub peer_key: Option<PeerKey>,
 }
 
 /// Encodings a client negotiated in its handshake. An old DiME2 client
@@ -173,6 +191,8 @@ impl Connection {
             peer: String::new(),
             admin: false,
             broadcasts: true,
+            access: Access::Full,
+            peer_key: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! [`Service`](super::service::Service) and add one line to the
 //! `services!` list below.
 
+use super::auth::{self, Access};
 use super::conn::{Blocked, ConnId};
 use super::persist::{Encoder, Loaded};
 use super::request::{Result, parse_header};
@@ -34,7 +35,9 @@ macro_rules! services {
                 all
             }
 
-            /// Runs `command` if a service has it: None if nobody does.
+            /// Runs `command` if a service has it and the client may:
+            /// None if nobody has it. A client that has yet to authenticate
+            /// may only handshake; anything else closes it.
             pub fn dispatch(
                 &mut self,
                 st: &mut State,
@@ -43,9 +46,14 @@ macro_rules! services {
                 text: &str,
                 frame: Frame,
             ) -> Option<Result> {
+                let pending = st.conns.get(&id).is_some_and(|c| matches!(c.access, Access::Pending));
+                if pending && command != "handshake" {
+                    st.fail_and_close(id, auth::AUTH_REQUIRED, true);
+                    return Some(Ok(()));
+                }
                 $(
                     if let Some(h) = find::<$ty>(command) {
-                        return Some(run::<$ty>(&mut self.$field, st, id, h, text, frame));
+                        return Some(run::<$ty>(&mut self.$field, st, id, command, h, text, frame));
                     }
                 )*
                 None
@@ -173,16 +181,25 @@ fn find<S: Service>(command: &str) -> Option<Handler<S>> {
         .map(|(_, h)| *h)
 }
 
-/// Parses the service's own header from `text` and runs the handler.
+/// Parses the service's own header from `text`, checks what the command
+/// does against the client's permissions and the name limit (the one
+/// place every command passes), and runs the handler.
 fn run<S: Service>(
     svc: &mut S,
     st: &mut State,
     id: ConnId,
+    command: &str,
     handler: Handler<S>,
     text: &str,
     frame: Frame,
 ) -> Result {
     let header: S::Header<'_> = parse_header(text)?;
+    let permitted = S::required(command, &header, &mut |action, name| {
+        st.permit(id, action, name)
+    });
+    if let Err(refusal) = permitted {
+        return S::refuse(st, id, command, &header, refusal);
+    }
     handler(svc, st, id, &header, frame)
 }
 

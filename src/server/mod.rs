@@ -9,12 +9,17 @@
 //! `docs/architecture.md` walks through it.
 
 mod admin;
+mod admission;
+pub mod auth;
 mod blocking;
 pub mod busy_poll;
 mod config;
 mod conn;
 mod convert;
 mod dispatch;
+mod exposure;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod local;
 mod outqueue;
 pub mod persist;
@@ -26,13 +31,14 @@ mod stats;
 mod watch;
 mod watch_queue;
 
-use crate::transport::{Listener, ReadWithFds, WsOptions};
+use crate::transport::{Listener, ReadWithFds, WsOptions, tls};
 use crate::wire::Frame;
+use admission::HandshakeDeadlines;
+use auth::{AuthTable, Principal};
 use conn::ConnId;
 use conn::Connection;
 use dispatch::Services;
 use polling::{Event, Events, PollMode, Poller};
-use request::CommandError;
 use state::State;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -42,8 +48,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+pub use admission::parse_listen;
 pub use config::{
-    Config, DEFAULT_BUSY_POLL, DEFAULT_SOCKET, DEFAULT_WATCH_QUEUE_BYTES,
+    Config, DEFAULT_BUSY_POLL, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNS_PER_PEER,
+    DEFAULT_MAX_GROUPS, DEFAULT_MAX_NAME, DEFAULT_SOCKET, DEFAULT_WATCH_QUEUE_BYTES,
     DEFAULT_WATCH_QUEUE_EVENTS,
 };
 pub use persist::{Durability, FsyncPolicy};
@@ -53,6 +61,8 @@ pub use watch::HISTORY_EVENTS as WATCH_HISTORY_EVENTS;
 const FIRST_CONN_KEY: usize = 1 << 16;
 /// Key of the signal pipe.
 const SIGNAL_KEY: usize = FIRST_CONN_KEY - 1;
+/// Key of the reload (SIGHUP) pipe.
+const RELOAD_KEY: usize = FIRST_CONN_KEY - 2;
 /// Stop reading a client's requests while this much output awaits it.
 const BACKLOG_HIGH: usize = 16 << 20;
 /// Bytes read from one connection per event before serving others.
@@ -88,6 +98,12 @@ pub struct Server {
     listeners: Vec<Listener>,
     accept_paused: Vec<Option<Instant>>,
     signals: Option<UnixStream>,
+    /// Written on SIGHUP: reload certificates and the auth file.
+    reload_signal: Option<UnixStream>,
+    /// Each listener's anonymous clients, if it lets any in (`--auth`).
+    anonymous: Vec<Option<Arc<Principal>>>,
+    /// Connections that must finish their handshakes in time.
+    deadlines: HandshakeDeadlines,
     state: State,
     /// Every service's data, and the routing of requests to them.
     services: Services,
@@ -113,8 +129,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds every listener in `config`.
+    /// Binds every listener in `config`, after checking that no network
+    /// listener is left open without TLS and authentication (unless
+    /// `insecure`) and loading the certificates and the auth file.
     pub fn bind(config: Config) -> io::Result<Server> {
+        exposure::check(&config)?;
+        let tls_config = config.tls.as_ref().map(tls::server_config).transpose()?;
+        let table = load_auth(&config)?;
+        let anonymous = admission::anonymous_principals(&config, table.as_deref())?;
         let poller = Arc::new(Poller::new()?);
         let mut listeners = Vec::new();
         let ws = WsOptions {
@@ -122,7 +144,7 @@ impl Server {
             origins: config.ws_origins.clone(),
         };
         for addr in &config.listen {
-            let l = Listener::bind(addr, config.socket_mode, &ws)?;
+            let l = Listener::bind(addr, config.socket_mode, &ws, tls_config.as_ref())?;
             // SAFETY: the listener is deleted from the poller in Drop before it closes.
             unsafe { poller.add(l.as_raw_fd(), Event::readable(listeners.len()))? };
             listeners.push(l);
@@ -135,6 +157,7 @@ impl Server {
         };
         let mut state = State::new(config, Services::extensions());
         state.journal = journal;
+        state.auth = table;
         let replies = Arc::new(local::Replies::new(poller.clone()));
         Ok(Server {
             replies,
@@ -143,6 +166,9 @@ impl Server {
             poller,
             listeners,
             signals: None,
+            reload_signal: None,
+            anonymous,
+            deadlines: HandshakeDeadlines::default(),
             state,
             services,
             stop: Arc::new(AtomicBool::new(false)),
@@ -188,7 +214,8 @@ impl Server {
         }
     }
 
-    /// Makes SIGINT and SIGTERM stop the loop cleanly.
+    /// Makes SIGINT and SIGTERM stop the loop cleanly, and SIGHUP reload
+    /// the certificates and the auth file ([`Server::reload`]).
     pub fn stop_on_signals(&mut self) -> io::Result<()> {
         let (rx, tx) = UnixStream::pair()?;
         rx.set_nonblocking(true)?;
@@ -201,6 +228,48 @@ impl Server {
                 .add(rx.as_raw_fd(), Event::readable(SIGNAL_KEY))?
         };
         self.signals = Some(rx);
+        let (rx, tx) = UnixStream::pair()?;
+        rx.set_nonblocking(true)?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, tx)?;
+        // SAFETY: deleted from the poller in Drop before it closes.
+        unsafe {
+            self.poller
+                .add(rx.as_raw_fd(), Event::readable(RELOAD_KEY))?
+        };
+        self.reload_signal = Some(rx);
+        Ok(())
+    }
+
+    /// Reads the certificates and the auth file again. New connections
+    /// get the new certificate; open ones keep their sessions. Connected
+    /// users get their new roles; those whose token or uid is gone from
+    /// the file are disconnected. A file that fails to load changes
+    /// nothing (the error is returned, and logged by the loop).
+    pub fn reload(&mut self) -> io::Result<()> {
+        let tls_config = self
+            .state
+            .config
+            .tls
+            .as_ref()
+            .map(tls::server_config)
+            .transpose()?;
+        let table = load_auth(&self.state.config)?;
+        let anonymous = admission::anonymous_principals(&self.state.config, table.as_deref())?;
+        if let Some(c) = &tls_config {
+            for l in &mut self.listeners {
+                l.set_tls_config(c);
+            }
+            log::info!("certificates reloaded");
+        }
+        if let Some(table) = &table {
+            self.anonymous = anonymous;
+            for id in admission::recheck(&mut self.state, table, &self.anonymous) {
+                log::info!("client {id}: its credentials were revoked; disconnecting");
+                self.close(id);
+            }
+            self.state.auth = Some(table.clone());
+            log::info!("auth file reloaded");
+        }
         Ok(())
     }
 
@@ -227,6 +296,14 @@ impl Server {
                     }
                     deadline = Some(deadline.map_or(t, |d| d.min(t)));
                 }
+            }
+            let (late, next) = self.deadlines.expired(&self.state, now);
+            for id in late {
+                log::info!("client {id}: handshake not finished in time; disconnecting");
+                self.close(id);
+            }
+            if let Some(t) = next {
+                deadline = Some(deadline.map_or(t, |d| d.min(t)));
             }
             for (i, paused) in self.accept_paused.iter_mut().enumerate() {
                 if let Some(t) = *paused {
@@ -269,6 +346,20 @@ impl Server {
                     SIGNAL_KEY => {
                         log::info!("signal received; shutting down");
                         self.stop.store(true, Ordering::SeqCst);
+                    }
+                    RELOAD_KEY => {
+                        if let Some(s) = &self.reload_signal {
+                            let mut drain = [0u8; 64];
+                            while matches!(io::Read::read(&mut &*s, &mut drain), Ok(n) if n > 0) {}
+                            // Sources other than connections are oneshot.
+                            let _ = self
+                                .poller
+                                .modify(s.as_raw_fd_borrowed(), Event::readable(RELOAD_KEY));
+                        }
+                        match self.reload() {
+                            Ok(()) => {}
+                            Err(e) => log::error!("reload failed, keeping the old settings: {e}"),
+                        }
                     }
                     k if k < self.listeners.len() => self.accept(k),
                     k => self.on_conn_event(k, ev.readable, ev.writable),
@@ -356,15 +447,7 @@ impl Server {
                         continue;
                     }
                     log::info!("client {id} connected ({})", stream.peer());
-                    let mut conn = Connection::new(stream, self.state.config.max_message);
-                    conn.reader.set_cut_through(CUT_THROUGH_MIN);
-                    conn.peer = conn.stream.peer();
-                    conn.admin =
-                        self.state.config.admin || admin::same_user(conn.stream.as_raw_fd());
-                    self.state.conns.insert(id, conn);
-                    self.state.stats.accepted += 1;
-                    let n = self.state.conns.len();
-                    self.state.stats.peak_clients = self.state.stats.peak_clients.max(n);
+                    self.admit(idx, id, stream);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -384,6 +467,44 @@ impl Server {
             Event::readable(idx),
         ) {
             log::error!("cannot re-arm listener: {e}");
+        }
+    }
+
+    /// Registers a new connection with the access it starts with; one
+    /// over its peer's connection limit is told so and closed.
+    fn admit(&mut self, listener: usize, id: ConnId, stream: Box<dyn crate::transport::Transport>) {
+        let access = admission::initial_access(
+            self.state.auth.as_deref(),
+            &*stream,
+            self.anonymous.get(listener).and_then(Option::as_ref),
+        );
+        let peer = admission::peer_key(&*stream);
+        let must_finish = !stream.handshake_done() || matches!(access, auth::Access::Pending);
+        let mut conn = Connection::new(stream, self.state.config.max_message);
+        conn.reader.set_cut_through(CUT_THROUGH_MIN);
+        conn.peer = conn.stream.peer();
+        conn.admin = self.state.config.admin || admin::same_user(&*conn.stream);
+        conn.access = access;
+        self.state.conns.insert(id, conn);
+        self.state.stats.accepted += 1;
+        let n = self.state.conns.len();
+        self.state.stats.peak_clients = self.state.stats.peak_clients.max(n);
+        if must_finish {
+            let timeout = self.state.config.handshake_timeout;
+            self.deadlines.watch(id, Instant::now() + timeout);
+        }
+        if let Some(p) = peer {
+            match admission::count_peer(&mut self.state, p) {
+                Ok(()) => {
+                    if let Some(c) = self.state.conns.get_mut(&id) {
+                        c.peer_key = Some(p);
+                    }
+                }
+                Err(msg) => {
+                    log::warn!("client {id}: {msg}");
+                    self.state.fail_and_close(id, &msg, false);
+                }
+            }
         }
     }
 
@@ -594,6 +715,9 @@ impl Server {
             self.closed_on_panic(id, "relaying a message as it arrives", outcome);
             return;
         }
+        if let Some(dir) = &self.state.config.capture_dir {
+            capture(dir, id, &frame);
+        }
         if let Some(Err(msg)) = &frame.shm {
             self.state.reply_error(id, msg);
             return;
@@ -632,10 +756,11 @@ impl Server {
             if test_panic {
                 return Some(dispatch::test_panic());
             }
-            if let Some(r) = admin::dispatch(services, state, id, &command, text) {
-                return Some(r);
-            }
-            services.dispatch(state, id, &command, text, frame)
+            // Services first: a client yet to authenticate is refused
+            // there, admin commands included (no service has them).
+            services
+                .dispatch(state, id, &command, text, frame)
+                .or_else(|| admin::dispatch(services, state, id, &command, text))
         }));
         // A segment this request freed (a release, a failed send) is
         // announced before anything the request itself sends on: a sender
@@ -648,7 +773,7 @@ impl Server {
         self.state.stats.request(name, started.elapsed(), failed);
         match outcome {
             Ok(Some(Ok(()))) => {}
-            Ok(Some(Err(CommandError::Failed(msg)))) => self.state.reply_error(id, &msg),
+            Ok(Some(Err(e))) => self.state.reply(id, e.reply()),
             Ok(None) => self
                 .state
                 .reply_error(id, &format!("Unknown command: {command}")),
@@ -688,18 +813,7 @@ impl Server {
         // Nothing more is read from it: a message it was in the middle of
         // will never be whole.
         self.services.messaging.abort_live(&mut self.state, id);
-        self.state.reply_error(id, msg);
-        if let Some(c) = self.state.conns.get_mut(&id) {
-            // The error must reach the client even if a wait holds replies.
-            if c.waiting.is_some() {
-                c.waiting = None;
-                while let Some(conn::Held::Item(item)) = c.held.pop_front() {
-                    c.out.push(item);
-                }
-                c.held.clear();
-            }
-            c.closing = true;
-        }
+        self.state.fail_and_close(id, msg, false);
     }
 
     fn close(&mut self, id: ConnId) {
@@ -813,7 +927,7 @@ impl Drop for Server {
         for l in &self.listeners {
             let _ = self.poller.delete(l.as_raw_fd_borrowed());
         }
-        if let Some(s) = &self.signals {
+        for s in [&self.signals, &self.reload_signal].into_iter().flatten() {
             let _ = self.poller.delete(s.as_raw_fd_borrowed());
         }
         let ids: Vec<ConnId> = self.state.conns.keys().copied().collect();
@@ -838,6 +952,35 @@ fn recover(d: &Durability, services: &mut Services) -> io::Result<persist::Journ
         started.elapsed()
     );
     Ok(journal)
+}
+
+/// Appends `frame` as it came on the wire to connection `id`'s capture file.
+fn capture(dir: &std::path::Path, id: ConnId, frame: &Frame) {
+    use std::io::Write;
+    let path = dir.join(format!("{}-{id}.dime", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path);
+    if let Ok(mut f) = file {
+        let head = crate::wire::encode_head(frame.json(), frame.payload.len());
+        let _ = f
+            .write_all(&head)
+            .and_then(|()| f.write_all(&frame.payload));
+    }
+}
+
+/// The auth file of `config`, loaded; None without `--auth`.
+fn load_auth(config: &Config) -> io::Result<Option<Arc<AuthTable>>> {
+    config
+        .auth_file
+        .as_deref()
+        .map(|p| {
+            AuthTable::load(p)
+                .map(Arc::new)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+        })
+        .transpose()
 }
 
 /// The text a panic was raised with, if it has one.

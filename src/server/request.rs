@@ -20,6 +20,29 @@ use std::borrow::Cow;
 pub enum CommandError {
     /// The command failed with this message.
     Failed(String),
+    /// The client's roles do not permit it (`--auth`); nothing changed.
+    /// The reply carries `"denied":true` so clients can tell.
+    Denied(String),
+}
+
+impl CommandError {
+    /// The error reply's message.
+    pub fn message(&self) -> &str {
+        match self {
+            CommandError::Failed(m) | CommandError::Denied(m) => m,
+        }
+    }
+
+    /// The error reply: `{"status":-1,"error":…}`, with `"denied":true`
+    /// for a refusal.
+    pub fn reply(&self) -> serde_json::Value {
+        match self {
+            CommandError::Failed(m) => serde_json::json!({"status": -1, "error": m}),
+            CommandError::Denied(m) => {
+                serde_json::json!({"status": -1, "error": m, "denied": true})
+            }
+        }
+    }
 }
 
 /// What a command handler returns.

@@ -3,14 +3,19 @@
 //! its own is withdrawn, its timeout reply, and what a disconnect does.
 //! Services are registered in one place, `dispatch::services!`.
 
+use super::auth::Action;
 use super::conn::{ConnId, Connection};
 use super::persist::Encoder;
-use super::request::Result;
+use super::request::{CommandError, Result};
 use super::state::State;
 use crate::wire::Frame;
 use serde::Deserialize;
 use std::any::Any;
 use std::time::Instant;
+
+/// What a permission check is handed: an action and the name it acts on;
+/// it returns the refusal, if any.
+pub type Need<'a> = dyn FnMut(Action, &str) -> Result + 'a;
 
 /// A command handler: the service's data, the shared state, the client,
 /// its parsed header, and the frame (kept whole so relayed messages go
@@ -38,6 +43,27 @@ pub trait Service: Default + 'static {
     /// DiME2 messaging lists the extra fields its commands accept. There is
     /// no default, so no service can be registered without declaring them.
     const EXTENSIONS: &'static [&'static str];
+
+    /// What `command` does, for permissions and name limits: calls `need`
+    /// with each action it takes and the name it takes it on (a `join` of
+    /// three groups, three times), and returns the first refusal. A command
+    /// that touches nothing guarded (replies, `sync`, `ping` …) calls
+    /// nothing. There is no default, so no service can be registered
+    /// without saying what its commands do.
+    fn required(command: &str, header: &Self::Header<'_>, need: &mut Need<'_>) -> Result;
+
+    /// Answers a command refused by `required` (`refusal` is the error).
+    /// The default is an error reply; a command answered out of band (a
+    /// remote call's result, routed by its id) answers there instead.
+    fn refuse(
+        _st: &mut State,
+        _id: ConnId,
+        _command: &str,
+        _header: &Self::Header<'_>,
+        refusal: CommandError,
+    ) -> Result {
+        Err(refusal)
+    }
 
     /// Takes a blocked request of this service out of its queues; it timed
     /// out or its client is gone, and must never be answered now.

@@ -4,12 +4,15 @@
 //! service keeps its own data in its own type (see `services`); nothing
 //! here knows one.
 
+use super::auth::{Action, AuthTable};
 use super::config::Config;
 use super::conn::{
-    ConnId, Connection, FOUND_JSON, FreedSegments, json_item, not_found_item, ok_item,
+    ConnId, Connection, FOUND_JSON, FreedSegments, Held, PeerKey, json_item, not_found_item,
+    ok_item,
 };
 use super::outqueue::OutItem;
 use super::persist::Journal;
+use super::request::{CommandError, Result};
 use super::stats::Stats;
 use crate::buffer::PooledBuf;
 use crate::wire::encode_head;
@@ -44,6 +47,10 @@ pub struct State {
     pub monitors: FxHashMap<ConnId, Monitor>,
     /// The data directory's log, with `--data-dir`.
     pub journal: Option<Journal>,
+    /// The `--auth` file's users and roles; None: no authentication.
+    pub auth: Option<Arc<AuthTable>>,
+    /// Open connections per peer (see `Config::max_conns_per_peer`).
+    pub peers: FxHashMap<PeerKey, usize>,
 }
 
 /// What a `monitor` connection asked to see.
@@ -69,6 +76,47 @@ impl State {
             timers: BTreeSet::new(),
             resume: Vec::new(),
             journal: None,
+            auth: None,
+            peers: FxHashMap::default(),
+        }
+    }
+
+    /// Ok if client `id` may do `action` to `name` and the name is within
+    /// `--max-name`; else the refusal. Every command's guarded names pass
+    /// here (see `dispatch`).
+    pub fn permit(&self, id: ConnId, action: Action, name: &str) -> Result {
+        let limit = self.config.max_name;
+        if limit > 0 && name.len() > limit {
+            return Err(CommandError::Failed(format!(
+                "Name too long: a {}-byte name; the limit (--max-name) is {limit} bytes",
+                name.len()
+            )));
+        }
+        match self.conns.get(&id) {
+            Some(c) => c.access.check(action, name).map_err(CommandError::Denied),
+            None => Ok(()),
+        }
+    }
+
+    /// Replies `msg` (a refusal when `denied`), then closes the connection
+    /// once the reply is written, even past an unanswered `wait`.
+    pub fn fail_and_close(&mut self, id: ConnId, msg: &str, denied: bool) {
+        let reply = if denied {
+            CommandError::Denied(msg.to_owned())
+        } else {
+            CommandError::Failed(msg.to_owned())
+        };
+        self.reply(id, reply.reply());
+        if let Some(c) = self.conns.get_mut(&id) {
+            // The error must reach the client even if a wait holds replies.
+            if c.waiting.is_some() {
+                c.waiting = None;
+                while let Some(Held::Item(item)) = c.held.pop_front() {
+                    c.out.push(item);
+                }
+                c.held.clear();
+            }
+            c.closing = true;
         }
     }
 
@@ -155,6 +203,14 @@ impl State {
         }
         self.dirty.remove(&id);
         self.monitors.remove(&id);
+        if let Some(p) = c.peer_key {
+            if let Some(n) = self.peers.get_mut(&p) {
+                *n -= 1;
+                if *n == 0 {
+                    self.peers.remove(&p);
+                }
+            }
+        }
         Some(c)
     }
 

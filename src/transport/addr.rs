@@ -12,15 +12,23 @@ pub enum Address {
     Tcp(String, u16),
     /// WebSocket over TCP: host and port.
     Ws(String, u16),
+    /// TLS over TCP: host and port.
+    Tls(String, u16),
+    /// WebSocket over TLS: host and port.
+    Wss(String, u16),
 }
 
 impl Address {
     /// Parses `unix:PATH`, `ipc:PATH`, `unix:///PATH`, `tcp:PORT` (loopback),
-    /// `tcp:HOST:PORT`, `tcp://HOST:PORT`, the same three forms for `ws`
-    /// (`ws://HOST:PORT/` as browsers write it) and `[v6]` hosts.
+    /// `tcp:HOST:PORT`, `tcp://HOST:PORT`, the same three forms for `tls`,
+    /// `ws` and `wss` (`ws://HOST:PORT/` as browsers write it) and `[v6]`
+    /// hosts.
     pub fn parse(s: &str) -> Result<Address, String> {
         let (scheme, rest) = s.split_once(':').ok_or_else(|| {
-            format!("address '{s}' has no scheme; use unix:PATH, tcp:[HOST:]PORT or ws:[HOST:]PORT")
+            format!(
+                "address '{s}' has no scheme; use unix:PATH, tcp:[HOST:]PORT, tls:[HOST:]PORT, \
+                 ws:[HOST:]PORT or wss:[HOST:]PORT"
+            )
         })?;
         let rest = rest.strip_prefix("//").unwrap_or(rest);
         match scheme {
@@ -30,9 +38,9 @@ impl Address {
                 }
                 Ok(Address::Unix(PathBuf::from(rest)))
             }
-            "tcp" | "ws" => {
+            "tcp" | "tls" | "ws" | "wss" => {
                 // A URL's root path is allowed for ws (`ws://h:8889/`).
-                let rest = if scheme == "ws" {
+                let rest = if scheme.starts_with("ws") {
                     rest.strip_suffix('/').unwrap_or(rest)
                 } else {
                     rest
@@ -50,27 +58,64 @@ impl Address {
                 if host.is_empty() {
                     return Err(format!("address '{s}' has an empty host"));
                 }
-                if scheme == "ws" {
-                    Ok(Address::Ws(host, port))
-                } else {
-                    Ok(Address::Tcp(host, port))
+                // Names, IPv4 and IPv6 (with a %zone) only: anything else
+                // is a typo, and would not print back as the same address.
+                let host_char =
+                    |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '%');
+                if !host.chars().all(host_char) {
+                    return Err(format!(
+                        "address '{s}': '{host}' is not a host name or IP address"
+                    ));
                 }
+                Ok(match scheme {
+                    "ws" => Address::Ws(host, port),
+                    "wss" => Address::Wss(host, port),
+                    "tls" => Address::Tls(host, port),
+                    _ => Address::Tcp(host, port),
+                })
             }
             other => Err(format!(
-                "address '{s}': unknown scheme '{other}' (expected unix, ipc, tcp or ws)"
+                "address '{s}': unknown scheme '{other}' (expected unix, ipc, tcp, tls, ws or wss)"
             )),
         }
     }
 }
 
+impl Address {
+    /// The host and port of a network address; None for a unix socket.
+    pub fn host_port(&self) -> Option<(&str, u16)> {
+        match self {
+            Address::Unix(_) => None,
+            Address::Tcp(h, p) | Address::Ws(h, p) | Address::Tls(h, p) | Address::Wss(h, p) => {
+                Some((h, *p))
+            }
+        }
+    }
+
+    /// True for the addresses whose traffic is encrypted (`tls`, `wss`).
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Address::Tls(..) | Address::Wss(..))
+    }
+}
+
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Address::Unix(p) => write!(f, "unix:{}", p.display()),
-            Address::Tcp(h, p) if h.contains(':') => write!(f, "tcp:[{h}]:{p}"),
-            Address::Tcp(h, p) => write!(f, "tcp:{h}:{p}"),
-            Address::Ws(h, p) if h.contains(':') => write!(f, "ws:[{h}]:{p}"),
-            Address::Ws(h, p) => write!(f, "ws:{h}:{p}"),
+        let scheme = match self {
+            // `unix://` is the URL form, whose `//` parsing drops: a path
+            // that itself starts with `//` is written in that form.
+            Address::Unix(p) if p.to_string_lossy().starts_with("//") => {
+                return write!(f, "unix://{}", p.display());
+            }
+            Address::Unix(p) => return write!(f, "unix:{}", p.display()),
+            Address::Tcp(..) => "tcp",
+            Address::Ws(..) => "ws",
+            Address::Tls(..) => "tls",
+            Address::Wss(..) => "wss",
+        };
+        match self.host_port() {
+            Some((h, p)) if h.contains(':') => write!(f, "{scheme}:[{h}]:{p}"),
+            Some((h, p)) => write!(f, "{scheme}:{h}:{p}"),
+            None => Ok(()),
         }
     }
 }
@@ -132,6 +177,29 @@ mod tests {
             Address::parse("ws:[::1]:5").unwrap().to_string(),
             "ws:[::1]:5"
         );
+        assert_eq!(
+            Address::parse("tls://example.org:7").unwrap(),
+            Address::Tls("example.org".into(), 7)
+        );
+        assert_eq!(
+            Address::parse("tls:8").unwrap(),
+            Address::Tls("127.0.0.1".into(), 8)
+        );
+        assert_eq!(
+            Address::parse("wss://h:9/").unwrap(),
+            Address::Wss("h".into(), 9)
+        );
+        assert_eq!(
+            Address::parse("wss:[::1]:5").unwrap().to_string(),
+            "wss:[::1]:5"
+        );
+        assert_eq!(Address::parse("tls:h:5").unwrap().to_string(), "tls:h:5");
+        // Found by the fuzzer: a path starting with `//` printed as the URL
+        // form, which parses to another path.
+        for text in ["unix:////x", "unix://x", "unix:/x", "unix:///x"] {
+            let a = Address::parse(text).unwrap();
+            assert_eq!(Address::parse(&a.to_string()).unwrap(), a, "{text}");
+        }
         for bad in [
             "",
             "x",
@@ -141,6 +209,12 @@ mod tests {
             "unix:",
             "ws:",
             "ws:h:x",
+            "tls:",
+            "wss:h:x",
+            // Found by libFuzzer: printed as `ws://,mp/:5`, which parses
+            // to another host.
+            "ws:[//,mp/]:5",
+            "tcp:a b:1",
         ] {
             assert!(Address::parse(bad).is_err(), "{bad}");
         }

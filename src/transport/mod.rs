@@ -1,19 +1,25 @@
-//! Byte-stream transports: listeners and connected streams for unix, tcp
-//! and WebSocket, behind one trait so the server and client never care
-//! which.
+//! Byte-stream transports: listeners and connected streams for unix, tcp,
+//! TLS and WebSocket (plain or over TLS), behind one trait so the server
+//! and client never care which.
 
 mod addr;
+pub(crate) mod split;
 mod tcp;
+pub mod tls;
 mod unix;
 mod ws;
 
 pub use addr::Address;
 pub use tcp::set_keepalive as set_tcp_keepalive;
+pub use tls::{TlsClientOptions, TlsFiles};
 pub use ws::WsOptions;
 
+use rustls::ServerConfig;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 /// A connected, full-duplex byte stream.
 pub trait Transport: Read + Write + AsRawFd + Send {
@@ -39,6 +45,20 @@ pub trait Transport: Read + Write + AsRawFd + Send {
     /// Reads without blocking even on a blocking socket (`MSG_DONTWAIT`),
     /// or None where the transport cannot (WebSocket framing).
     fn read_nonblocking(&mut self, _buf: &mut [u8]) -> Option<io::Result<usize>> {
+        None
+    }
+    /// False while a transport-level handshake (TLS, the WebSocket
+    /// upgrade) is still under way; the server drops connections that
+    /// stay there too long. Plain sockets have none.
+    fn handshake_done(&self) -> bool {
+        true
+    }
+    /// The peer's IP address, for network transports.
+    fn peer_ip(&self) -> Option<IpAddr> {
+        None
+    }
+    /// The peer process's user id, for unix sockets (`SO_PEERCRED`).
+    fn peer_uid(&self) -> Option<u32> {
         None
     }
     /// True where file descriptors can travel with the bytes (unix sockets).
@@ -108,15 +128,34 @@ pub enum Listener {
     Unix(unix::UnixTransportListener),
     /// TCP socket.
     Tcp(tcp::TcpTransportListener),
-    /// TCP socket whose connections speak WebSocket.
+    /// TCP socket whose connections speak WebSocket (`ws:`, or `wss:`
+    /// over TLS).
     Ws(ws::WsTransportListener),
+    /// TCP socket whose connections speak TLS.
+    Tls(tls::TlsTransportListener),
 }
 
 impl Listener {
     /// Binds `addr` (non-blocking). Unix sockets get file mode `socket_mode`;
     /// a stale socket file is replaced, a live one is an error. WebSocket
-    /// listeners take their limits and origin allow-list from `ws`.
-    pub fn bind(addr: &Address, socket_mode: u32, ws: &WsOptions) -> io::Result<Listener> {
+    /// listeners take their limits and origin allow-list from `ws`; `tls:`
+    /// and `wss:` listeners serve with `tls`, which they need.
+    pub fn bind(
+        addr: &Address,
+        socket_mode: u32,
+        ws: &WsOptions,
+        tls: Option<&Arc<ServerConfig>>,
+    ) -> io::Result<Listener> {
+        let need_tls = || {
+            tls.cloned().ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "listening on {addr} needs a certificate and key (--tls-cert, --tls-key)"
+                    ),
+                )
+            })
+        };
         match addr {
             Address::Unix(path) => Ok(Listener::Unix(unix::UnixTransportListener::bind(
                 path,
@@ -126,8 +165,30 @@ impl Listener {
                 Ok(Listener::Tcp(tcp::TcpTransportListener::bind(host, *port)?))
             }
             Address::Ws(host, port) => Ok(Listener::Ws(ws::WsTransportListener::bind(
-                host, *port, ws,
+                host, *port, ws, None,
             )?)),
+            Address::Wss(host, port) => Ok(Listener::Ws(ws::WsTransportListener::bind(
+                host,
+                *port,
+                ws,
+                Some(need_tls()?),
+            )?)),
+            Address::Tls(host, port) => Ok(Listener::Tls(tls::TlsTransportListener::bind(
+                host,
+                *port,
+                need_tls()?,
+            )?)),
+        }
+    }
+
+    /// Serves new connections of a `tls:` or `wss:` listener with `config`
+    /// (certificates reloaded); open sessions keep theirs. Other
+    /// listeners are left alone.
+    pub fn set_tls_config(&mut self, config: &Arc<ServerConfig>) {
+        match self {
+            Listener::Tls(l) => l.set_config(config.clone()),
+            Listener::Ws(l) => l.set_tls_config(config.clone()),
+            Listener::Unix(_) | Listener::Tcp(_) => {}
         }
     }
 
@@ -137,6 +198,7 @@ impl Listener {
             Listener::Unix(l) => l.accept(),
             Listener::Tcp(l) => l.accept(),
             Listener::Ws(l) => l.accept(),
+            Listener::Tls(l) => l.accept(),
         }
     }
 
@@ -146,6 +208,7 @@ impl Listener {
             Listener::Unix(l) => l.local_addr(),
             Listener::Tcp(l) => l.local_addr(),
             Listener::Ws(l) => l.local_addr(),
+            Listener::Tls(l) => l.local_addr(),
         }
     }
 }
@@ -156,17 +219,34 @@ impl AsRawFd for Listener {
             Listener::Unix(l) => l.as_raw_fd(),
             Listener::Tcp(l) => l.as_raw_fd(),
             Listener::Ws(l) => l.as_raw_fd(),
+            Listener::Tls(l) => l.as_raw_fd(),
         }
     }
 }
 
-/// Connects to `addr`, blocking.
+/// Connects to `addr`, blocking; `tls:` and `wss:` servers are checked
+/// as the `DIME_TLS_*` environment variables say
+/// ([`TlsClientOptions::from_env`]).
 pub fn connect(addr: &Address) -> io::Result<Box<dyn Transport>> {
+    connect_with(addr, &TlsClientOptions::from_env())
+}
+
+/// Connects to `addr`, blocking; `tls:` and `wss:` servers are checked as
+/// `tls` says (other addresses ignore it).
+pub fn connect_with(addr: &Address, tls: &TlsClientOptions) -> io::Result<Box<dyn Transport>> {
     match addr {
         Address::Unix(path) => unix::connect(path),
         Address::Tcp(host, port) => tcp::connect(host, *port),
-        Address::Ws(host, port) => ws::connect(host, *port),
+        Address::Ws(host, port) => ws::connect(host, *port, None),
+        Address::Wss(host, port) => ws::connect(host, *port, Some(tls)),
+        Address::Tls(host, port) => tls::connect(host, *port, tls),
     }
+}
+
+/// The WebSocket reader's text-to-binary rewriter under a fuzzer: see
+/// `crate::fuzzing::ws_rewrite`.
+pub(crate) fn fuzz_ws_rewrite(data: &[u8]) {
+    ws::fuzz_rewrite(data);
 }
 
 /// `recv(MSG_DONTWAIT)` on a socket: one non-blocking read without

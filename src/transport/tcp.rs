@@ -27,6 +27,9 @@ impl Transport for TcpStream {
     fn write_nosignal(&mut self, bufs: &[io::IoSlice<'_>]) -> Option<io::Result<usize>> {
         Some(super::send_nosignal(self.as_raw_fd(), bufs))
     }
+    fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.peer_addr().ok().map(|a| a.ip())
+    }
 }
 
 /// A listening TCP socket.

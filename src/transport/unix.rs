@@ -42,6 +42,9 @@ impl Transport for UnixStream {
     fn write_nosignal(&mut self, bufs: &[IoSlice<'_>]) -> Option<io::Result<usize>> {
         Some(super::send_nosignal(self.as_raw_fd(), bufs))
     }
+    fn peer_uid(&self) -> Option<u32> {
+        peer_uid(self.as_raw_fd())
+    }
 }
 
 /// Room for [`super::MAX_FDS_PER_READ`] descriptors in a control message.
@@ -139,6 +142,27 @@ fn send_fds(fd: RawFd, bufs: &[IoSlice<'_>], fds: &[BorrowedFd<'_>]) -> io::Resu
     } else {
         Ok(n as usize)
     }
+}
+
+/// The user id of the process at the other end of a unix socket.
+fn peer_uid(fd: RawFd) -> Option<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writing, sized as the call expects.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(cred.uid)
 }
 
 /// A listening unix socket that removes its file when dropped.

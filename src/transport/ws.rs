@@ -13,16 +13,19 @@
 //! On the server the stream is non-blocking and starts mid-handshake: the
 //! loop's first reads drive the HTTP upgrade. Anything that is not a valid
 //! upgrade gets an HTTP error answer and the connection ends; nothing here
-//! ever waits for a slow or vanished peer.
+//! ever waits for a slow or vanished peer. `wss:` runs the same over a TLS
+//! session (`super::tls`), whose handshake those first reads drive too.
 
 use super::Transport;
 use super::tcp::TcpTransportListener;
+use super::tls::{self, TlsClientOptions, TlsIo};
 use crate::wire::{MAGIC, PREFIX_LEN};
+use rustls::ServerConfig;
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tungstenite::handshake::HandshakeError;
 use tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response, ServerHandshake};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -43,15 +46,28 @@ pub struct WsOptions {
 /// whole handshake and session) and [`WsStream`], which must keep the file
 /// descriptor open until the server has removed it from its poller, even
 /// when tungstenite drops its handle after a failed handshake. On the
-/// server, what it reads passes through [`TextAsBinary`].
+/// server, what it reads passes through [`TextAsBinary`]. Over `wss:` the
+/// bytes go through a TLS session, shared the same way.
 struct Sock {
     tcp: Arc<TcpStream>,
+    tls: Option<SharedTls>,
     inbound: Option<TextAsBinary>,
+}
+
+/// A TLS session shared by [`Sock`] and [`WsStream`]. Only the server
+/// loop's one thread (or one client's) ever takes the lock.
+type SharedTls = Arc<Mutex<TlsIo>>;
+
+fn lock(tls: &SharedTls) -> MutexGuard<'_, TlsIo> {
+    tls.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Read for Sock {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (&*self.tcp).read(buf)?;
+        let n = match &self.tls {
+            Some(tls) => lock(tls).read(buf)?,
+            None => (&*self.tcp).read(buf)?,
+        };
         if let Some(scan) = &mut self.inbound {
             scan.rewrite(&mut buf[..n]);
         }
@@ -61,13 +77,24 @@ impl Read for Sock {
 
 impl Write for Sock {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.tcp).write(buf)
+        match &self.tls {
+            Some(tls) => lock(tls).write(buf),
+            None => (&*self.tcp).write(buf),
+        }
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self.tcp).write_vectored(bufs)
+        match &self.tls {
+            Some(tls) => lock(tls).write_vectored(bufs),
+            None => (&*self.tcp).write_vectored(bufs),
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        // TLS output the socket could not take yet counts as unflushed,
+        // so tungstenite reports the socket as full.
+        match &self.tls {
+            Some(tls) => lock(tls).flush(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -157,6 +184,32 @@ impl TextAsBinary {
     }
 }
 
+/// Checks, for a fuzzer, that [`TextAsBinary`] rewrites `data` (after its
+/// first byte, which sets a read size) the same however it is split, and
+/// only ever turns a text opcode into a binary one.
+pub(super) fn fuzz_rewrite(data: &[u8]) {
+    let Some((&step, rest)) = data.split_first() else {
+        return;
+    };
+    let mut whole = rest.to_vec();
+    TextAsBinary::new().rewrite(&mut whole);
+    let mut split = rest.to_vec();
+    let mut scan = TextAsBinary::new();
+    for chunk in split.chunks_mut(usize::from(step) + 1) {
+        scan.rewrite(chunk);
+    }
+    assert!(
+        whole == split,
+        "the rewrite depends on how reads split the stream"
+    );
+    for (before, after) in rest.iter().zip(&whole) {
+        if before != after {
+            assert_eq!(before & 0x0F, OPCODE_TEXT, "a non-text byte was changed");
+            assert_eq!(*after, (before & 0xF0) | OPCODE_BINARY);
+        }
+    }
+}
+
 impl Scan {
     fn new_header() -> Scan {
         Scan::Header {
@@ -234,6 +287,8 @@ enum State {
 /// A DiME byte stream over one WebSocket connection.
 pub struct WsStream {
     sock: Arc<TcpStream>,
+    /// The TLS session under a `wss:` connection.
+    tls: Option<SharedTls>,
     state: State,
     /// Set by the handshake callback once the upgrade request is read.
     request_read: Arc<AtomicBool>,
@@ -263,13 +318,20 @@ const WRITE_CHUNK: usize = 1 << 20;
 const REJECT_DRAIN: usize = 64 << 10;
 
 impl WsStream {
-    fn new(sock: Arc<TcpStream>, state: State, request_read: Arc<AtomicBool>) -> WsStream {
+    fn new(
+        sock: Arc<TcpStream>,
+        tls: Option<SharedTls>,
+        state: State,
+        request_read: Arc<AtomicBool>,
+    ) -> WsStream {
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
         let peer = sock
             .peer_addr()
-            .map(|a| format!("ws {a}"))
-            .unwrap_or_else(|_| "ws peer".into());
+            .map(|a| format!("{scheme} {a}"))
+            .unwrap_or_else(|_| format!("{scheme} peer"));
         WsStream {
             sock,
+            tls,
             state,
             request_read,
             rx: Bytes::new(),
@@ -326,7 +388,11 @@ impl WsStream {
                 | Error::ConnectionClosed
                 | Error::Protocol(ProtocolError::HandshakeIncomplete)
         );
-        let mut s = &*self.sock;
+        let mut s = Sock {
+            tcp: self.sock.clone(),
+            tls: self.tls.clone(),
+            inbound: None,
+        };
         if !answered {
             let body = format!("This is a DiME WebSocket endpoint: {e}\n");
             let resp = format!(
@@ -337,12 +403,16 @@ impl WsStream {
             // Best effort on a non-blocking socket: the answer is small and
             // the socket fresh, and a peer that does not read loses nothing.
             let _ = s.write_all(resp.as_bytes());
+            let _ = s.flush();
+        }
+        if let Some(tls) = &self.tls {
+            lock(tls).close();
         }
         let _ = self.sock.shutdown(Shutdown::Write);
         let mut sink = [0u8; 4096];
         let mut drained = 0;
         while drained < REJECT_DRAIN {
-            match s.read(&mut sink) {
+            match (&*self.sock).read(&mut sink) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,
             }
@@ -577,6 +647,11 @@ impl Transport for WsStream {
         self.sock.shutdown(Shutdown::Both)
     }
     fn flush_buffered(&mut self) -> io::Result<bool> {
+        if let Some(tls) = &self.tls {
+            if !lock(tls).write_pending()? {
+                return Ok(false);
+            }
+        }
         match &mut self.state {
             State::Open(ws) => flush_ws(ws),
             // Before the request is read there is nothing to write; after
@@ -592,7 +667,17 @@ impl Transport for WsStream {
         }
     }
     fn has_buffered_input(&self) -> bool {
-        matches!(self.state, State::Open(_)) && (self.rx_pos < self.rx.len() || self.maybe_buffered)
+        // Decrypted bytes wait in the TLS session in any state, the
+        // upgrade request's included.
+        let tls = self.tls.as_ref().is_some_and(|t| lock(t).has_plaintext());
+        tls || matches!(self.state, State::Open(_))
+            && (self.rx_pos < self.rx.len() || self.maybe_buffered)
+    }
+    fn handshake_done(&self) -> bool {
+        matches!(self.state, State::Open(_))
+    }
+    fn peer_ip(&self) -> Option<IpAddr> {
+        self.sock.peer_addr().ok().map(|a| a.ip())
     }
 }
 
@@ -620,26 +705,41 @@ fn ws_config(max_message: u64) -> WebSocketConfig {
         .max_frame_size(Some(limit))
 }
 
-/// A listening TCP socket whose connections speak WebSocket.
+/// A listening TCP socket whose connections speak WebSocket (over TLS
+/// for `wss:`).
 pub struct WsTransportListener {
     tcp: TcpTransportListener,
     options: WsOptions,
     origins: Arc<Vec<String>>,
+    /// The TLS configuration of a `wss:` listener.
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl WsTransportListener {
-    /// Binds `host:port`.
-    pub fn bind(host: &str, port: u16, options: &WsOptions) -> io::Result<WsTransportListener> {
+    /// Binds `host:port`; with `tls`, connections speak WebSocket over TLS.
+    pub fn bind(
+        host: &str,
+        port: u16,
+        options: &WsOptions,
+        tls: Option<Arc<ServerConfig>>,
+    ) -> io::Result<WsTransportListener> {
         Ok(WsTransportListener {
             tcp: TcpTransportListener::bind(host, port)?,
             origins: Arc::new(options.origins.clone()),
             options: options.clone(),
+            tls,
         })
     }
 
-    /// Accepts one connection; its handshake runs on the loop's first reads.
+    /// Accepts one connection; its handshakes run on the loop's first reads.
     pub fn accept(&self) -> io::Result<Box<dyn Transport>> {
-        let s = Arc::new(self.tcp.accept_stream()?);
+        let (s, tls) = match &self.tls {
+            Some(config) => {
+                let (io, _) = tls::accept_tls(&self.tcp, config)?;
+                (io.tcp.clone(), Some(Arc::new(Mutex::new(io))))
+            }
+            None => (Arc::new(self.tcp.accept_stream()?), None),
+        };
         let request_read = Arc::new(AtomicBool::new(false));
         let callback = OriginCheck {
             origins: self.origins.clone(),
@@ -647,19 +747,30 @@ impl WsTransportListener {
         };
         let sock = Sock {
             tcp: s.clone(),
+            tls: tls.clone(),
             inbound: Some(TextAsBinary::new()),
         };
         let mid = ServerHandshake::start(sock, callback, Some(ws_config(self.options.max_message)));
         Ok(Box::new(WsStream::new(
             s,
+            tls,
             State::Handshaking(Box::new(mid)),
             request_read,
         )))
     }
 
-    /// `ws:HOST:PORT` as bound.
+    /// Serves new `wss:` connections with `config` (reloaded
+    /// certificates); sessions already open keep theirs.
+    pub fn set_tls_config(&mut self, config: Arc<ServerConfig>) {
+        if self.tls.is_some() {
+            self.tls = Some(config);
+        }
+    }
+
+    /// `ws:HOST:PORT` (or `wss:…`) as bound.
     pub fn local_addr(&self) -> String {
-        format!("ws:{}", self.tcp.host_port())
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}:{}", self.tcp.host_port())
     }
 }
 
@@ -669,21 +780,36 @@ impl AsRawFd for WsTransportListener {
     }
 }
 
-/// Connects to `ws://host:port/`, blocking, and completes the upgrade.
-pub fn connect(host: &str, port: u16) -> io::Result<Box<dyn Transport>> {
-    // The error goes back as the OS gave it (its errno intact); the caller
-    // names the address.
-    let s = TcpStream::connect((host, port))?;
-    s.set_nodelay(true)?;
-    let s = Arc::new(s);
+/// Connects to `ws://host:port/` (`wss://` with `tls`), blocking, and
+/// completes the TLS handshake and the upgrade.
+pub fn connect(
+    host: &str,
+    port: u16,
+    tls: Option<&TlsClientOptions>,
+) -> io::Result<Box<dyn Transport>> {
+    let (s, session) = match tls {
+        Some(opts) => {
+            let io = tls::connect_session(host, port, opts)?;
+            (io.tcp.clone(), Some(Arc::new(Mutex::new(io))))
+        }
+        None => {
+            // The error goes back as the OS gave it (its errno intact); the
+            // caller names the address.
+            let s = TcpStream::connect((host, port))?;
+            s.set_nodelay(true)?;
+            (Arc::new(s), None)
+        }
+    };
     let sock = Sock {
         tcp: s.clone(),
+        tls: session.clone(),
         inbound: None,
     };
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
     let url = if host.contains(':') {
-        format!("ws://[{host}]:{port}/")
+        format!("{scheme}://[{host}]:{port}/")
     } else {
-        format!("ws://{host}:{port}/")
+        format!("{scheme}://{host}:{port}/")
     };
     // The client trusts its server's sizes; the DiME reader has no limit either.
     let config = WebSocketConfig::default()
@@ -699,6 +825,7 @@ pub fn connect(host: &str, port: u16) -> io::Result<Box<dyn Transport>> {
         })?;
     Ok(Box::new(WsStream::new(
         s,
+        session,
         State::Open(Box::new(ws)),
         Arc::new(AtomicBool::new(true)),
     )))

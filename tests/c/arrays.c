@@ -270,7 +270,13 @@ int main(int argc, char **argv)
     REQUIRE_OK(dime_join(b, gb, 1));
     REQUIRE_OK(dime_connect(argv[2], &t));
     REQUIRE_OK(dime_join(t, gt, 1));
-    REQUIRE_OK(dime_connect_with(argv[2], DIME_CONNECT_DIME2, &old));
+    {
+        dime_connect_options *dime2 = NULL;
+        REQUIRE_OK(dime_connect_options_new(&dime2));
+        REQUIRE_OK(dime_connect_options_set_flags(dime2, DIME_CONNECT_DIME2));
+        REQUIRE_OK(dime_connect_with(argv[2], dime2, &old));
+        dime_connect_options_free(dime2);
+    }
     REQUIRE_OK(dime_join(old, gold, 1));
 
     /* 1023 x 301 doubles (2.4 MB), 1023 x 301 int16 (600 kB) and 1001 x 97

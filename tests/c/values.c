@@ -308,6 +308,7 @@ static void layouts(const char *address)
     void *taken = NULL;
     size_t n = 0, i, j;
     dime_client *classic = NULL;
+    dime_connect_options *options = NULL;
     const char *groups[] = {"classic"};
     dime_messages *msgs = NULL;
 
@@ -332,8 +333,11 @@ static void layouts(const char *address)
     dime_value_free(back);
 
     /* A client that asked for DiME2 only gets the converted matrix. */
-    CHECK(dime_connect_with(address, 0x80, &classic) == DIME_STATUS_INVALID_ARGUMENT);
-    REQUIRE_OK(dime_connect_with(address, DIME_CONNECT_DIME2, &classic));
+    REQUIRE_OK(dime_connect_options_new(&options));
+    CHECK(dime_connect_options_set_flags(options, 0x80) == DIME_STATUS_INVALID_ARGUMENT);
+    CHECK_OK(dime_connect_options_set_flags(options, DIME_CONNECT_DIME2));
+    REQUIRE_OK(dime_connect_with(address, options, &classic));
+    dime_connect_options_free(options);
     REQUIRE_OK(dime_join(classic, groups, 1));
     CHECK_OK(dime_send(client, "classic", "x", v));
     CHECK_OK(dime_sync(classic, -1, &msgs));

@@ -162,3 +162,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+pub mod certs;
+pub mod soak;

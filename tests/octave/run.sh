@@ -28,7 +28,7 @@ REPO="$(cd "$HERE/../.." && pwd)"
 cd "$REPO" || exit 2
 
 TESTS=(roundtrip seed api shapes errors python c share tuples map_keys original_server install watch
-       rpc rpc_python stream stream_python arrays pipeline)
+       rpc rpc_python stream stream_python arrays pipeline security)
 (($# > 0)) && TESTS=("$@")
 
 PASSED=0

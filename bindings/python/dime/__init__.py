@@ -35,7 +35,8 @@ from ._errors import (DimeAddressError, DimeArgumentError, DimeBrokenPipeError, 
                       DimeConnectionRefusedError, DimeConnectionResetError,
                       DimeConnectionTimeoutError, DimeError, DimeFileNotFoundError,
                       DimeHostNotFoundError, DimePermissionError, DimePortError,
-                      DimeProtocolError, DimeServerError, DimeTimeoutError, DimeUnsupportedError)
+                      DimeProtocolError, DimeServerError, DimeSocketPermissionError,
+                      DimeTimeoutError, DimeUnsupportedError)
 from ._convert import LibBuffer
 from .client import DimeClient
 from .share import ABSENT, Share, ShareLock, find_server, init_share
@@ -50,6 +51,7 @@ from . import files  # noqa: E402,F401  (dime.files: parallel file transfer)
 
 __all__ = ["DimeClient", "DimeError", "DimeServerError", "DimeTimeoutError",
            "DimeConnectionError", "DimeFileNotFoundError", "DimePermissionError",
+           "DimeSocketPermissionError",
            "DimeConnectionRefusedError", "DimeConnectionResetError",
            "DimeConnectionAbortedError", "DimeBrokenPipeError", "DimeConnectionTimeoutError",
            "DimeHostNotFoundError", "DimeProtocolError", "DimeCodecError",

@@ -9,7 +9,7 @@ situation                                 the original raised             we rai
 ========================================  ==============================  ==========================================
 no such unix socket                       ``FileNotFoundError``           ``DimeFileNotFoundError``
 nobody listening (unix or TCP)            ``ConnectionRefusedError``      ``DimeConnectionRefusedError``
-no permission on the socket               ``PermissionError``             ``DimePermissionError``
+no permission on the socket               ``PermissionError``             ``DimeSocketPermissionError``
 connecting timed out (the OS gave up)     ``TimeoutError``                ``DimeConnectionTimeoutError``
 host name does not resolve                ``socket.gaierror``             ``DimeHostNotFoundError``
 connection dropped while writing          ``BrokenPipeError``             ``DimeBrokenPipeError``
@@ -19,7 +19,13 @@ client closed                             ``OSError`` (``EBADF``)         ``Dime
 server refused (no such group ...)        ``NameError`` (its bug)         ``DimeServerError``
 address it cannot read                    ``TypeError``                   ``DimeAddressError``
 port out of range                         ``OverflowError``               ``DimePortError``
+token refused, command not permitted      (no ``--auth`` in DiME2)        ``DimePermissionError``
 ========================================  ==============================  ==========================================
+
+Every refusal is a ``DimePermissionError`` (a ``PermissionError``): the
+server's (``--auth``), the unix socket's (``DimeSocketPermissionError``,
+also a ``DimeConnectionError``) and a file server's
+(``DimeFileRefusedError``).
 
 All connection failures derive from ``DimeConnectionError``, which is a
 ``ConnectionError`` (so an ``OSError``) with ``errno`` and ``strerror`` set
@@ -86,6 +92,15 @@ class DimePortError(DimeAddressError, OverflowError):
     client's ``socket.connect`` raised."""
 
 
+class DimePermissionError(DimeError, PermissionError):
+    """Not permitted; a ``PermissionError``. Raised as is when a server
+    started with ``--auth`` refuses this client's credentials (no token, or
+    a wrong one: raised when connecting) or a command its roles do not
+    permit (nothing changed; the client stays usable). Its subclasses:
+    ``DimeSocketPermissionError`` (no permission on the unix socket, when
+    connecting) and ``DimeFileRefusedError`` (a file server refused)."""
+
+
 class DimeConnectionError(DimeError, ConnectionError):
     """Could not connect, the connection broke, or the client is closed.
 
@@ -109,8 +124,9 @@ class DimeFileNotFoundError(DimeConnectionError, FileNotFoundError):
     """No unix socket at the path (``ENOENT``)."""
 
 
-class DimePermissionError(DimeConnectionError, PermissionError):
-    """Not allowed to connect to the socket (``EACCES``/``EPERM``)."""
+class DimeSocketPermissionError(DimeConnectionError, DimePermissionError):
+    """Not allowed to connect to the socket (``EACCES``/``EPERM``): a
+    connection error, and a ``DimePermissionError``."""
 
 
 class DimeConnectionRefusedError(DimeConnectionError, ConnectionRefusedError):
@@ -157,7 +173,7 @@ class DimeUnsupportedError(DimeError, NotImplementedError):
 # does the picking, aliases such as EPERM/EACCES included) -> ours.
 _BY_BUILTIN = {
     FileNotFoundError: DimeFileNotFoundError,
-    PermissionError: DimePermissionError,
+    PermissionError: DimeSocketPermissionError,
     ConnectionRefusedError: DimeConnectionRefusedError,
     ConnectionResetError: DimeConnectionResetError,
     ConnectionAbortedError: DimeConnectionAbortedError,
@@ -170,7 +186,7 @@ class DimeMissingFileError(DimeError, FileNotFoundError):
     or here), or a pattern matched nothing."""
 
 
-class DimeFileRefusedError(DimeError, PermissionError):
+class DimeFileRefusedError(DimePermissionError):
     """A file server refused: a path outside its directory (``..``, an
     absolute path, a link leading out), or an upload to a read-only one."""
 
@@ -181,6 +197,7 @@ class DimeFileError(DimeError, OSError):
 
 
 _CLASSES = {
+    _lib.STATUS_NOT_PERMITTED: DimePermissionError,
     _lib.STATUS_UNSUPPORTED: DimeUnsupportedError,
     _lib.STATUS_INVALID_ARGUMENT: DimeArgumentError,
     _lib.STATUS_PROTOCOL_ERROR: DimeProtocolError,

@@ -41,6 +41,7 @@ STATUS_SERVER_ERROR = 7104
 STATUS_TIMEOUT = 7105
 STATUS_CODEC_ERROR = 7106
 STATUS_UNSUPPORTED = 7107
+STATUS_NOT_PERMITTED = 7108
 STATUS_REMOTE_ERROR = 7201
 STATUS_PROVIDER_LOST = 7202
 STATUS_CANCELLED = 7203
@@ -196,7 +197,13 @@ SIGNATURES = {
     "dime_value_map_take_at": (status, [h, c_size_t, ph]),
     # client
     "dime_connect": (status, [c_char_p, ph]),
-    "dime_connect_with": (status, [c_char_p, c_uint32, ph]),
+    "dime_connect_with": (status, [c_char_p, h, ph]),
+    "dime_connect_options_new": (status, [ph]),
+    "dime_connect_options_set_flags": (status, [h, c_uint32]),
+    "dime_connect_options_set_token": (status, [h, c_char_p]),
+    "dime_connect_options_set_tls_ca": (status, [h, c_char_p]),
+    "dime_connect_options_set_tls_client_cert": (status, [h, c_char_p, c_char_p]),
+    "dime_connect_options_free": (None, [h]),
     "dime_close": (status, [h]),
     "dime_client_free": (None, [h]),
     "dime_join": (status, [h, strs, c_size_t]),

@@ -46,9 +46,10 @@ def address_of(proto="ipc", *args):
     """The libdime address string for the DiME2 constructor arguments.
 
     ``("ipc", path)``, ``("unix", path)``, ``("tcp", host, port)``,
-    ``("tcp", port)``, ``"unix:///path"``, ``"ipc:///path"``,
-    ``"tcp://host:port"``, or libdime's own ``"unix:/path"`` /
-    ``"tcp:host:port"``. No arguments: ``unix:/tmp/dime.sock``.
+    ``("tcp", port)``, ``("tls", host, port)``, ``"unix:///path"``,
+    ``"ipc:///path"``, ``"tcp://host:port"``, ``"tls://host:port"``, or
+    libdime's own ``"unix:/path"`` / ``"tcp:host:port"`` /
+    ``"tls:host:port"``. No arguments: ``unix:/tmp/dime.sock``.
 
     An address it cannot read raises ``DimeAddressError`` (a ``ValueError``
     and a ``TypeError``, which the original client raised); a port outside
@@ -59,33 +60,54 @@ def address_of(proto="ipc", *args):
             raise TypeError(f"DimeClient({proto!r}, path) takes one path, got {len(args)} arguments")
         path = args[0] if args else DEFAULT_SOCKET
         return f"unix:{_fspath(path)}"
-    if proto == "tcp":
+    if proto in ("tcp", "tls"):
         if len(args) == 2:
             host, port = args
         elif len(args) == 1:
             host, port = "127.0.0.1", args[0]
         else:
-            raise TypeError(f"DimeClient('tcp', host, port) takes a host and a port, got {args!r}")
-        return f"tcp:{host}:{_port(port)}"
+            raise TypeError(f"DimeClient({proto!r}, host, port) takes a host and a port, got {args!r}")
+        return f"{proto}:{host}:{_port(port)}"
     if not isinstance(proto, str):
         raise TypeError(f"DimeClient address must be a str, not {type(proto).__name__}")
     if args:
-        raise DimeAddressError(f"unknown protocol {proto!r} (expected 'ipc', 'unix' or 'tcp')")
+        raise DimeAddressError(f"unknown protocol {proto!r} (expected 'ipc', 'unix', 'tcp' or 'tls')")
     m = _URL.fullmatch(proto)
     if m:
         scheme, rest = m.group("proto"), m.group("rest")
         if scheme in ("ipc", "unix"):
             return f"unix:{rest}"
-        if scheme == "tcp":
+        if scheme in ("tcp", "tls"):
             host, sep, port = rest.rpartition(":")
             if not sep or not host:
-                raise DimeAddressError(f"tcp address {proto!r} needs host:port")
-            return f"tcp:{host}:{_port(port)}"
-        raise DimeAddressError(f"unknown protocol in address {proto!r} (expected ipc, unix or tcp)")
-    if re.match(r"(unix|ipc|tcp):", proto):
+                raise DimeAddressError(f"{scheme} address {proto!r} needs host:port")
+            return f"{scheme}:{host}:{_port(port)}"
+        raise DimeAddressError(
+            f"unknown protocol in address {proto!r} (expected ipc, unix, tcp or tls)")
+    if re.match(r"(unix|ipc|tcp|tls):", proto):
         return proto            # libdime's own syntax
     raise DimeAddressError(f"not a dime address: {proto!r} "
                            "(try 'unix:///tmp/dime.sock' or 'tcp://host:port')")
+
+
+def _connect_with(address, token, tls_ca, tls_cert, tls_key, out):
+    """``dime_connect_with`` with options from the environment, overridden
+    by the arguments that are not None; its status."""
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("tls_cert and tls_key go together: give both or neither")
+    opts = c_void_p()
+    check(lib.dime_connect_options_new(byref(opts)))
+    try:
+        if token is not None:
+            check(lib.dime_connect_options_set_token(opts, _cstr(token, "token")))
+        if tls_ca is not None:
+            check(lib.dime_connect_options_set_tls_ca(opts, _cstr(_fspath(tls_ca), "tls_ca")))
+        if tls_cert is not None:
+            check(lib.dime_connect_options_set_tls_client_cert(
+                opts, _cstr(_fspath(tls_cert), "tls_cert"), _cstr(_fspath(tls_key), "tls_key")))
+        return lib.dime_connect_with(address.encode("utf-8"), opts, byref(out))
+    finally:
+        lib.dime_connect_options_free(opts)
 
 
 def _fspath(p):
@@ -103,7 +125,7 @@ def _port(port):
     return n
 
 
-_TCP = re.compile(r"tcp:(?:\[(?P<v6>[^\]]*)\]|(?P<host>.*)):(?P<port>[0-9]+)")
+_TCP = re.compile(r"(?:tcp|tls):(?:\[(?P<v6>[^\]]*)\]|(?P<host>.*)):(?P<port>[0-9]+)")
 
 
 def _unresolved(address):
@@ -191,16 +213,29 @@ class DimeClient(Handle, collections.abc.MutableMapping):
     turns pipelined sends on or off (see the ``pipeline`` property); the
     default, ``None``, leaves them as the ``DIME_PIPELINE`` environment
     variable says, which is off when it is unset.
+
+    Security (keyword arguments; each defaults to its environment
+    variable): ``token`` (``DIME_TOKEN``) is presented to a server started
+    with ``--auth``; ``tls_ca`` (``DIME_TLS_CA``), a PEM file of CA
+    certificates that a ``tls`` server's certificate must be signed by
+    (else the system's); ``tls_cert`` and ``tls_key`` (``DIME_TLS_CERT``,
+    ``DIME_TLS_KEY``), a client certificate for servers that ask for one.
+    A refused token, or a command the user's roles do not permit, raises
+    ``DimePermissionError`` (a ``PermissionError``); a certificate problem
+    a ``DimeConnectionError`` whose message names the server and the reason.
     """
 
     _free = "dime_client_free"
     _shutdown = "dime_close"        # wakes remote calls blocked on a borrowed handle
     _what = "DimeClient"
 
-    def __init__(self, proto="ipc", *args, pipeline=None):
+    def __init__(self, proto="ipc", *args, pipeline=None, token=None, tls_ca=None,
+                 tls_cert=None, tls_key=None):
         super().__init__(None)
         self.proto = proto
         self.args = args
+        self._security = {"token": token, "tls_ca": tls_ca, "tls_cert": tls_cert,
+                          "tls_key": tls_key}
         self.workspace = {}
         self.serialization = "dimeb"
         self._pipeline_setting = None if pipeline is None else _window(pipeline)
@@ -213,7 +248,10 @@ class DimeClient(Handle, collections.abc.MutableMapping):
             proto, args = self.proto, self.args
         address = address_of(proto, *args)
         out = c_void_p()
-        st = lib.dime_connect(address.encode("utf-8"), byref(out))
+        if any(v is not None for v in self._security.values()):
+            st = _connect_with(address, **self._security, out=out)
+        else:
+            st = lib.dime_connect(address.encode("utf-8"), byref(out))
         if st:
             raise _connect_error(st, address)
         try:

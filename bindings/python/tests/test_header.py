@@ -12,9 +12,11 @@ from dime import _lib
 
 HEADER = REPO / "include" / "dime.h"
 
-OPAQUE = {"dime_client", "dime_value", "dime_messages", "dime_pattern", "dime_future",
-          "dime_request", "dime_server", "dime_stream", "dime_watch", "dime_event",
-          "dime_watch_position", "dime_files_server", "dime_files_summary", "dime_files_options"}
+# Every struct type the header declares, passed by pointer and declared as
+# c_void_p: opaque handles (`typedef struct X X;`) and the structs the
+# caller fills in (`typedef struct X { ... } X;`).
+OPAQUE = (set(re.findall(r"typedef struct (\w+) \1;", HEADER.read_text()))
+          | set(re.findall(r"typedef struct (\w+) \{", HEADER.read_text())))
 #: Function-pointer typedefs, declared as c_void_p.
 FNPTRS = {"dime_files_progress_fn"}
 SCALARS = {

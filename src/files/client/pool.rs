@@ -2,6 +2,7 @@
 //! endpoints to one broker, each call naming the file server's function.
 
 use crate::buffer::PooledBuf;
+use crate::client::ConnectOptions;
 use crate::client::rpc::{Rpc, RpcOptions};
 use crate::files::wire;
 use crate::files::{Error, Result};
@@ -24,6 +25,8 @@ impl Pool {
             retry_until: Some(Instant::now() + wait.min(Duration::from_secs(1))),
             // A broker silent this long while calls are in flight is gone.
             maxage: Some(Duration::from_secs(30)),
+            // DIME_TOKEN and DIME_TLS_*, as every client takes them.
+            connect: ConnectOptions::from_env(),
             ..RpcOptions::default()
         };
         let endpoints = (0..n)

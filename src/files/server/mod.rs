@@ -16,6 +16,7 @@ use super::paths::Root;
 use super::wire::{self, Fields};
 use super::{Error, Result};
 use crate::buffer::PooledBuf;
+use crate::client::ConnectOptions;
 use crate::client::rpc::{Rpc, RpcOptions};
 use crate::server::local::LocalProvider;
 use crate::transport::Address;
@@ -85,6 +86,8 @@ impl FileServer {
                 address,
                 RpcOptions {
                     retry_until: Some(Instant::now() + options.connect_timeout),
+                    // DIME_TOKEN and DIME_TLS_*, as every client takes them.
+                    connect: ConnectOptions::from_env(),
                     ..RpcOptions::default()
                 },
             )?);

@@ -20,12 +20,13 @@
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb;
 use crate::proto::{extensions, stream_batch};
+use crate::server::auth::Action;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
 use crate::server::local::{CallQueue, LocalCall, LocalResult};
 use crate::server::outqueue::OutItem;
 use crate::server::request::{CommandError, Result, Text, flag, required};
-use crate::server::service::{Handler, Service};
+use crate::server::service::{Handler, Need, Service};
 use crate::server::state::State;
 use crate::wire::{Frame, encode_head};
 use rustc_hash::FxHashMap;
@@ -263,6 +264,38 @@ impl Service for Rpc {
         ("yield", give_item),
         ("credit", credit),
     ];
+
+    fn required(command: &str, h: &Header<'_>, need: &mut Need<'_>) -> Result {
+        match command {
+            "provide" | "unprovide" => need(Action::Provide, required(&h.function, "function")?),
+            "call" if flag(h.stream) => need(Action::Stream, required(&h.function, "function")?),
+            "call" => need(Action::Call, required(&h.function, "function")?),
+            // Answers and controls of calls the client is already part of.
+            "return" | "cancel" | "ping" | "yield" | "credit" => Ok(()),
+            // A command added without a line here is for admins only.
+            _ => need(Action::Admin, command),
+        }
+    }
+
+    /// A refused call is answered as its result (routed by the caller's
+    /// id), like every other failed call.
+    fn refuse(
+        st: &mut State,
+        id: ConnId,
+        command: &str,
+        h: &Header<'_>,
+        refusal: CommandError,
+    ) -> Result {
+        match (command, h.id) {
+            ("call", Some(caller_id)) => {
+                let mut head = refusal.reply();
+                head["result"] = json!(caller_id);
+                push_result(st, id, &head, None);
+                Ok(())
+            }
+            _ => Err(refusal),
+        }
+    }
 
     fn withdraw(&mut self, _: &mut State, _: ConnId, on: NeverBlocked) {
         match on {}
@@ -604,7 +637,7 @@ fn call(svc: &mut Rpc, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> 
     };
     let deadline = match deadline(h.timeout) {
         Ok(d) => d,
-        Err(CommandError::Failed(m)) => return fail(st, m),
+        Err(e) => return fail(st, e.message().to_owned()),
     };
     if svc.by_caller.contains_key(&(id, caller_id)) {
         return fail(

@@ -11,11 +11,12 @@
 use crate::buffer::PooledBuf;
 use crate::codec::dimeb;
 use crate::proto::extensions;
+use crate::server::auth::Action;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
 use crate::server::persist::{Encoder, format::bincode_config};
 use crate::server::request::{self, CommandError, Result, Text, failed, flag, required};
-use crate::server::service::{Handler, Service};
+use crate::server::service::{Handler, Need, Service};
 use crate::server::state::State;
 use crate::server::watch::{Feed, WatchSpec};
 use crate::value::Value;
@@ -871,8 +872,8 @@ fn replay(svc: &mut Shares, st: &mut State, id: ConnId, frame: Frame) {
         .and_then(|c| Shares::COMMANDS.iter().find(|(n, _)| *n == c))
         .map(|(_, h)| *h);
     if let Some(h) = handler {
-        if let Err(CommandError::Failed(m)) = h(svc, st, id, &header, frame) {
-            st.reply_error(id, &m);
+        if let Err(e) = h(svc, st, id, &header, frame) {
+            st.reply(id, e.reply());
         }
     }
 }
@@ -1010,6 +1011,22 @@ impl Service for Shares {
 
     const EXTENSIONS: &'static [&'static str] = &[extensions::SHARE];
     const PERSIST_TAG: Option<u8> = Some(TAG);
+
+    fn required(command: &str, h: &Header<'_>, need: &mut Need<'_>) -> Result {
+        let action = match command {
+            // Watching a share reads every change made to it.
+            "share_get" | "share_contains" | "share_keys" | "share_len" | "share_get_many"
+            | "share_wait_key" | "share_watch" => Action::ShareRead,
+            "share_set" | "share_del" | "share_clear" | "share_set_many" | "share_incr"
+            | "share_cas" | "share_pop" => Action::ShareWrite,
+            "share_lock" | "share_unlock" | "share_lock_renew" => Action::ShareLock,
+            // Ends the client's own watch.
+            "share_unwatch" => return Ok(()),
+            // A command added without a line here is for admins only.
+            _ => return need(Action::Admin, command),
+        };
+        need(action, share_name(h))
+    }
 
     fn withdraw(&mut self, _: &mut State, id: ConnId, on: ShareWait) {
         let name = match &on {

@@ -8,11 +8,12 @@
 use crate::buffer::PooledBuf;
 use crate::pattern::{self, Matcher};
 use crate::proto::extensions;
+use crate::server::auth::Action;
 use crate::server::blocking::deadline;
 use crate::server::conn::{ConnId, Connection};
 use crate::server::persist::{Encoder, format::bincode_config};
 use crate::server::request::{CommandError, Result, Text};
-use crate::server::service::{Handler, Service};
+use crate::server::service::{Handler, Need, Service};
 use crate::server::state::State;
 use crate::server::watch::{Feed, WatchSpec};
 use crate::wire::Frame;
@@ -453,6 +454,20 @@ impl Service for Spaces {
 
     const EXTENSIONS: &'static [&'static str] = &[extensions::SPACE];
     const PERSIST_TAG: Option<u8> = Some(TAG);
+
+    fn required(command: &str, h: &Header<'_>, need: &mut Need<'_>) -> Result {
+        let action = match command {
+            // Watching a space reads every tuple that enters or leaves it.
+            "ts_rd" | "ts_rdp" | "ts_count" | "ts_watch" => Action::SpaceRead,
+            // Taking a tuple changes the space as much as adding one.
+            "ts_out" | "ts_in" | "ts_inp" => Action::SpaceWrite,
+            // Ends the client's own watch.
+            "ts_unwatch" => return Ok(()),
+            // A command added without a line here is for admins only.
+            _ => return need(Action::Admin, command),
+        };
+        need(action, space_name(h))
+    }
 
     /// Drops the blocked request from its space: it will never take a
     /// tuple afterwards.

@@ -7,6 +7,7 @@ mod cut;
 mod groups;
 
 use crate::proto::extensions;
+use crate::server::auth::{self, Access, Action, Credential, Principal};
 use crate::server::blocking::deadline;
 use crate::server::conn::{Accepts, ConnId, Connection, Held, json_item, wait_reply};
 use crate::server::convert;
@@ -14,7 +15,7 @@ use crate::server::outqueue::OutItem;
 use crate::server::request::{
     CommandError, CommandHeader, Result, Text, flag, parse, required, required_raw_str,
 };
-use crate::server::service::{Handler, Service};
+use crate::server::service::{Handler, Need, Service};
 use crate::server::state::State;
 use crate::server::watch::{Feed, WatchSpec};
 use crate::wire::Frame;
@@ -80,6 +81,9 @@ pub struct MessagingHeader<'a> {
     pub since: Option<u64>,
     /// … of the feed with this epoch.
     pub epoch: Option<u64>,
+    /// `handshake`: the client's token (our extension, for `--auth`).
+    #[serde(borrow)]
+    pub token: Option<Text<'a>>,
 }
 
 type Header<'a> = MessagingHeader<'a>;
@@ -149,7 +153,31 @@ impl Service for Messaging {
         extensions::DIMEB_LAYOUT,
         extensions::SHM,
         extensions::CUT_THROUGH,
+        extensions::AUTH,
     ];
+
+    fn required(command: &str, h: &Header<'_>, need: &mut Need<'_>) -> Result {
+        match command {
+            "join" => names(h)?.iter().try_for_each(|g| need(Action::Join, g)),
+            "send" => need(Action::Send, &required_raw_str(h.name, "name")?),
+            "broadcast" => need(Action::Broadcast, ""),
+            // Who joins and leaves the groups a client may join or send
+            // to: the watched groups are all those starting with the
+            // prefix, `PREFIX*` as a name (a grant's pattern covering it
+            // covers them all).
+            "group_watch" => {
+                let groups = format!("{}*", h.prefix.as_deref().unwrap_or(""));
+                need(Action::Join, &groups).or_else(|_| need(Action::Send, &groups))
+            }
+            // The client's own session: its handshake, its groups, its
+            // queue, the list of group names, its own watches, and how
+            // its payloads travel (shared memory is checked per `send`).
+            "handshake" | "leave" | "sync" | "wait" | "devices" | "group_unwatch" | "shm_send"
+            | "shm_receive" | "shm_release" => Ok(()),
+            // A command added without a line here is for admins only.
+            _ => need(Action::Admin, command),
+        }
+    }
 
     fn withdraw(&mut self, _: &mut State, _: ConnId, _: InboxWait) {
         // Nothing is queued anywhere for a waiting sync.
@@ -206,7 +234,44 @@ fn names(h: &Header) -> Result<Vec<String>> {
 
 const SERIALIZATIONS: [&str; 4] = ["matlab", "pickle", "dimeb", "json"];
 
+/// Under `--auth`, checks the handshake's token: a valid one makes the
+/// client its user; a wrong one, or none from a client that has not
+/// otherwise authenticated, is refused and the connection closed. False
+/// when the client was refused.
+fn authenticate(st: &mut State, id: ConnId, h: &Header) -> bool {
+    let Some(table) = st.auth.clone() else {
+        return true;
+    };
+    let Some(conn) = st.conns.get_mut(&id) else {
+        return false;
+    };
+    match h.token.as_deref() {
+        Some(token) => match table.by_token(token) {
+            Some(user) => {
+                let principal = Principal::user(user, Credential::Token(token.to_owned()));
+                log::info!("client {id} authenticated as '{}'", user.name);
+                conn.access = Access::Granted(std::sync::Arc::new(principal));
+                true
+            }
+            None => {
+                log::warn!("client {id} ({}): invalid token", conn.stream.peer());
+                st.fail_and_close(id, auth::BAD_TOKEN, true);
+                false
+            }
+        },
+        None if matches!(conn.access, Access::Pending) => {
+            log::info!("client {id} ({}): no token", conn.stream.peer());
+            st.fail_and_close(id, auth::AUTH_REQUIRED, true);
+            false
+        }
+        None => true,
+    }
+}
+
 fn handshake(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
+    if !authenticate(st, id, h) {
+        return Ok(());
+    }
     let wanted = required(&h.serialization, "serialization")?;
     if !SERIALIZATIONS.contains(&wanted) {
         return Err(CommandError::Failed(format!(
@@ -252,10 +317,12 @@ fn handshake(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Fra
     // "extensions" is ours: what this server understands beyond DiME2, so
     // our clients fall back to DiME2's own commands where a server (an
     // original one) sends no such list. Old clients ignore the field.
-    st.reply(
-        id,
-        json!({"status": 0, "serialization": current, "tls": false, "extensions": st.extensions}),
-    );
+    let mut reply =
+        json!({"status": 0, "serialization": current, "tls": false, "extensions": st.extensions});
+    if let Some(user) = st.conns.get(&id).and_then(|c| c.access.user()) {
+        reply["user"] = json!(user);
+    }
+    st.reply(id, reply);
     Ok(())
 }
 
@@ -270,6 +337,14 @@ fn join(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -
         }
     }
     let conn = st.conns.get_mut(&id).expect("live connection");
+    let limit = st.config.max_groups;
+    let new = groups.iter().filter(|g| !conn.groups.contains(*g)).count();
+    if limit > 0 && conn.groups.len() + new > limit {
+        return Err(CommandError::Failed(format!(
+            "Too many groups: this client is in {} and may be in at most {limit} (--max-groups)",
+            conn.groups.len()
+        )));
+    }
     for g in &groups {
         svc.groups.join(g, id);
         conn.groups.insert(g.clone());
@@ -647,8 +722,9 @@ impl Messaging {
     /// it (`cut`): a group send or a broadcast without `"receive"` or
     /// shared memory, no monitor connected (each is shown the value),
     /// every recipient reading the sender's own encoding, at least one of
-    /// them negotiated `cut_through`, and the request valid and within
-    /// `--max-queue` now. None otherwise: the frame then completes and is
+    /// them negotiated `cut_through`, the sender authenticated and
+    /// permitted to send there (`--auth`), and the request valid and
+    /// within `--max-queue` now. None otherwise: the frame then completes and is
     /// handled as any other, errors included. [`Messaging::begin_live`]
     /// then relays it.
     pub fn route_live(
@@ -668,6 +744,15 @@ impl Messaging {
             _ => return None,
         };
         let h: Header = parse(text).ok()?;
+        // A client yet to authenticate, or one that may not send there, is
+        // answered once the frame is whole, as for any request.
+        let admitted = st
+            .conns
+            .get(&id)
+            .is_some_and(|c| !matches!(c.access, Access::Pending));
+        if !admitted || Self::required(command, &h, &mut |a, n| st.permit(id, a, n)).is_err() {
+            return None;
+        }
         // What `relay` would refuse, it refuses once the frame is whole.
         if h.varname.is_none()
             || h.status.is_some()

@@ -1,0 +1,4 @@
+//! libFuzzer target: `dime::fuzzing::pattern`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dime::fuzzing::pattern(data));
