@@ -698,7 +698,8 @@ typedef struct dime_watch_position {
  * Large messages may arrive while their sender is still sending them
  * (extension `cut_through`): across hosts the broker forwards a payload
  * as it comes in instead of after it. A message whose sender goes away
- * midway is dropped before `dime_sync` and the like return.
+ * or stalls (the broker's `--cut-through-stall-ms`) midway is dropped
+ * before `dime_sync` and the like return.
  */
 #define DIME_CONNECT_CUT_THROUGH 8
 

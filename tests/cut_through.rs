@@ -658,3 +658,177 @@ fn large_matrices_sent_from_their_own_memory_arrive_exactly() {
     );
     assert_eq!(got.into_iter().next().unwrap().into_value().unwrap(), value);
 }
+
+/// The stall limit of the stall tests: long enough that a loaded machine
+/// never pauses a writing sender this long, short for the tests.
+const STALL: Duration = Duration::from_millis(600);
+
+#[test]
+fn a_sender_that_stalls_mid_payload_is_cut_off_and_nobody_waits_longer_than_the_limit() {
+    let srv = TestServer::start_with(|c| c.cut_through_stall = STALL);
+    let mut rx = member(&srv, &["cut_through"], "g");
+    let mut old = member(&srv, &[], "g");
+    let mut bystander = member(&srv, &["cut_through"], "h");
+    let mut tx = sender(&srv);
+    rx.send(json!({"command": "sync", "wait": true}), &[]);
+    let payload = pattern(BIG, 29);
+    let bytes = send_frame("g", "stalled", &payload);
+    let split = bytes.len() - payload.len() + (1 << 20);
+    // The sender writes a quarter of the payload and stops, connected.
+    tx.send_bytes(&bytes[..split]);
+    let (head, len) = read_head(&mut rx);
+    assert_eq!((head["varname"].as_str(), len), (Some("stalled"), BIG));
+    assert_eq!(read_n(&mut rx, 1 << 20), payload[..1 << 20]);
+    let stalled_at = Instant::now();
+    // Everyone else carries on meanwhile.
+    let mut other = client(&srv, true);
+    other.send("h", "meanwhile", &Value::F64(1.0)).unwrap();
+    bystander.send(json!({"command": "sync"}), &[]);
+    assert_eq!(bystander.recv().0["varname"], "meanwhile");
+    assert_eq!(bystander.recv().0, json!({"status": 0}));
+    // Once the limit has passed, the recipient's reply ends: zeros for
+    // the rest, and the message named as aborted.
+    let rest = read_n(&mut rx, BIG - (1 << 20));
+    let waited = stalled_at.elapsed();
+    assert!(rest.iter().all(|&b| b == 0));
+    assert_eq!(rx.recv().0, json!({"status": 0, "aborted": [0]}));
+    assert!(waited < STALL * 4, "the sync reply waited {waited:?}");
+    // The sender is told at once, while its frame is still unfinished.
+    let (reply, _) = tx.recv();
+    assert_eq!(reply["status"], -1);
+    let error = reply["error"].as_str().unwrap();
+    assert!(
+        error.contains("stalled") && error.contains("--cut-through-stall-ms"),
+        "{error}"
+    );
+    // The old client never had the message.
+    assert_eq!(old.call(json!({"command": "sync"})), json!({"status": 0}));
+    // The sender keeps its connection: the rest of its payload, when it
+    // comes, is discarded, and its next message goes out as usual.
+    tx.send_bytes(&bytes[split..]);
+    let after = pattern(2 << 20, 31);
+    tx.send_bytes(&send_frame("g", "after", &after));
+    assert_eq!(tx.recv().0, json!({"status": 0}));
+    for r in [&mut rx, &mut old] {
+        r.send(json!({"command": "sync"}), &[]);
+        let (h, p) = r.recv();
+        assert_eq!((h["varname"].as_str(), p == after), (Some("after"), true));
+        assert_eq!(r.recv().0, json!({"status": 0}));
+    }
+}
+
+#[test]
+fn our_client_syncing_while_a_sender_stalls_gets_the_other_messages_within_the_limit() {
+    let srv = TestServer::start_with(|c| c.cut_through_stall = STALL);
+    let mut ours = client(&srv, true);
+    ours.join(&["g"]).unwrap();
+    let mut small = client(&srv, true);
+    small.send("g", "before", &Value::F64(1.0)).unwrap();
+    let mut tx = sender(&srv);
+    let payload = pattern(BIG, 37);
+    let bytes = send_frame("g", "stalled", &payload);
+    tx.send_bytes(&bytes[..bytes.len() / 2]);
+    until_queued(&srv, "g", 2);
+    let syncing = Instant::now();
+    let (done, answer) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let got = ours.sync_messages(-1);
+        let _ = done.send((ours, got));
+    });
+    // (Without the limit the sync would wait for the sender for ever.)
+    let (_ours, got) = answer
+        .recv_timeout(STALL * 4)
+        .expect("the sync returned within the limit");
+    let names: Vec<String> = got.unwrap().into_iter().map(|m| m.varname).collect();
+    assert!(
+        syncing.elapsed() >= STALL / 2,
+        "it waited for the sender first"
+    );
+    assert_eq!(names, ["before"]);
+    assert_eq!(tx.recv().0["status"], -1);
+    // The stalled sender's connection stays usable.
+    tx.send_bytes(&bytes[bytes.len() / 2..]);
+    assert_eq!(
+        tx.call(json!({"command": "send", "name": "g", "varname": "small",
+            "serialization": "dimeb"})),
+        json!({"status": 0})
+    );
+}
+
+#[test]
+fn a_slow_sender_that_keeps_sending_is_not_cut_off() {
+    let srv = TestServer::start_with(|c| c.cut_through_stall = STALL);
+    let mut rx = member(&srv, &["cut_through"], "g");
+    let mut tx = sender(&srv);
+    rx.send(json!({"command": "sync", "wait": true}), &[]);
+    let payload = pattern(BIG, 41);
+    let bytes = send_frame("g", "slow", &payload);
+    // Four times the limit in all, never a pause of half of it.
+    let pieces: Vec<&[u8]> = bytes.chunks(bytes.len() / 16 + 1).collect();
+    let pause = STALL * 4 / pieces.len() as u32;
+    let reading = thread::spawn(move || {
+        let (head, len) = read_head(&mut rx);
+        let body = read_n(&mut rx, len);
+        (head, body, rx.recv().0)
+    });
+    for piece in pieces {
+        tx.send_bytes(piece);
+        thread::sleep(pause);
+    }
+    assert_eq!(tx.recv().0, json!({"status": 0}));
+    let (head, body, status) = reading.join().unwrap();
+    assert_eq!(head["varname"], "slow");
+    assert!(body == payload);
+    assert_eq!(status, json!({"status": 0}));
+}
+
+#[test]
+fn the_broker_flag_sets_the_stall_limit() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("d.sock");
+    let dime = || Command::new(env!("CARGO_BIN_EXE_dime"));
+    // Zero would abort every message at once: refused.
+    let out = dime()
+        .args(["--cut-through-stall-ms", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cut-through-stall-ms"));
+    let _broker = common::KillOnDrop(
+        dime()
+            .arg("-l")
+            .arg(format!("unix:{}", sock.display()))
+            .args(["--cut-through-stall-ms", "300"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let path = sock.to_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(path).is_err() {
+        assert!(Instant::now() < deadline, "the broker never listened");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let handshake = |extensions: &[&str]| {
+        let mut r = Raw::connect(path);
+        let reply = r.call(json!({"command": "handshake", "serialization": "dimeb",
+            "tls": false, "extensions": extensions}));
+        assert_eq!(reply["status"], 0);
+        r
+    };
+    let mut rx = handshake(&["cut_through"]);
+    rx.call(json!({"command": "join", "name": "g"}));
+    let mut tx = handshake(&[]);
+    let payload = pattern(BIG, 43);
+    let bytes = send_frame("g", "stalled", &payload);
+    tx.send_bytes(&bytes[..bytes.len() / 2]);
+    rx.send(json!({"command": "sync", "wait": true}), &[]);
+    let started = Instant::now();
+    assert_eq!(read_head(&mut rx).1, BIG);
+    read_n(&mut rx, BIG);
+    assert_eq!(rx.recv().0, json!({"status": 0, "aborted": [0]}));
+    // Well before the default limit of five seconds.
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(tx.recv().0["status"], -1);
+}

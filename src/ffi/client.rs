@@ -209,7 +209,8 @@ pub const DIME_CONNECT_SHM_NOW: dime_connect_flags = 4;
 /// Large messages may arrive while their sender is still sending them
 /// (extension `cut_through`): across hosts the broker forwards a payload
 /// as it comes in instead of after it. A message whose sender goes away
-/// midway is dropped before `dime_sync` and the like return.
+/// or stalls (the broker's `--cut-through-stall-ms`) midway is dropped
+/// before `dime_sync` and the like return.
 pub const DIME_CONNECT_CUT_THROUGH: dime_connect_flags = 8;
 /// What `dime_connect` asks for: everything, as the bindings (Python,
 /// MATLAB) move large arrays.

@@ -180,6 +180,9 @@ enum Body {
     Owned { buf: PooledBuf, filled: usize },
     /// A buffer already shared with recipients.
     Live(LiveWriter),
+    /// A payload nobody will get any more (see
+    /// [`FrameReader::discard_live`]): its bytes are read and dropped.
+    Discard { len: usize, filled: usize },
 }
 
 impl Body {
@@ -187,6 +190,7 @@ impl Body {
         match self {
             Body::Owned { buf, .. } => buf.len(),
             Body::Live(w) => w.shared().len(),
+            Body::Discard { len, .. } => *len,
         }
     }
 
@@ -194,21 +198,35 @@ impl Body {
         match self {
             Body::Owned { filled, .. } => *filled,
             Body::Live(w) => w.filled_len(),
+            Body::Discard { filled, .. } => *filled,
         }
     }
 
-    fn spare(&mut self) -> &mut [u8] {
+    /// Where the next bytes are read to directly; None for a payload
+    /// being discarded (it is read through the staging buffer).
+    fn spare(&mut self) -> Option<&mut [u8]> {
         match self {
-            Body::Owned { buf, filled } => &mut buf[*filled..],
-            Body::Live(w) => w.spare(),
+            Body::Owned { buf, filled } => Some(&mut buf[*filled..]),
+            Body::Live(w) => Some(w.spare()),
+            Body::Discard { .. } => None,
         }
     }
 
+    /// Counts `n` more bytes written into [`Body::spare`].
     fn advance(&mut self, n: usize) {
         match self {
             Body::Owned { filled, .. } => *filled += n,
             Body::Live(w) => w.advance(n),
+            Body::Discard { filled, .. } => *filled += n,
         }
+    }
+
+    /// Takes `bytes`, the next ones of the payload.
+    fn take(&mut self, bytes: &[u8]) {
+        if let Some(spare) = self.spare() {
+            spare[..bytes.len()].copy_from_slice(bytes);
+        }
+        self.advance(bytes.len());
     }
 }
 
@@ -290,6 +308,11 @@ impl FrameReader {
         ) {
             Body::Owned { buf, filled } => LivePayload::start(buf, filled),
             Body::Live(w) => w,
+            // Its relay was aborted: it never goes live again.
+            discarded @ Body::Discard { .. } => {
+                p.body = discarded;
+                return None;
+            }
         };
         let live = writer.shared().clone();
         p.body = Body::Live(writer);
@@ -299,6 +322,24 @@ impl FrameReader {
             shm: None,
             live: Some(live),
         })
+    }
+
+    /// Gives up the payload of the live frame being read (its relay was
+    /// aborted): it is marked aborted for its recipients, its buffer is
+    /// theirs alone, and the rest of its bytes are read and dropped, with
+    /// no frame for it; the frame after it is read as usual. False if no
+    /// live frame is being read.
+    pub fn discard_live(&mut self) -> bool {
+        let Some(p) = self.partial.as_mut() else {
+            return false;
+        };
+        if !matches!(p.body, Body::Live(_)) {
+            return false;
+        }
+        let (len, filled) = (p.body.len(), p.body.filled());
+        // Dropping the writer marks the payload aborted.
+        p.body = Body::Discard { len, filled };
+        true
     }
 
     /// True while a frame has been started but not completed.
@@ -340,10 +381,12 @@ impl FrameReader {
         if self.start == self.end {
             if let Some(p) = &mut self.partial {
                 if p.head.len() == p.head_len && p.body.len() - p.body.filled() >= STAGING {
-                    self.last_room = p.body.len() - p.body.filled();
-                    let n = src.read(p.body.spare())?;
-                    p.body.advance(n);
-                    return Ok(n);
+                    if let Some(spare) = p.body.spare() {
+                        self.last_room = spare.len();
+                        let n = src.read(spare)?;
+                        p.body.advance(n);
+                        return Ok(n);
+                    }
                 }
             }
         }
@@ -411,14 +454,15 @@ impl FrameReader {
         p.head.extend_from_slice(&avail[..n]);
         let avail = &avail[n..];
         let m = (p.body.len() - p.body.filled()).min(avail.len());
-        p.body.spare()[..m].copy_from_slice(&avail[..m]);
-        p.body.advance(m);
+        p.body.take(&avail[..m]);
         self.start += n + m;
         if p.head.len() == p.head_len && p.body.filled() == p.body.len() {
             let p = self.partial.take().unwrap();
             let (payload, live) = match p.body {
                 Body::Owned { buf, .. } => (buf, None),
                 Body::Live(w) => (PooledBuf::default(), Some(w.shared().clone())),
+                // Over and answered already: on to the next frame.
+                Body::Discard { .. } => return self.next_frame(),
             };
             return Ok(Some(Frame {
                 head: p.head,
@@ -574,6 +618,43 @@ mod tests {
         let next = r.next_frame().unwrap().unwrap();
         assert!(next.live.is_none());
         assert_eq!(&next.payload[..], b"x");
+    }
+
+    #[test]
+    fn a_discarded_live_frame_is_read_past_and_the_next_one_comes_whole() {
+        let payload = vec![5u8; 300_000];
+        let big = Frame::new(br#"{"command":"send"}"#, PooledBuf::from_vec(payload));
+        let small = Frame::new(b"{}", PooledBuf::from_vec(b"x".to_vec()));
+        let mut bytes = big.head.clone();
+        bytes.extend_from_slice(&big.payload);
+        bytes.extend_from_slice(&small.head);
+        bytes.extend_from_slice(&small.payload);
+        let mut r = FrameReader::new(u64::MAX);
+        r.set_cut_through(100_000);
+        let first = big.head.len() + 1000;
+        r.feed(&bytes[..first]);
+        assert!(r.next_frame().unwrap().is_none());
+        assert!(r.offer_head().is_some());
+        let shared = r.go_live().unwrap().live.unwrap();
+        assert!(r.discard_live());
+        assert!(shared.is_aborted());
+        assert!(!r.discard_live(), "once");
+        assert!(r.go_live().is_none(), "never live again");
+        // The rest is read (through the staging buffer) and dropped.
+        let mut src = &bytes[first..first + 200_000];
+        while r.read_from(&mut src).unwrap() > 0 {
+            assert!(r.next_frame().unwrap().is_none());
+        }
+        assert_eq!(
+            shared.filled().len(),
+            1000,
+            "nothing more goes to recipients"
+        );
+        r.feed(&bytes[first + 200_000..]);
+        let next = r.next_frame().unwrap().unwrap();
+        assert!(next.live.is_none());
+        assert_eq!(&next.payload[..], b"x");
+        assert!(!r.is_mid_frame());
     }
 
     #[test]

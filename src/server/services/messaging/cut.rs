@@ -10,13 +10,17 @@
 //! goes away first aborts the message: it leaves the queues it still waits
 //! in, the rest of its bytes go out as zeros to keep each stream in step,
 //! and the sync reply's closing status names it in `"aborted"`, so clients
-//! drop it.
+//! drop it. So does a sender that stays connected but sends no byte of the
+//! payload for `--cut-through-stall-ms` ([`LiveRelays::stalled`]): a
+//! recipient's sync reply that holds the message waits no longer than that
+//! for it.
 
 use crate::server::conn::ConnId;
 use crate::server::state::State;
 use crate::wire::Frame;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Queues `frame` for each of the recipients and wakes those waiting.
 pub type Deliver = fn(&mut State, &[ConnId], &Arc<Frame>);
@@ -30,6 +34,10 @@ struct LiveRelay {
     /// Recipients that get it once complete; its size is reserved in
     /// their queues' `inbox_bytes` until then.
     later: Vec<ConnId>,
+    /// Payload bytes in at `progressed`.
+    arrived: usize,
+    /// When the last payload byte so far arrived (or the relay began).
+    progressed: Instant,
 }
 
 /// The messages being relayed while they arrive, by sender (one at most
@@ -62,13 +70,26 @@ impl LiveRelays {
                 c.inbox_bytes += size;
             }
         }
-        self.0.insert(sender, LiveRelay { frame, now, later });
+        let arrived = frame.live.as_ref().map_or(0, |l| l.filled().len());
+        let relay = LiveRelay {
+            frame,
+            now,
+            later,
+            arrived,
+            progressed: Instant::now(),
+        };
+        self.0.insert(sender, relay);
     }
 
     /// Lets the recipients of `sender`'s live message write what has
-    /// arrived.
-    pub fn wake(&self, st: &mut State, sender: ConnId) {
-        if let Some(relay) = self.0.get(&sender) {
+    /// arrived, and notes whether anything did.
+    pub fn wake(&mut self, st: &mut State, sender: ConnId) {
+        if let Some(relay) = self.0.get_mut(&sender) {
+            let arrived = relay.frame.live.as_ref().map_or(0, |l| l.filled().len());
+            if arrived != relay.arrived {
+                relay.arrived = arrived;
+                relay.progressed = Instant::now();
+            }
             for r in &relay.now {
                 if st.conns.contains_key(r) {
                     st.dirty.insert(*r);
@@ -102,10 +123,28 @@ impl LiveRelays {
         true
     }
 
-    /// `sender`'s live message will never be complete (its sender is going
-    /// away): recipients that have not taken it yet lose it; those being
-    /// written it get zeros for the rest and are told in their sync reply.
-    pub fn abort(&mut self, st: &mut State, sender: ConnId) {
+    /// The senders whose live message has had no byte arrive for `limit`
+    /// by `now`, and when the next one will have if none arrives (None:
+    /// no live message).
+    pub fn stalled(&self, now: Instant, limit: Duration) -> (Vec<ConnId>, Option<Instant>) {
+        let mut late = Vec::new();
+        let mut next: Option<Instant> = None;
+        for (&sender, relay) in &self.0 {
+            let due = relay.progressed + limit;
+            if due <= now {
+                late.push(sender);
+            } else {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        (late, next)
+    }
+
+    /// `sender`'s live message will never be complete (`why`: its sender
+    /// is going away, or stalled): recipients that have not taken it yet
+    /// lose it; those being written it get zeros for the rest and are told
+    /// in their sync reply.
+    pub fn abort(&mut self, st: &mut State, sender: ConnId, why: &str) {
         let Some(relay) = self.0.remove(&sender) else {
             return;
         };
@@ -128,6 +167,6 @@ impl LiveRelays {
                 c.inbox_bytes -= size;
             }
         }
-        log::info!("client {sender} went away in the middle of a message; its recipients drop it");
+        log::info!("client {sender} {why} in the middle of a message; its recipients drop it");
     }
 }

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value as Json, json};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The fields DiME2 commands read.
 #[derive(Deserialize, Default, Debug)]
@@ -189,6 +190,10 @@ impl Service for Messaging {
 
     fn drained(&mut self, st: &mut State, id: ConnId) -> bool {
         self.feed.0.drained(st, id)
+    }
+
+    fn expire(&mut self, st: &mut State, now: Instant) -> Option<Instant> {
+        self.abort_stalled_live(st, now)
     }
 
     fn disconnect(&mut self, st: &mut State, id: ConnId, conn: &Connection) {
@@ -806,7 +811,7 @@ impl Messaging {
     }
 
     /// Lets the recipients of `id`'s live message write what has arrived.
-    pub fn wake_live(&self, st: &mut State, id: ConnId) {
+    pub fn wake_live(&mut self, st: &mut State, id: ConnId) {
         self.live.wake(st, id);
     }
 
@@ -820,7 +825,34 @@ impl Messaging {
 
     /// `id` is going away in the middle of a live message: it is aborted.
     pub fn abort_live(&mut self, st: &mut State, id: ConnId) {
-        self.live.abort(st, id);
+        self.live.abort(st, id, "went away");
+    }
+
+    /// Aborts the live messages whose payload has had no byte arrive for
+    /// `--cut-through-stall-ms` by `now`, so no recipient waits on them
+    /// longer: their recipients drop them, their senders get an error
+    /// reply at once and keep their connection (the rest of the payload
+    /// is read and discarded; their next request is served as usual).
+    /// Returns when the next stall would be due.
+    fn abort_stalled_live(&mut self, st: &mut State, now: Instant) -> Option<Instant> {
+        let limit = st.config.cut_through_stall;
+        let (late, next) = self.live.stalled(now, limit);
+        for id in late {
+            self.live.abort(st, id, "stalled");
+            if let Some(c) = st.conns.get_mut(&id) {
+                c.reader.discard_live();
+            }
+            let ms = limit.as_millis();
+            st.reply_error(
+                id,
+                &format!(
+                    "Message stalled: no byte of its payload arrived for {ms} ms \
+                     (--cut-through-stall-ms); it was dropped for every recipient, and the \
+                     rest of its bytes are discarded"
+                ),
+            );
+        }
+        next
     }
 }
 
