@@ -174,15 +174,16 @@ impl OutQueue {
         let Some(OutItem::SyncEnd(live)) = self.items.front() else {
             return;
         };
-        let aborted: Vec<usize> = live
+        let aborted: Vec<String> = live
             .iter()
             .filter(|(_, p)| p.is_aborted())
-            .map(|(k, _)| *k)
+            .map(|(k, _)| k.to_string())
             .collect();
         let mut json = if aborted.is_empty() {
             SYNC_OK.to_vec()
         } else {
-            format!(r#"{{"status":0,"aborted":{aborted:?}}}"#).into_bytes()
+            // Written as `sync_end_len` counts it: no spaces.
+            format!(r#"{{"status":0,"aborted":[{}]}}"#, aborted.join(",")).into_bytes()
         };
         // Padded to the length it was queued with, so every count of the
         // connection's output (pending bytes, stream positions) holds.
@@ -432,6 +433,31 @@ mod tests {
         let status = crate::wire::encode_head(br#"{"status":0,"aborted":[1]}  "#, 0);
         assert_eq!(&out.got[end..end + status.len()], &status[..]);
         assert_eq!(&out.got[end + status.len()..], b"next");
+    }
+
+    #[test]
+    fn a_status_naming_several_aborted_messages_is_whole_json() {
+        let (frames, writers): (Vec<_>, Vec<_>) = (0..12).map(|_| live_frame(100, 10)).unzip();
+        let mut q = OutQueue::default();
+        for f in &frames {
+            q.push(OutItem::Shared(f.clone()));
+        }
+        let live = frames.iter().map(|f| f.live.clone().unwrap());
+        q.push(OutItem::SyncEnd(live.enumerate().collect()));
+        let mut out = writer();
+        assert!(!q.flush(&mut out).unwrap());
+        // Every sender goes away but the one of message 4, which finishes.
+        for (k, mut w) in writers.into_iter().enumerate() {
+            if k == 4 {
+                w.advance(90);
+            }
+        }
+        assert!(q.flush(&mut out).unwrap());
+        let status_at: usize = frames.iter().map(|f| f.wire_len()).sum();
+        let json: serde_json::Value =
+            serde_json::from_slice(&out.got[status_at + crate::wire::PREFIX_LEN..]).unwrap();
+        let aborted = [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11];
+        assert_eq!(json, serde_json::json!({"status": 0, "aborted": aborted}));
     }
 
     #[test]
