@@ -45,6 +45,25 @@ def _text(ptr):
     return ctypes.string_at(ptr).decode("utf-8", "replace") if ptr else ""
 
 
+def _held_item(held, start, stop):
+    """The item at ``held[start:stop]`` of a batch taken from the library:
+    decoded here, or, for what the lean decoder leaves to the library (a
+    map key Python cannot hash, nesting past Python's stack), by the
+    library, which names the position if it fails."""
+    try:
+        return _dimeb.decode_span(held, start, stop)
+    except _dimeb.NotLean:
+        pass
+    n = stop - start
+    buf = (c_uint8 * n).from_buffer_copy(memoryview(held)[start:stop])
+    v = c_void_p()
+    check(lib.dime_value_decode(buf, n, byref(v)))
+    try:
+        return from_value(v.value, True, "item")
+    finally:
+        lib.dime_value_free(v.value)
+
+
 class Stream:
     """The consumer's end of a stream: iterate it for the items. Made by
     ``dime.Client.stream``. Closing it (``close()``, ``break`` out of a
@@ -89,7 +108,7 @@ class Stream:
         if k < len(self._ends):            # the rest of a batch: no library call
             self._next = k + 1
             ends = self._ends
-            return _dimeb.decode_span(self._held, ends[k - 1], ends[k])
+            return _held_item(self._held, ends[k - 1], ends[k])
         return self._fetch()
 
     def _fetch(self):
@@ -116,7 +135,7 @@ class Stream:
                 self._held = ctypes.string_at(self._data, ends[-1])
                 self._ends = ends
                 self._next = 2
-                return _dimeb.decode_span(self._held, 0, ends[1])
+                return _held_item(self._held, 0, ends[1])
             if st == _lib.STATUS_REMOTE_ERROR:
                 t, m, tb = c_void_p(), c_void_p(), c_void_p()
                 lib.dime_stream_error(ptr, byref(t), byref(m), byref(tb))

@@ -402,3 +402,22 @@ def test_break_closes_a_fast_generator_within_a_batch(provider, client):
     # Read up to 1000, a window of 64 in flight, one more made before the
     # cancel landed.
     assert len(made) <= 1000 + 1 + 64 + 1, len(made)
+
+
+def test_a_batched_item_the_lean_decoder_leaves_to_the_library():
+    # A map whose key is a map (a C or MATLAB producer can send one) cannot
+    # be a Python dict key: inside a batch it is decoded by the library,
+    # which raises DimeCodecError naming the key, and the items around it
+    # still decode.
+    import struct
+    from dime import _dimeb
+    from dime.stream import _held_item
+
+    before, after = _dimeb.encode([1, 2]), _dimeb.encode("after")
+    bad = b"\x22" + struct.pack(">I", 1) + b"\x22" + struct.pack(">I", 0) + _dimeb.encode("v")
+    held = before + bad + after
+    a, b = len(before), len(before) + len(bad)
+    assert _held_item(held, 0, a) == [1, 2]
+    with pytest.raises(dime.DimeCodecError, match="map key of type dict"):
+        _held_item(held, a, b)
+    assert _held_item(held, b, len(held)) == "after"
