@@ -33,8 +33,10 @@ Sections (all by default):
   while one Python client sends the matrix to three. Target < 50 MB.
 * ``tcp``: a 100 MB matrix over TCP through the broker (Python -> Python)
   against a raw TCP stream of the same bytes between the same two
-  processes. Reported (the issue asks 0.8x; the broker stores and forwards
-  each frame, so two hops take their turns).
+  processes. Target >= 0.8x (median). The sender writes the matrix from its
+  own memory and the broker relays it while it arrives (``cut_through``),
+  so the hops overlap; the broker still copies every byte in and out, so
+  on a busy 2-core machine the three processes compete for the cores.
 
 Every section starts its own release server (target/release/dime). The
 machine may be shared: figures are best of ``--rounds`` with the median and
@@ -474,7 +476,9 @@ def section_tcp(args):
     print(f"  through the broker: {summary(ours[1:], x.nbytes)}")
     print(f"  raw TCP stream:     {summary(raw[1:], x.nbytes)}")
     ratio = statistics.median(raw[1:]) / statistics.median(ours[1:])
-    print(f"  ratio {ratio:.2f}x of raw TCP (median) -- reported, not a gated target here")
+    worst = max(raw[1:]) / max(ours[1:])
+    print(f"  ratio {ratio:.2f}x of raw TCP (median), {worst:.2f}x (worst against worst)")
+    verdict(ratio >= 0.8, f"tcp >= 0.8x raw TCP (median: {ratio:.2f}x)")
 
 
 # -------------------------------------------------------------------- main

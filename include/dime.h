@@ -695,10 +695,19 @@ typedef struct dime_watch_position {
 #define DIME_CONNECT_SHM_NOW 4
 
 /**
+ * Large messages may arrive while their sender is still sending them
+ * (extension `cut_through`): across hosts the broker forwards a payload
+ * as it comes in instead of after it. A message whose sender goes away
+ * or stalls (the broker's `--cut-through-stall-ms`) midway is dropped
+ * before `dime_sync` and the like return.
+ */
+#define DIME_CONNECT_CUT_THROUGH 8
+
+/**
  * What `dime_connect` asks for: everything, as the bindings (Python,
  * MATLAB) move large arrays.
  */
-#define DIME_CONNECT_DEFAULT ((DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM) | DIME_CONNECT_SHM_NOW)
+#define DIME_CONNECT_DEFAULT (((DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM) | DIME_CONNECT_SHM_NOW) | DIME_CONNECT_CUT_THROUGH)
 
 /**
  * Pass to `dime_pattern_add_matrix` as `cls` to match a matrix of any

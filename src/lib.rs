@@ -20,7 +20,7 @@ pub mod transport;
 
 // The protocol modules at the crate root too: `dime::wire`, `dime::codec`
 // … are the paths users, tests and benches already name.
-pub use proto::{codec, layout, pattern, value, wire};
+pub use proto::{codec, layout, live, pattern, value, wire};
 // Likewise the client's services: `dime::share`, `dime::tuple`.
 pub use client::rpc;
 pub use client::share;

@@ -466,3 +466,45 @@ fn the_auth_file_is_reread_on_sighup() {
     connect("tok-carol").unwrap().devices().unwrap();
     victor.devices().unwrap();
 }
+
+#[test]
+fn a_large_send_without_permission_is_never_relayed_while_it_arrives() {
+    let srv = server(USERS);
+    let hello = |token: &str| {
+        let mut r = raw(&srv);
+        let reply = r.call(json!({"command": "handshake", "serialization": "dimeb",
+            "tls": false, "token": token, "extensions": ["cut_through"]}));
+        assert_eq!(reply["status"], 0, "{reply}");
+        r
+    };
+    let mut alice = hello("tok-alice");
+    assert_eq!(
+        alice.call(json!({"command": "join", "name": "sim.x"}))["status"],
+        0
+    );
+    alice.send(
+        json!({"command": "sync", "wait": true, "timeout": 1000}),
+        &[],
+    );
+    // victor may not send to sim.x: half of a 4 MiB send (large enough to
+    // be relayed while it arrives) reaches the broker, and nothing of it
+    // reaches alice.
+    let mut victor = hello("tok-victor");
+    let header = json!({"command": "send", "name": "sim.x", "varname": "v",
+        "serialization": "dimeb"});
+    let bytes = common::frame(header.to_string().as_bytes(), &vec![1u8; 4 << 20]);
+    let half = bytes.len() / 2;
+    victor.send_bytes(&bytes[..half]);
+    let (reply, _) = alice.recv();
+    assert_eq!(
+        reply["timeout"], true,
+        "the message was relayed before it was permitted: {reply}"
+    );
+    victor.send_bytes(&bytes[half..]);
+    let reply = victor.recv().0;
+    assert_eq!(
+        (&reply["status"], &reply["denied"]),
+        (&json!(-1), &json!(true))
+    );
+    assert_eq!(alice.call(json!({"command": "sync"})), json!({"status": 0}));
+}

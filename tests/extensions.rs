@@ -9,12 +9,13 @@ use dime::proto::extensions;
 use serde_json::json;
 
 /// Every extension this server has, in registration order.
-const ALL: [&str; 11] = [
+const ALL: [&str; 12] = [
     "wait_timeout",
     "sync_wait",
     "send_receive",
     "dimeb_layout",
     "shm",
+    "cut_through",
     "auth",
     "share",
     "space",
@@ -40,6 +41,7 @@ fn the_handshake_lists_every_service_extension() {
             extensions::SEND_RECEIVE,
             extensions::DIMEB_LAYOUT,
             extensions::SHM,
+            extensions::CUT_THROUGH,
             extensions::AUTH,
             extensions::SHARE,
             extensions::SPACE,

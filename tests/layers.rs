@@ -31,6 +31,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("service", 5),
     ("watch", 5),
     ("admission", 5),
+    ("services::messaging::cut", 5),
     ("services::messaging", 6),
     ("services::share", 6),
     ("services::space", 6),

@@ -13,8 +13,9 @@ fn hs(s: &str) -> serde_json::Value {
 /// (docs/protocol-extensions.md).
 fn hs_reply(s: &str) -> serde_json::Value {
     json!({"status": 0, "serialization": s, "tls": false,
-           "extensions": ["wait_timeout", "sync_wait", "send_receive", "dimeb_layout", "shm", "auth",
-                          "share", "space", "rpc", "stream", "stream_batch"]})
+           "extensions": ["wait_timeout", "sync_wait", "send_receive", "dimeb_layout", "shm",
+                          "cut_through", "auth", "share", "space", "rpc", "stream",
+                          "stream_batch"]})
 }
 
 #[test]

@@ -2,8 +2,8 @@
 
 use clap::{ArgAction, Args};
 use dime::server::{
-    Config, DEFAULT_MAX_CONNS_PER_PEER, DEFAULT_MAX_GROUPS, DEFAULT_MAX_NAME, Durability,
-    FsyncPolicy, Server, parse_listen,
+    Config, DEFAULT_CUT_THROUGH_STALL, DEFAULT_MAX_CONNS_PER_PEER, DEFAULT_MAX_GROUPS,
+    DEFAULT_MAX_NAME, Durability, FsyncPolicy, Server, parse_listen,
 };
 use dime::transport::{Address, TlsFiles};
 use std::path::PathBuf;
@@ -64,6 +64,15 @@ pub struct BrokerArgs {
     /// handshake (or, under --auth, authenticated) after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     handshake_timeout: Duration,
+
+    /// Give up on a large message relayed while it arrives (cut-through)
+    /// when no byte of it has arrived for this many milliseconds: its
+    /// recipients drop it, its sender gets an error reply, and the rest of
+    /// its bytes are discarded. Bounds how long a stalled sender can hold
+    /// up a recipient's sync.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_CUT_THROUGH_STALL.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    cut_through_stall_ms: u64,
 
     /// More logging on stderr (-v, -vv, -vvv).
     #[arg(short = 'v', action = ArgAction::Count)]
@@ -193,6 +202,7 @@ pub fn run(args: BrokerArgs) -> ExitCode {
         max_groups: args.max_groups,
         max_name: args.max_name,
         handshake_timeout: args.handshake_timeout,
+        cut_through_stall: Duration::from_millis(args.cut_through_stall_ms),
         ..Config::default()
     };
     if !args.listen.is_empty() {

@@ -13,7 +13,7 @@ pub mod watch;
 pub use options::ConnectOptions;
 
 use crate::buffer::PooledBuf;
-use crate::codec::dimeb::{self, CodecError, MatrixEncoding};
+use crate::codec::dimeb::{self, CodecError, MatrixEncoding, Piece};
 use crate::proto::extensions;
 use crate::shm::{Mapping, Segment};
 use crate::transport::{self, Address, ReadWithFds, Transport};
@@ -288,18 +288,48 @@ impl Message {
 }
 
 /// A payload ready to go.
-enum Outgoing {
+enum Outgoing<'v> {
     /// In the frame itself.
     Inline(PooledBuf),
     /// In a segment lent to the broker: the number naming it, the bytes used.
     Shared { segment: u64, len: usize },
+    /// In the frame, written from the pieces of its encoding: the elements
+    /// of its large matrices straight from the value's own memory, never
+    /// copied into a buffer first.
+    Pieces(Vec<Part<'v>>),
 }
 
-impl Outgoing {
+/// A piece of an [`Outgoing::Pieces`] payload.
+enum Part<'v> {
+    /// Encoded bytes.
+    Encoded(Vec<u8>),
+    /// A matrix's elements, in the value's memory.
+    InPlace(&'v [u8]),
+}
+
+impl Part<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Part::Encoded(b) => b,
+            Part::InPlace(b) => b,
+        }
+    }
+}
+
+/// Values whose encoding is at least this large, in their own layout
+/// (`dimeb_layout`), go out from their own memory ([`Outgoing::Pieces`]):
+/// copying them into one buffer first costs about as much as the socket.
+const GATHER_MIN: usize = 1 << 20;
+/// In those, matrices whose elements take more than this are written in
+/// place; smaller parts are gathered into the encoded bytes around them.
+const GATHER_IN_PLACE: usize = 64 << 10;
+
+impl<'v> Outgoing<'v> {
     fn body(&self) -> Body<'_> {
         match self {
             Outgoing::Inline(p) => Body::Bytes(p),
             &Outgoing::Shared { segment, len } => Body::Shared { segment, len },
+            Outgoing::Pieces(parts) => Body::Pieces(parts),
         }
     }
 }
@@ -311,6 +341,19 @@ enum Body<'a> {
     Bytes(&'a [u8]),
     /// A lent segment (see [`Outgoing::Shared`]).
     Shared { segment: u64, len: usize },
+    /// These pieces one after the other, in the frame.
+    Pieces(&'a [Part<'a>]),
+}
+
+impl Body<'_> {
+    /// Payload bytes in the frame.
+    fn in_frame(&self) -> usize {
+        match self {
+            Body::Bytes(b) => b.len(),
+            Body::Shared { .. } => 0,
+            Body::Pieces(parts) => parts.iter().map(|p| p.bytes().len()).sum(),
+        }
+    }
 }
 
 /// A `send` or `broadcast` ready to write.
@@ -474,6 +517,9 @@ impl Client {
         let shm = options.shm && c.stream.passes_fds() && cfg!(target_os = "linux");
         if shm {
             asked.push(extensions::SHM);
+        }
+        if options.cut_through {
+            asked.push(extensions::CUT_THROUGH);
         }
         if !asked.is_empty() {
             handshake["extensions"] = json!(asked);
@@ -710,8 +756,15 @@ impl Client {
     /// is little more than its write.
     fn write_relay(&mut self, group: Option<&str>, relay: &Relay<'_>) -> Result<()> {
         let mut head = std::mem::take(&mut self.head_buf);
+        if let Body::Pieces(parts) = relay.body {
+            let written = relay_head(group, relay, &mut head)
+                .and_then(|()| self.write_gathered(&head, parts));
+            self.head_buf = head;
+            return written;
+        }
         let (payload, fd) = match relay.body {
             Body::Bytes(b) => (b, None),
+            Body::Pieces(_) => (&[][..], None),
             Body::Shared { segment, .. } => {
                 let fd = self
                     .shm
@@ -754,6 +807,21 @@ impl Client {
     /// socket the write cannot raise SIGPIPE (`MSG_NOSIGNAL`; see
     /// [`Client::writes_raise_sigpipe`]).
     fn write_parts(&mut self, head: &[u8], payload: &[u8], fd: Option<RawFd>) -> Result<()> {
+        self.write_slices(&mut [IoSlice::new(head), IoSlice::new(payload)], fd)
+    }
+
+    /// Writes `head` then the `parts` of a payload, whole (as
+    /// `write_parts`).
+    fn write_gathered(&mut self, head: &[u8], parts: &[Part<'_>]) -> Result<()> {
+        let mut bufs: Vec<IoSlice> = std::iter::once(head)
+            .chain(parts.iter().map(Part::bytes))
+            .map(IoSlice::new)
+            .collect();
+        self.write_slices(&mut bufs, None)
+    }
+
+    /// Writes every byte of `bufs` (see `write_parts`).
+    fn write_slices(&mut self, bufs: &mut [IoSlice<'_>], fd: Option<RawFd>) -> Result<()> {
         // Releases are written by received mappings, which only exist once
         // this client takes descriptors.
         let _writing = self
@@ -761,8 +829,7 @@ impl Client {
             .as_ref()
             .filter(|s| s.receiving)
             .map(|s| s.link.lock());
-        let mut bufs = [IoSlice::new(head), IoSlice::new(payload)];
-        let mut bufs = &mut bufs[..];
+        let mut bufs = bufs;
         let mut fd = fd;
         while !bufs.is_empty() && bufs.iter().any(|b| !b.is_empty()) {
             let written = match fd {
@@ -795,7 +862,7 @@ impl Client {
 
     /// Encodes `v` for sending: into a shared-memory segment when it is
     /// large enough and one can be had, else into a pooled buffer.
-    fn prepare(&mut self, v: &Value) -> std::result::Result<Outgoing, CodecError> {
+    fn prepare<'v>(&mut self, v: &'v Value) -> std::result::Result<Outgoing<'v>, CodecError> {
         let enc = self.encoding;
         let len = dimeb::checked_encoded_len_with(v, enc)?;
         if self.shm.as_ref().is_some_and(|s| len >= s.threshold) {
@@ -822,6 +889,24 @@ impl Client {
                         );
                     }
                 }
+            }
+        }
+        if enc == MatrixEncoding::Native && len >= GATHER_MIN {
+            // Native pieces are bytes and stored elements only (nothing is
+            // left to convert on the way out); anything else is encoded
+            // whole below.
+            let parts: Option<Vec<Part>> = dimeb::encode_pieces_with(v, GATHER_IN_PLACE, enc)?
+                .into_iter()
+                .map(|p| match p {
+                    Piece::Bytes(b) => Some(Part::Encoded(b)),
+                    Piece::Stored(b) => Some(Part::InPlace(b)),
+                    Piece::Elements(_) => None,
+                })
+                .collect();
+            // Without a matrix to write in place, one pooled buffer is
+            // cheaper than fresh pieces.
+            if let Some(parts) = parts.filter(|p| p.iter().any(|p| matches!(p, Part::InPlace(_)))) {
+                return Ok(Outgoing::Pieces(parts));
             }
         }
         encode_pooled(v, enc).map(Outgoing::Inline)
@@ -870,6 +955,12 @@ impl Client {
     fn send_outgoing(&mut self, mut header: Json, out: &Outgoing) -> Result<()> {
         match out {
             Outgoing::Inline(p) => self.write_frame(&header, p),
+            Outgoing::Pieces(parts) => {
+                let len = out.body().in_frame();
+                let head = try_encode_head(header.to_string().as_bytes(), len)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                self.write_gathered(&head, parts)
+            }
             Outgoing::Shared { segment, len } => {
                 header["shm"] = json!({"len": len, "segment": segment});
                 let fd = self
@@ -1178,7 +1269,7 @@ impl Client {
         }
     }
 
-    fn unlend_all(&mut self, outs: &[Outgoing]) {
+    fn unlend_all(&mut self, outs: &[Outgoing<'_>]) {
         for out in outs {
             self.unlend(out);
         }
@@ -1373,10 +1464,16 @@ impl Client {
         if let Some(t) = timeout {
             req["timeout"] = json!(t.as_secs_f64() * 1000.0);
         }
+        let deadline = timeout.map(|t| Instant::now().checked_add(t));
         self.send_outgoing(req, &payload)?;
         self.pipeline.written(Some(group), varname, false);
-        self.read_messages(Vec::new())?
-            .into_iter()
+        let mut got = self.read_messages(Vec::new())?;
+        if got.is_empty() {
+            // Every message it was woken for was aborted by its sender
+            // (cut-through): the send is done, wait on for a reply.
+            got = self.receive_messages(n, time_left(deadline)?)?;
+        }
+        got.into_iter()
             .map(|m| Ok((m.varname.clone(), m.into_value()?)))
             .collect()
     }
@@ -1416,6 +1513,7 @@ impl Client {
                 return self.wait_behind_sends(want, timeout);
             }
         }
+        let deadline = wait.flatten().map(|t| Instant::now().checked_add(t));
         // Written before the replies to earlier sends are read, so a sync
         // right after sends costs one exchange; those replies come first.
         match wait {
@@ -1440,7 +1538,14 @@ impl Client {
             }
             return self.pipeline.take_failure().map(|()| Vec::new());
         }
-        got
+        match got {
+            // Every message this wait was woken for was aborted by its
+            // sender (cut-through): wait on for the rest of the time.
+            Ok(msgs) if msgs.is_empty() && wait.is_some() => {
+                self.sync_request(n, Some(time_left(deadline)?))
+            }
+            other => other,
+        }
     }
 
     /// A waiting sync written right behind unanswered pipelined sends, so
@@ -1472,6 +1577,14 @@ impl Client {
                 let rest = deadline.map(|d| d.saturating_duration_since(Instant::now()));
                 self.sync_request(n, Some(rest))
             }
+            // Every message it was woken for was aborted (cut-through).
+            Ok(msgs) if msgs.is_empty() && n != 0 => {
+                let rest = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                if rest.is_some_and(|r| r.is_zero()) {
+                    return Err(Error::Timeout);
+                }
+                self.sync_request(n, Some(rest))
+            }
             other => other,
         }
     }
@@ -1493,6 +1606,8 @@ impl Client {
     }
 
     fn read_relayed(&mut self, mut out: Vec<Message>) -> Result<Vec<Message>> {
+        // Messages already in hand (kept from an earlier reply) come first.
+        let first = out.len();
         loop {
             let Some(frame) = self.next_raw_frame(None)? else {
                 return Err(Error::Protocol("no frame and no deadline".into()));
@@ -1505,7 +1620,8 @@ impl Client {
                 continue;
             };
             if obj.contains_key("status") {
-                check_status(obj)?;
+                let obj = check_status(obj)?;
+                drop_aborted(&obj, &mut out, first)?;
                 return Ok(out);
             }
             let field = |k: &str| obj.get(k).and_then(Json::as_str);
@@ -1771,10 +1887,7 @@ fn mark_layout(mut header: Json, v: &Value, enc: MatrixEncoding) -> Json {
 /// write, with `"dimeb_layout"` and `"shm"` where they apply.
 fn relay_head(group: Option<&str>, relay: &Relay<'_>, out: &mut Vec<u8>) -> Result<()> {
     let too_large = |e: crate::wire::WireError| Error::InvalidArgument(e.to_string());
-    let in_frame = match relay.body {
-        Body::Bytes(b) => b.len(),
-        Body::Shared { .. } => 0,
-    };
+    let in_frame = relay.body.in_frame();
     let payload_len = crate::wire::field_len("payload", in_frame).map_err(too_large)?;
     out.clear();
     out.extend_from_slice(&[0; crate::wire::PREFIX_LEN]);
@@ -1820,6 +1933,54 @@ fn relay_header(group: Option<&str>, varname: &str) -> Json {
         }
         None => json!({"command": "broadcast", "varname": varname, "serialization": "dimeb"}),
     }
+}
+
+/// What is left of a wait's timeout that ends at `deadline` (None: no
+/// timeout; Some(None): past the clock's range, so none either);
+/// `Error::Timeout` once it has passed.
+fn time_left(deadline: Option<Option<Instant>>) -> Result<Option<Duration>> {
+    match deadline.flatten() {
+        None => Ok(None),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout);
+            }
+            Ok(Some(left))
+        }
+    }
+}
+
+/// Drops the messages a sync reply's closing status names in `"aborted"`
+/// (`cut_through`): positions in this reply, whose messages start at
+/// `out[first]`. Their senders went away mid-payload, so their bytes past
+/// that point are zeros the broker wrote to keep the stream in step.
+fn drop_aborted(status: &Map<String, Json>, out: &mut Vec<Message>, first: usize) -> Result<()> {
+    let Some(list) = status.get("aborted") else {
+        return Ok(());
+    };
+    let bad = || {
+        Error::Protocol(format!(
+            "a sync reply's \"aborted\" is not a list of its positions: {list}"
+        ))
+    };
+    let mut at = list
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|k| {
+            k.as_u64()
+                .and_then(|k| usize::try_from(k).ok())
+                .filter(|k| first + k < out.len())
+                .ok_or_else(bad)
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    at.sort_unstable();
+    at.dedup();
+    for k in at.into_iter().rev() {
+        out.remove(first + k);
+    }
+    Ok(())
 }
 
 fn check_status(obj: Map<String, Json>) -> Result<Map<String, Json>> {
@@ -1889,6 +2050,7 @@ mod tests {
             (None, "a\"b\\c\u{1}é\n"),
             (Some("q\"uote"), ""),
         ] {
+            let parts = [Part::Encoded(vec![1, 2]), Part::InPlace(&payload[..5])];
             for layout in [false, true] {
                 for body in [
                     Body::Bytes(&payload),
@@ -1896,6 +2058,7 @@ mod tests {
                         segment: 7,
                         len: 1 << 40,
                     },
+                    Body::Pieces(&parts),
                 ] {
                     let relay = Relay {
                         varname,
@@ -1914,6 +2077,7 @@ mod tests {
                     }
                     match body {
                         Body::Bytes(b) => assert_eq!(in_frame as usize, b.len()),
+                        Body::Pieces(_) => assert_eq!(in_frame, 7),
                         Body::Shared { segment, len } => {
                             assert_eq!(in_frame, 0);
                             want["shm"] = json!({"len": len, "segment": segment});

@@ -1,5 +1,5 @@
 //! How a client connects: what it asks the server for beyond DiME2 (the
-//! matrix layout, shared memory), the token it presents in the handshake,
+//! matrix layout, shared memory, cut-through relaying), the token it presents in the handshake,
 //! and how it checks a TLS server. Every client (the Rust
 //! [`super::Client`], the remote-call endpoint, the C ABI and the bindings
 //! over it) takes these; `from_env` fills the token and TLS settings from
@@ -34,6 +34,11 @@ pub struct ConnectOptions {
     /// but that first payload is copied through the broker. Default off;
     /// the C ABI's `dime_connect` (Python, MATLAB) turns it on.
     pub shm_receive_now: bool,
+    /// Large messages may reach this client while their sender is still
+    /// sending them (`cut_through`): the broker's two hops overlap. A
+    /// message whose sender goes away or stalls midway is dropped by this
+    /// client before anything returns it. Default on.
+    pub cut_through: bool,
     /// The token presented in the handshake, for a server started with
     /// `--auth` (an `"auth"` extension; servers without `--auth` ignore it).
     /// Default none.
@@ -44,7 +49,7 @@ pub struct ConnectOptions {
 }
 
 impl Default for ConnectOptions {
-    /// Layout and shared memory on, no token, the system's CAs; nothing
+    /// Layout, shared memory and cut-through on, no token, the system's CAs; nothing
     /// read from the environment (see [`ConnectOptions::from_env`]).
     fn default() -> ConnectOptions {
         ConnectOptions {
@@ -52,6 +57,7 @@ impl Default for ConnectOptions {
             shm: true,
             shm_threshold: DEFAULT_THRESHOLD,
             shm_receive_now: false,
+            cut_through: true,
             token: None,
             tls: TlsClientOptions::default(),
         }
@@ -91,6 +97,7 @@ impl fmt::Debug for ConnectOptions {
             .field("shm", &self.shm)
             .field("shm_threshold", &self.shm_threshold)
             .field("shm_receive_now", &self.shm_receive_now)
+            .field("cut_through", &self.cut_through)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
             .field("tls", &self.tls)
             .finish()

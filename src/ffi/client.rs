@@ -207,10 +207,20 @@ pub const DIME_CONNECT_SHM: dime_connect_flags = 2;
 /// relayed messages with a plain `recv`, slightly cheaper per read than the
 /// `recvmsg` descriptors need (about 0.2 µs).
 pub const DIME_CONNECT_SHM_NOW: dime_connect_flags = 4;
+/// Large messages may arrive while their sender is still sending them
+/// (extension `cut_through`): across hosts the broker forwards a payload
+/// as it comes in instead of after it. A message whose sender goes away
+/// or stalls (the broker's `--cut-through-stall-ms`) midway is dropped
+/// before `dime_sync` and the like return.
+pub const DIME_CONNECT_CUT_THROUGH: dime_connect_flags = 8;
 /// What `dime_connect` asks for: everything, as the bindings (Python,
 /// MATLAB) move large arrays.
 pub const DIME_CONNECT_DEFAULT: dime_connect_flags =
-    DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM | DIME_CONNECT_SHM_NOW;
+    DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM | DIME_CONNECT_SHM_NOW | DIME_CONNECT_CUT_THROUGH;
+
+/// Every `DIME_CONNECT_*` bit; others are refused.
+const KNOWN_CONNECT_FLAGS: dime_connect_flags =
+    DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM | DIME_CONNECT_SHM_NOW | DIME_CONNECT_CUT_THROUGH;
 
 /// Connects to a DiME server and handshakes; on success writes a new client
 /// to `*out`, owned by the caller (release with `dime_client_free`).
@@ -283,6 +293,7 @@ fn set_flags(o: &mut ConnectOptions, flags: dime_connect_flags) {
     o.layout = flags & DIME_CONNECT_LAYOUT != 0;
     o.shm = flags & DIME_CONNECT_SHM != 0;
     o.shm_receive_now = flags & DIME_CONNECT_SHM_NOW != 0;
+    o.cut_through = flags & DIME_CONNECT_CUT_THROUGH != 0;
 }
 
 /// Connects and writes the new handle to `out`.
@@ -343,7 +354,7 @@ pub extern "C" fn dime_connect_options_set_flags(
 ) -> dime_status {
     ffi_status! {
         let o = check_arg!(mut options as dime_connect_options);
-        if flags & !(DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM | DIME_CONNECT_SHM_NOW) != 0 {
+        if flags & !KNOWN_CONNECT_FLAGS != 0 {
             return Err(Fail::invalid(format!("unknown connect flags 0x{flags:X}")));
         }
         set_flags(&mut o.0, flags);

@@ -33,6 +33,13 @@ pub const DIMEB_LAYOUT: &str = "dimeb_layout";
 /// `shm_free`). Asked for by a client in its handshake; granted on unix
 /// connections only.
 pub const SHM: &str = "shm";
+/// Large messages may be relayed while they arrive: the broker writes a
+/// message's payload to this client as the sender's bytes come in, and a
+/// sync reply's closing status may say `"aborted":[k,…]`, naming messages
+/// in it whose sender went away mid-payload (their remaining bytes were
+/// zeros), which the client drops. Asked for by a client in its handshake;
+/// clients that do not ask get every message once it is whole.
+pub const CUT_THROUGH: &str = "cut_through";
 /// `handshake` accepts `"token"` (authentication, for servers started with
 /// `--auth`), and commands a client's roles do not permit are refused with
 /// `"denied":true`.

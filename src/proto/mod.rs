@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod extensions;
 pub mod layout;
+pub mod live;
 pub mod pattern;
 pub mod stream_batch;
 pub mod value;

@@ -3,6 +3,7 @@
 //! frames incrementally from reads of any size.
 
 use crate::buffer::PooledBuf;
+use crate::live::{LivePayload, LiveWriter};
 use crate::shm::SharedPayload;
 use std::fmt;
 use std::io::{self, Read};
@@ -34,6 +35,9 @@ pub struct Frame {
     /// frame (its header says `"shm"`; see [`crate::shm`]), or why the one
     /// the header announced could not be taken.
     pub shm: Option<Result<Arc<SharedPayload>, String>>,
+    /// A payload relayed while it arrives (see [`FrameReader::go_live`]),
+    /// in place of `payload`, which is then empty.
+    pub live: Option<Arc<LivePayload>>,
 }
 
 impl Frame {
@@ -43,6 +47,7 @@ impl Frame {
             head: encode_head(json, payload.len()),
             payload,
             shm: None,
+            live: None,
         }
     }
 
@@ -62,9 +67,10 @@ impl Frame {
         &self.head[PREFIX_LEN..]
     }
 
-    /// Total bytes on the wire.
+    /// Total bytes on the wire (a live payload counts in full, as its
+    /// header declares it).
     pub fn wire_len(&self) -> usize {
-        self.head.len() + self.payload.len()
+        self.head.len() + self.payload.len() + self.live.as_ref().map_or(0, |l| l.len())
     }
 }
 
@@ -163,8 +169,65 @@ impl std::error::Error for WireError {}
 struct Partial {
     head: Vec<u8>,
     head_len: usize,
-    payload: PooledBuf,
-    filled: usize,
+    body: Body,
+    /// The head was offered for cut-through (see [`FrameReader::offer_head`]).
+    offered: bool,
+}
+
+/// Where a partial frame's payload goes.
+enum Body {
+    /// A buffer of its own, handed over with the complete frame.
+    Owned { buf: PooledBuf, filled: usize },
+    /// A buffer already shared with recipients.
+    Live(LiveWriter),
+    /// A payload nobody will get any more (see
+    /// [`FrameReader::discard_live`]): its bytes are read and dropped.
+    Discard { len: usize, filled: usize },
+}
+
+impl Body {
+    fn len(&self) -> usize {
+        match self {
+            Body::Owned { buf, .. } => buf.len(),
+            Body::Live(w) => w.shared().len(),
+            Body::Discard { len, .. } => *len,
+        }
+    }
+
+    fn filled(&self) -> usize {
+        match self {
+            Body::Owned { filled, .. } => *filled,
+            Body::Live(w) => w.filled_len(),
+            Body::Discard { filled, .. } => *filled,
+        }
+    }
+
+    /// Where the next bytes are read to directly; None for a payload
+    /// being discarded (it is read through the staging buffer).
+    fn spare(&mut self) -> Option<&mut [u8]> {
+        match self {
+            Body::Owned { buf, filled } => Some(&mut buf[*filled..]),
+            Body::Live(w) => Some(w.spare()),
+            Body::Discard { .. } => None,
+        }
+    }
+
+    /// Counts `n` more bytes written into [`Body::spare`].
+    fn advance(&mut self, n: usize) {
+        match self {
+            Body::Owned { filled, .. } => *filled += n,
+            Body::Live(w) => w.advance(n),
+            Body::Discard { filled, .. } => *filled += n,
+        }
+    }
+
+    /// Takes `bytes`, the next ones of the payload.
+    fn take(&mut self, bytes: &[u8]) {
+        if let Some(spare) = self.spare() {
+            spare[..bytes.len()].copy_from_slice(bytes);
+        }
+        self.advance(bytes.len());
+    }
 }
 
 /// Incremental frame parser over a byte stream.
@@ -176,6 +239,9 @@ pub struct FrameReader {
     max_message: u64,
     /// Bytes the last `read_from` offered to the source.
     last_room: usize,
+    /// The smallest payload whose head [`FrameReader::offer_head`] offers
+    /// before the payload is in (usize::MAX: none).
+    cut_min: usize,
 }
 
 impl FrameReader {
@@ -188,7 +254,92 @@ impl FrameReader {
             partial: None,
             max_message,
             last_room: 0,
+            cut_min: usize::MAX,
         }
+    }
+
+    /// Offers the heads of frames whose payload is at least `min_payload`
+    /// bytes as soon as they are in ([`FrameReader::offer_head`]).
+    pub fn set_cut_through(&mut self, min_payload: usize) {
+        self.cut_min = min_payload;
+    }
+
+    /// True when a frame's head is complete and waits to be offered.
+    pub fn has_head_to_offer(&self) -> bool {
+        self.partial.as_ref().is_some_and(|p| {
+            !p.offered && p.head.len() == p.head_len && p.body.len() >= self.cut_min
+        })
+    }
+
+    /// The JSON header of a frame whose payload is still arriving, once:
+    /// the caller may then relay the frame while it arrives
+    /// ([`FrameReader::go_live`]); otherwise it completes as usual.
+    pub fn offer_head(&mut self) -> Option<&[u8]> {
+        if !self.has_head_to_offer() {
+            return None;
+        }
+        let p = self.partial.as_mut()?;
+        p.offered = true;
+        Some(&p.head[PREFIX_LEN..])
+    }
+
+    /// The declared payload length of the frame being read (0 between
+    /// frames).
+    pub fn pending_payload_len(&self) -> usize {
+        self.partial.as_ref().map_or(0, |p| p.body.len())
+    }
+
+    /// Turns the frame whose head was just offered into one relayed while
+    /// it arrives: the returned frame's payload is [`Frame::live`], filled
+    /// by later reads. When it is complete, [`FrameReader::next_frame`]
+    /// returns a frame with the same live payload (and no other): the
+    /// mark that this frame has ended, in its place in the stream.
+    pub fn go_live(&mut self) -> Option<Frame> {
+        let p = self.partial.as_mut()?;
+        if p.head.len() != p.head_len {
+            return None;
+        }
+        let writer = match std::mem::replace(
+            &mut p.body,
+            Body::Owned {
+                buf: PooledBuf::default(),
+                filled: 0,
+            },
+        ) {
+            Body::Owned { buf, filled } => LivePayload::start(buf, filled),
+            Body::Live(w) => w,
+            // Its relay was aborted: it never goes live again.
+            discarded @ Body::Discard { .. } => {
+                p.body = discarded;
+                return None;
+            }
+        };
+        let live = writer.shared().clone();
+        p.body = Body::Live(writer);
+        Some(Frame {
+            head: p.head.clone(),
+            payload: PooledBuf::default(),
+            shm: None,
+            live: Some(live),
+        })
+    }
+
+    /// Gives up the payload of the live frame being read (its relay was
+    /// aborted): it is marked aborted for its recipients, its buffer is
+    /// theirs alone, and the rest of its bytes are read and dropped, with
+    /// no frame for it; the frame after it is read as usual. False if no
+    /// live frame is being read.
+    pub fn discard_live(&mut self) -> bool {
+        let Some(p) = self.partial.as_mut() else {
+            return false;
+        };
+        if !matches!(p.body, Body::Live(_)) {
+            return false;
+        }
+        let (len, filled) = (p.body.len(), p.body.filled());
+        // Dropping the writer marks the payload aborted.
+        p.body = Body::Discard { len, filled };
+        true
     }
 
     /// True while a frame has been started but not completed.
@@ -229,11 +380,13 @@ impl FrameReader {
     pub fn read_from<R: Read + ?Sized>(&mut self, src: &mut R) -> io::Result<usize> {
         if self.start == self.end {
             if let Some(p) = &mut self.partial {
-                if p.head.len() == p.head_len && p.payload.len() - p.filled >= STAGING {
-                    self.last_room = p.payload.len() - p.filled;
-                    let n = src.read(&mut p.payload[p.filled..])?;
-                    p.filled += n;
-                    return Ok(n);
+                if p.head.len() == p.head_len && p.body.len() - p.body.filled() >= STAGING {
+                    if let Some(spare) = p.body.spare() {
+                        self.last_room = spare.len();
+                        let n = src.read(spare)?;
+                        p.body.advance(n);
+                        return Ok(n);
+                    }
                 }
             }
         }
@@ -287,8 +440,11 @@ impl FrameReader {
             self.partial = Some(Partial {
                 head,
                 head_len: PREFIX_LEN + json_len,
-                payload,
-                filled: 0,
+                body: Body::Owned {
+                    buf: payload,
+                    filled: 0,
+                },
+                offered: false,
             });
         }
         let p = self.partial.as_mut().unwrap();
@@ -297,16 +453,22 @@ impl FrameReader {
         let n = want_head.min(avail.len());
         p.head.extend_from_slice(&avail[..n]);
         let avail = &avail[n..];
-        let m = (p.payload.len() - p.filled).min(avail.len());
-        p.payload[p.filled..p.filled + m].copy_from_slice(&avail[..m]);
-        p.filled += m;
+        let m = (p.body.len() - p.body.filled()).min(avail.len());
+        p.body.take(&avail[..m]);
         self.start += n + m;
-        if p.head.len() == p.head_len && p.filled == p.payload.len() {
+        if p.head.len() == p.head_len && p.body.filled() == p.body.len() {
             let p = self.partial.take().unwrap();
+            let (payload, live) = match p.body {
+                Body::Owned { buf, .. } => (buf, None),
+                Body::Live(w) => (PooledBuf::default(), Some(w.shared().clone())),
+                // Over and answered already: on to the next frame.
+                Body::Discard { .. } => return self.next_frame(),
+            };
             return Ok(Some(Frame {
                 head: p.head,
-                payload: p.payload,
+                payload,
                 shm: None,
+                live,
             }));
         }
         Ok(None)
@@ -421,6 +583,94 @@ mod tests {
         assert_eq!(&head[8..12], &[0xFF; 4]);
         assert_eq!(&head[12..], b"{}");
         assert_eq!(encode_head(b"{}", 7), try_encode_head(b"{}", 7).unwrap());
+    }
+
+    #[test]
+    fn a_large_frame_goes_live_when_its_head_is_offered() {
+        let payload: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+        let big = Frame::new(
+            br#"{"command":"send"}"#,
+            PooledBuf::from_vec(payload.clone()),
+        );
+        let small = Frame::new(b"{}", PooledBuf::from_vec(b"x".to_vec()));
+        let mut bytes = big.head.clone();
+        bytes.extend_from_slice(&big.payload);
+        bytes.extend_from_slice(&small.head);
+        bytes.extend_from_slice(&small.payload);
+        let mut r = FrameReader::new(u64::MAX);
+        r.set_cut_through(100_000);
+        r.feed(&bytes[..big.head.len() + 1000]);
+        assert!(r.next_frame().unwrap().is_none());
+        assert_eq!(r.pending_payload_len(), 300_000);
+        assert_eq!(r.offer_head(), Some(&br#"{"command":"send"}"#[..]));
+        assert_eq!(r.offer_head(), None, "offered once");
+        let live = r.go_live().unwrap();
+        assert_eq!(live.head, big.head);
+        assert_eq!(live.wire_len(), big.wire_len());
+        let shared = live.live.clone().unwrap();
+        assert_eq!(shared.filled(), &payload[..1000]);
+        r.feed(&bytes[big.head.len() + 1000..]);
+        // The end of the live frame comes first, marked by its payload.
+        let end = r.next_frame().unwrap().unwrap();
+        assert!(Arc::ptr_eq(end.live.as_ref().unwrap(), &shared));
+        assert!(shared.is_complete());
+        assert_eq!(shared.filled(), &payload[..]);
+        let next = r.next_frame().unwrap().unwrap();
+        assert!(next.live.is_none());
+        assert_eq!(&next.payload[..], b"x");
+    }
+
+    #[test]
+    fn a_discarded_live_frame_is_read_past_and_the_next_one_comes_whole() {
+        let payload = vec![5u8; 300_000];
+        let big = Frame::new(br#"{"command":"send"}"#, PooledBuf::from_vec(payload));
+        let small = Frame::new(b"{}", PooledBuf::from_vec(b"x".to_vec()));
+        let mut bytes = big.head.clone();
+        bytes.extend_from_slice(&big.payload);
+        bytes.extend_from_slice(&small.head);
+        bytes.extend_from_slice(&small.payload);
+        let mut r = FrameReader::new(u64::MAX);
+        r.set_cut_through(100_000);
+        let first = big.head.len() + 1000;
+        r.feed(&bytes[..first]);
+        assert!(r.next_frame().unwrap().is_none());
+        assert!(r.offer_head().is_some());
+        let shared = r.go_live().unwrap().live.unwrap();
+        assert!(r.discard_live());
+        assert!(shared.is_aborted());
+        assert!(!r.discard_live(), "once");
+        assert!(r.go_live().is_none(), "never live again");
+        // The rest is read (through the staging buffer) and dropped.
+        let mut src = &bytes[first..first + 200_000];
+        while r.read_from(&mut src).unwrap() > 0 {
+            assert!(r.next_frame().unwrap().is_none());
+        }
+        assert_eq!(
+            shared.filled().len(),
+            1000,
+            "nothing more goes to recipients"
+        );
+        r.feed(&bytes[first + 200_000..]);
+        let next = r.next_frame().unwrap().unwrap();
+        assert!(next.live.is_none());
+        assert_eq!(&next.payload[..], b"x");
+        assert!(!r.is_mid_frame());
+    }
+
+    #[test]
+    fn small_frames_and_readers_without_cut_through_offer_nothing() {
+        let f = Frame::new(b"{}", PooledBuf::from_vec(vec![1; 5000]));
+        for cut in [usize::MAX, 10_000] {
+            let mut r = FrameReader::new(u64::MAX);
+            if cut != usize::MAX {
+                r.set_cut_through(cut);
+            }
+            r.feed(&f.head);
+            r.feed(&f.payload[..10]);
+            assert!(r.next_frame().unwrap().is_none());
+            assert!(!r.has_head_to_offer());
+            assert!(r.offer_head().is_none());
+        }
     }
 
     #[test]

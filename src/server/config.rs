@@ -66,6 +66,12 @@ pub struct Config {
     /// How long a connection may take to finish its TLS or WebSocket
     /// handshake, and, under `--auth`, to authenticate.
     pub handshake_timeout: Duration,
+    /// How long the payload of a message relayed while it arrives
+    /// (cut-through) may go without a byte arriving before the broker
+    /// gives up on it (`--cut-through-stall-ms`): its recipients drop it
+    /// and its sender is told. Bounds how long such a message can hold up
+    /// a recipient's sync reply.
+    pub cut_through_stall: Duration,
     /// When set, every request frame is appended, as received, to a file
     /// per connection in this directory: real traffic to seed the fuzzers
     /// (`fuzz/make-corpus`). Defaults to `$DIME_CAPTURE_DIR`.
@@ -82,6 +88,10 @@ pub const DEFAULT_MAX_NAME: usize = 4096;
 /// Default of [`Config::handshake_timeout`]: a handshake takes a round
 /// trip or two; a peer silent this long is gone or hostile.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default of [`Config::cut_through_stall`]: a sender that is writing
+/// pauses for milliseconds (a full socket, a busy core), not seconds.
+pub const DEFAULT_CUT_THROUGH_STALL: Duration = Duration::from_secs(5);
 
 /// Default busy-poll window: longer than a typical client's turnaround
 /// between a reply and its next request (about 20 µs measured), shorter
@@ -122,6 +132,7 @@ impl Default for Config {
             max_groups: DEFAULT_MAX_GROUPS,
             max_name: DEFAULT_MAX_NAME,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            cut_through_stall: DEFAULT_CUT_THROUGH_STALL,
             capture_dir: std::env::var_os("DIME_CAPTURE_DIR").map(PathBuf::from),
         }
     }

@@ -158,6 +158,9 @@ pub struct Accepts {
     pub layout: bool,
     /// It takes shared-memory payloads (a unix connection that asked).
     pub shm: bool,
+    /// It takes large messages while they arrive, and drops those its
+    /// sync reply says were aborted (`cut_through`, on a plain stream).
+    pub cut_through: bool,
 }
 
 impl Connection {

@@ -51,9 +51,9 @@ use std::time::{Duration, Instant};
 
 pub use admission::parse_listen;
 pub use config::{
-    Config, DEFAULT_BUSY_POLL, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNS_PER_PEER,
-    DEFAULT_MAX_GROUPS, DEFAULT_MAX_NAME, DEFAULT_SOCKET, DEFAULT_WATCH_QUEUE_BYTES,
-    DEFAULT_WATCH_QUEUE_EVENTS,
+    Config, DEFAULT_BUSY_POLL, DEFAULT_CUT_THROUGH_STALL, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_CONNS_PER_PEER, DEFAULT_MAX_GROUPS, DEFAULT_MAX_NAME, DEFAULT_SOCKET,
+    DEFAULT_WATCH_QUEUE_BYTES, DEFAULT_WATCH_QUEUE_EVENTS,
 };
 pub use persist::{Durability, FsyncPolicy};
 pub use watch::HISTORY_EVENTS as WATCH_HISTORY_EVENTS;
@@ -71,6 +71,10 @@ const READ_BUDGET: usize = 8 << 20;
 /// Descriptors a connection may have sent ahead of the frames announcing
 /// them; more means the two streams no longer match.
 const MAX_UNCLAIMED_FDS: usize = 64;
+/// The smallest payload a `send` or `broadcast` may be relayed while it
+/// arrives (cut-through, `services::messaging::cut`): below it, waiting
+/// for the whole frame costs less than the bookkeeping.
+const CUT_THROUGH_MIN: usize = 1 << 20;
 /// Pause before retrying accept after an error such as EMFILE.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -498,6 +502,7 @@ impl Server {
         let peer = admission::peer_key(&*stream);
         let must_finish = !stream.handshake_done() || matches!(access, auth::Access::Pending);
         let mut conn = Connection::new(stream, self.state.config.max_message);
+        conn.reader.set_cut_through(CUT_THROUGH_MIN);
         conn.peer = conn.stream.peer();
         conn.admin = self.state.config.admin || admin::same_user(&*conn.stream);
         conn.access = access;
@@ -615,13 +620,18 @@ impl Server {
                     ));
                     c.fds.clear();
                 }
-                if fatal.is_some() || budget == 0 {
+                // A large message's head is routed before its payload is
+                // read on (cut-through).
+                if fatal.is_some() || budget == 0 || c.reader.has_head_to_offer() {
                     break;
                 }
             }
             if eof && c.reader.is_mid_frame() {
                 log::info!("client {id} disconnected mid-frame");
             }
+        }
+        if read_any {
+            self.services.messaging.wake_live(&mut self.state, id);
         }
         for f in frames.drain(..) {
             match self.state.conns.get_mut(&id) {
@@ -635,6 +645,9 @@ impl Server {
         frames.clear();
         self.scratch_frames = frames;
         let open = fatal.is_none() && !eof;
+        if open {
+            self.offer_head(id);
+        }
         if let Some(msg) = fatal {
             self.fail_and_close(id, &msg);
         }
@@ -664,11 +677,65 @@ impl Server {
         }
     }
 
+    /// Offers the head of a large frame still arriving for cut-through:
+    /// a `send`/`broadcast` that qualifies is relayed now, while its
+    /// payload arrives. Only when every earlier request has run, so
+    /// requests still take effect in order.
+    fn offer_head(&mut self, id: ConnId) {
+        let Some(c) = self.state.conns.get_mut(&id) else {
+            return;
+        };
+        let in_order = !c.closing && c.blocked.is_none() && c.deferred.is_empty();
+        let Some(json) = c.reader.offer_head() else {
+            return;
+        };
+        let Some(text) = std::str::from_utf8(json).ok().filter(|_| in_order) else {
+            return;
+        };
+        self.header_text.clear();
+        self.header_text.push_str(text);
+        let payload_len = c.reader.pending_payload_len();
+        let (services, state, text) = (&mut self.services, &mut self.state, &self.header_text);
+        // Under `catch_unwind` as every request is (see `handle_frame`).
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            let Some(route) = services.messaging.route_live(state, id, text, payload_len) else {
+                return;
+            };
+            let frame = state.conns.get_mut(&id).and_then(|c| c.reader.go_live());
+            if let Some(frame) = frame {
+                services.messaging.begin_live(state, id, route, frame);
+            }
+        }));
+        self.closed_on_panic(id, "relaying a message as it arrives", outcome);
+    }
+
+    /// Closes `id` if relaying its message panicked (`outcome`): the state
+    /// that message left half-changed is its own; everyone else carries on.
+    fn closed_on_panic(&mut self, id: ConnId, doing: &str, outcome: std::thread::Result<()>) {
+        if let Err(payload) = outcome {
+            let why = panic_message(&*payload);
+            log::error!("client {id}: internal error {doing}: {why}");
+            self.fail_and_close(
+                id,
+                &format!("Internal server error while {doing}; closing this connection"),
+            );
+        }
+    }
+
     /// Runs one request. Whatever is wrong with its header, the frame
     /// arrived whole and the next one starts right after it, so a bad
     /// header is an error reply and the connection carries on (as the
     /// original server does for bad fields); only a broken frame closes it.
     fn handle_frame(&mut self, id: ConnId, frame: Frame) {
+        // The end of a message already relayed while it arrived.
+        if frame.live.is_some() {
+            let (services, state) = (&mut self.services, &mut self.state);
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                services.messaging.finish_live(state, id);
+            }));
+            self.closed_on_panic(id, "relaying a message as it arrives", outcome);
+            return;
+        }
         if let Some(dir) = &self.state.config.capture_dir {
             capture(dir, id, &frame);
         }
@@ -764,6 +831,9 @@ impl Server {
     /// broken frame (the stream can no longer be parsed) or a handler panic.
     fn fail_and_close(&mut self, id: ConnId, msg: &str) {
         log::info!("client {id}: {msg}; closing");
+        // Nothing more is read from it: a message it was in the middle of
+        // will never be whole.
+        self.services.messaging.abort_live(&mut self.state, id);
         self.state.fail_and_close(id, msg, false);
     }
 
@@ -850,10 +920,13 @@ impl Server {
         if read && c.stream.has_buffered_input() {
             self.buffered_input.push(id);
         }
-        if c.armed == (read, !done) {
+        // Output waiting for a payload to arrive is written when its
+        // sender's bytes are read (`wake_live`), not when the socket is.
+        let write = !done && !c.out.stalled();
+        if c.armed == (read, write) {
             return;
         }
-        c.armed = (read, !done);
+        c.armed = (read, write);
         let interest = match c.armed {
             (true, true) => Event::all(id),
             (true, false) => Event::readable(id),

@@ -6,9 +6,13 @@
 //! descriptor goes with the first byte of its header (`SCM_RIGHTS`). A
 //! reply whose middle is a range of a file (a file server's piece) goes
 //! from the file to the socket by `sendfile`, never through this
-//! process's memory, where the transport allows it.
+//! process's memory, where the transport allows it. A
+//! frame whose payload is still arriving (cut-through) is written as far
+//! as it has arrived; the queue then waits for more instead of for the
+//! socket, and writes zeros for the rest of one whose sender went away.
 
 use crate::buffer::PooledBuf;
+use crate::live::LivePayload;
 use crate::shm::SharedPayload;
 use crate::transport::{FileSpan, Transport};
 use crate::wire::Frame;
@@ -55,11 +59,23 @@ impl Sink for dyn Transport {
 /// Bytes of a file span read per write where the sink cannot send from
 /// the file itself (TLS, WebSocket).
 const READ_CHUNK: usize = 256 << 10;
-/// Zeros that stand in for bytes a shrunk file no longer has.
-static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// Most slices handed to one `writev`.
 const MAX_SLICES: usize = 64;
+
+/// What stands in for the bytes of a payload that will never arrive, or
+/// that a shrunk file no longer has.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+/// The closing status of a sync reply: `{"status":0}`.
+const SYNC_OK: &[u8] = br#"{"status":0}"#;
+
+/// The JSON length of a [`OutItem::SyncEnd`]: that of the status naming
+/// every one of its messages as aborted, the longest it can be.
+fn sync_end_len(live: &[(usize, Arc<LivePayload>)]) -> usize {
+    let positions: usize = live.iter().map(|(k, _)| k.to_string().len() + 1).sum();
+    r#"{"status":0,"aborted":[]}"#.len() + positions.saturating_sub(1)
+}
 
 /// One queued item.
 pub enum OutItem {
@@ -81,6 +97,12 @@ pub enum OutItem {
         /// The rest of the body.
         tail: Vec<u8>,
     },
+    /// The status that ends a `sync` reply holding messages whose payloads
+    /// were still arriving when it was queued (cut-through), with their
+    /// positions in the reply: `{"status":0}`, plus `"aborted":[k,…]`
+    /// naming those whose sender went away before the end. Decided when
+    /// it is written, after all of them.
+    SyncEnd(Vec<(usize, Arc<LivePayload>)>),
 }
 
 impl OutItem {
@@ -92,37 +114,62 @@ impl OutItem {
         }
     }
 
-    /// The item's bytes from `offset` on, up to its file span if it has
-    /// one (and is not past it yet): what one write can gather.
-    fn bytes_from(&self, offset: usize) -> [&[u8]; 2] {
-        let [a, b]: [&[u8]; 2] = match self {
-            OutItem::Bytes(b) => [b, &[]],
-            OutItem::Static(b) => [b, &[]],
-            OutItem::Shared(f) => [&f.head, &f.payload],
-            OutItem::WithBody(h, b) => [h, b],
+    /// The bytes from `off` on that can be written now, as one slice
+    /// (empty when they have not arrived yet).
+    fn chunk_at(&self, off: usize) -> &[u8] {
+        let (head, body): (&[u8], &[u8]) = match self {
+            OutItem::Bytes(b) => (b, &[]),
+            OutItem::Static(b) => (b, &[]),
+            OutItem::WithBody(h, b) => (h, b),
+            // Its span is written on its own (`write_span`): nothing here
+            // gathers past the head.
             OutItem::WithFile { head, span, tail } => {
-                if offset < head.len() {
-                    return [&head[offset..], &[]];
+                if off < head.len() {
+                    return &head[off..];
                 }
-                let past = (offset - head.len()).min(span.len);
-                return [&tail[offset - head.len() - past..], &[]];
+                let past = off - head.len();
+                if past < span.len {
+                    return &[];
+                }
+                return &tail[past - span.len..];
             }
+            // Rendered before it is written (`OutQueue::render_front`).
+            OutItem::SyncEnd(_) => return &[],
+            OutItem::Shared(f) => match &f.live {
+                None => (&f.head, &f.payload),
+                Some(live) => {
+                    if off < f.head.len() {
+                        return &f.head[off..];
+                    }
+                    let at = off - f.head.len();
+                    let arrived = live.filled();
+                    if at < arrived.len() {
+                        return &arrived[at..];
+                    }
+                    if live.is_aborted() {
+                        let left = live.len() - at;
+                        return &ZEROS[..left.min(ZEROS.len())];
+                    }
+                    return &[];
+                }
+            },
         };
-        if offset < a.len() {
-            [&a[offset..], b]
+        if off < head.len() {
+            &head[off..]
         } else {
-            [&b[offset - a.len()..], &[]]
+            &body[off - head.len()..]
         }
     }
 
     /// Bytes this item puts on the wire.
     pub fn wire_len(&self) -> usize {
         match self {
+            OutItem::Bytes(b) => b.len(),
+            OutItem::Static(b) => b.len(),
+            OutItem::WithBody(h, b) => h.len() + b.len(),
+            OutItem::Shared(f) => f.wire_len(),
             OutItem::WithFile { head, span, tail } => head.len() + span.len + tail.len(),
-            _ => {
-                let [a, b] = self.bytes_from(0);
-                a.len() + b.len()
-            }
+            OutItem::SyncEnd(live) => crate::wire::PREFIX_LEN + sync_end_len(live),
         }
     }
 }
@@ -165,10 +212,51 @@ impl OutQueue {
         self.written
     }
 
-    /// Writes until done or the socket would block. Returns true when the
-    /// queue is empty.
+    /// True when the next byte to write has not arrived yet (a payload
+    /// relayed while it arrives): the queue waits for its sender, not for
+    /// the socket.
+    pub fn stalled(&self) -> bool {
+        self.items.front().is_some_and(|i| {
+            matches!(i, OutItem::Shared(f) if f.live.is_some())
+                && i.chunk_at(self.offset).is_empty()
+        })
+    }
+
+    /// Replaces a [`OutItem::SyncEnd`] at the front by its bytes: every
+    /// message before it has been written whole, so each of its payloads
+    /// is complete or aborted by now.
+    fn render_front(&mut self) {
+        let Some(OutItem::SyncEnd(live)) = self.items.front() else {
+            return;
+        };
+        let aborted: Vec<String> = live
+            .iter()
+            .filter(|(_, p)| p.is_aborted())
+            .map(|(k, _)| k.to_string())
+            .collect();
+        let mut json = if aborted.is_empty() {
+            SYNC_OK.to_vec()
+        } else {
+            // Written as `sync_end_len` counts it: no spaces.
+            format!(r#"{{"status":0,"aborted":[{}]}}"#, aborted.join(",")).into_bytes()
+        };
+        // Padded to the length it was queued with, so every count of the
+        // connection's output (pending bytes, stream positions) holds.
+        json.resize(sync_end_len(live), b' ');
+        self.items[0] = OutItem::Bytes(crate::wire::encode_head(&json, 0));
+    }
+
+    /// Writes until done, the socket would block, or the next bytes have
+    /// not arrived ([`OutQueue::stalled`]). Returns true when the queue is
+    /// empty.
     pub fn flush<W: Sink + ?Sized>(&mut self, w: &mut W) -> io::Result<bool> {
         while !self.items.is_empty() {
+            if self.offset == 0 {
+                self.render_front();
+            }
+            if self.stalled() {
+                return Ok(false);
+            }
             let n = match self.write_some(w) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
@@ -197,31 +285,44 @@ impl OutQueue {
         };
         // The usual case, a single reply, needs no gathering.
         if self.items.len() == 1 && fd_first.is_none() {
-            let [a, b] = self.items[0].bytes_from(self.offset);
+            let item = &self.items[0];
+            let a = item.chunk_at(self.offset);
+            let next = self.offset + a.len();
+            let b = if next < item.wire_len() {
+                item.chunk_at(next)
+            } else {
+                &[]
+            };
             return w.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]);
         }
         // On the stack: this runs for every batch of replies written.
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
         let mut used = 0;
+        let mut off = self.offset;
         'fill: for (i, item) in self.items.iter().enumerate() {
-            if i > 0 && item.shared().is_some() {
+            // A sync's closing status is rendered at the front, once the
+            // messages before it are out.
+            if i > 0 && (item.shared().is_some() || matches!(item, OutItem::SyncEnd(_))) {
                 break;
             }
-            let from = if i == 0 { self.offset } else { 0 };
-            for part in item.bytes_from(from) {
-                if part.is_empty() {
-                    continue;
+            let total = item.wire_len();
+            while off < total {
+                let chunk = item.chunk_at(off);
+                if chunk.is_empty() {
+                    // The rest of this payload has not arrived: nothing
+                    // after it may go before it.
+                    break 'fill;
                 }
-                slices[used] = IoSlice::new(part);
+                slices[used] = IoSlice::new(chunk);
                 used += 1;
+                off += chunk.len();
                 if used == MAX_SLICES {
                     break 'fill;
                 }
             }
-            // A later item's file span goes out in a write of its own.
-            if i > 0 && matches!(item, OutItem::WithFile { .. }) {
-                break;
-            }
+            // A later item's file span stops the gathering above (its
+            // chunk there is empty): it goes out in a write of its own.
+            off = 0;
         }
         let Some(payload) = fd_first else {
             return w.write_vectored(&slices[..used]);
@@ -437,6 +538,105 @@ mod tests {
         want.extend_from_slice(b"TAIL");
         assert_eq!(got.len(), want.len());
         assert!(got == want, "the bytes differ");
+    }
+
+    /// A frame whose payload is still arriving: the first `filled` of
+    /// `len` bytes are in, then the writer that fills it.
+    fn live_frame(len: usize, filled: usize) -> (Arc<Frame>, crate::live::LiveWriter) {
+        let bytes: Vec<u8> = (0..len).map(|i| i as u8 | 1).collect();
+        let w = LivePayload::start(PooledBuf::from_vec(bytes), filled);
+        let frame = Frame {
+            head: crate::wire::encode_head(b"{}", len),
+            payload: PooledBuf::default(),
+            shm: None,
+            live: Some(w.shared().clone()),
+        };
+        (Arc::new(frame), w)
+    }
+
+    fn writer() -> Choppy {
+        Choppy {
+            got: vec![],
+            cap: usize::MAX,
+            calls: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn a_payload_still_arriving_is_written_as_far_as_it_has_arrived() {
+        let (frame, mut w) = live_frame(1000, 100);
+        let mut q = OutQueue::default();
+        q.push(OutItem::Shared(frame.clone()));
+        q.push(OutItem::SyncEnd(vec![(0, frame.live.clone().unwrap())]));
+        let mut out = writer();
+        assert!(!q.flush(&mut out).unwrap());
+        assert!(q.stalled(), "waits for the sender, not the socket");
+        assert_eq!(out.got.len(), frame.head.len() + 100);
+        // More arrives, then the rest: the status follows the last byte.
+        w.advance(400);
+        assert!(!q.flush(&mut out).unwrap());
+        assert_eq!(out.got.len(), frame.head.len() + 500);
+        w.advance(500);
+        assert!(q.flush(&mut out).unwrap());
+        let mut want = frame.head.clone();
+        want.extend((0..1000).map(|i| i as u8 | 1));
+        // A status that could have named the message, padded to that length.
+        want.extend(crate::wire::encode_head(
+            format!("{:26}", r#"{"status":0}"#).as_bytes(),
+            0,
+        ));
+        assert_eq!(out.got, want);
+        assert_eq!(q.pending(), 0);
+    }
+
+    #[test]
+    fn an_aborted_payload_is_filled_with_zeros_and_named_in_the_status() {
+        let (frame, w) = live_frame(200_000, 10);
+        let (done, _w2) = live_frame(50, 50);
+        let mut q = OutQueue::default();
+        q.push(OutItem::Shared(done.clone()));
+        q.push(OutItem::Shared(frame.clone()));
+        q.push(OutItem::SyncEnd(vec![
+            (0, done.live.clone().unwrap()),
+            (1, frame.live.clone().unwrap()),
+        ]));
+        q.push(OutItem::Bytes(b"next".to_vec()));
+        let mut out = writer();
+        assert!(!q.flush(&mut out).unwrap());
+        drop(w);
+        assert!(q.flush(&mut out).unwrap());
+        let at = done.wire_len() + frame.head.len();
+        assert!(out.got[at..at + 10].iter().all(|&b| b & 1 == 1));
+        let end = at + 200_000;
+        assert!(out.got[at + 10..end].iter().all(|&b| b == 0));
+        let status = crate::wire::encode_head(br#"{"status":0,"aborted":[1]}  "#, 0);
+        assert_eq!(&out.got[end..end + status.len()], &status[..]);
+        assert_eq!(&out.got[end + status.len()..], b"next");
+    }
+
+    #[test]
+    fn a_status_naming_several_aborted_messages_is_whole_json() {
+        let (frames, writers): (Vec<_>, Vec<_>) = (0..12).map(|_| live_frame(100, 10)).unzip();
+        let mut q = OutQueue::default();
+        for f in &frames {
+            q.push(OutItem::Shared(f.clone()));
+        }
+        let live = frames.iter().map(|f| f.live.clone().unwrap());
+        q.push(OutItem::SyncEnd(live.enumerate().collect()));
+        let mut out = writer();
+        assert!(!q.flush(&mut out).unwrap());
+        // Every sender goes away but the one of message 4, which finishes.
+        for (k, mut w) in writers.into_iter().enumerate() {
+            if k == 4 {
+                w.advance(90);
+            }
+        }
+        assert!(q.flush(&mut out).unwrap());
+        let status_at: usize = frames.iter().map(|f| f.wire_len()).sum();
+        let json: serde_json::Value =
+            serde_json::from_slice(&out.got[status_at + crate::wire::PREFIX_LEN..]).unwrap();
+        let aborted = [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11];
+        assert_eq!(json, serde_json::json!({"status": 0, "aborted": aborted}));
     }
 
     #[test]

@@ -65,6 +65,12 @@ pub trait Transport: Read + Write + AsRawFd + Send {
     fn passes_fds(&self) -> bool {
         false
     }
+    /// True where written bytes go to the peer as they are (unix, TCP), so
+    /// a frame may be written in parts with pauses between them. WebSocket
+    /// sends each frame as one message, so it is not.
+    fn is_plain_stream(&self) -> bool {
+        false
+    }
     /// Reads like `read` (without blocking when `dontwait`), appending the
     /// descriptors that came with these bytes to `fds`. `Unsupported` where
     /// none can come.

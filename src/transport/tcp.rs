@@ -7,6 +7,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 
 impl Transport for TcpStream {
+    fn is_plain_stream(&self) -> bool {
+        true
+    }
     fn set_nonblocking(&self, on: bool) -> io::Result<()> {
         TcpStream::set_nonblocking(self, on)
     }

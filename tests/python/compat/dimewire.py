@@ -16,8 +16,8 @@ HEADER = struct.Struct("!4sII")
 
 #: What our server's handshake reply announces beyond DiME2
 #: (docs/protocol-extensions.md); the original clients ignore the field.
-EXTENSIONS = ["wait_timeout", "sync_wait", "send_receive", "dimeb_layout", "shm", "auth", "share", "space",
-              "rpc", "stream", "stream_batch"]
+EXTENSIONS = ["wait_timeout", "sync_wait", "send_receive", "dimeb_layout", "shm", "cut_through", "auth",
+              "share", "space", "rpc", "stream", "stream_batch"]
 
 
 def handshake_reply(serialization):

@@ -1,7 +1,9 @@
 //! DiME2 messaging (docs/protocol.md §2): groups, `send`, `broadcast`,
 //! `sync`, `wait`, `devices`, and the handshake's serialization
-//! negotiation (§3); and, our extension, watches of group membership.
+//! negotiation (§3); and, our extensions, watches of group membership and
+//! cut-through relaying of large messages ([`cut`]).
 
+mod cut;
 mod groups;
 
 use crate::proto::extensions;
@@ -10,7 +12,9 @@ use crate::server::blocking::deadline;
 use crate::server::conn::{Accepts, ConnId, Connection, Held, json_item, wait_reply};
 use crate::server::convert;
 use crate::server::outqueue::OutItem;
-use crate::server::request::{CommandError, Result, Text, flag, required, required_raw_str};
+use crate::server::request::{
+    CommandError, CommandHeader, Result, Text, flag, parse, required, required_raw_str,
+};
 use crate::server::service::{Handler, Need, Service};
 use crate::server::state::State;
 use crate::server::watch::{Feed, WatchSpec};
@@ -20,6 +24,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value as Json, json};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The fields DiME2 commands read.
 #[derive(Deserialize, Default, Debug)]
@@ -97,6 +102,8 @@ pub struct Messaging {
     serialization: Option<String>,
     /// Joins and leaves, for watchers.
     feed: MembershipFeed,
+    /// Messages relayed while their payload arrives, by sender.
+    live: cut::LiveRelays,
 }
 
 /// The feed of joins and leaves: events name the group and the client.
@@ -146,6 +153,7 @@ impl Service for Messaging {
         extensions::SEND_RECEIVE,
         extensions::DIMEB_LAYOUT,
         extensions::SHM,
+        extensions::CUT_THROUGH,
         extensions::AUTH,
     ];
 
@@ -184,7 +192,12 @@ impl Service for Messaging {
         self.feed.0.drained(st, id)
     }
 
+    fn expire(&mut self, st: &mut State, now: Instant) -> Option<Instant> {
+        self.abort_stalled_live(st, now)
+    }
+
     fn disconnect(&mut self, st: &mut State, id: ConnId, conn: &Connection) {
+        self.abort_live(st, id);
         self.feed.0.forget(id);
         for g in &conn.groups {
             self.groups.leave(g, id);
@@ -295,6 +308,9 @@ fn handshake(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Fra
         layout: asked(extensions::DIMEB_LAYOUT),
         // Descriptors only travel over unix sockets.
         shm: asked(extensions::SHM) && conn.stream.passes_fds(),
+        // A frame written in parts needs a plain byte stream (WebSocket
+        // sends each frame as one message).
+        cut_through: asked(extensions::CUT_THROUGH) && conn.stream.is_plain_stream(),
     };
     conn.fds_in &= conn.accepts.shm;
     conn.fds_out &= conn.accepts.shm;
@@ -469,15 +485,19 @@ fn send(svc: &mut Messaging, st: &mut State, id: ConnId, h: &Header, frame: Fram
 }
 
 fn broadcast(_: &mut Messaging, st: &mut State, id: ConnId, h: &Header, frame: Frame) -> Result {
-    // Side connections (remote calls, watches) and monitors never sync:
-    // they are not recipients.
-    let recipients: Vec<ConnId> = st
-        .conns
+    let recipients = broadcast_recipients(st, id);
+    relay(st, id, h, frame, None, recipients)
+}
+
+/// Who a broadcast from `id` goes to: every other client that syncs. Side
+/// connections (remote calls, watches) and monitors never sync: they are
+/// not recipients.
+fn broadcast_recipients(st: &State, id: ConnId) -> Vec<ConnId> {
+    st.conns
         .iter()
         .filter(|(c, conn)| **c != id && conn.broadcasts && !st.monitors.contains_key(c))
         .map(|(c, _)| *c)
-        .collect();
-    relay(st, id, h, frame, None, recipients)
+        .collect()
 }
 
 fn sync(_: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
@@ -507,6 +527,9 @@ fn receive(st: &mut State, id: ConnId, h: &Header, n: i64) -> Result {
 }
 
 /// Sends up to `n` queued messages (all if `n < 0`), then `{"status":0}`.
+/// When some of them are still arriving (cut-through), the closing status
+/// is decided once they have been written: it names the ones whose sender
+/// went away before the end in `"aborted"` (positions in this reply).
 fn drain_inbox(st: &mut State, id: ConnId, n: i64) {
     let conn = st.conns.get_mut(&id).expect("live connection");
     let count = if n < 0 {
@@ -514,12 +537,20 @@ fn drain_inbox(st: &mut State, id: ConnId, n: i64) {
     } else {
         (n as usize).min(conn.inbox.len())
     };
-    for _ in 0..count {
+    let mut arriving = Vec::new();
+    for k in 0..count {
         let frame = conn.inbox.pop_front().expect("counted");
         conn.inbox_bytes -= frame.queued_len() as u64;
+        if let Some(live) = frame.live.as_ref().filter(|l| !l.is_complete()) {
+            arriving.push((k, live.clone()));
+        }
         conn.reply(OutItem::Shared(frame));
     }
-    st.reply_ok(id);
+    if arriving.is_empty() {
+        st.reply_ok(id);
+    } else {
+        st.reply_item(id, OutItem::SyncEnd(arriving));
+    }
 }
 
 fn wait(_: &mut Messaging, st: &mut State, id: ConnId, h: &Header, _: Frame) -> Result {
@@ -677,6 +708,157 @@ fn check_queue_room(
         }
     }
     Ok(())
+}
+
+/// Where a message relayed while it arrives goes (see
+/// [`Messaging::route_live`]).
+pub struct LiveRoute {
+    command: &'static str,
+    /// Recipients that take it as it arrives.
+    now: Vec<ConnId>,
+    /// Recipients that get it once whole.
+    later: Vec<ConnId>,
+    started: std::time::Instant,
+}
+
+impl Messaging {
+    /// Routes a `send`/`broadcast` whose header (`text`) has arrived and
+    /// whose payload of `payload_len` bytes has not, if cut-through handles
+    /// it (`cut`): a group send or a broadcast without `"receive"` or
+    /// shared memory, no monitor connected (each is shown the value),
+    /// every recipient reading the sender's own encoding, at least one of
+    /// them negotiated `cut_through`, the sender authenticated and
+    /// permitted to send there (`--auth`), and the request valid and
+    /// within `--max-queue` now. None otherwise: the frame then completes and is
+    /// handled as any other, errors included. [`Messaging::begin_live`]
+    /// then relays it.
+    pub fn route_live(
+        &self,
+        st: &State,
+        id: ConnId,
+        text: &str,
+        payload_len: usize,
+    ) -> Option<LiveRoute> {
+        let started = std::time::Instant::now();
+        if !st.monitors.is_empty() || self.live.contains(id) {
+            return None;
+        }
+        let command = match parse::<CommandHeader>(text).ok()?.name()?.as_ref() {
+            "send" => "send",
+            "broadcast" => "broadcast",
+            _ => return None,
+        };
+        let h: Header = parse(text).ok()?;
+        // A client yet to authenticate, or one that may not send there, is
+        // answered once the frame is whole, as for any request.
+        let admitted = st
+            .conns
+            .get(&id)
+            .is_some_and(|c| !matches!(c.access, Access::Pending));
+        if !admitted || Self::required(command, &h, &mut |a, n| st.permit(id, a, n)).is_err() {
+            return None;
+        }
+        // What `relay` would refuse, it refuses once the frame is whole.
+        if h.varname.is_none()
+            || h.status.is_some()
+            || h.meta.is_some()
+            || h.shm.is_some()
+            || flag(h.receive)
+        {
+            return None;
+        }
+        let recipients: Vec<ConnId> = if command == "send" {
+            let group = required_raw_str(h.name, "name").ok()?;
+            self.groups.members(&group)?.iter().copied().collect()
+        } else {
+            broadcast_recipients(st, id)
+        };
+        let layout = flag(h.dimeb_layout);
+        let (mut now, mut later) = (Vec::new(), Vec::new());
+        for r in recipients {
+            let c = st.conns.get(&r)?;
+            // Recipients of a converted copy need the whole payload first.
+            if layout && !c.accepts.layout {
+                return None;
+            }
+            if c.accepts.cut_through {
+                now.push(r);
+            } else {
+                later.push(r);
+            }
+        }
+        if now.is_empty() {
+            return None;
+        }
+        let size = (crate::wire::PREFIX_LEN + text.len() + payload_len) as u64;
+        let all: Vec<ConnId> = now.iter().chain(&later).copied().collect();
+        check_queue_room(st, &all, |_| size).ok()?;
+        Some(LiveRoute {
+            command,
+            now,
+            later,
+            started,
+        })
+    }
+
+    /// Relays `frame`, whose payload is live, as `route` says.
+    pub fn begin_live(&mut self, st: &mut State, id: ConnId, route: LiveRoute, frame: Frame) {
+        st.stats.messages += 1;
+        self.live
+            .begin(st, id, frame, route.now, route.later, deliver_live);
+        st.stats
+            .request(Some(route.command), route.started.elapsed(), false);
+    }
+
+    /// Lets the recipients of `id`'s live message write what has arrived.
+    pub fn wake_live(&mut self, st: &mut State, id: ConnId) {
+        self.live.wake(st, id);
+    }
+
+    /// The last byte of `id`'s live message has arrived: the other
+    /// recipients get it, and the sender its reply.
+    pub fn finish_live(&mut self, st: &mut State, id: ConnId) {
+        if self.live.finish(st, id, deliver_live) {
+            st.reply_ok(id);
+        }
+    }
+
+    /// `id` is going away in the middle of a live message: it is aborted.
+    pub fn abort_live(&mut self, st: &mut State, id: ConnId) {
+        self.live.abort(st, id, "went away");
+    }
+
+    /// Aborts the live messages whose payload has had no byte arrive for
+    /// `--cut-through-stall-ms` by `now`, so no recipient waits on them
+    /// longer: their recipients drop them, their senders get an error
+    /// reply at once and keep their connection (the rest of the payload
+    /// is read and discarded; their next request is served as usual).
+    /// Returns when the next stall would be due.
+    fn abort_stalled_live(&mut self, st: &mut State, now: Instant) -> Option<Instant> {
+        let limit = st.config.cut_through_stall;
+        let (late, next) = self.live.stalled(now, limit);
+        for id in late {
+            self.live.abort(st, id, "stalled");
+            if let Some(c) = st.conns.get_mut(&id) {
+                c.reader.discard_live();
+            }
+            let ms = limit.as_millis();
+            st.reply_error(
+                id,
+                &format!(
+                    "Message stalled: no byte of its payload arrived for {ms} ms \
+                     (--cut-through-stall-ms); it was dropped for every recipient, and the \
+                     rest of its bytes are discarded"
+                ),
+            );
+        }
+        next
+    }
+}
+
+/// [`deliver`] of one frame to every recipient, for [`cut`].
+fn deliver_live(st: &mut State, recipients: &[ConnId], frame: &Arc<Frame>) {
+    deliver(st, recipients, |_| frame.clone());
 }
 
 /// Queues for every recipient its copy of the message (`pick`: the one
