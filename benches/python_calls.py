@@ -30,8 +30,13 @@ ends, and the worst round's ratio at the end). Targets (issue 22): step with pip
 dime-client's; round trip <= 60 us (pipelined); burst >= 100,000 sends/s.
 Each prints PASS or MISS; with --check the script exits with status 1
 after the report if any is MISS. (The issue also compares the round trip
-with the original C server and its client; that server is not available
-here, so dime-client is measured on our server.)
+with the original C server and its client: given ``--original-server
+PATH`` (or ``$DIME2_SERVER``), the binary of an original DiME2 server, each
+round also measures dime-client's round trip on a fresh instance of that
+server, and the pipelined round trip must be >= 4x faster; without it
+that line is SKIP, a MISS under --check. The original server is not part
+of this repository: build it from the DiME2 sources, ``server/`` of
+github.com/CURENT/dime, with ``make``.)
 """
 
 import argparse
@@ -195,6 +200,54 @@ class Worker:
             self.proc.wait()
 
 
+def start_original_server(binary, sock):
+    """An original DiME2 server on ``sock``, once it accepts connections
+    (it prints nothing when it is ready)."""
+    import socket
+    proc = subprocess.Popen([binary, "-l", f"unix:{sock}"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and proc.poll() is None:
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(sock)
+                return proc
+            except OSError:
+                time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    raise SystemExit(f"python_calls: the original server {binary} did not start")
+
+
+def original_rt_round(binary, python, env, sock, n):
+    """dime-client's round trip on a fresh original server (median us)."""
+    server = start_original_server(binary, sock)
+    procs = []
+    try:
+        w = Worker(python, ["--worker", "old", "dime-client", sock], env)
+        procs.append(w)
+        echo = Worker(python, ["--echo", "old", "dime-client", sock], env)
+        procs.append(echo)
+        res = w.run("rt", n)
+        # Stopped by dime-client too: the original server's serialization
+        # is whatever its first client used, for every client.
+        stop(python, env, sock, ours=False)
+        echo.stop()
+        w.stop()
+        return res["rt"]
+    finally:
+        for p in procs:
+            if p.proc.poll() is None:
+                p.proc.kill()
+                p.proc.wait()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
 def start_server(sock):
     binary = REPO / "target" / "release" / "dime"
     proc = subprocess.Popen([str(binary), "-l", f"unix:{sock}"], stdin=subprocess.DEVNULL,
@@ -214,7 +267,12 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build --release")
     ap.add_argument("--compat-python", default=str(REPO / ".venv" / "compat" / "bin" / "python"))
     ap.add_argument("--check", action="store_true", help="exit with status 1 if a target is missed")
+    ap.add_argument("--original-server", default=os.environ.get("DIME2_SERVER"),
+                    help="an original DiME2 server binary, for the round-trip comparison "
+                         "(default $DIME2_SERVER)")
     opts = ap.parse_args()
+    if opts.original_server and not os.access(opts.original_server, os.X_OK):
+        raise SystemExit(f"python_calls: --original-server {opts.original_server} is not executable")
 
     if not opts.no_build:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
@@ -226,6 +284,7 @@ def main():
         raise SystemExit(f"python_calls: no {opts.compat_python}: run tests/run-all python_compat")
 
     results = {kind: [] for kind in KINDS}
+    original_rt = []
     with tempfile.TemporaryDirectory() as tmp:
         sock = os.path.join(tmp, "dime.sock")
         server = start_server(sock)
@@ -255,11 +314,17 @@ def main():
                     w.stop()
                     results[kind].append(res)
                 ours, old = results["pipelined"][-1], results["dime-client"][-1]
-                print(f"  round {r + 1}/{opts.rounds}: step {ours['step']:.1f} us pipelined "
-                      f"(devices {ours['devices']:.1f}, sync {ours['sync1']:.1f}, send_r "
-                      f"{ours['send_r']:.1f}, broadcast_r {ours['broadcast_r']:.1f}), "
-                      f"dime-client {old['step']:.1f} us: {ours['step'] / old['step']:.2f}x; "
-                      f"load average {os.getloadavg()[0]:.1f}", flush=True)
+                line = (f"  round {r + 1}/{opts.rounds}: step {ours['step']:.1f} us pipelined "
+                        f"(devices {ours['devices']:.1f}, sync {ours['sync1']:.1f}, send_r "
+                        f"{ours['send_r']:.1f}, broadcast_r {ours['broadcast_r']:.1f}), "
+                        f"dime-client {old['step']:.1f} us: {ours['step'] / old['step']:.2f}x")
+                if opts.original_server:
+                    original_rt.append(original_rt_round(
+                        opts.original_server, *pythons["old"], os.path.join(tmp, "orig.sock"),
+                        opts.rt))
+                    line += (f"; round trip {ours['rt']:.1f} us pipelined, original server + "
+                             f"dime-client {original_rt[-1]:.1f} us")
+                print(f"{line}; load average {os.getloadavg()[0]:.1f}", flush=True)
         finally:
             for p in procs:
                 if p.proc.poll() is None:
@@ -279,6 +344,9 @@ def main():
           f"{fig('dime-client', 'rt'):12.1f}")
     print(f"  {'burst (sends/s)':28} {fig('pipelined', 'burst'):10.0f} {fig('ours', 'burst'):10.0f} "
           f"{fig('dime-client', 'burst'):12.0f}")
+    if original_rt:
+        print(f"  {'round trip, dime-client on the original server (median us)':62} "
+              f"{statistics.median(original_rt):10.1f}")
     print()
     step_ratio = fig("pipelined", "step") / fig("dime-client", "step")
     targets = [
@@ -287,8 +355,13 @@ def main():
         ("burst + flush >= 100,000 sends/s", f"{fig('pipelined', 'burst'):,.0f}/s",
          fig("pipelined", "burst") >= 100_000),
     ]
+    rt_speedup = (statistics.median(original_rt) / fig("pipelined", "rt")) if original_rt else None
+    targets.append(("round trip >= 4x the original server's",
+                    f"{rt_speedup:.1f}x" if rt_speedup else "no --original-server",
+                    rt_speedup is not None and rt_speedup >= 4))
     for name, value, ok in targets:
-        print(f"  target {name:40} {value:>14}   {'PASS' if ok else 'MISS'}")
+        verdict = "PASS" if ok else "MISS" if value != "no --original-server" else "SKIP"
+        print(f"  target {name:40} {value:>20}   {verdict}")
     worst = max(r["step"] / o["step"] for r, o in zip(results["pipelined"], results["dime-client"]))
     print(f"  (worst round: step {worst:.2f}x dime-client's)")
     print(f"  (ours without pipelining: step {fig('ours', 'step') / fig('dime-client', 'step'):.2f}x "
@@ -298,9 +371,11 @@ def main():
         sys.exit(f"python_calls --check: {missed} target(s) missed")
 
 
-def stop(python, env, sock):
-    """Ends the echo peer: sends it "stop" from a fresh client of its kind."""
-    code = ("import sys; sys.path.insert(0, sys.argv[2]); from dime import DimeClient; "
+def stop(python, env, sock, ours=True):
+    """Ends the echo peer: sends it "stop" from a fresh client, ours or
+    (``ours=False``) the installed dime-client."""
+    path = "sys.path.insert(0, sys.argv[2]); " if ours else ""
+    code = (f"import sys; {path}from dime import DimeClient; "
             "c = DimeClient('ipc', sys.argv[1]); c.send_r('echo', stop=1); c.close()")
     subprocess.run([python, "-c", code, sock, str(REPO / "bindings" / "python")],
                    cwd="/", env=env, check=True)
