@@ -34,8 +34,10 @@ Sections (all by default):
 * ``tcp``: a 100 MB matrix over TCP through the broker (Python -> Python)
   against a raw TCP stream of the same bytes between the same two
   processes. Target >= 0.8x (median). The sender writes the matrix from its
-  own memory and the broker relays it while it arrives (``cut_through``),
-  so the hops overlap; the broker still copies every byte in and out, so
+  own memory and the broker relays it while it arrives (``cut_through``,
+  which the clients ask for with ``DIME_CUT_THROUGH=1``, set by this
+  section unless the environment already says; ``DIME_CUT_THROUGH=0``
+  measures store-and-forward), so the hops overlap; the broker still copies every byte in and out, so
   on a busy 2-core machine the three processes compete for the cores.
 
 Every section starts its own release server (target/release/dime). The
@@ -439,7 +441,10 @@ def role_tcp_peer(sock_path, port, raw_port, rounds):
 
 
 def section_tcp(args):
-    print("\n== 100 MB over TCP (127.0.0.1), Python -> broker -> Python, against raw TCP")
+    # Read at connect, by this process's clients and the peer's.
+    os.environ.setdefault("DIME_CUT_THROUGH", "1")
+    mode = "cut-through" if os.environ["DIME_CUT_THROUGH"] not in ("", "0") else "store-and-forward"
+    print(f"\n== 100 MB over TCP (127.0.0.1), Python -> broker -> Python ({mode}), against raw TCP")
     import numpy as np
     dime = dime_module()
     x = matrix((3125, 4000), "C")

@@ -704,10 +704,13 @@ typedef struct dime_watch_position {
 #define DIME_CONNECT_CUT_THROUGH 8
 
 /**
- * What `dime_connect` asks for: everything, as the bindings (Python,
- * MATLAB) move large arrays.
+ * What `dime_connect` asks for: everything but cut-through, as the
+ * bindings (Python, MATLAB) move large arrays; cut-through too when the
+ * environment has `DIME_CUT_THROUGH=1` (a `dime_sync` that meets a
+ * message still arriving returns only after its last byte, so a slow
+ * sender would hold up the other messages behind it).
  */
-#define DIME_CONNECT_DEFAULT (((DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM) | DIME_CONNECT_SHM_NOW) | DIME_CONNECT_CUT_THROUGH)
+#define DIME_CONNECT_DEFAULT ((DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM) | DIME_CONNECT_SHM_NOW)
 
 /**
  * Pass to `dime_pattern_add_matrix` as `cls` to match a matrix of any

@@ -37,7 +37,11 @@ pub struct ConnectOptions {
     /// Large messages may reach this client while their sender is still
     /// sending them (`cut_through`): the broker's two hops overlap. A
     /// message whose sender goes away or stalls midway is dropped by this
-    /// client before anything returns it. Default on.
+    /// client before anything returns it. Default off (`DIME_CUT_THROUGH=1`
+    /// in [`ConnectOptions::from_env`]): a `sync` that meets such a message
+    /// returns only once its last byte has arrived, so a slow sender holds
+    /// up this client's other messages behind it, which DiME2 programs do
+    /// not expect.
     pub cut_through: bool,
     /// The token presented in the handshake, for a server started with
     /// `--auth` (an `"auth"` extension; servers without `--auth` ignore it).
@@ -49,7 +53,7 @@ pub struct ConnectOptions {
 }
 
 impl Default for ConnectOptions {
-    /// Layout, shared memory and cut-through on, no token, the system's CAs; nothing
+    /// Layout and shared memory on, cut-through off, no token, the system's CAs; nothing
     /// read from the environment (see [`ConnectOptions::from_env`]).
     fn default() -> ConnectOptions {
         ConnectOptions {
@@ -57,7 +61,7 @@ impl Default for ConnectOptions {
             shm: true,
             shm_threshold: DEFAULT_THRESHOLD,
             shm_receive_now: false,
-            cut_through: true,
+            cut_through: false,
             token: None,
             tls: TlsClientOptions::default(),
         }
@@ -71,6 +75,7 @@ impl ConnectOptions {
     /// variables leave an option unset.
     pub fn from_env() -> ConnectOptions {
         ConnectOptions {
+            cut_through: cut_through_from_env(),
             token: std::env::var("DIME_TOKEN").ok().filter(|t| !t.is_empty()),
             tls: TlsClientOptions::from_env(),
             ..ConnectOptions::default()
@@ -87,6 +92,17 @@ impl ConnectOptions {
         }
         h
     }
+}
+
+/// True when `DIME_CUT_THROUGH` asks for cut-through (`1`, `on`, `true`,
+/// `yes`).
+pub(crate) fn cut_through_from_env() -> bool {
+    std::env::var("DIME_CUT_THROUGH").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "on" | "true" | "yes"
+        )
+    })
 }
 
 impl fmt::Debug for ConnectOptions {

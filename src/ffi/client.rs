@@ -213,10 +213,13 @@ pub const DIME_CONNECT_SHM_NOW: dime_connect_flags = 4;
 /// or stalls (the broker's `--cut-through-stall-ms`) midway is dropped
 /// before `dime_sync` and the like return.
 pub const DIME_CONNECT_CUT_THROUGH: dime_connect_flags = 8;
-/// What `dime_connect` asks for: everything, as the bindings (Python,
-/// MATLAB) move large arrays.
+/// What `dime_connect` asks for: everything but cut-through, as the
+/// bindings (Python, MATLAB) move large arrays; cut-through too when the
+/// environment has `DIME_CUT_THROUGH=1` (a `dime_sync` that meets a
+/// message still arriving returns only after its last byte, so a slow
+/// sender would hold up the other messages behind it).
 pub const DIME_CONNECT_DEFAULT: dime_connect_flags =
-    DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM | DIME_CONNECT_SHM_NOW | DIME_CONNECT_CUT_THROUGH;
+    DIME_CONNECT_LAYOUT | DIME_CONNECT_SHM | DIME_CONNECT_SHM_NOW;
 
 /// Every `DIME_CONNECT_*` bit; others are refused.
 const KNOWN_CONNECT_FLAGS: dime_connect_flags =
@@ -280,11 +283,14 @@ pub extern "C" fn dime_connect_with(
     }
 }
 
-/// What `dime_connect` uses: `DIME_CONNECT_DEFAULT`, and the token and
-/// TLS settings of the environment.
+/// What `dime_connect` uses: `DIME_CONNECT_DEFAULT` (with
+/// `DIME_CONNECT_CUT_THROUGH` if `DIME_CUT_THROUGH` asks for it), and the
+/// token and TLS settings of the environment.
 fn default_options() -> ConnectOptions {
     let mut o = ConnectOptions::from_env();
+    let cut_through = o.cut_through;
     set_flags(&mut o, DIME_CONNECT_DEFAULT);
+    o.cut_through = cut_through;
     o
 }
 

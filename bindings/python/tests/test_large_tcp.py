@@ -2,7 +2,8 @@
 from the array's own memory and the broker relays them to our clients
 while they arrive (the ``cut_through`` extension,
 docs/protocol-extensions.md). Whatever the path, they arrive exactly, in
-the order they were sent, and the original client still gets them whole."""
+the order they were sent, and the original client still gets them whole.
+Cut-through is asked for with ``DIME_CUT_THROUGH=1`` (off by default)."""
 
 import numpy as np
 import pytest
@@ -16,8 +17,11 @@ def big(shape, order, seed):
     return x
 
 
+@pytest.mark.parametrize("cut_through", ["0", "1"])
 @pytest.mark.parametrize("order", ["C", "F"])
-def test_a_large_matrix_over_tcp_arrives_exactly(server, order):
+def test_a_large_matrix_over_tcp_arrives_exactly(server, order, cut_through, monkeypatch):
+    # DIME_CUT_THROUGH=1: the clients ask for cut-through (off by default).
+    monkeypatch.setenv("DIME_CUT_THROUGH", cut_through)
     a = server.client("tcp", "g")
     b = server.client("tcp", "g")
     assert "cut_through" in b.server_extensions
