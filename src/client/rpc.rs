@@ -822,6 +822,12 @@ impl Rpc {
                 let _ = h.join();
             }
         }
+        // Whoever was reading may have stopped without meeting the end of
+        // the socket (the background reader leaves when told to), so the
+        // calls still in flight are failed here, not left to a later
+        // reader: a future waited on after close must not wait out its
+        // timeout.
+        self.shared.fail_all("the connection was closed".into());
     }
 
     /// True once the connection is closed.

@@ -194,6 +194,12 @@ class Future(concurrent.futures.Future):
         return f"<dime.Future {self.function!r} {self._state.lower()}>"
 
 
+#: Longest the completion thread waits, once its connection is gone, for
+#: the library to fail the calls still in flight (it does so at once when
+#: the connection closes).
+_CLOSE_GRACE = 10.0
+
+
 class _Completions:
     """Resolves watched futures as their calls finish, on one lazily
     started daemon thread per connection."""
@@ -241,10 +247,19 @@ class _Completions:
                     f._claim()
             elif st != _lib.STATUS_TIMEOUT:
                 break
-        # The connection is gone, so every call in flight has failed.
+        # The connection is going, so every call in flight fails; but this
+        # thread may see it closed before the library has failed them
+        # (``close()`` marks the client closed, then closes the library's
+        # connection), and a future claimed before then would report "not
+        # finished yet". So each is claimed once the library has its outcome.
         with self._lock:
             left, self._watched = list(self._watched.values()), {}
+        deadline = time.monotonic() + _CLOSE_GRACE
         for f in left:
+            ptr = f._ptr
+            while (ptr is not None and time.monotonic() < deadline
+                   and lib.dime_future_wait(ptr, _SLICE_MS) == _lib.STATUS_TIMEOUT):
+                pass
             f._claim()
 
 
