@@ -9,6 +9,7 @@
 //! upload function with `PermissionError`.
 
 mod broker;
+mod hash_cache;
 mod read;
 mod receive;
 
@@ -61,6 +62,8 @@ struct Context {
     /// `NAME.`, stripped from function names.
     prefix: String,
     writable: bool,
+    /// Piece hashes computed so far, for files sent again.
+    hashes: hash_cache::PieceHashes,
 }
 
 /// A running file server; [`FileServer::close`] (or drop) stops it.
@@ -203,6 +206,7 @@ fn context(root: &Path, options: &ServeOptions) -> Result<Arc<Context>> {
         prefix: format!("{}.", options.name),
         name: options.name.clone(),
         writable: options.writable,
+        hashes: hash_cache::PieceHashes::default(),
     }))
 }
 
@@ -350,7 +354,7 @@ fn run(ctx: &Context, call: &Call, in_file: bool) -> Result<Reply> {
         )));
     }
     if op == wire::READ {
-        return read::piece(&ctx.root, &f, in_file);
+        return read::piece(&ctx.root, &ctx.hashes, &f, in_file);
     }
     let encoded = match op {
         wire::INFO => wire::encode_map(vec![

@@ -8,8 +8,11 @@
 //! a broker elsewhere the piece is read into the reply and hashed there.
 
 use super::Reply;
+use super::hash_cache::{PieceHashes, PieceKey};
 use crate::buffer::PooledBuf;
-use crate::files::hash::{PieceHasher, piece_hash, piece_range, pieces, valid_piece_size};
+use crate::files::hash::{
+    PieceHash, PieceHasher, piece_hash, piece_range, pieces, valid_piece_size,
+};
 use crate::files::paths::Root;
 use crate::files::select::{self, Selection, mtime_ns};
 use crate::files::wire::{
@@ -22,6 +25,7 @@ use std::cell::RefCell;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::time::SystemTime;
 
 /// Bytes hashed per read when a piece stays in its file: small enough to
 /// stay in a core's cache from the read to the hash.
@@ -75,8 +79,10 @@ pub fn have(root: &Root, f: &Fields<'_>) -> Result<PooledBuf> {
 /// `NAME.read`: `{path, index, piece, size, mtime_ns}` → `{data, hash}`:
 /// piece `index` of the file, which must still have the size and time it
 /// was listed with. `in_file`: leave the piece's bytes in the file for the
-/// broker to send ([`Reply::Piece`]), else read them into the reply.
-pub fn piece(root: &Root, f: &Fields<'_>, in_file: bool) -> Result<Reply> {
+/// broker to send ([`Reply::Piece`]), else read them into the reply. A
+/// hash in `hashes` for this version of the file is used instead of
+/// hashing the piece again; one computed here is kept there.
+pub fn piece(root: &Root, hashes: &PieceHashes, f: &Fields<'_>, in_file: bool) -> Result<Reply> {
     let path = f.str("path")?;
     let (index, piece, size, mtime) = (
         f.u64("index")?,
@@ -100,7 +106,7 @@ pub fn piece(root: &Root, f: &Fields<'_>, in_file: bool) -> Result<Reply> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(&abs)
         .map_err(|e| Error::io(format!("'{path}'"), &e))?;
-    let unchanged = |file: &File| -> Result<()> {
+    let unchanged = |file: &File| -> Result<Metadata> {
         let m = file
             .metadata()
             .map_err(|e| Error::io(format!("'{path}'"), &e))?;
@@ -109,9 +115,17 @@ pub fn piece(root: &Root, f: &Fields<'_>, in_file: bool) -> Result<Reply> {
                 "'{path}' is not a regular file"
             )));
         }
-        check_version(&path, &m, size, mtime)
+        check_version(&path, &m, size, mtime)?;
+        Ok(m)
     };
-    unchanged(&file)?;
+    let key = PieceKey::new(&unchanged(&file)?, piece, index);
+    let known = hashes.get(&key);
+    // Kept only if nothing about the file moved while it was read.
+    let keep = |hash: PieceHash, started: SystemTime, after: &Metadata| {
+        if PieceKey::new(after, piece, index) == key {
+            hashes.put(key, hash, started);
+        }
+    };
     let (off, len) = piece_range(size, piece, index);
     let io = |e: io::Error| match e.kind() {
         io::ErrorKind::UnexpectedEof => Error::Changed(format!(
@@ -120,15 +134,22 @@ pub fn piece(root: &Root, f: &Fields<'_>, in_file: bool) -> Result<Reply> {
         _ => Error::io(format!("'{path}'"), &e),
     };
     if in_file {
-        let hash = hash_in_file(
-            &file,
-            off,
-            len as usize,
-            PieceHasher::new(size, piece, index),
-        )
-        .map_err(io)?;
-        // Written to while being read: the piece may mix two versions.
-        unchanged(&file)?;
+        let hash = match known {
+            Some(hash) => hash,
+            None => {
+                let started = SystemTime::now();
+                let hash = hash_in_file(
+                    &file,
+                    off,
+                    len as usize,
+                    PieceHasher::new(size, piece, index),
+                )
+                .map_err(io)?;
+                // Written to while being read: the piece may mix two versions.
+                keep(hash, started, &unchanged(&file)?);
+                hash
+            }
+        };
         let (head, tail) = encode_around_data(len as usize, &[("hash", bytes_value(&hash))])?;
         let span = FileSpan {
             file,
@@ -137,12 +158,21 @@ pub fn piece(root: &Root, f: &Fields<'_>, in_file: bool) -> Result<Reply> {
         };
         return Ok(Reply::Piece { head, span, tail });
     }
+    let started = SystemTime::now();
+    let mut computed = None;
     let reply = encode_with_data(len as usize, |buf| {
         append_from_file(buf, &file, off, len as usize).map_err(io)?;
-        let h = piece_hash(&buf[buf.len() - len as usize..], size, piece, index);
+        let h = known.unwrap_or_else(|| {
+            let h = piece_hash(&buf[buf.len() - len as usize..], size, piece, index);
+            computed = Some(h);
+            h
+        });
         Ok(vec![("hash", bytes_value(&h))])
     })?;
-    unchanged(&file)?;
+    let after = unchanged(&file)?;
+    if let Some(h) = computed {
+        keep(h, started, &after);
+    }
     Ok(Reply::Encoded(reply))
 }
 
@@ -170,4 +200,65 @@ fn check_version(path: &str, m: &Metadata, size: u64, mtime: i64) -> Result<()> 
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::hash::piece_hash;
+    use std::fs::FileTimes;
+    use std::time::Duration;
+
+    /// Piece 1 of 2 KiB pieces of `name`, read into the reply: its hash
+    /// and its bytes.
+    fn read_piece(root: &Root, hashes: &PieceHashes, name: &str) -> ([u8; 32], Vec<u8>) {
+        let m = std::fs::metadata(root.resolve(name).unwrap()).unwrap();
+        let args = encode_map(vec![
+            ("path", Value::from(name)),
+            ("index", Value::U64(1)),
+            ("piece", Value::U64(2048)),
+            ("size", Value::U64(m.len())),
+            ("mtime_ns", Value::I64(mtime_ns(&m))),
+        ])
+        .unwrap();
+        let Reply::Encoded(reply) =
+            piece(root, hashes, &Fields::parse(&args).unwrap(), false).unwrap()
+        else {
+            panic!("a piece left in its file")
+        };
+        let f = Fields::parse(&reply).unwrap();
+        (f.hash("hash").unwrap(), f.bytes("data").unwrap().to_vec())
+    }
+
+    #[test]
+    fn a_piece_read_again_reuses_its_hash_unless_the_file_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        std::fs::write(&path, vec![1u8; 4096]).unwrap();
+        let root = Root::confined(dir.path()).unwrap();
+        let hashes = PieceHashes::new(64, Duration::ZERO);
+
+        let (h1, data) = read_piece(&root, &hashes, "f.bin");
+        assert_eq!(h1, piece_hash(&data, 4096, 2048, 1));
+        assert_eq!(hashes.hits(), 0);
+        assert_eq!(read_piece(&root, &hashes, "f.bin").0, h1);
+        assert_eq!(hashes.hits(), 1);
+
+        // Rewritten in place with the same size and modification time:
+        // the new bytes get their own hash, not the kept one.
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&path, vec![2u8; 4096]).unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_times(FileTimes::new().set_modified(mtime))
+            .unwrap();
+        let (h2, data) = read_piece(&root, &hashes, "f.bin");
+        assert_eq!(data, vec![2u8; 2048]);
+        assert_eq!(h2, piece_hash(&data, 4096, 2048, 1));
+        assert_ne!(h2, h1);
+        assert_eq!(hashes.hits(), 1);
+    }
 }
