@@ -126,16 +126,19 @@ impl PieceHashes {
     }
 
     /// Hashes found so far.
+    #[cfg(test)]
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
 
     /// Hashes kept now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().map.len()
     }
 
     /// True when no hash is kept.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
