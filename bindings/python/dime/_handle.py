@@ -29,7 +29,13 @@ class Handle:
     def __init__(self, ptr):
         self._lock = threading.RLock()
         self._borrowers = threading.Condition(threading.Lock())
-        self._borrowed = 0
+        # Borrows per thread (by Thread object: idents are reused): a borrow a thread can no longer give back
+        # (Ctrl-C raised in the main thread between lending and the give
+        # back, or a thread gone) must not keep ``close()`` waiting.
+        self._borrowed = {}
+        # Pointers closed while only such borrows remained: freed by the
+        # last give back (never, if that borrow was lost).
+        self._unreleased = []
         self._ptr = ptr
 
     @property
@@ -47,15 +53,39 @@ class Handle:
         (pair them with try/finally); does not wait for the lock."""
         with self._borrowers:
             ptr = self._handle()
-            self._borrowed += 1
+            me = threading.current_thread()
+            self._borrowed[me] = self._borrowed.get(me, 0) + 1
             return ptr
 
     def _give_back(self):
-        """Ends one ``_lend()``."""
+        """Ends one ``_lend()``; the last one frees a pointer ``close()``
+        left to it."""
         with self._borrowers:
-            self._borrowed -= 1
-            if not self._borrowed:
-                self._borrowers.notify_all()
+            me = threading.current_thread()
+            left = self._borrowed.get(me, 0) - 1
+            if left > 0:
+                self._borrowed[me] = left
+            else:
+                self._borrowed.pop(me, None)
+            if self._borrowed:
+                return
+            self._borrowers.notify_all()
+            unreleased, self._unreleased = self._unreleased, []
+        for ptr in unreleased:
+            self._release(ptr)
+
+    def _others_borrowing(self):
+        """True while a live thread other than this one holds a borrow; a
+        finished thread's borrows are dropped (it can no longer use the
+        pointer). Called with ``_borrowers`` held."""
+        me = threading.current_thread()
+        others = [t for t in self._borrowed if t is not me]
+        if not others:
+            return False
+        for t in others:
+            if not t.is_alive():
+                del self._borrowed[t]
+        return any(t is not me for t in self._borrowed)
 
     @contextlib.contextmanager
     def _borrow(self):
@@ -83,8 +113,18 @@ class Handle:
                 return
             if self._borrowed and self._shutdown:
                 getattr(_lib.lib, self._shutdown)(old)
-            while self._borrowed:
-                self._borrowers.wait()
+            # Woken by the last give back; the timeout notices a borrower
+            # thread that ended without one.
+            while self._others_borrowing():
+                self._borrowers.wait(0.1)
+            if self._borrowed:
+                # Only this thread's own borrows are left: a call it is
+                # inside of (a bound function closing its server), or one
+                # Ctrl-C cut short before its give back. Waiting for them
+                # would never end, and freeing would pull the pointer from
+                # under that call: the last give back frees it.
+                self._unreleased.append(old)
+                return
         self._release(old)
 
     def _release(self, ptr):

@@ -283,7 +283,12 @@ def test_teleport_topology_clients_connect_to_the_serving_process(tmp_path, prov
 
 
 def test_run_blocks_and_stops_on_ctrl_c(tmp_path):
-    code = ("import dime, sys\n"
+    # SIGINT's default handler is installed even if the suite runs as a
+    # background job (which starts with SIGINT ignored); SIGUSR1 dumps every
+    # thread's stack, so a server that does not stop says where it is.
+    code = ("import dime, faulthandler, signal, sys\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "faulthandler.register(signal.SIGUSR1, all_threads=True)\n"
             "s = dime.Server(sys.argv[1])\n"
             "s.bind('f', lambda x: x)\n"
             "print('up', flush=True)\n"
@@ -293,14 +298,22 @@ def test_run_blocks_and_stops_on_ctrl_c(tmp_path):
             "    print('stopped', s.closed, flush=True)\n")
     env = dict(os.environ, PYTHONPATH=str(PACKAGE))
     proc = subprocess.Popen([sys.executable, "-c", code, f"ipc://{tmp_path}/cc.sock"],
-                            stdout=subprocess.PIPE, env=env, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            text=True)
     try:
         assert proc.stdout.readline().strip() == "up"
         c = dime.Client(f"ipc://{tmp_path}/cc.sock")
         c.connect(timeout=5)
         assert c.f(1).result(timeout=10) == 1
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=5)
+        try:
+            out, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail(f"the server did not stop on Ctrl-C; its threads:\n{err}")
         assert out.strip() == "stopped True"
         assert proc.returncode == 0
         c.close()
