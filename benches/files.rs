@@ -280,6 +280,7 @@ fn main() {
     let pair_ratios: Vec<f64> = raw.iter().zip(&dime).map(|(r, d)| r / d).collect();
     let worst = pair_ratios.iter().copied().fold(f64::INFINITY, f64::min);
     let median_pair = median(pair_ratios);
+    let first = raw[0] / dime[0];
     let (raw_rate, dime_rate) = (gb / median(raw), gb / median(dime));
     let rss = server.peak_rss_mb();
     println!();
@@ -304,8 +305,7 @@ fn main() {
     // The server keeps the piece hashes it computes: only the first run
     // reads and hashes the file there, later runs send it as it is.
     println!(
-        "   first run (the server hashes each piece): {:.3}x; later runs use its kept hashes",
-        raw[0] / dime[0]
+        "   first run (the server hashes each piece): {first:.3}x; later runs use its kept hashes"
     );
     println!(
         "   pairs: median {median_pair:.3}x, worst {worst:.3}x; load average {} at the end",
