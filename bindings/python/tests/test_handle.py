@@ -30,8 +30,9 @@ def close_in_thread(h, timeout=5.0):
     return not t.is_alive()
 
 
-def test_close_waits_for_another_threads_call_then_frees():
-    h = Fake()
+def borrowing_thread(h):
+    """A thread inside a call on ``h`` (a borrow) until the returned event
+    is set."""
     inside, leave = threading.Event(), threading.Event()
 
     def call():
@@ -41,7 +42,13 @@ def test_close_waits_for_another_threads_call_then_frees():
 
     t = threading.Thread(target=call)
     t.start()
-    inside.wait(5)
+    assert inside.wait(5)
+    return t, leave
+
+
+def test_close_waits_for_another_threads_call_then_frees():
+    h = Fake()
+    t, leave = borrowing_thread(h)
     closer = threading.Thread(target=h.close)
     closer.start()
     time.sleep(0.2)
@@ -83,16 +90,7 @@ def test_closing_from_inside_a_call_frees_at_the_give_back():
 
 def test_close_from_inside_a_call_still_waits_for_other_threads():
     h = Fake()
-    inside, leave = threading.Event(), threading.Event()
-
-    def call():
-        with h._borrow():
-            inside.set()
-            leave.wait(5)
-
-    t = threading.Thread(target=call)
-    t.start()
-    inside.wait(5)
+    t, leave = borrowing_thread(h)
     with h._borrow():
         timer = threading.Timer(0.2, leave.set)
         timer.start()
