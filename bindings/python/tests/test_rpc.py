@@ -322,6 +322,32 @@ def test_run_blocks_and_stops_on_ctrl_c(tmp_path):
         proc.wait()
 
 
+def test_ctrl_c_between_a_borrow_and_its_give_back_still_stops_the_server(tmp_path):
+    # Ctrl-C can land in the main thread anywhere, also after a lend and
+    # before its give back (here: the first give back on the main thread,
+    # made while starting). The server must still close and return.
+    code = ("import dime, sys, threading\n"
+            "from dime import _handle\n"
+            "give_back, hit = _handle.Handle._give_back, []\n"
+            "def interrupted(self):\n"
+            "    if threading.current_thread() is threading.main_thread() and not hit:\n"
+            "        hit.append(1)\n"
+            "        raise KeyboardInterrupt\n"
+            "    return give_back(self)\n"
+            "_handle.Handle._give_back = interrupted\n"
+            "s = dime.Server(sys.argv[1])\n"
+            "s.bind('f', lambda x: x)\n"
+            "try:\n"
+            "    s.run()\n"
+            "except KeyboardInterrupt:\n"
+            "    print('stopped', s.closed, flush=True)\n")
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE))
+    out = subprocess.run([sys.executable, "-c", code, f"ipc://{tmp_path}/kb.sock"],
+                         capture_output=True, env=env, text=True, timeout=30)
+    assert out.stdout.strip() == "stopped True", out.stderr
+    assert out.returncode == 0
+
+
 def test_server_close_stops_its_workers_and_broker(tmp_path):
     server = dime.Server(f"ipc://{tmp_path}/close.sock")
     server.bind("f", lambda x: x, workers=3)
