@@ -488,6 +488,17 @@ def section_tcp(args):
 
 # -------------------------------------------------------------------- main
 
+def shmem_huge_pages():
+    """The kernel's setting for huge pages in shared memory, which decides
+    how fast a new segment is filled (the first round)."""
+    try:
+        text = pathlib.Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled").read_text()
+    except OSError:
+        return "unknown"
+    chosen = [w[1:-1] for w in text.split() if w.startswith("[")]
+    return chosen[0] if chosen else text.strip()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("sections", nargs="*", default=[],
@@ -514,6 +525,8 @@ def main():
     load = os.getloadavg()[0]
     print(f"arrays bench: {os.cpu_count()} cores, load average {load:.1f} at start"
           + (" (the machine is busy: figures are pessimistic)" if load > 1.5 else ""))
+    print(f"shared-memory huge pages (shmem_enabled): {shmem_huge_pages()}"
+          " -- a new segment's first round runs at memory speed with within_size or always")
     sections = args.sections or ["py", "teleport", "c", "octave", "broker", "tcp"]
     ours = None
     for s in sections:
