@@ -4,6 +4,7 @@
 //! the others go on; a lost connection or a cancel stops everything.
 
 use super::pool::Pool;
+use super::{ProgressFn, Summary, TransferOptions};
 use crate::client::rpc::Rpc;
 use crate::files::{Error, Result};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -165,6 +166,46 @@ fn worker<T>(run: &Run<T>, ep: &Rpc, work: &(dyn Fn(&Rpc, T) -> Result<()> + Syn
             fail(run, e);
         }
     }
+}
+
+/// A whole transfer after its planning: counts the `skipped` (files,
+/// bytes) as done, runs `tasks` (which move `to_move` files and bytes) as
+/// [`run`] does, closes the pool and sums up.
+#[allow(clippy::too_many_arguments)]
+pub fn transfer<T: Send>(
+    pool: &Pool,
+    tasks: Vec<T>,
+    to_move: (u64, u64),
+    skipped: (u64, u64),
+    counters: &Counters,
+    options: &TransferOptions,
+    started: Instant,
+    work: &(dyn Fn(&Rpc, T) -> Result<()> + Sync),
+    progress: Option<ProgressFn<'_>>,
+) -> Result<Summary> {
+    let totals = (to_move.0 + skipped.0, to_move.1 + skipped.1);
+    counters.files_done.fetch_add(skipped.0, Ordering::Relaxed);
+    counters.bytes_done.fetch_add(skipped.1, Ordering::Relaxed);
+    let outcome = run(
+        pool,
+        tasks,
+        options.in_flight,
+        totals,
+        counters,
+        started,
+        work,
+        progress,
+        options.progress_interval,
+    );
+    pool.close();
+    outcome.map_err(combine)?;
+    Ok(Summary {
+        files: counters.files_moved.load(Ordering::Relaxed),
+        skipped: skipped.0,
+        bytes: counters.bytes_moved.load(Ordering::Relaxed),
+        resumed: counters.bytes_resumed.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+    })
 }
 
 /// One error standing for a transfer's failures: the first, with a count

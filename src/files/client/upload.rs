@@ -142,36 +142,21 @@ pub fn upload(
             entry,
         });
     }
-    let totals = (
-        files.len() as u64 + skipped.0,
-        files.iter().map(|f| f.entry.size).sum::<u64>() + skipped.1,
-    );
-    counters.files_done.fetch_add(skipped.0, Ordering::Relaxed);
-    counters.bytes_done.fetch_add(skipped.1, Ordering::Relaxed);
     let work = |ep: &Rpc, t: Task| match t {
         Task::Whole(i) => send_whole(&pool, ep, &files[i], files[i].piece, &counters),
         Task::Piece(i, k) => send_piece(&pool, ep, &files[i], files[i].piece, k, &counters),
     };
-    let outcome = engine::run(
+    engine::transfer(
         &pool,
         tasks,
-        options.in_flight,
-        totals,
+        (files.len() as u64, files.iter().map(|f| f.entry.size).sum()),
+        skipped,
         &counters,
+        options,
         started,
         &work,
         progress,
-        options.progress_interval,
-    );
-    pool.close();
-    outcome.map_err(engine::combine)?;
-    Ok(Summary {
-        files: counters.files_moved.load(Ordering::Relaxed),
-        skipped: skipped.0,
-        bytes: counters.bytes_moved.load(Ordering::Relaxed),
-        resumed: counters.bytes_resumed.load(Ordering::Relaxed),
-        elapsed: started.elapsed(),
-    })
+    )
 }
 
 /// Which files are already on the server with the same size and
