@@ -7,7 +7,25 @@ from ._errors import closed_error
 from . import _lib
 
 
-class Handle:
+class Closing:
+    """For classes with a ``close()``: ``with`` closes on exit, and an
+    object dropped without ``close()`` closes when it is collected."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:       # interpreter shutdown: the library may be gone
+            pass
+
+
+class Handle(Closing):
     """Owns one libdime pointer and frees it exactly once.
 
     Subclasses set ``_free`` to the name of the library function that
@@ -130,15 +148,3 @@ class Handle:
     def _release(self, ptr):
         getattr(_lib.lib, self._free)(ptr)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:       # interpreter shutdown: the library may be gone
-            pass

@@ -35,6 +35,7 @@ from ctypes import (POINTER, Structure, c_bool, c_char_p, c_double, c_size_t, c_
 
 from ._errors import (DimeError, DimeFileError, DimeMissingFileError, DimeFileRefusedError,
                       error)
+from ._handle import Closing
 from ._lib import lib
 from ._remote import default_address, normalize_address
 from .client import DimeClient, _cstr
@@ -120,7 +121,7 @@ def _strings(items, what):
     return (c_char_p * len(items))(*[_cstr(s, what) for s in items])
 
 
-class FileServer:
+class FileServer(Closing):
     """A running file server (from ``serve``); ``close()`` stops it (and
     its embedded broker, if it has one). Also a context manager."""
 
@@ -156,19 +157,6 @@ class FileServer:
             status = lib.dime_files_server_stop(h)
             if status:
                 raise error(status, "stopping the file server")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self):
         state = "closed" if self.closed else self.address

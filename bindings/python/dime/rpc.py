@@ -32,6 +32,7 @@ from . import _batch, _dimeb, _lib, stream as _stream
 from ._convert import from_value, to_value
 from ._errors import DimeConnectionError, check, error
 from ._future import Caller, Future, _ms
+from ._handle import Closing
 from ._lib import lib
 from ._remote import normalize_address
 from ._rpc_errors import NoProvider, ProviderLost, RemoteError
@@ -94,7 +95,7 @@ def _url(bound):
 
 # ---------------------------------------------------------------- calling
 
-class Client:
+class Client(Closing):
     """Calls functions that servers bind, by name: ``client.call("add",
     data)`` or ``client.add(data)`` returns a ``dime.Future``.
 
@@ -170,19 +171,6 @@ class Client:
             conn.close()
         if caller is not None:
             caller.discard()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     # -- calls -------------------------------------------------------------------
     def call(self, function, data=None, timeout=None):

@@ -24,6 +24,7 @@ from . import _dimeb, _lib
 from ._convert import from_value, to_value
 from ._errors import DimeConnectionError, check, error
 from ._future import _ms
+from ._handle import Closing
 from ._lib import lib
 from ._rpc_errors import call_error, remote_error
 from .client import _cstr
@@ -64,7 +65,7 @@ def _held_item(held, start, stop):
         lib.dime_value_free(v.value)
 
 
-class Stream:
+class Stream(Closing):
     """The consumer's end of a stream: iterate it for the items. Made by
     ``dime.Client.stream``. Closing it (``close()``, ``break`` out of a
     for loop over it, ``with``, or garbage collection) stops the producer.
@@ -183,19 +184,6 @@ class Stream:
     @property
     def closed(self):
         return self._ptr is None or self._closing
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self):
         return f"<dime.Stream {self.function!r} {'closed' if self.closed else 'open'}>"
