@@ -933,42 +933,7 @@ classdef dime < handle
                 dime.missing('serve', 2);
             end
             [name, fn, count, timeout] = dime.serve_args('serve', name, fn, varargin);
-            n = 0;
-            if count == 0
-                return;
-            end
-            h = obj.h;
-            dime_mex('provide', h, name, 1);
-            stop = onCleanup(@() dime.serve_end(h, name));
-            idle = tic;
-            slice = dime.SLICE_MS;
-            while n < count
-                if ~isinf(timeout)
-                    slice = dime.slice_ms(timeout - toc(idle));
-                end
-                [rq, args, fix] = dime_mex('next_call', h, name, slice);
-                if rq == 0
-                    if toc(idle) >= timeout
-                        error('dime:timeout', 'serve: no call of ''%s'' came within %g s (%d served)', ...
-                              name, timeout, n);
-                    end
-                    continue;
-                end
-                if dime_mex('request_is_stream', rq)
-                    dime_mex('reply_error', rq, 'dime:notStream', sprintf( ...
-                        '''%s'' is a plain function, not a stream: call it with d.call', name), '');
-                    dime_mex('request_free', rq);
-                    continue;
-                end
-                if n + 1 >= count
-                    % Stop providing before answering the last call, so
-                    % the broker hands this provider no call it will not run.
-                    dime_mex('unprovide', h, name);
-                end
-                dime.run_call(rq, fn, args, fix, name);
-                n = n + 1;
-                idle = tic;
-            end
+            n = dime.serve_loop(obj.h, 'serve', name, fn, count, timeout, false);
         end
 
         % --------------------------------------------------------- streams
@@ -1053,43 +1018,7 @@ classdef dime < handle
                 dime.missing('serve_stream', 2);
             end
             [name, fn, count, timeout] = dime.serve_args('serve_stream', name, fn, varargin);
-            n = 0;
-            if count == 0
-                return;
-            end
-            h = obj.h;
-            dime_mex('provide', h, name, 1);
-            stop = onCleanup(@() dime.serve_end(h, name));
-            idle = tic;
-            slice = dime.SLICE_MS;
-            while n < count
-                if ~isinf(timeout)
-                    slice = dime.slice_ms(timeout - toc(idle));
-                end
-                [rq, args, fix] = dime_mex('next_call', h, name, slice);
-                if rq == 0
-                    if toc(idle) >= timeout
-                        error('dime:timeout', ...
-                              'serve_stream: no reader of ''%s'' came within %g s (%d served)', ...
-                              name, timeout, n);
-                    end
-                    continue;
-                end
-                if ~dime_mex('request_is_stream', rq)
-                    dime_mex('reply_error', rq, 'dime:notStream', sprintf( ...
-                        '''%s'' is a stream: read it with d.stream', name), '');
-                    dime_mex('request_free', rq);
-                    continue;
-                end
-                if n + 1 >= count
-                    % Stop providing before producing the last stream, so
-                    % the broker hands this provider no reader it will not serve.
-                    dime_mex('unprovide', h, name);
-                end
-                dime.run_stream(rq, fn, args, fix);
-                n = n + 1;
-                idle = tic;
-            end
+            n = dime.serve_loop(obj.h, 'serve_stream', name, fn, count, timeout, true);
         end
     end
 
@@ -1630,6 +1559,63 @@ classdef dime < handle
             end
             if ~isa(fn, 'function_handle')
                 error('dime:argument', '%s: fn must be a function handle', what);
+            end
+        end
+
+        function n = serve_loop(h, what, name, fn, count, timeout, stream)
+            % The loop of d.serve (stream false) and d.serve_stream (true):
+            % provides name, runs fn for up to count requests of its kind
+            % (a request of the other kind gets a remote dime:notStream
+            % error and is not counted), raises dime:timeout when none
+            % comes within timeout seconds of the last, and stops
+            % providing before returning (also on an error or Ctrl-C).
+            n = 0;
+            if count == 0
+                return;
+            end
+            dime_mex('provide', h, name, 1);
+            stop = onCleanup(@() dime.serve_end(h, name));
+            idle = tic;
+            slice = dime.SLICE_MS;
+            while n < count
+                if ~isinf(timeout)
+                    slice = dime.slice_ms(timeout - toc(idle));
+                end
+                [rq, args, fix] = dime_mex('next_call', h, name, slice);
+                if rq == 0
+                    if toc(idle) >= timeout
+                        if stream
+                            awaited = 'reader';
+                        else
+                            awaited = 'call';
+                        end
+                        error('dime:timeout', '%s: no %s of ''%s'' came within %g s (%d served)', ...
+                              what, awaited, name, timeout, n);
+                    end
+                    continue;
+                end
+                if logical(dime_mex('request_is_stream', rq)) ~= stream
+                    if stream
+                        why = sprintf('''%s'' is a stream: read it with d.stream', name);
+                    else
+                        why = sprintf('''%s'' is a plain function, not a stream: call it with d.call', name);
+                    end
+                    dime_mex('reply_error', rq, 'dime:notStream', why, '');
+                    dime_mex('request_free', rq);
+                    continue;
+                end
+                if n + 1 >= count
+                    % Stop providing before the last request, so the broker
+                    % hands this provider none it will not serve.
+                    dime_mex('unprovide', h, name);
+                end
+                if stream
+                    dime.run_stream(rq, fn, args, fix);
+                else
+                    dime.run_call(rq, fn, args, fix, name);
+                end
+                n = n + 1;
+                idle = tic;
             end
         end
 
