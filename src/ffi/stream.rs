@@ -312,6 +312,31 @@ pub extern "C" fn dime_request_is_stream(request: *const dime_request) -> i32 {
     })
 }
 
+/// Refuses an item for a plain call, or for a stream that has ended.
+fn still_streaming(r: &dime_request) -> Result<(), Fail> {
+    if !r.call.stream {
+        return Err(Fail::invalid(
+            "this is a plain call: answer it with dime_reply",
+        ));
+    }
+    if r.answered {
+        return Err(Fail::invalid("this stream has already ended"));
+    }
+    Ok(())
+}
+
+/// An item's fate: sent, or refused because the consumer stopped.
+fn sent(delivered: bool) -> Result<(), Fail> {
+    if delivered {
+        Ok(())
+    } else {
+        Err(Fail::new(
+            dime_status::Cancelled,
+            "the consumer stopped the stream",
+        ))
+    }
+}
+
 /// Sends the next item of a stream call (`item` borrowed; NULL means a null
 /// value), waiting while the consumer's window is full. Returns
 /// `DIME_STATUS_CANCELLED` once the consumer has stopped (closed the stream
@@ -325,19 +350,10 @@ pub extern "C" fn dime_stream_send(
 ) -> dime_status {
     ffi_status! {
         let r = check_arg!(ref request as dime_request);
-        if !r.call.stream {
-            return Err(Fail::invalid("this is a plain call: answer it with dime_reply"));
-        }
-        if r.answered {
-            return Err(Fail::invalid("this stream has already ended"));
-        }
+        still_streaming(r)?;
         let null = Value::Null;
         let item = if item.is_null() { &null } else { check_arg!(ref item as Value) };
-        if r.endpoint.stream_send_value(r.call.id, item, timeout_arg(timeout_ms))? {
-            Ok(())
-        } else {
-            Err(Fail::new(dime_status::Cancelled, "the consumer stopped the stream"))
-        }
+        sent(r.endpoint.stream_send_value(r.call.id, item, timeout_arg(timeout_ms))?)
     }
 }
 
@@ -354,19 +370,10 @@ pub extern "C" fn dime_stream_send_encoded(
 ) -> dime_status {
     ffi_status! {
         let r = check_arg!(ref request as dime_request);
-        if !r.call.stream {
-            return Err(Fail::invalid("this is a plain call: answer it with dime_reply"));
-        }
-        if r.answered {
-            return Err(Fail::invalid("this stream has already ended"));
-        }
+        still_streaming(r)?;
         let bytes = slice_arg(item.cast::<u8>(), len, "item")?;
         check_encoded(bytes, "item")?;
-        if r.endpoint.stream_send(r.call.id, bytes, timeout_arg(timeout_ms))? {
-            Ok(())
-        } else {
-            Err(Fail::new(dime_status::Cancelled, "the consumer stopped the stream"))
-        }
+        sent(r.endpoint.stream_send(r.call.id, bytes, timeout_arg(timeout_ms))?)
     }
 }
 
