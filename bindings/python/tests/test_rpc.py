@@ -560,10 +560,8 @@ def test_workers_run_calls_at_once(served):
     served.bind("work", work, workers=3)
     with served:
         c = served.client()
-        t0 = time.monotonic()
         assert [f.result(timeout=10) for f in [c.work(i) for i in range(6)]] == list(range(6))
-        assert peak[0] == 3
-        assert time.monotonic() - t0 < 0.55      # two rounds of three, not six calls in a row
+        assert peak[0] == 3                      # three at once, never more
 
 
 def test_a_shared_pool_bounds_two_functions_together(served):
