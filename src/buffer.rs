@@ -35,12 +35,13 @@ thread_local! {
 /// Buffers no thread's own pool had room for.
 static SHARED: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
-/// The smallest block of `pool` with room for `len` bytes, taken out.
-fn take_fitting(pool: &mut Vec<Vec<u8>>, len: usize) -> Option<Vec<u8>> {
+/// The smallest block of `pool` with room for `len` bytes and at most
+/// `max`, taken out.
+fn take_fitting(pool: &mut Vec<Vec<u8>>, len: usize, max: usize) -> Option<Vec<u8>> {
     let best = pool
         .iter()
         .enumerate()
-        .filter(|(_, b)| b.capacity() >= len)
+        .filter(|(_, b)| b.capacity() >= len && b.capacity() <= max)
         .min_by_key(|(_, b)| b.capacity())
         .map(|(i, _)| i);
     best.map(|i| pool.swap_remove(i))
@@ -50,13 +51,24 @@ fn take_fitting(pool: &mut Vec<Vec<u8>>, len: usize) -> Option<Vec<u8>> {
 /// thread's pool or else the shared one (None for small sizes, which the
 /// pools never hold).
 fn take_pooled(len: usize) -> Option<Vec<u8>> {
+    take_pooled_within(len, usize::MAX)
+}
+
+/// As [`take_pooled`], among blocks of at most `max` bytes.
+fn take_pooled_within(len: usize, max: usize) -> Option<Vec<u8>> {
     if len < POOL_MIN {
         return None;
     }
-    POOL.try_with(|p| take_fitting(&mut p.borrow_mut(), len))
+    POOL.try_with(|p| take_fitting(&mut p.borrow_mut(), len, max))
         .ok()
         .flatten()
-        .or_else(|| take_fitting(&mut SHARED.lock().unwrap_or_else(|p| p.into_inner()), len))
+        .or_else(|| {
+            take_fitting(
+                &mut SHARED.lock().unwrap_or_else(|p| p.into_inner()),
+                len,
+                max,
+            )
+        })
 }
 
 /// Keeps `v` in the shared pool if it has room, else frees it.
@@ -113,6 +125,19 @@ impl PooledBuf {
     /// memory must be reported rather than abort the process.
     pub fn try_with_capacity(cap: usize) -> Result<PooledBuf, TryReserveError> {
         if let Some(mut v) = take_pooled(cap) {
+            v.clear();
+            return Ok(PooledBuf(v));
+        }
+        let mut v = Vec::new();
+        v.try_reserve_exact(cap)?;
+        Ok(PooledBuf(v))
+    }
+
+    /// As [`PooledBuf::try_with_capacity`], for data that may live long
+    /// (a decoded matrix): a pooled block only if it is at most an eighth
+    /// larger than `cap`, so a small value never pins a large block.
+    pub fn try_with_capacity_near(cap: usize) -> Result<PooledBuf, TryReserveError> {
+        if let Some(mut v) = take_pooled_within(cap, cap.saturating_add(cap / 8)) {
             v.clear();
             return Ok(PooledBuf(v));
         }
@@ -230,5 +255,18 @@ mod tests {
             reused,
             "a buffer dropped on another thread was never taken again"
         );
+    }
+
+    #[test]
+    fn long_lived_buffers_only_take_blocks_of_about_their_size() {
+        let a = PooledBuf::with_len(8 << 20);
+        let ptr = a.as_ptr();
+        drop(a);
+        // Would pin 8 MB: a fresh block.
+        let small = PooledBuf::try_with_capacity_near(2 << 20).unwrap();
+        assert_ne!(small.as_ptr(), ptr);
+        // Within an eighth: reused.
+        let near = PooledBuf::try_with_capacity_near((8 << 20) - 100).unwrap();
+        assert_eq!(near.as_ptr(), ptr);
     }
 }

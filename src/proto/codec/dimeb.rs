@@ -1004,7 +1004,9 @@ impl<'a> Reader<'a> {
         }
         if h.len >= SHARE_MIN {
             // A copy into a recycled buffer: its pages are already mapped.
-            let mut buf = PooledBuf::try_with_capacity(h.len).map_err(|e| {
+            // The matrix may live long: only a block of about its size, so
+            // a small matrix never pins a large one.
+            let mut buf = PooledBuf::try_with_capacity_near(h.len).map_err(|e| {
                 CodecError(format!("cannot allocate {} bytes for a matrix: {e}", h.len))
             })?;
             // SAFETY: the buffer has room for `h.len` bytes, all written
