@@ -2445,7 +2445,7 @@ const char *dime_request_function(const struct dime_request *request);
  * `dime_request_take_args`, or they cannot be decoded (the call is then
  * answered with an error; `dime_last_error()` says why).
  */
-const struct dime_value *dime_request_args(struct dime_request *request);
+const struct dime_value *dime_request_args(const struct dime_request *request);
 
 /**
  * Moves the call's arguments out of the request: writes them to `*out`,

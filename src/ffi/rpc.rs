@@ -18,6 +18,7 @@ use crate::buffer::PooledBuf;
 use crate::client::rpc::{CallError, CallFuture, IncomingCall, Rpc};
 use crate::codec::dimeb;
 use crate::value::Value;
+use std::cell::{Cell, OnceCell};
 use std::ffi::{CString, c_char, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -63,13 +64,12 @@ enum Outcome {
 pub struct dime_request {
     pub(super) call: IncomingCall,
     function: CString,
-    /// The decoded arguments, once asked for; None again after
-    /// `dime_request_take_args` moved them out.
-    args: Option<Value>,
-    /// The arguments were decoded (and maybe taken).
-    decoded: bool,
+    /// The decoded arguments, once asked for (set through a shared
+    /// reference: `dime_request_args` takes a const request); None inside
+    /// after `dime_request_take_args` moved them out.
+    args: OnceCell<Option<Value>>,
     pub(super) endpoint: Arc<Rpc>,
-    pub(super) answered: bool,
+    pub(super) answered: Cell<bool>,
 }
 
 /// Sets the remote-call options of `client`; they apply when its
@@ -536,32 +536,24 @@ fn make_request(call: IncomingCall, endpoint: Arc<Rpc>) -> Result<dime_request, 
     Ok(dime_request {
         function: CString::new(call.function.replace('\0', "\\0")).unwrap_or_default(),
         call,
-        args: None,
-        decoded: false,
+        args: OnceCell::new(),
         endpoint,
-        answered: false,
+        answered: Cell::new(false),
     })
 }
 
-/// Decodes the request's arguments on first use; arguments that cannot be
-/// decoded answer the call with an error at once.
-fn decode_args(r: &mut dime_request) -> Result<(), Fail> {
-    if r.decoded {
-        return Ok(());
+/// The request's arguments, decoded on first use (None: taken); arguments
+/// that cannot be decoded answer the call with an error at once.
+fn decode_args(r: &dime_request) -> Result<&Option<Value>, Fail> {
+    if let Some(args) = r.args.get() {
+        return Ok(args);
     }
     match r.call.decode() {
-        Ok(v) => {
-            r.args = Some(v);
-            r.decoded = true;
-            // The encoded copy is not needed any more.
-            r.call.args = PooledBuf::default();
-            Ok(())
-        }
+        Ok(v) => Ok(r.args.get_or_init(|| Some(v))),
         Err(e) => {
             let msg = format!("the arguments cannot be decoded: {e}");
-            if !r.answered {
+            if !r.answered.replace(true) {
                 let _ = r.endpoint.reply_error(r.call.id, "CodecError", &msg, "");
-                r.answered = true;
             }
             Err(Fail::new(dime_status::CodecError, msg))
         }
@@ -586,18 +578,19 @@ pub extern "C" fn dime_request_function(request: *const dime_request) -> *const 
 /// `dime_request_take_args`, or they cannot be decoded (the call is then
 /// answered with an error; `dime_last_error()` says why).
 #[unsafe(no_mangle)]
-pub extern "C" fn dime_request_args(request: *mut dime_request) -> *const dime_value {
+pub extern "C" fn dime_request_args(request: *const dime_request) -> *const dime_value {
     ffi_value!(std::ptr::null(), {
         if request.is_null() {
             return std::ptr::null();
         }
         // SAFETY: non-NULL; validity is the caller's contract.
-        let r = unsafe { &mut *request };
-        if let Err(f) = decode_args(r) {
-            super::status::set_last_error(&f.message, 0);
-            return std::ptr::null();
+        match decode_args(unsafe { &*request }) {
+            Ok(args) => args.as_ref().map_or(std::ptr::null(), as_raw),
+            Err(f) => {
+                super::status::set_last_error(&f.message, 0);
+                std::ptr::null()
+            }
         }
-        r.args.as_ref().map_or(std::ptr::null(), as_raw)
     })
 }
 
@@ -616,9 +609,11 @@ pub extern "C" fn dime_request_take_args(
         let r = check_arg!(mut request as dime_request);
         check_arg!(out);
         decode_args(r)?;
-        let Some(args) = r.args.take() else {
+        let Some(args) = r.args.get_mut().and_then(Option::take) else {
             return Err(Fail::new(dime_status::NotFound, "the arguments were already taken"));
         };
+        // The encoded copy is not needed any more: back to the pool now.
+        r.call.args = PooledBuf::default();
         write_out(out, into_raw(args));
         Ok(())
     }
@@ -639,7 +634,7 @@ pub extern "C" fn dime_request_payload(
         let r = check_arg!(ref request as dime_request);
         check_arg!(data);
         check_arg!(len);
-        if r.decoded {
+        if r.args.get().is_some() {
             return Err(Fail::new(dime_status::NotFound, "the arguments were already decoded"));
         }
         write_out(data, r.call.args.as_ptr().cast());
@@ -702,17 +697,17 @@ pub(super) fn answer(
     r: &mut dime_request,
     send: impl FnOnce(&Rpc, u64) -> crate::client::Result<()>,
 ) -> Result<(), Fail> {
-    if r.answered {
+    if r.answered.get() {
         return Err(Fail::invalid("this call was already answered"));
     }
     send(&r.endpoint, r.call.id)?;
-    r.answered = true;
+    r.answered.set(true);
     Ok(())
 }
 
 impl Drop for dime_request {
     fn drop(&mut self) {
-        if !self.answered {
+        if !self.answered.get() {
             let _ = self.endpoint.reply_error(
                 self.call.id,
                 "Error",
@@ -882,16 +877,15 @@ fn run_stream(
     let Ok(mut request) = make_request(call, endpoint.clone()) else {
         return Ok(());
     };
-    if decode_args(&mut request).is_err() {
+    let args = match decode_args(&request) {
+        Ok(args) => args.as_ref().map_or(std::ptr::null(), as_raw),
         // Already answered with the decoding error.
-        return Ok(());
-    }
-    let args = request.args.as_ref().map_or(std::ptr::null(), as_raw);
+        Err(_) => return Ok(()),
+    };
     let rc = f(userdata, args, &mut request);
-    if request.answered {
+    if request.answered.replace(true) {
         return Ok(());
     }
-    request.answered = true;
     let id = request.call.id;
     if rc == 0 {
         endpoint.stream_end(id)

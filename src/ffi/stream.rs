@@ -319,7 +319,7 @@ fn still_streaming(r: &dime_request) -> Result<(), Fail> {
             "this is a plain call: answer it with dime_reply",
         ));
     }
-    if r.answered {
+    if r.answered.get() {
         return Err(Fail::invalid("this stream has already ended"));
     }
     Ok(())

@@ -94,6 +94,7 @@ static void call(dime_client *c)
 {
     double a[6] = {1, 2, 3, 4, 5, 6};     /* column-major 2 x 3 */
     size_t dims[2] = {2, 3}, rank = 0, nbytes = 0, i;
+    double x = 0;
     const size_t *got_dims = NULL;
     const void *data = NULL;
     const char *type = NULL, *message = NULL, *traceback = NULL;
@@ -120,6 +121,28 @@ static void call(dime_client *c)
     CHECK_STATUS(dime_future_result(f, &result), DIME_STATUS_NOT_FOUND);   /* taken */
     dime_value_free(result);
     dime_future_free(f);
+
+    printf("# py_add, encoded: {\"a\": 1.0 (a double scalar), \"b\": 5.0}\n");
+    {
+        static const unsigned char bad[] = {0x23};
+        static const unsigned char enc[] = {
+            0x22, 0, 0, 0, 2,
+            0x20, 0, 0, 0, 1, 'a', 0x0C, 0x3F, 0xF0, 0, 0, 0, 0, 0, 0,
+            0x20, 0, 0, 0, 1, 'b', 0x0C, 0x40, 0x14, 0, 0, 0, 0, 0, 0};
+        const void *data = NULL;
+        size_t len = 0;
+        CHECK_STATUS(dime_call_encoded(c, "py_add", bad, sizeof bad, -1, &f),
+                     DIME_STATUS_INVALID_ARGUMENT);
+        REQUIRE_OK(dime_call_encoded(c, "py_add", enc, sizeof enc, -1, &f));
+        CHECK_OK(dime_future_wait(f, 10000));
+        CHECK_OK(dime_future_payload(f, &data, &len));   /* 6.0 as dimeb: 0C 40 18 00 ... */
+        CHECK(len == 9 && ((const unsigned char *)data)[0] == 0x0C &&
+              ((const unsigned char *)data)[1] == 0x40 && ((const unsigned char *)data)[2] == 0x18);
+        CHECK_OK(dime_future_result(f, &result));        /* and still decodable once */
+        CHECK(dime_value_get_double(result, &x) == DIME_STATUS_OK && x == 6.0);
+        dime_value_free(result);
+        dime_future_free(f);
+    }
 
     printf("# py_fail\n");
     REQUIRE_OK(dime_call(c, "py_fail", args, DIME_WAIT_FOREVER, &f));

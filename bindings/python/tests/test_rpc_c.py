@@ -86,9 +86,10 @@ def test_c_calls_functions_provided_by_python(server, rpc_peer):
     d.close()
     assert out.returncode == 0, out.stdout + out.stderr
     assert "not ok" not in out.stdout and ", 0 failed" in out.stdout
-    assert len(seen) == 1
+    assert len(seen) == 2
     np.testing.assert_array_equal(seen[0]["a"], np.array([[1.0, 3, 5], [2, 4, 6]]))
     assert seen[0]["b"] == 5.0
+    assert seen[1] == {"a": 1.0, "b": 5.0}       # the call C encoded itself
     with pytest.raises(ZeroDivisionError):
         s.check()
 
