@@ -219,6 +219,21 @@ def start_original_server(binary, sock):
     raise SystemExit(f"python_calls: the original server {binary} did not start")
 
 
+def end(procs, server):
+    """Kills the workers still running, then stops the server (killed if
+    it takes more than 10 s)."""
+    for p in procs:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 def original_rt_round(binary, python, env, sock, n):
     """dime-client's round trip on a fresh original server (median us)."""
     server = start_original_server(binary, sock)
@@ -236,16 +251,7 @@ def original_rt_round(binary, python, env, sock, n):
         w.stop()
         return res["rt"]
     finally:
-        for p in procs:
-            if p.proc.poll() is None:
-                p.proc.kill()
-                p.proc.wait()
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        end(procs, server)
 
 
 def start_server(sock):
@@ -326,12 +332,7 @@ def main():
                              f"dime-client {original_rt[-1]:.1f} us")
                 print(f"{line}; load average {os.getloadavg()[0]:.1f}", flush=True)
         finally:
-            for p in procs:
-                if p.proc.poll() is None:
-                    p.proc.kill()
-                    p.proc.wait()
-            server.send_signal(signal.SIGTERM)
-            server.wait(10)
+            end(procs, server)
 
     def fig(kind, key):
         return statistics.median(r[key] for r in results[kind])

@@ -585,18 +585,22 @@ mod tests {
         assert_eq!(encode_head(b"{}", 7), try_encode_head(b"{}", 7).unwrap());
     }
 
-    #[test]
-    fn a_large_frame_goes_live_when_its_head_is_offered() {
-        let payload: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
-        let big = Frame::new(
-            br#"{"command":"send"}"#,
-            PooledBuf::from_vec(payload.clone()),
-        );
+    /// A send frame carrying `payload`, and the wire bytes of it followed
+    /// by a small frame whose payload is "x".
+    fn send_then_small(payload: Vec<u8>) -> (Frame, Vec<u8>) {
+        let big = Frame::new(br#"{"command":"send"}"#, PooledBuf::from_vec(payload));
         let small = Frame::new(b"{}", PooledBuf::from_vec(b"x".to_vec()));
         let mut bytes = big.head.clone();
         bytes.extend_from_slice(&big.payload);
         bytes.extend_from_slice(&small.head);
         bytes.extend_from_slice(&small.payload);
+        (big, bytes)
+    }
+
+    #[test]
+    fn a_large_frame_goes_live_when_its_head_is_offered() {
+        let payload: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+        let (big, bytes) = send_then_small(payload.clone());
         let mut r = FrameReader::new(u64::MAX);
         r.set_cut_through(100_000);
         r.feed(&bytes[..big.head.len() + 1000]);
@@ -622,13 +626,7 @@ mod tests {
 
     #[test]
     fn a_discarded_live_frame_is_read_past_and_the_next_one_comes_whole() {
-        let payload = vec![5u8; 300_000];
-        let big = Frame::new(br#"{"command":"send"}"#, PooledBuf::from_vec(payload));
-        let small = Frame::new(b"{}", PooledBuf::from_vec(b"x".to_vec()));
-        let mut bytes = big.head.clone();
-        bytes.extend_from_slice(&big.payload);
-        bytes.extend_from_slice(&small.head);
-        bytes.extend_from_slice(&small.payload);
+        let (big, bytes) = send_then_small(vec![5u8; 300_000]);
         let mut r = FrameReader::new(u64::MAX);
         r.set_cut_through(100_000);
         let first = big.head.len() + 1000;
