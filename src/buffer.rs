@@ -124,20 +124,20 @@ impl PooledBuf {
     /// for sizes that come from a caller's value, where running out of
     /// memory must be reported rather than abort the process.
     pub fn try_with_capacity(cap: usize) -> Result<PooledBuf, TryReserveError> {
-        if let Some(mut v) = take_pooled(cap) {
-            v.clear();
-            return Ok(PooledBuf(v));
-        }
-        let mut v = Vec::new();
-        v.try_reserve_exact(cap)?;
-        Ok(PooledBuf(v))
+        PooledBuf::try_within(cap, usize::MAX)
     }
 
     /// As [`PooledBuf::try_with_capacity`], for data that may live long
     /// (a decoded matrix): a pooled block only if it is at most an eighth
     /// larger than `cap`, so a small value never pins a large block.
     pub fn try_with_capacity_near(cap: usize) -> Result<PooledBuf, TryReserveError> {
-        if let Some(mut v) = take_pooled_within(cap, cap.saturating_add(cap / 8)) {
+        PooledBuf::try_within(cap, cap.saturating_add(cap / 8))
+    }
+
+    /// An empty buffer with room for `cap` bytes: a pooled block of at
+    /// most `max` bytes if there is one, else a new allocation.
+    fn try_within(cap: usize, max: usize) -> Result<PooledBuf, TryReserveError> {
+        if let Some(mut v) = take_pooled_within(cap, max) {
             v.clear();
             return Ok(PooledBuf(v));
         }
