@@ -39,6 +39,10 @@ Sections (all by default):
   section unless the environment already says; ``DIME_CUT_THROUGH=0``
   measures store-and-forward), so the hops overlap; the broker still copies every byte in and out, so
   on a busy 2-core machine the three processes compete for the cores.
+  Also measured in the same run: the floor for any relay, a process that
+  only forwards the same bytes between the same two processes with
+  blocking 1 MiB ``recv_into``/``sendall`` (no framing, no routing); the
+  report gives it as a ratio of raw TCP and the broker as a ratio of it.
 
 Every section starts its own release server (target/release/dime). The
 machine may be shared: figures are best of ``--rounds`` with the median and
@@ -412,9 +416,10 @@ def section_broker(args):
 
 # --------------------------------------------------------------------- TCP
 
-def role_tcp_peer(sock_path, port, raw_port, rounds):
+def role_tcp_peer(sock_path, port, raw_port, relay_port, rounds):
     """Receives `rounds` 100 MB matrices over TCP through the broker, then
-    `rounds` raw streams of the same size; reports each."""
+    `rounds` raw streams of the same size straight from the sender, then
+    `rounds` through the minimal relay; reports each."""
     import numpy as np
     dime = dime_module()
     b = dime.DimeClient("tcp", "127.0.0.1", port)
@@ -428,16 +433,52 @@ def role_tcp_peer(sock_path, port, raw_port, rounds):
         print(json.dumps({"recv": time.perf_counter() - got["t0"]}), flush=True)
         del got
         b.send_r("send", ack=i)
-    s = socket.create_connection(("127.0.0.1", raw_port))
     buf = bytearray(int(100e6))
     view = memoryview(buf)
-    for i in range(rounds):
-        n = 0
-        while n < len(buf):
-            n += s.recv_into(view[n:])
-        print(json.dumps({"raw_done": time.perf_counter()}), flush=True)
-        s.sendall(b"k")
+    for p in (raw_port, relay_port):
+        s = socket.create_connection(("127.0.0.1", p))
+        for i in range(rounds):
+            n = 0
+            while n < len(buf):
+                n += s.recv_into(view[n:])
+            print(json.dumps({"raw_done": time.perf_counter()}), flush=True)
+            s.sendall(b"k")
+        s.close()
     b.close()
+
+
+def role_relay(rounds, nbytes):
+    """The floor for any relay: forwards `rounds` streams of `nbytes` from
+    the sender to the receiver with plain blocking `recv_into`/`sendall`
+    of 1 MiB (no framing, no routing, nothing kept), and each round's
+    one-byte acknowledgement back. Prints its two ports first."""
+    up_l = socket.create_server(("127.0.0.1", 0))
+    down_l = socket.create_server(("127.0.0.1", 0))
+    print(json.dumps({"up": up_l.getsockname()[1], "down": down_l.getsockname()[1]}), flush=True)
+    down, _ = down_l.accept()
+    up, _ = up_l.accept()
+    chunk = memoryview(bytearray(1 << 20))
+    for _ in range(rounds):
+        left = nbytes
+        while left:
+            n = up.recv_into(chunk[:min(left, len(chunk))])
+            if not n:
+                return
+            down.sendall(chunk[:n])
+            left -= n
+        up.sendall(down.recv(1))
+
+
+def timed_streams(conn, data, rounds, peer):
+    """Seconds for each of `rounds` sends of `data` on `conn`, until the
+    peer reports the last byte in."""
+    out = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        conn.sendall(data)
+        out.append(json.loads(peer.stdout.readline())["raw_done"] - t0)
+        conn.recv(1)
+    return out
 
 
 def section_tcp(args):
@@ -452,8 +493,11 @@ def section_tcp(args):
     with tempfile.TemporaryDirectory() as tmp:
         srv = Server(tmp, tcp=True)
         lsn = socket.create_server(("127.0.0.1", 0))
+        relay = spawn_role("relay", rounds, x.nbytes)
         try:
-            p = spawn_role("tcp", srv.sock, srv.tcp_port, lsn.getsockname()[1], rounds)
+            relay_ports = json.loads(relay.stdout.readline())
+            p = spawn_role("tcp", srv.sock, srv.tcp_port, lsn.getsockname()[1],
+                           relay_ports["down"], rounds)
             a = dime.DimeClient("tcp", "127.0.0.1", srv.tcp_port)
             a.join("send")
             a.wait()
@@ -464,25 +508,29 @@ def section_tcp(args):
                 while not a.sync_r():
                     a.wait()
                 ours.append(json.loads(p.stdout.readline())["recv"])
-            conn, _ = lsn.accept()
             data = memoryview(x.reshape(-1, order="A").view(np.uint8))
-            raw = []
-            for i in range(rounds):
-                t0 = time.perf_counter()
-                conn.sendall(data)
-                done = json.loads(p.stdout.readline())["raw_done"]
-                raw.append(done - t0)
-                conn.recv(1)
+            conn, _ = lsn.accept()
+            raw = timed_streams(conn, data, rounds, p)
+            conn.close()
+            up = socket.create_connection(("127.0.0.1", relay_ports["up"]))
+            relayed = timed_streams(up, data, rounds, p)
+            up.close()
             a.close()
             p.wait(timeout=60)
+            relay.wait(timeout=60)
         finally:
             lsn.close()
+            relay.kill()
             srv.stop()
     print(f"  through the broker: {summary(ours[1:], x.nbytes)}")
     print(f"  raw TCP stream:     {summary(raw[1:], x.nbytes)}")
+    print(f"  minimal relay:      {summary(relayed[1:], x.nbytes)}")
     ratio = statistics.median(raw[1:]) / statistics.median(ours[1:])
     worst = max(raw[1:]) / max(ours[1:])
+    floor = statistics.median(raw[1:]) / statistics.median(relayed[1:])
     print(f"  ratio {ratio:.2f}x of raw TCP (median), {worst:.2f}x (worst against worst)")
+    print(f"  a minimal relay (recv/send 1 MiB, no protocol) runs at {floor:.2f}x of raw TCP here, "
+          f"the broker at {statistics.median(relayed[1:]) / statistics.median(ours[1:]):.2f}x of it")
     verdict(ratio >= 0.8, f"tcp >= 0.8x raw TCP (median: {ratio:.2f}x)")
 
 
@@ -518,7 +566,9 @@ def main():
             group = more[0] if more else "recv"
             role_receiver(sock, int(rounds), group, touch="notouch" not in more)
         elif kind == "tcp":
-            role_tcp_peer(rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
+            role_tcp_peer(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), int(rest[4]))
+        elif kind == "relay":
+            role_relay(int(rest[0]), int(rest[1]))
         return
     if not SERVER.exists() or not LIBDIME.exists():
         sys.exit("build first: cargo build --release")
