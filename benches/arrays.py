@@ -536,6 +536,25 @@ def section_tcp(args):
 
 # -------------------------------------------------------------------- main
 
+def free_page_reporting():
+    """Whether a virtio memory balloon with free page reporting (feature
+    bit 5) is bound: memory the VM frees then goes back to its host and
+    faults there when used again, so rounds that touch new memory swing
+    (benches/README.md, "Figures on a VM"). None without such a device."""
+    found = None
+    base = pathlib.Path("/sys/bus/virtio/devices")
+    for d in base.iterdir() if base.is_dir() else ():
+        try:
+            if (d / "device").read_text().strip() != "0x0005":
+                continue
+            features = (d / "features").read_text()
+        except OSError:
+            continue
+        on = features[5:6] == "1" and (d / "driver").exists()
+        found = bool(found) or on
+    return found
+
+
 def shmem_huge_pages():
     """The kernel's setting for huge pages in shared memory, which decides
     how fast a new segment is filled (the first round)."""
@@ -577,6 +596,11 @@ def main():
           + (" (the machine is busy: figures are pessimistic)" if load > 1.5 else ""))
     print(f"shared-memory huge pages (shmem_enabled): {shmem_huge_pages()}"
           " -- a new segment's first round runs at memory speed with within_size or always")
+    reporting = free_page_reporting()
+    if reporting is not None:
+        print("virtio-balloon free page reporting: "
+              + ("on -- memory the VM frees goes back to its host and faults there when used "
+                 "again, so rounds that touch new memory swing (benches/README.md)" if reporting else "off"))
     sections = args.sections or ["py", "teleport", "c", "octave", "broker", "tcp"]
     ours = None
     for s in sections:

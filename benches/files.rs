@@ -21,6 +21,8 @@
 //! Files live in a scratch directory under `$DIME_BENCH_DIR` (default the
 //! system temp dir); it needs about three times the large file's size.
 
+mod common;
+
 use dime::files::{Selection, TransferOptions, download};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -269,6 +271,7 @@ fn main() {
         load_average(),
         scratch.path().display()
     );
+    println!("{}", common::vm::memory_note());
     let t0 = Instant::now();
     make_file(&root.join("big.bin"), size, 1);
     for i in 0..small {

@@ -2,3 +2,4 @@
 #![allow(dead_code)]
 
 pub mod kv;
+pub mod vm;
