@@ -1,7 +1,6 @@
 //! What the machine does to memory that the figures depend on.
 
 use std::fs;
-use std::path::Path;
 
 /// The virtio device id of a memory balloon.
 const BALLOON_DEVICE: &str = "0x0005";
@@ -25,7 +24,7 @@ pub fn free_page_reporting() -> Option<bool> {
         }
         let features = fs::read_to_string(dir.join("features")).unwrap_or_default();
         let reporting = features.as_bytes().get(REPORTING_BIT) == Some(&b'1');
-        let bound = Path::new(&dir.join("driver")).exists();
+        let bound = dir.join("driver").exists();
         found = Some(found.unwrap_or(false) || (reporting && bound));
     }
     found

@@ -47,9 +47,10 @@ class Handle(Closing):
     def __init__(self, ptr):
         self._lock = threading.RLock()
         self._borrowers = threading.Condition(threading.Lock())
-        # Borrows per thread (by Thread object: idents are reused): a borrow a thread can no longer give back
-        # (Ctrl-C raised in the main thread between lending and the give
-        # back, or a thread gone) must not keep ``close()`` waiting.
+        # Borrows per thread (by Thread object: idents are reused): a
+        # borrow a thread can no longer give back (Ctrl-C raised in the
+        # main thread between lending and the give back, or a thread gone)
+        # must not keep ``close()`` waiting.
         self._borrowed = {}
         # Pointers closed while only such borrows remained: freed by the
         # last give back (never, if that borrow was lost).
