@@ -282,6 +282,16 @@ def test_teleport_topology_clients_connect_to_the_serving_process(tmp_path, prov
     assert p.stop() == 1
 
 
+# The end of a child's script: a server on argv[1] binding ``f``, then run
+# until Ctrl-C, which it reports with whether the server closed.
+_SERVE_F = ("s = dime.Server(sys.argv[1])\n"
+            "s.bind('f', lambda x: x)\n")
+_RUN_UNTIL_CTRL_C = ("try:\n"
+                     "    s.run()\n"
+                     "except KeyboardInterrupt:\n"
+                     "    print('stopped', s.closed, flush=True)\n")
+
+
 def test_run_blocks_and_stops_on_ctrl_c(tmp_path):
     # SIGINT's default handler is installed even if the suite runs as a
     # background job (which starts with SIGINT ignored); SIGUSR1 dumps every
@@ -289,13 +299,9 @@ def test_run_blocks_and_stops_on_ctrl_c(tmp_path):
     code = ("import dime, faulthandler, signal, sys\n"
             "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "faulthandler.register(signal.SIGUSR1, all_threads=True)\n"
-            "s = dime.Server(sys.argv[1])\n"
-            "s.bind('f', lambda x: x)\n"
-            "print('up', flush=True)\n"
-            "try:\n"
-            "    s.run()\n"
-            "except KeyboardInterrupt:\n"
-            "    print('stopped', s.closed, flush=True)\n")
+            + _SERVE_F
+            + "print('up', flush=True)\n"
+            + _RUN_UNTIL_CTRL_C)
     env = dict(os.environ, PYTHONPATH=str(PACKAGE))
     proc = subprocess.Popen([sys.executable, "-c", code, f"ipc://{tmp_path}/cc.sock"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
@@ -335,12 +341,8 @@ def test_ctrl_c_between_a_borrow_and_its_give_back_still_stops_the_server(tmp_pa
             "        raise KeyboardInterrupt\n"
             "    return give_back(self)\n"
             "_handle.Handle._give_back = interrupted\n"
-            "s = dime.Server(sys.argv[1])\n"
-            "s.bind('f', lambda x: x)\n"
-            "try:\n"
-            "    s.run()\n"
-            "except KeyboardInterrupt:\n"
-            "    print('stopped', s.closed, flush=True)\n")
+            + _SERVE_F
+            + _RUN_UNTIL_CTRL_C)
     env = dict(os.environ, PYTHONPATH=str(PACKAGE))
     out = subprocess.run([sys.executable, "-c", code, f"ipc://{tmp_path}/kb.sock"],
                          capture_output=True, env=env, text=True, timeout=30)
