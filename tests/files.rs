@@ -204,6 +204,65 @@ fn many_small_files_and_one_large_file_over_several_connections() {
     assert_eq!((again.files, again.skipped, again.bytes), (0, 301, 0));
 }
 
+/// Over TCP each connection's pieces are spliced from the socket into the
+/// part file (over the unix sockets of the other tests as well); files
+/// of one piece are read. Both arrive whole, with their mode and time.
+#[test]
+fn a_download_over_tcp_moves_pieces_and_whole_files() {
+    let s = Setup {
+        srv: TestServer::start_with(|c| {
+            c.listen
+                .push(dime::transport::Address::Tcp("127.0.0.1".into(), 0))
+        }),
+        root: tempfile::tempdir().unwrap(),
+        dest: tempfile::tempdir().unwrap(),
+    };
+    let tcp = s.srv.addrs[1].clone();
+    assert!(tcp.starts_with("tcp:127.0.0.1:"), "{tcp}");
+    write(
+        &s.root.path().join("big.bin"),
+        &bytes((3 << 20) + 4321, 3),
+        0o640,
+        1_650_000_000,
+    );
+    for i in 0..20 {
+        write(
+            &s.root.path().join(format!("f{i}.txt")),
+            &bytes(1000 + i * 777, i as u32),
+            0o600,
+            1_600_000_000,
+        );
+    }
+    let _server = s.serve(false);
+    let opts = TransferOptions {
+        piece: 256 << 10,
+        ..opts(4)
+    };
+    let sum = download(
+        &tcp,
+        "files",
+        &Selection::Glob("*".into()),
+        s.dest.path(),
+        &opts,
+        None,
+    )
+    .unwrap();
+    assert_eq!(sum.files, 21);
+    same_file(
+        &s.root.path().join("big.bin"),
+        &s.dest.path().join("big.bin"),
+    );
+    for i in 0..20 {
+        let rel = format!("f{i}.txt");
+        same_file(&s.root.path().join(&rel), &s.dest.path().join(&rel));
+    }
+    assert_eq!(
+        tree(s.dest.path()).len(),
+        21,
+        "no part file or manifest left"
+    );
+}
+
 #[test]
 fn globs_and_regexes_select_files() {
     let s = Setup::new();

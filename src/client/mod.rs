@@ -1983,7 +1983,7 @@ fn drop_aborted(status: &Map<String, Json>, out: &mut Vec<Message>, first: usize
     Ok(())
 }
 
-fn check_status(obj: Map<String, Json>) -> Result<Map<String, Json>> {
+pub(crate) fn check_status(obj: Map<String, Json>) -> Result<Map<String, Json>> {
     match obj.get("status").and_then(Json::as_i64) {
         Some(s) if s >= 0 => Ok(obj),
         Some(_) if obj.get("timeout") == Some(&Json::Bool(true)) => Err(Error::Timeout),

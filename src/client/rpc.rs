@@ -1602,7 +1602,7 @@ fn flush_when_due(sh: &Shared) {
 }
 
 /// The error a result push describes.
-fn call_error(json: &Map<String, Json>) -> CallError {
+pub(crate) fn call_error(json: &Map<String, Json>) -> CallError {
     let text = |k: &str| {
         json.get(k)
             .and_then(Json::as_str)

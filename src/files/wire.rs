@@ -42,7 +42,8 @@ pub fn function(server: &str, op: &str) -> String {
 }
 
 const TAG_STRING: u8 = 0x20;
-const TAG_MAP: u8 = 0x22;
+/// The tag of an encoded map.
+pub const TAG_MAP: u8 = 0x22;
 const TAG_U8_MATRIX: u8 = 0x10 | ElemKind::U8 as u8;
 
 /// A uint8 vector value.
@@ -105,6 +106,17 @@ pub fn encode_around_data(data_len: usize, rest: &[(&str, Value)]) -> Result<(Ve
     let mut after = Vec::with_capacity(64);
     put_rest(&mut after, rest)?;
     Ok((before, after))
+}
+
+/// The bytes a piece reply of `count` entries starts with, up to the first
+/// of its `data_len` data bytes (as [`encode_with_data`] writes them).
+pub fn piece_prefix(data_len: u64, count: u32) -> Result<Vec<u8>> {
+    let len = usize::try_from(data_len)
+        .map_err(|_| Error::InvalidInput(format!("a piece of {data_len} bytes is too large")))?;
+    let mut out = Vec::with_capacity(32);
+    put_data_start(&mut out, len)?;
+    out[1..5].copy_from_slice(&count.to_be_bytes());
+    Ok(out)
 }
 
 /// Starts a map (its count to be filled in at bytes 1..5) whose first

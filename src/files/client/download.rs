@@ -4,11 +4,13 @@
 //! server's hash as it arrives and written into the part file; the last
 //! piece of a file renames it into place.
 
-use super::engine::{self, Counters};
+use super::engine::{self, Counters, Feed};
+use super::link::{Arrived, Link, Reply, Sink};
+use super::mapping::Mapping;
 use super::pool::Pool;
 use super::{ProgressFn, Summary, TransferOptions};
-use crate::client::rpc::Rpc;
-use crate::files::hash::{PieceHash, file_hash, piece_hash, piece_range, pieces};
+use crate::client::ConnectOptions;
+use crate::files::hash::{PieceHash, PieceHasher, file_hash, piece_range, pieces};
 use crate::files::manifest::{self, Identity, Manifest};
 use crate::files::paths::{relative, to_wire};
 use crate::files::select::{Selection, mtime_ns};
@@ -17,10 +19,10 @@ use crate::files::{Error, Result, part};
 use crate::value::Value;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// A file being downloaded.
@@ -37,10 +39,20 @@ struct Incoming {
     left: AtomicU64,
     /// A piece failed: skip the rest, keep the part for a rerun.
     failed: AtomicBool,
-    /// The part and its manifest, opened at the first piece and held
-    /// while writing: one writer at a time sleeps the others, where the
-    /// file system's own lock would have them spin.
-    writing: Mutex<Option<(File, Manifest)>>,
+    /// The part, its manifest and mapping, opened at the first piece.
+    part: Mutex<Option<Arc<Part>>>,
+    /// Held while writing into the part: one writer at a time sleeps the
+    /// others, where the file system's own lock would have them spin.
+    writing: Mutex<()>,
+}
+
+/// A file's part as its pieces arrive.
+struct Part {
+    file: File,
+    manifest: Manifest,
+    /// The part mapped read-only, for hashing pieces spliced into it;
+    /// None where it could not be mapped (they are then read, not spliced).
+    mapped: Option<Mapping>,
 }
 
 impl Incoming {
@@ -56,6 +68,32 @@ impl Incoming {
         }
     }
 
+    /// The part, opened (with its manifest, and mapped) by the first piece.
+    fn part(&self) -> Result<Arc<Part>> {
+        let mut open = self.part.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = &*open {
+            return Ok(p.clone());
+        }
+        let (p, m) = part::paths(&self.dir, &self.name);
+        let io = |e: std::io::Error| Error::io(p.display(), &e);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)
+            .map_err(io)?;
+        // Best effort: an unmapped part is written from a buffer instead.
+        let mapped = Mapping::of(&file, self.entry.size).ok();
+        let manifest = Manifest::append(&m).map_err(io)?;
+        let part = Arc::new(Part {
+            file,
+            manifest,
+            mapped,
+        });
+        *open = Some(part.clone());
+        Ok(part)
+    }
+
     /// Records this file's first failure (later ones add nothing).
     fn fail(&self, e: Error) -> Result<()> {
         if self.failed.swap(true, Ordering::SeqCst) {
@@ -67,9 +105,20 @@ impl Incoming {
 }
 
 /// One call's worth of work.
+#[derive(Clone, Copy)]
 enum Task {
     Whole(usize),
     Piece(usize, u64),
+}
+
+impl Task {
+    /// The file's index and the piece's.
+    fn at(self) -> (usize, u64) {
+        match self {
+            Task::Whole(i) => (i, 0),
+            Task::Piece(i, k) => (i, k),
+        }
+    }
 }
 
 /// Downloads the files `what` names on file server `server` (through the
@@ -84,12 +133,9 @@ pub fn download(
 ) -> Result<Summary> {
     options.check()?;
     let started = Instant::now();
-    let pool = Pool::connect(
-        address,
-        server,
-        options.connections,
-        options.wait_for_server,
-    )?;
+    // One connection asks what there is; the pieces come over links of
+    // their own, one per worker thread.
+    let pool = Pool::connect(address, server, 1, options.wait_for_server)?;
     pool.probe(options.wait_for_server)?;
     let args = wire::encode_value(&what.to_value())?;
     let listing = pool.call(
@@ -108,21 +154,198 @@ pub fn download(
     fs::create_dir_all(dest).map_err(|e| Error::io(dest.display(), &e))?;
     let counters = Counters::default();
     let (files, tasks, skipped) = plan(entries, dest, options.piece, &counters)?;
-    let work = |ep: &Rpc, t: Task| match t {
-        Task::Whole(i) => fetch_whole(&pool, ep, &files[i], &counters),
-        Task::Piece(i, k) => fetch_piece(&pool, ep, &files[i], k, &counters),
+    let connect = ConnectOptions::from_env();
+    let worker = |_: usize, feed: &Feed<'_, Task>| {
+        let link = Link::connect(address, server, &connect);
+        match link {
+            Ok(mut link) => fetch(&mut link, feed, &files, options.in_flight, &counters),
+            Err(e) => feed.fail(e),
+        }
     };
     engine::transfer(
         &pool,
+        options.connections,
         tasks,
         (files.len() as u64, files.iter().map(|f| f.entry.size).sum()),
         skipped,
         &counters,
         options,
         started,
-        &work,
+        &worker,
         progress,
     )
+}
+
+/// A worker's loop: keeps up to `depth` calls out on `link`, and takes in
+/// each reply as it comes, until the tasks run out or the transfer stops.
+fn fetch(link: &mut Link, feed: &Feed<'_, Task>, files: &[Incoming], depth: usize, c: &Counters) {
+    let mut out: Vec<(u64, Task)> = Vec::with_capacity(depth);
+    loop {
+        while out.len() < depth.max(1) {
+            let Some(task) = feed.next() else { break };
+            let (i, k) = task.at();
+            let f = &files[i];
+            if f.failed.load(Ordering::SeqCst) {
+                continue;
+            }
+            match read_args(f, k).and_then(|args| link.request(&args)) {
+                Ok(id) => out.push((id, task)),
+                Err(e) => return feed.fail(e),
+            }
+        }
+        if out.is_empty() {
+            return;
+        }
+        if let Err(e) = take_reply(link, &mut out, files, c) {
+            let fatal = e.is_fatal();
+            feed.fail(e);
+            if fatal {
+                return;
+            }
+        }
+    }
+}
+
+/// Takes in the next reply on `link`: the call of `out` it answers is
+/// done. Errors are the file's first failure, or fatal.
+fn take_reply(
+    link: &mut Link,
+    out: &mut Vec<(u64, Task)>,
+    files: &[Incoming],
+    c: &Counters,
+) -> Result<()> {
+    let (id, reply) = match link.next_reply()? {
+        Reply::Ok { id, len } => (id, Ok(len)),
+        Reply::Failed { id, error } => (id, Err(error)),
+    };
+    let Some(at) = out.iter().position(|(x, _)| *x == id) else {
+        return Err(Error::Connection(format!(
+            "the broker answered call {id}, which this link never made"
+        )));
+    };
+    let (_, task) = out.swap_remove(at);
+    let (i, k) = task.at();
+    let f = &files[i];
+    let stored = match (task, reply) {
+        (_, Err(e)) => Err(e),
+        (Task::Whole(_), Ok(len)) => take_whole(link, f, len, c)?,
+        (Task::Piece(..), Ok(len)) => take_piece(link, f, k, len, c)?,
+    };
+    match stored {
+        Err(e) if e.is_fatal() => Err(e),
+        Err(e) => f.fail(e),
+        Ok(()) if matches!(task, Task::Whole(_)) => Ok(()),
+        Ok(()) if f.left.fetch_sub(1, Ordering::SeqCst) == 1 => finish(f, c).or_else(|e| f.fail(e)),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// The arguments of a read of piece `index` of `f`.
+fn read_args(f: &Incoming, index: u64) -> Result<Vec<u8>> {
+    Ok(wire::encode_map(vec![
+        ("path", Value::from(f.entry.path.as_str())),
+        ("index", Value::U64(index)),
+        ("piece", Value::U64(f.piece)),
+        ("size", Value::U64(f.entry.size)),
+        ("mtime_ns", Value::I64(f.entry.mtime_ns)),
+    ])?
+    .to_vec())
+}
+
+/// The hash of piece `index` of `f` as it arrived, if it is the one the
+/// server sent and its bytes are in the file.
+fn checked(arrived: Arrived, f: &Incoming, index: u64, path: &Path) -> Result<PieceHash> {
+    let hash = arrived.stored.map_err(|e| Error::io(path.display(), &e))?;
+    if hash != arrived.claimed {
+        return Err(Error::Checksum(format!(
+            "'{}': piece {index} arrived corrupted (BLAKE3 mismatch)",
+            f.entry.path
+        )));
+    }
+    Ok(hash)
+}
+
+/// A file of one piece, its reply's payload of `len` bytes next on
+/// `link`: written under a fresh part name, checked and renamed. The
+/// outer error is the link's (fatal); the inner one the file's.
+fn take_whole(link: &mut Link, f: &Incoming, len: usize, c: &Counters) -> Result<Result<()>> {
+    let p = part::unique_part(&f.dir, &f.name);
+    let file = match part::create_new(&p) {
+        Ok(file) => file,
+        Err(e) => {
+            link.skip(len)?;
+            return Ok(Err(Error::io(f.dest().display(), &e)));
+        }
+    };
+    let mut sink = Sink {
+        file: &file,
+        off: 0,
+        mapped: None,
+        writing: &f.writing,
+        hasher: PieceHasher::new(f.entry.size, f.piece, 0),
+    };
+    let arrived = link.read_piece(len, f.entry.size, &mut sink);
+    let stored = arrived.and_then(|a| {
+        checked(a, f, 0, &f.dest())?;
+        part::commit(&file, &p, &f.dest(), None, f.entry.mode, f.entry.mtime_ns)
+            .map_err(|e| Error::io(f.dest().display(), &e))
+    });
+    if stored.is_err() {
+        let _ = fs::remove_file(&p);
+    }
+    match stored {
+        Err(e) if e.is_fatal() => Err(e),
+        Err(e) => Ok(Err(e)),
+        Ok(()) => {
+            c.moved(f.entry.size);
+            c.file_done(true);
+            Ok(Ok(()))
+        }
+    }
+}
+
+/// Piece `index` of a larger file, its reply's payload of `len` bytes
+/// next on `link`: written into the part, checked and recorded in the
+/// manifest. The outer error is the link's (fatal); the inner one the
+/// file's.
+fn take_piece(
+    link: &mut Link,
+    f: &Incoming,
+    index: u64,
+    len: usize,
+    c: &Counters,
+) -> Result<Result<()>> {
+    let part = match f.part() {
+        Ok(part) => part,
+        Err(e) => {
+            link.skip(len)?;
+            return Ok(Err(e));
+        }
+    };
+    let (off, want) = piece_range(f.entry.size, f.piece, index);
+    let mut sink = Sink {
+        file: &part.file,
+        off,
+        mapped: part.mapped.as_ref(),
+        writing: &f.writing,
+        hasher: PieceHasher::new(f.entry.size, f.piece, index),
+    };
+    let (p, _) = part::paths(&f.dir, &f.name);
+    let arrived = match link.read_piece(len, want, &mut sink) {
+        Err(e) if e.is_fatal() => return Err(e),
+        arrived => arrived,
+    };
+    let stored = arrived
+        .and_then(|a| checked(a, f, index, &p))
+        .and_then(|hash| {
+            part.manifest
+                .record(index, &hash)
+                .map_err(|e| Error::io(p.display(), &e))?;
+            f.hashes.lock().unwrap_or_else(|p| p.into_inner())[index as usize] = Some(hash);
+            c.moved(want);
+            Ok(())
+        });
+    Ok(stored)
 }
 
 /// Decides what each listed file needs: nothing (already complete: same
@@ -177,7 +400,8 @@ fn plan(
             hashes: Mutex::new(Vec::new()),
             left: AtomicU64::new(n),
             failed: AtomicBool::new(false),
-            writing: Mutex::new(None),
+            part: Mutex::new(None),
+            writing: Mutex::new(()),
             entry,
         };
         let i = files.len();
@@ -222,111 +446,6 @@ fn resume(f: &Incoming) -> Result<Vec<Option<PieceHash>>> {
     Ok(vec![None; id.pieces() as usize])
 }
 
-/// Reads piece `index` of `f` from the server and checks its hash.
-fn read(pool: &Pool, ep: &Rpc, f: &Incoming, index: u64) -> Result<crate::buffer::PooledBuf> {
-    let args = wire::encode_map(vec![
-        ("path", Value::from(f.entry.path.as_str())),
-        ("index", Value::U64(index)),
-        ("piece", Value::U64(f.piece)),
-        ("size", Value::U64(f.entry.size)),
-        ("mtime_ns", Value::I64(f.entry.mtime_ns)),
-    ])?;
-    pool.call(ep, wire::READ, &args, None)
-}
-
-/// The data and hash of a read's reply, the data checked against the hash.
-fn verified<'a>(reply: &'a [u8], f: &Incoming, index: u64) -> Result<(&'a [u8], PieceHash)> {
-    let piece = f.piece;
-    let r = Fields::parse(reply)?;
-    let (data, hash) = (r.bytes("data")?, r.hash("hash")?);
-    let want = piece_range(f.entry.size, piece, index).1;
-    if data.len() as u64 != want {
-        return Err(Error::Io(format!(
-            "'{}': piece {index} came with {} bytes instead of {want}",
-            f.entry.path,
-            data.len()
-        )));
-    }
-    if piece_hash(data, f.entry.size, piece, index) != hash {
-        return Err(Error::Checksum(format!(
-            "'{}': piece {index} arrived corrupted (BLAKE3 mismatch)",
-            f.entry.path
-        )));
-    }
-    Ok((data, hash))
-}
-
-/// A file of one piece: fetched, checked, written under a fresh part
-/// name and renamed.
-fn fetch_whole(pool: &Pool, ep: &Rpc, f: &Incoming, c: &Counters) -> Result<()> {
-    let reply = read(pool, ep, f, 0)?;
-    let (data, _) = verified(&reply, f, 0)?;
-    let p = part::unique_part(&f.dir, &f.name);
-    let written = part::create_new(&p).and_then(|mut file| {
-        std::io::Write::write_all(&mut file, data)?;
-        part::commit(&file, &p, &f.dest(), None, f.entry.mode, f.entry.mtime_ns)
-    });
-    if let Err(e) = written {
-        let _ = fs::remove_file(&p);
-        return Err(Error::io(f.dest().display(), &e));
-    }
-    c.moved(f.entry.size);
-    c.file_done(true);
-    Ok(())
-}
-
-/// One piece of a larger file: fetched, checked, written into the part
-/// and recorded in the manifest; the last one finishes the file.
-fn fetch_piece(pool: &Pool, ep: &Rpc, f: &Incoming, index: u64, c: &Counters) -> Result<()> {
-    let piece = f.piece;
-    if f.failed.load(Ordering::SeqCst) {
-        return Ok(());
-    }
-    let stored = read(pool, ep, f, index).and_then(|reply| {
-        let (data, hash) = verified(&reply, f, index)?;
-        let (p, m) = part::paths(&f.dir, &f.name);
-        let io = |e: std::io::Error| Error::io(p.display(), &e);
-        let mut open = f.writing.lock().unwrap_or_else(|p| p.into_inner());
-        if open.is_none() {
-            let file = OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&p)
-                .map_err(io)?;
-            *open = Some((file, Manifest::append(&m).map_err(io)?));
-        }
-        let (file, man) = open.as_ref().expect("opened above");
-        write_in_chunks(file, data, piece_range(f.entry.size, piece, index).0).map_err(io)?;
-        man.record(index, &hash).map_err(io)?;
-        drop(open);
-        f.hashes.lock().unwrap_or_else(|p| p.into_inner())[index as usize] = Some(hash);
-        c.moved(data.len() as u64);
-        Ok(())
-    });
-    match stored {
-        Err(e) if e.is_fatal() => Err(e),
-        Err(e) => f.fail(e),
-        Ok(()) if f.left.fetch_sub(1, Ordering::SeqCst) == 1 => finish(f, c).or_else(|e| f.fail(e)),
-        Ok(()) => Ok(()),
-    }
-}
-
-/// Bytes per `write` of a piece into its part. The page cache gives a
-/// write folios as large as the write: a whole-piece write gets 1 MiB
-/// folios, carved from memory that has lain free longest (on a VM whose
-/// host has taken it back, every page then faults on the host: copying
-/// into them measured 0.7 s per GB, against 0.05–0.35 s with writes of
-/// 4–64 KiB, whose small folios mostly reuse pages just freed).
-const WRITE_CHUNK: usize = 32 << 10;
-
-/// Writes `data` to `file` at `off`, [`WRITE_CHUNK`] bytes per write.
-fn write_in_chunks(file: &File, data: &[u8], off: u64) -> std::io::Result<()> {
-    for (i, part) in data.chunks(WRITE_CHUNK).enumerate() {
-        file.write_all_at(part, off + (i * WRITE_CHUNK) as u64)?;
-    }
-    Ok(())
-}
-
 /// Every piece is in: the part gets its mode, time and final name.
 fn finish(f: &Incoming, c: &Counters) -> Result<()> {
     let hashes: Vec<PieceHash> = f
@@ -339,8 +458,8 @@ fn finish(f: &Incoming, c: &Counters) -> Result<()> {
     let hash = file_hash(&hashes);
     let (p, m) = part::paths(&f.dir, &f.name);
     let io = |e: std::io::Error| Error::io(f.dest().display(), &e);
-    // Every piece is written: the handles are no longer needed.
-    f.writing.lock().unwrap_or_else(|p| p.into_inner()).take();
+    // Every piece is written: the handles and mapping are no longer needed.
+    f.part.lock().unwrap_or_else(|p| p.into_inner()).take();
     let file = OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NOFOLLOW)

@@ -76,22 +76,65 @@ struct Run<T> {
     finished: (Mutex<()>, Condvar),
 }
 
-/// Runs `tasks` with `work(endpoint, task)` on `pool.len() * in_flight`
-/// threads. Calls `progress` on this thread every `interval` and at the
-/// end. Returns the files' errors (each file's first), or the fatal one.
+/// Where a worker thread takes its tasks and leaves its failures.
+pub struct Feed<'a, T> {
+    run: &'a Run<T>,
+}
+
+impl<T> Feed<'_, T> {
+    /// The next task: None when there are none left or the transfer stops.
+    pub fn next(&self) -> Option<T> {
+        if self.run.abort.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.run
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next()
+    }
+
+    /// Records a failure (a fatal one stops the transfer).
+    pub fn fail(&self, e: Error) {
+        fail(self.run, e);
+    }
+}
+
+/// A worker thread's whole job: thread `k` of the transfer, taking its
+/// tasks from the feed.
+pub type Worker<'a, T> = dyn Fn(usize, &Feed<'_, T>) + Sync + 'a;
+
+/// A worker that runs each task it takes with `work(endpoint, task)`, on
+/// endpoint `k` of the pool, one call at a time.
+pub fn each_task<'a, T>(
+    pool: &'a Pool,
+    work: &'a (dyn Fn(&Rpc, T) -> Result<()> + Sync),
+) -> impl Fn(usize, &Feed<'_, T>) + Sync + 'a {
+    move |k, feed| {
+        let ep = pool.endpoint(k);
+        while let Some(task) = feed.next() {
+            if let Err(e) = work(ep, task) {
+                feed.fail(e);
+            }
+        }
+    }
+}
+
+/// Runs `tasks` on `threads` threads, each running `worker`. Calls
+/// `progress` on this thread every `interval` and at the end. Returns
+/// the files' errors (each file's first), or the fatal one.
 #[allow(clippy::too_many_arguments)]
 pub fn run<T: Send>(
-    pool: &Pool,
+    threads: usize,
     tasks: Vec<T>,
-    in_flight: usize,
     totals: (u64, u64),
     counters: &Counters,
     started: Instant,
-    work: &(dyn Fn(&Rpc, T) -> Result<()> + Sync),
+    worker: &Worker<'_, T>,
     mut progress: Option<&mut dyn FnMut(&Progress) -> bool>,
     interval: Duration,
 ) -> std::result::Result<(), Vec<Error>> {
-    let threads = (pool.len() * in_flight).min(tasks.len().max(1));
+    let threads = threads.min(tasks.len().max(1));
     let run = Run {
         tasks: Mutex::new(tasks.into_iter()),
         abort: AtomicBool::new(false),
@@ -117,9 +160,9 @@ pub fn run<T: Send>(
     };
     std::thread::scope(|s| {
         for k in 0..threads {
-            let (run, ep) = (&run, pool.endpoint(k));
+            let run = &run;
             s.spawn(move || {
-                worker(run, ep, work);
+                worker(k, &Feed { run });
                 let _g = run.finished.0.lock();
                 run.running.fetch_sub(1, Ordering::SeqCst);
                 run.finished.1.notify_all();
@@ -158,42 +201,32 @@ fn fail<T>(run: &Run<T>, e: Error) {
     run.errors.lock().unwrap_or_else(|p| p.into_inner()).push(e);
 }
 
-fn worker<T>(run: &Run<T>, ep: &Rpc, work: &(dyn Fn(&Rpc, T) -> Result<()> + Sync)) {
-    while !run.abort.load(Ordering::SeqCst) {
-        let next = run.tasks.lock().unwrap_or_else(|p| p.into_inner()).next();
-        let Some(task) = next else { return };
-        if let Err(e) = work(ep, task) {
-            fail(run, e);
-        }
-    }
-}
-
 /// A whole transfer after its planning: counts the `skipped` (files,
-/// bytes) as done, runs `tasks` (which move `to_move` files and bytes) as
-/// [`run`] does, closes the pool and sums up.
+/// bytes) as done, runs `tasks` (which move `to_move` files and bytes) on
+/// `threads` threads as [`run`] does, closes the pool and sums up.
 #[allow(clippy::too_many_arguments)]
 pub fn transfer<T: Send>(
     pool: &Pool,
+    threads: usize,
     tasks: Vec<T>,
     to_move: (u64, u64),
     skipped: (u64, u64),
     counters: &Counters,
     options: &TransferOptions,
     started: Instant,
-    work: &(dyn Fn(&Rpc, T) -> Result<()> + Sync),
+    worker: &Worker<'_, T>,
     progress: Option<ProgressFn<'_>>,
 ) -> Result<Summary> {
     let totals = (to_move.0 + skipped.0, to_move.1 + skipped.1);
     counters.files_done.fetch_add(skipped.0, Ordering::Relaxed);
     counters.bytes_done.fetch_add(skipped.1, Ordering::Relaxed);
     let outcome = run(
-        pool,
+        threads,
         tasks,
-        options.in_flight,
         totals,
         counters,
         started,
-        work,
+        worker,
         progress,
         options.progress_interval,
     );

@@ -5,6 +5,8 @@
 
 mod download;
 mod engine;
+mod link;
+mod mapping;
 mod pool;
 mod upload;
 

@@ -148,13 +148,14 @@ pub fn upload(
     };
     engine::transfer(
         &pool,
+        pool.len() * options.in_flight,
         tasks,
         (files.len() as u64, files.iter().map(|f| f.entry.size).sum()),
         skipped,
         &counters,
         options,
         started,
-        &work,
+        &engine::each_task(&pool, &work),
         progress,
     )
 }

@@ -1,0 +1,810 @@
+//! A download link: one connection to the broker that one worker thread
+//! owns, writing its piece calls and reading their replies itself.
+//!
+//! The general remote-call endpoint ([`crate::client::rpc::Rpc`]) reads
+//! every reply whole into a buffer, hands it across threads, and the file
+//! code then hashes it and copies it into the page cache. A link knows
+//! what a piece reply looks like: it reads the reply's head, and moves
+//! the data bytes themselves straight from the socket into the part file
+//! (`splice`, through a pipe: the only copy is the kernel's, into the
+//! page cache), then hashes them where they landed, through a read-only
+//! mapping of the file. Over TLS, or where the kernel cannot splice, the
+//! bytes are read into a small buffer, hashed and written from there.
+
+use super::mapping::Mapping;
+use crate::client::ConnectOptions;
+use crate::client::rpc::call_error;
+use crate::files::hash::{PieceHash, PieceHasher};
+use crate::files::wire::{self, Fields, TAG_MAP, piece_prefix};
+use crate::files::{Error, Result};
+use crate::transport::Address;
+use crate::transport::split::{self, SplitReader, SplitWriter};
+use crate::wire::{MAGIC, MAX_JSON, PREFIX_LEN, try_encode_head};
+use serde_json::{Map, Value as Json, json};
+use std::fs::File;
+use std::io::{self, IoSlice, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A broker silent this long while a call is out is taken to be gone.
+const MAXAGE: Duration = Duration::from_secs(30);
+
+/// Bytes moved through the pipe (and hashed) per round: the pipe's size
+/// when the kernel grants it.
+const PIPE_SIZE: usize = 1 << 20;
+
+/// Bytes read per round where the data is not spliced, and written per
+/// `write` (see `download::WRITE_CHUNK` for why writes stay small).
+const READ_CHUNK: usize = 256 << 10;
+const WRITE_CHUNK: usize = 32 << 10;
+
+/// Data shorter than this is read, not spliced: a pipe's two system
+/// calls per round would cost more than the copy they save.
+const SPLICE_MIN: u64 = 64 << 10;
+
+/// How long a piece call may wait for a free file-server worker.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One connection of a download, used by one thread.
+pub struct Link {
+    reader: SplitReader,
+    writer: SplitWriter,
+    /// The pipe data is spliced through; None over TLS, or once the kernel
+    /// refused to splice from this socket.
+    pipe: Option<Pipe>,
+    /// The file server's name, and its `read` function.
+    server: String,
+    function: String,
+    next_id: u64,
+    last_heard: Instant,
+    ping_out: bool,
+    /// Read buffer for heads, tails and data that is not spliced.
+    buf: Vec<u8>,
+}
+
+/// Where a piece's data goes.
+pub struct Sink<'a> {
+    /// The part file, and the offset of the piece's first byte in it.
+    pub file: &'a File,
+    pub off: u64,
+    /// The part file mapped read-only, when it is: spliced bytes are
+    /// hashed there. Without it the data is read, not spliced.
+    pub mapped: Option<&'a Mapping>,
+    /// Held while bytes are written into the file: one writer at a time
+    /// sleeps the others, where the file system's lock would have them
+    /// spin.
+    pub writing: &'a Mutex<()>,
+    /// Hashes the piece as it arrives.
+    pub hasher: PieceHasher,
+}
+
+/// A piece reply's content: the hash the server sent, and the hash of the
+/// bytes that arrived, or why they could not be written.
+pub struct Arrived {
+    pub claimed: PieceHash,
+    pub stored: io::Result<PieceHash>,
+}
+
+/// What a reply to one of this link's calls holds, its payload not yet read.
+pub enum Reply {
+    /// Call `id` succeeded: a payload of `len` bytes follows.
+    Ok { id: u64, len: usize },
+    /// Call `id` failed (its payload already read).
+    Failed { id: u64, error: Error },
+}
+
+impl Link {
+    /// Connects to the broker at `address` (with the same token and TLS
+    /// settings as every client) for calls to file server `server`.
+    pub fn connect(address: &str, server: &str, connect: &ConnectOptions) -> Result<Link> {
+        let addr = Address::parse(address).map_err(Error::InvalidInput)?;
+        let (reader, writer) = split::open(&addr, &connect.tls)
+            .map_err(|e| Error::Connection(format!("cannot connect to {addr}: {e}")))?;
+        let pipe = reader.raw_fd().and_then(|_| Pipe::new().ok());
+        let mut link = Link {
+            reader,
+            writer,
+            pipe,
+            server: server.to_owned(),
+            function: wire::function(server, wire::READ),
+            next_id: 1,
+            last_heard: Instant::now(),
+            ping_out: false,
+            buf: Vec::new(),
+        };
+        link.reader
+            .set_read_timeout(Some(MAXAGE / 4))
+            .map_err(|e| lost(&e))?;
+        let mut hs = connect.handshake();
+        // A side connection: it never syncs, so it takes no broadcasts.
+        hs["broadcasts"] = json!(false);
+        link.write(&hs, &[])?;
+        let reply = loop {
+            let (head, len) = link.read_head()?;
+            link.skip(len)?;
+            if head.get("meta").and_then(Json::as_bool) != Some(true) {
+                break head;
+            }
+        };
+        let reply = crate::client::check_status(reply).map_err(Error::from)?;
+        let extensions = crate::client::announced_extensions(&reply).map_err(Error::from)?;
+        crate::client::require(
+            extensions.as_deref(),
+            crate::proto::extensions::RPC,
+            "remote calls",
+        )
+        .map_err(Error::from)?;
+        Ok(link)
+    }
+
+    /// Sends a call of the server's `read` with encoded `args`; its id.
+    pub fn request(&mut self, args: &[u8]) -> Result<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let head = json!({
+            "command": "call",
+            "function": self.function,
+            "id": id,
+            "timeout": QUEUE_TIMEOUT.as_secs_f64() * 1000.0,
+        });
+        self.write(&head, args)?;
+        Ok(id)
+    }
+
+    /// Reads up to the next reply to one of this link's calls, passing
+    /// over anything else the broker sends (pings' answers, notices).
+    pub fn next_reply(&mut self) -> Result<Reply> {
+        loop {
+            let (head, len) = self.read_head()?;
+            let Some(id) = head.get("result").and_then(Json::as_u64) else {
+                self.skip(len)?;
+                continue;
+            };
+            if head.get("status").and_then(Json::as_i64) == Some(0) {
+                return Ok(Reply::Ok { id, len });
+            }
+            self.skip(len)?;
+            let error = Error::from_call(call_error(&head), &self.server);
+            return Ok(Reply::Failed { id, error });
+        }
+    }
+
+    /// Reads a successful reply's payload of `len` bytes, a piece of
+    /// `want` bytes, into `sink`. A reply of another shape is read whole
+    /// and its data taken from there. Local failures (writing the file)
+    /// are in [`Arrived::stored`]; the reply is read to its end anyway,
+    /// so the link goes on. An error here means the link is lost.
+    pub fn read_piece(&mut self, len: usize, want: u64, sink: &mut Sink<'_>) -> Result<Arrived> {
+        let Ok(prefix) = piece_prefix(want, 2) else {
+            return self.read_other(len, want, sink);
+        };
+        let data = want as usize;
+        if len < prefix.len() + data {
+            return self.read_other(len, want, sink);
+        }
+        self.fill(prefix.len())?;
+        if self.buf[..prefix.len()] != prefix[..] {
+            let mut whole = std::mem::take(&mut self.buf);
+            whole.truncate(prefix.len());
+            let r = self.read_other_after(&mut whole, len, want, sink);
+            self.buf = whole;
+            return r;
+        }
+        let stored = self.sink_data(data, sink)?;
+        // The entries after the data: the map with them alone is parsed.
+        let rest = len - prefix.len() - data;
+        self.fill(rest)?;
+        let mut tail = Vec::with_capacity(5 + rest);
+        tail.push(TAG_MAP);
+        tail.extend_from_slice(&1u32.to_be_bytes());
+        tail.extend_from_slice(&self.buf[..rest]);
+        let claimed = Fields::parse(&tail).and_then(|f| f.hash("hash"))?;
+        Ok(Arrived { claimed, stored })
+    }
+
+    /// A reply whose layout is not the usual one: read whole and parsed.
+    fn read_other(&mut self, len: usize, want: u64, sink: &mut Sink<'_>) -> Result<Arrived> {
+        let mut whole = std::mem::take(&mut self.buf);
+        whole.clear();
+        let r = self.read_other_after(&mut whole, len, want, sink);
+        self.buf = whole;
+        r
+    }
+
+    /// Reads the rest of a `len`-byte payload whose first bytes are in
+    /// `whole`, then takes its fields from there.
+    fn read_other_after(
+        &mut self,
+        whole: &mut Vec<u8>,
+        len: usize,
+        want: u64,
+        sink: &mut Sink<'_>,
+    ) -> Result<Arrived> {
+        let have = whole.len();
+        whole.resize(len, 0);
+        self.read_full_into(&mut whole[have..])?;
+        let f = Fields::parse(whole)?;
+        let (data, claimed) = (f.bytes("data")?, f.hash("hash")?);
+        if data.len() as u64 != want {
+            return Err(Error::Io(format!(
+                "a piece came with {} bytes instead of {want}",
+                data.len()
+            )));
+        }
+        sink.hasher.update(data);
+        let _g = sink.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let stored = write_in_chunks(sink.file, data, sink.off).map(|()| sink.hasher.finish());
+        Ok(Arrived { claimed, stored })
+    }
+
+    /// Moves the next `len` bytes of the socket into the sink's file,
+    /// hashing them: spliced when the sink is mapped, else read.
+    fn sink_data(&mut self, len: usize, sink: &mut Sink<'_>) -> Result<io::Result<PieceHash>> {
+        let mut failed: Option<io::Error> = None;
+        let mut done = 0;
+        if let (Some(map), true) = (sink.mapped, len as u64 >= SPLICE_MIN) {
+            while done < len && self.pipe.is_some() {
+                let n = match self.splice_in((len - done).min(PIPE_SIZE))? {
+                    Some(n) => n,
+                    None => break, // this socket cannot splice: read the rest
+                };
+                let at = sink.off + done as u64;
+                if failed.is_none() {
+                    let _g = sink.writing.lock().unwrap_or_else(|p| p.into_inner());
+                    failed = self.splice_out(sink.file, at, n).err();
+                }
+                match &failed {
+                    None => sink.hasher.update(map.range(at, n)),
+                    // The bytes left in the pipe are dropped: the link goes on.
+                    Some(_) => self.drain_pipe()?,
+                }
+                done += n;
+            }
+        }
+        while done < len {
+            let n = (len - done).min(READ_CHUNK);
+            self.fill(n)?;
+            if failed.is_none() {
+                sink.hasher.update(&self.buf[..n]);
+                let _g = sink.writing.lock().unwrap_or_else(|p| p.into_inner());
+                failed = write_in_chunks(sink.file, &self.buf[..n], sink.off + done as u64).err();
+            }
+            done += n;
+        }
+        Ok(match failed {
+            None => Ok(sink.hasher.finish()),
+            Some(e) => Err(e),
+        })
+    }
+
+    /// Splices up to `max` bytes from the socket into the empty pipe: how
+    /// many, or None (nothing taken) when this socket cannot be spliced.
+    fn splice_in(&mut self, max: usize) -> Result<Option<usize>> {
+        let (Some(pipe), Some(sock)) = (&self.pipe, self.reader.raw_fd()) else {
+            return Ok(None);
+        };
+        let w = pipe.write.as_raw_fd();
+        loop {
+            // SAFETY: plain calls on descriptors this link owns.
+            let n = unsafe {
+                libc::splice(
+                    sock,
+                    std::ptr::null_mut(),
+                    w,
+                    std::ptr::null_mut(),
+                    max,
+                    libc::SPLICE_F_MOVE,
+                )
+            };
+            if n > 0 {
+                self.heard();
+                return Ok(Some(n as usize));
+            }
+            if n == 0 {
+                return Err(closed());
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => {}
+                Some(libc::EAGAIN) => self.quiet()?,
+                Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
+                    self.pipe = None;
+                    return Ok(None);
+                }
+                _ => return Err(lost(&e)),
+            }
+        }
+    }
+
+    /// Moves the `n` bytes in the pipe into `file` at `off`.
+    fn splice_out(&self, file: &File, off: u64, n: usize) -> io::Result<()> {
+        let pipe = self.pipe.as_ref().expect("spliced in through it");
+        let mut off = libc::loff_t::try_from(off).map_err(io::Error::other)?;
+        let mut left = n;
+        while left > 0 {
+            // SAFETY: plain calls on open descriptors; `off` outlives it.
+            let m = unsafe {
+                libc::splice(
+                    pipe.read.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    file.as_raw_fd(),
+                    &mut off,
+                    left,
+                    libc::SPLICE_F_MOVE,
+                )
+            };
+            match m {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                m if m > 0 => left -= m as usize,
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Empties the pipe after a failed write, so the next splice starts
+    /// on an empty pipe.
+    fn drain_pipe(&mut self) -> Result<()> {
+        let Some(pipe) = &self.pipe else {
+            return Ok(());
+        };
+        let mut scratch = [0u8; 64 << 10];
+        loop {
+            // SAFETY: reads into a buffer of the length given.
+            let n = unsafe {
+                libc::read(
+                    pipe.read.as_raw_fd(),
+                    scratch.as_mut_ptr().cast(),
+                    scratch.len(),
+                )
+            };
+            if n > 0 {
+                continue;
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN) => return Ok(()),
+                Some(libc::EINTR) => {}
+                _ => return Err(lost(&e)),
+            }
+        }
+    }
+
+    /// Reads a payload of `len` bytes and drops it.
+    pub fn skip(&mut self, mut len: usize) -> Result<()> {
+        while len > 0 {
+            let n = len.min(READ_CHUNK);
+            self.fill(n)?;
+            len -= n;
+        }
+        Ok(())
+    }
+
+    /// Reads a frame's prefix and JSON head: the head and its payload's length.
+    fn read_head(&mut self) -> Result<(Map<String, Json>, usize)> {
+        self.fill(PREFIX_LEN)?;
+        let p = &self.buf[..PREFIX_LEN];
+        if &p[..4] != MAGIC {
+            return Err(Error::Connection(
+                "protocol error from the broker: a frame did not start with DiME".into(),
+            ));
+        }
+        let json_len = u32::from_be_bytes(p[4..8].try_into().expect("4 bytes")) as usize;
+        let len = u32::from_be_bytes(p[8..12].try_into().expect("4 bytes")) as usize;
+        if json_len > MAX_JSON {
+            return Err(Error::Connection(format!(
+                "protocol error from the broker: a head of {json_len} bytes"
+            )));
+        }
+        self.fill(json_len)?;
+        let head = serde_json::from_slice(&self.buf[..json_len])
+            .map_err(|e| Error::Connection(format!("invalid JSON from the broker: {e}")))?;
+        Ok((head, len))
+    }
+
+    /// Reads exactly `n` bytes into the start of the buffer.
+    fn fill(&mut self, n: usize) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        let r = self.read_full_into(&mut buf[..n]);
+        self.buf = buf;
+        r
+    }
+
+    /// Reads exactly `out.len()` bytes, keeping the broker's silence in check.
+    fn read_full_into(&mut self, out: &mut [u8]) -> Result<()> {
+        let mut done = 0;
+        while done < out.len() {
+            match self.reader.read(&mut out[done..]) {
+                Ok(0) => return Err(closed()),
+                Ok(n) => {
+                    done += n;
+                    self.heard();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    self.quiet()?
+                }
+                Err(e) => return Err(lost(&e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn heard(&mut self) {
+        self.last_heard = Instant::now();
+        self.ping_out = false;
+    }
+
+    /// The socket was quiet for a while: pings the broker, or gives up on
+    /// it when it has said nothing for [`MAXAGE`].
+    fn quiet(&mut self) -> Result<()> {
+        let quiet = self.last_heard.elapsed();
+        if quiet >= MAXAGE {
+            return Err(Error::Connection(format!(
+                "the broker sent nothing for {:.1} s while a piece was awaited",
+                quiet.as_secs_f64()
+            )));
+        }
+        if quiet >= MAXAGE / 2 && !self.ping_out {
+            self.ping_out = true;
+            self.write(&json!({"command": "ping"}), &[])?;
+        }
+        Ok(())
+    }
+
+    fn write(&self, head: &Json, payload: &[u8]) -> Result<()> {
+        let head = try_encode_head(head.to_string().as_bytes(), payload.len())
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        self.writer
+            .send_all(&mut [IoSlice::new(&head), IoSlice::new(payload)])
+            .map_err(|e| lost(&e))
+    }
+}
+
+/// Writes `data` to `file` at `off`, [`WRITE_CHUNK`] bytes per write.
+pub fn write_in_chunks(file: &File, data: &[u8], off: u64) -> io::Result<()> {
+    for (i, part) in data.chunks(WRITE_CHUNK).enumerate() {
+        file.write_all_at(part, off + (i * WRITE_CHUNK) as u64)?;
+    }
+    Ok(())
+}
+
+fn lost(e: &io::Error) -> Error {
+    Error::Connection(format!("connection to the broker lost: {e}"))
+}
+
+fn closed() -> Error {
+    Error::Connection("the broker closed the connection".into())
+}
+
+/// A pipe whose read end never blocks (to drain it) and whose write end
+/// does (a splice into it waits for the socket).
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: `fds` has room for the two descriptors.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both were just opened and are owned by nothing else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: plain calls on the descriptors just opened. A smaller
+        // pipe than asked for only means more rounds.
+        unsafe {
+            libc::fcntl(
+                write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                PIPE_SIZE as libc::c_int,
+            );
+            let flags = libc::fcntl(read.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(read.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        Ok(Pipe { read, write })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::hash::piece_hash;
+    use crate::files::wire::{bytes_value, encode_map, encode_with_data};
+    use std::io::Write;
+    use std::os::unix::net::UnixListener;
+    use std::path::Path;
+
+    /// A file of two 256 KiB pieces: large enough to be spliced.
+    const PIECE: u64 = 256 << 10;
+    const SIZE: u64 = 2 * PIECE;
+
+    fn content() -> Vec<u8> {
+        (0..SIZE).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    fn frame(head: Json, payload: &[u8]) -> Vec<u8> {
+        let mut f = try_encode_head(head.to_string().as_bytes(), payload.len()).unwrap();
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn read_frame(s: &mut (impl Read + ?Sized)) -> (Json, Vec<u8>) {
+        let mut p = [0u8; PREFIX_LEN];
+        s.read_exact(&mut p).unwrap();
+        let j = u32::from_be_bytes(p[4..8].try_into().unwrap()) as usize;
+        let n = u32::from_be_bytes(p[8..12].try_into().unwrap()) as usize;
+        let mut body = vec![0u8; j + n];
+        s.read_exact(&mut body).unwrap();
+        (
+            serde_json::from_slice(&body[..j]).unwrap(),
+            body[j..].to_vec(),
+        )
+    }
+
+    /// A piece reply as the file server makes it: data first, then hash.
+    fn piece_reply(data: &[u8], index: u64) -> Vec<u8> {
+        let hash = piece_hash(data, SIZE, PIECE, index);
+        encode_with_data(data.len(), |buf| {
+            buf.extend_from_slice(data);
+            Ok(vec![("hash", bytes_value(&hash))])
+        })
+        .unwrap()
+        .to_vec()
+    }
+
+    /// Answers the handshake on `s`, then runs `script` on it.
+    fn broker<S: Read + Write>(mut s: S, script: impl FnOnce(&mut S)) {
+        let (hs, _) = read_frame(&mut s);
+        assert_eq!(hs["command"], "handshake");
+        assert_eq!(hs["broadcasts"], false);
+        // A notice before the answer is passed over.
+        s.write_all(&frame(json!({"meta": true}), b"")).unwrap();
+        let ok = json!({"status": 0, "extensions": ["rpc"]});
+        s.write_all(&frame(ok, b"")).unwrap();
+        script(&mut s);
+    }
+
+    /// A fake broker on TCP or a unix socket, running `script` for its
+    /// one client; its address.
+    fn serve(
+        unix: bool,
+        dir: &Path,
+        script: impl FnOnce(&mut dyn ReadWrite) + Send + 'static,
+    ) -> (String, std::thread::JoinHandle<()>) {
+        if unix {
+            let path = dir.join("b.sock");
+            let l = UnixListener::bind(&path).unwrap();
+            let t = std::thread::spawn(move || {
+                broker(l.accept().unwrap().0, |s| script(s));
+            });
+            (format!("unix:{}", path.display()), t)
+        } else {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            let t = std::thread::spawn(move || {
+                broker(l.accept().unwrap().0, |s| script(s));
+            });
+            (format!("tcp:127.0.0.1:{port}"), t)
+        }
+    }
+
+    trait ReadWrite: Read + Write {}
+    impl<T: Read + Write> ReadWrite for T {}
+
+    /// A part file of `SIZE` bytes, opened as a download opens it.
+    fn part(dir: &Path, writable: bool) -> File {
+        let p = dir.join("part");
+        File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap()
+            .set_len(SIZE)
+            .unwrap();
+        File::options().read(true).write(writable).open(&p).unwrap()
+    }
+
+    /// Reads the reply to call `id` of piece `index` into `file`.
+    fn take(link: &mut Link, file: &File, mapped: Option<&Mapping>, index: u64) -> Arrived {
+        let Reply::Ok { id, len } = link.next_reply().unwrap() else {
+            panic!("a failed reply")
+        };
+        assert_eq!(id, index + 1);
+        let writing = Mutex::new(());
+        let mut sink = Sink {
+            file,
+            off: index * PIECE,
+            mapped,
+            writing: &writing,
+            hasher: PieceHasher::new(SIZE, PIECE, index),
+        };
+        link.read_piece(len, PIECE, &mut sink).unwrap()
+    }
+
+    /// Downloads both pieces over a fake broker, with or without a
+    /// mapping (spliced or read), and checks the file and hashes.
+    fn both_pieces(unix: bool, mapped: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = content();
+        let sent = data.clone();
+        let (addr, t) = serve(unix, dir.path(), move |s| {
+            for index in 0..2u64 {
+                let (call, args) = read_frame(s);
+                assert_eq!(call["function"], "files.read");
+                assert_eq!(call["id"], index + 1);
+                assert!(!args.is_empty());
+            }
+            // A ping's answer between replies is passed over; the
+            // second piece's reply comes first.
+            s.write_all(&frame(json!({"status": 0}), b"")).unwrap();
+            for index in [1u64, 0] {
+                let d = &sent[(index * PIECE) as usize..((index + 1) * PIECE) as usize];
+                let reply = piece_reply(d, index);
+                s.write_all(&frame(json!({"result": index + 1, "status": 0}), &reply))
+                    .unwrap();
+            }
+        });
+        let mut link = Link::connect(&addr, "files", &ConnectOptions::default()).unwrap();
+        assert!(link.pipe.is_some(), "a plain socket gets a pipe");
+        let file = part(dir.path(), true);
+        let map = mapped.then(|| Mapping::of(&file, SIZE).unwrap());
+        assert_eq!(link.request(b"\x22\0\0\0\0").unwrap(), 1);
+        assert_eq!(link.request(b"\x22\0\0\0\0").unwrap(), 2);
+        for index in [1u64, 0] {
+            let a = take(&mut link, &file, map.as_ref(), index);
+            let d = &data[(index * PIECE) as usize..((index + 1) * PIECE) as usize];
+            assert_eq!(a.claimed, piece_hash(d, SIZE, PIECE, index));
+            assert_eq!(a.stored.unwrap(), a.claimed);
+        }
+        t.join().unwrap();
+        // Spliced where it could be: a unix or TCP socket both can.
+        assert!(link.pipe.is_some());
+        assert_eq!(std::fs::read(dir.path().join("part")).unwrap(), data);
+    }
+
+    #[test]
+    fn pieces_are_spliced_into_the_file_over_tcp() {
+        both_pieces(false, true);
+    }
+
+    #[test]
+    fn pieces_are_spliced_into_the_file_over_a_unix_socket() {
+        both_pieces(true, true);
+    }
+
+    #[test]
+    fn unmapped_pieces_are_read_and_written() {
+        both_pieces(false, false);
+    }
+
+    #[test]
+    fn a_reply_laid_out_otherwise_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = content();
+        let d = data[..PIECE as usize].to_vec();
+        let (addr, t) = serve(false, dir.path(), move |s| {
+            read_frame(s);
+            // The hash before the data: not the layout the link expects.
+            let hash = piece_hash(&d, SIZE, PIECE, 0);
+            let reply = encode_map(vec![
+                ("hash", bytes_value(&hash)),
+                ("data", bytes_value(&d)),
+            ])
+            .unwrap();
+            s.write_all(&frame(json!({"result": 1, "status": 0}), &reply))
+                .unwrap();
+        });
+        let mut link = Link::connect(&addr, "files", &ConnectOptions::default()).unwrap();
+        let file = part(dir.path(), true);
+        let map = Mapping::of(&file, SIZE).unwrap();
+        link.request(b"").unwrap();
+        let a = take(&mut link, &file, Some(&map), 0);
+        assert_eq!(a.stored.unwrap(), a.claimed);
+        t.join().unwrap();
+        let got = std::fs::read(dir.path().join("part")).unwrap();
+        assert_eq!(got[..PIECE as usize], data[..PIECE as usize]);
+    }
+
+    #[test]
+    fn a_piece_that_cannot_be_written_fails_alone_and_the_link_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = content();
+        let sent = data.clone();
+        let (addr, t) = serve(false, dir.path(), move |s| {
+            for index in 0..2u64 {
+                read_frame(s);
+                let d = &sent[(index * PIECE) as usize..((index + 1) * PIECE) as usize];
+                let reply = piece_reply(d, index);
+                s.write_all(&frame(json!({"result": index + 1, "status": 0}), &reply))
+                    .unwrap();
+            }
+        });
+        let mut link = Link::connect(&addr, "files", &ConnectOptions::default()).unwrap();
+        // Open read-only: every write into it fails.
+        let read_only = part(dir.path(), false);
+        let map = Mapping::of(&read_only, SIZE).unwrap();
+        link.request(b"").unwrap();
+        link.request(b"").unwrap();
+        let a = take(&mut link, &read_only, Some(&map), 0);
+        assert!(a.stored.is_err());
+        // The next reply on the link is read from its first byte.
+        let file = File::options()
+            .write(true)
+            .open(dir.path().join("part"))
+            .unwrap();
+        let b = take(&mut link, &file, Some(&map), 1);
+        assert_eq!(b.stored.unwrap(), b.claimed);
+        t.join().unwrap();
+        let got = std::fs::read(dir.path().join("part")).unwrap();
+        assert_eq!(got[PIECE as usize..], data[PIECE as usize..]);
+    }
+
+    #[test]
+    fn an_error_reply_is_the_calls_and_a_cut_reply_loses_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = content();
+        let (addr, t) = serve(true, dir.path(), move |s| {
+            read_frame(s);
+            read_frame(s);
+            let failed = json!({"result": 1, "status": -1, "remote": true,
+                "error_type": "FileChangedError", "error": "'big' changed", "traceback": ""});
+            s.write_all(&frame(failed, b"")).unwrap();
+            // Half of the second reply, then the broker is gone.
+            let reply = piece_reply(&data[..PIECE as usize], 0);
+            let f = frame(json!({"result": 2, "status": 0}), &reply);
+            s.write_all(&f[..f.len() / 2]).unwrap();
+        });
+        let mut link = Link::connect(&addr, "files", &ConnectOptions::default()).unwrap();
+        link.request(b"").unwrap();
+        link.request(b"").unwrap();
+        match link.next_reply().unwrap() {
+            Reply::Failed { id: 1, error } => {
+                assert!(
+                    matches!(error, Error::Changed(ref m) if m == "'big' changed"),
+                    "{error:?}"
+                );
+            }
+            _ => panic!("the failure should be call 1's"),
+        }
+        t.join().unwrap();
+        let file = part(dir.path(), true);
+        let map = Mapping::of(&file, SIZE).unwrap();
+        let Reply::Ok { id: 2, len } = link.next_reply().unwrap() else {
+            panic!("call 2's reply")
+        };
+        let writing = Mutex::new(());
+        let mut sink = Sink {
+            file: &file,
+            off: 0,
+            mapped: Some(&map),
+            writing: &writing,
+            hasher: PieceHasher::new(SIZE, PIECE, 0),
+        };
+        let e = link.read_piece(len, PIECE, &mut sink).err().unwrap();
+        assert!(e.is_fatal(), "{e:?}");
+        assert!(e.to_string().contains("closed the connection"), "{e}");
+    }
+}
