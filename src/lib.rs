@@ -17,6 +17,7 @@ pub mod proto;
 pub mod server;
 pub mod shm;
 pub mod transport;
+pub mod vm;
 
 // The protocol modules at the crate root too: `dime::wire`, `dime::codec`
 // … are the paths users, tests and benches already name.

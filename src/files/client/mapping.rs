@@ -69,17 +69,23 @@ mod tests {
     use super::*;
     use std::os::unix::fs::FileExt;
 
-    #[test]
-    fn a_mapping_shows_what_was_written_after_it_was_made() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A new file of `len` zero bytes, open for reading and writing.
+    fn file_of(dir: &std::path::Path, len: u64) -> File {
         let f = File::options()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
-            .open(dir.path().join("p"))
+            .open(dir.join("p"))
             .unwrap();
-        f.set_len(8192).unwrap();
+        f.set_len(len).unwrap();
+        f
+    }
+
+    #[test]
+    fn a_mapping_shows_what_was_written_after_it_was_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file_of(dir.path(), 8192);
         let m = Mapping::of(&f, 8192).unwrap();
         f.write_all_at(b"hello", 5000).unwrap();
         assert_eq!(m.range(5000, 5), b"hello");
@@ -90,14 +96,7 @@ mod tests {
     #[should_panic]
     fn a_range_past_the_end_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let f = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(dir.path().join("p"))
-            .unwrap();
-        f.set_len(4096).unwrap();
+        let f = file_of(dir.path(), 4096);
         let _ = Mapping::of(&f, 4096).unwrap().range(4000, 200);
     }
 }
