@@ -1,8 +1,9 @@
 //! Downloading: list the selection on the server, plan each file (skip
 //! it if complete, resume its verified pieces, else start it), then fetch
-//! whole files and pieces in parallel. Every piece is checked against the
-//! server's hash as it arrives and written into the part file; the last
-//! piece of a file renames it into place.
+//! whole files and pieces in parallel, over a link per connection
+//! ([`super::link`]). Every piece is written into the part file as it
+//! arrives and checked against the server's hash before it counts; the
+//! last piece of a file renames it into place.
 
 use super::engine::{self, Counters, Feed};
 use super::link::{Arrived, Link, Reply, Sink};

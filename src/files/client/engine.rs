@@ -1,7 +1,9 @@
-//! Runs a transfer's tasks (whole files and pieces) on worker threads,
-//! `in_flight` per connection, each doing one call at a time; the calling
-//! thread meanwhile reports progress. A file's failure is recorded and
-//! the others go on; a lost connection or a cancel stops everything.
+//! Runs a transfer's tasks (whole files and pieces) on worker threads
+//! that take them from one feed: uploads `in_flight` threads per
+//! connection, each doing one call at a time; downloads a thread per
+//! connection keeping `in_flight` calls out. The calling thread meanwhile
+//! reports progress. A file's failure is recorded and the others go on;
+//! a lost connection or a cancel stops everything.
 
 use super::pool::Pool;
 use super::{ProgressFn, Summary, TransferOptions};
@@ -134,7 +136,8 @@ pub fn run<T: Send>(
     mut progress: Option<&mut dyn FnMut(&Progress) -> bool>,
     interval: Duration,
 ) -> std::result::Result<(), Vec<Error>> {
-    let threads = threads.min(tasks.len().max(1));
+    // No tasks, no threads (a download thread would open a connection).
+    let threads = threads.min(tasks.len());
     let run = Run {
         tasks: Mutex::new(tasks.into_iter()),
         abort: AtomicBool::new(false),

@@ -1,5 +1,5 @@
 //! The client side of file transfer: [`download`] and [`upload`] move
-//! the files a [`Selection`] names through N remote-call connections,
+//! the files a [`Selection`] names through N connections to the broker,
 //! several pieces in flight on each, and report progress to a callback
 //! on the calling thread.
 
@@ -21,7 +21,7 @@ pub use upload::upload;
 /// How a transfer runs.
 #[derive(Debug, Clone)]
 pub struct TransferOptions {
-    /// Remote-call connections to the broker, used at once.
+    /// Connections to the broker, used at once.
     pub connections: usize,
     /// Calls in flight on each connection.
     pub in_flight: usize,
