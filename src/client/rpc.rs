@@ -1644,7 +1644,7 @@ fn open(addr: &Address, tls: &TlsClientOptions) -> io::Result<(SplitReader, Spli
 /// `transport::split`): these writes happen on library threads (reader,
 /// callback workers) where a broken connection must be an error, never a
 /// SIGPIPE that kills the host process.
-fn write_frame(w: &SplitWriter, head: &Json, payload: &[u8]) -> Result<()> {
+pub(crate) fn write_frame(w: &SplitWriter, head: &Json, payload: &[u8]) -> Result<()> {
     let head = try_encode_head(head.to_string().as_bytes(), payload.len())
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     if payload.len() <= COALESCE {

@@ -85,6 +85,17 @@ pub fn field_len(what: &'static str, len: usize) -> Result<u32, WireError> {
     u32::try_from(len).map_err(|_| WireError::FieldTooLarge { what, len })
 }
 
+/// The JSON and payload lengths a frame's prefix declares, or
+/// [`WireError::BadMagic`] if it does not start with `DiME`.
+pub fn parse_prefix(prefix: &[u8; PREFIX_LEN]) -> Result<(usize, usize), WireError> {
+    let magic: [u8; 4] = prefix[..4].try_into().expect("4 bytes");
+    if &magic != MAGIC {
+        return Err(WireError::BadMagic(magic));
+    }
+    let len = |at: usize| u32::from_be_bytes(prefix[at..at + 4].try_into().expect("4 bytes"));
+    Ok((len(4) as usize, len(8) as usize))
+}
+
 /// The prefix and JSON of a frame whose payload is `payload_len` bytes, or
 /// an error if either length does not fit the prefix's u32 fields.
 pub fn try_encode_head(json: &[u8], payload_len: usize) -> Result<Vec<u8>, WireError> {
@@ -415,13 +426,10 @@ impl FrameReader {
             if self.end - self.start < PREFIX_LEN {
                 return Ok(None);
             }
-            let prefix = &self.staging[self.start..self.start + PREFIX_LEN];
-            let magic: [u8; 4] = prefix[..4].try_into().unwrap();
-            if &magic != MAGIC {
-                return Err(WireError::BadMagic(magic));
-            }
-            let json_len = u32::from_be_bytes(prefix[4..8].try_into().unwrap()) as usize;
-            let payload_len = u32::from_be_bytes(prefix[8..12].try_into().unwrap()) as usize;
+            let prefix: &[u8; PREFIX_LEN] = self.staging[self.start..self.start + PREFIX_LEN]
+                .try_into()
+                .expect("PREFIX_LEN bytes");
+            let (json_len, payload_len) = parse_prefix(prefix)?;
             let declared = json_len as u64 + payload_len as u64;
             if declared > self.max_message {
                 return Err(WireError::TooLarge {

@@ -227,11 +227,10 @@ fn take_reply(
     let (_, task) = out.swap_remove(at);
     let (i, k) = task.at();
     let f = &files[i];
-    let stored = match (task, reply) {
-        (_, Err(e)) => Err(e),
-        (Task::Whole(_), Ok(len)) => take_whole(link, f, len, c)?,
-        (Task::Piece(..), Ok(len)) => take_piece(link, f, k, len, c)?,
-    };
+    let stored = reply.and_then(|len| match task {
+        Task::Whole(_) => take_whole(link, f, len, c),
+        Task::Piece(..) => take_piece(link, f, k, len, c),
+    });
     match stored {
         Err(e) if e.is_fatal() => Err(e),
         Err(e) => f.fail(e),
@@ -267,15 +266,15 @@ fn checked(arrived: Arrived, f: &Incoming, index: u64, path: &Path) -> Result<Pi
 }
 
 /// A file of one piece, its reply's payload of `len` bytes next on
-/// `link`: written under a fresh part name, checked and renamed. The
-/// outer error is the link's (fatal); the inner one the file's.
-fn take_whole(link: &mut Link, f: &Incoming, len: usize, c: &Counters) -> Result<Result<()>> {
+/// `link`: written under a fresh part name, checked and renamed. A fatal
+/// error is the link's; any other, the file's (the payload was read).
+fn take_whole(link: &mut Link, f: &Incoming, len: usize, c: &Counters) -> Result<()> {
     let p = part::unique_part(&f.dir, &f.name);
     let file = match part::create_new(&p) {
         Ok(file) => file,
         Err(e) => {
             link.skip(len)?;
-            return Ok(Err(Error::io(f.dest().display(), &e)));
+            return Err(Error::io(f.dest().display(), &e));
         }
     };
     let mut sink = Sink {
@@ -285,42 +284,30 @@ fn take_whole(link: &mut Link, f: &Incoming, len: usize, c: &Counters) -> Result
         writing: &f.writing,
         hasher: PieceHasher::new(f.entry.size, f.piece, 0),
     };
-    let arrived = link.read_piece(len, f.entry.size, &mut sink);
-    let stored = arrived.and_then(|a| {
+    let stored = link.read_piece(len, f.entry.size, &mut sink).and_then(|a| {
         checked(a, f, 0, &f.dest())?;
         part::commit(&file, &p, &f.dest(), None, f.entry.mode, f.entry.mtime_ns)
             .map_err(|e| Error::io(f.dest().display(), &e))
     });
     if stored.is_err() {
         let _ = fs::remove_file(&p);
+        return stored;
     }
-    match stored {
-        Err(e) if e.is_fatal() => Err(e),
-        Err(e) => Ok(Err(e)),
-        Ok(()) => {
-            c.moved(f.entry.size);
-            c.file_done(true);
-            Ok(Ok(()))
-        }
-    }
+    c.moved(f.entry.size);
+    c.file_done(true);
+    Ok(())
 }
 
 /// Piece `index` of a larger file, its reply's payload of `len` bytes
 /// next on `link`: written into the part, checked and recorded in the
-/// manifest. The outer error is the link's (fatal); the inner one the
-/// file's.
-fn take_piece(
-    link: &mut Link,
-    f: &Incoming,
-    index: u64,
-    len: usize,
-    c: &Counters,
-) -> Result<Result<()>> {
+/// manifest. A fatal error is the link's; any other, the file's (the
+/// payload was read).
+fn take_piece(link: &mut Link, f: &Incoming, index: u64, len: usize, c: &Counters) -> Result<()> {
     let part = match f.part() {
         Ok(part) => part,
         Err(e) => {
             link.skip(len)?;
-            return Ok(Err(e));
+            return Err(e);
         }
     };
     let (off, want) = piece_range(f.entry.size, f.piece, index);
@@ -332,21 +319,13 @@ fn take_piece(
         hasher: PieceHasher::new(f.entry.size, f.piece, index),
     };
     let (p, _) = part::paths(&f.dir, &f.name);
-    let arrived = match link.read_piece(len, want, &mut sink) {
-        Err(e) if e.is_fatal() => return Err(e),
-        arrived => arrived,
-    };
-    let stored = arrived
-        .and_then(|a| checked(a, f, index, &p))
-        .and_then(|hash| {
-            part.manifest
-                .record(index, &hash)
-                .map_err(|e| Error::io(p.display(), &e))?;
-            f.hashes.lock().unwrap_or_else(|p| p.into_inner())[index as usize] = Some(hash);
-            c.moved(want);
-            Ok(())
-        });
-    Ok(stored)
+    let hash = checked(link.read_piece(len, want, &mut sink)?, f, index, &p)?;
+    part.manifest
+        .record(index, &hash)
+        .map_err(|e| Error::io(p.display(), &e))?;
+    f.hashes.lock().unwrap_or_else(|p| p.into_inner())[index as usize] = Some(hash);
+    c.moved(want);
+    Ok(())
 }
 
 /// Decides what each listed file needs: nothing (already complete: same

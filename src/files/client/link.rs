@@ -13,16 +13,16 @@
 
 use super::mapping::Mapping;
 use crate::client::ConnectOptions;
-use crate::client::rpc::call_error;
+use crate::client::rpc::{call_error, write_frame};
 use crate::files::hash::{PieceHash, PieceHasher};
 use crate::files::wire::{self, Fields, TAG_MAP, piece_prefix};
 use crate::files::{Error, Result};
 use crate::transport::Address;
 use crate::transport::split::{self, SplitReader, SplitWriter};
-use crate::wire::{MAGIC, MAX_JSON, PREFIX_LEN, try_encode_head};
+use crate::wire::{MAX_JSON, PREFIX_LEN, parse_prefix};
 use serde_json::{Map, Value as Json, json};
 use std::fs::File;
-use std::io::{self, IoSlice, Read};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
@@ -195,19 +195,15 @@ impl Link {
     /// link is lost; another, that the reply was malformed (and read).
     pub fn read_piece(&mut self, len: usize, want: u64, sink: &mut Sink<'_>) -> Result<Arrived> {
         let Ok(prefix) = piece_prefix(want, 2) else {
-            return self.read_other(len, want, sink);
+            return self.read_other(0, len, want, sink);
         };
         let data = want as usize;
         if len < prefix.len() + data {
-            return self.read_other(len, want, sink);
+            return self.read_other(0, len, want, sink);
         }
         self.fill(prefix.len())?;
         if self.buf[..prefix.len()] != prefix[..] {
-            let mut whole = std::mem::take(&mut self.buf);
-            whole.truncate(prefix.len());
-            let r = self.read_other_after(&mut whole, len, want, sink);
-            self.buf = whole;
-            return r;
+            return self.read_other(prefix.len(), len, want, sink);
         }
         let stored = self.sink_data(data, sink)?;
         // The entries after the data: the map with them alone is parsed.
@@ -221,18 +217,25 @@ impl Link {
         Ok(Arrived { claimed, stored })
     }
 
-    /// A reply whose layout is not the usual one: read whole and parsed.
-    fn read_other(&mut self, len: usize, want: u64, sink: &mut Sink<'_>) -> Result<Arrived> {
+    /// A reply whose layout is not the usual one, its first `have` bytes
+    /// already at the start of the buffer: read whole, and its fields
+    /// taken from there.
+    fn read_other(
+        &mut self,
+        have: usize,
+        len: usize,
+        want: u64,
+        sink: &mut Sink<'_>,
+    ) -> Result<Arrived> {
         let mut whole = std::mem::take(&mut self.buf);
-        whole.clear();
-        let r = self.read_other_after(&mut whole, len, want, sink);
+        whole.truncate(have);
+        let r = self.parse_other(&mut whole, len, want, sink);
         self.buf = whole;
         r
     }
 
-    /// Reads the rest of a `len`-byte payload whose first bytes are in
-    /// `whole`, then takes its fields from there.
-    fn read_other_after(
+    /// [`Link::read_other`] with the buffer in hand.
+    fn parse_other(
         &mut self,
         whole: &mut Vec<u8>,
         len: usize,
@@ -412,14 +415,9 @@ impl Link {
     /// Reads a frame's prefix and JSON head: the head and its payload's length.
     fn read_head(&mut self) -> Result<(Map<String, Json>, usize)> {
         self.fill(PREFIX_LEN)?;
-        let p = &self.buf[..PREFIX_LEN];
-        if &p[..4] != MAGIC {
-            return Err(Error::Connection(
-                "protocol error from the broker: a frame did not start with DiME".into(),
-            ));
-        }
-        let json_len = u32::from_be_bytes(p[4..8].try_into().expect("4 bytes")) as usize;
-        let len = u32::from_be_bytes(p[8..12].try_into().expect("4 bytes")) as usize;
+        let prefix = self.buf[..PREFIX_LEN].try_into().expect("PREFIX_LEN bytes");
+        let (json_len, len) = parse_prefix(prefix)
+            .map_err(|e| Error::Connection(format!("protocol error from the broker: {e}")))?;
         if json_len > MAX_JSON {
             return Err(Error::Connection(format!(
                 "protocol error from the broker: a head of {json_len} bytes"
@@ -490,11 +488,7 @@ impl Link {
     }
 
     fn write(&self, head: &Json, payload: &[u8]) -> Result<()> {
-        let head = try_encode_head(head.to_string().as_bytes(), payload.len())
-            .map_err(|e| Error::InvalidInput(e.to_string()))?;
-        self.writer
-            .send_all(&mut [IoSlice::new(&head), IoSlice::new(payload)])
-            .map_err(|e| lost(&e))
+        Ok(write_frame(&self.writer, head, payload)?)
     }
 }
 
@@ -551,6 +545,7 @@ mod tests {
     use super::*;
     use crate::files::hash::piece_hash;
     use crate::files::wire::{bytes_value, encode_map, encode_with_data};
+    use crate::wire::try_encode_head;
     use std::io::Write;
     use std::os::unix::net::UnixListener;
     use std::path::Path;
@@ -572,8 +567,7 @@ mod tests {
     fn read_frame(s: &mut (impl Read + ?Sized)) -> (Json, Vec<u8>) {
         let mut p = [0u8; PREFIX_LEN];
         s.read_exact(&mut p).unwrap();
-        let j = u32::from_be_bytes(p[4..8].try_into().unwrap()) as usize;
-        let n = u32::from_be_bytes(p[8..12].try_into().unwrap()) as usize;
+        let (j, n) = parse_prefix(&p).unwrap();
         let mut body = vec![0u8; j + n];
         s.read_exact(&mut body).unwrap();
         (
