@@ -98,6 +98,23 @@ impl FileServer {
         FileServer { child, address }
     }
 
+    /// CPU seconds (user and system) the server has used so far.
+    fn cpu_secs(&self) -> f64 {
+        let stat =
+            fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The fields after the command name (which may hold spaces); utime
+        // and stime are the 14th and 15th of the line.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let ticks: f64 = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|v| v.parse::<f64>().ok())
+            .sum();
+        // SAFETY: sysconf only reads a configuration value.
+        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    }
+
     /// Peak resident memory so far, in MB.
     fn peak_rss_mb(&self) -> f64 {
         let status =
@@ -119,7 +136,10 @@ impl Drop for FileServer {
 }
 
 /// The raw floor: one TCP connection, a thread reading the file into it
-/// and one writing what arrives to `dest`; seconds taken. With `hash`,
+/// and one writing what arrives to `dest`, in writes as large as dime's
+/// client makes them (an earlier floor wrote 32 KiB at a time where the
+/// client wrote 1 MiB, and ran 12% slower than this one); seconds taken.
+/// With `hash`,
 /// the receiving thread also feeds every byte to BLAKE3 before writing it
 /// (what checking on arrival costs, shown beside the floor).
 fn raw_copy(src: &Path, dest: &Path, hash: bool) -> f64 {
@@ -132,6 +152,11 @@ fn raw_copy(src: &Path, dest: &Path, hash: bool) -> f64 {
         let mut out = File::create(dest).unwrap();
         let mut buf = vec![0u8; 1 << 20];
         let mut hasher = blake3::Hasher::new();
+        let write_size = if dime::vm::reports_free_pages() {
+            32 << 10
+        } else {
+            buf.len()
+        };
         loop {
             let n = s.read(&mut buf).unwrap();
             if n == 0 {
@@ -140,10 +165,11 @@ fn raw_copy(src: &Path, dest: &Path, hash: bool) -> f64 {
             if hash {
                 hasher.update(&buf[..n]);
             }
-            // In 32 KiB writes, as dime's client writes: on a VM, 1 MiB
-            // writes get 1 MiB page-cache folios from memory the host
-            // may have taken back, and ran at a third of the speed.
-            for part in buf[..n].chunks(32 << 10) {
+            // In writes as large as dime's client makes them: whole
+            // reads, but 32 KiB where the VM reports free pages to its
+            // host (there large page-cache folios come from memory the
+            // host took back, and ran at a third of the speed).
+            for part in buf[..n].chunks(write_size) {
                 out.write_all(part).unwrap();
             }
         }
@@ -201,7 +227,29 @@ fn load_average() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// CPU seconds (user and system) this process has used so far: the raw
+/// copy's two threads, or dime's client.
+fn own_cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let ru = unsafe {
+        let mut ru = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
+}
+
+/// Runs `f` (which returns the seconds it took): its seconds and the CPU
+/// seconds this process used meanwhile.
+fn with_cpu(f: impl FnOnce() -> f64) -> (f64, f64) {
+    let c0 = own_cpu_secs();
+    let secs = f();
+    (secs, own_cpu_secs() - c0)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -287,15 +335,28 @@ fn main() {
     // 1. One large file.
     let dest = scratch.path().join("dest");
     let (mut raw, mut hashed, mut dime) = (Vec::new(), Vec::new(), Vec::new());
+    // CPU seconds of each run: raw, raw with BLAKE3, dime's client and server.
+    let (mut raw_cpu, mut hashed_cpu) = (Vec::new(), Vec::new());
+    let (mut client_cpu, mut server_cpu) = (Vec::new(), Vec::new());
     for _ in 0..BIG_REPEATS {
-        for (hash, times) in [(false, &mut raw), (true, &mut hashed)] {
+        for (hash, times, cpu) in [
+            (false, &mut raw, &mut raw_cpu),
+            (true, &mut hashed, &mut hashed_cpu),
+        ] {
             fs::create_dir_all(&dest).unwrap();
             flush_to_disk();
-            times.push(raw_copy(&root.join("big.bin"), &dest.join("raw.bin"), hash));
+            let (secs, used) =
+                with_cpu(|| raw_copy(&root.join("big.bin"), &dest.join("raw.bin"), hash));
+            times.push(secs);
+            cpu.push(used);
             fs::remove_dir_all(&dest).unwrap();
         }
         flush_to_disk();
-        dime.push(ours(&server.address, "big.bin", &dest));
+        let s0 = server.cpu_secs();
+        let (secs, used) = with_cpu(|| ours(&server.address, "big.bin", &dest));
+        dime.push(secs);
+        client_cpu.push(used);
+        server_cpu.push(server.cpu_secs() - s0);
         assert_eq!(
             fs::metadata(dest.join("big.bin")).unwrap().len(),
             size as u64
@@ -311,10 +372,10 @@ fn main() {
         .collect();
     let pair_ratios: Vec<f64> = raw.iter().zip(&dime).map(|(r, d)| r / d).collect();
     let worst = pair_ratios.iter().copied().fold(f64::INFINITY, f64::min);
-    let median_pair = median(pair_ratios);
+    let median_pair = median(&pair_ratios);
     let first = raw[0] / dime[0];
-    let (raw_rate, dime_rate) = (gb / median(raw), gb / median(dime));
-    let hashed_rate = gb / median(hashed);
+    let (raw_rate, dime_rate) = (gb / median(&raw), gb / median(&dime));
+    let hashed_rate = gb / median(&hashed);
     let rss = server.peak_rss_mb();
     println!();
     println!(
@@ -339,6 +400,18 @@ fn main() {
         verdict(rss < RSS_TARGET_MB, &mut misses)
     );
     println!("   each run, raw/dime: {}", pairs.join(", "));
+    // How busy the machine's cores were: where the raw copy already keeps
+    // every core busy, dime can only be as fast as the CPU time it needs.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let busy = |cpu: f64, secs: f64| cpu / secs;
+    let (rc, hc) = (median(&raw_cpu), median(&hashed_cpu));
+    let (cc, sc) = (median(&client_cpu), median(&server_cpu));
+    println!(
+        "   CPU seconds per run (medians): raw {rc:.2} ({:.1} of {cores} cores busy), with BLAKE3 {hc:.2}; dime client {cc:.2} + server {sc:.2} = {:.2} ({:.1} cores busy)",
+        busy(rc, median(&raw)),
+        cc + sc,
+        busy(cc + sc, median(&dime)),
+    );
     // The server keeps the piece hashes it computes: only the first run
     // reads and hashes the file there, later runs send it as it is.
     println!(
@@ -360,7 +433,7 @@ fn main() {
         fs::remove_dir_all(&dest).unwrap();
         rates.push(small as f64 / secs);
     }
-    let ours_rate = median(rates);
+    let ours_rate = median(&rates);
     println!();
     println!("2. {small} files of 10 KB, {CONNECTIONS} connections / clients");
     println!("   dime get                {ours_rate:>9.0} files/s (median of {REPEATS})");
