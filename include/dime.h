@@ -490,7 +490,7 @@ typedef struct dime_files_options {
   size_t in_flight;
   /**
    * Piece size in bytes: a power of two from 1 KiB to 64 MiB (default
-   * 1 MiB). Files up to this size travel in one call.
+   * 2 MiB). Files up to this size travel in one call.
    */
   uint64_t piece;
   /**
@@ -2731,7 +2731,7 @@ enum dime_status dime_files_server_stop(struct dime_files_server *server);
  * the files a selection names into directory `dest` (created if
  * needed): `kind` is `DIME_FILES_PATHS` (the `n` strings in `what` are
  * paths of files or directories), `DIME_FILES_GLOB` or `DIME_FILES_REGEX`
- * (one string). `options` may be NULL (defaults: 4 connections, 1 MiB
+ * (one string). `options` may be NULL (defaults: 4 connections, 2 MiB
  * pieces). `progress` (may be NULL) is called on this thread with
  * `userdata`.
  * Files already complete at `dest` (same size and modification time)

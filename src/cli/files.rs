@@ -59,7 +59,7 @@ pub struct TransferArgs {
     #[arg(short = 'E', long)]
     regex: bool,
     /// Piece size: a power of two from 1K to 64M (suffix K or M).
-    #[arg(long, default_value = "1M", value_parser = parse_size)]
+    #[arg(long, default_value = "2M", value_parser = parse_size)]
     piece: u64,
     /// Calls in flight per connection.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]

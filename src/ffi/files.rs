@@ -61,7 +61,7 @@ pub struct dime_files_options {
     /// Calls in flight per connection (default 3).
     pub in_flight: usize,
     /// Piece size in bytes: a power of two from 1 KiB to 64 MiB (default
-    /// 1 MiB). Files up to this size travel in one call.
+    /// 2 MiB). Files up to this size travel in one call.
     pub piece: u64,
     /// Milliseconds between progress callbacks (default 100).
     pub progress_interval_ms: u64,
@@ -295,7 +295,7 @@ fn with_progress(
 /// the files a selection names into directory `dest` (created if
 /// needed): `kind` is `DIME_FILES_PATHS` (the `n` strings in `what` are
 /// paths of files or directories), `DIME_FILES_GLOB` or `DIME_FILES_REGEX`
-/// (one string). `options` may be NULL (defaults: 4 connections, 1 MiB
+/// (one string). `options` may be NULL (defaults: 4 connections, 2 MiB
 /// pieces). `progress` (may be NULL) is called on this thread with
 /// `userdata`.
 /// Files already complete at `dest` (same size and modification time)

@@ -22,8 +22,10 @@ pub type PieceHash = [u8; 32];
 pub const MIN_PIECE: u64 = 1 << 10;
 /// Largest piece size allowed: what one call may carry.
 pub const MAX_PIECE: u64 = 64 << 20;
-/// The default piece size.
-pub const DEFAULT_PIECE: u64 = 1 << 20;
+/// The default piece size: 2 MiB, where 1 MiB spent a tenth more of the
+/// server's CPU time on per-piece work (a 2 GB download over loopback TCP
+/// ran about 3% faster), and a resume still redoes at most 2 MiB a piece.
+pub const DEFAULT_PIECE: u64 = 2 << 20;
 
 /// True for a usable piece size: a power of two from 1 KiB to 64 MiB.
 pub fn valid_piece_size(piece: u64) -> bool {

@@ -247,7 +247,7 @@ def download(name, what, dest, connections=4, progress=None, address=None, clien
     """Downloads the files ``what`` names on file server ``name`` into
     directory ``dest`` (created if needed) over ``connections`` parallel
     connections, and returns a ``Summary``. Files up to ``piece`` bytes
-    (default 1 MiB) travel in one call, larger ones in pieces of that size.
+    (default 2 MiB) travel in one call, larger ones in pieces of that size.
 
     Paths arrive under their own name (a directory with what is below it);
     a glob's files under their path below its literal leading directories

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Hashes kept at most: with the default 1 MiB pieces, 64 GiB of files,
+/// Hashes kept at most: with the default 2 MiB pieces, 128 GiB of files,
 /// in about 10 MB.
 pub const MAX_ENTRIES: usize = 65_536;
 
