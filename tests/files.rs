@@ -551,6 +551,40 @@ fn slow_opts() -> TransferOptions {
     }
 }
 
+/// A second transfer into the same destination while the first one runs
+/// is refused, and the first one's part is left as it was: truncating it
+/// would lose its pieces, or stop it with SIGBUS where it hashes through
+/// a mapping of the part.
+#[test]
+fn a_part_another_transfer_is_receiving_into_is_left_alone() {
+    use std::os::fd::AsRawFd;
+    let s = Setup::new();
+    let data = bytes(3 << 20, 12);
+    write(&s.root.path().join("big"), &data, 0o644, 1_700_000_000);
+    let _server = s.serve(false);
+    // The other transfer: its part, and the lock it holds while it runs.
+    let part = s.dest.path().join(".big.dime-part");
+    fs::write(&part, b"the other transfer's bytes").unwrap();
+    let other = fs::File::open(&part).unwrap();
+    // SAFETY: a plain call on an open descriptor.
+    assert_eq!(
+        unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    let what = Selection::Paths(vec!["big".into()]);
+    match s.get(what.clone(), &opts(2)) {
+        Err(Error::Io(m)) => assert!(m.contains("another transfer"), "{m}"),
+        other => panic!("expected the part to be refused, got {other:?}"),
+    }
+    assert_eq!(fs::read(&part).unwrap(), b"the other transfer's bytes");
+    assert!(!s.dest.path().join("big").exists());
+    // Once it has ended, the part is this transfer's.
+    drop(other);
+    s.get(what, &opts(2)).unwrap();
+    same_file(&s.root.path().join("big"), &s.dest.path().join("big"));
+    assert_eq!(tree(s.dest.path()), ["big"]);
+}
+
 #[test]
 fn an_interrupted_download_resumes_its_verified_pieces() {
     let s = Setup::new();

@@ -45,6 +45,9 @@ struct Incoming {
     /// Held while writing into the part: one writer at a time sleeps the
     /// others, where the file system's own lock would have them spin.
     writing: Mutex<()>,
+    /// For a file of several pieces: the part, claimed for this transfer
+    /// ([`part::claim`]) until it ends.
+    claim: Option<File>,
 }
 
 /// A file's part as its pieces arrive.
@@ -373,7 +376,7 @@ fn plan(
             .filter(|id| id.size == entry.size && id.mtime_ns == entry.mtime_ns)
             .map_or(piece, |id| id.piece);
         let n = pieces(entry.size, piece);
-        let f = Incoming {
+        let mut f = Incoming {
             piece,
             dir,
             name: name.to_owned(),
@@ -382,13 +385,15 @@ fn plan(
             failed: AtomicBool::new(false),
             part: Mutex::new(None),
             writing: Mutex::new(()),
+            claim: None,
             entry,
         };
         let i = files.len();
         if n == 1 {
             tasks.push(Task::Whole(i));
         } else {
-            let have = resume(&f)?;
+            let (have, claim) = resume(&f)?;
+            f.claim = Some(claim);
             let mut left = 0;
             for (k, h) in have.iter().enumerate() {
                 match h {
@@ -411,19 +416,21 @@ fn plan(
 }
 
 /// The verified pieces of an earlier run's part of `f`, or a fresh part
-/// and manifest if there is none for this version.
-fn resume(f: &Incoming) -> Result<Vec<Option<PieceHash>>> {
+/// and manifest if there is none for this version; and the part, claimed
+/// for this transfer.
+fn resume(f: &Incoming) -> Result<(Vec<Option<PieceHash>>, File)> {
     let (p, m) = part::paths(&f.dir, &f.name);
     let id = f.id();
     let io = |e: std::io::Error| Error::io(p.display(), &e);
     let file = part::open(&p, false).map_err(io)?;
+    part::claim(&file, &p).map_err(|e| Error::Io(e.to_string()))?;
     if let Some(have) = manifest::verified_pieces(&m, &file, &id) {
-        return Ok(have);
+        return Ok((have, file));
     }
     file.set_len(0).map_err(io)?;
     part::reserve(&file, f.entry.size).map_err(io)?;
     Manifest::create(&m, &id).map_err(io)?;
-    Ok(vec![None; id.pieces() as usize])
+    Ok((vec![None; id.pieces() as usize], file))
 }
 
 /// Every piece is in: the part gets its mode, time and final name.
