@@ -139,9 +139,9 @@ impl Drop for FileServer {
 /// and one writing what arrives to `dest`, in writes as large as dime's
 /// client makes them (an earlier floor wrote 32 KiB at a time where the
 /// client wrote 1 MiB, and ran 12% slower than this one); seconds taken.
-/// With `hash`,
-/// the receiving thread also feeds every byte to BLAKE3 before writing it
-/// (what checking on arrival costs, shown beside the floor).
+/// With `hash`, the receiving thread also feeds every byte to BLAKE3
+/// before writing it (what checking on arrival costs, shown beside the
+/// floor).
 fn raw_copy(src: &Path, dest: &Path, hash: bool) -> f64 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -152,11 +152,7 @@ fn raw_copy(src: &Path, dest: &Path, hash: bool) -> f64 {
         let mut out = File::create(dest).unwrap();
         let mut buf = vec![0u8; 1 << 20];
         let mut hasher = blake3::Hasher::new();
-        let write_size = if dime::vm::reports_free_pages() {
-            32 << 10
-        } else {
-            buf.len()
-        };
+        let write_size = dime::vm::page_cache_write(buf.len());
         loop {
             let n = s.read(&mut buf).unwrap();
             if n == 0 {
@@ -165,10 +161,7 @@ fn raw_copy(src: &Path, dest: &Path, hash: bool) -> f64 {
             if hash {
                 hasher.update(&buf[..n]);
             }
-            // In writes as large as dime's client makes them: whole
-            // reads, but 32 KiB where the VM reports free pages to its
-            // host (there large page-cache folios come from memory the
-            // host took back, and ran at a third of the speed).
+            // In writes as large as dime's client makes them.
             for part in buf[..n].chunks(write_size) {
                 out.write_all(part).unwrap();
             }

@@ -45,6 +45,25 @@ pub fn reports_free_pages() -> bool {
     *REPORTING.get_or_init(|| free_page_reporting() == Some(true))
 }
 
+/// Bytes per write into the page cache for a writer that has up to
+/// `whole` bytes at hand: all of them, or 32 KiB where the VM reports
+/// free pages. The page cache gives a write folios as large as the write.
+/// Where the VM hands free memory back to its host, large folios are
+/// carved from memory the host has taken back, and every page then faults
+/// on the host: copying into 1 MiB folios measured 0.7 s per GB, and a
+/// 2.15 GB download 1.5–11 s with 1 MiB writes, against 0.05–0.35 s per
+/// GB with writes of 4–32 KiB (order-3 folios and smaller come from the
+/// per-CPU lists of pages just freed). Elsewhere large folios cost less
+/// per byte: 2 GB took 1.10–1.13 s in 1 MiB writes against 1.23–1.26 s
+/// in 32 KiB ones.
+pub fn page_cache_write(whole: usize) -> usize {
+    if reports_free_pages() {
+        whole.min(32 << 10)
+    } else {
+        whole
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

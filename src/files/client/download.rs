@@ -46,7 +46,8 @@ struct Incoming {
     /// others, where the file system's own lock would have them spin.
     writing: Mutex<()>,
     /// For a file of several pieces: the part, claimed for this transfer
-    /// ([`part::claim`]) until it ends.
+    /// ([`part::claim`]) until it ends; pieces are written through a clone
+    /// of this handle.
     claim: Option<File>,
 }
 
@@ -80,12 +81,13 @@ impl Incoming {
         }
         let (p, m) = part::paths(&self.dir, &self.name);
         let io = |e: std::io::Error| Error::io(p.display(), &e);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&p)
-            .map_err(io)?;
+        // The part this transfer claimed in `resume`: the same file, not
+        // whatever the path names by now.
+        let claimed = self
+            .claim
+            .as_ref()
+            .ok_or_else(|| Error::Io(format!("'{}': no part claimed", p.display())))?;
+        let file = claimed.try_clone().map_err(io)?;
         // Best effort: an unmapped part is written from a buffer instead.
         let mapped = Mapping::of(&file, self.entry.size).ok();
         let manifest = Manifest::append(&m).map_err(io)?;

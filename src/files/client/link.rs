@@ -38,22 +38,11 @@ const PIPE_SIZE: usize = 1 << 20;
 /// Bytes read per round where the data is not spliced.
 const READ_CHUNK: usize = 256 << 10;
 
-/// Bytes per write (or splice) into a part file. The page cache gives a
-/// write folios as large as the write. Where the VM hands free memory
-/// back to its host ([`crate::vm::reports_free_pages`]), large folios
-/// are carved from memory the host has taken back, and every page then
-/// faults on the host: copying into 1 MiB folios measured 0.7 s per GB,
-/// and a 2.15 GB download 1.5–11 s with whole-pipe splices, against 0.05–0.35
-/// s per GB with writes of 4–32 KiB (order-3 folios and smaller come
-/// from the per-CPU lists of pages just freed). Elsewhere large folios
-/// cost less per byte: 2 GB took 1.10–1.13 s with whole-pipe splices
-/// against 1.23–1.26 s in 32 KiB ones.
+/// Bytes per write (or splice) into a part file: whole pipe loads, or
+/// less where the VM hands free memory back to its host
+/// ([`crate::vm::page_cache_write`]).
 fn write_chunk() -> usize {
-    if crate::vm::reports_free_pages() {
-        32 << 10
-    } else {
-        PIPE_SIZE
-    }
+    crate::vm::page_cache_write(PIPE_SIZE)
 }
 
 /// Data shorter than this is read, not spliced: a pipe's two system
