@@ -210,9 +210,26 @@ impl UnixTransportListener {
             }
         }
         let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-        socket.bind(&SockAddr::unix(path)?)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-        socket.listen(BACKLOG)?;
+        match staging_address(path) {
+            Some((staging, addr)) => {
+                // Bound at a staging name and published only once listening:
+                // a client (or script) that waits for the file to appear and
+                // then connects is never refused in between.
+                let _ = std::fs::remove_file(&staging);
+                socket.bind(&addr)?;
+                let published =
+                    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode))
+                        .and_then(|()| socket.listen(BACKLOG))
+                        .and_then(|()| publish(&staging, path));
+                let _ = std::fs::remove_file(&staging);
+                published?;
+            }
+            None => {
+                socket.bind(&SockAddr::unix(path)?)?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+                socket.listen(BACKLOG)?;
+            }
+        }
         socket.set_nonblocking(true)?;
         Ok(UnixTransportListener {
             listener: socket.into(),
@@ -245,10 +262,132 @@ impl Drop for UnixTransportListener {
     }
 }
 
+/// A name beside `path` to bind before publishing the socket as `path`,
+/// with its address; None when it would not fit in a socket address (the
+/// socket is then bound at `path` directly).
+fn staging_address(path: &Path) -> Option<(PathBuf, SockAddr)> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = path.file_name()?.to_string_lossy();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let staging = path.with_file_name(format!(".{name}.{}.{n}.binding", std::process::id()));
+    let addr = SockAddr::unix(&staging).ok()?;
+    Some((staging, addr))
+}
+
+/// Gives the listening socket at `staging` its public name `path`, refusing
+/// to replace a socket another server published there meanwhile.
+fn publish(staging: &Path, path: &Path) -> io::Result<()> {
+    match std::fs::hard_link(staging, path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("another server is already listening on {}", path.display()),
+        )),
+        // A file system without hard links: a rename publishes it as well.
+        Err(_) => std::fs::rename(staging, path),
+    }
+}
+
 /// Connects to the socket at `path`, blocking.
 pub fn connect(path: &Path) -> io::Result<Box<dyn Transport>> {
     // The error goes back as the OS gave it (its errno intact); the caller
     // names the address.
     let s = UnixStream::connect(path)?;
     Ok(Box::new(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_socket_file_appears_only_once_it_accepts_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dime.sock");
+        let listener = UnixTransportListener::bind(&path, 0o600).unwrap();
+        assert!(UnixStream::connect(&path).is_ok());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Only the public name is left: the staging name is gone.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("dime.sock")]);
+        drop(listener);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_client_that_sees_the_file_is_never_refused() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        const ROUNDS: usize = 2_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path_of = |round: usize| dir.path().join(format!("{round}.sock"));
+        let reached = std::sync::Arc::new(AtomicUsize::new(0));
+        // Waits for each round's file to appear and connects at once, as
+        // start-up scripts do; counts the times it is refused.
+        let watcher = {
+            let (paths, reached) = (
+                (0..ROUNDS).map(path_of).collect::<Vec<_>>(),
+                reached.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut refused = 0;
+                for (round, path) in paths.iter().enumerate() {
+                    loop {
+                        match UnixStream::connect(path) {
+                            Ok(_) => break,
+                            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => refused += 1,
+                            Err(_) => std::hint::spin_loop(),
+                        }
+                    }
+                    reached.store(round + 1, Ordering::Release);
+                }
+                refused
+            })
+        };
+        for round in 0..ROUNDS {
+            let listener = UnixTransportListener::bind(&path_of(round), 0o600).unwrap();
+            while reached.load(Ordering::Acquire) <= round {
+                std::hint::spin_loop();
+            }
+            drop(listener);
+        }
+        let refused = watcher.join().unwrap();
+        assert_eq!(refused, 0, "refused {refused} times in {ROUNDS} start-ups");
+    }
+
+    #[test]
+    fn a_live_socket_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dime.sock");
+        let _first = UnixTransportListener::bind(&path, 0o600).unwrap();
+        let second = UnixTransportListener::bind(&path, 0o600).err().unwrap();
+        assert_eq!(second.kind(), io::ErrorKind::AddrInUse);
+        assert!(UnixStream::connect(&path).is_ok());
+    }
+
+    #[test]
+    fn publishing_refuses_a_socket_published_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dime.sock");
+        let _other = UnixListener::bind(&path).unwrap();
+        let staging = dir.path().join("staging.sock");
+        let _mine = UnixListener::bind(&staging).unwrap();
+        let e = publish(&staging, &path).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn a_path_too_long_to_stage_is_bound_directly() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().to_string_lossy().len() + 1;
+        // Fits in a socket address (107 bytes) only without a staging name.
+        let name = "s".repeat(100usize.saturating_sub(base).max(1));
+        let path = dir.path().join(name);
+        assert!(staging_address(&path).is_none());
+        let _l = UnixTransportListener::bind(&path, 0o600).unwrap();
+        assert!(UnixStream::connect(&path).is_ok());
+    }
 }
