@@ -19,7 +19,7 @@
 use super::Transport;
 use super::tcp::TcpTransportListener;
 use super::tls::{self, TlsClientOptions, TlsIo};
-use crate::wire::{MAGIC, PREFIX_LEN};
+use crate::wire::{PREFIX_LEN, parse_prefix};
 use rustls::ServerConfig;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpStream};
@@ -444,14 +444,13 @@ impl WsStream {
         let total = match self.tx_frame_len {
             Some(t) => t,
             None => {
-                if &self.tx[..4] != MAGIC {
-                    return Err(io::Error::new(
+                let prefix = self.tx[..PREFIX_LEN].try_into().expect("a whole prefix");
+                let (json, payload) = parse_prefix(prefix).map_err(|_| {
+                    io::Error::new(
                         io::ErrorKind::InvalidInput,
                         "WebSocket output is not a DiME frame",
-                    ));
-                }
-                let json = u32::from_be_bytes(self.tx[4..8].try_into().unwrap()) as usize;
-                let payload = u32::from_be_bytes(self.tx[8..12].try_into().unwrap()) as usize;
+                    )
+                })?;
                 let total = PREFIX_LEN + json + payload;
                 self.tx.reserve_exact(total - self.tx.len());
                 self.tx_frame_len = Some(total);
