@@ -586,6 +586,61 @@ fn a_part_another_transfer_is_receiving_into_is_left_alone() {
 }
 
 #[test]
+fn a_file_refused_on_arrival_does_not_hold_back_the_others() {
+    use std::os::fd::AsRawFd;
+    let s = Setup::new();
+    for (name, seed) in [("one", 13), ("two", 14), ("three", 15)] {
+        write(
+            &s.root.path().join(name),
+            &bytes(3 << 20, seed),
+            0o644,
+            1_700_000_000,
+        );
+    }
+    write(&s.root.path().join("small"), b"small", 0o644, 1_700_000_000);
+    let _server = s.serve(false);
+    // Another transfer is receiving "one"; a directory stands where
+    // "three" would go.
+    fs::create_dir_all(s.dest.path()).unwrap();
+    let part = s.dest.path().join(".one.dime-part");
+    fs::write(&part, b"the other transfer's bytes").unwrap();
+    let other = fs::File::open(&part).unwrap();
+    // SAFETY: a plain call on an open descriptor.
+    assert_eq!(
+        unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    fs::create_dir_all(s.dest.path().join("three")).unwrap();
+    let all = Selection::Paths(vec![
+        "one".into(),
+        "two".into(),
+        "three".into(),
+        "small".into(),
+    ]);
+    match s.get(all.clone(), &opts(2)) {
+        Err(Error::Io(m)) => {
+            assert!(m.contains("another transfer"), "{m}");
+            assert!(m.contains("and 1 more files failed"), "{m}");
+        }
+        other => panic!("expected two files refused, got {other:?}"),
+    }
+    // The others arrived whole; the refused ones were left as they were.
+    same_file(&s.root.path().join("two"), &s.dest.path().join("two"));
+    same_file(&s.root.path().join("small"), &s.dest.path().join("small"));
+    assert_eq!(fs::read(&part).unwrap(), b"the other transfer's bytes");
+    assert!(!s.dest.path().join("one").exists());
+    assert!(s.dest.path().join("three").is_dir());
+    // With the way clear, a rerun fetches only what is missing.
+    drop(other);
+    fs::remove_dir(s.dest.path().join("three")).unwrap();
+    let sum = s.get(all, &opts(2)).unwrap();
+    assert_eq!((sum.files, sum.skipped), (2, 2));
+    for name in ["one", "two", "three", "small"] {
+        same_file(&s.root.path().join(name), &s.dest.path().join(name));
+    }
+}
+
+#[test]
 fn an_interrupted_download_resumes_its_verified_pieces() {
     let s = Setup::new();
     let size = 4 << 20;

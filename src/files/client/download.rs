@@ -159,7 +159,7 @@ pub fn download(
     };
     fs::create_dir_all(dest).map_err(|e| Error::io(dest.display(), &e))?;
     let counters = Counters::default();
-    let (files, tasks, skipped) = plan(entries, dest, options.piece, &counters)?;
+    let (files, tasks, skipped, refused) = plan(entries, dest, options.piece, &counters)?;
     let connect = ConnectOptions::from_env();
     let worker = |_: usize, feed: &Feed<'_, Task>| {
         let link = Link::connect(address, server, &connect);
@@ -174,6 +174,7 @@ pub fn download(
         tasks,
         (files.len() as u64, files.iter().map(|f| f.entry.size).sum()),
         skipped,
+        refused,
         &counters,
         options,
         started,
@@ -335,17 +336,20 @@ fn take_piece(link: &mut Link, f: &Incoming, index: u64, len: usize, c: &Counter
 
 /// Decides what each listed file needs: nothing (already complete: same
 /// size and time), the verified pieces of an earlier run kept, or all of
-/// it. Returns the files, the tasks, and (files, bytes) skipped.
+/// it. Returns the files, the tasks, (files, bytes) skipped, and the
+/// errors of files refused on this side (a directory in the way, a part
+/// another transfer is receiving into): the others move all the same.
 #[allow(clippy::type_complexity)]
 fn plan(
     entries: Vec<Entry>,
     dest: &Path,
     piece: u64,
     counters: &Counters,
-) -> Result<(Vec<Incoming>, Vec<Task>, (u64, u64))> {
+) -> Result<(Vec<Incoming>, Vec<Task>, (u64, u64), Vec<Error>)> {
     let mut files = Vec::with_capacity(entries.len());
     let mut tasks = Vec::with_capacity(entries.len());
     let mut skipped = (0, 0);
+    let mut refused = Vec::new();
     let mut made_dirs: Option<PathBuf> = None;
     for entry in entries {
         // The server says where each file goes; it may not say outside.
@@ -365,7 +369,8 @@ fn plan(
                 continue;
             }
             if m.is_dir() {
-                return Err(Error::Io(format!("'{}' is a directory", target.display())));
+                refused.push(Error::Io(format!("'{}' is a directory", target.display())));
+                continue;
             }
         }
         if made_dirs.as_deref() != Some(dir.as_path()) {
@@ -394,7 +399,13 @@ fn plan(
         if n == 1 {
             tasks.push(Task::Whole(i));
         } else {
-            let (have, claim) = resume(&f)?;
+            let (have, claim) = match resume(&f) {
+                Ok(resumed) => resumed,
+                Err(e) => {
+                    refused.push(e);
+                    continue;
+                }
+            };
             f.claim = Some(claim);
             let mut left = 0;
             for (k, h) in have.iter().enumerate() {
@@ -409,12 +420,15 @@ fn plan(
             *f.hashes.lock().unwrap_or_else(|p| p.into_inner()) = have;
             f.left.store(left, Ordering::SeqCst);
             if left == 0 {
-                finish(&f, counters)?;
+                if let Err(e) = finish(&f, counters) {
+                    refused.push(e);
+                    continue;
+                }
             }
         }
         files.push(f);
     }
-    Ok((files, tasks, skipped))
+    Ok((files, tasks, skipped, refused))
 }
 
 /// The verified pieces of an earlier run's part of `f`, or a fresh part

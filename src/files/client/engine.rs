@@ -206,7 +206,9 @@ fn fail<T>(run: &Run<T>, e: Error) {
 
 /// A whole transfer after its planning: counts the `skipped` (files,
 /// bytes) as done, runs `tasks` (which move `to_move` files and bytes) on
-/// `threads` threads as [`run`] does, closes the pool and sums up.
+/// `threads` threads as [`run`] does, closes the pool and sums up. The
+/// errors of files `refused` while planning fail it as well, after the
+/// others have moved.
 #[allow(clippy::too_many_arguments)]
 pub fn transfer<T: Send>(
     pool: &Pool,
@@ -214,6 +216,7 @@ pub fn transfer<T: Send>(
     tasks: Vec<T>,
     to_move: (u64, u64),
     skipped: (u64, u64),
+    refused: Vec<Error>,
     counters: &Counters,
     options: &TransferOptions,
     started: Instant,
@@ -234,7 +237,15 @@ pub fn transfer<T: Send>(
         options.progress_interval,
     );
     pool.close();
-    outcome.map_err(combine)?;
+    let mut errors = refused;
+    match outcome {
+        Err(fatal) if fatal.iter().any(Error::is_fatal) => return Err(combine(fatal)),
+        Err(failed) => errors.extend(failed),
+        Ok(()) => {}
+    }
+    if !errors.is_empty() {
+        return Err(combine(errors));
+    }
     Ok(Summary {
         files: counters.files_moved.load(Ordering::Relaxed),
         skipped: skipped.0,

@@ -152,6 +152,7 @@ pub fn upload(
         tasks,
         (files.len() as u64, files.iter().map(|f| f.entry.size).sum()),
         skipped,
+        Vec::new(),
         &counters,
         options,
         started,
