@@ -551,26 +551,33 @@ fn slow_opts() -> TransferOptions {
     }
 }
 
+/// Another transfer's part at `part`, with the lock it holds while it
+/// runs (released when the returned file is dropped).
+fn held_part(part: &Path) -> fs::File {
+    use std::os::fd::AsRawFd;
+    fs::write(part, b"the other transfer's bytes").unwrap();
+    let other = fs::File::open(part).unwrap();
+    // SAFETY: a plain call on an open descriptor.
+    assert_eq!(
+        unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    other
+}
+
 /// A second transfer into the same destination while the first one runs
 /// is refused, and the first one's part is left as it was: truncating it
 /// would lose its pieces, or stop it with SIGBUS where it hashes through
 /// a mapping of the part.
 #[test]
 fn a_part_another_transfer_is_receiving_into_is_left_alone() {
-    use std::os::fd::AsRawFd;
     let s = Setup::new();
     let data = bytes(3 << 20, 12);
     write(&s.root.path().join("big"), &data, 0o644, 1_700_000_000);
     let _server = s.serve(false);
     // The other transfer: its part, and the lock it holds while it runs.
     let part = s.dest.path().join(".big.dime-part");
-    fs::write(&part, b"the other transfer's bytes").unwrap();
-    let other = fs::File::open(&part).unwrap();
-    // SAFETY: a plain call on an open descriptor.
-    assert_eq!(
-        unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
-        0
-    );
+    let other = held_part(&part);
     let what = Selection::Paths(vec!["big".into()]);
     match s.get(what.clone(), &opts(2)) {
         Err(Error::Io(m)) => assert!(m.contains("another transfer"), "{m}"),
@@ -587,7 +594,6 @@ fn a_part_another_transfer_is_receiving_into_is_left_alone() {
 
 #[test]
 fn a_file_refused_on_arrival_does_not_hold_back_the_others() {
-    use std::os::fd::AsRawFd;
     let s = Setup::new();
     for (name, seed) in [("one", 13), ("two", 14), ("three", 15)] {
         write(
@@ -603,13 +609,7 @@ fn a_file_refused_on_arrival_does_not_hold_back_the_others() {
     // "three" would go.
     fs::create_dir_all(s.dest.path()).unwrap();
     let part = s.dest.path().join(".one.dime-part");
-    fs::write(&part, b"the other transfer's bytes").unwrap();
-    let other = fs::File::open(&part).unwrap();
-    // SAFETY: a plain call on an open descriptor.
-    assert_eq!(
-        unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
-        0
-    );
+    let other = held_part(&part);
     fs::create_dir_all(s.dest.path().join("three")).unwrap();
     let all = Selection::Paths(vec![
         "one".into(),
