@@ -55,8 +55,8 @@ struct Incoming {
 struct Part {
     file: File,
     manifest: Manifest,
-    /// The part mapped read-only, for hashing pieces spliced into it;
-    /// None where it could not be mapped (they are then read, not spliced).
+    /// The part mapped, for reading pieces into it; None where it could
+    /// not be mapped (they are then read into a buffer and written).
     mapped: Option<Mapping>,
 }
 

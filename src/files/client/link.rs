@@ -4,12 +4,15 @@
 //! The general remote-call endpoint ([`crate::client::rpc::Rpc`]) reads
 //! every reply whole into a buffer, hands it across threads, and the file
 //! code then hashes it and copies it into the page cache. A link knows
-//! what a piece reply looks like: it reads the reply's head, and moves
-//! the data bytes themselves straight from the socket into the part file
-//! (`splice`, through a pipe: the only copy is the kernel's, into the
-//! page cache), then hashes them where they landed, through a read-only
-//! mapping of the file. Over TLS, or where the kernel cannot splice, the
-//! bytes are read into a small buffer, hashed and written from there.
+//! what a piece reply looks like: it reads the reply's head, and reads
+//! the data bytes themselves from the socket straight into the part
+//! file's pages, through a shared mapping of it (the only copy is the
+//! kernel's, into the page cache), then hashes each chunk there while it
+//! is still in the CPU cache. Writing through the mapping takes no lock
+//! on the file, so the links of one file fill their pieces in parallel,
+//! where `write` or `splice` into one file would take turns on its lock.
+//! Over TLS, or where the part could not be mapped, the bytes are read
+//! into a small buffer, hashed and written from there.
 
 use super::mapping::Mapping;
 use crate::client::ConnectOptions;
@@ -23,7 +26,6 @@ use crate::wire::{MAX_JSON, PREFIX_LEN, parse_prefix};
 use serde_json::{Map, Value as Json, json};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -31,23 +33,19 @@ use std::time::{Duration, Instant};
 /// A broker silent this long while a call is out is taken to be gone.
 const MAXAGE: Duration = Duration::from_secs(30);
 
-/// Bytes moved through the pipe (and hashed) per round: the pipe's size
-/// when the kernel grants it.
-const PIPE_SIZE: usize = 1 << 20;
-
-/// Bytes read per round where the data is not spliced.
+/// Bytes read (and hashed) per round: small enough to stay in a core's
+/// cache from the read to the hash.
 const READ_CHUNK: usize = 256 << 10;
 
-/// Bytes per write (or splice) into a part file: whole pipe loads, or
-/// less where the VM hands free memory back to its host
+/// Most bytes per write into a part file.
+const WRITE_MAX: usize = 1 << 20;
+
+/// Bytes per write into a part file: up to [`WRITE_MAX`], or less where
+/// the VM hands free memory back to its host
 /// ([`crate::vm::page_cache_write`]).
 fn write_chunk() -> usize {
-    crate::vm::page_cache_write(PIPE_SIZE)
+    crate::vm::page_cache_write(WRITE_MAX)
 }
-
-/// Data shorter than this is read, not spliced: a pipe's two system
-/// calls per round would cost more than the copy they save.
-const SPLICE_MIN: u64 = 64 << 10;
 
 /// How long a piece call may wait for a free file-server worker.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -56,16 +54,13 @@ const QUEUE_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Link {
     reader: SplitReader,
     writer: SplitWriter,
-    /// The pipe data is spliced through; None over TLS, or once the kernel
-    /// refused to splice from this socket.
-    pipe: Option<Pipe>,
     /// The file server's name, and its `read` function.
     server: String,
     function: String,
     next_id: u64,
     last_heard: Instant,
     ping_out: bool,
-    /// Read buffer for heads, tails and data that is not spliced.
+    /// Read buffer for heads, tails and data not read into a mapping.
     buf: Vec<u8>,
 }
 
@@ -74,12 +69,13 @@ pub struct Sink<'a> {
     /// The part file, and the offset of the piece's first byte in it.
     pub file: &'a File,
     pub off: u64,
-    /// The part file mapped read-only, when it is: spliced bytes are
-    /// hashed there. Without it the data is read, not spliced.
+    /// The part file mapped, when it is: the data is read into it and
+    /// hashed there. Without it the data is read into the link's buffer
+    /// and written from there.
     pub mapped: Option<&'a Mapping>,
-    /// Held while bytes are written into the file: one writer at a time
-    /// sleeps the others, where the file system's lock would have them
-    /// spin.
+    /// Held while bytes are written into the file with a write call: one
+    /// writer at a time sleeps the others, where the file system's lock
+    /// would have them spin.
     pub writing: &'a Mutex<()>,
     /// Hashes the piece as it arrives.
     pub hasher: PieceHasher,
@@ -107,11 +103,9 @@ impl Link {
         let addr = Address::parse(address).map_err(Error::InvalidInput)?;
         let (reader, writer) = split::open(&addr, &connect.tls)
             .map_err(|e| Error::Connection(format!("cannot connect to {addr}: {e}")))?;
-        let pipe = reader.raw_fd().and_then(|_| Pipe::new().ok());
         let mut link = Link {
             reader,
             writer,
-            pipe,
             server: server.to_owned(),
             function: wire::function(server, wire::READ),
             next_id: 1,
@@ -249,29 +243,32 @@ impl Link {
     }
 
     /// Moves the next `len` bytes of the socket into the sink's file,
-    /// hashing them: spliced when the sink is mapped, else read.
+    /// hashing them: read straight into the mapped part when there is one
+    /// and the kernel makes the copy, else through the link's buffer.
     fn sink_data(&mut self, len: usize, sink: &mut Sink<'_>) -> Result<io::Result<PieceHash>> {
         let mut failed: Option<io::Error> = None;
         let mut done = 0;
-        if let (Some(map), true) = (sink.mapped, len as u64 >= SPLICE_MIN) {
-            while done < len && self.pipe.is_some() {
-                let n = match self.splice_in((len - done).min(PIPE_SIZE))? {
-                    Some(n) => n,
-                    None => break, // this socket cannot splice: read the rest
-                };
+        // Only from a plain socket: a page of the file that cannot be had
+        // (an I/O error) then fails the kernel's copy (EFAULT), where a
+        // copy made here (TLS decrypting) would be killed by SIGBUS.
+        if let (Some(map), Some(_)) = (sink.mapped, self.reader.raw_fd()) {
+            failed = map.prepare_write(sink.off, len).err();
+            while done < len && failed.is_none() {
+                let n = (len - done).min(READ_CHUNK);
                 let at = sink.off + done as u64;
-                if failed.is_none() {
-                    let _g = sink.writing.lock().unwrap_or_else(|p| p.into_inner());
-                    failed = self.splice_out(sink.file, at, n).err();
-                }
-                match &failed {
+                // SAFETY: a piece's bytes are written by the one link
+                // that receives it, and read only once written.
+                let out = unsafe { map.range_mut(at, n) };
+                let (got, error) = self.read_into(out)?;
+                done += got;
+                match error {
                     None => sink.hasher.update(map.range(at, n)),
-                    // The bytes left in the pipe are dropped: the link goes on.
-                    Some(_) => self.drain_pipe()?,
+                    Some(e) => failed = Some(e),
                 }
-                done += n;
             }
         }
+        // The rest is read into the buffer: all of it without a mapping,
+        // and after a failed write only to keep the link in step.
         while done < len {
             let n = (len - done).min(READ_CHUNK);
             self.fill(n)?;
@@ -286,109 +283,6 @@ impl Link {
             None => Ok(sink.hasher.finish()),
             Some(e) => Err(e),
         })
-    }
-
-    /// Splices up to `max` bytes from the socket into the empty pipe: how
-    /// many, or None (nothing taken) when this socket cannot be spliced.
-    fn splice_in(&mut self, max: usize) -> Result<Option<usize>> {
-        let (Some(pipe), Some(sock)) = (&self.pipe, self.reader.raw_fd()) else {
-            return Ok(None);
-        };
-        let w = pipe.write.as_raw_fd();
-        loop {
-            // SAFETY: plain calls on descriptors this link owns.
-            let n = unsafe {
-                libc::splice(
-                    sock,
-                    std::ptr::null_mut(),
-                    w,
-                    std::ptr::null_mut(),
-                    max,
-                    libc::SPLICE_F_MOVE,
-                )
-            };
-            if n > 0 {
-                self.heard();
-                return Ok(Some(n as usize));
-            }
-            if n == 0 {
-                return Err(closed());
-            }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => {}
-                Some(libc::EAGAIN) => self.quiet()?,
-                Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
-                    self.pipe = None;
-                    return Ok(None);
-                }
-                _ => return Err(lost(&e)),
-            }
-        }
-    }
-
-    /// Moves the `n` bytes in the pipe into `file` at `off`, at most
-    /// [`write_chunk`] bytes per call: the page cache sizes a write's
-    /// folios by the write, as it does for `write`.
-    fn splice_out(&self, file: &File, off: u64, n: usize) -> io::Result<()> {
-        let pipe = self.pipe.as_ref().expect("spliced in through it");
-        let mut off = libc::loff_t::try_from(off).map_err(io::Error::other)?;
-        let mut left = n;
-        while left > 0 {
-            // SAFETY: plain calls on open descriptors; `off` outlives it.
-            let m = unsafe {
-                libc::splice(
-                    pipe.read.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    file.as_raw_fd(),
-                    &mut off,
-                    left.min(write_chunk()),
-                    libc::SPLICE_F_MOVE,
-                )
-            };
-            match m {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                m if m > 0 => left -= m as usize,
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Empties the pipe after a failed write, so the next splice starts
-    /// on an empty pipe.
-    fn drain_pipe(&mut self) -> Result<()> {
-        let Some(pipe) = &self.pipe else {
-            return Ok(());
-        };
-        let mut scratch = [0u8; 64 << 10];
-        loop {
-            // SAFETY: reads into a buffer of the length given.
-            let n = unsafe {
-                libc::read(
-                    pipe.read.as_raw_fd(),
-                    scratch.as_mut_ptr().cast(),
-                    scratch.len(),
-                )
-            };
-            if n > 0 {
-                continue;
-            }
-            if n == 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EAGAIN) => return Ok(()),
-                Some(libc::EINTR) => {}
-                _ => return Err(lost(&e)),
-            }
-        }
     }
 
     /// Reads a payload of `len` bytes and drops it.
@@ -431,6 +325,17 @@ impl Link {
 
     /// Reads exactly `out.len()` bytes, keeping the broker's silence in check.
     fn read_full_into(&mut self, out: &mut [u8]) -> Result<()> {
+        match self.read_into(out)? {
+            (_, None) => Ok(()),
+            (_, Some(e)) => Err(lost(&e)),
+        }
+    }
+
+    /// Reads until `out` is full: how many bytes were read, and the error
+    /// when the kernel could not copy into `out` before that (EFAULT: a
+    /// page of a mapped file it could not provide). The bytes not copied
+    /// are still unread, so the link stays in step.
+    fn read_into(&mut self, out: &mut [u8]) -> Result<(usize, Option<io::Error>)> {
         let mut done = 0;
         while done < out.len() {
             match self.reader.read(&mut out[done..]) {
@@ -439,6 +344,7 @@ impl Link {
                     done += n;
                     self.heard();
                 }
+                Err(e) if e.raw_os_error() == Some(libc::EFAULT) => return Ok((done, Some(e))),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
                     if matches!(
@@ -451,7 +357,7 @@ impl Link {
                 Err(e) => return Err(lost(&e)),
             }
         }
-        Ok(())
+        Ok((done, None))
     }
 
     fn heard(&mut self) {
@@ -498,37 +404,6 @@ fn closed() -> Error {
     Error::Connection("the broker closed the connection".into())
 }
 
-/// A pipe whose read end never blocks (to drain it) and whose write end
-/// does (a splice into it waits for the socket).
-struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
-}
-
-impl Pipe {
-    fn new() -> io::Result<Pipe> {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: `fds` has room for the two descriptors.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both were just opened and are owned by nothing else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // SAFETY: plain calls on the descriptors just opened. A smaller
-        // pipe than asked for only means more rounds.
-        unsafe {
-            libc::fcntl(
-                write.as_raw_fd(),
-                libc::F_SETPIPE_SZ,
-                PIPE_SIZE as libc::c_int,
-            );
-            let flags = libc::fcntl(read.as_raw_fd(), libc::F_GETFL);
-            libc::fcntl(read.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
-        }
-        Ok(Pipe { read, write })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,7 +414,7 @@ mod tests {
     use std::os::unix::net::UnixListener;
     use std::path::Path;
 
-    /// A file of two 256 KiB pieces: large enough to be spliced.
+    /// A file of two 256 KiB pieces.
     const PIECE: u64 = 256 << 10;
     const SIZE: u64 = 2 * PIECE;
 
@@ -648,7 +523,8 @@ mod tests {
     }
 
     /// Downloads both pieces over a fake broker, with or without a
-    /// mapping (spliced or read), and checks the file and hashes.
+    /// mapping (read into it or written from the buffer), and checks the
+    /// file and hashes.
     fn both_pieces(unix: bool, mapped: bool) {
         let dir = tempfile::tempdir().unwrap();
         let data = content();
@@ -671,7 +547,6 @@ mod tests {
             }
         });
         let mut link = Link::connect(&addr, "files", &ConnectOptions::default()).unwrap();
-        assert!(link.pipe.is_some(), "a plain socket gets a pipe");
         let file = part(dir.path(), true);
         let map = mapped.then(|| Mapping::of(&file, SIZE).unwrap());
         assert_eq!(link.request(b"\x22\0\0\0\0").unwrap(), 1);
@@ -683,18 +558,16 @@ mod tests {
             assert_eq!(a.stored.unwrap(), a.claimed);
         }
         t.join().unwrap();
-        // Spliced where it could be: a unix or TCP socket both can.
-        assert!(link.pipe.is_some());
         assert_eq!(std::fs::read(dir.path().join("part")).unwrap(), data);
     }
 
     #[test]
-    fn pieces_are_spliced_into_the_file_over_tcp() {
+    fn pieces_are_read_into_the_mapped_file_over_tcp() {
         both_pieces(false, true);
     }
 
     #[test]
-    fn pieces_are_spliced_into_the_file_over_a_unix_socket() {
+    fn pieces_are_read_into_the_mapped_file_over_a_unix_socket() {
         both_pieces(true, true);
     }
 
@@ -731,38 +604,111 @@ mod tests {
         assert_eq!(got[..PIECE as usize], data[..PIECE as usize]);
     }
 
-    #[test]
-    fn a_piece_that_cannot_be_written_fails_alone_and_the_link_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = content();
-        let sent = data.clone();
-        let (addr, t) = serve(false, dir.path(), move |s| {
-            for index in 0..2u64 {
+    /// A fake broker answering `calls` calls with the first pieces'
+    /// replies, in order.
+    fn serve_pieces(unix: bool, dir: &Path, calls: u64) -> (String, std::thread::JoinHandle<()>) {
+        let sent = content();
+        serve(unix, dir, move |s| {
+            for index in 0..calls {
                 read_frame(s);
                 let d = &sent[(index * PIECE) as usize..((index + 1) * PIECE) as usize];
                 let reply = piece_reply(d, index);
                 s.write_all(&frame(json!({"result": index + 1, "status": 0}), &reply))
                     .unwrap();
             }
-        });
+        })
+    }
+
+    #[test]
+    fn a_piece_that_cannot_be_written_fails_alone_and_the_link_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = content();
+        let (addr, t) = serve_pieces(false, dir.path(), 2);
         let mut link = Link::connect(&addr, "files", &ConnectOptions::default()).unwrap();
-        // Open read-only: every write into it fails.
+        // Open read-only and unmapped: every write into it fails.
         let read_only = part(dir.path(), false);
-        let map = Mapping::of(&read_only, SIZE).unwrap();
         link.request(b"").unwrap();
         link.request(b"").unwrap();
-        let a = take(&mut link, &read_only, Some(&map), 0);
+        let a = take(&mut link, &read_only, None, 0);
         assert!(a.stored.is_err());
         // The next reply on the link is read from its first byte.
-        let file = File::options()
-            .write(true)
-            .open(dir.path().join("part"))
-            .unwrap();
-        let b = take(&mut link, &file, Some(&map), 1);
+        let file = part(dir.path(), true);
+        let b = take(&mut link, &file, None, 1);
         assert_eq!(b.stored.unwrap(), b.claimed);
         t.join().unwrap();
         let got = std::fs::read(dir.path().join("part")).unwrap();
         assert_eq!(got[PIECE as usize..], data[PIECE as usize..]);
+    }
+
+    /// A mapped part cut short under its mapping: its pages past the end
+    /// cannot be had, so piece 0 fails (where a copy in this process
+    /// would die of SIGBUS) and the link reads piece 1 from its first
+    /// byte once the part is whole again.
+    fn a_mapped_piece_that_cannot_be_written(unix: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = content();
+        let (addr, t) = serve_pieces(unix, dir.path(), 2);
+        let mut link = Link::connect(&addr, "files", &ConnectOptions::default()).unwrap();
+        let file = part(dir.path(), true);
+        let map = Mapping::of(&file, SIZE).unwrap();
+        file.set_len(0).unwrap();
+        link.request(b"").unwrap();
+        link.request(b"").unwrap();
+        let a = take(&mut link, &file, Some(&map), 0);
+        assert!(a.stored.is_err());
+        file.set_len(SIZE).unwrap();
+        let b = take(&mut link, &file, Some(&map), 1);
+        assert_eq!(b.stored.unwrap(), b.claimed);
+        t.join().unwrap();
+        let got = std::fs::read(dir.path().join("part")).unwrap();
+        assert_eq!(got[..PIECE as usize], vec![0; PIECE as usize][..]);
+        assert_eq!(got[PIECE as usize..], data[PIECE as usize..]);
+    }
+
+    #[test]
+    fn a_mapped_piece_that_cannot_be_written_fails_alone_over_tcp() {
+        a_mapped_piece_that_cannot_be_written(false);
+    }
+
+    #[test]
+    fn a_mapped_piece_that_cannot_be_written_fails_alone_over_a_unix_socket() {
+        a_mapped_piece_that_cannot_be_written(true);
+    }
+
+    /// The copy into a page that cannot be had fails without taking a
+    /// byte: the whole reply is still there to read. (A download asks for
+    /// the pages first, which fails sooner; this is the copy's own check
+    /// for a page lost after that.)
+    #[test]
+    fn a_read_into_a_page_that_cannot_be_had_takes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, t) = serve_pieces(true, dir.path(), 1);
+        let mut link = Link::connect(&addr, "files", &ConnectOptions::default()).unwrap();
+        let file = part(dir.path(), true);
+        let map = Mapping::of(&file, SIZE).unwrap();
+        file.set_len(0).unwrap();
+        link.request(b"").unwrap();
+        let Reply::Ok { id: 1, len } = link.next_reply().unwrap() else {
+            panic!("call 1's reply")
+        };
+        // SAFETY: nothing else refers to the part's bytes.
+        let out = unsafe { map.range_mut(0, 4096) };
+        let (got, error) = link.read_into(out).unwrap();
+        assert_eq!(got, 0);
+        assert_eq!(error.unwrap().raw_os_error(), Some(libc::EFAULT));
+        file.set_len(SIZE).unwrap();
+        let writing = Mutex::new(());
+        let mut sink = Sink {
+            file: &file,
+            off: 0,
+            mapped: Some(&map),
+            writing: &writing,
+            hasher: PieceHasher::new(SIZE, PIECE, 0),
+        };
+        let a = link.read_piece(len, PIECE, &mut sink).unwrap();
+        assert_eq!(a.stored.unwrap(), a.claimed);
+        drop(link);
+        t.join().unwrap();
     }
 
     #[test]
