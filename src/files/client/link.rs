@@ -511,6 +511,17 @@ mod tests {
             panic!("a failed reply")
         };
         assert_eq!(id, index + 1);
+        piece_into(link, file, mapped, index, len).unwrap()
+    }
+
+    /// Reads a reply's payload of `len` bytes as piece `index` into `file`.
+    fn piece_into(
+        link: &mut Link,
+        file: &File,
+        mapped: Option<&Mapping>,
+        index: u64,
+        len: usize,
+    ) -> Result<Arrived> {
         let writing = Mutex::new(());
         let mut sink = Sink {
             file,
@@ -519,7 +530,7 @@ mod tests {
             writing: &writing,
             hasher: PieceHasher::new(SIZE, PIECE, index),
         };
-        link.read_piece(len, PIECE, &mut sink).unwrap()
+        link.read_piece(len, PIECE, &mut sink)
     }
 
     /// Downloads both pieces over a fake broker, with or without a
@@ -697,15 +708,7 @@ mod tests {
         assert_eq!(got, 0);
         assert_eq!(error.unwrap().raw_os_error(), Some(libc::EFAULT));
         file.set_len(SIZE).unwrap();
-        let writing = Mutex::new(());
-        let mut sink = Sink {
-            file: &file,
-            off: 0,
-            mapped: Some(&map),
-            writing: &writing,
-            hasher: PieceHasher::new(SIZE, PIECE, 0),
-        };
-        let a = link.read_piece(len, PIECE, &mut sink).unwrap();
+        let a = piece_into(&mut link, &file, Some(&map), 0, len).unwrap();
         assert_eq!(a.stored.unwrap(), a.claimed);
         drop(link);
         t.join().unwrap();
@@ -744,15 +747,9 @@ mod tests {
         let Reply::Ok { id: 2, len } = link.next_reply().unwrap() else {
             panic!("call 2's reply")
         };
-        let writing = Mutex::new(());
-        let mut sink = Sink {
-            file: &file,
-            off: 0,
-            mapped: Some(&map),
-            writing: &writing,
-            hasher: PieceHasher::new(SIZE, PIECE, 0),
-        };
-        let e = link.read_piece(len, PIECE, &mut sink).err().unwrap();
+        let e = piece_into(&mut link, &file, Some(&map), 0, len)
+            .err()
+            .unwrap();
         assert!(e.is_fatal(), "{e:?}");
         assert!(e.to_string().contains("closed the connection"), "{e}");
     }
