@@ -252,7 +252,7 @@ impl Link {
         // (an I/O error) then fails the kernel's copy (EFAULT), where a
         // copy made here (TLS decrypting) would be killed by SIGBUS.
         if let (Some(map), Some(_)) = (sink.mapped, self.reader.raw_fd()) {
-            failed = map.prepare_write(sink.off, len).err();
+            failed = map.prepare_write(sink.off, len).err().map(unwritable);
             while done < len && failed.is_none() {
                 let n = (len - done).min(READ_CHUNK);
                 let at = sink.off + done as u64;
@@ -263,7 +263,7 @@ impl Link {
                 done += got;
                 match error {
                     None => sink.hasher.update(map.range(at, n)),
-                    Some(e) => failed = Some(e),
+                    Some(e) => failed = Some(unwritable(e)),
                 }
             }
         }
@@ -394,6 +394,16 @@ fn write_in_chunks(file: &File, data: &[u8], off: u64) -> io::Result<()> {
         file.write_all_at(part, off + (i * chunk) as u64)?;
     }
     Ok(())
+}
+
+/// What a mapped part's pages failing to be had (EFAULT) means.
+fn unwritable(e: io::Error) -> io::Error {
+    if e.raw_os_error() != Some(libc::EFAULT) {
+        return e;
+    }
+    io::Error::other(
+        "its pages could not be written (an I/O error on the disk, or another program cut the file short)",
+    )
 }
 
 fn lost(e: &io::Error) -> Error {
@@ -666,7 +676,8 @@ mod tests {
         link.request(b"").unwrap();
         link.request(b"").unwrap();
         let a = take(&mut link, &file, Some(&map), 0);
-        assert!(a.stored.is_err());
+        let e = a.stored.unwrap_err();
+        assert!(e.to_string().contains("could not be written"), "{e}");
         file.set_len(SIZE).unwrap();
         let b = take(&mut link, &file, Some(&map), 1);
         assert_eq!(b.stored.unwrap(), b.claimed);
