@@ -7,10 +7,6 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// `MADV_POPULATE_WRITE` (Linux 5.14), which the libc crate does not
-/// name on every target.
-const MADV_POPULATE_WRITE: libc::c_int = 23;
-
 /// Whether this kernel has refused `MADV_POPULATE_WRITE` once: then
 /// pages are faulted in one at a time by the copy itself.
 static NO_POPULATE: AtomicBool = AtomicBool::new(false);
@@ -84,11 +80,11 @@ impl Mapping {
     }
 
     /// Makes the pages of the `n` bytes at `off` present and writable
-    /// with one call (`MADV_POPULATE_WRITE`), instead of one fault per
-    /// page during the copy into them. An error is the file's (an I/O
-    /// error reading its blocks, a full disk): the kernel reports it
-    /// here rather than by a signal. A kernel without the call is left
-    /// to fault them in.
+    /// with one call (`MADV_POPULATE_WRITE`, Linux 5.14), instead of one
+    /// fault per page during the copy into them. An error is the file's
+    /// (an I/O error reading its blocks, a full disk): the kernel reports
+    /// it here rather than by a signal. A kernel without the call is
+    /// left to fault them in.
     pub fn prepare_write(&self, off: u64, n: usize) -> io::Result<()> {
         if n == 0 || NO_POPULATE.load(Ordering::Relaxed) {
             return Ok(());
@@ -97,7 +93,8 @@ impl Mapping {
         // madvise wants a page-aligned start.
         let lead = start as usize % crate::shm::page_size();
         // SAFETY: a range inside the mapping, widened down to its page.
-        let r = unsafe { libc::madvise(start.sub(lead).cast(), n + lead, MADV_POPULATE_WRITE) };
+        let r =
+            unsafe { libc::madvise(start.sub(lead).cast(), n + lead, libc::MADV_POPULATE_WRITE) };
         if r == 0 {
             return Ok(());
         }
