@@ -310,7 +310,7 @@ impl Drop for Segment {
 }
 
 /// The size of a memory page.
-pub(crate) fn page_size() -> usize {
+fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
         n if n > 0 => n as usize,

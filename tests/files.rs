@@ -567,8 +567,7 @@ fn held_part(part: &Path) -> fs::File {
 
 /// A second transfer into the same destination while the first one runs
 /// is refused, and the first one's part is left as it was: truncating it
-/// would lose its pieces, or stop it with SIGBUS where it hashes through
-/// a mapping of the part.
+/// would lose its pieces.
 #[test]
 fn a_part_another_transfer_is_receiving_into_is_left_alone() {
     let s = Setup::new();

@@ -33,8 +33,7 @@ pub fn open(path: &Path, truncate: bool) -> io::Result<File> {
 /// Claims the part `file` (at `path`) for this transfer alone, for as
 /// long as `file` stays open: an exclusive `flock`. A second transfer
 /// into the same destination is refused here instead of truncating the
-/// part under the first one, which would lose its pieces (and, where it
-/// hashes through a mapping of the part, stop it with SIGBUS). A lock
+/// part under the first one, which would lose its pieces. A lock
 /// dies with its process, so a killed transfer leaves none behind.
 pub fn claim(file: &File, path: &Path) -> io::Result<()> {
     use std::os::fd::AsRawFd;

@@ -90,15 +90,6 @@ const RAW_CHUNK: usize = 64 << 10;
 const SEAL_CHUNK: usize = 16 << 10;
 
 impl SplitReader {
-    /// The socket's descriptor when it carries plain bytes (not TLS).
-    pub(crate) fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
-        use std::os::fd::AsRawFd;
-        match self {
-            SplitReader::Plain(s) => Some(s.as_raw_fd()),
-            SplitReader::Tls(..) => None,
-        }
-    }
-
     /// Read timeout of the socket (both halves share it).
     pub(crate) fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         match self {

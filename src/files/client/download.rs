@@ -7,7 +7,6 @@
 
 use super::engine::{self, Counters, Feed};
 use super::link::{Arrived, Link, Reply, Sink};
-use super::mapping::Mapping;
 use super::pool::Pool;
 use super::{ProgressFn, Summary, TransferOptions};
 use crate::client::ConnectOptions;
@@ -40,7 +39,7 @@ struct Incoming {
     left: AtomicU64,
     /// A piece failed: skip the rest, keep the part for a rerun.
     failed: AtomicBool,
-    /// The part, its manifest and mapping, opened at the first piece.
+    /// The part and its manifest, opened at the first piece.
     part: Mutex<Option<Arc<Part>>>,
     /// Held while writing into the part: one writer at a time sleeps the
     /// others, where the file system's own lock would have them spin.
@@ -55,9 +54,6 @@ struct Incoming {
 struct Part {
     file: File,
     manifest: Manifest,
-    /// The part mapped, for reading pieces into it; None where it could
-    /// not be mapped (they are then read into a buffer and written).
-    mapped: Option<Mapping>,
 }
 
 impl Incoming {
@@ -73,7 +69,7 @@ impl Incoming {
         }
     }
 
-    /// The part, opened (with its manifest, and mapped) by the first piece.
+    /// The part, opened (with its manifest) by the first piece.
     fn part(&self) -> Result<Arc<Part>> {
         let mut open = self.part.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = &*open {
@@ -88,14 +84,8 @@ impl Incoming {
             .as_ref()
             .ok_or_else(|| Error::Io(format!("'{}': no part claimed", p.display())))?;
         let file = claimed.try_clone().map_err(io)?;
-        // Best effort: an unmapped part is written from a buffer instead.
-        let mapped = Mapping::of(&file, self.entry.size).ok();
         let manifest = Manifest::append(&m).map_err(io)?;
-        let part = Arc::new(Part {
-            file,
-            manifest,
-            mapped,
-        });
+        let part = Arc::new(Part { file, manifest });
         *open = Some(part.clone());
         Ok(part)
     }
@@ -286,7 +276,6 @@ fn take_whole(link: &mut Link, f: &Incoming, len: usize, c: &Counters) -> Result
     let mut sink = Sink {
         file: &file,
         off: 0,
-        mapped: None,
         writing: &f.writing,
         hasher: PieceHasher::new(f.entry.size, f.piece, 0),
     };
@@ -320,7 +309,6 @@ fn take_piece(link: &mut Link, f: &Incoming, index: u64, len: usize, c: &Counter
     let mut sink = Sink {
         file: &part.file,
         off,
-        mapped: part.mapped.as_ref(),
         writing: &f.writing,
         hasher: PieceHasher::new(f.entry.size, f.piece, index),
     };
@@ -461,7 +449,7 @@ fn finish(f: &Incoming, c: &Counters) -> Result<()> {
     let hash = file_hash(&hashes);
     let (p, m) = part::paths(&f.dir, &f.name);
     let io = |e: std::io::Error| Error::io(f.dest().display(), &e);
-    // Every piece is written: the handles and mapping are no longer needed.
+    // Every piece is written: the handles are no longer needed.
     f.part.lock().unwrap_or_else(|p| p.into_inner()).take();
     let file = OpenOptions::new()
         .write(true)

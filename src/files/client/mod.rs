@@ -6,7 +6,6 @@
 mod download;
 mod engine;
 mod link;
-mod mapping;
 mod pool;
 mod upload;
 
