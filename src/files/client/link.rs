@@ -30,10 +30,10 @@ const MAXAGE: Duration = Duration::from_secs(30);
 
 /// Bytes read, hashed and written per round: small enough to stay in a
 /// core's cache from the read to the write, large enough that the system
-/// calls and the file's lock are taken rarely. On a 2-core VM, 2.15 GB
-/// took 1.6-1.9 s CPU on the client in 1 MiB rounds, and 3.2 s in 256 KiB
-/// ones (the same as reading into a mapping of the part, which the
-/// kernel then had to zero and map page by page).
+/// calls and turns at the file's lock are few. On a 2-core VM the client
+/// spent 1.9-2.2 CPU-s on 2.15 GB in 1 MiB rounds, 3.2 in 256 KiB ones,
+/// and 3.2-3.4 reading into a mapping of the part instead (the kernel
+/// zeroes and maps each new page first): `docs/files.md`, "Parallelism".
 const READ_CHUNK: usize = 1 << 20;
 
 /// Most bytes per write into a part file.
