@@ -68,9 +68,9 @@ pub struct Sink<'a> {
     /// The part file, and the offset of the piece's first byte in it.
     pub file: &'a File,
     pub off: u64,
-    /// Held while bytes are written into the file with a write call: one
-    /// writer at a time sleeps the others, where the file system's lock
-    /// would have them spin.
+    /// Held while bytes are written into the file: one writer at a time
+    /// sleeps the others, where the file system's lock would have them
+    /// spin.
     pub writing: &'a Mutex<()>,
     /// Hashes the piece as it arrives.
     pub hasher: PieceHasher,
@@ -562,26 +562,20 @@ mod tests {
         assert_eq!(got[..PIECE as usize], data[..PIECE as usize]);
     }
 
-    /// A fake broker answering `calls` calls with the first pieces'
-    /// replies, in order.
-    fn serve_pieces(dir: &Path, calls: u64) -> (String, std::thread::JoinHandle<()>) {
-        let sent = content();
-        serve(false, dir, move |s| {
-            for index in 0..calls {
+    #[test]
+    fn a_piece_that_cannot_be_written_fails_alone_and_the_link_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = content();
+        let sent = data.clone();
+        let (addr, t) = serve(false, dir.path(), move |s| {
+            for index in 0..2u64 {
                 read_frame(s);
                 let d = &sent[(index * PIECE) as usize..((index + 1) * PIECE) as usize];
                 let reply = piece_reply(d, index);
                 s.write_all(&frame(json!({"result": index + 1, "status": 0}), &reply))
                     .unwrap();
             }
-        })
-    }
-
-    #[test]
-    fn a_piece_that_cannot_be_written_fails_alone_and_the_link_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = content();
-        let (addr, t) = serve_pieces(dir.path(), 2);
+        });
         let mut link = Link::connect(&addr, "files", &ConnectOptions::default()).unwrap();
         // Open read-only: every write into it fails.
         let read_only = part(dir.path(), false);
