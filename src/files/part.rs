@@ -30,6 +30,23 @@ pub fn open(path: &Path, truncate: bool) -> io::Result<File> {
         .open(path)
 }
 
+/// Most bytes per write into a part file.
+const WRITE_MAX: usize = 1 << 20;
+
+/// Writes all of `data` into `file` at `off`, in writes of up to 1 MiB,
+/// or of 32 KiB where the VM hands free memory back to its host: there a
+/// large write into the page cache is many times slower
+/// ([`crate::vm::page_cache_write`]). Downloads and uploads both write
+/// through here.
+pub fn write_at(file: &File, data: &[u8], off: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let chunk = crate::vm::page_cache_write(WRITE_MAX);
+    for (i, part) in data.chunks(chunk).enumerate() {
+        file.write_all_at(part, off + (i * chunk) as u64)?;
+    }
+    Ok(())
+}
+
 /// Claims the part `file` (at `path`) for this transfer alone, for as
 /// long as `file` stays open: an exclusive `flock`. A second transfer
 /// into the same destination is refused here instead of truncating the
@@ -148,6 +165,20 @@ pub fn create_new(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_longer_than_one_chunk_lands_whole_at_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p");
+        let file = open(&p, true).unwrap();
+        // Longer than the largest write, and not a whole number of them.
+        let data: Vec<u8> = (0..(3 * WRITE_MAX + 5)).map(|i| (i % 251) as u8).collect();
+        write_at(&file, &data, 7).unwrap();
+        let back = fs::read(&p).unwrap();
+        assert_eq!(back.len(), 7 + data.len());
+        assert_eq!(&back[..7], &[0; 7]);
+        assert!(back[7..] == data[..], "the bytes differ from those written");
+    }
 
     #[test]
     fn a_claimed_part_is_refused_to_a_second_claim_until_closed() {

@@ -13,6 +13,7 @@
 use crate::client::ConnectOptions;
 use crate::client::rpc::{call_error, write_frame};
 use crate::files::hash::{PieceHash, PieceHasher};
+use crate::files::part;
 use crate::files::wire::{self, Fields, TAG_MAP, piece_prefix};
 use crate::files::{Error, Result};
 use crate::transport::Address;
@@ -21,7 +22,6 @@ use crate::wire::{MAX_JSON, PREFIX_LEN, parse_prefix};
 use serde_json::{Map, Value as Json, json};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -35,16 +35,6 @@ const MAXAGE: Duration = Duration::from_secs(30);
 /// and 3.2-3.4 reading into a mapping of the part instead (the kernel
 /// zeroes and maps each new page first): `docs/files.md`, "Parallelism".
 const READ_CHUNK: usize = 1 << 20;
-
-/// Most bytes per write into a part file.
-const WRITE_MAX: usize = 1 << 20;
-
-/// Bytes per write into a part file: up to [`WRITE_MAX`], or less where
-/// the VM hands free memory back to its host
-/// ([`crate::vm::page_cache_write`]).
-fn write_chunk() -> usize {
-    crate::vm::page_cache_write(WRITE_MAX)
-}
 
 /// How long a piece call may wait for a free file-server worker.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -233,7 +223,7 @@ impl Link {
         }
         sink.hasher.update(data);
         let _g = sink.writing.lock().unwrap_or_else(|p| p.into_inner());
-        let stored = write_in_chunks(sink.file, data, sink.off).map(|()| sink.hasher.finish());
+        let stored = part::write_at(sink.file, data, sink.off).map(|()| sink.hasher.finish());
         Ok(Arrived { claimed, stored })
     }
 
@@ -249,7 +239,7 @@ impl Link {
             if failed.is_none() {
                 sink.hasher.update(&self.buf[..n]);
                 let _g = sink.writing.lock().unwrap_or_else(|p| p.into_inner());
-                failed = write_in_chunks(sink.file, &self.buf[..n], sink.off + done as u64).err();
+                failed = part::write_at(sink.file, &self.buf[..n], sink.off + done as u64).err();
             }
             done += n;
         }
@@ -347,15 +337,6 @@ impl Link {
     fn write(&self, head: &Json, payload: &[u8]) -> Result<()> {
         Ok(write_frame(&self.writer, head, payload)?)
     }
-}
-
-/// Writes `data` to `file` at `off`, [`write_chunk`] bytes per write.
-fn write_in_chunks(file: &File, data: &[u8], off: u64) -> io::Result<()> {
-    let chunk = write_chunk();
-    for (i, part) in data.chunks(chunk).enumerate() {
-        file.write_all_at(part, off + (i * chunk) as u64)?;
-    }
-    Ok(())
 }
 
 fn lost(e: &io::Error) -> Error {

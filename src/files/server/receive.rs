@@ -15,7 +15,7 @@ use crate::files::wire::{Fields, bytes_value, encode_map};
 use crate::files::{Error, Result};
 use crate::value::Value;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The identity fields every upload call carries.
@@ -120,7 +120,7 @@ pub fn piece(root: &Root, f: &Fields<'_>) -> Result<PooledBuf> {
     }
     let file = open_existing(&p, &path)?;
     let io = |e: std::io::Error| Error::io(format!("'{path}'"), &e);
-    file.write_all_at(data, off).map_err(io)?;
+    part::write_at(&file, data, off).map_err(io)?;
     Manifest::append(&m)
         .and_then(|man| man.record(index, &hash))
         .map_err(io)?;
@@ -188,8 +188,8 @@ pub fn whole(root: &Root, f: &Fields<'_>) -> Result<PooledBuf> {
     let (dir, name) = root.dir_for_write(&path)?;
     let p = part::unique_part(&dir, &name);
     let io = |e: std::io::Error| Error::io(format!("'{path}'"), &e);
-    let written = part::create_new(&p).and_then(|mut file| {
-        std::io::Write::write_all(&mut file, data)?;
+    let written = part::create_new(&p).and_then(|file| {
+        part::write_at(&file, data, 0)?;
         part::commit(&file, &p, &dir.join(&name), None, mode, mtime)
     });
     if let Err(e) = written {
