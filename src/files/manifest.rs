@@ -20,7 +20,7 @@
 //! transfer re-reads every listed piece from the part file and keeps only
 //! those whose hash still matches.
 
-use super::hash::{PieceHash, from_hex, hex, piece_hash, piece_range, pieces};
+use super::hash::{PieceHash, PieceHasher, from_hex, hex, piece_range, pieces};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -113,7 +113,9 @@ pub fn verified_pieces(path: &Path, part: &File, id: &Identity) -> Option<Vec<Op
     let mut out: Vec<Option<PieceHash>> = vec![None; n as usize];
     // Only whole lines: the last may be torn by a crash.
     let whole = &records[..records.rfind('\n').map_or(0, |i| i + 1)];
-    let mut buf = Vec::new();
+    // The first record of a piece is the one checked.
+    let mut seen = vec![false; n as usize];
+    let mut claimed = Vec::new();
     for line in whole.lines() {
         let Some((i, h)) = line.split_once(' ') else {
             continue;
@@ -121,19 +123,85 @@ pub fn verified_pieces(path: &Path, part: &File, id: &Identity) -> Option<Vec<Op
         let (Ok(i), Some(h)) = (i.parse::<u64>(), from_hex(h)) else {
             continue;
         };
-        if i >= n || out[i as usize].is_some() {
+        if i >= n || std::mem::replace(&mut seen[i as usize], true) {
             continue;
         }
-        let (off, len) = piece_range(id.size, id.piece, i);
-        buf.resize(len as usize, 0);
-        if part.read_exact_at(&mut buf, off).is_err() {
-            continue;
-        }
-        if piece_hash(&buf, id.size, id.piece, i) == h {
+        claimed.push((i, h));
+    }
+    let bytes = claimed
+        .iter()
+        .map(|&(i, _)| piece_range(id.size, id.piece, i).1)
+        .sum();
+    let intact = check_pieces(part, id, &claimed, check_threads(bytes));
+    for (&(i, h), ok) in claimed.iter().zip(intact) {
+        if ok {
             out[i as usize] = Some(h);
         }
     }
     Some(out)
+}
+
+/// Bytes read and hashed at a time when checking a piece: small enough
+/// to stay in a core's cache from the read to the hash.
+const CHECK_CHUNK: usize = 256 << 10;
+
+/// Bytes of pieces worth a thread of their own when checking.
+const CHECK_BYTES_PER_THREAD: u64 = 16 << 20;
+
+/// Threads to check `bytes` of pieces with: one per core for a large
+/// file. The check runs when a transfer starts or commits, with nothing
+/// else of that transfer waiting on the cores; a 2 GiB upload's commit
+/// took 1.7 s on one core.
+fn check_threads(bytes: u64) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min((bytes / CHECK_BYTES_PER_THREAD) as usize).max(1)
+}
+
+/// Whether each of the `claimed` pieces, with its hash, is intact in
+/// `part`: read back and hashed on `threads` threads, each taking a run
+/// of consecutive pieces.
+fn check_pieces(
+    part: &File,
+    id: &Identity,
+    claimed: &[(u64, PieceHash)],
+    threads: usize,
+) -> Vec<bool> {
+    let check = |run: &[(u64, PieceHash)]| -> Vec<bool> {
+        let mut buf = vec![0; CHECK_CHUNK.min(id.piece as usize)];
+        run.iter()
+            .map(|(i, h)| piece_intact(part, id, *i, h, &mut buf))
+            .collect()
+    };
+    if threads <= 1 || claimed.len() <= 1 {
+        return check(claimed);
+    }
+    let per = claimed.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let runs: Vec<_> = claimed
+            .chunks(per)
+            .map(|run| (run.len(), s.spawn(move || check(run))))
+            .collect();
+        runs.into_iter()
+            // A thread that died checked nothing: its pieces are sent again.
+            .flat_map(|(len, t)| t.join().unwrap_or_else(|_| vec![false; len]))
+            .collect()
+    })
+}
+
+/// Whether piece `index` of `part` has the hash `want`, read through `buf`.
+fn piece_intact(part: &File, id: &Identity, index: u64, want: &PieceHash, buf: &mut [u8]) -> bool {
+    let (off, len) = piece_range(id.size, id.piece, index);
+    let mut h = PieceHasher::new(id.size, id.piece, index);
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        if part.read_exact_at(&mut buf[..n], off + done).is_err() {
+            return false;
+        }
+        h.update(&buf[..n]);
+        done += n as u64;
+    }
+    h.finish() == *want
 }
 
 /// The identity in the header of the manifest at `path`, if there is one.
@@ -180,6 +248,52 @@ pub fn is_for(path: &Path, id: &Identity) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::hash::piece_hash;
+
+    #[test]
+    fn pieces_are_checked_alike_on_any_number_of_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p");
+        // 11 pieces, the last short; each piece is read in several rounds.
+        let piece = CHECK_CHUNK as u64 * 2;
+        let size = piece * 10 + 777;
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let part = File::open(&p).unwrap();
+        let id = Identity {
+            size,
+            mtime_ns: 1,
+            piece,
+        };
+        let hash = |i: u64| {
+            let (o, n) = piece_range(size, piece, i);
+            piece_hash(&data[o as usize..(o + n) as usize], size, piece, i)
+        };
+        // Pieces 3 and 9 were recorded with hashes their bytes do not have.
+        let claimed: Vec<_> = [0, 1, 2, 3, 4, 5, 7, 8, 9, 10]
+            .iter()
+            .map(|&i| {
+                (
+                    i,
+                    if i == 3 || i == 9 {
+                        hash(i - 1)
+                    } else {
+                        hash(i)
+                    },
+                )
+            })
+            .collect();
+        let want: Vec<bool> = claimed.iter().map(|&(i, _)| i != 3 && i != 9).collect();
+        for threads in [1, 2, 3, 4, 20] {
+            assert_eq!(
+                check_pieces(&part, &id, &claimed, threads),
+                want,
+                "{threads} threads"
+            );
+        }
+        assert_eq!(check_threads(0), 1);
+        assert!(check_threads(u64::MAX) >= 1);
+    }
 
     #[test]
     fn records_survive_reopen_and_are_rechecked() {
