@@ -11,7 +11,7 @@
 //! for go to a small pool shared by all threads, which threads take from
 //! when their own has nothing that fits.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::TryReserveError;
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
@@ -30,6 +30,18 @@ const SHARED_BYTES: usize = 64 << 20;
 
 thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// False once this thread's freed buffers go to the shared pool.
+    static KEEPS_OWN: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Buffers freed on this thread from now on go to the shared pool (or
+/// are freed when it is full), never to this thread's own: for a thread
+/// that frees buffers other threads filled, such as a file server's
+/// worker freeing the uploaded pieces its broker read. In the thread's
+/// own pool they would wait for allocations it never makes: eight
+/// workers held 64 MB that way after one upload.
+pub fn share_what_this_thread_frees() {
+    KEEPS_OWN.set(false);
 }
 
 /// Buffers no thread's own pool had room for.
@@ -163,6 +175,9 @@ impl Drop for PooledBuf {
             return;
         }
         let v = std::mem::take(&mut self.0);
+        if !KEEPS_OWN.try_with(Cell::get).unwrap_or(true) {
+            return share(v);
+        }
         // try_with: the pool may already be gone while the thread exits.
         let left = POOL
             .try_with(|p| {
@@ -254,6 +269,39 @@ mod tests {
         assert!(
             reused,
             "a buffer dropped on another thread was never taken again"
+        );
+    }
+
+    /// A thread that shares what it frees keeps none of it: its buffer
+    /// is taken again while the thread still runs.
+    #[test]
+    fn a_sharing_thread_keeps_nothing_it_frees() {
+        let size = 6 << 20;
+        let reused = (0..20).any(|_| {
+            let (freed_tx, freed_rx) = std::sync::mpsc::channel();
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+            let t = std::thread::spawn(move || {
+                share_what_this_thread_frees();
+                let b = PooledBuf::with_len(size);
+                let ptr = b.as_ptr() as usize;
+                drop(b);
+                freed_tx.send(ptr).unwrap();
+                // Alive until the check is over: a buffer kept in this
+                // thread's pool cannot be freed and handed out again.
+                let _ = done_rx.recv();
+            });
+            let ptr = freed_rx.recv().unwrap();
+            let taken: Vec<PooledBuf> = (0..SHARED_SLOTS)
+                .map(|_| PooledBuf::with_len(size))
+                .collect();
+            let found = taken.iter().any(|b| b.as_ptr() as usize == ptr);
+            done_tx.send(()).unwrap();
+            t.join().unwrap();
+            found
+        });
+        assert!(
+            reused,
+            "a buffer freed on a sharing thread was never taken again"
         );
     }
 

@@ -144,7 +144,11 @@ impl FileServer {
         let (ctx, stop) = (ctx.clone(), self.stop.clone());
         let t = std::thread::Builder::new()
             .name("dime-files".into())
-            .spawn(move || work(&source, &ctx, &stop))
+            .spawn(move || {
+                // The pieces of an upload are read by the broker's thread.
+                crate::buffer::share_what_this_thread_frees();
+                work(&source, &ctx, &stop)
+            })
             .map_err(|e| Error::Io(format!("cannot start a worker thread: {e}")))?;
         self.workers.push(t);
         Ok(())
