@@ -10,6 +10,8 @@
 //!    Targets: ≥ 0.8× the raw rate; the server's peak RSS under 100 MB.
 //!    The first run is also shown on its own: the server reads and hashes
 //!    each piece then, and sends later runs with the hashes it kept.
+//!    The same file is then uploaded to a `--writable` server (`dime
+//!    put`, 3 runs), shown against the same raw floor, with no target.
 //! 2. 10,000 files of 10 KB (`DIME_BENCH_SMALL_FILES`) over 4 connections
 //!    against pynetwork 2.4 with 4 clients (`benches/pynetwork_files.py`).
 //!    Target: ≥ 10× pynetwork's files/s. pynetwork runs from a Python that
@@ -67,18 +69,20 @@ fn make_file(path: &Path, len: usize, seed: u64) {
     }
 }
 
-/// `dime files serve ROOT --listen tcp:127.0.0.1:0`, and its address.
+/// `dime files serve ROOT --listen tcp:127.0.0.1:0` (`--writable` for
+/// uploads), and its address.
 struct FileServer {
     child: Child,
     address: String,
 }
 
 impl FileServer {
-    fn start(root: &Path) -> FileServer {
+    fn start(root: &Path, writable: bool) -> FileServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dime"))
             .args(["files", "serve"])
             .arg(root)
             .args(["--listen", "tcp:127.0.0.1:0"])
+            .args(writable.then_some("--writable"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -180,6 +184,28 @@ fn raw_copy(src: &Path, dest: &Path, hash: bool) -> f64 {
     }
     drop(s);
     receiver.join().unwrap();
+    t.elapsed().as_secs_f64()
+}
+
+/// `dime put` of `src` into directory `into` of the file server at
+/// `address`; seconds taken.
+fn ours_up(address: &str, src: &Path, into: &str) -> f64 {
+    let opts = TransferOptions {
+        connections: CONNECTIONS,
+        ..TransferOptions::default()
+    };
+    let (base, name) = (src.parent().unwrap(), src.file_name().unwrap());
+    let t = Instant::now();
+    dime::files::upload(
+        address,
+        "files",
+        &Selection::Paths(vec![name.to_str().unwrap().into()]),
+        base,
+        into,
+        &opts,
+        None,
+    )
+    .expect("upload");
     t.elapsed().as_secs_f64()
 }
 
@@ -323,7 +349,7 @@ fn main() {
         );
     }
     println!("made the files in {:.1} s", t0.elapsed().as_secs_f64());
-    let server = FileServer::start(&root);
+    let server = FileServer::start(&root, false);
 
     // 1. One large file.
     let dest = scratch.path().join("dest");
@@ -414,6 +440,29 @@ fn main() {
         "   pairs: median {median_pair:.3}x, worst {worst:.3}x; load average {} at the end",
         load_average()
     );
+
+    // 1b. The same file uploaded, to a writable server of its own (no
+    // target: shown beside the same run's raw floor).
+    let up_root = scratch.path().join("up");
+    fs::create_dir_all(&up_root).unwrap();
+    let up_server = FileServer::start(&up_root, true);
+    let mut up = Vec::new();
+    for _ in 0..REPEATS {
+        flush_to_disk();
+        up.push(ours_up(&up_server.address, &root.join("big.bin"), "in"));
+        assert_eq!(
+            fs::metadata(up_root.join("in/big.bin")).unwrap().len(),
+            size as u64
+        );
+        fs::remove_dir_all(up_root.join("in")).unwrap();
+    }
+    let up_rate = gb / median(&up);
+    println!(
+        "   dime put, {CONNECTIONS} connections, BLAKE3-checked           {up_rate:>7.2} GB/s ({:.3}x raw; median of {REPEATS}, no target), server peak RSS {:.1} MB",
+        up_rate / raw_rate,
+        up_server.peak_rss_mb()
+    );
+    drop(up_server);
 
     // 2. Many small files.
     if small == 0 {
