@@ -422,6 +422,58 @@ fn paths_outside_the_root_are_refused() {
     assert_eq!(tree(outside.path()), ["secret"], "nothing written outside");
 }
 
+/// A file of more pieces than any transfer cuts (here 8 TiB in 1 KiB
+/// pieces) is refused at its first call: checking it would need a hash
+/// slot per piece, hundreds of gigabytes, and the allocation would
+/// abort the server.
+#[test]
+fn an_upload_of_too_many_pieces_is_refused_and_the_server_carries_on() {
+    let s = Setup::new();
+    let _server = s.serve(true);
+    let rpc = dime::rpc::Rpc::connect(&s.srv.unix(), Default::default()).unwrap();
+    let huge = 8u64 << 40;
+    for f in ["files.put_begin", "files.put_commit", "files.put_piece"] {
+        let args = dime::files::wire::encode_map(vec![
+            ("path", "big.bin".into()),
+            ("size", dime::Value::U64(huge)),
+            ("mtime_ns", dime::Value::I64(0)),
+            ("mode", dime::Value::U32(0o644)),
+            ("piece", dime::Value::U64(1 << 10)),
+            ("index", dime::Value::U64(0)),
+            ("hash", dime::files::wire::bytes_value(&[0; 32])),
+            ("data", dime::files::wire::bytes_value(&[0; 1024])),
+        ])
+        .unwrap();
+        let r = rpc.call_encoded(f, &args, None).unwrap();
+        match r.result(Some(Duration::from_secs(5))).unwrap() {
+            Err(dime::rpc::CallError::Remote {
+                error_type,
+                message,
+                ..
+            }) => {
+                assert_eq!(error_type, "ValueError", "{f}: {message}");
+                assert!(message.contains("use larger pieces"), "{f}: {message}");
+            }
+            other => panic!("{f}: {other:?}"),
+        }
+    }
+    assert!(tree(s.root.path()).is_empty(), "nothing was begun");
+    // The server still serves.
+    let src = tempfile::tempdir().unwrap();
+    write(&src.path().join("x.txt"), b"x", 0o644, 1_600_000_000);
+    upload(
+        &s.srv.unix(),
+        "files",
+        &Selection::Paths(vec!["x.txt".into()]),
+        src.path(),
+        "",
+        &opts(1),
+        None,
+    )
+    .unwrap();
+    assert_eq!(fs::read(s.root.path().join("x.txt")).unwrap(), b"x");
+}
+
 #[test]
 fn a_read_only_server_refuses_uploads() {
     let s = Setup::new();

@@ -27,6 +27,24 @@ pub const MAX_PIECE: u64 = 64 << 20;
 /// ran about 3% faster), and a resume still redoes at most 2 MiB a piece.
 pub const DEFAULT_PIECE: u64 = 2 << 20;
 
+/// Most pieces one file is cut into. Whoever checks a file keeps a hash
+/// per piece (a file server, 33 bytes a piece while it checks an
+/// upload), so no size a peer claims can make it allocate more than
+/// about 35 MB. At the default 2 MiB a piece that is a file of 2 TiB;
+/// larger files take larger pieces ([`piece_for`]), up to 64 TiB.
+pub const MAX_PIECES: u64 = 1 << 20;
+
+/// The piece size for a file of `len` bytes: `wanted`, or the smallest
+/// larger valid size that cuts it into at most [`MAX_PIECES`] pieces
+/// ([`MAX_PIECE`] for a file too large for any).
+pub fn piece_for(len: u64, wanted: u64) -> u64 {
+    let mut piece = wanted;
+    while pieces(len, piece) > MAX_PIECES && piece < MAX_PIECE {
+        piece *= 2;
+    }
+    piece
+}
+
 /// True for a usable piece size: a power of two from 1 KiB to 64 MiB.
 pub fn valid_piece_size(piece: u64) -> bool {
     piece.is_power_of_two() && (MIN_PIECE..=MAX_PIECE).contains(&piece)
@@ -138,6 +156,32 @@ pub fn from_hex(s: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_file_takes_pieces_large_enough_for_the_most_pieces() {
+        let gib = 1u64 << 30;
+        // At most 2 TiB in 2 MiB pieces: as asked.
+        assert_eq!(piece_for(2048 * gib, DEFAULT_PIECE), DEFAULT_PIECE);
+        assert_eq!(piece_for(0, MIN_PIECE), MIN_PIECE);
+        // One byte more takes twice the size.
+        assert_eq!(piece_for(2048 * gib + 1, DEFAULT_PIECE), 2 * DEFAULT_PIECE);
+        assert_eq!(piece_for(10 * gib, MIN_PIECE), 16 << 10);
+        for len in [gib, 3000 * gib, 64 * 1024 * gib] {
+            let p = piece_for(len, MIN_PIECE);
+            assert!(
+                valid_piece_size(p) && pieces(len, p) <= MAX_PIECES,
+                "{len}: {p}"
+            );
+            assert!(
+                p == MIN_PIECE || pieces(len, p / 2) > MAX_PIECES,
+                "{len}: {p} is not the smallest"
+            );
+        }
+        // Beyond 64 TiB no size is enough: the largest, which checkers refuse.
+        let p = piece_for(u64::MAX, DEFAULT_PIECE);
+        assert_eq!(p, MAX_PIECE);
+        assert!(pieces(u64::MAX, p) > MAX_PIECES);
+    }
 
     fn by_pieces(data: &[u8], piece: u64) -> blake3::Hash {
         let len = data.len() as u64;

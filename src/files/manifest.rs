@@ -20,7 +20,7 @@
 //! transfer re-reads every listed piece from the part file and keeps only
 //! those whose hash still matches.
 
-use super::hash::{PieceHash, PieceHasher, from_hex, hex, piece_range, pieces};
+use super::hash::{MAX_PIECES, PieceHash, PieceHasher, from_hex, hex, piece_range, pieces};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -110,6 +110,10 @@ pub fn verified_pieces(path: &Path, part: &File, id: &Identity) -> Option<Vec<Op
         .ok()?;
     let records = text.strip_prefix(&id.header())?;
     let n = id.pieces();
+    // Never ours: no transfer cuts a file into more.
+    if n > MAX_PIECES {
+        return None;
+    }
     let mut out: Vec<Option<PieceHash>> = vec![None; n as usize];
     // Only whole lines: the last may be torn by a crash.
     let whole = &records[..records.rfind('\n').map_or(0, |i| i + 1)];

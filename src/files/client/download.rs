@@ -10,7 +10,9 @@ use super::link::{Arrived, Link, Reply, Sink};
 use super::pool::Pool;
 use super::{ProgressFn, Summary, TransferOptions};
 use crate::client::ConnectOptions;
-use crate::files::hash::{PieceHash, PieceHasher, file_hash, piece_range, pieces};
+use crate::files::hash::{
+    MAX_PIECES, PieceHash, PieceHasher, file_hash, piece_for, piece_range, pieces,
+};
 use crate::files::manifest::{self, Identity, Manifest};
 use crate::files::paths::{relative, to_wire};
 use crate::files::select::{Selection, mtime_ns};
@@ -369,8 +371,15 @@ fn plan(
         let (_, m) = part::paths(&dir, name);
         let piece = manifest::identity_of(&m)
             .filter(|id| id.size == entry.size && id.mtime_ns == entry.mtime_ns)
-            .map_or(piece, |id| id.piece);
+            .map_or_else(|| piece_for(entry.size, piece), |id| id.piece);
         let n = pieces(entry.size, piece);
+        if n > MAX_PIECES {
+            refused.push(Error::InvalidInput(format!(
+                "'{}' is listed at {} bytes: more than {MAX_PIECES} pieces of {piece}",
+                entry.rel, entry.size
+            )));
+            continue;
+        }
         let mut f = Incoming {
             piece,
             dir,

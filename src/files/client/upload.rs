@@ -7,7 +7,9 @@ use super::engine::{self, Counters};
 use super::pool::Pool;
 use super::{ProgressFn, Summary, TransferOptions};
 use crate::client::rpc::Rpc;
-use crate::files::hash::{PieceHash, file_hash, piece_hash, piece_range, pieces};
+use crate::files::hash::{
+    MAX_PIECES, PieceHash, file_hash, piece_for, piece_hash, piece_range, pieces,
+};
 use crate::files::paths::{Root, relative, to_wire};
 use crate::files::select::{self, Selection, mtime_ns};
 use crate::files::wire::{self, Entry, Fields, append_from_file, bytes_value, encode_with_data};
@@ -123,6 +125,7 @@ pub fn upload(
         }
         let entry = x.entry;
         let i = files.len();
+        let piece = piece_for(entry.size, piece);
         let (piece, have) = if pieces(entry.size, piece) == 1 {
             tasks.push(Task::Whole(i));
             (piece, Vec::new())
@@ -204,9 +207,10 @@ fn begin(pool: &Pool, entry: &Entry, piece: u64) -> Result<(u64, Vec<Option<Piec
     let reply = pool.call(pool.endpoint(0), wire::PUT_BEGIN, &args, None)?;
     let r = Fields::parse(&reply)?;
     let piece = r.u64("piece")?;
-    if !crate::files::hash::valid_piece_size(piece) {
+    if !crate::files::hash::valid_piece_size(piece) || pieces(entry.size, piece) > MAX_PIECES {
         return Err(Error::InvalidInput(format!(
-            "the server asked for pieces of {piece} bytes"
+            "the server asked for pieces of {piece} bytes for '{}' ({} bytes)",
+            entry.path, entry.size
         )));
     }
     let mut have = vec![None; pieces(entry.size, piece) as usize];

@@ -7,7 +7,7 @@
 //! sender's, then mode, time and final name given).
 
 use crate::buffer::PooledBuf;
-use crate::files::hash::{file_hash, hex, piece_hash, piece_range, valid_piece_size};
+use crate::files::hash::{MAX_PIECES, file_hash, hex, piece_hash, piece_range, valid_piece_size};
 use crate::files::manifest::{self, Identity, Manifest};
 use crate::files::part;
 use crate::files::paths::Root;
@@ -29,6 +29,12 @@ fn identity(f: &Fields<'_>) -> Result<Identity> {
         return Err(Error::InvalidInput(format!(
             "{} is not a valid piece size",
             id.piece
+        )));
+    }
+    if id.pieces() > MAX_PIECES {
+        return Err(Error::InvalidInput(format!(
+            "{} bytes in pieces of {} is more than {MAX_PIECES} pieces; use larger pieces",
+            id.size, id.piece
         )));
     }
     Ok(id)
