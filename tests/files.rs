@@ -127,6 +127,21 @@ impl Setup {
             None,
         )
     }
+
+    /// Uploads a file `x.txt` holding `x` to the top of the served tree.
+    fn put_x(&self) -> Result<dime::files::Summary, Error> {
+        let src = tempfile::tempdir().unwrap();
+        write(&src.path().join("x.txt"), b"x", 0o644, 1_600_000_000);
+        upload(
+            &self.srv.unix(),
+            "files",
+            &Selection::Paths(vec!["x.txt".into()]),
+            src.path(),
+            "",
+            &opts(1),
+            None,
+        )
+    }
 }
 
 /// Small pieces, so MB-sized test files travel in many pieces.
@@ -459,18 +474,7 @@ fn an_upload_of_too_many_pieces_is_refused_and_the_server_carries_on() {
     }
     assert!(tree(s.root.path()).is_empty(), "nothing was begun");
     // The server still serves.
-    let src = tempfile::tempdir().unwrap();
-    write(&src.path().join("x.txt"), b"x", 0o644, 1_600_000_000);
-    upload(
-        &s.srv.unix(),
-        "files",
-        &Selection::Paths(vec!["x.txt".into()]),
-        src.path(),
-        "",
-        &opts(1),
-        None,
-    )
-    .unwrap();
+    s.put_x().unwrap();
     assert_eq!(fs::read(s.root.path().join("x.txt")).unwrap(), b"x");
 }
 
@@ -478,17 +482,7 @@ fn an_upload_of_too_many_pieces_is_refused_and_the_server_carries_on() {
 fn a_read_only_server_refuses_uploads() {
     let s = Setup::new();
     let _server = s.serve(false);
-    let src = tempfile::tempdir().unwrap();
-    write(&src.path().join("x.txt"), b"x", 0o644, 1_600_000_000);
-    let r = upload(
-        &s.srv.unix(),
-        "files",
-        &Selection::Paths(vec!["x.txt".into()]),
-        src.path(),
-        "",
-        &opts(1),
-        None,
-    );
+    let r = s.put_x();
     assert!(
         matches!(r, Err(Error::PermissionDenied(ref m)) if m.contains("read-only")),
         "{r:?}"
