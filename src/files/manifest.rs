@@ -183,11 +183,20 @@ fn check_pieces(
     std::thread::scope(|s| {
         let runs: Vec<_> = claimed
             .chunks(per)
-            .map(|run| (run.len(), s.spawn(move || check(run))))
+            .map(|run| {
+                let t = std::thread::Builder::new()
+                    .name("dime-check".into())
+                    .spawn_scoped(s, move || check(run));
+                (run, t.ok())
+            })
             .collect();
         runs.into_iter()
-            // A thread that died checked nothing: its pieces are sent again.
-            .flat_map(|(len, t)| t.join().unwrap_or_else(|_| vec![false; len]))
+            .flat_map(|(run, t)| match t {
+                // A thread that died checked nothing: its pieces are sent again.
+                Some(t) => t.join().unwrap_or_else(|_| vec![false; run.len()]),
+                // No thread to be had: this one checks the run.
+                None => check(run),
+            })
             .collect()
     })
 }
