@@ -482,3 +482,40 @@ fn finish(f: &Incoming, c: &Counters) -> Result<()> {
     c.file_done(true);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::hash::DEFAULT_PIECE;
+
+    /// A hostile or broken server listing a file of more pieces than any
+    /// size fits would have the client allocate a slot per piece: that
+    /// file is refused, and the others go on.
+    #[test]
+    fn a_file_listed_larger_than_any_piece_size_fits_is_refused_alone() {
+        let dest = tempfile::tempdir().unwrap();
+        let entry = |rel: &str, size| Entry {
+            path: rel.into(),
+            rel: rel.into(),
+            size,
+            mode: 0o644,
+            mtime_ns: 1,
+        };
+        let (files, tasks, _, refused) = plan(
+            vec![entry("huge", u64::MAX), entry("small", 10)],
+            dest.path(),
+            DEFAULT_PIECE,
+            &Counters::default(),
+        )
+        .unwrap();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        let e = refused[0].to_string();
+        assert!(e.contains("'huge'") && e.contains("pieces"), "{e}");
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].entry.rel, "small");
+        assert_eq!(tasks.len(), 1);
+        // Nothing was begun for it.
+        let left: Vec<_> = fs::read_dir(dest.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
