@@ -14,6 +14,9 @@
 use blake3::hazmat::{
     ChainingValue, HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_root,
 };
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
 
 /// The hash of one piece (32 bytes).
 pub type PieceHash = [u8; 32];
@@ -106,6 +109,37 @@ impl PieceHasher {
     }
 }
 
+/// Bytes read and hashed at a time when a piece is hashed from its file:
+/// small enough to stay in a core's cache from the read to the hash.
+pub const HASH_CHUNK: usize = 256 << 10;
+
+/// The hash of piece `index` of `file` (`len` bytes cut in `piece`s),
+/// read into `buf` a buffer-full at a time ([`HASH_CHUNK`] bytes suit).
+pub fn piece_hash_in_file(
+    file: &File,
+    len: u64,
+    piece: u64,
+    index: u64,
+    buf: &mut [u8],
+) -> io::Result<PieceHash> {
+    let (off, n) = piece_range(len, piece, index);
+    if buf.is_empty() && n > 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no buffer to read into",
+        ));
+    }
+    let mut h = PieceHasher::new(len, piece, index);
+    let mut done = 0;
+    while done < n {
+        let k = (n - done).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..k], off + done)?;
+        h.update(&buf[..k]);
+        done += k as u64;
+    }
+    Ok(h.finish())
+}
+
 /// The file's BLAKE3 hash from its pieces' hashes, in order (as many as
 /// [`pieces`] says).
 pub fn file_hash(hashes: &[PieceHash]) -> blake3::Hash {
@@ -156,6 +190,28 @@ pub fn from_hex(s: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_piece_hashed_from_its_file_through_any_buffer_is_the_piece_hashed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let (len, piece) = (5000u64, 1024u64);
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let file = File::open(&p).unwrap();
+        for index in 0..pieces(len, piece) {
+            let (o, n) = piece_range(len, piece, index);
+            let want = piece_hash(&data[o as usize..(o + n) as usize], len, piece, index);
+            for size in [3, 1024, HASH_CHUNK] {
+                let got = piece_hash_in_file(&file, len, piece, index, &mut vec![0; size]);
+                assert_eq!(got.unwrap(), want, "piece {index}, buffer {size}");
+            }
+        }
+        assert!(piece_hash_in_file(&file, len, piece, 0, &mut []).is_err());
+        // A file shorter than its listed size fails, as a file cut short.
+        let e = piece_hash_in_file(&file, len + piece, piece, 5, &mut [0; 64]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
 
     #[test]
     fn a_large_file_takes_pieces_large_enough_for_the_most_pieces() {

@@ -20,7 +20,9 @@
 //! transfer re-reads every listed piece from the part file and keeps only
 //! those whose hash still matches.
 
-use super::hash::{MAX_PIECES, PieceHash, PieceHasher, from_hex, hex, piece_range, pieces};
+use super::hash::{
+    HASH_CHUNK, MAX_PIECES, PieceHash, from_hex, hex, piece_hash_in_file, piece_range, pieces,
+};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -145,10 +147,6 @@ pub fn verified_pieces(path: &Path, part: &File, id: &Identity) -> Option<Vec<Op
     Some(out)
 }
 
-/// Bytes read and hashed at a time when checking a piece: small enough
-/// to stay in a core's cache from the read to the hash.
-const CHECK_CHUNK: usize = 256 << 10;
-
 /// Bytes of pieces worth a thread of their own when checking.
 const CHECK_BYTES_PER_THREAD: u64 = 16 << 20;
 
@@ -172,9 +170,11 @@ fn check_pieces(
     threads: usize,
 ) -> Vec<bool> {
     let check = |run: &[(u64, PieceHash)]| -> Vec<bool> {
-        let mut buf = vec![0; CHECK_CHUNK.min(id.piece as usize)];
+        let mut buf = vec![0; HASH_CHUNK.min(id.piece as usize)];
         run.iter()
-            .map(|(i, h)| piece_intact(part, id, *i, h, &mut buf))
+            .map(|(i, h)| {
+                piece_hash_in_file(part, id.size, id.piece, *i, &mut buf).is_ok_and(|got| got == *h)
+            })
             .collect()
     };
     if threads <= 1 || claimed.len() <= 1 {
@@ -200,22 +200,6 @@ fn check_pieces(
             })
             .collect()
     })
-}
-
-/// Whether piece `index` of `part` has the hash `want`, read through `buf`.
-fn piece_intact(part: &File, id: &Identity, index: u64, want: &PieceHash, buf: &mut [u8]) -> bool {
-    let (off, len) = piece_range(id.size, id.piece, index);
-    let mut h = PieceHasher::new(id.size, id.piece, index);
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(buf.len() as u64) as usize;
-        if part.read_exact_at(&mut buf[..n], off + done).is_err() {
-            return false;
-        }
-        h.update(&buf[..n]);
-        done += n as u64;
-    }
-    h.finish() == *want
 }
 
 /// The identity in the header of the manifest at `path`, if there is one.
@@ -269,7 +253,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("p");
         // 11 pieces, the last short; each piece is read in several rounds.
-        let piece = CHECK_CHUNK as u64 * 2;
+        let piece = HASH_CHUNK as u64 * 2;
         let size = piece * 10 + 777;
         let data: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
         std::fs::write(&p, &data).unwrap();

@@ -11,7 +11,7 @@ use super::Reply;
 use super::hash_cache::{PieceHashes, PieceKey};
 use crate::buffer::PooledBuf;
 use crate::files::hash::{
-    PieceHash, PieceHasher, piece_hash, piece_range, pieces, valid_piece_size,
+    HASH_CHUNK, PieceHash, piece_hash, piece_hash_in_file, piece_range, pieces, valid_piece_size,
 };
 use crate::files::paths::Root;
 use crate::files::select::{self, Selection, mtime_ns};
@@ -24,12 +24,8 @@ use crate::value::Value;
 use std::cell::RefCell;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::SystemTime;
-
-/// Bytes hashed per read when a piece stays in its file: small enough to
-/// stay in a core's cache from the read to the hash.
-const HASH_CHUNK: usize = 256 << 10;
 
 thread_local! {
     /// Each worker's buffer for hashing pieces that stay in their file.
@@ -138,13 +134,12 @@ pub fn piece(root: &Root, hashes: &PieceHashes, f: &Fields<'_>, in_file: bool) -
             Some(hash) => hash,
             None => {
                 let started = SystemTime::now();
-                let hash = hash_in_file(
-                    &file,
-                    off,
-                    len as usize,
-                    PieceHasher::new(size, piece, index),
-                )
-                .map_err(io)?;
+                let hash = HASH_BUF
+                    .with_borrow_mut(|buf| {
+                        buf.resize(HASH_CHUNK.min(len as usize).max(1).max(buf.len()), 0);
+                        piece_hash_in_file(&file, size, piece, index, buf)
+                    })
+                    .map_err(io)?;
                 // Written to while being read: the piece may mix two versions.
                 keep(hash, started, &unchanged(&file)?);
                 hash
@@ -174,22 +169,6 @@ pub fn piece(root: &Root, hashes: &PieceHashes, f: &Fields<'_>, in_file: bool) -
         keep(h, started, &after);
     }
     Ok(Reply::Encoded(reply))
-}
-
-/// The hash of `len` bytes of `file` from `off`, read a cache-sized chunk
-/// at a time into this thread's buffer.
-fn hash_in_file(file: &File, off: u64, len: usize, mut h: PieceHasher) -> io::Result<[u8; 32]> {
-    HASH_BUF.with_borrow_mut(|buf| {
-        buf.resize(HASH_CHUNK.min(len.max(1)).max(buf.len()), 0);
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(buf.len());
-            file.read_exact_at(&mut buf[..n], off + done as u64)?;
-            h.update(&buf[..n]);
-            done += n;
-        }
-        Ok(h.finish())
-    })
 }
 
 /// Refuses a file that is no longer the version the client listed.
