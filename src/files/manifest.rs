@@ -119,9 +119,6 @@ pub fn verified_pieces(path: &Path, part: &File, id: &Identity) -> Option<Vec<Op
     let mut out: Vec<Option<PieceHash>> = vec![None; n as usize];
     // Only whole lines: the last may be torn by a crash.
     let whole = &records[..records.rfind('\n').map_or(0, |i| i + 1)];
-    // The first record of a piece is the one checked.
-    let mut seen = vec![false; n as usize];
-    let mut claimed = Vec::new();
     for line in whole.lines() {
         let Some((i, h)) = line.split_once(' ') else {
             continue;
@@ -129,19 +126,25 @@ pub fn verified_pieces(path: &Path, part: &File, id: &Identity) -> Option<Vec<Op
         let (Ok(i), Some(h)) = (i.parse::<u64>(), from_hex(h)) else {
             continue;
         };
-        if i >= n || std::mem::replace(&mut seen[i as usize], true) {
-            continue;
+        // The first record of a piece is the one checked.
+        if let Some(slot @ None) = out.get_mut(i as usize) {
+            *slot = Some(h);
         }
-        claimed.push((i, h));
     }
+    // In file order, so each checking thread reads a run of the part.
+    let claimed: Vec<(u64, PieceHash)> = out
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.map(|h| (i as u64, h)))
+        .collect();
     let bytes = claimed
         .iter()
         .map(|&(i, _)| piece_range(id.size, id.piece, i).1)
         .sum();
     let intact = check_pieces(part, id, &claimed, check_threads(bytes));
-    for (&(i, h), ok) in claimed.iter().zip(intact) {
-        if ok {
-            out[i as usize] = Some(h);
+    for (&(i, _), ok) in claimed.iter().zip(intact) {
+        if !ok {
+            out[i as usize] = None;
         }
     }
     Some(out)
