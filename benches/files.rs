@@ -190,10 +190,6 @@ fn raw_copy(src: &Path, dest: &Path, hash: bool) -> f64 {
 /// `dime put` of `src` into directory `into` of the file server at
 /// `address`; seconds taken.
 fn ours_up(address: &str, src: &Path, into: &str) -> f64 {
-    let opts = TransferOptions {
-        connections: CONNECTIONS,
-        ..TransferOptions::default()
-    };
     let (base, name) = (src.parent().unwrap(), src.file_name().unwrap());
     let t = Instant::now();
     dime::files::upload(
@@ -202,25 +198,29 @@ fn ours_up(address: &str, src: &Path, into: &str) -> f64 {
         &Selection::Paths(vec![name.to_str().unwrap().into()]),
         base,
         into,
-        &opts,
+        &transfer_options(),
         None,
     )
     .expect("upload");
     t.elapsed().as_secs_f64()
 }
 
-fn ours(address: &str, what: &str, dest: &Path) -> f64 {
-    let opts = TransferOptions {
+/// The options every timed transfer here uses: [`CONNECTIONS`] connections.
+fn transfer_options() -> TransferOptions {
+    TransferOptions {
         connections: CONNECTIONS,
         ..TransferOptions::default()
-    };
+    }
+}
+
+fn ours(address: &str, what: &str, dest: &Path) -> f64 {
     let t = Instant::now();
     download(
         address,
         "files",
         &Selection::Paths(vec![what.into()]),
         dest,
-        &opts,
+        &transfer_options(),
         None,
     )
     .expect("download");
